@@ -1,0 +1,100 @@
+//! Command-line arguments (parsed by clap) and the commands they run.
+//!
+//! Arguments are turned into validated settings first (paths, dates, thread
+//! counts), then handed to the library; nothing here knows how a cohort is
+//! computed.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use strata::error::{Error, Result};
+use strata::{dates, engine, output, progress, rules, summary};
+
+#[derive(Parser)]
+#[command(name = "strata", version, about = "Risk stratification for Population Health Management")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Worker threads (default: one per core).
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// Print only warnings and errors; no progress bars, no summary.
+    #[arg(long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a model over a data folder and write cohort lists.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Rule file to run.
+    #[arg(long, default_value = "models/hiu.toml")]
+    pub rules: PathBuf,
+    /// Folder of input Parquet tables.
+    #[arg(long, default_value = "sample-data")]
+    pub data: PathBuf,
+    /// Output folder (replaced whole, atomically).
+    #[arg(long, default_value = "out")]
+    pub out: PathBuf,
+    /// Reference date, YYYY-MM-DD (default: the latest activity date in the data).
+    #[arg(long)]
+    pub as_of: Option<String>,
+}
+
+pub fn run(cli: &Cli) -> Result<()> {
+    let threads = setup_threads(cli.threads)?;
+    match &cli.command {
+        Command::Run(args) => run_model(args, threads, cli.quiet),
+    }
+}
+
+fn setup_threads(requested: Option<usize>) -> Result<usize> {
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = requested {
+        if n == 0 {
+            return Err(Error::usage("--threads must be at least 1"));
+        }
+        builder = builder.num_threads(n);
+    }
+    builder
+        .build_global()
+        .map_err(|e| Error::Internal(format!("starting the thread pool: {e}")))?;
+    Ok(rayon::current_num_threads())
+}
+
+fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<()> {
+    let as_of = match &args.as_of {
+        Some(text) => Some(dates::parse_date(text).ok_or_else(|| {
+            Error::usage(format!("--as-of `{text}` is not a date")).with_help("write it as YYYY-MM-DD, e.g. 2025-03-31")
+        })?),
+        None => None,
+    };
+    let model = rules::load(&args.rules)?;
+    tracing::info!(model = %model.meta.name, rules = %args.rules.display(), data = %args.data.display(), threads, "starting run");
+    let results = engine::run(&model, &args.data, as_of, &progress::Terminal::new(quiet))?;
+    if results.plan.as_of_inferred {
+        tracing::info!(as_of = %results.plan.as_of, "as-of date taken from the latest activity in the data");
+    }
+    for (stage, took) in &results.timings {
+        tracing::info!(stage, seconds = took.as_secs_f64(), "stage done");
+    }
+    let info = output::RunInfo { data: &args.data, threads };
+    let manifest = output::write(&results, &args.out, &info)?;
+    if !quiet {
+        print_stdout(&summary::render(&manifest, &args.out));
+    }
+    Ok(())
+}
+
+/// Prints to stdout; a closed pipe (`strata run | head`) is not an error.
+fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+}
+

@@ -1,0 +1,124 @@
+//! Calendar arithmetic: dates as days since 1970-01-01 (Arrow's `Date32`),
+//! ages in completed years, and the exact windows rule files ask for.
+//!
+//! Everything the engine compares is an `i32` day number, so the hot loops
+//! never touch a calendar; the calendar is only consulted here, once per run
+//! (window starts) or once per person (ages).
+
+use chrono::{Datelike, Months, NaiveDate};
+
+/// Days since the Unix epoch, as stored in Arrow `Date32` columns.
+pub type Day = i32;
+
+const EPOCH_DAYS_FROM_CE: i32 = 719_163;
+
+pub fn to_day(date: NaiveDate) -> Day {
+    date.num_days_from_ce() - EPOCH_DAYS_FROM_CE
+}
+
+pub fn from_day(day: Day) -> NaiveDate {
+    NaiveDate::from_num_days_from_ce_opt(day + EPOCH_DAYS_FROM_CE)
+        .expect("a Date32 day number is always within chrono's range")
+}
+
+/// Parses `YYYY-MM-DD`, the only date format strata accepts from people.
+pub fn parse_date(text: &str) -> Option<NaiveDate> {
+    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()
+}
+
+/// Age in completed years on `as_of`. A person born on 29 February has their
+/// birthday on 1 March in non-leap years (they are not a year older until the
+/// day after 28 February has passed).
+pub fn age_on(birth: NaiveDate, as_of: NaiveDate) -> i64 {
+    let mut years = i64::from(as_of.year() - birth.year());
+    if (as_of.month(), as_of.day()) < (birth.month(), birth.day()) {
+        years -= 1;
+    }
+    years
+}
+
+/// A look-back period ending on the as-of date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Window {
+    /// Everything recorded up to and including the as-of date.
+    Ever,
+    Days(u32),
+    Months(u32),
+    Years(u32),
+}
+
+impl Window {
+    /// The first day *outside* the window: events must be strictly after it.
+    /// `None` for [`Window::Ever`].
+    pub fn exclusive_start(self, as_of: NaiveDate) -> Option<Day> {
+        let start = match self {
+            Window::Ever => return None,
+            Window::Days(n) => as_of - chrono::Days::new(u64::from(n)),
+            // chrono clamps to the month's last day (31 March - 1 month = 28/29 February).
+            Window::Months(n) => as_of - Months::new(n),
+            Window::Years(n) => as_of - Months::new(n.saturating_mul(12)),
+        };
+        Some(to_day(start))
+    }
+
+    /// Human wording, used in docs and reasons.
+    pub fn describe(self) -> String {
+        match self {
+            Window::Ever => "ever".to_string(),
+            Window::Days(n) => format!("last {n} days"),
+            Window::Months(n) => format!("last {n} months"),
+            Window::Years(n) => format!("last {n} years"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        parse_date(s).unwrap()
+    }
+
+    #[test]
+    fn day_numbers_match_arrow_epoch() {
+        assert_eq!(to_day(d("1970-01-01")), 0);
+        assert_eq!(to_day(d("1970-01-02")), 1);
+        assert_eq!(to_day(d("1969-12-31")), -1);
+        assert_eq!(from_day(to_day(d("2024-02-29"))), d("2024-02-29"));
+    }
+
+    #[test]
+    fn age_is_completed_years() {
+        assert_eq!(age_on(d("2000-03-01"), d("2025-03-01")), 25);
+        assert_eq!(age_on(d("2000-03-01"), d("2025-02-28")), 24);
+        assert_eq!(age_on(d("2004-02-29"), d("2025-02-28")), 20);
+        assert_eq!(age_on(d("2004-02-29"), d("2025-03-01")), 21);
+        assert_eq!(age_on(d("2004-02-29"), d("2024-02-29")), 20);
+    }
+
+    #[test]
+    fn windows_start_exclusively() {
+        let as_of = d("2025-03-31");
+        assert_eq!(Window::Ever.exclusive_start(as_of), None);
+        assert_eq!(
+            Window::Days(365).exclusive_start(as_of),
+            Some(to_day(d("2024-03-31")))
+        );
+        assert_eq!(
+            Window::Months(1).exclusive_start(as_of),
+            Some(to_day(d("2025-02-28")))
+        );
+        assert_eq!(
+            Window::Years(2).exclusive_start(d("2024-02-29")),
+            Some(to_day(d("2022-02-28")))
+        );
+    }
+
+    #[test]
+    fn parse_rejects_other_formats() {
+        assert!(parse_date("2025-13-01").is_none());
+        assert!(parse_date("01/02/2025").is_none());
+        assert_eq!(parse_date(" 2025-01-02 "), Some(d("2025-01-02")));
+    }
+}

@@ -1,0 +1,244 @@
+//! Per-person aggregate state, shared by all scan tasks.
+//!
+//! State lives in dense arrays indexed by person (see
+//! [`crate::input::population`]) and is updated with relaxed atomics: every
+//! update (add, min, max) is commutative, so the result does not depend on
+//! which task saw an event first, and no merge step is needed. Distinct
+//! counts collect `(person, item)` pairs, deduplicated per task and again at
+//! the end, which keeps memory proportional to distinct matches, not events.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array};
+
+use crate::rules::Aggregate;
+use crate::rules::check::Type;
+
+pub enum State {
+    Count(Vec<AtomicU32>),
+    /// Sorted, deduplicated `person << 32 | item` keys gathered from tasks.
+    Distinct(Mutex<Vec<u64>>),
+    MinDay(Vec<AtomicI32>),
+    MaxDay(Vec<AtomicI32>),
+    MinInt(Vec<AtomicI64>),
+    MaxInt(Vec<AtomicI64>),
+    /// f64 bits; updated by compare-and-swap.
+    MinFloat(Vec<AtomicU64>),
+    MaxFloat(Vec<AtomicU64>),
+}
+
+const NO_FLOAT: u64 = u64::MAX; // a NaN pattern never produced by the data path
+
+impl State {
+    /// State for `aggregate` over `persons`; `column` is the type of the
+    /// reduced column for `min`/`max`.
+    pub fn new(aggregate: Aggregate, column: Option<Type>, persons: usize) -> State {
+        fn filled<T>(n: usize, f: impl Fn() -> T) -> Vec<T> {
+            (0..n).map(|_| f()).collect()
+        }
+        match aggregate {
+            Aggregate::Count | Aggregate::Exists => State::Count(filled(persons, || AtomicU32::new(0))),
+            Aggregate::CountDistinctCodes
+            | Aggregate::CountDistinctCategories
+            | Aggregate::SumDistinctWeights => State::Distinct(Mutex::new(Vec::new())),
+            Aggregate::FirstDate => State::MinDay(filled(persons, || AtomicI32::new(i32::MAX))),
+            Aggregate::LastDate => State::MaxDay(filled(persons, || AtomicI32::new(i32::MIN))),
+            Aggregate::Min | Aggregate::Max => {
+                let min = aggregate == Aggregate::Min;
+                match column {
+                    Some(Type::Date) if min => State::MinDay(filled(persons, || AtomicI32::new(i32::MAX))),
+                    Some(Type::Date) => State::MaxDay(filled(persons, || AtomicI32::new(i32::MIN))),
+                    Some(Type::Float) if min => State::MinFloat(filled(persons, || AtomicU64::new(NO_FLOAT))),
+                    Some(Type::Float) => State::MaxFloat(filled(persons, || AtomicU64::new(NO_FLOAT))),
+                    _ if min => State::MinInt(filled(persons, || AtomicI64::new(i64::MAX))),
+                    _ => State::MaxInt(filled(persons, || AtomicI64::new(i64::MIN))),
+                }
+            }
+        }
+    }
+
+    #[inline]
+    pub fn count(&self, person: u32) {
+        if let State::Count(v) = self {
+            v[person as usize].fetch_add(1, Relaxed);
+        }
+    }
+
+    #[inline]
+    pub fn day(&self, person: u32, day: i32) {
+        match self {
+            State::MinDay(v) => {
+                v[person as usize].fetch_min(day, Relaxed);
+            }
+            State::MaxDay(v) => {
+                v[person as usize].fetch_max(day, Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    #[inline]
+    pub fn int(&self, person: u32, value: i64) {
+        match self {
+            State::MinInt(v) => {
+                v[person as usize].fetch_min(value, Relaxed);
+            }
+            State::MaxInt(v) => {
+                v[person as usize].fetch_max(value, Relaxed);
+            }
+            _ => {}
+        }
+    }
+
+    #[inline]
+    pub fn float(&self, person: u32, value: f64) {
+        let (slot, min) = match self {
+            State::MinFloat(v) => (&v[person as usize], true),
+            State::MaxFloat(v) => (&v[person as usize], false),
+            _ => return,
+        };
+        if value.is_nan() {
+            return;
+        }
+        let _ = slot.fetch_update(Relaxed, Relaxed, |bits| {
+            let better = bits == NO_FLOAT
+                || if min {
+                    value < f64::from_bits(bits)
+                } else {
+                    value > f64::from_bits(bits)
+                };
+            better.then_some(value.to_bits())
+        });
+    }
+
+    /// Adds one task's `person << 32 | item` keys.
+    pub fn merge_distinct(&self, mut keys: Vec<u64>) {
+        if let State::Distinct(all) = self {
+            keys.sort_unstable();
+            keys.dedup();
+            all.lock().expect("no task panics while holding the lock").extend(keys);
+        }
+    }
+
+    /// The per-person result column. `weights`/`categories` describe the
+    /// code list's items for distinct aggregates.
+    pub fn finish(self, aggregate: Aggregate, weights: &[f64], categories: &[Option<u32>], persons: usize) -> ArrayRef {
+        match self {
+            State::Count(v) => {
+                if aggregate == Aggregate::Exists {
+                    Arc::new(BooleanArray::from_iter(v.into_iter().map(|c| Some(c.into_inner() > 0))))
+                } else {
+                    Arc::new(Int64Array::from_iter_values(v.into_iter().map(|c| i64::from(c.into_inner()))))
+                }
+            }
+            State::Distinct(keys) => {
+                let mut keys = keys.into_inner().expect("no task panics while holding the lock");
+                if aggregate == Aggregate::CountDistinctCategories {
+                    // Map codes to their categories, then deduplicate again.
+                    for k in &mut keys {
+                        let category = categories[(*k & 0xFFFF_FFFF) as usize].unwrap_or(0);
+                        *k = (*k & !0xFFFF_FFFF) | u64::from(category);
+                    }
+                }
+                keys.sort_unstable();
+                keys.dedup();
+                if aggregate == Aggregate::SumDistinctWeights {
+                    // Summed in ascending item order per person: deterministic.
+                    let mut sums = vec![0.0f64; persons];
+                    for k in keys {
+                        sums[(k >> 32) as usize] += weights[(k & 0xFFFF_FFFF) as usize];
+                    }
+                    Arc::new(Float64Array::from(sums))
+                } else {
+                    let mut counts = vec![0i64; persons];
+                    for k in keys {
+                        counts[(k >> 32) as usize] += 1;
+                    }
+                    Arc::new(Int64Array::from(counts))
+                }
+            }
+            State::MinDay(v) => days(v, i32::MAX),
+            State::MaxDay(v) => days(v, i32::MIN),
+            State::MinInt(v) => ints(v, i64::MAX),
+            State::MaxInt(v) => ints(v, i64::MIN),
+            State::MinFloat(v) | State::MaxFloat(v) => Arc::new(Float64Array::from_iter(
+                v.into_iter()
+                    .map(|b| b.into_inner())
+                    .map(|b| (b != NO_FLOAT).then(|| f64::from_bits(b))),
+            )),
+        }
+    }
+}
+
+fn days(v: Vec<AtomicI32>, none: i32) -> ArrayRef {
+    Arc::new(Date32Array::from_iter(
+        v.into_iter().map(|d| d.into_inner()).map(|d| (d != none).then_some(d)),
+    ))
+}
+
+fn ints(v: Vec<AtomicI64>, none: i64) -> ArrayRef {
+    Arc::new(Int64Array::from_iter(
+        v.into_iter().map(|d| d.into_inner()).map(|d| (d != none).then_some(d)),
+    ))
+}
+
+/// The type of an aggregate's result.
+pub fn result_type(aggregate: Aggregate, column: Option<Type>) -> Type {
+    match aggregate {
+        Aggregate::Count | Aggregate::CountDistinctCodes | Aggregate::CountDistinctCategories => Type::Int,
+        Aggregate::Exists => Type::Bool,
+        Aggregate::SumDistinctWeights => Type::Float,
+        Aggregate::FirstDate | Aggregate::LastDate => Type::Date,
+        Aggregate::Min | Aggregate::Max => column.unwrap_or(Type::Int),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::cast::AsArray;
+
+    #[test]
+    fn distinct_counts_codes_and_categories_once() {
+        // Items 0 and 1 share category 0; item 2 is category 1.
+        let cats = [Some(0), Some(0), Some(1)];
+        let weights = [1.5, 2.0, 0.1];
+        for (agg, expect) in [
+            (Aggregate::CountDistinctCodes, vec![3.0, 1.0]),
+            (Aggregate::CountDistinctCategories, vec![2.0, 1.0]),
+            (Aggregate::SumDistinctWeights, vec![3.6, 2.0]),
+        ] {
+            let s = State::new(agg, None, 2);
+            s.merge_distinct(vec![0 << 32, (0 << 32) | 1, (0 << 32) | 2, (1 << 32) | 1]);
+            s.merge_distinct(vec![(0 << 32) | 1, (1 << 32) | 1]);
+            let out = s.finish(agg, &weights, &cats, 2);
+            let got: Vec<f64> = if agg == Aggregate::SumDistinctWeights {
+                out.as_primitive::<arrow_array::types::Float64Type>().values().to_vec()
+            } else {
+                out.as_primitive::<arrow_array::types::Int64Type>().values().iter().map(|&v| v as f64).collect()
+            };
+            for (g, e) in got.iter().zip(&expect) {
+                assert!((g - e).abs() < 1e-9, "{agg:?}: {got:?} != {expect:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn min_max_leave_null_for_persons_without_events() {
+        let s = State::new(Aggregate::Max, Some(Type::Float), 3);
+        s.float(0, 1.0);
+        s.float(0, 3.0);
+        s.float(2, -2.0);
+        let out = s.finish(Aggregate::Max, &[], &[], 3);
+        let got: Vec<_> = out.as_primitive::<arrow_array::types::Float64Type>().iter().collect();
+        assert_eq!(got, vec![Some(3.0), None, Some(-2.0)]);
+        let s = State::new(Aggregate::FirstDate, None, 2);
+        s.day(1, 10);
+        s.day(1, 5);
+        let out = s.finish(Aggregate::FirstDate, &[], &[], 2);
+        let got: Vec<_> = out.as_primitive::<arrow_array::types::Date32Type>().iter().collect();
+        assert_eq!(got, vec![None, Some(5)]);
+    }
+}

@@ -1,0 +1,88 @@
+//! Cohort membership and ranking.
+//!
+//! A person is in a cohort when its condition is true (null counts as not
+//! true, as in SQL's `where`) and they were alive on the as-of date. Members
+//! are ranked within their PCN, since each PCN receives its own list: by the
+//! cohort's rank keys (nulls last), then by `person_id` so that ties break
+//! the same way on every run.
+
+use std::cmp::Ordering;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{ArrayRef, BooleanArray, Int32Array};
+use arrow_ord::ord::make_comparator;
+use arrow_schema::SortOptions;
+use rayon::prelude::*;
+
+use crate::engine::eval;
+use crate::engine::plan::CohortPlan;
+use crate::error::{Error, Result};
+
+pub struct CohortResult {
+    /// In the cohort (true) or not (false), per person; never null.
+    pub flags: BooleanArray,
+    /// Rank within the person's PCN, 1 = first; null for non-members.
+    pub rank: Int32Array,
+    /// Members in output order: by PCN, then rank.
+    pub members: Vec<u32>,
+}
+
+pub fn evaluate(
+    cohort: &CohortPlan,
+    name: &str,
+    slots: &[ArrayRef],
+    alive: &BooleanArray,
+    pcn: &ArrayRef,
+) -> Result<CohortResult> {
+    let persons = alive.len();
+    let condition = eval::evaluate_parallel(&cohort.condition, slots, persons)
+        .map_err(|e| Error::Internal(format!("evaluating cohort `{name}`: {e}")))?;
+    let condition = eval::is_true(condition.as_boolean());
+    let flags = arrow_arith::boolean::and(&condition, alive)
+        .map_err(|e| Error::Internal(format!("combining cohort `{name}` with alive: {e}")))?;
+
+    let mut members: Vec<u32> = flags.iter().enumerate().filter(|(_, f)| *f == Some(true)).map(|(i, _)| i as u32).collect();
+    let descending = |d: bool| SortOptions { descending: d, nulls_first: false };
+    let comparator = |array: &ArrayRef, desc: bool| {
+        make_comparator(array.as_ref(), array.as_ref(), descending(desc))
+            .map_err(|e| Error::Internal(format!("ranking cohort `{name}`: {e}")))
+    };
+    let by_pcn = comparator(pcn, false)?;
+    let keys = cohort
+        .rank
+        .iter()
+        .map(|&(slot, desc)| comparator(&slots[slot], desc))
+        .collect::<Result<Vec<_>>>()?;
+    // Person rows are in ascending person_id order, so the row number is the
+    // final tie-break.
+    members.par_sort_by(|&a, &b| {
+        let (a, b) = (a as usize, b as usize);
+        by_pcn(a, b)
+            .then_with(|| keys.iter().map(|k| k(a, b)).find(|o| *o != Ordering::Equal).unwrap_or(Ordering::Equal))
+            .then(a.cmp(&b))
+    });
+
+    let mut rank: Vec<Option<i32>> = vec![None; persons];
+    let mut n = 0;
+    let mut previous: Option<u32> = None;
+    for &m in &members {
+        if previous.is_none_or(|p| by_pcn(p as usize, m as usize) != Ordering::Equal) {
+            n = 0;
+        }
+        n += 1;
+        rank[m as usize] = Some(n);
+        previous = Some(m);
+    }
+    Ok(CohortResult {
+        flags,
+        rank: Int32Array::from(rank),
+        members,
+    })
+}
+
+/// True where a person was alive on the as-of date: no date of death, or one
+/// after it.
+pub fn alive(date_of_death: &ArrayRef, as_of: i32) -> BooleanArray {
+    let deaths = date_of_death.as_primitive::<arrow_array::types::Date32Type>();
+    BooleanArray::from_iter(deaths.iter().map(|d| Some(d.is_none_or(|d| d > as_of))))
+}

@@ -1,0 +1,418 @@
+//! Evaluates typed expressions over whole Arrow arrays at once.
+//!
+//! A constant stays a one-element scalar instead of being expanded into a
+//! column (DataFusion's `ColumnarValue`); Arrow's kernels compare an array
+//! with a scalar directly. SQL's null rules come from the kernels themselves:
+//! comparisons and arithmetic propagate null, `and`/`or` use Kleene logic,
+//! `case` treats a null condition as not taken.
+
+use std::sync::Arc;
+
+use arrow_arith::boolean::{and_kleene, is_not_null, is_null, not, or_kleene};
+use arrow_arith::numeric;
+use arrow_array::cast::AsArray;
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Date32Array, Datum, Float64Array, Int64Array, Scalar,
+    StringArray, UInt32Array, new_null_array,
+};
+use arrow_schema::{ArrowError, DataType};
+use arrow_select::filter::prep_null_mask_filter;
+use rayon::prelude::*;
+
+use crate::dates;
+use crate::rules::check::{Arith, Compare, Function, Node, Type, Typed};
+use crate::rules::expr::Literal;
+
+/// Why an evaluation failed: integer overflow, mostly. The caller says which
+/// definition it was evaluating.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct EvalError(String);
+
+impl From<ArrowError> for EvalError {
+    fn from(e: ArrowError) -> Self {
+        EvalError(match e {
+            ArrowError::ArithmeticOverflow(m) => format!("arithmetic overflow ({m})"),
+            other => other.to_string(),
+        })
+    }
+}
+
+enum Value {
+    Array(ArrayRef),
+    /// A one-element array standing for every row.
+    Scalar(ArrayRef),
+}
+
+impl Value {
+    fn array(&self) -> &ArrayRef {
+        match self {
+            Value::Array(a) | Value::Scalar(a) => a,
+        }
+    }
+
+    fn is_scalar(&self) -> bool {
+        matches!(self, Value::Scalar(_))
+    }
+
+    fn datum(&self) -> Box<dyn Datum + '_> {
+        match self {
+            Value::Array(a) => Box::new(a),
+            Value::Scalar(a) => Box::new(Scalar::new(a)),
+        }
+    }
+
+    /// The value as an array of `len` rows.
+    fn expand(&self, len: usize) -> Result<ArrayRef, EvalError> {
+        match self {
+            Value::Array(a) => Ok(a.clone()),
+            Value::Scalar(a) => {
+                let zeros = UInt32Array::from(vec![0u32; len]);
+                Ok(arrow_select::take::take(a, &zeros, None)?)
+            }
+        }
+    }
+}
+
+/// Rows per chunk when evaluating person-level expressions in parallel.
+const CHUNK_ROWS: usize = 64 * 1024;
+
+/// Evaluates `expr` for `len` rows whose columns are `slots`.
+pub fn evaluate(expr: &Typed, slots: &[ArrayRef], len: usize) -> Result<ArrayRef, EvalError> {
+    eval(expr, slots, len)?.expand(len)
+}
+
+/// [`evaluate`] over large inputs, in row chunks on the rayon pool. The
+/// result is the same as one call over all rows.
+pub fn evaluate_parallel(expr: &Typed, slots: &[ArrayRef], len: usize) -> Result<ArrayRef, EvalError> {
+    if len <= CHUNK_ROWS {
+        return evaluate(expr, slots, len);
+    }
+    let chunks: Vec<ArrayRef> = (0..len)
+        .step_by(CHUNK_ROWS)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|start| {
+            let n = CHUNK_ROWS.min(len - start);
+            let sliced: Vec<ArrayRef> = slots.iter().map(|a| a.slice(start, n)).collect();
+            evaluate(expr, &sliced, n)
+        })
+        .collect::<Result<_, _>>()?;
+    let refs: Vec<&dyn Array> = chunks.iter().map(|a| a.as_ref()).collect();
+    Ok(arrow_select::concat::concat(&refs)?)
+}
+
+/// Where a boolean array is true; null counts as false (SQL `where`).
+pub fn is_true(mask: &BooleanArray) -> BooleanArray {
+    if mask.null_count() == 0 {
+        mask.clone()
+    } else {
+        prep_null_mask_filter(mask)
+    }
+}
+
+fn literal(lit: &Literal, ty: Type) -> ArrayRef {
+    match lit {
+        Literal::Int(v) => Arc::new(Int64Array::from(vec![*v])),
+        Literal::Float(v) => Arc::new(Float64Array::from(vec![*v])),
+        Literal::Str(s) => Arc::new(StringArray::from(vec![s.as_str()])),
+        Literal::Bool(b) => Arc::new(BooleanArray::from(vec![*b])),
+        Literal::Date(d) => Arc::new(Date32Array::from(vec![dates::to_day(*d)])),
+        Literal::Null => new_null_array(&ty.data_type(), 1),
+    }
+}
+
+/// Applies a kernel that takes arrays (not scalars) to one or more values.
+fn on_arrays(
+    values: &[&Value],
+    len: usize,
+    f: impl FnOnce(&[ArrayRef]) -> Result<ArrayRef, EvalError>,
+) -> Result<Value, EvalError> {
+    if values.iter().all(|v| v.is_scalar()) {
+        let arrays: Vec<ArrayRef> = values.iter().map(|v| v.array().clone()).collect();
+        return Ok(Value::Scalar(f(&arrays)?));
+    }
+    let arrays = values.iter().map(|v| v.expand(len)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Value::Array(f(&arrays)?))
+}
+
+/// Applies a kernel that takes `Datum`s (arrays or scalars) to two values.
+fn on_datums(
+    a: &Value,
+    b: &Value,
+    f: impl FnOnce(&dyn Datum, &dyn Datum) -> Result<ArrayRef, ArrowError>,
+) -> Result<Value, EvalError> {
+    let out = f(a.datum().as_ref(), b.datum().as_ref())?;
+    Ok(if a.is_scalar() && b.is_scalar() {
+        Value::Scalar(out)
+    } else {
+        Value::Array(out)
+    })
+}
+
+fn boolean(a: &ArrayRef) -> &BooleanArray {
+    a.as_boolean()
+}
+
+fn eval(expr: &Typed, slots: &[ArrayRef], len: usize) -> Result<Value, EvalError> {
+    let sub = |e: &Typed| eval(e, slots, len);
+    Ok(match &expr.node {
+        Node::Slot(i) => Value::Array(slots[*i].clone()),
+        Node::Literal(lit) => Value::Scalar(literal(lit, expr.ty)),
+        Node::ToFloat(inner) => {
+            let v = sub(inner)?;
+            on_arrays(&[&v], len, |a| Ok(arrow_cast::cast(&a[0], &DataType::Float64)?))?
+        }
+        Node::Not(inner) => {
+            let v = sub(inner)?;
+            on_arrays(&[&v], len, |a| Ok(Arc::new(not(boolean(&a[0]))?)))?
+        }
+        Node::Neg(inner) => {
+            let v = sub(inner)?;
+            on_arrays(&[&v], len, |a| Ok(numeric::neg(&a[0])?))?
+        }
+        Node::And(l, r) | Node::Or(l, r) => {
+            let (a, b) = (sub(l)?, sub(r)?);
+            let and = matches!(expr.node, Node::And(..));
+            on_arrays(&[&a, &b], len, |x| {
+                let (p, q) = (boolean(&x[0]), boolean(&x[1]));
+                Ok(Arc::new(if and { and_kleene(p, q)? } else { or_kleene(p, q)? }))
+            })?
+        }
+        Node::Compare(op, l, r) => {
+            let (a, b) = (sub(l)?, sub(r)?);
+            let kernel = match op {
+                Compare::Eq => arrow_ord::cmp::eq,
+                Compare::NotEq => arrow_ord::cmp::neq,
+                Compare::Lt => arrow_ord::cmp::lt,
+                Compare::LtEq => arrow_ord::cmp::lt_eq,
+                Compare::Gt => arrow_ord::cmp::gt,
+                Compare::GtEq => arrow_ord::cmp::gt_eq,
+            };
+            on_datums(&a, &b, |x, y| Ok(Arc::new(kernel(x, y)?)))?
+        }
+        Node::Arith(op, l, r) => arith(*op, l, r, expr.ty, slots, len)?,
+        Node::IsNull(inner, negated) => {
+            let v = sub(inner)?;
+            on_arrays(&[&v], len, |a| {
+                Ok(Arc::new(if *negated { is_not_null(&a[0])? } else { is_null(&a[0])? }))
+            })?
+        }
+        Node::Case(whens, otherwise) => {
+            let mut result = match otherwise {
+                Some(o) => sub(o)?,
+                None => Value::Scalar(new_null_array(&expr.ty.data_type(), 1)),
+            };
+            for (cond, value) in whens.iter().rev() {
+                let (c, v) = (sub(cond)?, sub(value)?);
+                result = choose(&c, &v, &result, len)?;
+            }
+            result
+        }
+        Node::Call(function, args) => {
+            let values = args.iter().map(sub).collect::<Result<Vec<_>, _>>()?;
+            call(*function, values, len)?
+        }
+    })
+}
+
+/// `mask ? a : b` row by row, a null mask choosing `b`.
+fn choose(mask: &Value, a: &Value, b: &Value, len: usize) -> Result<Value, EvalError> {
+    let all_scalar = mask.is_scalar() && a.is_scalar() && b.is_scalar();
+    let rows = if all_scalar { 1 } else { len };
+    let mask = is_true(boolean(&mask.expand(rows)?));
+    let out = arrow_select::zip::zip(&mask, a.datum().as_ref(), b.datum().as_ref())?;
+    Ok(if all_scalar { Value::Scalar(out) } else { Value::Array(out) })
+}
+
+fn arith(op: Arith, l: &Typed, r: &Typed, ty: Type, slots: &[ArrayRef], len: usize) -> Result<Value, EvalError> {
+    let (a, b) = (eval(l, slots, len)?, eval(r, slots, len)?);
+    // Dates move in whole days: compute on day numbers, then turn back.
+    if l.ty == Type::Date {
+        let days = |v: &Value| -> Result<Value, EvalError> {
+            let cast = |x: &ArrayRef| -> Result<ArrayRef, EvalError> {
+                let as_i32 = arrow_cast::cast(x, &DataType::Int32)?;
+                Ok(arrow_cast::cast(&as_i32, &DataType::Int64)?)
+            };
+            Ok(match v {
+                Value::Array(x) => Value::Array(cast(x)?),
+                Value::Scalar(x) => Value::Scalar(cast(x)?),
+            })
+        };
+        let a = days(&a)?;
+        let b = if r.ty == Type::Date { days(&b)? } else { b };
+        let kernel = if op == Arith::Add { numeric::add } else { numeric::sub };
+        let out = on_datums(&a, &b, kernel)?;
+        if ty == Type::Int {
+            return Ok(out);
+        }
+        let to_date = |x: &ArrayRef| -> Result<ArrayRef, EvalError> {
+            let as_i32 = arrow_cast::cast(x, &DataType::Int32)?;
+            Ok(arrow_cast::cast(&as_i32, &DataType::Date32)?)
+        };
+        return Ok(match out {
+            Value::Array(x) => Value::Array(to_date(&x)?),
+            Value::Scalar(x) => Value::Scalar(to_date(&x)?),
+        });
+    }
+    match op {
+        Arith::Add => on_datums(&a, &b, numeric::add),
+        Arith::Sub => on_datums(&a, &b, numeric::sub),
+        Arith::Mul => on_datums(&a, &b, numeric::mul),
+        Arith::Div => {
+            // SQL (Spark, non-ANSI) gives null for division by zero.
+            let quotient = on_datums(&a, &b, numeric::div)?;
+            let zero = Value::Scalar(Arc::new(Float64Array::from(vec![0.0])));
+            let divisor_zero = on_datums(&b, &zero, |x, y| Ok(Arc::new(arrow_ord::cmp::eq(x, y)?)))?;
+            on_arrays(&[&quotient, &divisor_zero], len, |x| {
+                Ok(arrow_select::nullif::nullif(&x[0], &is_true(boolean(&x[1])))?)
+            })
+        }
+    }
+}
+
+fn call(function: Function, values: Vec<Value>, len: usize) -> Result<Value, EvalError> {
+    let mut values = values.into_iter();
+    let first = values.next().expect("the checker requires arguments");
+    match function {
+        Function::Coalesce => values.try_fold(first, |acc, next| {
+            let present = on_arrays(&[&acc], len, |a| Ok(Arc::new(is_not_null(&a[0])?)))?;
+            choose(&present, &acc, &next, len)
+        }),
+        Function::Least | Function::Greatest => values.try_fold(first, |acc, next| {
+            // Nulls are skipped (Spark's least/greatest): take `next` where
+            // the running value is null, or where next beats it.
+            let better = on_datums(&next, &acc, |x, y| {
+                Ok(Arc::new(if function == Function::Least {
+                    arrow_ord::cmp::lt(x, y)?
+                } else {
+                    arrow_ord::cmp::gt(x, y)?
+                }))
+            })?;
+            let take = on_arrays(&[&acc, &better], len, |a| {
+                Ok(Arc::new(or_kleene(&is_null(&a[0])?, &is_true(boolean(&a[1])))?))
+            })?;
+            choose(&take, &next, &acc, len)
+        }),
+        Function::Abs => {
+            let zero: ArrayRef = match first.array().data_type() {
+                DataType::Float64 => Arc::new(Float64Array::from(vec![0.0])),
+                _ => Arc::new(Int64Array::from(vec![0i64])),
+            };
+            let zero = Value::Scalar(zero);
+            let negative = on_datums(&first, &zero, |x, y| Ok(Arc::new(arrow_ord::cmp::lt(x, y)?)))?;
+            let negated = on_arrays(&[&first], len, |a| Ok(numeric::neg(&a[0])?))?;
+            choose(&negative, &negated, &first, len)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::check::{Binding, check};
+    use crate::rules::expr::parse;
+
+    /// Columns: n (Int: 1, null, 7), x (Float: 0.5, 2.0, null),
+    /// s (Str: 'F', 'M', null), d (Date: 2025-01-01, null, 2025-03-01).
+    fn slots() -> Vec<ArrayRef> {
+        vec![
+            Arc::new(Int64Array::from(vec![Some(1), None, Some(7)])),
+            Arc::new(Float64Array::from(vec![Some(0.5), Some(2.0), None])),
+            Arc::new(StringArray::from(vec![Some("F"), Some("M"), None])),
+            Arc::new(Date32Array::from(vec![Some(20089), None, Some(20148)])),
+        ]
+    }
+
+    fn run(text: &str) -> ArrayRef {
+        let env = |name: &str| match name {
+            "n" => Some(Binding::Column(0, Type::Int)),
+            "x" => Some(Binding::Column(1, Type::Float)),
+            "s" => Some(Binding::Column(2, Type::Str)),
+            "d" => Some(Binding::Column(3, Type::Date)),
+            "five" => Some(Binding::Constant(Literal::Int(5))),
+            _ => None,
+        };
+        let typed = check(&parse(text).unwrap(), &env, &|n| n.to_string()).unwrap();
+        evaluate(&typed, &slots(), 3).unwrap()
+    }
+
+    fn bools(text: &str) -> Vec<Option<bool>> {
+        run(text).as_boolean().iter().collect()
+    }
+
+    fn ints(text: &str) -> Vec<Option<i64>> {
+        run(text).as_primitive::<arrow_array::types::Int64Type>().iter().collect()
+    }
+
+    fn floats(text: &str) -> Vec<Option<f64>> {
+        run(text).as_primitive::<arrow_array::types::Float64Type>().iter().collect()
+    }
+
+    #[test]
+    fn comparisons_propagate_null() {
+        assert_eq!(bools("n >= five"), vec![Some(false), None, Some(true)]);
+        assert_eq!(bools("s = 'F'"), vec![Some(true), Some(false), None]);
+        assert_eq!(bools("n < x"), vec![Some(false), None, None]);
+    }
+
+    #[test]
+    fn kleene_logic() {
+        // null and false = false; null or true = true.
+        assert_eq!(bools("n > 0 and s = 'F'"), vec![Some(true), Some(false), None]);
+        assert_eq!(bools("n > 5 or s = 'M'"), vec![Some(false), Some(true), Some(true)]);
+        assert_eq!(bools("not (n > 5)"), vec![Some(true), None, Some(false)]);
+        assert_eq!(bools("s in ('M', null)"), vec![None, Some(true), None]);
+        assert_eq!(bools("n not in (1)"), vec![Some(false), None, Some(true)]);
+        assert_eq!(bools("n between 1 and 5"), vec![Some(true), None, Some(false)]);
+        assert_eq!(bools("n is null"), vec![Some(false), Some(true), Some(false)]);
+    }
+
+    #[test]
+    fn arithmetic_and_division() {
+        assert_eq!(ints("n * 2 + 1"), vec![Some(3), None, Some(15)]);
+        assert_eq!(floats("n / 2"), vec![Some(0.5), None, Some(3.5)]);
+        assert_eq!(floats("n / (n - 1)"), vec![None, None, Some(7.0 / 6.0)]);
+        assert_eq!(floats("n + x"), vec![Some(1.5), None, None]);
+        assert_eq!(ints("-n"), vec![Some(-1), None, Some(-7)]);
+        assert_eq!(ints("abs(n - 5)"), vec![Some(4), None, Some(2)]);
+    }
+
+    #[test]
+    fn dates_move_by_days() {
+        assert_eq!(ints("d - date '2025-01-01'"), vec![Some(0), None, Some(59)]);
+        assert_eq!(bools("d + 59 = date '2025-03-01'"), vec![Some(true), None, Some(false)]);
+    }
+
+    #[test]
+    fn case_coalesce_least() {
+        let v = run("case when n > 5 then 'high' when n > 0 then 'low' else 'none' end");
+        let v: Vec<_> = v.as_string::<i32>().iter().collect();
+        assert_eq!(v, vec![Some("low"), Some("none"), Some("high")]);
+        assert_eq!(ints("coalesce(n, 0)"), vec![Some(1), Some(0), Some(7)]);
+        assert_eq!(ints("case when n > 5 then 1 end"), vec![None, None, Some(1)]);
+        assert_eq!(floats("least(n, x)"), vec![Some(0.5), Some(2.0), Some(7.0)]);
+        assert_eq!(floats("greatest(n, x, 1.5)"), vec![Some(1.5), Some(2.0), Some(7.0)]);
+    }
+
+    #[test]
+    fn constants_stay_scalar_and_expand_at_the_end() {
+        assert_eq!(ints("five + 1"), vec![Some(6); 3]);
+        assert_eq!(bools("five > 1 and true"), vec![Some(true); 3]);
+    }
+
+    #[test]
+    fn parallel_equals_serial() {
+        let n = 200_000;
+        let a: ArrayRef = Arc::new(Int64Array::from_iter((0..n as i64).map(|i| (i % 7 != 0).then_some(i))));
+        let typed = check(
+            &parse("case when a > 1000 then a * 3 - 1 else -a end").unwrap(),
+            &|_| Some(Binding::Column(0, Type::Int)),
+            &|n| n.to_string(),
+        )
+        .unwrap();
+        let serial = evaluate(&typed, std::slice::from_ref(&a), n).unwrap();
+        let parallel = evaluate_parallel(&typed, &[a], n).unwrap();
+        assert_eq!(serial.to_data(), parallel.to_data());
+    }
+}

@@ -1,0 +1,133 @@
+//! The engine: from a checked model and a data folder to per-person results.
+//!
+//! Stages, in order: [`plan`] (open tables, type every expression), [`scan`]
+//! (one parallel pass over the event tables into per-person aggregates),
+//! derived features ([`eval`], vectorised over all persons), then
+//! [`cohorts`] (membership and ranking). Writing the results is the
+//! [`crate::output`] module's job.
+
+pub mod aggregate;
+pub mod cohorts;
+pub mod eval;
+pub mod plan;
+pub mod scan;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::{ArrayRef, BooleanArray, Int64Array, new_null_array};
+use chrono::NaiveDate;
+use indicatif::ProgressBar;
+
+use crate::dates;
+use crate::error::{Error, Result};
+use crate::rules::Model;
+pub use cohorts::CohortResult;
+pub use plan::Plan;
+
+pub struct Results<'m> {
+    pub plan: Plan<'m>,
+    /// Person-level columns: age, sex, attributes, then every feature.
+    pub slots: Vec<ArrayRef>,
+    pub alive: BooleanArray,
+    /// One per cohort of the model.
+    pub cohorts: Vec<CohortResult>,
+    /// Rows each event source skipped, by reason.
+    pub rejected: Vec<(String, Vec<(&'static str, u64)>)>,
+    /// Wall time per stage.
+    pub timings: Vec<(&'static str, Duration)>,
+}
+
+impl Results<'_> {
+    /// The column of feature `i`.
+    pub fn feature(&self, i: usize) -> &ArrayRef {
+        &self.slots[self.plan.features[i].slot]
+    }
+}
+
+/// Hooks for progress display; the engine itself never prints.
+pub trait Progress: Sync {
+    /// A progress bar for the scan, which will read `rows` rows.
+    fn scan_bar(&self, rows: u64) -> Option<ProgressBar>;
+}
+
+/// No progress display.
+pub struct Silent;
+
+impl Progress for Silent {
+    fn scan_bar(&self, _rows: u64) -> Option<ProgressBar> {
+        None
+    }
+}
+
+pub fn run<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>, progress: &dyn Progress) -> Result<Results<'m>> {
+    let mut timings = Vec::new();
+    let started = Instant::now();
+    let plan = plan::plan(model, data, as_of)?;
+    timings.push(("load population and plan", started.elapsed()));
+    let as_of_day = dates::to_day(plan.as_of);
+
+    let started = Instant::now();
+    let rows: u64 = plan.sources.iter().map(|s| s.table.rows()).sum();
+    let bar = progress.scan_bar(rows);
+    let scanned = scan::scan(&plan, bar.as_ref())?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    timings.push(("scan events", started.elapsed()));
+
+    let started = Instant::now();
+    let persons = plan.population.len();
+    let population = &plan.population;
+    let ages = ages(population.column("birth_date"), plan.as_of);
+    let mut slots: Vec<ArrayRef> = vec![ages, population.column("sex").clone()];
+    for attribute in &plan.attributes {
+        slots.push(population.column(attribute).clone());
+    }
+    for (i, column) in scanned.features.into_iter().enumerate() {
+        slots.push(column.unwrap_or_else(|| new_null_array(&plan.features[i].ty.data_type(), persons)));
+    }
+    for (fi, expr) in &plan.derived {
+        let name = &model.features[*fi].name;
+        let column = eval::evaluate_parallel(expr, &slots, persons)
+            .map_err(|e| Error::data(&model.path, format!("evaluating feature `{name}`: {e}")))?;
+        slots[plan.features[*fi].slot] = column;
+    }
+    timings.push(("derive features", started.elapsed()));
+
+    let started = Instant::now();
+    let alive = cohorts::alive(population.column("date_of_death"), as_of_day);
+    let pcn = population.column("pcn_code");
+    let cohort_results = plan
+        .cohorts
+        .iter()
+        .zip(&model.cohorts)
+        .map(|(c, m)| cohorts::evaluate(c, &m.name, &slots, &alive, pcn))
+        .collect::<Result<Vec<_>>>()?;
+    timings.push(("cohorts", started.elapsed()));
+
+    let rejected = plan
+        .sources
+        .iter()
+        .zip(&scanned.rejected)
+        .map(|(s, r)| (s.name.clone(), r.counts()))
+        .collect();
+    Ok(Results {
+        plan,
+        slots,
+        alive,
+        cohorts: cohort_results,
+        rejected,
+        timings,
+    })
+}
+
+/// Age in completed years on `as_of`; null where the birth date is null.
+fn ages(birth_dates: &ArrayRef, as_of: NaiveDate) -> ArrayRef {
+    use arrow_array::cast::AsArray;
+    let births = birth_dates.as_primitive::<arrow_array::types::Date32Type>();
+    Arc::new(Int64Array::from_iter(
+        births.iter().map(|b| b.map(|b| dates::age_on(dates::from_day(b), as_of))),
+    ))
+}

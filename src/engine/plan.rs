@@ -1,0 +1,380 @@
+//! Planning: binds a checked [`Model`] to the data it will run on.
+//!
+//! Here every table a rule file names is opened, every column is checked
+//! against the data contract, every expression is typed against the real
+//! column types, and each source gets the list of aggregates one scan of it
+//! will feed. One scan per table, whatever the number of features and
+//! cohorts: adding a cohort never adds a pass over the event data.
+
+use std::path::Path;
+
+use arrow_schema::DataType;
+use chrono::NaiveDate;
+
+use crate::dates::{self, Day};
+use crate::engine::aggregate;
+use crate::error::{Error, Result};
+use crate::input::table::{self, Table};
+use crate::input::Population;
+use crate::rules::check::{self, Binding, Type, Typed};
+use crate::rules::{Aggregate, FeatureKind, Located, Model, did_you_mean};
+
+/// The coded column of a source.
+pub struct CodeColumn {
+    pub name: String,
+    /// A list of codes per row (e.g. all diagnoses of an admission).
+    pub is_list: bool,
+}
+
+pub struct AggregatePlan {
+    pub feature: usize,
+    pub aggregate: Aggregate,
+    /// Index into [`SourcePlan::codelists`].
+    pub codelist: Option<usize>,
+    /// Events must be strictly after this day (the window's exclusive start).
+    pub after: Option<Day>,
+    /// Typed against [`SourcePlan::filter_columns`].
+    pub filter: Option<Typed>,
+    /// The reduced column for `min`/`max`: index into
+    /// [`SourcePlan::value_columns`], and its type.
+    pub value: Option<(usize, Type)>,
+}
+
+pub struct SourcePlan {
+    pub name: String,
+    pub table: Table,
+    pub person_column: String,
+    pub date_column: String,
+    pub code: Option<CodeColumn>,
+    /// Model code-list indices this source matches against.
+    pub codelists: Vec<usize>,
+    pub filter_columns: Vec<String>,
+    pub value_columns: Vec<String>,
+    pub aggregates: Vec<AggregatePlan>,
+}
+
+impl SourcePlan {
+    /// Every column one scan of this source reads.
+    pub fn columns(&self) -> Vec<&str> {
+        let mut cols: Vec<&str> = vec![&self.person_column, &self.date_column];
+        if let Some(c) = &self.code {
+            cols.push(&c.name);
+        }
+        cols.extend(self.filter_columns.iter().map(String::as_str));
+        cols.extend(self.value_columns.iter().map(String::as_str));
+        cols.sort_unstable();
+        cols.dedup();
+        cols
+    }
+}
+
+pub struct FeaturePlan {
+    pub ty: Type,
+    /// The feature's column among the person-level slots.
+    pub slot: usize,
+}
+
+pub struct CohortPlan {
+    pub condition: Typed,
+    /// (person-level slot, descending)
+    pub rank: Vec<(usize, bool)>,
+}
+
+/// Person-level slots: `age`, `sex`, then attributes, then features.
+pub const AGE_SLOT: usize = 0;
+pub const SEX_SLOT: usize = 1;
+
+pub struct Plan<'m> {
+    pub model: &'m Model,
+    pub as_of: NaiveDate,
+    /// True when the as-of date was taken from the data.
+    pub as_of_inferred: bool,
+    pub population: Population,
+    pub sources: Vec<SourcePlan>,
+    /// Types of the person-level slots.
+    pub slot_types: Vec<Type>,
+    pub attributes: Vec<String>,
+    pub features: Vec<FeaturePlan>,
+    /// Derived features in evaluation order: (feature index, expression).
+    pub derived: Vec<(usize, Typed)>,
+    pub cohorts: Vec<CohortPlan>,
+}
+
+pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Result<Plan<'m>> {
+    if !data.is_dir() {
+        return Err(Error::data(data, "data folder not found")
+            .with_help("give the folder holding the Parquet tables with --data"));
+    }
+    let population = Population::load(data, &model.population)?;
+    let attribute_types = Population::attribute_types(&model.population, &population.table)?;
+
+    // Sources that some feature reads, with their aggregates.
+    let mut sources: Vec<SourcePlan> = Vec::new();
+    let mut source_of: Vec<Option<usize>> = vec![None; model.sources.len()];
+    for feature in &model.features {
+        let FeatureKind::Aggregate { source, .. } = &feature.kind else {
+            continue;
+        };
+        if source_of[*source].is_none() {
+            let s = &model.sources[*source];
+            let needed_by = format!("source `{}` of {}", s.name, model.path.display());
+            let table = Table::open(data, &s.table, &needed_by)?;
+            let date_ty = table.column_type(&s.date, "the event date")?;
+            if !table::is_date_type(date_ty) {
+                return Err(Error::data(&table.location, format!(
+                    "column `{}` (the event date of source `{}`) has type {date_ty}, not a date",
+                    s.date, s.name
+                ))
+                .with_help("store dates as Parquet DATE or TIMESTAMP, or name the right column in the rule file"));
+            }
+            let person_ty = table.column_type(&s.person_id, "the person id")?;
+            if !matches!(table::canonical_type(person_ty), Some(Type::Int | Type::Str)) {
+                return Err(Error::data(&table.location, format!(
+                    "column `{}` (person id) has type {person_ty}; ids must be integers or text",
+                    s.person_id
+                )));
+            }
+            let code = match &s.code {
+                Some(c) => {
+                    let ty = table.column_type(c, "the code column")?;
+                    let is_list = match ty {
+                        DataType::List(f) | DataType::LargeList(f) => {
+                            table::canonical_type(f.data_type()) == Some(Type::Str)
+                        }
+                        _ => false,
+                    };
+                    if !is_list && table::canonical_type(ty) != Some(Type::Str) {
+                        return Err(Error::data(&table.location, format!(
+                            "code column `{c}` has type {ty}; codes must be text or a list of text"
+                        )));
+                    }
+                    Some(CodeColumn { name: c.clone(), is_list })
+                }
+                None => None,
+            };
+            source_of[*source] = Some(sources.len());
+            sources.push(SourcePlan {
+                name: s.name.clone(),
+                table,
+                person_column: s.person_id.clone(),
+                date_column: s.date.clone(),
+                code,
+                codelists: Vec::new(),
+                filter_columns: Vec::new(),
+                value_columns: Vec::new(),
+                aggregates: Vec::new(),
+            });
+        }
+    }
+
+    let as_of_given = as_of;
+    let (as_of, as_of_inferred) = match as_of_given {
+        Some(d) => (d, false),
+        None => (infer_as_of(model, &sources)?, true),
+    };
+
+    // Person-level slots.
+    let mut slot_types = vec![Type::Int, Type::Str];
+    let attributes: Vec<String> = attribute_types.iter().map(|(n, _)| n.clone()).collect();
+    slot_types.extend(attribute_types.iter().map(|(_, t)| *t));
+    let first_feature_slot = slot_types.len();
+
+    // Aggregates: typed against their source's columns.
+    let mut features: Vec<FeaturePlan> = Vec::with_capacity(model.features.len());
+    for (fi, feature) in model.features.iter().enumerate() {
+        let slot = first_feature_slot + fi;
+        let FeatureKind::Aggregate {
+            source,
+            aggregate,
+            codelist,
+            window,
+            filter,
+            column,
+        } = &feature.kind
+        else {
+            // Typed below, once the types of the features it uses are known.
+            features.push(FeaturePlan { ty: Type::Null, slot });
+            continue;
+        };
+        let sp = &mut sources[source_of[*source].expect("registered above")];
+        let codelist = codelist.map(|c| {
+            sp.codelists.iter().position(|&x| x == c).unwrap_or_else(|| {
+                sp.codelists.push(c);
+                sp.codelists.len() - 1
+            })
+        });
+        let filter = match filter {
+            Some(f) => Some(event_filter(model, f, sp)?),
+            None => None,
+        };
+        let value = match column {
+            Some(c) => {
+                let ty = sp.table.column_type(c, &format!("the column `{}` reduces", feature.name))?;
+                let t = table::canonical_type(ty).filter(|t| matches!(t, Type::Int | Type::Float | Type::Date));
+                let Some(t) = t else {
+                    return Err(model.error_at(feature.offset, format!(
+                        "feature `{}` takes the {} of `{c}`, but that column holds {ty}, not numbers or dates",
+                        feature.name,
+                        aggregate.name()
+                    )));
+                };
+                let idx = position_or_push(&mut sp.value_columns, c);
+                Some((idx, t))
+            }
+            None => None,
+        };
+        let ty = aggregate::result_type(*aggregate, value.map(|(_, t)| t));
+        sp.aggregates.push(AggregatePlan {
+            feature: fi,
+            aggregate: *aggregate,
+            codelist,
+            after: window.exclusive_start(as_of),
+            filter,
+            value,
+        });
+        features.push(FeaturePlan { ty, slot });
+    }
+    slot_types.extend(features.iter().map(|f| f.ty));
+
+    // Derived features, in dependency order, so each sees typed inputs.
+    let mut derived = Vec::new();
+    for &fi in &model.derived_order {
+        let FeatureKind::Derived(located) = &model.features[fi].kind else {
+            continue;
+        };
+        let typed = person_expr(model, located, &slot_types, &attributes, as_of)?;
+        slot_types[first_feature_slot + fi] = typed.ty;
+        features[fi].ty = typed.ty;
+        derived.push((fi, typed));
+    }
+
+    let slot_of = |name: &str| -> usize {
+        if name == "age" {
+            AGE_SLOT
+        } else {
+            first_feature_slot + model.feature_index(name).expect("checked when loading")
+        }
+    };
+    let mut cohorts = Vec::new();
+    for cohort in &model.cohorts {
+        let condition = person_expr(model, &cohort.condition, &slot_types, &attributes, as_of)?;
+        if !matches!(condition.ty, Type::Bool | Type::Null) {
+            return Err(model.expr_error(
+                &cohort.condition,
+                cohort.condition.expr.span,
+                format!("a cohort's `when` must be true or false, but this is {}", condition.ty.a()),
+            ));
+        }
+        let rank = cohort.rank.iter().map(|k| (slot_of(&k.name), k.descending)).collect();
+        cohorts.push(CohortPlan { condition, rank });
+    }
+
+    Ok(Plan {
+        model,
+        as_of,
+        as_of_inferred,
+        population,
+        sources,
+        slot_types,
+        attributes,
+        features,
+        derived,
+        cohorts,
+    })
+}
+
+fn position_or_push(list: &mut Vec<String>, name: &str) -> usize {
+    list.iter().position(|c| c == name).unwrap_or_else(|| {
+        list.push(name.to_string());
+        list.len() - 1
+    })
+}
+
+/// Types an event filter: its names are parameters or the source's columns.
+fn event_filter(model: &Model, located: &Located, sp: &mut SourcePlan) -> Result<Typed> {
+    // Resolve names first (this may add filter columns), then type check.
+    for (name, span) in located.expr.names() {
+        if model.param(name).is_some() {
+            continue;
+        }
+        let Ok(field) = sp.table.schema.field_with_name(name) else {
+            let columns: Vec<&str> = sp.table.schema.fields().iter().map(|f| f.name().as_str()).collect();
+            return Err(model.expr_error(located, span, format!(
+                "table `{}` (source `{}`) has no column `{name}`{}; its columns are: {}",
+                sp.table.name,
+                sp.name,
+                did_you_mean(name, columns.iter().copied()),
+                columns.join(", ")
+            )));
+        };
+        if table::canonical_type(field.data_type()).is_none() {
+            return Err(model.expr_error(located, span, format!(
+                "column `{name}` has type {}, which rules cannot compare",
+                field.data_type()
+            )));
+        }
+        position_or_push(&mut sp.filter_columns, name);
+    }
+    let columns = &sp.filter_columns;
+    let schema = &sp.table.schema;
+    let resolve = |name: &str| -> Option<Binding> {
+        if let Some(v) = model.param(name) {
+            return Some(Binding::Constant(v.clone()));
+        }
+        let slot = columns.iter().position(|c| c == name)?;
+        let ty = table::canonical_type(schema.field_with_name(name).ok()?.data_type())?;
+        Some(Binding::Column(slot, ty))
+    };
+    let typed = check::check(&located.expr, &resolve, &|n| format!("unknown column `{n}`"))
+        .map_err(|e| model.expr_error(located, e.span, e.message))?;
+    if !matches!(typed.ty, Type::Bool | Type::Null) {
+        return Err(model.expr_error(located, located.expr.span, format!(
+            "`where` must be true or false, but this is {}",
+            typed.ty.a()
+        )));
+    }
+    Ok(typed)
+}
+
+/// Types a person-level expression (derived feature or cohort condition).
+fn person_expr(model: &Model, located: &Located, slot_types: &[Type], attributes: &[String], as_of: NaiveDate) -> Result<Typed> {
+    let first_feature_slot = 2 + attributes.len();
+    let resolve = |name: &str| -> Option<Binding> {
+        let slot = match name {
+            "age" => AGE_SLOT,
+            "sex" => SEX_SLOT,
+            "as_of" => return Some(Binding::Constant(crate::rules::expr::Literal::Date(as_of))),
+            _ => {
+                if let Some(v) = model.param(name) {
+                    return Some(Binding::Constant(v.clone()));
+                }
+                if let Some(i) = attributes.iter().position(|a| a == name) {
+                    2 + i
+                } else {
+                    first_feature_slot + model.feature_index(name)?
+                }
+            }
+        };
+        Some(Binding::Column(slot, slot_types[slot]))
+    };
+    let names = model.person_level_names();
+    let unknown = |n: &str| format!("unknown name `{n}`{}", did_you_mean(n, names.iter().copied()));
+    check::check(&located.expr, &resolve, &unknown).map_err(|e| model.expr_error(located, e.span, e.message))
+}
+
+/// The latest event date across the sources the model reads.
+fn infer_as_of(model: &Model, sources: &[SourcePlan]) -> Result<NaiveDate> {
+    let mut latest: Option<Day> = None;
+    for s in sources {
+        if let Some(d) = s.table.max_date(&s.date_column)? {
+            latest = Some(latest.map_or(d, |l| l.max(d)));
+        }
+    }
+    latest.map(dates::from_day).ok_or_else(|| {
+        Error::usage(format!(
+            "cannot infer the as-of date: the tables {} reads hold no dated events",
+            model.path.display()
+        ))
+        .with_help("give it with --as-of YYYY-MM-DD")
+    })
+}

@@ -1,0 +1,352 @@
+//! The scan: one parallel pass over every row group of every event table the
+//! plan reads, feeding all aggregates of that table at once.
+//!
+//! Each row group is a rayon task with its own file handle. Within a batch the
+//! work per row is kept small and in this order, cheapest first: the date
+//! (null? after the as-of date? inside the window?), the event filter (a
+//! precomputed mask), the code (looked up once per *dictionary value*, not
+//! per row), and only then the person id, whose hash lookup is the most
+//! expensive step and is skipped for the many rows no rule wants.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int32Type, Int64Type};
+use arrow_array::{Array, ArrayRef, BooleanArray, Date32Array, Int32Array, RecordBatch, StringArray};
+use arrow_buffer::NullBuffer;
+use arrow_schema::DataType;
+use indicatif::ProgressBar;
+use rayon::prelude::*;
+
+use crate::dates;
+use crate::engine::aggregate::State;
+use crate::engine::eval;
+use crate::engine::plan::{Plan, SourcePlan};
+use crate::error::{Error, Result};
+use crate::input::population::{Person, PersonIndex};
+use crate::input::table::{self, RowGroup};
+use crate::rules::{Aggregate, Codelist};
+
+/// Rows a source skipped, by reason (see the data contract).
+#[derive(Debug, Default)]
+pub struct Rejected {
+    pub null_date: AtomicU64,
+    pub after_as_of: AtomicU64,
+    pub null_person_id: AtomicU64,
+    pub unknown_person: AtomicU64,
+}
+
+impl Rejected {
+    pub fn counts(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("null_date", self.null_date.load(Relaxed)),
+            ("after_as_of", self.after_as_of.load(Relaxed)),
+            ("null_person_id", self.null_person_id.load(Relaxed)),
+            ("unknown_person", self.unknown_person.load(Relaxed)),
+        ]
+    }
+}
+
+pub struct ScanOutput {
+    /// One column per feature, for aggregate features (None for derived).
+    pub features: Vec<Option<ArrayRef>>,
+    /// Per source plan.
+    pub rejected: Vec<Rejected>,
+}
+
+/// Runs every source's aggregates in one parallel pass.
+pub fn scan(plan: &Plan, progress: Option<&ProgressBar>) -> Result<ScanOutput> {
+    let persons = plan.population.len();
+    let as_of = dates::to_day(plan.as_of);
+    let states: Vec<Vec<State>> = plan
+        .sources
+        .iter()
+        .map(|s| {
+            s.aggregates
+                .iter()
+                .map(|a| State::new(a.aggregate, a.value.map(|(_, t)| t), persons))
+                .collect()
+        })
+        .collect();
+    let rejected: Vec<Rejected> = plan.sources.iter().map(|_| Rejected::default()).collect();
+
+    let tasks: Vec<(usize, RowGroup)> = plan
+        .sources
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| s.table.row_groups().into_iter().map(move |g| (i, g)))
+        .collect();
+    tasks.par_iter().try_for_each(|&(si, group)| {
+        let source = &plan.sources[si];
+        let task = Task {
+            source,
+            lists: source.codelists.iter().map(|&c| &plan.model.codelists[c]).collect(),
+            index: &plan.population.index,
+            states: &states[si],
+            rejected: &rejected[si],
+            as_of,
+        };
+        task.run(group, progress)
+    })?;
+
+    let mut features: Vec<Option<ArrayRef>> = vec![None; plan.features.len()];
+    for (source, source_states) in plan.sources.iter().zip(states) {
+        for (agg, state) in source.aggregates.iter().zip(source_states) {
+            let list = agg.codelist.map(|c| &plan.model.codelists[source.codelists[c]]);
+            let weights: Vec<f64> = list.map_or_else(Vec::new, |l| l.entries.iter().map(|e| e.weight.unwrap_or(0.0)).collect());
+            let categories: Vec<Option<u32>> = list.map_or_else(Vec::new, |l| l.entries.iter().map(|e| e.category).collect());
+            features[agg.feature] = Some(state.finish(agg.aggregate, &weights, &categories, persons));
+        }
+    }
+    Ok(ScanOutput { features, rejected })
+}
+
+struct Task<'a> {
+    source: &'a SourcePlan,
+    lists: Vec<&'a Codelist>,
+    index: &'a PersonIndex,
+    states: &'a [State],
+    rejected: &'a Rejected,
+    as_of: i32,
+}
+
+/// A batch's code column, ready to answer "which entries of list L does row
+/// R match?".
+enum Codes {
+    None,
+    /// Dictionary keys, and per code list the entry each dictionary value
+    /// matches.
+    Dictionary { keys: Int32Array, matched: Arc<Vec<Vec<Option<u32>>>> },
+    Plain(StringArray),
+    List { offsets: Vec<usize>, values: StringArray, valid: Option<NullBuffer> },
+}
+
+impl Codes {
+    /// Calls `f` with each entry of list `l` that row `row` matches.
+    #[inline]
+    fn each_match(&self, lists: &[&Codelist], l: usize, row: usize, mut f: impl FnMut(u32)) {
+        match self {
+            Codes::None => {}
+            Codes::Dictionary { keys, matched } => {
+                if keys.is_valid(row) {
+                    if let Some(item) = matched[l][keys.value(row) as usize] {
+                        f(item);
+                    }
+                }
+            }
+            Codes::Plain(values) => {
+                if values.is_valid(row) {
+                    if let Some(item) = lists[l].lookup(values.value(row)) {
+                        f(item);
+                    }
+                }
+            }
+            Codes::List { offsets, values, valid } => {
+                if valid.as_ref().is_none_or(|n| n.is_valid(row)) {
+                    for i in offsets[row]..offsets[row + 1] {
+                        if values.is_valid(i) {
+                            if let Some(item) = lists[l].lookup(values.value(i)) {
+                                f(item);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn any_match(&self, lists: &[&Codelist], l: usize, row: usize) -> bool {
+        let mut any = false;
+        self.each_match(lists, l, row, |_| any = true);
+        any
+    }
+}
+
+impl Task<'_> {
+    fn run(&self, group: RowGroup, progress: Option<&ProgressBar>) -> Result<()> {
+        let source = self.source;
+        let path = &source.table.parts[group.part].path;
+        let columns = source.columns();
+        let dictionary: Vec<&str> = source.code.iter().filter(|c| !c.is_list).map(|c| c.name.as_str()).collect();
+        let reader = source.table.reader(group, &columns, &dictionary)?;
+        // Dictionary matches are reused while the reader hands out the same
+        // dictionary (typically for a whole column chunk).
+        let mut cached: Option<(ArrayRef, Arc<Vec<Vec<Option<u32>>>>)> = None;
+        let mut distinct: Vec<Vec<u64>> = vec![Vec::new(); source.aggregates.len()];
+        for batch in reader {
+            let batch = batch.map_err(|e| {
+                Error::data(path, format!("cannot read row group {}: {e}", group.index))
+                    .with_help("the file may be corrupt or truncated; re-export it")
+            })?;
+            self.batch(&batch, path, &mut cached, &mut distinct)?;
+            if let Some(p) = progress {
+                p.inc(batch.num_rows() as u64);
+            }
+        }
+        for (state, keys) in self.states.iter().zip(distinct) {
+            if !keys.is_empty() {
+                state.merge_distinct(keys);
+            }
+        }
+        Ok(())
+    }
+
+    fn codes(&self, batch: &RecordBatch, path: &std::path::Path, cached: &mut Option<(ArrayRef, Arc<Vec<Vec<Option<u32>>>>)>) -> Result<Codes> {
+        let Some(code) = &self.source.code else {
+            return Ok(Codes::None);
+        };
+        if self.lists.is_empty() {
+            return Ok(Codes::None);
+        }
+        let array = table::column(batch, &code.name);
+        if code.is_list {
+            let (offsets, values, valid) = match array.data_type() {
+                DataType::List(_) => {
+                    let l = array.as_list::<i32>();
+                    (l.value_offsets().iter().map(|&o| o as usize).collect(), l.values().clone(), l.nulls().cloned())
+                }
+                _ => {
+                    let l = array.as_list::<i64>();
+                    (l.value_offsets().iter().map(|&o| o as usize).collect(), l.values().clone(), l.nulls().cloned())
+                }
+            };
+            let (values, _) = table::canonical(&values, path, &code.name)?;
+            return Ok(Codes::List { offsets, values: values.as_string::<i32>().clone(), valid });
+        }
+        if let DataType::Dictionary(key, _) = array.data_type() {
+            if key.as_ref() == &DataType::Int32 {
+                let dict = array.as_dictionary::<Int32Type>();
+                let values = dict.values();
+                let matched = match cached {
+                    Some((v, m)) if Arc::ptr_eq(v, values) => m.clone(),
+                    _ => {
+                        let (strings, _) = table::canonical(values, path, &code.name)?;
+                        let strings = strings.as_string::<i32>();
+                        let m: Vec<Vec<Option<u32>>> = self
+                            .lists
+                            .iter()
+                            .map(|list| strings.iter().map(|s| s.and_then(|s| list.lookup(s))).collect())
+                            .collect();
+                        let m = Arc::new(m);
+                        *cached = Some((values.clone(), m.clone()));
+                        m
+                    }
+                };
+                return Ok(Codes::Dictionary { keys: dict.keys().clone(), matched });
+            }
+        }
+        let (plain, _) = table::canonical(array, path, &code.name)?;
+        Ok(Codes::Plain(plain.as_string::<i32>().clone()))
+    }
+
+    fn batch(
+        &self,
+        batch: &RecordBatch,
+        path: &std::path::Path,
+        cached: &mut Option<(ArrayRef, Arc<Vec<Vec<Option<u32>>>>)>,
+        distinct: &mut [Vec<u64>],
+    ) -> Result<()> {
+        let source = self.source;
+        let rows = batch.num_rows();
+        let dates: Date32Array = table::to_dates(table::column(batch, &source.date_column), path, &source.date_column)?;
+        let persons = self.index.column(table::column(batch, &source.person_column), path, &source.person_column)?;
+        let codes = self.codes(batch, path, cached)?;
+
+        let filter_slots: Vec<ArrayRef> = source
+            .filter_columns
+            .iter()
+            .map(|c| table::canonical(table::column(batch, c), path, c).map(|(a, _)| a))
+            .collect::<Result<_>>()?;
+        let masks: Vec<Option<BooleanArray>> = source
+            .aggregates
+            .iter()
+            .map(|agg| {
+                agg.filter
+                    .as_ref()
+                    .map(|f| {
+                        eval::evaluate(f, &filter_slots, rows)
+                            .map(|m| eval::is_true(m.as_boolean()))
+                            .map_err(|e| Error::data(path, format!("evaluating the `where` of source `{}`: {e}", source.name)))
+                    })
+                    .transpose()
+            })
+            .collect::<Result<_>>()?;
+        let values: Vec<ArrayRef> = source
+            .value_columns
+            .iter()
+            .map(|c| table::canonical(table::column(batch, c), path, c).map(|(a, _)| a))
+            .collect::<Result<_>>()?;
+
+        let (mut null_date, mut after_as_of, mut null_id, mut unknown) = (0u64, 0u64, 0u64, 0u64);
+        for row in 0..rows {
+            if dates.is_null(row) {
+                null_date += 1;
+                continue;
+            }
+            let day = dates.value(row);
+            if day > self.as_of {
+                after_as_of += 1;
+                continue;
+            }
+            let mut person: Option<Person> = None;
+            for (k, agg) in source.aggregates.iter().enumerate() {
+                if agg.after.is_some_and(|after| day <= after) {
+                    continue;
+                }
+                if masks[k].as_ref().is_some_and(|m| !m.value(row)) {
+                    continue;
+                }
+                if let Some(l) = agg.codelist {
+                    if !codes.any_match(&self.lists, l, row) {
+                        continue;
+                    }
+                }
+                let found = *person.get_or_insert_with(|| {
+                    let p = self.index.lookup(&persons, row);
+                    match p {
+                        Person::NullId => null_id += 1,
+                        Person::Unknown => unknown += 1,
+                        Person::Found(_) => {}
+                    }
+                    p
+                });
+                let Person::Found(p) = found else {
+                    break;
+                };
+                let state = &self.states[k];
+                match agg.aggregate {
+                    Aggregate::Count | Aggregate::Exists => state.count(p),
+                    Aggregate::FirstDate | Aggregate::LastDate => state.day(p, day),
+                    Aggregate::CountDistinctCodes
+                    | Aggregate::CountDistinctCategories
+                    | Aggregate::SumDistinctWeights => {
+                        let l = agg.codelist.expect("checked when loading: distinct aggregates need a code list");
+                        let keys = &mut distinct[k];
+                        codes.each_match(&self.lists, l, row, |item| keys.push((u64::from(p) << 32) | u64::from(item)));
+                    }
+                    Aggregate::Min | Aggregate::Max => {
+                        let (v, _) = agg.value.expect("checked when loading: min/max need a column");
+                        let column = &values[v];
+                        if column.is_null(row) {
+                            continue;
+                        }
+                        match column.data_type() {
+                            DataType::Int64 => state.int(p, column.as_primitive::<Int64Type>().value(row)),
+                            DataType::Float64 => state.float(p, column.as_primitive::<Float64Type>().value(row)),
+                            _ => state.day(p, column.as_primitive::<arrow_array::types::Date32Type>().value(row)),
+                        }
+                    }
+                }
+            }
+        }
+        let r = self.rejected;
+        r.null_date.fetch_add(null_date, Relaxed);
+        r.after_as_of.fetch_add(after_as_of, Relaxed);
+        r.null_person_id.fetch_add(null_id, Relaxed);
+        r.unknown_person.fetch_add(unknown, Relaxed);
+        Ok(())
+    }
+}
+

@@ -1,0 +1,350 @@
+//! One input table: a `NAME.parquet` file or a `NAME/` folder of part files.
+//!
+//! Footers are read once, here; scan tasks reuse the parsed metadata and
+//! each opens its own file handle, so row groups can be read in parallel
+//! without sharing a reader.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, Date32Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder,
+};
+use parquet::file::statistics::Statistics;
+
+use crate::dates::Day;
+use crate::error::{Error, Result};
+use crate::rules::check::Type;
+
+/// Rows per Arrow batch while scanning: large enough to amortise per-batch
+/// work, small enough to stay in cache.
+pub const BATCH_ROWS: usize = 64 * 1024;
+
+pub struct Part {
+    pub path: PathBuf,
+    metadata: ArrowReaderMetadata,
+}
+
+impl Part {
+    pub fn rows(&self) -> u64 {
+        self.metadata.metadata().file_metadata().num_rows().max(0) as u64
+    }
+
+    pub fn row_group_count(&self) -> usize {
+        self.metadata.metadata().num_row_groups()
+    }
+}
+
+pub struct Table {
+    pub name: String,
+    /// The file or folder the table was found at.
+    pub location: PathBuf,
+    pub parts: Vec<Part>,
+    pub schema: SchemaRef,
+}
+
+/// One unit of parallel work: a row group of a part.
+#[derive(Debug, Clone, Copy)]
+pub struct RowGroup {
+    pub part: usize,
+    pub index: usize,
+    pub rows: u64,
+}
+
+impl Table {
+    /// Finds table `name` in `dir`; `Ok(None)` if neither form exists.
+    pub fn find(dir: &Path, name: &str) -> Result<Option<Table>> {
+        let file = dir.join(format!("{name}.parquet"));
+        let folder = dir.join(name);
+        let (location, paths) = match (file.is_file(), folder.is_dir()) {
+            (true, true) => {
+                return Err(Error::data(&file, format!(
+                    "table `{name}` exists both as this file and as the folder {}",
+                    folder.display()
+                ))
+                .with_help("keep one of them"));
+            }
+            (true, false) => (file.clone(), vec![file]),
+            (false, true) => (folder.clone(), part_files(&folder)?),
+            (false, false) => return Ok(None),
+        };
+        let mut parts = Vec::with_capacity(paths.len());
+        for path in paths {
+            let f = File::open(&path).map_err(|e| Error::io(&path, "cannot open", e))?;
+            let metadata = ArrowReaderMetadata::load(&f, ArrowReaderOptions::new()).map_err(|e| {
+                Error::data(&path, format!("not a readable Parquet file: {e}"))
+                    .with_help("re-export the table; the file may be truncated or not Parquet")
+            })?;
+            parts.push(Part { path, metadata });
+        }
+        let schema = parts[0].metadata.schema().clone();
+        for part in &parts[1..] {
+            let other = part.metadata.schema();
+            let same = other.fields().len() == schema.fields().len()
+                && other.fields().iter().zip(schema.fields()).all(|(a, b)| {
+                    a.name() == b.name() && a.data_type() == b.data_type()
+                });
+            if !same {
+                return Err(Error::data(&part.path, format!(
+                    "part file's columns ({}) differ from those of {} ({})",
+                    describe(other),
+                    parts[0].path.display(),
+                    describe(&schema)
+                ))
+                .with_help("all part files of a table must share one schema"));
+            }
+        }
+        Ok(Some(Table {
+            name: name.to_string(),
+            location,
+            parts,
+            schema,
+        }))
+    }
+
+    /// Like [`Table::find`], but a missing table is an error.
+    pub fn open(dir: &Path, name: &str, needed_by: &str) -> Result<Table> {
+        Table::find(dir, name)?.ok_or_else(|| {
+            Error::data(&dir.join(format!("{name}.parquet")), format!(
+                "table `{name}` not found (looked for {name}.parquet and the folder {name}/); {needed_by} reads it"
+            ))
+            .with_help("check --data, or map the table name in the rule file")
+        })
+    }
+
+    pub fn rows(&self) -> u64 {
+        self.parts.iter().map(Part::rows).sum()
+    }
+
+    pub fn row_groups(&self) -> Vec<RowGroup> {
+        self.parts
+            .iter()
+            .enumerate()
+            .flat_map(|(p, part)| {
+                let meta = part.metadata.metadata();
+                (0..part.row_group_count()).map(move |i| RowGroup {
+                    part: p,
+                    index: i,
+                    rows: meta.row_group(i).num_rows().max(0) as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// The type of `column`, or an error that lists the columns there are.
+    pub fn column_type(&self, column: &str, role: &str) -> Result<&DataType> {
+        self.schema
+            .field_with_name(column)
+            .map(Field::data_type)
+            .map_err(|_| {
+                Error::data(&self.location, format!(
+                    "table `{}` has no column `{column}` (wanted as {role}); its columns are: {}",
+                    self.name,
+                    describe(&self.schema)
+                ))
+                .with_help("map the column name in the rule file, or fix the extract")
+            })
+    }
+
+    /// A reader over one row group, decoding only `columns`. Utf8 columns in
+    /// `as_dictionary` are decoded as dictionaries, so code lists can be
+    /// matched once per distinct value.
+    pub fn reader(
+        &self,
+        group: RowGroup,
+        columns: &[&str],
+        as_dictionary: &[&str],
+    ) -> Result<ParquetRecordBatchReader> {
+        let part = &self.parts[group.part];
+        let fail = |e: parquet::errors::ParquetError| {
+            Error::data(&part.path, format!("cannot read row group {}: {e}", group.index))
+                .with_help("the file may be corrupt or truncated; re-export it")
+        };
+        let file = File::open(&part.path).map_err(|e| Error::io(&part.path, "cannot open", e))?;
+        let metadata = if as_dictionary.is_empty() {
+            part.metadata.clone()
+        } else {
+            let fields: Vec<Field> = self
+                .schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    let utf8 = matches!(f.data_type(), DataType::Utf8 | DataType::LargeUtf8);
+                    if utf8 && as_dictionary.contains(&f.name().as_str()) {
+                        f.as_ref().clone().with_data_type(DataType::Dictionary(
+                            Box::new(DataType::Int32),
+                            Box::new(f.data_type().clone()),
+                        ))
+                    } else {
+                        f.as_ref().clone()
+                    }
+                })
+                .collect();
+            let hinted = Arc::new(Schema::new_with_metadata(fields, self.schema.metadata().clone()));
+            ArrowReaderMetadata::try_new(
+                part.metadata.metadata().clone(),
+                ArrowReaderOptions::new().with_schema(hinted),
+            )
+            .map_err(fail)?
+        };
+        let indices = columns
+            .iter()
+            .map(|c| self.schema.index_of(c).map_err(|_| self.column_type(c, "input").unwrap_err()))
+            .collect::<Result<Vec<_>>>()?;
+        let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata);
+        let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
+        builder
+            .with_projection(mask)
+            .with_row_groups(vec![group.index])
+            .with_batch_size(BATCH_ROWS)
+            .build()
+            .map_err(fail)
+    }
+
+    /// The latest value of a date column, from row-group statistics where all
+    /// row groups have them, else by reading the column.
+    pub fn max_date(&self, column: &str) -> Result<Option<Day>> {
+        let ty = self.column_type(column, "a date")?.clone();
+        if ty == DataType::Date32 {
+            let index = self.schema.index_of(column).expect("checked above");
+            let mut best: Option<Day> = None;
+            let mut complete = true;
+            for part in &self.parts {
+                for rg in part.metadata.metadata().row_groups() {
+                    match rg.column(index).statistics() {
+                        Some(Statistics::Int32(s)) if s.max_opt().is_some() => {
+                            let m = *s.max_opt().expect("checked");
+                            best = Some(best.map_or(m, |b: Day| b.max(m)));
+                        }
+                        _ if rg.num_rows() == 0 => {}
+                        _ => complete = false,
+                    }
+                }
+            }
+            if complete {
+                return Ok(best);
+            }
+        }
+        let mut best: Option<Day> = None;
+        for group in self.row_groups() {
+            for batch in self.reader(group, &[column], &[])? {
+                let batch = batch.map_err(|e| {
+                    Error::data(&self.parts[group.part].path, format!("cannot read column `{column}`: {e}"))
+                })?;
+                let dates = to_dates(batch.column(0), &self.parts[group.part].path, column)?;
+                if let Some(m) = arrow_arith::aggregate::max(&dates) {
+                    best = Some(best.map_or(m, |b| b.max(m)));
+                }
+            }
+        }
+        Ok(best)
+    }
+}
+
+/// Converts an accepted date column (Date32, Date64, Timestamp) to Date32.
+pub fn to_dates(array: &ArrayRef, path: &Path, column: &str) -> Result<Date32Array> {
+    match array.data_type() {
+        DataType::Date32 => Ok(array
+            .as_any()
+            .downcast_ref::<Date32Array>()
+            .expect("type checked")
+            .clone()),
+        DataType::Date64 | DataType::Timestamp(_, _) => {
+            let cast = arrow_cast::cast(array, &DataType::Date32)
+                .map_err(|e| Error::data(path, format!("column `{column}`: {e}")))?;
+            Ok(cast.as_any().downcast_ref::<Date32Array>().expect("cast to Date32").clone())
+        }
+        other => Err(Error::data(path, format!(
+            "column `{column}` should hold dates but is {other}"
+        ))
+        .with_help("store it as a Parquet DATE or TIMESTAMP")),
+    }
+}
+
+/// Brings a column used in expressions to the one Arrow type the engine
+/// evaluates for its rule-language type: integers to Int64, floats to
+/// Float64, any text (including dictionaries) to Utf8, dates to Date32.
+pub fn canonical(array: &ArrayRef, path: &Path, column: &str) -> Result<(ArrayRef, Type)> {
+    let ty = canonical_type(array.data_type()).ok_or_else(|| {
+        Error::data(path, format!(
+            "column `{column}` has type {}, which rules cannot use",
+            array.data_type()
+        ))
+        .with_help("store it as an integer, float, boolean, text or date column")
+    })?;
+    let target = ty.data_type();
+    if array.data_type() == &target {
+        return Ok((array.clone(), ty));
+    }
+    let cast = arrow_cast::cast(array, &target)
+        .map_err(|e| Error::data(path, format!("column `{column}`: {e}")))?;
+    Ok((cast, ty))
+}
+
+/// The rule-language type a stored column is read as, if any.
+pub fn canonical_type(ty: &DataType) -> Option<Type> {
+    match ty {
+        DataType::Int8
+        | DataType::Int16
+        | DataType::Int32
+        | DataType::Int64
+        | DataType::UInt8
+        | DataType::UInt16
+        | DataType::UInt32 => Some(Type::Int),
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => Some(Type::Float),
+        DataType::Boolean => Some(Type::Bool),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Some(Type::Str),
+        DataType::Dictionary(_, value) => canonical_type(value).filter(|t| *t == Type::Str),
+        t if is_date_type(t) => Some(Type::Date),
+        _ => None,
+    }
+}
+
+/// Is `ty` accepted for a date role?
+pub fn is_date_type(ty: &DataType) -> bool {
+    matches!(ty, DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _))
+}
+
+/// Reads all of a batch column by name (batches hold projected columns in
+/// file order, not in the order asked for).
+pub fn column<'a>(batch: &'a RecordBatch, name: &str) -> &'a ArrayRef {
+    batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("projected column `{name}` missing from batch"))
+}
+
+fn part_files(folder: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(folder).map_err(|e| Error::io(folder, "cannot list", e))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(folder, "cannot list", e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('_') || name.starts_with('.') || !name.ends_with(".parquet") {
+            continue;
+        }
+        if entry.path().is_file() {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::data(folder, "folder holds no .parquet part files")
+            .with_help("a table folder must contain NAME/*.parquet parts"));
+    }
+    Ok(files)
+}
+
+fn describe(schema: &Schema) -> String {
+    schema
+        .fields()
+        .iter()
+        .map(|f| format!("{} {}", f.name(), f.data_type()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,20 @@
+//! strata: risk stratification for NHS Population Health Management.
+//!
+//! The pipeline, one module per stage:
+//! [`rules`] (read and check a rule file) -> [`input`] (find the Parquet
+//! tables, load the population) -> [`engine`] (plan, scan events in parallel,
+//! derive features, decide cohorts) -> [`output`] (write the per-person
+//! table, per-PCN lists and manifest, atomically). [`generate`] makes a
+//! synthetic population in the same data contract, for trying and testing
+//! the rest.
+
+pub mod dates;
+pub mod engine;
+pub mod error;
+pub mod input;
+pub mod output;
+pub mod progress;
+pub mod rules;
+pub mod summary;
+
+pub use error::{Error, Result};

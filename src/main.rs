@@ -1,0 +1,43 @@
+//! The `strata` binary: parses the command line, sets up logging and the
+//! thread pool, runs a command, and turns the outcome into an exit code a
+//! scheduler can act on: 0 success, 2 a problem the user can fix (rule file,
+//! data, paths, arguments), 3 an internal error (a bug in strata).
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    init_logging(args.quiet);
+    let outcome = std::panic::catch_unwind(|| cli::run(&args));
+    match outcome {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            if e.is_user_error() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(3)
+            }
+        }
+        Err(_) => {
+            eprintln!("error: internal error (a panic, reported above). This is likely a bug in strata, please report it");
+            ExitCode::from(3)
+        }
+    }
+}
+
+/// Logs go to stderr; `STRATA_LOG` (e.g. `debug`) overrides the level.
+fn init_logging(quiet: bool) {
+    let default = if quiet { "warn" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,131 @@
+//! `OUT/manifest.json`: what ran, on what, and with what result, so a BI team
+//! can audit a run and a later run can be compared with it.
+//!
+//! Counts here are exact: the manifest sits beside patient-level output and
+//! is for the team that owns that output. Summaries shown elsewhere (the
+//! terminal) are suppressed.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::RunInfo;
+use super::extracts::Delivered;
+use super::publish::MANIFEST_MARKER;
+use crate::engine::Results;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Serialize)]
+pub struct Manifest {
+    pub strata_version: &'static str,
+    pub model: ModelInfo,
+    pub as_of: String,
+    pub as_of_inferred: bool,
+    pub data: String,
+    pub threads: usize,
+    pub inputs: Vec<Input>,
+    pub persons: u64,
+    pub alive: u64,
+    /// table or source -> reason -> rows
+    pub rejected: BTreeMap<String, BTreeMap<&'static str, u64>>,
+    pub cohorts: Vec<CohortCount>,
+    /// stage -> seconds
+    pub timings_seconds: Vec<(String, f64)>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub title: String,
+    pub version: Option<String>,
+    pub path: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Input {
+    pub table: String,
+    pub files: Vec<InputFile>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct InputFile {
+    pub path: String,
+    pub rows: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CohortCount {
+    pub name: String,
+    pub title: String,
+    pub members: u64,
+    pub by_pcn: BTreeMap<String, u64>,
+    pub members_without_pcn: u64,
+}
+
+impl Manifest {
+    pub fn new(results: &Results, info: &RunInfo, delivered: &Delivered, timings: &[(&'static str, Duration)]) -> Manifest {
+        let plan = &results.plan;
+        let model = plan.model;
+        let table_input = |t: &crate::input::Table| Input {
+            table: t.name.clone(),
+            files: t
+                .parts
+                .iter()
+                .map(|p| InputFile {
+                    path: p.path.display().to_string(),
+                    rows: p.rows(),
+                })
+                .collect(),
+        };
+        let mut inputs = vec![table_input(&plan.population.table)];
+        inputs.extend(plan.sources.iter().map(|s| table_input(&s.table)));
+
+        let mut rejected = BTreeMap::new();
+        rejected.insert(plan.population.table.name.clone(), plan.population.rejected.iter().copied().collect());
+        for (source, counts) in &results.rejected {
+            rejected.insert(source.clone(), counts.iter().copied().collect());
+        }
+        let cohorts = model
+            .cohorts
+            .iter()
+            .zip(&results.cohorts)
+            .map(|(c, r)| CohortCount {
+                name: c.name.clone(),
+                title: c.title.clone(),
+                members: r.members.len() as u64,
+                by_pcn: delivered.counts.get(&c.name).cloned().unwrap_or_default(),
+                members_without_pcn: delivered.without_pcn.get(&c.name).copied().unwrap_or(0),
+            })
+            .collect();
+        Manifest {
+            strata_version: env!("CARGO_PKG_VERSION"),
+            model: ModelInfo {
+                name: model.meta.name.clone(),
+                title: model.meta.title.clone(),
+                version: model.meta.version.clone(),
+                path: model.path.display().to_string(),
+                sha256: model.sha256.clone(),
+            },
+            as_of: plan.as_of.to_string(),
+            as_of_inferred: plan.as_of_inferred,
+            data: info.data.display().to_string(),
+            threads: info.threads,
+            inputs,
+            persons: plan.population.len() as u64,
+            alive: results.alive.true_count() as u64,
+            rejected,
+            cohorts,
+            timings_seconds: timings.iter().map(|(s, d)| (s.to_string(), d.as_secs_f64())).collect(),
+        }
+    }
+
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let json = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::Internal(format!("serialising the manifest: {e}")))?;
+        debug_assert!(json.contains(MANIFEST_MARKER));
+        std::fs::write(path, json + "\n").map_err(|e| Error::io(path, "cannot write", e))
+    }
+}

@@ -1,0 +1,40 @@
+//! Writing a run's results: the per-person Parquet table, one folder of
+//! cohort lists per PCN, and the manifest, all published atomically.
+//!
+//! Layout of `OUT/`:
+//! - `patients.parquet`: one row per person, every feature, cohort flag and rank;
+//! - `pcn/<PCN_CODE>/<cohort>.csv`: that PCN's members of each cohort, ranked;
+//! - `manifest.json`: what ran, on what, with what result.
+
+pub mod extracts;
+pub mod manifest;
+pub mod patients;
+pub mod publish;
+pub mod suppress;
+
+use std::path::Path;
+use std::time::Instant;
+
+use crate::engine::Results;
+use crate::error::Result;
+
+/// What the caller knows about the run that the results don't.
+pub struct RunInfo<'a> {
+    pub data: &'a Path,
+    pub threads: usize,
+}
+
+/// Writes every output into a staging folder and publishes it at `out`.
+/// Returns the manifest that was written.
+pub fn write(results: &Results, out: &Path, info: &RunInfo) -> Result<manifest::Manifest> {
+    let started = Instant::now();
+    let staging = publish::Staging::new(out)?;
+    patients::write(results, &staging.dir.join("patients.parquet"))?;
+    let delivered = extracts::write(results, &staging.dir.join("pcn"))?;
+    let mut timings = results.timings.clone();
+    timings.push(("write outputs", started.elapsed()));
+    let manifest = manifest::Manifest::new(results, info, &delivered, &timings);
+    manifest.write(&staging.dir.join("manifest.json"))?;
+    staging.commit()?;
+    Ok(manifest)
+}

@@ -1,0 +1,68 @@
+//! `OUT/patients.parquet`: one row per registered person, in ascending
+//! `person_id` order, with every feature, cohort flag and rank.
+//!
+//! This is the table BI teams load into their warehouse, so its columns are
+//! named exactly as the rule file names features and cohorts.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
+
+use crate::engine::Results;
+use crate::error::{Error, Result};
+
+/// Rows per row group: large enough for fast scans, small enough that
+/// readers can parallelise over a city-sized table.
+pub const ROW_GROUP_ROWS: usize = 1024 * 1024;
+
+/// Writer settings strata uses for every Parquet file it writes.
+pub fn writer_properties(no_dictionary: &[&str]) -> WriterProperties {
+    let mut props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("3 is a valid zstd level")))
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_dictionary_page_size_limit(8 * 1024 * 1024);
+    for column in no_dictionary {
+        props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
+    }
+    props.build()
+}
+
+pub fn write(results: &Results, path: &Path) -> Result<()> {
+    let model = results.plan.model;
+    let population = &results.plan.population;
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    let mut push = |name: &str, array: ArrayRef| {
+        fields.push(Field::new(name, array.data_type().clone(), true));
+        columns.push(array);
+    };
+    push("person_id", population.column("person_id").clone());
+    push("practice_code", population.column("practice_code").clone());
+    push("pcn_code", population.column("pcn_code").clone());
+    push("alive", Arc::new(results.alive.clone()));
+    for (i, feature) in model.features.iter().enumerate() {
+        push(&feature.name, results.feature(i).clone());
+    }
+    for (cohort, result) in model.cohorts.iter().zip(&results.cohorts) {
+        push(&cohort.name, Arc::new(result.flags.clone()));
+    }
+    for (cohort, result) in model.cohorts.iter().zip(&results.cohorts) {
+        push(&format!("{}_rank", cohort.name), Arc::new(result.rank.clone()));
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| Error::Internal(format!("assembling patients.parquet: {e}")))?;
+
+    let file = File::create(path).map_err(|e| Error::io(path, "cannot create", e))?;
+    let fail = |e: parquet::errors::ParquetError| Error::io(path, "cannot write", std::io::Error::other(e));
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(writer_properties(&["person_id"]))).map_err(fail)?;
+    writer.write(&batch).map_err(fail)?;
+    writer.close().map_err(fail)?;
+    Ok(())
+}

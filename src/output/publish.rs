@@ -1,0 +1,169 @@
+//! Atomic publishing of a run's output folder.
+//!
+//! Everything is written into a staging folder beside `OUT` and swapped into
+//! place only once complete, so a run that fails, or is killed, leaves the
+//! previous good output untouched. On Linux the swap is one `renameat2`
+//! with `RENAME_EXCHANGE`: at every instant `OUT` is either the old or the
+//! new complete output. Elsewhere it falls back to two renames.
+//!
+//! `OUT` is only ever replaced if it is empty or holds a previous strata
+//! output (it has a `manifest.json` written by strata), so a mistyped
+//! `--out $HOME` cannot wipe a folder.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// The key every strata manifest has, used to recognise a previous output.
+pub const MANIFEST_MARKER: &str = "strata_version";
+
+pub struct Staging {
+    pub dir: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl Staging {
+    /// Checks that `target` may be replaced and creates a staging folder
+    /// beside it.
+    pub fn new(target: &Path) -> Result<Staging> {
+        if target.exists() {
+            if !target.is_dir() {
+                return Err(Error::usage(format!(
+                    "output path {} exists and is not a folder",
+                    target.display()
+                ))
+                .with_help("give --out a folder path (it will be created)"));
+            }
+            if !is_replaceable(target) {
+                return Err(Error::usage(format!(
+                    "output folder {} is not empty and does not hold a previous strata output",
+                    target.display()
+                ))
+                .with_help("strata replaces its output folder whole; give --out a new or empty folder"));
+            }
+        }
+        let parent = match target.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        std::fs::create_dir_all(&parent).map_err(|e| {
+            Error::io(&parent, "cannot create the output's parent folder", e)
+                .with_help("check the --out path and your permissions")
+        })?;
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "out".into());
+        let dir = parent.join(format!(".{name}.strata-staging-{}", std::process::id()));
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, "cannot clear stale staging folder", e))?;
+        }
+        std::fs::create_dir(&dir).map_err(|e| {
+            Error::io(&dir, "cannot create staging folder", e)
+                .with_help("the folder that holds --out must be writable")
+        })?;
+        Ok(Staging {
+            dir,
+            target: target.to_path_buf(),
+            committed: false,
+        })
+    }
+
+    /// Puts the staged output in place of the target.
+    pub fn commit(mut self) -> Result<()> {
+        let target = self.target.clone();
+        if target.exists() {
+            if exchange(&self.dir, &target).is_ok() {
+                // The staging path now holds the previous output.
+                self.committed = true;
+                let _ = std::fs::remove_dir_all(&self.dir);
+                return Ok(());
+            }
+            let old = self.dir.with_extension("previous");
+            std::fs::rename(&target, &old).map_err(|e| Error::io(&target, "cannot move the previous output aside", e))?;
+            if let Err(e) = std::fs::rename(&self.dir, &target) {
+                let _ = std::fs::rename(&old, &target);
+                return Err(Error::io(&target, "cannot move the new output into place", e));
+            }
+            self.committed = true;
+            let _ = std::fs::remove_dir_all(&old);
+            return Ok(());
+        }
+        std::fs::rename(&self.dir, &target).map_err(|e| Error::io(&target, "cannot move the new output into place", e))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE).map_err(std::io::Error::from)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(_a: &Path, _b: &Path) -> std::io::Result<()> {
+    Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+}
+
+fn is_replaceable(dir: &Path) -> bool {
+    let empty = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none());
+    empty
+        || std::fs::read_to_string(dir.join("manifest.json")).is_ok_and(|m| m.contains(MANIFEST_MARKER))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replaces_previous_output_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        for run in ["first", "second"] {
+            let staging = Staging::new(&out).unwrap();
+            std::fs::write(staging.dir.join("manifest.json"), format!("{{\"{MANIFEST_MARKER}\": \"{run}\"}}")).unwrap();
+            std::fs::write(staging.dir.join(format!("{run}.txt")), run).unwrap();
+            staging.commit().unwrap();
+        }
+        assert!(out.join("second.txt").exists());
+        assert!(!out.join("first.txt").exists(), "old files must not survive");
+        // Only `out` is left beside it: no staging or previous folders.
+        let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("out")]);
+    }
+
+    #[test]
+    fn a_dropped_staging_leaves_the_target_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join("manifest.json"), MANIFEST_MARKER).unwrap();
+        {
+            let staging = Staging::new(&out).unwrap();
+            std::fs::write(staging.dir.join("half.txt"), "x").unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(out.join("manifest.json")).unwrap(), MANIFEST_MARKER);
+        assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn refuses_to_replace_a_folder_that_is_not_strata_output() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::write(tmp.path().join("thesis.docx"), "precious").unwrap();
+        let e = Staging::new(tmp.path()).err().unwrap();
+        assert!(e.to_string().contains("does not hold a previous strata output"), "{e}");
+        let file = tmp.path().join("thesis.docx");
+        let e = Staging::new(&file).err().unwrap();
+        assert!(e.to_string().contains("is not a folder"), "{e}");
+    }
+}

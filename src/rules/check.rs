@@ -1,0 +1,536 @@
+//! Type checking: turns a parsed expression into a typed one whose names are
+//! resolved to the columns the engine will supply.
+//!
+//! The checker is the only place that knows the typing rules, so rule files
+//! mean one thing everywhere: integers widen to floats, `null` takes the type
+//! of what it meets, `/` always gives a float (as in Spark SQL), dates move by
+//! whole days (`date + 1`, `date - date`), `in` and `between` are spelled out
+//! as the comparisons SQL defines them to be.
+
+use std::fmt;
+
+use super::expr::{BinaryOp, Expr, ExprKind, Literal, Span, UnaryOp};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Type {
+    Bool,
+    Int,
+    Float,
+    Str,
+    Date,
+    /// The type of a bare `null` until it meets something typed.
+    Null,
+}
+
+impl Type {
+    /// The Arrow type the engine evaluates values of this type as.
+    pub fn data_type(self) -> arrow_schema::DataType {
+        use arrow_schema::DataType;
+        match self {
+            Type::Bool => DataType::Boolean,
+            Type::Int => DataType::Int64,
+            Type::Float => DataType::Float64,
+            Type::Str => DataType::Utf8,
+            Type::Date => DataType::Date32,
+            Type::Null => DataType::Null,
+        }
+    }
+
+    /// The type with its article, for messages: "an integer", "a date".
+    pub fn a(self) -> &'static str {
+        match self {
+            Type::Bool => "a true/false value",
+            Type::Int => "an integer",
+            Type::Float => "a number",
+            Type::Str => "a text value",
+            Type::Date => "a date",
+            Type::Null => "null",
+        }
+    }
+}
+
+impl fmt::Display for Type {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Type::Bool => "boolean",
+            Type::Int => "integer",
+            Type::Float => "number",
+            Type::Str => "text",
+            Type::Date => "date",
+            Type::Null => "null",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compare {
+    Eq,
+    NotEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arith {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    Coalesce,
+    Least,
+    Greatest,
+    Abs,
+}
+
+/// A checked expression. Every node knows its result type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Typed {
+    pub node: Node,
+    pub ty: Type,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Node {
+    /// Column `n` of the environment the expression was checked against.
+    Slot(usize),
+    Literal(Literal),
+    /// Integer to float widening.
+    ToFloat(Box<Typed>),
+    Not(Box<Typed>),
+    Neg(Box<Typed>),
+    And(Box<Typed>, Box<Typed>),
+    Or(Box<Typed>, Box<Typed>),
+    /// Operands have the same type.
+    Compare(Compare, Box<Typed>, Box<Typed>),
+    /// Operands are both Int, both Float, Date and Int, or both Date (`-`).
+    Arith(Arith, Box<Typed>, Box<Typed>),
+    IsNull(Box<Typed>, bool),
+    Case(Vec<(Typed, Typed)>, Option<Box<Typed>>),
+    Call(Function, Vec<Typed>),
+}
+
+/// What a name in an expression stands for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Binding {
+    /// A column the engine supplies, with its type.
+    Column(usize, Type),
+    /// A constant (a parameter), kept as a scalar.
+    Constant(Literal),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckError {
+    pub span: Span,
+    pub message: String,
+}
+
+pub fn literal_type(lit: &Literal) -> Type {
+    match lit {
+        Literal::Int(_) => Type::Int,
+        Literal::Float(_) => Type::Float,
+        Literal::Str(_) => Type::Str,
+        Literal::Bool(_) => Type::Bool,
+        Literal::Null => Type::Null,
+        Literal::Date(_) => Type::Date,
+    }
+}
+
+/// Checks `expr`, resolving names with `resolve` (which returns `None` for an
+/// unknown name; `unknown` then words the error, e.g. with a suggestion).
+pub fn check(
+    expr: &Expr,
+    resolve: &dyn Fn(&str) -> Option<Binding>,
+    unknown: &dyn Fn(&str) -> String,
+) -> Result<Typed, CheckError> {
+    Checker { resolve, unknown }.expr(expr)
+}
+
+struct Checker<'a> {
+    resolve: &'a dyn Fn(&str) -> Option<Binding>,
+    unknown: &'a dyn Fn(&str) -> String,
+}
+
+fn err<T>(span: Span, message: impl Into<String>) -> Result<T, CheckError> {
+    Err(CheckError {
+        span,
+        message: message.into(),
+    })
+}
+
+fn boxed(t: Typed) -> Box<Typed> {
+    Box::new(t)
+}
+
+/// Gives a bare `null` a type, recursively through `case`.
+fn retype_null(t: Typed, ty: Type) -> Typed {
+    if t.ty != Type::Null {
+        return t;
+    }
+    let node = match t.node {
+        Node::Case(whens, otherwise) => Node::Case(
+            whens
+                .into_iter()
+                .map(|(c, v)| (c, retype_null(v, ty)))
+                .collect(),
+            otherwise.map(|o| boxed(retype_null(*o, ty))),
+        ),
+        Node::Call(f, args) => Node::Call(f, args.into_iter().map(|a| retype_null(a, ty)).collect()),
+        other => other,
+    };
+    Typed { node, ty }
+}
+
+fn widen(t: Typed) -> Typed {
+    if t.ty == Type::Int {
+        Typed {
+            node: Node::ToFloat(boxed(t)),
+            ty: Type::Float,
+        }
+    } else {
+        t
+    }
+}
+
+/// Brings two operands to one type, or says why they cannot be.
+fn unify(a: Typed, b: Typed) -> Option<(Typed, Typed, Type)> {
+    match (a.ty, b.ty) {
+        (x, y) if x == y => Some((a, b, x)),
+        (Type::Null, y) => Some((retype_null(a, y), b, y)),
+        (x, Type::Null) => Some((a, retype_null(b, x), x)),
+        (Type::Int, Type::Float) | (Type::Float, Type::Int) => Some((widen(a), widen(b), Type::Float)),
+        _ => None,
+    }
+}
+
+fn unify_all(items: Vec<Typed>) -> Option<(Vec<Typed>, Type)> {
+    let mut ty = Type::Null;
+    for t in &items {
+        ty = match (ty, t.ty) {
+            (x, y) if x == y => x,
+            (Type::Null, y) => y,
+            (x, Type::Null) => x,
+            (Type::Int, Type::Float) | (Type::Float, Type::Int) => Type::Float,
+            _ => return None,
+        };
+    }
+    let items = items
+        .into_iter()
+        .map(|t| {
+            let t = retype_null(t, ty);
+            if ty == Type::Float { widen(t) } else { t }
+        })
+        .collect();
+    Some((items, ty))
+}
+
+impl Checker<'_> {
+    fn expr(&self, e: &Expr) -> Result<Typed, CheckError> {
+        match &e.kind {
+            ExprKind::Literal(lit) => Ok(Typed {
+                node: Node::Literal(lit.clone()),
+                ty: literal_type(lit),
+            }),
+            ExprKind::Name(name) => match (self.resolve)(name) {
+                Some(Binding::Column(slot, ty)) => Ok(Typed {
+                    node: Node::Slot(slot),
+                    ty,
+                }),
+                Some(Binding::Constant(lit)) => Ok(Typed {
+                    ty: literal_type(&lit),
+                    node: Node::Literal(lit),
+                }),
+                None => err(e.span, (self.unknown)(name)),
+            },
+            ExprKind::Unary(UnaryOp::Not, inner) => {
+                let t = self.boolean(inner, "`not`")?;
+                Ok(Typed {
+                    node: Node::Not(boxed(t)),
+                    ty: Type::Bool,
+                })
+            }
+            ExprKind::Unary(UnaryOp::Neg, inner) => {
+                let t = self.expr(inner)?;
+                match t.ty {
+                    Type::Int | Type::Float | Type::Null => Ok(Typed {
+                        ty: t.ty,
+                        node: Node::Neg(boxed(t)),
+                    }),
+                    other => err(inner.span, format!("cannot negate {}", other.a())),
+                }
+            }
+            ExprKind::Binary(op, l, r) => self.binary(*op, l, r, e.span),
+            ExprKind::IsNull { expr, negated } => {
+                let t = self.expr(expr)?;
+                Ok(Typed {
+                    node: Node::IsNull(boxed(t), *negated),
+                    ty: Type::Bool,
+                })
+            }
+            ExprKind::InList {
+                expr,
+                list,
+                negated,
+            } => {
+                // x in (a, b) is x = a or x = b, with SQL's null semantics.
+                let mut any: Option<Typed> = None;
+                for item in list {
+                    let eq = self.binary(BinaryOp::Eq, expr, item, item.span)?;
+                    any = Some(match any {
+                        None => eq,
+                        Some(prev) => Typed {
+                            node: Node::Or(boxed(prev), boxed(eq)),
+                            ty: Type::Bool,
+                        },
+                    });
+                }
+                let any = any.expect("the parser requires at least one item");
+                Ok(if *negated {
+                    Typed {
+                        node: Node::Not(boxed(any)),
+                        ty: Type::Bool,
+                    }
+                } else {
+                    any
+                })
+            }
+            ExprKind::Between {
+                expr,
+                low,
+                high,
+                negated,
+            } => {
+                let lo = self.binary(BinaryOp::GtEq, expr, low, low.span)?;
+                let hi = self.binary(BinaryOp::LtEq, expr, high, high.span)?;
+                let both = Typed {
+                    node: Node::And(boxed(lo), boxed(hi)),
+                    ty: Type::Bool,
+                };
+                Ok(if *negated {
+                    Typed {
+                        node: Node::Not(boxed(both)),
+                        ty: Type::Bool,
+                    }
+                } else {
+                    both
+                })
+            }
+            ExprKind::Case { whens, otherwise } => {
+                let mut conds = Vec::new();
+                let mut values = Vec::new();
+                for (c, v) in whens {
+                    conds.push(self.boolean(c, "`when`")?);
+                    values.push(self.expr(v)?);
+                }
+                let has_else = otherwise.is_some();
+                if let Some(o) = otherwise {
+                    values.push(self.expr(o)?);
+                }
+                let Some((mut values, ty)) = unify_all(values) else {
+                    return err(e.span, "the branches of this `case` have different types");
+                };
+                let otherwise = has_else.then(|| boxed(values.pop().expect("else value")));
+                Ok(Typed {
+                    node: Node::Case(conds.into_iter().zip(values).collect(), otherwise),
+                    ty,
+                })
+            }
+            ExprKind::Call { function, args } => self.call(function, args, e.span),
+        }
+    }
+
+    fn boolean(&self, e: &Expr, context: &str) -> Result<Typed, CheckError> {
+        let t = self.expr(e)?;
+        match t.ty {
+            Type::Bool => Ok(t),
+            Type::Null => Ok(retype_null(t, Type::Bool)),
+            other => err(
+                e.span,
+                format!("{context} needs a true/false value, but this is {}", other.a()),
+            ),
+        }
+    }
+
+    fn binary(&self, op: BinaryOp, l: &Expr, r: &Expr, span: Span) -> Result<Typed, CheckError> {
+        if matches!(op, BinaryOp::And | BinaryOp::Or) {
+            let word = format!("`{}`", op.symbol());
+            let (a, b) = (self.boolean(l, &word)?, self.boolean(r, &word)?);
+            let node = if op == BinaryOp::And {
+                Node::And(boxed(a), boxed(b))
+            } else {
+                Node::Or(boxed(a), boxed(b))
+            };
+            return Ok(Typed {
+                node,
+                ty: Type::Bool,
+            });
+        }
+        let (a, b) = (self.expr(l)?, self.expr(r)?);
+        let (a_ty, b_ty) = (a.ty, b.ty);
+        let mismatch = || {
+            err(
+                span,
+                format!(
+                    "cannot apply `{}` to {} and {}",
+                    op.symbol(),
+                    a_ty.a(),
+                    b_ty.a()
+                ),
+            )
+        };
+        let compare = match op {
+            BinaryOp::Eq => Some(Compare::Eq),
+            BinaryOp::NotEq => Some(Compare::NotEq),
+            BinaryOp::Lt => Some(Compare::Lt),
+            BinaryOp::LtEq => Some(Compare::LtEq),
+            BinaryOp::Gt => Some(Compare::Gt),
+            BinaryOp::GtEq => Some(Compare::GtEq),
+            _ => None,
+        };
+        if let Some(cmp) = compare {
+            let Some((a, b, _)) = unify(a, b) else {
+                return mismatch();
+            };
+            return Ok(Typed {
+                node: Node::Compare(cmp, boxed(a), boxed(b)),
+                ty: Type::Bool,
+            });
+        }
+        let arith = match op {
+            BinaryOp::Add => Arith::Add,
+            BinaryOp::Sub => Arith::Sub,
+            BinaryOp::Mul => Arith::Mul,
+            _ => Arith::Div,
+        };
+        // Date arithmetic: whole days.
+        let ty = match (arith, a_ty, b_ty) {
+            (Arith::Add | Arith::Sub, Type::Date, Type::Int) => Type::Date,
+            (Arith::Add, Type::Int, Type::Date) => {
+                return Ok(Typed {
+                    node: Node::Arith(Arith::Add, boxed(b), boxed(a)),
+                    ty: Type::Date,
+                });
+            }
+            (Arith::Sub, Type::Date, Type::Date) => Type::Int,
+            _ => {
+                let Some((a, b, ty)) = unify(a, b) else {
+                    return mismatch();
+                };
+                return match ty {
+                    Type::Int | Type::Float | Type::Null if arith == Arith::Div => Ok(Typed {
+                        node: Node::Arith(arith, boxed(widen(retype_null(a, Type::Float))), boxed(widen(retype_null(b, Type::Float)))),
+                        ty: Type::Float,
+                    }),
+                    Type::Int | Type::Float | Type::Null => Ok(Typed {
+                        node: Node::Arith(arith, boxed(a), boxed(b)),
+                        ty,
+                    }),
+                    _ => err(span, format!("cannot apply `{}` to {ty} values", op.symbol())),
+                };
+            }
+        };
+        Ok(Typed {
+            node: Node::Arith(arith, boxed(a), boxed(b)),
+            ty,
+        })
+    }
+
+    fn call(&self, function: &str, args: &[Expr], span: Span) -> Result<Typed, CheckError> {
+        let f = match function {
+            "coalesce" => Function::Coalesce,
+            "least" => Function::Least,
+            "greatest" => Function::Greatest,
+            "abs" => Function::Abs,
+            other => {
+                return err(
+                    span,
+                    format!("unknown function `{other}` (known: coalesce, least, greatest, abs)"),
+                );
+            }
+        };
+        let typed = args
+            .iter()
+            .map(|a| self.expr(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        if f == Function::Abs {
+            if typed.len() != 1 {
+                return err(span, "`abs` takes one argument");
+            }
+            let ty = typed[0].ty;
+            if !matches!(ty, Type::Int | Type::Float | Type::Null) {
+                return err(span, format!("`abs` needs a number, not {}", ty.a()));
+            }
+            return Ok(Typed {
+                node: Node::Call(f, typed),
+                ty,
+            });
+        }
+        if typed.is_empty() {
+            return err(span, format!("`{function}` needs at least one argument"));
+        }
+        let Some((typed, ty)) = unify_all(typed) else {
+            return err(span, format!("the arguments of `{function}` have different types"));
+        };
+        if f != Function::Coalesce && matches!(ty, Type::Bool) {
+            return err(span, format!("`{function}` cannot compare true/false values"));
+        }
+        Ok(Typed {
+            node: Node::Call(f, typed),
+            ty,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::expr::parse;
+
+    fn env(name: &str) -> Option<Binding> {
+        match name {
+            "age" => Some(Binding::Column(0, Type::Int)),
+            "score" => Some(Binding::Column(1, Type::Float)),
+            "sex" => Some(Binding::Column(2, Type::Str)),
+            "seen" => Some(Binding::Column(3, Type::Date)),
+            "threshold" => Some(Binding::Constant(Literal::Int(5))),
+            _ => None,
+        }
+    }
+
+    fn ty(text: &str) -> Result<Type, String> {
+        check(&parse(text).unwrap(), &env, &|n| format!("unknown name `{n}`"))
+            .map(|t| t.ty)
+            .map_err(|e| e.message)
+    }
+
+    #[test]
+    fn types_follow_sql() {
+        assert_eq!(ty("age >= threshold and sex = 'F'"), Ok(Type::Bool));
+        assert_eq!(ty("age + score"), Ok(Type::Float));
+        assert_eq!(ty("age / 2"), Ok(Type::Float));
+        assert_eq!(ty("age * 2"), Ok(Type::Int));
+        assert_eq!(ty("seen + 30"), Ok(Type::Date));
+        assert_eq!(ty("seen - date '2025-01-01'"), Ok(Type::Int));
+        assert_eq!(ty("coalesce(score, 0)"), Ok(Type::Float));
+        assert_eq!(ty("case when age > 5 then 'old' end"), Ok(Type::Str));
+        assert_eq!(ty("age in (1, 2.5, null)"), Ok(Type::Bool));
+        assert_eq!(ty("null"), Ok(Type::Null));
+    }
+
+    #[test]
+    fn type_errors_say_what_met_what() {
+        assert_eq!(ty("sex > 1"), Err("cannot apply `>` to a text value and an integer".into()));
+        assert_eq!(
+            ty("age and sex = 'F'"),
+            Err("`and` needs a true/false value, but this is an integer".into())
+        );
+        assert_eq!(ty("agee > 1"), Err("unknown name `agee`".into()));
+        assert!(ty("case when age > 1 then 1 else 'x' end").unwrap_err().contains("different types"));
+        assert!(ty("median(age)").unwrap_err().contains("unknown function"));
+    }
+}

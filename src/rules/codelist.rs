@@ -1,0 +1,268 @@
+//! Code lists: CSV files in the OpenCodelists layout (a `code` column, a
+//! `term`, optionally a weight or a category), and matching raw codes from
+//! the data against them.
+//!
+//! Matching is written once here and used by the scan once per *distinct*
+//! code value (per dictionary entry), so it can afford to normalise text:
+//! ICD-10 codes match ignoring case, dots, spaces and dashes (`F00.1`,
+//! `F001` and `f00 1` are one code); SNOMED CT and dm+d ids match exactly
+//! after trimming. In prefix mode the longest listed prefix wins.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Position, Result};
+use crate::rules::syntax::{self, CodingSystem, MatchMode};
+
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub code: String,
+    pub term: String,
+    pub weight: Option<f64>,
+    pub category: Option<u32>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Codelist {
+    pub name: String,
+    pub path: PathBuf,
+    pub system: CodingSystem,
+    pub match_mode: MatchMode,
+    pub entries: Vec<Entry>,
+    /// Category names, indexed by `Entry::category`.
+    pub categories: Vec<String>,
+    index: HashMap<String, u32>,
+    longest_code: usize,
+}
+
+/// The form a code is compared in, for a coding system.
+pub fn normalise(system: CodingSystem, raw: &str) -> Cow<'_, str> {
+    match system {
+        CodingSystem::Icd10 => {
+            let clean = |c: &char| c.is_ascii_alphanumeric();
+            if raw.chars().all(|c| clean(&c) && !c.is_ascii_lowercase()) {
+                Cow::Borrowed(raw)
+            } else {
+                Cow::Owned(
+                    raw.chars()
+                        .filter(clean)
+                        .map(|c| c.to_ascii_uppercase())
+                        .collect(),
+                )
+            }
+        }
+        CodingSystem::Snomed | CodingSystem::Dmd | CodingSystem::Other => Cow::Borrowed(raw.trim()),
+    }
+}
+
+impl Codelist {
+    /// Reads the CSV named by a rule file's `[codelists.NAME]` table.
+    /// `rule_file` locates the CSV (paths are relative to the rule file) and
+    /// is named in errors about the declaration itself.
+    pub fn load(name: &str, decl: &syntax::Codelist, rule_dir: &Path) -> Result<Codelist> {
+        let path = rule_dir.join(&decl.file);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            Error::io(&path, "cannot read code list", e).with_help(format!(
+                "code list `{name}` names this file; paths are relative to the rule file"
+            ))
+        })?;
+        let text = std::str::from_utf8(&bytes).map_err(|e| {
+            let at = Position::of_offset(
+                &String::from_utf8_lossy(&bytes[..e.valid_up_to()]),
+                e.valid_up_to(),
+            );
+            Error::rules(&path, Some(at), "code list is not valid UTF-8")
+                .with_help("save the CSV as UTF-8")
+        })?;
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let mut reader = csv::ReaderBuilder::new()
+            .flexible(false)
+            .from_reader(text.as_bytes());
+        let headers = reader
+            .headers()
+            .map_err(|e| csv_error(&path, e))?
+            .clone();
+        let column = |wanted: &str| headers.iter().position(|h| h.trim() == wanted);
+        let missing = |wanted: &str| {
+            Error::rules(&path, Some(Position { line: 1, column: 1 }), format!(
+                "code list has no `{wanted}` column (its columns are: {})",
+                headers.iter().collect::<Vec<_>>().join(", ")
+            ))
+            .with_help(format!(
+                "add the column, or name the right one in [codelists.{name}] of the rule file"
+            ))
+        };
+        let code_col = column(&decl.code_column).ok_or_else(|| missing(&decl.code_column))?;
+        let term_col = column("term");
+        let weight_col = match &decl.weight_column {
+            Some(w) => Some(column(w).ok_or_else(|| missing(w))?),
+            None => None,
+        };
+        let category_col = match &decl.category_column {
+            Some(c) => Some(column(c).ok_or_else(|| missing(c))?),
+            None => None,
+        };
+
+        let mut list = Codelist {
+            name: name.to_string(),
+            path: path.clone(),
+            system: decl.system,
+            match_mode: decl.match_mode,
+            entries: Vec::new(),
+            categories: Vec::new(),
+            index: HashMap::new(),
+            longest_code: 0,
+        };
+        let mut category_ids: HashMap<String, u32> = HashMap::new();
+        for record in reader.records() {
+            let record = record.map_err(|e| csv_error(&path, e))?;
+            let line = record.position().map_or(0, |p| p.line() as usize);
+            let at = Some(Position { line, column: 1 });
+            let raw_code = record.get(code_col).unwrap_or("");
+            let code = normalise(decl.system, raw_code).into_owned();
+            if code.is_empty() {
+                return Err(Error::rules(&path, at, "empty code")
+                    .with_help("remove the row or fill in its code"));
+            }
+            let weight = match weight_col {
+                Some(c) => {
+                    let text = record.get(c).unwrap_or("").trim();
+                    Some(text.parse::<f64>().ok().filter(|w| w.is_finite()).ok_or_else(|| {
+                        Error::rules(&path, at, format!("weight `{text}` of code `{raw_code}` is not a number"))
+                    })?)
+                }
+                None => None,
+            };
+            let category = match category_col {
+                Some(c) => {
+                    let text = record.get(c).unwrap_or("").trim();
+                    if text.is_empty() {
+                        return Err(Error::rules(&path, at, format!("code `{raw_code}` has no category"))
+                            .with_help("every row needs a value in the category column"));
+                    }
+                    let next = category_ids.len() as u32;
+                    let id = *category_ids.entry(text.to_string()).or_insert_with(|| {
+                        list.categories.push(text.to_string());
+                        next
+                    });
+                    Some(id)
+                }
+                None => None,
+            };
+            let entry = Entry {
+                code: code.clone(),
+                term: term_col
+                    .and_then(|c| record.get(c))
+                    .unwrap_or("")
+                    .to_string(),
+                weight,
+                category,
+            };
+            if let Some(&existing) = list.index.get(&code) {
+                let old = &list.entries[existing as usize];
+                if old.weight != entry.weight || old.category != entry.category {
+                    return Err(Error::rules(
+                        &path,
+                        at,
+                        format!("code `{code}` is listed twice with different weights or categories"),
+                    )
+                    .with_help("keep one row per code"));
+                }
+                continue;
+            }
+            list.longest_code = list.longest_code.max(code.len());
+            list.index.insert(code, list.entries.len() as u32);
+            list.entries.push(entry);
+        }
+        if list.entries.is_empty() {
+            return Err(Error::rules(&path, None, "code list has no codes")
+                .with_help("a code list needs at least one row under its header"));
+        }
+        Ok(list)
+    }
+
+    /// The entry a raw code from the data matches, if any.
+    pub fn lookup(&self, raw: &str) -> Option<u32> {
+        let code = normalise(self.system, raw);
+        match self.match_mode {
+            MatchMode::Exact => self.index.get(code.as_ref()).copied(),
+            MatchMode::Prefix => {
+                let longest = self.longest_code.min(code.len());
+                (1..=longest)
+                    .rev()
+                    .filter(|&n| code.is_char_boundary(n))
+                    .find_map(|n| self.index.get(&code[..n]).copied())
+            }
+        }
+    }
+}
+
+fn csv_error(path: &Path, e: csv::Error) -> Error {
+    let at = e.position().map(|p| Position {
+        line: p.line() as usize,
+        column: 1,
+    });
+    Error::rules(path, at, format!("code list is not valid CSV: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(csv: &str, system: &str, mode: &str, extra: &str) -> Result<Codelist> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("list.csv"), csv).unwrap();
+        let decl: syntax::Codelist = toml::from_str(&format!(
+            "file = 'list.csv'\nsystem = '{system}'\nmatch = '{mode}'\n{extra}"
+        ))
+        .unwrap();
+        Codelist::load("test", &decl, dir.path())
+    }
+
+    #[test]
+    fn icd10_prefix_ignores_case_dots_and_spaces() {
+        let list = load("code,term\nF00,Dementia\nI50,HF\nI501,LVF\n", "icd10", "prefix", "").unwrap();
+        for raw in ["F00.1", "F001", "f00", " f00 1"] {
+            assert_eq!(list.lookup(raw), Some(0), "{raw}");
+        }
+        assert_eq!(list.lookup("I509"), Some(1));
+        // The longest listed prefix wins.
+        assert_eq!(list.lookup("I501"), Some(2));
+        assert_eq!(list.lookup("F0"), None);
+        assert_eq!(list.lookup("G30"), None);
+    }
+
+    #[test]
+    fn snomed_is_exact_after_trim() {
+        let list = load("\u{feff}code,term\r\n84114007,Heart failure\r\n", "snomed", "exact", "").unwrap();
+        assert_eq!(list.lookup("84114007"), Some(0));
+        assert_eq!(list.lookup(" 84114007 "), Some(0));
+        assert_eq!(list.lookup("8411400"), None);
+        assert_eq!(list.lookup("841140071"), None);
+    }
+
+    #[test]
+    fn weights_and_categories() {
+        let list = load(
+            "code,term,points,deficit\nA,a,1.5,falls\nB,b,2,falls\nC,c,0.1,anaemia\n",
+            "other",
+            "exact",
+            "weight_column = 'points'\ncategory_column = 'deficit'",
+        )
+        .unwrap();
+        assert_eq!(list.entries[1].weight, Some(2.0));
+        assert_eq!(list.categories, vec!["falls", "anaemia"]);
+        assert_eq!(list.entries[2].category, Some(1));
+    }
+
+    #[test]
+    fn conflicting_duplicates_and_missing_columns_are_errors() {
+        let e = load("code,term,w\nA,a,1\nA,a,2\n", "other", "exact", "weight_column = 'w'").unwrap_err();
+        assert!(e.to_string().contains(":3:1: code `A` is listed twice"), "{e}");
+        let e = load("id,term\nA,a\n", "other", "exact", "").unwrap_err();
+        assert!(e.to_string().contains("no `code` column (its columns are: id, term)"), "{e}");
+        let e = load("code,term,w\nA,a,x\n", "other", "exact", "weight_column = 'w'").unwrap_err();
+        assert!(e.to_string().contains("not a number"), "{e}");
+    }
+}

@@ -1,0 +1,166 @@
+//! The expression language of rule files: a small, SQL-compatible subset.
+//!
+//! Cohort conditions, derived features and event filters are written as
+//! expressions such as `age >= 18 and ae_12m >= hiu_threshold`. The syntax
+//! and semantics follow SQL (three-valued logic, `in`, `case when`, `is null`)
+//! because a later backend compiles rule files to Spark SQL: an expression
+//! must mean the same thing there. This module holds the syntax tree; the
+//! hand-written lexer and parser sit beside it, type checking is in
+//! [`crate::rules::check`], evaluation over Arrow arrays in
+//! [`crate::engine::eval`].
+
+mod lexer;
+mod parser;
+
+pub use parser::parse;
+
+/// Byte range within the expression text, for error messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Literal {
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Bool(bool),
+    Null,
+    /// `date '2025-03-31'`
+    Date(chrono::NaiveDate),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnaryOp {
+    Not,
+    Neg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinaryOp {
+    And,
+    Or,
+    Eq,
+    NotEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl BinaryOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinaryOp::And => "and",
+            BinaryOp::Or => "or",
+            BinaryOp::Eq => "=",
+            BinaryOp::NotEq => "<>",
+            BinaryOp::Lt => "<",
+            BinaryOp::LtEq => "<=",
+            BinaryOp::Gt => ">",
+            BinaryOp::GtEq => ">=",
+            BinaryOp::Add => "+",
+            BinaryOp::Sub => "-",
+            BinaryOp::Mul => "*",
+            BinaryOp::Div => "/",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExprKind {
+    Literal(Literal),
+    /// A feature, parameter, population attribute or (in event filters) a
+    /// source column.
+    Name(String),
+    Unary(UnaryOp, Box<Expr>),
+    Binary(BinaryOp, Box<Expr>, Box<Expr>),
+    IsNull {
+        expr: Box<Expr>,
+        negated: bool,
+    },
+    InList {
+        expr: Box<Expr>,
+        list: Vec<Expr>,
+        negated: bool,
+    },
+    Between {
+        expr: Box<Expr>,
+        low: Box<Expr>,
+        high: Box<Expr>,
+        negated: bool,
+    },
+    Case {
+        whens: Vec<(Expr, Expr)>,
+        otherwise: Option<Box<Expr>>,
+    },
+    Call {
+        function: String,
+        args: Vec<Expr>,
+    },
+}
+
+impl Expr {
+    /// Every name the expression refers to, in order of appearance.
+    pub fn names(&self) -> Vec<(&str, Span)> {
+        let mut out = Vec::new();
+        self.visit(&mut |e| {
+            if let ExprKind::Name(n) = &e.kind {
+                out.push((n.as_str(), e.span));
+            }
+        });
+        out
+    }
+
+    fn visit<'a>(&'a self, f: &mut impl FnMut(&'a Expr)) {
+        f(self);
+        match &self.kind {
+            ExprKind::Literal(_) | ExprKind::Name(_) => {}
+            ExprKind::Unary(_, e) | ExprKind::IsNull { expr: e, .. } => e.visit(f),
+            ExprKind::Binary(_, l, r) => {
+                l.visit(f);
+                r.visit(f);
+            }
+            ExprKind::InList { expr, list, .. } => {
+                expr.visit(f);
+                list.iter().for_each(|e| e.visit(f));
+            }
+            ExprKind::Between {
+                expr, low, high, ..
+            } => {
+                expr.visit(f);
+                low.visit(f);
+                high.visit(f);
+            }
+            ExprKind::Case { whens, otherwise } => {
+                for (c, v) in whens {
+                    c.visit(f);
+                    v.visit(f);
+                }
+                if let Some(e) = otherwise {
+                    e.visit(f);
+                }
+            }
+            ExprKind::Call { args, .. } => args.iter().for_each(|e| e.visit(f)),
+        }
+    }
+}
+
+/// A syntax error, positioned within the expression text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub span: Span,
+    pub message: String,
+}

@@ -1,0 +1,581 @@
+//! Rule files: reading one, checking its names, and the checked [`Model`] the
+//! engine plans from.
+//!
+//! The stages follow DataFusion's: what was written ([`syntax`]) -> a model
+//! whose names are resolved and whose definitions have no cycles (here) ->
+//! an execution plan typed against the data's schemas
+//! ([`crate::engine::plan`]). Types wait for the data because a feature such
+//! as `max(column)` or a population attribute takes its type from there.
+
+pub mod check;
+pub mod codelist;
+pub mod expr;
+pub mod syntax;
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+use crate::dates::Window;
+use crate::error::{Error, Position, Result};
+pub use codelist::Codelist;
+use expr::{Expr, Literal, Span};
+pub use syntax::Aggregate;
+
+/// Names every rule file can use in person-level expressions.
+pub const BUILTINS: &[(&str, &str)] = &[
+    ("age", "age in completed years on the as-of date"),
+    ("sex", "sex as recorded in the population table"),
+    ("as_of", "the as-of date of the run"),
+];
+
+/// Output columns strata always writes; no definition may take their names.
+pub const RESERVED_COLUMNS: &[&str] = &["person_id", "practice_code", "pcn_code", "alive"];
+
+/// An expression with where its text starts in the rule file.
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub expr: Expr,
+    pub text: String,
+    /// Byte offset of the expression's first character in the rule file.
+    pub offset: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub table: String,
+    pub person_id: String,
+    pub date: String,
+    pub code: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum FeatureKind {
+    Aggregate {
+        source: usize,
+        aggregate: Aggregate,
+        codelist: Option<usize>,
+        window: Window,
+        filter: Option<Located>,
+        column: Option<String>,
+    },
+    Derived(Located),
+}
+
+#[derive(Debug, Clone)]
+pub struct Feature {
+    pub name: String,
+    pub description: String,
+    pub kind: FeatureKind,
+    /// Offset of the feature's table in the rule file, for errors.
+    pub offset: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct RankKey {
+    pub name: String,
+    pub descending: bool,
+    pub offset: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cohort {
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    pub condition: Located,
+    pub rank: Vec<RankKey>,
+    pub reasons: Vec<(String, usize)>,
+}
+
+/// A rule file whose names all resolve.
+#[derive(Debug)]
+pub struct Model {
+    pub path: PathBuf,
+    pub text: String,
+    pub sha256: String,
+    pub meta: syntax::ModelMeta,
+    pub population: syntax::Population,
+    pub params: Vec<(String, Literal)>,
+    pub sources: Vec<Source>,
+    pub codelists: Vec<Codelist>,
+    /// In the order written (the order of output columns).
+    pub features: Vec<Feature>,
+    /// Indices of derived features, each after everything it uses.
+    pub derived_order: Vec<usize>,
+    pub cohorts: Vec<Cohort>,
+}
+
+impl Model {
+    /// An error at byte `offset` of the rule file.
+    pub fn error_at(&self, offset: usize, message: impl Into<String>) -> Error {
+        Error::rules(&self.path, Some(Position::of_offset(&self.text, offset)), message)
+    }
+
+    /// An error at `span` within a located expression.
+    pub fn expr_error(&self, located: &Located, span: Span, message: impl Into<String>) -> Error {
+        self.error_at(located.offset + span.start, message)
+    }
+
+    pub fn param(&self, name: &str) -> Option<&Literal> {
+        self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    pub fn feature_index(&self, name: &str) -> Option<usize> {
+        self.features.iter().position(|f| f.name == name)
+    }
+
+    /// Every name a person-level expression may use, for suggestions.
+    pub fn person_level_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = BUILTINS.iter().map(|(n, _)| *n).collect();
+        names.extend(self.population.attributes.keys().map(String::as_str));
+        names.extend(self.params.iter().map(|(n, _)| n.as_str()));
+        names.extend(self.features.iter().map(|f| f.name.as_str()));
+        names
+    }
+}
+
+/// The closest candidate to a misspelt name, if any is close.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(name, c), c))
+        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
+        .min()
+        .map(|(_, c)| format!(" (did you mean `{c}`?)"))
+        .unwrap_or_default()
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Offset of a TOML string's first content character, given the span of the
+/// whole string token (quotes included).
+fn content_offset(text: &str, span: std::ops::Range<usize>) -> usize {
+    let raw = &text[span.start..span.end.min(text.len())];
+    if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
+        let after = span.start + 3;
+        if text[after..].starts_with("\r\n") {
+            after + 2
+        } else if text[after..].starts_with('\n') {
+            after + 1
+        } else {
+            after
+        }
+    } else if raw.starts_with('"') || raw.starts_with('\'') {
+        span.start + 1
+    } else {
+        span.start
+    }
+}
+
+struct Loader<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Loader<'_> {
+    fn error(&self, offset: usize, message: impl Into<String>) -> Error {
+        Error::rules(self.path, Some(Position::of_offset(self.text, offset)), message)
+    }
+
+    fn expression(&self, s: &Spanned<String>) -> Result<Located> {
+        let offset = content_offset(self.text, s.span());
+        let expr = expr::parse(s.get_ref()).map_err(|e| self.error(offset + e.span.start, e.message))?;
+        Ok(Located {
+            expr,
+            text: s.get_ref().clone(),
+            offset,
+        })
+    }
+}
+
+/// Reads and checks a rule file.
+pub fn load(path: &Path) -> Result<Model> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::io(path, "cannot read rule file", e)
+            .with_help("check the path given to --rules (the default is models/default.toml)")
+    })?;
+    let file: syntax::RuleFile = toml::from_str(&text).map_err(|e| {
+        let at = e.span().map(|s| Position::of_offset(&text, s.start));
+        Error::rules(path, at, e.message().trim().to_string())
+            .with_help("see docs/rules.md for the layout of a rule file")
+    })?;
+    let l = Loader { path, text: &text };
+    let rule_dir = path.parent().unwrap_or(Path::new("."));
+
+    // Every name that can appear in a person-level expression, with where it
+    // was defined, so duplicates across kinds are caught.
+    let mut defined: HashMap<String, &'static str> = HashMap::new();
+    for (name, _) in BUILTINS {
+        defined.insert(name.to_string(), "a built-in name");
+    }
+    for name in RESERVED_COLUMNS {
+        defined.insert(name.to_string(), "an output column strata always writes");
+    }
+    let mut claim = |name: &str, kind: &'static str, offset: usize| -> Result<()> {
+        if !is_identifier(name) {
+            return Err(l.error(offset, format!(
+                "`{name}` is not a valid name: use letters, digits and `_`, starting with a letter"
+            )));
+        }
+        if let Some(other) = defined.insert(name.to_string(), kind) {
+            return Err(l.error(offset, format!("`{name}` is defined as {kind} but is already {other}"))
+                .with_help("give one of them another name"));
+        }
+        Ok(())
+    };
+
+    for attr in file.population.attributes.keys() {
+        let offset = text.find(attr.as_str()).unwrap_or(0);
+        claim(attr, "a population attribute", offset)?;
+    }
+
+    let mut params = Vec::new();
+    for (name, value) in &file.params {
+        claim(name, "a parameter", value.span().start)?;
+        let lit = match value.get_ref() {
+            toml::Value::Integer(i) => Literal::Int(*i),
+            toml::Value::Float(f) => Literal::Float(*f),
+            toml::Value::Boolean(b) => Literal::Bool(*b),
+            toml::Value::String(s) => Literal::Str(s.clone()),
+            toml::Value::Datetime(d) => match (d.date, d.time) {
+                (Some(date), None) => {
+                    let parsed = chrono::NaiveDate::from_ymd_opt(
+                        i32::from(date.year),
+                        u32::from(date.month),
+                        u32::from(date.day),
+                    );
+                    Literal::Date(parsed.ok_or_else(|| l.error(value.span().start, "not a valid date"))?)
+                }
+                _ => return Err(l.error(value.span().start, "a date parameter must be a plain date, YYYY-MM-DD")),
+            },
+            _ => {
+                return Err(l.error(
+                    value.span().start,
+                    format!("parameter `{name}` must be a number, text, true/false or a date"),
+                ));
+            }
+        };
+        params.push((name.clone(), lit));
+    }
+
+    let mut sources = Vec::new();
+    for (name, s) in &file.sources {
+        if !is_identifier(name) {
+            return Err(l.error(s.span().start, format!("`{name}` is not a valid source name")));
+        }
+        let decl = s.get_ref();
+        sources.push(Source {
+            name: name.clone(),
+            table: decl.table.clone(),
+            person_id: decl.person_id.clone(),
+            date: decl.date.clone(),
+            code: decl.code.clone(),
+        });
+    }
+
+    let mut codelists = Vec::new();
+    for (name, c) in &file.codelists {
+        codelists.push(Codelist::load(name, c.get_ref(), rule_dir)?);
+    }
+
+    let mut features = Vec::new();
+    for (name, f) in &file.features {
+        let offset = f.span().start;
+        claim(name, "a feature", offset)?;
+        let decl = f.get_ref();
+        let kind = feature_kind(&l, name, decl, offset, &sources, &codelists, &params)?;
+        features.push(Feature {
+            name: name.clone(),
+            description: decl.description.clone().unwrap_or_default(),
+            kind,
+            offset,
+        });
+    }
+
+    let mut model = Model {
+        path: path.to_path_buf(),
+        sha256: Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect(),
+        meta: file.model,
+        population: file.population,
+        params,
+        sources,
+        codelists,
+        features,
+        derived_order: Vec::new(),
+        cohorts: Vec::new(),
+        text: String::new(),
+    };
+    model.derived_order = derived_order(&l, &model)?;
+
+    let feature_names: HashSet<&str> = model.features.iter().map(|f| f.name.as_str()).collect();
+    let rankable = |name: &str| feature_names.contains(name) || name == "age";
+    for (name, c) in &file.cohorts {
+        claim(name, "a cohort", c.span().start)?;
+        claim(&format!("{name}_rank"), "a cohort's rank column", c.span().start)?;
+        let decl = c.get_ref();
+        let condition = l.expression(&decl.when)?;
+        let mut rank = Vec::new();
+        for key in &decl.rank {
+            let offset = content_offset(&text, key.span());
+            let mut words = key.get_ref().split_whitespace();
+            let feature = words.next().unwrap_or("");
+            let descending = match words.next().map(str::to_ascii_lowercase).as_deref() {
+                None | Some("asc") => false,
+                Some("desc") => true,
+                Some(other) => return Err(l.error(offset, format!("`{other}` is not a sort order: write `asc` or `desc`"))),
+            };
+            if words.next().is_some() || !rankable(feature) {
+                return Err(l.error(offset, format!(
+                    "rank key `{}` must be a feature name (or `age`), optionally followed by `desc`{}",
+                    key.get_ref(),
+                    did_you_mean(feature, feature_names.iter().copied())
+                )));
+            }
+            rank.push(RankKey { name: feature.to_string(), descending, offset });
+        }
+        let mut reasons = Vec::new();
+        for r in &decl.reasons {
+            let offset = content_offset(&text, r.span());
+            if !feature_names.contains(r.get_ref().as_str()) {
+                return Err(l.error(offset, format!(
+                    "reason `{}` is not a feature{}",
+                    r.get_ref(),
+                    did_you_mean(r.get_ref(), feature_names.iter().copied())
+                )));
+            }
+            reasons.push((r.get_ref().clone(), offset));
+        }
+        model.cohorts.push(Cohort {
+            name: name.clone(),
+            title: decl.title.clone(),
+            description: decl.description.clone(),
+            condition,
+            rank,
+            reasons,
+        });
+    }
+    model.text = text;
+    Ok(model)
+}
+
+fn feature_kind(
+    l: &Loader,
+    name: &str,
+    decl: &syntax::Feature,
+    offset: usize,
+    sources: &[Source],
+    codelists: &[Codelist],
+    params: &[(String, Literal)],
+) -> Result<FeatureKind> {
+    if let Some(e) = &decl.expr {
+        let stray = [
+            decl.source.as_ref().map(|s| s.span().start),
+            decl.aggregate.as_ref().map(|s| s.span().start),
+            decl.codelist.as_ref().map(|s| s.span().start),
+            decl.window.as_ref().map(|s| s.span().start),
+            decl.filter.as_ref().map(|s| s.span().start),
+            decl.column.as_ref().map(|s| s.span().start),
+        ];
+        if let Some(at) = stray.into_iter().flatten().next() {
+            return Err(l.error(at, format!(
+                "feature `{name}` has an `expr`, so it cannot also read a source"
+            ))
+            .with_help("a feature is either an aggregate (source, aggregate, ...) or an expression (expr)"));
+        }
+        return Ok(FeatureKind::Derived(l.expression(e)?));
+    }
+    let Some(source_name) = &decl.source else {
+        return Err(l.error(offset, format!("feature `{name}` needs either `source` and `aggregate`, or `expr`")));
+    };
+    let source = sources.iter().position(|s| &s.name == source_name.get_ref()).ok_or_else(|| {
+        l.error(
+            content_offset(l.text, source_name.span()),
+            format!(
+                "unknown source `{}`{}",
+                source_name.get_ref(),
+                did_you_mean(source_name.get_ref(), sources.iter().map(|s| s.name.as_str()))
+            ),
+        )
+        .with_help("declare it in a [sources.NAME] table")
+    })?;
+    let Some(aggregate) = &decl.aggregate else {
+        return Err(l.error(offset, format!("feature `{name}` reads a source but has no `aggregate`"))
+            .with_help("add e.g. aggregate = \"count\""));
+    };
+    let agg_at = aggregate.span().start;
+    let aggregate = *aggregate.get_ref();
+    let codelist = match &decl.codelist {
+        Some(c) => {
+            let at = content_offset(l.text, c.span());
+            if sources[source].code.is_none() {
+                return Err(l.error(at, format!(
+                    "source `{}` has no `code` column to match a code list against",
+                    sources[source].name
+                )));
+            }
+            Some(codelists.iter().position(|x| &x.name == c.get_ref()).ok_or_else(|| {
+                l.error(at, format!(
+                    "unknown code list `{}`{}",
+                    c.get_ref(),
+                    did_you_mean(c.get_ref(), codelists.iter().map(|x| x.name.as_str()))
+                ))
+            })?)
+        }
+        None => None,
+    };
+    let list = codelist.map(|i| &codelists[i]);
+    let needs = |ok: bool, what: &str| -> Result<()> {
+        if ok {
+            Ok(())
+        } else {
+            Err(l.error(agg_at, format!("aggregate `{}` needs {what}", aggregate.name())))
+        }
+    };
+    match aggregate {
+        Aggregate::CountDistinctCodes => needs(list.is_some(), "a `codelist`")?,
+        Aggregate::CountDistinctCategories => needs(
+            list.is_some_and(|c| !c.categories.is_empty()),
+            "a `codelist` with a `category_column`",
+        )?,
+        Aggregate::SumDistinctWeights => needs(
+            list.is_some_and(|c| c.entries.iter().all(|e| e.weight.is_some())),
+            "a `codelist` with a `weight_column`",
+        )?,
+        Aggregate::Min | Aggregate::Max => needs(decl.column.is_some(), "a `column` to reduce")?,
+        _ => {}
+    }
+    if decl.column.is_some() && !matches!(aggregate, Aggregate::Min | Aggregate::Max) {
+        let at = decl.column.as_ref().map_or(agg_at, |c| c.span().start);
+        return Err(l.error(at, "`column` is only used by the `min` and `max` aggregates"));
+    }
+    let window = match &decl.window {
+        Some(w) => parse_window(l, w, params)?,
+        None => Window::Ever,
+    };
+    let filter = decl.filter.as_ref().map(|f| l.expression(f)).transpose()?;
+    Ok(FeatureKind::Aggregate {
+        source,
+        aggregate,
+        codelist,
+        window,
+        filter,
+        column: decl.column.as_ref().map(|c| c.get_ref().clone()),
+    })
+}
+
+fn parse_window(l: &Loader, w: &Spanned<String>, params: &[(String, Literal)]) -> Result<Window> {
+    let at = content_offset(l.text, w.span());
+    let text = w.get_ref().trim();
+    if text.eq_ignore_ascii_case("ever") {
+        return Ok(Window::Ever);
+    }
+    let bad = || {
+        l.error(at, format!("`{text}` is not a window"))
+            .with_help("write \"365 days\", \"12 months\", \"2 years\" or \"ever\"; the number may be a parameter name")
+    };
+    let mut words = text.split_whitespace();
+    let (Some(count), Some(unit), None) = (words.next(), words.next(), words.next()) else {
+        return Err(bad());
+    };
+    let n: i64 = match count.parse() {
+        Ok(n) => n,
+        Err(_) => match params.iter().find(|(p, _)| p == count) {
+            Some((_, Literal::Int(n))) => *n,
+            Some(_) => return Err(l.error(at, format!("parameter `{count}` is not a whole number"))),
+            None => {
+                return Err(l.error(at, format!(
+                    "`{count}` is neither a number nor a parameter{}",
+                    did_you_mean(count, params.iter().map(|(p, _)| p.as_str()))
+                )));
+            }
+        },
+    };
+    let n = u32::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
+        l.error(at, format!("a window must be at least 1 {unit}, not {n}"))
+    })?;
+    match unit.to_ascii_lowercase().trim_end_matches('s') {
+        "day" => Ok(Window::Days(n)),
+        "month" => Ok(Window::Months(n)),
+        "year" => Ok(Window::Years(n)),
+        _ => Err(bad()),
+    }
+}
+
+/// Orders derived features so each comes after the features it uses, and
+/// rejects unknown names and cycles.
+fn derived_order(l: &Loader, model: &Model) -> Result<Vec<usize>> {
+    let known = model.person_level_names();
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        Active,
+        Done,
+    }
+    let mut marks = vec![Mark::New; model.features.len()];
+    let mut order = Vec::new();
+
+    fn visit(
+        i: usize,
+        l: &Loader,
+        model: &Model,
+        known: &[&str],
+        marks: &mut [Mark],
+        order: &mut Vec<usize>,
+        path: &mut Vec<usize>,
+    ) -> Result<()> {
+        match marks[i] {
+            Mark::Done => return Ok(()),
+            Mark::Active => {
+                let start = path.iter().position(|&p| p == i).unwrap_or(0);
+                let cycle: Vec<&str> = path[start..]
+                    .iter()
+                    .chain(std::iter::once(&i))
+                    .map(|&p| model.features[p].name.as_str())
+                    .collect();
+                return Err(l.error(model.features[i].offset, format!(
+                    "features refer to each other in a cycle: {}",
+                    cycle.join(" -> ")
+                )));
+            }
+            Mark::New => {}
+        }
+        let FeatureKind::Derived(located) = &model.features[i].kind else {
+            marks[i] = Mark::Done;
+            return Ok(());
+        };
+        marks[i] = Mark::Active;
+        path.push(i);
+        for (name, span) in located.expr.names() {
+            match model.feature_index(name) {
+                Some(j) => visit(j, l, model, known, marks, order, path)?,
+                None if known.contains(&name) => {}
+                None => {
+                    return Err(l.error(
+                        located.offset + span.start,
+                        format!("unknown name `{name}`{}", did_you_mean(name, known.iter().copied())),
+                    ));
+                }
+            }
+        }
+        path.pop();
+        marks[i] = Mark::Done;
+        order.push(i);
+        Ok(())
+    }
+
+    for i in 0..model.features.len() {
+        visit(i, l, model, &known, &mut marks, &mut order, &mut Vec::new())?;
+    }
+    Ok(order
+        .into_iter()
+        .filter(|&i| matches!(model.features[i].kind, FeatureKind::Derived(_)))
+        .collect())
+}

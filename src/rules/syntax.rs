@@ -1,0 +1,200 @@
+//! What a rule file says, as written: the TOML layout deserialised with
+//! source positions kept, before any name is resolved or type checked.
+//!
+//! Everything a later error may need to point at is `Spanned`, so that a
+//! mistake found while checking can still name the line and column.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    pub model: ModelMeta,
+    #[serde(default)]
+    pub population: Population,
+    /// Named constants usable in expressions and windows.
+    #[serde(default)]
+    pub params: IndexMap<String, Spanned<toml::Value>>,
+    #[serde(default)]
+    pub sources: IndexMap<String, Spanned<Source>>,
+    #[serde(default)]
+    pub codelists: IndexMap<String, Spanned<Codelist>>,
+    #[serde(default)]
+    pub features: IndexMap<String, Spanned<Feature>>,
+    #[serde(default)]
+    pub cohorts: IndexMap<String, Spanned<Cohort>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelMeta {
+    pub name: String,
+    pub title: String,
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The published definition the model encodes.
+    pub source: String,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// The registered-population table and its column names.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Population {
+    pub table: String,
+    pub person_id: String,
+    pub birth_date: String,
+    pub date_of_death: String,
+    pub sex: String,
+    pub practice: String,
+    pub pcn: String,
+    /// Further columns made available to expressions: name in rules -> column.
+    pub attributes: IndexMap<String, String>,
+}
+
+impl Default for Population {
+    fn default() -> Self {
+        Population {
+            table: "patients".into(),
+            person_id: "person_id".into(),
+            birth_date: "birth_date".into(),
+            date_of_death: "date_of_death".into(),
+            sex: "sex".into(),
+            practice: "practice_code".into(),
+            pcn: "pcn_code".into(),
+            attributes: IndexMap::new(),
+        }
+    }
+}
+
+/// An event table and the roles of its columns.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub table: String,
+    #[serde(default = "default_person_id")]
+    pub person_id: String,
+    pub date: String,
+    /// The coded column (utf8, or a list of utf8 such as diagnoses).
+    #[serde(default)]
+    pub code: Option<String>,
+}
+
+fn default_person_id() -> String {
+    "person_id".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CodingSystem {
+    Snomed,
+    Icd10,
+    Dmd,
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchMode {
+    Exact,
+    Prefix,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Codelist {
+    /// CSV path, relative to the rule file.
+    pub file: String,
+    pub system: CodingSystem,
+    #[serde(default = "default_match", rename = "match")]
+    pub match_mode: MatchMode,
+    #[serde(default = "default_code_column")]
+    pub code_column: String,
+    #[serde(default)]
+    pub weight_column: Option<String>,
+    #[serde(default)]
+    pub category_column: Option<String>,
+}
+
+fn default_match() -> MatchMode {
+    MatchMode::Exact
+}
+
+fn default_code_column() -> String {
+    "code".into()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Aggregate {
+    Count,
+    Exists,
+    CountDistinctCodes,
+    CountDistinctCategories,
+    SumDistinctWeights,
+    FirstDate,
+    LastDate,
+    Min,
+    Max,
+}
+
+impl Aggregate {
+    pub fn name(self) -> &'static str {
+        match self {
+            Aggregate::Count => "count",
+            Aggregate::Exists => "exists",
+            Aggregate::CountDistinctCodes => "count_distinct_codes",
+            Aggregate::CountDistinctCategories => "count_distinct_categories",
+            Aggregate::SumDistinctWeights => "sum_distinct_weights",
+            Aggregate::FirstDate => "first_date",
+            Aggregate::LastDate => "last_date",
+            Aggregate::Min => "min",
+            Aggregate::Max => "max",
+        }
+    }
+}
+
+/// A per-person value: either an aggregate over a source, or an expression
+/// over other features (`expr`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Feature {
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub source: Option<Spanned<String>>,
+    #[serde(default)]
+    pub aggregate: Option<Spanned<Aggregate>>,
+    #[serde(default)]
+    pub codelist: Option<Spanned<String>>,
+    /// `"365 days"`, `"12 months"`, `"2 years"`, `"ever"`; the number may be
+    /// a parameter name.
+    #[serde(default)]
+    pub window: Option<Spanned<String>>,
+    /// A filter over the source's columns, e.g. `admission_method = 'emergency'`.
+    #[serde(default, rename = "where")]
+    pub filter: Option<Spanned<String>>,
+    /// The column `min`/`max` reduce.
+    #[serde(default)]
+    pub column: Option<Spanned<String>>,
+    #[serde(default)]
+    pub expr: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cohort {
+    pub title: String,
+    pub description: String,
+    /// Who is in the cohort: a boolean expression over features.
+    pub when: Spanned<String>,
+    /// Ranking keys, most important first: `"feature"` or `"feature desc"`.
+    #[serde(default)]
+    pub rank: Vec<Spanned<String>>,
+    /// Features shown beside each person in the PCN extract.
+    #[serde(default)]
+    pub reasons: Vec<Spanned<String>>,
+}

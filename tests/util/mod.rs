@@ -1,0 +1,134 @@
+//! Test helpers: small Parquet fixtures written inside each test, and a
+//! command builder for the real `strata` binary.
+
+#![allow(dead_code)] // each test file uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use arrow_array::builder::{ListBuilder, StringBuilder};
+use arrow_array::{ArrayRef, BooleanArray, Date32Array, Int8Array, Int64Array, RecordBatch, StringArray};
+use arrow_schema::{Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::file::properties::WriterProperties;
+
+pub fn day(date: &str) -> i32 {
+    strata::dates::to_day(strata::dates::parse_date(date).expect("test dates are valid"))
+}
+
+fn opt_day(date: Option<&str>) -> Option<i32> {
+    date.map(day)
+}
+
+#[derive(Clone)]
+pub struct Person {
+    pub id: i64,
+    pub birth: &'static str,
+    pub sex: &'static str,
+    pub pcn: &'static str,
+    pub death: Option<&'static str>,
+}
+
+pub fn person(id: i64, birth: &'static str, pcn: &'static str) -> Person {
+    Person { id, birth, sex: "F", pcn, death: None }
+}
+
+pub fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
+    let fields: Vec<Field> = columns
+        .iter()
+        .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
+        .collect();
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.into_iter().map(|(_, a)| a).collect()).unwrap()
+}
+
+/// Writes `batches` as one Parquet file, one row group per batch.
+pub fn write_parquet(path: &Path, batches: &[RecordBatch]) {
+    let file = std::fs::File::create(path).unwrap();
+    let props = WriterProperties::builder().set_max_row_group_row_count(Some(1 << 20)).build();
+    let mut w = ArrowWriter::try_new(file, batches[0].schema(), Some(props)).unwrap();
+    for b in batches {
+        w.write(b).unwrap();
+        w.flush().unwrap();
+    }
+    w.close().unwrap();
+}
+
+pub fn patients_batch(people: &[Person]) -> RecordBatch {
+    batch(vec![
+        ("person_id", Arc::new(Int64Array::from_iter_values(people.iter().map(|p| p.id)))),
+        ("birth_date", Arc::new(Date32Array::from_iter_values(people.iter().map(|p| day(p.birth))))),
+        ("sex", Arc::new(StringArray::from_iter_values(people.iter().map(|p| p.sex)))),
+        ("practice_code", Arc::new(StringArray::from_iter_values(people.iter().map(|p| format!("{}-GP", p.pcn))))),
+        ("pcn_code", Arc::new(StringArray::from_iter_values(people.iter().map(|p| p.pcn)))),
+        ("lsoa_code", Arc::new(StringArray::from_iter_values(people.iter().map(|_| "E01000001")))),
+        ("imd_decile", Arc::new(Int8Array::from_iter_values(people.iter().map(|_| 5)))),
+        ("care_home", Arc::new(BooleanArray::from_iter(people.iter().map(|_| Some(false))))),
+        ("date_of_death", Arc::new(Date32Array::from_iter(people.iter().map(|p| opt_day(p.death))))),
+    ])
+}
+
+/// `(person_id, arrival_date)`; a `None` date writes a null.
+pub fn ae_batch(rows: &[(i64, Option<&str>)]) -> RecordBatch {
+    batch(vec![
+        ("person_id", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0)))),
+        ("arrival_date", Arc::new(Date32Array::from_iter(rows.iter().map(|r| opt_day(r.1))))),
+    ])
+}
+
+/// `(person_id, admission_date, method, diagnoses)`.
+pub fn admissions_batch(rows: &[(i64, &str, &str, &[&str])]) -> RecordBatch {
+    let mut diagnoses = ListBuilder::new(StringBuilder::new());
+    for r in rows {
+        for d in r.3 {
+            diagnoses.values().append_value(d);
+        }
+        diagnoses.append(true);
+    }
+    batch(vec![
+        ("person_id", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0)))),
+        ("admission_date", Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| day(r.1))))),
+        ("discharge_date", Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| day(r.1) + 2)))),
+        ("admission_method", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2)))),
+        ("diagnoses", Arc::new(diagnoses.finish())),
+    ])
+}
+
+/// `(person_id, event_date, snomed_code)`.
+pub fn gp_batch(rows: &[(i64, &str, &str)]) -> RecordBatch {
+    batch(vec![
+        ("person_id", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0)))),
+        ("event_date", Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| day(r.1))))),
+        ("snomed_code", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2)))),
+    ])
+}
+
+pub fn read_parquet(path: &Path) -> RecordBatch {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+    let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
+    arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// The `strata` binary, run from the repository root.
+pub fn strata(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("STRATA_LOG", "warn")
+        .output()
+        .expect("the strata binary runs")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
