@@ -13,7 +13,11 @@ use strata::error::{Error, Result};
 use strata::{dates, engine, output, progress, rules, summary};
 
 #[derive(Parser)]
-#[command(name = "strata", version, about = "Risk stratification for Population Health Management")]
+#[command(
+    name = "strata",
+    version,
+    about = "Risk stratification for Population Health Management"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -71,7 +75,8 @@ fn setup_threads(requested: Option<usize>) -> Result<usize> {
 fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<()> {
     let as_of = match &args.as_of {
         Some(text) => Some(dates::parse_date(text).ok_or_else(|| {
-            Error::usage(format!("--as-of `{text}` is not a date")).with_help("write it as YYYY-MM-DD, e.g. 2025-03-31")
+            Error::usage(format!("--as-of `{text}` is not a date"))
+                .with_help("write it as YYYY-MM-DD, e.g. 2025-03-31")
         })?),
         None => None,
     };
@@ -84,7 +89,10 @@ fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<()> {
     for (stage, took) in &results.timings {
         tracing::info!(stage, seconds = took.as_secs_f64(), "stage done");
     }
-    let info = output::RunInfo { data: &args.data, threads };
+    let info = output::RunInfo {
+        data: &args.data,
+        threads,
+    };
     let manifest = output::write(&results, &args.out, &info)?;
     if !quiet {
         print_stdout(&summary::render(&manifest, &args.out));
@@ -97,4 +105,3 @@ fn print_stdout(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
 }
-

@@ -141,17 +141,33 @@ mod tests {
     #[test]
     fn position_counts_lines_and_chars_from_one() {
         let text = "ab\ncdé\nf";
-        assert_eq!(Position::of_offset(text, 0), Position { line: 1, column: 1 });
-        assert_eq!(Position::of_offset(text, 3), Position { line: 2, column: 1 });
+        assert_eq!(
+            Position::of_offset(text, 0),
+            Position { line: 1, column: 1 }
+        );
+        assert_eq!(
+            Position::of_offset(text, 3),
+            Position { line: 2, column: 1 }
+        );
         // 'f' sits after a two-byte 'é'.
-        assert_eq!(Position::of_offset(text, 8), Position { line: 3, column: 1 });
-        assert_eq!(Position::of_offset(text, 5), Position { line: 2, column: 3 });
+        assert_eq!(
+            Position::of_offset(text, 8),
+            Position { line: 3, column: 1 }
+        );
+        assert_eq!(
+            Position::of_offset(text, 5),
+            Position { line: 2, column: 3 }
+        );
     }
 
     #[test]
     fn rules_error_names_file_line_column_and_help() {
-        let e = Error::rules(Path::new("m.toml"), Some(Position { line: 4, column: 7 }), "bad")
-            .with_help("fix it");
+        let e = Error::rules(
+            Path::new("m.toml"),
+            Some(Position { line: 4, column: 7 }),
+            "bad",
+        )
+        .with_help("fix it");
         assert_eq!(e.to_string(), "m.toml:4:7: bad\n  help: fix it");
         assert!(e.is_user_error());
         assert!(!Error::Internal("x".into()).is_user_error());

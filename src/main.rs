@@ -24,7 +24,9 @@ fn main() -> ExitCode {
             }
         }
         Err(_) => {
-            eprintln!("error: internal error (a panic, reported above). This is likely a bug in strata, please report it");
+            eprintln!(
+                "error: internal error (a panic, reported above). This is likely a bug in strata, please report it"
+            );
             ExitCode::from(3)
         }
     }

@@ -26,9 +26,11 @@ impl Progress for Terminal {
         }
         let bar = ProgressBar::new(rows);
         bar.set_style(
-            ProgressStyle::with_template("{msg:14} [{bar:40}] {human_pos}/{human_len} rows ({per_sec}, {eta} left)")
-                .expect("static template is valid")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{msg:14} [{bar:40}] {human_pos}/{human_len} rows ({per_sec}, {eta} left)",
+            )
+            .expect("static template is valid")
+            .progress_chars("=> "),
         );
         bar.set_message("scanning events");
         Some(bar)

@@ -20,11 +20,21 @@ pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
         manifest.strata_version,
         manifest.model.name,
         manifest.as_of,
-        if manifest.as_of_inferred { " (latest activity date)" } else { "" },
+        if manifest.as_of_inferred {
+            " (latest activity date)"
+        } else {
+            ""
+        },
         suppress::count(manifest.persons),
         suppress::count(manifest.alive),
     );
-    let width = manifest.cohorts.iter().map(|c| c.name.len()).max().unwrap_or(6).max(6);
+    let width = manifest
+        .cohorts
+        .iter()
+        .map(|c| c.name.len())
+        .max()
+        .unwrap_or(6)
+        .max(6);
     let cell = pcns.iter().map(|p| p.len()).max().unwrap_or(5).max(7);
     let _ = write!(s, "\n{:width$}", "cohort");
     for p in &pcns {
@@ -43,10 +53,17 @@ pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
     let rejected: u64 = manifest
         .rejected
         .values()
-        .flat_map(|r| r.iter().filter(|(k, _)| **k != "after_as_of").map(|(_, v)| *v))
+        .flat_map(|r| {
+            r.iter()
+                .filter(|(k, _)| **k != "after_as_of")
+                .map(|(_, v)| *v)
+        })
         .sum();
     if rejected > 0 {
-        let _ = writeln!(s, "Rows skipped (null ids or dates, unknown or duplicated persons): {rejected}; see manifest.json.");
+        let _ = writeln!(
+            s,
+            "Rows skipped (null ids or dates, unknown or duplicated persons): {rejected}; see manifest.json."
+        );
     }
     let _ = writeln!(s, "Output: {}", out.display());
     s

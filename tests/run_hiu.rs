@@ -6,9 +6,9 @@ mod util;
 
 use std::path::Path;
 
+use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Date32Type, Int32Type, Int64Type};
-use arrow_array::RecordBatch;
 use util::*;
 
 const AS_OF: &str = "2025-03-31";
@@ -31,7 +31,14 @@ fn fixture(dir: &Path, ae_parts: usize) {
     write_parquet(&dir.join("patients.parquet"), &[patients_batch(&people)]);
 
     let mut ae: Vec<(i64, Option<&str>)> = Vec::new();
-    let mid = ["2024-06-01", "2024-09-01", "2024-12-01", "2025-01-15", "2025-02-01", "2025-03-01"];
+    let mid = [
+        "2024-06-01",
+        "2024-09-01",
+        "2024-12-01",
+        "2025-01-15",
+        "2025-02-01",
+        "2025-03-01",
+    ];
     ae.extend([(101, Some("2024-04-01")), (101, Some("2025-03-31"))]);
     ae.extend(mid[..3].iter().map(|d| (101, Some(*d))));
     ae.push((101, None)); // null date: skipped and counted
@@ -56,8 +63,12 @@ fn fixture(dir: &Path, ae_parts: usize) {
         for (i, chunk) in ae.chunks(per).enumerate() {
             // Two row groups per part, to exercise both levels of parallelism.
             let half = chunk.len() / 2;
-            let groups = [ae_batch(&chunk[..half.max(1)]), ae_batch(&chunk[half.max(1)..])];
-            let groups: Vec<RecordBatch> = groups.into_iter().filter(|b| b.num_rows() > 0).collect();
+            let groups = [
+                ae_batch(&chunk[..half.max(1)]),
+                ae_batch(&chunk[half.max(1)..]),
+            ];
+            let groups: Vec<RecordBatch> =
+                groups.into_iter().filter(|b| b.num_rows() > 0).collect();
             write_parquet(&folder.join(format!("part-{i:05}.parquet")), &groups);
         }
     }
@@ -93,11 +104,19 @@ fn run(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
 }
 
 fn column_i64(b: &RecordBatch, name: &str) -> Vec<Option<i64>> {
-    b.column_by_name(name).unwrap().as_primitive::<Int64Type>().iter().collect()
+    b.column_by_name(name)
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .iter()
+        .collect()
 }
 
 fn column_bool(b: &RecordBatch, name: &str) -> Vec<Option<bool>> {
-    b.column_by_name(name).unwrap().as_boolean().iter().collect()
+    b.column_by_name(name)
+        .unwrap()
+        .as_boolean()
+        .iter()
+        .collect()
 }
 
 #[test]
@@ -109,31 +128,69 @@ fn hiu_membership_matches_hand_computed_counts() {
     run(&data, &out, &[]);
 
     let p = read_parquet(&out.join("patients.parquet"));
-    assert_eq!(column_i64(&p, "person_id"), (101..=109).map(Some).collect::<Vec<_>>());
+    assert_eq!(
+        column_i64(&p, "person_id"),
+        (101..=109).map(Some).collect::<Vec<_>>()
+    );
     assert_eq!(
         column_i64(&p, "ae_attendances_12m"),
-        [5, 4, 4, 0, 6, 6, 7, 5, 0].map(|n| Some(n)).to_vec()
+        [5, 4, 4, 0, 6, 6, 7, 5, 0].map(Some).to_vec()
     );
     assert_eq!(
         column_bool(&p, "hiu"),
-        [true, false, false, false, false, true, false, true, false].map(Some).to_vec()
+        [true, false, false, false, false, true, false, true, false]
+            .map(Some)
+            .to_vec()
     );
     assert_eq!(
         column_bool(&p, "alive"),
-        [true, true, true, true, false, true, true, true, true].map(Some).to_vec()
+        [true, true, true, true, false, true, true, true, true]
+            .map(Some)
+            .to_vec()
     );
     // Emergency only, in window, each admission once whatever its diagnoses.
     assert_eq!(
         column_i64(&p, "emergency_admissions_12m"),
         [1, 0, 0, 0, 0, 2, 0, 0, 0].map(Some).to_vec()
     );
-    let last: Vec<Option<i32>> = p.column_by_name("last_ae_attendance").unwrap().as_primitive::<Date32Type>().iter().collect();
-    assert_eq!(last[0], Some(day("2025-03-31")), "an event on the as-of date counts");
-    assert_eq!(last[2], Some(day("2025-01-15")), "an event after the as-of date is ignored");
+    let last: Vec<Option<i32>> = p
+        .column_by_name("last_ae_attendance")
+        .unwrap()
+        .as_primitive::<Date32Type>()
+        .iter()
+        .collect();
+    assert_eq!(
+        last[0],
+        Some(day("2025-03-31")),
+        "an event on the as-of date counts"
+    );
+    assert_eq!(
+        last[2],
+        Some(day("2025-01-15")),
+        "an event after the as-of date is ignored"
+    );
     assert_eq!(last[3], None, "no events: null, not a made-up date");
     // Ranked within PCN: P1 has 106 (6) before 101 (5); P2 has 108 alone.
-    let rank: Vec<Option<i32>> = p.column_by_name("hiu_rank").unwrap().as_primitive::<Int32Type>().iter().collect();
-    assert_eq!(rank, vec![Some(2), None, None, None, None, Some(1), None, Some(1), None]);
+    let rank: Vec<Option<i32>> = p
+        .column_by_name("hiu_rank")
+        .unwrap()
+        .as_primitive::<Int32Type>()
+        .iter()
+        .collect();
+    assert_eq!(
+        rank,
+        vec![
+            Some(2),
+            None,
+            None,
+            None,
+            None,
+            Some(1),
+            None,
+            Some(1),
+            None
+        ]
+    );
 }
 
 #[test]
@@ -144,15 +201,22 @@ fn pcn_lists_hold_only_their_own_members_in_rank_order() {
     fixture(&data, 1);
     run(&data, &out, &[]);
 
-    let read = |pcn: &str| std::fs::read_to_string(out.join("pcn").join(pcn).join("hiu.csv")).unwrap();
+    let read =
+        |pcn: &str| std::fs::read_to_string(out.join("pcn").join(pcn).join("hiu.csv")).unwrap();
     let p1 = read("P1");
     let lines: Vec<&str> = p1.lines().collect();
-    assert_eq!(lines[0], "rank,person_id,practice_code,age,sex,ae_attendances_12m,emergency_admissions_12m,last_ae_attendance");
+    assert_eq!(
+        lines[0],
+        "rank,person_id,practice_code,age,sex,ae_attendances_12m,emergency_admissions_12m,last_ae_attendance"
+    );
     assert_eq!(lines[1], "1,106,P1-GP,74,F,6,2,2025-03-01");
     assert_eq!(lines[2], "2,101,P1-GP,45,F,5,1,2025-03-31");
     assert_eq!(lines.len(), 3);
     let p2 = read("P2");
-    assert_eq!(p2.lines().skip(1).collect::<Vec<_>>(), vec!["1,108,P2-GP,18,F,5,0,2025-02-01"]);
+    assert_eq!(
+        p2.lines().skip(1).collect::<Vec<_>>(),
+        vec!["1,108,P2-GP,18,F,5,0,2025-02-01"]
+    );
     // A PCN with no members still gets its (header-only) list.
     assert_eq!(read("P3").lines().count(), 1);
 }
@@ -164,7 +228,8 @@ fn manifest_counts_inputs_rejects_and_cohorts() {
     std::fs::create_dir(&data).unwrap();
     fixture(&data, 1);
     run(&data, &out, &[]);
-    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["as_of"], AS_OF);
     assert_eq!(m["as_of_inferred"], false);
     assert_eq!(m["persons"], 9);
@@ -195,7 +260,11 @@ fn part_file_folders_give_the_same_results_as_one_file() {
         run(&data, &out, &[]);
         tables.push(read_parquet(&out.join("patients.parquet")));
     }
-    assert!(tmp.path().join("data3/ae_attendances/part-00002.parquet").exists());
+    assert!(
+        tmp.path()
+            .join("data3/ae_attendances/part-00002.parquet")
+            .exists()
+    );
     assert_eq!(tables[0], tables[1]);
 }
 
@@ -214,7 +283,10 @@ fn one_and_two_threads_write_byte_identical_output() {
             std::fs::read(out.join("pcn/P1/hiu.csv")).unwrap(),
         ));
     }
-    assert!(outputs[0] == outputs[1], "outputs differ between --threads 1 and 2");
+    assert!(
+        outputs[0] == outputs[1],
+        "outputs differ between --threads 1 and 2"
+    );
 }
 
 #[test]
@@ -223,10 +295,23 @@ fn as_of_defaults_to_the_latest_activity_date() {
     let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
     std::fs::create_dir(&data).unwrap();
     fixture(&data, 1);
-    let o = strata(&["run", "--rules", "models/hiu.toml", "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = strata(&[
+        "run",
+        "--rules",
+        "models/hiu.toml",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     // The latest event in the tables the model reads is the A&E attendance on 2025-04-01.
-    assert!(stdout(&o).contains("as of 2025-04-01 (latest activity date)"), "{}", stdout(&o));
-    let m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert!(
+        stdout(&o).contains("as of 2025-04-01 (latest activity date)"),
+        "{}",
+        stdout(&o)
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(m["as_of_inferred"], true);
 }

@@ -7,9 +7,9 @@
 //! counts collect `(person, item)` pairs, deduplicated per task and again at
 //! the end, which keeps memory proportional to distinct matches, not events.
 
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 
 use arrow_array::{ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array};
 
@@ -39,7 +39,9 @@ impl State {
             (0..n).map(|_| f()).collect()
         }
         match aggregate {
-            Aggregate::Count | Aggregate::Exists => State::Count(filled(persons, || AtomicU32::new(0))),
+            Aggregate::Count | Aggregate::Exists => {
+                State::Count(filled(persons, || AtomicU32::new(0)))
+            }
             Aggregate::CountDistinctCodes
             | Aggregate::CountDistinctCategories
             | Aggregate::SumDistinctWeights => State::Distinct(Mutex::new(Vec::new())),
@@ -48,10 +50,16 @@ impl State {
             Aggregate::Min | Aggregate::Max => {
                 let min = aggregate == Aggregate::Min;
                 match column {
-                    Some(Type::Date) if min => State::MinDay(filled(persons, || AtomicI32::new(i32::MAX))),
+                    Some(Type::Date) if min => {
+                        State::MinDay(filled(persons, || AtomicI32::new(i32::MAX)))
+                    }
                     Some(Type::Date) => State::MaxDay(filled(persons, || AtomicI32::new(i32::MIN))),
-                    Some(Type::Float) if min => State::MinFloat(filled(persons, || AtomicU64::new(NO_FLOAT))),
-                    Some(Type::Float) => State::MaxFloat(filled(persons, || AtomicU64::new(NO_FLOAT))),
+                    Some(Type::Float) if min => {
+                        State::MinFloat(filled(persons, || AtomicU64::new(NO_FLOAT)))
+                    }
+                    Some(Type::Float) => {
+                        State::MaxFloat(filled(persons, || AtomicU64::new(NO_FLOAT)))
+                    }
                     _ if min => State::MinInt(filled(persons, || AtomicI64::new(i64::MAX))),
                     _ => State::MaxInt(filled(persons, || AtomicI64::new(i64::MIN))),
                 }
@@ -118,23 +126,37 @@ impl State {
         if let State::Distinct(all) = self {
             keys.sort_unstable();
             keys.dedup();
-            all.lock().expect("no task panics while holding the lock").extend(keys);
+            all.lock()
+                .expect("no task panics while holding the lock")
+                .extend(keys);
         }
     }
 
     /// The per-person result column. `weights`/`categories` describe the
     /// code list's items for distinct aggregates.
-    pub fn finish(self, aggregate: Aggregate, weights: &[f64], categories: &[Option<u32>], persons: usize) -> ArrayRef {
+    pub fn finish(
+        self,
+        aggregate: Aggregate,
+        weights: &[f64],
+        categories: &[Option<u32>],
+        persons: usize,
+    ) -> ArrayRef {
         match self {
             State::Count(v) => {
                 if aggregate == Aggregate::Exists {
-                    Arc::new(BooleanArray::from_iter(v.into_iter().map(|c| Some(c.into_inner() > 0))))
+                    Arc::new(BooleanArray::from_iter(
+                        v.into_iter().map(|c| Some(c.into_inner() > 0)),
+                    ))
                 } else {
-                    Arc::new(Int64Array::from_iter_values(v.into_iter().map(|c| i64::from(c.into_inner()))))
+                    Arc::new(Int64Array::from_iter_values(
+                        v.into_iter().map(|c| i64::from(c.into_inner())),
+                    ))
                 }
             }
             State::Distinct(keys) => {
-                let mut keys = keys.into_inner().expect("no task panics while holding the lock");
+                let mut keys = keys
+                    .into_inner()
+                    .expect("no task panics while holding the lock");
                 if aggregate == Aggregate::CountDistinctCategories {
                     // Map codes to their categories, then deduplicate again.
                     for k in &mut keys {
@@ -174,20 +196,26 @@ impl State {
 
 fn days(v: Vec<AtomicI32>, none: i32) -> ArrayRef {
     Arc::new(Date32Array::from_iter(
-        v.into_iter().map(|d| d.into_inner()).map(|d| (d != none).then_some(d)),
+        v.into_iter()
+            .map(|d| d.into_inner())
+            .map(|d| (d != none).then_some(d)),
     ))
 }
 
 fn ints(v: Vec<AtomicI64>, none: i64) -> ArrayRef {
     Arc::new(Int64Array::from_iter(
-        v.into_iter().map(|d| d.into_inner()).map(|d| (d != none).then_some(d)),
+        v.into_iter()
+            .map(|d| d.into_inner())
+            .map(|d| (d != none).then_some(d)),
     ))
 }
 
 /// The type of an aggregate's result.
 pub fn result_type(aggregate: Aggregate, column: Option<Type>) -> Type {
     match aggregate {
-        Aggregate::Count | Aggregate::CountDistinctCodes | Aggregate::CountDistinctCategories => Type::Int,
+        Aggregate::Count | Aggregate::CountDistinctCodes | Aggregate::CountDistinctCategories => {
+            Type::Int
+        }
         Aggregate::Exists => Type::Bool,
         Aggregate::SumDistinctWeights => Type::Float,
         Aggregate::FirstDate | Aggregate::LastDate => Type::Date,
@@ -211,13 +239,19 @@ mod tests {
             (Aggregate::SumDistinctWeights, vec![3.6, 2.0]),
         ] {
             let s = State::new(agg, None, 2);
-            s.merge_distinct(vec![0 << 32, (0 << 32) | 1, (0 << 32) | 2, (1 << 32) | 1]);
-            s.merge_distinct(vec![(0 << 32) | 1, (1 << 32) | 1]);
+            s.merge_distinct(vec![0, 1, 2, (1 << 32) | 1]);
+            s.merge_distinct(vec![1, (1 << 32) | 1]);
             let out = s.finish(agg, &weights, &cats, 2);
             let got: Vec<f64> = if agg == Aggregate::SumDistinctWeights {
-                out.as_primitive::<arrow_array::types::Float64Type>().values().to_vec()
+                out.as_primitive::<arrow_array::types::Float64Type>()
+                    .values()
+                    .to_vec()
             } else {
-                out.as_primitive::<arrow_array::types::Int64Type>().values().iter().map(|&v| v as f64).collect()
+                out.as_primitive::<arrow_array::types::Int64Type>()
+                    .values()
+                    .iter()
+                    .map(|&v| v as f64)
+                    .collect()
             };
             for (g, e) in got.iter().zip(&expect) {
                 assert!((g - e).abs() < 1e-9, "{agg:?}: {got:?} != {expect:?}");
@@ -232,13 +266,19 @@ mod tests {
         s.float(0, 3.0);
         s.float(2, -2.0);
         let out = s.finish(Aggregate::Max, &[], &[], 3);
-        let got: Vec<_> = out.as_primitive::<arrow_array::types::Float64Type>().iter().collect();
+        let got: Vec<_> = out
+            .as_primitive::<arrow_array::types::Float64Type>()
+            .iter()
+            .collect();
         assert_eq!(got, vec![Some(3.0), None, Some(-2.0)]);
         let s = State::new(Aggregate::FirstDate, None, 2);
         s.day(1, 10);
         s.day(1, 5);
         let out = s.finish(Aggregate::FirstDate, &[], &[], 2);
-        let got: Vec<_> = out.as_primitive::<arrow_array::types::Date32Type>().iter().collect();
+        let got: Vec<_> = out
+            .as_primitive::<arrow_array::types::Date32Type>()
+            .iter()
+            .collect();
         assert_eq!(got, vec![None, Some(5)]);
     }
 }

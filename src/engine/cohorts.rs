@@ -41,8 +41,16 @@ pub fn evaluate(
     let flags = arrow_arith::boolean::and(&condition, alive)
         .map_err(|e| Error::Internal(format!("combining cohort `{name}` with alive: {e}")))?;
 
-    let mut members: Vec<u32> = flags.iter().enumerate().filter(|(_, f)| *f == Some(true)).map(|(i, _)| i as u32).collect();
-    let descending = |d: bool| SortOptions { descending: d, nulls_first: false };
+    let mut members: Vec<u32> = flags
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| *f == Some(true))
+        .map(|(i, _)| i as u32)
+        .collect();
+    let descending = |d: bool| SortOptions {
+        descending: d,
+        nulls_first: false,
+    };
     let comparator = |array: &ArrayRef, desc: bool| {
         make_comparator(array.as_ref(), array.as_ref(), descending(desc))
             .map_err(|e| Error::Internal(format!("ranking cohort `{name}`: {e}")))
@@ -58,7 +66,12 @@ pub fn evaluate(
     members.par_sort_by(|&a, &b| {
         let (a, b) = (a as usize, b as usize);
         by_pcn(a, b)
-            .then_with(|| keys.iter().map(|k| k(a, b)).find(|o| *o != Ordering::Equal).unwrap_or(Ordering::Equal))
+            .then_with(|| {
+                keys.iter()
+                    .map(|k| k(a, b))
+                    .find(|o| *o != Ordering::Equal)
+                    .unwrap_or(Ordering::Equal)
+            })
             .then(a.cmp(&b))
     });
 

@@ -84,7 +84,11 @@ pub fn evaluate(expr: &Typed, slots: &[ArrayRef], len: usize) -> Result<ArrayRef
 
 /// [`evaluate`] over large inputs, in row chunks on the rayon pool. The
 /// result is the same as one call over all rows.
-pub fn evaluate_parallel(expr: &Typed, slots: &[ArrayRef], len: usize) -> Result<ArrayRef, EvalError> {
+pub fn evaluate_parallel(
+    expr: &Typed,
+    slots: &[ArrayRef],
+    len: usize,
+) -> Result<ArrayRef, EvalError> {
     if len <= CHUNK_ROWS {
         return evaluate(expr, slots, len);
     }
@@ -132,7 +136,10 @@ fn on_arrays(
         let arrays: Vec<ArrayRef> = values.iter().map(|v| v.array().clone()).collect();
         return Ok(Value::Scalar(f(&arrays)?));
     }
-    let arrays = values.iter().map(|v| v.expand(len)).collect::<Result<Vec<_>, _>>()?;
+    let arrays = values
+        .iter()
+        .map(|v| v.expand(len))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Value::Array(f(&arrays)?))
 }
 
@@ -161,7 +168,9 @@ fn eval(expr: &Typed, slots: &[ArrayRef], len: usize) -> Result<Value, EvalError
         Node::Literal(lit) => Value::Scalar(literal(lit, expr.ty)),
         Node::ToFloat(inner) => {
             let v = sub(inner)?;
-            on_arrays(&[&v], len, |a| Ok(arrow_cast::cast(&a[0], &DataType::Float64)?))?
+            on_arrays(&[&v], len, |a| {
+                Ok(arrow_cast::cast(&a[0], &DataType::Float64)?)
+            })?
         }
         Node::Not(inner) => {
             let v = sub(inner)?;
@@ -176,7 +185,11 @@ fn eval(expr: &Typed, slots: &[ArrayRef], len: usize) -> Result<Value, EvalError
             let and = matches!(expr.node, Node::And(..));
             on_arrays(&[&a, &b], len, |x| {
                 let (p, q) = (boolean(&x[0]), boolean(&x[1]));
-                Ok(Arc::new(if and { and_kleene(p, q)? } else { or_kleene(p, q)? }))
+                Ok(Arc::new(if and {
+                    and_kleene(p, q)?
+                } else {
+                    or_kleene(p, q)?
+                }))
             })?
         }
         Node::Compare(op, l, r) => {
@@ -195,7 +208,11 @@ fn eval(expr: &Typed, slots: &[ArrayRef], len: usize) -> Result<Value, EvalError
         Node::IsNull(inner, negated) => {
             let v = sub(inner)?;
             on_arrays(&[&v], len, |a| {
-                Ok(Arc::new(if *negated { is_not_null(&a[0])? } else { is_null(&a[0])? }))
+                Ok(Arc::new(if *negated {
+                    is_not_null(&a[0])?
+                } else {
+                    is_null(&a[0])?
+                }))
             })?
         }
         Node::Case(whens, otherwise) => {
@@ -222,10 +239,21 @@ fn choose(mask: &Value, a: &Value, b: &Value, len: usize) -> Result<Value, EvalE
     let rows = if all_scalar { 1 } else { len };
     let mask = is_true(boolean(&mask.expand(rows)?));
     let out = arrow_select::zip::zip(&mask, a.datum().as_ref(), b.datum().as_ref())?;
-    Ok(if all_scalar { Value::Scalar(out) } else { Value::Array(out) })
+    Ok(if all_scalar {
+        Value::Scalar(out)
+    } else {
+        Value::Array(out)
+    })
 }
 
-fn arith(op: Arith, l: &Typed, r: &Typed, ty: Type, slots: &[ArrayRef], len: usize) -> Result<Value, EvalError> {
+fn arith(
+    op: Arith,
+    l: &Typed,
+    r: &Typed,
+    ty: Type,
+    slots: &[ArrayRef],
+    len: usize,
+) -> Result<Value, EvalError> {
     let (a, b) = (eval(l, slots, len)?, eval(r, slots, len)?);
     // Dates move in whole days: compute on day numbers, then turn back.
     if l.ty == Type::Date {
@@ -241,7 +269,11 @@ fn arith(op: Arith, l: &Typed, r: &Typed, ty: Type, slots: &[ArrayRef], len: usi
         };
         let a = days(&a)?;
         let b = if r.ty == Type::Date { days(&b)? } else { b };
-        let kernel = if op == Arith::Add { numeric::add } else { numeric::sub };
+        let kernel = if op == Arith::Add {
+            numeric::add
+        } else {
+            numeric::sub
+        };
         let out = on_datums(&a, &b, kernel)?;
         if ty == Type::Int {
             return Ok(out);
@@ -263,9 +295,13 @@ fn arith(op: Arith, l: &Typed, r: &Typed, ty: Type, slots: &[ArrayRef], len: usi
             // SQL (Spark, non-ANSI) gives null for division by zero.
             let quotient = on_datums(&a, &b, numeric::div)?;
             let zero = Value::Scalar(Arc::new(Float64Array::from(vec![0.0])));
-            let divisor_zero = on_datums(&b, &zero, |x, y| Ok(Arc::new(arrow_ord::cmp::eq(x, y)?)))?;
+            let divisor_zero =
+                on_datums(&b, &zero, |x, y| Ok(Arc::new(arrow_ord::cmp::eq(x, y)?)))?;
             on_arrays(&[&quotient, &divisor_zero], len, |x| {
-                Ok(arrow_select::nullif::nullif(&x[0], &is_true(boolean(&x[1])))?)
+                Ok(arrow_select::nullif::nullif(
+                    &x[0],
+                    &is_true(boolean(&x[1])),
+                )?)
             })
         }
     }
@@ -290,7 +326,10 @@ fn call(function: Function, values: Vec<Value>, len: usize) -> Result<Value, Eva
                 }))
             })?;
             let take = on_arrays(&[&acc, &better], len, |a| {
-                Ok(Arc::new(or_kleene(&is_null(&a[0])?, &is_true(boolean(&a[1])))?))
+                Ok(Arc::new(or_kleene(
+                    &is_null(&a[0])?,
+                    &is_true(boolean(&a[1])),
+                )?))
             })?;
             choose(&take, &next, &acc, len)
         }),
@@ -300,7 +339,9 @@ fn call(function: Function, values: Vec<Value>, len: usize) -> Result<Value, Eva
                 _ => Arc::new(Int64Array::from(vec![0i64])),
             };
             let zero = Value::Scalar(zero);
-            let negative = on_datums(&first, &zero, |x, y| Ok(Arc::new(arrow_ord::cmp::lt(x, y)?)))?;
+            let negative = on_datums(&first, &zero, |x, y| {
+                Ok(Arc::new(arrow_ord::cmp::lt(x, y)?))
+            })?;
             let negated = on_arrays(&[&first], len, |a| Ok(numeric::neg(&a[0])?))?;
             choose(&negative, &negated, &first, len)
         }
@@ -342,11 +383,17 @@ mod tests {
     }
 
     fn ints(text: &str) -> Vec<Option<i64>> {
-        run(text).as_primitive::<arrow_array::types::Int64Type>().iter().collect()
+        run(text)
+            .as_primitive::<arrow_array::types::Int64Type>()
+            .iter()
+            .collect()
     }
 
     fn floats(text: &str) -> Vec<Option<f64>> {
-        run(text).as_primitive::<arrow_array::types::Float64Type>().iter().collect()
+        run(text)
+            .as_primitive::<arrow_array::types::Float64Type>()
+            .iter()
+            .collect()
     }
 
     #[test]
@@ -359,13 +406,25 @@ mod tests {
     #[test]
     fn kleene_logic() {
         // null and false = false; null or true = true.
-        assert_eq!(bools("n > 0 and s = 'F'"), vec![Some(true), Some(false), None]);
-        assert_eq!(bools("n > 5 or s = 'M'"), vec![Some(false), Some(true), Some(true)]);
+        assert_eq!(
+            bools("n > 0 and s = 'F'"),
+            vec![Some(true), Some(false), None]
+        );
+        assert_eq!(
+            bools("n > 5 or s = 'M'"),
+            vec![Some(false), Some(true), Some(true)]
+        );
         assert_eq!(bools("not (n > 5)"), vec![Some(true), None, Some(false)]);
         assert_eq!(bools("s in ('M', null)"), vec![None, Some(true), None]);
         assert_eq!(bools("n not in (1)"), vec![Some(false), None, Some(true)]);
-        assert_eq!(bools("n between 1 and 5"), vec![Some(true), None, Some(false)]);
-        assert_eq!(bools("n is null"), vec![Some(false), Some(true), Some(false)]);
+        assert_eq!(
+            bools("n between 1 and 5"),
+            vec![Some(true), None, Some(false)]
+        );
+        assert_eq!(
+            bools("n is null"),
+            vec![Some(false), Some(true), Some(false)]
+        );
     }
 
     #[test]
@@ -381,7 +440,10 @@ mod tests {
     #[test]
     fn dates_move_by_days() {
         assert_eq!(ints("d - date '2025-01-01'"), vec![Some(0), None, Some(59)]);
-        assert_eq!(bools("d + 59 = date '2025-03-01'"), vec![Some(true), None, Some(false)]);
+        assert_eq!(
+            bools("d + 59 = date '2025-03-01'"),
+            vec![Some(true), None, Some(false)]
+        );
     }
 
     #[test]
@@ -390,9 +452,15 @@ mod tests {
         let v: Vec<_> = v.as_string::<i32>().iter().collect();
         assert_eq!(v, vec![Some("low"), Some("none"), Some("high")]);
         assert_eq!(ints("coalesce(n, 0)"), vec![Some(1), Some(0), Some(7)]);
-        assert_eq!(ints("case when n > 5 then 1 end"), vec![None, None, Some(1)]);
+        assert_eq!(
+            ints("case when n > 5 then 1 end"),
+            vec![None, None, Some(1)]
+        );
         assert_eq!(floats("least(n, x)"), vec![Some(0.5), Some(2.0), Some(7.0)]);
-        assert_eq!(floats("greatest(n, x, 1.5)"), vec![Some(1.5), Some(2.0), Some(7.0)]);
+        assert_eq!(
+            floats("greatest(n, x, 1.5)"),
+            vec![Some(1.5), Some(2.0), Some(7.0)]
+        );
     }
 
     #[test]
@@ -404,7 +472,9 @@ mod tests {
     #[test]
     fn parallel_equals_serial() {
         let n = 200_000;
-        let a: ArrayRef = Arc::new(Int64Array::from_iter((0..n as i64).map(|i| (i % 7 != 0).then_some(i))));
+        let a: ArrayRef = Arc::new(Int64Array::from_iter(
+            (0..n as i64).map(|i| (i % 7 != 0).then_some(i)),
+        ));
         let typed = check(
             &parse("case when a > 1000 then a * 3 - 1 else -a end").unwrap(),
             &|_| Some(Binding::Column(0, Type::Int)),

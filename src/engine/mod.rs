@@ -61,7 +61,12 @@ impl Progress for Silent {
     }
 }
 
-pub fn run<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>, progress: &dyn Progress) -> Result<Results<'m>> {
+pub fn run<'m>(
+    model: &'m Model,
+    data: &Path,
+    as_of: Option<NaiveDate>,
+    progress: &dyn Progress,
+) -> Result<Results<'m>> {
     let mut timings = Vec::new();
     let started = Instant::now();
     let plan = plan::plan(model, data, as_of)?;
@@ -86,7 +91,9 @@ pub fn run<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>, progress
         slots.push(population.column(attribute).clone());
     }
     for (i, column) in scanned.features.into_iter().enumerate() {
-        slots.push(column.unwrap_or_else(|| new_null_array(&plan.features[i].ty.data_type(), persons)));
+        slots.push(
+            column.unwrap_or_else(|| new_null_array(&plan.features[i].ty.data_type(), persons)),
+        );
     }
     for (fi, expr) in &plan.derived {
         let name = &model.features[*fi].name;
@@ -128,6 +135,8 @@ fn ages(birth_dates: &ArrayRef, as_of: NaiveDate) -> ArrayRef {
     use arrow_array::cast::AsArray;
     let births = birth_dates.as_primitive::<arrow_array::types::Date32Type>();
     Arc::new(Int64Array::from_iter(
-        births.iter().map(|b| b.map(|b| dates::age_on(dates::from_day(b), as_of))),
+        births
+            .iter()
+            .map(|b| b.map(|b| dates::age_on(dates::from_day(b), as_of))),
     ))
 }

@@ -14,8 +14,8 @@ use chrono::NaiveDate;
 use crate::dates::{self, Day};
 use crate::engine::aggregate;
 use crate::error::{Error, Result};
-use crate::input::table::{self, Table};
 use crate::input::Population;
+use crate::input::table::{self, Table};
 use crate::rules::check::{self, Binding, Type, Typed};
 use crate::rules::{Aggregate, FeatureKind, Located, Model, did_you_mean};
 
@@ -128,11 +128,17 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
                 .with_help("store dates as Parquet DATE or TIMESTAMP, or name the right column in the rule file"));
             }
             let person_ty = table.column_type(&s.person_id, "the person id")?;
-            if !matches!(table::canonical_type(person_ty), Some(Type::Int | Type::Str)) {
-                return Err(Error::data(&table.location, format!(
-                    "column `{}` (person id) has type {person_ty}; ids must be integers or text",
-                    s.person_id
-                )));
+            if !matches!(
+                table::canonical_type(person_ty),
+                Some(Type::Int | Type::Str)
+            ) {
+                return Err(Error::data(
+                    &table.location,
+                    format!(
+                        "column `{}` (person id) has type {person_ty}; ids must be integers or text",
+                        s.person_id
+                    ),
+                ));
             }
             let code = match &s.code {
                 Some(c) => {
@@ -144,11 +150,17 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
                         _ => false,
                     };
                     if !is_list && table::canonical_type(ty) != Some(Type::Str) {
-                        return Err(Error::data(&table.location, format!(
-                            "code column `{c}` has type {ty}; codes must be text or a list of text"
-                        )));
+                        return Err(Error::data(
+                            &table.location,
+                            format!(
+                                "code column `{c}` has type {ty}; codes must be text or a list of text"
+                            ),
+                        ));
                     }
-                    Some(CodeColumn { name: c.clone(), is_list })
+                    Some(CodeColumn {
+                        name: c.clone(),
+                        is_list,
+                    })
                 }
                 None => None,
             };
@@ -193,15 +205,21 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
         } = &feature.kind
         else {
             // Typed below, once the types of the features it uses are known.
-            features.push(FeaturePlan { ty: Type::Null, slot });
+            features.push(FeaturePlan {
+                ty: Type::Null,
+                slot,
+            });
             continue;
         };
         let sp = &mut sources[source_of[*source].expect("registered above")];
         let codelist = codelist.map(|c| {
-            sp.codelists.iter().position(|&x| x == c).unwrap_or_else(|| {
-                sp.codelists.push(c);
-                sp.codelists.len() - 1
-            })
+            sp.codelists
+                .iter()
+                .position(|&x| x == c)
+                .unwrap_or_else(|| {
+                    sp.codelists.push(c);
+                    sp.codelists.len() - 1
+                })
         });
         let filter = match filter {
             Some(f) => Some(event_filter(model, f, sp)?),
@@ -209,8 +227,11 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
         };
         let value = match column {
             Some(c) => {
-                let ty = sp.table.column_type(c, &format!("the column `{}` reduces", feature.name))?;
-                let t = table::canonical_type(ty).filter(|t| matches!(t, Type::Int | Type::Float | Type::Date));
+                let ty = sp
+                    .table
+                    .column_type(c, &format!("the column `{}` reduces", feature.name))?;
+                let t = table::canonical_type(ty)
+                    .filter(|t| matches!(t, Type::Int | Type::Float | Type::Date));
                 let Some(t) = t else {
                     return Err(model.error_at(feature.offset, format!(
                         "feature `{}` takes the {} of `{c}`, but that column holds {ty}, not numbers or dates",
@@ -262,10 +283,17 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
             return Err(model.expr_error(
                 &cohort.condition,
                 cohort.condition.expr.span,
-                format!("a cohort's `when` must be true or false, but this is {}", condition.ty.a()),
+                format!(
+                    "a cohort's `when` must be true or false, but this is {}",
+                    condition.ty.a()
+                ),
             ));
         }
-        let rank = cohort.rank.iter().map(|k| (slot_of(&k.name), k.descending)).collect();
+        let rank = cohort
+            .rank
+            .iter()
+            .map(|k| (slot_of(&k.name), k.descending))
+            .collect();
         cohorts.push(CohortPlan { condition, rank });
     }
 
@@ -298,20 +326,34 @@ fn event_filter(model: &Model, located: &Located, sp: &mut SourcePlan) -> Result
             continue;
         }
         let Ok(field) = sp.table.schema.field_with_name(name) else {
-            let columns: Vec<&str> = sp.table.schema.fields().iter().map(|f| f.name().as_str()).collect();
-            return Err(model.expr_error(located, span, format!(
-                "table `{}` (source `{}`) has no column `{name}`{}; its columns are: {}",
-                sp.table.name,
-                sp.name,
-                did_you_mean(name, columns.iter().copied()),
-                columns.join(", ")
-            )));
+            let columns: Vec<&str> = sp
+                .table
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect();
+            return Err(model.expr_error(
+                located,
+                span,
+                format!(
+                    "table `{}` (source `{}`) has no column `{name}`{}; its columns are: {}",
+                    sp.table.name,
+                    sp.name,
+                    did_you_mean(name, columns.iter().copied()),
+                    columns.join(", ")
+                ),
+            ));
         };
         if table::canonical_type(field.data_type()).is_none() {
-            return Err(model.expr_error(located, span, format!(
-                "column `{name}` has type {}, which rules cannot compare",
-                field.data_type()
-            )));
+            return Err(model.expr_error(
+                located,
+                span,
+                format!(
+                    "column `{name}` has type {}, which rules cannot compare",
+                    field.data_type()
+                ),
+            ));
         }
         position_or_push(&mut sp.filter_columns, name);
     }
@@ -325,19 +367,31 @@ fn event_filter(model: &Model, located: &Located, sp: &mut SourcePlan) -> Result
         let ty = table::canonical_type(schema.field_with_name(name).ok()?.data_type())?;
         Some(Binding::Column(slot, ty))
     };
-    let typed = check::check(&located.expr, &resolve, &|n| format!("unknown column `{n}`"))
-        .map_err(|e| model.expr_error(located, e.span, e.message))?;
+    let typed = check::check(&located.expr, &resolve, &|n| {
+        format!("unknown column `{n}`")
+    })
+    .map_err(|e| model.expr_error(located, e.span, e.message))?;
     if !matches!(typed.ty, Type::Bool | Type::Null) {
-        return Err(model.expr_error(located, located.expr.span, format!(
-            "`where` must be true or false, but this is {}",
-            typed.ty.a()
-        )));
+        return Err(model.expr_error(
+            located,
+            located.expr.span,
+            format!(
+                "`where` must be true or false, but this is {}",
+                typed.ty.a()
+            ),
+        ));
     }
     Ok(typed)
 }
 
 /// Types a person-level expression (derived feature or cohort condition).
-fn person_expr(model: &Model, located: &Located, slot_types: &[Type], attributes: &[String], as_of: NaiveDate) -> Result<Typed> {
+fn person_expr(
+    model: &Model,
+    located: &Located,
+    slot_types: &[Type],
+    attributes: &[String],
+    as_of: NaiveDate,
+) -> Result<Typed> {
     let first_feature_slot = 2 + attributes.len();
     let resolve = |name: &str| -> Option<Binding> {
         let slot = match name {
@@ -358,8 +412,14 @@ fn person_expr(model: &Model, located: &Located, slot_types: &[Type], attributes
         Some(Binding::Column(slot, slot_types[slot]))
     };
     let names = model.person_level_names();
-    let unknown = |n: &str| format!("unknown name `{n}`{}", did_you_mean(n, names.iter().copied()));
-    check::check(&located.expr, &resolve, &unknown).map_err(|e| model.expr_error(located, e.span, e.message))
+    let unknown = |n: &str| {
+        format!(
+            "unknown name `{n}`{}",
+            did_you_mean(n, names.iter().copied())
+        )
+    };
+    check::check(&located.expr, &resolve, &unknown)
+        .map_err(|e| model.expr_error(located, e.span, e.message))
 }
 
 /// The latest event date across the sources the model reads.

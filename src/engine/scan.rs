@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int32Type, Int64Type};
-use arrow_array::{Array, ArrayRef, BooleanArray, Date32Array, Int32Array, RecordBatch, StringArray};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Date32Array, Int32Array, RecordBatch, StringArray,
+};
 use arrow_buffer::NullBuffer;
 use arrow_schema::DataType;
 use indicatif::ProgressBar;
@@ -81,7 +83,11 @@ pub fn scan(plan: &Plan, progress: Option<&ProgressBar>) -> Result<ScanOutput> {
         let source = &plan.sources[si];
         let task = Task {
             source,
-            lists: source.codelists.iter().map(|&c| &plan.model.codelists[c]).collect(),
+            lists: source
+                .codelists
+                .iter()
+                .map(|&c| &plan.model.codelists[c])
+                .collect(),
             index: &plan.population.index,
             states: &states[si],
             rejected: &rejected[si],
@@ -93,14 +99,23 @@ pub fn scan(plan: &Plan, progress: Option<&ProgressBar>) -> Result<ScanOutput> {
     let mut features: Vec<Option<ArrayRef>> = vec![None; plan.features.len()];
     for (source, source_states) in plan.sources.iter().zip(states) {
         for (agg, state) in source.aggregates.iter().zip(source_states) {
-            let list = agg.codelist.map(|c| &plan.model.codelists[source.codelists[c]]);
-            let weights: Vec<f64> = list.map_or_else(Vec::new, |l| l.entries.iter().map(|e| e.weight.unwrap_or(0.0)).collect());
-            let categories: Vec<Option<u32>> = list.map_or_else(Vec::new, |l| l.entries.iter().map(|e| e.category).collect());
-            features[agg.feature] = Some(state.finish(agg.aggregate, &weights, &categories, persons));
+            let list = agg
+                .codelist
+                .map(|c| &plan.model.codelists[source.codelists[c]]);
+            let weights: Vec<f64> = list.map_or_else(Vec::new, |l| {
+                l.entries.iter().map(|e| e.weight.unwrap_or(0.0)).collect()
+            });
+            let categories: Vec<Option<u32>> =
+                list.map_or_else(Vec::new, |l| l.entries.iter().map(|e| e.category).collect());
+            features[agg.feature] =
+                Some(state.finish(agg.aggregate, &weights, &categories, persons));
         }
     }
     Ok(ScanOutput { features, rejected })
 }
+
+/// A dictionary's values, and per code list the entry each value matches.
+type DictionaryMatches = (ArrayRef, Arc<Vec<Vec<Option<u32>>>>);
 
 struct Task<'a> {
     source: &'a SourcePlan,
@@ -117,9 +132,16 @@ enum Codes {
     None,
     /// Dictionary keys, and per code list the entry each dictionary value
     /// matches.
-    Dictionary { keys: Int32Array, matched: Arc<Vec<Vec<Option<u32>>>> },
+    Dictionary {
+        keys: Int32Array,
+        matched: Arc<Vec<Vec<Option<u32>>>>,
+    },
     Plain(StringArray),
-    List { offsets: Vec<usize>, values: StringArray, valid: Option<NullBuffer> },
+    List {
+        offsets: Vec<usize>,
+        values: StringArray,
+        valid: Option<NullBuffer>,
+    },
 }
 
 impl Codes {
@@ -129,26 +151,30 @@ impl Codes {
         match self {
             Codes::None => {}
             Codes::Dictionary { keys, matched } => {
-                if keys.is_valid(row) {
-                    if let Some(item) = matched[l][keys.value(row) as usize] {
-                        f(item);
-                    }
+                if keys.is_valid(row)
+                    && let Some(item) = matched[l][keys.value(row) as usize]
+                {
+                    f(item);
                 }
             }
             Codes::Plain(values) => {
-                if values.is_valid(row) {
-                    if let Some(item) = lists[l].lookup(values.value(row)) {
-                        f(item);
-                    }
+                if values.is_valid(row)
+                    && let Some(item) = lists[l].lookup(values.value(row))
+                {
+                    f(item);
                 }
             }
-            Codes::List { offsets, values, valid } => {
+            Codes::List {
+                offsets,
+                values,
+                valid,
+            } => {
                 if valid.as_ref().is_none_or(|n| n.is_valid(row)) {
                     for i in offsets[row]..offsets[row + 1] {
-                        if values.is_valid(i) {
-                            if let Some(item) = lists[l].lookup(values.value(i)) {
-                                f(item);
-                            }
+                        if values.is_valid(i)
+                            && let Some(item) = lists[l].lookup(values.value(i))
+                        {
+                            f(item);
                         }
                     }
                 }
@@ -169,11 +195,16 @@ impl Task<'_> {
         let source = self.source;
         let path = &source.table.parts[group.part].path;
         let columns = source.columns();
-        let dictionary: Vec<&str> = source.code.iter().filter(|c| !c.is_list).map(|c| c.name.as_str()).collect();
+        let dictionary: Vec<&str> = source
+            .code
+            .iter()
+            .filter(|c| !c.is_list)
+            .map(|c| c.name.as_str())
+            .collect();
         let reader = source.table.reader(group, &columns, &dictionary)?;
         // Dictionary matches are reused while the reader hands out the same
         // dictionary (typically for a whole column chunk).
-        let mut cached: Option<(ArrayRef, Arc<Vec<Vec<Option<u32>>>>)> = None;
+        let mut cached: Option<DictionaryMatches> = None;
         let mut distinct: Vec<Vec<u64>> = vec![Vec::new(); source.aggregates.len()];
         for batch in reader {
             let batch = batch.map_err(|e| {
@@ -193,7 +224,12 @@ impl Task<'_> {
         Ok(())
     }
 
-    fn codes(&self, batch: &RecordBatch, path: &std::path::Path, cached: &mut Option<(ArrayRef, Arc<Vec<Vec<Option<u32>>>>)>) -> Result<Codes> {
+    fn codes(
+        &self,
+        batch: &RecordBatch,
+        path: &std::path::Path,
+        cached: &mut Option<DictionaryMatches>,
+    ) -> Result<Codes> {
         let Some(code) = &self.source.code else {
             return Ok(Codes::None);
         };
@@ -205,37 +241,57 @@ impl Task<'_> {
             let (offsets, values, valid) = match array.data_type() {
                 DataType::List(_) => {
                     let l = array.as_list::<i32>();
-                    (l.value_offsets().iter().map(|&o| o as usize).collect(), l.values().clone(), l.nulls().cloned())
+                    (
+                        l.value_offsets().iter().map(|&o| o as usize).collect(),
+                        l.values().clone(),
+                        l.nulls().cloned(),
+                    )
                 }
                 _ => {
                     let l = array.as_list::<i64>();
-                    (l.value_offsets().iter().map(|&o| o as usize).collect(), l.values().clone(), l.nulls().cloned())
+                    (
+                        l.value_offsets().iter().map(|&o| o as usize).collect(),
+                        l.values().clone(),
+                        l.nulls().cloned(),
+                    )
                 }
             };
             let (values, _) = table::canonical(&values, path, &code.name)?;
-            return Ok(Codes::List { offsets, values: values.as_string::<i32>().clone(), valid });
+            return Ok(Codes::List {
+                offsets,
+                values: values.as_string::<i32>().clone(),
+                valid,
+            });
         }
-        if let DataType::Dictionary(key, _) = array.data_type() {
-            if key.as_ref() == &DataType::Int32 {
-                let dict = array.as_dictionary::<Int32Type>();
-                let values = dict.values();
-                let matched = match cached {
-                    Some((v, m)) if Arc::ptr_eq(v, values) => m.clone(),
-                    _ => {
-                        let (strings, _) = table::canonical(values, path, &code.name)?;
-                        let strings = strings.as_string::<i32>();
-                        let m: Vec<Vec<Option<u32>>> = self
-                            .lists
-                            .iter()
-                            .map(|list| strings.iter().map(|s| s.and_then(|s| list.lookup(s))).collect())
-                            .collect();
-                        let m = Arc::new(m);
-                        *cached = Some((values.clone(), m.clone()));
-                        m
-                    }
-                };
-                return Ok(Codes::Dictionary { keys: dict.keys().clone(), matched });
-            }
+        if let DataType::Dictionary(key, _) = array.data_type()
+            && key.as_ref() == &DataType::Int32
+        {
+            let dict = array.as_dictionary::<Int32Type>();
+            let values = dict.values();
+            let matched = match cached {
+                Some((v, m)) if Arc::ptr_eq(v, values) => m.clone(),
+                _ => {
+                    let (strings, _) = table::canonical(values, path, &code.name)?;
+                    let strings = strings.as_string::<i32>();
+                    let m: Vec<Vec<Option<u32>>> = self
+                        .lists
+                        .iter()
+                        .map(|list| {
+                            strings
+                                .iter()
+                                .map(|s| s.and_then(|s| list.lookup(s)))
+                                .collect()
+                        })
+                        .collect();
+                    let m = Arc::new(m);
+                    *cached = Some((values.clone(), m.clone()));
+                    m
+                }
+            };
+            return Ok(Codes::Dictionary {
+                keys: dict.keys().clone(),
+                matched,
+            });
         }
         let (plain, _) = table::canonical(array, path, &code.name)?;
         Ok(Codes::Plain(plain.as_string::<i32>().clone()))
@@ -245,13 +301,21 @@ impl Task<'_> {
         &self,
         batch: &RecordBatch,
         path: &std::path::Path,
-        cached: &mut Option<(ArrayRef, Arc<Vec<Vec<Option<u32>>>>)>,
+        cached: &mut Option<DictionaryMatches>,
         distinct: &mut [Vec<u64>],
     ) -> Result<()> {
         let source = self.source;
         let rows = batch.num_rows();
-        let dates: Date32Array = table::to_dates(table::column(batch, &source.date_column), path, &source.date_column)?;
-        let persons = self.index.column(table::column(batch, &source.person_column), path, &source.person_column)?;
+        let dates: Date32Array = table::to_dates(
+            table::column(batch, &source.date_column),
+            path,
+            &source.date_column,
+        )?;
+        let persons = self.index.column(
+            table::column(batch, &source.person_column),
+            path,
+            &source.person_column,
+        )?;
         let codes = self.codes(batch, path, cached)?;
 
         let filter_slots: Vec<ArrayRef> = source
@@ -268,7 +332,15 @@ impl Task<'_> {
                     .map(|f| {
                         eval::evaluate(f, &filter_slots, rows)
                             .map(|m| eval::is_true(m.as_boolean()))
-                            .map_err(|e| Error::data(path, format!("evaluating the `where` of source `{}`: {e}", source.name)))
+                            .map_err(|e| {
+                                Error::data(
+                                    path,
+                                    format!(
+                                        "evaluating the `where` of source `{}`: {e}",
+                                        source.name
+                                    ),
+                                )
+                            })
                     })
                     .transpose()
             })
@@ -298,10 +370,10 @@ impl Task<'_> {
                 if masks[k].as_ref().is_some_and(|m| !m.value(row)) {
                     continue;
                 }
-                if let Some(l) = agg.codelist {
-                    if !codes.any_match(&self.lists, l, row) {
-                        continue;
-                    }
+                if let Some(l) = agg.codelist
+                    && !codes.any_match(&self.lists, l, row)
+                {
+                    continue;
                 }
                 let found = *person.get_or_insert_with(|| {
                     let p = self.index.lookup(&persons, row);
@@ -322,20 +394,35 @@ impl Task<'_> {
                     Aggregate::CountDistinctCodes
                     | Aggregate::CountDistinctCategories
                     | Aggregate::SumDistinctWeights => {
-                        let l = agg.codelist.expect("checked when loading: distinct aggregates need a code list");
+                        let l = agg
+                            .codelist
+                            .expect("checked when loading: distinct aggregates need a code list");
                         let keys = &mut distinct[k];
-                        codes.each_match(&self.lists, l, row, |item| keys.push((u64::from(p) << 32) | u64::from(item)));
+                        codes.each_match(&self.lists, l, row, |item| {
+                            keys.push((u64::from(p) << 32) | u64::from(item))
+                        });
                     }
                     Aggregate::Min | Aggregate::Max => {
-                        let (v, _) = agg.value.expect("checked when loading: min/max need a column");
+                        let (v, _) = agg
+                            .value
+                            .expect("checked when loading: min/max need a column");
                         let column = &values[v];
                         if column.is_null(row) {
                             continue;
                         }
                         match column.data_type() {
-                            DataType::Int64 => state.int(p, column.as_primitive::<Int64Type>().value(row)),
-                            DataType::Float64 => state.float(p, column.as_primitive::<Float64Type>().value(row)),
-                            _ => state.day(p, column.as_primitive::<arrow_array::types::Date32Type>().value(row)),
+                            DataType::Int64 => {
+                                state.int(p, column.as_primitive::<Int64Type>().value(row))
+                            }
+                            DataType::Float64 => {
+                                state.float(p, column.as_primitive::<Float64Type>().value(row))
+                            }
+                            _ => state.day(
+                                p,
+                                column
+                                    .as_primitive::<arrow_array::types::Date32Type>()
+                                    .value(row),
+                            ),
                         }
                     }
                 }
@@ -349,4 +436,3 @@ impl Task<'_> {
         Ok(())
     }
 }
-

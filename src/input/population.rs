@@ -49,16 +49,23 @@ impl PersonIndex {
     pub fn column(&self, array: &ArrayRef, path: &Path, column: &str) -> Result<PersonColumn> {
         let (canonical, ty) = table::canonical(array, path, column)?;
         match (self, ty) {
-            (PersonIndex::Int(_), Type::Int) => Ok(PersonColumn::Int(canonical.as_primitive::<Int64Type>().clone())),
-            (PersonIndex::Str(_), Type::Str) => Ok(PersonColumn::Str(canonical.as_string::<i32>().clone())),
-            _ => Err(Error::data(path, format!(
-                "person id column `{column}` is {}, but the population's ids are {}",
-                array.data_type(),
-                match self {
-                    PersonIndex::Int(_) => "integers",
-                    PersonIndex::Str(_) => "text",
-                }
-            ))
+            (PersonIndex::Int(_), Type::Int) => Ok(PersonColumn::Int(
+                canonical.as_primitive::<Int64Type>().clone(),
+            )),
+            (PersonIndex::Str(_), Type::Str) => {
+                Ok(PersonColumn::Str(canonical.as_string::<i32>().clone()))
+            }
+            _ => Err(Error::data(
+                path,
+                format!(
+                    "person id column `{column}` is {}, but the population's ids are {}",
+                    array.data_type(),
+                    match self {
+                        PersonIndex::Int(_) => "integers",
+                        PersonIndex::Str(_) => "text",
+                    }
+                ),
+            )
             .with_help("every table must use the same kind of person id")),
         }
     }
@@ -70,14 +77,16 @@ impl PersonIndex {
                 if ids.is_null(row) {
                     Person::NullId
                 } else {
-                    map.get(&ids.value(row)).map_or(Person::Unknown, |&i| Person::Found(i))
+                    map.get(&ids.value(row))
+                        .map_or(Person::Unknown, |&i| Person::Found(i))
                 }
             }
             (PersonIndex::Str(map), PersonColumn::Str(ids)) => {
                 if ids.is_null(row) {
                     Person::NullId
                 } else {
-                    map.get(ids.value(row)).map_or(Person::Unknown, |&i| Person::Found(i))
+                    map.get(ids.value(row))
+                        .map_or(Person::Unknown, |&i| Person::Found(i))
                 }
             }
             _ => unreachable!("PersonIndex::column checks the kinds match"),
@@ -111,7 +120,10 @@ impl Population {
     }
 
     /// The type each attribute is read as.
-    pub fn attribute_types(spec: &syntax::Population, table: &Table) -> Result<Vec<(String, Type)>> {
+    pub fn attribute_types(
+        spec: &syntax::Population,
+        table: &Table,
+    ) -> Result<Vec<(String, Type)>> {
         spec.attributes
             .iter()
             .map(|(name, column)| {
@@ -145,7 +157,9 @@ impl Population {
             let ok = match *internal {
                 "birth_date" | "date_of_death" => table::is_date_type(ty),
                 "person_id" => matches!(table::canonical_type(ty), Some(Type::Int | Type::Str)),
-                "practice_code" | "pcn_code" | "sex" => table::canonical_type(ty) == Some(Type::Str),
+                "practice_code" | "pcn_code" | "sex" => {
+                    table::canonical_type(ty) == Some(Type::Str)
+                }
                 _ => table::canonical_type(ty).is_some(),
             };
             if !ok {
@@ -166,12 +180,15 @@ impl Population {
                 let path = &table.parts[g.part].path;
                 let mut out = Vec::new();
                 for batch in table.reader(g, &columns, &[])? {
-                    let batch = batch.map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
+                    let batch =
+                        batch.map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
                     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(wanted.len());
                     for (internal, column) in &wanted {
                         let raw = table::column(&batch, column);
                         let array = match *internal {
-                            "birth_date" | "date_of_death" => Arc::new(to_dates(raw, path, column)?) as ArrayRef,
+                            "birth_date" | "date_of_death" => {
+                                Arc::new(to_dates(raw, path, column)?) as ArrayRef
+                            }
                             _ => table::canonical(raw, path, column)?.0,
                         };
                         arrays.push(array);
@@ -187,8 +204,11 @@ impl Population {
         let schema = match batches.first() {
             Some(b) => b.schema(),
             None => {
-                return Err(Error::data(&table.location, "the population table has no rows")
-                    .with_help("check that the extract ran; strata needs at least one registered person"));
+                return Err(
+                    Error::data(&table.location, "the population table has no rows").with_help(
+                        "check that the extract ran; strata needs at least one registered person",
+                    ),
+                );
             }
         };
         let all = arrow_select::concat::concat_batches(&schema, &batches)
@@ -197,7 +217,9 @@ impl Population {
 
         // Stable sort by id so that among duplicates the first in file order
         // comes first and is the one kept.
-        let mut order: Vec<u32> = (0..all.num_rows() as u32).filter(|&r| ids.is_valid(r as usize)).collect();
+        let mut order: Vec<u32> = (0..all.num_rows() as u32)
+            .filter(|&r| ids.is_valid(r as usize))
+            .collect();
         let null_ids = all.num_rows() as u64 - order.len() as u64;
         let (kept, index) = match ids.data_type() {
             DataType::Int64 => {
@@ -237,7 +259,10 @@ impl Population {
             batch,
             index,
             table,
-            rejected: vec![("null_person_id", null_ids), ("duplicate_person_id", duplicates)],
+            rejected: vec![
+                ("null_person_id", null_ids),
+                ("duplicate_person_id", duplicates),
+            ],
         })
     }
 }

@@ -63,10 +63,13 @@ impl Table {
         let folder = dir.join(name);
         let (location, paths) = match (file.is_file(), folder.is_dir()) {
             (true, true) => {
-                return Err(Error::data(&file, format!(
-                    "table `{name}` exists both as this file and as the folder {}",
-                    folder.display()
-                ))
+                return Err(Error::data(
+                    &file,
+                    format!(
+                        "table `{name}` exists both as this file and as the folder {}",
+                        folder.display()
+                    ),
+                )
                 .with_help("keep one of them"));
             }
             (true, false) => (file.clone(), vec![file]),
@@ -76,26 +79,32 @@ impl Table {
         let mut parts = Vec::with_capacity(paths.len());
         for path in paths {
             let f = File::open(&path).map_err(|e| Error::io(&path, "cannot open", e))?;
-            let metadata = ArrowReaderMetadata::load(&f, ArrowReaderOptions::new()).map_err(|e| {
-                Error::data(&path, format!("not a readable Parquet file: {e}"))
-                    .with_help("re-export the table; the file may be truncated or not Parquet")
-            })?;
+            let metadata =
+                ArrowReaderMetadata::load(&f, ArrowReaderOptions::new()).map_err(|e| {
+                    Error::data(&path, format!("not a readable Parquet file: {e}"))
+                        .with_help("re-export the table; the file may be truncated or not Parquet")
+                })?;
             parts.push(Part { path, metadata });
         }
         let schema = parts[0].metadata.schema().clone();
         for part in &parts[1..] {
             let other = part.metadata.schema();
             let same = other.fields().len() == schema.fields().len()
-                && other.fields().iter().zip(schema.fields()).all(|(a, b)| {
-                    a.name() == b.name() && a.data_type() == b.data_type()
-                });
+                && other
+                    .fields()
+                    .iter()
+                    .zip(schema.fields())
+                    .all(|(a, b)| a.name() == b.name() && a.data_type() == b.data_type());
             if !same {
-                return Err(Error::data(&part.path, format!(
-                    "part file's columns ({}) differ from those of {} ({})",
-                    describe(other),
-                    parts[0].path.display(),
-                    describe(&schema)
-                ))
+                return Err(Error::data(
+                    &part.path,
+                    format!(
+                        "part file's columns ({}) differ from those of {} ({})",
+                        describe(other),
+                        parts[0].path.display(),
+                        describe(&schema)
+                    ),
+                )
                 .with_help("all part files of a table must share one schema"));
             }
         }
@@ -162,8 +171,11 @@ impl Table {
     ) -> Result<ParquetRecordBatchReader> {
         let part = &self.parts[group.part];
         let fail = |e: parquet::errors::ParquetError| {
-            Error::data(&part.path, format!("cannot read row group {}: {e}", group.index))
-                .with_help("the file may be corrupt or truncated; re-export it")
+            Error::data(
+                &part.path,
+                format!("cannot read row group {}: {e}", group.index),
+            )
+            .with_help("the file may be corrupt or truncated; re-export it")
         };
         let file = File::open(&part.path).map_err(|e| Error::io(&part.path, "cannot open", e))?;
         let metadata = if as_dictionary.is_empty() {
@@ -185,7 +197,10 @@ impl Table {
                     }
                 })
                 .collect();
-            let hinted = Arc::new(Schema::new_with_metadata(fields, self.schema.metadata().clone()));
+            let hinted = Arc::new(Schema::new_with_metadata(
+                fields,
+                self.schema.metadata().clone(),
+            ));
             ArrowReaderMetadata::try_new(
                 part.metadata.metadata().clone(),
                 ArrowReaderOptions::new().with_schema(hinted),
@@ -194,7 +209,11 @@ impl Table {
         };
         let indices = columns
             .iter()
-            .map(|c| self.schema.index_of(c).map_err(|_| self.column_type(c, "input").unwrap_err()))
+            .map(|c| {
+                self.schema
+                    .index_of(c)
+                    .map_err(|_| self.column_type(c, "input").unwrap_err())
+            })
             .collect::<Result<Vec<_>>>()?;
         let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, metadata);
         let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
@@ -234,7 +253,10 @@ impl Table {
         for group in self.row_groups() {
             for batch in self.reader(group, &[column], &[])? {
                 let batch = batch.map_err(|e| {
-                    Error::data(&self.parts[group.part].path, format!("cannot read column `{column}`: {e}"))
+                    Error::data(
+                        &self.parts[group.part].path,
+                        format!("cannot read column `{column}`: {e}"),
+                    )
                 })?;
                 let dates = to_dates(batch.column(0), &self.parts[group.part].path, column)?;
                 if let Some(m) = arrow_arith::aggregate::max(&dates) {
@@ -257,11 +279,16 @@ pub fn to_dates(array: &ArrayRef, path: &Path, column: &str) -> Result<Date32Arr
         DataType::Date64 | DataType::Timestamp(_, _) => {
             let cast = arrow_cast::cast(array, &DataType::Date32)
                 .map_err(|e| Error::data(path, format!("column `{column}`: {e}")))?;
-            Ok(cast.as_any().downcast_ref::<Date32Array>().expect("cast to Date32").clone())
+            Ok(cast
+                .as_any()
+                .downcast_ref::<Date32Array>()
+                .expect("cast to Date32")
+                .clone())
         }
-        other => Err(Error::data(path, format!(
-            "column `{column}` should hold dates but is {other}"
-        ))
+        other => Err(Error::data(
+            path,
+            format!("column `{column}` should hold dates but is {other}"),
+        )
         .with_help("store it as a Parquet DATE or TIMESTAMP")),
     }
 }
@@ -271,10 +298,13 @@ pub fn to_dates(array: &ArrayRef, path: &Path, column: &str) -> Result<Date32Arr
 /// Float64, any text (including dictionaries) to Utf8, dates to Date32.
 pub fn canonical(array: &ArrayRef, path: &Path, column: &str) -> Result<(ArrayRef, Type)> {
     let ty = canonical_type(array.data_type()).ok_or_else(|| {
-        Error::data(path, format!(
-            "column `{column}` has type {}, which rules cannot use",
-            array.data_type()
-        ))
+        Error::data(
+            path,
+            format!(
+                "column `{column}` has type {}, which rules cannot use",
+                array.data_type()
+            ),
+        )
         .with_help("store it as an integer, float, boolean, text or date column")
     })?;
     let target = ty.data_type();
@@ -307,7 +337,10 @@ pub fn canonical_type(ty: &DataType) -> Option<Type> {
 
 /// Is `ty` accepted for a date role?
 pub fn is_date_type(ty: &DataType) -> bool {
-    matches!(ty, DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _))
+    matches!(
+        ty,
+        DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _)
+    )
 }
 
 /// Reads all of a batch column by name (batches hold projected columns in

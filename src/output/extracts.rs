@@ -44,10 +44,13 @@ pub fn write(results: &Results, dir: &Path) -> Result<Delivered> {
     pcns.sort_unstable();
     pcns.dedup();
     if let Some(bad) = pcns.iter().find(|c| !valid_folder_name(c)) {
-        return Err(Error::data(&population.table.location, format!(
-            "pcn_code `{bad}` cannot be used as a folder name"
-        ))
-        .with_help("PCN codes must be letters, digits, `_`, `-` or `.`, starting with a letter or digit"));
+        return Err(Error::data(
+            &population.table.location,
+            format!("pcn_code `{bad}` cannot be used as a folder name"),
+        )
+        .with_help(
+            "PCN codes must be letters, digits, `_`, `-` or `.`, starting with a letter or digit",
+        ));
     }
 
     let mut delivered = Delivered::default();
@@ -57,7 +60,11 @@ pub fn write(results: &Results, dir: &Path) -> Result<Delivered> {
         let mut groups: BTreeMap<&str, Vec<u32>> = pcns.iter().map(|p| (*p, Vec::new())).collect();
         let mut missing = 0;
         for &m in &result.members {
-            let code = if pcn.is_null(m as usize) { "" } else { pcn.value(m as usize) };
+            let code = if pcn.is_null(m as usize) {
+                ""
+            } else {
+                pcn.value(m as usize)
+            };
             match groups.get_mut(code) {
                 Some(g) => g.push(m),
                 None => missing += 1,
@@ -65,7 +72,10 @@ pub fn write(results: &Results, dir: &Path) -> Result<Delivered> {
         }
         delivered.counts.insert(
             cohort.name.clone(),
-            groups.iter().map(|(p, g)| (p.to_string(), g.len() as u64)).collect(),
+            groups
+                .iter()
+                .map(|(p, g)| (p.to_string(), g.len() as u64))
+                .collect(),
         );
         delivered.without_pcn.insert(cohort.name.clone(), missing);
         by_pcn.push(groups);
@@ -110,13 +120,17 @@ fn write_list(results: &Results, cohort: usize, members: &[u32], path: &Path) ->
 
     let fail = |e: csv::Error| Error::io(path, "cannot write", std::io::Error::other(e));
     let mut writer = csv::Writer::from_path(path).map_err(fail)?;
-    writer.write_record(columns.iter().map(|(n, _)| *n)).map_err(fail)?;
+    writer
+        .write_record(columns.iter().map(|(n, _)| *n))
+        .map_err(fail)?;
     let mut record: Vec<String> = Vec::with_capacity(columns.len());
     for &m in members {
         record.clear();
         record.extend(formatters.iter().map(|f| f.value(m as usize).to_string()));
         writer.write_record(&record).map_err(fail)?;
     }
-    writer.flush().map_err(|e| Error::io(path, "cannot write", e))?;
+    writer
+        .flush()
+        .map_err(|e| Error::io(path, "cannot write", e))?;
     Ok(())
 }

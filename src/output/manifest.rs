@@ -66,7 +66,12 @@ pub struct CohortCount {
 }
 
 impl Manifest {
-    pub fn new(results: &Results, info: &RunInfo, delivered: &Delivered, timings: &[(&'static str, Duration)]) -> Manifest {
+    pub fn new(
+        results: &Results,
+        info: &RunInfo,
+        delivered: &Delivered,
+        timings: &[(&'static str, Duration)],
+    ) -> Manifest {
         let plan = &results.plan;
         let model = plan.model;
         let table_input = |t: &crate::input::Table| Input {
@@ -84,7 +89,10 @@ impl Manifest {
         inputs.extend(plan.sources.iter().map(|s| table_input(&s.table)));
 
         let mut rejected = BTreeMap::new();
-        rejected.insert(plan.population.table.name.clone(), plan.population.rejected.iter().copied().collect());
+        rejected.insert(
+            plan.population.table.name.clone(),
+            plan.population.rejected.iter().copied().collect(),
+        );
         for (source, counts) in &results.rejected {
             rejected.insert(source.clone(), counts.iter().copied().collect());
         }
@@ -118,7 +126,10 @@ impl Manifest {
             alive: results.alive.true_count() as u64,
             rejected,
             cohorts,
-            timings_seconds: timings.iter().map(|(s, d)| (s.to_string(), d.as_secs_f64())).collect(),
+            timings_seconds: timings
+                .iter()
+                .map(|(s, d)| (s.to_string(), d.as_secs_f64()))
+                .collect(),
         }
     }
 

@@ -25,7 +25,9 @@ pub const ROW_GROUP_ROWS: usize = 1024 * 1024;
 /// Writer settings strata uses for every Parquet file it writes.
 pub fn writer_properties(no_dictionary: &[&str]) -> WriterProperties {
     let mut props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("3 is a valid zstd level")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("3 is a valid zstd level"),
+        ))
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_dictionary_page_size_limit(8 * 1024 * 1024);
     for column in no_dictionary {
@@ -54,14 +56,24 @@ pub fn write(results: &Results, path: &Path) -> Result<()> {
         push(&cohort.name, Arc::new(result.flags.clone()));
     }
     for (cohort, result) in model.cohorts.iter().zip(&results.cohorts) {
-        push(&format!("{}_rank", cohort.name), Arc::new(result.rank.clone()));
+        push(
+            &format!("{}_rank", cohort.name),
+            Arc::new(result.rank.clone()),
+        );
     }
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .map_err(|e| Error::Internal(format!("assembling patients.parquet: {e}")))?;
 
     let file = File::create(path).map_err(|e| Error::io(path, "cannot create", e))?;
-    let fail = |e: parquet::errors::ParquetError| Error::io(path, "cannot write", std::io::Error::other(e));
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(writer_properties(&["person_id"]))).map_err(fail)?;
+    let fail = |e: parquet::errors::ParquetError| {
+        Error::io(path, "cannot write", std::io::Error::other(e))
+    };
+    let mut writer = ArrowWriter::try_new(
+        file,
+        batch.schema(),
+        Some(writer_properties(&["person_id"])),
+    )
+    .map_err(fail)?;
     writer.write(&batch).map_err(fail)?;
     writer.close().map_err(fail)?;
     Ok(())

@@ -40,7 +40,9 @@ impl Staging {
                     "output folder {} is not empty and does not hold a previous strata output",
                     target.display()
                 ))
-                .with_help("strata replaces its output folder whole; give --out a new or empty folder"));
+                .with_help(
+                    "strata replaces its output folder whole; give --out a new or empty folder",
+                ));
             }
         }
         let parent = match target.parent() {
@@ -57,7 +59,8 @@ impl Staging {
             .unwrap_or_else(|| "out".into());
         let dir = parent.join(format!(".{name}.strata-staging-{}", std::process::id()));
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, "cannot clear stale staging folder", e))?;
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| Error::io(&dir, "cannot clear stale staging folder", e))?;
         }
         std::fs::create_dir(&dir).map_err(|e| {
             Error::io(&dir, "cannot create staging folder", e)
@@ -81,16 +84,22 @@ impl Staging {
                 return Ok(());
             }
             let old = self.dir.with_extension("previous");
-            std::fs::rename(&target, &old).map_err(|e| Error::io(&target, "cannot move the previous output aside", e))?;
+            std::fs::rename(&target, &old)
+                .map_err(|e| Error::io(&target, "cannot move the previous output aside", e))?;
             if let Err(e) = std::fs::rename(&self.dir, &target) {
                 let _ = std::fs::rename(&old, &target);
-                return Err(Error::io(&target, "cannot move the new output into place", e));
+                return Err(Error::io(
+                    &target,
+                    "cannot move the new output into place",
+                    e,
+                ));
             }
             self.committed = true;
             let _ = std::fs::remove_dir_all(&old);
             return Ok(());
         }
-        std::fs::rename(&self.dir, &target).map_err(|e| Error::io(&target, "cannot move the new output into place", e))?;
+        std::fs::rename(&self.dir, &target)
+            .map_err(|e| Error::io(&target, "cannot move the new output into place", e))?;
         self.committed = true;
         Ok(())
     }
@@ -118,7 +127,8 @@ fn exchange(_a: &Path, _b: &Path) -> std::io::Result<()> {
 fn is_replaceable(dir: &Path) -> bool {
     let empty = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none());
     empty
-        || std::fs::read_to_string(dir.join("manifest.json")).is_ok_and(|m| m.contains(MANIFEST_MARKER))
+        || std::fs::read_to_string(dir.join("manifest.json"))
+            .is_ok_and(|m| m.contains(MANIFEST_MARKER))
 }
 
 #[cfg(test)]
@@ -131,14 +141,24 @@ mod tests {
         let out = tmp.path().join("out");
         for run in ["first", "second"] {
             let staging = Staging::new(&out).unwrap();
-            std::fs::write(staging.dir.join("manifest.json"), format!("{{\"{MANIFEST_MARKER}\": \"{run}\"}}")).unwrap();
+            std::fs::write(
+                staging.dir.join("manifest.json"),
+                format!("{{\"{MANIFEST_MARKER}\": \"{run}\"}}"),
+            )
+            .unwrap();
             std::fs::write(staging.dir.join(format!("{run}.txt")), run).unwrap();
             staging.commit().unwrap();
         }
         assert!(out.join("second.txt").exists());
-        assert!(!out.join("first.txt").exists(), "old files must not survive");
+        assert!(
+            !out.join("first.txt").exists(),
+            "old files must not survive"
+        );
         // Only `out` is left beside it: no staging or previous folders.
-        let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("out")]);
     }
 
@@ -152,7 +172,10 @@ mod tests {
             let staging = Staging::new(&out).unwrap();
             std::fs::write(staging.dir.join("half.txt"), "x").unwrap();
         }
-        assert_eq!(std::fs::read_to_string(out.join("manifest.json")).unwrap(), MANIFEST_MARKER);
+        assert_eq!(
+            std::fs::read_to_string(out.join("manifest.json")).unwrap(),
+            MANIFEST_MARKER
+        );
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
     }
 
@@ -161,7 +184,11 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("thesis.docx"), "precious").unwrap();
         let e = Staging::new(tmp.path()).err().unwrap();
-        assert!(e.to_string().contains("does not hold a previous strata output"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("does not hold a previous strata output"),
+            "{e}"
+        );
         let file = tmp.path().join("thesis.docx");
         let e = Staging::new(&file).err().unwrap();
         assert!(e.to_string().contains("is not a folder"), "{e}");

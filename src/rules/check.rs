@@ -180,7 +180,9 @@ fn retype_null(t: Typed, ty: Type) -> Typed {
                 .collect(),
             otherwise.map(|o| boxed(retype_null(*o, ty))),
         ),
-        Node::Call(f, args) => Node::Call(f, args.into_iter().map(|a| retype_null(a, ty)).collect()),
+        Node::Call(f, args) => {
+            Node::Call(f, args.into_iter().map(|a| retype_null(a, ty)).collect())
+        }
         other => other,
     };
     Typed { node, ty }
@@ -203,7 +205,9 @@ fn unify(a: Typed, b: Typed) -> Option<(Typed, Typed, Type)> {
         (x, y) if x == y => Some((a, b, x)),
         (Type::Null, y) => Some((retype_null(a, y), b, y)),
         (x, Type::Null) => Some((a, retype_null(b, x), x)),
-        (Type::Int, Type::Float) | (Type::Float, Type::Int) => Some((widen(a), widen(b), Type::Float)),
+        (Type::Int, Type::Float) | (Type::Float, Type::Int) => {
+            Some((widen(a), widen(b), Type::Float))
+        }
         _ => None,
     }
 }
@@ -351,7 +355,10 @@ impl Checker<'_> {
             Type::Null => Ok(retype_null(t, Type::Bool)),
             other => err(
                 e.span,
-                format!("{context} needs a true/false value, but this is {}", other.a()),
+                format!(
+                    "{context} needs a true/false value, but this is {}",
+                    other.a()
+                ),
             ),
         }
     }
@@ -423,14 +430,21 @@ impl Checker<'_> {
                 };
                 return match ty {
                     Type::Int | Type::Float | Type::Null if arith == Arith::Div => Ok(Typed {
-                        node: Node::Arith(arith, boxed(widen(retype_null(a, Type::Float))), boxed(widen(retype_null(b, Type::Float)))),
+                        node: Node::Arith(
+                            arith,
+                            boxed(widen(retype_null(a, Type::Float))),
+                            boxed(widen(retype_null(b, Type::Float))),
+                        ),
                         ty: Type::Float,
                     }),
                     Type::Int | Type::Float | Type::Null => Ok(Typed {
                         node: Node::Arith(arith, boxed(a), boxed(b)),
                         ty,
                     }),
-                    _ => err(span, format!("cannot apply `{}` to {ty} values", op.symbol())),
+                    _ => err(
+                        span,
+                        format!("cannot apply `{}` to {ty} values", op.symbol()),
+                    ),
                 };
             }
         };
@@ -474,10 +488,16 @@ impl Checker<'_> {
             return err(span, format!("`{function}` needs at least one argument"));
         }
         let Some((typed, ty)) = unify_all(typed) else {
-            return err(span, format!("the arguments of `{function}` have different types"));
+            return err(
+                span,
+                format!("the arguments of `{function}` have different types"),
+            );
         };
         if f != Function::Coalesce && matches!(ty, Type::Bool) {
-            return err(span, format!("`{function}` cannot compare true/false values"));
+            return err(
+                span,
+                format!("`{function}` cannot compare true/false values"),
+            );
         }
         Ok(Typed {
             node: Node::Call(f, typed),
@@ -503,9 +523,11 @@ mod tests {
     }
 
     fn ty(text: &str) -> Result<Type, String> {
-        check(&parse(text).unwrap(), &env, &|n| format!("unknown name `{n}`"))
-            .map(|t| t.ty)
-            .map_err(|e| e.message)
+        check(&parse(text).unwrap(), &env, &|n| {
+            format!("unknown name `{n}`")
+        })
+        .map(|t| t.ty)
+        .map_err(|e| e.message)
     }
 
     #[test]
@@ -524,13 +546,20 @@ mod tests {
 
     #[test]
     fn type_errors_say_what_met_what() {
-        assert_eq!(ty("sex > 1"), Err("cannot apply `>` to a text value and an integer".into()));
+        assert_eq!(
+            ty("sex > 1"),
+            Err("cannot apply `>` to a text value and an integer".into())
+        );
         assert_eq!(
             ty("age and sex = 'F'"),
             Err("`and` needs a true/false value, but this is an integer".into())
         );
         assert_eq!(ty("agee > 1"), Err("unknown name `agee`".into()));
-        assert!(ty("case when age > 1 then 1 else 'x' end").unwrap_err().contains("different types"));
+        assert!(
+            ty("case when age > 1 then 1 else 'x' end")
+                .unwrap_err()
+                .contains("different types")
+        );
         assert!(ty("median(age)").unwrap_err().contains("unknown function"));
     }
 }

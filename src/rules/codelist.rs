@@ -79,16 +79,17 @@ impl Codelist {
         let mut reader = csv::ReaderBuilder::new()
             .flexible(false)
             .from_reader(text.as_bytes());
-        let headers = reader
-            .headers()
-            .map_err(|e| csv_error(&path, e))?
-            .clone();
+        let headers = reader.headers().map_err(|e| csv_error(&path, e))?.clone();
         let column = |wanted: &str| headers.iter().position(|h| h.trim() == wanted);
         let missing = |wanted: &str| {
-            Error::rules(&path, Some(Position { line: 1, column: 1 }), format!(
-                "code list has no `{wanted}` column (its columns are: {})",
-                headers.iter().collect::<Vec<_>>().join(", ")
-            ))
+            Error::rules(
+                &path,
+                Some(Position { line: 1, column: 1 }),
+                format!(
+                    "code list has no `{wanted}` column (its columns are: {})",
+                    headers.iter().collect::<Vec<_>>().join(", ")
+                ),
+            )
             .with_help(format!(
                 "add the column, or name the right one in [codelists.{name}] of the rule file"
             ))
@@ -128,9 +129,18 @@ impl Codelist {
             let weight = match weight_col {
                 Some(c) => {
                     let text = record.get(c).unwrap_or("").trim();
-                    Some(text.parse::<f64>().ok().filter(|w| w.is_finite()).ok_or_else(|| {
-                        Error::rules(&path, at, format!("weight `{text}` of code `{raw_code}` is not a number"))
-                    })?)
+                    Some(
+                        text.parse::<f64>()
+                            .ok()
+                            .filter(|w| w.is_finite())
+                            .ok_or_else(|| {
+                                Error::rules(
+                                    &path,
+                                    at,
+                                    format!("weight `{text}` of code `{raw_code}` is not a number"),
+                                )
+                            })?,
+                    )
                 }
                 None => None,
             };
@@ -138,8 +148,12 @@ impl Codelist {
                 Some(c) => {
                     let text = record.get(c).unwrap_or("").trim();
                     if text.is_empty() {
-                        return Err(Error::rules(&path, at, format!("code `{raw_code}` has no category"))
-                            .with_help("every row needs a value in the category column"));
+                        return Err(Error::rules(
+                            &path,
+                            at,
+                            format!("code `{raw_code}` has no category"),
+                        )
+                        .with_help("every row needs a value in the category column"));
                     }
                     let next = category_ids.len() as u32;
                     let id = *category_ids.entry(text.to_string()).or_insert_with(|| {
@@ -165,7 +179,9 @@ impl Codelist {
                     return Err(Error::rules(
                         &path,
                         at,
-                        format!("code `{code}` is listed twice with different weights or categories"),
+                        format!(
+                            "code `{code}` is listed twice with different weights or categories"
+                        ),
                     )
                     .with_help("keep one row per code"));
                 }
@@ -222,7 +238,13 @@ mod tests {
 
     #[test]
     fn icd10_prefix_ignores_case_dots_and_spaces() {
-        let list = load("code,term\nF00,Dementia\nI50,HF\nI501,LVF\n", "icd10", "prefix", "").unwrap();
+        let list = load(
+            "code,term\nF00,Dementia\nI50,HF\nI501,LVF\n",
+            "icd10",
+            "prefix",
+            "",
+        )
+        .unwrap();
         for raw in ["F00.1", "F001", "f00", " f00 1"] {
             assert_eq!(list.lookup(raw), Some(0), "{raw}");
         }
@@ -235,7 +257,13 @@ mod tests {
 
     #[test]
     fn snomed_is_exact_after_trim() {
-        let list = load("\u{feff}code,term\r\n84114007,Heart failure\r\n", "snomed", "exact", "").unwrap();
+        let list = load(
+            "\u{feff}code,term\r\n84114007,Heart failure\r\n",
+            "snomed",
+            "exact",
+            "",
+        )
+        .unwrap();
         assert_eq!(list.lookup("84114007"), Some(0));
         assert_eq!(list.lookup(" 84114007 "), Some(0));
         assert_eq!(list.lookup("8411400"), None);
@@ -258,11 +286,30 @@ mod tests {
 
     #[test]
     fn conflicting_duplicates_and_missing_columns_are_errors() {
-        let e = load("code,term,w\nA,a,1\nA,a,2\n", "other", "exact", "weight_column = 'w'").unwrap_err();
-        assert!(e.to_string().contains(":3:1: code `A` is listed twice"), "{e}");
+        let e = load(
+            "code,term,w\nA,a,1\nA,a,2\n",
+            "other",
+            "exact",
+            "weight_column = 'w'",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains(":3:1: code `A` is listed twice"),
+            "{e}"
+        );
         let e = load("id,term\nA,a\n", "other", "exact", "").unwrap_err();
-        assert!(e.to_string().contains("no `code` column (its columns are: id, term)"), "{e}");
-        let e = load("code,term,w\nA,a,x\n", "other", "exact", "weight_column = 'w'").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("no `code` column (its columns are: id, term)"),
+            "{e}"
+        );
+        let e = load(
+            "code,term,w\nA,a,x\n",
+            "other",
+            "exact",
+            "weight_column = 'w'",
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("not a number"), "{e}");
     }
 }

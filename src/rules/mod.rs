@@ -112,7 +112,11 @@ pub struct Model {
 impl Model {
     /// An error at byte `offset` of the rule file.
     pub fn error_at(&self, offset: usize, message: impl Into<String>) -> Error {
-        Error::rules(&self.path, Some(Position::of_offset(&self.text, offset)), message)
+        Error::rules(
+            &self.path,
+            Some(Position::of_offset(&self.text, offset)),
+            message,
+        )
     }
 
     /// An error at `span` within a located expression.
@@ -182,12 +186,17 @@ struct Loader<'a> {
 
 impl Loader<'_> {
     fn error(&self, offset: usize, message: impl Into<String>) -> Error {
-        Error::rules(self.path, Some(Position::of_offset(self.text, offset)), message)
+        Error::rules(
+            self.path,
+            Some(Position::of_offset(self.text, offset)),
+            message,
+        )
     }
 
     fn expression(&self, s: &Spanned<String>) -> Result<Located> {
         let offset = content_offset(self.text, s.span());
-        let expr = expr::parse(s.get_ref()).map_err(|e| self.error(offset + e.span.start, e.message))?;
+        let expr =
+            expr::parse(s.get_ref()).map_err(|e| self.error(offset + e.span.start, e.message))?;
         Ok(Located {
             expr,
             text: s.get_ref().clone(),
@@ -226,7 +235,11 @@ pub fn load(path: &Path) -> Result<Model> {
             )));
         }
         if let Some(other) = defined.insert(name.to_string(), kind) {
-            return Err(l.error(offset, format!("`{name}` is defined as {kind} but is already {other}"))
+            return Err(l
+                .error(
+                    offset,
+                    format!("`{name}` is defined as {kind} but is already {other}"),
+                )
                 .with_help("give one of them another name"));
         }
         Ok(())
@@ -252,9 +265,16 @@ pub fn load(path: &Path) -> Result<Model> {
                         u32::from(date.month),
                         u32::from(date.day),
                     );
-                    Literal::Date(parsed.ok_or_else(|| l.error(value.span().start, "not a valid date"))?)
+                    Literal::Date(
+                        parsed.ok_or_else(|| l.error(value.span().start, "not a valid date"))?,
+                    )
                 }
-                _ => return Err(l.error(value.span().start, "a date parameter must be a plain date, YYYY-MM-DD")),
+                _ => {
+                    return Err(l.error(
+                        value.span().start,
+                        "a date parameter must be a plain date, YYYY-MM-DD",
+                    ));
+                }
             },
             _ => {
                 return Err(l.error(
@@ -269,7 +289,10 @@ pub fn load(path: &Path) -> Result<Model> {
     let mut sources = Vec::new();
     for (name, s) in &file.sources {
         if !is_identifier(name) {
-            return Err(l.error(s.span().start, format!("`{name}` is not a valid source name")));
+            return Err(l.error(
+                s.span().start,
+                format!("`{name}` is not a valid source name"),
+            ));
         }
         let decl = s.get_ref();
         sources.push(Source {
@@ -302,7 +325,10 @@ pub fn load(path: &Path) -> Result<Model> {
 
     let mut model = Model {
         path: path.to_path_buf(),
-        sha256: Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect(),
+        sha256: Sha256::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
         meta: file.model,
         population: file.population,
         params,
@@ -319,7 +345,11 @@ pub fn load(path: &Path) -> Result<Model> {
     let rankable = |name: &str| feature_names.contains(name) || name == "age";
     for (name, c) in &file.cohorts {
         claim(name, "a cohort", c.span().start)?;
-        claim(&format!("{name}_rank"), "a cohort's rank column", c.span().start)?;
+        claim(
+            &format!("{name}_rank"),
+            "a cohort's rank column",
+            c.span().start,
+        )?;
         let decl = c.get_ref();
         let condition = l.expression(&decl.when)?;
         let mut rank = Vec::new();
@@ -330,7 +360,12 @@ pub fn load(path: &Path) -> Result<Model> {
             let descending = match words.next().map(str::to_ascii_lowercase).as_deref() {
                 None | Some("asc") => false,
                 Some("desc") => true,
-                Some(other) => return Err(l.error(offset, format!("`{other}` is not a sort order: write `asc` or `desc`"))),
+                Some(other) => {
+                    return Err(l.error(
+                        offset,
+                        format!("`{other}` is not a sort order: write `asc` or `desc`"),
+                    ));
+                }
             };
             if words.next().is_some() || !rankable(feature) {
                 return Err(l.error(offset, format!(
@@ -339,17 +374,24 @@ pub fn load(path: &Path) -> Result<Model> {
                     did_you_mean(feature, feature_names.iter().copied())
                 )));
             }
-            rank.push(RankKey { name: feature.to_string(), descending, offset });
+            rank.push(RankKey {
+                name: feature.to_string(),
+                descending,
+                offset,
+            });
         }
         let mut reasons = Vec::new();
         for r in &decl.reasons {
             let offset = content_offset(&text, r.span());
             if !feature_names.contains(r.get_ref().as_str()) {
-                return Err(l.error(offset, format!(
-                    "reason `{}` is not a feature{}",
-                    r.get_ref(),
-                    did_you_mean(r.get_ref(), feature_names.iter().copied())
-                )));
+                return Err(l.error(
+                    offset,
+                    format!(
+                        "reason `{}` is not a feature{}",
+                        r.get_ref(),
+                        did_you_mean(r.get_ref(), feature_names.iter().copied())
+                    ),
+                ));
             }
             reasons.push((r.get_ref().clone(), offset));
         }
@@ -393,21 +435,34 @@ fn feature_kind(
         return Ok(FeatureKind::Derived(l.expression(e)?));
     }
     let Some(source_name) = &decl.source else {
-        return Err(l.error(offset, format!("feature `{name}` needs either `source` and `aggregate`, or `expr`")));
+        return Err(l.error(
+            offset,
+            format!("feature `{name}` needs either `source` and `aggregate`, or `expr`"),
+        ));
     };
-    let source = sources.iter().position(|s| &s.name == source_name.get_ref()).ok_or_else(|| {
-        l.error(
-            content_offset(l.text, source_name.span()),
-            format!(
-                "unknown source `{}`{}",
-                source_name.get_ref(),
-                did_you_mean(source_name.get_ref(), sources.iter().map(|s| s.name.as_str()))
-            ),
-        )
-        .with_help("declare it in a [sources.NAME] table")
-    })?;
+    let source = sources
+        .iter()
+        .position(|s| &s.name == source_name.get_ref())
+        .ok_or_else(|| {
+            l.error(
+                content_offset(l.text, source_name.span()),
+                format!(
+                    "unknown source `{}`{}",
+                    source_name.get_ref(),
+                    did_you_mean(
+                        source_name.get_ref(),
+                        sources.iter().map(|s| s.name.as_str())
+                    )
+                ),
+            )
+            .with_help("declare it in a [sources.NAME] table")
+        })?;
     let Some(aggregate) = &decl.aggregate else {
-        return Err(l.error(offset, format!("feature `{name}` reads a source but has no `aggregate`"))
+        return Err(l
+            .error(
+                offset,
+                format!("feature `{name}` reads a source but has no `aggregate`"),
+            )
             .with_help("add e.g. aggregate = \"count\""));
     };
     let agg_at = aggregate.span().start;
@@ -416,18 +471,32 @@ fn feature_kind(
         Some(c) => {
             let at = content_offset(l.text, c.span());
             if sources[source].code.is_none() {
-                return Err(l.error(at, format!(
-                    "source `{}` has no `code` column to match a code list against",
-                    sources[source].name
-                )));
+                return Err(l.error(
+                    at,
+                    format!(
+                        "source `{}` has no `code` column to match a code list against",
+                        sources[source].name
+                    ),
+                ));
             }
-            Some(codelists.iter().position(|x| &x.name == c.get_ref()).ok_or_else(|| {
-                l.error(at, format!(
-                    "unknown code list `{}`{}",
-                    c.get_ref(),
-                    did_you_mean(c.get_ref(), codelists.iter().map(|x| x.name.as_str()))
-                ))
-            })?)
+            Some(
+                codelists
+                    .iter()
+                    .position(|x| &x.name == c.get_ref())
+                    .ok_or_else(|| {
+                        l.error(
+                            at,
+                            format!(
+                                "unknown code list `{}`{}",
+                                c.get_ref(),
+                                did_you_mean(
+                                    c.get_ref(),
+                                    codelists.iter().map(|x| x.name.as_str())
+                                )
+                            ),
+                        )
+                    })?,
+            )
         }
         None => None,
     };
@@ -436,7 +505,10 @@ fn feature_kind(
         if ok {
             Ok(())
         } else {
-            Err(l.error(agg_at, format!("aggregate `{}` needs {what}", aggregate.name())))
+            Err(l.error(
+                agg_at,
+                format!("aggregate `{}` needs {what}", aggregate.name()),
+            ))
         }
     };
     match aggregate {
@@ -454,7 +526,10 @@ fn feature_kind(
     }
     if decl.column.is_some() && !matches!(aggregate, Aggregate::Min | Aggregate::Max) {
         let at = decl.column.as_ref().map_or(agg_at, |c| c.span().start);
-        return Err(l.error(at, "`column` is only used by the `min` and `max` aggregates"));
+        return Err(l.error(
+            at,
+            "`column` is only used by the `min` and `max` aggregates",
+        ));
     }
     let window = match &decl.window {
         Some(w) => parse_window(l, w, params)?,
@@ -489,18 +564,24 @@ fn parse_window(l: &Loader, w: &Spanned<String>, params: &[(String, Literal)]) -
         Ok(n) => n,
         Err(_) => match params.iter().find(|(p, _)| p == count) {
             Some((_, Literal::Int(n))) => *n,
-            Some(_) => return Err(l.error(at, format!("parameter `{count}` is not a whole number"))),
+            Some(_) => {
+                return Err(l.error(at, format!("parameter `{count}` is not a whole number")));
+            }
             None => {
-                return Err(l.error(at, format!(
-                    "`{count}` is neither a number nor a parameter{}",
-                    did_you_mean(count, params.iter().map(|(p, _)| p.as_str()))
-                )));
+                return Err(l.error(
+                    at,
+                    format!(
+                        "`{count}` is neither a number nor a parameter{}",
+                        did_you_mean(count, params.iter().map(|(p, _)| p.as_str()))
+                    ),
+                ));
             }
         },
     };
-    let n = u32::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
-        l.error(at, format!("a window must be at least 1 {unit}, not {n}"))
-    })?;
+    let n = u32::try_from(n)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| l.error(at, format!("a window must be at least 1 {unit}, not {n}")))?;
     match unit.to_ascii_lowercase().trim_end_matches('s') {
         "day" => Ok(Window::Days(n)),
         "month" => Ok(Window::Months(n)),
@@ -540,10 +621,13 @@ fn derived_order(l: &Loader, model: &Model) -> Result<Vec<usize>> {
                     .chain(std::iter::once(&i))
                     .map(|&p| model.features[p].name.as_str())
                     .collect();
-                return Err(l.error(model.features[i].offset, format!(
-                    "features refer to each other in a cycle: {}",
-                    cycle.join(" -> ")
-                )));
+                return Err(l.error(
+                    model.features[i].offset,
+                    format!(
+                        "features refer to each other in a cycle: {}",
+                        cycle.join(" -> ")
+                    ),
+                ));
             }
             Mark::New => {}
         }
@@ -560,7 +644,10 @@ fn derived_order(l: &Loader, model: &Model) -> Result<Vec<usize>> {
                 None => {
                     return Err(l.error(
                         located.offset + span.start,
-                        format!("unknown name `{name}`{}", did_you_mean(name, known.iter().copied())),
+                        format!(
+                            "unknown name `{name}`{}",
+                            did_you_mean(name, known.iter().copied())
+                        ),
                     ));
                 }
             }

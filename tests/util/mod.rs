@@ -8,7 +8,9 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use arrow_array::builder::{ListBuilder, StringBuilder};
-use arrow_array::{ArrayRef, BooleanArray, Date32Array, Int8Array, Int64Array, RecordBatch, StringArray};
+use arrow_array::{
+    ArrayRef, BooleanArray, Date32Array, Int8Array, Int64Array, RecordBatch, StringArray,
+};
 use arrow_schema::{Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -32,7 +34,13 @@ pub struct Person {
 }
 
 pub fn person(id: i64, birth: &'static str, pcn: &'static str) -> Person {
-    Person { id, birth, sex: "F", pcn, death: None }
+    Person {
+        id,
+        birth,
+        sex: "F",
+        pcn,
+        death: None,
+    }
 }
 
 pub fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
@@ -40,13 +48,19 @@ pub fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
         .iter()
         .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
         .collect();
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.into_iter().map(|(_, a)| a).collect()).unwrap()
+    RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns.into_iter().map(|(_, a)| a).collect(),
+    )
+    .unwrap()
 }
 
 /// Writes `batches` as one Parquet file, one row group per batch.
 pub fn write_parquet(path: &Path, batches: &[RecordBatch]) {
     let file = std::fs::File::create(path).unwrap();
-    let props = WriterProperties::builder().set_max_row_group_row_count(Some(1 << 20)).build();
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(1 << 20))
+        .build();
     let mut w = ArrowWriter::try_new(file, batches[0].schema(), Some(props)).unwrap();
     for b in batches {
         w.write(b).unwrap();
@@ -57,23 +71,64 @@ pub fn write_parquet(path: &Path, batches: &[RecordBatch]) {
 
 pub fn patients_batch(people: &[Person]) -> RecordBatch {
     batch(vec![
-        ("person_id", Arc::new(Int64Array::from_iter_values(people.iter().map(|p| p.id)))),
-        ("birth_date", Arc::new(Date32Array::from_iter_values(people.iter().map(|p| day(p.birth))))),
-        ("sex", Arc::new(StringArray::from_iter_values(people.iter().map(|p| p.sex)))),
-        ("practice_code", Arc::new(StringArray::from_iter_values(people.iter().map(|p| format!("{}-GP", p.pcn))))),
-        ("pcn_code", Arc::new(StringArray::from_iter_values(people.iter().map(|p| p.pcn)))),
-        ("lsoa_code", Arc::new(StringArray::from_iter_values(people.iter().map(|_| "E01000001")))),
-        ("imd_decile", Arc::new(Int8Array::from_iter_values(people.iter().map(|_| 5)))),
-        ("care_home", Arc::new(BooleanArray::from_iter(people.iter().map(|_| Some(false))))),
-        ("date_of_death", Arc::new(Date32Array::from_iter(people.iter().map(|p| opt_day(p.death))))),
+        (
+            "person_id",
+            Arc::new(Int64Array::from_iter_values(people.iter().map(|p| p.id))),
+        ),
+        (
+            "birth_date",
+            Arc::new(Date32Array::from_iter_values(
+                people.iter().map(|p| day(p.birth)),
+            )),
+        ),
+        (
+            "sex",
+            Arc::new(StringArray::from_iter_values(people.iter().map(|p| p.sex))),
+        ),
+        (
+            "practice_code",
+            Arc::new(StringArray::from_iter_values(
+                people.iter().map(|p| format!("{}-GP", p.pcn)),
+            )),
+        ),
+        (
+            "pcn_code",
+            Arc::new(StringArray::from_iter_values(people.iter().map(|p| p.pcn))),
+        ),
+        (
+            "lsoa_code",
+            Arc::new(StringArray::from_iter_values(
+                people.iter().map(|_| "E01000001"),
+            )),
+        ),
+        (
+            "imd_decile",
+            Arc::new(Int8Array::from_iter_values(people.iter().map(|_| 5))),
+        ),
+        (
+            "care_home",
+            Arc::new(BooleanArray::from_iter(people.iter().map(|_| Some(false)))),
+        ),
+        (
+            "date_of_death",
+            Arc::new(Date32Array::from_iter(
+                people.iter().map(|p| opt_day(p.death)),
+            )),
+        ),
     ])
 }
 
 /// `(person_id, arrival_date)`; a `None` date writes a null.
 pub fn ae_batch(rows: &[(i64, Option<&str>)]) -> RecordBatch {
     batch(vec![
-        ("person_id", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0)))),
-        ("arrival_date", Arc::new(Date32Array::from_iter(rows.iter().map(|r| opt_day(r.1))))),
+        (
+            "person_id",
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+        ),
+        (
+            "arrival_date",
+            Arc::new(Date32Array::from_iter(rows.iter().map(|r| opt_day(r.1)))),
+        ),
     ])
 }
 
@@ -87,10 +142,24 @@ pub fn admissions_batch(rows: &[(i64, &str, &str, &[&str])]) -> RecordBatch {
         diagnoses.append(true);
     }
     batch(vec![
-        ("person_id", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0)))),
-        ("admission_date", Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| day(r.1))))),
-        ("discharge_date", Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| day(r.1) + 2)))),
-        ("admission_method", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2)))),
+        (
+            "person_id",
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+        ),
+        (
+            "admission_date",
+            Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| day(r.1)))),
+        ),
+        (
+            "discharge_date",
+            Arc::new(Date32Array::from_iter_values(
+                rows.iter().map(|r| day(r.1) + 2),
+            )),
+        ),
+        (
+            "admission_method",
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
+        ),
         ("diagnoses", Arc::new(diagnoses.finish())),
     ])
 }
@@ -98,15 +167,27 @@ pub fn admissions_batch(rows: &[(i64, &str, &str, &[&str])]) -> RecordBatch {
 /// `(person_id, event_date, snomed_code)`.
 pub fn gp_batch(rows: &[(i64, &str, &str)]) -> RecordBatch {
     batch(vec![
-        ("person_id", Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0)))),
-        ("event_date", Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| day(r.1))))),
-        ("snomed_code", Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2)))),
+        (
+            "person_id",
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+        ),
+        (
+            "event_date",
+            Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| day(r.1)))),
+        ),
+        (
+            "snomed_code",
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.2))),
+        ),
     ])
 }
 
 pub fn read_parquet(path: &Path) -> RecordBatch {
     let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
     let batches: Vec<RecordBatch> = reader.map(|b| b.unwrap()).collect();
     arrow_select::concat::concat_batches(&batches[0].schema(), &batches).unwrap()
 }

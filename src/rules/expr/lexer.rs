@@ -68,7 +68,11 @@ pub fn tokenize(text: &str) -> Result<Vec<(Token, Span)>, ParseError> {
             }
             b'=' => {
                 // `==` is accepted as a courtesy to programmers; it means `=`.
-                i += if bytes.get(i + 1) == Some(&b'=') { 2 } else { 1 };
+                i += if bytes.get(i + 1) == Some(&b'=') {
+                    2
+                } else {
+                    1
+                };
                 Token::Eq
             }
             b'!' if bytes.get(i + 1) == Some(&b'=') => {
@@ -178,7 +182,11 @@ mod tests {
     use super::*;
 
     fn kinds(text: &str) -> Vec<Token> {
-        tokenize(text).unwrap().into_iter().map(|(t, _)| t).collect()
+        tokenize(text)
+            .unwrap()
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect()
     }
 
     #[test]

@@ -402,7 +402,11 @@ mod tests {
             ExprKind::Unary(UnaryOp::Neg, e) => format!("(-{})", show(e)),
             ExprKind::Binary(op, l, r) => format!("({} {} {})", show(l), op.symbol(), show(r)),
             ExprKind::IsNull { expr, negated } => {
-                format!("({} is {}null)", show(expr), if *negated { "not " } else { "" })
+                format!(
+                    "({} is {}null)",
+                    show(expr),
+                    if *negated { "not " } else { "" }
+                )
             }
             ExprKind::InList {
                 expr,
@@ -461,7 +465,10 @@ mod tests {
     fn predicates_and_case() {
         assert_eq!(p("x IS NOT NULL"), "(x is not null)");
         assert_eq!(p("sex not in ('F', 'U')"), "(sex not in ['F', 'U'])");
-        assert_eq!(p("age between 18 and 64 and y"), "((age between 18 and 64) and y)");
+        assert_eq!(
+            p("age between 18 and 64 and y"),
+            "((age between 18 and 64) and y)"
+        );
         assert_eq!(
             p("case when a > 1 then 'hi' else 'lo' end"),
             "(case when (a > 1) then 'hi' else 'lo' end)"

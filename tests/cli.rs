@@ -1,0 +1,243 @@
+//! The binary's contract with people and schedulers: clear errors that name
+//! the file, line and column, exit code 2 for user mistakes, and a previous
+//! good output left untouched by a failed run.
+
+mod util;
+
+use std::path::Path;
+
+use util::*;
+
+fn sample_fixture(dir: &Path) {
+    let people = vec![person(1, "1980-01-01", "P1"), person(2, "2000-01-01", "P2")];
+    write_parquet(&dir.join("patients.parquet"), &[patients_batch(&people)]);
+    let ae: Vec<(i64, Option<&str>)> = (0..6).map(|_| (1, Some("2025-01-01"))).collect();
+    write_parquet(&dir.join("ae_attendances.parquet"), &[ae_batch(&ae)]);
+    write_parquet(
+        &dir.join("admissions.parquet"),
+        &[admissions_batch(&[(
+            1,
+            "2025-01-01",
+            "emergency",
+            &["I509"],
+        )])],
+    );
+}
+
+fn run_with(rules: &Path, data: &Path, out: &Path) -> std::process::Output {
+    strata(&[
+        "run",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ])
+}
+
+/// The shipped HIU model with one substitution, written into `dir`.
+fn hiu_with(dir: &Path, from: &str, to: &str) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(repo_path("models/hiu.toml")).unwrap();
+    assert!(text.contains(from), "the model no longer contains {from:?}");
+    let path = dir.join("hiu.toml");
+    std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    path
+}
+
+fn line_col(text: &str, needle: &str) -> (usize, usize) {
+    let offset = text.find(needle).unwrap();
+    let line = text[..offset].matches('\n').count() + 1;
+    let col = offset - text[..offset].rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, col)
+}
+
+#[test]
+fn a_typo_in_a_cohort_names_file_line_column_and_a_suggestion() {
+    let tmp = tempfile::tempdir().unwrap();
+    sample_fixture(tmp.path());
+    let rules = hiu_with(
+        tmp.path(),
+        "and ae_attendances_12m >=",
+        "and ae_attendence_12m >=",
+    );
+    let o = run_with(&rules, tmp.path(), &tmp.path().join("out"));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let text = std::fs::read_to_string(&rules).unwrap();
+    let (line, col) = line_col(&text, "ae_attendence_12m");
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "{}:{line}:{col}: unknown name `ae_attendence_12m` (did you mean `ae_attendances_12m`?)",
+            rules.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn syntax_and_type_errors_are_positioned() {
+    let tmp = tempfile::tempdir().unwrap();
+    sample_fixture(tmp.path());
+    let out = tmp.path().join("out");
+    for (from, to, needle, message) in [
+        (
+            ">= hiu_threshold\"",
+            ">= \"",
+            "\"\nrank",
+            "expected a value but the expression ended",
+        ),
+        (
+            "and ae_attendances_12m >= hiu_threshold",
+            "and sex",
+            "sex\"",
+            "`and` needs a true/false value",
+        ),
+        (
+            "admission_method = 'emergency'",
+            "admission_mode = 'emergency'",
+            "admission_mode",
+            "has no column `admission_mode`",
+        ),
+        (
+            "\"hiu_window_days days\"",
+            "\"hiu_window_dayz days\"",
+            "hiu_window_dayz",
+            "(did you mean `hiu_window_days`?)",
+        ),
+    ] {
+        let rules = hiu_with(tmp.path(), from, to);
+        let o = run_with(&rules, tmp.path(), &out);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        let text = std::fs::read_to_string(&rules).unwrap();
+        let (line, col) = line_col(&text, needle);
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!("{}:{line}:{col}: ", rules.display())),
+            "{line}:{col} for {to}: {err}"
+        );
+        assert!(err.contains(message), "{message}: {err}");
+    }
+}
+
+#[test]
+fn missing_files_and_tables_are_user_errors_with_help() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = run_with(&tmp.path().join("nope.toml"), tmp.path(), &out);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("nope.toml: cannot read rule file"),
+        "{}",
+        stderr(&o)
+    );
+
+    let people = vec![person(1, "1980-01-01", "P1")];
+    write_parquet(
+        &tmp.path().join("patients.parquet"),
+        &[patients_batch(&people)],
+    );
+    let o = run_with(&repo_path("models/hiu.toml"), tmp.path(), &out);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("table `ae_attendances` not found"), "{err}");
+    assert!(err.contains("help:"), "{err}");
+    assert!(
+        !out.exists(),
+        "a failed first run must not create the output folder"
+    );
+}
+
+#[test]
+fn a_failed_run_leaves_the_previous_output_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    sample_fixture(tmp.path());
+    let out = tmp.path().join("out");
+    let good = run_with(&repo_path("models/hiu.toml"), tmp.path(), &out);
+    assert!(good.status.success(), "{}", stderr(&good));
+    let before = std::fs::read(out.join("manifest.json")).unwrap();
+    let csv_before = std::fs::read(out.join("pcn/P1/hiu.csv")).unwrap();
+
+    // Same rule file, but the data now breaks the contract mid-run.
+    std::fs::write(tmp.path().join("admissions.parquet"), b"not parquet").unwrap();
+    let bad = run_with(&repo_path("models/hiu.toml"), tmp.path(), &out);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("admissions.parquet: not a readable Parquet file"),
+        "{}",
+        stderr(&bad)
+    );
+    assert_eq!(std::fs::read(out.join("manifest.json")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(out.join("pcn/P1/hiu.csv")).unwrap(),
+        csv_before
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("staging"))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "staging folders left behind: {leftovers:?}"
+    );
+}
+
+#[test]
+fn refuses_to_overwrite_a_folder_that_is_not_strata_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    sample_fixture(tmp.path());
+    let out = tmp.path().join("mine");
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("notes.txt"), "keep me").unwrap();
+    let o = run_with(&repo_path("models/hiu.toml"), tmp.path(), &out);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("does not hold a previous strata output"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes.txt")).unwrap(),
+        "keep me"
+    );
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    let o = strata(&["run", "--as-of", "31/03/2025"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--as-of `31/03/2025` is not a date"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("YYYY-MM-DD"));
+    let o = strata(&["run", "--threads", "0"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = strata(&["frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn the_summary_suppresses_small_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    sample_fixture(tmp.path());
+    let o = strata(&[
+        "run",
+        "--data",
+        tmp.path().to_str().unwrap(),
+        "--out",
+        tmp.path().join("out").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = stdout(&o);
+    // One HIU member in P1: shown as *, never as 1.
+    let row = s
+        .lines()
+        .find(|l| l.starts_with("hiu "))
+        .unwrap_or_else(|| panic!("{s}"));
+    assert!(row.contains('*') && !row.contains(" 1 "), "{row}");
+    assert!(s.contains("shown as *"));
+}

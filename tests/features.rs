@@ -1,0 +1,215 @@
+//! Every aggregate kind, code-list matching on plain and list code columns,
+//! and derived features, checked on hand-made fixtures with a rule file
+//! written by the test.
+
+mod util;
+
+use std::path::Path;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Date32Type, Float64Type, Int64Type};
+use util::*;
+
+const RULES: &str = r#"
+[model]
+name = "features_test"
+title = "Aggregates under test"
+source = "test fixture"
+
+[params]
+recent = 2
+
+[sources.gp]
+table = "gp_events"
+date = "event_date"
+code = "snomed_code"
+
+[sources.apc]
+table = "admissions"
+date = "admission_date"
+code = "diagnoses"
+
+[codelists.frailty]
+file = "frailty.csv"
+system = "snomed"
+category_column = "deficit"
+
+[codelists.hfrs]
+file = "hfrs.csv"
+system = "icd10"
+match = "prefix"
+weight_column = "points"
+
+[features.frailty_events]
+source = "gp"
+aggregate = "count"
+codelist = "frailty"
+
+[features.deficits]
+source = "gp"
+aggregate = "count_distinct_categories"
+codelist = "frailty"
+
+[features.frailty_codes]
+source = "gp"
+aggregate = "count_distinct_codes"
+codelist = "frailty"
+
+[features.first_frailty]
+source = "gp"
+aggregate = "first_date"
+codelist = "frailty"
+
+[features.any_gp_recent]
+source = "gp"
+aggregate = "exists"
+window = "recent years"
+
+[features.hfrs]
+source = "apc"
+aggregate = "sum_distinct_weights"
+codelist = "hfrs"
+window = "2 years"
+
+[features.longest_stay]
+source = "apc"
+aggregate = "max"
+column = "stay"
+
+[features.efi]
+expr = "deficits / 36"
+
+[features.frail]
+expr = "case when efi >= 0.12 or hfrs > 5 then true else false end"
+
+[cohorts.frail_people]
+title = "Frail"
+description = "Test cohort"
+when = "frail and age >= 65"
+rank = ["hfrs desc"]
+reasons = ["deficits", "hfrs"]
+"#;
+
+fn write_fixture(dir: &Path) {
+    std::fs::write(dir.join("rules.toml"), RULES).unwrap();
+    std::fs::write(
+        dir.join("frailty.csv"),
+        "code,term,deficit\n1001,Fall,falls\n1002,Fell,falls\n2001,Walking aid,mobility\n3001,Heart failure,heart_failure\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("hfrs.csv"),
+        "code,term,points\nF00,Dementia,7.1\nR54,Senility,2.2\nI50,Heart failure,0.3\n",
+    )
+    .unwrap();
+    let data = dir.join("data");
+    std::fs::create_dir(&data).unwrap();
+    let people = vec![
+        person(1, "1940-01-01", "P1"),
+        person(2, "1950-01-01", "P1"),
+        person(3, "1990-01-01", "P2"),
+    ];
+    write_parquet(&data.join("patients.parquet"), &[patients_batch(&people)]);
+    write_parquet(
+        &data.join("gp_events.parquet"),
+        &[gp_batch(&[
+            (1, "2010-05-01", "1001"),
+            (1, "2020-05-01", "1002"), // same deficit, another code
+            (1, "2024-01-01", "1001"), // same code again
+            (1, "2024-02-01", "2001"),
+            (1, "2024-03-01", "3001"),
+            (1, "2024-03-02", "9999"), // not in the list
+            (2, "2015-01-01", "9999"),
+            (3, "2024-01-01", "3001"),
+        ])],
+    );
+    let b = admissions_batch(&[
+        // Same 3-character code in two positions and two admissions: once.
+        (1, "2024-01-01", "emergency", &["F00.1", "f001", "R54X"]),
+        (1, "2024-06-01", "emergency", &["F001", "I509"]),
+        (1, "2023-03-31", "emergency", &["I50"]), // exactly 2 years back: out
+        (2, "2023-04-01", "elective", &["I501"]), // 2 years less a day: in
+        (3, "2024-01-01", "emergency", &["A00", "F00"]),
+    ]);
+    let stays = arrow_array::Int64Array::from(vec![3, 10, 1, 4, 2]);
+    let schema = b.schema();
+    let mut cols: Vec<(&str, arrow_array::ArrayRef)> = schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .zip(b.columns().iter().cloned())
+        .collect();
+    cols.push(("stay", std::sync::Arc::new(stays)));
+    write_parquet(&data.join("admissions.parquet"), &[batch(cols)]);
+}
+
+#[test]
+fn aggregates_match_hand_computed_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_fixture(tmp.path());
+    let out = tmp.path().join("out");
+    let o = strata(&[
+        "run",
+        "--rules",
+        tmp.path().join("rules.toml").to_str().unwrap(),
+        "--data",
+        tmp.path().join("data").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--as-of",
+        "2025-03-31",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p = read_parquet(&out.join("patients.parquet"));
+    let ints = |n: &str| -> Vec<Option<i64>> {
+        p.column_by_name(n)
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .iter()
+            .collect()
+    };
+    let floats = |n: &str| -> Vec<f64> {
+        p.column_by_name(n)
+            .unwrap()
+            .as_primitive::<Float64Type>()
+            .iter()
+            .map(|v| v.unwrap_or(f64::NAN))
+            .collect()
+    };
+    let bools = |n: &str| -> Vec<Option<bool>> {
+        p.column_by_name(n).unwrap().as_boolean().iter().collect()
+    };
+
+    assert_eq!(ints("frailty_events"), vec![Some(5), Some(0), Some(1)]);
+    assert_eq!(ints("deficits"), vec![Some(3), Some(0), Some(1)]);
+    assert_eq!(ints("frailty_codes"), vec![Some(4), Some(0), Some(1)]);
+    let first: Vec<Option<i32>> = p
+        .column_by_name("first_frailty")
+        .unwrap()
+        .as_primitive::<Date32Type>()
+        .iter()
+        .collect();
+    assert_eq!(
+        first,
+        vec![Some(day("2010-05-01")), None, Some(day("2024-01-01"))]
+    );
+    assert_eq!(
+        bools("any_gp_recent"),
+        vec![Some(true), Some(false), Some(true)]
+    );
+    // F00 7.1 + R54 2.2 + I50 0.3, each once.
+    let hfrs = floats("hfrs");
+    assert!((hfrs[0] - 9.6).abs() < 1e-9, "{hfrs:?}");
+    assert!((hfrs[1] - 0.3).abs() < 1e-9, "{hfrs:?}");
+    assert!((hfrs[2] - 7.1).abs() < 1e-9, "{hfrs:?}");
+    assert_eq!(ints("longest_stay"), vec![Some(10), Some(4), Some(2)]);
+    let efi = floats("efi");
+    assert!((efi[0] - 3.0 / 36.0).abs() < 1e-12);
+    assert_eq!(bools("frail"), vec![Some(true), Some(false), Some(true)]);
+    // Person 3 is frail by the rule but 35 years old.
+    assert_eq!(
+        bools("frail_people"),
+        vec![Some(true), Some(false), Some(false)]
+    );
+}
