@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use strata::error::{Error, Result};
-use strata::{dates, engine, output, progress, rules, summary};
+use strata::{dates, engine, generate, output, progress, rules, summary};
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +33,24 @@ pub struct Cli {
 pub enum Command {
     /// Run a model over a data folder and write cohort lists.
     Run(RunArgs),
+    /// Write a synthetic population in the data contract.
+    Generate(GenerateArgs),
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// Number of registered persons.
+    #[arg(long)]
+    pub patients: usize,
+    /// Random seed: the same seed gives the same files.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Output folder (created; an earlier generator output there is replaced).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Last day of the three years of activity, YYYY-MM-DD.
+    #[arg(long, default_value = generate::DEFAULT_END_DATE)]
+    pub end_date: String,
 }
 
 #[derive(Args)]
@@ -55,6 +73,7 @@ pub fn run(cli: &Cli) -> Result<()> {
     let threads = setup_threads(cli.threads)?;
     match &cli.command {
         Command::Run(args) => run_model(args, threads, cli.quiet),
+        Command::Generate(args) => run_generate(args, cli.quiet),
     }
 }
 
@@ -72,12 +91,41 @@ fn setup_threads(requested: Option<usize>) -> Result<usize> {
     Ok(rayon::current_num_threads())
 }
 
+fn parse_date_arg(flag: &str, text: &str) -> Result<chrono::NaiveDate> {
+    dates::parse_date(text).ok_or_else(|| {
+        Error::usage(format!("{flag} `{text}` is not a date"))
+            .with_help("write it as YYYY-MM-DD, e.g. 2025-03-31")
+    })
+}
+
+fn run_generate(args: &GenerateArgs, quiet: bool) -> Result<()> {
+    let options = generate::GenerateOptions {
+        patients: args.patients,
+        seed: args.seed,
+        out: args.out.clone(),
+        end_date: parse_date_arg("--end-date", &args.end_date)?,
+    };
+    let started = std::time::Instant::now();
+    let summary = generate::generate(&options)?;
+    if !quiet {
+        let mut text = format!(
+            "Generated {} persons (seed {}) in {:.1} s into {}\n",
+            args.patients,
+            args.seed,
+            started.elapsed().as_secs_f64(),
+            args.out.display()
+        );
+        for (table, rows) in &summary.tables {
+            text.push_str(&format!("  {table:16} {rows:>12} rows\n"));
+        }
+        print_stdout(&text);
+    }
+    Ok(())
+}
+
 fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<()> {
     let as_of = match &args.as_of {
-        Some(text) => Some(dates::parse_date(text).ok_or_else(|| {
-            Error::usage(format!("--as-of `{text}` is not a date"))
-                .with_help("write it as YYYY-MM-DD, e.g. 2025-03-31")
-        })?),
+        Some(text) => Some(parse_date_arg("--as-of", text)?),
         None => None,
     };
     let model = rules::load(&args.rules)?;

@@ -7,6 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::generate::GenerateError;
+
 /// Where in a text file something is, 1-based.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
@@ -61,6 +63,10 @@ pub enum Error {
         source: std::io::Error,
         help: Option<String>,
     },
+
+    /// `strata generate` could not write its output (a path or disk problem).
+    #[error(transparent)]
+    Generate(#[from] GenerateError),
 
     /// Something that should not happen whatever the input: a bug.
     #[error("internal error: {0}. This is likely a bug in strata, please report it")]
@@ -126,7 +132,7 @@ impl Error {
             | Error::Data { help, .. }
             | Error::Usage { help, .. }
             | Error::Io { help, .. } => *help = Some(text.into()),
-            Error::Internal(_) => {}
+            Error::Generate(_) | Error::Internal(_) => {}
         }
         self
     }

@@ -11,6 +11,7 @@
 pub mod dates;
 pub mod engine;
 pub mod error;
+pub mod generate;
 pub mod input;
 pub mod output;
 pub mod progress;
