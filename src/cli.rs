@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use strata::error::{Error, Result};
-use strata::{dates, engine, generate, output, progress, rules, summary};
+use strata::{dates, engine, generate, input, output, progress, rules, summary};
 
 #[derive(Parser)]
 #[command(
@@ -140,6 +140,7 @@ fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<()> {
     let info = output::RunInfo {
         data: &args.data,
         threads,
+        pcn_names: input::pcns::names(&args.data)?,
     };
     let manifest = output::write(&results, &args.out, &info)?;
     if !quiet {

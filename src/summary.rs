@@ -49,7 +49,14 @@ pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
         }
         let _ = writeln!(s, "  {:>cell$}", suppress::count(c.members));
     }
-    let _ = writeln!(s, "\nCounts: {}.", suppress::METHOD);
+    let named: Vec<String> = pcns
+        .iter()
+        .filter_map(|p| manifest.pcn_names.get(*p).map(|n| format!("{p} {n}")))
+        .collect();
+    if !named.is_empty() {
+        let _ = writeln!(s, "\nPCNs: {}.", named.join(", "));
+    }
+    let _ = writeln!(s, "Counts: {}.", suppress::METHOD);
     let rejected: u64 = manifest
         .rejected
         .values()

@@ -6,6 +6,7 @@ mod util;
 
 use std::path::Path;
 
+use arrow_array::cast::AsArray;
 use util::*;
 
 fn sample_fixture(dir: &Path) {
@@ -240,4 +241,38 @@ fn the_summary_suppresses_small_numbers() {
         .unwrap_or_else(|| panic!("{s}"));
     assert!(row.contains('*') && !row.contains(" 1 "), "{row}");
     assert!(s.contains("shown as *"));
+}
+
+#[test]
+fn generate_then_run_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let o = strata(&["generate", "--patients", "3000", "--seed", "7", "--out", data.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("gp_events"), "{}", stdout(&o));
+    let out = tmp.path().join("out");
+    let o = strata(&["run", "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("Bitterne"), "PCN names from the pcns table: {}", stdout(&o));
+
+    // Every generated PCN has a folder, each holding only its own persons.
+    let p = read_parquet(&out.join("patients.parquet"));
+    let ids = p.column_by_name("person_id").unwrap().as_primitive::<arrow_array::types::Int64Type>().clone();
+    let pcns = p.column_by_name("pcn_code").unwrap().as_string::<i32>().clone();
+    let pcn_of: std::collections::HashMap<i64, &str> = ids.values().iter().copied().zip(pcns.iter().flatten()).collect();
+    let folders: Vec<_> = std::fs::read_dir(out.join("pcn")).unwrap().map(|e| e.unwrap()).collect();
+    assert_eq!(folders.len(), 7);
+    let mut listed = 0;
+    for folder in folders {
+        let pcn = folder.file_name().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(folder.path().join("hiu.csv")).unwrap();
+        for line in text.lines().skip(1) {
+            let id: i64 = line.split(',').nth(1).unwrap().parse().unwrap();
+            assert_eq!(pcn_of[&id], pcn, "person {id} listed under the wrong PCN");
+            listed += 1;
+        }
+    }
+    let members = p.column_by_name("hiu").unwrap().as_boolean().true_count();
+    assert!(members > 0, "a 3,000-person city has some HIU");
+    assert_eq!(listed, members);
 }

@@ -26,6 +26,8 @@ pub struct Manifest {
     pub data: String,
     pub threads: usize,
     pub inputs: Vec<Input>,
+    /// PCN code -> name, from the optional `pcns` table.
+    pub pcn_names: BTreeMap<String, String>,
     pub persons: u64,
     pub alive: u64,
     /// table or source -> reason -> rows
@@ -122,6 +124,7 @@ impl Manifest {
             data: info.data.display().to_string(),
             threads: info.threads,
             inputs,
+            pcn_names: info.pcn_names.clone(),
             persons: plan.population.len() as u64,
             alive: results.alive.true_count() as u64,
             rejected,

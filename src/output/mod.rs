@@ -22,6 +22,7 @@ use crate::error::Result;
 pub struct RunInfo<'a> {
     pub data: &'a Path,
     pub threads: usize,
+    pub pcn_names: std::collections::BTreeMap<String, String>,
 }
 
 /// Writes every output into a staging folder and publishes it at `out`.

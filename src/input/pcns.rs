@@ -1,0 +1,41 @@
+//! The optional `pcns` table: names for PCN codes, for titles and summaries
+//! (a PCN lead knows "Bitterne", not "U20637"). Absent table, no names.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use arrow_array::cast::AsArray;
+
+use crate::error::{Error, Result};
+use crate::input::table::{self, Table};
+use crate::rules::check::Type;
+
+pub const TABLE: &str = "pcns";
+
+/// PCN code -> name, from `DIR/pcns.parquet` if present.
+pub fn names(dir: &Path) -> Result<BTreeMap<String, String>> {
+    let Some(table) = Table::find(dir, TABLE)? else {
+        return Ok(BTreeMap::new());
+    };
+    for column in ["pcn_code", "pcn_name"] {
+        let ty = table.column_type(column, "a PCN code or name")?;
+        if table::canonical_type(ty) != Some(Type::Str) {
+            return Err(Error::data(&table.location, format!("column `{column}` should be text, not {ty}")));
+        }
+    }
+    let mut names = BTreeMap::new();
+    for group in table.row_groups() {
+        let path = &table.parts[group.part].path;
+        for batch in table.reader(group, &["pcn_code", "pcn_name"], &[])? {
+            let batch = batch.map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
+            let (codes, _) = table::canonical(table::column(&batch, "pcn_code"), path, "pcn_code")?;
+            let (labels, _) = table::canonical(table::column(&batch, "pcn_name"), path, "pcn_name")?;
+            for (code, name) in codes.as_string::<i32>().iter().zip(labels.as_string::<i32>()) {
+                if let (Some(code), Some(name)) = (code, name) {
+                    names.insert(code.to_string(), name.to_string());
+                }
+            }
+        }
+    }
+    Ok(names)
+}
