@@ -247,20 +247,54 @@ fn the_summary_suppresses_small_numbers() {
 fn generate_then_run_end_to_end() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let o = strata(&["generate", "--patients", "3000", "--seed", "7", "--out", data.to_str().unwrap()]);
+    let o = strata(&[
+        "generate",
+        "--patients",
+        "3000",
+        "--seed",
+        "7",
+        "--out",
+        data.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("gp_events"), "{}", stdout(&o));
     let out = tmp.path().join("out");
-    let o = strata(&["run", "--data", data.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = strata(&[
+        "run",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(stdout(&o).contains("Bitterne"), "PCN names from the pcns table: {}", stdout(&o));
+    assert!(
+        stdout(&o).contains("Bitterne"),
+        "PCN names from the pcns table: {}",
+        stdout(&o)
+    );
 
     // Every generated PCN has a folder, each holding only its own persons.
     let p = read_parquet(&out.join("patients.parquet"));
-    let ids = p.column_by_name("person_id").unwrap().as_primitive::<arrow_array::types::Int64Type>().clone();
-    let pcns = p.column_by_name("pcn_code").unwrap().as_string::<i32>().clone();
-    let pcn_of: std::collections::HashMap<i64, &str> = ids.values().iter().copied().zip(pcns.iter().flatten()).collect();
-    let folders: Vec<_> = std::fs::read_dir(out.join("pcn")).unwrap().map(|e| e.unwrap()).collect();
+    let ids = p
+        .column_by_name("person_id")
+        .unwrap()
+        .as_primitive::<arrow_array::types::Int64Type>()
+        .clone();
+    let pcns = p
+        .column_by_name("pcn_code")
+        .unwrap()
+        .as_string::<i32>()
+        .clone();
+    let pcn_of: std::collections::HashMap<i64, &str> = ids
+        .values()
+        .iter()
+        .copied()
+        .zip(pcns.iter().flatten())
+        .collect();
+    let folders: Vec<_> = std::fs::read_dir(out.join("pcn"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .collect();
     assert_eq!(folders.len(), 7);
     let mut listed = 0;
     for folder in folders {

@@ -24,10 +24,8 @@ use arrow_array::{
 };
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use parquet::schema::types::ColumnPath;
+use parquet::file::properties::WriterProperties;
 use rayon::prelude::*;
 
 use super::GenerateError;
@@ -48,7 +46,7 @@ pub(crate) struct Layout {
 impl Default for Layout {
     fn default() -> Self {
         Layout {
-            row_group_rows: 1_000_000,
+            row_group_rows: crate::output::parquet::ROW_GROUP_ROWS,
             split_above_rows: 8_000_000,
             part_rows: 4_000_000,
         }
@@ -370,18 +368,11 @@ fn write_parquet(
     Ok(())
 }
 
-/// ZSTD level 1 (fast, and most of the size gain comes from dictionaries),
-/// dictionaries on for codes, dates and labels but off for the random ids
-/// (a dictionary of distinct values only costs), and a dictionary page big
-/// enough for a 20,000-code vocabulary to stay dictionary-encoded.
+/// strata's shared settings, with this layout's row groups and the table's
+/// date order recorded as its sorting column.
 fn writer_properties(layout: &Layout, sorted_by: Option<i32>) -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+    crate::output::parquet::writer_properties()
         .set_max_row_group_row_count(Some(layout.row_group_rows))
-        .set_dictionary_enabled(true)
-        .set_column_dictionary_enabled(ColumnPath::from("person_id"), false)
-        .set_dictionary_page_size_limit(8 << 20)
-        .set_statistics_enabled(EnabledStatistics::Page)
         .set_sorting_columns(sorted_by.map(|column_idx| {
             vec![SortingColumn {
                 column_idx,

@@ -20,7 +20,10 @@ pub fn names(dir: &Path) -> Result<BTreeMap<String, String>> {
     for column in ["pcn_code", "pcn_name"] {
         let ty = table.column_type(column, "a PCN code or name")?;
         if table::canonical_type(ty) != Some(Type::Str) {
-            return Err(Error::data(&table.location, format!("column `{column}` should be text, not {ty}")));
+            return Err(Error::data(
+                &table.location,
+                format!("column `{column}` should be text, not {ty}"),
+            ));
         }
     }
     let mut names = BTreeMap::new();
@@ -29,8 +32,13 @@ pub fn names(dir: &Path) -> Result<BTreeMap<String, String>> {
         for batch in table.reader(group, &["pcn_code", "pcn_name"], &[])? {
             let batch = batch.map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
             let (codes, _) = table::canonical(table::column(&batch, "pcn_code"), path, "pcn_code")?;
-            let (labels, _) = table::canonical(table::column(&batch, "pcn_name"), path, "pcn_name")?;
-            for (code, name) in codes.as_string::<i32>().iter().zip(labels.as_string::<i32>()) {
+            let (labels, _) =
+                table::canonical(table::column(&batch, "pcn_name"), path, "pcn_name")?;
+            for (code, name) in codes
+                .as_string::<i32>()
+                .iter()
+                .zip(labels.as_string::<i32>())
+            {
                 if let (Some(code), Some(name)) = (code, name) {
                     names.insert(code.to_string(), name.to_string());
                 }

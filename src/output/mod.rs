@@ -8,6 +8,7 @@
 
 pub mod extracts;
 pub mod manifest;
+pub mod parquet;
 pub mod patients;
 pub mod publish;
 pub mod suppress;

@@ -11,30 +11,9 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{Field, Schema};
 use parquet::arrow::ArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
-use parquet::schema::types::ColumnPath;
 
 use crate::engine::Results;
 use crate::error::{Error, Result};
-
-/// Rows per row group: large enough for fast scans, small enough that
-/// readers can parallelise over a city-sized table.
-pub const ROW_GROUP_ROWS: usize = 1024 * 1024;
-
-/// Writer settings strata uses for every Parquet file it writes.
-pub fn writer_properties(no_dictionary: &[&str]) -> WriterProperties {
-    let mut props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(
-            ZstdLevel::try_new(3).expect("3 is a valid zstd level"),
-        ))
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-        .set_dictionary_page_size_limit(8 * 1024 * 1024);
-    for column in no_dictionary {
-        props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
-    }
-    props.build()
-}
 
 pub fn write(results: &Results, path: &Path) -> Result<()> {
     let model = results.plan.model;
@@ -71,7 +50,7 @@ pub fn write(results: &Results, path: &Path) -> Result<()> {
     let mut writer = ArrowWriter::try_new(
         file,
         batch.schema(),
-        Some(writer_properties(&["person_id"])),
+        Some(super::parquet::writer_properties().build()),
     )
     .map_err(fail)?;
     writer.write(&batch).map_err(fail)?;
