@@ -129,6 +129,7 @@ fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<()> {
         None => None,
     };
     let model = rules::load(&args.rules)?;
+    output::publish::check_target(&args.out)?;
     tracing::info!(model = %model.meta.name, rules = %args.rules.display(), data = %args.data.display(), threads, "starting run");
     let results = engine::run(&model, &args.data, as_of, &progress::Terminal::new(quiet))?;
     if results.plan.as_of_inferred {

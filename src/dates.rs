@@ -16,9 +16,10 @@ pub fn to_day(date: NaiveDate) -> Day {
     date.num_days_from_ce() - EPOCH_DAYS_FROM_CE
 }
 
-pub fn from_day(day: Day) -> NaiveDate {
-    NaiveDate::from_num_days_from_ce_opt(day + EPOCH_DAYS_FROM_CE)
-        .expect("a Date32 day number is always within chrono's range")
+/// The calendar date of a day number; `None` beyond chrono's range (about
+/// 262,000 years either side of year 0), which only corrupt data reaches.
+pub fn from_day(day: Day) -> Option<NaiveDate> {
+    NaiveDate::from_num_days_from_ce_opt(day.checked_add(EPOCH_DAYS_FROM_CE)?)
 }
 
 /// Parses `YYYY-MM-DD`, the only date format strata accepts from people.
@@ -49,26 +50,17 @@ pub enum Window {
 
 impl Window {
     /// The first day *outside* the window: events must be strictly after it.
-    /// `None` for [`Window::Ever`].
+    /// `None` for [`Window::Ever`], and for a window reaching back beyond the
+    /// calendar, which keeps everything just as `ever` does.
     pub fn exclusive_start(self, as_of: NaiveDate) -> Option<Day> {
         let start = match self {
-            Window::Ever => return None,
-            Window::Days(n) => as_of - chrono::Days::new(u64::from(n)),
+            Window::Ever => None,
+            Window::Days(n) => as_of.checked_sub_days(chrono::Days::new(u64::from(n))),
             // chrono clamps to the month's last day (31 March - 1 month = 28/29 February).
-            Window::Months(n) => as_of - Months::new(n),
-            Window::Years(n) => as_of - Months::new(n.saturating_mul(12)),
+            Window::Months(n) => as_of.checked_sub_months(Months::new(n)),
+            Window::Years(n) => as_of.checked_sub_months(Months::new(n.saturating_mul(12))),
         };
-        Some(to_day(start))
-    }
-
-    /// Human wording, used in docs and reasons.
-    pub fn describe(self) -> String {
-        match self {
-            Window::Ever => "ever".to_string(),
-            Window::Days(n) => format!("last {n} days"),
-            Window::Months(n) => format!("last {n} months"),
-            Window::Years(n) => format!("last {n} years"),
-        }
+        start.map(to_day)
     }
 }
 
@@ -85,7 +77,8 @@ mod tests {
         assert_eq!(to_day(d("1970-01-01")), 0);
         assert_eq!(to_day(d("1970-01-02")), 1);
         assert_eq!(to_day(d("1969-12-31")), -1);
-        assert_eq!(from_day(to_day(d("2024-02-29"))), d("2024-02-29"));
+        assert_eq!(from_day(to_day(d("2024-02-29"))), Some(d("2024-02-29")));
+        assert_eq!(from_day(i32::MAX), None);
     }
 
     #[test]
@@ -113,6 +106,8 @@ mod tests {
             Window::Years(2).exclusive_start(d("2024-02-29")),
             Some(to_day(d("2022-02-28")))
         );
+        assert_eq!(Window::Days(u32::MAX).exclusive_start(as_of), None);
+        assert_eq!(Window::Years(u32::MAX).exclusive_start(as_of), None);
     }
 
     #[test]

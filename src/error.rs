@@ -89,7 +89,10 @@ fn help_suffix(help: &Option<String>) -> String {
 impl Error {
     /// True when the user can fix the cause (exit code 2); false for bugs (3).
     pub fn is_user_error(&self) -> bool {
-        !matches!(self, Error::Internal(_))
+        !matches!(
+            self,
+            Error::Internal(_) | Error::Generate(GenerateError::Arrow { .. })
+        )
     }
 
     pub fn rules(file: &Path, at: Option<Position>, message: impl Into<String>) -> Error {

@@ -4,8 +4,10 @@
 //! [`crate::input::population`]) and is updated with relaxed atomics: every
 //! update (add, min, max) is commutative, so the result does not depend on
 //! which task saw an event first, and no merge step is needed. Distinct
-//! counts collect `(person, item)` pairs, deduplicated per task and again at
-//! the end, which keeps memory proportional to distinct matches, not events.
+//! counts collect `(person, item)` pairs, deduplicated within each row group
+//! and again at the end: memory grows with the distinct matches of each row
+//! group (a small fraction of its events), not with all events. A per-person
+//! bitset would bound it by persons alone; see the performance work.
 
 use std::sync::Arc;
 use std::sync::Mutex;

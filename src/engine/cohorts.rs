@@ -27,16 +27,19 @@ pub struct CohortResult {
     pub members: Vec<u32>,
 }
 
+/// `condition_failed` words an evaluation failure of the cohort's `when`
+/// (integer overflow, say) as the rule-file error it is.
 pub fn evaluate(
     cohort: &CohortPlan,
     name: &str,
     slots: &[ArrayRef],
     alive: &BooleanArray,
     pcn: &ArrayRef,
+    condition_failed: impl Fn(eval::EvalError) -> Error,
 ) -> Result<CohortResult> {
     let persons = alive.len();
-    let condition = eval::evaluate_parallel(&cohort.condition, slots, persons)
-        .map_err(|e| Error::Internal(format!("evaluating cohort `{name}`: {e}")))?;
+    let condition =
+        eval::evaluate_parallel(&cohort.condition, slots, persons).map_err(condition_failed)?;
     let condition = eval::is_true(condition.as_boolean());
     let flags = arrow_arith::boolean::and(&condition, alive)
         .map_err(|e| Error::Internal(format!("combining cohort `{name}` with alive: {e}")))?;

@@ -32,7 +32,9 @@ pub struct EvalError(String);
 impl From<ArrowError> for EvalError {
     fn from(e: ArrowError) -> Self {
         EvalError(match e {
-            ArrowError::ArithmeticOverflow(m) => format!("arithmetic overflow ({m})"),
+            // Arrow's message quotes the operands: per-person values, which
+            // must not reach logs.
+            ArrowError::ArithmeticOverflow(_) => "integer overflow".to_string(),
             other => other.to_string(),
         })
     }
@@ -294,9 +296,17 @@ fn arith(
         Arith::Div => {
             // SQL (Spark, non-ANSI) gives null for division by zero.
             let quotient = on_datums(&a, &b, numeric::div)?;
-            let zero = Value::Scalar(Arc::new(Float64Array::from(vec![0.0])));
-            let divisor_zero =
-                on_datums(&b, &zero, |x, y| Ok(Arc::new(arrow_ord::cmp::eq(x, y)?)))?;
+            // Arrow compares floats by bits, so test both zeros.
+            let zeros = Value::Scalar(Arc::new(Float64Array::from(vec![0.0])));
+            let negative_zeros = Value::Scalar(Arc::new(Float64Array::from(vec![-0.0])));
+            let equal = |x: &dyn Datum, y: &dyn Datum| -> Result<ArrayRef, ArrowError> {
+                Ok(Arc::new(arrow_ord::cmp::eq(x, y)?))
+            };
+            let is_zero = on_datums(&b, &zeros, equal)?;
+            let is_negative_zero = on_datums(&b, &negative_zeros, equal)?;
+            let divisor_zero = on_arrays(&[&is_zero, &is_negative_zero], len, |x| {
+                Ok(Arc::new(or_kleene(boolean(&x[0]), boolean(&x[1]))?))
+            })?;
             on_arrays(&[&quotient, &divisor_zero], len, |x| {
                 Ok(arrow_select::nullif::nullif(
                     &x[0],
@@ -432,6 +442,10 @@ mod tests {
         assert_eq!(ints("n * 2 + 1"), vec![Some(3), None, Some(15)]);
         assert_eq!(floats("n / 2"), vec![Some(0.5), None, Some(3.5)]);
         assert_eq!(floats("n / (n - 1)"), vec![None, None, Some(7.0 / 6.0)]);
+        assert_eq!(floats("x / (0 * -1.0)"), vec![None, None, None]);
+        assert_eq!(ints("null + null"), vec![None, None, None]);
+        assert_eq!(bools("null = null"), vec![None, None, None]);
+        assert_eq!(ints("-null"), vec![None, None, None]);
         assert_eq!(floats("n + x"), vec![Some(1.5), None, None]);
         assert_eq!(ints("-n"), vec![Some(-1), None, Some(-7)]);
         assert_eq!(ints("abs(n - 5)"), vec![Some(4), None, Some(2)]);

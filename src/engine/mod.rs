@@ -21,7 +21,8 @@ use chrono::NaiveDate;
 use indicatif::ProgressBar;
 
 use crate::dates;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::input;
 use crate::rules::Model;
 pub use cohorts::CohortResult;
 pub use plan::Plan;
@@ -52,15 +53,6 @@ pub trait Progress: Sync {
     fn scan_bar(&self, rows: u64) -> Option<ProgressBar>;
 }
 
-/// No progress display.
-pub struct Silent;
-
-impl Progress for Silent {
-    fn scan_bar(&self, _rows: u64) -> Option<ProgressBar> {
-        None
-    }
-}
-
 pub fn run<'m>(
     model: &'m Model,
     data: &Path,
@@ -88,7 +80,11 @@ pub fn run<'m>(
     let ages = ages(population.column("birth_date"), plan.as_of);
     let mut slots: Vec<ArrayRef> = vec![ages, population.column("sex").clone()];
     for attribute in &plan.attributes {
-        slots.push(population.column(attribute).clone());
+        slots.push(
+            population
+                .column(&input::population::attribute_column(attribute))
+                .clone(),
+        );
     }
     for (i, column) in scanned.features.into_iter().enumerate() {
         slots.push(
@@ -96,9 +92,13 @@ pub fn run<'m>(
         );
     }
     for (fi, expr) in &plan.derived {
-        let name = &model.features[*fi].name;
-        let column = eval::evaluate_parallel(expr, &slots, persons)
-            .map_err(|e| Error::data(&model.path, format!("evaluating feature `{name}`: {e}")))?;
+        let feature = &model.features[*fi];
+        let column = eval::evaluate_parallel(expr, &slots, persons).map_err(|e| {
+            model.error_at(
+                feature.offset,
+                format!("computing feature `{}`: {e}", feature.name),
+            )
+        })?;
         slots[plan.features[*fi].slot] = column;
     }
     timings.push(("derive features", started.elapsed()));
@@ -110,7 +110,15 @@ pub fn run<'m>(
         .cohorts
         .iter()
         .zip(&model.cohorts)
-        .map(|(c, m)| cohorts::evaluate(c, &m.name, &slots, &alive, pcn))
+        .map(|(c, m)| {
+            cohorts::evaluate(c, &m.name, &slots, &alive, pcn, |e| {
+                model.expr_error(
+                    &m.condition,
+                    m.condition.expr.span,
+                    format!("computing cohort `{}`: {e}", m.name),
+                )
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     timings.push(("cohorts", started.elapsed()));
 
@@ -134,9 +142,7 @@ pub fn run<'m>(
 fn ages(birth_dates: &ArrayRef, as_of: NaiveDate) -> ArrayRef {
     use arrow_array::cast::AsArray;
     let births = birth_dates.as_primitive::<arrow_array::types::Date32Type>();
-    Arc::new(Int64Array::from_iter(
-        births
-            .iter()
-            .map(|b| b.map(|b| dates::age_on(dates::from_day(b), as_of))),
-    ))
+    Arc::new(Int64Array::from_iter(births.iter().map(|b| {
+        b.and_then(dates::from_day).map(|b| dates::age_on(b, as_of))
+    })))
 }

@@ -263,7 +263,7 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
         let FeatureKind::Derived(located) = &model.features[fi].kind else {
             continue;
         };
-        let typed = person_expr(model, located, &slot_types, &attributes, as_of)?;
+        let typed = person_expr(model, located, &slot_types, &attributes, as_of, None)?;
         slot_types[first_feature_slot + fi] = typed.ty;
         features[fi].ty = typed.ty;
         derived.push((fi, typed));
@@ -278,17 +278,14 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
     };
     let mut cohorts = Vec::new();
     for cohort in &model.cohorts {
-        let condition = person_expr(model, &cohort.condition, &slot_types, &attributes, as_of)?;
-        if !matches!(condition.ty, Type::Bool | Type::Null) {
-            return Err(model.expr_error(
-                &cohort.condition,
-                cohort.condition.expr.span,
-                format!(
-                    "a cohort's `when` must be true or false, but this is {}",
-                    condition.ty.a()
-                ),
-            ));
-        }
+        let condition = person_expr(
+            model,
+            &cohort.condition,
+            &slot_types,
+            &attributes,
+            as_of,
+            Some("a cohort's `when`"),
+        )?;
         let rank = cohort
             .rank
             .iter()
@@ -367,21 +364,9 @@ fn event_filter(model: &Model, located: &Located, sp: &mut SourcePlan) -> Result
         let ty = table::canonical_type(schema.field_with_name(name).ok()?.data_type())?;
         Some(Binding::Column(slot, ty))
     };
-    let typed = check::check(&located.expr, &resolve, &|n| {
-        format!("unknown column `{n}`")
-    })
-    .map_err(|e| model.expr_error(located, e.span, e.message))?;
-    if !matches!(typed.ty, Type::Bool | Type::Null) {
-        return Err(model.expr_error(
-            located,
-            located.expr.span,
-            format!(
-                "`where` must be true or false, but this is {}",
-                typed.ty.a()
-            ),
-        ));
-    }
-    Ok(typed)
+    let unknown = |n: &str| format!("unknown column `{n}`");
+    check::check_condition(&located.expr, &resolve, &unknown, "`where`")
+        .map_err(|e| model.expr_error(located, e.span, e.message))
 }
 
 /// Types a person-level expression (derived feature or cohort condition).
@@ -391,6 +376,7 @@ fn person_expr(
     slot_types: &[Type],
     attributes: &[String],
     as_of: NaiveDate,
+    condition: Option<&str>,
 ) -> Result<Typed> {
     let first_feature_slot = 2 + attributes.len();
     let resolve = |name: &str| -> Option<Binding> {
@@ -418,8 +404,11 @@ fn person_expr(
             did_you_mean(n, names.iter().copied())
         )
     };
-    check::check(&located.expr, &resolve, &unknown)
-        .map_err(|e| model.expr_error(located, e.span, e.message))
+    match condition {
+        Some(what) => check::check_condition(&located.expr, &resolve, &unknown, what),
+        None => check::check(&located.expr, &resolve, &unknown),
+    }
+    .map_err(|e| model.expr_error(located, e.span, e.message))
 }
 
 /// The latest event date across the sources the model reads.
@@ -430,7 +419,15 @@ fn infer_as_of(model: &Model, sources: &[SourcePlan]) -> Result<NaiveDate> {
             latest = Some(latest.map_or(d, |l| l.max(d)));
         }
     }
-    latest.map(dates::from_day).ok_or_else(|| {
+    if let Some(day) = latest
+        && dates::from_day(day).is_none()
+    {
+        return Err(Error::usage(format!(
+            "cannot infer the as-of date: the latest event date in the data ({day} days from 1970) is not a real date"
+        ))
+        .with_help("fix the corrupt dates, or give --as-of YYYY-MM-DD"));
+    }
+    latest.and_then(dates::from_day).ok_or_else(|| {
         Error::usage(format!(
             "cannot infer the as-of date: the tables {} reads hold no dated events",
             model.path.display()

@@ -97,7 +97,7 @@ impl PersonIndex {
 pub struct Population {
     /// One row per person, ascending `person_id`; columns named
     /// `person_id`, `practice_code`, `pcn_code`, `sex`, `birth_date`,
-    /// `date_of_death`, then each attribute under its rule-file name.
+    /// `date_of_death`, then each attribute as [`attribute_column`] names it.
     pub batch: RecordBatch,
     pub index: PersonIndex,
     pub table: Table,
@@ -127,6 +127,7 @@ impl Population {
         spec.attributes
             .iter()
             .map(|(name, column)| {
+                let column = column.get_ref();
                 let ty = table.column_type(column, &format!("attribute `{name}`"))?;
                 let t = table::canonical_type(ty).ok_or_else(|| {
                     Error::data(&table.location, format!(
@@ -140,7 +141,13 @@ impl Population {
 
     pub fn load(dir: &Path, spec: &syntax::Population) -> Result<Population> {
         let table = Table::open(dir, &spec.table, "the population")?;
-        // (internal name, column in the table)
+        // (internal name, column in the table); attributes are kept under
+        // a prefix so no rule-file name can clash with an internal one.
+        let attributes: Vec<(String, &str)> = spec
+            .attributes
+            .iter()
+            .map(|(name, column)| (attribute_column(name), column.get_ref().as_str()))
+            .collect();
         let mut wanted: Vec<(&str, &str)> = vec![
             ("person_id", &spec.person_id),
             ("practice_code", &spec.practice),
@@ -149,7 +156,7 @@ impl Population {
             ("birth_date", &spec.birth_date),
             ("date_of_death", &spec.date_of_death),
         ];
-        for (name, column) in &spec.attributes {
+        for (name, column) in &attributes {
             wanted.push((name, column));
         }
         for (internal, column) in &wanted {
@@ -277,8 +284,7 @@ fn arrays_to_batch(wanted: &[(&str, &str)], arrays: Vec<ArrayRef>) -> RecordBatc
         .expect("arrays built to match their fields")
 }
 
-/// The string value of a text column, or "" for null.
-pub fn text(array: &ArrayRef, row: usize) -> &str {
-    let s = array.as_string::<i32>();
-    if s.is_null(row) { "" } else { s.value(row) }
+/// The name an attribute's column has in [`Population::batch`].
+pub fn attribute_column(name: &str) -> String {
+    format!("attribute:{name}")
 }

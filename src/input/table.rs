@@ -53,7 +53,6 @@ pub struct Table {
 pub struct RowGroup {
     pub part: usize,
     pub index: usize,
-    pub rows: u64,
 }
 
 impl Table {
@@ -135,12 +134,7 @@ impl Table {
             .iter()
             .enumerate()
             .flat_map(|(p, part)| {
-                let meta = part.metadata.metadata();
-                (0..part.row_group_count()).map(move |i| RowGroup {
-                    part: p,
-                    index: i,
-                    rows: meta.row_group(i).num_rows().max(0) as u64,
-                })
+                (0..part.row_group_count()).map(move |i| RowGroup { part: p, index: i })
             })
             .collect()
     }
@@ -277,7 +271,7 @@ pub fn to_dates(array: &ArrayRef, path: &Path, column: &str) -> Result<Date32Arr
             .expect("type checked")
             .clone()),
         DataType::Date64 | DataType::Timestamp(_, _) => {
-            let cast = arrow_cast::cast(array, &DataType::Date32)
+            let cast = arrow_cast::cast(&without_time_zone(array), &DataType::Date32)
                 .map_err(|e| Error::data(path, format!("column `{column}`: {e}")))?;
             Ok(cast
                 .as_any()
@@ -290,6 +284,24 @@ pub fn to_dates(array: &ArrayRef, path: &Path, column: &str) -> Result<Date32Arr
             format!("column `{column}` should hold dates but is {other}"),
         )
         .with_help("store it as a Parquet DATE or TIMESTAMP")),
+    }
+}
+
+/// A timestamp column stores UTC instants whatever its zone; dropping the
+/// zone makes a cast give the UTC calendar date (and needs no time-zone
+/// database, which a named zone such as "UTC" would).
+fn without_time_zone(array: &ArrayRef) -> ArrayRef {
+    match array.data_type() {
+        DataType::Timestamp(unit, Some(_)) => {
+            let naive = DataType::Timestamp(*unit, None);
+            let data = array.to_data().into_builder().data_type(naive);
+            // Same buffers, same layout: only the zone annotation changes.
+            arrow_array::make_array(
+                data.build()
+                    .expect("a timestamp's buffers fit any timestamp type"),
+            )
+        }
+        _ => array.clone(),
     }
 }
 
@@ -311,7 +323,7 @@ pub fn canonical(array: &ArrayRef, path: &Path, column: &str) -> Result<(ArrayRe
     if array.data_type() == &target {
         return Ok((array.clone(), ty));
     }
-    let cast = arrow_cast::cast(array, &target)
+    let cast = arrow_cast::cast(&without_time_zone(array), &target)
         .map_err(|e| Error::data(path, format!("column `{column}`: {e}")))?;
     Ok((cast, ty))
 }

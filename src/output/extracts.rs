@@ -28,10 +28,12 @@ pub struct Delivered {
     pub without_pcn: BTreeMap<String, u64>,
 }
 
+/// PCN codes become folder names, so they are limited to characters that
+/// mean the same on every file system.
 fn valid_folder_name(code: &str) -> bool {
     let mut chars = code.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
 }
 
 pub fn write(results: &Results, dir: &Path) -> Result<Delivered> {
@@ -41,7 +43,7 @@ pub fn write(results: &Results, dir: &Path) -> Result<Delivered> {
 
     // Every PCN in the population gets a folder, whether or not it has members.
     let mut pcns: Vec<&str> = pcn.iter().flatten().filter(|c| !c.is_empty()).collect();
-    pcns.sort_unstable();
+    pcns.sort_unstable_by_key(|c| (c.to_ascii_uppercase(), c.to_string()));
     pcns.dedup();
     if let Some(bad) = pcns.iter().find(|c| !valid_folder_name(c)) {
         return Err(Error::data(
@@ -49,8 +51,20 @@ pub fn write(results: &Results, dir: &Path) -> Result<Delivered> {
             format!("pcn_code `{bad}` cannot be used as a folder name"),
         )
         .with_help(
-            "PCN codes must be letters, digits, `_`, `-` or `.`, starting with a letter or digit",
+            "PCN codes must be letters, digits, `_` or `-`, starting with a letter or digit",
         ));
+    }
+    // On a case-insensitive file system (Windows, macOS, most shares) `U1`
+    // and `u1` would be one folder holding two PCNs' lists.
+    if let Some(pair) = pcns.windows(2).find(|p| p[0].eq_ignore_ascii_case(p[1])) {
+        return Err(Error::data(
+            &population.table.location,
+            format!(
+                "pcn_codes `{}` and `{}` differ only in case, so their folders could mix",
+                pair[0], pair[1]
+            ),
+        )
+        .with_help("make PCN codes consistent in case (ODS codes are upper case)"));
     }
 
     let mut delivered = Delivered::default();

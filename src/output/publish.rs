@@ -23,28 +23,36 @@ pub struct Staging {
     committed: bool,
 }
 
+/// Checks that `target` may be replaced by a run's output. Called before a
+/// run starts, so a bad `--out` is reported at once rather than after hours,
+/// and again just before the staging folder is made.
+pub fn check_target(target: &Path) -> Result<()> {
+    if target.exists() {
+        if !target.is_dir() {
+            return Err(Error::usage(format!(
+                "output path {} exists and is not a folder",
+                target.display()
+            ))
+            .with_help("give --out a folder path (it will be created)"));
+        }
+        if !is_replaceable(target) {
+            return Err(Error::usage(format!(
+                "output folder {} is not empty and does not hold a previous strata output",
+                target.display()
+            ))
+            .with_help(
+                "strata replaces its output folder whole; give --out a new or empty folder",
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Staging {
     /// Checks that `target` may be replaced and creates a staging folder
     /// beside it.
     pub fn new(target: &Path) -> Result<Staging> {
-        if target.exists() {
-            if !target.is_dir() {
-                return Err(Error::usage(format!(
-                    "output path {} exists and is not a folder",
-                    target.display()
-                ))
-                .with_help("give --out a folder path (it will be created)"));
-            }
-            if !is_replaceable(target) {
-                return Err(Error::usage(format!(
-                    "output folder {} is not empty and does not hold a previous strata output",
-                    target.display()
-                ))
-                .with_help(
-                    "strata replaces its output folder whole; give --out a new or empty folder",
-                ));
-            }
-        }
+        check_target(target)?;
         let parent = match target.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -83,7 +91,9 @@ impl Staging {
                 let _ = std::fs::remove_dir_all(&self.dir);
                 return Ok(());
             }
-            let old = self.dir.with_extension("previous");
+            let old = self
+                .dir
+                .with_extension(format!("previous-{}", std::process::id()));
             std::fs::rename(&target, &old)
                 .map_err(|e| Error::io(&target, "cannot move the previous output aside", e))?;
             if let Err(e) = std::fs::rename(&self.dir, &target) {
@@ -124,16 +134,37 @@ fn exchange(_a: &Path, _b: &Path) -> std::io::Result<()> {
     Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }
 
+/// The entries a strata output folder holds.
+const OUTPUT_ENTRIES: &[&str] = &["manifest.json", "patients.parquet", "pcn"];
+
+/// Empty, or a previous strata output: a manifest that strata wrote and
+/// nothing that strata does not write.
 fn is_replaceable(dir: &Path) -> bool {
-    let empty = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none());
-    empty
-        || std::fs::read_to_string(dir.join("manifest.json"))
-            .is_ok_and(|m| m.contains(MANIFEST_MARKER))
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if names.is_empty() {
+        return true;
+    }
+    let ours = names.iter().all(|n| OUTPUT_ENTRIES.contains(&n.as_str()));
+    let manifest = std::fs::read_to_string(dir.join("manifest.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .is_some_and(|m| m.get(MANIFEST_MARKER).is_some());
+    ours && manifest
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn manifest(run: &str) -> String {
+        format!("{{\"{MANIFEST_MARKER}\": \"{run}\"}}")
+    }
 
     #[test]
     fn replaces_previous_output_whole() {
@@ -141,17 +172,18 @@ mod tests {
         let out = tmp.path().join("out");
         for run in ["first", "second"] {
             let staging = Staging::new(&out).unwrap();
-            std::fs::write(
-                staging.dir.join("manifest.json"),
-                format!("{{\"{MANIFEST_MARKER}\": \"{run}\"}}"),
-            )
-            .unwrap();
-            std::fs::write(staging.dir.join(format!("{run}.txt")), run).unwrap();
+            std::fs::write(staging.dir.join("manifest.json"), manifest(run)).unwrap();
+            if run == "first" {
+                std::fs::write(staging.dir.join("patients.parquet"), run).unwrap();
+            }
             staging.commit().unwrap();
         }
-        assert!(out.join("second.txt").exists());
+        assert_eq!(
+            std::fs::read_to_string(out.join("manifest.json")).unwrap(),
+            manifest("second")
+        );
         assert!(
-            !out.join("first.txt").exists(),
+            !out.join("patients.parquet").exists(),
             "old files must not survive"
         );
         // Only `out` is left beside it: no staging or previous folders.
@@ -167,14 +199,14 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("out");
         std::fs::create_dir(&out).unwrap();
-        std::fs::write(out.join("manifest.json"), MANIFEST_MARKER).unwrap();
+        std::fs::write(out.join("manifest.json"), manifest("old")).unwrap();
         {
             let staging = Staging::new(&out).unwrap();
             std::fs::write(staging.dir.join("half.txt"), "x").unwrap();
         }
         assert_eq!(
             std::fs::read_to_string(out.join("manifest.json")).unwrap(),
-            MANIFEST_MARKER
+            manifest("old")
         );
         assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 1);
     }
@@ -189,6 +221,13 @@ mod tests {
                 .contains("does not hold a previous strata output"),
             "{e}"
         );
+        // A strata manifest does not make other files strata's to delete.
+        std::fs::write(tmp.path().join("manifest.json"), manifest("old")).unwrap();
+        assert!(check_target(tmp.path()).is_err());
+        // Nor does a manifest that merely mentions the marker.
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join("manifest.json"), MANIFEST_MARKER).unwrap();
+        assert!(check_target(other.path()).is_err());
         let file = tmp.path().join("thesis.docx");
         let e = Staging::new(&file).err().unwrap();
         assert!(e.to_string().contains("is not a folder"), "{e}");

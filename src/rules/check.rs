@@ -141,6 +141,25 @@ pub fn literal_type(lit: &Literal) -> Type {
     }
 }
 
+/// Checks a condition (a cohort's `when`, a `where`): it must be true/false,
+/// and a bare `null` is taken as a true/false that is never true.
+pub fn check_condition(
+    expr: &Expr,
+    resolve: &dyn Fn(&str) -> Option<Binding>,
+    unknown: &dyn Fn(&str) -> String,
+    what: &str,
+) -> Result<Typed, CheckError> {
+    let typed = check(expr, resolve, unknown)?;
+    match typed.ty {
+        Type::Bool => Ok(typed),
+        Type::Null => Ok(retype_null(typed, Type::Bool)),
+        other => err(
+            expr.span,
+            format!("{what} must be true or false, but this is {}", other.a()),
+        ),
+    }
+}
+
 /// Checks `expr`, resolving names with `resolve` (which returns `None` for an
 /// unknown name; `unknown` then words the error, e.g. with a suggestion).
 pub fn check(
@@ -202,6 +221,12 @@ fn widen(t: Typed) -> Typed {
 /// Brings two operands to one type, or says why they cannot be.
 fn unify(a: Typed, b: Typed) -> Option<(Typed, Typed, Type)> {
     match (a.ty, b.ty) {
+        // `null + null`, `null = null`: any type will do; the result is null.
+        (Type::Null, Type::Null) => Some((
+            retype_null(a, Type::Int),
+            retype_null(b, Type::Int),
+            Type::Int,
+        )),
         (x, y) if x == y => Some((a, b, x)),
         (Type::Null, y) => Some((retype_null(a, y), b, y)),
         (x, Type::Null) => Some((a, retype_null(b, x), x)),
@@ -260,8 +285,9 @@ impl Checker<'_> {
             }
             ExprKind::Unary(UnaryOp::Neg, inner) => {
                 let t = self.expr(inner)?;
+                let t = retype_null(t, Type::Int);
                 match t.ty {
-                    Type::Int | Type::Float | Type::Null => Ok(Typed {
+                    Type::Int | Type::Float => Ok(Typed {
                         ty: t.ty,
                         node: Node::Neg(boxed(t)),
                     }),

@@ -57,9 +57,9 @@ pub fn normalise(system: CodingSystem, raw: &str) -> Cow<'_, str> {
 }
 
 impl Codelist {
-    /// Reads the CSV named by a rule file's `[codelists.NAME]` table.
-    /// `rule_file` locates the CSV (paths are relative to the rule file) and
-    /// is named in errors about the declaration itself.
+    /// Reads the CSV named by a rule file's `[codelists.NAME]` table; its
+    /// path is relative to `rule_dir`, the rule file's folder. Errors name
+    /// the CSV and the line in it.
     pub fn load(name: &str, decl: &syntax::Codelist, rule_dir: &Path) -> Result<Codelist> {
         let path = rule_dir.join(&decl.file);
         let bytes = std::fs::read(&path).map_err(|e| {

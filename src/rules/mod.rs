@@ -209,7 +209,7 @@ impl Loader<'_> {
 pub fn load(path: &Path) -> Result<Model> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::io(path, "cannot read rule file", e)
-            .with_help("check the path given to --rules (the default is models/default.toml)")
+            .with_help("check the path given to --rules (the default is models/hiu.toml)")
     })?;
     let file: syntax::RuleFile = toml::from_str(&text).map_err(|e| {
         let at = e.span().map(|s| Position::of_offset(&text, s.start));
@@ -245,9 +245,8 @@ pub fn load(path: &Path) -> Result<Model> {
         Ok(())
     };
 
-    for attr in file.population.attributes.keys() {
-        let offset = text.find(attr.as_str()).unwrap_or(0);
-        claim(attr, "a population attribute", offset)?;
+    for (attr, column) in &file.population.attributes {
+        claim(attr, "a population attribute", column.span().start)?;
     }
 
     let mut params = Vec::new();

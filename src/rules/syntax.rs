@@ -52,7 +52,7 @@ pub struct Population {
     pub practice: String,
     pub pcn: String,
     /// Further columns made available to expressions: name in rules -> column.
-    pub attributes: IndexMap<String, String>,
+    pub attributes: IndexMap<String, Spanned<String>>,
 }
 
 impl Default for Population {
