@@ -1,0 +1,322 @@
+//! The data contract's promises about awkward input: timestamp dates, text
+//! pseudonyms, duplicated and null ids, ties in ranking, PCN codes that would
+//! clash as folder names.
+
+mod util;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, Int64Type};
+use arrow_array::{
+    ArrayRef, Date32Array, Int64Array, StringArray, TimestampMicrosecondArray,
+    TimestampMillisecondArray,
+};
+use util::*;
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+fn run(data: &Path, out: &Path) -> std::process::Output {
+    strata(&[
+        "run",
+        "--rules",
+        "models/hiu.toml",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--as-of",
+        "2025-03-31",
+        "--quiet",
+    ])
+}
+
+fn empty_admissions(data: &Path) {
+    write_parquet(
+        &data.join("admissions.parquet"),
+        &[admissions_batch(&[(1, "2020-01-01", "elective", &[])])],
+    );
+}
+
+#[test]
+fn utc_timestamps_are_read_as_their_utc_dates() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let mut p = patients_batch(&[person(1, "2007-03-31", "P1"), person(2, "2007-04-01", "P1")]);
+    // Birth dates as UTC millisecond timestamps at 23:30: still that day.
+    let births: ArrayRef = Arc::new(
+        TimestampMillisecondArray::from(vec![
+            i64::from(day("2007-03-31")) * MS_PER_DAY + 84_600_000,
+            i64::from(day("2007-04-01")) * MS_PER_DAY + 84_600_000,
+        ])
+        .with_timezone("UTC"),
+    );
+    let schema = p.schema();
+    let cols: Vec<(&str, ArrayRef)> = schema
+        .fields()
+        .iter()
+        .zip(p.columns())
+        .map(|(f, c)| {
+            (
+                f.name().as_str(),
+                if f.name() == "birth_date" {
+                    births.clone()
+                } else {
+                    c.clone()
+                },
+            )
+        })
+        .collect();
+    p = batch(cols);
+    write_parquet(&data.join("patients.parquet"), &[p]);
+    // Arrivals as UTC microsecond timestamps with an offset zone.
+    let arrivals = [
+        "2024-04-01",
+        "2024-06-01",
+        "2024-09-01",
+        "2025-01-01",
+        "2025-03-31",
+    ];
+    let micros: Vec<i64> = arrivals
+        .iter()
+        .map(|d| i64::from(day(d)) * MS_PER_DAY * 1000 + 3_600_000_000)
+        .collect();
+    let ae = batch(vec![
+        ("person_id", Arc::new(Int64Array::from(vec![1i64; 5]))),
+        (
+            "arrival_date",
+            Arc::new(TimestampMicrosecondArray::from(micros).with_timezone("+00:00")),
+        ),
+    ]);
+    write_parquet(&data.join("ae_attendances.parquet"), &[ae]);
+    empty_admissions(data);
+    let out = data.join("out");
+    let o = run(data, &out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p = read_parquet(&out.join("patients.parquet"));
+    let counts: Vec<_> = p
+        .column_by_name("ae_attendances_12m")
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .values()
+        .to_vec();
+    assert_eq!(counts, vec![5, 0]);
+    // 18 on the as-of date (born 2007-03-31): in.
+    let hiu: Vec<_> = p
+        .column_by_name("hiu")
+        .unwrap()
+        .as_boolean()
+        .iter()
+        .collect();
+    assert_eq!(hiu, vec![Some(true), Some(false)]);
+}
+
+#[test]
+fn text_pseudonyms_work_as_person_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let ids = StringArray::from(vec!["b7f3", "a1c9"]);
+    let p = patients_batch(&[person(0, "1980-01-01", "P1"), person(0, "1980-01-01", "P2")]);
+    let schema = p.schema();
+    let cols: Vec<(&str, ArrayRef)> = schema
+        .fields()
+        .iter()
+        .zip(p.columns())
+        .map(|(f, c)| {
+            (
+                f.name().as_str(),
+                if f.name() == "person_id" {
+                    Arc::new(ids.clone()) as ArrayRef
+                } else {
+                    c.clone()
+                },
+            )
+        })
+        .collect();
+    write_parquet(&data.join("patients.parquet"), &[batch(cols)]);
+    let ae = batch(vec![
+        ("person_id", Arc::new(StringArray::from(vec!["b7f3"; 6]))),
+        (
+            "arrival_date",
+            Arc::new(Date32Array::from(vec![day("2025-01-01"); 6])),
+        ),
+    ]);
+    write_parquet(&data.join("ae_attendances.parquet"), &[ae]);
+    let adm = admissions_batch(&[(0, "2025-01-01", "emergency", &[])]);
+    let schema = adm.schema();
+    let cols: Vec<(&str, ArrayRef)> = schema
+        .fields()
+        .iter()
+        .zip(adm.columns())
+        .map(|(f, c)| {
+            (
+                f.name().as_str(),
+                if f.name() == "person_id" {
+                    Arc::new(StringArray::from(vec!["zzzz"])) as ArrayRef
+                } else {
+                    c.clone()
+                },
+            )
+        })
+        .collect();
+    write_parquet(&data.join("admissions.parquet"), &[batch(cols)]);
+    let out = data.join("out");
+    let o = run(data, &out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p = read_parquet(&out.join("patients.parquet"));
+    let ids: Vec<_> = p
+        .column_by_name("person_id")
+        .unwrap()
+        .as_string::<i32>()
+        .iter()
+        .flatten()
+        .collect();
+    assert_eq!(ids, vec!["a1c9", "b7f3"], "sorted by id");
+    let hiu: Vec<_> = p
+        .column_by_name("hiu")
+        .unwrap()
+        .as_boolean()
+        .iter()
+        .collect();
+    assert_eq!(hiu, vec![Some(false), Some(true)]);
+    let p2 = std::fs::read_to_string(out.join("pcn/P1/hiu.csv")).unwrap();
+    assert!(p2.contains("1,b7f3,"), "{p2}");
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["rejected"]["admissions"]["unknown_person"], 1);
+}
+
+#[test]
+fn duplicated_and_null_population_ids_are_skipped_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    // Person 7 twice: the first row (PCN P1) is kept, the second (P2) skipped.
+    let people = [
+        person(7, "1980-01-01", "P1"),
+        person(7, "1990-01-01", "P2"),
+        person(8, "1980-01-01", "P2"),
+    ];
+    let mut p = patients_batch(&people);
+    let schema = p.schema();
+    let cols: Vec<(&str, ArrayRef)> = schema
+        .fields()
+        .iter()
+        .zip(p.columns())
+        .map(|(f, c)| {
+            let c = if f.name() == "person_id" {
+                Arc::new(Int64Array::from(vec![Some(7), Some(7), None])) as ArrayRef
+            } else {
+                c.clone()
+            };
+            (f.name().as_str(), c)
+        })
+        .collect();
+    p = batch(cols);
+    write_parquet(&data.join("patients.parquet"), &[p]);
+    write_parquet(
+        &data.join("ae_attendances.parquet"),
+        &[ae_batch(&[(7, Some("2025-01-01"))])],
+    );
+    empty_admissions(data);
+    let out = data.join("out");
+    let o = run(data, &out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["persons"], 1);
+    assert_eq!(m["rejected"]["patients"]["duplicate_person_id"], 1);
+    assert_eq!(m["rejected"]["patients"]["null_person_id"], 1);
+    let p = read_parquet(&out.join("patients.parquet"));
+    assert_eq!(
+        p.column_by_name("pcn_code")
+            .unwrap()
+            .as_string::<i32>()
+            .value(0),
+        "P1"
+    );
+}
+
+#[test]
+fn ties_rank_by_person_id_and_nulls_rank_last() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let people: Vec<Person> = [30, 10, 20, 40]
+        .iter()
+        .map(|&id| person(id, "1980-01-01", "P1"))
+        .collect();
+    write_parquet(&data.join("patients.parquet"), &[patients_batch(&people)]);
+    let mut ae = Vec::new();
+    for id in [10, 20, 30, 40] {
+        ae.extend((0..5).map(|_| (id, Some("2025-01-01"))));
+    }
+    ae.push((40, Some("2025-01-02"))); // 40 has 6: first
+    write_parquet(&data.join("ae_attendances.parquet"), &[ae_batch(&ae)]);
+    write_parquet(
+        &data.join("admissions.parquet"),
+        &[admissions_batch(&[(30, "2025-01-01", "emergency", &[])])],
+    );
+    // Rank ties on attendances by the last emergency admission, latest
+    // first: only 30 has one, so 10 and 20 (null) come after it, by id.
+    let rules = std::fs::read_to_string(repo_path("models/hiu.toml"))
+        .unwrap()
+        .replace(
+            "rank = [\"ae_attendances_12m desc\", \"emergency_admissions_12m desc\"]",
+            "rank = [\"ae_attendances_12m desc\", \"last_emergency desc\"]",
+        )
+        + "\n[features.last_emergency]\nsource = \"admissions\"\naggregate = \"last_date\"\nwhere = \"admission_method = 'emergency'\"\n";
+    let rules_path = data.join("hiu.toml");
+    std::fs::write(&rules_path, rules).unwrap();
+    let out = data.join("out");
+    let o = strata(&[
+        "run",
+        "--rules",
+        rules_path.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--as-of",
+        "2025-03-31",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let list = std::fs::read_to_string(out.join("pcn/P1/hiu.csv")).unwrap();
+    let order: Vec<&str> = list
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(order, vec!["40", "30", "10", "20"]);
+    let p = read_parquet(&out.join("patients.parquet"));
+    let ranks: Vec<_> = p
+        .column_by_name("hiu_rank")
+        .unwrap()
+        .as_primitive::<Int32Type>()
+        .iter()
+        .collect();
+    // Rows are in person_id order: 10, 20, 30, 40.
+    assert_eq!(ranks, vec![Some(3), Some(4), Some(2), Some(1)]);
+}
+
+#[test]
+fn pcn_codes_that_differ_only_in_case_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    write_parquet(
+        &data.join("patients.parquet"),
+        &[patients_batch(&[
+            person(1, "1980-01-01", "U1"),
+            person(2, "1980-01-01", "u1"),
+        ])],
+    );
+    write_parquet(
+        &data.join("ae_attendances.parquet"),
+        &[ae_batch(&[(1, Some("2025-01-01"))])],
+    );
+    empty_admissions(data);
+    let o = run(data, &data.join("out"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("differ only in case"), "{}", stderr(&o));
+    assert!(!data.join("out").exists());
+}
