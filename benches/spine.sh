@@ -14,6 +14,7 @@ persons=${1:-1000000}
 rules=${2:-models/hiu.toml}
 runs=${3:-5}
 work=${BENCH_DIR:-$(mktemp -d)}
+mkdir -p "$work"
 data="$work/data-$persons"
 out="$work/out-$persons"
 

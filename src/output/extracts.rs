@@ -42,9 +42,11 @@ pub fn write(results: &Results, dir: &Path) -> Result<Delivered> {
     let pcn = population.column("pcn_code").as_string::<i32>();
 
     // Every PCN in the population gets a folder, whether or not it has members.
-    let mut pcns: Vec<&str> = pcn.iter().flatten().filter(|c| !c.is_empty()).collect();
-    pcns.sort_unstable_by_key(|c| (c.to_ascii_uppercase(), c.to_string()));
-    pcns.dedup();
+    let distinct: std::collections::BTreeSet<&str> =
+        pcn.iter().flatten().filter(|c| !c.is_empty()).collect();
+    // Case-insensitive order puts codes that differ only in case side by side.
+    let mut pcns: Vec<&str> = distinct.into_iter().collect();
+    pcns.sort_by_cached_key(|c| c.to_ascii_uppercase());
     if let Some(bad) = pcns.iter().find(|c| !valid_folder_name(c)) {
         return Err(Error::data(
             &population.table.location,
