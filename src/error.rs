@@ -7,8 +7,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::generate::GenerateError;
-
 /// Where in a text file something is, 1-based.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
@@ -64,10 +62,6 @@ pub enum Error {
         help: Option<String>,
     },
 
-    /// `strata generate` could not write its output (a path or disk problem).
-    #[error(transparent)]
-    Generate(#[from] GenerateError),
-
     /// Something that should not happen whatever the input: a bug.
     #[error("internal error: {0}. This is likely a bug in strata, please report it")]
     Internal(String),
@@ -89,10 +83,7 @@ fn help_suffix(help: &Option<String>) -> String {
 impl Error {
     /// True when the user can fix the cause (exit code 2); false for bugs (3).
     pub fn is_user_error(&self) -> bool {
-        !matches!(
-            self,
-            Error::Internal(_) | Error::Generate(GenerateError::Arrow { .. })
-        )
+        !matches!(self, Error::Internal(_))
     }
 
     pub fn rules(file: &Path, at: Option<Position>, message: impl Into<String>) -> Error {
@@ -135,7 +126,7 @@ impl Error {
             | Error::Data { help, .. }
             | Error::Usage { help, .. }
             | Error::Io { help, .. } => *help = Some(text.into()),
-            Error::Generate(_) | Error::Internal(_) => {}
+            Error::Internal(_) => {}
         }
         self
     }

@@ -110,6 +110,17 @@ const CHUNK_PERSONS: usize = 4_096;
 /// Odd multiplier spreading chunk indices over the seed space.
 const CHUNK_SEED_STRIDE: u64 = 0xD1B5_4A32_D192_ED03;
 
+/// At the library's edge a generator error is a user error (a path, a
+/// folder, a disk), except a batch that could not be built, which is a bug.
+impl From<GenerateError> for crate::Error {
+    fn from(e: GenerateError) -> Self {
+        match e {
+            GenerateError::Arrow { .. } => crate::Error::Internal(e.to_string()),
+            _ => crate::Error::usage(e.to_string()),
+        }
+    }
+}
+
 /// Generates the tables described by `opts` into `opts.out`.
 pub fn generate(opts: &GenerateOptions) -> Result<GenerateSummary, GenerateError> {
     generate_with_layout(opts, &Layout::default())
