@@ -16,20 +16,14 @@ use arrow_array::{
 use util::*;
 
 const MS_PER_DAY: i64 = 86_400_000;
+const AS_OF: &str = "2025-03-31";
 
-fn run(data: &Path, out: &Path) -> std::process::Output {
-    strata(&[
-        "run",
-        "--rules",
-        "models/hiu.toml",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--as-of",
-        "2025-03-31",
-        "--quiet",
-    ])
+fn run_hiu(data: &Path, out: &Path) -> std::process::Output {
+    run_rules(&repo_path("models/hiu.toml"), data, out, AS_OF)
+}
+
+fn manifest(out: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap()
 }
 
 fn empty_admissions(data: &Path) {
@@ -43,7 +37,6 @@ fn empty_admissions(data: &Path) {
 fn utc_timestamps_are_read_as_their_utc_dates() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path();
-    let mut p = patients_batch(&[person(1, "2007-03-31", "P1"), person(2, "2007-04-01", "P1")]);
     // Birth dates as UTC millisecond timestamps at 23:30: still that day.
     let births: ArrayRef = Arc::new(
         TimestampMillisecondArray::from(vec![
@@ -52,25 +45,12 @@ fn utc_timestamps_are_read_as_their_utc_dates() {
         ])
         .with_timezone("UTC"),
     );
-    let schema = p.schema();
-    let cols: Vec<(&str, ArrayRef)> = schema
-        .fields()
-        .iter()
-        .zip(p.columns())
-        .map(|(f, c)| {
-            (
-                f.name().as_str(),
-                if f.name() == "birth_date" {
-                    births.clone()
-                } else {
-                    c.clone()
-                },
-            )
-        })
-        .collect();
-    p = batch(cols);
-    write_parquet(&data.join("patients.parquet"), &[p]);
-    // Arrivals as UTC microsecond timestamps with an offset zone.
+    let people = patients_batch(&[person(1, "2007-03-31", "P1"), person(2, "2007-04-01", "P1")]);
+    write_parquet(
+        &data.join("patients.parquet"),
+        &[with_column(&people, "birth_date", births)],
+    );
+    // Arrivals as UTC microsecond timestamps with an offset zone, at 01:00.
     let arrivals = [
         "2024-04-01",
         "2024-06-01",
@@ -92,16 +72,14 @@ fn utc_timestamps_are_read_as_their_utc_dates() {
     write_parquet(&data.join("ae_attendances.parquet"), &[ae]);
     empty_admissions(data);
     let out = data.join("out");
-    let o = run(data, &out);
+    let o = run_hiu(data, &out);
     assert!(o.status.success(), "{}", stderr(&o));
     let p = read_parquet(&out.join("patients.parquet"));
-    let counts: Vec<_> = p
+    let counts = p
         .column_by_name("ae_attendances_12m")
         .unwrap()
-        .as_primitive::<Int64Type>()
-        .values()
-        .to_vec();
-    assert_eq!(counts, vec![5, 0]);
+        .as_primitive::<Int64Type>();
+    assert_eq!(counts.values().to_vec(), vec![5, 0]);
     // 18 on the as-of date (born 2007-03-31): in.
     let hiu: Vec<_> = p
         .column_by_name("hiu")
@@ -116,25 +94,12 @@ fn utc_timestamps_are_read_as_their_utc_dates() {
 fn text_pseudonyms_work_as_person_ids() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path();
-    let ids = StringArray::from(vec!["b7f3", "a1c9"]);
-    let p = patients_batch(&[person(0, "1980-01-01", "P1"), person(0, "1980-01-01", "P2")]);
-    let schema = p.schema();
-    let cols: Vec<(&str, ArrayRef)> = schema
-        .fields()
-        .iter()
-        .zip(p.columns())
-        .map(|(f, c)| {
-            (
-                f.name().as_str(),
-                if f.name() == "person_id" {
-                    Arc::new(ids.clone()) as ArrayRef
-                } else {
-                    c.clone()
-                },
-            )
-        })
-        .collect();
-    write_parquet(&data.join("patients.parquet"), &[batch(cols)]);
+    let ids: ArrayRef = Arc::new(StringArray::from(vec!["b7f3", "a1c9"]));
+    let people = patients_batch(&[person(0, "1980-01-01", "P1"), person(0, "1980-01-01", "P2")]);
+    write_parquet(
+        &data.join("patients.parquet"),
+        &[with_column(&people, "person_id", ids)],
+    );
     let ae = batch(vec![
         ("person_id", Arc::new(StringArray::from(vec!["b7f3"; 6]))),
         (
@@ -143,26 +108,14 @@ fn text_pseudonyms_work_as_person_ids() {
         ),
     ]);
     write_parquet(&data.join("ae_attendances.parquet"), &[ae]);
-    let adm = admissions_batch(&[(0, "2025-01-01", "emergency", &[])]);
-    let schema = adm.schema();
-    let cols: Vec<(&str, ArrayRef)> = schema
-        .fields()
-        .iter()
-        .zip(adm.columns())
-        .map(|(f, c)| {
-            (
-                f.name().as_str(),
-                if f.name() == "person_id" {
-                    Arc::new(StringArray::from(vec!["zzzz"])) as ArrayRef
-                } else {
-                    c.clone()
-                },
-            )
-        })
-        .collect();
-    write_parquet(&data.join("admissions.parquet"), &[batch(cols)]);
+    let admission = admissions_batch(&[(0, "2025-01-01", "emergency", &[])]);
+    let unknown: ArrayRef = Arc::new(StringArray::from(vec!["zzzz"]));
+    write_parquet(
+        &data.join("admissions.parquet"),
+        &[with_column(&admission, "person_id", unknown)],
+    );
     let out = data.join("out");
-    let o = run(data, &out);
+    let o = run_hiu(data, &out);
     assert!(o.status.success(), "{}", stderr(&o));
     let p = read_parquet(&out.join("patients.parquet"));
     let ids: Vec<_> = p
@@ -180,11 +133,12 @@ fn text_pseudonyms_work_as_person_ids() {
         .iter()
         .collect();
     assert_eq!(hiu, vec![Some(false), Some(true)]);
-    let p2 = std::fs::read_to_string(out.join("pcn/P1/hiu.csv")).unwrap();
-    assert!(p2.contains("1,b7f3,"), "{p2}");
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
-    assert_eq!(m["rejected"]["admissions"]["unknown_person"], 1);
+    let list = std::fs::read_to_string(out.join("pcn/P1/hiu.csv")).unwrap();
+    assert!(list.contains("1,b7f3,"), "{list}");
+    assert_eq!(
+        manifest(&out)["rejected"]["admissions"]["unknown_person"],
+        1
+    );
 }
 
 #[test]
@@ -192,38 +146,25 @@ fn duplicated_and_null_population_ids_are_skipped_and_counted() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path();
     // Person 7 twice: the first row (PCN P1) is kept, the second (P2) skipped.
-    let people = [
+    let people = patients_batch(&[
         person(7, "1980-01-01", "P1"),
         person(7, "1990-01-01", "P2"),
         person(8, "1980-01-01", "P2"),
-    ];
-    let mut p = patients_batch(&people);
-    let schema = p.schema();
-    let cols: Vec<(&str, ArrayRef)> = schema
-        .fields()
-        .iter()
-        .zip(p.columns())
-        .map(|(f, c)| {
-            let c = if f.name() == "person_id" {
-                Arc::new(Int64Array::from(vec![Some(7), Some(7), None])) as ArrayRef
-            } else {
-                c.clone()
-            };
-            (f.name().as_str(), c)
-        })
-        .collect();
-    p = batch(cols);
-    write_parquet(&data.join("patients.parquet"), &[p]);
+    ]);
+    let ids: ArrayRef = Arc::new(Int64Array::from(vec![Some(7), Some(7), None]));
+    write_parquet(
+        &data.join("patients.parquet"),
+        &[with_column(&people, "person_id", ids)],
+    );
     write_parquet(
         &data.join("ae_attendances.parquet"),
         &[ae_batch(&[(7, Some("2025-01-01"))])],
     );
     empty_admissions(data);
     let out = data.join("out");
-    let o = run(data, &out);
+    let o = run_hiu(data, &out);
     assert!(o.status.success(), "{}", stderr(&o));
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let m = manifest(&out);
     assert_eq!(m["persons"], 1);
     assert_eq!(m["rejected"]["patients"]["duplicate_person_id"], 1);
     assert_eq!(m["rejected"]["patients"]["null_person_id"], 1);
@@ -268,18 +209,7 @@ fn ties_rank_by_person_id_and_nulls_rank_last() {
     let rules_path = data.join("hiu.toml");
     std::fs::write(&rules_path, rules).unwrap();
     let out = data.join("out");
-    let o = strata(&[
-        "run",
-        "--rules",
-        rules_path.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--as-of",
-        "2025-03-31",
-        "--quiet",
-    ]);
+    let o = run_rules(&rules_path, data, &out, AS_OF);
     assert!(o.status.success(), "{}", stderr(&o));
     let list = std::fs::read_to_string(out.join("pcn/P1/hiu.csv")).unwrap();
     let order: Vec<&str> = list
@@ -303,19 +233,14 @@ fn ties_rank_by_person_id_and_nulls_rank_last() {
 fn pcn_codes_that_differ_only_in_case_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path();
-    write_parquet(
-        &data.join("patients.parquet"),
-        &[patients_batch(&[
-            person(1, "1980-01-01", "U1"),
-            person(2, "1980-01-01", "u1"),
-        ])],
-    );
+    let people = patients_batch(&[person(1, "1980-01-01", "U1"), person(2, "1980-01-01", "u1")]);
+    write_parquet(&data.join("patients.parquet"), &[people]);
     write_parquet(
         &data.join("ae_attendances.parquet"),
         &[ae_batch(&[(1, Some("2025-01-01"))])],
     );
     empty_admissions(data);
-    let o = run(data, &data.join("out"));
+    let o = run_hiu(data, &data.join("out"));
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("differ only in case"), "{}", stderr(&o));
     assert!(!data.join("out").exists());

@@ -148,18 +148,12 @@ fn aggregates_match_hand_computed_values() {
     let tmp = tempfile::tempdir().unwrap();
     write_fixture(tmp.path());
     let out = tmp.path().join("out");
-    let o = strata(&[
-        "run",
-        "--rules",
-        tmp.path().join("rules.toml").to_str().unwrap(),
-        "--data",
-        tmp.path().join("data").to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--as-of",
+    let o = run_rules(
+        &tmp.path().join("rules.toml"),
+        &tmp.path().join("data"),
+        &out,
         "2025-03-31",
-        "--quiet",
-    ]);
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let p = read_parquet(&out.join("patients.parquet"));
     let ints = |n: &str| -> Vec<Option<i64>> {

@@ -213,3 +213,40 @@ pub fn stderr(o: &Output) -> String {
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// `strata run --rules RULES --data DATA --out OUT --as-of AS_OF --quiet`.
+pub fn run_rules(rules: &Path, data: &Path, out: &Path, as_of: &str) -> Output {
+    strata(&[
+        "run",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--as-of",
+        as_of,
+        "--quiet",
+    ])
+}
+
+/// A copy of `batch` with column `name` replaced by `array`.
+pub fn with_column(batch: &RecordBatch, name: &str, array: ArrayRef) -> RecordBatch {
+    let schema = batch.schema();
+    let columns = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(f, c)| {
+            (
+                f.name().as_str(),
+                if f.name() == name {
+                    array.clone()
+                } else {
+                    c.clone()
+                },
+            )
+        })
+        .collect();
+    self::batch(columns)
+}
