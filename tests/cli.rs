@@ -310,3 +310,38 @@ fn generate_then_run_end_to_end() {
     assert!(members > 0, "a 3,000-person city has some HIU");
     assert_eq!(listed, members);
 }
+
+#[test]
+fn a_run_failing_while_writing_leaves_the_previous_output_untouched() {
+    let tmp = tempfile::tempdir().unwrap();
+    sample_fixture(tmp.path());
+    let out = tmp.path().join("out");
+    let good = run_with(&repo_path("models/hiu.toml"), tmp.path(), &out);
+    assert!(good.status.success(), "{}", stderr(&good));
+    let before = std::fs::read(out.join("patients.parquet")).unwrap();
+
+    // A PCN code that cannot be a folder name fails the run after
+    // patients.parquet has already been written into the staging folder.
+    let people = vec![
+        person(1, "1980-01-01", "P1"),
+        person(2, "2000-01-01", "../P2"),
+    ];
+    write_parquet(
+        &tmp.path().join("patients.parquet"),
+        &[patients_batch(&people)],
+    );
+    let bad = run_with(&repo_path("models/hiu.toml"), tmp.path(), &out);
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("cannot be used as a folder name"),
+        "{}",
+        stderr(&bad)
+    );
+    assert_eq!(std::fs::read(out.join("patients.parquet")).unwrap(), before);
+    let names: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(names.is_empty(), "staging folders left behind: {names:?}");
+}
