@@ -67,6 +67,9 @@ pub struct RunArgs {
     /// Reference date, YYYY-MM-DD (default: the latest activity date in the data).
     #[arg(long)]
     pub as_of: Option<String>,
+    /// Override a parameter of the rule file, e.g. --set hiu_threshold=3 (repeatable).
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_setting)]
+    pub set: Vec<(String, String)>,
 }
 
 pub fn run(cli: &Cli) -> Result<()> {
@@ -89,6 +92,12 @@ fn setup_threads(requested: Option<usize>) -> Result<usize> {
         .build_global()
         .map_err(|e| Error::Internal(format!("starting the thread pool: {e}")))?;
     Ok(rayon::current_num_threads())
+}
+
+fn parse_setting(text: &str) -> std::result::Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| format!("`{text}` is not NAME=VALUE"))
 }
 
 fn parse_date_arg(flag: &str, text: &str) -> Result<chrono::NaiveDate> {
@@ -128,7 +137,7 @@ fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<()> {
         Some(text) => Some(parse_date_arg("--as-of", text)?),
         None => None,
     };
-    let model = rules::load(&args.rules)?;
+    let model = rules::load_with(&args.rules, &args.set)?;
     output::publish::check_target(&args.out)?;
     tracing::info!(model = %model.meta.name, rules = %args.rules.display(), data = %args.data.display(), threads, "starting run");
     let results = engine::run(&model, &args.data, as_of, &progress::Terminal::new(quiet))?;

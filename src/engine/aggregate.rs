@@ -17,6 +17,7 @@ use arrow_array::{ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array}
 
 use crate::rules::Aggregate;
 use crate::rules::check::Type;
+use crate::rules::codelist::WEIGHT_SCALE;
 
 pub enum State {
     Count(Vec<AtomicU32>),
@@ -139,7 +140,7 @@ impl State {
     pub fn finish(
         self,
         aggregate: Aggregate,
-        weights: &[f64],
+        weights: &[i64],
         categories: &[Option<u32>],
         persons: usize,
     ) -> ArrayRef {
@@ -169,12 +170,15 @@ impl State {
                 keys.sort_unstable();
                 keys.dedup();
                 if aggregate == Aggregate::SumDistinctWeights {
-                    // Summed in ascending item order per person: deterministic.
-                    let mut sums = vec![0.0f64; persons];
+                    // Exact decimal sums (millionths), so 5.0 is 5.0; the one
+                    // rounding is the final division.
+                    let mut sums = vec![0i64; persons];
                     for k in keys {
                         sums[(k >> 32) as usize] += weights[(k & 0xFFFF_FFFF) as usize];
                     }
-                    Arc::new(Float64Array::from(sums))
+                    Arc::new(Float64Array::from_iter_values(
+                        sums.into_iter().map(|s| s as f64 / WEIGHT_SCALE as f64),
+                    ))
                 } else {
                     let mut counts = vec![0i64; persons];
                     for k in keys {
@@ -234,7 +238,7 @@ mod tests {
     fn distinct_counts_codes_and_categories_once() {
         // Items 0 and 1 share category 0; item 2 is category 1.
         let cats = [Some(0), Some(0), Some(1)];
-        let weights = [1.5, 2.0, 0.1];
+        let weights = [1_500_000, 2_000_000, 100_000];
         for (agg, expect) in [
             (Aggregate::CountDistinctCodes, vec![3.0, 1.0]),
             (Aggregate::CountDistinctCategories, vec![2.0, 1.0]),

@@ -343,6 +343,19 @@ fn call(function: Function, values: Vec<Value>, len: usize) -> Result<Value, Eva
             })?;
             choose(&take, &next, &acc, len)
         }),
+        Function::Exp | Function::Ln | Function::Round(_) => on_arrays(&[&first], len, |a| {
+            let x = a[0].as_primitive::<arrow_array::types::Float64Type>();
+            let out: Float64Array = match function {
+                Function::Exp => x.unary(f64::exp),
+                Function::Ln => x.unary_opt(|v| (v > 0.0).then(|| v.ln())),
+                Function::Round(digits) => {
+                    let scale = 10f64.powi(digits);
+                    x.unary(|v| (v * scale).round() / scale)
+                }
+                _ => unreachable!("matched above"),
+            };
+            Ok(Arc::new(out))
+        }),
         Function::Abs => {
             let zero: ArrayRef = match first.array().data_type() {
                 DataType::Float64 => Arc::new(Float64Array::from(vec![0.0])),
@@ -449,6 +462,20 @@ mod tests {
         assert_eq!(floats("n + x"), vec![Some(1.5), None, None]);
         assert_eq!(ints("-n"), vec![Some(-1), None, Some(-7)]);
         assert_eq!(ints("abs(n - 5)"), vec![Some(4), None, Some(2)]);
+    }
+
+    #[test]
+    fn logistic_models_and_rounding() {
+        let p = floats("1 / (1 + exp(-(-2.0 + 0.5 * n)))");
+        assert!((p[0].unwrap() - 1.0 / (1.0 + (1.5f64).exp())).abs() < 1e-12);
+        assert_eq!(p[1], None);
+        assert_eq!(
+            floats("round(x * 3 + 0.25, 1)"),
+            vec![Some(1.8), Some(6.3), None]
+        );
+        assert_eq!(floats("round(2.5)"), vec![Some(3.0); 3]);
+        assert_eq!(floats("round(-2.5)"), vec![Some(-3.0); 3]);
+        assert_eq!(floats("ln(n - 1)"), vec![None, None, Some(6f64.ln())]);
     }
 
     #[test]

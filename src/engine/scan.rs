@@ -102,8 +102,8 @@ pub fn scan(plan: &Plan, progress: Option<&ProgressBar>) -> Result<ScanOutput> {
             let list = agg
                 .codelist
                 .map(|c| &plan.model.codelists[source.codelists[c]]);
-            let weights: Vec<f64> = list.map_or_else(Vec::new, |l| {
-                l.entries.iter().map(|e| e.weight.unwrap_or(0.0)).collect()
+            let weights: Vec<i64> = list.map_or_else(Vec::new, |l| {
+                l.entries.iter().map(|e| e.weight.unwrap_or(0)).collect()
             });
             let categories: Vec<Option<u32>> =
                 list.map_or_else(Vec::new, |l| l.entries.iter().map(|e| e.category).collect());

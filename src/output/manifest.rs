@@ -16,6 +16,7 @@ use super::extracts::Delivered;
 use super::publish::MANIFEST_MARKER;
 use crate::engine::Results;
 use crate::error::{Error, Result};
+use crate::rules::expr::Literal;
 
 #[derive(Debug, Serialize)]
 pub struct Manifest {
@@ -23,6 +24,9 @@ pub struct Manifest {
     pub model: ModelInfo,
     pub as_of: String,
     pub as_of_inferred: bool,
+    /// Every parameter's value in this run, and those set on the command line.
+    pub params: BTreeMap<String, serde_json::Value>,
+    pub params_overridden: Vec<String>,
     pub data: String,
     pub threads: usize,
     pub inputs: Vec<Input>,
@@ -65,6 +69,17 @@ pub struct CohortCount {
     pub members: u64,
     pub by_pcn: BTreeMap<String, u64>,
     pub members_without_pcn: u64,
+}
+
+fn literal_json(v: &Literal) -> serde_json::Value {
+    match v {
+        Literal::Int(i) => (*i).into(),
+        Literal::Float(f) => (*f).into(),
+        Literal::Bool(b) => (*b).into(),
+        Literal::Str(s) => s.clone().into(),
+        Literal::Date(d) => d.to_string().into(),
+        Literal::Null => serde_json::Value::Null,
+    }
 }
 
 impl Manifest {
@@ -120,6 +135,12 @@ impl Manifest {
                 sha256: model.sha256.clone(),
             },
             as_of: plan.as_of.to_string(),
+            params: model
+                .params
+                .iter()
+                .map(|(n, v)| (n.clone(), literal_json(v)))
+                .collect(),
+            params_overridden: model.overridden.clone(),
             as_of_inferred: plan.as_of_inferred,
             data: info.data.display().to_string(),
             threads: info.threads,

@@ -86,6 +86,11 @@ pub enum Function {
     Least,
     Greatest,
     Abs,
+    Exp,
+    /// Natural logarithm; null for zero or negative input (as Spark).
+    Ln,
+    /// To this many decimal places, halves away from zero (SQL `round`).
+    Round(i32),
 }
 
 /// A checked expression. Every node knows its result type.
@@ -480,19 +485,73 @@ impl Checker<'_> {
         })
     }
 
+    /// `exp(x)`, `ln(x)`, `round(x)`, `round(x, digits)`: numbers in, a
+    /// number out; `digits` must be a whole number written in the rule.
+    fn numeric_call(
+        &self,
+        f: Function,
+        name: &str,
+        args: &[Expr],
+        span: Span,
+    ) -> Result<Typed, CheckError> {
+        let (value, digits) = match (f, args) {
+            (_, [x]) => (x, None),
+            (Function::Round(_), [x, d]) => (x, Some(d)),
+            _ => {
+                let usage = if name == "round" {
+                    "`round(x)` or `round(x, digits)`"
+                } else {
+                    "one argument"
+                };
+                return err(span, format!("`{name}` takes {usage}"));
+            }
+        };
+        let f = match digits.map(|d| &d.kind) {
+            None => f,
+            Some(ExprKind::Literal(Literal::Int(n))) if (-15..=15).contains(n) => {
+                Function::Round(*n as i32)
+            }
+            Some(_) => {
+                return err(
+                    digits.map_or(span, |d| d.span),
+                    "the number of decimal places must be a whole number from -15 to 15 written in the rule",
+                );
+            }
+        };
+        let x = retype_null(self.expr(value)?, Type::Float);
+        if !matches!(x.ty, Type::Int | Type::Float) {
+            return err(
+                value.span,
+                format!("`{name}` needs a number, not {}", x.ty.a()),
+            );
+        }
+        Ok(Typed {
+            node: Node::Call(f, vec![widen(x)]),
+            ty: Type::Float,
+        })
+    }
+
     fn call(&self, function: &str, args: &[Expr], span: Span) -> Result<Typed, CheckError> {
         let f = match function {
             "coalesce" => Function::Coalesce,
             "least" => Function::Least,
             "greatest" => Function::Greatest,
             "abs" => Function::Abs,
+            "exp" => Function::Exp,
+            "ln" => Function::Ln,
+            "round" => Function::Round(0),
             other => {
                 return err(
                     span,
-                    format!("unknown function `{other}` (known: coalesce, least, greatest, abs)"),
+                    format!(
+                        "unknown function `{other}` (known: coalesce, least, greatest, abs, exp, ln, round)"
+                    ),
                 );
             }
         };
+        if matches!(f, Function::Exp | Function::Ln | Function::Round(_)) {
+            return self.numeric_call(f, function, args, span);
+        }
         let typed = args
             .iter()
             .map(|a| self.expr(a))

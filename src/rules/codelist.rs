@@ -19,7 +19,10 @@ use crate::rules::syntax::{self, CodingSystem, MatchMode};
 pub struct Entry {
     pub code: String,
     pub term: String,
-    pub weight: Option<f64>,
+    /// In millionths ([`WEIGHT_SCALE`]): weights are decimals in the source
+    /// tables, and summing them exactly keeps a score that is exactly on a
+    /// band boundary (HFRS 5.0) on it.
+    pub weight: Option<i64>,
     pub category: Option<u32>,
 }
 
@@ -129,18 +132,14 @@ impl Codelist {
             let weight = match weight_col {
                 Some(c) => {
                     let text = record.get(c).unwrap_or("").trim();
-                    Some(
-                        text.parse::<f64>()
-                            .ok()
-                            .filter(|w| w.is_finite())
-                            .ok_or_else(|| {
-                                Error::rules(
-                                    &path,
-                                    at,
-                                    format!("weight `{text}` of code `{raw_code}` is not a number"),
-                                )
-                            })?,
-                    )
+                    Some(parse_weight(text).ok_or_else(|| {
+                        Error::rules(
+                            &path,
+                            at,
+                            format!("weight `{text}` of code `{raw_code}` is not a decimal number"),
+                        )
+                        .with_help("write weights as plain decimals with at most 6 decimal places, e.g. 7.1")
+                    })?)
                 }
                 None => None,
             };
@@ -214,6 +213,35 @@ impl Codelist {
     }
 }
 
+/// Weights are held in millionths.
+pub const WEIGHT_SCALE: i64 = 1_000_000;
+
+/// Parses a plain decimal (`7.1`, `-0.25`, `3`) into millionths, exactly;
+/// `None` for anything else or more than 6 decimal places.
+pub fn parse_weight(text: &str) -> Option<i64> {
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() && fraction.is_empty()
+        || !all_digits(whole)
+        || !all_digits(fraction)
+        || fraction.len() > 6
+    {
+        return None;
+    }
+    let whole: i64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let fraction: i64 = format!("{fraction:0<6}").parse().ok()?;
+    let units = whole.checked_mul(WEIGHT_SCALE)?.checked_add(fraction)?;
+    Some(if negative { -units } else { units })
+}
+
 fn csv_error(path: &Path, e: csv::Error) -> Error {
     let at = e.position().map(|p| Position {
         line: p.line() as usize,
@@ -271,6 +299,22 @@ mod tests {
     }
 
     #[test]
+    fn weights_are_exact_decimals() {
+        assert_eq!(parse_weight("7.1"), Some(7_100_000));
+        assert_eq!(parse_weight("0.1"), Some(100_000));
+        assert_eq!(parse_weight("-0.25"), Some(-250_000));
+        assert_eq!(parse_weight("3"), Some(3_000_000));
+        assert_eq!(parse_weight(".5"), Some(500_000));
+        assert_eq!(parse_weight("1.0000001"), None);
+        for bad in ["", ".", "1e3", "x", "1.2.3", "--1"] {
+            assert_eq!(parse_weight(bad), None, "{bad}");
+        }
+        // 0.1 added 50 times is exactly 5 in millionths, unlike in f64.
+        let sum: i64 = (0..50).map(|_| parse_weight("0.1").unwrap()).sum();
+        assert_eq!(sum, 5 * WEIGHT_SCALE);
+    }
+
+    #[test]
     fn weights_and_categories() {
         let list = load(
             "code,term,points,deficit\nA,a,1.5,falls\nB,b,2,falls\nC,c,0.1,anaemia\n",
@@ -279,7 +323,8 @@ mod tests {
             "weight_column = 'points'\ncategory_column = 'deficit'",
         )
         .unwrap();
-        assert_eq!(list.entries[1].weight, Some(2.0));
+        assert_eq!(list.entries[0].weight, Some(1_500_000));
+        assert_eq!(list.entries[1].weight, Some(2_000_000));
         assert_eq!(list.categories, vec!["falls", "anaemia"]);
         assert_eq!(list.entries[2].category, Some(1));
     }
@@ -310,6 +355,6 @@ mod tests {
             "weight_column = 'w'",
         )
         .unwrap_err();
-        assert!(e.to_string().contains("not a number"), "{e}");
+        assert!(e.to_string().contains("not a decimal number"), "{e}");
     }
 }

@@ -21,7 +21,7 @@ use toml::Spanned;
 use crate::dates::Window;
 use crate::error::{Error, Position, Result};
 pub use codelist::Codelist;
-use expr::{Expr, Literal, Span};
+use expr::{BinaryOp, Expr, ExprKind, Literal, Span};
 pub use syntax::Aggregate;
 
 /// Names every rule file can use in person-level expressions.
@@ -100,6 +100,8 @@ pub struct Model {
     pub meta: syntax::ModelMeta,
     pub population: syntax::Population,
     pub params: Vec<(String, Literal)>,
+    /// Parameters whose values came from the command line.
+    pub overridden: Vec<String>,
     pub sources: Vec<Source>,
     pub codelists: Vec<Codelist>,
     /// In the order written (the order of output columns).
@@ -207,6 +209,12 @@ impl Loader<'_> {
 
 /// Reads and checks a rule file.
 pub fn load(path: &Path) -> Result<Model> {
+    load_with(path, &[])
+}
+
+/// Reads and checks a rule file, with parameter values overridden from the
+/// command line (`--set name=value`), each parsed as its parameter's type.
+pub fn load_with(path: &Path, overrides: &[(String, String)]) -> Result<Model> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::io(path, "cannot read rule file", e)
             .with_help("check the path given to --rules (the default is models/hiu.toml)")
@@ -284,6 +292,24 @@ pub fn load(path: &Path) -> Result<Model> {
         };
         params.push((name.clone(), lit));
     }
+    let mut overridden = Vec::new();
+    for (name, text) in overrides {
+        let Some((_, value)) = params.iter_mut().find(|(n, _)| n == name) else {
+            return Err(Error::usage(format!(
+                "--set {name}: {} has no parameter `{name}`{}",
+                path.display(),
+                did_you_mean(name, params.iter().map(|(n, _)| n.as_str()))
+            ))
+            .with_help("--set can only change a parameter declared in the rule file's [params]"));
+        };
+        *value = override_value(value, text).ok_or_else(|| {
+            Error::usage(format!(
+                "--set {name}={text}: `{text}` is not {}",
+                check::literal_type(value).a()
+            ))
+        })?;
+        overridden.push(name.clone());
+    }
 
     let mut sources = Vec::new();
     for (name, s) in &file.sources {
@@ -331,6 +357,7 @@ pub fn load(path: &Path) -> Result<Model> {
         meta: file.model,
         population: file.population,
         params,
+        overridden,
         sources,
         codelists,
         features,
@@ -416,6 +443,17 @@ fn feature_kind(
     codelists: &[Codelist],
     params: &[(String, Literal)],
 ) -> Result<FeatureKind> {
+    if let Some(bands) = &decl.bands {
+        return banded(l, name, decl, bands, offset, params);
+    }
+    if decl.score.is_some() {
+        return Err(l
+            .error(
+                offset,
+                format!("feature `{name}` has a `score` but no `bands`"),
+            )
+            .with_help("add bands, e.g. bands = \"low < 5 <= high\""));
+    }
     if let Some(e) = &decl.expr {
         let stray = [
             decl.source.as_ref().map(|s| s.span().start),
@@ -542,6 +580,131 @@ fn feature_kind(
         window,
         filter,
         column: decl.column.as_ref().map(|c| c.get_ref().clone()),
+    })
+}
+
+/// A banded feature, built as the `case` expression it stands for:
+/// `case when score is null then null when score < b1 then 'n1' ... else 'nk' end`.
+fn banded(
+    l: &Loader,
+    name: &str,
+    decl: &syntax::Feature,
+    bands: &Spanned<String>,
+    offset: usize,
+    params: &[(String, Literal)],
+) -> Result<FeatureKind> {
+    let stray = [
+        decl.source.as_ref().map(|s| s.span().start),
+        decl.aggregate.as_ref().map(|s| s.span().start),
+        decl.codelist.as_ref().map(|s| s.span().start),
+        decl.window.as_ref().map(|s| s.span().start),
+        decl.filter.as_ref().map(|s| s.span().start),
+        decl.column.as_ref().map(|s| s.span().start),
+        decl.expr.as_ref().map(|s| s.span().start),
+    ];
+    if let Some(at) = stray.into_iter().flatten().next() {
+        return Err(l.error(
+            at,
+            format!("feature `{name}` has `bands`, so it takes only a `score`"),
+        ));
+    }
+    let Some(score_text) = &decl.score else {
+        return Err(l
+            .error(
+                offset,
+                format!("feature `{name}` has `bands` but no `score` to band"),
+            )
+            .with_help("add e.g. score = \"hfrs\""));
+    };
+    let score = l.expression(score_text)?;
+    let bands_at = content_offset(l.text, bands.span());
+    let chain = expr::parse_bands(bands.get_ref())
+        .map_err(|e| l.error(bands_at + e.span.start, e.message))?;
+    let mut values = Vec::new();
+    for b in &chain.boundaries {
+        let value = match &b.value {
+            expr::bands::Bound::Number(v) => *v,
+            expr::bands::Bound::Param(p) => match params.iter().find(|(n, _)| n == p) {
+                Some((_, Literal::Int(v))) => *v as f64,
+                Some((_, Literal::Float(v))) => *v,
+                Some(_) => {
+                    return Err(l.error(
+                        bands_at + b.span.start,
+                        format!("parameter `{p}` is not a number"),
+                    ));
+                }
+                None => {
+                    return Err(l.error(
+                        bands_at + b.span.start,
+                        format!(
+                            "`{p}` is neither a number nor a parameter{}",
+                            did_you_mean(p, params.iter().map(|(n, _)| n.as_str()))
+                        ),
+                    ));
+                }
+            },
+        };
+        if values.last().is_some_and(|&prev| value <= prev) {
+            return Err(l.error(
+                bands_at + b.span.start,
+                "band boundaries must increase from left to right",
+            ));
+        }
+        values.push(value);
+    }
+    let span = score.expr.span;
+    let node = |kind| Expr { kind, span };
+    let text = |s: &str| node(ExprKind::Literal(Literal::Str(s.to_string())));
+    let mut whens = vec![(
+        node(ExprKind::IsNull {
+            expr: Box::new(score.expr.clone()),
+            negated: false,
+        }),
+        node(ExprKind::Literal(Literal::Null)),
+    )];
+    for ((band, _), (b, value)) in chain.names.iter().zip(chain.boundaries.iter().zip(&values)) {
+        let op = if b.in_lower {
+            BinaryOp::LtEq
+        } else {
+            BinaryOp::Lt
+        };
+        let test = ExprKind::Binary(
+            op,
+            Box::new(score.expr.clone()),
+            Box::new(node(ExprKind::Literal(Literal::Float(*value)))),
+        );
+        whens.push((node(test), text(band)));
+    }
+    let last = &chain
+        .names
+        .last()
+        .expect("a chain has at least two names")
+        .0;
+    let case = node(ExprKind::Case {
+        whens,
+        otherwise: Some(Box::new(text(last))),
+    });
+    Ok(FeatureKind::Derived(Located {
+        expr: case,
+        ..score
+    }))
+}
+
+/// A command-line value for a parameter, of the parameter's type.
+fn override_value(current: &Literal, text: &str) -> Option<Literal> {
+    Some(match current {
+        Literal::Int(_) => Literal::Int(text.trim().parse().ok()?),
+        Literal::Float(_) => {
+            Literal::Float(text.trim().parse().ok().filter(|v: &f64| v.is_finite())?)
+        }
+        Literal::Bool(_) => Literal::Bool(match text.trim() {
+            "true" => true,
+            "false" => false,
+            _ => return None,
+        }),
+        Literal::Str(_) => Literal::Str(text.to_string()),
+        Literal::Date(_) => Literal::Date(crate::dates::parse_date(text)?),
+        Literal::Null => return None,
     })
 }
 

@@ -157,8 +157,8 @@ impl Aggregate {
     }
 }
 
-/// A per-person value: either an aggregate over a source, or an expression
-/// over other features (`expr`).
+/// A per-person value: an aggregate over a source, an expression over other
+/// features (`expr`), or named bands over a score (`score` and `bands`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Feature {
@@ -182,6 +182,12 @@ pub struct Feature {
     pub column: Option<Spanned<String>>,
     #[serde(default)]
     pub expr: Option<Spanned<String>>,
+    /// The value `bands` divides: an expression, usually a feature's name.
+    #[serde(default)]
+    pub score: Option<Spanned<String>>,
+    /// A band chain such as `"low < 5 <= intermediate <= 15 < high"`.
+    #[serde(default)]
+    pub bands: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,9 +9,11 @@
 //! [`crate::rules::check`], evaluation over Arrow arrays in
 //! [`crate::engine::eval`].
 
+pub mod bands;
 mod lexer;
 mod parser;
 
+pub use bands::parse_bands;
 pub use parser::parse;
 
 /// Byte range within the expression text, for error messages.
