@@ -42,6 +42,14 @@ bands = "low < 5 <= intermediate <= high_from < high"
 [features.probability]
 expr = "round(1 / (1 + exp(-(-3 + 0.25 * score))), 3)"
 
+[features.segment]
+description = "First match wins"
+default = "healthy"
+segments = [
+    { name = "high_risk", when = "band = 'high'" },
+    { name = "moderate", when = "band = 'intermediate' or score > 4" },
+]
+
 [cohorts.high]
 title = "High"
 description = "Banded high"
@@ -126,6 +134,71 @@ fn boundaries_land_where_the_bands_say() {
     );
     // 1 / (1 + e^(3 - 0.25 * 5)) = 0.148047..., to 3 places.
     assert_eq!(probability[1], 0.148);
+}
+
+#[test]
+fn every_person_gets_the_first_segment_that_matches() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let out = tmp.path().join("out");
+    let o = run_rules(
+        &tmp.path().join("rules.toml"),
+        &tmp.path().join("data"),
+        &out,
+        "2025-03-31",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p = read_parquet(&out.join("patients.parquet"));
+    let segments: Vec<_> = p
+        .column_by_name("segment")
+        .unwrap()
+        .as_string::<i32>()
+        .iter()
+        .collect();
+    // Person 4 is high and also > 4: the first segment wins.
+    assert_eq!(
+        segments,
+        [
+            "moderate",
+            "moderate",
+            "moderate",
+            "high_risk",
+            "moderate",
+            "healthy"
+        ]
+        .map(Some)
+        .to_vec()
+    );
+
+    for (from, to, message) in [
+        ("default = \"healthy\"\n", "", "has no `default` segment"),
+        (
+            "name = \"moderate\"",
+            "name = \"high_risk\"",
+            "listed twice",
+        ),
+        (
+            "when = \"band = 'high'\"",
+            "when = \"band\"",
+            "a segment's `when` must be true or false",
+        ),
+        (
+            "description = \"First match wins\"",
+            "score = \"score\"",
+            "has `segments`, so it cannot also have `score`",
+        ),
+    ] {
+        let rules = tmp.path().join("bad.toml");
+        std::fs::write(&rules, RULES.replacen(from, to, 1)).unwrap();
+        let o = run_rules(
+            &rules,
+            &tmp.path().join("data"),
+            &tmp.path().join("out2"),
+            "2025-03-31",
+        );
+        assert_eq!(o.status.code(), Some(2), "{to}");
+        assert!(stderr(&o).contains(message), "{to}: {}", stderr(&o));
+    }
 }
 
 #[test]

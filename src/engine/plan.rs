@@ -16,7 +16,8 @@ use crate::engine::aggregate;
 use crate::error::{Error, Result};
 use crate::input::Population;
 use crate::input::table::{self, Table};
-use crate::rules::check::{self, Binding, Type, Typed};
+use crate::rules::check::{self, Binding, Node, Type, Typed};
+use crate::rules::expr::Literal;
 use crate::rules::{Aggregate, FeatureKind, Located, Model, did_you_mean};
 
 /// The coded column of a source.
@@ -260,10 +261,34 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
     // Derived features, in dependency order, so each sees typed inputs.
     let mut derived = Vec::new();
     for &fi in &model.derived_order {
-        let FeatureKind::Derived(located) = &model.features[fi].kind else {
-            continue;
+        let typed = match &model.features[fi].kind {
+            FeatureKind::Derived(located) => {
+                person_expr(model, located, &slot_types, &attributes, as_of, None)?
+            }
+            FeatureKind::Segments { segments, default } => {
+                let text = |s: &str| Typed {
+                    node: Node::Literal(Literal::Str(s.to_string())),
+                    ty: Type::Str,
+                };
+                let mut whens = Vec::new();
+                for (segment, located) in segments {
+                    let condition = person_expr(
+                        model,
+                        located,
+                        &slot_types,
+                        &attributes,
+                        as_of,
+                        Some("a segment's `when`"),
+                    )?;
+                    whens.push((condition, text(segment)));
+                }
+                Typed {
+                    node: Node::Case(whens, Some(Box::new(text(default)))),
+                    ty: Type::Str,
+                }
+            }
+            FeatureKind::Aggregate { .. } => continue,
         };
-        let typed = person_expr(model, located, &slot_types, &attributes, as_of, None)?;
         slot_types[first_feature_slot + fi] = typed.ty;
         features[fi].ty = typed.ty;
         derived.push((fi, typed));

@@ -63,6 +63,23 @@ pub enum FeatureKind {
         column: Option<String>,
     },
     Derived(Located),
+    /// Mutually exclusive segments in priority order: each person gets the
+    /// first whose condition holds, else `default`.
+    Segments {
+        segments: Vec<(String, Located)>,
+        default: String,
+    },
+}
+
+impl FeatureKind {
+    /// The person-level expressions the feature is computed from.
+    pub fn expressions(&self) -> Vec<&Located> {
+        match self {
+            FeatureKind::Aggregate { .. } => Vec::new(),
+            FeatureKind::Derived(e) => vec![e],
+            FeatureKind::Segments { segments, .. } => segments.iter().map(|(_, e)| e).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -446,6 +463,15 @@ fn feature_kind(
     if let Some(bands) = &decl.bands {
         return banded(l, name, decl, bands, offset, params);
     }
+    if let Some(segments) = &decl.segments {
+        return segmented(l, name, decl, segments);
+    }
+    if let Some(default) = &decl.default {
+        return Err(l.error(
+            default.span().start,
+            format!("feature `{name}` has a `default` but no `segments`"),
+        ));
+    }
     if decl.score.is_some() {
         return Err(l
             .error(
@@ -455,20 +481,7 @@ fn feature_kind(
             .with_help("add bands, e.g. bands = \"low < 5 <= high\""));
     }
     if let Some(e) = &decl.expr {
-        let stray = [
-            decl.source.as_ref().map(|s| s.span().start),
-            decl.aggregate.as_ref().map(|s| s.span().start),
-            decl.codelist.as_ref().map(|s| s.span().start),
-            decl.window.as_ref().map(|s| s.span().start),
-            decl.filter.as_ref().map(|s| s.span().start),
-            decl.column.as_ref().map(|s| s.span().start),
-        ];
-        if let Some(at) = stray.into_iter().flatten().next() {
-            return Err(l.error(at, format!(
-                "feature `{name}` has an `expr`, so it cannot also read a source"
-            ))
-            .with_help("a feature is either an aggregate (source, aggregate, ...) or an expression (expr)"));
-        }
+        only_keys(l, name, decl, "expr", &["expr"])?;
         return Ok(FeatureKind::Derived(l.expression(e)?));
     }
     let Some(source_name) = &decl.source else {
@@ -583,6 +596,59 @@ fn feature_kind(
     })
 }
 
+/// Refuses keys that belong to another kind of feature than the one `kind`
+/// (the key that decided it) makes this.
+fn only_keys(
+    l: &Loader,
+    name: &str,
+    decl: &syntax::Feature,
+    kind: &str,
+    allowed: &[&str],
+) -> Result<()> {
+    match decl.keys().into_iter().find(|(key, _)| !allowed.contains(key)) {
+        Some((key, at)) => Err(l.error(at, format!("feature `{name}` has `{kind}`, so it cannot also have `{key}`"))
+            .with_help("a feature is one of: an aggregate (source, aggregate, codelist, window, where, column), an expression (expr), bands (score, bands), or segments (segments, default)")),
+        None => Ok(()),
+    }
+}
+
+/// A segmentation: each segment's condition, in priority order, and a default.
+fn segmented(
+    l: &Loader,
+    name: &str,
+    decl: &syntax::Feature,
+    segments: &Spanned<Vec<syntax::Segment>>,
+) -> Result<FeatureKind> {
+    only_keys(l, name, decl, "segments", &["segments", "default"])?;
+    let Some(default) = &decl.default else {
+        return Err(l.error(segments.span().start, format!("segmentation `{name}` has no `default` segment"))
+            .with_help("every person gets exactly one segment: add default = \"...\" for those no segment matches"));
+    };
+    if segments.get_ref().is_empty() {
+        return Err(l.error(
+            segments.span().start,
+            format!("segmentation `{name}` lists no segments"),
+        ));
+    }
+    let mut seen: Vec<&str> = vec![default.get_ref()];
+    let mut out = Vec::new();
+    for s in segments.get_ref() {
+        let segment = s.name.get_ref();
+        if seen.contains(&segment.as_str()) {
+            return Err(l.error(
+                s.name.span().start,
+                format!("segment `{segment}` is listed twice (or is also the default)"),
+            ));
+        }
+        seen.push(segment);
+        out.push((segment.clone(), l.expression(&s.when)?));
+    }
+    Ok(FeatureKind::Segments {
+        segments: out,
+        default: default.get_ref().clone(),
+    })
+}
+
 /// A banded feature, built as the `case` expression it stands for:
 /// `case when score is null then null when score < b1 then 'n1' ... else 'nk' end`.
 fn banded(
@@ -593,21 +659,7 @@ fn banded(
     offset: usize,
     params: &[(String, Literal)],
 ) -> Result<FeatureKind> {
-    let stray = [
-        decl.source.as_ref().map(|s| s.span().start),
-        decl.aggregate.as_ref().map(|s| s.span().start),
-        decl.codelist.as_ref().map(|s| s.span().start),
-        decl.window.as_ref().map(|s| s.span().start),
-        decl.filter.as_ref().map(|s| s.span().start),
-        decl.column.as_ref().map(|s| s.span().start),
-        decl.expr.as_ref().map(|s| s.span().start),
-    ];
-    if let Some(at) = stray.into_iter().flatten().next() {
-        return Err(l.error(
-            at,
-            format!("feature `{name}` has `bands`, so it takes only a `score`"),
-        ));
-    }
+    only_keys(l, name, decl, "bands", &["bands", "score"])?;
     let Some(score_text) = &decl.score else {
         return Err(l
             .error(
@@ -793,13 +845,17 @@ fn derived_order(l: &Loader, model: &Model) -> Result<Vec<usize>> {
             }
             Mark::New => {}
         }
-        let FeatureKind::Derived(located) = &model.features[i].kind else {
+        let expressions = model.features[i].kind.expressions();
+        if expressions.is_empty() {
             marks[i] = Mark::Done;
             return Ok(());
-        };
+        }
         marks[i] = Mark::Active;
         path.push(i);
-        for (name, span) in located.expr.names() {
+        for (located, (name, span)) in expressions
+            .iter()
+            .flat_map(|e| e.expr.names().into_iter().map(move |n| (e, n)))
+        {
             match model.feature_index(name) {
                 Some(j) => visit(j, l, model, known, marks, order, path)?,
                 None if known.contains(&name) => {}
@@ -825,6 +881,6 @@ fn derived_order(l: &Loader, model: &Model) -> Result<Vec<usize>> {
     }
     Ok(order
         .into_iter()
-        .filter(|&i| matches!(model.features[i].kind, FeatureKind::Derived(_)))
+        .filter(|&i| !model.features[i].kind.expressions().is_empty())
         .collect())
 }

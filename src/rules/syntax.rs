@@ -158,7 +158,8 @@ impl Aggregate {
 }
 
 /// A per-person value: an aggregate over a source, an expression over other
-/// features (`expr`), or named bands over a score (`score` and `bands`).
+/// features (`expr`), named bands over a score (`score` and `bands`), or a
+/// segmentation (`segments` and `default`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Feature {
@@ -188,6 +189,47 @@ pub struct Feature {
     /// A band chain such as `"low < 5 <= intermediate <= 15 < high"`.
     #[serde(default)]
     pub bands: Option<Spanned<String>>,
+    /// Segments in priority order: the first whose `when` holds wins.
+    #[serde(default)]
+    pub segments: Option<Spanned<Vec<Segment>>>,
+    /// The segment of a person no `when` matches.
+    #[serde(default)]
+    pub default: Option<Spanned<String>>,
+}
+
+impl Feature {
+    /// The keys this feature sets (other than `description`), with the
+    /// offset of each value in the rule file.
+    pub fn keys(&self) -> Vec<(&'static str, usize)> {
+        fn at<T>(s: &Option<Spanned<T>>) -> Option<usize> {
+            s.as_ref().map(|s| s.span().start)
+        }
+        [
+            ("source", at(&self.source)),
+            ("aggregate", at(&self.aggregate)),
+            ("codelist", at(&self.codelist)),
+            ("window", at(&self.window)),
+            ("where", at(&self.filter)),
+            ("column", at(&self.column)),
+            ("expr", at(&self.expr)),
+            ("score", at(&self.score)),
+            ("bands", at(&self.bands)),
+            ("segments", at(&self.segments)),
+            ("default", at(&self.default)),
+        ]
+        .into_iter()
+        .filter_map(|(key, offset)| offset.map(|o| (key, o)))
+        .collect()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Segment {
+    pub name: Spanned<String>,
+    pub when: Spanned<String>,
+    #[serde(default)]
+    pub description: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
