@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use strata::error::{Error, Result};
-use strata::{dates, engine, generate, input, output, progress, rules, summary};
+use strata::{assurance, dates, engine, generate, input, output, progress, rules, summary};
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +35,15 @@ pub enum Command {
     Run(RunArgs),
     /// Write a synthetic population in the data contract.
     Generate(GenerateArgs),
+    /// Run the assurance tests written inside rule files.
+    Test(TestArgs),
+}
+
+#[derive(Args)]
+pub struct TestArgs {
+    /// Rule files whose [[tests]] to run.
+    #[arg(required = true)]
+    pub rules: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -72,12 +81,45 @@ pub struct RunArgs {
     pub set: Vec<(String, String)>,
 }
 
-pub fn run(cli: &Cli) -> Result<()> {
+/// Runs the command; `Ok(false)` when it completed but found failures
+/// (assurance tests that did not pass).
+pub fn run(cli: &Cli) -> Result<bool> {
     let threads = setup_threads(cli.threads)?;
     match &cli.command {
-        Command::Run(args) => run_model(args, threads, cli.quiet),
-        Command::Generate(args) => run_generate(args, cli.quiet),
+        Command::Run(args) => run_model(args, threads, cli.quiet).map(|_| true),
+        Command::Generate(args) => run_generate(args, cli.quiet).map(|_| true),
+        Command::Test(args) => run_tests(args),
     }
+}
+
+fn run_tests(args: &TestArgs) -> Result<bool> {
+    let (mut passed, mut failed) = (0, 0);
+    let mut report = String::new();
+    for path in &args.rules {
+        let model = rules::load(path)?;
+        let outcomes = assurance::run(&model)?;
+        for outcome in &outcomes {
+            if outcome.failures.is_empty() {
+                passed += 1;
+            } else {
+                failed += 1;
+                report.push_str(&format!("FAILED {}: {}\n", path.display(), outcome.name));
+                for f in &outcome.failures {
+                    report.push_str(&format!("    {f}\n"));
+                }
+            }
+        }
+        let bad = outcomes.iter().filter(|o| !o.failures.is_empty()).count();
+        report.push_str(&format!(
+            "{}: {} tests, {} failed\n",
+            path.display(),
+            outcomes.len(),
+            bad
+        ));
+    }
+    report.push_str(&format!("{passed} passed, {failed} failed\n"));
+    print_stdout(&report);
+    Ok(failed == 0)
 }
 
 fn setup_threads(requested: Option<usize>) -> Result<usize> {

@@ -8,6 +8,7 @@
 //! synthetic population in the same data contract, for trying and testing
 //! the rest.
 
+pub mod assurance;
 pub mod dates;
 pub mod engine;
 pub mod error;

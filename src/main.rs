@@ -1,7 +1,8 @@
 //! The `strata` binary: parses the command line, sets up logging and the
 //! thread pool, runs a command, and turns the outcome into an exit code a
-//! scheduler can act on: 0 success, 2 a problem the user can fix (rule file,
-//! data, paths, arguments), 3 an internal error (a bug in strata).
+//! scheduler can act on: 0 success, 1 assurance tests failed, 2 a problem
+//! the user can fix (rule file, data, paths, arguments), 3 an internal error
+//! (a bug in strata).
 
 mod cli;
 
@@ -15,7 +16,8 @@ fn main() -> ExitCode {
     init_logging(args.quiet);
     let outcome = std::panic::catch_unwind(|| cli::run(&args));
     match outcome {
-        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Ok(true)) => ExitCode::SUCCESS,
+        Ok(Ok(false)) => ExitCode::from(1),
         Ok(Err(e)) => {
             eprintln!("error: {e}");
             if e.is_user_error() {

@@ -126,6 +126,8 @@ pub struct Model {
     /// Indices of derived features, each after everything it uses.
     pub derived_order: Vec<usize>,
     pub cohorts: Vec<Cohort>,
+    /// Assurance tests as written; checked and run by [`crate::assurance`].
+    pub tests: Vec<Spanned<syntax::TestCase>>,
 }
 
 impl Model {
@@ -380,6 +382,7 @@ pub fn load_with(path: &Path, overrides: &[(String, String)]) -> Result<Model> {
         features,
         derived_order: Vec::new(),
         cohorts: Vec::new(),
+        tests: Vec::new(),
         text: String::new(),
     };
     model.derived_order = derived_order(&l, &model)?;
@@ -447,6 +450,7 @@ pub fn load_with(path: &Path, overrides: &[(String, String)]) -> Result<Model> {
             reasons,
         });
     }
+    model.tests = file.tests;
     model.text = text;
     Ok(model)
 }

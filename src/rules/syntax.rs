@@ -25,6 +25,31 @@ pub struct RuleFile {
     pub features: IndexMap<String, Spanned<Feature>>,
     #[serde(default)]
     pub cohorts: IndexMap<String, Spanned<Cohort>>,
+    /// Synthetic persons with expected results, run by `strata test`.
+    #[serde(default)]
+    pub tests: Vec<Spanned<TestCase>>,
+}
+
+/// Column name (or `date`, `code`) -> value, as written in a test.
+pub type TestRow = IndexMap<String, Spanned<toml::Value>>;
+
+/// An assurance test: one synthetic person, their events, and what the
+/// model must compute for them.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestCase {
+    pub name: String,
+    pub as_of: Spanned<toml::Value>,
+    /// Population columns by role (`birth_date`, `date_of_death`, `sex`,
+    /// `practice`, `pcn`) or attribute name.
+    #[serde(default)]
+    pub person: TestRow,
+    /// Source name -> events; each event names `date`, optionally `code`,
+    /// and any other column of the source's table.
+    #[serde(default)]
+    pub events: IndexMap<String, Spanned<Vec<TestRow>>>,
+    /// Feature or cohort name -> expected value (`"null"` for no value).
+    pub expect: IndexMap<String, Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,478 @@
+//! Assurance tests: synthetic persons written inside a rule file, with the
+//! values the model must compute for them (as ehrQL's assurance tests do).
+//!
+//! `strata test` builds a tiny data folder from a rule file's tests, in the
+//! rule file's own table and column names, runs the real engine on it (one
+//! run per as-of date, every test person at once) and compares. Nothing is
+//! mocked: a test passes only if the same code that runs on a whole ICS
+//! gives the expected value.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::builder::{ListBuilder, StringBuilder};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Date32Type, Float64Type, Int32Type, Int64Type};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
+};
+use arrow_cast::display::{ArrayFormatter, FormatOptions};
+use arrow_schema::{DataType, Field, Schema};
+use chrono::NaiveDate;
+use parquet::arrow::ArrowWriter;
+use toml::Spanned;
+
+use crate::dates;
+use crate::engine;
+use crate::error::{Error, Result};
+use crate::progress;
+use crate::rules::{FeatureKind, Model, did_you_mean, syntax};
+
+/// A value written in a test.
+#[derive(Debug, Clone, PartialEq)]
+enum Value {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Text(String),
+    Date(NaiveDate),
+    Codes(Vec<String>),
+    Null,
+}
+
+impl Value {
+    fn from_toml(v: &toml::Value) -> Option<Value> {
+        Some(match v {
+            toml::Value::Integer(i) => Value::Int(*i),
+            toml::Value::Float(f) => Value::Float(*f),
+            toml::Value::Boolean(b) => Value::Bool(*b),
+            toml::Value::String(s) if s == "null" => Value::Null,
+            toml::Value::String(s) => Value::Text(s.clone()),
+            toml::Value::Datetime(d) => {
+                let date = d.date.filter(|_| d.time.is_none())?;
+                Value::Date(NaiveDate::from_ymd_opt(
+                    i32::from(date.year),
+                    u32::from(date.month),
+                    u32::from(date.day),
+                )?)
+            }
+            toml::Value::Array(items) => Value::Codes(
+                items
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_string))
+                    .collect::<Option<_>>()?,
+            ),
+            toml::Value::Table(_) => return None,
+        })
+    }
+
+    /// The Arrow type a column of such values is written as.
+    fn data_type(&self) -> Option<DataType> {
+        Some(match self {
+            Value::Int(_) => DataType::Int64,
+            Value::Float(_) => DataType::Float64,
+            Value::Bool(_) => DataType::Boolean,
+            Value::Text(_) => DataType::Utf8,
+            Value::Date(_) => DataType::Date32,
+            Value::Codes(_) => DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            Value::Null => return None,
+        })
+    }
+}
+
+/// The result of one test.
+pub struct Outcome {
+    pub name: String,
+    /// Empty when the test passed.
+    pub failures: Vec<String>,
+}
+
+/// A column being built for a test table: its name and one value per row.
+struct Column {
+    name: String,
+    values: Vec<Value>,
+    /// Type when no row gives a value.
+    fallback: DataType,
+}
+
+/// Runs every test of `model`; `Err` only when the tests themselves are
+/// malformed or cannot run.
+pub fn run(model: &Model) -> Result<Vec<Outcome>> {
+    let mut by_date: BTreeMap<NaiveDate, Vec<usize>> = BTreeMap::new();
+    for (i, test) in model.tests.iter().enumerate() {
+        let as_of = test.get_ref().as_of.get_ref();
+        let date = match Value::from_toml(as_of) {
+            Some(Value::Date(d)) => d,
+            _ => {
+                return Err(model.error_at(
+                    test.get_ref().as_of.span().start,
+                    "`as_of` must be a date, written as 2025-03-31 (no quotes)",
+                ));
+            }
+        };
+        by_date.entry(date).or_default().push(i);
+    }
+    let mut outcomes: Vec<Option<Outcome>> = model.tests.iter().map(|_| None).collect();
+    for (as_of, tests) in by_date {
+        let dir = tempfile::tempdir().map_err(|e| {
+            Error::io(
+                &std::env::temp_dir(),
+                "cannot create a folder for test data",
+                e,
+            )
+        })?;
+        write_tables(model, &tests, dir.path())?;
+        let results = engine::run(
+            model,
+            dir.path(),
+            Some(as_of),
+            &progress::Terminal::new(true),
+        )?;
+        // Persons are ids 1..n in test order, so row i is test tests[i].
+        for (row, &t) in tests.iter().enumerate() {
+            outcomes[t] = Some(check(model, &model.tests[t], &results, row)?);
+        }
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.expect("every test ran"))
+        .collect())
+}
+
+fn value_at(model: &Model, v: &Spanned<toml::Value>, what: &str) -> Result<Value> {
+    Value::from_toml(v.get_ref()).ok_or_else(|| {
+        model.error_at(
+            v.span().start,
+            format!(
+                "{what}: write a number, text, true/false, a date (2025-03-31) or a list of codes"
+            ),
+        )
+    })
+}
+
+/// Writes the population and every source table the model reads, holding
+/// the persons and events of `tests`.
+fn write_tables(model: &Model, tests: &[usize], dir: &Path) -> Result<()> {
+    let spec = &model.population;
+    let roles: [(&str, &str, DataType); 5] = [
+        ("birth_date", &spec.birth_date, DataType::Date32),
+        ("date_of_death", &spec.date_of_death, DataType::Date32),
+        ("sex", &spec.sex, DataType::Utf8),
+        ("practice", &spec.practice, DataType::Utf8),
+        ("pcn", &spec.pcn, DataType::Utf8),
+    ];
+    let mut columns: Vec<(String, Column)> = roles
+        .iter()
+        .map(|(role, column, ty)| (role.to_string(), new_column(column, ty.clone())))
+        .collect();
+    for (name, column) in &spec.attributes {
+        columns.push((name.clone(), new_column(column.get_ref(), DataType::Int64)));
+    }
+    for &t in tests {
+        let person = &model.tests[t].get_ref().person;
+        if let Some((key, v)) = person
+            .iter()
+            .find(|(k, _)| !columns.iter().any(|(c, _)| c == *k))
+        {
+            let known: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
+            return Err(model.error_at(
+                v.span().start,
+                format!(
+                    "`{key}` is not a population column{} (known: {})",
+                    did_you_mean(key, known.iter().copied()),
+                    known.join(", ")
+                ),
+            ));
+        }
+        for (role, column) in &mut columns {
+            let value = match person.get(role.as_str()) {
+                Some(v) => value_at(model, v, &format!("person `{role}`"))?,
+                None => match role.as_str() {
+                    "birth_date" => {
+                        Value::Date(NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid"))
+                    }
+                    "sex" => Value::Text("U".into()),
+                    "practice" => Value::Text("TEST_GP".into()),
+                    "pcn" => Value::Text("TEST_PCN".into()),
+                    _ => Value::Null,
+                },
+            };
+            column.values.push(value);
+        }
+    }
+    let ids = (1..=tests.len() as i64).collect::<Vec<_>>();
+    let mut population: Vec<Column> = vec![Column {
+        name: spec.person_id.clone(),
+        values: ids.iter().map(|&i| Value::Int(i)).collect(),
+        fallback: DataType::Int64,
+    }];
+    population.extend(columns.into_iter().map(|(_, c)| c));
+    write(
+        &dir.join(format!("{}.parquet", spec.table)),
+        population,
+        model,
+    )?;
+
+    // Event tables: every table a source names, with every column a rule
+    // reads from it, so a table no test gives events for still exists.
+    let mut tables: BTreeMap<&str, Vec<Column>> = BTreeMap::new();
+    for (s, source) in model.sources.iter().enumerate() {
+        let table = tables.entry(&source.table).or_default();
+        let mut ensure = |name: &str, fallback: DataType| {
+            if !table.iter().any(|c| c.name == name) {
+                table.push(new_column(name, fallback));
+            }
+        };
+        ensure(&source.person_id, DataType::Int64);
+        ensure(&source.date, DataType::Date32);
+        if let Some(code) = &source.code {
+            ensure(code, DataType::Utf8);
+        }
+        for feature in &model.features {
+            if let FeatureKind::Aggregate {
+                source: fs,
+                filter,
+                column,
+                ..
+            } = &feature.kind
+            {
+                if *fs != s {
+                    continue;
+                }
+                for (name, _) in filter.iter().flat_map(|f| f.expr.names()) {
+                    if model.param(name).is_none() {
+                        ensure(name, DataType::Utf8);
+                    }
+                }
+                if let Some(c) = column {
+                    ensure(c, DataType::Int64);
+                }
+            }
+        }
+    }
+    for (row_person, &t) in tests.iter().enumerate() {
+        for (source_name, events) in &model.tests[t].get_ref().events {
+            let Some(source) = model.sources.iter().find(|s| &s.name == source_name) else {
+                return Err(model.error_at(
+                    events.span().start,
+                    format!(
+                        "`{source_name}` is not a source of this model{}",
+                        did_you_mean(source_name, model.sources.iter().map(|s| s.name.as_str()))
+                    ),
+                ));
+            };
+            let table = tables
+                .get_mut(source.table.as_str())
+                .expect("every source's table was added");
+            for event in events.get_ref() {
+                let mut row: Vec<(String, Value)> =
+                    vec![(source.person_id.clone(), Value::Int(row_person as i64 + 1))];
+                for (key, v) in event {
+                    let column = match key.as_str() {
+                        "date" => source.date.clone(),
+                        "code" => source.code.clone().ok_or_else(|| {
+                            model.error_at(
+                                v.span().start,
+                                format!("source `{source_name}` has no `code` column"),
+                            )
+                        })?,
+                        other => other.to_string(),
+                    };
+                    row.push((column, value_at(model, v, &format!("event `{key}`"))?));
+                }
+                if !event.contains_key("date") {
+                    return Err(model.error_at(
+                        events.span().start,
+                        format!("an event of `{source_name}` has no `date`"),
+                    ));
+                }
+                for (name, value) in row {
+                    if !table.iter().any(|c| c.name == name) {
+                        let rows = table.first().map_or(0, |c| c.values.len());
+                        table.push(Column {
+                            name: name.clone(),
+                            values: vec![Value::Null; rows],
+                            fallback: DataType::Utf8,
+                        });
+                    }
+                    let column = table
+                        .iter_mut()
+                        .find(|c| c.name == name)
+                        .expect("added above");
+                    column.values.push(value);
+                }
+                let rows = table.iter().map(|c| c.values.len()).max().unwrap_or(0);
+                for c in table.iter_mut() {
+                    c.values.resize(rows, Value::Null);
+                }
+            }
+        }
+    }
+    for (name, columns) in tables {
+        write(&dir.join(format!("{name}.parquet")), columns, model)?;
+    }
+    Ok(())
+}
+
+fn new_column(name: &str, fallback: DataType) -> Column {
+    Column {
+        name: name.to_string(),
+        values: Vec::new(),
+        fallback,
+    }
+}
+
+fn write(path: &Path, columns: Vec<Column>, model: &Model) -> Result<()> {
+    let mut fields = Vec::new();
+    let mut arrays: Vec<ArrayRef> = Vec::new();
+    for column in columns {
+        let types: Vec<DataType> = column.values.iter().filter_map(Value::data_type).collect();
+        let ty = types.first().cloned().unwrap_or(column.fallback);
+        if types.iter().any(|t| *t != ty) {
+            return Err(Error::rules(
+                &model.path,
+                None,
+                format!("the tests give column `{}` values of different types", column.name),
+            )
+            .with_help("write every value of a column the same way (all numbers, all text, all dates, ...)"));
+        }
+        fields.push(Field::new(&column.name, ty.clone(), true));
+        arrays.push(array(&ty, &column.values));
+    }
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
+        .map_err(|e| Error::Internal(format!("building test table {}: {e}", path.display())))?;
+    let file = std::fs::File::create(path).map_err(|e| Error::io(path, "cannot create", e))?;
+    let fail = |e: parquet::errors::ParquetError| {
+        Error::io(path, "cannot write", std::io::Error::other(e))
+    };
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), None).map_err(fail)?;
+    writer.write(&batch).map_err(fail)?;
+    writer.close().map_err(fail)?;
+    Ok(())
+}
+
+fn array(ty: &DataType, values: &[Value]) -> ArrayRef {
+    match ty {
+        DataType::Int64 => Arc::new(Int64Array::from_iter(values.iter().map(|v| match v {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }))),
+        DataType::Float64 => Arc::new(Float64Array::from_iter(values.iter().map(|v| match v {
+            Value::Float(f) => Some(*f),
+            _ => None,
+        }))),
+        DataType::Boolean => Arc::new(BooleanArray::from_iter(values.iter().map(|v| match v {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }))),
+        DataType::Date32 => Arc::new(Date32Array::from_iter(values.iter().map(|v| match v {
+            Value::Date(d) => Some(dates::to_day(*d)),
+            _ => None,
+        }))),
+        DataType::List(_) => {
+            let mut builder = ListBuilder::new(StringBuilder::new());
+            for v in values {
+                match v {
+                    Value::Codes(codes) => {
+                        for c in codes {
+                            builder.values().append_value(c);
+                        }
+                        builder.append(true);
+                    }
+                    _ => builder.append(false),
+                }
+            }
+            Arc::new(builder.finish())
+        }
+        _ => Arc::new(StringArray::from_iter(values.iter().map(|v| match v {
+            Value::Text(s) => Some(s.as_str()),
+            _ => None,
+        }))),
+    }
+}
+
+/// Compares one test person's results with what the test expects.
+fn check(
+    model: &Model,
+    test: &Spanned<syntax::TestCase>,
+    results: &engine::Results,
+    row: usize,
+) -> Result<Outcome> {
+    let case = test.get_ref();
+    let mut failures = Vec::new();
+    for (name, expected) in &case.expect {
+        let column: ArrayRef = if let Some(i) = model.feature_index(name) {
+            results.feature(i).clone()
+        } else if let Some(c) = model.cohorts.iter().position(|c| &c.name == name) {
+            Arc::new(results.cohorts[c].flags.clone())
+        } else {
+            let known = model
+                .features
+                .iter()
+                .map(|f| f.name.as_str())
+                .chain(model.cohorts.iter().map(|c| c.name.as_str()));
+            return Err(model.error_at(
+                expected.span().start,
+                format!(
+                    "`{name}` is not a feature or cohort of this model{}",
+                    did_you_mean(name, known)
+                ),
+            ));
+        };
+        let want = value_at(model, expected, &format!("expected `{name}`"))?;
+        if !matches(&column, row, &want) {
+            let shown = ArrayFormatter::try_new(
+                column.as_ref(),
+                &FormatOptions::default().with_null("null"),
+            )
+            .map(|f| f.value(row).to_string())
+            .unwrap_or_else(|_| "?".into());
+            failures.push(format!("`{name}`: expected {}, got {shown}", show(&want)));
+        }
+    }
+    Ok(Outcome {
+        name: case.name.clone(),
+        failures,
+    })
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::Int(i) => i.to_string(),
+        Value::Float(f) => f.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Text(s) => format!("'{s}'"),
+        Value::Date(d) => d.to_string(),
+        Value::Codes(c) => format!("{c:?}"),
+        Value::Null => "null".into(),
+    }
+}
+
+fn matches(column: &ArrayRef, row: usize, want: &Value) -> bool {
+    if column.is_null(row) {
+        return *want == Value::Null;
+    }
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);
+    match (column.data_type(), want) {
+        (DataType::Boolean, Value::Bool(b)) => column.as_boolean().value(row) == *b,
+        (DataType::Int64, Value::Int(i)) => column.as_primitive::<Int64Type>().value(row) == *i,
+        (DataType::Int64, Value::Float(f)) => {
+            close(column.as_primitive::<Int64Type>().value(row) as f64, *f)
+        }
+        (DataType::Int32, Value::Int(i)) => {
+            i64::from(column.as_primitive::<Int32Type>().value(row)) == *i
+        }
+        (DataType::Float64, Value::Float(f)) => {
+            close(column.as_primitive::<Float64Type>().value(row), *f)
+        }
+        (DataType::Float64, Value::Int(i)) => {
+            close(column.as_primitive::<Float64Type>().value(row), *i as f64)
+        }
+        (DataType::Utf8, Value::Text(s)) => column.as_string::<i32>().value(row) == s,
+        (DataType::Date32, Value::Date(d)) => {
+            column.as_primitive::<Date32Type>().value(row) == dates::to_day(*d)
+        }
+        _ => false,
+    }
+}

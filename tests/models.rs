@@ -1,0 +1,85 @@
+//! Every bundled model passes its own assurance tests (`strata test`), and a
+//! failing assurance test is reported with the person, expected and actual
+//! value, and exit code 1.
+
+mod util;
+
+use util::*;
+
+#[test]
+fn every_bundled_model_passes_its_assurance_tests() {
+    let mut models: Vec<String> = std::fs::read_dir(repo_path("models"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    models.sort();
+    assert!(!models.is_empty());
+    let mut args = vec!["test"];
+    args.extend(models.iter().map(String::as_str));
+    let o = strata(&args);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    for model in &models {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(model.as_str()))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(!line.contains(" 0 tests"), "{model} has no assurance tests");
+    }
+    assert!(out.trim_end().ends_with(", 0 failed"), "{out}");
+}
+
+#[test]
+fn a_failing_assurance_test_says_what_was_expected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo_path("models/hiu.toml")).unwrap();
+    let wrong = text.replacen(
+        "expect = { ae_attendances_12m = 4, hiu = false }",
+        "expect = { ae_attendances_12m = 5, hiu = false }",
+        1,
+    );
+    assert_ne!(text, wrong);
+    let path = tmp.path().join("hiu.toml");
+    std::fs::write(&path, wrong).unwrap();
+    let o = strata(&["test", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.contains("FAILED"), "{out}");
+    assert!(out.contains("exactly 365 days back"), "{out}");
+    assert!(
+        out.contains("`ae_attendances_12m`: expected 5, got 4"),
+        "{out}"
+    );
+    assert!(out.contains("8 passed, 1 failed"), "{out}");
+}
+
+#[test]
+fn malformed_tests_are_rule_file_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo_path("models/hiu.toml")).unwrap();
+    for (from, to, message) in [
+        (
+            "events.ae = [",
+            "events.aee = [",
+            "`aee` is not a source of this model (did you mean `ae`?)",
+        ),
+        (
+            "person = { birth_date = 1980-01-01 }",
+            "person = { birthdate = 1980-01-01 }",
+            "`birthdate` is not a population column",
+        ),
+        (
+            "as_of = 2025-03-31",
+            "as_of = \"2025-03-31\"",
+            "`as_of` must be a date",
+        ),
+    ] {
+        let path = tmp.path().join("hiu.toml");
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+        let o = strata(&["test", path.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{to}");
+        assert!(stderr(&o).contains(message), "{to}: {}", stderr(&o));
+    }
+}
