@@ -6,6 +6,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -37,6 +38,18 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Run the assurance tests written inside rule files.
     Test(TestArgs),
+    /// Check rule files without running them.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// Rule files to check.
+    #[arg(required = true)]
+    pub rules: Vec<PathBuf>,
+    /// Also check tables, columns and types against this data folder.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -81,18 +94,58 @@ pub struct RunArgs {
     pub set: Vec<(String, String)>,
 }
 
-/// Runs the command; `Ok(false)` when it completed but found failures
-/// (assurance tests that did not pass).
-pub fn run(cli: &Cli) -> Result<bool> {
+/// Exit code of assurance tests that ran and failed.
+const TESTS_FAILED: u8 = 1;
+/// Exit code of user errors, including those `check` reports itself.
+pub const USER_ERROR: u8 = 2;
+
+/// Runs the command and says how it ended; `Err` for an error that stopped it.
+pub fn run(cli: &Cli) -> Result<ExitCode> {
     let threads = setup_threads(cli.threads)?;
     match &cli.command {
-        Command::Run(args) => run_model(args, threads, cli.quiet).map(|_| true),
-        Command::Generate(args) => run_generate(args, cli.quiet).map(|_| true),
+        Command::Run(args) => run_model(args, threads, cli.quiet).map(|_| ExitCode::SUCCESS),
+        Command::Generate(args) => run_generate(args, cli.quiet).map(|_| ExitCode::SUCCESS),
         Command::Test(args) => run_tests(args),
+        Command::Check(args) => Ok(run_check(args)),
     }
 }
 
-fn run_tests(args: &TestArgs) -> Result<bool> {
+/// Checks every file, reporting every error and warning found, rather than
+/// stopping at the first file with a problem.
+fn run_check(args: &CheckArgs) -> ExitCode {
+    let mut failed = false;
+    for path in &args.rules {
+        let checked = rules::load(path).and_then(|model| {
+            if let Some(data) = &args.data {
+                engine::plan::plan(&model, data, None)?;
+            }
+            Ok(rules::unused(&model))
+        });
+        match checked {
+            Ok(warnings) => {
+                for w in &warnings {
+                    eprintln!("{}", w.render_as("warning"));
+                }
+                print_stdout(&format!(
+                    "{}: ok ({} warnings)\n",
+                    path.display(),
+                    warnings.len()
+                ));
+            }
+            Err(e) => {
+                eprintln!("{}", e.render());
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::from(USER_ERROR)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn run_tests(args: &TestArgs) -> Result<ExitCode> {
     let (mut passed, mut failed) = (0, 0);
     let mut report = String::new();
     for path in &args.rules {
@@ -119,7 +172,11 @@ fn run_tests(args: &TestArgs) -> Result<bool> {
     }
     report.push_str(&format!("{passed} passed, {failed} failed\n"));
     print_stdout(&report);
-    Ok(failed == 0)
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(TESTS_FAILED)
+    })
 }
 
 fn setup_threads(requested: Option<usize>) -> Result<usize> {

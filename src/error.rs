@@ -119,6 +119,63 @@ impl Error {
         }
     }
 
+    /// The error as shown to a person: for a rule-file error, the offending
+    /// line with the text at fault marked, as rustc does:
+    ///
+    /// ```text
+    /// error: models/hiu.toml:56:34: unknown name `ae_attendence_12m` (did you mean `ae_attendances_12m`?)
+    ///    |
+    /// 56 | when = "age >= hiu_age_floor and ae_attendence_12m >= hiu_threshold"
+    ///    |                                  ^^^^^^^^^^^^^^^^^
+    /// ```
+    pub fn render(&self) -> String {
+        self.render_as("error")
+    }
+
+    /// [`Error::render`] with another label, e.g. `warning`.
+    pub fn render_as(&self, label: &str) -> String {
+        let plain = format!("{label}: {self}");
+        let Error::Rules {
+            file,
+            at: Some(at),
+            message,
+            help,
+        } = self
+        else {
+            return plain;
+        };
+        let Some(line) = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|text| text.lines().nth(at.line - 1).map(str::to_string))
+        else {
+            return plain;
+        };
+        let number = at.line.to_string();
+        let pad = " ".repeat(number.len());
+        let before: String = line
+            .chars()
+            .take(at.column - 1)
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        // Mark the word (or the one character) the position points at.
+        let rest: Vec<char> = line.chars().skip(at.column - 1).collect();
+        let word = rest
+            .iter()
+            .take_while(|c| c.is_alphanumeric() || **c == '_')
+            .count();
+        let marks = "^".repeat(word.max(1).min(rest.len().max(1)));
+        let mut out = format!(
+            "{label}: {}:{}:{}: {message}\n{pad} |\n{number} | {line}\n{pad} | {before}{marks}",
+            file.display(),
+            at.line,
+            at.column
+        );
+        if let Some(h) = help {
+            out.push_str(&format!("\n  help: {h}"));
+        }
+        out
+    }
+
     /// Adds "what to do" to a user error.
     pub fn with_help(mut self, text: impl Into<String>) -> Error {
         match &mut self {
@@ -158,6 +215,38 @@ mod tests {
             Position::of_offset(text, 5),
             Position { line: 2, column: 3 }
         );
+    }
+
+    #[test]
+    fn render_marks_the_offending_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, "[cohorts.x]\nwhen = \"age >= agee\"\n").unwrap();
+        let e = Error::rules(
+            &path,
+            Some(Position {
+                line: 2,
+                column: 16,
+            }),
+            "unknown name `agee`",
+        )
+        .with_help("fix it");
+        let shown = e.render();
+        let lines: Vec<&str> = shown.lines().collect();
+        assert!(
+            lines[0].ends_with("m.toml:2:16: unknown name `agee`"),
+            "{shown}"
+        );
+        assert_eq!(lines[2], "2 | when = \"age >= agee\"");
+        assert_eq!(lines[3], "  |                ^^^^");
+        assert_eq!(lines[4], "  help: fix it");
+        // Without a readable file, the plain form.
+        let e = Error::rules(
+            Path::new("/nonexistent.toml"),
+            Some(Position { line: 1, column: 1 }),
+            "x",
+        );
+        assert_eq!(e.render(), "error: /nonexistent.toml:1:1: x");
     }
 
     #[test]

@@ -11,26 +11,27 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+const INTERNAL_ERROR: u8 = 3;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     init_logging(args.quiet);
     let outcome = std::panic::catch_unwind(|| cli::run(&args));
     match outcome {
-        Ok(Ok(true)) => ExitCode::SUCCESS,
-        Ok(Ok(false)) => ExitCode::from(1),
+        Ok(Ok(code)) => code,
         Ok(Err(e)) => {
-            eprintln!("error: {e}");
+            eprintln!("{}", e.render());
             if e.is_user_error() {
-                ExitCode::from(2)
+                ExitCode::from(cli::USER_ERROR)
             } else {
-                ExitCode::from(3)
+                ExitCode::from(INTERNAL_ERROR)
             }
         }
         Err(_) => {
             eprintln!(
                 "error: internal error (a panic, reported above). This is likely a bug in strata, please report it"
             );
-            ExitCode::from(3)
+            ExitCode::from(INTERNAL_ERROR)
         }
     }
 }

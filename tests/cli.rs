@@ -345,3 +345,71 @@ fn a_run_failing_while_writing_leaves_the_previous_output_untouched() {
         .collect();
     assert!(names.is_empty(), "staging folders left behind: {names:?}");
 }
+
+#[test]
+fn check_marks_the_offending_text_and_exits_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = hiu_with(
+        tmp.path(),
+        "and ae_attendances_12m >=",
+        "and ae_attendence_12m >=",
+    );
+    let o = strata(&["check", rules.to_str().unwrap(), "models/hiu.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    let text = std::fs::read_to_string(&rules).unwrap();
+    let (line, col) = line_col(&text, "ae_attendence_12m");
+    let source_line = text.lines().nth(line - 1).unwrap();
+    let expected = format!(
+        "error: {}:{line}:{col}: unknown name `ae_attendence_12m` (did you mean `ae_attendances_12m`?)\n   |\n{line} | {source_line}\n   | {}{}",
+        rules.display(),
+        " ".repeat(col - 1),
+        "^".repeat("ae_attendence_12m".len())
+    );
+    assert!(
+        err.contains(&expected),
+        "{err}\n--- expected ---\n{expected}"
+    );
+    // The other file is still checked and reported.
+    assert!(stdout(&o).contains("models/hiu.toml: ok"), "{}", stdout(&o));
+}
+
+#[test]
+fn check_warns_about_unused_declarations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = hiu_with(
+        tmp.path(),
+        "hiu_age_floor = 18",
+        "hiu_age_floor = 18\nspare = 3",
+    );
+    let o = strata(&["check", rules.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("warning: ") && stderr(&o).contains("parameter `spare` is never used"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stdout(&o).contains("ok (1 warnings)"), "{}", stdout(&o));
+}
+
+#[test]
+fn check_with_data_finds_missing_columns() {
+    let tmp = tempfile::tempdir().unwrap();
+    sample_fixture(tmp.path());
+    let rules = hiu_with(tmp.path(), "date = \"arrival_date\"", "date = \"arrived\"");
+    let o = strata(&[
+        "check",
+        rules.to_str().unwrap(),
+        "--data",
+        tmp.path().to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("has no column `arrived`"),
+        "{}",
+        stderr(&o)
+    );
+    // Without data the same file is fine: columns are the data's business.
+    let o = strata(&["check", rules.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

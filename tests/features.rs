@@ -94,7 +94,7 @@ fn write_fixture(dir: &Path) {
     std::fs::write(dir.join("rules.toml"), RULES).unwrap();
     std::fs::write(
         dir.join("frailty.csv"),
-        "code,term,deficit\n1001,Fall,falls\n1002,Fell,falls\n2001,Walking aid,mobility\n3001,Heart failure,heart_failure\n",
+        "code,term,deficit\n100100,Fall,falls\n100200,Fell,falls\n200100,Walking aid,mobility\n300100,Heart failure,heart_failure\n",
     )
     .unwrap();
     std::fs::write(
@@ -113,14 +113,14 @@ fn write_fixture(dir: &Path) {
     write_parquet(
         &data.join("gp_events.parquet"),
         &[gp_batch(&[
-            (1, "2010-05-01", "1001"),
-            (1, "2020-05-01", "1002"), // same deficit, another code
-            (1, "2024-01-01", "1001"), // same code again
-            (1, "2024-02-01", "2001"),
-            (1, "2024-03-01", "3001"),
-            (1, "2024-03-02", "9999"), // not in the list
-            (2, "2015-01-01", "9999"),
-            (3, "2024-01-01", "3001"),
+            (1, "2010-05-01", "100100"),
+            (1, "2020-05-01", "100200"), // same deficit, another code
+            (1, "2024-01-01", "100100"), // same code again
+            (1, "2024-02-01", "200100"),
+            (1, "2024-03-01", "300100"),
+            (1, "2024-03-02", "999999"), // not in the list
+            (2, "2015-01-01", "999999"),
+            (3, "2024-01-01", "300100"),
         ])],
     );
     let b = admissions_batch(&[

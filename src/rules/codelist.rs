@@ -194,6 +194,29 @@ impl Codelist {
             return Err(Error::rules(&path, None, "code list has no codes")
                 .with_help("a code list needs at least one row under its header"));
         }
+        let odd: Vec<&str> = list
+            .entries
+            .iter()
+            .map(|e| e.code.as_str())
+            .filter(|c| !looks_like(decl.system, c))
+            .collect();
+        if odd.len() * 2 > list.entries.len() {
+            return Err(Error::rules(
+                &path,
+                None,
+                format!(
+                    "code list `{name}` is declared {} but {} of its {} codes do not look like {} codes (e.g. `{}`)",
+                    system_name(decl.system),
+                    odd.len(),
+                    list.entries.len(),
+                    system_name(decl.system),
+                    odd[0]
+                ),
+            )
+            .with_help(format!(
+                "check `system` in [codelists.{name}] of the rule file, and that this is the right file"
+            )));
+        }
         Ok(list)
     }
 
@@ -210,6 +233,34 @@ impl Codelist {
                     .find_map(|n| self.index.get(&code[..n]).copied())
             }
         }
+    }
+}
+
+fn system_name(system: CodingSystem) -> &'static str {
+    match system {
+        CodingSystem::Snomed => "SNOMED CT",
+        CodingSystem::Icd10 => "ICD-10",
+        CodingSystem::Dmd => "dm+d",
+        CodingSystem::Other => "other",
+    }
+}
+
+/// Does a (normalised) code have the shape of its coding system? SNOMED CT
+/// and dm+d ids are 6 to 18 digits; ICD-10 codes a letter then a digit, 3 to
+/// 7 characters (prefixes of 1-2 characters are allowed in prefix lists).
+fn looks_like(system: CodingSystem, code: &str) -> bool {
+    let b = code.as_bytes();
+    match system {
+        CodingSystem::Snomed | CodingSystem::Dmd => {
+            (6..=18).contains(&b.len()) && b.iter().all(u8::is_ascii_digit)
+        }
+        CodingSystem::Icd10 => {
+            (1..=7).contains(&b.len())
+                && b[0].is_ascii_uppercase()
+                && b.get(1).is_none_or(u8::is_ascii_digit)
+                && b.iter().all(u8::is_ascii_alphanumeric)
+        }
+        CodingSystem::Other => true,
     }
 }
 
@@ -312,6 +363,30 @@ mod tests {
         // 0.1 added 50 times is exactly 5 in millionths, unlike in f64.
         let sum: i64 = (0..50).map(|_| parse_weight("0.1").unwrap()).sum();
         assert_eq!(sum, 5 * WEIGHT_SCALE);
+    }
+
+    #[test]
+    fn a_list_of_the_wrong_coding_system_is_refused() {
+        let e = load(
+            "code,term\n84114007,HF\n195967001,Asthma\n",
+            "icd10",
+            "prefix",
+            "",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("declared ICD-10 but 2 of its 2 codes do not look like ICD-10 codes (e.g. `84114007`)"), "{e}");
+        let e = load("code,term\nI50,HF\nJ45,Asthma\n", "snomed", "exact", "").unwrap_err();
+        assert!(e.to_string().contains("declared SNOMED CT"), "{e}");
+        // A stray odd code is tolerated.
+        assert!(
+            load(
+                "code,term\nI50,HF\nJ45,Asthma\n8411,x\n",
+                "icd10",
+                "prefix",
+                ""
+            )
+            .is_ok()
+        );
     }
 
     #[test]

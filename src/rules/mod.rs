@@ -128,6 +128,11 @@ pub struct Model {
     pub cohorts: Vec<Cohort>,
     /// Assurance tests as written; checked and run by [`crate::assurance`].
     pub tests: Vec<Spanned<syntax::TestCase>>,
+    /// Where each parameter, source and code list is declared: (kind, name,
+    /// offset), for warnings about unused ones.
+    pub declarations: Vec<(&'static str, String, usize)>,
+    /// Parameters used as window lengths or band boundaries.
+    pub params_outside_expressions: HashSet<String>,
 }
 
 impl Model {
@@ -203,6 +208,8 @@ fn content_offset(text: &str, span: std::ops::Range<usize>) -> usize {
 struct Loader<'a> {
     path: &'a Path,
     text: &'a str,
+    /// Parameters used outside expressions (windows, band boundaries).
+    used_params: std::cell::RefCell<HashSet<String>>,
 }
 
 impl Loader<'_> {
@@ -243,7 +250,11 @@ pub fn load_with(path: &Path, overrides: &[(String, String)]) -> Result<Model> {
         Error::rules(path, at, e.message().trim().to_string())
             .with_help("see docs/rules.md for the layout of a rule file")
     })?;
-    let l = Loader { path, text: &text };
+    let l = Loader {
+        path,
+        text: &text,
+        used_params: Default::default(),
+    };
     let rule_dir = path.parent().unwrap_or(Path::new("."));
 
     // Every name that can appear in a person-level expression, with where it
@@ -383,6 +394,22 @@ pub fn load_with(path: &Path, overrides: &[(String, String)]) -> Result<Model> {
         derived_order: Vec::new(),
         cohorts: Vec::new(),
         tests: Vec::new(),
+        declarations: file
+            .params
+            .iter()
+            .map(|(n, v)| ("parameter", n.clone(), v.span().start))
+            .chain(
+                file.sources
+                    .iter()
+                    .map(|(n, s)| ("source", n.clone(), s.span().start)),
+            )
+            .chain(
+                file.codelists
+                    .iter()
+                    .map(|(n, c)| ("code list", n.clone(), c.span().start)),
+            )
+            .collect(),
+        params_outside_expressions: HashSet::new(),
         text: String::new(),
     };
     model.derived_order = derived_order(&l, &model)?;
@@ -398,6 +425,21 @@ pub fn load_with(path: &Path, overrides: &[(String, String)]) -> Result<Model> {
         )?;
         let decl = c.get_ref();
         let condition = l.expression(&decl.when)?;
+        let known = model.person_level_names();
+        if let Some((unknown, span)) = condition
+            .expr
+            .names()
+            .into_iter()
+            .find(|(n, _)| !known.contains(n))
+        {
+            return Err(l.error(
+                condition.offset + span.start,
+                format!(
+                    "unknown name `{unknown}`{}",
+                    did_you_mean(unknown, known.iter().copied())
+                ),
+            ));
+        }
         let mut rank = Vec::new();
         for key in &decl.rank {
             let offset = content_offset(&text, key.span());
@@ -451,8 +493,58 @@ pub fn load_with(path: &Path, overrides: &[(String, String)]) -> Result<Model> {
         });
     }
     model.tests = file.tests;
+    model.params_outside_expressions = l.used_params.take();
     model.text = text;
     Ok(model)
+}
+
+/// Declarations nothing uses: parameters, sources and code lists. Each is a
+/// rule-file error value, used as a warning.
+pub fn unused(model: &Model) -> Vec<Error> {
+    let mut used: HashSet<&str> = model
+        .params_outside_expressions
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let mut expressions: Vec<&Located> = model.cohorts.iter().map(|c| &c.condition).collect();
+    for feature in &model.features {
+        expressions.extend(feature.kind.expressions());
+        if let FeatureKind::Aggregate {
+            filter: Some(f), ..
+        } = &feature.kind
+        {
+            expressions.push(f);
+        }
+    }
+    for located in expressions {
+        used.extend(located.expr.names().into_iter().map(|(n, _)| n));
+    }
+    let aggregates = || {
+        model.features.iter().filter_map(|f| match &f.kind {
+            FeatureKind::Aggregate {
+                source, codelist, ..
+            } => Some((*source, *codelist)),
+            _ => None,
+        })
+    };
+    model
+        .declarations
+        .iter()
+        .filter(|(kind, name, _)| match *kind {
+            "parameter" => !used.contains(name.as_str()),
+            "source" => {
+                let i = model.sources.iter().position(|s| &s.name == name);
+                !aggregates().any(|(s, _)| Some(s) == i)
+            }
+            _ => {
+                let i = model.codelists.iter().position(|c| &c.name == name);
+                !aggregates().any(|(_, c)| c.is_some() && c == i)
+            }
+        })
+        .map(|(kind, name, offset)| {
+            model.error_at(*offset, format!("{kind} `{name}` is never used"))
+        })
+        .collect()
 }
 
 fn feature_kind(
@@ -680,7 +772,10 @@ fn banded(
     for b in &chain.boundaries {
         let value = match &b.value {
             expr::bands::Bound::Number(v) => *v,
-            expr::bands::Bound::Param(p) => match params.iter().find(|(n, _)| n == p) {
+            expr::bands::Bound::Param(p) => match params.iter().find(|(n, _)| {
+                l.used_params.borrow_mut().insert(p.clone());
+                n == p
+            }) {
                 Some((_, Literal::Int(v))) => *v as f64,
                 Some((_, Literal::Float(v))) => *v,
                 Some(_) => {
@@ -780,7 +875,10 @@ fn parse_window(l: &Loader, w: &Spanned<String>, params: &[(String, Literal)]) -
     };
     let n: i64 = match count.parse() {
         Ok(n) => n,
-        Err(_) => match params.iter().find(|(p, _)| p == count) {
+        Err(_) => match params.iter().find(|(p, _)| {
+            l.used_params.borrow_mut().insert(count.to_string());
+            p == count
+        }) {
             Some((_, Literal::Int(n))) => *n,
             Some(_) => {
                 return Err(l.error(at, format!("parameter `{count}` is not a whole number")));
