@@ -100,13 +100,13 @@ struct Column {
 /// malformed or cannot run.
 pub fn run(model: &Model) -> Result<Vec<Outcome>> {
     let mut by_date: BTreeMap<NaiveDate, Vec<usize>> = BTreeMap::new();
-    for (i, test) in model.tests.iter().enumerate() {
+    for (i, (start, test)) in model.tests.iter().enumerate() {
         let as_of = test.get_ref().as_of.get_ref();
         let date = match Value::from_toml(as_of) {
             Some(Value::Date(d)) => d,
             _ => {
                 return Err(model.error_at(
-                    test.get_ref().as_of.span().start,
+                    start + test.get_ref().as_of.span().start,
                     "`as_of` must be a date, written as 2025-03-31 (no quotes)",
                 ));
             }
@@ -131,7 +131,8 @@ pub fn run(model: &Model) -> Result<Vec<Outcome>> {
         )?;
         // Persons are ids 1..n in test order, so row i is test tests[i].
         for (row, &t) in tests.iter().enumerate() {
-            outcomes[t] = Some(check(model, &model.tests[t], &results, row)?);
+            let (start, test) = &model.tests[t];
+            outcomes[t] = Some(check(model, *start, test, &results, row)?);
         }
     }
     Ok(outcomes
@@ -140,10 +141,11 @@ pub fn run(model: &Model) -> Result<Vec<Outcome>> {
         .collect())
 }
 
-fn value_at(model: &Model, v: &Spanned<toml::Value>, what: &str) -> Result<Value> {
+/// A test value; `start` is the offset of the test's rule file.
+fn value_at(model: &Model, start: usize, v: &Spanned<toml::Value>, what: &str) -> Result<Value> {
     Value::from_toml(v.get_ref()).ok_or_else(|| {
         model.error_at(
-            v.span().start,
+            start + v.span().start,
             format!(
                 "{what}: write a number, text, true/false, a date (2025-03-31) or a list of codes"
             ),
@@ -170,14 +172,16 @@ fn write_tables(model: &Model, tests: &[usize], dir: &Path) -> Result<()> {
         columns.push((name.clone(), new_column(column.get_ref(), DataType::Int64)));
     }
     for &t in tests {
-        let person = &model.tests[t].get_ref().person;
+        let (start, test) = &model.tests[t];
+        let start = *start;
+        let person = &test.get_ref().person;
         if let Some((key, v)) = person
             .iter()
             .find(|(k, _)| !columns.iter().any(|(c, _)| c == *k))
         {
             let known: Vec<&str> = columns.iter().map(|(c, _)| c.as_str()).collect();
             return Err(model.error_at(
-                v.span().start,
+                start + v.span().start,
                 format!(
                     "`{key}` is not a population column{} (known: {})",
                     did_you_mean(key, known.iter().copied()),
@@ -187,7 +191,7 @@ fn write_tables(model: &Model, tests: &[usize], dir: &Path) -> Result<()> {
         }
         for (role, column) in &mut columns {
             let value = match person.get(role.as_str()) {
-                Some(v) => value_at(model, v, &format!("person `{role}`"))?,
+                Some(v) => value_at(model, start, v, &format!("person `{role}`"))?,
                 None => match role.as_str() {
                     "birth_date" => {
                         Value::Date(NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid"))
@@ -252,10 +256,12 @@ fn write_tables(model: &Model, tests: &[usize], dir: &Path) -> Result<()> {
         }
     }
     for (row_person, &t) in tests.iter().enumerate() {
-        for (source_name, events) in &model.tests[t].get_ref().events {
+        let (start, test) = &model.tests[t];
+        let start = *start;
+        for (source_name, events) in &test.get_ref().events {
             let Some(source) = model.sources.iter().find(|s| &s.name == source_name) else {
                 return Err(model.error_at(
-                    events.span().start,
+                    start + events.span().start,
                     format!(
                         "`{source_name}` is not a source of this model{}",
                         did_you_mean(source_name, model.sources.iter().map(|s| s.name.as_str()))
@@ -279,7 +285,7 @@ fn write_tables(model: &Model, tests: &[usize], dir: &Path) -> Result<()> {
                         })?,
                         other => other.to_string(),
                     };
-                    row.push((column, value_at(model, v, &format!("event `{key}`"))?));
+                    row.push((column, value_at(model, start, v, &format!("event `{key}`"))?));
                 }
                 if !event.contains_key("date") {
                     return Err(model.error_at(
@@ -395,6 +401,7 @@ fn array(ty: &DataType, values: &[Value]) -> ArrayRef {
 /// Compares one test person's results with what the test expects.
 fn check(
     model: &Model,
+    start: usize,
     test: &Spanned<syntax::TestCase>,
     results: &engine::Results,
     row: usize,
@@ -413,14 +420,14 @@ fn check(
                 .map(|f| f.name.as_str())
                 .chain(model.cohorts.iter().map(|c| c.name.as_str()));
             return Err(model.error_at(
-                expected.span().start,
+                start + expected.span().start,
                 format!(
                     "`{name}` is not a feature or cohort of this model{}",
                     did_you_mean(name, known)
                 ),
             ));
         };
-        let want = value_at(model, expected, &format!("expected `{name}`"))?;
+        let want = value_at(model, start, expected, &format!("expected `{name}`"))?;
         if !matches(&column, row, &want) {
             let shown = ArrayFormatter::try_new(
                 column.as_ref(),

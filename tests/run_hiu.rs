@@ -241,7 +241,7 @@ fn manifest_counts_inputs_rejects_and_cohorts() {
     assert_eq!(m["cohorts"][0]["members"], 3);
     assert_eq!(m["cohorts"][0]["by_pcn"]["P1"], 2);
     assert_eq!(m["cohorts"][0]["by_pcn"]["P3"], 0);
-    let sha = m["model"]["sha256"].as_str().unwrap();
+    let sha = m["model"]["files"][0]["sha256"].as_str().unwrap();
     assert_eq!(sha.len(), 64);
     let inputs = m["inputs"].as_array().unwrap();
     assert_eq!(inputs[0]["table"], "patients");

@@ -46,6 +46,12 @@ pub struct ModelInfo {
     pub name: String,
     pub title: String,
     pub version: Option<String>,
+    /// Every rule file the model was read from, with its SHA-256.
+    pub files: Vec<RuleFileInfo>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RuleFileInfo {
     pub path: String,
     pub sha256: String,
 }
@@ -131,8 +137,14 @@ impl Manifest {
                 name: model.meta.name.clone(),
                 title: model.meta.title.clone(),
                 version: model.meta.version.clone(),
-                path: model.path.display().to_string(),
-                sha256: model.sha256.clone(),
+                files: model
+                    .files
+                    .iter()
+                    .map(|f| RuleFileInfo {
+                        path: f.path.display().to_string(),
+                        sha256: f.sha256.clone(),
+                    })
+                    .collect(),
             },
             as_of: plan.as_of.to_string(),
             params: model

@@ -108,12 +108,24 @@ pub struct Cohort {
     pub reasons: Vec<(String, usize)>,
 }
 
-/// A rule file whose names all resolve.
+/// The text of one rule file of a model. A model read from several files
+/// numbers the bytes of all of them in one sequence, each file starting at
+/// `start`, so that any offset a definition keeps names its file too.
 #[derive(Debug)]
-pub struct Model {
+pub struct RuleText {
     pub path: PathBuf,
     pub text: String,
     pub sha256: String,
+    pub start: usize,
+}
+
+/// One or more rule files whose names all resolve.
+#[derive(Debug)]
+pub struct Model {
+    /// The file the model was asked for (the first, if several).
+    pub path: PathBuf,
+    /// Every file the model was read from, in offset order.
+    pub files: Vec<RuleText>,
     pub meta: syntax::ModelMeta,
     pub population: syntax::Population,
     pub params: Vec<(String, Literal)>,
@@ -126,8 +138,9 @@ pub struct Model {
     /// Indices of derived features, each after everything it uses.
     pub derived_order: Vec<usize>,
     pub cohorts: Vec<Cohort>,
-    /// Assurance tests as written; checked and run by [`crate::assurance`].
-    pub tests: Vec<Spanned<syntax::TestCase>>,
+    /// Assurance tests as written, with the start offset of their file;
+    /// checked and run by [`crate::assurance`].
+    pub tests: Vec<(usize, Spanned<syntax::TestCase>)>,
     /// Where each parameter, source and code list is declared: (kind, name,
     /// offset), for warnings about unused ones.
     pub declarations: Vec<(&'static str, String, usize)>,
@@ -136,11 +149,17 @@ pub struct Model {
 }
 
 impl Model {
-    /// An error at byte `offset` of the rule file.
+    /// An error at `offset` (in the model's numbering of its files' bytes).
     pub fn error_at(&self, offset: usize, message: impl Into<String>) -> Error {
+        let file = self
+            .files
+            .iter()
+            .rev()
+            .find(|f| f.start <= offset)
+            .expect("offsets start at the first file");
         Error::rules(
-            &self.path,
-            Some(Position::of_offset(&self.text, offset)),
+            &file.path,
+            Some(Position::of_offset(&file.text, offset - file.start)),
             message,
         )
     }
@@ -380,10 +399,7 @@ pub fn load_with(path: &Path, overrides: &[(String, String)]) -> Result<Model> {
 
     let mut model = Model {
         path: path.to_path_buf(),
-        sha256: Sha256::digest(text.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
+        files: Vec::new(),
         meta: file.model,
         population: file.population,
         params,
@@ -410,7 +426,6 @@ pub fn load_with(path: &Path, overrides: &[(String, String)]) -> Result<Model> {
             )
             .collect(),
         params_outside_expressions: HashSet::new(),
-        text: String::new(),
     };
     model.derived_order = derived_order(&l, &model)?;
 
@@ -492,9 +507,17 @@ pub fn load_with(path: &Path, overrides: &[(String, String)]) -> Result<Model> {
             reasons,
         });
     }
-    model.tests = file.tests;
+    model.tests = file.tests.into_iter().map(|t| (0, t)).collect();
     model.params_outside_expressions = l.used_params.take();
-    model.text = text;
+    model.files.push(RuleText {
+        path: path.to_path_buf(),
+        sha256: Sha256::digest(text.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        text,
+        start: 0,
+    });
     Ok(model)
 }
 
