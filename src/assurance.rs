@@ -285,7 +285,10 @@ fn write_tables(model: &Model, tests: &[usize], dir: &Path) -> Result<()> {
                         })?,
                         other => other.to_string(),
                     };
-                    row.push((column, value_at(model, start, v, &format!("event `{key}`"))?));
+                    row.push((
+                        column,
+                        value_at(model, start, v, &format!("event `{key}`"))?,
+                    ));
                 }
                 if !event.contains_key("date") {
                     return Err(model.error_at(

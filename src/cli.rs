@@ -77,9 +77,9 @@ pub struct GenerateArgs {
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// Rule file to run.
+    /// Rule file to run; repeat to run several models together.
     #[arg(long, default_value = "models/hiu.toml")]
-    pub rules: PathBuf,
+    pub rules: Vec<PathBuf>,
     /// Folder of input Parquet tables.
     #[arg(long, default_value = "sample-data")]
     pub data: PathBuf,
@@ -236,9 +236,14 @@ fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<()> {
         Some(text) => Some(parse_date_arg("--as-of", text)?),
         None => None,
     };
-    let model = rules::load_with(&args.rules, &args.set)?;
+    let model = rules::load_all(&args.rules, &args.set)?;
     output::publish::check_target(&args.out)?;
-    tracing::info!(model = %model.meta.name, rules = %args.rules.display(), data = %args.data.display(), threads, "starting run");
+    let files: Vec<String> = model
+        .files
+        .iter()
+        .map(|f| f.path.display().to_string())
+        .collect();
+    tracing::info!(model = %model.meta.name, rules = %files.join(", "), data = %args.data.display(), threads, "starting run");
     let results = engine::run(&model, &args.data, as_of, &progress::Terminal::new(quiet))?;
     if results.plan.as_of_inferred {
         tracing::info!(as_of = %results.plan.as_of, "as-of date taken from the latest activity in the data");

@@ -233,7 +233,7 @@ fn set_overrides_a_parameter_for_one_run() {
     for (setting, message) in [
         (
             "high_form=3",
-            "has no parameter `high_form` (did you mean `high_from`?)",
+            "has a parameter `high_form` (did you mean `high_from`?)",
         ),
         ("high_from=lots", "`lots` is not a number"),
         ("high_from", "is not NAME=VALUE"),

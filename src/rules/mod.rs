@@ -10,6 +10,7 @@
 pub mod check;
 pub mod codelist;
 pub mod expr;
+mod merge;
 pub mod syntax;
 
 use std::collections::{HashMap, HashSet};
@@ -254,12 +255,78 @@ impl Loader<'_> {
 
 /// Reads and checks a rule file.
 pub fn load(path: &Path) -> Result<Model> {
-    load_with(path, &[])
+    load_all(&[path.to_path_buf()], &[])
 }
 
-/// Reads and checks a rule file, with parameter values overridden from the
-/// command line (`--set name=value`), each parsed as its parameter's type.
-pub fn load_with(path: &Path, overrides: &[(String, String)]) -> Result<Model> {
+/// Reads rule files (and the files they `include`) into one model, with
+/// parameter values overridden from the command line (`--set name=value`),
+/// each parsed as its parameter's type. Definitions that several files share
+/// are computed once; see [`merge`].
+pub fn load_all(paths: &[PathBuf], overrides: &[(String, String)]) -> Result<Model> {
+    let mut model: Option<Model> = None;
+    for path in paths {
+        let next = load_with_includes(path, overrides, &mut Vec::new())?;
+        model = Some(match model {
+            None => next,
+            Some(m) => merge::merge(m, next)?,
+        });
+    }
+    let model = model.ok_or_else(|| Error::usage("no rule file given"))?;
+    if let Some((name, _)) = overrides
+        .iter()
+        .find(|(n, _)| !model.overridden.contains(n))
+    {
+        return Err(Error::usage(format!(
+            "--set {name}: no rule file of this run has a parameter `{name}`{}",
+            did_you_mean(name, model.params.iter().map(|(n, _)| n.as_str()))
+        ))
+        .with_help("--set can only change a parameter declared in a rule file's [params]"));
+    }
+    Ok(model)
+}
+
+/// One file with its includes merged in before it; `stack` holds the files
+/// being read, to refuse an include cycle.
+fn load_with_includes(
+    path: &Path,
+    overrides: &[(String, String)],
+    stack: &mut Vec<PathBuf>,
+) -> Result<Model> {
+    let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    if stack.contains(&canonical) {
+        return Err(Error::usage(format!(
+            "rule files include each other in a cycle: {} -> {}",
+            stack
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" -> "),
+            canonical.display()
+        )));
+    }
+    stack.push(canonical);
+    let (own, includes) = load_one(path, overrides)?;
+    let mut model: Option<Model> = None;
+    for include in includes {
+        let next = load_with_includes(&include, overrides, stack)?;
+        model = Some(match model {
+            None => next,
+            Some(m) => merge::merge(m, next)?,
+        });
+    }
+    stack.pop();
+    let Some(included) = model else {
+        return Ok(own);
+    };
+    let (path, meta) = (own.path.clone(), own.meta.clone());
+    let mut merged = merge::merge(included, own)?;
+    merged.path = path;
+    merged.meta = meta;
+    Ok(merged)
+}
+
+/// Reads one rule file; returns the model and the files it includes.
+fn load_one(path: &Path, overrides: &[(String, String)]) -> Result<(Model, Vec<PathBuf>)> {
     let text = std::fs::read_to_string(path).map_err(|e| {
         Error::io(path, "cannot read rule file", e)
             .with_help("check the path given to --rules (the default is models/hiu.toml)")
@@ -344,12 +411,7 @@ pub fn load_with(path: &Path, overrides: &[(String, String)]) -> Result<Model> {
     let mut overridden = Vec::new();
     for (name, text) in overrides {
         let Some((_, value)) = params.iter_mut().find(|(n, _)| n == name) else {
-            return Err(Error::usage(format!(
-                "--set {name}: {} has no parameter `{name}`{}",
-                path.display(),
-                did_you_mean(name, params.iter().map(|(n, _)| n.as_str()))
-            ))
-            .with_help("--set can only change a parameter declared in the rule file's [params]"));
+            continue;
         };
         *value = override_value(value, text).ok_or_else(|| {
             Error::usage(format!(
@@ -399,7 +461,15 @@ pub fn load_with(path: &Path, overrides: &[(String, String)]) -> Result<Model> {
 
     let mut model = Model {
         path: path.to_path_buf(),
-        files: Vec::new(),
+        files: vec![RuleText {
+            path: path.to_path_buf(),
+            sha256: Sha256::digest(text.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            text: text.clone(),
+            start: 0,
+        }],
         meta: file.model,
         population: file.population,
         params,
@@ -427,7 +497,7 @@ pub fn load_with(path: &Path, overrides: &[(String, String)]) -> Result<Model> {
             .collect(),
         params_outside_expressions: HashSet::new(),
     };
-    model.derived_order = derived_order(&l, &model)?;
+    model.derived_order = derived_order(&model)?;
 
     let feature_names: HashSet<&str> = model.features.iter().map(|f| f.name.as_str()).collect();
     let rankable = |name: &str| feature_names.contains(name) || name == "age";
@@ -509,16 +579,12 @@ pub fn load_with(path: &Path, overrides: &[(String, String)]) -> Result<Model> {
     }
     model.tests = file.tests.into_iter().map(|t| (0, t)).collect();
     model.params_outside_expressions = l.used_params.take();
-    model.files.push(RuleText {
-        path: path.to_path_buf(),
-        sha256: Sha256::digest(text.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect(),
-        text,
-        start: 0,
-    });
-    Ok(model)
+    let includes = file
+        .include
+        .iter()
+        .map(|i| rule_dir.join(i.get_ref()))
+        .collect();
+    Ok((model, includes))
 }
 
 /// Declarations nothing uses: parameters, sources and code lists. Each is a
@@ -931,7 +997,7 @@ fn parse_window(l: &Loader, w: &Spanned<String>, params: &[(String, Literal)]) -
 
 /// Orders derived features so each comes after the features it uses, and
 /// rejects unknown names and cycles.
-fn derived_order(l: &Loader, model: &Model) -> Result<Vec<usize>> {
+pub(crate) fn derived_order(model: &Model) -> Result<Vec<usize>> {
     let known = model.person_level_names();
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
@@ -944,7 +1010,6 @@ fn derived_order(l: &Loader, model: &Model) -> Result<Vec<usize>> {
 
     fn visit(
         i: usize,
-        l: &Loader,
         model: &Model,
         known: &[&str],
         marks: &mut [Mark],
@@ -960,7 +1025,7 @@ fn derived_order(l: &Loader, model: &Model) -> Result<Vec<usize>> {
                     .chain(std::iter::once(&i))
                     .map(|&p| model.features[p].name.as_str())
                     .collect();
-                return Err(l.error(
+                return Err(model.error_at(
                     model.features[i].offset,
                     format!(
                         "features refer to each other in a cycle: {}",
@@ -982,10 +1047,10 @@ fn derived_order(l: &Loader, model: &Model) -> Result<Vec<usize>> {
             .flat_map(|e| e.expr.names().into_iter().map(move |n| (e, n)))
         {
             match model.feature_index(name) {
-                Some(j) => visit(j, l, model, known, marks, order, path)?,
+                Some(j) => visit(j, model, known, marks, order, path)?,
                 None if known.contains(&name) => {}
                 None => {
-                    return Err(l.error(
+                    return Err(model.error_at(
                         located.offset + span.start,
                         format!(
                             "unknown name `{name}`{}",
@@ -1002,7 +1067,7 @@ fn derived_order(l: &Loader, model: &Model) -> Result<Vec<usize>> {
     }
 
     for i in 0..model.features.len() {
-        visit(i, l, model, &known, &mut marks, &mut order, &mut Vec::new())?;
+        visit(i, model, &known, &mut marks, &mut order, &mut Vec::new())?;
     }
     Ok(order
         .into_iter()

@@ -12,6 +12,10 @@ use toml::Spanned;
 #[serde(deny_unknown_fields)]
 pub struct RuleFile {
     pub model: ModelMeta,
+    /// Other rule files (relative to this one) whose definitions this one
+    /// runs with.
+    #[serde(default)]
+    pub include: Vec<Spanned<String>>,
     #[serde(default)]
     pub population: Population,
     /// Named constants usable in expressions and windows.
@@ -52,7 +56,7 @@ pub struct TestCase {
     pub expect: IndexMap<String, Spanned<toml::Value>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelMeta {
     pub name: String,
@@ -66,7 +70,7 @@ pub struct ModelMeta {
 }
 
 /// The registered-population table and its column names.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Population {
     pub table: String,

@@ -115,6 +115,60 @@ pub enum ExprKind {
 }
 
 impl Expr {
+    /// True when both are the same expression, wherever each was written.
+    pub fn same_as(&self, other: &Expr) -> bool {
+        self.unspanned() == other.unspanned()
+    }
+
+    /// A copy with every span zeroed.
+    fn unspanned(&self) -> Expr {
+        let b = |e: &Expr| Box::new(e.unspanned());
+        let kind = match &self.kind {
+            ExprKind::Literal(_) | ExprKind::Name(_) => self.kind.clone(),
+            ExprKind::Unary(op, e) => ExprKind::Unary(*op, b(e)),
+            ExprKind::Binary(op, l, r) => ExprKind::Binary(*op, b(l), b(r)),
+            ExprKind::IsNull { expr, negated } => ExprKind::IsNull {
+                expr: b(expr),
+                negated: *negated,
+            },
+            ExprKind::InList {
+                expr,
+                list,
+                negated,
+            } => ExprKind::InList {
+                expr: b(expr),
+                list: list.iter().map(Expr::unspanned).collect(),
+                negated: *negated,
+            },
+            ExprKind::Between {
+                expr,
+                low,
+                high,
+                negated,
+            } => ExprKind::Between {
+                expr: b(expr),
+                low: b(low),
+                high: b(high),
+                negated: *negated,
+            },
+            ExprKind::Case { whens, otherwise } => ExprKind::Case {
+                whens: whens
+                    .iter()
+                    .map(|(c, v)| (c.unspanned(), v.unspanned()))
+                    .collect(),
+                otherwise: otherwise.as_ref().map(|o| b(o)),
+            },
+            ExprKind::Call { function, args } => ExprKind::Call {
+                function: function.clone(),
+                args: args.iter().map(Expr::unspanned).collect(),
+            },
+        };
+        Expr {
+            kind,
+            span: Span { start: 0, end: 0 },
+        }
+    }
+
     /// Every name the expression refers to, in order of appearance.
     pub fn names(&self) -> Vec<(&str, Span)> {
         let mut out = Vec::new();

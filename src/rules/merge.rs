@@ -1,0 +1,288 @@
+//! Several rule files in one run (`--rules a.toml --rules b.toml`, or a file
+//! that `include`s others), as one model.
+//!
+//! Definitions are matched by name. A name two files define identically is
+//! kept once, so a feature two models share is computed once; a name they
+//! define differently is an error that points at the second definition and
+//! names the first file, since silently picking one would change a model's
+//! meaning without anyone noticing.
+
+use std::path::Path;
+
+use super::{Cohort, Feature, FeatureKind, Located, Model, derived_order};
+use crate::error::{Error, Result};
+
+/// `b`'s definitions added to `a`'s.
+pub fn merge(mut a: Model, mut b: Model) -> Result<Model> {
+    let same_file = |x: &Path, y: &Path| match (x.canonicalize(), y.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => x == y,
+    };
+    if b.files
+        .iter()
+        .all(|f| a.files.iter().any(|g| same_file(&f.path, &g.path)))
+    {
+        // Included twice (say, by two files that both include it).
+        return Ok(a);
+    }
+    shift(
+        &mut b,
+        a.files.last().map_or(0, |f| f.start + f.text.len() + 1),
+    );
+    let first = |model: &Model| model.path.display().to_string();
+
+    if a.population != b.population {
+        return Err(Error::usage(format!(
+            "{} and {} describe the population table differently",
+            first(&a),
+            first(&b)
+        ))
+        .with_help("rule files that run together must agree on [population]"));
+    }
+    for (name, value) in std::mem::take(&mut b.params) {
+        match a.params.iter().find(|(n, _)| *n == name) {
+            Some((_, v)) if *v == value => {}
+            Some(_) => {
+                let at = b
+                    .declarations
+                    .iter()
+                    .find(|(k, n, _)| *k == "parameter" && *n == name);
+                let message = format!("parameter `{name}` has another value in {}", first(&a));
+                return Err(at.map_or_else(
+                    || Error::usage(message.clone()),
+                    |(_, _, o)| a_or_b(&b, *o, &message),
+                ));
+            }
+            None => a.params.push((name, value)),
+        }
+    }
+    let mut source_index = Vec::new();
+    for source in std::mem::take(&mut b.sources) {
+        let i = match a.sources.iter().position(|s| s.name == source.name) {
+            Some(i) => {
+                let s = &a.sources[i];
+                if (&s.table, &s.person_id, &s.date, &s.code)
+                    != (&source.table, &source.person_id, &source.date, &source.code)
+                {
+                    let message = format!(
+                        "source `{}` is declared differently in {}",
+                        source.name,
+                        first(&a)
+                    );
+                    return Err(declared_error(&b, "source", &source.name, &message));
+                }
+                i
+            }
+            None => {
+                a.sources.push(source);
+                a.sources.len() - 1
+            }
+        };
+        source_index.push(i);
+    }
+    let mut codelist_index = Vec::new();
+    for list in std::mem::take(&mut b.codelists) {
+        let i = match a.codelists.iter().position(|c| c.name == list.name) {
+            Some(i) => {
+                let c = &a.codelists[i];
+                if !same_file(&c.path, &list.path)
+                    || c.system != list.system
+                    || c.match_mode != list.match_mode
+                {
+                    let message = format!(
+                        "code list `{}` is declared differently in {}",
+                        list.name,
+                        first(&a)
+                    );
+                    return Err(declared_error(&b, "code list", &list.name, &message));
+                }
+                i
+            }
+            None => {
+                a.codelists.push(list);
+                a.codelists.len() - 1
+            }
+        };
+        codelist_index.push(i);
+    }
+    for mut feature in std::mem::take(&mut b.features) {
+        if let FeatureKind::Aggregate {
+            source, codelist, ..
+        } = &mut feature.kind
+        {
+            *source = source_index[*source];
+            *codelist = codelist.map(|c| codelist_index[c]);
+        }
+        match a.features.iter().find(|f| f.name == feature.name) {
+            Some(f) if same_feature(f, &feature) => {}
+            Some(_) => {
+                return Err(b
+                    .error_at(
+                        feature.offset,
+                        format!(
+                            "feature `{}` is defined differently in {}",
+                            feature.name,
+                            first(&a)
+                        ),
+                    )
+                    .with_help(
+                        "give one of them another name, or make the definitions identical",
+                    ));
+            }
+            None => a.features.push(feature),
+        }
+    }
+    for cohort in std::mem::take(&mut b.cohorts) {
+        match a.cohorts.iter().find(|c| c.name == cohort.name) {
+            Some(c) if same_cohort(c, &cohort) => {}
+            Some(_) => {
+                return Err(b.error_at(
+                    cohort.condition.offset,
+                    format!(
+                        "cohort `{}` is defined differently in {}",
+                        cohort.name,
+                        first(&a)
+                    ),
+                ));
+            }
+            None => a.cohorts.push(cohort),
+        }
+    }
+    for name in a.params.iter().map(|(n, _)| n) {
+        if a.features.iter().any(|f| &f.name == name) || a.cohorts.iter().any(|c| &c.name == name) {
+            return Err(Error::usage(format!(
+                "`{name}` is a parameter in one rule file and a feature or cohort in another"
+            )));
+        }
+    }
+    if let Some(f) = a
+        .features
+        .iter()
+        .find(|f| a.cohorts.iter().any(|c| c.name == f.name))
+    {
+        return Err(Error::usage(format!(
+            "`{}` is a feature in one rule file and a cohort in another",
+            f.name
+        )));
+    }
+    a.files.append(&mut b.files);
+    a.tests.append(&mut b.tests);
+    a.declarations.append(&mut b.declarations);
+    a.params_outside_expressions
+        .extend(b.params_outside_expressions);
+    for name in std::mem::take(&mut b.overridden) {
+        if !a.overridden.contains(&name) {
+            a.overridden.push(name);
+        }
+    }
+    a.derived_order = derived_order(&a)?;
+    Ok(a)
+}
+
+fn declared_error(b: &Model, kind: &str, name: &str, message: &str) -> Error {
+    match b
+        .declarations
+        .iter()
+        .find(|(k, n, _)| *k == kind && n == name)
+    {
+        Some((_, _, offset)) => a_or_b(b, *offset, message),
+        None => Error::usage(message.to_string()),
+    }
+}
+
+fn a_or_b(b: &Model, offset: usize, message: &str) -> Error {
+    b.error_at(offset, message)
+        .with_help("rule files that run together must define a shared name identically")
+}
+
+/// Moves every offset `b` keeps by `by`, past the files already merged.
+fn shift(b: &mut Model, by: usize) {
+    let located = |l: &mut Located| l.offset += by;
+    for f in &mut b.files {
+        f.start += by;
+    }
+    for feature in &mut b.features {
+        feature.offset += by;
+        match &mut feature.kind {
+            FeatureKind::Aggregate { filter, .. } => filter.iter_mut().for_each(located),
+            FeatureKind::Derived(l) => located(l),
+            FeatureKind::Segments { segments, .. } => {
+                segments.iter_mut().for_each(|(_, l)| located(l))
+            }
+        }
+    }
+    for cohort in &mut b.cohorts {
+        located(&mut cohort.condition);
+        cohort.rank.iter_mut().for_each(|k| k.offset += by);
+        cohort.reasons.iter_mut().for_each(|(_, o)| *o += by);
+    }
+    b.declarations.iter_mut().for_each(|(_, _, o)| *o += by);
+    b.tests.iter_mut().for_each(|(start, _)| *start += by);
+}
+
+/// The same definition, whichever file and position it was written at.
+fn same_feature(x: &Feature, y: &Feature) -> bool {
+    let text = |l: &Located| l.text.clone();
+    match (&x.kind, &y.kind) {
+        (
+            FeatureKind::Aggregate {
+                source: s1,
+                aggregate: a1,
+                codelist: c1,
+                window: w1,
+                filter: f1,
+                column: k1,
+            },
+            FeatureKind::Aggregate {
+                source: s2,
+                aggregate: a2,
+                codelist: c2,
+                window: w2,
+                filter: f2,
+                column: k2,
+            },
+        ) => {
+            s1 == s2
+                && a1 == a2
+                && c1 == c2
+                && w1 == w2
+                && f1.as_ref().map(text) == f2.as_ref().map(text)
+                && k1 == k2
+        }
+        // Bands are kept as their expression tree; compare trees, not text.
+        (FeatureKind::Derived(l1), FeatureKind::Derived(l2)) => l1.expr.same_as(&l2.expr),
+        (
+            FeatureKind::Segments {
+                segments: s1,
+                default: d1,
+            },
+            FeatureKind::Segments {
+                segments: s2,
+                default: d2,
+            },
+        ) => {
+            d1 == d2
+                && s1.len() == s2.len()
+                && s1
+                    .iter()
+                    .zip(s2)
+                    .all(|((n1, l1), (n2, l2))| n1 == n2 && l1.expr.same_as(&l2.expr))
+        }
+        _ => false,
+    }
+}
+
+fn same_cohort(x: &Cohort, y: &Cohort) -> bool {
+    let rank = |c: &Cohort| {
+        c.rank
+            .iter()
+            .map(|k| (k.name.clone(), k.descending))
+            .collect::<Vec<_>>()
+    };
+    let reasons = |c: &Cohort| c.reasons.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    x.title == y.title
+        && x.description == y.description
+        && x.condition.expr.same_as(&y.condition.expr)
+        && rank(x) == rank(y)
+        && reasons(x) == reasons(y)
+}
