@@ -11,7 +11,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use strata::error::{Error, Result};
-use strata::{assurance, dates, engine, generate, input, output, progress, rules, summary};
+use strata::{
+    assurance, dates, engine, explain, generate, input, output, progress, rules, summary,
+};
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +42,27 @@ pub enum Command {
     Test(TestArgs),
     /// Check rule files without running them.
     Check(CheckArgs),
+    /// Show how one person's features and cohorts were derived.
+    Explain(ExplainArgs),
+}
+
+#[derive(Args)]
+pub struct ExplainArgs {
+    /// The person's id, as in the population table.
+    #[arg(long)]
+    pub person: String,
+    /// Rule file(s), as for `run`.
+    #[arg(long, default_value = "models/hiu.toml")]
+    pub rules: Vec<PathBuf>,
+    /// Folder of input Parquet tables.
+    #[arg(long, default_value = "sample-data")]
+    pub data: PathBuf,
+    /// Reference date, YYYY-MM-DD (default: the latest activity date in the data).
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// Override a parameter, as for `run`.
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_setting)]
+    pub set: Vec<(String, String)>,
 }
 
 #[derive(Args)]
@@ -107,7 +130,23 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Generate(args) => run_generate(args, cli.quiet).map(|_| ExitCode::SUCCESS),
         Command::Test(args) => run_tests(args),
         Command::Check(args) => Ok(run_check(args)),
+        Command::Explain(args) => run_explain(args).map(|_| ExitCode::SUCCESS),
     }
+}
+
+fn run_explain(args: &ExplainArgs) -> Result<()> {
+    let as_of = match &args.as_of {
+        Some(text) => Some(parse_date_arg("--as-of", text)?),
+        None => None,
+    };
+    let model = rules::load_all(&args.rules, &args.set)?;
+    let quiet = progress::Terminal::new(true);
+    let (results, explained) =
+        engine::run_traced(&model, &args.data, as_of, &quiet, Some(&args.person))?;
+    let explained =
+        explained.ok_or_else(|| Error::Internal("explain ran without a trace".into()))?;
+    print_stdout(&explain::render(&results, &explained));
+    Ok(())
 }
 
 /// Checks every file, reporting every error and warning found, rather than

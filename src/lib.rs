@@ -12,6 +12,7 @@ pub mod assurance;
 pub mod dates;
 pub mod engine;
 pub mod error;
+pub mod explain;
 pub mod generate;
 pub mod input;
 pub mod output;

@@ -413,3 +413,39 @@ fn check_with_data_finds_missing_columns() {
     let o = strata(&["check", rules.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn explain_lists_the_attendances_that_put_a_sample_person_in_the_hiu_cohort() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = strata(&["run", "--out", out.to_str().unwrap(), "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p = read_parquet(&out.join("patients.parquet"));
+    let hiu = p.column_by_name("hiu").unwrap().as_boolean();
+    let row = (0..p.num_rows())
+        .find(|&r| hiu.value(r))
+        .expect("the sample has HIU members");
+    let id = p
+        .column_by_name("person_id")
+        .unwrap()
+        .as_primitive::<arrow_array::types::Int64Type>()
+        .value(row);
+    let count = p
+        .column_by_name("ae_attendances_12m")
+        .unwrap()
+        .as_primitive::<arrow_array::types::Int64Type>()
+        .value(row);
+
+    let o = strata(&["explain", "--person", &id.to_string()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("  hiu: IN (rank "), "{text}");
+    let section = text.split("  ae_attendances_12m = ").nth(1).unwrap();
+    let listed = section
+        .lines()
+        .skip(2)
+        .take_while(|l| l.starts_with("        2"))
+        .count();
+    assert_eq!(listed as i64, count, "{text}");
+    assert!(count >= 5);
+}

@@ -207,3 +207,64 @@ fn aggregates_match_hand_computed_values() {
         vec![Some(true), Some(false), Some(false)]
     );
 }
+
+#[test]
+fn explain_lists_the_events_and_codes_behind_each_feature() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_fixture(tmp.path());
+    let rules = tmp.path().join("rules.toml");
+    let data = tmp.path().join("data");
+    let args = [
+        "explain",
+        "--person",
+        "1",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--as-of",
+        "2025-03-31",
+    ];
+    let o = strata(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.starts_with(
+            "Person 1, practice P1-GP, PCN P1, as of 2025-03-31: age 85, sex F, alive."
+        ),
+        "{text}"
+    );
+    assert!(text.contains("  hfrs = 9.6\n      sum_distinct_weights of `apc` events from 2023-04-01 to 2025-03-31, code in `hfrs`:"), "{text}");
+    // The same code in two positions is shown once; R54X matched R54.
+    assert!(
+        text.contains("        2024-01-01  F00 Dementia; R54 Senility\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("        2024-06-01  F00 Dementia; I50 Heart failure\n"),
+        "{text}"
+    );
+    assert!(text.contains("  deficits = 3"), "{text}");
+    assert!(
+        text.contains("        2024-03-01  300100 Heart failure\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  efi = 0.08333333333333333\n      computed from: deficits / 36"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  frail_people: IN (rank 1 in their PCN)\n      when frail and age >= 65"),
+        "{text}"
+    );
+
+    let mut unknown = args;
+    unknown[2] = "42";
+    let o = strata(&unknown);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("no person with id `42`"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -59,16 +59,47 @@ pub fn run<'m>(
     as_of: Option<NaiveDate>,
     progress: &dyn Progress,
 ) -> Result<Results<'m>> {
+    run_traced(model, data, as_of, progress, None).map(|(results, _)| results)
+}
+
+/// One person's row and the events that fed their features.
+pub struct Explained {
+    pub row: usize,
+    pub events: Vec<scan::Traced>,
+}
+
+/// [`run`], also recording the events behind one person's features (the
+/// person given by their id as text), for `strata explain`.
+pub fn run_traced<'m>(
+    model: &'m Model,
+    data: &Path,
+    as_of: Option<NaiveDate>,
+    progress: &dyn Progress,
+    person: Option<&str>,
+) -> Result<(Results<'m>, Option<Explained>)> {
     let mut timings = Vec::new();
     let started = Instant::now();
     let plan = plan::plan(model, data, as_of)?;
     timings.push(("load population and plan", started.elapsed()));
     let as_of_day = dates::to_day(plan.as_of);
+    let trace = match person {
+        Some(id) => Some(scan::Trace {
+            person: plan.population.index.find(id).ok_or_else(|| {
+                crate::error::Error::usage(format!(
+                    "no person with id `{id}` in {}",
+                    plan.population.table.location.display()
+                ))
+                .with_help("give a person_id as it appears in the population table")
+            })?,
+            events: Default::default(),
+        }),
+        None => None,
+    };
 
     let started = Instant::now();
     let rows: u64 = plan.sources.iter().map(|s| s.table.rows()).sum();
     let bar = progress.scan_bar(rows);
-    let scanned = scan::scan(&plan, bar.as_ref())?;
+    let scanned = scan::scan(&plan, bar.as_ref(), trace.as_ref())?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -128,14 +159,26 @@ pub fn run<'m>(
         .zip(&scanned.rejected)
         .map(|(s, r)| (s.name.clone(), r.counts()))
         .collect();
-    Ok(Results {
+    let explained = trace.map(|t| {
+        let mut events = t
+            .events
+            .into_inner()
+            .expect("no task panics while holding the lock");
+        events.sort_by_key(|e| (e.feature, e.day));
+        Explained {
+            row: t.person as usize,
+            events,
+        }
+    });
+    let results = Results {
         plan,
         slots,
         alive,
         cohorts: cohort_results,
         rejected,
         timings,
-    })
+    };
+    Ok((results, explained))
 }
 
 /// Age in completed years on `as_of`; null where the birth date is null.

@@ -50,6 +50,21 @@ impl Rejected {
     }
 }
 
+/// One person's events, recorded as the scan counts them (for `explain`).
+pub struct Trace {
+    pub person: u32,
+    pub events: std::sync::Mutex<Vec<Traced>>,
+}
+
+/// An event that fed a feature: the feature, its date, and the code-list
+/// entries it matched as (model code-list index, entry).
+#[derive(Debug, Clone)]
+pub struct Traced {
+    pub feature: usize,
+    pub day: i32,
+    pub codes: Vec<(usize, u32)>,
+}
+
 pub struct ScanOutput {
     /// One column per feature, for aggregate features (None for derived).
     pub features: Vec<Option<ArrayRef>>,
@@ -57,8 +72,13 @@ pub struct ScanOutput {
     pub rejected: Vec<Rejected>,
 }
 
-/// Runs every source's aggregates in one parallel pass.
-pub fn scan(plan: &Plan, progress: Option<&ProgressBar>) -> Result<ScanOutput> {
+/// Runs every source's aggregates in one parallel pass; with `trace`, also
+/// records the events that feed one person's features.
+pub fn scan(
+    plan: &Plan,
+    progress: Option<&ProgressBar>,
+    trace: Option<&Trace>,
+) -> Result<ScanOutput> {
     let persons = plan.population.len();
     let as_of = dates::to_day(plan.as_of);
     let states: Vec<Vec<State>> = plan
@@ -89,6 +109,7 @@ pub fn scan(plan: &Plan, progress: Option<&ProgressBar>) -> Result<ScanOutput> {
                 .map(|&c| &plan.model.codelists[c])
                 .collect(),
             index: &plan.population.index,
+            trace,
             states: &states[si],
             rejected: &rejected[si],
             as_of,
@@ -123,6 +144,7 @@ struct Task<'a> {
     index: &'a PersonIndex,
     states: &'a [State],
     rejected: &'a Rejected,
+    trace: Option<&'a Trace>,
     as_of: i32,
 }
 
@@ -387,6 +409,26 @@ impl Task<'_> {
                 let Person::Found(p) = found else {
                     break;
                 };
+                if let Some(trace) = self.trace
+                    && trace.person == p
+                {
+                    let mut matched = Vec::new();
+                    if let Some(l) = agg.codelist {
+                        codes.each_match(&self.lists, l, row, |item| {
+                            matched.push((source.codelists[l], item))
+                        });
+                    }
+                    let event = Traced {
+                        feature: agg.feature,
+                        day,
+                        codes: matched,
+                    };
+                    trace
+                        .events
+                        .lock()
+                        .expect("no task panics while holding the lock")
+                        .push(event);
+                }
                 let state = &self.states[k];
                 match agg.aggregate {
                     Aggregate::Count | Aggregate::Exists => state.count(p),

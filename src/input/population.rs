@@ -70,6 +70,14 @@ impl PersonIndex {
         }
     }
 
+    /// The row of the person whose id is `id` as text.
+    pub fn find(&self, id: &str) -> Option<u32> {
+        match self {
+            PersonIndex::Int(map) => map.get(&id.trim().parse::<i64>().ok()?).copied(),
+            PersonIndex::Str(map) => map.get(id).copied(),
+        }
+    }
+
     #[inline]
     pub fn lookup(&self, column: &PersonColumn, row: usize) -> Person {
         match (self, column) {

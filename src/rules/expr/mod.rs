@@ -40,6 +40,20 @@ pub enum Literal {
     Date(chrono::NaiveDate),
 }
 
+/// As it would be written in a rule: `5`, `0.5`, `'text'`, `date '2025-03-31'`.
+impl std::fmt::Display for Literal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Literal::Int(v) => write!(f, "{v}"),
+            Literal::Float(v) => write!(f, "{v:?}"),
+            Literal::Str(s) => write!(f, "'{}'", s.replace('\'', "''")),
+            Literal::Bool(b) => write!(f, "{b}"),
+            Literal::Null => f.write_str("null"),
+            Literal::Date(d) => write!(f, "date '{d}'"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnaryOp {
     Not,
