@@ -230,7 +230,7 @@ fn write_tables(model: &Model, tests: &[usize], dir: &Path) -> Result<()> {
         };
         ensure(&source.person_id, DataType::Int64);
         ensure(&source.date, DataType::Date32);
-        if let Some(code) = &source.code {
+        for code in &source.codes {
             ensure(code, DataType::Utf8);
         }
         for feature in &model.features {
@@ -245,8 +245,13 @@ fn write_tables(model: &Model, tests: &[usize], dir: &Path) -> Result<()> {
                     continue;
                 }
                 for (name, _) in filter.iter().flat_map(|f| f.expr.names()) {
-                    if model.param(name).is_none() {
-                        ensure(name, DataType::Utf8);
+                    if model.param(name).is_some() {
+                        continue;
+                    }
+                    // A mapped column is stored as its codes.
+                    match source.mapped.iter().find(|(n, _, _)| n == name) {
+                        Some((_, from, _)) => ensure(from, DataType::Utf8),
+                        None => ensure(name, DataType::Utf8),
                     }
                 }
                 if let Some(c) = column {
@@ -277,7 +282,7 @@ fn write_tables(model: &Model, tests: &[usize], dir: &Path) -> Result<()> {
                 for (key, v) in event {
                     let column = match key.as_str() {
                         "date" => source.date.clone(),
-                        "code" => source.code.clone().ok_or_else(|| {
+                        "code" => source.codes.first().cloned().ok_or_else(|| {
                             model.error_at(
                                 v.span().start,
                                 format!("source `{source_name}` has no `code` column"),

@@ -6,6 +6,7 @@
 //! will feed. One scan per table, whatever the number of features and
 //! cohorts: adding a cohort never adds a pass over the event data.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use arrow_schema::DataType;
@@ -46,7 +47,12 @@ pub struct SourcePlan {
     pub table: Table,
     pub person_column: String,
     pub date_column: String,
-    pub code: Option<CodeColumn>,
+    /// Code columns, matched as one list per row.
+    pub codes: Vec<CodeColumn>,
+    /// Dates read as missing.
+    pub missing_dates: Vec<Day>,
+    /// Word columns: (name, from column, raw value -> word).
+    pub mapped: Vec<(String, String, HashMap<String, String>)>,
     /// Model code-list indices this source matches against.
     pub codelists: Vec<usize>,
     pub filter_columns: Vec<String>,
@@ -55,13 +61,19 @@ pub struct SourcePlan {
 }
 
 impl SourcePlan {
+    /// The stored column behind a name a rule uses: a mapped column's source.
+    pub fn stored_column<'a>(&'a self, name: &'a str) -> &'a str {
+        self.mapped
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map_or(name, |(_, from, _)| from.as_str())
+    }
+
     /// Every column one scan of this source reads.
     pub fn columns(&self) -> Vec<&str> {
         let mut cols: Vec<&str> = vec![&self.person_column, &self.date_column];
-        if let Some(c) = &self.code {
-            cols.push(&c.name);
-        }
-        cols.extend(self.filter_columns.iter().map(String::as_str));
+        cols.extend(self.codes.iter().map(|c| c.name.as_str()));
+        cols.extend(self.filter_columns.iter().map(|c| self.stored_column(c)));
         cols.extend(self.value_columns.iter().map(String::as_str));
         cols.sort_unstable();
         cols.dedup();
@@ -141,37 +153,46 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
                     ),
                 ));
             }
-            let code = match &s.code {
-                Some(c) => {
-                    let ty = table.column_type(c, "the code column")?;
-                    let is_list = match ty {
-                        DataType::List(f) | DataType::LargeList(f) => {
-                            table::canonical_type(f.data_type()) == Some(Type::Str)
-                        }
-                        _ => false,
-                    };
-                    if !is_list && table::canonical_type(ty) != Some(Type::Str) {
-                        return Err(Error::data(
-                            &table.location,
-                            format!(
-                                "code column `{c}` has type {ty}; codes must be text or a list of text"
-                            ),
-                        ));
+            let mut codes = Vec::new();
+            for c in &s.codes {
+                let ty = table.column_type(c, "a code column")?;
+                let is_list = match ty {
+                    DataType::List(f) | DataType::LargeList(f) => {
+                        table::canonical_type(f.data_type()) == Some(Type::Str)
                     }
-                    Some(CodeColumn {
-                        name: c.clone(),
-                        is_list,
-                    })
+                    _ => false,
+                };
+                if !is_list && table::canonical_type(ty) != Some(Type::Str) {
+                    return Err(Error::data(
+                        &table.location,
+                        format!(
+                            "code column `{c}` has type {ty}; codes must be text or a list of text"
+                        ),
+                    ));
                 }
-                None => None,
-            };
+                codes.push(CodeColumn {
+                    name: c.clone(),
+                    is_list,
+                });
+            }
+            for (name, from, _) in &s.mapped {
+                table.column_type(from, &format!("the codes of column `{name}`"))?;
+            }
             source_of[*source] = Some(sources.len());
             sources.push(SourcePlan {
                 name: s.name.clone(),
                 table,
                 person_column: s.person_id.clone(),
                 date_column: s.date.clone(),
-                code,
+                codes,
+                missing_dates: s.missing_dates.clone(),
+                mapped: s
+                    .mapped
+                    .iter()
+                    .map(|(name, from, map)| {
+                        (name.clone(), from.clone(), map.iter().cloned().collect())
+                    })
+                    .collect(),
                 codelists: Vec::new(),
                 filter_columns: Vec::new(),
                 value_columns: Vec::new(),
@@ -347,6 +368,10 @@ fn event_filter(model: &Model, located: &Located, sp: &mut SourcePlan) -> Result
         if model.param(name).is_some() {
             continue;
         }
+        if sp.mapped.iter().any(|(n, _, _)| n == name) {
+            position_or_push(&mut sp.filter_columns, name);
+            continue;
+        }
         let Ok(field) = sp.table.schema.field_with_name(name) else {
             let columns: Vec<&str> = sp
                 .table
@@ -381,11 +406,15 @@ fn event_filter(model: &Model, located: &Located, sp: &mut SourcePlan) -> Result
     }
     let columns = &sp.filter_columns;
     let schema = &sp.table.schema;
+    let mapped = &sp.mapped;
     let resolve = |name: &str| -> Option<Binding> {
         if let Some(v) = model.param(name) {
             return Some(Binding::Constant(v.clone()));
         }
         let slot = columns.iter().position(|c| c == name)?;
+        if mapped.iter().any(|(n, _, _)| n == name) {
+            return Some(Binding::Column(slot, Type::Str));
+        }
         let ty = table::canonical_type(schema.field_with_name(name).ok()?.data_type())?;
         Some(Binding::Column(slot, ty))
     };

@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use crate::dates;
 use crate::engine::aggregate::State;
 use crate::engine::eval;
-use crate::engine::plan::{Plan, SourcePlan};
+use crate::engine::plan::{CodeColumn, Plan, SourcePlan};
 use crate::error::{Error, Result};
 use crate::input::population::{Person, PersonIndex};
 use crate::input::table::{self, RowGroup};
@@ -135,6 +135,33 @@ pub fn scan(
     Ok(ScanOutput { features, rejected })
 }
 
+/// A column a `where` reads: stored, or a word column mapped from codes
+/// (values with no word read as null).
+fn filter_column(
+    source: &SourcePlan,
+    batch: &RecordBatch,
+    path: &std::path::Path,
+    name: &str,
+) -> Result<ArrayRef> {
+    let stored = source.stored_column(name);
+    let (array, _) = table::canonical(table::column(batch, stored), path, stored)?;
+    let Some((_, _, map)) = source.mapped.iter().find(|(n, _, _)| n == name) else {
+        return Ok(array);
+    };
+    let raw = arrow_cast::cast(&array, &DataType::Utf8).map_err(|e| {
+        Error::data(
+            path,
+            format!("column `{stored}` cannot be read as codes: {e}"),
+        )
+    })?;
+    let words: StringArray = raw
+        .as_string::<i32>()
+        .iter()
+        .map(|v| v.and_then(|v| map.get(v.trim())).map(String::as_str))
+        .collect();
+    Ok(Arc::new(words))
+}
+
 /// A dictionary's values, and per code list the entry each value matches.
 type DictionaryMatches = (ArrayRef, Arc<Vec<Vec<Option<u32>>>>);
 
@@ -148,10 +175,9 @@ struct Task<'a> {
     as_of: i32,
 }
 
-/// A batch's code column, ready to answer "which entries of list L does row
-/// R match?".
-enum Codes {
-    None,
+/// One code column of a batch, ready to answer "which entries of list L
+/// does row R match?".
+enum ColumnCodes {
     /// Dictionary keys, and per code list the entry each dictionary value
     /// matches.
     Dictionary {
@@ -166,27 +192,26 @@ enum Codes {
     },
 }
 
-impl Codes {
+impl ColumnCodes {
     /// Calls `f` with each entry of list `l` that row `row` matches.
     #[inline]
     fn each_match(&self, lists: &[&Codelist], l: usize, row: usize, mut f: impl FnMut(u32)) {
         match self {
-            Codes::None => {}
-            Codes::Dictionary { keys, matched } => {
+            ColumnCodes::Dictionary { keys, matched } => {
                 if keys.is_valid(row)
                     && let Some(item) = matched[l][keys.value(row) as usize]
                 {
                     f(item);
                 }
             }
-            Codes::Plain(values) => {
+            ColumnCodes::Plain(values) => {
                 if values.is_valid(row)
                     && let Some(item) = lists[l].lookup(values.value(row))
                 {
                     f(item);
                 }
             }
-            Codes::List {
+            ColumnCodes::List {
                 offsets,
                 values,
                 valid,
@@ -201,6 +226,19 @@ impl Codes {
                     }
                 }
             }
+        }
+    }
+}
+
+/// All code columns of a batch (most sources have one; HES has twenty),
+/// matched as one list per row.
+struct Codes(Vec<ColumnCodes>);
+
+impl Codes {
+    #[inline]
+    fn each_match(&self, lists: &[&Codelist], l: usize, row: usize, mut f: impl FnMut(u32)) {
+        for column in &self.0 {
+            column.each_match(lists, l, row, &mut f);
         }
     }
 
@@ -218,7 +256,7 @@ impl Task<'_> {
         let path = &source.table.parts[group.part].path;
         let columns = source.columns();
         let dictionary: Vec<&str> = source
-            .code
+            .codes
             .iter()
             .filter(|c| !c.is_list)
             .map(|c| c.name.as_str())
@@ -226,7 +264,7 @@ impl Task<'_> {
         let reader = source.table.reader(group, &columns, &dictionary)?;
         // Dictionary matches are reused while the reader hands out the same
         // dictionary (typically for a whole column chunk).
-        let mut cached: Option<DictionaryMatches> = None;
+        let mut cached: Vec<Option<DictionaryMatches>> = vec![None; source.codes.len()];
         let mut distinct: Vec<Vec<u64>> = vec![Vec::new(); source.aggregates.len()];
         for batch in reader {
             let batch = batch.map_err(|e| {
@@ -250,14 +288,28 @@ impl Task<'_> {
         &self,
         batch: &RecordBatch,
         path: &std::path::Path,
-        cached: &mut Option<DictionaryMatches>,
+        cached: &mut [Option<DictionaryMatches>],
     ) -> Result<Codes> {
-        let Some(code) = &self.source.code else {
-            return Ok(Codes::None);
-        };
         if self.lists.is_empty() {
-            return Ok(Codes::None);
+            return Ok(Codes(Vec::new()));
         }
+        let columns = self
+            .source
+            .codes
+            .iter()
+            .zip(cached.iter_mut())
+            .map(|(code, cached)| self.column_codes(batch, path, code, cached))
+            .collect::<Result<_>>()?;
+        Ok(Codes(columns))
+    }
+
+    fn column_codes(
+        &self,
+        batch: &RecordBatch,
+        path: &std::path::Path,
+        code: &CodeColumn,
+        cached: &mut Option<DictionaryMatches>,
+    ) -> Result<ColumnCodes> {
         let array = table::column(batch, &code.name);
         if code.is_list {
             let (offsets, values, valid) = match array.data_type() {
@@ -279,7 +331,7 @@ impl Task<'_> {
                 }
             };
             let (values, _) = table::canonical(&values, path, &code.name)?;
-            return Ok(Codes::List {
+            return Ok(ColumnCodes::List {
                 offsets,
                 values: values.as_string::<i32>().clone(),
                 valid,
@@ -310,20 +362,20 @@ impl Task<'_> {
                     m
                 }
             };
-            return Ok(Codes::Dictionary {
+            return Ok(ColumnCodes::Dictionary {
                 keys: dict.keys().clone(),
                 matched,
             });
         }
         let (plain, _) = table::canonical(array, path, &code.name)?;
-        Ok(Codes::Plain(plain.as_string::<i32>().clone()))
+        Ok(ColumnCodes::Plain(plain.as_string::<i32>().clone()))
     }
 
     fn batch(
         &self,
         batch: &RecordBatch,
         path: &std::path::Path,
-        cached: &mut Option<DictionaryMatches>,
+        cached: &mut [Option<DictionaryMatches>],
         distinct: &mut [Vec<u64>],
     ) -> Result<()> {
         let source = self.source;
@@ -343,7 +395,7 @@ impl Task<'_> {
         let filter_slots: Vec<ArrayRef> = source
             .filter_columns
             .iter()
-            .map(|c| table::canonical(table::column(batch, c), path, c).map(|(a, _)| a))
+            .map(|c| filter_column(source, batch, path, c))
             .collect::<Result<_>>()?;
         let masks: Vec<Option<BooleanArray>> = source
             .aggregates
@@ -375,7 +427,7 @@ impl Task<'_> {
 
         let (mut null_date, mut after_as_of, mut null_id, mut unknown) = (0u64, 0u64, 0u64, 0u64);
         for row in 0..rows {
-            if dates.is_null(row) {
+            if dates.is_null(row) || source.missing_dates.contains(&dates.value(row)) {
                 null_date += 1;
                 continue;
             }

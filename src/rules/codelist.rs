@@ -42,6 +42,12 @@ pub struct Codelist {
 /// The form a code is compared in, for a coding system.
 pub fn normalise(system: CodingSystem, raw: &str) -> Cow<'_, str> {
     match system {
+        // HES pads 3-character codes to 4 with an `X` filler (`R54X`).
+        CodingSystem::Icd10
+            if raw.len() == 4 && raw.ends_with(['X', 'x']) && raw.is_char_boundary(3) =>
+        {
+            normalise(system, &raw[..3])
+        }
         CodingSystem::Icd10 => {
             let clean = |c: &char| c.is_ascii_alphanumeric();
             if raw.chars().all(|c| clean(&c) && !c.is_ascii_lowercase()) {
@@ -324,7 +330,7 @@ mod tests {
             "",
         )
         .unwrap();
-        for raw in ["F00.1", "F001", "f00", " f00 1"] {
+        for raw in ["F00.1", "F001", "f00", " f00 1", "F00X", "f00x"] {
             assert_eq!(list.lookup(raw), Some(0), "{raw}");
         }
         assert_eq!(list.lookup("I509"), Some(1));

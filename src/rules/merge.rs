@@ -61,9 +61,7 @@ pub fn merge(mut a: Model, mut b: Model) -> Result<Model> {
         let i = match a.sources.iter().position(|s| s.name == source.name) {
             Some(i) => {
                 let s = &a.sources[i];
-                if (&s.table, &s.person_id, &s.date, &s.code)
-                    != (&source.table, &source.person_id, &source.date, &source.code)
-                {
+                if *s != source {
                     let message = format!(
                         "source `{}` is declared differently in {}",
                         source.name,

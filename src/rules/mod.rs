@@ -44,13 +44,18 @@ pub struct Located {
     pub offset: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Source {
     pub name: String,
     pub table: String,
     pub person_id: String,
     pub date: String,
-    pub code: Option<String>,
+    /// Code columns, read as one list per row; empty if the source has none.
+    pub codes: Vec<String>,
+    /// Dates that stand for "unknown", as day numbers.
+    pub missing_dates: Vec<crate::dates::Day>,
+    /// Word columns made from code columns: (name, from column, raw -> word).
+    pub mapped: Vec<(String, String, Vec<(String, String)>)>,
 }
 
 #[derive(Debug, Clone)]
@@ -431,12 +436,55 @@ fn load_one(path: &Path, overrides: &[(String, String)]) -> Result<(Model, Vec<P
             ));
         }
         let decl = s.get_ref();
+        let mut missing_dates = Vec::new();
+        for d in &decl.missing_dates {
+            let date = match d.get_ref() {
+                toml::Value::Datetime(dt) => {
+                    dt.date.filter(|_| dt.time.is_none()).and_then(|date| {
+                        chrono::NaiveDate::from_ymd_opt(
+                            i32::from(date.year),
+                            u32::from(date.month),
+                            u32::from(date.day),
+                        )
+                    })
+                }
+                _ => None,
+            };
+            let date = date.ok_or_else(|| {
+                l.error(
+                    d.span().start,
+                    "a missing date must be a date, written as 1801-01-01 (no quotes)",
+                )
+            })?;
+            missing_dates.push(crate::dates::to_day(date));
+        }
+        let mut mapped = Vec::new();
+        for (column, m) in &decl.columns {
+            if !is_identifier(column) {
+                return Err(l.error(
+                    m.span().start,
+                    format!("`{column}` is not a valid column name"),
+                ));
+            }
+            let m = m.get_ref();
+            mapped.push((
+                column.clone(),
+                m.from.clone(),
+                m.map.clone().into_iter().collect(),
+            ));
+        }
         sources.push(Source {
             name: name.clone(),
             table: decl.table.clone(),
             person_id: decl.person_id.clone(),
             date: decl.date.clone(),
-            code: decl.code.clone(),
+            codes: decl
+                .code
+                .as_ref()
+                .map(syntax::OneOrMany::to_vec)
+                .unwrap_or_default(),
+            missing_dates,
+            mapped,
         });
     }
 
@@ -705,7 +753,7 @@ fn feature_kind(
     let codelist = match &decl.codelist {
         Some(c) => {
             let at = content_offset(l.text, c.span());
-            if sources[source].code.is_none() {
+            if sources[source].codes.is_empty() {
                 return Err(l.error(
                     at,
                     format!(

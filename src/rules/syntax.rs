@@ -107,9 +107,43 @@ pub struct Source {
     #[serde(default = "default_person_id")]
     pub person_id: String,
     pub date: String,
-    /// The coded column (utf8, or a list of utf8 such as diagnoses).
+    /// The coded column (utf8, or a list of utf8 such as diagnoses), or
+    /// several columns read as one list (HES `DIAG_4_01` .. `DIAG_4_20`).
     #[serde(default)]
-    pub code: Option<String>,
+    pub code: Option<OneOrMany>,
+    /// Placeholder dates that mean "unknown" (HES writes 1800-01-01 and
+    /// 1801-01-01): read as missing.
+    #[serde(default)]
+    pub missing_dates: Vec<Spanned<toml::Value>>,
+    /// Columns whose coded values stand for words, e.g. `admission_method`
+    /// from HES `ADMIMETH` (11-13 elective, 21-2D emergency).
+    #[serde(default)]
+    pub columns: IndexMap<String, Spanned<MappedColumn>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// A column of words made from a column of codes: each raw value maps to a
+/// word; an unmapped value reads as null.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappedColumn {
+    pub from: String,
+    pub map: IndexMap<String, String>,
 }
 
 fn default_person_id() -> String {
