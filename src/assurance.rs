@@ -249,8 +249,8 @@ fn write_tables(model: &Model, tests: &[usize], dir: &Path) -> Result<()> {
                         continue;
                     }
                     // A mapped column is stored as its codes.
-                    match source.mapped.iter().find(|(n, _, _)| n == name) {
-                        Some((_, from, _)) => ensure(from, DataType::Utf8),
+                    match source.mapped.iter().find(|m| m.name == name) {
+                        Some(m) => ensure(&m.from, DataType::Utf8),
                         None => ensure(name, DataType::Utf8),
                     }
                 }

@@ -6,7 +6,6 @@
 //! will feed. One scan per table, whatever the number of features and
 //! cohorts: adding a cohort never adds a pass over the event data.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use arrow_schema::DataType;
@@ -19,7 +18,7 @@ use crate::input::Population;
 use crate::input::table::{self, Table};
 use crate::rules::check::{self, Binding, Node, Type, Typed};
 use crate::rules::expr::Literal;
-use crate::rules::{Aggregate, FeatureKind, Located, Model, did_you_mean};
+use crate::rules::{Aggregate, FeatureKind, Located, MappedColumn, Model, did_you_mean};
 
 /// The coded column of a source.
 pub struct CodeColumn {
@@ -52,7 +51,7 @@ pub struct SourcePlan {
     /// Dates read as missing.
     pub missing_dates: Vec<Day>,
     /// Word columns: (name, from column, raw value -> word).
-    pub mapped: Vec<(String, String, HashMap<String, String>)>,
+    pub mapped: Vec<MappedColumn>,
     /// Model code-list indices this source matches against.
     pub codelists: Vec<usize>,
     pub filter_columns: Vec<String>,
@@ -65,8 +64,8 @@ impl SourcePlan {
     pub fn stored_column<'a>(&'a self, name: &'a str) -> &'a str {
         self.mapped
             .iter()
-            .find(|(n, _, _)| n == name)
-            .map_or(name, |(_, from, _)| from.as_str())
+            .find(|m| m.name == name)
+            .map_or(name, |m| m.from.as_str())
     }
 
     /// Every column one scan of this source reads.
@@ -175,8 +174,8 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
                     is_list,
                 });
             }
-            for (name, from, _) in &s.mapped {
-                table.column_type(from, &format!("the codes of column `{name}`"))?;
+            for m in &s.mapped {
+                table.column_type(&m.from, &format!("the codes of column `{}`", m.name))?;
             }
             source_of[*source] = Some(sources.len());
             sources.push(SourcePlan {
@@ -186,13 +185,7 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
                 date_column: s.date.clone(),
                 codes,
                 missing_dates: s.missing_dates.clone(),
-                mapped: s
-                    .mapped
-                    .iter()
-                    .map(|(name, from, map)| {
-                        (name.clone(), from.clone(), map.iter().cloned().collect())
-                    })
-                    .collect(),
+                mapped: s.mapped.clone(),
                 codelists: Vec::new(),
                 filter_columns: Vec::new(),
                 value_columns: Vec::new(),
@@ -368,7 +361,7 @@ fn event_filter(model: &Model, located: &Located, sp: &mut SourcePlan) -> Result
         if model.param(name).is_some() {
             continue;
         }
-        if sp.mapped.iter().any(|(n, _, _)| n == name) {
+        if sp.mapped.iter().any(|m| m.name == name) {
             position_or_push(&mut sp.filter_columns, name);
             continue;
         }
@@ -412,7 +405,7 @@ fn event_filter(model: &Model, located: &Located, sp: &mut SourcePlan) -> Result
             return Some(Binding::Constant(v.clone()));
         }
         let slot = columns.iter().position(|c| c == name)?;
-        if mapped.iter().any(|(n, _, _)| n == name) {
+        if mapped.iter().any(|m| m.name == name) {
             return Some(Binding::Column(slot, Type::Str));
         }
         let ty = table::canonical_type(schema.field_with_name(name).ok()?.data_type())?;

@@ -145,7 +145,7 @@ fn filter_column(
 ) -> Result<ArrayRef> {
     let stored = source.stored_column(name);
     let (array, _) = table::canonical(table::column(batch, stored), path, stored)?;
-    let Some((_, _, map)) = source.mapped.iter().find(|(n, _, _)| n == name) else {
+    let Some(mapped) = source.mapped.iter().find(|m| m.name == name) else {
         return Ok(array);
     };
     let raw = arrow_cast::cast(&array, &DataType::Utf8).map_err(|e| {
@@ -157,7 +157,7 @@ fn filter_column(
     let words: StringArray = raw
         .as_string::<i32>()
         .iter()
-        .map(|v| v.and_then(|v| map.get(v.trim())).map(String::as_str))
+        .map(|v| v.and_then(|v| mapped.map.get(v.trim())).map(String::as_str))
         .collect();
     Ok(Arc::new(words))
 }

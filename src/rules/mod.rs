@@ -54,8 +54,18 @@ pub struct Source {
     pub codes: Vec<String>,
     /// Dates that stand for "unknown", as day numbers.
     pub missing_dates: Vec<crate::dates::Day>,
-    /// Word columns made from code columns: (name, from column, raw -> word).
-    pub mapped: Vec<(String, String, Vec<(String, String)>)>,
+    /// Word columns made from code columns.
+    pub mapped: Vec<MappedColumn>,
+}
+
+/// A column of words a rule can use (`admission_method`), made from a
+/// stored column of codes (HES `ADMIMETH`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MappedColumn {
+    pub name: String,
+    pub from: String,
+    /// Raw value -> word; a value not listed reads as null.
+    pub map: std::collections::HashMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -467,11 +477,11 @@ fn load_one(path: &Path, overrides: &[(String, String)]) -> Result<(Model, Vec<P
                 ));
             }
             let m = m.get_ref();
-            mapped.push((
-                column.clone(),
-                m.from.clone(),
-                m.map.clone().into_iter().collect(),
-            ));
+            mapped.push(MappedColumn {
+                name: column.clone(),
+                from: m.from.clone(),
+                map: m.map.clone().into_iter().collect(),
+            });
         }
         sources.push(Source {
             name: name.clone(),
