@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use super::{Cohort, Feature, FeatureKind, Located, Model, derived_order};
+use super::{Cohort, Feature, FeatureKind, Located, Model};
 use crate::error::{Error, Result};
 
 /// `b`'s definitions added to `a`'s.
@@ -173,7 +173,6 @@ pub fn merge(mut a: Model, mut b: Model) -> Result<Model> {
             a.overridden.push(name);
         }
     }
-    a.derived_order = derived_order(&a)?;
     Ok(a)
 }
 

@@ -286,7 +286,8 @@ pub fn load_all(paths: &[PathBuf], overrides: &[(String, String)]) -> Result<Mod
             Some(m) => merge::merge(m, next)?,
         });
     }
-    let model = model.ok_or_else(|| Error::usage("no rule file given"))?;
+    let mut model = model.ok_or_else(|| Error::usage("no rule file given"))?;
+    resolve_names(&mut model)?;
     if let Some((name, _)) = overrides
         .iter()
         .find(|(n, _)| !model.overridden.contains(n))
@@ -555,10 +556,6 @@ fn load_one(path: &Path, overrides: &[(String, String)]) -> Result<(Model, Vec<P
             .collect(),
         params_outside_expressions: HashSet::new(),
     };
-    model.derived_order = derived_order(&model)?;
-
-    let feature_names: HashSet<&str> = model.features.iter().map(|f| f.name.as_str()).collect();
-    let rankable = |name: &str| feature_names.contains(name) || name == "age";
     for (name, c) in &file.cohorts {
         claim(name, "a cohort", c.span().start)?;
         claim(
@@ -568,21 +565,6 @@ fn load_one(path: &Path, overrides: &[(String, String)]) -> Result<(Model, Vec<P
         )?;
         let decl = c.get_ref();
         let condition = l.expression(&decl.when)?;
-        let known = model.person_level_names();
-        if let Some((unknown, span)) = condition
-            .expr
-            .names()
-            .into_iter()
-            .find(|(n, _)| !known.contains(n))
-        {
-            return Err(l.error(
-                condition.offset + span.start,
-                format!(
-                    "unknown name `{unknown}`{}",
-                    did_you_mean(unknown, known.iter().copied())
-                ),
-            ));
-        }
         let mut rank = Vec::new();
         for key in &decl.rank {
             let offset = content_offset(&text, key.span());
@@ -598,12 +580,14 @@ fn load_one(path: &Path, overrides: &[(String, String)]) -> Result<(Model, Vec<P
                     ));
                 }
             };
-            if words.next().is_some() || !rankable(feature) {
-                return Err(l.error(offset, format!(
-                    "rank key `{}` must be a feature name (or `age`), optionally followed by `desc`{}",
-                    key.get_ref(),
-                    did_you_mean(feature, feature_names.iter().copied())
-                )));
+            if words.next().is_some() || feature.is_empty() {
+                return Err(l.error(
+                    offset,
+                    format!(
+                        "rank key `{}` must be a feature name (or `age`), optionally followed by `desc`",
+                        key.get_ref()
+                    ),
+                ));
             }
             rank.push(RankKey {
                 name: feature.to_string(),
@@ -613,18 +597,7 @@ fn load_one(path: &Path, overrides: &[(String, String)]) -> Result<(Model, Vec<P
         }
         let mut reasons = Vec::new();
         for r in &decl.reasons {
-            let offset = content_offset(&text, r.span());
-            if !feature_names.contains(r.get_ref().as_str()) {
-                return Err(l.error(
-                    offset,
-                    format!(
-                        "reason `{}` is not a feature{}",
-                        r.get_ref(),
-                        did_you_mean(r.get_ref(), feature_names.iter().copied())
-                    ),
-                ));
-            }
-            reasons.push((r.get_ref().clone(), offset));
+            reasons.push((r.get_ref().clone(), content_offset(&text, r.span())));
         }
         model.cohorts.push(Cohort {
             name: name.clone(),
@@ -643,6 +616,56 @@ fn load_one(path: &Path, overrides: &[(String, String)]) -> Result<(Model, Vec<P
         .map(|i| rule_dir.join(i.get_ref()))
         .collect();
     Ok((model, includes))
+}
+
+/// Checks that every name a definition uses exists, once all the files of a
+/// run are merged (a file may use what another defines), and orders the
+/// derived features.
+fn resolve_names(model: &mut Model) -> Result<()> {
+    model.derived_order = derived_order(model)?;
+    let known = model.person_level_names();
+    let features: Vec<&str> = model.features.iter().map(|f| f.name.as_str()).collect();
+    for cohort in &model.cohorts {
+        let condition = &cohort.condition;
+        if let Some((unknown, span)) = condition
+            .expr
+            .names()
+            .into_iter()
+            .find(|(n, _)| !known.contains(n))
+        {
+            return Err(model.error_at(
+                condition.offset + span.start,
+                format!(
+                    "unknown name `{unknown}`{}",
+                    did_you_mean(unknown, known.iter().copied())
+                ),
+            ));
+        }
+        for key in &cohort.rank {
+            if key.name != "age" && !features.contains(&key.name.as_str()) {
+                return Err(model.error_at(
+                    key.offset,
+                    format!(
+                        "rank key `{}` is not a feature (or `age`){}",
+                        key.name,
+                        did_you_mean(&key.name, features.iter().copied())
+                    ),
+                ));
+            }
+        }
+        for (reason, offset) in &cohort.reasons {
+            if !features.contains(&reason.as_str()) {
+                return Err(model.error_at(
+                    *offset,
+                    format!(
+                        "reason `{reason}` is not a feature{}",
+                        did_you_mean(reason, features.iter().copied())
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Declarations nothing uses: parameters, sources and code lists. Each is a
