@@ -155,8 +155,9 @@ fn run_check(args: &CheckArgs) -> ExitCode {
     let mut failed = false;
     for path in &args.rules {
         let checked = rules::load(path).and_then(|model| {
-            if let Some(data) = &args.data {
-                engine::plan::plan(&model, data, None)?;
+            match &args.data {
+                Some(data) => engine::plan::plan(&model, data, None).map(|_| ())?,
+                None => engine::plan::check_types(&model)?,
             }
             Ok(rules::unused(&model))
         });

@@ -272,65 +272,9 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
     }
     slot_types.extend(features.iter().map(|f| f.ty));
 
-    // Derived features, in dependency order, so each sees typed inputs.
-    let mut derived = Vec::new();
-    for &fi in &model.derived_order {
-        let typed = match &model.features[fi].kind {
-            FeatureKind::Derived(located) => {
-                person_expr(model, located, &slot_types, &attributes, as_of, None)?
-            }
-            FeatureKind::Segments { segments, default } => {
-                let text = |s: &str| Typed {
-                    node: Node::Literal(Literal::Str(s.to_string())),
-                    ty: Type::Str,
-                };
-                let mut whens = Vec::new();
-                for (segment, located) in segments {
-                    let condition = person_expr(
-                        model,
-                        located,
-                        &slot_types,
-                        &attributes,
-                        as_of,
-                        Some("a segment's `when`"),
-                    )?;
-                    whens.push((condition, text(segment)));
-                }
-                Typed {
-                    node: Node::Case(whens, Some(Box::new(text(default)))),
-                    ty: Type::Str,
-                }
-            }
-            FeatureKind::Aggregate { .. } => continue,
-        };
-        slot_types[first_feature_slot + fi] = typed.ty;
-        features[fi].ty = typed.ty;
-        derived.push((fi, typed));
-    }
-
-    let slot_of = |name: &str| -> usize {
-        if name == "age" {
-            AGE_SLOT
-        } else {
-            first_feature_slot + model.feature_index(name).expect("checked when loading")
-        }
-    };
-    let mut cohorts = Vec::new();
-    for cohort in &model.cohorts {
-        let condition = person_expr(
-            model,
-            &cohort.condition,
-            &slot_types,
-            &attributes,
-            as_of,
-            Some("a cohort's `when`"),
-        )?;
-        let rank = cohort
-            .rank
-            .iter()
-            .map(|k| (slot_of(&k.name), k.descending))
-            .collect();
-        cohorts.push(CohortPlan { condition, rank });
+    let (derived, cohorts) = type_person_level(model, &mut slot_types, &attributes, as_of)?;
+    for (fi, typed) in &derived {
+        features[*fi].ty = typed.ty;
     }
 
     Ok(Plan {
@@ -352,6 +296,98 @@ fn position_or_push(list: &mut Vec<String>, name: &str) -> usize {
         list.push(name.to_string());
         list.len() - 1
     })
+}
+
+/// Types the derived features (in dependency order, so each sees typed
+/// inputs) and the cohort conditions. `slot_types` holds the person-level
+/// slot types known so far (derived features' slots are filled in here); a
+/// slot of type `Null` is unknown and accepts any use.
+fn type_person_level(
+    model: &Model,
+    slot_types: &mut [Type],
+    attributes: &[String],
+    as_of: NaiveDate,
+) -> Result<(Vec<(usize, Typed)>, Vec<CohortPlan>)> {
+    let first_feature_slot = 2 + attributes.len();
+    let mut derived = Vec::new();
+    for &fi in &model.derived_order {
+        let typed = match &model.features[fi].kind {
+            FeatureKind::Derived(located) => {
+                person_expr(model, located, slot_types, attributes, as_of, None)?
+            }
+            FeatureKind::Segments { segments, default } => {
+                let text = |s: &str| Typed {
+                    node: Node::Literal(Literal::Str(s.to_string())),
+                    ty: Type::Str,
+                };
+                let mut whens = Vec::new();
+                for (segment, located) in segments {
+                    let condition = person_expr(
+                        model,
+                        located,
+                        slot_types,
+                        attributes,
+                        as_of,
+                        Some("a segment's `when`"),
+                    )?;
+                    whens.push((condition, text(segment)));
+                }
+                Typed {
+                    node: Node::Case(whens, Some(Box::new(text(default)))),
+                    ty: Type::Str,
+                }
+            }
+            FeatureKind::Aggregate { .. } => continue,
+        };
+        slot_types[first_feature_slot + fi] = typed.ty;
+        derived.push((fi, typed));
+    }
+    let slot_of = |name: &str| -> usize {
+        if name == "age" {
+            AGE_SLOT
+        } else {
+            first_feature_slot + model.feature_index(name).expect("checked when loading")
+        }
+    };
+    let mut cohorts = Vec::new();
+    for cohort in &model.cohorts {
+        let condition = person_expr(
+            model,
+            &cohort.condition,
+            slot_types,
+            attributes,
+            as_of,
+            Some("a cohort's `when`"),
+        )?;
+        let rank = cohort
+            .rank
+            .iter()
+            .map(|k| (slot_of(&k.name), k.descending))
+            .collect();
+        cohorts.push(CohortPlan { condition, rank });
+    }
+    Ok((derived, cohorts))
+}
+
+/// Type checks a model's person-level expressions without data: the types
+/// that only the data can tell (population attributes, `min`/`max` of a
+/// column) are taken as unknown, and accept any use.
+pub fn check_types(model: &Model) -> Result<()> {
+    let attributes: Vec<String> = model.population.attributes.keys().cloned().collect();
+    let mut slot_types = vec![Type::Int, Type::Str];
+    slot_types.extend(attributes.iter().map(|_| Type::Null));
+    for feature in &model.features {
+        slot_types.push(match &feature.kind {
+            FeatureKind::Aggregate {
+                aggregate,
+                column: None,
+                ..
+            } => aggregate::result_type(*aggregate, None),
+            _ => Type::Null,
+        });
+    }
+    let as_of = NaiveDate::from_ymd_opt(2000, 1, 1).expect("a valid date");
+    type_person_level(model, &mut slot_types, &attributes, as_of).map(|_| ())
 }
 
 /// Types an event filter: its names are parameters or the source's columns.

@@ -574,8 +574,12 @@ fn load_one(path: &Path, overrides: &[(String, String)]) -> Result<(Model, Vec<P
                 None | Some("asc") => false,
                 Some("desc") => true,
                 Some(other) => {
+                    let at = key
+                        .get_ref()
+                        .rfind(|c: char| c.is_whitespace())
+                        .map_or(0, |i| i + 1);
                     return Err(l.error(
-                        offset,
+                        offset + at,
                         format!("`{other}` is not a sort order: write `asc` or `desc`"),
                     ));
                 }
