@@ -272,7 +272,8 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
     }
     slot_types.extend(features.iter().map(|f| f.ty));
 
-    let (derived, cohorts) = type_person_level(model, &mut slot_types, &attributes, as_of)?;
+    let PersonLevel { derived, cohorts } =
+        type_person_level(model, &mut slot_types, &attributes, as_of)?;
     for (fi, typed) in &derived {
         features[*fi].ty = typed.ty;
     }
@@ -307,7 +308,7 @@ fn type_person_level(
     slot_types: &mut [Type],
     attributes: &[String],
     as_of: NaiveDate,
-) -> Result<(Vec<(usize, Typed)>, Vec<CohortPlan>)> {
+) -> Result<PersonLevel> {
     let first_feature_slot = 2 + attributes.len();
     let mut derived = Vec::new();
     for &fi in &model.derived_order {
@@ -366,7 +367,14 @@ fn type_person_level(
             .collect();
         cohorts.push(CohortPlan { condition, rank });
     }
-    Ok((derived, cohorts))
+    Ok(PersonLevel { derived, cohorts })
+}
+
+/// The typed person-level definitions of a model.
+struct PersonLevel {
+    /// Derived features in evaluation order: (feature index, expression).
+    derived: Vec<(usize, Typed)>,
+    cohorts: Vec<CohortPlan>,
 }
 
 /// Type checks a model's person-level expressions without data: the types
