@@ -44,6 +44,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Show how one person's features and cohorts were derived.
     Explain(ExplainArgs),
+    /// Print the JSON Schema of rule files, for editors.
+    Schema,
 }
 
 #[derive(Args)]
@@ -131,6 +133,10 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Test(args) => run_tests(args),
         Command::Check(args) => Ok(run_check(args)),
         Command::Explain(args) => run_explain(args).map(|_| ExitCode::SUCCESS),
+        Command::Schema => {
+            print_stdout(&rules::json_schema());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -449,3 +449,20 @@ fn explain_lists_the_attendances_that_put_a_sample_person_in_the_hiu_cohort() {
     assert_eq!(listed as i64, count, "{text}");
     assert!(count >= 5);
 }
+
+#[test]
+fn the_committed_json_schema_is_current() {
+    let o = strata(&["schema"]);
+    assert!(o.status.success());
+    let committed = std::fs::read_to_string(repo_path("docs/rule-file.schema.json")).unwrap();
+    assert!(
+        stdout(&o) == committed,
+        "docs/rule-file.schema.json is stale: run `cargo run -- schema > docs/rule-file.schema.json`"
+    );
+    let schema: serde_json::Value = serde_json::from_str(&committed).unwrap();
+    let aggregates = schema["$defs"]["Aggregate"]["enum"].as_array().unwrap();
+    assert!(
+        aggregates.iter().any(|a| a == "sum_distinct_weights"),
+        "{aggregates:?}"
+    );
+}

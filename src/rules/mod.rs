@@ -25,6 +25,13 @@ pub use codelist::Codelist;
 use expr::{BinaryOp, Expr, ExprKind, Literal, Span};
 pub use syntax::Aggregate;
 
+/// The JSON Schema of rule files (from the same types the loader reads), for
+/// editors to validate and complete them.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(syntax::RuleFile);
+    serde_json::to_string_pretty(&schema).expect("a schema serialises") + "\n"
+}
+
 /// Names every rule file can use in person-level expressions.
 pub const BUILTINS: &[(&str, &str)] = &[
     ("age", "age in completed years on the as-of date"),

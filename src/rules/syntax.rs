@@ -5,58 +5,73 @@
 //! mistake found while checking can still name the line and column.
 
 use indexmap::IndexMap;
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleFile {
     pub model: ModelMeta,
     /// Other rule files (relative to this one) whose definitions this one
     /// runs with.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub include: Vec<Spanned<String>>,
     #[serde(default)]
     pub population: Population,
     /// Named constants usable in expressions and windows.
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, serde_json::Value>")]
     pub params: IndexMap<String, Spanned<toml::Value>>,
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, Source>")]
     pub sources: IndexMap<String, Spanned<Source>>,
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, Codelist>")]
     pub codelists: IndexMap<String, Spanned<Codelist>>,
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, Feature>")]
     pub features: IndexMap<String, Spanned<Feature>>,
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, Cohort>")]
     pub cohorts: IndexMap<String, Spanned<Cohort>>,
     /// Synthetic persons with expected results, run by `strata test`.
     #[serde(default)]
+    #[schemars(with = "Vec<TestCase>")]
     pub tests: Vec<Spanned<TestCase>>,
 }
 
 /// Column name (or `date`, `code`) -> value, as written in a test.
 pub type TestRow = IndexMap<String, Spanned<toml::Value>>;
 
+/// [`TestRow`] as a JSON Schema sees it.
+type TestRowSchema = IndexMap<String, serde_json::Value>;
+
 /// An assurance test: one synthetic person, their events, and what the
 /// model must compute for them.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestCase {
     pub name: String,
+    #[schemars(with = "serde_json::Value")]
     pub as_of: Spanned<toml::Value>,
     /// Population columns by role (`birth_date`, `date_of_death`, `sex`,
     /// `practice`, `pcn`) or attribute name.
     #[serde(default)]
+    #[schemars(with = "TestRowSchema")]
     pub person: TestRow,
     /// Source name -> events; each event names `date`, optionally `code`,
     /// and any other column of the source's table.
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, Vec<TestRowSchema>>")]
     pub events: IndexMap<String, Spanned<Vec<TestRow>>>,
     /// Feature or cohort name -> expected value (`"null"` for no value).
+    #[schemars(with = "IndexMap<String, serde_json::Value>")]
     pub expect: IndexMap<String, Spanned<toml::Value>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelMeta {
     pub name: String,
@@ -70,7 +85,7 @@ pub struct ModelMeta {
 }
 
 /// The registered-population table and its column names.
-#[derive(Debug, PartialEq, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Population {
     pub table: String,
@@ -81,6 +96,7 @@ pub struct Population {
     pub practice: String,
     pub pcn: String,
     /// Further columns made available to expressions: name in rules -> column.
+    #[schemars(with = "IndexMap<String, String>")]
     pub attributes: IndexMap<String, Spanned<String>>,
 }
 
@@ -100,7 +116,7 @@ impl Default for Population {
 }
 
 /// An event table and the roles of its columns.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
     pub table: String,
@@ -114,14 +130,16 @@ pub struct Source {
     /// Placeholder dates that mean "unknown" (HES writes 1800-01-01 and
     /// 1801-01-01): read as missing.
     #[serde(default)]
+    #[schemars(with = "Vec<serde_json::Value>")]
     pub missing_dates: Vec<Spanned<toml::Value>>,
     /// Columns whose coded values stand for words, e.g. `admission_method`
     /// from HES `ADMIMETH` (11-13 elective, 21-2D emergency).
     #[serde(default)]
+    #[schemars(with = "IndexMap<String, MappedColumn>")]
     pub columns: IndexMap<String, Spanned<MappedColumn>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),
@@ -139,7 +157,7 @@ impl OneOrMany {
 
 /// A column of words made from a column of codes: each raw value maps to a
 /// word; an unmapped value reads as null.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MappedColumn {
     pub from: String,
@@ -150,7 +168,7 @@ fn default_person_id() -> String {
     "person_id".into()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CodingSystem {
     Snomed,
@@ -159,14 +177,14 @@ pub enum CodingSystem {
     Other,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MatchMode {
     Exact,
     Prefix,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Codelist {
     /// CSV path, relative to the rule file.
@@ -190,7 +208,7 @@ fn default_code_column() -> String {
     "code".into()
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Aggregate {
     Count,
@@ -223,40 +241,51 @@ impl Aggregate {
 /// A per-person value: an aggregate over a source, an expression over other
 /// features (`expr`), named bands over a score (`score` and `bands`), or a
 /// segmentation (`segments` and `default`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Feature {
     #[serde(default)]
     pub description: Option<String>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub source: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<Aggregate>")]
     pub aggregate: Option<Spanned<Aggregate>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub codelist: Option<Spanned<String>>,
     /// `"365 days"`, `"12 months"`, `"2 years"`, `"ever"`; the number may be
     /// a parameter name.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub window: Option<Spanned<String>>,
     /// A filter over the source's columns, e.g. `admission_method = 'emergency'`.
     #[serde(default, rename = "where")]
+    #[schemars(with = "Option<String>")]
     pub filter: Option<Spanned<String>>,
     /// The column `min`/`max` reduce.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub column: Option<Spanned<String>>,
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub expr: Option<Spanned<String>>,
     /// The value `bands` divides: an expression, usually a feature's name.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub score: Option<Spanned<String>>,
     /// A band chain such as `"low < 5 <= intermediate <= 15 < high"`.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub bands: Option<Spanned<String>>,
     /// Segments in priority order: the first whose `when` holds wins.
     #[serde(default)]
+    #[schemars(with = "Option<Vec<Segment>>")]
     pub segments: Option<Spanned<Vec<Segment>>>,
     /// The segment of a person no `when` matches.
     #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub default: Option<Spanned<String>>,
 }
 
@@ -286,26 +315,31 @@ impl Feature {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Segment {
+    #[schemars(with = "String")]
     pub name: Spanned<String>,
+    #[schemars(with = "String")]
     pub when: Spanned<String>,
     #[serde(default)]
     pub description: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Cohort {
     pub title: String,
     pub description: String,
     /// Who is in the cohort: a boolean expression over features.
+    #[schemars(with = "String")]
     pub when: Spanned<String>,
     /// Ranking keys, most important first: `"feature"` or `"feature desc"`.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub rank: Vec<Spanned<String>>,
     /// Features shown beside each person in the PCN extract.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub reasons: Vec<Spanned<String>>,
 }
