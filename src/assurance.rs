@@ -113,6 +113,10 @@ pub fn run(model: &Model) -> Result<Vec<Outcome>> {
         };
         by_date.entry(date).or_default().push(i);
     }
+    // Every test person, with every event, in one set of tables: column
+    // types come from all tests, so tests that share a date cannot change
+    // each other's types. Person ids are the test numbers, from 1.
+    let tables = build_tables(model)?;
     let mut outcomes: Vec<Option<Outcome>> = model.tests.iter().map(|_| None).collect();
     for (as_of, tests) in by_date {
         let dir = tempfile::tempdir().map_err(|e| {
@@ -122,14 +126,23 @@ pub fn run(model: &Model) -> Result<Vec<Outcome>> {
                 e,
             )
         })?;
-        write_tables(model, &tests, dir.path())?;
+        let ids: Vec<i64> = tests.iter().map(|&t| t as i64 + 1).collect();
+        for (name, (person_column, columns)) in &tables {
+            write(
+                &dir.path().join(format!("{name}.parquet")),
+                columns,
+                person_column,
+                &ids,
+                model,
+            )?;
+        }
         let results = engine::run(
             model,
             dir.path(),
             Some(as_of),
             &progress::Terminal::new(true),
         )?;
-        // Persons are ids 1..n in test order, so row i is test tests[i].
+        // Persons sort by id, and ids follow test order: row i is tests[i].
         for (row, &t) in tests.iter().enumerate() {
             let (start, test) = &model.tests[t];
             outcomes[t] = Some(check(model, *start, test, &results, row)?);
@@ -153,9 +166,12 @@ fn value_at(model: &Model, start: usize, v: &Spanned<toml::Value>, what: &str) -
     })
 }
 
-/// Writes the population and every source table the model reads, holding
-/// the persons and events of `tests`.
-fn write_tables(model: &Model, tests: &[usize], dir: &Path) -> Result<()> {
+/// Table name -> (its person id column, its columns).
+type Tables = BTreeMap<String, (String, Vec<Column>)>;
+
+/// The population and every source table the model reads, holding every
+/// test's person and events.
+fn build_tables(model: &Model) -> Result<Tables> {
     let spec = &model.population;
     let roles: [(&str, &str, DataType); 5] = [
         ("birth_date", &spec.birth_date, DataType::Date32),
@@ -171,9 +187,7 @@ fn write_tables(model: &Model, tests: &[usize], dir: &Path) -> Result<()> {
     for (name, column) in &spec.attributes {
         columns.push((name.clone(), new_column(column.get_ref(), DataType::Int64)));
     }
-    for &t in tests {
-        let (start, test) = &model.tests[t];
-        let start = *start;
+    for (start, test) in &model.tests {
         let person = &test.get_ref().person;
         if let Some((key, v)) = person
             .iter()
@@ -191,7 +205,7 @@ fn write_tables(model: &Model, tests: &[usize], dir: &Path) -> Result<()> {
         }
         for (role, column) in &mut columns {
             let value = match person.get(role.as_str()) {
-                Some(v) => value_at(model, start, v, &format!("person `{role}`"))?,
+                Some(v) => value_at(model, *start, v, &format!("person `{role}`"))?,
                 None => match role.as_str() {
                     "birth_date" => {
                         Value::Date(NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid"))
@@ -205,24 +219,21 @@ fn write_tables(model: &Model, tests: &[usize], dir: &Path) -> Result<()> {
             column.values.push(value);
         }
     }
-    let ids = (1..=tests.len() as i64).collect::<Vec<_>>();
     let mut population: Vec<Column> = vec![Column {
         name: spec.person_id.clone(),
-        values: ids.iter().map(|&i| Value::Int(i)).collect(),
+        values: (1..=model.tests.len() as i64).map(Value::Int).collect(),
         fallback: DataType::Int64,
     }];
     population.extend(columns.into_iter().map(|(_, c)| c));
-    write(
-        &dir.join(format!("{}.parquet", spec.table)),
-        population,
-        model,
-    )?;
+    let mut tables: Tables = BTreeMap::new();
+    tables.insert(spec.table.clone(), (spec.person_id.clone(), population));
 
     // Event tables: every table a source names, with every column a rule
     // reads from it, so a table no test gives events for still exists.
-    let mut tables: BTreeMap<&str, Vec<Column>> = BTreeMap::new();
     for (s, source) in model.sources.iter().enumerate() {
-        let table = tables.entry(&source.table).or_default();
+        let (_, table) = tables
+            .entry(source.table.clone())
+            .or_insert_with(|| (source.person_id.clone(), Vec::new()));
         let mut ensure = |name: &str, fallback: DataType| {
             if !table.iter().any(|c| c.name == name) {
                 table.push(new_column(name, fallback));
@@ -234,35 +245,34 @@ fn write_tables(model: &Model, tests: &[usize], dir: &Path) -> Result<()> {
             ensure(code, DataType::Utf8);
         }
         for feature in &model.features {
-            if let FeatureKind::Aggregate {
+            let FeatureKind::Aggregate {
                 source: fs,
                 filter,
                 column,
                 ..
             } = &feature.kind
-            {
-                if *fs != s {
+            else {
+                continue;
+            };
+            if *fs != s {
+                continue;
+            }
+            for (name, _) in filter.iter().flat_map(|f| f.expr.names()) {
+                if model.param(name).is_some() {
                     continue;
                 }
-                for (name, _) in filter.iter().flat_map(|f| f.expr.names()) {
-                    if model.param(name).is_some() {
-                        continue;
-                    }
-                    // A mapped column is stored as its codes.
-                    match source.mapped.iter().find(|m| m.name == name) {
-                        Some(m) => ensure(&m.from, DataType::Utf8),
-                        None => ensure(name, DataType::Utf8),
-                    }
+                // A mapped column is stored as its codes.
+                match source.mapped.iter().find(|m| m.name == name) {
+                    Some(m) => ensure(&m.from, DataType::Utf8),
+                    None => ensure(name, DataType::Utf8),
                 }
-                if let Some(c) = column {
-                    ensure(c, DataType::Int64);
-                }
+            }
+            if let Some(c) = column {
+                ensure(c, DataType::Int64);
             }
         }
     }
-    for (row_person, &t) in tests.iter().enumerate() {
-        let (start, test) = &model.tests[t];
-        let start = *start;
+    for (t, (start, test)) in model.tests.iter().enumerate() {
         for (source_name, events) in &test.get_ref().events {
             let Some(source) = model.sources.iter().find(|s| &s.name == source_name) else {
                 return Err(model.error_at(
@@ -273,60 +283,62 @@ fn write_tables(model: &Model, tests: &[usize], dir: &Path) -> Result<()> {
                     ),
                 ));
             };
-            let table = tables
-                .get_mut(source.table.as_str())
+            let (_, table) = tables
+                .get_mut(&source.table)
                 .expect("every source's table was added");
             for event in events.get_ref() {
                 let mut row: Vec<(String, Value)> =
-                    vec![(source.person_id.clone(), Value::Int(row_person as i64 + 1))];
+                    vec![(source.person_id.clone(), Value::Int(t as i64 + 1))];
                 for (key, v) in event {
                     let column = match key.as_str() {
                         "date" => source.date.clone(),
                         "code" => source.codes.first().cloned().ok_or_else(|| {
                             model.error_at(
-                                v.span().start,
+                                start + v.span().start,
                                 format!("source `{source_name}` has no `code` column"),
                             )
                         })?,
                         other => other.to_string(),
                     };
+                    if row.iter().any(|(c, _)| *c == column) {
+                        return Err(model.error_at(
+                            start + v.span().start,
+                            format!("this event gives column `{column}` twice (`date` and `code` name the source's date and first code column)"),
+                        ));
+                    }
                     row.push((
                         column,
-                        value_at(model, start, v, &format!("event `{key}`"))?,
+                        value_at(model, *start, v, &format!("event `{key}`"))?,
                     ));
                 }
-                if !event.contains_key("date") {
+                if !row.iter().any(|(c, _)| *c == source.date) {
                     return Err(model.error_at(
-                        events.span().start,
+                        start + events.span().start,
                         format!("an event of `{source_name}` has no `date`"),
                     ));
                 }
+                let rows = table.first().map_or(0, |c| c.values.len());
                 for (name, value) in row {
-                    if !table.iter().any(|c| c.name == name) {
-                        let rows = table.first().map_or(0, |c| c.values.len());
-                        table.push(Column {
-                            name: name.clone(),
-                            values: vec![Value::Null; rows],
-                            fallback: DataType::Utf8,
-                        });
-                    }
-                    let column = table
-                        .iter_mut()
-                        .find(|c| c.name == name)
-                        .expect("added above");
-                    column.values.push(value);
+                    let index = match table.iter().position(|c| c.name == name) {
+                        Some(i) => i,
+                        None => {
+                            table.push(Column {
+                                name: name.clone(),
+                                values: vec![Value::Null; rows],
+                                fallback: DataType::Utf8,
+                            });
+                            table.len() - 1
+                        }
+                    };
+                    table[index].values.push(value);
                 }
-                let rows = table.iter().map(|c| c.values.len()).max().unwrap_or(0);
                 for c in table.iter_mut() {
-                    c.values.resize(rows, Value::Null);
+                    c.values.resize(rows + 1, Value::Null);
                 }
             }
         }
     }
-    for (name, columns) in tables {
-        write(&dir.join(format!("{name}.parquet")), columns, model)?;
-    }
-    Ok(())
+    Ok(tables)
 }
 
 fn new_column(name: &str, fallback: DataType) -> Column {
@@ -337,12 +349,30 @@ fn new_column(name: &str, fallback: DataType) -> Column {
     }
 }
 
-fn write(path: &Path, columns: Vec<Column>, model: &Model) -> Result<()> {
+/// Writes the rows of `columns` whose person is one of `ids`; each column's
+/// type comes from all its values.
+fn write(
+    path: &Path,
+    columns: &[Column],
+    person_column: &str,
+    ids: &[i64],
+    model: &Model,
+) -> Result<()> {
+    let keep: Vec<bool> = columns
+        .iter()
+        .find(|c| c.name == person_column)
+        .map(|c| {
+            c.values
+                .iter()
+                .map(|v| matches!(v, Value::Int(i) if ids.contains(i)))
+                .collect()
+        })
+        .unwrap_or_default();
     let mut fields = Vec::new();
     let mut arrays: Vec<ArrayRef> = Vec::new();
     for column in columns {
         let types: Vec<DataType> = column.values.iter().filter_map(Value::data_type).collect();
-        let ty = types.first().cloned().unwrap_or(column.fallback);
+        let ty = types.first().cloned().unwrap_or(column.fallback.clone());
         if types.iter().any(|t| *t != ty) {
             return Err(Error::rules(
                 &model.path,
@@ -351,8 +381,15 @@ fn write(path: &Path, columns: Vec<Column>, model: &Model) -> Result<()> {
             )
             .with_help("write every value of a column the same way (all numbers, all text, all dates, ...)"));
         }
+        let kept: Vec<Value> = column
+            .values
+            .iter()
+            .zip(&keep)
+            .filter(|(_, k)| **k)
+            .map(|(v, _)| v.clone())
+            .collect();
         fields.push(Field::new(&column.name, ty.clone(), true));
-        arrays.push(array(&ty, &column.values));
+        arrays.push(array(&ty, &kept));
     }
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
         .map_err(|e| Error::Internal(format!("building test table {}: {e}", path.display())))?;

@@ -83,3 +83,63 @@ fn malformed_tests_are_rule_file_errors() {
         assert!(stderr(&o).contains(message), "{to}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn tests_on_different_dates_share_column_types_and_events_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = r#"
+[model]
+name = "typed"
+title = "Types across test dates"
+source = "test"
+
+[population.attributes]
+care_home = "care_home"
+
+[sources.ae]
+table = "ae_attendances"
+date = "arrival_date"
+
+[features.n]
+source = "ae"
+aggregate = "count"
+
+[cohorts.resident]
+title = "Care home"
+description = "x"
+when = "care_home and n >= 0"
+
+[[tests]]
+name = "says care_home"
+as_of = 2025-03-31
+person = { care_home = true }
+expect = { resident = true }
+
+[[tests]]
+name = "another date, no care_home: still a boolean column"
+as_of = 2024-03-31
+events.ae = [{ date = 2024-01-01 }]
+expect = { resident = false, n = 1 }
+"#;
+    let path = tmp.path().join("typed.toml");
+    std::fs::write(&path, rules).unwrap();
+    let o = strata(&["test", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("2 passed, 0 failed"), "{}", stdout(&o));
+
+    std::fs::write(
+        &path,
+        rules.replace(
+            "[{ date = 2024-01-01 }]",
+            "[{ date = 2024-01-01, arrival_date = 2024-01-02 }]",
+        ),
+    )
+    .unwrap();
+    let o = strata(&["test", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("gives column `arrival_date` twice"),
+        "{}",
+        stderr(&o)
+    );
+}

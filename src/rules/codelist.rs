@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Position, Result};
 use crate::rules::syntax::{self, CodingSystem, MatchMode};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
     pub code: String,
     pub term: String,
@@ -224,6 +224,14 @@ impl Codelist {
             )));
         }
         Ok(list)
+    }
+
+    /// The same codes, weights and categories, matched the same way.
+    pub fn same_as(&self, other: &Codelist) -> bool {
+        self.system == other.system
+            && self.match_mode == other.match_mode
+            && self.entries == other.entries
+            && self.categories == other.categories
     }
 
     /// The entry a raw code from the data matches, if any.

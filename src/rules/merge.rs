@@ -12,30 +12,23 @@ use std::path::Path;
 use super::{Cohort, Feature, FeatureKind, Located, Model};
 use crate::error::{Error, Result};
 
-/// `b`'s definitions added to `a`'s.
+/// `b`'s definitions added to `a`'s. Cohort descriptions must agree, since
+/// PCN leads read them; feature descriptions are documentation and may not.
 pub fn merge(mut a: Model, mut b: Model) -> Result<Model> {
-    let same_file = |x: &Path, y: &Path| match (x.canonicalize(), y.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => x == y,
-    };
-    if b.files
-        .iter()
-        .all(|f| a.files.iter().any(|g| same_file(&f.path, &g.path)))
-    {
-        // Included twice (say, by two files that both include it).
-        return Ok(a);
-    }
     shift(
         &mut b,
         a.files.last().map_or(0, |f| f.start + f.text.len() + 1),
     );
-    let first = |model: &Model| model.path.display().to_string();
+    drop_files_already_read(&a, &mut b);
+    if b.files.is_empty() {
+        return Ok(a);
+    }
+    let b_path = b.path.display().to_string();
 
     if a.population != b.population {
         return Err(Error::usage(format!(
-            "{} and {} describe the population table differently",
-            first(&a),
-            first(&b)
+            "{} and {b_path} describe the population table differently",
+            a.path.display()
         ))
         .with_help("rule files that run together must agree on [population]"));
     }
@@ -43,15 +36,11 @@ pub fn merge(mut a: Model, mut b: Model) -> Result<Model> {
         match a.params.iter().find(|(n, _)| *n == name) {
             Some((_, v)) if *v == value => {}
             Some(_) => {
-                let at = b
-                    .declarations
-                    .iter()
-                    .find(|(k, n, _)| *k == "parameter" && *n == name);
-                let message = format!("parameter `{name}` has another value in {}", first(&a));
-                return Err(at.map_or_else(
-                    || Error::usage(message.clone()),
-                    |(_, _, o)| a_or_b(&b, *o, &message),
-                ));
+                let message = format!(
+                    "parameter `{name}` has another value in {}",
+                    declared_in(&a, "parameter", &name)
+                );
+                return Err(declared_error(&b, "parameter", &name, &message));
             }
             None => a.params.push((name, value)),
         }
@@ -59,17 +48,14 @@ pub fn merge(mut a: Model, mut b: Model) -> Result<Model> {
     let mut source_index = Vec::new();
     for source in std::mem::take(&mut b.sources) {
         let i = match a.sources.iter().position(|s| s.name == source.name) {
-            Some(i) => {
-                let s = &a.sources[i];
-                if *s != source {
-                    let message = format!(
-                        "source `{}` is declared differently in {}",
-                        source.name,
-                        first(&a)
-                    );
-                    return Err(declared_error(&b, "source", &source.name, &message));
-                }
-                i
+            Some(i) if a.sources[i] == source => i,
+            Some(_) => {
+                let message = format!(
+                    "source `{}` is declared differently in {}",
+                    source.name,
+                    declared_in(&a, "source", &source.name)
+                );
+                return Err(declared_error(&b, "source", &source.name, &message));
             }
             None => {
                 a.sources.push(source);
@@ -81,20 +67,16 @@ pub fn merge(mut a: Model, mut b: Model) -> Result<Model> {
     let mut codelist_index = Vec::new();
     for list in std::mem::take(&mut b.codelists) {
         let i = match a.codelists.iter().position(|c| c.name == list.name) {
-            Some(i) => {
-                let c = &a.codelists[i];
-                if !same_file(&c.path, &list.path)
-                    || c.system != list.system
-                    || c.match_mode != list.match_mode
-                {
-                    let message = format!(
-                        "code list `{}` is declared differently in {}",
-                        list.name,
-                        first(&a)
-                    );
-                    return Err(declared_error(&b, "code list", &list.name, &message));
-                }
-                i
+            // The same codes with the same weights and categories, matched
+            // the same way: wherever the CSV lives, it is the same list.
+            Some(i) if a.codelists[i].same_as(&list) => i,
+            Some(_) => {
+                let message = format!(
+                    "code list `{}` is declared differently in {}",
+                    list.name,
+                    declared_in(&a, "code list", &list.name)
+                );
+                return Err(declared_error(&b, "code list", &list.name, &message));
             }
             None => {
                 a.codelists.push(list);
@@ -113,14 +95,14 @@ pub fn merge(mut a: Model, mut b: Model) -> Result<Model> {
         }
         match a.features.iter().find(|f| f.name == feature.name) {
             Some(f) if same_feature(f, &feature) => {}
-            Some(_) => {
+            Some(f) => {
                 return Err(b
                     .error_at(
                         feature.offset,
                         format!(
                             "feature `{}` is defined differently in {}",
                             feature.name,
-                            first(&a)
+                            file_of(&a, f.offset)
                         ),
                     )
                     .with_help(
@@ -133,35 +115,39 @@ pub fn merge(mut a: Model, mut b: Model) -> Result<Model> {
     for cohort in std::mem::take(&mut b.cohorts) {
         match a.cohorts.iter().find(|c| c.name == cohort.name) {
             Some(c) if same_cohort(c, &cohort) => {}
-            Some(_) => {
+            Some(c) => {
                 return Err(b.error_at(
                     cohort.condition.offset,
                     format!(
                         "cohort `{}` is defined differently in {}",
                         cohort.name,
-                        first(&a)
+                        file_of(&a, c.condition.offset)
                     ),
                 ));
             }
             None => a.cohorts.push(cohort),
         }
     }
-    for name in a.params.iter().map(|(n, _)| n) {
-        if a.features.iter().any(|f| &f.name == name) || a.cohorts.iter().any(|c| &c.name == name) {
-            return Err(Error::usage(format!(
-                "`{name}` is a parameter in one rule file and a feature or cohort in another"
-            )));
-        }
-    }
-    if let Some(f) = a
-        .features
+    // Names of different kinds from different files must not meet.
+    let kinds = a
+        .params
         .iter()
-        .find(|f| a.cohorts.iter().any(|c| c.name == f.name))
-    {
-        return Err(Error::usage(format!(
-            "`{}` is a feature in one rule file and a cohort in another",
-            f.name
-        )));
+        .map(|(n, _)| (n.clone(), "a parameter"))
+        .chain(a.features.iter().map(|f| (f.name.clone(), "a feature")))
+        .chain(a.cohorts.iter().map(|c| (c.name.clone(), "a cohort")))
+        .chain(
+            a.cohorts
+                .iter()
+                .map(|c| (format!("{}_rank", c.name), "a cohort's rank column")),
+        );
+    let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+    for (name, kind) in kinds {
+        if let Some(other) = seen.insert(name.clone(), kind) {
+            return Err(Error::usage(format!(
+                "`{name}` is {other} in one rule file and {kind} in another"
+            ))
+            .with_help("give one of them another name"));
+        }
     }
     a.files.append(&mut b.files);
     a.tests.append(&mut b.tests);
@@ -176,20 +162,49 @@ pub fn merge(mut a: Model, mut b: Model) -> Result<Model> {
     Ok(a)
 }
 
+/// Forgets what `b` read from files `a` has already read (a file included
+/// by two others), so its tests and declarations count once.
+fn drop_files_already_read(a: &Model, b: &mut Model) {
+    let same_file = |x: &Path, y: &Path| match (x.canonicalize(), y.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => x == y,
+    };
+    let repeated: Vec<(usize, usize)> = b
+        .files
+        .iter()
+        .filter(|f| a.files.iter().any(|g| same_file(&f.path, &g.path)))
+        .map(|f| (f.start, f.start + f.text.len()))
+        .collect();
+    let in_repeated = |offset: usize| repeated.iter().any(|(s, e)| (*s..=*e).contains(&offset));
+    b.files.retain(|f| !in_repeated(f.start));
+    b.tests.retain(|(start, _)| !in_repeated(*start));
+    b.declarations.retain(|(_, _, o)| !in_repeated(*o));
+}
+
+/// An error at `b`'s declaration of `name`.
 fn declared_error(b: &Model, kind: &str, name: &str, message: &str) -> Error {
-    match b
+    let error = match b
         .declarations
         .iter()
         .find(|(k, n, _)| *k == kind && n == name)
     {
-        Some((_, _, offset)) => a_or_b(b, *offset, message),
+        Some((_, _, offset)) => b.error_at(*offset, message),
         None => Error::usage(message.to_string()),
-    }
+    };
+    error.with_help("rule files that run together must define a shared name identically")
 }
 
-fn a_or_b(b: &Model, offset: usize, message: &str) -> Error {
-    b.error_at(offset, message)
-        .with_help("rule files that run together must define a shared name identically")
+/// The file `offset` of `a` falls in, for messages about a clash.
+fn file_of(a: &Model, offset: usize) -> String {
+    a.file_at(offset).display().to_string()
+}
+
+/// The file where `a` declared `name`.
+fn declared_in(a: &Model, kind: &str, name: &str) -> String {
+    a.declarations
+        .iter()
+        .find(|(k, n, _)| *k == kind && n == name)
+        .map_or_else(|| a.path.display().to_string(), |(_, _, o)| file_of(a, *o))
 }
 
 /// Moves every offset `b` keeps by `by`, past the files already merged.
@@ -217,9 +232,14 @@ fn shift(b: &mut Model, by: usize) {
     b.tests.iter_mut().for_each(|(start, _)| *start += by);
 }
 
-/// The same definition, whichever file and position it was written at.
+/// The same definition, whichever file and position it was written at
+/// (descriptions are documentation and may differ).
 fn same_feature(x: &Feature, y: &Feature) -> bool {
-    let text = |l: &Located| l.text.clone();
+    let same = |a: &Option<Located>, b: &Option<Located>| match (a, b) {
+        (Some(a), Some(b)) => a.expr.same_as(&b.expr),
+        (None, None) => true,
+        _ => false,
+    };
     match (&x.kind, &y.kind) {
         (
             FeatureKind::Aggregate {
@@ -238,14 +258,7 @@ fn same_feature(x: &Feature, y: &Feature) -> bool {
                 filter: f2,
                 column: k2,
             },
-        ) => {
-            s1 == s2
-                && a1 == a2
-                && c1 == c2
-                && w1 == w2
-                && f1.as_ref().map(text) == f2.as_ref().map(text)
-                && k1 == k2
-        }
+        ) => s1 == s2 && a1 == a2 && c1 == c2 && w1 == w2 && same(f1, f2) && k1 == k2,
         // Bands are kept as their expression tree; compare trees, not text.
         (FeatureKind::Derived(l1), FeatureKind::Derived(l2)) => l1.expr.same_as(&l2.expr),
         (

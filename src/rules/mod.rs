@@ -172,14 +172,22 @@ pub struct Model {
 }
 
 impl Model {
-    /// An error at `offset` (in the model's numbering of its files' bytes).
-    pub fn error_at(&self, offset: usize, message: impl Into<String>) -> Error {
-        let file = self
-            .files
+    fn text_at(&self, offset: usize) -> &RuleText {
+        self.files
             .iter()
             .rev()
             .find(|f| f.start <= offset)
-            .expect("offsets start at the first file");
+            .expect("offsets start at the first file")
+    }
+
+    /// The rule file that `offset` falls in.
+    pub fn file_at(&self, offset: usize) -> &Path {
+        &self.text_at(offset).path
+    }
+
+    /// An error at `offset` (in the model's numbering of its files' bytes).
+    pub fn error_at(&self, offset: usize, message: impl Into<String>) -> Error {
+        let file = self.text_at(offset);
         Error::rules(
             &file.path,
             Some(Position::of_offset(&file.text, offset - file.start)),
