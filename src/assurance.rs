@@ -49,14 +49,7 @@ impl Value {
             toml::Value::Boolean(b) => Value::Bool(*b),
             toml::Value::String(s) if s == "null" => Value::Null,
             toml::Value::String(s) => Value::Text(s.clone()),
-            toml::Value::Datetime(d) => {
-                let date = d.date.filter(|_| d.time.is_none())?;
-                Value::Date(NaiveDate::from_ymd_opt(
-                    i32::from(date.year),
-                    u32::from(date.month),
-                    u32::from(date.day),
-                )?)
-            }
+            toml::Value::Datetime(_) => Value::Date(crate::rules::toml_date(v)?),
             toml::Value::Array(items) => Value::Codes(
                 items
                     .iter()

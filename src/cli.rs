@@ -123,6 +123,8 @@ pub struct RunArgs {
 const TESTS_FAILED: u8 = 1;
 /// Exit code of user errors, including those `check` reports itself.
 pub const USER_ERROR: u8 = 2;
+/// Exit code of internal errors (bugs in strata).
+pub const INTERNAL_ERROR: u8 = 3;
 
 /// Runs the command and says how it ended; `Err` for an error that stopped it.
 pub fn run(cli: &Cli) -> Result<ExitCode> {
@@ -158,7 +160,7 @@ fn run_explain(args: &ExplainArgs) -> Result<()> {
 /// Checks every file, reporting every error and warning found, rather than
 /// stopping at the first file with a problem.
 fn run_check(args: &CheckArgs) -> ExitCode {
-    let mut failed = false;
+    let mut worst = 0;
     for path in &args.rules {
         let checked = rules::load(path).and_then(|model| {
             match &args.data {
@@ -180,15 +182,15 @@ fn run_check(args: &CheckArgs) -> ExitCode {
             }
             Err(e) => {
                 eprintln!("{}", e.render());
-                failed = true;
+                worst = worst.max(if e.is_user_error() {
+                    USER_ERROR
+                } else {
+                    INTERNAL_ERROR
+                });
             }
         }
     }
-    if failed {
-        ExitCode::from(USER_ERROR)
-    } else {
-        ExitCode::SUCCESS
-    }
+    ExitCode::from(worst)
 }
 
 fn run_tests(args: &TestArgs) -> Result<ExitCode> {

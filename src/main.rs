@@ -11,8 +11,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-const INTERNAL_ERROR: u8 = 3;
-
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     init_logging(args.quiet);
@@ -24,14 +22,14 @@ fn main() -> ExitCode {
             if e.is_user_error() {
                 ExitCode::from(cli::USER_ERROR)
             } else {
-                ExitCode::from(INTERNAL_ERROR)
+                ExitCode::from(cli::INTERNAL_ERROR)
             }
         }
         Err(_) => {
             eprintln!(
                 "error: internal error (a panic, reported above). This is likely a bug in strata, please report it"
             );
-            ExitCode::from(INTERNAL_ERROR)
+            ExitCode::from(cli::INTERNAL_ERROR)
         }
     }
 }

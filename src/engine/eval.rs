@@ -317,6 +317,30 @@ fn arith(
     }
 }
 
+/// SQL's `ROUND` on a float, as Spark does it: on the value's shortest
+/// decimal form, so `round(0.285, 2)` is 0.29 (binary arithmetic would give
+/// 0.28), halves away from zero. Values beyond the decimal type's range
+/// (about 7.9e28) already have fewer digits than asked for and are returned
+/// as they are.
+fn round_half_up(v: f64, digits: i32) -> f64 {
+    use rust_decimal::prelude::{Decimal, RoundingStrategy, ToPrimitive};
+    use std::str::FromStr;
+    if !v.is_finite() {
+        return v;
+    }
+    let Ok(d) = Decimal::from_str(&v.to_string()) else {
+        return v;
+    };
+    let away = RoundingStrategy::MidpointAwayFromZero;
+    let rounded = if digits >= 0 {
+        d.round_dp_with_strategy(digits as u32, away)
+    } else {
+        let p = Decimal::from(10i64.pow(digits.unsigned_abs()));
+        (d / p).round_dp_with_strategy(0, away) * p
+    };
+    rounded.to_f64().unwrap_or(v)
+}
+
 fn call(function: Function, values: Vec<Value>, len: usize) -> Result<Value, EvalError> {
     let mut values = values.into_iter();
     let first = values.next().expect("the checker requires arguments");
@@ -348,10 +372,7 @@ fn call(function: Function, values: Vec<Value>, len: usize) -> Result<Value, Eva
             let out: Float64Array = match function {
                 Function::Exp => x.unary(f64::exp),
                 Function::Ln => x.unary_opt(|v| (v > 0.0).then(|| v.ln())),
-                Function::Round(digits) => {
-                    let scale = 10f64.powi(digits);
-                    x.unary(|v| (v * scale).round() / scale)
-                }
+                Function::Round(digits) => x.unary(|v| round_half_up(v, digits)),
                 _ => unreachable!("matched above"),
             };
             Ok(Arc::new(out))
@@ -475,6 +496,13 @@ mod tests {
         );
         assert_eq!(floats("round(2.5)"), vec![Some(3.0); 3]);
         assert_eq!(floats("round(-2.5)"), vec![Some(-3.0); 3]);
+        assert_eq!(floats("round(0.285, 2)"), vec![Some(0.29); 3]);
+        assert_eq!(floats("round(1.005, 2)"), vec![Some(1.01); 3]);
+        assert_eq!(floats("round(1250, -2)"), vec![Some(1300.0); 3]);
+        assert_eq!(
+            floats("round(100000000000000000000000000000000.0, 15)"),
+            vec![Some(1e32); 3]
+        );
         assert_eq!(floats("ln(n - 1)"), vec![None, None, Some(6f64.ln())]);
     }
 

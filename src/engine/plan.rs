@@ -95,6 +95,7 @@ pub struct CohortPlan {
 /// Person-level slots: `age`, `sex`, then attributes, then features.
 pub const AGE_SLOT: usize = 0;
 pub const SEX_SLOT: usize = 1;
+pub const FIRST_ATTRIBUTE_SLOT: usize = 2;
 
 pub struct Plan<'m> {
     pub model: &'m Model,
@@ -309,7 +310,7 @@ fn type_person_level(
     attributes: &[String],
     as_of: NaiveDate,
 ) -> Result<PersonLevel> {
-    let first_feature_slot = 2 + attributes.len();
+    let first_feature_slot = FIRST_ATTRIBUTE_SLOT + attributes.len();
     let mut derived = Vec::new();
     for &fi in &model.derived_order {
         let typed = match &model.features[fi].kind {
@@ -469,7 +470,7 @@ fn person_expr(
     as_of: NaiveDate,
     condition: Option<&str>,
 ) -> Result<Typed> {
-    let first_feature_slot = 2 + attributes.len();
+    let first_feature_slot = FIRST_ATTRIBUTE_SLOT + attributes.len();
     let resolve = |name: &str| -> Option<Binding> {
         let slot = match name {
             "age" => AGE_SLOT,
@@ -480,7 +481,7 @@ fn person_expr(
                     return Some(Binding::Constant(v.clone()));
                 }
                 if let Some(i) = attributes.iter().position(|a| a == name) {
-                    2 + i
+                    FIRST_ATTRIBUTE_SLOT + i
                 } else {
                     first_feature_slot + model.feature_index(name)?
                 }

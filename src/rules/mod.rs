@@ -25,6 +25,19 @@ pub use codelist::Codelist;
 use expr::{BinaryOp, Expr, ExprKind, Literal, Span};
 pub use syntax::Aggregate;
 
+/// A TOML date (`2025-03-31`, no time) as a calendar date.
+pub fn toml_date(value: &toml::Value) -> Option<chrono::NaiveDate> {
+    let toml::Value::Datetime(d) = value else {
+        return None;
+    };
+    let date = d.date.filter(|_| d.time.is_none() && d.offset.is_none())?;
+    chrono::NaiveDate::from_ymd_opt(
+        i32::from(date.year),
+        u32::from(date.month),
+        u32::from(date.day),
+    )
+}
+
 /// The JSON Schema of rule files (from the same types the loader reads), for
 /// editors to validate and complete them.
 pub fn json_schema() -> String {
@@ -412,18 +425,9 @@ fn load_one(path: &Path, overrides: &[(String, String)]) -> Result<(Model, Vec<P
             toml::Value::Float(f) => Literal::Float(*f),
             toml::Value::Boolean(b) => Literal::Bool(*b),
             toml::Value::String(s) => Literal::Str(s.clone()),
-            toml::Value::Datetime(d) => match (d.date, d.time) {
-                (Some(date), None) => {
-                    let parsed = chrono::NaiveDate::from_ymd_opt(
-                        i32::from(date.year),
-                        u32::from(date.month),
-                        u32::from(date.day),
-                    );
-                    Literal::Date(
-                        parsed.ok_or_else(|| l.error(value.span().start, "not a valid date"))?,
-                    )
-                }
-                _ => {
+            toml::Value::Datetime(_) => match toml_date(value.get_ref()) {
+                Some(date) => Literal::Date(date),
+                None => {
                     return Err(l.error(
                         value.span().start,
                         "a date parameter must be a plain date, YYYY-MM-DD",
@@ -464,19 +468,7 @@ fn load_one(path: &Path, overrides: &[(String, String)]) -> Result<(Model, Vec<P
         let decl = s.get_ref();
         let mut missing_dates = Vec::new();
         for d in &decl.missing_dates {
-            let date = match d.get_ref() {
-                toml::Value::Datetime(dt) => {
-                    dt.date.filter(|_| dt.time.is_none()).and_then(|date| {
-                        chrono::NaiveDate::from_ymd_opt(
-                            i32::from(date.year),
-                            u32::from(date.month),
-                            u32::from(date.day),
-                        )
-                    })
-                }
-                _ => None,
-            };
-            let date = date.ok_or_else(|| {
+            let date = toml_date(d.get_ref()).ok_or_else(|| {
                 l.error(
                     d.span().start,
                     "a missing date must be a date, written as 1801-01-01 (no quotes)",
@@ -959,12 +951,12 @@ fn banded(
         .map_err(|e| l.error(bands_at + e.span.start, e.message))?;
     let mut values = Vec::new();
     for b in &chain.boundaries {
+        if let expr::bands::Bound::Param(p) = &b.value {
+            l.used_params.borrow_mut().insert(p.clone());
+        }
         let value = match &b.value {
             expr::bands::Bound::Number(v) => *v,
-            expr::bands::Bound::Param(p) => match params.iter().find(|(n, _)| {
-                l.used_params.borrow_mut().insert(p.clone());
-                n == p
-            }) {
+            expr::bands::Bound::Param(p) => match params.iter().find(|(n, _)| n == p) {
                 Some((_, Literal::Int(v))) => *v as f64,
                 Some((_, Literal::Float(v))) => *v,
                 Some(_) => {
@@ -1062,12 +1054,12 @@ fn parse_window(l: &Loader, w: &Spanned<String>, params: &[(String, Literal)]) -
     let (Some(count), Some(unit), None) = (words.next(), words.next(), words.next()) else {
         return Err(bad());
     };
+    if count.parse::<i64>().is_err() {
+        l.used_params.borrow_mut().insert(count.to_string());
+    }
     let n: i64 = match count.parse() {
         Ok(n) => n,
-        Err(_) => match params.iter().find(|(p, _)| {
-            l.used_params.borrow_mut().insert(count.to_string());
-            p == count
-        }) {
+        Err(_) => match params.iter().find(|(p, _)| p == count) {
             Some((_, Literal::Int(n))) => *n,
             Some(_) => {
                 return Err(l.error(at, format!("parameter `{count}` is not a whole number")));
