@@ -461,26 +461,6 @@ impl Task<'_> {
                 let Person::Found(p) = found else {
                     break;
                 };
-                if let Some(trace) = self.trace
-                    && trace.person == p
-                {
-                    let mut matched = Vec::new();
-                    if let Some(l) = agg.codelist {
-                        codes.each_match(&self.lists, l, row, |item| {
-                            matched.push((source.codelists[l], item))
-                        });
-                    }
-                    let event = Traced {
-                        feature: agg.feature,
-                        day,
-                        codes: matched,
-                    };
-                    trace
-                        .events
-                        .lock()
-                        .expect("no task panics while holding the lock")
-                        .push(event);
-                }
                 let state = &self.states[k];
                 match agg.aggregate {
                     Aggregate::Count | Aggregate::Exists => state.count(p),
@@ -519,6 +499,28 @@ impl Task<'_> {
                             ),
                         }
                     }
+                }
+                // Only events the aggregate took are traced (an event whose
+                // `min`/`max` value is null was skipped above).
+                if let Some(trace) = self.trace
+                    && trace.person == p
+                {
+                    let mut matched = Vec::new();
+                    if let Some(l) = agg.codelist {
+                        codes.each_match(&self.lists, l, row, |item| {
+                            matched.push((source.codelists[l], item))
+                        });
+                    }
+                    let event = Traced {
+                        feature: agg.feature,
+                        day,
+                        codes: matched,
+                    };
+                    trace
+                        .events
+                        .lock()
+                        .expect("no task panics while holding the lock")
+                        .push(event);
                 }
             }
         }
