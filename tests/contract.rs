@@ -22,10 +22,6 @@ fn run_hiu(data: &Path, out: &Path) -> std::process::Output {
     run_rules(&repo_path("models/hiu.toml"), data, out, AS_OF)
 }
 
-fn manifest(out: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap()
-}
-
 fn empty_admissions(data: &Path) {
     write_parquet(
         &data.join("admissions.parquet"),

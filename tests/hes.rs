@@ -156,8 +156,7 @@ fn hes_layout_rule_file_runs_on_artificial_hes() {
         with_hfrs > 50 && with_emergency > 100,
         "{with_hfrs} {with_emergency}"
     );
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let m: serde_json::Value = manifest(&out);
     assert!(
         m["rejected"]["apc"]["null_date"].as_u64().unwrap() >= 1,
         "the 1801-01-01 placeholder is read as missing"

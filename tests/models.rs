@@ -8,27 +8,9 @@ use util::*;
 
 #[test]
 fn every_bundled_model_passes_its_assurance_tests() {
-    let mut models: Vec<String> = std::fs::read_dir(repo_path("models"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
-    models.sort();
+    let models = toml_files("models");
     assert!(!models.is_empty());
-    let mut args = vec!["test"];
-    args.extend(models.iter().map(String::as_str));
-    let o = strata(&args);
-    let out = stdout(&o);
-    assert!(o.status.success(), "{out}{}", stderr(&o));
-    for model in &models {
-        let line = out
-            .lines()
-            .find(|l| l.starts_with(model.as_str()))
-            .unwrap_or_else(|| panic!("{out}"));
-        assert!(!line.contains(" 0 tests"), "{model} has no assurance tests");
-    }
-    assert!(out.trim_end().ends_with(", 0 failed"), "{out}");
+    assert_all_pass(&models);
 }
 
 #[test]

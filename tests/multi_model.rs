@@ -121,10 +121,7 @@ fn two_models_run_together_sharing_a_feature() {
     assert_eq!(hiu, vec![Some(false), Some(true)]);
     assert_eq!(frequent, vec![Some(true), Some(true)]);
     assert!(tmp.path().join("out/pcn/P1/frequent.csv").exists());
-    let m: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(tmp.path().join("out/manifest.json")).unwrap(),
-    )
-    .unwrap();
+    let m: serde_json::Value = manifest(&tmp.path().join("out"));
     assert_eq!(m["model"]["files"].as_array().unwrap().len(), 2);
 }
 
@@ -184,10 +181,7 @@ fn include_runs_and_tests_the_included_models() {
     std::fs::write(tmp.path().join("combined.toml"), combined).unwrap();
     let o = run_many(tmp.path(), &[&tmp.path().join("combined.toml")]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let m: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(tmp.path().join("out/manifest.json")).unwrap(),
-    )
-    .unwrap();
+    let m: serde_json::Value = manifest(&tmp.path().join("out"));
     assert_eq!(m["model"]["name"], "extra");
     let cohorts: Vec<&str> = m["cohorts"]
         .as_array()

@@ -228,8 +228,7 @@ fn manifest_counts_inputs_rejects_and_cohorts() {
     std::fs::create_dir(&data).unwrap();
     fixture(&data, 1);
     run(&data, &out, &[]);
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let m: serde_json::Value = manifest(&out);
     assert_eq!(m["as_of"], AS_OF);
     assert_eq!(m["as_of_inferred"], false);
     assert_eq!(m["persons"], 9);
@@ -311,7 +310,6 @@ fn as_of_defaults_to_the_latest_activity_date() {
         "{}",
         stdout(&o)
     );
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let m: serde_json::Value = manifest(&out);
     assert_eq!(m["as_of_inferred"], true);
 }

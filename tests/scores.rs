@@ -224,8 +224,7 @@ fn set_overrides_a_parameter_for_one_run() {
     assert!(o.status.success(), "{}", stderr(&o));
     let (_, band, _) = scores(&out);
     assert_eq!(band[2], "high", "15.0 is above the new boundary");
-    let m: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let m: serde_json::Value = manifest(&out);
     assert_eq!(m["params"]["high_from"], 14.95);
     assert_eq!(m["params_overridden"][0], "high_from");
     assert_eq!(m["cohorts"][0]["members"], 2);

@@ -250,3 +250,37 @@ pub fn with_column(batch: &RecordBatch, name: &str, array: ArrayRef) -> RecordBa
         .collect();
     self::batch(columns)
 }
+
+/// `OUT/manifest.json`, parsed.
+pub fn manifest(out: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// The `*.toml` files of a folder of the repository, sorted, as paths.
+pub fn toml_files(folder: &str) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(repo_path(folder))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    files
+}
+
+/// `strata test FILES...`, asserting it passed and that every file had tests.
+pub fn assert_all_pass(files: &[String]) {
+    let mut args = vec!["test"];
+    args.extend(files.iter().map(String::as_str));
+    let o = strata(&args);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    for file in files {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(file.as_str()))
+            .unwrap_or_else(|| panic!("{out}"));
+        assert!(!line.contains(" 0 tests"), "{file} has no tests");
+    }
+    assert!(out.trim_end().ends_with(", 0 failed"), "{out}");
+}
