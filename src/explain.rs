@@ -129,15 +129,25 @@ pub fn render(results: &Results, explained: &Explained) -> String {
                 );
             }
             FeatureKind::Segments { segments, default } => {
-                let order: Vec<String> = segments
-                    .iter()
-                    .map(|(n, l)| format!("{n} when {}", l.text))
-                    .collect();
                 let _ = writeln!(
                     s,
-                    "      first that holds of: {}; otherwise {default}",
-                    order.join("; ")
+                    "      the first segment whose condition holds, in this order:"
                 );
+                for segment in segments {
+                    let about = segment
+                        .description
+                        .as_deref()
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default();
+                    let _ = writeln!(
+                        s,
+                        "        {}{about}: when {}{}",
+                        segment.name,
+                        segment.condition.text,
+                        params_used(model, &[&segment.condition])
+                    );
+                }
+                let _ = writeln!(s, "        otherwise {default}");
             }
         }
     }
@@ -166,7 +176,11 @@ pub fn render(results: &Results, explained: &Explained) -> String {
 fn params_used(model: &crate::rules::Model, located: &[&Located]) -> String {
     let mut used: Vec<String> = Vec::new();
     for l in located {
-        for (name, _) in l.expr.names() {
+        // Words of the text as written: band boundaries name parameters too.
+        let words = l
+            .text
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
+        for name in words {
             if let Some(v) = model.param(name) {
                 let text = format!("{name} = {v}");
                 if !used.contains(&text) {

@@ -285,3 +285,30 @@ fn band_mistakes_are_positioned() {
         assert!(err.contains(message), "{to}: {err}");
     }
 }
+
+#[test]
+fn explain_shows_band_chains_and_segment_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let rules = tmp.path().join("rules.toml");
+    let data = tmp.path().join("data");
+    let o = strata(&[
+        "explain",
+        "--person",
+        "4",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--as-of",
+        "2025-03-31",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("  band = high\n      computed from: score banded as low < 5 <= intermediate <= high_from < high  (with high_from = 15.0)"),
+        "{text}"
+    );
+    assert!(text.contains("        high_risk: when band = 'high'\n        moderate: when band = 'intermediate' or score > 4\n        otherwise healthy"), "{text}");
+    assert!(text.contains("  segment = high_risk"), "{text}");
+}

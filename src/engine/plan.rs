@@ -323,7 +323,8 @@ fn type_person_level(
                     ty: Type::Str,
                 };
                 let mut whens = Vec::new();
-                for (segment, located) in segments {
+                for segment in segments {
+                    let (segment, located) = (&segment.name, &segment.condition);
                     let condition = person_expr(
                         model,
                         located,

@@ -219,7 +219,7 @@ fn shift(b: &mut Model, by: usize) {
             FeatureKind::Aggregate { filter, .. } => filter.iter_mut().for_each(located),
             FeatureKind::Derived(l) => located(l),
             FeatureKind::Segments { segments, .. } => {
-                segments.iter_mut().for_each(|(_, l)| located(l))
+                segments.iter_mut().for_each(|s| located(&mut s.condition))
             }
         }
     }
@@ -276,7 +276,7 @@ fn same_feature(x: &Feature, y: &Feature) -> bool {
                 && s1
                     .iter()
                     .zip(s2)
-                    .all(|((n1, l1), (n2, l2))| n1 == n2 && l1.expr.same_as(&l2.expr))
+                    .all(|(x, y)| x.name == y.name && x.condition.expr.same_as(&y.condition.expr))
         }
         _ => false,
     }

@@ -102,9 +102,17 @@ pub enum FeatureKind {
     /// Mutually exclusive segments in priority order: each person gets the
     /// first whose condition holds, else `default`.
     Segments {
-        segments: Vec<(String, Located)>,
+        segments: Vec<Segment>,
         default: String,
     },
+}
+
+/// One segment of a segmentation.
+#[derive(Debug, Clone)]
+pub struct Segment {
+    pub name: String,
+    pub description: Option<String>,
+    pub condition: Located,
 }
 
 impl FeatureKind {
@@ -113,7 +121,9 @@ impl FeatureKind {
         match self {
             FeatureKind::Aggregate { .. } => Vec::new(),
             FeatureKind::Derived(e) => vec![e],
-            FeatureKind::Segments { segments, .. } => segments.iter().map(|(_, e)| e).collect(),
+            FeatureKind::Segments { segments, .. } => {
+                segments.iter().map(|s| &s.condition).collect()
+            }
         }
     }
 }
@@ -918,7 +928,11 @@ fn segmented(
             ));
         }
         seen.push(segment);
-        out.push((segment.clone(), l.expression(&s.when)?));
+        out.push(Segment {
+            name: segment.clone(),
+            description: s.description.clone(),
+            condition: l.expression(&s.when)?,
+        });
     }
     Ok(FeatureKind::Segments {
         segments: out,
@@ -1016,9 +1030,11 @@ fn banded(
         whens,
         otherwise: Some(Box::new(text(last))),
     });
+    // The text keeps the chain, so `explain` can show how the band was chosen.
     Ok(FeatureKind::Derived(Located {
         expr: case,
-        ..score
+        text: format!("{} banded as {}", score.text, bands.get_ref()),
+        offset: score.offset,
     }))
 }
 
