@@ -1,0 +1,701 @@
+//! Reading one rule file: TOML with positions, parameters, sources, code
+//! lists, features and cohorts, each checked as far as the file alone
+//! allows. Names that may be defined in another file of the run are checked
+//! later, once the files are merged ([`super::resolve`]).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+use super::expr::{self, BinaryOp, Expr, ExprKind, Literal};
+use super::{
+    BUILTINS, Codelist, Cohort, Feature, FeatureKind, Located, MappedColumn, Model,
+    RESERVED_COLUMNS, RankKey, RuleText, Segment, Source, check, did_you_mean, syntax, toml_date,
+};
+use crate::dates::Window;
+use crate::error::{Error, Position, Result};
+use syntax::Aggregate;
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Offset of a TOML string's first content character, given the span of the
+/// whole string token (quotes included).
+fn content_offset(text: &str, span: std::ops::Range<usize>) -> usize {
+    let raw = &text[span.start..span.end.min(text.len())];
+    if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
+        let after = span.start + 3;
+        if text[after..].starts_with("\r\n") {
+            after + 2
+        } else if text[after..].starts_with('\n') {
+            after + 1
+        } else {
+            after
+        }
+    } else if raw.starts_with('"') || raw.starts_with('\'') {
+        span.start + 1
+    } else {
+        span.start
+    }
+}
+
+struct Loader<'a> {
+    path: &'a Path,
+    text: &'a str,
+    /// Parameters used outside expressions (windows, band boundaries).
+    used_params: std::cell::RefCell<HashSet<String>>,
+}
+
+impl Loader<'_> {
+    fn error(&self, offset: usize, message: impl Into<String>) -> Error {
+        Error::rules(
+            self.path,
+            Some(Position::of_offset(self.text, offset)),
+            message,
+        )
+    }
+
+    fn expression(&self, s: &Spanned<String>) -> Result<Located> {
+        let offset = content_offset(self.text, s.span());
+        let expr =
+            expr::parse(s.get_ref()).map_err(|e| self.error(offset + e.span.start, e.message))?;
+        Ok(Located {
+            expr,
+            text: s.get_ref().clone(),
+            offset,
+        })
+    }
+}
+
+/// Reads one rule file; returns the model and the files it includes.
+pub(super) fn load_one(
+    path: &Path,
+    overrides: &[(String, String)],
+) -> Result<(Model, Vec<PathBuf>)> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Error::io(path, "cannot read rule file", e)
+            .with_help("check the path given to --rules (the default is models/hiu.toml)")
+    })?;
+    let file: syntax::RuleFile = toml::from_str(&text).map_err(|e| {
+        let at = e.span().map(|s| Position::of_offset(&text, s.start));
+        Error::rules(path, at, e.message().trim().to_string())
+            .with_help("see docs/rules.md for the layout of a rule file")
+    })?;
+    let l = Loader {
+        path,
+        text: &text,
+        used_params: Default::default(),
+    };
+    let rule_dir = path.parent().unwrap_or(Path::new("."));
+
+    // Every name that can appear in a person-level expression, with where it
+    // was defined, so duplicates across kinds are caught.
+    let mut defined: HashMap<String, &'static str> = HashMap::new();
+    for (name, _) in BUILTINS {
+        defined.insert(name.to_string(), "a built-in name");
+    }
+    for name in RESERVED_COLUMNS {
+        defined.insert(name.to_string(), "an output column strata always writes");
+    }
+    let mut claim = |name: &str, kind: &'static str, offset: usize| -> Result<()> {
+        if !is_identifier(name) {
+            return Err(l.error(offset, format!(
+                "`{name}` is not a valid name: use letters, digits and `_`, starting with a letter"
+            )));
+        }
+        if let Some(other) = defined.insert(name.to_string(), kind) {
+            return Err(l
+                .error(
+                    offset,
+                    format!("`{name}` is defined as {kind} but is already {other}"),
+                )
+                .with_help("give one of them another name"));
+        }
+        Ok(())
+    };
+
+    for (attr, column) in &file.population.attributes {
+        claim(attr, "a population attribute", column.span().start)?;
+    }
+
+    let mut params = Vec::new();
+    for (name, value) in &file.params {
+        claim(name, "a parameter", value.span().start)?;
+        let lit = match value.get_ref() {
+            toml::Value::Integer(i) => Literal::Int(*i),
+            toml::Value::Float(f) => Literal::Float(*f),
+            toml::Value::Boolean(b) => Literal::Bool(*b),
+            toml::Value::String(s) => Literal::Str(s.clone()),
+            toml::Value::Datetime(_) => match toml_date(value.get_ref()) {
+                Some(date) => Literal::Date(date),
+                None => {
+                    return Err(l.error(
+                        value.span().start,
+                        "a date parameter must be a plain date, YYYY-MM-DD",
+                    ));
+                }
+            },
+            _ => {
+                return Err(l.error(
+                    value.span().start,
+                    format!("parameter `{name}` must be a number, text, true/false or a date"),
+                ));
+            }
+        };
+        params.push((name.clone(), lit));
+    }
+    let mut overridden = Vec::new();
+    for (name, text) in overrides {
+        let Some((_, value)) = params.iter_mut().find(|(n, _)| n == name) else {
+            continue;
+        };
+        *value = override_value(value, text).ok_or_else(|| {
+            Error::usage(format!(
+                "--set {name}={text}: `{text}` is not {}",
+                check::literal_type(value).a()
+            ))
+        })?;
+        overridden.push(name.clone());
+    }
+
+    let mut sources = Vec::new();
+    for (name, s) in &file.sources {
+        if !is_identifier(name) {
+            return Err(l.error(
+                s.span().start,
+                format!("`{name}` is not a valid source name"),
+            ));
+        }
+        let decl = s.get_ref();
+        let mut missing_dates = Vec::new();
+        for d in &decl.missing_dates {
+            let date = toml_date(d.get_ref()).ok_or_else(|| {
+                l.error(
+                    d.span().start,
+                    "a missing date must be a date, written as 1801-01-01 (no quotes)",
+                )
+            })?;
+            missing_dates.push(crate::dates::to_day(date));
+        }
+        let mut mapped = Vec::new();
+        for (column, m) in &decl.columns {
+            if !is_identifier(column) {
+                return Err(l.error(
+                    m.span().start,
+                    format!("`{column}` is not a valid column name"),
+                ));
+            }
+            let m = m.get_ref();
+            mapped.push(MappedColumn {
+                name: column.clone(),
+                from: m.from.clone(),
+                map: m.map.clone().into_iter().collect(),
+            });
+        }
+        sources.push(Source {
+            name: name.clone(),
+            table: decl.table.clone(),
+            person_id: decl.person_id.clone(),
+            date: decl.date.clone(),
+            codes: decl
+                .code
+                .as_ref()
+                .map(syntax::OneOrMany::to_vec)
+                .unwrap_or_default(),
+            missing_dates,
+            mapped,
+        });
+    }
+
+    let mut codelists = Vec::new();
+    for (name, c) in &file.codelists {
+        codelists.push(Codelist::load(name, c.get_ref(), rule_dir)?);
+    }
+
+    let mut features = Vec::new();
+    for (name, f) in &file.features {
+        let offset = f.span().start;
+        claim(name, "a feature", offset)?;
+        let decl = f.get_ref();
+        let kind = feature_kind(&l, name, decl, offset, &sources, &codelists, &params)?;
+        features.push(Feature {
+            name: name.clone(),
+            description: decl.description.clone().unwrap_or_default(),
+            kind,
+            offset,
+        });
+    }
+
+    let mut model = Model {
+        path: path.to_path_buf(),
+        files: vec![RuleText {
+            path: path.to_path_buf(),
+            sha256: Sha256::digest(text.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            text: text.clone(),
+            start: 0,
+        }],
+        meta: file.model,
+        population: file.population,
+        params,
+        overridden,
+        sources,
+        codelists,
+        features,
+        derived_order: Vec::new(),
+        cohorts: Vec::new(),
+        tests: Vec::new(),
+        declarations: file
+            .params
+            .iter()
+            .map(|(n, v)| ("parameter", n.clone(), v.span().start))
+            .chain(
+                file.sources
+                    .iter()
+                    .map(|(n, s)| ("source", n.clone(), s.span().start)),
+            )
+            .chain(
+                file.codelists
+                    .iter()
+                    .map(|(n, c)| ("code list", n.clone(), c.span().start)),
+            )
+            .collect(),
+        params_outside_expressions: HashSet::new(),
+    };
+    for (name, c) in &file.cohorts {
+        claim(name, "a cohort", c.span().start)?;
+        claim(
+            &format!("{name}_rank"),
+            "a cohort's rank column",
+            c.span().start,
+        )?;
+        let decl = c.get_ref();
+        let condition = l.expression(&decl.when)?;
+        let mut rank = Vec::new();
+        for key in &decl.rank {
+            let offset = content_offset(&text, key.span());
+            let mut words = key.get_ref().split_whitespace();
+            let feature = words.next().unwrap_or("");
+            let descending = match words.next().map(str::to_ascii_lowercase).as_deref() {
+                None | Some("asc") => false,
+                Some("desc") => true,
+                Some(other) => {
+                    let at = key
+                        .get_ref()
+                        .rfind(|c: char| c.is_whitespace())
+                        .map_or(0, |i| i + 1);
+                    return Err(l.error(
+                        offset + at,
+                        format!("`{other}` is not a sort order: write `asc` or `desc`"),
+                    ));
+                }
+            };
+            if words.next().is_some() || feature.is_empty() {
+                return Err(l.error(
+                    offset,
+                    format!(
+                        "rank key `{}` must be a feature name (or `age`), optionally followed by `desc`",
+                        key.get_ref()
+                    ),
+                ));
+            }
+            rank.push(RankKey {
+                name: feature.to_string(),
+                descending,
+                offset,
+            });
+        }
+        let mut reasons = Vec::new();
+        for r in &decl.reasons {
+            reasons.push((r.get_ref().clone(), content_offset(&text, r.span())));
+        }
+        model.cohorts.push(Cohort {
+            name: name.clone(),
+            title: decl.title.clone(),
+            description: decl.description.clone(),
+            condition,
+            rank,
+            reasons,
+        });
+    }
+    model.tests = file.tests.into_iter().map(|t| (0, t)).collect();
+    model.params_outside_expressions = l.used_params.take();
+    let includes = file
+        .include
+        .iter()
+        .map(|i| rule_dir.join(i.get_ref()))
+        .collect();
+    Ok((model, includes))
+}
+
+fn feature_kind(
+    l: &Loader,
+    name: &str,
+    decl: &syntax::Feature,
+    offset: usize,
+    sources: &[Source],
+    codelists: &[Codelist],
+    params: &[(String, Literal)],
+) -> Result<FeatureKind> {
+    if let Some(bands) = &decl.bands {
+        return banded(l, name, decl, bands, offset, params);
+    }
+    if let Some(segments) = &decl.segments {
+        return segmented(l, name, decl, segments);
+    }
+    if let Some(default) = &decl.default {
+        return Err(l.error(
+            default.span().start,
+            format!("feature `{name}` has a `default` but no `segments`"),
+        ));
+    }
+    if decl.score.is_some() {
+        return Err(l
+            .error(
+                offset,
+                format!("feature `{name}` has a `score` but no `bands`"),
+            )
+            .with_help("add bands, e.g. bands = \"low < 5 <= high\""));
+    }
+    if let Some(e) = &decl.expr {
+        only_keys(l, name, decl, "expr", &["expr"])?;
+        return Ok(FeatureKind::Derived(l.expression(e)?));
+    }
+    let Some(source_name) = &decl.source else {
+        return Err(l.error(
+            offset,
+            format!("feature `{name}` needs either `source` and `aggregate`, or `expr`"),
+        ));
+    };
+    let source = sources
+        .iter()
+        .position(|s| &s.name == source_name.get_ref())
+        .ok_or_else(|| {
+            l.error(
+                content_offset(l.text, source_name.span()),
+                format!(
+                    "unknown source `{}`{}",
+                    source_name.get_ref(),
+                    did_you_mean(
+                        source_name.get_ref(),
+                        sources.iter().map(|s| s.name.as_str())
+                    )
+                ),
+            )
+            .with_help("declare it in a [sources.NAME] table")
+        })?;
+    let Some(aggregate) = &decl.aggregate else {
+        return Err(l
+            .error(
+                offset,
+                format!("feature `{name}` reads a source but has no `aggregate`"),
+            )
+            .with_help("add e.g. aggregate = \"count\""));
+    };
+    let agg_at = aggregate.span().start;
+    let aggregate = *aggregate.get_ref();
+    let codelist = match &decl.codelist {
+        Some(c) => {
+            let at = content_offset(l.text, c.span());
+            if sources[source].codes.is_empty() {
+                return Err(l.error(
+                    at,
+                    format!(
+                        "source `{}` has no `code` column to match a code list against",
+                        sources[source].name
+                    ),
+                ));
+            }
+            Some(
+                codelists
+                    .iter()
+                    .position(|x| &x.name == c.get_ref())
+                    .ok_or_else(|| {
+                        l.error(
+                            at,
+                            format!(
+                                "unknown code list `{}`{}",
+                                c.get_ref(),
+                                did_you_mean(
+                                    c.get_ref(),
+                                    codelists.iter().map(|x| x.name.as_str())
+                                )
+                            ),
+                        )
+                    })?,
+            )
+        }
+        None => None,
+    };
+    let list = codelist.map(|i| &codelists[i]);
+    let needs = |ok: bool, what: &str| -> Result<()> {
+        if ok {
+            Ok(())
+        } else {
+            Err(l.error(
+                agg_at,
+                format!("aggregate `{}` needs {what}", aggregate.name()),
+            ))
+        }
+    };
+    match aggregate {
+        Aggregate::CountDistinctCodes => needs(list.is_some(), "a `codelist`")?,
+        Aggregate::CountDistinctCategories => needs(
+            list.is_some_and(|c| !c.categories.is_empty()),
+            "a `codelist` with a `category_column`",
+        )?,
+        Aggregate::SumDistinctWeights => needs(
+            list.is_some_and(|c| c.entries.iter().all(|e| e.weight.is_some())),
+            "a `codelist` with a `weight_column`",
+        )?,
+        Aggregate::Min | Aggregate::Max => needs(decl.column.is_some(), "a `column` to reduce")?,
+        _ => {}
+    }
+    if decl.column.is_some() && !matches!(aggregate, Aggregate::Min | Aggregate::Max) {
+        let at = decl.column.as_ref().map_or(agg_at, |c| c.span().start);
+        return Err(l.error(
+            at,
+            "`column` is only used by the `min` and `max` aggregates",
+        ));
+    }
+    let window = match &decl.window {
+        Some(w) => parse_window(l, w, params)?,
+        None => Window::Ever,
+    };
+    let filter = decl.filter.as_ref().map(|f| l.expression(f)).transpose()?;
+    Ok(FeatureKind::Aggregate {
+        source,
+        aggregate,
+        codelist,
+        window,
+        filter,
+        column: decl.column.as_ref().map(|c| c.get_ref().clone()),
+    })
+}
+
+/// Refuses keys that belong to another kind of feature than the one `kind`
+/// (the key that decided it) makes this.
+fn only_keys(
+    l: &Loader,
+    name: &str,
+    decl: &syntax::Feature,
+    kind: &str,
+    allowed: &[&str],
+) -> Result<()> {
+    match decl.keys().into_iter().find(|(key, _)| !allowed.contains(key)) {
+        Some((key, at)) => Err(l.error(at, format!("feature `{name}` has `{kind}`, so it cannot also have `{key}`"))
+            .with_help("a feature is one of: an aggregate (source, aggregate, codelist, window, where, column), an expression (expr), bands (score, bands), or segments (segments, default)")),
+        None => Ok(()),
+    }
+}
+
+/// A segmentation: each segment's condition, in priority order, and a default.
+fn segmented(
+    l: &Loader,
+    name: &str,
+    decl: &syntax::Feature,
+    segments: &Spanned<Vec<syntax::Segment>>,
+) -> Result<FeatureKind> {
+    only_keys(l, name, decl, "segments", &["segments", "default"])?;
+    let Some(default) = &decl.default else {
+        return Err(l.error(segments.span().start, format!("segmentation `{name}` has no `default` segment"))
+            .with_help("every person gets exactly one segment: add default = \"...\" for those no segment matches"));
+    };
+    if segments.get_ref().is_empty() {
+        return Err(l.error(
+            segments.span().start,
+            format!("segmentation `{name}` lists no segments"),
+        ));
+    }
+    let mut seen: Vec<&str> = vec![default.get_ref()];
+    let mut out = Vec::new();
+    for s in segments.get_ref() {
+        let segment = s.name.get_ref();
+        if seen.contains(&segment.as_str()) {
+            return Err(l.error(
+                s.name.span().start,
+                format!("segment `{segment}` is listed twice (or is also the default)"),
+            ));
+        }
+        seen.push(segment);
+        out.push(Segment {
+            name: segment.clone(),
+            description: s.description.clone(),
+            condition: l.expression(&s.when)?,
+        });
+    }
+    Ok(FeatureKind::Segments {
+        segments: out,
+        default: default.get_ref().clone(),
+    })
+}
+
+/// A banded feature, built as the `case` expression it stands for:
+/// `case when score is null then null when score < b1 then 'n1' ... else 'nk' end`.
+fn banded(
+    l: &Loader,
+    name: &str,
+    decl: &syntax::Feature,
+    bands: &Spanned<String>,
+    offset: usize,
+    params: &[(String, Literal)],
+) -> Result<FeatureKind> {
+    only_keys(l, name, decl, "bands", &["bands", "score"])?;
+    let Some(score_text) = &decl.score else {
+        return Err(l
+            .error(
+                offset,
+                format!("feature `{name}` has `bands` but no `score` to band"),
+            )
+            .with_help("add e.g. score = \"hfrs\""));
+    };
+    let score = l.expression(score_text)?;
+    let bands_at = content_offset(l.text, bands.span());
+    let chain = expr::parse_bands(bands.get_ref())
+        .map_err(|e| l.error(bands_at + e.span.start, e.message))?;
+    let mut values = Vec::new();
+    for b in &chain.boundaries {
+        if let expr::bands::Bound::Param(p) = &b.value {
+            l.used_params.borrow_mut().insert(p.clone());
+        }
+        let value = match &b.value {
+            expr::bands::Bound::Number(v) => *v,
+            expr::bands::Bound::Param(p) => match params.iter().find(|(n, _)| n == p) {
+                Some((_, Literal::Int(v))) => *v as f64,
+                Some((_, Literal::Float(v))) => *v,
+                Some(_) => {
+                    return Err(l.error(
+                        bands_at + b.span.start,
+                        format!("parameter `{p}` is not a number"),
+                    ));
+                }
+                None => {
+                    return Err(l.error(
+                        bands_at + b.span.start,
+                        format!(
+                            "`{p}` is neither a number nor a parameter{}",
+                            did_you_mean(p, params.iter().map(|(n, _)| n.as_str()))
+                        ),
+                    ));
+                }
+            },
+        };
+        if values.last().is_some_and(|&prev| value <= prev) {
+            return Err(l.error(
+                bands_at + b.span.start,
+                "band boundaries must increase from left to right",
+            ));
+        }
+        values.push(value);
+    }
+    let span = score.expr.span;
+    let node = |kind| Expr { kind, span };
+    let text = |s: &str| node(ExprKind::Literal(Literal::Str(s.to_string())));
+    let mut whens = vec![(
+        node(ExprKind::IsNull {
+            expr: Box::new(score.expr.clone()),
+            negated: false,
+        }),
+        node(ExprKind::Literal(Literal::Null)),
+    )];
+    for ((band, _), (b, value)) in chain.names.iter().zip(chain.boundaries.iter().zip(&values)) {
+        let op = if b.in_lower {
+            BinaryOp::LtEq
+        } else {
+            BinaryOp::Lt
+        };
+        let test = ExprKind::Binary(
+            op,
+            Box::new(score.expr.clone()),
+            Box::new(node(ExprKind::Literal(Literal::Float(*value)))),
+        );
+        whens.push((node(test), text(band)));
+    }
+    let last = &chain
+        .names
+        .last()
+        .expect("a chain has at least two names")
+        .0;
+    let case = node(ExprKind::Case {
+        whens,
+        otherwise: Some(Box::new(text(last))),
+    });
+    // The text keeps the chain, so `explain` can show how the band was chosen.
+    Ok(FeatureKind::Derived(Located {
+        expr: case,
+        text: format!("{} banded as {}", score.text, bands.get_ref()),
+        offset: score.offset,
+    }))
+}
+
+/// A command-line value for a parameter, of the parameter's type.
+fn override_value(current: &Literal, text: &str) -> Option<Literal> {
+    Some(match current {
+        Literal::Int(_) => Literal::Int(text.trim().parse().ok()?),
+        Literal::Float(_) => {
+            Literal::Float(text.trim().parse().ok().filter(|v: &f64| v.is_finite())?)
+        }
+        Literal::Bool(_) => Literal::Bool(match text.trim() {
+            "true" => true,
+            "false" => false,
+            _ => return None,
+        }),
+        Literal::Str(_) => Literal::Str(text.to_string()),
+        Literal::Date(_) => Literal::Date(crate::dates::parse_date(text)?),
+        Literal::Null => return None,
+    })
+}
+
+fn parse_window(l: &Loader, w: &Spanned<String>, params: &[(String, Literal)]) -> Result<Window> {
+    let at = content_offset(l.text, w.span());
+    let text = w.get_ref().trim();
+    if text.eq_ignore_ascii_case("ever") {
+        return Ok(Window::Ever);
+    }
+    let bad = || {
+        l.error(at, format!("`{text}` is not a window"))
+            .with_help("write \"365 days\", \"12 months\", \"2 years\" or \"ever\"; the number may be a parameter name")
+    };
+    let mut words = text.split_whitespace();
+    let (Some(count), Some(unit), None) = (words.next(), words.next(), words.next()) else {
+        return Err(bad());
+    };
+    if count.parse::<i64>().is_err() {
+        l.used_params.borrow_mut().insert(count.to_string());
+    }
+    let n: i64 = match count.parse() {
+        Ok(n) => n,
+        Err(_) => match params.iter().find(|(p, _)| p == count) {
+            Some((_, Literal::Int(n))) => *n,
+            Some(_) => {
+                return Err(l.error(at, format!("parameter `{count}` is not a whole number")));
+            }
+            None => {
+                return Err(l.error(
+                    at,
+                    format!(
+                        "`{count}` is neither a number nor a parameter{}",
+                        did_you_mean(count, params.iter().map(|(p, _)| p.as_str()))
+                    ),
+                ));
+            }
+        },
+    };
+    let n = u32::try_from(n)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| l.error(at, format!("a window must be at least 1 {unit}, not {n}")))?;
+    match unit.to_ascii_lowercase().trim_end_matches('s') {
+        "day" => Ok(Window::Days(n)),
+        "month" => Ok(Window::Months(n)),
+        "year" => Ok(Window::Years(n)),
+        _ => Err(bad()),
+    }
+}
