@@ -141,7 +141,7 @@ impl State {
         self,
         aggregate: Aggregate,
         weights: &[i64],
-        categories: &[Option<u32>],
+        categories: &[Vec<u32>],
         persons: usize,
     ) -> ArrayRef {
         match self {
@@ -161,11 +161,17 @@ impl State {
                     .into_inner()
                     .expect("no task panics while holding the lock");
                 if aggregate == Aggregate::CountDistinctCategories {
-                    // Map codes to their categories, then deduplicate again.
-                    for k in &mut keys {
-                        let category = categories[(*k & 0xFFFF_FFFF) as usize].unwrap_or(0);
-                        *k = (*k & !0xFFFF_FFFF) | u64::from(category);
-                    }
+                    // Map codes to every category they score, then
+                    // deduplicate again.
+                    keys = keys
+                        .into_iter()
+                        .flat_map(|k| {
+                            let person = k & !0xFFFF_FFFF;
+                            categories[(k & 0xFFFF_FFFF) as usize]
+                                .iter()
+                                .map(move |&c| person | u64::from(c))
+                        })
+                        .collect();
                 }
                 keys.sort_unstable();
                 keys.dedup();
@@ -237,7 +243,7 @@ mod tests {
     #[test]
     fn distinct_counts_codes_and_categories_once() {
         // Items 0 and 1 share category 0; item 2 is category 1.
-        let cats = [Some(0), Some(0), Some(1)];
+        let cats = [vec![0], vec![0], vec![1]];
         let weights = [1_500_000, 2_000_000, 100_000];
         for (agg, expect) in [
             (Aggregate::CountDistinctCodes, vec![3.0, 1.0]),

@@ -126,8 +126,9 @@ pub fn scan(
             let weights: Vec<i64> = list.map_or_else(Vec::new, |l| {
                 l.entries.iter().map(|e| e.weight.unwrap_or(0)).collect()
             });
-            let categories: Vec<Option<u32>> =
-                list.map_or_else(Vec::new, |l| l.entries.iter().map(|e| e.category).collect());
+            let categories: Vec<Vec<u32>> = list.map_or_else(Vec::new, |l| {
+                l.entries.iter().map(|e| e.categories.clone()).collect()
+            });
             features[agg.feature] =
                 Some(state.finish(agg.aggregate, &weights, &categories, persons));
         }

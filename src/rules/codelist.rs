@@ -23,7 +23,9 @@ pub struct Entry {
     /// tables, and summing them exactly keeps a score that is exactly on a
     /// band boundary (HFRS 5.0) on it.
     pub weight: Option<i64>,
-    pub category: Option<u32>,
+    /// Categories the code scores, sorted. A code may score several: in
+    /// the eFI, diabetes-complication codes also score CKD or skin ulcer.
+    pub categories: Vec<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -33,7 +35,7 @@ pub struct Codelist {
     pub system: CodingSystem,
     pub match_mode: MatchMode,
     pub entries: Vec<Entry>,
-    /// Category names, indexed by `Entry::category`.
+    /// Category names, indexed by the ids in `Entry::categories`.
     pub categories: Vec<String>,
     index: HashMap<String, u32>,
     longest_code: usize,
@@ -176,19 +178,24 @@ impl Codelist {
                     .unwrap_or("")
                     .to_string(),
                 weight,
-                category,
+                categories: category.into_iter().collect(),
             };
             if let Some(&existing) = list.index.get(&code) {
-                let old = &list.entries[existing as usize];
-                if old.weight != entry.weight || old.category != entry.category {
+                // A code listed again scores another category (if it names
+                // one); it may not carry another weight.
+                let old = &mut list.entries[existing as usize];
+                if old.weight != entry.weight {
                     return Err(Error::rules(
                         &path,
                         at,
-                        format!(
-                            "code `{code}` is listed twice with different weights or categories"
-                        ),
+                        format!("code `{code}` is listed twice with different weights"),
                     )
-                    .with_help("keep one row per code"));
+                    .with_help("keep one weight per code"));
+                }
+                for c in entry.categories {
+                    if let Err(i) = old.categories.binary_search(&c) {
+                        old.categories.insert(i, c);
+                    }
                 }
                 continue;
             }
@@ -404,6 +411,20 @@ mod tests {
     }
 
     #[test]
+    fn a_code_may_score_several_categories_but_not_two_weights() {
+        let list = load(
+            "code,term,deficit\n100100,Diabetic kidney disease,diabetes\n100100,Diabetic kidney disease,ckd\n200200,CKD 3,ckd\n100100,again,diabetes\n",
+            "snomed",
+            "exact",
+            "category_column = 'deficit'",
+        )
+        .unwrap();
+        assert_eq!(list.entries.len(), 2);
+        assert_eq!(list.entries[0].categories, vec![0, 1]);
+        assert_eq!(list.categories, vec!["diabetes", "ckd"]);
+    }
+
+    #[test]
     fn weights_and_categories() {
         let list = load(
             "code,term,points,deficit\nA,a,1.5,falls\nB,b,2,falls\nC,c,0.1,anaemia\n",
@@ -415,7 +436,7 @@ mod tests {
         assert_eq!(list.entries[0].weight, Some(1_500_000));
         assert_eq!(list.entries[1].weight, Some(2_000_000));
         assert_eq!(list.categories, vec!["falls", "anaemia"]);
-        assert_eq!(list.entries[2].category, Some(1));
+        assert_eq!(list.entries[2].categories, vec![1]);
     }
 
     #[test]
