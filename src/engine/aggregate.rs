@@ -23,6 +23,8 @@ pub enum State {
     Count(Vec<AtomicU32>),
     /// Sorted, deduplicated `person << 32 | item` keys gathered from tasks.
     Distinct(Mutex<Vec<u64>>),
+    /// (person, code hash) pairs: distinct codes counted without a code list.
+    DistinctValues(Mutex<Vec<(u32, u64)>>),
     MinDay(Vec<AtomicI32>),
     MaxDay(Vec<AtomicI32>),
     MinInt(Vec<AtomicI64>),
@@ -37,13 +39,21 @@ const NO_FLOAT: u64 = u64::MAX; // a NaN pattern never produced by the data path
 impl State {
     /// State for `aggregate` over `persons`; `column` is the type of the
     /// reduced column for `min`/`max`.
-    pub fn new(aggregate: Aggregate, column: Option<Type>, persons: usize) -> State {
+    pub fn new(
+        aggregate: Aggregate,
+        column: Option<Type>,
+        codelist: bool,
+        persons: usize,
+    ) -> State {
         fn filled<T>(n: usize, f: impl Fn() -> T) -> Vec<T> {
             (0..n).map(|_| f()).collect()
         }
         match aggregate {
             Aggregate::Count | Aggregate::Exists => {
                 State::Count(filled(persons, || AtomicU32::new(0)))
+            }
+            Aggregate::CountDistinctCodes if !codelist => {
+                State::DistinctValues(Mutex::new(Vec::new()))
             }
             Aggregate::CountDistinctCodes
             | Aggregate::CountDistinctCategories
@@ -135,6 +145,17 @@ impl State {
         }
     }
 
+    /// Adds one task's (person, code hash) pairs.
+    pub fn merge_distinct_values(&self, mut pairs: Vec<(u32, u64)>) {
+        if let State::DistinctValues(all) = self {
+            pairs.sort_unstable();
+            pairs.dedup();
+            all.lock()
+                .expect("no task panics while holding the lock")
+                .extend(pairs);
+        }
+    }
+
     /// The per-person result column. `weights`/`categories` describe the
     /// code list's items for distinct aggregates.
     pub fn finish(
@@ -193,6 +214,18 @@ impl State {
                     Arc::new(Int64Array::from(counts))
                 }
             }
+            State::DistinctValues(pairs) => {
+                let mut pairs = pairs
+                    .into_inner()
+                    .expect("no task panics while holding the lock");
+                pairs.sort_unstable();
+                pairs.dedup();
+                let mut counts = vec![0i64; persons];
+                for (p, _) in pairs {
+                    counts[p as usize] += 1;
+                }
+                Arc::new(Int64Array::from(counts))
+            }
             State::MinDay(v) => days(v, i32::MAX),
             State::MaxDay(v) => days(v, i32::MIN),
             State::MinInt(v) => ints(v, i64::MAX),
@@ -250,7 +283,7 @@ mod tests {
             (Aggregate::CountDistinctCategories, vec![2.0, 1.0]),
             (Aggregate::SumDistinctWeights, vec![3.6, 2.0]),
         ] {
-            let s = State::new(agg, None, 2);
+            let s = State::new(agg, None, true, 2);
             s.merge_distinct(vec![0, 1, 2, (1 << 32) | 1]);
             s.merge_distinct(vec![1, (1 << 32) | 1]);
             let out = s.finish(agg, &weights, &cats, 2);
@@ -273,7 +306,7 @@ mod tests {
 
     #[test]
     fn min_max_leave_null_for_persons_without_events() {
-        let s = State::new(Aggregate::Max, Some(Type::Float), 3);
+        let s = State::new(Aggregate::Max, Some(Type::Float), false, 3);
         s.float(0, 1.0);
         s.float(0, 3.0);
         s.float(2, -2.0);
@@ -283,7 +316,7 @@ mod tests {
             .iter()
             .collect();
         assert_eq!(got, vec![Some(3.0), None, Some(-2.0)]);
-        let s = State::new(Aggregate::FirstDate, None, 2);
+        let s = State::new(Aggregate::FirstDate, None, false, 2);
         s.day(1, 10);
         s.day(1, 5);
         let out = s.finish(Aggregate::FirstDate, &[], &[], 2);

@@ -87,7 +87,14 @@ pub fn scan(
         .map(|s| {
             s.aggregates
                 .iter()
-                .map(|a| State::new(a.aggregate, a.value.map(|(_, t)| t), persons))
+                .map(|a| {
+                    State::new(
+                        a.aggregate,
+                        a.value.map(|(_, t)| t),
+                        a.codelist.is_some(),
+                        persons,
+                    )
+                })
                 .collect()
         })
         .collect();
@@ -136,6 +143,12 @@ pub fn scan(
     Ok(ScanOutput { features, rejected })
 }
 
+/// Does this aggregate count distinct codes without a code list (such as
+/// distinct medicines, for polypharmacy)?
+fn counts_distinct_values(agg: &crate::engine::plan::AggregatePlan) -> bool {
+    agg.aggregate == Aggregate::CountDistinctCodes && agg.codelist.is_none()
+}
+
 /// A column a `where` reads: stored, or a word column mapped from codes
 /// (values with no word read as null).
 fn filter_column(
@@ -164,7 +177,21 @@ fn filter_column(
 }
 
 /// A dictionary's values, and per code list the entry each value matches.
-type DictionaryMatches = (ArrayRef, Arc<Vec<Vec<Option<u32>>>>);
+type DictionaryMatches = (ArrayRef, Arc<DictionaryCodes>);
+
+/// What is known of each value of a dictionary: the entry it matches in
+/// each code list, and a hash of the code for counting distinct codes.
+struct DictionaryCodes {
+    matched: Vec<Vec<Option<u32>>>,
+    hashes: Vec<Option<u64>>,
+}
+
+/// A code's identity for counting distinct codes without a code list.
+/// Hashes are only compared within one run, never stored.
+fn code_hash(code: &str) -> u64 {
+    use std::hash::BuildHasher;
+    foldhash::fast::FixedState::default().hash_one(code.trim())
+}
 
 struct Task<'a> {
     source: &'a SourcePlan,
@@ -183,7 +210,7 @@ enum ColumnCodes {
     /// matches.
     Dictionary {
         keys: Int32Array,
-        matched: Arc<Vec<Vec<Option<u32>>>>,
+        codes: Arc<DictionaryCodes>,
     },
     Plain(StringArray),
     List {
@@ -194,13 +221,45 @@ enum ColumnCodes {
 }
 
 impl ColumnCodes {
+    /// Calls `f` with the hash of each code of row `row`.
+    #[inline]
+    fn each_code_hash(&self, row: usize, mut f: impl FnMut(u64)) {
+        match self {
+            ColumnCodes::Dictionary { keys, codes } => {
+                if keys.is_valid(row)
+                    && let Some(h) = codes.hashes[keys.value(row) as usize]
+                {
+                    f(h);
+                }
+            }
+            ColumnCodes::Plain(values) => {
+                if values.is_valid(row) {
+                    f(code_hash(values.value(row)));
+                }
+            }
+            ColumnCodes::List {
+                offsets,
+                values,
+                valid,
+            } => {
+                if valid.as_ref().is_none_or(|n| n.is_valid(row)) {
+                    for i in offsets[row]..offsets[row + 1] {
+                        if values.is_valid(i) {
+                            f(code_hash(values.value(i)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Calls `f` with each entry of list `l` that row `row` matches.
     #[inline]
     fn each_match(&self, lists: &[&Codelist], l: usize, row: usize, mut f: impl FnMut(u32)) {
         match self {
-            ColumnCodes::Dictionary { keys, matched } => {
+            ColumnCodes::Dictionary { keys, codes } => {
                 if keys.is_valid(row)
-                    && let Some(item) = matched[l][keys.value(row) as usize]
+                    && let Some(item) = codes.matched[l][keys.value(row) as usize]
                 {
                     f(item);
                 }
@@ -237,6 +296,13 @@ struct Codes(Vec<ColumnCodes>);
 
 impl Codes {
     #[inline]
+    fn each_code_hash(&self, row: usize, mut f: impl FnMut(u64)) {
+        for column in &self.0 {
+            column.each_code_hash(row, &mut f);
+        }
+    }
+
+    #[inline]
     fn each_match(&self, lists: &[&Codelist], l: usize, row: usize, mut f: impl FnMut(u32)) {
         for column in &self.0 {
             column.each_match(lists, l, row, &mut f);
@@ -267,19 +333,29 @@ impl Task<'_> {
         // dictionary (typically for a whole column chunk).
         let mut cached: Vec<Option<DictionaryMatches>> = vec![None; source.codes.len()];
         let mut distinct: Vec<Vec<u64>> = vec![Vec::new(); source.aggregates.len()];
+        let mut distinct_values: Vec<Vec<(u32, u64)>> = vec![Vec::new(); source.aggregates.len()];
         for batch in reader {
             let batch = batch.map_err(|e| {
                 Error::data(path, format!("cannot read row group {}: {e}", group.index))
                     .with_help("the file may be corrupt or truncated; re-export it")
             })?;
-            self.batch(&batch, path, &mut cached, &mut distinct)?;
+            self.batch(
+                &batch,
+                path,
+                &mut cached,
+                &mut distinct,
+                &mut distinct_values,
+            )?;
             if let Some(p) = progress {
                 p.inc(batch.num_rows() as u64);
             }
         }
-        for (state, keys) in self.states.iter().zip(distinct) {
+        for ((state, keys), values) in self.states.iter().zip(distinct).zip(distinct_values) {
             if !keys.is_empty() {
                 state.merge_distinct(keys);
+            }
+            if !values.is_empty() {
+                state.merge_distinct_values(values);
             }
         }
         Ok(())
@@ -291,7 +367,8 @@ impl Task<'_> {
         path: &std::path::Path,
         cached: &mut [Option<DictionaryMatches>],
     ) -> Result<Codes> {
-        if self.lists.is_empty() {
+        let counts_values = self.source.aggregates.iter().any(counts_distinct_values);
+        if self.lists.is_empty() && !counts_values {
             return Ok(Codes(Vec::new()));
         }
         let columns = self
@@ -343,12 +420,12 @@ impl Task<'_> {
         {
             let dict = array.as_dictionary::<Int32Type>();
             let values = dict.values();
-            let matched = match cached {
-                Some((v, m)) if Arc::ptr_eq(v, values) => m.clone(),
+            let codes = match cached {
+                Some((v, c)) if Arc::ptr_eq(v, values) => c.clone(),
                 _ => {
                     let (strings, _) = table::canonical(values, path, &code.name)?;
                     let strings = strings.as_string::<i32>();
-                    let m: Vec<Vec<Option<u32>>> = self
+                    let matched = self
                         .lists
                         .iter()
                         .map(|list| {
@@ -358,14 +435,15 @@ impl Task<'_> {
                                 .collect()
                         })
                         .collect();
-                    let m = Arc::new(m);
-                    *cached = Some((values.clone(), m.clone()));
-                    m
+                    let hashes = strings.iter().map(|s| s.map(code_hash)).collect();
+                    let c = Arc::new(DictionaryCodes { matched, hashes });
+                    *cached = Some((values.clone(), c.clone()));
+                    c
                 }
             };
             return Ok(ColumnCodes::Dictionary {
                 keys: dict.keys().clone(),
-                matched,
+                codes,
             });
         }
         let (plain, _) = table::canonical(array, path, &code.name)?;
@@ -378,6 +456,7 @@ impl Task<'_> {
         path: &std::path::Path,
         cached: &mut [Option<DictionaryMatches>],
         distinct: &mut [Vec<u64>],
+        distinct_values: &mut [Vec<(u32, u64)>],
     ) -> Result<()> {
         let source = self.source;
         let rows = batch.num_rows();
@@ -466,6 +545,10 @@ impl Task<'_> {
                 match agg.aggregate {
                     Aggregate::Count | Aggregate::Exists => state.count(p),
                     Aggregate::FirstDate | Aggregate::LastDate => state.day(p, day),
+                    Aggregate::CountDistinctCodes if agg.codelist.is_none() => {
+                        let values = &mut distinct_values[k];
+                        codes.each_code_hash(row, |h| values.push((p, h)));
+                    }
                     Aggregate::CountDistinctCodes
                     | Aggregate::CountDistinctCategories
                     | Aggregate::SumDistinctWeights => {

@@ -446,7 +446,10 @@ fn feature_kind(
         }
     };
     match aggregate {
-        Aggregate::CountDistinctCodes => needs(list.is_some(), "a `codelist`")?,
+        Aggregate::CountDistinctCodes => needs(
+            list.is_some() || !sources[source].codes.is_empty(),
+            "a `codelist`, or a source with a `code` column",
+        )?,
         Aggregate::CountDistinctCategories => needs(
             list.is_some_and(|c| !c.categories.is_empty()),
             "a `codelist` with a `category_column`",
