@@ -32,6 +32,8 @@ pub struct AggregatePlan {
     pub aggregate: Aggregate,
     /// Index into [`SourcePlan::codelists`].
     pub codelist: Option<usize>,
+    /// Only entries in this category of the code list.
+    pub category: Option<u32>,
     /// Events must be strictly after this day (the window's exclusive start).
     pub after: Option<Day>,
     /// Typed against [`SourcePlan::filter_columns`].
@@ -215,6 +217,7 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
             source,
             aggregate,
             codelist,
+            category,
             window,
             filter,
             column,
@@ -265,6 +268,7 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
             feature: fi,
             aggregate: *aggregate,
             codelist,
+            category: *category,
             after: window.exclusive_start(as_of),
             filter,
             value,

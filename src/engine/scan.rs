@@ -310,14 +310,33 @@ impl Codes {
     }
 
     #[inline]
-    fn any_match(&self, lists: &[&Codelist], l: usize, row: usize) -> bool {
+    /// Does row `row` match an entry of list `l` that `keep` accepts?
+    fn any_match(
+        &self,
+        lists: &[&Codelist],
+        l: usize,
+        row: usize,
+        keep: impl Fn(u32) -> bool,
+    ) -> bool {
         let mut any = false;
-        self.each_match(lists, l, row, |_| any = true);
+        self.each_match(lists, l, row, |item| any |= keep(item));
         any
     }
 }
 
 impl Task<'_> {
+    /// Is entry `item` of list `l` one the aggregate takes (all, or those
+    /// of its `category`)?
+    #[inline]
+    fn in_category(&self, agg: &crate::engine::plan::AggregatePlan, l: usize, item: u32) -> bool {
+        agg.category.is_none_or(|c| {
+            self.lists[l].entries[item as usize]
+                .categories
+                .binary_search(&c)
+                .is_ok()
+        })
+    }
+
     fn run(&self, group: RowGroup, progress: Option<&ProgressBar>) -> Result<()> {
         let source = self.source;
         let path = &source.table.parts[group.part].path;
@@ -525,7 +544,7 @@ impl Task<'_> {
                     continue;
                 }
                 if let Some(l) = agg.codelist
-                    && !codes.any_match(&self.lists, l, row)
+                    && !codes.any_match(&self.lists, l, row, |item| self.in_category(agg, l, item))
                 {
                     continue;
                 }
@@ -557,6 +576,9 @@ impl Task<'_> {
                             .expect("checked when loading: distinct aggregates need a code list");
                         let keys = &mut distinct[k];
                         codes.each_match(&self.lists, l, row, |item| {
+                            if !self.in_category(agg, l, item) {
+                                return;
+                            }
                             keys.push((u64::from(p) << 32) | u64::from(item))
                         });
                     }
@@ -592,6 +614,9 @@ impl Task<'_> {
                     let mut matched = Vec::new();
                     if let Some(l) = agg.codelist {
                         codes.each_match(&self.lists, l, row, |item| {
+                            if !self.in_category(agg, l, item) {
+                                return;
+                            }
                             matched.push((source.codelists[l], item))
                         });
                     }

@@ -246,6 +246,7 @@ fn same_feature(x: &Feature, y: &Feature) -> bool {
                 source: s1,
                 aggregate: a1,
                 codelist: c1,
+                category: g1,
                 window: w1,
                 filter: f1,
                 column: k1,
@@ -254,11 +255,12 @@ fn same_feature(x: &Feature, y: &Feature) -> bool {
                 source: s2,
                 aggregate: a2,
                 codelist: c2,
+                category: g2,
                 window: w2,
                 filter: f2,
                 column: k2,
             },
-        ) => s1 == s2 && a1 == a2 && c1 == c2 && w1 == w2 && same(f1, f2) && k1 == k2,
+        ) => s1 == s2 && a1 == a2 && c1 == c2 && g1 == g2 && w1 == w2 && same(f1, f2) && k1 == k2,
         // Bands are kept as their expression tree; compare trees, not text.
         (FeatureKind::Derived(l1), FeatureKind::Derived(l2)) => l1.expr.same_as(&l2.expr),
         (

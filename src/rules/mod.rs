@@ -98,6 +98,8 @@ pub enum FeatureKind {
         source: usize,
         aggregate: Aggregate,
         codelist: Option<usize>,
+        /// Only the code list's entries in this category.
+        category: Option<u32>,
         window: Window,
         filter: Option<Located>,
         column: Option<String>,

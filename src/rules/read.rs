@@ -473,10 +473,32 @@ fn feature_kind(
         None => Window::Ever,
     };
     let filter = decl.filter.as_ref().map(|f| l.expression(f)).transpose()?;
+    let category = match &decl.category {
+        None => None,
+        Some(c) => {
+            let at = content_offset(l.text, c.span());
+            let Some(list) = list.filter(|list| !list.categories.is_empty()) else {
+                return Err(l.error(at, "`category` needs a `codelist` with a `category_column`"));
+            };
+            let found = list.categories.iter().position(|x| x == c.get_ref());
+            Some(found.ok_or_else(|| {
+                l.error(
+                    at,
+                    format!(
+                        "code list `{}` has no category `{}`{}",
+                        list.name,
+                        c.get_ref(),
+                        did_you_mean(c.get_ref(), list.categories.iter().map(String::as_str))
+                    ),
+                )
+            })? as u32)
+        }
+    };
     Ok(FeatureKind::Aggregate {
         source,
         aggregate,
         codelist,
+        category,
         window,
         filter,
         column: decl.column.as_ref().map(|c| c.get_ref().clone()),
@@ -494,7 +516,7 @@ fn only_keys(
 ) -> Result<()> {
     match decl.keys().into_iter().find(|(key, _)| !allowed.contains(key)) {
         Some((key, at)) => Err(l.error(at, format!("feature `{name}` has `{kind}`, so it cannot also have `{key}`"))
-            .with_help("a feature is one of: an aggregate (source, aggregate, codelist, window, where, column), an expression (expr), bands (score, bands), or segments (segments, default)")),
+            .with_help("a feature is one of: an aggregate (source, aggregate, codelist, category, window, where, column), an expression (expr), bands (score, bands), or segments (segments, default)")),
         None => Ok(()),
     }
 }

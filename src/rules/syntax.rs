@@ -255,6 +255,10 @@ pub struct Feature {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub codelist: Option<Spanned<String>>,
+    /// Only the code list's entries in this category (`category_column`).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub category: Option<Spanned<String>>,
     /// `"365 days"`, `"12 months"`, `"2 years"`, `"ever"`; the number may be
     /// a parameter name.
     #[serde(default)]
@@ -300,6 +304,7 @@ impl Feature {
             ("source", at(&self.source)),
             ("aggregate", at(&self.aggregate)),
             ("codelist", at(&self.codelist)),
+            ("category", at(&self.category)),
             ("window", at(&self.window)),
             ("where", at(&self.filter)),
             ("column", at(&self.column)),
