@@ -221,6 +221,33 @@ enum ColumnCodes {
 }
 
 impl ColumnCodes {
+    /// Calls `f` with each code of row `row` as text. Dictionary columns
+    /// never come here: their codes are looked up once per dictionary value.
+    #[inline]
+    fn each_text(&self, row: usize, mut f: impl FnMut(&str)) {
+        match self {
+            ColumnCodes::Dictionary { .. } => {}
+            ColumnCodes::Plain(values) => {
+                if values.is_valid(row) {
+                    f(values.value(row));
+                }
+            }
+            ColumnCodes::List {
+                offsets,
+                values,
+                valid,
+            } => {
+                if valid.as_ref().is_none_or(|n| n.is_valid(row)) {
+                    for i in offsets[row]..offsets[row + 1] {
+                        if values.is_valid(i) {
+                            f(values.value(i));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Calls `f` with the hash of each code of row `row`.
     #[inline]
     fn each_code_hash(&self, row: usize, mut f: impl FnMut(u64)) {
@@ -232,24 +259,7 @@ impl ColumnCodes {
                     f(h);
                 }
             }
-            ColumnCodes::Plain(values) => {
-                if values.is_valid(row) {
-                    f(code_hash(values.value(row)));
-                }
-            }
-            ColumnCodes::List {
-                offsets,
-                values,
-                valid,
-            } => {
-                if valid.as_ref().is_none_or(|n| n.is_valid(row)) {
-                    for i in offsets[row]..offsets[row + 1] {
-                        if values.is_valid(i) {
-                            f(code_hash(values.value(i)));
-                        }
-                    }
-                }
-            }
+            _ => self.each_text(row, |code| f(code_hash(code))),
         }
     }
 
@@ -264,28 +274,11 @@ impl ColumnCodes {
                     f(item);
                 }
             }
-            ColumnCodes::Plain(values) => {
-                if values.is_valid(row)
-                    && let Some(item) = lists[l].lookup(values.value(row))
-                {
+            _ => self.each_text(row, |code| {
+                if let Some(item) = lists[l].lookup(code) {
                     f(item);
                 }
-            }
-            ColumnCodes::List {
-                offsets,
-                values,
-                valid,
-            } => {
-                if valid.as_ref().is_none_or(|n| n.is_valid(row)) {
-                    for i in offsets[row]..offsets[row + 1] {
-                        if values.is_valid(i)
-                            && let Some(item) = lists[l].lookup(values.value(i))
-                        {
-                            f(item);
-                        }
-                    }
-                }
-            }
+            }),
         }
     }
 }
