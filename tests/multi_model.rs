@@ -123,6 +123,7 @@ fn two_models_run_together_sharing_a_feature() {
     assert!(tmp.path().join("out/pcn/P1/frequent.csv").exists());
     let m: serde_json::Value = manifest(&tmp.path().join("out"));
     assert_eq!(m["model"]["files"].as_array().unwrap().len(), 2);
+    assert_eq!(m["model"]["name"], "hiu+extra");
 }
 
 #[test]

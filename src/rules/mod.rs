@@ -269,14 +269,23 @@ pub fn load(path: &Path) -> Result<Model> {
 /// are computed once; see [`merge`].
 pub fn load_all(paths: &[PathBuf], overrides: &[(String, String)]) -> Result<Model> {
     let mut model: Option<Model> = None;
+    let mut names = Vec::new();
+    let mut titles = Vec::new();
     for path in paths {
         let next = load_with_includes(path, overrides, &mut Vec::new())?;
+        names.push(next.meta.name.clone());
+        titles.push(next.meta.title.clone());
         model = Some(match model {
             None => next,
             Some(m) => merge::merge(m, next)?,
         });
     }
     let mut model = model.ok_or_else(|| Error::usage("no rule file given"))?;
+    if paths.len() > 1 {
+        // A run of several models is named after all of them.
+        model.meta.name = names.join("+");
+        model.meta.title = titles.join("; ");
+    }
     resolve::resolve_names(&mut model)?;
     if let Some((name, _)) = overrides
         .iter()
