@@ -26,16 +26,7 @@ fn sample_fixture(dir: &Path) {
 }
 
 fn run_with(rules: &Path, data: &Path, out: &Path) -> std::process::Output {
-    strata(&[
-        "run",
-        "--rules",
-        rules.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ])
+    run_quietly(rules, data, out, &[])
 }
 
 /// The shipped HIU model with one substitution, written into `dir`.

@@ -216,7 +216,12 @@ pub fn stdout(o: &Output) -> String {
 
 /// `strata run --rules RULES --data DATA --out OUT --as-of AS_OF --quiet`.
 pub fn run_rules(rules: &Path, data: &Path, out: &Path, as_of: &str) -> Output {
-    strata(&[
+    run_quietly(rules, data, out, &["--as-of", as_of])
+}
+
+/// `strata run --rules RULES --data DATA --out OUT --quiet EXTRA...`.
+pub fn run_quietly(rules: &Path, data: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
         "run",
         "--rules",
         rules.to_str().unwrap(),
@@ -224,10 +229,10 @@ pub fn run_rules(rules: &Path, data: &Path, out: &Path, as_of: &str) -> Output {
         data.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-        "--as-of",
-        as_of,
         "--quiet",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    strata(&args)
 }
 
 /// A copy of `batch` with column `name` replaced by `array`.
