@@ -156,6 +156,29 @@ fn aggregates_match_hand_computed_values() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let p = read_parquet(&out.join("patients.parquet"));
+    // Columns in the order the rule file writes them, not alphabetical.
+    let names: Vec<String> = p
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(
+        names[4..],
+        [
+            "frailty_events",
+            "deficits",
+            "frailty_codes",
+            "first_frailty",
+            "any_gp_recent",
+            "hfrs",
+            "longest_stay",
+            "efi",
+            "frail",
+            "frail_people",
+            "frail_people_rank"
+        ]
+    );
     let ints = |n: &str| -> Vec<Option<i64>> {
         p.column_by_name(n)
             .unwrap()

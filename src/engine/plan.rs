@@ -352,6 +352,8 @@ fn type_person_level(
     let slot_of = |name: &str| -> usize {
         if name == "age" {
             AGE_SLOT
+        } else if let Some(i) = attributes.iter().position(|a| a == name) {
+            FIRST_ATTRIBUTE_SLOT + i
         } else {
             first_feature_slot + model.feature_index(name).expect("checked when loading")
         }

@@ -30,11 +30,12 @@ pub(super) fn resolve_names(model: &mut Model) -> Result<()> {
             ));
         }
         for key in &cohort.rank {
-            if key.name != "age" && !features.contains(&key.name.as_str()) {
+            let attribute = model.population.attributes.contains_key(&key.name);
+            if key.name != "age" && !attribute && !features.contains(&key.name.as_str()) {
                 return Err(model.error_at(
                     key.offset,
                     format!(
-                        "rank key `{}` is not a feature (or `age`){}",
+                        "rank key `{}` is not a feature, `age` or a population attribute{}",
                         key.name,
                         did_you_mean(&key.name, features.iter().copied())
                     ),
