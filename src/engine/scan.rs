@@ -186,6 +186,28 @@ struct DictionaryCodes {
     hashes: Vec<Option<u64>>,
 }
 
+impl DictionaryCodes {
+    /// Matches every value against every code list, and hashes every value
+    /// when some aggregate counts distinct codes.
+    fn new(values: &StringArray, lists: &[&Codelist], with_hashes: bool) -> DictionaryCodes {
+        let matched = lists
+            .iter()
+            .map(|list| {
+                values
+                    .iter()
+                    .map(|s| s.and_then(|s| list.lookup(s)))
+                    .collect()
+            })
+            .collect();
+        let hashes = if with_hashes {
+            values.iter().map(|s| s.map(code_hash)).collect()
+        } else {
+            vec![None; values.len()]
+        };
+        DictionaryCodes { matched, hashes }
+    }
+}
+
 /// A code's identity for counting distinct codes without a code list.
 /// Hashes are only compared within one run, never stored.
 fn code_hash(code: &str) -> u64 {
@@ -203,82 +225,43 @@ struct Task<'a> {
     as_of: i32,
 }
 
-/// One code column of a batch, ready to answer "which entries of list L
-/// does row R match?".
-enum ColumnCodes {
-    /// Dictionary keys, and per code list the entry each dictionary value
-    /// matches.
-    Dictionary {
-        keys: Int32Array,
-        codes: Arc<DictionaryCodes>,
-    },
-    Plain(StringArray),
+/// One code column of a batch: where each row's codes sit among the
+/// column's values, and what is known of each value (the code-list entries
+/// it matches, its hash), worked out once per value, not once per use.
+struct ColumnCodes {
+    layout: Layout,
+    codes: Arc<DictionaryCodes>,
+}
+
+/// Where row `r`'s codes are among a column's values.
+enum Layout {
+    /// Value `keys[r]` of the column's dictionary.
+    Dictionary(Int32Array),
+    /// Value `r` (a plain text column).
+    Rows,
+    /// Values `offsets[r]..offsets[r + 1]` (a list column).
     List {
         offsets: Vec<usize>,
-        values: StringArray,
         valid: Option<NullBuffer>,
     },
 }
 
 impl ColumnCodes {
-    /// Calls `f` with each code of row `row` as text. Dictionary columns
-    /// never come here: their codes are looked up once per dictionary value.
+    /// Calls `f` with the index of each value of row `row`.
     #[inline]
-    fn each_text(&self, row: usize, mut f: impl FnMut(&str)) {
-        match self {
-            ColumnCodes::Dictionary { .. } => {}
-            ColumnCodes::Plain(values) => {
-                if values.is_valid(row) {
-                    f(values.value(row));
+    fn each_value(&self, row: usize, mut f: impl FnMut(usize)) {
+        match &self.layout {
+            Layout::Dictionary(keys) => {
+                if keys.is_valid(row) {
+                    f(keys.value(row) as usize);
                 }
             }
-            ColumnCodes::List {
-                offsets,
-                values,
-                valid,
-            } => {
+            Layout::Rows => f(row),
+            Layout::List { offsets, valid } => {
                 if valid.as_ref().is_none_or(|n| n.is_valid(row)) {
-                    for i in offsets[row]..offsets[row + 1] {
-                        if values.is_valid(i) {
-                            f(values.value(i));
-                        }
-                    }
+                    (offsets[row]..offsets[row + 1]).for_each(&mut f);
                 }
             }
-        }
-    }
-
-    /// Calls `f` with the hash of each code of row `row`.
-    #[inline]
-    fn each_code_hash(&self, row: usize, mut f: impl FnMut(u64)) {
-        match self {
-            ColumnCodes::Dictionary { keys, codes } => {
-                if keys.is_valid(row)
-                    && let Some(h) = codes.hashes[keys.value(row) as usize]
-                {
-                    f(h);
-                }
-            }
-            _ => self.each_text(row, |code| f(code_hash(code))),
-        }
-    }
-
-    /// Calls `f` with each entry of list `l` that row `row` matches.
-    #[inline]
-    fn each_match(&self, lists: &[&Codelist], l: usize, row: usize, mut f: impl FnMut(u32)) {
-        match self {
-            ColumnCodes::Dictionary { keys, codes } => {
-                if keys.is_valid(row)
-                    && let Some(item) = codes.matched[l][keys.value(row) as usize]
-                {
-                    f(item);
-                }
-            }
-            _ => self.each_text(row, |code| {
-                if let Some(item) = lists[l].lookup(code) {
-                    f(item);
-                }
-            }),
         }
     }
 }
@@ -288,31 +271,35 @@ impl ColumnCodes {
 struct Codes(Vec<ColumnCodes>);
 
 impl Codes {
+    /// Calls `f` with the hash of each code of row `row`.
     #[inline]
     fn each_code_hash(&self, row: usize, mut f: impl FnMut(u64)) {
         for column in &self.0 {
-            column.each_code_hash(row, &mut f);
+            column.each_value(row, |v| {
+                if let Some(h) = column.codes.hashes[v] {
+                    f(h);
+                }
+            });
         }
     }
 
+    /// Calls `f` with each entry of list `l` that row `row` matches.
     #[inline]
-    fn each_match(&self, lists: &[&Codelist], l: usize, row: usize, mut f: impl FnMut(u32)) {
+    fn each_match(&self, l: usize, row: usize, mut f: impl FnMut(u32)) {
         for column in &self.0 {
-            column.each_match(lists, l, row, &mut f);
+            column.each_value(row, |v| {
+                if let Some(item) = column.codes.matched[l][v] {
+                    f(item);
+                }
+            });
         }
     }
 
-    #[inline]
     /// Does row `row` match an entry of list `l` that `keep` accepts?
-    fn any_match(
-        &self,
-        lists: &[&Codelist],
-        l: usize,
-        row: usize,
-        keep: impl Fn(u32) -> bool,
-    ) -> bool {
+    #[inline]
+    fn any_match(&self, l: usize, row: usize, keep: impl Fn(u32) -> bool) -> bool {
         let mut any = false;
-        self.each_match(lists, l, row, |item| any |= keep(item));
+        self.each_match(l, row, |item| any |= keep(item));
         any
     }
 }
@@ -400,7 +387,12 @@ impl Task<'_> {
         code: &CodeColumn,
         cached: &mut Option<DictionaryMatches>,
     ) -> Result<ColumnCodes> {
+        let hashes = self.source.aggregates.iter().any(counts_distinct_values);
         let array = table::column(batch, &code.name);
+        let texts = |values: &ArrayRef| -> Result<StringArray> {
+            let (strings, _) = table::canonical(values, path, &code.name)?;
+            Ok(strings.as_string::<i32>().clone())
+        };
         if code.is_list {
             let (offsets, values, valid) = match array.data_type() {
                 DataType::List(_) => {
@@ -420,11 +412,10 @@ impl Task<'_> {
                     )
                 }
             };
-            let (values, _) = table::canonical(&values, path, &code.name)?;
-            return Ok(ColumnCodes::List {
-                offsets,
-                values: values.as_string::<i32>().clone(),
-                valid,
+            let codes = Arc::new(DictionaryCodes::new(&texts(&values)?, &self.lists, hashes));
+            return Ok(ColumnCodes {
+                layout: Layout::List { offsets, valid },
+                codes,
             });
         }
         if let DataType::Dictionary(key, _) = array.data_type()
@@ -435,31 +426,21 @@ impl Task<'_> {
             let codes = match cached {
                 Some((v, c)) if Arc::ptr_eq(v, values) => c.clone(),
                 _ => {
-                    let (strings, _) = table::canonical(values, path, &code.name)?;
-                    let strings = strings.as_string::<i32>();
-                    let matched = self
-                        .lists
-                        .iter()
-                        .map(|list| {
-                            strings
-                                .iter()
-                                .map(|s| s.and_then(|s| list.lookup(s)))
-                                .collect()
-                        })
-                        .collect();
-                    let hashes = strings.iter().map(|s| s.map(code_hash)).collect();
-                    let c = Arc::new(DictionaryCodes { matched, hashes });
+                    let c = Arc::new(DictionaryCodes::new(&texts(values)?, &self.lists, hashes));
                     *cached = Some((values.clone(), c.clone()));
                     c
                 }
             };
-            return Ok(ColumnCodes::Dictionary {
-                keys: dict.keys().clone(),
+            return Ok(ColumnCodes {
+                layout: Layout::Dictionary(dict.keys().clone()),
                 codes,
             });
         }
-        let (plain, _) = table::canonical(array, path, &code.name)?;
-        Ok(ColumnCodes::Plain(plain.as_string::<i32>().clone()))
+        let codes = Arc::new(DictionaryCodes::new(&texts(array)?, &self.lists, hashes));
+        Ok(ColumnCodes {
+            layout: Layout::Rows,
+            codes,
+        })
     }
 
     fn batch(
@@ -537,7 +518,7 @@ impl Task<'_> {
                     continue;
                 }
                 if let Some(l) = agg.codelist
-                    && !codes.any_match(&self.lists, l, row, |item| self.in_category(agg, l, item))
+                    && !codes.any_match(l, row, |item| self.in_category(agg, l, item))
                 {
                     continue;
                 }
@@ -568,7 +549,7 @@ impl Task<'_> {
                             .codelist
                             .expect("checked when loading: distinct aggregates need a code list");
                         let keys = &mut distinct[k];
-                        codes.each_match(&self.lists, l, row, |item| {
+                        codes.each_match(l, row, |item| {
                             if !self.in_category(agg, l, item) {
                                 return;
                             }
@@ -606,7 +587,7 @@ impl Task<'_> {
                 {
                     let mut matched = Vec::new();
                     if let Some(l) = agg.codelist {
-                        codes.each_match(&self.lists, l, row, |item| {
+                        codes.each_match(l, row, |item| {
                             if !self.in_category(agg, l, item) {
                                 return;
                             }
