@@ -85,20 +85,9 @@ fn fixture(dir: &Path, ae_parts: usize) {
 }
 
 fn run(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec![
-        "run",
-        "--rules",
-        "models/hiu.toml",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--as-of",
-        AS_OF,
-        "--quiet",
-    ];
+    let mut args = vec!["--as-of", AS_OF];
     args.extend_from_slice(extra);
-    let o = strata(&args);
+    let o = run_quietly(&repo_path("models/hiu.toml"), data, out, &args);
     assert!(o.status.success(), "strata failed: {}", stderr(&o));
     o
 }

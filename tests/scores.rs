@@ -83,6 +83,20 @@ fn fixture(dir: &Path) {
     );
 }
 
+/// Writes the fixture into `dir`, runs its rule file, and returns the output folder.
+fn run_fixture(dir: &Path) -> std::path::PathBuf {
+    fixture(dir);
+    let out = dir.join("out");
+    let o = run_rules(
+        &dir.join("rules.toml"),
+        &dir.join("data"),
+        &out,
+        "2025-03-31",
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    out
+}
+
 fn scores(out: &Path) -> (Vec<f64>, Vec<String>, Vec<f64>) {
     let p = read_parquet(&out.join("patients.parquet"));
     let score = p
@@ -110,15 +124,7 @@ fn scores(out: &Path) -> (Vec<f64>, Vec<String>, Vec<f64>) {
 #[test]
 fn boundaries_land_where_the_bands_say() {
     let tmp = tempfile::tempdir().unwrap();
-    fixture(tmp.path());
-    let out = tmp.path().join("out");
-    let o = run_rules(
-        &tmp.path().join("rules.toml"),
-        &tmp.path().join("data"),
-        &out,
-        "2025-03-31",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    let out = run_fixture(tmp.path());
     let (score, band, probability) = scores(&out);
     assert_eq!(score, vec![4.9, 5.0, 15.0, 15.1, 5.0, 0.0]);
     assert_eq!(
@@ -139,15 +145,7 @@ fn boundaries_land_where_the_bands_say() {
 #[test]
 fn every_person_gets_the_first_segment_that_matches() {
     let tmp = tempfile::tempdir().unwrap();
-    fixture(tmp.path());
-    let out = tmp.path().join("out");
-    let o = run_rules(
-        &tmp.path().join("rules.toml"),
-        &tmp.path().join("data"),
-        &out,
-        "2025-03-31",
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    let out = run_fixture(tmp.path());
     let p = read_parquet(&out.join("patients.parquet"));
     let segments: Vec<_> = p
         .column_by_name("segment")
