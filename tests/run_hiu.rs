@@ -302,3 +302,79 @@ fn as_of_defaults_to_the_latest_activity_date() {
     let m: serde_json::Value = manifest(&out);
     assert_eq!(m["as_of_inferred"], true);
 }
+
+/// A rule file that runs the HIU model plus one cohort with delivery options.
+fn delivery_rules(dir: &Path, options: &str) -> std::path::PathBuf {
+    let rules = dir.join("delivery.toml");
+    let text = format!(
+        r#"include = [{hiu:?}]
+
+[model]
+name = "delivery"
+title = "Delivery options"
+source = "test"
+
+[cohorts.hiu_top_p1]
+title = "Top HIU in P1"
+description = "The most frequent attender in P1 only."
+when = "age >= 18 and ae_attendances_12m >= 5"
+rank = ["ae_attendances_12m desc"]
+{options}
+"#,
+        hiu = repo_path("models/hiu.toml"),
+    );
+    std::fs::write(&rules, text).unwrap();
+    rules
+}
+
+#[test]
+fn a_cohort_goes_only_to_its_pcns_and_keeps_its_top_members() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    std::fs::create_dir(&data).unwrap();
+    fixture(&data, 1);
+    let rules = delivery_rules(tmp.path(), "pcns = [\"P1\"]\ntop_per_pcn = 1");
+    let o = run_rules(&rules, &data, &out, AS_OF);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let p = read_parquet(&out.join("patients.parquet"));
+    // HIU members are 101 (P1, 5), 106 (P1, 6) and 108 (P2, 5): P2 does not
+    // receive the cohort and P1 keeps only its first.
+    assert_eq!(
+        column_bool(&p, "hiu_top_p1"),
+        [false, false, false, false, false, true, false, false, false]
+            .map(Some)
+            .to_vec()
+    );
+    let list = std::fs::read_to_string(out.join("pcn/P1/hiu_top_p1.csv")).unwrap();
+    assert_eq!(
+        list.lines().skip(1).collect::<Vec<_>>(),
+        ["1,106,P1-GP,74,F"]
+    );
+    assert!(!out.join("pcn/P2/hiu_top_p1.csv").exists());
+    assert!(
+        out.join("pcn/P2/hiu.csv").exists(),
+        "other cohorts still go everywhere"
+    );
+}
+
+#[test]
+fn a_cohort_for_a_pcn_nobody_is_registered_to_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    std::fs::create_dir(&data).unwrap();
+    fixture(&data, 1);
+    let rules = delivery_rules(tmp.path(), "pcns = [\"P1\", \"P9\"]");
+    let o = run_rules(&rules, &data, &out, AS_OF);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("delivery.toml:13:"), "{err}");
+    assert!(err.contains("PCN `P9`"), "{err}");
+    assert!(err.contains("P1, P2, P3"), "{err}");
+    assert!(!out.exists(), "nothing published");
+
+    let rules = delivery_rules(tmp.path(), "top_per_pcn = 0");
+    let o = run_rules(&rules, &data, &out, AS_OF);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("at least 1"), "{}", stderr(&o));
+}

@@ -5,6 +5,12 @@
 //! are ranked within their PCN, since each PCN receives its own list: by the
 //! cohort's rank keys (nulls last), then by `person_id` so that ties break
 //! the same way on every run.
+//!
+//! Two options narrow a cohort after its condition: `pcns` (only persons
+//! registered to the PCNs that asked for the cohort are members, so no other
+//! PCN's list or count can hold them) and `top_per_pcn` (only the first N
+//! members of each PCN by rank stay members, as a service with N places
+//! would choose them).
 
 use std::cmp::Ordering;
 
@@ -17,6 +23,7 @@ use rayon::prelude::*;
 use crate::engine::eval;
 use crate::engine::plan::CohortPlan;
 use crate::error::{Error, Result};
+use crate::rules::Cohort;
 
 pub struct CohortResult {
     /// In the cohort (true) or not (false), per person; never null.
@@ -31,7 +38,7 @@ pub struct CohortResult {
 /// (integer overflow, say) as the rule-file error it is.
 pub fn evaluate(
     cohort: &CohortPlan,
-    name: &str,
+    spec: &Cohort,
     slots: &[ArrayRef],
     alive: &BooleanArray,
     pcn: &ArrayRef,
@@ -41,8 +48,19 @@ pub fn evaluate(
     let condition =
         eval::evaluate_parallel(&cohort.condition, slots, persons).map_err(condition_failed)?;
     let condition = eval::is_true(condition.as_boolean());
-    let flags = arrow_arith::boolean::and(&condition, alive)
+    let name = &spec.name;
+    let mut flags = arrow_arith::boolean::and(&condition, alive)
         .map_err(|e| Error::Internal(format!("combining cohort `{name}` with alive: {e}")))?;
+    if let Some(pcns) = &spec.pcns {
+        let codes = pcn.as_string::<i32>();
+        let wanted = BooleanArray::from_iter(
+            codes
+                .iter()
+                .map(|c| Some(c.is_some_and(|c| pcns.iter().any(|(p, _)| p == c)))),
+        );
+        flags = arrow_arith::boolean::and(&flags, &wanted)
+            .map_err(|e| Error::Internal(format!("restricting cohort `{name}` to PCNs: {e}")))?;
+    }
 
     let mut members: Vec<u32> = flags
         .iter()
@@ -78,16 +96,24 @@ pub fn evaluate(
             .then(a.cmp(&b))
     });
 
+    let top = spec.top_per_pcn.map_or(i32::MAX, |n| n as i32);
     let mut rank: Vec<Option<i32>> = vec![None; persons];
     let mut n = 0;
     let mut previous: Option<u32> = None;
-    for &m in &members {
+    members.retain(|&m| {
         if previous.is_none_or(|p| by_pcn(p as usize, m as usize) != Ordering::Equal) {
             n = 0;
         }
         n += 1;
-        rank[m as usize] = Some(n);
         previous = Some(m);
+        let kept = n <= top;
+        if kept {
+            rank[m as usize] = Some(n);
+        }
+        kept
+    });
+    if spec.top_per_pcn.is_some() {
+        flags = BooleanArray::from_iter(rank.iter().map(|r| Some(r.is_some())));
     }
     Ok(CohortResult {
         flags,

@@ -142,7 +142,7 @@ pub fn run_traced<'m>(
         .iter()
         .zip(&model.cohorts)
         .map(|(c, m)| {
-            cohorts::evaluate(c, &m.name, &slots, &alive, pcn, |e| {
+            cohorts::evaluate(c, m, &slots, &alive, pcn, |e| {
                 model.expr_error(
                     &m.condition,
                     m.condition.expr.span,

@@ -4,8 +4,9 @@
 //! *grouped by their registered PCN*, so a PCN's folder can only ever hold
 //! that PCN's people. Persons with no PCN code are delivered nowhere (they
 //! remain in `patients.parquet`) and are counted in the manifest. Every PCN
-//! gets a file for every cohort, header only if empty, so "nobody" is
-//! distinguishable from "not run".
+//! gets a file for every cohort it receives (every cohort, unless a cohort
+//! names its PCNs), header only if empty, so "nobody" is distinguishable
+//! from "not run".
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -69,6 +70,27 @@ pub fn write(results: &Results, dir: &Path) -> Result<Delivered> {
         .with_help("make PCN codes consistent in case (ODS codes are upper case)"));
     }
 
+    // A cohort asked for by named PCNs must name PCNs that exist: a typo or
+    // a renamed PCN would otherwise deliver the cohort to nobody, silently.
+    for cohort in &model.cohorts {
+        for (code, offset) in cohort.pcns.iter().flatten() {
+            if !pcns.contains(&code.as_str()) {
+                return Err(model
+                    .error_at(
+                        *offset,
+                        format!(
+                            "cohort `{}` is delivered to PCN `{code}`, but no one in the population is registered to it",
+                            cohort.name
+                        ),
+                    )
+                    .with_help(format!(
+                        "the population's PCN codes are: {}",
+                        pcns.join(", ")
+                    )));
+            }
+        }
+    }
+
     let mut delivered = Delivered::default();
     // cohort -> pcn -> member rows (already in PCN, rank order)
     let mut by_pcn: Vec<BTreeMap<&str, Vec<u32>>> = Vec::new();
@@ -90,6 +112,7 @@ pub fn write(results: &Results, dir: &Path) -> Result<Delivered> {
             cohort.name.clone(),
             groups
                 .iter()
+                .filter(|(p, _)| delivered_to(cohort, p))
                 .map(|(p, g)| (p.to_string(), g.len() as u64))
                 .collect(),
         );
@@ -101,12 +124,24 @@ pub fn write(results: &Results, dir: &Path) -> Result<Delivered> {
         let folder = dir.join(code);
         std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, "cannot create", e))?;
         for (c, cohort) in model.cohorts.iter().enumerate() {
+            if !delivered_to(cohort, code) {
+                continue;
+            }
             let path = folder.join(format!("{}.csv", cohort.name));
             write_list(results, c, &by_pcn[c][code], &path)?;
         }
         Ok(())
     })?;
     Ok(delivered)
+}
+
+/// Whether PCN `code` receives `cohort`: every PCN, unless the cohort names
+/// its PCNs.
+fn delivered_to(cohort: &crate::rules::Cohort, code: &str) -> bool {
+    cohort
+        .pcns
+        .as_ref()
+        .is_none_or(|p| p.iter().any(|(c, _)| c == code))
 }
 
 /// One cohort list: rank, person_id, practice_code, age, sex, then the

@@ -227,6 +227,7 @@ fn shift(b: &mut Model, by: usize) {
         located(&mut cohort.condition);
         cohort.rank.iter_mut().for_each(|k| k.offset += by);
         cohort.reasons.iter_mut().for_each(|(_, o)| *o += by);
+        cohort.pcns.iter_mut().flatten().for_each(|(_, o)| *o += by);
     }
     b.declarations.iter_mut().for_each(|(_, _, o)| *o += by);
     b.tests.iter_mut().for_each(|(start, _)| *start += by);
@@ -292,9 +293,16 @@ fn same_cohort(x: &Cohort, y: &Cohort) -> bool {
             .collect::<Vec<_>>()
     };
     let reasons = |c: &Cohort| c.reasons.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    let pcns = |c: &Cohort| {
+        c.pcns
+            .as_ref()
+            .map(|p| p.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>())
+    };
     x.title == y.title
         && x.description == y.description
         && x.condition.expr.same_as(&y.condition.expr)
         && rank(x) == rank(y)
         && reasons(x) == reasons(y)
+        && pcns(x) == pcns(y)
+        && x.top_per_pcn == y.top_per_pcn
 }

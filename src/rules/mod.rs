@@ -158,6 +158,10 @@ pub struct Cohort {
     pub condition: Located,
     pub rank: Vec<RankKey>,
     pub reasons: Vec<(String, usize)>,
+    /// PCN codes that receive the cohort (with their offsets); `None` = all.
+    pub pcns: Option<Vec<(String, usize)>>,
+    /// Members kept per PCN, first by rank; `None` = all.
+    pub top_per_pcn: Option<u32>,
 }
 
 /// The text of one rule file of a model. A model read from several files

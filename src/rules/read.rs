@@ -316,6 +316,42 @@ pub(super) fn load_one(
         for r in &decl.reasons {
             reasons.push((r.get_ref().clone(), content_offset(&text, r.span())));
         }
+        let pcns = match &decl.pcns {
+            None => None,
+            Some(list) if list.get_ref().is_empty() => {
+                return Err(l
+                    .error(
+                        content_offset(&text, list.span()),
+                        format!("cohort `{name}` is delivered to no PCN"),
+                    )
+                    .with_help("list PCN codes, or leave `pcns` out to deliver to every PCN"));
+            }
+            Some(list) => Some(
+                list.get_ref()
+                    .iter()
+                    .map(|p| {
+                        (
+                            p.get_ref().trim().to_string(),
+                            content_offset(&text, p.span()),
+                        )
+                    })
+                    .collect(),
+            ),
+        };
+        let top_per_pcn = match &decl.top_per_pcn {
+            None => None,
+            Some(top) => {
+                if rank.is_empty() {
+                    return Err(l
+                        .error(
+                            top.span().start,
+                            format!("cohort `{name}` keeps its top members but has no `rank`"),
+                        )
+                        .with_help("add rank = [\"feature desc\"] to say who comes first"));
+                }
+                Some(top_count(&l, top, &model.params)?)
+            }
+        };
         model.cohorts.push(Cohort {
             name: name.clone(),
             title: decl.title.clone(),
@@ -323,6 +359,8 @@ pub(super) fn load_one(
             condition,
             rank,
             reasons,
+            pcns,
+            top_per_pcn,
         });
     }
     model.tests = file.tests.into_iter().map(|t| (0, t)).collect();
@@ -678,6 +716,50 @@ fn override_value(current: &Literal, text: &str) -> Option<Literal> {
     })
 }
 
+/// `text` as a whole number: written as one, or the name of an integer
+/// parameter.
+fn whole_number(l: &Loader, at: usize, text: &str, params: &[(String, Literal)]) -> Result<i64> {
+    if let Ok(n) = text.parse() {
+        return Ok(n);
+    }
+    l.used_params.borrow_mut().insert(text.to_string());
+    match params.iter().find(|(p, _)| p == text) {
+        Some((_, Literal::Int(n))) => Ok(*n),
+        Some(_) => Err(l.error(at, format!("parameter `{text}` is not a whole number"))),
+        None => Err(l.error(
+            at,
+            format!(
+                "`{text}` is neither a number nor a parameter{}",
+                did_you_mean(text, params.iter().map(|(p, _)| p.as_str()))
+            ),
+        )),
+    }
+}
+
+/// A cohort's `top_per_pcn`: at least 1.
+fn top_count(l: &Loader, top: &Spanned<toml::Value>, params: &[(String, Literal)]) -> Result<u32> {
+    let at = content_offset(l.text, top.span());
+    let n = match top.get_ref() {
+        toml::Value::Integer(n) => *n,
+        toml::Value::String(name) => whole_number(l, at, name.trim(), params)?,
+        other => {
+            return Err(l
+                .error(
+                    at,
+                    format!(
+                        "`top_per_pcn` must be a whole number, not {}",
+                        other.type_str()
+                    ),
+                )
+                .with_help("write e.g. top_per_pcn = 50, or the name of a parameter"));
+        }
+    };
+    u32::try_from(n)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| l.error(at, format!("`top_per_pcn` must be at least 1, not {n}")))
+}
+
 fn parse_window(l: &Loader, w: &Spanned<String>, params: &[(String, Literal)]) -> Result<Window> {
     let at = content_offset(l.text, w.span());
     let text = w.get_ref().trim();
@@ -692,27 +774,7 @@ fn parse_window(l: &Loader, w: &Spanned<String>, params: &[(String, Literal)]) -
     let (Some(count), Some(unit), None) = (words.next(), words.next(), words.next()) else {
         return Err(bad());
     };
-    if count.parse::<i64>().is_err() {
-        l.used_params.borrow_mut().insert(count.to_string());
-    }
-    let n: i64 = match count.parse() {
-        Ok(n) => n,
-        Err(_) => match params.iter().find(|(p, _)| p == count) {
-            Some((_, Literal::Int(n))) => *n,
-            Some(_) => {
-                return Err(l.error(at, format!("parameter `{count}` is not a whole number")));
-            }
-            None => {
-                return Err(l.error(
-                    at,
-                    format!(
-                        "`{count}` is neither a number nor a parameter{}",
-                        did_you_mean(count, params.iter().map(|(p, _)| p.as_str()))
-                    ),
-                ));
-            }
-        },
-    };
+    let n = whole_number(l, at, count, params)?;
     let n = u32::try_from(n)
         .ok()
         .filter(|n| *n > 0)

@@ -347,4 +347,14 @@ pub struct Cohort {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub reasons: Vec<Spanned<String>>,
+    /// The PCN codes that receive this cohort; absent = every PCN. Persons
+    /// registered elsewhere are not members.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub pcns: Option<Spanned<Vec<Spanned<String>>>>,
+    /// Keep only the first N members of each PCN by rank: a whole number
+    /// or the name of a parameter.
+    #[serde(default)]
+    #[schemars(with = "Option<serde_json::Value>")]
+    pub top_per_pcn: Option<Spanned<toml::Value>>,
 }
