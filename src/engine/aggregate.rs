@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use arrow_array::{ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array};
+use arrow_array::{ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray};
 
 use crate::rules::Aggregate;
 use crate::rules::check::Type;
@@ -57,6 +57,7 @@ impl State {
             }
             Aggregate::CountDistinctCodes
             | Aggregate::CountDistinctCategories
+            | Aggregate::ListCategories
             | Aggregate::SumDistinctWeights => State::Distinct(Mutex::new(Vec::new())),
             Aggregate::FirstDate => State::MinDay(filled(persons, || AtomicI32::new(i32::MAX))),
             Aggregate::LastDate => State::MaxDay(filled(persons, || AtomicI32::new(i32::MIN))),
@@ -156,13 +157,14 @@ impl State {
         }
     }
 
-    /// The per-person result column. `weights`/`categories` describe the
-    /// code list's items for distinct aggregates.
+    /// The per-person result column. `weights` and `categories` (each
+    /// item's category ids, and the category names) describe the code
+    /// list's items for distinct aggregates.
     pub fn finish(
         self,
         aggregate: Aggregate,
         weights: &[i64],
-        categories: &[Vec<u32>],
+        (categories, names): (&[Vec<u32>], &[String]),
         persons: usize,
     ) -> ArrayRef {
         match self {
@@ -181,7 +183,10 @@ impl State {
                 let mut keys = keys
                     .into_inner()
                     .expect("no task panics while holding the lock");
-                if aggregate == Aggregate::CountDistinctCategories {
+                if matches!(
+                    aggregate,
+                    Aggregate::CountDistinctCategories | Aggregate::ListCategories
+                ) {
                     // Map codes to every category they score, then
                     // deduplicate again.
                     keys = keys
@@ -196,7 +201,22 @@ impl State {
                 }
                 keys.sort_unstable();
                 keys.dedup();
-                if aggregate == Aggregate::SumDistinctWeights {
+                if aggregate == Aggregate::ListCategories {
+                    // Keys are sorted by person, then category id (the
+                    // order categories first appear in the list).
+                    let mut lists: Vec<Option<String>> = vec![None; persons];
+                    for k in keys {
+                        let name = names[(k & 0xFFFF_FFFF) as usize].replace('_', " ");
+                        match &mut lists[(k >> 32) as usize] {
+                            Some(list) => {
+                                list.push_str(", ");
+                                list.push_str(&name);
+                            }
+                            empty => *empty = Some(name),
+                        }
+                    }
+                    Arc::new(StringArray::from(lists))
+                } else if aggregate == Aggregate::SumDistinctWeights {
                     // Exact decimal sums (millionths), so 5.0 is 5.0; the one
                     // rounding is the final division.
                     let mut sums = vec![0i64; persons];
@@ -262,6 +282,7 @@ pub fn result_type(aggregate: Aggregate, column: Option<Type>) -> Type {
             Type::Int
         }
         Aggregate::Exists => Type::Bool,
+        Aggregate::ListCategories => Type::Str,
         Aggregate::SumDistinctWeights => Type::Float,
         Aggregate::FirstDate | Aggregate::LastDate => Type::Date,
         Aggregate::Min | Aggregate::Max => column.unwrap_or(Type::Int),
@@ -286,7 +307,7 @@ mod tests {
             let s = State::new(agg, None, true, 2);
             s.merge_distinct(vec![0, 1, 2, (1 << 32) | 1]);
             s.merge_distinct(vec![1, (1 << 32) | 1]);
-            let out = s.finish(agg, &weights, &cats, 2);
+            let out = s.finish(agg, &weights, (&cats, &[]), 2);
             let got: Vec<f64> = if agg == Aggregate::SumDistinctWeights {
                 out.as_primitive::<arrow_array::types::Float64Type>()
                     .values()
@@ -305,12 +326,25 @@ mod tests {
     }
 
     #[test]
+    fn list_categories_names_each_category_once_in_list_order() {
+        // Item 0 scores both categories; item 1 only the second.
+        let cats = [vec![0, 1], vec![1]];
+        let names = ["heart_failure".to_string(), "falls".to_string()];
+        let s = State::new(Aggregate::ListCategories, None, true, 3);
+        s.merge_distinct(vec![1, 0, (2 << 32) | 1]);
+        s.merge_distinct(vec![(2 << 32) | 1]);
+        let out = s.finish(Aggregate::ListCategories, &[], (&cats, &names), 3);
+        let got: Vec<_> = out.as_string::<i32>().iter().collect();
+        assert_eq!(got, vec![Some("heart failure, falls"), None, Some("falls")]);
+    }
+
+    #[test]
     fn min_max_leave_null_for_persons_without_events() {
         let s = State::new(Aggregate::Max, Some(Type::Float), false, 3);
         s.float(0, 1.0);
         s.float(0, 3.0);
         s.float(2, -2.0);
-        let out = s.finish(Aggregate::Max, &[], &[], 3);
+        let out = s.finish(Aggregate::Max, &[], (&[], &[]), 3);
         let got: Vec<_> = out
             .as_primitive::<arrow_array::types::Float64Type>()
             .iter()
@@ -319,7 +353,7 @@ mod tests {
         let s = State::new(Aggregate::FirstDate, None, false, 2);
         s.day(1, 10);
         s.day(1, 5);
-        let out = s.finish(Aggregate::FirstDate, &[], &[], 2);
+        let out = s.finish(Aggregate::FirstDate, &[], (&[], &[]), 2);
         let got: Vec<_> = out
             .as_primitive::<arrow_array::types::Date32Type>()
             .iter()

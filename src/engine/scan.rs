@@ -136,8 +136,9 @@ pub fn scan(
             let categories: Vec<Vec<u32>> = list.map_or_else(Vec::new, |l| {
                 l.entries.iter().map(|e| e.categories.clone()).collect()
             });
+            let names = list.map_or(&[][..], |l| &l.categories[..]);
             features[agg.feature] =
-                Some(state.finish(agg.aggregate, &weights, &categories, persons));
+                Some(state.finish(agg.aggregate, &weights, (&categories, names), persons));
         }
     }
     Ok(ScanOutput { features, rejected })
@@ -544,6 +545,7 @@ impl Task<'_> {
                     }
                     Aggregate::CountDistinctCodes
                     | Aggregate::CountDistinctCategories
+                    | Aggregate::ListCategories
                     | Aggregate::SumDistinctWeights => {
                         let l = agg
                             .codelist

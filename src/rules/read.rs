@@ -488,7 +488,7 @@ fn feature_kind(
             list.is_some() || !sources[source].codes.is_empty(),
             "a `codelist`, or a source with a `code` column",
         )?,
-        Aggregate::CountDistinctCategories => needs(
+        Aggregate::CountDistinctCategories | Aggregate::ListCategories => needs(
             list.is_some_and(|c| !c.categories.is_empty()),
             "a `codelist` with a `category_column`",
         )?,
