@@ -341,7 +341,35 @@ fn round_half_up(v: f64, digits: i32) -> f64 {
     rounded.to_f64().unwrap_or(v)
 }
 
+/// Joins `arrays[1..]` row by row with `arrays[0]` between them, skipping
+/// nulls; a null separator gives null (as Spark).
+fn concat_ws(arrays: &[ArrayRef]) -> ArrayRef {
+    let texts: Vec<_> = arrays.iter().map(|a| a.as_string::<i32>()).collect();
+    let (separator, parts) = texts.split_first().expect("the checker requires arguments");
+    let mut out = arrow_array::builder::StringBuilder::new();
+    let mut row = String::new();
+    for i in 0..separator.len() {
+        if separator.is_null(i) {
+            out.append_null();
+            continue;
+        }
+        row.clear();
+        for (n, part) in parts.iter().filter(|p| p.is_valid(i)).enumerate() {
+            if n > 0 {
+                row.push_str(separator.value(i));
+            }
+            row.push_str(part.value(i));
+        }
+        out.append_value(&row);
+    }
+    Arc::new(out.finish())
+}
+
 fn call(function: Function, values: Vec<Value>, len: usize) -> Result<Value, EvalError> {
+    if function == Function::ConcatWs {
+        let refs: Vec<&Value> = values.iter().collect();
+        return on_arrays(&refs, len, |a| Ok(concat_ws(a)));
+    }
     let mut values = values.into_iter();
     let first = values.next().expect("the checker requires arguments");
     match function {
@@ -389,6 +417,7 @@ fn call(function: Function, values: Vec<Value>, len: usize) -> Result<Value, Eva
             let negated = on_arrays(&[&first], len, |a| Ok(numeric::neg(&a[0])?))?;
             choose(&negative, &negated, &first, len)
         }
+        Function::ConcatWs => unreachable!("handled above: it takes text, not numbers"),
     }
 }
 
@@ -512,6 +541,20 @@ mod tests {
         assert_eq!(
             bools("d + 59 = date '2025-03-01'"),
             vec![Some(true), None, Some(false)]
+        );
+    }
+
+    #[test]
+    fn concat_ws_skips_nulls() {
+        let v = run(
+            "concat_ws(', ', case when n > 0 then 'some' end, '', case when n > 5 then 'many' end, null)",
+        );
+        let v: Vec<_> = v.as_string::<i32>().iter().collect();
+        assert_eq!(v, vec![Some("some, "), Some(""), Some("some, , many")]);
+        let v = run("concat_ws(null, 'a', 'b')");
+        assert_eq!(
+            v.as_string::<i32>().iter().collect::<Vec<_>>(),
+            vec![None; 3]
         );
     }
 

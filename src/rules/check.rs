@@ -91,6 +91,9 @@ pub enum Function {
     Ln,
     /// To this many decimal places, halves away from zero (SQL `round`).
     Round(i32),
+    /// Text arguments joined by the first, nulls skipped (Spark's
+    /// `concat_ws`).
+    ConcatWs,
 }
 
 /// A checked expression. Every node knows its result type.
@@ -531,6 +534,28 @@ impl Checker<'_> {
         })
     }
 
+    /// `concat_ws(separator, text, ...)`: every argument text.
+    fn concat_ws(&self, args: &[Expr], span: Span) -> Result<Typed, CheckError> {
+        if args.len() < 2 {
+            return err(
+                span,
+                "`concat_ws` needs a separator and at least one text to join",
+            );
+        }
+        let mut typed = Vec::with_capacity(args.len());
+        for a in args {
+            let t = retype_null(self.expr(a)?, Type::Str);
+            if t.ty != Type::Str {
+                return err(a.span, format!("`concat_ws` joins text, not {}", t.ty.a()));
+            }
+            typed.push(t);
+        }
+        Ok(Typed {
+            node: Node::Call(Function::ConcatWs, typed),
+            ty: Type::Str,
+        })
+    }
+
     fn call(&self, function: &str, args: &[Expr], span: Span) -> Result<Typed, CheckError> {
         let f = match function {
             "coalesce" => Function::Coalesce,
@@ -540,15 +565,19 @@ impl Checker<'_> {
             "exp" => Function::Exp,
             "ln" => Function::Ln,
             "round" => Function::Round(0),
+            "concat_ws" => Function::ConcatWs,
             other => {
                 return err(
                     span,
                     format!(
-                        "unknown function `{other}` (known: coalesce, least, greatest, abs, exp, ln, round)"
+                        "unknown function `{other}` (known: coalesce, least, greatest, abs, exp, ln, round, concat_ws)"
                     ),
                 );
             }
         };
+        if f == Function::ConcatWs {
+            return self.concat_ws(args, span);
+        }
         if matches!(f, Function::Exp | Function::Ln | Function::Round(_)) {
             return self.numeric_call(f, function, args, span);
         }
