@@ -5,6 +5,7 @@ mod util;
 
 use std::path::Path;
 
+use arrow_array::cast::AsArray;
 use util::*;
 
 const EXTRA: &str = r#"
@@ -207,5 +208,48 @@ fn include_runs_and_tests_the_included_models() {
         stderr(&o).contains("include each other in a cycle"),
         "{}",
         stderr(&o)
+    );
+}
+
+#[test]
+fn population_attributes_are_pooled_but_must_name_the_same_column() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let with_attribute = |column: &str| {
+        format!(
+            "[model]\nname = \"born_{column}\"\ntitle = \"t\"\nsource = \"test\"\n\n\
+             [population.attributes]\nborn = \"{column}\"\n\n\
+             [features.born_early]\nexpr = \"born < date '2000-01-01'\"\n"
+        )
+    };
+    let a = tmp.path().join("a.toml");
+    let b = tmp.path().join("b.toml");
+    std::fs::write(&a, with_attribute("birth_date")).unwrap();
+    std::fs::write(
+        &b,
+        with_attribute("date_of_death").replace("born_early", "born_late"),
+    )
+    .unwrap();
+    let extra = tmp.path().join("extra.toml");
+
+    // A file without attributes runs beside one with them.
+    let o = run_many(tmp.path(), &[&extra, &a]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p = read_parquet(&tmp.path().join("out/patients.parquet"));
+    let early: Vec<_> = p
+        .column_by_name("born_early")
+        .unwrap()
+        .as_boolean()
+        .iter()
+        .collect();
+    assert_eq!(early, vec![Some(false), Some(true)]);
+
+    // The same attribute name for two columns is refused, naming both.
+    let o = run_many(tmp.path(), &[&a, &b]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("attribute `born` is column `birth_date`") && err.contains("`date_of_death`"),
+        "{err}"
     );
 }

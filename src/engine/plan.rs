@@ -32,8 +32,9 @@ pub struct AggregatePlan {
     pub aggregate: Aggregate,
     /// Index into [`SourcePlan::codelists`].
     pub codelist: Option<usize>,
-    /// Only entries in this category of the code list.
-    pub category: Option<u32>,
+    /// Only entries in these categories of the code list (sorted ids);
+    /// empty = every entry.
+    pub category: Vec<u32>,
     /// Events must be strictly after this day (the window's exclusive start).
     pub after: Option<Day>,
     /// Typed against [`SourcePlan::filter_columns`].
@@ -268,7 +269,7 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
             feature: fi,
             aggregate: *aggregate,
             codelist,
-            category: *category,
+            category: category.clone(),
             after: window.exclusive_start(as_of),
             filter,
             value,

@@ -307,15 +307,14 @@ impl Codes {
 
 impl Task<'_> {
     /// Is entry `item` of list `l` one the aggregate takes (all, or those
-    /// of its `category`)?
+    /// in one of its categories)?
     #[inline]
     fn in_category(&self, agg: &crate::engine::plan::AggregatePlan, l: usize, item: u32) -> bool {
-        agg.category.is_none_or(|c| {
-            self.lists[l].entries[item as usize]
+        agg.category.is_empty()
+            || self.lists[l].entries[item as usize]
                 .categories
-                .binary_search(&c)
-                .is_ok()
-        })
+                .iter()
+                .any(|c| agg.category.binary_search(c).is_ok())
     }
 
     fn run(&self, group: RowGroup, progress: Option<&ProgressBar>) -> Result<()> {

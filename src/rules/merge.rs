@@ -25,12 +25,35 @@ pub fn merge(mut a: Model, mut b: Model) -> Result<Model> {
     }
     let b_path = b.path.display().to_string();
 
-    if a.population != b.population {
+    // The roles must agree; attributes are pooled, each name naming the
+    // same column wherever it is declared.
+    let attributes = std::mem::take(&mut b.population.attributes);
+    let a_attributes = std::mem::take(&mut a.population.attributes);
+    let roles_differ = a.population != b.population;
+    a.population.attributes = a_attributes;
+    if roles_differ {
         return Err(Error::usage(format!(
             "{} and {b_path} describe the population table differently",
             a.path.display()
         ))
         .with_help("rule files that run together must agree on [population]"));
+    }
+    for (name, column) in attributes {
+        match a.population.attributes.get(&name) {
+            Some(c) if c.get_ref() == column.get_ref() => {}
+            Some(c) => {
+                return Err(Error::usage(format!(
+                    "population attribute `{name}` is column `{}` in {} but `{}` in {b_path}",
+                    c.get_ref(),
+                    a.path.display(),
+                    column.get_ref()
+                ))
+                .with_help("rule files that run together must agree on [population]"));
+            }
+            None => {
+                a.population.attributes.insert(name, column);
+            }
+        }
     }
     for (name, value) in std::mem::take(&mut b.params) {
         match a.params.iter().find(|(n, _)| *n == name) {

@@ -98,8 +98,9 @@ pub enum FeatureKind {
         source: usize,
         aggregate: Aggregate,
         codelist: Option<usize>,
-        /// Only the code list's entries in this category.
-        category: Option<u32>,
+        /// Only the code list's entries in these categories (sorted ids);
+        /// empty = every entry.
+        category: Vec<u32>,
         window: Window,
         filter: Option<Located>,
         column: Option<String>,

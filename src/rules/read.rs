@@ -511,27 +511,33 @@ fn feature_kind(
         None => Window::Ever,
     };
     let filter = decl.filter.as_ref().map(|f| l.expression(f)).transpose()?;
-    let category = match &decl.category {
-        None => None,
-        Some(c) => {
-            let at = content_offset(l.text, c.span());
-            let Some(list) = list.filter(|list| !list.categories.is_empty()) else {
-                return Err(l.error(at, "`category` needs a `codelist` with a `category_column`"));
-            };
-            let found = list.categories.iter().position(|x| x == c.get_ref());
-            Some(found.ok_or_else(|| {
-                l.error(
-                    at,
+    let mut category = Vec::new();
+    if let Some(c) = &decl.category {
+        let at = content_offset(l.text, c.span());
+        let Some(list) = list.filter(|list| !list.categories.is_empty()) else {
+            return Err(l.error(at, "`category` needs a `codelist` with a `category_column`"));
+        };
+        for name in c.get_ref().to_vec() {
+            let Some(found) = list.categories.iter().position(|x| *x == name) else {
+                // Point at the name itself within a list of names.
+                let written = &l.text[c.span()];
+                let offset = written
+                    .find(&format!("\"{name}\""))
+                    .map_or(at, |i| c.span().start + i + 1);
+                return Err(l.error(
+                    offset,
                     format!(
-                        "code list `{}` has no category `{}`{}",
+                        "code list `{}` has no category `{name}`{}",
                         list.name,
-                        c.get_ref(),
-                        did_you_mean(c.get_ref(), list.categories.iter().map(String::as_str))
+                        did_you_mean(&name, list.categories.iter().map(String::as_str))
                     ),
-                )
-            })? as u32)
+                ));
+            };
+            category.push(found as u32);
         }
-    };
+        category.sort_unstable();
+        category.dedup();
+    }
     Ok(FeatureKind::Aggregate {
         source,
         aggregate,

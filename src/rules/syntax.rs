@@ -257,10 +257,11 @@ pub struct Feature {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub codelist: Option<Spanned<String>>,
-    /// Only the code list's entries in this category (`category_column`).
+    /// Only the code list's entries in this category, or these categories
+    /// (`category_column`).
     #[serde(default)]
-    #[schemars(with = "Option<String>")]
-    pub category: Option<Spanned<String>>,
+    #[schemars(with = "Option<OneOrMany>")]
+    pub category: Option<Spanned<OneOrMany>>,
     /// `"365 days"`, `"12 months"`, `"2 years"`, `"ever"`; the number may be
     /// a parameter name.
     #[serde(default)]
