@@ -22,6 +22,12 @@ pub fn from_day(day: Day) -> Option<NaiveDate> {
     NaiveDate::from_num_days_from_ce_opt(day.checked_add(EPOCH_DAYS_FROM_CE)?)
 }
 
+/// The calendar month of a day, numbered from January of year 0 (never
+/// negative for dates the engine keeps).
+pub fn month_number(day: Day) -> u32 {
+    from_day(day).map_or(0, |d| (d.year().max(0) as u32) * 12 + d.month0())
+}
+
 /// Parses `YYYY-MM-DD`, the only date format strata accepts from people.
 pub fn parse_date(text: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d").ok()

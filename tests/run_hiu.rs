@@ -373,8 +373,29 @@ fn a_cohort_for_a_pcn_nobody_is_registered_to_is_refused() {
     assert!(err.contains("P1, P2, P3"), "{err}");
     assert!(!out.exists(), "nothing published");
 
-    let rules = delivery_rules(tmp.path(), "top_per_pcn = 0");
+    let rules = delivery_rules(tmp.path(), "top_per_pcn = -1");
     let o = run_rules(&rules, &data, &out, AS_OF);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("at least 1"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("0 (no limit) or more"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn the_top_n_option_keeps_each_pcns_most_frequent_attenders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    std::fs::create_dir(&data).unwrap();
+    fixture(&data, 1);
+    run(&data, &out, &["--set", "hiu_top_per_pcn=1"]);
+    let p = read_parquet(&out.join("patients.parquet"));
+    // P1's members are 106 (6) and 101 (5): only 106 stays; P2 keeps 108.
+    assert_eq!(
+        column_bool(&p, "hiu"),
+        [false, false, false, false, false, true, false, true, false]
+            .map(Some)
+            .to_vec()
+    );
 }

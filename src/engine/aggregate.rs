@@ -23,6 +23,8 @@ pub enum State {
     Count(Vec<AtomicU32>),
     /// Sorted, deduplicated `person << 32 | item` keys gathered from tasks.
     Distinct(Mutex<Vec<u64>>),
+    /// `person << 32 | month` keys, one per event: events per calendar month.
+    Monthly(Mutex<Vec<u64>>),
     /// (person, code hash) pairs: distinct codes counted without a code list.
     DistinctValues(Mutex<Vec<(u32, u64)>>),
     MinDay(Vec<AtomicI32>),
@@ -59,6 +61,7 @@ impl State {
             | Aggregate::CountDistinctCategories
             | Aggregate::ListCategories
             | Aggregate::SumDistinctWeights => State::Distinct(Mutex::new(Vec::new())),
+            Aggregate::MaxInAMonth => State::Monthly(Mutex::new(Vec::new())),
             Aggregate::FirstDate => State::MinDay(filled(persons, || AtomicI32::new(i32::MAX))),
             Aggregate::LastDate => State::MaxDay(filled(persons, || AtomicI32::new(i32::MIN))),
             Aggregate::Min | Aggregate::Max => {
@@ -135,14 +138,22 @@ impl State {
         });
     }
 
-    /// Adds one task's `person << 32 | item` keys.
-    pub fn merge_distinct(&self, mut keys: Vec<u64>) {
-        if let State::Distinct(all) = self {
-            keys.sort_unstable();
-            keys.dedup();
-            all.lock()
+    /// Adds one task's `person << 32 | item` keys (deduplicated for
+    /// distinct aggregates, every one for monthly counts).
+    pub fn merge_keys(&self, mut keys: Vec<u64>) {
+        match self {
+            State::Distinct(all) => {
+                keys.sort_unstable();
+                keys.dedup();
+                all.lock()
+                    .expect("no task panics while holding the lock")
+                    .extend(keys);
+            }
+            State::Monthly(all) => all
+                .lock()
                 .expect("no task panics while holding the lock")
-                .extend(keys);
+                .extend(keys),
+            _ => {}
         }
     }
 
@@ -234,6 +245,18 @@ impl State {
                     Arc::new(Int64Array::from(counts))
                 }
             }
+            State::Monthly(keys) => {
+                let mut keys = keys
+                    .into_inner()
+                    .expect("no task panics while holding the lock");
+                keys.sort_unstable();
+                let mut most = vec![0i64; persons];
+                for run in keys.chunk_by(|a, b| a == b) {
+                    let person = (run[0] >> 32) as usize;
+                    most[person] = most[person].max(run.len() as i64);
+                }
+                Arc::new(Int64Array::from(most))
+            }
             State::DistinctValues(pairs) => {
                 let mut pairs = pairs
                     .into_inner()
@@ -278,9 +301,10 @@ fn ints(v: Vec<AtomicI64>, none: i64) -> ArrayRef {
 /// The type of an aggregate's result.
 pub fn result_type(aggregate: Aggregate, column: Option<Type>) -> Type {
     match aggregate {
-        Aggregate::Count | Aggregate::CountDistinctCodes | Aggregate::CountDistinctCategories => {
-            Type::Int
-        }
+        Aggregate::Count
+        | Aggregate::CountDistinctCodes
+        | Aggregate::CountDistinctCategories
+        | Aggregate::MaxInAMonth => Type::Int,
         Aggregate::Exists => Type::Bool,
         Aggregate::ListCategories => Type::Str,
         Aggregate::SumDistinctWeights => Type::Float,
@@ -305,8 +329,8 @@ mod tests {
             (Aggregate::SumDistinctWeights, vec![3.6, 2.0]),
         ] {
             let s = State::new(agg, None, true, 2);
-            s.merge_distinct(vec![0, 1, 2, (1 << 32) | 1]);
-            s.merge_distinct(vec![1, (1 << 32) | 1]);
+            s.merge_keys(vec![0, 1, 2, (1 << 32) | 1]);
+            s.merge_keys(vec![1, (1 << 32) | 1]);
             let out = s.finish(agg, &weights, (&cats, &[]), 2);
             let got: Vec<f64> = if agg == Aggregate::SumDistinctWeights {
                 out.as_primitive::<arrow_array::types::Float64Type>()
@@ -331,11 +355,26 @@ mod tests {
         let cats = [vec![0, 1], vec![1]];
         let names = ["heart_failure".to_string(), "falls".to_string()];
         let s = State::new(Aggregate::ListCategories, None, true, 3);
-        s.merge_distinct(vec![1, 0, (2 << 32) | 1]);
-        s.merge_distinct(vec![(2 << 32) | 1]);
+        s.merge_keys(vec![1, 0, (2 << 32) | 1]);
+        s.merge_keys(vec![(2 << 32) | 1]);
         let out = s.finish(Aggregate::ListCategories, &[], (&cats, &names), 3);
         let got: Vec<_> = out.as_string::<i32>().iter().collect();
         assert_eq!(got, vec![Some("heart failure, falls"), None, Some("falls")]);
+    }
+
+    #[test]
+    fn max_in_a_month_counts_every_event_of_the_busiest_month() {
+        // Person 0: 2 events in month 10, 3 in month 11 (sent by two tasks);
+        // person 2: 1 event.
+        let s = State::new(Aggregate::MaxInAMonth, None, false, 3);
+        s.merge_keys(vec![10, 11, 10, 11]);
+        s.merge_keys(vec![11, (2 << 32) | 10]);
+        let out = s.finish(Aggregate::MaxInAMonth, &[], (&[], &[]), 3);
+        let got: Vec<_> = out
+            .as_primitive::<arrow_array::types::Int64Type>()
+            .values()
+            .to_vec();
+        assert_eq!(got, vec![3, 0, 1]);
     }
 
     #[test]

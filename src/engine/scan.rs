@@ -351,7 +351,7 @@ impl Task<'_> {
         }
         for ((state, keys), values) in self.states.iter().zip(distinct).zip(distinct_values) {
             if !keys.is_empty() {
-                state.merge_distinct(keys);
+                state.merge_keys(keys);
             }
             if !values.is_empty() {
                 state.merge_distinct_values(values);
@@ -538,6 +538,9 @@ impl Task<'_> {
                 match agg.aggregate {
                     Aggregate::Count | Aggregate::Exists => state.count(p),
                     Aggregate::FirstDate | Aggregate::LastDate => state.day(p, day),
+                    Aggregate::MaxInAMonth => {
+                        distinct[k].push((u64::from(p) << 32) | u64::from(dates::month_number(day)))
+                    }
                     Aggregate::CountDistinctCodes if agg.codelist.is_none() => {
                         let values = &mut distinct_values[k];
                         codes.each_code_hash(row, |h| values.push((p, h)));

@@ -349,7 +349,7 @@ pub(super) fn load_one(
                         )
                         .with_help("add rank = [\"feature desc\"] to say who comes first"));
                 }
-                Some(top_count(&l, top, &model.params)?)
+                top_count(&l, top, &model.params)?
             }
         };
         model.cohorts.push(Cohort {
@@ -742,8 +742,12 @@ fn whole_number(l: &Loader, at: usize, text: &str, params: &[(String, Literal)])
     }
 }
 
-/// A cohort's `top_per_pcn`: at least 1.
-fn top_count(l: &Loader, top: &Spanned<toml::Value>, params: &[(String, Literal)]) -> Result<u32> {
+/// A cohort's `top_per_pcn`: a count, or `None` for 0 (no limit).
+fn top_count(
+    l: &Loader,
+    top: &Spanned<toml::Value>,
+    params: &[(String, Literal)],
+) -> Result<Option<u32>> {
     let at = content_offset(l.text, top.span());
     let n = match top.get_ref() {
         toml::Value::Integer(n) => *n,
@@ -760,10 +764,13 @@ fn top_count(l: &Loader, top: &Spanned<toml::Value>, params: &[(String, Literal)
                 .with_help("write e.g. top_per_pcn = 50, or the name of a parameter"));
         }
     };
-    u32::try_from(n)
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| l.error(at, format!("`top_per_pcn` must be at least 1, not {n}")))
+    let n = u32::try_from(n).map_err(|_| {
+        l.error(
+            at,
+            format!("`top_per_pcn` must be 0 (no limit) or more, not {n}"),
+        )
+    })?;
+    Ok((n > 0).then_some(n))
 }
 
 fn parse_window(l: &Loader, w: &Spanned<String>, params: &[(String, Literal)]) -> Result<Window> {
