@@ -54,7 +54,7 @@ pub struct ExplainArgs {
     #[arg(long)]
     pub person: String,
     /// Rule file(s), as for `run`.
-    #[arg(long, default_value = "models/hiu.toml")]
+    #[arg(long, default_value = "models/core.toml")]
     pub rules: Vec<PathBuf>,
     /// Folder of input Parquet tables.
     #[arg(long, default_value = "sample-data")]
@@ -103,7 +103,7 @@ pub struct GenerateArgs {
 #[derive(Args)]
 pub struct RunArgs {
     /// Rule file to run; repeat to run several models together.
-    #[arg(long, default_value = "models/hiu.toml")]
+    #[arg(long, default_value = "models/core.toml")]
     pub rules: Vec<PathBuf>,
     /// Folder of input Parquet tables.
     #[arg(long, default_value = "sample-data")]

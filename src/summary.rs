@@ -9,11 +9,15 @@ use crate::output::suppress;
 
 pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
     let mut s = String::new();
+    // Every PCN any cohort is delivered to; a cohort that names its PCNs
+    // shows `-` for the others.
     let pcns: Vec<&String> = manifest
         .cohorts
-        .first()
-        .map(|c| c.by_pcn.keys().collect())
-        .unwrap_or_default();
+        .iter()
+        .flat_map(|c| c.by_pcn.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let _ = writeln!(
         s,
         "strata {}: model `{}`, as of {}{}, {} persons ({} alive)",
@@ -44,10 +48,20 @@ pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
     for c in &manifest.cohorts {
         let _ = write!(s, "{:width$}", c.name);
         for p in &pcns {
-            let n = c.by_pcn.get(*p).copied().unwrap_or(0);
-            let _ = write!(s, "  {:>cell$}", suppress::count(n));
+            let shown = c
+                .by_pcn
+                .get(*p)
+                .map_or("-".to_string(), |n| suppress::count(*n));
+            let _ = write!(s, "  {shown:>cell$}");
         }
         let _ = writeln!(s, "  {:>cell$}", suppress::count(c.members));
+    }
+    for seg in &manifest.segments {
+        let width = seg.counts.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+        let _ = writeln!(s, "\n{} (persons alive):", seg.feature);
+        for (name, n) in &seg.counts {
+            let _ = writeln!(s, "  {name:width$}  {:>cell$}", suppress::count(*n));
+        }
     }
     let named: Vec<String> = pcns
         .iter()
@@ -57,6 +71,9 @@ pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
         let _ = writeln!(s, "\nPCNs: {}.", named.join(", "));
     }
     let _ = writeln!(s, "Counts: {}.", suppress::METHOD);
+    if manifest.cohorts.iter().any(|c| c.by_pcn.len() < pcns.len()) {
+        let _ = writeln!(s, "-: the cohort is not delivered to that PCN.");
+    }
     let rejected: u64 = manifest
         .rejected
         .values()

@@ -218,6 +218,8 @@ fn the_summary_suppresses_small_numbers() {
     sample_fixture(tmp.path());
     let o = strata(&[
         "run",
+        "--rules",
+        "models/hiu.toml",
         "--data",
         tmp.path().to_str().unwrap(),
         "--out",

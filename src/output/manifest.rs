@@ -37,6 +37,8 @@ pub struct Manifest {
     /// table or source -> reason -> rows
     pub rejected: BTreeMap<String, BTreeMap<&'static str, u64>>,
     pub cohorts: Vec<CohortCount>,
+    /// Persons alive on the as-of date in each segment of each segmentation.
+    pub segments: Vec<SegmentCount>,
     /// stage -> seconds
     pub timings_seconds: Vec<(String, f64)>,
 }
@@ -75,6 +77,51 @@ pub struct CohortCount {
     pub members: u64,
     pub by_pcn: BTreeMap<String, u64>,
     pub members_without_pcn: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SegmentCount {
+    /// The segmentation feature.
+    pub feature: String,
+    /// Segment name -> alive persons, in priority order, the default last.
+    pub counts: Vec<(String, u64)>,
+}
+
+/// Alive persons per segment of every segmentation feature.
+fn segment_counts(results: &Results) -> Vec<SegmentCount> {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    let model = results.plan.model;
+    model
+        .features
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            let crate::rules::FeatureKind::Segments { segments, default } = &f.kind else {
+                return None;
+            };
+            let column = results.feature(i).as_string::<i32>();
+            let mut counts: Vec<(String, u64)> = segments
+                .iter()
+                .map(|s| s.name.clone())
+                .chain(std::iter::once(default.clone()))
+                .map(|n| (n, 0))
+                .collect();
+            for row in 0..column.len() {
+                if !results.alive.value(row) || column.is_null(row) {
+                    continue;
+                }
+                let name = column.value(row);
+                if let Some(c) = counts.iter_mut().find(|(n, _)| n == name) {
+                    c.1 += 1;
+                }
+            }
+            Some(SegmentCount {
+                feature: f.name.clone(),
+                counts,
+            })
+        })
+        .collect()
 }
 
 fn literal_json(v: &Literal) -> serde_json::Value {
@@ -162,6 +209,7 @@ impl Manifest {
             alive: results.alive.true_count() as u64,
             rejected,
             cohorts,
+            segments: segment_counts(results),
             timings_seconds: timings
                 .iter()
                 .map(|(s, d)| (s.to_string(), d.as_secs_f64()))
