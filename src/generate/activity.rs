@@ -231,10 +231,29 @@ impl<'a> Activity<'a> {
             + care_home)
             .exp();
 
-        self.admissions(rng, &ctx, propensity, vulnerability, out);
-        self.attendances(rng, &ctx, propensity * vulnerability, out);
+        // A person's unplanned care rises and falls from year to year, A&E
+        // and emergency admissions together (a bad year brings both).
+        let modulation: [f64; 3] = std::array::from_fn(|_| self.yearly.sample(rng));
+        self.admissions(rng, &ctx, propensity, vulnerability, &modulation, out);
+        self.attendances(rng, &ctx, propensity * vulnerability, &modulation, out);
         self.gp_events(rng, &ctx, n_conditions, n_deficits, out);
         self.prescriptions(rng, &ctx, n_conditions, n_deficits, out);
+    }
+
+    /// The person's days in each of the three years counted back from the
+    /// window's end (the third takes the rest of the window), as
+    /// (year, first day, last day, length in years).
+    fn years_lived(&self, ctx: &PersonContext) -> Vec<(usize, u16, u16, f64)> {
+        let days = i32::from(self.window.days);
+        (0..3)
+            .filter_map(|year| {
+                let hi = days - 1 - 365 * year as i32;
+                let lo = if year == 2 { 0 } else { hi - 364 };
+                let lo = lo.max(i32::from(ctx.health.first_day));
+                let hi = hi.min(i32::from(ctx.health.last_day));
+                (lo <= hi).then(|| (year, lo as u16, hi as u16, f64::from(hi - lo + 1) / 365.25))
+            })
+            .collect()
     }
 
     fn attendances(
@@ -242,24 +261,14 @@ impl<'a> Activity<'a> {
         rng: &mut Xoshiro256PlusPlus,
         ctx: &PersonContext,
         risk: f64,
+        modulation: &[f64; 3],
         out: &mut Events,
     ) {
         let rate = interpolate(AE_BY_AGE, ctx.health.age) * risk;
-        // Three years counted back from the end, each with its own modulation.
-        let days = i32::from(self.window.days);
-        for year in 0..3 {
-            let hi = days - 1 - 365 * year;
-            let lo = if year == 2 { 0 } else { hi - 364 };
-            let lo = lo.max(i32::from(ctx.health.first_day));
-            let hi = hi.min(i32::from(ctx.health.last_day));
-            if lo > hi {
-                continue;
-            }
-            let years = f64::from(hi - lo + 1) / 365.25;
-            let modulation = self.yearly.sample(rng);
-            let n = poisson(rng, rate * modulation * years);
+        for (year, lo, hi, years) in self.years_lived(ctx) {
+            let n = poisson(rng, rate * modulation[year] * years);
             for _ in 0..n {
-                let day = rng.random_range(lo..=hi) as u16;
+                let day = rng.random_range(lo..=hi);
                 out.attendances.push(Attendance {
                     person: ctx.index,
                     day,
@@ -284,6 +293,7 @@ impl<'a> Activity<'a> {
         ctx: &PersonContext,
         propensity: f64,
         vulnerability: f64,
+        modulation: &[f64; 3],
         out: &mut Events,
     ) {
         let health = ctx.health;
@@ -307,8 +317,10 @@ impl<'a> Activity<'a> {
         // (day, emergency) in date order, then laid end to end so that stays
         // never overlap.
         let mut planned: Vec<(u16, bool)> = Vec::new();
-        for _ in 0..poisson(rng, emergency_rate * years) {
-            planned.push((ctx.any_day(rng), true));
+        for (year, lo, hi, years) in self.years_lived(ctx) {
+            for _ in 0..poisson(rng, emergency_rate * modulation[year] * years) {
+                planned.push((rng.random_range(lo..=hi), true));
+            }
         }
         for _ in 0..poisson(rng, elective_rate * years) {
             planned.push((ctx.any_day(rng), false));

@@ -692,10 +692,10 @@ const FRAILTY_BY_AGE: &[(f64, f64)] = &[
     (20.0, 0.04),
     (40.0, 0.12),
     (55.0, 0.3),
-    (65.0, 0.6),
+    (65.0, 0.68),
     (75.0, 1.0),
-    (85.0, 1.7),
-    (95.0, 2.4),
+    (85.0, 1.35),
+    (95.0, 1.7),
 ];
 
 /// Chance of living in a care home by age, before dementia and frailty.
@@ -752,7 +752,7 @@ impl<'a> PersonDraw<'a> {
         PersonDraw {
             city,
             window,
-            frailty_spread: UnitGamma::new(3.5),
+            frailty_spread: UnitGamma::new(7.0),
         }
     }
 
@@ -795,7 +795,7 @@ impl<'a> PersonDraw<'a> {
         let intensity = interpolate(FRAILTY_BY_AGE, age)
             * (0.3 * deprivation).exp()
             * (0.4 * morbidity - 0.08).exp()
-            * (1.0 + 0.2 * f64::from(conditions.count()))
+            * (1.0 + 0.1 * f64::from(conditions.count()))
             * self.frailty_spread.sample(rng);
         let mut deficits = 0u64;
         for (i, d) in DEFICITS.iter().enumerate() {
