@@ -831,7 +831,7 @@ impl<'a> PersonDraw<'a> {
             + 0.25 * deprivation;
         // The relative risks raise the average; the divisor brings deaths
         // back to about the life-table level overall.
-        let hazard = interpolate(MORTALITY, (age - 1.5).max(0.0)) * log_risk.exp() / 1.55;
+        let hazard = interpolate(MORTALITY, (age - 1.5).max(0.0)) * log_risk.exp() / 1.4;
         let years = f64::from(last_day - first_day + 1) / 365.25;
         let death = if rng.random_bool(1.0 - (-hazard * years).exp()) {
             let day = rng.random_range(first_day..=last_day);
