@@ -184,6 +184,8 @@ type DictionaryMatches = (ArrayRef, Arc<DictionaryCodes>);
 /// each code list, and a hash of the code for counting distinct codes.
 struct DictionaryCodes {
     matched: Vec<Vec<Option<u32>>>,
+    /// Per value: does it match an entry of any list?
+    listed: Vec<bool>,
     hashes: Vec<Option<u64>>,
 }
 
@@ -191,7 +193,7 @@ impl DictionaryCodes {
     /// Matches every value against every code list, and hashes every value
     /// when some aggregate counts distinct codes.
     fn new(values: &StringArray, lists: &[&Codelist], with_hashes: bool) -> DictionaryCodes {
-        let matched = lists
+        let matched: Vec<Vec<Option<u32>>> = lists
             .iter()
             .map(|list| {
                 values
@@ -200,12 +202,19 @@ impl DictionaryCodes {
                     .collect()
             })
             .collect();
+        let listed = (0..values.len())
+            .map(|v| matched.iter().any(|m| m[v].is_some()))
+            .collect();
         let hashes = if with_hashes {
             values.iter().map(|s| s.map(code_hash)).collect()
         } else {
             vec![None; values.len()]
         };
-        DictionaryCodes { matched, hashes }
+        DictionaryCodes {
+            matched,
+            listed,
+            hashes,
+        }
     }
 }
 
@@ -294,6 +303,16 @@ impl Codes {
                 }
             });
         }
+    }
+
+    /// Does row `row` match an entry of any code list?
+    #[inline]
+    fn any_listed(&self, row: usize) -> bool {
+        let mut any = false;
+        for column in &self.0 {
+            column.each_value(row, |v| any |= column.codes.listed[v]);
+        }
+        any
     }
 
     /// Does row `row` match an entry of list `l` that `keep` accepts?
@@ -498,6 +517,9 @@ impl Task<'_> {
             .map(|c| table::canonical(table::column(batch, c), path, c).map(|(a, _)| a))
             .collect::<Result<_>>()?;
 
+        // When every aggregate keeps only code-list matches, a row whose codes
+        // match no list (most GP events) is done with after one look.
+        let all_listed = source.aggregates.iter().all(|a| a.codelist.is_some());
         let (mut null_date, mut after_as_of, mut null_id, mut unknown) = (0u64, 0u64, 0u64, 0u64);
         for row in 0..rows {
             if dates.is_null(row) || source.missing_dates.contains(&dates.value(row)) {
@@ -507,6 +529,9 @@ impl Task<'_> {
             let day = dates.value(row);
             if day > self.as_of {
                 after_as_of += 1;
+                continue;
+            }
+            if all_listed && !codes.any_listed(row) {
                 continue;
             }
             let mut person: Option<Person> = None;
