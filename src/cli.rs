@@ -117,6 +117,14 @@ pub struct RunArgs {
     /// Override a parameter of the rule file, e.g. --set hiu_threshold=3 (repeatable).
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_setting)]
     pub set: Vec<(String, String)>,
+    /// Small-number suppression of aggregate counts (default: the rule
+    /// file's `[output] suppression`, else hes).
+    #[arg(long, value_enum)]
+    pub suppression: Option<output::suppress::Suppression>,
+    /// Print a machine-readable summary (summary.json) on stdout instead of
+    /// the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Exit code of assurance tests that ran and failed.
@@ -303,9 +311,15 @@ fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<()> {
         data: &args.data,
         threads,
         pcn_names: input::pcns::names(&args.data)?,
+        suppression: args
+            .suppression
+            .or(model.suppression.map(|(s, _)| s))
+            .unwrap_or_default(),
     };
     let manifest = output::write(&results, &args.out, &info)?;
-    if !quiet {
+    if args.json {
+        print_stdout(&(manifest.summary_json(&args.out) + "\n"));
+    } else if !quiet {
         print_stdout(&summary::render(&manifest, &args.out));
     }
     Ok(())

@@ -5,13 +5,13 @@
 use std::fmt::Write;
 
 use crate::output::manifest::Manifest;
-use crate::output::suppress;
 
 pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
     let mut s = String::new();
     // Every PCN any cohort is delivered to; a cohort that names its PCNs
     // shows `-` for the others.
-    let pcns: Vec<&String> = manifest
+    let counts = &manifest.counts;
+    let pcns: Vec<&String> = counts
         .cohorts
         .iter()
         .flat_map(|c| c.by_pcn.keys())
@@ -29,10 +29,10 @@ pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
         } else {
             ""
         },
-        suppress::count(manifest.persons),
-        suppress::count(manifest.alive),
+        counts.persons,
+        counts.alive,
     );
-    let width = manifest
+    let width = counts
         .cohorts
         .iter()
         .map(|c| c.name.len())
@@ -45,22 +45,19 @@ pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
         let _ = write!(s, "  {p:>cell$}");
     }
     let _ = writeln!(s, "  {:>cell$}", "total");
-    for c in &manifest.cohorts {
+    for c in &counts.cohorts {
         let _ = write!(s, "{:width$}", c.name);
         for p in &pcns {
-            let shown = c
-                .by_pcn
-                .get(*p)
-                .map_or("-".to_string(), |n| suppress::count(*n));
+            let shown = c.by_pcn.get(*p).map_or("-", String::as_str);
             let _ = write!(s, "  {shown:>cell$}");
         }
-        let _ = writeln!(s, "  {:>cell$}", suppress::count(c.members));
+        let _ = writeln!(s, "  {:>cell$}", c.members);
     }
-    for seg in &manifest.segments {
+    for seg in &counts.segments {
         let width = seg.counts.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
         let _ = writeln!(s, "\n{} (persons alive):", seg.feature);
         for (name, n) in &seg.counts {
-            let _ = writeln!(s, "  {name:width$}  {:>cell$}", suppress::count(*n));
+            let _ = writeln!(s, "  {name:width$}  {n:>cell$}");
         }
     }
     let named: Vec<String> = pcns
@@ -70,8 +67,8 @@ pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
     if !named.is_empty() {
         let _ = writeln!(s, "\nPCNs: {}.", named.join(", "));
     }
-    let _ = writeln!(s, "Counts: {}.", suppress::METHOD);
-    if manifest.cohorts.iter().any(|c| c.by_pcn.len() < pcns.len()) {
+    let _ = writeln!(s, "Counts: {}.", counts.suppression);
+    if counts.cohorts.iter().any(|c| c.by_pcn.len() < pcns.len()) {
         let _ = writeln!(s, "-: the cohort is not delivered to that PCN.");
     }
     let rejected: u64 = manifest

@@ -459,3 +459,76 @@ fn the_committed_json_schema_is_current() {
         "{aggregates:?}"
     );
 }
+
+#[test]
+fn json_summary_on_stdout_and_suppression_from_the_rule_file_or_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    sample_fixture(tmp.path());
+    let out = tmp.path().join("out");
+    let hiu = std::fs::read_to_string(repo_path("models/hiu.toml")).unwrap();
+    let rules = tmp.path().join("hiu.toml");
+    let ehrql = hiu.replacen(
+        "[params]",
+        "[output]\nsuppression = \"ehrql\"\n\n[params]",
+        1,
+    );
+    std::fs::write(&rules, &ehrql).unwrap();
+    let json = |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--data",
+            tmp.path().to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let o = strata(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str::<serde_json::Value>(&stdout(&o))
+            .unwrap_or_else(|e| panic!("{e}: {}", stdout(&o)))
+    };
+    // ehrQL's method from the rule file: one member becomes 0.
+    let s = json(&[]);
+    assert_eq!(s["counts"]["cohorts"][0]["members"], "0");
+    assert!(
+        s["counts"]["suppression"]
+            .as_str()
+            .unwrap()
+            .contains("ehrQL")
+    );
+    assert_eq!(s["outputs"]["folder"], out.display().to_string());
+    assert_eq!(s["as_of"], "2025-01-01");
+    // The command line wins.
+    let s = json(&["--suppression", "hes"]);
+    assert_eq!(s["counts"]["cohorts"][0]["members"], "*");
+
+    // Files that run together must agree.
+    let other = tmp.path().join("other.toml");
+    std::fs::write(
+        &other,
+        ehrql.replace("suppression = \"ehrql\"", "suppression = \"none\""),
+    )
+    .unwrap();
+    let o = strata(&["check", rules.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_quietly(
+        &rules,
+        tmp.path(),
+        &out,
+        &["--rules", other.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("suppression differs"), "{}", stderr(&o));
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(&bad, ehrql.replace("\"ehrql\"", "\"fuzzy\"")).unwrap();
+    let o = strata(&["check", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("`fuzzy` is not a suppression method"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -161,7 +161,10 @@ fn duplicated_and_null_population_ids_are_skipped_and_counted() {
     let o = run_hiu(data, &out);
     assert!(o.status.success(), "{}", stderr(&o));
     let m = manifest(&out);
-    assert_eq!(m["persons"], 1);
+    assert_eq!(
+        m["counts"]["persons"], "*",
+        "one person: a suppressed count"
+    );
     assert_eq!(m["rejected"]["patients"]["duplicate_person_id"], 1);
     assert_eq!(m["rejected"]["patients"]["null_person_id"], 1);
     let p = read_parquet(&out.join("patients.parquet"));

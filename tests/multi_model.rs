@@ -185,7 +185,7 @@ fn include_runs_and_tests_the_included_models() {
     assert!(o.status.success(), "{}", stderr(&o));
     let m: serde_json::Value = manifest(&tmp.path().join("out"));
     assert_eq!(m["model"]["name"], "extra");
-    let cohorts: Vec<&str> = m["cohorts"]
+    let cohorts: Vec<&str> = m["counts"]["cohorts"]
         .as_array()
         .unwrap()
         .iter()

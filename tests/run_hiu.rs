@@ -216,24 +216,59 @@ fn manifest_counts_inputs_rejects_and_cohorts() {
     let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
     std::fs::create_dir(&data).unwrap();
     fixture(&data, 1);
-    run(&data, &out, &[]);
+    // Exact counts, for checking them; the default suppresses (below).
+    run(&data, &out, &["--suppression", "none"]);
     let m: serde_json::Value = manifest(&out);
     assert_eq!(m["as_of"], AS_OF);
     assert_eq!(m["as_of_inferred"], false);
-    assert_eq!(m["persons"], 9);
-    assert_eq!(m["alive"], 8);
+    let counts = &m["counts"];
+    assert_eq!(counts["persons"], "9");
+    assert_eq!(counts["alive"], "8");
     assert_eq!(m["rejected"]["ae"]["unknown_person"], 3);
     assert_eq!(m["rejected"]["ae"]["null_date"], 1);
     assert_eq!(m["rejected"]["ae"]["after_as_of"], 1);
-    assert_eq!(m["cohorts"][0]["name"], "hiu");
-    assert_eq!(m["cohorts"][0]["members"], 3);
-    assert_eq!(m["cohorts"][0]["by_pcn"]["P1"], 2);
-    assert_eq!(m["cohorts"][0]["by_pcn"]["P3"], 0);
+    assert_eq!(counts["cohorts"][0]["name"], "hiu");
+    assert_eq!(counts["cohorts"][0]["members"], "3");
+    assert_eq!(counts["cohorts"][0]["by_pcn"]["P1"], "2");
+    assert_eq!(counts["cohorts"][0]["by_pcn"]["P3"], "0");
+    assert_eq!(
+        counts["suppression"],
+        "counts are exact (no small-number suppression)"
+    );
     let sha = m["model"]["files"][0]["sha256"].as_str().unwrap();
     assert_eq!(sha.len(), 64);
     let inputs = m["inputs"].as_array().unwrap();
     assert_eq!(inputs[0]["table"], "patients");
     assert_eq!(inputs[0]["files"][0]["rows"], 9);
+
+    // By default every count of people is suppressed, in the manifest and
+    // in summary.json alike; rows are not people and stay exact.
+    run(&data, &out, &[]);
+    for file in ["manifest.json", "summary.json"] {
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join(file)).unwrap()).unwrap();
+        let counts = &m["counts"];
+        assert_eq!(counts["persons"], "10", "{file}: 9 rounds to 10");
+        assert_eq!(counts["cohorts"][0]["members"], "*", "{file}");
+        assert_eq!(counts["cohorts"][0]["by_pcn"]["P1"], "*", "{file}");
+        assert!(
+            counts["cohorts"][0].get("percent_of_alive").is_none(),
+            "{file}: 3 of 8 would show a hidden count"
+        );
+        assert!(
+            counts["suppression"]
+                .as_str()
+                .unwrap()
+                .contains("1-7 shown as *"),
+            "{file}"
+        );
+        let rejected = if file == "manifest.json" {
+            &m["rejected"]
+        } else {
+            &m["rejected_rows"]
+        };
+        assert_eq!(rejected["ae"]["unknown_person"], 3, "{file}");
+    }
 }
 
 #[test]

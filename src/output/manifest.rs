@@ -1,9 +1,8 @@
 //! `OUT/manifest.json`: what ran, on what, and with what result, so a BI team
 //! can audit a run and a later run can be compared with it.
 //!
-//! Counts here are exact: the manifest sits beside patient-level output and
-//! is for the team that owns that output. Summaries shown elsewhere (the
-//! terminal) are suppressed.
+//! Counts of people here are suppressed like every other aggregate output
+//! (see [`super::suppress`]); counts of rows are exact.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,8 +11,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::RunInfo;
+use super::counts::{Counts, Shown};
 use super::extracts::Delivered;
 use super::publish::MANIFEST_MARKER;
+use super::suppress::Suppression;
 use crate::engine::Results;
 use crate::error::{Error, Result};
 use crate::rules::expr::Literal;
@@ -32,13 +33,15 @@ pub struct Manifest {
     pub inputs: Vec<Input>,
     /// PCN code -> name, from the optional `pcns` table.
     pub pcn_names: BTreeMap<String, String>,
-    pub persons: u64,
-    pub alive: u64,
-    /// table or source -> reason -> rows
+    /// table or source -> reason -> rows (rows, not people: exact)
     pub rejected: BTreeMap<String, BTreeMap<&'static str, u64>>,
-    pub cohorts: Vec<CohortCount>,
-    /// Persons alive on the as-of date in each segment of each segmentation.
-    pub segments: Vec<SegmentCount>,
+    /// People in the population, its cohorts and segments, suppressed.
+    pub counts: Shown,
+    /// The same counts, exact, for strata's own use; never written.
+    #[serde(skip)]
+    pub exact: Counts,
+    #[serde(skip)]
+    pub suppression: Suppression,
     /// stage -> seconds
     pub timings_seconds: Vec<(String, f64)>,
 }
@@ -68,60 +71,6 @@ pub struct Input {
 pub struct InputFile {
     pub path: String,
     pub rows: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct CohortCount {
-    pub name: String,
-    pub title: String,
-    pub members: u64,
-    pub by_pcn: BTreeMap<String, u64>,
-    pub members_without_pcn: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct SegmentCount {
-    /// The segmentation feature.
-    pub feature: String,
-    /// Segment name -> alive persons, in priority order, the default last.
-    pub counts: Vec<(String, u64)>,
-}
-
-/// Alive persons per segment of every segmentation feature.
-fn segment_counts(results: &Results) -> Vec<SegmentCount> {
-    use arrow_array::Array;
-    use arrow_array::cast::AsArray;
-    let model = results.plan.model;
-    model
-        .features
-        .iter()
-        .enumerate()
-        .filter_map(|(i, f)| {
-            let crate::rules::FeatureKind::Segments { segments, default } = &f.kind else {
-                return None;
-            };
-            let column = results.feature(i).as_string::<i32>();
-            let mut counts: Vec<(String, u64)> = segments
-                .iter()
-                .map(|s| s.name.clone())
-                .chain(std::iter::once(default.clone()))
-                .map(|n| (n, 0))
-                .collect();
-            for row in 0..column.len() {
-                if !results.alive.value(row) || column.is_null(row) {
-                    continue;
-                }
-                let name = column.value(row);
-                if let Some(c) = counts.iter_mut().find(|(n, _)| n == name) {
-                    c.1 += 1;
-                }
-            }
-            Some(SegmentCount {
-                feature: f.name.clone(),
-                counts,
-            })
-        })
-        .collect()
 }
 
 fn literal_json(v: &Literal) -> serde_json::Value {
@@ -166,18 +115,7 @@ impl Manifest {
         for (source, counts) in &results.rejected {
             rejected.insert(source.clone(), counts.iter().copied().collect());
         }
-        let cohorts = model
-            .cohorts
-            .iter()
-            .zip(&results.cohorts)
-            .map(|(c, r)| CohortCount {
-                name: c.name.clone(),
-                title: c.title.clone(),
-                members: r.members.len() as u64,
-                by_pcn: delivered.counts.get(&c.name).cloned().unwrap_or_default(),
-                members_without_pcn: delivered.without_pcn.get(&c.name).copied().unwrap_or(0),
-            })
-            .collect();
+        let exact = Counts::new(results, delivered);
         Manifest {
             strata_version: env!("CARGO_PKG_VERSION"),
             model: ModelInfo {
@@ -205,16 +143,38 @@ impl Manifest {
             threads: info.threads,
             inputs,
             pcn_names: info.pcn_names.clone(),
-            persons: plan.population.len() as u64,
-            alive: results.alive.true_count() as u64,
             rejected,
-            cohorts,
-            segments: segment_counts(results),
+            counts: exact.shown(info.suppression),
+            exact,
+            suppression: info.suppression,
             timings_seconds: timings
                 .iter()
                 .map(|(s, d)| (s.to_string(), d.as_secs_f64()))
                 .collect(),
         }
+    }
+
+    /// `summary.json` (and `strata run --json`): what a scheduler or a
+    /// dashboard needs, with every count of people suppressed.
+    pub fn summary_json(&self, out: &Path) -> String {
+        let outputs = serde_json::json!({
+            "folder": out.display().to_string(),
+            "patients": out.join("patients.parquet").display().to_string(),
+            "pcn_lists": out.join("pcn").display().to_string(),
+            "manifest": out.join("manifest.json").display().to_string(),
+            "summary": out.join("summary.json").display().to_string(),
+        });
+        let summary = serde_json::json!({
+            "strata_version": self.strata_version,
+            "model": { "name": self.model.name, "title": self.model.title, "version": self.model.version },
+            "as_of": self.as_of,
+            "as_of_inferred": self.as_of_inferred,
+            "counts": self.counts,
+            "rejected_rows": self.rejected,
+            "timings_seconds": self.timings_seconds,
+            "outputs": outputs,
+        });
+        serde_json::to_string_pretty(&summary).expect("plain values serialise")
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {

@@ -4,8 +4,10 @@
 //! Layout of `OUT/`:
 //! - `patients.parquet`: one row per person, every feature, cohort flag and rank;
 //! - `pcn/<PCN_CODE>/<cohort>.csv`: that PCN's members of each cohort, ranked;
-//! - `manifest.json`: what ran, on what, with what result.
+//! - `manifest.json`: what ran, on what, with what result;
+//! - `summary.json`: the counts (suppressed) and facts a scheduler needs.
 
+pub mod counts;
 pub mod extracts;
 pub mod manifest;
 pub mod parquet;
@@ -24,6 +26,7 @@ pub struct RunInfo<'a> {
     pub data: &'a Path,
     pub threads: usize,
     pub pcn_names: std::collections::BTreeMap<String, String>,
+    pub suppression: suppress::Suppression,
 }
 
 /// Writes every output into a staging folder and publishes it at `out`.
@@ -37,6 +40,9 @@ pub fn write(results: &Results, out: &Path, info: &RunInfo) -> Result<manifest::
     timings.push(("write outputs", started.elapsed()));
     let manifest = manifest::Manifest::new(results, info, &delivered, &timings);
     manifest.write(&staging.dir.join("manifest.json"))?;
+    let summary = staging.dir.join("summary.json");
+    std::fs::write(&summary, manifest.summary_json(out) + "\n")
+        .map_err(|e| crate::error::Error::io(&summary, "cannot write", e))?;
     staging.commit()?;
     Ok(manifest)
 }

@@ -1,34 +1,134 @@
-//! Small-number suppression for aggregate counts.
+//! Small-number suppression for aggregate counts of people.
 //!
-//! NHS Digital's HES method: counts of 1 to 7 are shown as `*`, other counts
-//! are rounded to the nearest 5 (0 stays 0). Applied to every count shown
-//! outside a patient-level list: the terminal summary today. Never applied to
-//! patient-level lists, which exist to be exact.
+//! Every count of people shown outside a patient-level list (the terminal
+//! summary, `summary.json`, the manifest, the PCN cover sheets) goes through
+//! [`Suppression::count`]; patient-level lists are never suppressed, as they
+//! exist to be exact. Derived figures (percentages, ratios) are computed
+//! from the exact counts but not shown where their numerator or denominator
+//! would be suppressed, so a hidden count cannot be worked back from them.
+//! Counts of rows (input files, rejected rows) are facts about the data, not
+//! about people, and are not suppressed.
 
-/// A count as it may be shown in an aggregate.
-pub fn count(n: u64) -> String {
-    match n {
-        0 => "0".to_string(),
-        1..=7 => "*".to_string(),
-        _ => (((n + 2) / 5) * 5).to_string(),
+use serde::{Deserialize, Serialize};
+
+/// How small numbers are hidden. Chosen in the rule file (`[output]
+/// suppression = "..."`) or with `strata run --suppression`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Suppression {
+    /// NHS Digital's HES method: 1 to 7 shown as `*`, other counts rounded
+    /// to the nearest 5.
+    #[default]
+    Hes,
+    /// OpenSAFELY ehrQL's: counts of 7 or fewer become 0, then every count
+    /// is rounded to the nearest 5.
+    Ehrql,
+    /// No suppression: for outputs that stay with the data controller.
+    None,
+}
+
+impl Suppression {
+    pub fn parse(text: &str) -> Option<Suppression> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "hes" => Some(Suppression::Hes),
+            "ehrql" => Some(Suppression::Ehrql),
+            "none" => Some(Suppression::None),
+            _ => None,
+        }
+    }
+
+    /// A count of people as it may be shown in an aggregate.
+    pub fn count(self, n: u64) -> String {
+        match self {
+            Suppression::Hes => match n {
+                0 => "0".to_string(),
+                1..=7 => "*".to_string(),
+                _ => round5(n).to_string(),
+            },
+            Suppression::Ehrql => match n {
+                0..=7 => "0".to_string(),
+                _ => round5(n).to_string(),
+            },
+            Suppression::None => n.to_string(),
+        }
+    }
+
+    /// Would `n` be hidden (so that nothing derived from it may be shown)?
+    pub fn hides(self, n: u64) -> bool {
+        match self {
+            Suppression::Hes | Suppression::Ehrql => (1..=7).contains(&n),
+            Suppression::None => false,
+        }
+    }
+
+    /// `part / whole` as a percentage with one decimal, from the exact
+    /// counts; `None` where either is hidden or `whole` is 0.
+    pub fn percent(self, part: u64, whole: u64) -> Option<String> {
+        (whole > 0 && !self.hides(part) && !self.hides(whole))
+            .then(|| format!("{:.1}%", 100.0 * part as f64 / whole as f64))
+    }
+
+    /// The method in words, stated beside every suppressed figure.
+    pub fn method(self) -> &'static str {
+        match self {
+            Suppression::Hes => {
+                "counts of 1-7 shown as *, others rounded to the nearest 5 (NHS Digital HES)"
+            }
+            Suppression::Ehrql => {
+                "counts of 7 or fewer shown as 0, all counts rounded to the nearest 5 (OpenSAFELY ehrQL)"
+            }
+            Suppression::None => "counts are exact (no small-number suppression)",
+        }
     }
 }
 
-/// How [`count`] treats numbers, for printing beside suppressed figures.
-pub const METHOD: &str = "counts of 1-7 shown as *, others rounded to the nearest 5";
+/// To the nearest multiple of 5.
+fn round5(n: u64) -> u64 {
+    (n + 2) / 5 * 5
+}
 
 #[cfg(test)]
 mod tests {
-    use super::count;
+    use super::Suppression::{Ehrql, Hes, None};
 
     #[test]
     fn hes_method() {
-        assert_eq!(count(0), "0");
-        assert_eq!(count(1), "*");
-        assert_eq!(count(7), "*");
-        assert_eq!(count(8), "10");
-        assert_eq!(count(12), "10");
-        assert_eq!(count(13), "15");
-        assert_eq!(count(1234), "1235");
+        for (n, shown) in [
+            (0, "0"),
+            (1, "*"),
+            (7, "*"),
+            (8, "10"),
+            (12, "10"),
+            (13, "15"),
+            (15, "15"),
+            (1234, "1235"),
+        ] {
+            assert_eq!(Hes.count(n), shown, "{n}");
+        }
+    }
+
+    #[test]
+    fn ehrql_method() {
+        for (n, shown) in [
+            (0, "0"),
+            (1, "0"),
+            (7, "0"),
+            (8, "10"),
+            (12, "10"),
+            (13, "15"),
+            (20, "20"),
+        ] {
+            assert_eq!(Ehrql.count(n), shown, "{n}");
+        }
+        assert_eq!(None.count(3), "3");
+    }
+
+    #[test]
+    fn percentages_are_hidden_where_a_count_is() {
+        assert_eq!(Hes.percent(50, 200), Some("25.0%".to_string()));
+        assert_eq!(Hes.percent(5, 200), Option::None);
+        assert_eq!(Hes.percent(10, 6), Option::None);
+        assert_eq!(Hes.percent(0, 0), Option::None);
+        assert_eq!(None.percent(5, 200), Some("2.5%".to_string()));
     }
 }

@@ -172,6 +172,21 @@ pub fn merge(mut a: Model, mut b: Model) -> Result<Model> {
             .with_help("give one of them another name"));
         }
     }
+    match (a.suppression, b.suppression) {
+        (Some((x, _)), Some((y, at))) if x != y => {
+            return Err(b
+                .error_at(
+                    at,
+                    format!(
+                        "this suppression differs from the one {} sets",
+                        a.file_at(a.suppression.map_or(0, |s| s.1)).display()
+                    ),
+                )
+                .with_help("rule files that run together must agree on [output] suppression"));
+        }
+        (None, Some(s)) => a.suppression = Some(s),
+        _ => {}
+    }
     a.files.append(&mut b.files);
     a.tests.append(&mut b.tests);
     a.declarations.append(&mut b.declarations);
@@ -254,6 +269,9 @@ fn shift(b: &mut Model, by: usize) {
     }
     b.declarations.iter_mut().for_each(|(_, _, o)| *o += by);
     b.tests.iter_mut().for_each(|(start, _)| *start += by);
+    if let Some((_, at)) = &mut b.suppression {
+        *at += by;
+    }
 }
 
 /// The same definition, whichever file and position it was written at

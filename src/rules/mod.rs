@@ -203,6 +203,8 @@ pub struct Model {
     pub declarations: Vec<(&'static str, String, usize)>,
     /// Parameters used as window lengths or band boundaries.
     pub params_outside_expressions: HashSet<String>,
+    /// `[output] suppression`, with its offset, if a rule file sets it.
+    pub suppression: Option<(crate::output::suppress::Suppression, usize)>,
 }
 
 impl Model {

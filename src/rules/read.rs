@@ -231,6 +231,18 @@ pub(super) fn load_one(
         });
     }
 
+    let suppression = match &file.output.suppression {
+        None => None,
+        Some(s) => {
+            let at = content_offset(&text, s.span());
+            let method =
+                crate::output::suppress::Suppression::parse(s.get_ref()).ok_or_else(|| {
+                    l.error(at, format!("`{}` is not a suppression method", s.get_ref()))
+                        .with_help("write \"hes\", \"ehrql\" or \"none\"")
+                })?;
+            Some((method, at))
+        }
+    };
     let mut model = Model {
         path: path.to_path_buf(),
         files: vec![RuleText {
@@ -252,6 +264,7 @@ pub(super) fn load_one(
         derived_order: Vec::new(),
         cohorts: Vec::new(),
         tests: Vec::new(),
+        suppression,
         declarations: file
             .params
             .iter()

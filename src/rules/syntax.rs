@@ -36,10 +36,25 @@ pub struct RuleFile {
     #[serde(default)]
     #[schemars(with = "IndexMap<String, Cohort>")]
     pub cohorts: IndexMap<String, Spanned<Cohort>>,
+    /// How outputs are written.
+    #[serde(default)]
+    pub output: OutputOptions,
     /// Synthetic persons with expected results, run by `strata test`.
     #[serde(default)]
     #[schemars(with = "Vec<TestCase>")]
     pub tests: Vec<Spanned<TestCase>>,
+}
+
+/// `[output]`: how a run's outputs are written.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OutputOptions {
+    /// Small-number suppression of aggregate counts: `hes` (the default:
+    /// 1-7 shown as `*`, others rounded to the nearest 5), `ehrql` (7 or
+    /// fewer shown as 0, all rounded to 5) or `none`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub suppression: Option<Spanned<String>>,
 }
 
 /// Column name (or `date`, `code`) -> value, as written in a test.
