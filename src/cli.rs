@@ -315,6 +315,7 @@ fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<()> {
             .suppression
             .or(model.suppression.map(|(s, _)| s))
             .unwrap_or_default(),
+        run_date: chrono::Local::now().date_naive(),
     };
     let manifest = output::write(&results, &args.out, &info)?;
     if args.json {

@@ -174,21 +174,8 @@ pub fn render(results: &Results, explained: &Explained) -> String {
 
 /// ", where hiu_threshold = 5, ..." for the parameters the expressions use.
 fn params_used(model: &crate::rules::Model, located: &[&Located]) -> String {
-    let mut used: Vec<String> = Vec::new();
-    for l in located {
-        // Words of the text as written: band boundaries name parameters too.
-        let words = l
-            .text
-            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'));
-        for name in words {
-            if let Some(v) = model.param(name) {
-                let text = format!("{name} = {v}");
-                if !used.contains(&text) {
-                    used.push(text);
-                }
-            }
-        }
-    }
+    // Words of the text as written: band boundaries name parameters too.
+    let used = model.params_named_in(located.iter().map(|l| l.text.as_str()));
     if used.is_empty() {
         String::new()
     } else {

@@ -196,15 +196,23 @@ fn pcn_lists_hold_only_their_own_members_in_rank_order() {
     let lines: Vec<&str> = p1.lines().collect();
     assert_eq!(
         lines[0],
-        "rank,person_id,practice_code,age,sex,ae_attendances_12m,emergency_admissions_12m,last_ae_attendance"
+        "rank,person_id,practice_code,age,sex,ae_attendances_12m,emergency_admissions_12m,last_ae_attendance,reason"
     );
-    assert_eq!(lines[1], "1,106,P1-GP,74,F,6,2,2025-03-01");
-    assert_eq!(lines[2], "2,101,P1-GP,45,F,5,1,2025-03-31");
+    assert_eq!(
+        lines[1],
+        "1,106,P1-GP,74,F,6,2,2025-03-01,A&E attendances in the last 365 days: 6 (threshold >= 5); \
+         Emergency admissions in the same window as the attendances: 2; \
+         Date of the most recent A&E attendance: 2025-03-01"
+    );
+    assert!(lines[2].starts_with("2,101,P1-GP,45,F,5,1,2025-03-31,"));
     assert_eq!(lines.len(), 3);
     let p2 = read("P2");
-    assert_eq!(
-        p2.lines().skip(1).collect::<Vec<_>>(),
-        vec!["1,108,P2-GP,18,F,5,0,2025-02-01"]
+    let p2: Vec<&str> = p2.lines().skip(1).collect();
+    assert_eq!(p2.len(), 1);
+    assert!(
+        p2[0].starts_with("1,108,P2-GP,18,F,5,0,2025-02-01,"),
+        "{}",
+        p2[0]
     );
     // A PCN with no members still gets its (header-only) list.
     assert_eq!(read("P3").lines().count(), 1);
@@ -384,9 +392,17 @@ fn a_cohort_goes_only_to_its_pcns_and_keeps_its_top_members() {
     let list = std::fs::read_to_string(out.join("pcn/P1/hiu_top_p1.csv")).unwrap();
     assert_eq!(
         list.lines().skip(1).collect::<Vec<_>>(),
-        ["1,106,P1-GP,74,F"]
+        ["1,106,P1-GP,74,F,"]
     );
     assert!(!out.join("pcn/P2/hiu_top_p1.csv").exists());
+    use calamine::Reader;
+    let sheets = |pcn: &str| {
+        let book: calamine::Xlsx<_> =
+            calamine::open_workbook(out.join(format!("pcn/{pcn}/{pcn}.xlsx"))).unwrap();
+        book.sheet_names()
+    };
+    assert!(sheets("P1").contains(&"hiu_top_p1".to_string()));
+    assert!(!sheets("P2").contains(&"hiu_top_p1".to_string()));
     assert!(
         out.join("pcn/P2/hiu.csv").exists(),
         "other cohorts still go everywhere"
@@ -432,5 +448,55 @@ fn the_top_n_option_keeps_each_pcns_most_frequent_attenders() {
         [false, false, false, false, false, true, false, true, false]
             .map(Some)
             .to_vec()
+    );
+}
+
+#[test]
+fn each_pcn_gets_a_workbook_with_a_cover_sheet_and_its_own_lists() {
+    use calamine::{Data, Reader, Xlsx, open_workbook};
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    std::fs::create_dir(&data).unwrap();
+    fixture(&data, 1);
+    run(&data, &out, &[]);
+
+    let mut book: Xlsx<_> = open_workbook(out.join("pcn/P1/P1.xlsx")).unwrap();
+    assert_eq!(book.sheet_names(), ["Cover", "hiu", "hiu_nhse"]);
+    let cover = book.worksheet_range("Cover").unwrap();
+    let text: Vec<String> = cover.cells().map(|(_, _, c)| c.to_string()).collect();
+    assert!(text.iter().any(|t| t == "P1"), "{text:?}");
+    assert!(
+        text.iter()
+            .any(|t| t.contains("High intensity users of A&E (hiu, version")),
+        "{text:?}"
+    );
+    assert!(text.iter().any(|t| t.contains("Rule: age >= hiu_age_floor and ae_attendances_12m >= hiu_threshold (with hiu_age_floor = 18, hiu_threshold = 5)")), "{text:?}");
+    // P1 has 2 HIU members: a suppressed count on the cover sheet.
+    let row = cover
+        .rows()
+        .find(|r| {
+            r.first()
+                .is_some_and(|c| *c == "High intensity users of A&E")
+        })
+        .unwrap();
+    assert_eq!(row[2].to_string(), "*");
+
+    let hiu = book.worksheet_range("hiu").unwrap();
+    let rows: Vec<&[Data]> = hiu.rows().collect();
+    assert_eq!(rows.len(), 3, "header and P1's two members, nobody else's");
+    assert_eq!(rows[0][0].to_string(), "rank");
+    assert_eq!(rows[0].last().unwrap().to_string(), "reason");
+    assert_eq!(rows[1][1], Data::Float(106.0), "ids are numbers");
+    assert_eq!(rows[2][1], Data::Float(101.0));
+    // The last attendance is an Excel date, not text.
+    match &rows[1][7] {
+        // Excel counts days from 1899-12-30: 2025-03-01 is 45717.
+        Data::DateTime(d) => assert_eq!(d.as_f64(), 45717.0),
+        other => panic!("not a date: {other:?}"),
+    }
+    assert!(
+        rows[1][8]
+            .to_string()
+            .contains("A&E attendances in the last 365 days: 6")
     );
 }

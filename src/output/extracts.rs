@@ -1,4 +1,6 @@
-//! `OUT/pcn/<PCN_CODE>/<cohort>.csv`: what a PCN lead receives.
+//! `OUT/pcn/<PCN_CODE>/`: what a PCN lead receives: `<cohort>.csv` for
+//! each cohort (for systems that import them) and `<PCN_CODE>.xlsx` (see
+//! [`super::packs`]), both with a reason in words for each person.
 //!
 //! Privacy by construction: each file is built from the cohort's members
 //! *grouped by their registered PCN*, so a PCN's folder can only ever hold
@@ -16,6 +18,8 @@ use arrow_array::{Array, ArrayRef};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use rayon::prelude::*;
 
+use super::packs;
+use super::reasons::Reasons;
 use crate::engine::Results;
 use crate::engine::plan::{AGE_SLOT, SEX_SLOT};
 use crate::error::{Error, Result};
@@ -37,7 +41,7 @@ fn valid_folder_name(code: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
 }
 
-pub fn write(results: &Results, dir: &Path) -> Result<Delivered> {
+pub fn write(results: &Results, dir: &Path, info: &super::RunInfo) -> Result<Delivered> {
     let model = results.plan.model;
     let population = &results.plan.population;
     let pcn = population.column("pcn_code").as_string::<i32>();
@@ -120,48 +124,108 @@ pub fn write(results: &Results, dir: &Path) -> Result<Delivered> {
         by_pcn.push(groups);
     }
 
+    let ranks: Vec<ArrayRef> = results
+        .cohorts
+        .iter()
+        .map(|c| std::sync::Arc::new(c.rank.clone()) as ArrayRef)
+        .collect();
+    let reasons: Vec<Reasons> = model
+        .cohorts
+        .iter()
+        .map(|c| Reasons::new(model, c))
+        .collect();
     pcns.par_iter().try_for_each(|code| -> Result<()> {
         let folder = dir.join(code);
         std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, "cannot create", e))?;
+        let mut texts: Vec<Vec<String>> = Vec::new();
+        let mut delivered_here: Vec<usize> = Vec::new();
         for (c, cohort) in model.cohorts.iter().enumerate() {
             if !delivered_to(cohort, code) {
                 continue;
             }
+            let members = &by_pcn[c][code];
+            let why: Vec<String> = members
+                .iter()
+                .map(|&m| reasons[c].text(results, m as usize))
+                .collect();
             let path = folder.join(format!("{}.csv", cohort.name));
-            write_list(results, c, &by_pcn[c][code], &path)?;
+            write_list(&list_columns(results, c, &ranks[c]), members, &why, &path)?;
+            texts.push(why);
+            delivered_here.push(c);
         }
-        Ok(())
+        let sheets: Vec<packs::Sheet> = delivered_here
+            .iter()
+            .zip(&texts)
+            .map(|(&c, why)| {
+                let cohort = &model.cohorts[c];
+                packs::Sheet {
+                    name: &cohort.name,
+                    title: &cohort.title,
+                    definition: super::reasons::definition(model, cohort),
+                    columns: list_columns(results, c, &ranks[c]),
+                    members: &by_pcn[c][code],
+                    reasons: why,
+                }
+            })
+            .collect();
+        let cover = packs::Cover {
+            pcn_code: code,
+            pcn_name: info.pcn_names.get(*code).map(String::as_str),
+            run_date: info.run_date,
+            as_of: results.plan.as_of,
+            models: model_list(model),
+            suppression: info.suppression,
+        };
+        packs::write(&folder.join(format!("{code}.xlsx")), &cover, &sheets)
     })?;
     Ok(delivered)
 }
 
-/// Whether PCN `code` receives `cohort`: every PCN, unless the cohort names
-/// its PCNs.
-fn delivered_to(cohort: &crate::rules::Cohort, code: &str) -> bool {
-    cohort
-        .pcns
-        .as_ref()
-        .is_none_or(|p| p.iter().any(|(c, _)| c == code))
+/// Each rule file's model: (name, title, version).
+fn model_list(model: &crate::rules::Model) -> Vec<(String, String, Option<String>)> {
+    model
+        .files
+        .iter()
+        .map(|f| {
+            (
+                f.meta.name.clone(),
+                f.meta.title.clone(),
+                f.meta.version.clone(),
+            )
+        })
+        .collect()
 }
 
-/// One cohort list: rank, person_id, practice_code, age, sex, then the
-/// cohort's reason features.
-fn write_list(results: &Results, cohort: usize, members: &[u32], path: &Path) -> Result<()> {
+/// The columns of a cohort's list: rank, person_id, practice_code, age,
+/// sex, then the cohort's reason features; nothing else from the input.
+fn list_columns<'r>(
+    results: &'r Results,
+    cohort: usize,
+    rank: &'r ArrayRef,
+) -> Vec<(&'r str, &'r ArrayRef)> {
     let model = results.plan.model;
     let population = &results.plan.population;
-    let spec = &model.cohorts[cohort];
-    let rank: ArrayRef = std::sync::Arc::new(results.cohorts[cohort].rank.clone());
     let mut columns: Vec<(&str, &ArrayRef)> = vec![
-        ("rank", &rank),
+        ("rank", rank),
         ("person_id", population.column("person_id")),
         ("practice_code", population.column("practice_code")),
         ("age", &results.slots[AGE_SLOT]),
         ("sex", &results.slots[SEX_SLOT]),
     ];
-    for (reason, _) in &spec.reasons {
+    for (reason, _) in &model.cohorts[cohort].reasons {
         let i = model.feature_index(reason).expect("checked when loading");
         columns.push((reason, results.feature(i)));
     }
+    columns
+}
+
+/// One cohort list as CSV: its columns, then the reason in words.
+fn write_list(
+    columns: &[(&str, &ArrayRef)],
+    members: &[u32],
+    reasons: &[String],
+    path: &Path,
+) -> Result<()> {
     let options = FormatOptions::default();
     let formatters = columns
         .iter()
@@ -172,16 +236,26 @@ fn write_list(results: &Results, cohort: usize, members: &[u32], path: &Path) ->
     let fail = |e: csv::Error| Error::io(path, "cannot write", std::io::Error::other(e));
     let mut writer = csv::Writer::from_path(path).map_err(fail)?;
     writer
-        .write_record(columns.iter().map(|(n, _)| *n))
+        .write_record(columns.iter().map(|(n, _)| *n).chain(["reason"]))
         .map_err(fail)?;
-    let mut record: Vec<String> = Vec::with_capacity(columns.len());
-    for &m in members {
+    let mut record: Vec<String> = Vec::with_capacity(columns.len() + 1);
+    for (i, &m) in members.iter().enumerate() {
         record.clear();
         record.extend(formatters.iter().map(|f| f.value(m as usize).to_string()));
+        record.push(reasons[i].clone());
         writer.write_record(&record).map_err(fail)?;
     }
     writer
         .flush()
         .map_err(|e| Error::io(path, "cannot write", e))?;
     Ok(())
+}
+
+/// Whether PCN `code` receives `cohort`: every PCN, unless the cohort names
+/// its PCNs.
+fn delivered_to(cohort: &crate::rules::Cohort, code: &str) -> bool {
+    cohort
+        .pcns
+        .as_ref()
+        .is_none_or(|p| p.iter().any(|(c, _)| c == code))
 }

@@ -10,9 +10,11 @@
 pub mod counts;
 pub mod extracts;
 pub mod manifest;
+pub mod packs;
 pub mod parquet;
 pub mod patients;
 pub mod publish;
+pub mod reasons;
 pub mod suppress;
 
 use std::path::Path;
@@ -27,6 +29,8 @@ pub struct RunInfo<'a> {
     pub threads: usize,
     pub pcn_names: std::collections::BTreeMap<String, String>,
     pub suppression: suppress::Suppression,
+    /// The date the run was made, for cover sheets.
+    pub run_date: chrono::NaiveDate,
 }
 
 /// Writes every output into a staging folder and publishes it at `out`.
@@ -35,7 +39,7 @@ pub fn write(results: &Results, out: &Path, info: &RunInfo) -> Result<manifest::
     let started = Instant::now();
     let staging = publish::Staging::new(out)?;
     patients::write(results, &staging.dir.join("patients.parquet"))?;
-    let delivered = extracts::write(results, &staging.dir.join("pcn"))?;
+    let delivered = extracts::write(results, &staging.dir.join("pcn"), info)?;
     let mut timings = results.timings.clone();
     timings.push(("write outputs", started.elapsed()));
     let manifest = manifest::Manifest::new(results, info, &delivered, &timings);

@@ -174,6 +174,8 @@ pub struct RuleText {
     pub text: String,
     pub sha256: String,
     pub start: usize,
+    /// The file's own `[model]`.
+    pub meta: syntax::ModelMeta,
 }
 
 /// One or more rule files whose names all resolve.
@@ -234,6 +236,23 @@ impl Model {
     /// An error at `span` within a located expression.
     pub fn expr_error(&self, located: &Located, span: Span, message: impl Into<String>) -> Error {
         self.error_at(located.offset + span.start, message)
+    }
+
+    /// The parameters named in `texts` (expressions or band chains as
+    /// written), each once as `name = value`, in the order they appear.
+    pub fn params_named_in<'t>(&self, texts: impl IntoIterator<Item = &'t str>) -> Vec<String> {
+        let mut used: Vec<String> = Vec::new();
+        for text in texts {
+            for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if let Some(v) = self.param(word) {
+                    let shown = format!("{word} = {v}");
+                    if !used.contains(&shown) {
+                        used.push(shown);
+                    }
+                }
+            }
+        }
+        used
     }
 
     pub fn param(&self, name: &str) -> Option<&Literal> {

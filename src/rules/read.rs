@@ -253,6 +253,7 @@ pub(super) fn load_one(
                 .collect(),
             text: text.clone(),
             start: 0,
+            meta: file.model.clone(),
         }],
         meta: file.model,
         population: file.population,

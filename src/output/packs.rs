@@ -1,0 +1,238 @@
+//! `OUT/pcn/<PCN_CODE>/<PCN_CODE>.xlsx`: the workbook a PCN lead opens.
+//!
+//! A cover sheet (the PCN, the run and as-of dates, the models with their
+//! versions, and for each cohort its definition and how many are on it,
+//! suppressed), then one sheet per cohort delivered to the PCN, holding the
+//! same columns as its CSV list: ranked, the header frozen and filtered,
+//! dates as Excel dates, numbers as numbers.
+
+use std::path::Path;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Date32Type, Float64Type, Int32Type, Int64Type};
+use arrow_array::{Array, ArrayRef};
+use arrow_schema::DataType;
+use chrono::Datelike;
+use rust_xlsxwriter::{ExcelDateTime, Format, Workbook, Worksheet, XlsxError};
+
+use super::suppress::Suppression;
+use crate::dates;
+use crate::error::{Error, Result};
+
+/// What the cover sheet says about the run.
+pub struct Cover<'a> {
+    pub pcn_code: &'a str,
+    pub pcn_name: Option<&'a str>,
+    pub run_date: chrono::NaiveDate,
+    pub as_of: chrono::NaiveDate,
+    /// (name, title, version) of each model file.
+    pub models: Vec<(String, String, Option<String>)>,
+    pub suppression: Suppression,
+}
+
+/// One cohort's sheet: its columns (name, values by person row), the rows
+/// of its members in order, and the cover sheet's words for it.
+pub struct Sheet<'a> {
+    pub name: &'a str,
+    pub title: &'a str,
+    pub definition: String,
+    pub columns: Vec<(&'a str, &'a ArrayRef)>,
+    pub members: &'a [u32],
+    /// The reason text of each member, in member order.
+    pub reasons: &'a [String],
+}
+
+pub fn write(path: &Path, cover: &Cover, sheets: &[Sheet]) -> Result<()> {
+    build(path, cover, sheets).map_err(|e| {
+        Error::io(
+            path,
+            "cannot write the workbook",
+            std::io::Error::other(e.to_string()),
+        )
+    })
+}
+
+fn build(path: &Path, cover: &Cover, sheets: &[Sheet]) -> std::result::Result<(), XlsxError> {
+    let mut workbook = Workbook::new();
+    let bold = Format::new().set_bold();
+    let wrap = Format::new().set_text_wrap();
+    let date = Format::new().set_num_format("yyyy-mm-dd");
+
+    let front = workbook.add_worksheet();
+    front.set_name("Cover")?;
+    front.set_column_width(0, 28)?;
+    front.set_column_width(1, 90)?;
+    let mut row = 0;
+    let pcn = match cover.pcn_name {
+        Some(name) => format!("{name} ({})", cover.pcn_code),
+        None => cover.pcn_code.to_string(),
+    };
+    front.write_string_with_format(row, 0, "Cohort lists for", &bold)?;
+    front.write_string_with_format(row, 1, &pcn, &bold)?;
+    row += 2;
+    front.write_string(row, 0, "Run date")?;
+    front.write_date_with_format(row, 1, excel_date(cover.run_date)?, &date)?;
+    row += 1;
+    front.write_string(row, 0, "Data as of")?;
+    front.write_date_with_format(row, 1, excel_date(cover.as_of)?, &date)?;
+    row += 1;
+    for (name, title, version) in &cover.models {
+        front.write_string(row, 0, "Model")?;
+        let v = version
+            .as_deref()
+            .map_or(String::new(), |v| format!(", version {v}"));
+        front.write_string(row, 1, format!("{title} ({name}{v})"))?;
+        row += 1;
+    }
+    row += 1;
+    front.write_string_with_format(row, 0, "Cohort", &bold)?;
+    front.write_string_with_format(row, 1, "Definition", &bold)?;
+    front.write_string_with_format(row, 2, "People", &bold)?;
+    row += 1;
+    for sheet in sheets {
+        front.write_string(row, 0, sheet.title)?;
+        front.write_string_with_format(row, 1, &sheet.definition, &wrap)?;
+        front.write_string(row, 2, cover.suppression.count(sheet.members.len() as u64))?;
+        row += 1;
+    }
+    row += 1;
+    front.write_string(row, 0, "Counts")?;
+    front.write_string(row, 1, cover.suppression.method())?;
+    row += 1;
+    front.write_string(row, 0, "Lists")?;
+    front.write_string_with_format(
+        row,
+        1,
+        "Each sheet lists this PCN's registered patients in one cohort, ranked; \
+         the reason column says why each person is on it. Patient-level: handle \
+         under your organisation's information governance.",
+        &wrap,
+    )?;
+
+    let mut used: Vec<String> = vec!["Cover".to_string()];
+    for sheet in sheets {
+        let ws = workbook.add_worksheet();
+        ws.set_name(sheet_name(sheet.name, &mut used))?;
+        list(ws, sheet, &bold, &date)?;
+    }
+    workbook.save(path)
+}
+
+fn list(
+    ws: &mut Worksheet,
+    sheet: &Sheet,
+    bold: &Format,
+    date: &Format,
+) -> std::result::Result<(), XlsxError> {
+    let reason_col = sheet.columns.len() as u16;
+    for (c, (name, _)) in sheet.columns.iter().enumerate() {
+        ws.write_string_with_format(0, c as u16, *name, bold)?;
+        ws.set_column_width(c as u16, (name.len() as f64 + 2.0).clamp(8.0, 30.0))?;
+    }
+    ws.write_string_with_format(0, reason_col, "reason", bold)?;
+    ws.set_column_width(reason_col, 80)?;
+    for (i, &m) in sheet.members.iter().enumerate() {
+        let r = i as u32 + 1;
+        for (c, (_, array)) in sheet.columns.iter().enumerate() {
+            cell(ws, r, c as u16, array, m as usize, date)?;
+        }
+        ws.write_string(r, reason_col, &sheet.reasons[i])?;
+    }
+    ws.set_freeze_panes(1, 0)?;
+    ws.autofilter(0, 0, sheet.members.len() as u32, reason_col)?;
+    Ok(())
+}
+
+/// One value, as its Excel type: numbers as numbers, dates as dates,
+/// true/false as Excel's, text as text; nothing for null.
+fn cell(
+    ws: &mut Worksheet,
+    r: u32,
+    c: u16,
+    array: &ArrayRef,
+    row: usize,
+    date: &Format,
+) -> std::result::Result<(), XlsxError> {
+    if array.is_null(row) {
+        return Ok(());
+    }
+    match array.data_type() {
+        DataType::Int64 => {
+            ws.write_number(r, c, array.as_primitive::<Int64Type>().value(row) as f64)?;
+        }
+        DataType::Int32 => {
+            ws.write_number(
+                r,
+                c,
+                f64::from(array.as_primitive::<Int32Type>().value(row)),
+            )?;
+        }
+        DataType::Float64 => {
+            ws.write_number(r, c, array.as_primitive::<Float64Type>().value(row))?;
+        }
+        DataType::Date32 => {
+            let day = array.as_primitive::<Date32Type>().value(row);
+            if let Some(d) = dates::from_day(day) {
+                ws.write_date_with_format(r, c, excel_date(d)?, date)?;
+            }
+        }
+        DataType::Boolean => {
+            ws.write_boolean(r, c, array.as_boolean().value(row))?;
+        }
+        DataType::Utf8 => {
+            ws.write_string(r, c, array.as_string::<i32>().value(row))?;
+        }
+        _ => {
+            let options = arrow_cast::display::FormatOptions::default();
+            if let Ok(f) = arrow_cast::display::ArrayFormatter::try_new(array.as_ref(), &options) {
+                ws.write_string(r, c, f.value(row).to_string())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn excel_date(d: chrono::NaiveDate) -> std::result::Result<ExcelDateTime, XlsxError> {
+    ExcelDateTime::from_ymd(
+        u16::try_from(d.year()).unwrap_or(1900),
+        d.month() as u8,
+        d.day() as u8,
+    )
+}
+
+/// A sheet name Excel accepts: at most 31 characters, none of `[]:*?/\`,
+/// unique in the workbook (case-insensitively).
+fn sheet_name(cohort: &str, used: &mut Vec<String>) -> String {
+    let clean: String = cohort
+        .chars()
+        .map(|c| if "[]:*?/\\".contains(c) { '_' } else { c })
+        .collect();
+    let mut name: String = clean.chars().take(31).collect();
+    let mut n = 2;
+    while used.iter().any(|u| u.eq_ignore_ascii_case(&name)) {
+        let suffix = format!("~{n}");
+        name = clean.chars().take(31 - suffix.len()).collect::<String>() + &suffix;
+        n += 1;
+    }
+    used.push(name.clone());
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sheet_name;
+
+    #[test]
+    fn sheet_names_are_short_clean_and_unique() {
+        let mut used = vec!["Cover".to_string()];
+        assert_eq!(sheet_name("hiu", &mut used), "hiu");
+        let long = "a_very_long_cohort_name_that_goes_on_and_on";
+        let first = sheet_name(long, &mut used);
+        assert_eq!(first.len(), 31);
+        let second = sheet_name(long, &mut used);
+        assert_eq!(second.len(), 31);
+        assert!(second.ends_with("~2"));
+        assert_eq!(sheet_name("cover", &mut used), "cover~2");
+        assert_eq!(sheet_name("a/b", &mut used), "a_b");
+    }
+}
