@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 use strata::error::{Error, Result};
 use strata::{
-    assurance, dates, engine, explain, generate, input, output, progress, rules, summary,
+    assurance, dates, diff, engine, explain, generate, input, output, progress, rules, summary,
 };
 
 #[derive(Parser)]
@@ -46,6 +46,25 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Print the JSON Schema of rule files, for editors.
     Schema,
+    /// Compare two runs' outputs: who entered and left each cohort.
+    Diff(DiffArgs),
+}
+
+#[derive(Args)]
+pub struct DiffArgs {
+    /// The earlier run's output folder.
+    pub previous: PathBuf,
+    /// The later run's output folder.
+    pub new: PathBuf,
+    /// Folder for the comparison (replaced whole, atomically).
+    #[arg(long, default_value = "diff")]
+    pub out: PathBuf,
+    /// Compare runs made with different rule files.
+    #[arg(long)]
+    pub allow_different_rules: bool,
+    /// Small-number suppression of the counts printed and in summary.csv.
+    #[arg(long, value_enum, default_value = "hes")]
+    pub suppression: output::suppress::Suppression,
 }
 
 #[derive(Args)]
@@ -125,6 +144,10 @@ pub struct RunArgs {
     /// the table.
     #[arg(long)]
     pub json: bool,
+    /// An earlier run's output folder: lists get a `new` column marking
+    /// people who were not in the cohort then.
+    #[arg(long)]
+    pub previous: Option<PathBuf>,
 }
 
 /// Exit code of assurance tests that ran and failed.
@@ -143,6 +166,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Test(args) => run_tests(args),
         Command::Check(args) => Ok(run_check(args)),
         Command::Explain(args) => run_explain(args).map(|_| ExitCode::SUCCESS),
+        Command::Diff(args) => run_diff(args, cli.quiet).map(|_| ExitCode::SUCCESS),
         Command::Schema => {
             print_stdout(&rules::json_schema());
             Ok(ExitCode::SUCCESS)
@@ -294,6 +318,12 @@ fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<()> {
     };
     let model = rules::load_all(&args.rules, &args.set)?;
     output::publish::check_target(&args.out)?;
+    // Read before the run: it may be the folder this run replaces.
+    let previous = args
+        .previous
+        .as_deref()
+        .map(output::previous::SavedRun::open)
+        .transpose()?;
     let files: Vec<String> = model
         .files
         .iter()
@@ -316,12 +346,24 @@ fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<()> {
             .or(model.suppression.map(|(s, _)| s))
             .unwrap_or_default(),
         run_date: chrono::Local::now().date_naive(),
+        previous,
     };
     let manifest = output::write(&results, &args.out, &info)?;
     if args.json {
         print_stdout(&(manifest.summary_json(&args.out) + "\n"));
     } else if !quiet {
         print_stdout(&summary::render(&manifest, &args.out));
+    }
+    Ok(())
+}
+
+fn run_diff(args: &DiffArgs, quiet: bool) -> Result<()> {
+    let old = output::previous::SavedRun::open(&args.previous)?;
+    let new = output::previous::SavedRun::open(&args.new)?;
+    let diff = diff::compare(&old, &new, args.allow_different_rules)?;
+    diff.write(&old, &new, &args.out, args.suppression)?;
+    if !quiet {
+        print_stdout(&diff.render(&old, &new, args.suppression));
     }
     Ok(())
 }

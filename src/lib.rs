@@ -6,10 +6,11 @@
 //! derive features, decide cohorts) -> [`output`] (write the per-person
 //! table, per-PCN lists and manifest, atomically). [`generate`] makes a
 //! synthetic population in the same data contract, for trying and testing
-//! the rest.
+//! the rest. [`diff`] compares two runs' outputs.
 
 pub mod assurance;
 pub mod dates;
+pub mod diff;
 pub mod engine;
 pub mod error;
 pub mod explain;

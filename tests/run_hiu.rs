@@ -500,3 +500,135 @@ fn each_pcn_gets_a_workbook_with_a_cover_sheet_and_its_own_lists() {
             .contains("A&E attendances in the last 365 days: 6")
     );
 }
+
+#[test]
+fn diff_reports_the_exact_entrants_and_leavers_of_a_changed_threshold() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    fixture(&data, 1);
+    let (five, six) = (tmp.path().join("five"), tmp.path().join("six"));
+    run(&data, &five, &[]);
+    run(&data, &six, &["--set", "hiu_threshold=6"]);
+    let diff = tmp.path().join("diff");
+    let o = strata(&[
+        "diff",
+        five.to_str().unwrap(),
+        six.to_str().unwrap(),
+        "--out",
+        diff.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let printed = stdout(&o);
+    assert!(
+        printed.contains("parameter hiu_threshold: 5 -> 6"),
+        "{printed}"
+    );
+    // 101 (P1) and 108 (P2) had exactly 5; 106 had 6 and stays.
+    let changes = read_parquet(&diff.join("changes.parquet"));
+    let text = |name: &str| -> Vec<String> {
+        changes
+            .column_by_name(name)
+            .unwrap()
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.unwrap().to_string())
+            .collect()
+    };
+    let hiu: Vec<(String, String, String)> = text("cohort")
+        .into_iter()
+        .zip(text("pcn_code"))
+        .zip(text("person_id").into_iter().zip(text("change")))
+        .filter(|((c, _), _)| c == "hiu")
+        .map(|((_, p), (id, ch))| (p, id, ch))
+        .collect();
+    let expect = |p: &str, id: &str, ch: &str| (p.to_string(), id.to_string(), ch.to_string());
+    assert_eq!(
+        hiu,
+        vec![expect("P1", "101", "left"), expect("P2", "108", "left")]
+    );
+    // Each PCN's folder holds only its own people.
+    let p1 = std::fs::read_to_string(diff.join("pcn/P1/changes.csv")).unwrap();
+    assert!(p1.contains("hiu,101,left") && !p1.contains("108"), "{p1}");
+    // Counts are suppressed in what is printed and in summary.csv.
+    let summary = std::fs::read_to_string(diff.join("summary.csv")).unwrap();
+    assert!(summary.contains("hiu,P1,0,*"), "{summary}");
+
+    // The other way round, the same people enter.
+    let o = strata(&[
+        "diff",
+        six.to_str().unwrap(),
+        five.to_str().unwrap(),
+        "--out",
+        diff.to_str().unwrap(),
+        "--suppression",
+        "none",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary = std::fs::read_to_string(diff.join("summary.csv")).unwrap();
+    assert!(
+        summary.contains("hiu,P1,1,0") && summary.contains("hiu,P2,1,0"),
+        "{summary}"
+    );
+
+    // Runs of different rule files are refused unless asked for.
+    let other = tmp.path().join("other");
+    let rules = tmp.path().join("hiu.toml");
+    let text = std::fs::read_to_string(repo_path("models/hiu.toml")).unwrap();
+    std::fs::write(
+        &rules,
+        text.replace("version = \"1.0.0\"", "version = \"1.0.1\""),
+    )
+    .unwrap();
+    let o = run_rules(&rules, &data, &other, AS_OF);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let args = [
+        "diff",
+        five.to_str().unwrap(),
+        other.to_str().unwrap(),
+        "--out",
+        diff.to_str().unwrap(),
+    ];
+    let o = strata(&args);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("different rule files"),
+        "{}",
+        stderr(&o)
+    );
+    let mut allowed = args.to_vec();
+    allowed.push("--allow-different-rules");
+    assert!(strata(&allowed).status.success());
+}
+
+#[test]
+fn with_a_previous_run_the_lists_mark_who_is_new() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    std::fs::create_dir(&data).unwrap();
+    fixture(&data, 1);
+    run(&data, &out, &[]);
+    // The same folder as previous and output: read before it is replaced.
+    run(
+        &data,
+        &out,
+        &[
+            "--set",
+            "hiu_threshold=4",
+            "--previous",
+            out.to_str().unwrap(),
+        ],
+    );
+    let p1 = std::fs::read_to_string(out.join("pcn/P1/hiu.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = p1.lines().map(|l| l.split(',').take(3).collect()).collect();
+    assert_eq!(rows[0], ["rank", "new", "person_id"]);
+    // 106 (6) and 101 (5) were on the list; 102 (4) is new.
+    assert_eq!(
+        rows[1..],
+        [
+            ["1", "false", "106"],
+            ["2", "false", "101"],
+            ["3", "true", "102"]
+        ]
+    );
+}

@@ -129,6 +129,32 @@ pub fn write(results: &Results, dir: &Path, info: &super::RunInfo) -> Result<Del
         .iter()
         .map(|c| std::sync::Arc::new(c.rank.clone()) as ArrayRef)
         .collect();
+    // With a previous run: whether each member is new to the cohort (null
+    // for a cohort the previous run did not have).
+    let news: Vec<Option<ArrayRef>> = match &info.previous {
+        None => vec![None; model.cohorts.len()],
+        Some(previous) => {
+            let rows = previous.rows();
+            let ids = super::previous::ids_as_text(population.column("person_id").as_ref());
+            model
+                .cohorts
+                .iter()
+                .zip(&results.cohorts)
+                .map(|(cohort, result)| {
+                    let new: arrow_array::BooleanArray = ids
+                        .iter()
+                        .enumerate()
+                        .map(|(i, id)| {
+                            let before =
+                                previous.member(&cohort.name, rows.get(id.as_str()).copied());
+                            before.map(|b| result.flags.value(i) && !b)
+                        })
+                        .collect();
+                    Some(std::sync::Arc::new(new) as ArrayRef)
+                })
+                .collect()
+        }
+    };
     let reasons: Vec<Reasons> = model
         .cohorts
         .iter()
@@ -149,7 +175,8 @@ pub fn write(results: &Results, dir: &Path, info: &super::RunInfo) -> Result<Del
                 .map(|&m| reasons[c].text(results, m as usize))
                 .collect();
             let path = folder.join(format!("{}.csv", cohort.name));
-            write_list(&list_columns(results, c, &ranks[c]), members, &why, &path)?;
+            let columns = list_columns(results, c, &ranks[c], news[c].as_ref());
+            write_list(&columns, members, &why, &path)?;
             texts.push(why);
             delivered_here.push(c);
         }
@@ -162,7 +189,7 @@ pub fn write(results: &Results, dir: &Path, info: &super::RunInfo) -> Result<Del
                     name: &cohort.name,
                     title: &cohort.title,
                     definition: super::reasons::definition(model, cohort),
-                    columns: list_columns(results, c, &ranks[c]),
+                    columns: list_columns(results, c, &ranks[c], news[c].as_ref()),
                     members: &by_pcn[c][code],
                     reasons: why,
                 }
@@ -196,22 +223,25 @@ fn model_list(model: &crate::rules::Model) -> Vec<(String, String, Option<String
         .collect()
 }
 
-/// The columns of a cohort's list: rank, person_id, practice_code, age,
-/// sex, then the cohort's reason features; nothing else from the input.
+/// The columns of a cohort's list: rank, `new` (with a previous run),
+/// person_id, practice_code, age, sex, then the cohort's reason features;
+/// nothing else from the input.
 fn list_columns<'r>(
     results: &'r Results,
     cohort: usize,
     rank: &'r ArrayRef,
+    new: Option<&'r ArrayRef>,
 ) -> Vec<(&'r str, &'r ArrayRef)> {
     let model = results.plan.model;
     let population = &results.plan.population;
-    let mut columns: Vec<(&str, &ArrayRef)> = vec![
-        ("rank", rank),
+    let mut columns: Vec<(&str, &ArrayRef)> = vec![("rank", rank)];
+    columns.extend(new.map(|n| ("new", n)));
+    columns.extend([
         ("person_id", population.column("person_id")),
         ("practice_code", population.column("practice_code")),
         ("age", &results.slots[AGE_SLOT]),
         ("sex", &results.slots[SEX_SLOT]),
-    ];
+    ]);
     for (reason, _) in &model.cohorts[cohort].reasons {
         let i = model.feature_index(reason).expect("checked when loading");
         columns.push((reason, results.feature(i)));

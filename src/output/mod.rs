@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod packs;
 pub mod parquet;
 pub mod patients;
+pub mod previous;
 pub mod publish;
 pub mod reasons;
 pub mod suppress;
@@ -31,6 +32,8 @@ pub struct RunInfo<'a> {
     pub suppression: suppress::Suppression,
     /// The date the run was made, for cover sheets.
     pub run_date: chrono::NaiveDate,
+    /// A previous run to mark who is new on each list (`--previous`).
+    pub previous: Option<previous::SavedRun>,
 }
 
 /// Writes every output into a staging folder and publishes it at `out`.

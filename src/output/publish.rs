@@ -135,7 +135,16 @@ fn exchange(_a: &Path, _b: &Path) -> std::io::Result<()> {
 }
 
 /// The entries a strata output folder holds.
-const OUTPUT_ENTRIES: &[&str] = &["manifest.json", "summary.json", "patients.parquet", "pcn"];
+const OUTPUT_ENTRIES: &[&str] = &[
+    "manifest.json",
+    "summary.json",
+    "patients.parquet",
+    "pcn",
+    // `strata diff`'s
+    "changes.parquet",
+    "summary.csv",
+    "transitions.csv",
+];
 
 /// Empty, or a previous strata output: a manifest that strata wrote and
 /// nothing that strata does not write.

@@ -1,0 +1,337 @@
+//! `strata diff PREV NEW`: what changed between two runs. Per cohort and
+//! PCN, who entered and who left; per segmentation, how many moved from
+//! each segment to each other; and which parameters differ.
+//!
+//! Runs made with different rule files are refused unless asked for, since
+//! their differences would mix changes in people with changes in
+//! definitions. Counts printed or written as summaries are suppressed like
+//! every aggregate output; the lists of who entered and left are
+//! patient-level and go to each PCN's own folder.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{Field, Schema};
+
+use crate::error::{Error, Result};
+use crate::output::parquet::writer_properties;
+use crate::output::previous::SavedRun;
+use crate::output::publish::{MANIFEST_MARKER, Staging};
+use crate::output::suppress::Suppression;
+
+/// One person entering or leaving one cohort.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Change {
+    pub cohort: String,
+    /// The PCN of the run where the person was a member: the new run for
+    /// entrants, the previous one for leavers.
+    pub pcn: String,
+    pub person_id: String,
+    /// `entered` or `left`.
+    pub change: &'static str,
+}
+
+pub struct Diff {
+    pub changes: Vec<Change>,
+    /// Cohorts in only one of the runs: (name, "previous" or "new").
+    pub unmatched_cohorts: Vec<(String, &'static str)>,
+    /// feature -> (from, to) -> persons alive in either run. `(none)` for
+    /// a person not alive (or not registered) in one of them.
+    pub transitions: BTreeMap<String, BTreeMap<(String, String), u64>>,
+    /// Parameters whose values differ: (name, previous, new).
+    pub params: Vec<(String, String, String)>,
+}
+
+pub fn compare(old: &SavedRun, new: &SavedRun, allow_different_rules: bool) -> Result<Diff> {
+    let (a, b) = (old.rule_files(), new.rule_files());
+    let hashes = |f: &[(String, String)]| f.iter().map(|(_, h)| h.clone()).collect::<Vec<_>>();
+    if hashes(&a) != hashes(&b) && !allow_different_rules {
+        let list = |f: &[(String, String)]| {
+            f.iter()
+                .map(|(p, h)| format!("{p} ({})", &h[..h.len().min(12)]))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(Error::usage(format!(
+            "the runs used different rule files: {} read {}; {} read {}",
+            old.dir.display(),
+            list(&a),
+            new.dir.display(),
+            list(&b)
+        ))
+        .with_help("compare runs of the same rule files, or add --allow-different-rules to compare them anyway"));
+    }
+
+    let old_rows = old.rows();
+    let new_rows = new.rows();
+    let mut changes = Vec::new();
+    let mut unmatched = Vec::new();
+    for (cohort, flags) in &new.cohorts {
+        if !old.cohorts.contains_key(cohort) {
+            unmatched.push((cohort.clone(), "new"));
+            continue;
+        }
+        for (i, id) in new.ids.iter().enumerate() {
+            if flags[i] && old.member(cohort, old_rows.get(id.as_str()).copied()) != Some(true) {
+                changes.push(Change {
+                    cohort: cohort.clone(),
+                    pcn: new.pcn[i].clone().unwrap_or_default(),
+                    person_id: id.clone(),
+                    change: "entered",
+                });
+            }
+        }
+        for (j, id) in old.ids.iter().enumerate() {
+            if old.cohorts[cohort][j]
+                && new.member(cohort, new_rows.get(id.as_str()).copied()) != Some(true)
+            {
+                changes.push(Change {
+                    cohort: cohort.clone(),
+                    pcn: old.pcn[j].clone().unwrap_or_default(),
+                    person_id: id.clone(),
+                    change: "left",
+                });
+            }
+        }
+    }
+    for cohort in old.cohorts.keys() {
+        if !new.cohorts.contains_key(cohort) {
+            unmatched.push((cohort.clone(), "previous"));
+        }
+    }
+    changes.sort();
+
+    let none = "(none)".to_string();
+    let mut transitions = BTreeMap::new();
+    for (feature, to) in &new.segments {
+        let Some(from) = old.segments.get(feature) else {
+            continue;
+        };
+        let mut matrix: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let segment = |run: &SavedRun, segments: &[Option<String>], row: Option<usize>| {
+            row.filter(|&r| run.alive[r])
+                .and_then(|r| segments[r].clone())
+                .unwrap_or_else(|| none.clone())
+        };
+        for (i, id) in new.ids.iter().enumerate() {
+            let before = segment(old, from, old_rows.get(id.as_str()).copied());
+            let after = segment(new, to, Some(i));
+            if before != none || after != none {
+                *matrix.entry((before, after)).or_default() += 1;
+            }
+        }
+        for (j, id) in old.ids.iter().enumerate() {
+            let before = segment(old, from, Some(j));
+            if !new_rows.contains_key(id.as_str()) && before != none {
+                *matrix.entry((before, none.clone())).or_default() += 1;
+            }
+        }
+        transitions.insert(feature.clone(), matrix);
+    }
+
+    let empty = serde_json::Map::new();
+    let (pa, pb) = (
+        old.manifest["params"].as_object().unwrap_or(&empty),
+        new.manifest["params"].as_object().unwrap_or(&empty),
+    );
+    let mut params = Vec::new();
+    for name in pa.keys().chain(pb.keys().filter(|k| !pa.contains_key(*k))) {
+        let (x, y) = (pa.get(name), pb.get(name));
+        if x != y {
+            let shown =
+                |v: Option<&serde_json::Value>| v.map_or("-".to_string(), |v| v.to_string());
+            params.push((name.clone(), shown(x), shown(y)));
+        }
+    }
+    Ok(Diff {
+        changes,
+        unmatched_cohorts: unmatched,
+        transitions,
+        params,
+    })
+}
+
+impl Diff {
+    /// Entered and left per cohort and PCN (exact).
+    pub fn counts(&self) -> BTreeMap<(&str, &str), (u64, u64)> {
+        let mut counts: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
+        for c in &self.changes {
+            let e = counts.entry((&c.cohort, &c.pcn)).or_default();
+            if c.change == "entered" {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+            }
+        }
+        counts
+    }
+
+    /// The printed report, every count suppressed.
+    pub fn render(&self, old: &SavedRun, new: &SavedRun, s: Suppression) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "strata diff: {} (as of {}) -> {} (as of {})",
+            old.dir.display(),
+            old.as_of(),
+            new.dir.display(),
+            new.as_of()
+        );
+        for (name, a, b) in &self.params {
+            let _ = writeln!(out, "parameter {name}: {a} -> {b}");
+        }
+        for (name, run) in &self.unmatched_cohorts {
+            let _ = writeln!(out, "cohort {name} is only in the {run} run: not compared");
+        }
+        let counts = self.counts();
+        let mut totals: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+        for ((cohort, _), (e, l)) in &counts {
+            let t = totals.entry(cohort).or_default();
+            t.0 += e;
+            t.1 += l;
+        }
+        let _ = writeln!(
+            out,
+            "\n{:30} {:>8} {:>8}",
+            "cohort / PCN", "entered", "left"
+        );
+        for (cohort, (e, l)) in &totals {
+            let _ = writeln!(out, "{cohort:30} {:>8} {:>8}", s.count(*e), s.count(*l));
+            for ((c, pcn), (e, l)) in &counts {
+                if c == cohort {
+                    let pcn = if pcn.is_empty() { "(no PCN)" } else { pcn };
+                    let _ = writeln!(out, "  {pcn:28} {:>8} {:>8}", s.count(*e), s.count(*l));
+                }
+            }
+        }
+        if totals.is_empty() {
+            let _ = writeln!(out, "(no one entered or left a cohort)");
+        }
+        for (feature, matrix) in &self.transitions {
+            let _ = writeln!(out, "\n{feature}: from (rows) -> to (columns)");
+            let mut names: Vec<&String> = matrix.keys().flat_map(|(a, b)| [a, b]).collect();
+            names.sort();
+            names.dedup();
+            let width = names.iter().map(|n| n.len()).max().unwrap_or(4).max(4);
+            let _ = write!(out, "{:width$}", "");
+            for n in &names {
+                let _ = write!(out, " {n:>width$}");
+            }
+            let _ = writeln!(out);
+            for from in &names {
+                let _ = write!(out, "{from:width$}");
+                for to in &names {
+                    let n = matrix
+                        .get(&((*from).clone(), (*to).clone()))
+                        .copied()
+                        .unwrap_or(0);
+                    let _ = write!(out, " {:>width$}", s.count(n));
+                }
+                let _ = writeln!(out);
+            }
+        }
+        let _ = writeln!(out, "\nCounts: {}.", s.method());
+        out
+    }
+
+    /// Writes `changes.parquet` (every change), `pcn/<PCN>/changes.csv`
+    /// (each PCN's own), `summary.csv` and `transitions.csv` (suppressed)
+    /// and a manifest, published atomically at `out`.
+    pub fn write(&self, old: &SavedRun, new: &SavedRun, out: &Path, s: Suppression) -> Result<()> {
+        let staging = Staging::new(out)?;
+        let dir = &staging.dir;
+        let column = |f: fn(&Change) -> &str| -> ArrayRef {
+            Arc::new(StringArray::from_iter_values(self.changes.iter().map(f)))
+        };
+        let columns = [
+            ("cohort", column(|c| &c.cohort)),
+            ("pcn_code", column(|c| &c.pcn)),
+            ("person_id", column(|c| &c.person_id)),
+            ("change", column(|c| c.change)),
+        ];
+        let schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|(n, a)| Field::new(*n, a.data_type().clone(), false))
+                .collect::<Vec<_>>(),
+        ));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            columns.iter().map(|(_, a)| a.clone()).collect(),
+        )
+        .map_err(|e| Error::Internal(format!("building the changes table: {e}")))?;
+        let path = dir.join("changes.parquet");
+        let file =
+            std::fs::File::create(&path).map_err(|e| Error::io(&path, "cannot create", e))?;
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(file, schema, Some(writer_properties().build()))
+                .map_err(|e| Error::Internal(format!("writing {}: {e}", path.display())))?;
+        writer
+            .write(&batch)
+            .and_then(|_| writer.close().map(|_| ()))
+            .map_err(|e| Error::io(&path, "cannot write", std::io::Error::other(e)))?;
+
+        let csv_fail =
+            |p: &Path, e: csv::Error| Error::io(p, "cannot write", std::io::Error::other(e));
+        let mut by_pcn: BTreeMap<&str, Vec<&Change>> = BTreeMap::new();
+        for c in &self.changes {
+            if !c.pcn.is_empty() {
+                by_pcn.entry(&c.pcn).or_default().push(c);
+            }
+        }
+        for (pcn, changes) in by_pcn {
+            let folder = dir.join("pcn").join(pcn);
+            std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, "cannot create", e))?;
+            let path = folder.join("changes.csv");
+            let mut w = csv::Writer::from_path(&path).map_err(|e| csv_fail(&path, e))?;
+            w.write_record(["cohort", "person_id", "change"])
+                .map_err(|e| csv_fail(&path, e))?;
+            for c in changes {
+                w.write_record([c.cohort.as_str(), &c.person_id, c.change])
+                    .map_err(|e| csv_fail(&path, e))?;
+            }
+            w.flush().map_err(|e| Error::io(&path, "cannot write", e))?;
+        }
+
+        let path = dir.join("summary.csv");
+        let mut w = csv::Writer::from_path(&path).map_err(|e| csv_fail(&path, e))?;
+        w.write_record(["cohort", "pcn_code", "entered", "left"])
+            .map_err(|e| csv_fail(&path, e))?;
+        for ((cohort, pcn), (e, l)) in self.counts() {
+            w.write_record([cohort, pcn, &s.count(e), &s.count(l)])
+                .map_err(|e| csv_fail(&path, e))?;
+        }
+        w.flush().map_err(|e| Error::io(&path, "cannot write", e))?;
+
+        let path = dir.join("transitions.csv");
+        let mut w = csv::Writer::from_path(&path).map_err(|e| csv_fail(&path, e))?;
+        w.write_record(["feature", "from", "to", "persons"])
+            .map_err(|e| csv_fail(&path, e))?;
+        for (feature, matrix) in &self.transitions {
+            for ((from, to), n) in matrix {
+                w.write_record([feature.as_str(), from, to, &s.count(*n)])
+                    .map_err(|e| csv_fail(&path, e))?;
+            }
+        }
+        w.flush().map_err(|e| Error::io(&path, "cannot write", e))?;
+
+        let manifest = serde_json::json!({
+            MANIFEST_MARKER: env!("CARGO_PKG_VERSION"),
+            "kind": "diff",
+            "previous": { "folder": old.dir.display().to_string(), "as_of": old.as_of() },
+            "new": { "folder": new.dir.display().to_string(), "as_of": new.as_of() },
+            "parameters_changed": self.params.iter().map(|(n, a, b)| serde_json::json!({"name": n, "previous": a, "new": b})).collect::<Vec<_>>(),
+            "counts": { "suppression": s.method() },
+        });
+        let path = dir.join("manifest.json");
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&manifest).expect("plain values") + "\n",
+        )
+        .map_err(|e| Error::io(&path, "cannot write", e))?;
+        staging.commit()
+    }
+}
