@@ -470,6 +470,21 @@ fn event_filter(model: &Model, located: &Located, sp: &mut SourcePlan) -> Result
 }
 
 /// Types a person-level expression (derived feature or cohort condition).
+impl Plan<'_> {
+    /// Types a person-level expression of the model (a band's score, say)
+    /// against this plan's columns, for evaluating outside the run.
+    pub fn person_expression(&self, located: &Located) -> Result<Typed> {
+        person_expr(
+            self.model,
+            located,
+            &self.slot_types,
+            &self.attributes,
+            self.as_of,
+            None,
+        )
+    }
+}
+
 fn person_expr(
     model: &Model,
     located: &Located,

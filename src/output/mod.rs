@@ -5,7 +5,8 @@
 //! - `patients.parquet`: one row per person, every feature, cohort flag and rank;
 //! - `pcn/<PCN_CODE>/<cohort>.csv`: that PCN's members of each cohort, ranked;
 //! - `manifest.json`: what ran, on what, with what result;
-//! - `summary.json`: the counts (suppressed) and facts a scheduler needs.
+//! - `summary.json`: the counts (suppressed) and facts a scheduler needs;
+//! - `report.html`: charts of the cohorts for people (suppressed).
 
 pub mod counts;
 pub mod extracts;
@@ -16,6 +17,7 @@ pub mod patients;
 pub mod previous;
 pub mod publish;
 pub mod reasons;
+pub mod report;
 pub mod suppress;
 
 use std::path::Path;
@@ -47,6 +49,9 @@ pub fn write(results: &Results, out: &Path, info: &RunInfo) -> Result<manifest::
     timings.push(("write outputs", started.elapsed()));
     let manifest = manifest::Manifest::new(results, info, &delivered, &timings);
     manifest.write(&staging.dir.join("manifest.json"))?;
+    let report = staging.dir.join("report.html");
+    std::fs::write(&report, report::render(results, &manifest))
+        .map_err(|e| crate::error::Error::io(&report, "cannot write", e))?;
     let summary = staging.dir.join("summary.json");
     std::fs::write(&summary, manifest.summary_json(out) + "\n")
         .map_err(|e| crate::error::Error::io(&summary, "cannot write", e))?;

@@ -138,6 +138,7 @@ fn exchange(_a: &Path, _b: &Path) -> std::io::Result<()> {
 const OUTPUT_ENTRIES: &[&str] = &[
     "manifest.json",
     "summary.json",
+    "report.html",
     "patients.parquet",
     "pcn",
     // `strata diff`'s

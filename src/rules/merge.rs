@@ -253,6 +253,9 @@ fn shift(b: &mut Model, by: usize) {
     }
     for feature in &mut b.features {
         feature.offset += by;
+        if let Some(b) = &mut feature.banding {
+            b.score.offset += by;
+        }
         match &mut feature.kind {
             FeatureKind::Aggregate { filter, .. } => filter.iter_mut().for_each(located),
             FeatureKind::Derived(l) => located(l),

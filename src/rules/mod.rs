@@ -142,6 +142,69 @@ pub struct Feature {
     pub kind: FeatureKind,
     /// Offset of the feature's table in the rule file, for errors.
     pub offset: usize,
+    /// For a feature written as bands: the score and its boundaries, for
+    /// charts.
+    pub banding: Option<Banding>,
+}
+
+/// A banded feature's score and boundaries, as the rule file states them.
+#[derive(Debug, Clone)]
+pub struct Banding {
+    pub score: Located,
+    /// Boundaries in increasing order.
+    pub boundaries: Vec<f64>,
+    /// Band names, one more than the boundaries.
+    pub names: Vec<String>,
+}
+
+impl Banding {
+    /// Reads back the `case` a band chain is compiled to (see
+    /// `read::banded`): `case when score is null then null when score <(=)
+    /// b1 then 'n1' ... else 'nk' end`.
+    pub fn of(derived: &Located) -> Option<Banding> {
+        use expr::ExprKind;
+        let ExprKind::Case { whens, otherwise } = &derived.expr.kind else {
+            return None;
+        };
+        let (first, rest) = whens.split_first()?;
+        let ExprKind::IsNull { expr: score, .. } = &first.0.kind else {
+            return None;
+        };
+        let mut boundaries = Vec::new();
+        let mut names = Vec::new();
+        for (test, name) in rest {
+            let ExprKind::Binary(_, _, bound) = &test.kind else {
+                return None;
+            };
+            let ExprKind::Literal(Literal::Float(b)) = bound.kind else {
+                return None;
+            };
+            let ExprKind::Literal(Literal::Str(n)) = &name.kind else {
+                return None;
+            };
+            boundaries.push(b);
+            names.push(n.clone());
+        }
+        let ExprKind::Literal(Literal::Str(last)) = &otherwise.as_ref()?.kind else {
+            return None;
+        };
+        names.push(last.clone());
+        let score_text = derived
+            .text
+            .split(" banded as ")
+            .next()
+            .unwrap_or("")
+            .to_string();
+        Some(Banding {
+            score: Located {
+                expr: (**score).clone(),
+                text: score_text,
+                offset: derived.offset,
+            },
+            boundaries,
+            names,
+        })
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -223,11 +223,16 @@ pub(super) fn load_one(
         claim(name, "a feature", offset)?;
         let decl = f.get_ref();
         let kind = feature_kind(&l, name, decl, offset, &sources, &codelists, &params)?;
+        let banding = match (&decl.bands, &kind) {
+            (Some(_), FeatureKind::Derived(case)) => super::Banding::of(case),
+            _ => None,
+        };
         features.push(Feature {
             name: name.clone(),
             description: decl.description.clone().unwrap_or_default(),
             kind,
             offset,
+            banding,
         });
     }
 

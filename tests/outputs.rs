@@ -1,0 +1,255 @@
+//! What people receive, checked across every output of real runs: no
+//! aggregate output anywhere shows a count of people from 1 to 7, the
+//! report is self-contained with every chart, and each PCN's folder holds
+//! only its own people.
+
+mod util;
+
+use std::path::Path;
+
+use util::*;
+
+/// A small generated city (where many counts are small) run through the
+/// core models, twice with different thresholds, and diffed.
+struct Runs {
+    _tmp: tempfile::TempDir,
+    data: std::path::PathBuf,
+    first: std::path::PathBuf,
+    second: std::path::PathBuf,
+    diff: std::path::PathBuf,
+}
+
+fn runs() -> Runs {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let o = strata(&[
+        "generate",
+        "--patients",
+        "4000",
+        "--seed",
+        "3",
+        "--out",
+        data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = tmp.path().join("first");
+    let second = tmp.path().join("second");
+    let core = repo_path("models/core.toml");
+    for (out, extra) in [
+        (&first, vec![]),
+        (&second, vec!["--set", "hiu_threshold=3"]),
+    ] {
+        let o = run_quietly(&core, &data, out, &extra);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let diff = tmp.path().join("diff");
+    let o = strata(&[
+        "diff",
+        first.to_str().unwrap(),
+        second.to_str().unwrap(),
+        "--out",
+        diff.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    Runs {
+        _tmp: tmp,
+        data,
+        first,
+        second,
+        diff,
+    }
+}
+
+fn small(text: &str) -> bool {
+    text.trim()
+        .parse::<u64>()
+        .is_ok_and(|n| (1..=7).contains(&n))
+}
+
+/// Every count under `counts` in a JSON output.
+fn json_counts(value: &serde_json::Value, path: &str, bad: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(s) if small(s) => bad.push(format!("{path} = {s}")),
+        serde_json::Value::Number(n) => {
+            bad.push(format!("{path} = {n} is not a suppressed string"))
+        }
+        serde_json::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .for_each(|(i, v)| json_counts(v, &format!("{path}[{i}]"), bad)),
+        serde_json::Value::Object(o) => o
+            .iter()
+            .for_each(|(k, v)| json_counts(v, &format!("{path}.{k}"), bad)),
+        _ => {}
+    }
+}
+
+/// The texts a page shows: between tags, and in tooltips after `: `.
+fn html_texts(html: &str) -> Vec<String> {
+    let mut texts: Vec<String> = html
+        .split('>')
+        .filter_map(|chunk| chunk.split('<').next())
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .collect();
+    let tooltips: Vec<String> = texts
+        .iter()
+        .filter_map(|t| t.rsplit_once(": ").map(|(_, n)| n.to_string()))
+        .collect();
+    texts.extend(tooltips);
+    texts
+}
+
+fn check_output_folder(out: &Path, bad: &mut Vec<String>) {
+    for file in ["manifest.json", "summary.json"] {
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join(file)).unwrap()).unwrap();
+        json_counts(&m["counts"], &format!("{file}:counts"), bad);
+    }
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    for t in html_texts(&report) {
+        if small(&t) {
+            bad.push(format!("report.html shows {t}"));
+        }
+    }
+    use calamine::Reader;
+    for pcn in std::fs::read_dir(out.join("pcn")).unwrap() {
+        let pcn = pcn.unwrap();
+        let code = pcn.file_name().to_string_lossy().into_owned();
+        let mut book: calamine::Xlsx<_> =
+            calamine::open_workbook(pcn.path().join(format!("{code}.xlsx"))).unwrap();
+        let cover = book.worksheet_range("Cover").unwrap();
+        for (_, _, cell) in cover.cells() {
+            if let calamine::Data::Float(f) = cell {
+                bad.push(format!("{code}.xlsx cover sheet has a bare number {f}"));
+            }
+            if small(&cell.to_string()) {
+                bad.push(format!("{code}.xlsx cover sheet shows {cell}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn no_aggregate_output_shows_a_count_from_1_to_7() {
+    let r = runs();
+    let mut bad = Vec::new();
+    for out in [&r.first, &r.second] {
+        check_output_folder(out, &mut bad);
+    }
+    for file in ["summary.csv", "transitions.csv"] {
+        let text = std::fs::read_to_string(r.diff.join(file)).unwrap();
+        for line in text.lines().skip(1) {
+            if line.split(',').skip(2).any(small) {
+                bad.push(format!("diff {file}: {line}"));
+            }
+        }
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+
+    // The check can fail: the same outputs without suppression do show
+    // small counts.
+    let exact = r.first.with_file_name("exact");
+    let o = run_quietly(
+        &repo_path("models/core.toml"),
+        &r.data,
+        &exact,
+        &["--suppression", "none"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut found = Vec::new();
+    check_output_folder(&exact, &mut found);
+    assert!(
+        !found.is_empty(),
+        "a 4,000-person city has small counts somewhere"
+    );
+}
+
+#[test]
+fn the_report_is_self_contained_with_every_chart() {
+    let r = runs();
+    let html = std::fs::read_to_string(r.first.join("report.html")).unwrap();
+    // Nothing fetched: no scripts, links, images or imports.
+    for needle in [
+        "<script", "src=", "href=", "url(", "@import", "<link", "<img",
+    ] {
+        assert!(!html.contains(needle), "report.html contains {needle}");
+    }
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(r.first.join("manifest.json")).unwrap())
+            .unwrap();
+    let cohorts: Vec<&str> = m["counts"]["cohorts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    for c in &cohorts {
+        for section in ["sizes", "pyramid", "imd"] {
+            assert!(
+                html.contains(&format!("id=\"{section}-{c}\"")),
+                "no {section} chart for {c}"
+            );
+        }
+    }
+    for score in ["efi_category", "hfrs_band"] {
+        assert!(html.contains(&format!("id=\"scores-{score}\"")), "{score}");
+    }
+    // Band boundaries are marked where the source puts them.
+    assert!(
+        html.contains(">15 (intermediate | high)<"),
+        "HFRS 15 boundary"
+    );
+    assert!(
+        html.contains(">12 (moderate | severe)<"),
+        "eFI 12/13 boundary"
+    );
+    assert!(html.contains("id=\"overlap-pairs\""));
+    // Each cohort's deprivation comparison is stated, in words.
+    assert_eq!(html.matches("class=\"ratio\"").count(), cohorts.len());
+    // Every SVG is closed: one `</svg>` per `<svg`.
+    assert_eq!(html.matches("<svg").count(), html.matches("</svg>").count());
+    assert!(html.matches("<svg").count() >= 3 * cohorts.len() + 3);
+}
+
+#[test]
+fn every_pcn_folder_holds_only_that_pcns_people() {
+    let r = runs();
+    // person_id -> pcn_code from the input.
+    let patients = read_parquet(&r.data.join("patients.parquet"));
+    let ids = patients.column_by_name("person_id").unwrap();
+    let pcns = patients.column_by_name("pcn_code").unwrap();
+    let ids = strata::output::previous::ids_as_text(ids.as_ref());
+    let pcns = strata::output::previous::ids_as_text(pcns.as_ref());
+    let pcn_of: std::collections::HashMap<&str, &str> = ids
+        .iter()
+        .map(String::as_str)
+        .zip(pcns.iter().map(String::as_str))
+        .collect();
+    let mut checked = 0;
+    for folder in [r.first.join("pcn"), r.diff.join("pcn")] {
+        for pcn in std::fs::read_dir(folder).unwrap() {
+            let pcn = pcn.unwrap();
+            let code = pcn.file_name().to_string_lossy().into_owned();
+            for file in std::fs::read_dir(pcn.path()).unwrap() {
+                let path = file.unwrap().path();
+                if path.extension().is_some_and(|e| e == "csv") {
+                    let mut reader = csv::Reader::from_path(&path).unwrap();
+                    let column = reader
+                        .headers()
+                        .unwrap()
+                        .iter()
+                        .position(|h| h == "person_id")
+                        .unwrap();
+                    for record in reader.records() {
+                        let id = record.unwrap()[column].to_string();
+                        assert_eq!(pcn_of[id.as_str()], code, "{} lists {id}", path.display());
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} rows checked");
+}
