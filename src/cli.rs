@@ -148,10 +148,16 @@ pub struct RunArgs {
     /// people who were not in the cohort then.
     #[arg(long)]
     pub previous: Option<PathBuf>,
+    /// Exit with 1 when any input row was skipped (null ids or dates,
+    /// unknown or duplicated persons); the output is still written.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 /// Exit code of assurance tests that ran and failed.
 const TESTS_FAILED: u8 = 1;
+/// Exit code of a run that completed but skipped rows, under `--strict`.
+const STRICT_REJECTED: u8 = 1;
 /// Exit code of user errors, including those `check` reports itself.
 pub const USER_ERROR: u8 = 2;
 /// Exit code of internal errors (bugs in strata).
@@ -161,7 +167,7 @@ pub const INTERNAL_ERROR: u8 = 3;
 pub fn run(cli: &Cli) -> Result<ExitCode> {
     let threads = setup_threads(cli.threads)?;
     match &cli.command {
-        Command::Run(args) => run_model(args, threads, cli.quiet).map(|_| ExitCode::SUCCESS),
+        Command::Run(args) => run_model(args, threads, cli.quiet),
         Command::Generate(args) => run_generate(args, cli.quiet).map(|_| ExitCode::SUCCESS),
         Command::Test(args) => run_tests(args),
         Command::Check(args) => Ok(run_check(args)),
@@ -311,7 +317,7 @@ fn run_generate(args: &GenerateArgs, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<()> {
+fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<ExitCode> {
     let as_of = match &args.as_of {
         Some(text) => Some(parse_date_arg("--as-of", text)?),
         None => None,
@@ -354,7 +360,25 @@ fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<()> {
     } else if !quiet {
         print_stdout(&summary::render(&manifest, &args.out));
     }
-    Ok(())
+    // Rows skipped for a problem in the data (not events after the as-of
+    // date, which are simply not yet known).
+    let skipped: u64 = manifest
+        .rejected
+        .values()
+        .flat_map(|r| {
+            r.iter()
+                .filter(|(k, _)| **k != "after_as_of")
+                .map(|(_, n)| n)
+        })
+        .sum();
+    if args.strict && skipped > 0 {
+        eprintln!(
+            "error: {skipped} input rows were skipped (see `rejected` in {}); --strict makes that a failure\n  help: fix the rows, or run without --strict to accept them",
+            args.out.join("manifest.json").display()
+        );
+        return Ok(ExitCode::from(STRICT_REJECTED));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_diff(args: &DiffArgs, quiet: bool) -> Result<()> {

@@ -632,3 +632,24 @@ fn with_a_previous_run_the_lists_mark_who_is_new() {
         ]
     );
 }
+
+#[test]
+fn strict_runs_exit_1_when_rows_were_skipped_but_still_write_the_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    std::fs::create_dir(&data).unwrap();
+    fixture(&data, 1); // has a null date and unknown persons
+    let o = run_quietly(
+        &repo_path("models/hiu.toml"),
+        &data,
+        &out,
+        &["--as-of", AS_OF, "--strict"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("4 input rows were skipped"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(out.join("manifest.json").exists());
+}
