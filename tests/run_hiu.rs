@@ -200,9 +200,8 @@ fn pcn_lists_hold_only_their_own_members_in_rank_order() {
     );
     assert_eq!(
         lines[1],
-        "1,106,P1-GP,74,F,6,2,2025-03-01,A&E attendances in the last 365 days: 6 (threshold >= 5); \
-         Emergency admissions in the same window as the attendances: 2; \
-         Date of the most recent A&E attendance: 2025-03-01"
+        "1,106,P1-GP,74,F,6,2,2025-03-01,A&E attendances in 12 months: 6 (threshold >= 5); \
+         Emergency admissions in 12 months: 2; Last A&E attendance: 2025-03-01"
     );
     assert!(lines[2].starts_with("2,101,P1-GP,45,F,5,1,2025-03-31,"));
     assert_eq!(lines.len(), 3);
@@ -497,7 +496,7 @@ fn each_pcn_gets_a_workbook_with_a_cover_sheet_and_its_own_lists() {
     assert!(
         rows[1][8]
             .to_string()
-            .contains("A&E attendances in the last 365 days: 6")
+            .contains("A&E attendances in 12 months: 6")
     );
 }
 

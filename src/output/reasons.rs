@@ -11,7 +11,7 @@ use arrow_array::{Array, ArrayRef};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 
 use crate::engine::Results;
-use crate::rules::expr::{BinaryOp, Expr, ExprKind};
+use crate::rules::expr::{BinaryOp, Expr, ExprKind, Literal};
 use crate::rules::{Cohort, Model};
 
 /// How one cohort's reasons are worded.
@@ -35,10 +35,10 @@ impl Reasons {
             .map(|(name, _)| {
                 let feature = model.feature_index(name).expect("checked when loading");
                 let f = &model.features[feature];
-                let label = if f.description.is_empty() {
-                    name.replace('_', " ")
-                } else {
-                    f.description.clone()
+                let label = match &f.label {
+                    Some(label) => label.clone(),
+                    None if f.description.is_empty() => name.replace('_', " "),
+                    None => f.description.clone(),
                 };
                 Part {
                     feature,
@@ -93,9 +93,11 @@ fn threshold(model: &Model, condition: &Expr, name: &str) -> Option<String> {
             _ => return,
         };
         let is_feature = |x: &Expr| matches!(&x.kind, ExprKind::Name(n) if n == name);
+        // Numbers only: `band = 'high'` says nothing a reader needs.
+        let number = |l: &Literal| matches!(l, Literal::Int(_) | Literal::Float(_));
         let bound = |x: &Expr| match &x.kind {
-            ExprKind::Literal(l) => Some(l.to_string()),
-            ExprKind::Name(p) => model.param(p).map(|v| v.to_string()),
+            ExprKind::Literal(l) if number(l) => Some(l.to_string()),
+            ExprKind::Name(p) => model.param(p).filter(|v| number(v)).map(|v| v.to_string()),
             _ => None,
         };
         if is_feature(a) {

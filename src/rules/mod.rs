@@ -139,6 +139,8 @@ impl FeatureKind {
 pub struct Feature {
     pub name: String,
     pub description: String,
+    /// Short words for lists; `None` to use the description.
+    pub label: Option<String>,
     pub kind: FeatureKind,
     /// Offset of the feature's table in the rule file, for errors.
     pub offset: usize,

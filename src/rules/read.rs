@@ -230,6 +230,7 @@ pub(super) fn load_one(
         features.push(Feature {
             name: name.clone(),
             description: decl.description.clone().unwrap_or_default(),
+            label: decl.label.clone(),
             kind,
             offset,
             banding,

@@ -265,6 +265,10 @@ impl Aggregate {
 pub struct Feature {
     #[serde(default)]
     pub description: Option<String>,
+    /// A short name for the feature where people read it (the reason
+    /// column of PCN lists); the description is used where it is absent.
+    #[serde(default)]
+    pub label: Option<String>,
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub source: Option<Spanned<String>>,
