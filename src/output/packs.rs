@@ -54,6 +54,8 @@ pub fn write(path: &Path, cover: &Cover, sheets: &[Sheet]) -> Result<()> {
 
 fn build(path: &Path, cover: &Cover, sheets: &[Sheet]) -> std::result::Result<(), XlsxError> {
     let mut workbook = Workbook::new();
+    // Fast deflate: the lists are small, and a run writes one workbook per PCN.
+    workbook.set_zip_compression_level(1);
     let bold = Format::new().set_bold();
     let wrap = Format::new().set_text_wrap();
     let date = Format::new().set_num_format("yyyy-mm-dd");
