@@ -24,3 +24,49 @@ pub fn writer_properties() -> WriterPropertiesBuilder {
         .set_dictionary_page_size_limit(8 << 20)
         .set_statistics_enabled(EnabledStatistics::Page)
 }
+
+/// Writes `batch` as one Parquet file with strata's settings, encoding the
+/// columns of each row group in parallel (the parquet crate's `ArrowWriter`
+/// encodes them one after another).
+pub fn write_batch(path: &std::path::Path, batch: &arrow_array::RecordBatch) -> crate::Result<()> {
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_writer::{ArrowColumnChunk, compute_leaves};
+    use rayon::prelude::*;
+
+    let fail = |e: parquet::errors::ParquetError| {
+        crate::Error::io(path, "cannot write", std::io::Error::other(e))
+    };
+    let file =
+        std::fs::File::create(path).map_err(|e| crate::Error::io(path, "cannot create", e))?;
+    let schema = batch.schema();
+    let writer = ArrowWriter::try_new(file, schema.clone(), Some(writer_properties().build()))
+        .map_err(fail)?;
+    let (mut file_writer, factory) = writer.into_serialized_writer().map_err(fail)?;
+    let rows = batch.num_rows();
+    for (group, start) in (0..rows).step_by(ROW_GROUP_ROWS).enumerate() {
+        let slice = batch.slice(start, ROW_GROUP_ROWS.min(rows - start));
+        let writers = factory.create_column_writers(group).map_err(fail)?;
+        // strata's output columns are flat: one leaf, so one writer, each.
+        let chunks = writers
+            .into_par_iter()
+            .zip(slice.columns().par_iter())
+            .zip(schema.fields().par_iter())
+            .map(
+                |((mut writer, array), field)| -> parquet::errors::Result<ArrowColumnChunk> {
+                    for leaf in compute_leaves(field, array)? {
+                        writer.write(&leaf)?;
+                    }
+                    writer.close()
+                },
+            )
+            .collect::<parquet::errors::Result<Vec<_>>>()
+            .map_err(fail)?;
+        let mut row_group = file_writer.next_row_group().map_err(fail)?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut row_group).map_err(fail)?;
+        }
+        row_group.close().map_err(fail)?;
+    }
+    file_writer.close().map_err(fail)?;
+    Ok(())
+}

@@ -4,13 +4,11 @@
 //! This is the table BI teams load into their warehouse, so its columns are
 //! named exactly as the rule file names features and cohorts.
 
-use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{Field, Schema};
-use parquet::arrow::ArrowWriter;
 
 use crate::engine::Results;
 use crate::error::{Error, Result};
@@ -43,17 +41,5 @@ pub fn write(results: &Results, path: &Path) -> Result<()> {
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .map_err(|e| Error::Internal(format!("assembling patients.parquet: {e}")))?;
 
-    let file = File::create(path).map_err(|e| Error::io(path, "cannot create", e))?;
-    let fail = |e: parquet::errors::ParquetError| {
-        Error::io(path, "cannot write", std::io::Error::other(e))
-    };
-    let mut writer = ArrowWriter::try_new(
-        file,
-        batch.schema(),
-        Some(super::parquet::writer_properties().build()),
-    )
-    .map_err(fail)?;
-    writer.write(&batch).map_err(fail)?;
-    writer.close().map_err(fail)?;
-    Ok(())
+    super::parquet::write_batch(path, &batch)
 }
