@@ -521,19 +521,28 @@ impl Task<'_> {
         // match no list (most GP events) is done with after one look.
         let all_listed = source.aggregates.iter().all(|a| a.codelist.is_some());
         let (mut null_date, mut after_as_of, mut null_id, mut unknown) = (0u64, 0u64, 0u64, 0u64);
+        let mut candidates: Vec<u32> = Vec::new();
         for row in 0..rows {
             if dates.is_null(row) || source.missing_dates.contains(&dates.value(row)) {
                 null_date += 1;
                 continue;
             }
-            let day = dates.value(row);
-            if day > self.as_of {
+            if dates.value(row) > self.as_of {
                 after_as_of += 1;
                 continue;
             }
             if all_listed && !codes.any_listed(row) {
                 continue;
             }
+            candidates.push(row as u32);
+        }
+        // Looking people up is the scan's costliest step (a random read in
+        // an index of millions); done for a whole batch at once, the reads
+        // overlap instead of waiting one after another.
+        let people = self.index.resolve(&persons, &candidates);
+        for (&row, &resolved) in candidates.iter().zip(&people) {
+            let row = row as usize;
+            let day = dates.value(row);
             let mut person: Option<Person> = None;
             for (k, agg) in source.aggregates.iter().enumerate() {
                 if agg.after.is_some_and(|after| day <= after) {
@@ -548,7 +557,7 @@ impl Task<'_> {
                     continue;
                 }
                 let found = *person.get_or_insert_with(|| {
-                    let p = self.index.lookup(&persons, row);
+                    let p = resolved;
                     match p {
                         Person::NullId => null_id += 1,
                         Person::Unknown => unknown += 1,
