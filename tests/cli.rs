@@ -273,11 +273,8 @@ fn generate_then_run_end_to_end() {
         .unwrap()
         .as_primitive::<arrow_array::types::Int64Type>()
         .clone();
-    let pcns = p
-        .column_by_name("pcn_code")
-        .unwrap()
-        .as_string::<i32>()
-        .clone();
+    let pcns = text_column(&p, "pcn_code");
+    let pcns = pcns.as_string::<i32>();
     let pcn_of: std::collections::HashMap<i64, &str> = ids
         .values()
         .iter()

@@ -169,10 +169,7 @@ fn duplicated_and_null_population_ids_are_skipped_and_counted() {
     assert_eq!(m["rejected"]["patients"]["null_person_id"], 1);
     let p = read_parquet(&out.join("patients.parquet"));
     assert_eq!(
-        p.column_by_name("pcn_code")
-            .unwrap()
-            .as_string::<i32>()
-            .value(0),
+        text_column(&p, "pcn_code").as_string::<i32>().value(0),
         "P1"
     );
 }

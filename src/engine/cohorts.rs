@@ -52,12 +52,14 @@ pub fn evaluate(
     let mut flags = arrow_arith::boolean::and(&condition, alive)
         .map_err(|e| Error::Internal(format!("combining cohort `{name}` with alive: {e}")))?;
     if let Some(pcns) = &spec.pcns {
-        let codes = pcn.as_string::<i32>();
-        let wanted = BooleanArray::from_iter(
-            codes
-                .iter()
-                .map(|c| Some(c.is_some_and(|c| pcns.iter().any(|(p, _)| p == c)))),
-        );
+        let codes = crate::input::population::TextColumn::new(pcn);
+        let wanted = BooleanArray::from_iter((0..codes.len()).map(|r| {
+            Some(
+                codes
+                    .get(r)
+                    .is_some_and(|c| pcns.iter().any(|(p, _)| p == c)),
+            )
+        }));
         flags = arrow_arith::boolean::and(&flags, &wanted)
             .map_err(|e| Error::Internal(format!("restricting cohort `{name}` to PCNs: {e}")))?;
     }

@@ -232,6 +232,49 @@ impl PersonIndex {
     }
 }
 
+/// Row-wise reading of a text column stored plain or as a dictionary
+/// (practice and PCN codes are held as dictionaries).
+pub enum TextColumn<'a> {
+    Plain(&'a StringArray),
+    Dictionary(arrow_array::TypedDictionaryArray<'a, arrow_array::types::Int32Type, StringArray>),
+}
+
+impl<'a> TextColumn<'a> {
+    /// `array` must be utf8, or a dictionary of utf8 with 32-bit keys.
+    pub fn new(array: &'a ArrayRef) -> TextColumn<'a> {
+        match array.data_type() {
+            DataType::Dictionary(_, _) => TextColumn::Dictionary(
+                array
+                    .as_dictionary::<arrow_array::types::Int32Type>()
+                    .downcast_dict::<StringArray>()
+                    .expect("population dictionaries hold utf8"),
+            ),
+            _ => TextColumn::Plain(array.as_string::<i32>()),
+        }
+    }
+
+    #[inline]
+    pub fn get(&self, row: usize) -> Option<&'a str> {
+        match self {
+            TextColumn::Plain(a) => a.is_valid(row).then(|| a.value(row)),
+            TextColumn::Dictionary(d) => d
+                .is_valid(row)
+                .then(|| arrow_array::ArrayAccessor::value(d, row)),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            TextColumn::Plain(a) => a.len(),
+            TextColumn::Dictionary(d) => d.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 pub struct Population {
     /// One row per person, ascending `person_id`; columns named
     /// `person_id`, `practice_code`, `pcn_code`, `sex`, `birth_date`,
@@ -407,13 +450,17 @@ impl Population {
         let take = UInt32Array::from(kept);
         let ordered = arrow_select::take::take_record_batch(&all, &take)
             .map_err(|e| Error::Internal(format!("ordering the population: {e}")))?;
-        // Text read as dictionaries becomes plain text, as the rest of
-        // strata expects, now that it is in order.
+        // Text read as dictionaries becomes plain text, as expressions
+        // expect, now that it is in order; practice and PCN codes stay
+        // dictionaries (see [`TextColumn`]), which is also how they are
+        // written out.
         let columns = ordered
             .columns()
             .par_iter()
-            .map(|c| {
-                if is_text_dictionary(c) {
+            .zip(ordered.schema().fields().par_iter())
+            .map(|(c, field)| {
+                let code = matches!(field.name().as_str(), "practice_code" | "pcn_code");
+                if is_text_dictionary(c) && !code {
                     arrow_cast::cast(c, &DataType::Utf8)
                 } else {
                     Ok(c.clone())

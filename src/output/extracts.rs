@@ -13,8 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef};
+use arrow_array::ArrayRef;
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 use rayon::prelude::*;
 
@@ -23,6 +22,7 @@ use super::reasons::Reasons;
 use crate::engine::Results;
 use crate::engine::plan::{AGE_SLOT, SEX_SLOT};
 use crate::error::{Error, Result};
+use crate::input::population::TextColumn;
 
 /// Members delivered per cohort and PCN, and persons left undelivered.
 #[derive(Debug, Default)]
@@ -44,11 +44,13 @@ fn valid_folder_name(code: &str) -> bool {
 pub fn write(results: &Results, dir: &Path, info: &super::RunInfo) -> Result<Delivered> {
     let model = results.plan.model;
     let population = &results.plan.population;
-    let pcn = population.column("pcn_code").as_string::<i32>();
+    let pcn = TextColumn::new(population.column("pcn_code"));
 
     // Every PCN in the population gets a folder, whether or not it has members.
-    let distinct: std::collections::BTreeSet<&str> =
-        pcn.iter().flatten().filter(|c| !c.is_empty()).collect();
+    let distinct: std::collections::BTreeSet<&str> = (0..pcn.len())
+        .filter_map(|r| pcn.get(r))
+        .filter(|c| !c.is_empty())
+        .collect();
     // Case-insensitive order puts codes that differ only in case side by side.
     let mut pcns: Vec<&str> = distinct.into_iter().collect();
     pcns.sort_by_cached_key(|c| c.to_ascii_uppercase());
@@ -102,11 +104,7 @@ pub fn write(results: &Results, dir: &Path, info: &super::RunInfo) -> Result<Del
         let mut groups: BTreeMap<&str, Vec<u32>> = pcns.iter().map(|p| (*p, Vec::new())).collect();
         let mut missing = 0;
         for &m in &result.members {
-            let code = if pcn.is_null(m as usize) {
-                ""
-            } else {
-                pcn.value(m as usize)
-            };
+            let code = pcn.get(m as usize).unwrap_or("");
             match groups.get_mut(code) {
                 Some(g) => g.push(m),
                 None => missing += 1,

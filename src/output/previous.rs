@@ -90,7 +90,9 @@ impl SavedRun {
             let ids = ArrayFormatter::try_new(ids.as_ref(), &options).map_err(|e| fail(&e))?;
             run.ids
                 .extend((0..batch.num_rows()).map(|r| ids.value(r).to_string()));
-            let pcn = column("pcn_code")?;
+            // Plain or dictionary-encoded text, as the run wrote it.
+            let pcn = arrow_cast::cast(column("pcn_code")?, &arrow_schema::DataType::Utf8)
+                .map_err(|e| fail(&e))?;
             run.pcn
                 .extend(pcn.as_string::<i32>().iter().map(|p| p.map(str::to_string)));
             let alive = column("alive")?;

@@ -289,3 +289,13 @@ pub fn assert_all_pass(files: &[String]) {
     }
     assert!(out.trim_end().ends_with(", 0 failed"), "{out}");
 }
+
+/// A text column of an output file as plain utf8, whether it was written
+/// plain or dictionary-encoded (practice and PCN codes are).
+pub fn text_column(batch: &RecordBatch, name: &str) -> ArrayRef {
+    arrow_cast::cast(
+        batch.column_by_name(name).unwrap(),
+        &arrow_schema::DataType::Utf8,
+    )
+    .unwrap()
+}
