@@ -21,6 +21,15 @@ use crate::rules::codelist::WEIGHT_SCALE;
 
 pub enum State {
     Count(Vec<AtomicU32>),
+    /// A small bitset per person (`words` u64 each): for distinct
+    /// aggregates over at most [`MAX_BITS`] codes or categories, memory
+    /// bounded by persons whatever the number of events. `masks[item]` is
+    /// the bits an entry of the list sets.
+    Bits {
+        words: usize,
+        masks: Vec<Vec<u64>>,
+        bits: Vec<AtomicU64>,
+    },
     /// Sorted, deduplicated `person << 32 | item` keys gathered from tasks.
     Distinct(Mutex<Vec<u64>>),
     /// `person << 32 | month` keys, one per event: events per calendar month.
@@ -38,6 +47,57 @@ pub enum State {
 
 const NO_FLOAT: u64 = u64::MAX; // a NaN pattern never produced by the data path
 
+/// Distinct aggregates over at most this many codes (or categories) keep a
+/// bitset per person; larger lists collect (person, item) keys instead.
+pub const MAX_BITS: usize = 256;
+
+/// The bits each code-list entry sets for a distinct aggregate, when the
+/// aggregate is small enough for a bitset: a category aggregate sets the
+/// entry's (filtered) categories, the others the entry's own bit.
+pub fn bit_masks(aggregate: Aggregate, item_categories: &[Vec<u32>]) -> Option<Vec<Vec<u64>>> {
+    let by_category = matches!(
+        aggregate,
+        Aggregate::CountDistinctCategories | Aggregate::ListCategories
+    );
+    if !by_category
+        && !matches!(
+            aggregate,
+            Aggregate::CountDistinctCodes | Aggregate::SumDistinctWeights
+        )
+    {
+        return None;
+    }
+    let width = if by_category {
+        item_categories
+            .iter()
+            .flatten()
+            .map(|&c| c as usize + 1)
+            .max()
+            .unwrap_or(1)
+    } else {
+        item_categories.len().max(1)
+    };
+    if width > MAX_BITS {
+        return None;
+    }
+    let words = width.div_ceil(64);
+    let masks = item_categories
+        .iter()
+        .enumerate()
+        .map(|(item, categories)| {
+            let mut mask = vec![0u64; words];
+            let mut set = |bit: usize| mask[bit / 64] |= 1 << (bit % 64);
+            if by_category {
+                categories.iter().for_each(|&c| set(c as usize));
+            } else {
+                set(item);
+            }
+            mask
+        })
+        .collect();
+    Some(masks)
+}
+
 impl State {
     /// State for `aggregate` over `persons`; `column` is the type of the
     /// reduced column for `min`/`max`.
@@ -45,10 +105,19 @@ impl State {
         aggregate: Aggregate,
         column: Option<Type>,
         codelist: bool,
+        bit_masks: Option<Vec<Vec<u64>>>,
         persons: usize,
     ) -> State {
         fn filled<T>(n: usize, f: impl Fn() -> T) -> Vec<T> {
             (0..n).map(|_| f()).collect()
+        }
+        if let Some(masks) = bit_masks {
+            let words = masks.first().map_or(1, Vec::len);
+            return State::Bits {
+                words,
+                masks,
+                bits: filled(persons * words, || AtomicU64::new(0)),
+            };
         }
         match aggregate {
             Aggregate::Count | Aggregate::Exists => {
@@ -136,6 +205,34 @@ impl State {
                 };
             better.then_some(value.to_bits())
         });
+    }
+
+    /// Starts fetching `person`'s bitset, for a [`State::set_bits`] soon.
+    #[inline]
+    pub fn prefetch(&self, person: u32) {
+        if let State::Bits { words, bits, .. } = self
+            && let Some(first) = bits.get(person as usize * words)
+        {
+            crate::input::population::prefetch(first);
+        }
+    }
+
+    /// Sets the bits of list entry `item` for `person`; false if this state
+    /// keeps keys instead.
+    #[inline]
+    pub fn set_bits(&self, person: u32, item: u32) -> bool {
+        let State::Bits { words, masks, bits } = self else {
+            return false;
+        };
+        let at = person as usize * words;
+        for (w, &m) in masks[item as usize].iter().enumerate() {
+            // Most matches repeat a code the person already has: a plain
+            // load spares the locked read-modify-write.
+            if m != 0 && bits[at + w].load(Relaxed) & m != m {
+                bits[at + w].fetch_or(m, Relaxed);
+            }
+        }
+        true
     }
 
     /// Adds one task's `person << 32 | item` keys (deduplicated for
@@ -245,6 +342,40 @@ impl State {
                     Arc::new(Int64Array::from(counts))
                 }
             }
+            State::Bits { words, bits, .. } => {
+                let bits: Vec<u64> = bits.into_iter().map(AtomicU64::into_inner).collect();
+                let person_bits = |p: usize| {
+                    bits[p * words..(p + 1) * words]
+                        .iter()
+                        .enumerate()
+                        .flat_map(|(w, &word)| {
+                            (0..64)
+                                .filter(move |b| word >> b & 1 == 1)
+                                .map(move |b| w * 64 + b)
+                        })
+                };
+                match aggregate {
+                    Aggregate::ListCategories => {
+                        Arc::new(StringArray::from_iter((0..persons).map(|p| {
+                            let names: Vec<String> =
+                                person_bits(p).map(|c| names[c].replace('_', " ")).collect();
+                            (!names.is_empty()).then(|| names.join(", "))
+                        })))
+                    }
+                    Aggregate::SumDistinctWeights => {
+                        Arc::new(Float64Array::from_iter_values((0..persons).map(|p| {
+                            let sum: i64 = person_bits(p).map(|item| weights[item]).sum();
+                            sum as f64 / WEIGHT_SCALE as f64
+                        })))
+                    }
+                    _ => Arc::new(Int64Array::from_iter_values((0..persons).map(|p| {
+                        bits[p * words..(p + 1) * words]
+                            .iter()
+                            .map(|w| i64::from(w.count_ones()))
+                            .sum::<i64>()
+                    }))),
+                }
+            }
             State::Monthly(keys) => {
                 let mut keys = keys
                     .into_inner()
@@ -328,7 +459,7 @@ mod tests {
             (Aggregate::CountDistinctCategories, vec![2.0, 1.0]),
             (Aggregate::SumDistinctWeights, vec![3.6, 2.0]),
         ] {
-            let s = State::new(agg, None, true, 2);
+            let s = State::new(agg, None, true, None, 2);
             s.merge_keys(vec![0, 1, 2, (1 << 32) | 1]);
             s.merge_keys(vec![1, (1 << 32) | 1]);
             let out = s.finish(agg, &weights, (&cats, &[]), 2);
@@ -354,7 +485,7 @@ mod tests {
         // Item 0 scores both categories; item 1 only the second.
         let cats = [vec![0, 1], vec![1]];
         let names = ["heart_failure".to_string(), "falls".to_string()];
-        let s = State::new(Aggregate::ListCategories, None, true, 3);
+        let s = State::new(Aggregate::ListCategories, None, true, None, 3);
         s.merge_keys(vec![1, 0, (2 << 32) | 1]);
         s.merge_keys(vec![(2 << 32) | 1]);
         let out = s.finish(Aggregate::ListCategories, &[], (&cats, &names), 3);
@@ -363,10 +494,43 @@ mod tests {
     }
 
     #[test]
+    fn bitsets_give_the_same_results_as_keys() {
+        // Items 0 and 1 share category 0; item 2 is categories 0 and 1.
+        let cats = [vec![0], vec![0], vec![0, 1]];
+        let names = ["a".to_string(), "b".to_string()];
+        let weights = [1_500_000, 2_000_000, 100_000];
+        let events = [(0u32, 0u32), (0, 1), (0, 2), (1, 1), (1, 1), (2, 2)];
+        for agg in [
+            Aggregate::CountDistinctCodes,
+            Aggregate::CountDistinctCategories,
+            Aggregate::ListCategories,
+            Aggregate::SumDistinctWeights,
+        ] {
+            let keys = State::new(agg, None, true, None, 3);
+            keys.merge_keys(
+                events
+                    .iter()
+                    .map(|&(p, i)| (u64::from(p) << 32) | u64::from(i))
+                    .collect(),
+            );
+            let masks = bit_masks(agg, &cats).expect("small enough for bits");
+            let bits = State::new(agg, None, true, Some(masks), 3);
+            for &(p, i) in &events {
+                assert!(bits.set_bits(p, i));
+            }
+            let a = keys.finish(agg, &weights, (&cats, &names), 3);
+            let b = bits.finish(agg, &weights, (&cats, &names), 3);
+            assert_eq!(a.to_data(), b.to_data(), "{agg:?}");
+        }
+        assert!(bit_masks(Aggregate::CountDistinctCodes, &vec![vec![]; MAX_BITS + 1]).is_none());
+        assert!(bit_masks(Aggregate::Count, &cats).is_none());
+    }
+
+    #[test]
     fn max_in_a_month_counts_every_event_of_the_busiest_month() {
         // Person 0: 2 events in month 10, 3 in month 11 (sent by two tasks);
         // person 2: 1 event.
-        let s = State::new(Aggregate::MaxInAMonth, None, false, 3);
+        let s = State::new(Aggregate::MaxInAMonth, None, false, None, 3);
         s.merge_keys(vec![10, 11, 10, 11]);
         s.merge_keys(vec![11, (2 << 32) | 10]);
         let out = s.finish(Aggregate::MaxInAMonth, &[], (&[], &[]), 3);
@@ -379,7 +543,7 @@ mod tests {
 
     #[test]
     fn min_max_leave_null_for_persons_without_events() {
-        let s = State::new(Aggregate::Max, Some(Type::Float), false, 3);
+        let s = State::new(Aggregate::Max, Some(Type::Float), false, None, 3);
         s.float(0, 1.0);
         s.float(0, 3.0);
         s.float(2, -2.0);
@@ -389,7 +553,7 @@ mod tests {
             .iter()
             .collect();
         assert_eq!(got, vec![Some(3.0), None, Some(-2.0)]);
-        let s = State::new(Aggregate::FirstDate, None, false, 2);
+        let s = State::new(Aggregate::FirstDate, None, false, None, 2);
         s.day(1, 10);
         s.day(1, 5);
         let out = s.finish(Aggregate::FirstDate, &[], (&[], &[]), 2);

@@ -88,10 +88,15 @@ pub fn scan(
             s.aggregates
                 .iter()
                 .map(|a| {
+                    let list = a.codelist.map(|c| &plan.model.codelists[s.codelists[c]]);
+                    let bits = list.and_then(|l| {
+                        crate::engine::aggregate::bit_masks(a.aggregate, &item_categories(l, a))
+                    });
                     State::new(
                         a.aggregate,
                         a.value.map(|(_, t)| t),
                         a.codelist.is_some(),
+                        bits,
                         persons,
                     )
                 })
@@ -133,15 +138,28 @@ pub fn scan(
             let weights: Vec<i64> = list.map_or_else(Vec::new, |l| {
                 l.entries.iter().map(|e| e.weight.unwrap_or(0)).collect()
             });
-            let categories: Vec<Vec<u32>> = list.map_or_else(Vec::new, |l| {
-                l.entries.iter().map(|e| e.categories.clone()).collect()
-            });
+            let categories: Vec<Vec<u32>> = list.map_or_else(Vec::new, |l| item_categories(l, agg));
             let names = list.map_or(&[][..], |l| &l.categories[..]);
             features[agg.feature] =
                 Some(state.finish(agg.aggregate, &weights, (&categories, names), persons));
         }
     }
     Ok(ScanOutput { features, rejected })
+}
+
+/// The categories each entry of `list` scores for `agg`: those of its
+/// `category` filter, or all of them.
+fn item_categories(list: &Codelist, agg: &crate::engine::plan::AggregatePlan) -> Vec<Vec<u32>> {
+    list.entries
+        .iter()
+        .map(|e| {
+            e.categories
+                .iter()
+                .copied()
+                .filter(|c| agg.category.is_empty() || agg.category.binary_search(c).is_ok())
+                .collect()
+        })
+        .collect()
 }
 
 /// Does this aggregate count distinct codes without a code list (such as
@@ -540,7 +558,17 @@ impl Task<'_> {
         // an index of millions); done for a whole batch at once, the reads
         // overlap instead of waiting one after another.
         let people = self.index.resolve(&persons, &candidates);
-        for (&row, &resolved) in candidates.iter().zip(&people) {
+        // Per-person bitsets are random reads too: fetched a few rows ahead.
+        const AHEAD: usize = 8;
+        let bitsets: Vec<&State> = self
+            .states
+            .iter()
+            .filter(|s| matches!(s, State::Bits { .. }))
+            .collect();
+        for (i, (&row, &resolved)) in candidates.iter().zip(&people).enumerate() {
+            if let Some(Person::Found(ahead)) = people.get(i + AHEAD) {
+                bitsets.iter().for_each(|s| s.prefetch(*ahead));
+            }
             let row = row as usize;
             let day = dates.value(row);
             let mut person: Option<Person> = None;
@@ -591,7 +619,9 @@ impl Task<'_> {
                             if !self.in_category(agg, l, item) {
                                 return;
                             }
-                            keys.push((u64::from(p) << 32) | u64::from(item))
+                            if !state.set_bits(p, item) {
+                                keys.push((u64::from(p) << 32) | u64::from(item))
+                            }
                         });
                     }
                     Aggregate::Min | Aggregate::Max => {

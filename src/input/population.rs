@@ -25,7 +25,7 @@ type FastMap<K> = HashMap<K, u32, FixedState>;
 
 /// Asks the CPU to bring `value`'s cache line in, without waiting for it.
 #[inline]
-fn prefetch<T>(value: &T) {
+pub fn prefetch<T>(value: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is only a hint; it never faults or changes memory,
     // and `value` is a valid reference anyway.
