@@ -1,0 +1,127 @@
+//! criterion benchmarks of the hot paths, on the bundled sample data, so a
+//! regression shows up as a number: `cargo bench --bench hot_paths`.
+//!
+//! - `scan`: the whole engine (population, parallel scan with code-list
+//!   matching, per-person aggregation, expressions, cohorts) for the eFI and
+//!   HFRS models;
+//! - `person_lookup`: resolving a batch of event person ids to rows;
+//! - `aggregate_bits`: setting per-person distinct-code bits;
+//! - `expression`: evaluating a derived feature over every person;
+//! - `write_outputs`: patients.parquet, the PCN lists and workbooks, the
+//!   report.
+
+use std::hint::black_box;
+use std::path::Path;
+
+use arrow_array::Int64Array;
+use criterion::{Criterion, criterion_group, criterion_main};
+use strata::engine::aggregate::{State, bit_masks};
+use strata::input::population::SortedIds;
+use strata::rules::Aggregate;
+
+struct Quiet;
+impl strata::engine::Progress for Quiet {
+    fn scan_bar(&self, _rows: u64) -> Option<indicatif::ProgressBar> {
+        None
+    }
+}
+
+fn model(files: &[&str]) -> strata::rules::Model {
+    let paths: Vec<_> = files.iter().map(|f| Path::new(f).to_path_buf()).collect();
+    strata::rules::load_all(&paths, &[]).expect("bundled models load")
+}
+
+fn scan(c: &mut Criterion) {
+    let model = model(&["models/efi.toml", "models/hfrs.toml"]);
+    let mut group = c.benchmark_group("scan");
+    group.sample_size(10);
+    group.bench_function("efi+hfrs on sample-data", |b| {
+        b.iter(|| strata::engine::run(&model, Path::new("sample-data"), None, &Quiet).unwrap())
+    });
+    group.finish();
+}
+
+fn person_lookup(c: &mut Criterion) {
+    // A million sorted ids spread like hashed pseudonyms; 64k lookups.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x as i64
+    };
+    let mut ids: Vec<i64> = (0..1_000_000).map(|_| next()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let events = Int64Array::from_iter_values((0..65_536).map(|i| ids[(i * 7919) % ids.len()]));
+    let rows: Vec<u32> = (0..65_536).collect();
+    let index = SortedIds::new(ids);
+    c.bench_function("person_lookup 64k of 1M", |b| {
+        b.iter(|| black_box(index.resolve(&events, &rows)))
+    });
+}
+
+fn aggregate_bits(c: &mut Criterion) {
+    let items: Vec<Vec<u32>> = (0..100).map(|i| vec![i % 35]).collect();
+    let masks = bit_masks(Aggregate::CountDistinctCategories, &items).unwrap();
+    let state = State::new(
+        Aggregate::CountDistinctCategories,
+        None,
+        true,
+        Some(masks),
+        1_000_000,
+    );
+    c.bench_function("aggregate_bits 64k matches", |b| {
+        b.iter(|| {
+            for i in 0..65_536u32 {
+                state.set_bits(i.wrapping_mul(2_654_435_761) % 1_000_000, i % 100);
+            }
+        })
+    });
+}
+
+fn expression(c: &mut Criterion) {
+    let model = model(&["models/efi.toml"]);
+    let results = strata::engine::run(&model, Path::new("sample-data"), None, &Quiet).unwrap();
+    let feature = model.features.iter().find(|f| f.name == "efi").unwrap();
+    let strata::rules::FeatureKind::Derived(located) = &feature.kind else {
+        panic!("efi is an expression");
+    };
+    let typed = results.plan.person_expression(located).unwrap();
+    let persons = results.alive.len();
+    c.bench_function("expression efi over sample-data", |b| {
+        b.iter(|| strata::engine::eval::evaluate_parallel(&typed, &results.slots, persons).unwrap())
+    });
+}
+
+fn write_outputs(c: &mut Criterion) {
+    let model = model(&["models/core.toml"]);
+    let results = strata::engine::run(&model, Path::new("sample-data"), None, &Quiet).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut group = c.benchmark_group("write_outputs");
+    group.sample_size(10);
+    group.bench_function("core on sample-data", |b| {
+        b.iter(|| {
+            let info = strata::output::RunInfo {
+                data: Path::new("sample-data"),
+                threads: 2,
+                pcn_names: Default::default(),
+                suppression: Default::default(),
+                run_date: chrono::NaiveDate::from_ymd_opt(2026, 4, 1).unwrap(),
+                previous: None,
+            };
+            strata::output::write(&results, &dir.path().join("out"), &info).unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    scan,
+    person_lookup,
+    aggregate_bits,
+    expression,
+    write_outputs
+);
+criterion_main!(benches);
