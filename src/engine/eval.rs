@@ -328,6 +328,17 @@ fn round_half_up(v: f64, digits: i32) -> f64 {
     if !v.is_finite() {
         return v;
     }
+    // Fast path: away from a tie, rounding the binary value gives the same
+    // whole number as rounding its decimal form, and one correctly rounded
+    // division by the power of ten gives the nearest double to the result,
+    // as the decimal path does. Only near-ties need the decimal form.
+    if (0..=15).contains(&digits) {
+        let scale = 10f64.powi(digits);
+        let scaled = v * scale;
+        if scaled.abs() < 1e15 && (scaled.fract().abs() - 0.5).abs() > 1e-6 {
+            return scaled.round() / scale;
+        }
+    }
     let Ok(d) = Decimal::from_str(&v.to_string()) else {
         return v;
     };
@@ -542,6 +553,36 @@ mod tests {
             bools("d + 59 = date '2025-03-01'"),
             vec![Some(true), None, Some(false)]
         );
+    }
+
+    #[test]
+    fn rounding_takes_the_fast_path_only_where_it_agrees_with_decimals() {
+        use rust_decimal::prelude::{Decimal, RoundingStrategy, ToPrimitive};
+        use std::str::FromStr;
+        let exact = |v: f64, d: u32| {
+            Decimal::from_str(&v.to_string())
+                .unwrap()
+                .round_dp_with_strategy(d, RoundingStrategy::MidpointAwayFromZero)
+                .to_f64()
+                .unwrap()
+        };
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for i in 0..200_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Values of every size, and many exact ties such as 0.285.
+            let v = match i % 3 {
+                0 => (x % 100_000) as f64 / 1000.0,
+                1 => (x as f64 / u64::MAX as f64 - 0.5) * 1e6,
+                _ => (x % 1000) as f64 / 36.0,
+            };
+            for d in [0, 1, 2, 3] {
+                assert_eq!(round_half_up(v, d as i32), exact(v, d), "round({v}, {d})");
+            }
+        }
+        assert_eq!(round_half_up(0.285, 2), 0.29);
+        assert_eq!(round_half_up(-2.5, 0), -3.0);
     }
 
     #[test]
