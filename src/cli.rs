@@ -324,6 +324,8 @@ fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<ExitCode> {
     };
     let model = rules::load_all(&args.rules, &args.set)?;
     output::publish::check_target(&args.out)?;
+    // Held until the run ends: no second run writes this folder meanwhile.
+    let _lock = output::publish::Lock::acquire(&args.out)?;
     // Read before the run: it may be the folder this run replaces.
     let previous = args
         .previous
@@ -385,6 +387,7 @@ fn run_diff(args: &DiffArgs, quiet: bool) -> Result<()> {
     let old = output::previous::SavedRun::open(&args.previous)?;
     let new = output::previous::SavedRun::open(&args.new)?;
     let diff = diff::compare(&old, &new, args.allow_different_rules)?;
+    let _lock = output::publish::Lock::acquire(&args.out)?;
     diff.write(&old, &new, &args.out, args.suppression)?;
     if !quiet {
         print_stdout(&diff.render(&old, &new, args.suppression));

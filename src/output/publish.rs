@@ -53,18 +53,11 @@ impl Staging {
     /// beside it.
     pub fn new(target: &Path) -> Result<Staging> {
         check_target(target)?;
-        let parent = match target.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let (parent, name) = beside(target);
         std::fs::create_dir_all(&parent).map_err(|e| {
             Error::io(&parent, "cannot create the output's parent folder", e)
                 .with_help("check the --out path and your permissions")
         })?;
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "out".into());
         let dir = parent.join(format!(".{name}.strata-staging-{}", std::process::id()));
         if dir.exists() {
             std::fs::remove_dir_all(&dir)
@@ -132,6 +125,121 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
 #[cfg(not(target_os = "linux"))]
 fn exchange(_a: &Path, _b: &Path) -> std::io::Result<()> {
     Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
+}
+
+/// Held while a run writes an output folder: `.NAME.strata-lock` beside
+/// it, holding the writer's process id. A second run on the same folder is
+/// refused, naming that process; a lock left by a process that no longer
+/// exists (killed, or the machine restarted) is cleared, with the staging
+/// folders such a process left.
+pub struct Lock {
+    path: PathBuf,
+}
+
+impl Lock {
+    pub fn acquire(target: &Path) -> Result<Lock> {
+        let (parent, name) = beside(target);
+        std::fs::create_dir_all(&parent).map_err(|e| {
+            Error::io(&parent, "cannot create the output's parent folder", e)
+                .with_help("check the --out path and your permissions")
+        })?;
+        let path = parent.join(format!(".{name}.strata-lock"));
+        let me = std::process::id();
+        for _ in 0..2 {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut file) => {
+                    use std::io::Write;
+                    let _ = writeln!(file, "{me}");
+                    clear_stale_staging(&parent, &name);
+                    return Ok(Lock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let holder = std::fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|t| t.trim().parse::<u32>().ok());
+                    match holder {
+                        Some(pid) if pid != me && process_exists(pid) => {
+                            return Err(Error::usage(format!(
+                                "output folder {} is being written by another strata run (process {pid})",
+                                target.display()
+                            ))
+                            .with_help(format!(
+                                "wait for it to finish, or give --out another folder; if process {pid} is not strata, delete {}",
+                                path.display()
+                            )));
+                        }
+                        // Left by a process that is gone: clear it and retry.
+                        _ => {
+                            tracing::warn!(lock = %path.display(), "clearing a lock left by a run that no longer exists");
+                            let _ = std::fs::remove_file(&path);
+                        }
+                    }
+                }
+                Err(e) => {
+                    return Err(Error::io(&path, "cannot create the output lock", e)
+                        .with_help("the folder that holds --out must be writable"));
+                }
+            }
+        }
+        Err(Error::usage(format!(
+            "cannot take the lock {} for {}",
+            path.display(),
+            target.display()
+        ))
+        .with_help("another run may be starting at the same moment; try again"))
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Does process `pid` exist? Where that cannot be told (no `/proc`), it is
+/// taken to exist, so a lock is never cleared wrongly.
+fn process_exists(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.is_dir() || proc.join(pid.to_string()).exists()
+}
+
+/// Removes staging folders of `name` left by processes that no longer
+/// exist (a run killed before it published).
+fn clear_stale_staging(parent: &Path, name: &str) {
+    let prefix = format!(".{name}.strata-staging-");
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let pid = file
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && pid != std::process::id()
+            && !process_exists(pid)
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// The folder holding `target`, and `target`'s own name.
+fn beside(target: &Path) -> (PathBuf, String) {
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
+    (parent, name)
 }
 
 /// The entries a strata output folder holds.

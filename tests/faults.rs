@@ -1,0 +1,147 @@
+//! Faults at 2 a.m.: a run killed at any moment leaves the previous complete
+//! output or the new complete output, never a mix; a second run on the same
+//! output folder is refused while the first holds it; a lock left by a
+//! killed run is cleared.
+
+mod util;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use util::*;
+
+fn generated(dir: &Path) {
+    let o = strata(&[
+        "generate",
+        "--patients",
+        "20000",
+        "--seed",
+        "5",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+fn run_args<'a>(data: &'a Path, out: &'a Path) -> Vec<&'a str> {
+    vec![
+        "run",
+        "--rules",
+        "models/core.toml",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]
+}
+
+/// Everything a complete output holds, readable.
+fn assert_complete(out: &Path) {
+    let m = manifest(out);
+    assert!(
+        m["counts"]["cohorts"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty())
+    );
+    read_parquet(&out.join("patients.parquet"));
+    for file in ["summary.json", "report.html"] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    for pcn in std::fs::read_dir(out.join("pcn")).unwrap() {
+        let pcn = pcn.unwrap();
+        let code = pcn.file_name().to_string_lossy().into_owned();
+        assert!(pcn.path().join(format!("{code}.xlsx")).is_file());
+    }
+}
+
+#[test]
+fn a_run_killed_at_any_moment_leaves_a_complete_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    generated(&data);
+    let out = tmp.path().join("out");
+    let o = strata(&run_args(&data, &out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = std::fs::read(out.join("manifest.json")).unwrap();
+
+    let mut outcomes = (0, 0);
+    for delay_ms in [5, 30, 80, 150, 250, 400, 600, 900, 1300] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(run_args(&data, &out))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        assert_complete(&out);
+        if std::fs::read(out.join("manifest.json")).unwrap() == first {
+            outcomes.0 += 1;
+        } else {
+            outcomes.1 += 1;
+        }
+    }
+    // A killed run's lock and staging folder do not stop the next run.
+    let o = strata(&run_args(&data, &out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_complete(&out);
+    let leftovers: Vec<String> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("strata-"))
+        .collect();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    eprintln!("kills leaving the previous / the new output: {outcomes:?}");
+    assert!(
+        outcomes.0 > 0,
+        "some kills must land before publishing: {outcomes:?}"
+    );
+}
+
+#[test]
+fn a_second_run_on_the_same_output_is_refused_and_a_stale_lock_cleared() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let people = vec![person(1, "1980-01-01", "P1")];
+    write_parquet(&data.join("patients.parquet"), &[patients_batch(&people)]);
+    write_parquet(
+        &data.join("ae_attendances.parquet"),
+        &[ae_batch(&[(1, Some("2025-01-01"))])],
+    );
+    write_parquet(
+        &data.join("admissions.parquet"),
+        &[admissions_batch(&[(1, "2025-01-01", "elective", &[])])],
+    );
+    let out = tmp.path().join("out");
+    let hiu = repo_path("models/hiu.toml");
+    let lock = tmp.path().join(".out.strata-lock");
+
+    // A live process (this test) holds the lock.
+    std::fs::write(&lock, format!("{}\n", std::process::id())).unwrap();
+    let o = run_rules(&hiu, &data, &out, "2025-03-31");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(&format!(
+            "another strata run (process {})",
+            std::process::id()
+        )),
+        "{err}"
+    );
+    assert!(err.contains(".out.strata-lock"), "{err}");
+    assert!(!out.exists());
+
+    // A process that has exited: its lock is cleared.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    std::fs::write(&lock, format!("{pid}\n")).unwrap();
+    let o = run_rules(&hiu, &data, &out, "2025-03-31");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!lock.exists(), "the run releases its lock");
+}
