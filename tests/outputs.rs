@@ -253,3 +253,54 @@ fn every_pcn_folder_holds_only_that_pcns_people() {
     }
     assert!(checked > 100, "only {checked} rows checked");
 }
+
+#[test]
+fn logs_hold_no_patient_level_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let o = strata(&[
+        "generate",
+        "--patients",
+        "3000",
+        "--seed",
+        "9",
+        "--out",
+        data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = tmp.path().join("out");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "run",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("STRATA_LOG", "debug")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let logs = format!("{}{}", stderr(&o), stdout(&o));
+    assert!(
+        logs.contains("DEBUG") || logs.contains("INFO"),
+        "logs were captured"
+    );
+
+    let patients = read_parquet(&data.join("patients.parquet"));
+    let ids = strata::output::previous::ids_as_text(
+        patients.column_by_name("person_id").unwrap().as_ref(),
+    );
+    let births = strata::output::previous::ids_as_text(
+        patients.column_by_name("birth_date").unwrap().as_ref(),
+    );
+    let leaked: Vec<&String> = ids.iter().filter(|id| logs.contains(id.as_str())).collect();
+    assert!(leaked.is_empty(), "person ids in the logs: {leaked:?}");
+    let as_of = "2026-03-31";
+    let leaked: Vec<&String> = births
+        .iter()
+        .filter(|b| b.as_str() != as_of && logs.contains(b.as_str()))
+        .collect();
+    assert!(leaked.is_empty(), "birth dates in the logs: {leaked:?}");
+}
