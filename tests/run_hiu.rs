@@ -248,6 +248,36 @@ fn manifest_counts_inputs_rejects_and_cohorts() {
     assert_eq!(inputs[0]["table"], "patients");
     assert_eq!(inputs[0]["files"][0]["rows"], 9);
 
+    // The skipped rows themselves, with the reason and where each is.
+    let mut rejects = csv::Reader::from_path(out.join("rejects/ae.csv")).unwrap();
+    assert_eq!(
+        rejects.headers().unwrap().iter().collect::<Vec<_>>(),
+        ["reason", "file", "row_group", "row", "person_id", "date"]
+    );
+    let mut rows: Vec<(String, String, String)> = rejects
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            assert!(r[1].ends_with("ae_attendances.parquet"));
+            (r[0].to_string(), r[4].to_string(), r[5].to_string())
+        })
+        .collect();
+    rows.sort();
+    let row = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    assert_eq!(
+        rows,
+        [
+            row("null_date", "101", ""),
+            row("unknown_person", "999", "2025-01-01"),
+            row("unknown_person", "999", "2025-01-01"),
+            row("unknown_person", "999", "2025-01-01"),
+        ]
+    );
+    assert!(
+        !out.join("rejects/admissions.csv").exists(),
+        "only sources that skipped rows"
+    );
+
     // By default every count of people is suppressed, in the manifest and
     // in summary.json alike; rows are not people and stay exact.
     run(&data, &out, &[]);

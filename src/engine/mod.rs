@@ -36,6 +36,8 @@ pub struct Results<'m> {
     pub cohorts: Vec<CohortResult>,
     /// Rows each event source skipped, by reason.
     pub rejected: Vec<(String, Vec<(&'static str, u64)>)>,
+    /// Per source: up to [`scan::REJECTS_KEPT`] of those rows, in order.
+    pub rejected_rows: Vec<(String, Vec<scan::RejectedRow>)>,
     /// Wall time per stage.
     pub timings: Vec<(&'static str, Duration)>,
 }
@@ -159,6 +161,12 @@ pub fn run_traced<'m>(
         .zip(&scanned.rejected)
         .map(|(s, r)| (s.name.clone(), r.counts()))
         .collect();
+    let rejected_rows = plan
+        .sources
+        .iter()
+        .zip(&scanned.rejected)
+        .map(|(s, r)| (s.name.clone(), r.take_rows()))
+        .collect();
     let explained = trace.map(|t| {
         let mut events = t
             .events
@@ -176,6 +184,7 @@ pub fn run_traced<'m>(
         alive,
         cohorts: cohort_results,
         rejected,
+        rejected_rows,
         timings,
     };
     Ok((results, explained))

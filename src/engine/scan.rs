@@ -37,9 +37,41 @@ pub struct Rejected {
     pub after_as_of: AtomicU64,
     pub null_person_id: AtomicU64,
     pub unknown_person: AtomicU64,
+    /// The first [`REJECTS_KEPT`] rejected rows (by position), for
+    /// `OUT/rejects/`; tasks each send their first so many.
+    pub rows: std::sync::Mutex<Vec<RejectedRow>>,
+}
+
+/// Rejected rows written per source; the counts are always complete.
+pub const REJECTS_KEPT: usize = 10_000;
+
+/// A row skipped for a problem in the data, and where it is.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RejectedRow {
+    pub part: usize,
+    pub row_group: usize,
+    /// Row within the row group.
+    pub row: u64,
+    pub reason: &'static str,
+    /// The person id as stored, if any.
+    pub person_id: Option<String>,
+    pub date: Option<i32>,
 }
 
 impl Rejected {
+    /// The rejected rows kept, in file order.
+    pub fn take_rows(&self) -> Vec<RejectedRow> {
+        let mut rows = std::mem::take(
+            &mut *self
+                .rows
+                .lock()
+                .expect("no task panics while holding the lock"),
+        );
+        rows.sort();
+        rows.truncate(REJECTS_KEPT);
+        rows
+    }
+
     pub fn counts(&self) -> Vec<(&'static str, u64)> {
         vec![
             ("null_date", self.null_date.load(Relaxed)),
@@ -47,6 +79,37 @@ impl Rejected {
             ("null_person_id", self.null_person_id.load(Relaxed)),
             ("unknown_person", self.unknown_person.load(Relaxed)),
         ]
+    }
+}
+
+/// One task's rejected rows: where its batches start, and its first
+/// [`REJECTS_KEPT`] rejects.
+struct Rejects {
+    group: RowGroup,
+    /// Rows of the row group before the current batch.
+    offset: u64,
+    rows: Vec<RejectedRow>,
+}
+
+impl Rejects {
+    #[inline]
+    fn add(
+        &mut self,
+        row: usize,
+        reason: &'static str,
+        person_id: Option<String>,
+        date: Option<i32>,
+    ) {
+        if self.rows.len() < REJECTS_KEPT {
+            self.rows.push(RejectedRow {
+                part: self.group.part,
+                row_group: self.group.index,
+                row: self.offset + row as u64,
+                reason,
+                person_id,
+                date,
+            });
+        }
     }
 }
 
@@ -370,6 +433,11 @@ impl Task<'_> {
         let mut cached: Vec<Option<DictionaryMatches>> = vec![None; source.codes.len()];
         let mut distinct: Vec<Vec<u64>> = vec![Vec::new(); source.aggregates.len()];
         let mut distinct_values: Vec<Vec<(u32, u64)>> = vec![Vec::new(); source.aggregates.len()];
+        let mut rejects = Rejects {
+            group,
+            offset: 0,
+            rows: Vec::new(),
+        };
         for batch in reader {
             let batch = batch.map_err(|e| {
                 Error::data(path, format!("cannot read row group {}: {e}", group.index))
@@ -381,7 +449,9 @@ impl Task<'_> {
                 &mut cached,
                 &mut distinct,
                 &mut distinct_values,
+                &mut rejects,
             )?;
+            rejects.offset += batch.num_rows() as u64;
             if let Some(p) = progress {
                 p.inc(batch.num_rows() as u64);
             }
@@ -393,6 +463,13 @@ impl Task<'_> {
             if !values.is_empty() {
                 state.merge_distinct_values(values);
             }
+        }
+        if !rejects.rows.is_empty() {
+            self.rejected
+                .rows
+                .lock()
+                .expect("no task panics while holding the lock")
+                .extend(rejects.rows);
         }
         Ok(())
     }
@@ -487,6 +564,7 @@ impl Task<'_> {
         cached: &mut [Option<DictionaryMatches>],
         distinct: &mut [Vec<u64>],
         distinct_values: &mut [Vec<(u32, u64)>],
+        rejects: &mut Rejects,
     ) -> Result<()> {
         let source = self.source;
         let rows = batch.num_rows();
@@ -543,6 +621,7 @@ impl Task<'_> {
         for row in 0..rows {
             if dates.is_null(row) || source.missing_dates.contains(&dates.value(row)) {
                 null_date += 1;
+                rejects.add(row, "null_date", persons.text(row), None);
                 continue;
             }
             if dates.value(row) > self.as_of {
@@ -587,8 +666,14 @@ impl Task<'_> {
                 let found = *person.get_or_insert_with(|| {
                     let p = resolved;
                     match p {
-                        Person::NullId => null_id += 1,
-                        Person::Unknown => unknown += 1,
+                        Person::NullId => {
+                            null_id += 1;
+                            rejects.add(row, "null_person_id", None, Some(day));
+                        }
+                        Person::Unknown => {
+                            unknown += 1;
+                            rejects.add(row, "unknown_person", persons.text(row), Some(day));
+                        }
                         Person::Found(_) => {}
                     }
                     p

@@ -161,6 +161,16 @@ pub enum PersonColumn {
     Str(StringArray),
 }
 
+impl PersonColumn {
+    /// Row `row`'s id as text; `None` if null.
+    pub fn text(&self, row: usize) -> Option<String> {
+        match self {
+            PersonColumn::Int(ids) => ids.is_valid(row).then(|| ids.value(row).to_string()),
+            PersonColumn::Str(ids) => ids.is_valid(row).then(|| ids.value(row).to_string()),
+        }
+    }
+}
+
 impl PersonIndex {
     /// Prepares a batch's person column, checking it has the population's kind
     /// of id.

@@ -6,7 +6,8 @@
 //! - `pcn/<PCN_CODE>/<cohort>.csv`: that PCN's members of each cohort, ranked;
 //! - `manifest.json`: what ran, on what, with what result;
 //! - `summary.json`: the counts (suppressed) and facts a scheduler needs;
-//! - `report.html`: charts of the cohorts for people (suppressed).
+//! - `report.html`: charts of the cohorts for people (suppressed);
+//! - `rejects/<source>.csv`: rows skipped for problems in the data.
 
 pub mod counts;
 pub mod extracts;
@@ -45,6 +46,7 @@ pub fn write(results: &Results, out: &Path, info: &RunInfo) -> Result<manifest::
     let staging = publish::Staging::new(out)?;
     patients::write(results, &staging.dir.join("patients.parquet"))?;
     let delivered = extracts::write(results, &staging.dir.join("pcn"), info)?;
+    write_rejects(results, &staging.dir.join("rejects"))?;
     let mut timings = results.timings.clone();
     timings.push(("write outputs", started.elapsed()));
     let manifest = manifest::Manifest::new(results, info, &delivered, &timings);
@@ -57,4 +59,44 @@ pub fn write(results: &Results, out: &Path, info: &RunInfo) -> Result<manifest::
         .map_err(|e| crate::error::Error::io(&summary, "cannot write", e))?;
     staging.commit()?;
     Ok(manifest)
+}
+
+/// `OUT/rejects/<source>.csv`: the rows each source skipped (up to
+/// [`crate::engine::scan::REJECTS_KEPT`] per source, in file order), with
+/// the reason and where each is, so the extract can be fixed. Written only
+/// for sources that skipped rows; patient-level, like `patients.parquet`.
+fn write_rejects(results: &Results, dir: &Path) -> Result<()> {
+    for ((name, rows), source) in results.rejected_rows.iter().zip(&results.plan.sources) {
+        if rows.is_empty() {
+            continue;
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| crate::error::Error::io(dir, "cannot create", e))?;
+        let path = dir.join(format!("{name}.csv"));
+        let fail = |e: csv::Error| {
+            crate::error::Error::io(&path, "cannot write", std::io::Error::other(e))
+        };
+        let mut w = csv::Writer::from_path(&path).map_err(fail)?;
+        w.write_record(["reason", "file", "row_group", "row", "person_id", "date"])
+            .map_err(fail)?;
+        for r in rows {
+            let file = source.table.parts[r.part].path.display().to_string();
+            let date = r
+                .date
+                .and_then(crate::dates::from_day)
+                .map_or(String::new(), |d| d.to_string());
+            w.write_record([
+                r.reason,
+                &file,
+                &r.row_group.to_string(),
+                &r.row.to_string(),
+                r.person_id.as_deref().unwrap_or(""),
+                &date,
+            ])
+            .map_err(fail)?;
+        }
+        w.flush()
+            .map_err(|e| crate::error::Error::io(&path, "cannot write", e))?;
+    }
+    Ok(())
 }

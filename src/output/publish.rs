@@ -247,6 +247,7 @@ const OUTPUT_ENTRIES: &[&str] = &[
     "manifest.json",
     "summary.json",
     "report.html",
+    "rejects",
     "patients.parquet",
     "pcn",
     // `strata diff`'s
