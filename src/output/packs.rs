@@ -73,10 +73,10 @@ fn build(path: &Path, cover: &Cover, sheets: &[Sheet]) -> std::result::Result<()
     front.write_string_with_format(row, 1, &pcn, &bold)?;
     row += 2;
     front.write_string(row, 0, "Run date")?;
-    front.write_date_with_format(row, 1, excel_date(cover.run_date)?, &date)?;
+    write_date(front, row, 1, cover.run_date, &date)?;
     row += 1;
     front.write_string(row, 0, "Data as of")?;
-    front.write_date_with_format(row, 1, excel_date(cover.as_of)?, &date)?;
+    write_date(front, row, 1, cover.as_of, &date)?;
     row += 1;
     for (name, title, version) in &cover.models {
         front.write_string(row, 0, "Model")?;
@@ -175,7 +175,7 @@ fn cell(
         DataType::Date32 => {
             let day = array.as_primitive::<Date32Type>().value(row);
             if let Some(d) = dates::from_day(day) {
-                ws.write_date_with_format(r, c, excel_date(d)?, date)?;
+                write_date(ws, r, c, d, date)?;
             }
         }
         DataType::Boolean => {
@@ -194,12 +194,22 @@ fn cell(
     Ok(())
 }
 
-fn excel_date(d: chrono::NaiveDate) -> std::result::Result<ExcelDateTime, XlsxError> {
-    ExcelDateTime::from_ymd(
-        u16::try_from(d.year()).unwrap_or(1900),
-        d.month() as u8,
-        d.day() as u8,
-    )
+/// A date as an Excel date, or as `YYYY-MM-DD` text where Excel has none
+/// (its dates run from 1900 to 9999).
+fn write_date(
+    ws: &mut Worksheet,
+    r: u32,
+    c: u16,
+    d: chrono::NaiveDate,
+    format: &Format,
+) -> std::result::Result<(), XlsxError> {
+    if (1900..=9999).contains(&d.year()) {
+        let excel = ExcelDateTime::from_ymd(d.year() as u16, d.month() as u8, d.day() as u8)?;
+        ws.write_date_with_format(r, c, excel, format)?;
+    } else {
+        ws.write_string(r, c, d.to_string())?;
+    }
+    Ok(())
 }
 
 /// A sheet name Excel accepts: at most 31 characters, none of `[]:*?/\`,
