@@ -1,0 +1,361 @@
+//! A deliberately simple reference evaluator, compared with the engine on
+//! random populations, events, code lists and rule files: row by row, no
+//! parallelism, no dictionaries, no bitsets, no prefetching. The engine's
+//! fast paths must never disagree with it.
+
+mod util;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::builder::StringBuilder;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Date32Type, Float64Type, Int64Type};
+use arrow_array::{ArrayRef, Date32Array, Int64Array};
+use chrono::{Months, NaiveDate};
+use proptest::prelude::*;
+use util::*;
+
+const AS_OF: &str = "2025-03-31";
+const CODES: [&str; 8] = ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8"];
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Window {
+    Ever,
+    Days(u32),
+    Months(u32),
+}
+
+impl Window {
+    fn text(self) -> String {
+        match self {
+            Window::Ever => "ever".into(),
+            Window::Days(n) => format!("{n} days"),
+            Window::Months(n) => format!("{n} months"),
+        }
+    }
+    /// Keeps `date`? (`date` on or before the as-of date is checked apart.)
+    fn keeps(self, date: NaiveDate, as_of: NaiveDate) -> bool {
+        match self {
+            Window::Ever => true,
+            Window::Days(n) => date > as_of - chrono::Days::new(u64::from(n)),
+            Window::Months(n) => date > as_of.checked_sub_months(Months::new(n)).unwrap(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Count,
+    Exists,
+    DistinctCodes,
+    DistinctCategories,
+    SumWeights,
+    FirstDate,
+    LastDate,
+    MaxInAMonth,
+}
+
+struct Feature {
+    kind: Kind,
+    listed: bool,
+    window: Window,
+}
+
+struct Case {
+    /// (id, birth, death)
+    people: Vec<(i64, NaiveDate, Option<NaiveDate>)>,
+    /// (person id, date, code)
+    events: Vec<(i64, Option<NaiveDate>, String)>,
+    /// code -> (categories, weight in tenths)
+    list: BTreeMap<String, (Vec<&'static str>, i64)>,
+    features: Vec<Feature>,
+}
+
+fn date(days_from_2020: u64) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2020, 1, 1).unwrap() + chrono::Days::new(days_from_2020)
+}
+
+fn case(seed: u64) -> Case {
+    let mut r = Rng(seed | 1);
+    let n = 5 + r.below(40) as i64;
+    let people = (0..n)
+        .map(|i| {
+            let death = (r.below(6) == 0).then(|| date(r.below(2200)));
+            (
+                1000 + i * 7,
+                date(r.below(300)) - chrono::Days::new(365 * 60),
+                death,
+            )
+        })
+        .collect();
+    let events = (0..r.below(400))
+        .map(|_| {
+            let person = if r.below(15) == 0 {
+                5
+            } else {
+                1000 + 7 * r.below(n as u64) as i64
+            };
+            let day = (r.below(25) != 0).then(|| date(r.below(2200)));
+            let code = if r.below(10) == 0 {
+                "Z9".to_string()
+            } else {
+                CODES[r.below(8) as usize].to_string()
+            };
+            (person, day, code)
+        })
+        .collect();
+    let mut list = BTreeMap::new();
+    for code in CODES {
+        if r.below(3) != 0 {
+            let mut cats = Vec::new();
+            if r.below(2) == 0 {
+                cats.push("cat_a");
+            }
+            if r.below(2) == 0 || cats.is_empty() {
+                cats.push("cat_b");
+            }
+            list.insert(code.to_string(), (cats, 1 + r.below(50) as i64));
+        }
+    }
+    if list.is_empty() {
+        list.insert("C1".to_string(), (vec!["cat_a"], 5));
+    }
+    let kinds = [
+        Kind::Count,
+        Kind::Exists,
+        Kind::DistinctCodes,
+        Kind::DistinctCategories,
+        Kind::SumWeights,
+        Kind::FirstDate,
+        Kind::LastDate,
+        Kind::MaxInAMonth,
+    ];
+    let features = (0..1 + r.below(6))
+        .map(|_| {
+            let kind = kinds[r.below(8) as usize];
+            let needs_list = matches!(kind, Kind::DistinctCategories | Kind::SumWeights);
+            let window = match r.below(3) {
+                0 => Window::Ever,
+                1 => Window::Days(1 + r.below(900) as u32),
+                _ => Window::Months(1 + r.below(30) as u32),
+            };
+            Feature {
+                kind,
+                listed: needs_list || r.below(2) == 0,
+                window,
+            }
+        })
+        .collect();
+    Case {
+        people,
+        events,
+        list,
+        features,
+    }
+}
+
+fn write_case(case: &Case, dir: &Path) -> std::path::PathBuf {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let day = |d: NaiveDate| strata::dates::to_day(d);
+    let people: Vec<Person> = case
+        .people
+        .iter()
+        .map(|(id, _, _)| person(*id, "1960-01-01", "P1"))
+        .collect();
+    let patients = patients_batch(&people);
+    let patients = with_column(
+        &patients,
+        "birth_date",
+        Arc::new(Date32Array::from_iter_values(
+            case.people.iter().map(|p| day(p.1)),
+        )),
+    );
+    let patients = with_column(
+        &patients,
+        "date_of_death",
+        Arc::new(Date32Array::from_iter(
+            case.people.iter().map(|p| p.2.map(day)),
+        )),
+    );
+    write_parquet(&data.join("patients.parquet"), &[patients]);
+    let mut codes = StringBuilder::new();
+    case.events.iter().for_each(|e| codes.append_value(&e.2));
+    let events = batch(vec![
+        (
+            "person_id",
+            Arc::new(Int64Array::from_iter_values(
+                case.events.iter().map(|e| e.0),
+            )) as ArrayRef,
+        ),
+        (
+            "event_date",
+            Arc::new(Date32Array::from_iter(
+                case.events.iter().map(|e| e.1.map(day)),
+            )),
+        ),
+        ("snomed_code", Arc::new(codes.finish())),
+    ]);
+    // Two row groups, so events of one person meet in different tasks.
+    let half = events.num_rows() / 2;
+    write_parquet(
+        &data.join("gp_events.parquet"),
+        &[
+            events.slice(0, half),
+            events.slice(half, events.num_rows() - half),
+        ],
+    );
+
+    let mut csv = String::from("code,term,category,points\n");
+    for (code, (cats, tenths)) in &case.list {
+        for cat in cats {
+            csv.push_str(&format!(
+                "{code},term,{cat},{}.{}\n",
+                tenths / 10,
+                tenths % 10
+            ));
+        }
+    }
+    std::fs::write(dir.join("list.csv"), csv).unwrap();
+    let mut rules = String::from(
+        "[model]\nname = \"diff\"\ntitle = \"t\"\nsource = \"test\"\n\n\
+         [sources.gp]\ntable = \"gp_events\"\ndate = \"event_date\"\ncode = \"snomed_code\"\n\n\
+         [codelists.l]\nfile = \"list.csv\"\nsystem = \"other\"\ncategory_column = \"category\"\nweight_column = \"points\"\n\n",
+    );
+    for (i, f) in case.features.iter().enumerate() {
+        let aggregate = match f.kind {
+            Kind::Count => "count",
+            Kind::Exists => "exists",
+            Kind::DistinctCodes => "count_distinct_codes",
+            Kind::DistinctCategories => "count_distinct_categories",
+            Kind::SumWeights => "sum_distinct_weights",
+            Kind::FirstDate => "first_date",
+            Kind::LastDate => "last_date",
+            Kind::MaxInAMonth => "max_in_a_month",
+        };
+        rules.push_str(&format!(
+            "[features.f{i}]\nsource = \"gp\"\naggregate = \"{aggregate}\"\nwindow = \"{}\"\n{}\n",
+            f.window.text(),
+            if f.listed { "codelist = \"l\"\n" } else { "" }
+        ));
+    }
+    let path = dir.join("rules.toml");
+    std::fs::write(&path, rules).unwrap();
+    path
+}
+
+/// What the reference computes for one feature and person, as text.
+fn reference(case: &Case, f: &Feature, id: i64, as_of: NaiveDate) -> String {
+    let events: Vec<(NaiveDate, &str)> = case
+        .events
+        .iter()
+        .filter(|e| e.0 == id)
+        .filter_map(|e| e.1.map(|d| (d, e.2.as_str())))
+        .filter(|(d, _)| *d <= as_of && f.window.keeps(*d, as_of))
+        .filter(|(_, c)| !f.listed || case.list.contains_key(*c))
+        .collect();
+    match f.kind {
+        Kind::Count => events.len().to_string(),
+        Kind::Exists => (!events.is_empty()).to_string(),
+        Kind::DistinctCodes => events
+            .iter()
+            .map(|e| e.1)
+            .collect::<BTreeSet<_>>()
+            .len()
+            .to_string(),
+        Kind::DistinctCategories => events
+            .iter()
+            .flat_map(|e| case.list[e.1].0.iter())
+            .collect::<BTreeSet<_>>()
+            .len()
+            .to_string(),
+        Kind::SumWeights => {
+            let codes: BTreeSet<&str> = events.iter().map(|e| e.1).collect();
+            let tenths: i64 = codes.iter().map(|c| case.list[*c].1).sum();
+            format!("{:.1}", tenths as f64 / 10.0)
+        }
+        Kind::FirstDate => events
+            .iter()
+            .map(|e| e.0)
+            .min()
+            .map_or("null".into(), |d| d.to_string()),
+        Kind::LastDate => events
+            .iter()
+            .map(|e| e.0)
+            .max()
+            .map_or("null".into(), |d| d.to_string()),
+        Kind::MaxInAMonth => {
+            let mut months: BTreeMap<(i32, u32), usize> = BTreeMap::new();
+            for (d, _) in &events {
+                *months
+                    .entry((chrono::Datelike::year(d), chrono::Datelike::month(d)))
+                    .or_default() += 1;
+            }
+            months.values().max().copied().unwrap_or(0).to_string()
+        }
+    }
+}
+
+fn engine_value(column: &ArrayRef, row: usize) -> String {
+    if column.is_null(row) {
+        return "null".into();
+    }
+    match column.data_type() {
+        arrow_schema::DataType::Int64 => column.as_primitive::<Int64Type>().value(row).to_string(),
+        arrow_schema::DataType::Float64 => {
+            format!("{:.1}", column.as_primitive::<Float64Type>().value(row))
+        }
+        arrow_schema::DataType::Boolean => column.as_boolean().value(row).to_string(),
+        arrow_schema::DataType::Date32 => {
+            strata::dates::from_day(column.as_primitive::<Date32Type>().value(row))
+                .unwrap()
+                .to_string()
+        }
+        other => panic!("unexpected type {other}"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+    #[test]
+    fn the_engine_agrees_with_a_row_by_row_reference(seed in any::<u64>()) {
+        let case = case(seed);
+        let tmp = tempfile::tempdir().unwrap();
+        let rules = write_case(&case, tmp.path());
+        let out = tmp.path().join("out");
+        let o = run_rules(&rules, &tmp.path().join("data"), &out, AS_OF);
+        prop_assert!(o.status.success(), "{}", stderr(&o));
+        let p = read_parquet(&out.join("patients.parquet"));
+        let ids = p.column_by_name("person_id").unwrap().as_primitive::<Int64Type>().clone();
+        let as_of = NaiveDate::parse_from_str(AS_OF, "%Y-%m-%d").unwrap();
+        for (i, f) in case.features.iter().enumerate() {
+            let column = p.column_by_name(&format!("f{i}")).unwrap();
+            for row in 0..p.num_rows() {
+                let id = ids.value(row);
+                prop_assert_eq!(
+                    engine_value(column, row),
+                    reference(&case, f, id, as_of),
+                    "feature f{} ({:?}, listed {}, window {}) for person {}",
+                    i, f.kind, f.listed, f.window.text(), id
+                );
+            }
+        }
+    }
+}
