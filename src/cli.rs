@@ -362,17 +362,7 @@ fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<ExitCode> {
     } else if !quiet {
         print_stdout(&summary::render(&manifest, &args.out));
     }
-    // Rows skipped for a problem in the data (not events after the as-of
-    // date, which are simply not yet known).
-    let skipped: u64 = manifest
-        .rejected
-        .values()
-        .flat_map(|r| {
-            r.iter()
-                .filter(|(k, _)| **k != "after_as_of")
-                .map(|(_, n)| n)
-        })
-        .sum();
+    let skipped = manifest.skipped_rows();
     if args.strict && skipped > 0 {
         eprintln!(
             "error: {skipped} input rows were skipped (see `rejected` in {}); --strict makes that a failure\n  help: fix the rows, or run without --strict to accept them",

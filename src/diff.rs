@@ -286,7 +286,7 @@ impl Diff {
             let folder = dir.join("pcn").join(pcn);
             std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, "cannot create", e))?;
             let path = folder.join("changes.csv");
-            let mut w = csv::Writer::from_path(&path).map_err(|e| csv_fail(&path, e))?;
+            let mut w = crate::output::csv_writer(&path).map_err(|e| csv_fail(&path, e))?;
             w.write_record(["cohort", "person_id", "change"])
                 .map_err(|e| csv_fail(&path, e))?;
             for c in changes {
@@ -297,7 +297,7 @@ impl Diff {
         }
 
         let path = dir.join("summary.csv");
-        let mut w = csv::Writer::from_path(&path).map_err(|e| csv_fail(&path, e))?;
+        let mut w = crate::output::csv_writer(&path).map_err(|e| csv_fail(&path, e))?;
         w.write_record(["cohort", "pcn_code", "entered", "left"])
             .map_err(|e| csv_fail(&path, e))?;
         for ((cohort, pcn), (e, l)) in self.counts() {
@@ -307,7 +307,7 @@ impl Diff {
         w.flush().map_err(|e| Error::io(&path, "cannot write", e))?;
 
         let path = dir.join("transitions.csv");
-        let mut w = csv::Writer::from_path(&path).map_err(|e| csv_fail(&path, e))?;
+        let mut w = crate::output::csv_writer(&path).map_err(|e| csv_fail(&path, e))?;
         w.write_record(["feature", "from", "to", "persons"])
             .map_err(|e| csv_fail(&path, e))?;
         for (feature, matrix) in &self.transitions {

@@ -71,15 +71,7 @@ pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
     if counts.cohorts.iter().any(|c| c.by_pcn.len() < pcns.len()) {
         let _ = writeln!(s, "-: the cohort is not delivered to that PCN.");
     }
-    let rejected: u64 = manifest
-        .rejected
-        .values()
-        .flat_map(|r| {
-            r.iter()
-                .filter(|(k, _)| **k != "after_as_of")
-                .map(|(_, v)| *v)
-        })
-        .sum();
+    let rejected = manifest.skipped_rows();
     if rejected > 0 {
         let _ = writeln!(
             s,

@@ -228,10 +228,13 @@ fn every_pcn_folder_holds_only_that_pcns_people() {
         .zip(pcns.iter().map(String::as_str))
         .collect();
     let mut checked = 0;
+    let mut checked_in_workbooks = 0;
     for folder in [r.first.join("pcn"), r.diff.join("pcn")] {
         for pcn in std::fs::read_dir(folder).unwrap() {
             let pcn = pcn.unwrap();
             let code = pcn.file_name().to_string_lossy().into_owned();
+            // cohort -> the ids its CSV lists, in order.
+            let mut lists: std::collections::BTreeMap<String, Vec<String>> = Default::default();
             for file in std::fs::read_dir(pcn.path()).unwrap() {
                 let path = file.unwrap().path();
                 if path.extension().is_some_and(|e| e == "csv") {
@@ -242,16 +245,58 @@ fn every_pcn_folder_holds_only_that_pcns_people() {
                         .iter()
                         .position(|h| h == "person_id")
                         .unwrap();
+                    let ids = lists
+                        .entry(path.file_stem().unwrap().to_string_lossy().into_owned())
+                        .or_default();
                     for record in reader.records() {
                         let id = record.unwrap()[column].to_string();
                         assert_eq!(pcn_of[id.as_str()], code, "{} lists {id}", path.display());
+                        ids.push(id);
                         checked += 1;
                     }
                 }
             }
+            let workbook = pcn.path().join(format!("{code}.xlsx"));
+            if !workbook.exists() {
+                continue; // a diff's folder holds changes.csv only
+            }
+            // Each sheet lists exactly its CSV's people, ids as exact text
+            // (64-bit pseudonyms do not survive a trip through a float).
+            use calamine::Reader;
+            let mut book: calamine::Xlsx<_> = calamine::open_workbook(&workbook).unwrap();
+            for sheet in book.sheet_names().into_iter().filter(|s| s != "Cover") {
+                let range = book.worksheet_range(&sheet).unwrap();
+                let mut rows = range.rows();
+                let header: Vec<String> =
+                    rows.next().unwrap().iter().map(|c| c.to_string()).collect();
+                let column = header.iter().position(|h| h == "person_id").unwrap();
+                let ids: Vec<String> = rows
+                    .map(|r| match &r[column] {
+                        calamine::Data::String(s) => s.clone(),
+                        other => panic!("{sheet} of {code}.xlsx: id {other:?} is not text"),
+                    })
+                    .collect();
+                for id in &ids {
+                    assert_eq!(
+                        pcn_of[id.as_str()],
+                        code,
+                        "{sheet} of {code}.xlsx lists {id}"
+                    );
+                }
+                assert_eq!(
+                    Some(&ids),
+                    lists.get(&sheet),
+                    "{sheet} of {code}.xlsx vs its CSV"
+                );
+                checked_in_workbooks += ids.len();
+            }
         }
     }
     assert!(checked > 100, "only {checked} rows checked");
+    assert!(
+        checked_in_workbooks > 100,
+        "only {checked_in_workbooks} workbook rows checked"
+    );
 }
 
 #[test]

@@ -193,6 +193,9 @@ fn pcn_lists_hold_only_their_own_members_in_rank_order() {
     let read =
         |pcn: &str| std::fs::read_to_string(out.join("pcn").join(pcn).join("hiu.csv")).unwrap();
     let p1 = read("P1");
+    // RFC 4180: every record ends with CRLF.
+    assert_eq!(p1.matches("\r\n").count(), p1.matches('\n').count());
+    assert!(p1.ends_with("\r\n"));
     let lines: Vec<&str> = p1.lines().collect();
     assert_eq!(
         lines[0],
@@ -499,7 +502,15 @@ fn each_pcn_gets_a_workbook_with_a_cover_sheet_and_its_own_lists() {
             .any(|t| t.contains("High intensity users of A&E (hiu, version")),
         "{text:?}"
     );
-    assert!(text.iter().any(|t| t.contains("Rule: age >= hiu_age_floor and ae_attendances_12m >= hiu_threshold (with hiu_age_floor = 18, hiu_threshold = 5)")), "{text:?}");
+    // The definition is worded from the condition itself, with the
+    // parameters' values.
+    assert!(
+        text.iter().any(|t| t.ends_with(
+            "On the list: age at least 18 and A&E attendances in 12 months at least 5, \
+             alive on the as-of date."
+        )),
+        "{text:?}"
+    );
     // P1 has 2 HIU members: a suppressed count on the cover sheet.
     let row = cover
         .rows()
@@ -515,8 +526,9 @@ fn each_pcn_gets_a_workbook_with_a_cover_sheet_and_its_own_lists() {
     assert_eq!(rows.len(), 3, "header and P1's two members, nobody else's");
     assert_eq!(rows[0][0].to_string(), "rank");
     assert_eq!(rows[0].last().unwrap().to_string(), "reason");
-    assert_eq!(rows[1][1], Data::Float(106.0), "ids are numbers");
-    assert_eq!(rows[2][1], Data::Float(101.0));
+    assert_eq!(rows[1][1], Data::String("106".into()), "ids are exact text");
+    assert_eq!(rows[2][1], Data::String("101".into()));
+    assert_eq!(rows[1][3], Data::Float(74.0), "ages are numbers");
     // The last attendance is an Excel date, not text.
     match &rows[1][7] {
         // Excel counts days from 1899-12-30: 2025-03-01 is 45717.

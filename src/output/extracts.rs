@@ -262,7 +262,7 @@ fn write_list(
         .map_err(|e| Error::Internal(format!("formatting {}: {e}", path.display())))?;
 
     let fail = |e: csv::Error| Error::io(path, "cannot write", std::io::Error::other(e));
-    let mut writer = csv::Writer::from_path(path).map_err(fail)?;
+    let mut writer = super::csv_writer(path).map_err(fail)?;
     writer
         .write_record(columns.iter().map(|(n, _)| *n).chain(["reason"]))
         .map_err(fail)?;

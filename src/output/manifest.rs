@@ -154,6 +154,20 @@ impl Manifest {
         }
     }
 
+    /// Input rows skipped for a problem in the data: every reason but
+    /// events after the as-of date, which are not yet known rather than
+    /// wrong. These are what `OUT/rejects/` lists and `--strict` refuses.
+    pub fn skipped_rows(&self) -> u64 {
+        self.rejected
+            .values()
+            .flat_map(|r| {
+                r.iter()
+                    .filter(|(k, _)| **k != "after_as_of")
+                    .map(|(_, n)| n)
+            })
+            .sum()
+    }
+
     /// `summary.json` (and `strata run --json`): what a scheduler or a
     /// dashboard needs, with every count of people suppressed.
     pub fn summary_json(&self, out: &Path) -> String {
@@ -163,6 +177,8 @@ impl Manifest {
             "pcn_lists": out.join("pcn").display().to_string(),
             "manifest": out.join("manifest.json").display().to_string(),
             "summary": out.join("summary.json").display().to_string(),
+            "report": out.join("report.html").display().to_string(),
+            "rejects": (self.skipped_rows() > 0).then(|| out.join("rejects").display().to_string()),
         });
         let summary = serde_json::json!({
             "strata_version": self.strata_version,

@@ -61,6 +61,15 @@ pub fn write(results: &Results, out: &Path, info: &RunInfo) -> Result<manifest::
     Ok(manifest)
 }
 
+/// A CSV file as RFC 4180 has it (UTF-8, CRLF line ends, fields quoted
+/// where needed), for every CSV strata writes: the systems that import
+/// lists expect the standard, and Excel reads it too.
+pub fn csv_writer(path: &Path) -> csv::Result<csv::Writer<std::fs::File>> {
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_path(path)
+}
+
 /// `OUT/rejects/<source>.csv`: the rows each source skipped (up to
 /// [`crate::engine::scan::REJECTS_KEPT`] per source, in file order), with
 /// the reason and where each is, so the extract can be fixed. Written only
@@ -76,7 +85,7 @@ fn write_rejects(results: &Results, dir: &Path) -> Result<()> {
         let fail = |e: csv::Error| {
             crate::error::Error::io(&path, "cannot write", std::io::Error::other(e))
         };
-        let mut w = csv::Writer::from_path(&path).map_err(fail)?;
+        let mut w = csv_writer(&path).map_err(fail)?;
         w.write_record(["reason", "file", "row_group", "row", "person_id", "date"])
             .map_err(fail)?;
         for r in rows {

@@ -4,7 +4,8 @@
 //! versions, and for each cohort its definition and how many are on it,
 //! suppressed), then one sheet per cohort delivered to the PCN, holding the
 //! same columns as its CSV list: ranked, the header frozen and filtered,
-//! dates as Excel dates, numbers as numbers.
+//! columns as wide as their values, dates as Excel dates, numbers as
+//! numbers, identifiers as text (exactly as in the CSV).
 
 use std::path::Path;
 
@@ -127,16 +128,33 @@ fn list(
     date: &Format,
 ) -> std::result::Result<(), XlsxError> {
     let reason_col = sheet.columns.len() as u16;
-    for (c, (name, _)) in sheet.columns.iter().enumerate() {
+    let options = arrow_cast::display::FormatOptions::default();
+    for (c, (name, array)) in sheet.columns.iter().enumerate() {
         ws.write_string_with_format(0, c as u16, *name, bold)?;
-        ws.set_column_width(c as u16, (name.len() as f64 + 2.0).clamp(8.0, 30.0))?;
+        // Wide enough for the header and the longest of the first values.
+        let widest =
+            arrow_cast::display::ArrayFormatter::try_new(array.as_ref(), &options).map_or(0, |f| {
+                sheet
+                    .members
+                    .iter()
+                    .take(WIDTH_SAMPLE)
+                    .map(|&m| f.value(m as usize).to_string().chars().count())
+                    .max()
+                    .unwrap_or(0)
+            });
+        let width = name.len().max(widest) as f64 + 2.0;
+        ws.set_column_width(c as u16, width.clamp(8.0, 60.0))?;
     }
     ws.write_string_with_format(0, reason_col, "reason", bold)?;
     ws.set_column_width(reason_col, 80)?;
     for (i, &m) in sheet.members.iter().enumerate() {
         let r = i as u32 + 1;
-        for (c, (_, array)) in sheet.columns.iter().enumerate() {
-            cell(ws, r, c as u16, array, m as usize, date)?;
+        for (c, (name, array)) in sheet.columns.iter().enumerate() {
+            if IDENTIFIERS.contains(name) {
+                text_cell(ws, r, c as u16, array, m as usize)?;
+            } else {
+                cell(ws, r, c as u16, array, m as usize, date)?;
+            }
         }
         ws.write_string(r, reason_col, &sheet.reasons[i])?;
     }
@@ -145,8 +163,40 @@ fn list(
     Ok(())
 }
 
-/// One value, as its Excel type: numbers as numbers, dates as dates,
-/// true/false as Excel's, text as text; nothing for null.
+/// Rows whose values set a column's width (the top of the list, which is
+/// what a reader sees first).
+const WIDTH_SAMPLE: usize = 1000;
+
+/// Columns that identify rather than measure: always text, so Excel never
+/// shows a pseudonymised id as `3.25667E+18` or rounds it to 15 digits
+/// (a 64-bit id has up to 19), and a re-identification lookup matches.
+const IDENTIFIERS: [&str; 2] = ["person_id", "practice_code"];
+
+/// Excel keeps 15 significant digits: integers beyond this are written as
+/// text so that no digit is lost.
+const EXACT_IN_EXCEL: i64 = 999_999_999_999_999;
+
+/// One value as text, exactly as the CSV list has it; nothing for null.
+fn text_cell(
+    ws: &mut Worksheet,
+    r: u32,
+    c: u16,
+    array: &ArrayRef,
+    row: usize,
+) -> std::result::Result<(), XlsxError> {
+    if array.is_null(row) {
+        return Ok(());
+    }
+    let options = arrow_cast::display::FormatOptions::default();
+    if let Ok(f) = arrow_cast::display::ArrayFormatter::try_new(array.as_ref(), &options) {
+        ws.write_string(r, c, f.value(row).to_string())?;
+    }
+    Ok(())
+}
+
+/// One value, as its Excel type: numbers as numbers (integers too long for
+/// Excel's precision as text), dates as dates, true/false as Excel's, text
+/// as text; nothing for null.
 fn cell(
     ws: &mut Worksheet,
     r: u32,
@@ -160,7 +210,12 @@ fn cell(
     }
     match array.data_type() {
         DataType::Int64 => {
-            ws.write_number(r, c, array.as_primitive::<Int64Type>().value(row) as f64)?;
+            let v = array.as_primitive::<Int64Type>().value(row);
+            if v.unsigned_abs() > EXACT_IN_EXCEL as u64 {
+                ws.write_string(r, c, v.to_string())?;
+            } else {
+                ws.write_number(r, c, v as f64)?;
+            }
         }
         DataType::Int32 => {
             ws.write_number(

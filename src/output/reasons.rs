@@ -5,13 +5,14 @@
 //! (threshold >= 5)").
 //!
 //! The same words serve the CSV lists and the workbooks, so the two can
-//! never disagree; `definition` words a cohort's rule for cover sheets.
+//! never disagree; `definition` words a cohort's rule for cover sheets
+//! from the condition itself, so the words cannot drift from the rule.
 
 use arrow_array::{Array, ArrayRef};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 
 use crate::engine::Results;
-use crate::rules::expr::{BinaryOp, Expr, ExprKind, Literal};
+use crate::rules::expr::{BinaryOp, Expr, ExprKind, Literal, UnaryOp};
 use crate::rules::{Cohort, Model};
 
 /// How one cohort's reasons are worded.
@@ -154,18 +155,228 @@ fn walk(e: &Expr, f: &mut impl FnMut(&Expr)) {
     }
 }
 
-/// A cohort's rule in words for a cover sheet: its description, then the
-/// condition as written with the parameters' values.
+/// A cohort's rule in words for a cover sheet: its description, then its
+/// condition in words (features by their labels, parameters by their
+/// values), as the rule file has it.
 pub fn definition(model: &Model, cohort: &Cohort) -> String {
-    let params = model.params_named_in([cohort.condition.text.as_str()]);
-    let mut text = format!(
-        "{} Rule: {}",
-        cohort.description,
-        cohort.condition.text.trim()
-    );
-    if !params.is_empty() {
-        text.push_str(&format!(" (with {})", params.join(", ")));
+    let description = cohort.description.trim();
+    let rule = words(model, &cohort.condition.expr, Context::Top);
+    let mut text = String::new();
+    if !description.is_empty() {
+        text.push_str(description);
+        text.push(' ');
     }
-    text.push_str(", and alive on the as-of date.");
+    text.push_str(&format!("On the list: {rule}, alive on the as-of date."));
     text
+}
+
+/// Where an expression sits, for when its words need parentheses.
+#[derive(Clone, Copy, PartialEq)]
+enum Context {
+    Top,
+    /// An operand of `and`.
+    And,
+    /// An operand of `or`.
+    Or,
+    /// An operand of a comparison.
+    Operand,
+    /// An operand of `+ - * /`.
+    Arithmetic,
+}
+
+/// An expression in words: `ae_attendances_12m >= hiu_threshold` reads
+/// "A&E attendances in 12 months at least 5".
+fn words(model: &Model, e: &Expr, at: Context) -> String {
+    let w = |x: &Expr, c: Context| words(model, x, c);
+    match &e.kind {
+        ExprKind::Literal(Literal::Str(s)) => s.clone(),
+        ExprKind::Literal(Literal::Date(d)) => d.to_string(),
+        ExprKind::Literal(Literal::Null) => "unknown".to_string(),
+        ExprKind::Literal(l) => l.to_string(),
+        ExprKind::Name(name) => name_words(model, name),
+        ExprKind::Unary(UnaryOp::Not, x) => format!("not ({})", w(x, Context::Top)),
+        ExprKind::Unary(UnaryOp::Neg, x) => format!("-{}", w(x, Context::Arithmetic)),
+        ExprKind::Binary(op @ (BinaryOp::And | BinaryOp::Or), a, b) => {
+            let inner = if *op == BinaryOp::And {
+                Context::And
+            } else {
+                Context::Or
+            };
+            let text = format!("{} {} {}", w(a, inner), op.symbol(), w(b, inner));
+            // `a or b` inside an `and` keeps its grouping; so does an `and`
+            // inside an `or`, for readers unsure of precedence.
+            if at == Context::Top || at == inner {
+                text
+            } else {
+                format!("({text})")
+            }
+        }
+        ExprKind::Binary(
+            op @ (BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul | BinaryOp::Div),
+            a,
+            b,
+        ) => {
+            let text = format!(
+                "{} {} {}",
+                w(a, Context::Arithmetic),
+                op.symbol(),
+                w(b, Context::Arithmetic)
+            );
+            if at == Context::Arithmetic {
+                format!("({text})")
+            } else {
+                text
+            }
+        }
+        ExprKind::Binary(op, a, b) => {
+            let phrase = match op {
+                BinaryOp::Eq => "is",
+                BinaryOp::NotEq => "is not",
+                BinaryOp::Lt => "below",
+                BinaryOp::LtEq => "at most",
+                BinaryOp::Gt => "above",
+                _ => "at least",
+            };
+            let text = format!(
+                "{} {phrase} {}",
+                w(a, Context::Operand),
+                w(b, Context::Operand)
+            );
+            if matches!(at, Context::Operand | Context::Arithmetic) {
+                format!("({text})")
+            } else {
+                text
+            }
+        }
+        ExprKind::IsNull { expr, negated } => format!(
+            "{} {}",
+            w(expr, Context::Operand),
+            if *negated { "is known" } else { "is unknown" }
+        ),
+        ExprKind::InList {
+            expr,
+            list,
+            negated,
+        } => {
+            let items: Vec<String> = list.iter().map(|x| w(x, Context::Operand)).collect();
+            let joined = match items.split_last() {
+                Some((last, rest)) if !rest.is_empty() => {
+                    format!(
+                        "{} {} {last}",
+                        rest.join(", "),
+                        if *negated { "nor" } else { "or" }
+                    )
+                }
+                _ => items.join(""),
+            };
+            let verb = match (negated, list.len() > 1) {
+                (false, _) => "is",
+                (true, true) => "is neither",
+                (true, false) => "is not",
+            };
+            format!("{} {verb} {joined}", w(expr, Context::Operand))
+        }
+        ExprKind::Between {
+            expr,
+            low,
+            high,
+            negated,
+        } => format!(
+            "{} {}between {} and {}",
+            w(expr, Context::Operand),
+            if *negated { "not " } else { "" },
+            w(low, Context::Operand),
+            w(high, Context::Operand)
+        ),
+        ExprKind::Case { whens, otherwise } => {
+            let mut parts: Vec<String> = whens
+                .iter()
+                .map(|(c, v)| format!("{} where {}", w(v, Context::Operand), w(c, Context::Top)))
+                .collect();
+            if let Some(o) = otherwise {
+                parts.push(format!("otherwise {}", w(o, Context::Operand)));
+            }
+            format!("({})", parts.join("; "))
+        }
+        ExprKind::Call { function, args } => {
+            let args: Vec<String> = args.iter().map(|x| w(x, Context::Top)).collect();
+            format!("{function}({})", args.join(", "))
+        }
+    }
+}
+
+/// A name in words: a parameter by its value, a feature by its label (or
+/// description), anything else as written with spaces.
+fn name_words(model: &Model, name: &str) -> String {
+    if let Some(value) = model.param(name) {
+        return match value {
+            Literal::Str(s) => s.clone(),
+            other => other.to_string(),
+        };
+    }
+    if let Some(i) = model.feature_index(name) {
+        let f = &model.features[i];
+        if let Some(label) = &f.label {
+            return label.clone();
+        }
+        if !f.description.is_empty() {
+            return f.description.clone();
+        }
+    }
+    name.replace('_', " ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model() -> Model {
+        let text = r#"
+[model]
+name = "t"
+title = "T"
+source = "test"
+
+[params]
+threshold = 5
+
+[sources.ae]
+table = "ae_attendances"
+date = "arrival_date"
+
+[features.ae_12m]
+label = "A&E attendances in 12 months"
+source = "ae"
+aggregate = "count"
+window = "365 days"
+
+[features.band]
+description = "A band"
+score = "ae_12m"
+bands = "low < 3 <= high"
+
+[features.flag]
+expr = "ae_12m > 0"
+
+[cohorts.c]
+title = "C"
+description = "Some people."
+when = "age >= 18 and (ae_12m >= threshold or band in ('high', 'top')) and not flag and ae_12m / 2 > 1"
+"#;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, text).unwrap();
+        crate::rules::load(&path).unwrap()
+    }
+
+    #[test]
+    fn a_condition_reads_in_words_with_labels_and_parameter_values() {
+        let m = model();
+        assert_eq!(
+            definition(&m, &m.cohorts[0]),
+            "Some people. On the list: age at least 18 and (A&E attendances in 12 months \
+             at least 5 or A band is high or top) and not (flag) and A&E attendances in \
+             12 months / 2 above 1, alive on the as-of date."
+        );
+    }
 }
