@@ -2,8 +2,9 @@
 from the input Parquet and compares it, person by person, with strata's
 OUT/patients.parquet.
 
-Usage: python3 benches/check_hiu.py DATA_DIR STRATA_OUT AS_OF
-(needs `pip install duckdb`). Exits non-zero on any difference.
+Usage: python3 benches/check_hiu.py DATA_DIR STRATA_OUT AS_OF [AGE_FLOOR]
+(needs `pip install duckdb`; AGE_FLOOR as the run's `hiu_age_floor`, 0 by
+default as in models/hiu.toml). Exits non-zero on any difference.
 """
 
 import sys
@@ -11,6 +12,7 @@ import sys
 import duckdb
 
 data, out, as_of = sys.argv[1], sys.argv[2], sys.argv[3]
+age_floor = int(sys.argv[4]) if len(sys.argv) > 4 else 0
 
 
 def table(name):
@@ -36,7 +38,7 @@ expected = con.sql(
     join ae using (person_id)
     where ae.n >= 5
       and date_diff('year', p.birth_date, date '{as_of}')
-          - (case when strftime(date '{as_of}', '%m%d') < strftime(p.birth_date, '%m%d') then 1 else 0 end) >= 18
+          - (case when strftime(date '{as_of}', '%m%d') < strftime(p.birth_date, '%m%d') then 1 else 0 end) >= {age_floor}
       and (p.date_of_death is null or p.date_of_death > date '{as_of}')
     order by 1
     """

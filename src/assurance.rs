@@ -89,10 +89,15 @@ struct Column {
     fallback: DataType,
 }
 
+/// What tests that run together share: the as-of date and the parameters
+/// set, as (name, value) pairs.
+type RunKey = (NaiveDate, Vec<(String, String)>);
+
 /// Runs every test of `model`; `Err` only when the tests themselves are
 /// malformed or cannot run.
 pub fn run(model: &Model) -> Result<Vec<Outcome>> {
-    let mut by_date: BTreeMap<NaiveDate, Vec<usize>> = BTreeMap::new();
+    // Tests run together when they share an as-of date and parameters.
+    let mut by_run: BTreeMap<RunKey, Vec<usize>> = BTreeMap::new();
     for (i, (start, test)) in model.tests.iter().enumerate() {
         let as_of = test.get_ref().as_of.get_ref();
         let date = match Value::from_toml(as_of) {
@@ -104,14 +109,46 @@ pub fn run(model: &Model) -> Result<Vec<Outcome>> {
                 ));
             }
         };
-        by_date.entry(date).or_default().push(i);
+        let set = test
+            .get_ref()
+            .set
+            .iter()
+            .map(|(name, v)| {
+                let text = match v.get_ref() {
+                    toml::Value::String(s) => s.clone(),
+                    toml::Value::Table(_) | toml::Value::Array(_) => {
+                        return Err(model.error_at(
+                            start + v.span().start,
+                            format!("`set.{name}`: write a number, text, true/false or a date"),
+                        ));
+                    }
+                    other => other.to_string(),
+                };
+                Ok((name.clone(), text))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        by_run.entry((date, set)).or_default().push(i);
     }
     // Every test person, with every event, in one set of tables: column
     // types come from all tests, so tests that share a date cannot change
     // each other's types. Person ids are the test numbers, from 1.
     let tables = build_tables(model)?;
     let mut outcomes: Vec<Option<Outcome>> = model.tests.iter().map(|_| None).collect();
-    for (as_of, tests) in by_date {
+    for ((as_of, set), tests) in by_run {
+        // A test with parameters runs on the model read again with them, as
+        // `strata run --set` would read it.
+        let reloaded = if set.is_empty() {
+            None
+        } else {
+            let (start, test) = &model.tests[tests[0]];
+            let at = start + test.span().start;
+            Some(
+                crate::rules::load_all(std::slice::from_ref(&model.path), &set).map_err(|e| {
+                    model.error_at(at, format!("test `{}`: {e}", test.get_ref().name))
+                })?,
+            )
+        };
+        let model = reloaded.as_ref().unwrap_or(model);
         let dir = tempfile::tempdir().map_err(|e| {
             Error::io(
                 &std::env::temp_dir(),

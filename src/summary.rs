@@ -71,6 +71,13 @@ pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
     if counts.cohorts.iter().any(|c| c.by_pcn.len() < pcns.len()) {
         let _ = writeln!(s, "-: the cohort is not delivered to that PCN.");
     }
+    for a in &manifest.absent_optional_tables {
+        let _ = writeln!(
+            s,
+            "Optional table `{}` is absent: the features of source `{}` are unknown (null) in this run.",
+            a.table, a.source
+        );
+    }
     let rejected = manifest.skipped_rows();
     if rejected > 0 {
         let _ = writeln!(

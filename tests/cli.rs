@@ -369,8 +369,8 @@ fn check_warns_about_unused_declarations() {
     let tmp = tempfile::tempdir().unwrap();
     let rules = hiu_with(
         tmp.path(),
-        "hiu_age_floor = 18",
-        "hiu_age_floor = 18\nspare = 3",
+        "hiu_threshold = 5\n",
+        "hiu_threshold = 5\nspare = 3\n",
     );
     let o = strata(&["check", rules.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));

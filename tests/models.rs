@@ -126,3 +126,108 @@ expect = { resident = false, n = 1 }
         stderr(&o)
     );
 }
+
+/// Issue-level check of the default model on the bundled data: its main
+/// cohorts have members and every person has exactly one segment.
+#[test]
+fn the_default_model_on_the_sample_data_fills_its_cohorts_and_segments_everyone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = run_quietly(
+        &repo_path("models/core.toml"),
+        &repo_path("sample-data"),
+        &out,
+        &[],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p = read_parquet(&out.join("patients.parquet"));
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    let alive = p.column_by_name("alive").unwrap().as_boolean().clone();
+    for cohort in ["hiu", "frailty", "last_years_of_life"] {
+        let flags = p.column_by_name(cohort).unwrap().as_boolean();
+        let members = (0..p.num_rows())
+            .filter(|&i| flags.value(i) && alive.value(i))
+            .count();
+        assert!(members > 20, "{cohort}: {members} members");
+    }
+    let segment = p.column_by_name("segment").unwrap();
+    assert_eq!(segment.null_count(), 0, "everyone has a segment");
+    let segments = strata::output::previous::ids_as_text(segment.as_ref());
+    let distinct: std::collections::BTreeSet<&str> = segments.iter().map(String::as_str).collect();
+    assert!(distinct.len() >= 6, "{distinct:?}");
+}
+
+/// The medications table is optional (as the data contract says): without
+/// it the eFI is scored on its coded deficits, polypharmacy is unknown, and
+/// the run says the table was absent.
+#[test]
+fn the_core_model_runs_without_a_medications_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    for entry in std::fs::read_dir(repo_path("sample-data")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap() != "medications.parquet" {
+            std::fs::copy(&path, data.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let (with, without) = (tmp.path().join("with"), tmp.path().join("without"));
+    let core = repo_path("models/core.toml");
+    let o = run_quietly(&core, &repo_path("sample-data"), &with, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = strata(&[
+        "run",
+        "--rules",
+        core.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        without.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("Optional table `medications` is absent"),
+        "{}",
+        stdout(&o)
+    );
+    let m = manifest(&without);
+    assert_eq!(m["absent_optional_tables"][0]["table"], "medications");
+    assert!(
+        std::fs::read_to_string(without.join("report.html"))
+            .unwrap()
+            .contains("absent (optional)")
+    );
+
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    let (a, b) = (
+        read_parquet(&with.join("patients.parquet")),
+        read_parquet(&without.join("patients.parquet")),
+    );
+    let medicines = b.column_by_name("medicines_12m").unwrap();
+    assert_eq!(medicines.null_count(), b.num_rows(), "unknown, not zero");
+    let deficits = |p: &arrow_array::RecordBatch, name: &str| {
+        p.column_by_name(name)
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .clone()
+    };
+    let (coded_a, coded_b) = (
+        deficits(&a, "efi_coded_deficits"),
+        deficits(&b, "efi_coded_deficits"),
+    );
+    let (all_a, all_b) = (deficits(&a, "efi_deficits"), deficits(&b, "efi_deficits"));
+    let polypharmacy = a.column_by_name("polypharmacy").unwrap().as_boolean();
+    let mut lowered = 0;
+    for i in 0..a.num_rows() {
+        assert_eq!(coded_a.value(i), coded_b.value(i));
+        assert_eq!(all_b.value(i), coded_b.value(i), "no polypharmacy counted");
+        if polypharmacy.value(i) {
+            assert_eq!(all_a.value(i), all_b.value(i) + 1);
+            lowered += 1;
+        }
+    }
+    assert!(lowered > 100, "{lowered} persons had polypharmacy");
+}

@@ -84,8 +84,10 @@ fn fixture(dir: &Path, ae_parts: usize) {
     );
 }
 
+/// Runs the HIU model with an adult age floor (the fixture's persons 107
+/// and 108 sit on it), as an adult HIU service would.
 fn run(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
-    let mut args = vec!["--as-of", AS_OF];
+    let mut args = vec!["--as-of", AS_OF, "--set", "hiu_age_floor=18"];
     args.extend_from_slice(extra);
     let o = run_quietly(&repo_path("models/hiu.toml"), data, out, &args);
     assert!(o.status.success(), "strata failed: {}", stderr(&o));
@@ -566,26 +568,28 @@ fn diff_reports_the_exact_entrants_and_leavers_of_a_changed_threshold() {
         "{printed}"
     );
     // 101 (P1) and 108 (P2) had exactly 5; 106 had 6 and stays.
-    let changes = read_parquet(&diff.join("changes.parquet"));
-    let text = |name: &str| -> Vec<String> {
-        changes
-            .column_by_name(name)
-            .unwrap()
-            .as_string::<i32>()
-            .iter()
-            .map(|v| v.unwrap().to_string())
+    let ids_of = |diff: &Path| -> Vec<(String, String, String)> {
+        let changes = read_parquet(&diff.join("changes.parquet"));
+        let text = |name: &str| -> Vec<String> {
+            changes
+                .column_by_name(name)
+                .unwrap()
+                .as_string::<i32>()
+                .iter()
+                .map(|v| v.unwrap().to_string())
+                .collect()
+        };
+        text("cohort")
+            .into_iter()
+            .zip(text("pcn_code"))
+            .zip(text("person_id").into_iter().zip(text("change")))
+            .filter(|((c, _), _)| c == "hiu")
+            .map(|((_, p), (id, ch))| (p, id, ch))
             .collect()
     };
-    let hiu: Vec<(String, String, String)> = text("cohort")
-        .into_iter()
-        .zip(text("pcn_code"))
-        .zip(text("person_id").into_iter().zip(text("change")))
-        .filter(|((c, _), _)| c == "hiu")
-        .map(|((_, p), (id, ch))| (p, id, ch))
-        .collect();
     let expect = |p: &str, id: &str, ch: &str| (p.to_string(), id.to_string(), ch.to_string());
     assert_eq!(
-        hiu,
+        ids_of(&diff),
         vec![expect("P1", "101", "left"), expect("P2", "108", "left")]
     );
     // Each PCN's folder holds only its own people.
@@ -611,16 +615,19 @@ fn diff_reports_the_exact_entrants_and_leavers_of_a_changed_threshold() {
         summary.contains("hiu,P1,1,0") && summary.contains("hiu,P2,1,0"),
         "{summary}"
     );
+    assert_eq!(
+        ids_of(&diff),
+        vec![
+            expect("P1", "101", "entered"),
+            expect("P2", "108", "entered")
+        ]
+    );
 
     // Runs of different rule files are refused unless asked for.
     let other = tmp.path().join("other");
     let rules = tmp.path().join("hiu.toml");
     let text = std::fs::read_to_string(repo_path("models/hiu.toml")).unwrap();
-    std::fs::write(
-        &rules,
-        text.replace("version = \"1.0.0\"", "version = \"1.0.1\""),
-    )
-    .unwrap();
+    std::fs::write(&rules, format!("{text}\n# edited\n")).unwrap();
     let o = run_rules(&rules, &data, &other, AS_OF);
     assert!(o.status.success(), "{}", stderr(&o));
     let args = [

@@ -83,6 +83,13 @@ impl SourcePlan {
     }
 }
 
+/// An optional source whose table is not in the data folder.
+#[derive(Debug, Clone)]
+pub struct AbsentSource {
+    pub source: String,
+    pub table: String,
+}
+
 pub struct FeaturePlan {
     pub ty: Type,
     /// The feature's column among the person-level slots.
@@ -107,6 +114,8 @@ pub struct Plan<'m> {
     pub as_of_inferred: bool,
     pub population: Population,
     pub sources: Vec<SourcePlan>,
+    /// Optional sources whose tables the data folder does not have.
+    pub absent: Vec<AbsentSource>,
     /// Types of the person-level slots.
     pub slot_types: Vec<Type>,
     pub attributes: Vec<String>,
@@ -127,14 +136,26 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
     // Sources that some feature reads, with their aggregates.
     let mut sources: Vec<SourcePlan> = Vec::new();
     let mut source_of: Vec<Option<usize>> = vec![None; model.sources.len()];
+    let mut absent: Vec<AbsentSource> = Vec::new();
     for feature in &model.features {
         let FeatureKind::Aggregate { source, .. } = &feature.kind else {
             continue;
         };
-        if source_of[*source].is_none() {
-            let s = &model.sources[*source];
+        let s = &model.sources[*source];
+        if source_of[*source].is_none() && !absent.iter().any(|a| a.source == s.name) {
             let needed_by = format!("source `{}` of {}", s.name, model.path.display());
-            let table = Table::open(data, &s.table, &needed_by)?;
+            let table = match Table::find(data, &s.table)? {
+                Some(table) => table,
+                None if s.optional => {
+                    tracing::warn!(source = %s.name, table = %s.table, "optional table absent: its features are null");
+                    absent.push(AbsentSource {
+                        source: s.name.clone(),
+                        table: s.table.clone(),
+                    });
+                    continue;
+                }
+                None => Table::open(data, &s.table, &needed_by)?,
+            };
             let date_ty = table.column_type(&s.date, "the event date")?;
             if !table::is_date_type(date_ty) {
                 return Err(Error::data(&table.location, format!(
@@ -231,7 +252,13 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
             });
             continue;
         };
-        let sp = &mut sources[source_of[*source].expect("registered above")];
+        let Some(sp) = source_of[*source] else {
+            // An optional table that is absent: null for everyone.
+            let ty = aggregate::result_type(*aggregate, column.as_ref().map(|_| Type::Null));
+            features.push(FeaturePlan { ty, slot });
+            continue;
+        };
+        let sp = &mut sources[sp];
         let codelist = codelist.map(|c| {
             sp.codelists
                 .iter()
@@ -290,6 +317,7 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
         as_of_inferred,
         population,
         sources,
+        absent,
         slot_types,
         attributes,
         features,

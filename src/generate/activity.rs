@@ -66,18 +66,18 @@ pub(crate) struct Events {
 /// A&E attendances per person-year by age, before deprivation, morbidity
 /// and the person's own propensity (net of those that lead to admission).
 const AE_BY_AGE: &[(f64, f64)] = &[
-    (0.0, 0.452),
-    (4.0, 0.296),
-    (8.0, 0.183),
-    (14.0, 0.244),
-    (18.0, 0.348),
-    (25.0, 0.322),
-    (35.0, 0.244),
-    (50.0, 0.2),
-    (65.0, 0.183),
-    (75.0, 0.2),
-    (85.0, 0.27),
-    (95.0, 0.322),
+    (0.0, 0.35),
+    (4.0, 0.21),
+    (8.0, 0.135),
+    (14.0, 0.19),
+    (18.0, 0.315),
+    (25.0, 0.295),
+    (35.0, 0.225),
+    (50.0, 0.18),
+    (65.0, 0.167),
+    (75.0, 0.182),
+    (85.0, 0.25),
+    (95.0, 0.3),
 ];
 
 /// Emergency admissions per person-year by age.

@@ -31,6 +31,9 @@ pub struct Manifest {
     pub data: String,
     pub threads: usize,
     pub inputs: Vec<Input>,
+    /// Optional tables the data folder lacks: their sources' features are
+    /// null in this run.
+    pub absent_optional_tables: Vec<AbsentTable>,
     /// PCN code -> name, from the optional `pcns` table.
     pub pcn_names: BTreeMap<String, String>,
     /// table or source -> reason -> rows (rows, not people: exact)
@@ -65,6 +68,12 @@ pub struct RuleFileInfo {
 pub struct Input {
     pub table: String,
     pub files: Vec<InputFile>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AbsentTable {
+    pub table: String,
+    pub source: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -142,6 +151,14 @@ impl Manifest {
             data: info.data.display().to_string(),
             threads: info.threads,
             inputs,
+            absent_optional_tables: plan
+                .absent
+                .iter()
+                .map(|a| AbsentTable {
+                    table: a.table.clone(),
+                    source: a.source.clone(),
+                })
+                .collect(),
             pcn_names: info.pcn_names.clone(),
             rejected,
             counts: exact.shown(info.suppression),
@@ -187,6 +204,7 @@ impl Manifest {
             "as_of_inferred": self.as_of_inferred,
             "counts": self.counts,
             "rejected_rows": self.rejected,
+            "absent_optional_tables": self.absent_optional_tables,
             "timings_seconds": self.timings_seconds,
             "outputs": outputs,
         });

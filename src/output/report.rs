@@ -491,6 +491,15 @@ fn run_facts(manifest: &Manifest) -> String {
             format!("{rows} rows in {} file(s)", input.files.len()),
         );
     }
+    for a in &manifest.absent_optional_tables {
+        row(
+            &format!("input {}", a.table),
+            format!(
+                "absent (optional): the features of source `{}` are unknown",
+                a.source
+            ),
+        );
+    }
     for (table, reasons) in &manifest.rejected {
         for (reason, n) in reasons {
             if *n > 0 {

@@ -80,6 +80,8 @@ pub struct Source {
     pub missing_dates: Vec<crate::dates::Day>,
     /// Word columns made from code columns.
     pub mapped: Vec<MappedColumn>,
+    /// May the table be absent (its features then null)?
+    pub optional: bool,
 }
 
 /// A column of words a rule can use (`admission_method`), made from a

@@ -209,6 +209,7 @@ pub(super) fn load_one(
                 .unwrap_or_default(),
             missing_dates,
             mapped,
+            optional: decl.optional,
         });
     }
 

@@ -81,6 +81,11 @@ pub struct TestCase {
     #[serde(default)]
     #[schemars(with = "IndexMap<String, Vec<TestRowSchema>>")]
     pub events: IndexMap<String, Spanned<Vec<TestRow>>>,
+    /// Parameter name -> the value this test runs with (as `--set` would
+    /// set it), for testing a model's variants.
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, serde_json::Value>")]
+    pub set: IndexMap<String, Spanned<toml::Value>>,
     /// Feature or cohort name -> expected value (`"null"` for no value).
     #[schemars(with = "IndexMap<String, serde_json::Value>")]
     pub expect: IndexMap<String, Spanned<toml::Value>>,
@@ -152,6 +157,11 @@ pub struct Source {
     #[serde(default)]
     #[schemars(with = "IndexMap<String, MappedColumn>")]
     pub columns: IndexMap<String, Spanned<MappedColumn>>,
+    /// A table an extract may lack (e.g. medications): when it is absent,
+    /// the run goes on, the source's features are null (unknown, not zero)
+    /// and the manifest and report say which table was missing.
+    #[serde(default)]
+    pub optional: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
