@@ -1,43 +1,81 @@
 #!/usr/bin/env bash
-# Renders OUT/report.html in headless Chromium, checks that every chart came
-# out, and saves a screenshot for people to look at (docs/report.png).
+# Renders OUT/report.html in headless Chromium and checks that it renders:
+# no console errors, every section present, and every chart laid out on the
+# page with something drawn in it; then saves a screenshot for people to
+# look at.
 #
-# Usage: tests/report/render.sh [OUT]   (default: runs the default model on
-# sample-data into a temporary folder). Installs Debian's chromium package
-# with apt-get when it is missing and this runs as root.
+# Usage: tests/report/render.sh [OUT]
+#   OUT: a run's output folder (default: runs the default model on
+#   sample-data into a temporary folder, with the debug build).
+#   SCREENSHOT=PATH: where the screenshot goes (default docs/report.png).
+# Installs Debian's chromium package with apt-get when it is missing and
+# this runs as root. CI (.ci/run) runs it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 if ! command -v chromium >/dev/null; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-        apt-get install -y chromium >/dev/null
+        apt-get update -qq >/dev/null
+        apt-get install -y -qq chromium >/dev/null
     else
         echo "chromium is not installed: apt-get install chromium (as root)" >&2
         exit 2
     fi
 fi
 
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
 out="${1:-}"
 if [ -z "$out" ]; then
-    out="$(mktemp -d)/out"
-    cargo run --quiet --release -- run --out "$out" --quiet
+    out="$work/out"
+    cargo run --quiet -- run --out "$out" --quiet
 fi
 report="$out/report.html"
-chrome=(chromium --headless --no-sandbox --disable-gpu --hide-scrollbars)
+screenshot="${SCREENSHOT:-$PWD/docs/report.png}"
+# No network, no first-run or background work, a profile of its own.
+chrome=(chromium --headless --no-sandbox --disable-gpu --hide-scrollbars --disable-quic
+    --no-first-run --disable-background-networking --disable-component-update
+    --disable-sync "--user-data-dir=$work/profile")
 
-# The DOM after rendering: every SVG the file holds must be there, closed.
-dom="$("${chrome[@]}" --dump-dom "file://$(realpath "$report")" 2>/dev/null)"
-want=$(grep -o '<svg' "$report" | wc -l)
-got=$(grep -o '<svg' <<<"$dom" | wc -l)
-closed=$(grep -o '</svg>' <<<"$dom" | wc -l)
-if [ "$want" -eq 0 ] || [ "$got" -ne "$want" ] || [ "$closed" -ne "$want" ]; then
-    echo "report.html: $want charts in the file, $got rendered, $closed closed" >&2
+# The report has no scripts of its own; a copy with probe.js appended
+# measures each chart as laid out.
+probe="$work/probe.html"
+python3 - "$report" tests/report/probe.js "$probe" <<'PY'
+import sys
+report, script, probe = sys.argv[1:4]
+html = open(report, encoding="utf-8").read()
+js = open(script, encoding="utf-8").read()
+open(probe, "w", encoding="utf-8").write(
+    html.replace("</body>", f'<pre id="probe"></pre><script>{js}</script></body>', 1)
+)
+PY
+grep -q 'id="probe"' "$probe" || { echo "report.html has no </body>" >&2; exit 1; }
+
+"${chrome[@]}" --enable-logging=stderr --v=0 --dump-dom "file://$probe" >"$work/dom.html" 2>"$work/chromium.log"
+if grep -E 'CONSOLE|Uncaught' "$work/chromium.log" >&2; then
+    echo "report.html: console errors while rendering (above)" >&2
     exit 1
 fi
 for section in "Cohort sizes by PCN" "Age and sex" "Score distributions" "Inequalities" "Overlaps between cohorts" "Run"; do
-    grep -q "<h2>$section</h2>" <<<"$dom" || { echo "report.html: no '$section' section" >&2; exit 1; }
+    grep -q "<h2>$section</h2>" "$work/dom.html" || { echo "report.html: no '$section' section" >&2; exit 1; }
 done
-echo "report.html renders in Chromium: $got charts, every section present"
+measured="$(sed -n '/<pre id="probe">/,/<\/pre>/p' "$work/dom.html" | sed 's/<[^>]*>//g')"
+want=$(grep -o '<svg' "$report" | wc -l)
+charts=$(grep -c '^chart ' <<<"$measured" || true)
+if [ "$want" -eq 0 ] || [ "$charts" -ne "$want" ]; then
+    echo "report.html: $want charts in the file, $charts rendered" >&2
+    exit 1
+fi
+empty=$(awk '$1 == "chart" && ($3 < 10 || $4 < 10 || $5 < 1)' <<<"$measured")
+if [ -n "$empty" ]; then
+    echo "report.html: charts with no size or nothing drawn (id width height shapes):" >&2
+    echo "$empty" >&2
+    exit 1
+fi
+echo "report.html renders in Chromium: $charts charts laid out and drawn, every section present, no console errors"
 
-"${chrome[@]}" --window-size=1000,2400 --screenshot="$PWD/docs/report.png" "file://$(realpath "$report")" 2>/dev/null
-echo "screenshot: docs/report.png"
+height=$(awk '$1 == "height" {print $2 + 0}' <<<"$measured")
+height=$(( height > 4000 ? 4000 : height ))
+mkdir -p "$(dirname "$screenshot")"
+"${chrome[@]}" "--window-size=1000,$height" "--screenshot=$screenshot" "file://$(realpath "$report")" 2>/dev/null
+echo "screenshot ($height px tall): $screenshot"
