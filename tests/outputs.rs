@@ -17,6 +17,8 @@ struct Runs {
     first: std::path::PathBuf,
     second: std::path::PathBuf,
     diff: std::path::PathBuf,
+    /// What the second run and the diff printed on the terminal.
+    printed: Vec<(&'static str, String)>,
 }
 
 fn runs() -> Runs {
@@ -35,13 +37,22 @@ fn runs() -> Runs {
     let first = tmp.path().join("first");
     let second = tmp.path().join("second");
     let core = repo_path("models/core.toml");
-    for (out, extra) in [
-        (&first, vec![]),
-        (&second, vec!["--set", "hiu_threshold=3"]),
-    ] {
-        let o = run_quietly(&core, &data, out, &extra);
-        assert!(o.status.success(), "{}", stderr(&o));
-    }
+    let o = run_quietly(&core, &data, &first, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The second run prints its summary table.
+    let o = strata(&[
+        "run",
+        "--rules",
+        core.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        second.to_str().unwrap(),
+        "--set",
+        "hiu_threshold=3",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut printed = vec![("run summary", stdout(&o))];
     let diff = tmp.path().join("diff");
     let o = strata(&[
         "diff",
@@ -49,16 +60,31 @@ fn runs() -> Runs {
         second.to_str().unwrap(),
         "--out",
         diff.to_str().unwrap(),
-        "--quiet",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
+    printed.push(("diff table", stdout(&o)));
     Runs {
         _tmp: tmp,
         data,
         first,
         second,
         diff,
+        printed,
     }
+}
+
+/// Counts in a printed table: every cell that is a bare number, on the
+/// lines that hold a cohort's or a segment's counts.
+fn table_counts(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| {
+            !["Rows skipped", "strata ", "Counts:", "parameter "]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .flat_map(|l| l.split_whitespace().skip(1))
+        .map(str::to_string)
+        .collect()
 }
 
 fn small(text: &str) -> bool {
@@ -85,7 +111,9 @@ fn json_counts(value: &serde_json::Value, path: &str, bad: &mut Vec<String>) {
     }
 }
 
-/// The texts a page shows: between tags, and in tooltips after `: `.
+/// The texts a page shows that may be counts: the text between tags, each
+/// `; `-separated part of it, what follows `: ` in a tooltip or sentence,
+/// and a number that leads "N people ...".
 fn html_texts(html: &str) -> Vec<String> {
     let mut texts: Vec<String> = html
         .split('>')
@@ -93,11 +121,22 @@ fn html_texts(html: &str) -> Vec<String> {
         .map(|t| t.trim().to_string())
         .filter(|t| !t.is_empty())
         .collect();
-    let tooltips: Vec<String> = texts
+    let parts: Vec<String> = texts
+        .iter()
+        .flat_map(|t| t.split("; "))
+        .map(|p| p.trim_end_matches('.').to_string())
+        .collect();
+    let mut found: Vec<String> = parts
         .iter()
         .filter_map(|t| t.rsplit_once(": ").map(|(_, n)| n.to_string()))
         .collect();
-    texts.extend(tooltips);
+    found.extend(
+        parts
+            .iter()
+            .filter_map(|t| t.split_once(" people ").map(|(n, _)| n.to_string())),
+    );
+    texts.extend(parts);
+    texts.extend(found);
     texts
 }
 
@@ -146,6 +185,13 @@ fn no_aggregate_output_shows_a_count_from_1_to_7() {
             }
         }
     }
+    for (what, text) in &r.printed {
+        let counts = table_counts(text);
+        assert!(counts.len() > 20, "{what}: {text}");
+        for n in counts.iter().filter(|n| small(n)) {
+            bad.push(format!("the {what} shows {n}"));
+        }
+    }
     assert!(bad.is_empty(), "{bad:#?}");
 
     // The check can fail: the same outputs without suppression do show
@@ -164,6 +210,20 @@ fn no_aggregate_output_shows_a_count_from_1_to_7() {
         !found.is_empty(),
         "a 4,000-person city has small counts somewhere"
     );
+    // ... and so does its printed summary, which the check would catch.
+    let o = strata(&[
+        "run",
+        "--rules",
+        repo_path("models/core.toml").to_str().unwrap(),
+        "--data",
+        r.data.to_str().unwrap(),
+        "--out",
+        exact.to_str().unwrap(),
+        "--suppression",
+        "none",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(table_counts(&stdout(&o)).iter().any(|n| small(n)));
 }
 
 #[test]
@@ -348,4 +408,100 @@ fn logs_hold_no_patient_level_values() {
         .filter(|b| b.as_str() != as_of && logs.contains(b.as_str()))
         .collect();
     assert!(leaked.is_empty(), "birth dates in the logs: {leaked:?}");
+}
+
+/// The segment transition matrix of `strata diff`, recomputed person by
+/// person from the two runs' `patients.parquet`: a year apart, people
+/// move between segments, die and are born.
+#[test]
+fn diff_counts_each_segment_transition_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let o = strata(&[
+        "generate",
+        "--patients",
+        "3000",
+        "--seed",
+        "5",
+        "--out",
+        data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (before, after, diff) = (
+        tmp.path().join("before"),
+        tmp.path().join("after"),
+        tmp.path().join("diff"),
+    );
+    let core = repo_path("models/core.toml");
+    for (out, as_of) in [(&before, "2025-03-31"), (&after, "2026-03-31")] {
+        let o = run_rules(&core, &data, out, as_of);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = strata(&[
+        "diff",
+        before.to_str().unwrap(),
+        after.to_str().unwrap(),
+        "--out",
+        diff.to_str().unwrap(),
+        "--suppression",
+        "none",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // person id -> segment, or "(none)" for the dead.
+    let segments = |out: &Path| -> std::collections::HashMap<String, String> {
+        use arrow_array::cast::AsArray;
+        let p = read_parquet(&out.join("patients.parquet"));
+        let ids =
+            strata::output::previous::ids_as_text(p.column_by_name("person_id").unwrap().as_ref());
+        let segment =
+            strata::output::previous::ids_as_text(p.column_by_name("segment").unwrap().as_ref());
+        let alive = p.column_by_name("alive").unwrap().as_boolean().clone();
+        ids.into_iter()
+            .zip(segment)
+            .enumerate()
+            .map(|(i, (id, s))| {
+                (
+                    id,
+                    if alive.value(i) {
+                        s
+                    } else {
+                        "(none)".to_string()
+                    },
+                )
+            })
+            .collect()
+    };
+    let (from, to) = (segments(&before), segments(&after));
+    let mut expected: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for (id, b) in &from {
+        let a = to.get(id).cloned().unwrap_or_else(|| "(none)".to_string());
+        if b != "(none)" || a != "(none)" {
+            *expected.entry((b.clone(), a)).or_default() += 1;
+        }
+    }
+    for (id, a) in &to {
+        if !from.contains_key(id) && a != "(none)" {
+            *expected
+                .entry(("(none)".to_string(), a.clone()))
+                .or_default() += 1;
+        }
+    }
+    let mut reader = csv::Reader::from_path(diff.join("transitions.csv")).unwrap();
+    let actual: std::collections::BTreeMap<(String, String), u64> = reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            assert_eq!(&r[0], "segment");
+            ((r[1].to_string(), r[2].to_string()), r[3].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(actual, expected);
+    let moved: u64 = expected
+        .iter()
+        .filter(|((b, a), _)| b != a)
+        .map(|(_, n)| n)
+        .sum();
+    assert!(moved > 50, "only {moved} people changed segment");
 }
