@@ -269,7 +269,8 @@ fn setup_threads(requested: Option<usize>) -> Result<usize> {
     let mut builder = rayon::ThreadPoolBuilder::new();
     if let Some(n) = requested {
         if n == 0 {
-            return Err(Error::usage("--threads must be at least 1"));
+            return Err(Error::usage("--threads must be at least 1")
+                .with_help("leave --threads out to use every core"));
         }
         builder = builder.num_threads(n);
     }

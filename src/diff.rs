@@ -272,10 +272,10 @@ impl Diff {
         writer
             .write(&batch)
             .and_then(|_| writer.close().map(|_| ()))
-            .map_err(|e| Error::io(&path, "cannot write", std::io::Error::other(e)))?;
+            .map_err(|e| Error::io(&path, "cannot write", crate::output::parquet::parquet_io(e)))?;
 
         let csv_fail =
-            |p: &Path, e: csv::Error| Error::io(p, "cannot write", std::io::Error::other(e));
+            |p: &Path, e: csv::Error| Error::io(p, "cannot write", crate::output::csv_io(e));
         let mut by_pcn: BTreeMap<&str, Vec<&Change>> = BTreeMap::new();
         for c in &self.changes {
             if !c.pcn.is_empty() {

@@ -53,8 +53,9 @@ pub enum Error {
         help: Option<String>,
     },
 
-    /// A file system operation on a user-given path failed.
-    #[error("{}: {action}: {source}{}", path.display(), help_suffix(help))]
+    /// A file system operation on a user-given path failed; without a help
+    /// of its own, the help says what to do about that kind of failure.
+    #[error("{}: {action}: {source}{}", path.display(), io_help(help, source))]
     Io {
         path: PathBuf,
         action: &'static str,
@@ -72,6 +73,24 @@ fn location(file: &Path, at: Option<Position>) -> String {
         Some(p) => format!("{}:{}:{}", file.display(), p.line, p.column),
         None => file.display().to_string(),
     }
+}
+
+fn io_help(help: &Option<String>, source: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    if help.is_some() {
+        return help_suffix(help);
+    }
+    let what = match source.kind() {
+        ErrorKind::StorageFull | ErrorKind::FileTooLarge | ErrorKind::QuotaExceeded => {
+            "the disk is full (or a size limit was reached): free some space or write --out to another disk, and run again; the previous output is untouched"
+        }
+        ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
+            "strata may not write here: give an --out folder it can write to, or change the folder's permissions"
+        }
+        ErrorKind::NotFound => "check that the path exists",
+        _ => "check the path and the disk, and run again",
+    };
+    format!("\n  help: {what}")
 }
 
 fn help_suffix(help: &Option<String>) -> String {

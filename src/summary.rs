@@ -78,11 +78,20 @@ pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
             a.table, a.source
         );
     }
+    for input in &manifest.inputs {
+        if input.files.iter().all(|f| f.rows == 0) {
+            let _ = writeln!(
+                s,
+                "Table `{}` has no rows: every feature read from it is zero or empty. Check the extract.",
+                input.table
+            );
+        }
+    }
     let rejected = manifest.skipped_rows();
     if rejected > 0 {
         let _ = writeln!(
             s,
-            "Rows skipped (null ids or dates, unknown or duplicated persons): {rejected}; see manifest.json."
+            "Rows skipped for problems in the data: {rejected} (null ids or dates, dates before 1900, unknown or duplicated persons); see rejects/ and manifest.json."
         );
     }
     let _ = writeln!(s, "Output: {}", out.display());

@@ -37,7 +37,7 @@ pub struct Results<'m> {
     /// Rows each event source skipped, by reason.
     pub rejected: Vec<(String, Vec<(&'static str, u64)>)>,
     /// Per source: up to [`scan::REJECTS_KEPT`] of those rows, in order.
-    pub rejected_rows: Vec<(String, Vec<scan::RejectedRow>)>,
+    pub rejected_rows: Vec<(String, Vec<crate::input::RejectedRow>)>,
     /// Wall time per stage.
     pub timings: Vec<(&'static str, Duration)>,
 }

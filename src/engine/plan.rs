@@ -156,6 +156,9 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
                 }
                 None => Table::open(data, &s.table, &needed_by)?,
             };
+            if table.rows() == 0 {
+                tracing::warn!(table = %table.location.display(), "table has no rows: every feature read from it is zero or empty");
+            }
             let date_ty = table.column_type(&s.date, "the event date")?;
             if !table::is_date_type(date_ty) {
                 return Err(Error::data(&table.location, format!(
@@ -175,7 +178,8 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
                         "column `{}` (person id) has type {person_ty}; ids must be integers or text",
                         s.person_id
                     ),
-                ));
+                )
+                .with_help("store person ids as integers or text, as the population table does"));
             }
             let mut codes = Vec::new();
             for c in &s.codes {
@@ -192,6 +196,9 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
                         format!(
                             "code column `{c}` has type {ty}; codes must be text or a list of text"
                         ),
+                    )
+                    .with_help(
+                        "store codes as UTF-8 text (a Parquet string column), or a list of them",
                     ));
                 }
                 codes.push(CodeColumn {
@@ -494,7 +501,7 @@ fn event_filter(model: &Model, located: &Located, sp: &mut SourcePlan) -> Result
     };
     let unknown = |n: &str| format!("unknown column `{n}`");
     check::check_condition(&located.expr, &resolve, &unknown, "`where`")
-        .map_err(|e| model.expr_error(located, e.span, e.message))
+        .map_err(|e| e.at(model, located))
 }
 
 /// Types a person-level expression (derived feature or cohort condition).
@@ -551,7 +558,7 @@ fn person_expr(
         Some(what) => check::check_condition(&located.expr, &resolve, &unknown, what),
         None => check::check(&located.expr, &resolve, &unknown),
     }
-    .map_err(|e| model.expr_error(located, e.span, e.message))
+    .map_err(|e| e.at(model, located))
 }
 
 /// The latest event date across the sources the model reads.

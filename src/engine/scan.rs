@@ -26,6 +26,7 @@ use crate::engine::aggregate::State;
 use crate::engine::eval;
 use crate::engine::plan::{CodeColumn, Plan, SourcePlan};
 use crate::error::{Error, Result};
+use crate::input::RejectedRow;
 use crate::input::population::{Person, PersonIndex};
 use crate::input::table::{self, RowGroup};
 use crate::rules::{Aggregate, Codelist};
@@ -34,6 +35,9 @@ use crate::rules::{Aggregate, Codelist};
 #[derive(Debug, Default)]
 pub struct Rejected {
     pub null_date: AtomicU64,
+    /// Dates before 1900: no event of a living person's record is that old,
+    /// so the date is wrong (a default, a typo, a corrupt value).
+    pub date_before_1900: AtomicU64,
     pub after_as_of: AtomicU64,
     pub null_person_id: AtomicU64,
     pub unknown_person: AtomicU64,
@@ -42,21 +46,10 @@ pub struct Rejected {
     pub rows: std::sync::Mutex<Vec<RejectedRow>>,
 }
 
-/// Rejected rows written per source; the counts are always complete.
-pub const REJECTS_KEPT: usize = 10_000;
+/// 1900-01-01 as a day number: earlier event dates are rejected.
+const FIRST_PLAUSIBLE_DAY: i32 = -25_567;
 
-/// A row skipped for a problem in the data, and where it is.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct RejectedRow {
-    pub part: usize,
-    pub row_group: usize,
-    /// Row within the row group.
-    pub row: u64,
-    pub reason: &'static str,
-    /// The person id as stored, if any.
-    pub person_id: Option<String>,
-    pub date: Option<i32>,
-}
+pub use crate::input::REJECTS_KEPT;
 
 impl Rejected {
     /// The rejected rows kept, in file order.
@@ -75,6 +68,7 @@ impl Rejected {
     pub fn counts(&self) -> Vec<(&'static str, u64)> {
         vec![
             ("null_date", self.null_date.load(Relaxed)),
+            ("date_before_1900", self.date_before_1900.load(Relaxed)),
             ("after_as_of", self.after_as_of.load(Relaxed)),
             ("null_person_id", self.null_person_id.load(Relaxed)),
             ("unknown_person", self.unknown_person.load(Relaxed)),
@@ -249,6 +243,7 @@ fn filter_column(
             path,
             format!("column `{stored}` cannot be read as codes: {e}"),
         )
+        .with_help("store the column as text or integers")
     })?;
     let words: StringArray = raw
         .as_string::<i32>()
@@ -602,6 +597,7 @@ impl Task<'_> {
                                         source.name
                                     ),
                                 )
+                                .with_help("check the column's values against the `where` in the rule file")
                             })
                     })
                     .transpose()
@@ -617,11 +613,22 @@ impl Task<'_> {
         // match no list (most GP events) is done with after one look.
         let all_listed = source.aggregates.iter().all(|a| a.codelist.is_some());
         let (mut null_date, mut after_as_of, mut null_id, mut unknown) = (0u64, 0u64, 0u64, 0u64);
+        let mut before_1900 = 0u64;
         let mut candidates: Vec<u32> = Vec::new();
         for row in 0..rows {
             if dates.is_null(row) || source.missing_dates.contains(&dates.value(row)) {
                 null_date += 1;
                 rejects.add(row, "null_date", persons.text(row), None);
+                continue;
+            }
+            if dates.value(row) < FIRST_PLAUSIBLE_DAY {
+                before_1900 += 1;
+                rejects.add(
+                    row,
+                    "date_before_1900",
+                    persons.text(row),
+                    Some(dates.value(row)),
+                );
                 continue;
             }
             if dates.value(row) > self.as_of {
@@ -762,9 +769,19 @@ impl Task<'_> {
         }
         let r = self.rejected;
         r.null_date.fetch_add(null_date, Relaxed);
+        r.date_before_1900.fetch_add(before_1900, Relaxed);
         r.after_as_of.fetch_add(after_as_of, Relaxed);
         r.null_person_id.fetch_add(null_id, Relaxed);
         r.unknown_person.fetch_add(unknown, Relaxed);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_first_plausible_day_is_1900_01_01() {
+        let day = crate::dates::to_day(crate::dates::parse_date("1900-01-01").unwrap());
+        assert_eq!(super::FIRST_PLAUSIBLE_DAY, day);
     }
 }

@@ -11,3 +11,20 @@ pub mod table;
 
 pub use population::Population;
 pub use table::Table;
+
+/// A row skipped for a problem in the data, and where it is, for
+/// `OUT/rejects/`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RejectedRow {
+    pub part: usize,
+    pub row_group: usize,
+    /// Row within the row group.
+    pub row: u64,
+    pub reason: &'static str,
+    /// The person id as stored, if any.
+    pub person_id: Option<String>,
+    pub date: Option<i32>,
+}
+
+/// Rejected rows written per table; the counts are always complete.
+pub const REJECTS_KEPT: usize = 10_000;

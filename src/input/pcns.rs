@@ -23,14 +23,18 @@ pub fn names(dir: &Path) -> Result<BTreeMap<String, String>> {
             return Err(Error::data(
                 &table.location,
                 format!("column `{column}` should be text, not {ty}"),
-            ));
+            )
+            .with_help("store PCN codes and names as text"));
         }
     }
     let mut names = BTreeMap::new();
     for group in table.row_groups() {
         let path = &table.parts[group.part].path;
         for batch in table.reader(group, &["pcn_code", "pcn_name"], &[])? {
-            let batch = batch.map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
+            let batch = batch.map_err(|e| {
+                Error::data(path, format!("cannot read: {e}"))
+                    .with_help("the file may be corrupt or truncated; re-export it")
+            })?;
             let (codes, _) = table::canonical(table::column(&batch, "pcn_code"), path, "pcn_code")?;
             let (labels, _) =
                 table::canonical(table::column(&batch, "pcn_name"), path, "pcn_name")?;

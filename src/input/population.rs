@@ -18,6 +18,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::input::table::{self, Table, to_dates};
+use crate::input::{REJECTS_KEPT, RejectedRow};
 use crate::rules::check::Type;
 use crate::rules::syntax;
 
@@ -294,6 +295,8 @@ pub struct Population {
     pub table: Table,
     /// Rows skipped, by reason.
     pub rejected: Vec<(&'static str, u64)>,
+    /// The first of those rows, in file order, for `OUT/rejects/`.
+    pub rejected_rows: Vec<RejectedRow>,
 }
 
 impl Population {
@@ -324,6 +327,7 @@ impl Population {
                     Error::data(&table.location, format!(
                         "column `{column}` (attribute `{name}`) has type {ty}, which rules cannot use"
                     ))
+                    .with_help("store it as an integer, float, boolean, text or date column")
                 })?;
                 Ok((name.clone(), t))
             })
@@ -377,14 +381,16 @@ impl Population {
             .map(|c| c.as_str())
             .collect();
         let groups = table.row_groups();
-        let batches = groups
+        let per_group = groups
             .par_iter()
             .map(|&g| -> Result<Vec<RecordBatch>> {
                 let path = &table.parts[g.part].path;
                 let mut out = Vec::new();
                 for batch in table.reader(g, &columns, &codes)? {
-                    let batch =
-                        batch.map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
+                    let batch = batch.map_err(|e| {
+                        Error::data(path, format!("cannot read: {e}"))
+                            .with_help("the file may be corrupt or truncated; re-export it")
+                    })?;
                     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(wanted.len());
                     for (internal, column) in &wanted {
                         let raw = table::column(&batch, column);
@@ -397,7 +403,9 @@ impl Population {
                             // than reordering strings.
                             _ if is_text_dictionary(raw) => {
                                 arrow_cast::cast(raw, &text_dictionary()).map_err(|e| {
-                                    Error::data(path, format!("column `{column}`: {e}"))
+                                    Error::data(path, format!("column `{column}`: {e}")).with_help(
+                                        "store it as text with at most 2^31 distinct values",
+                                    )
                                 })?
                             }
                             _ => table::canonical(raw, path, column)?.0,
@@ -408,10 +416,18 @@ impl Population {
                 }
                 Ok(out)
             })
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .flatten()
-            .collect::<Vec<_>>();
+            .collect::<Result<Vec<_>>>()?;
+        // Where each row group starts among all rows, to say where a
+        // rejected row is.
+        let starts: Vec<u64> = per_group
+            .iter()
+            .scan(0u64, |start, batches| {
+                let here = *start;
+                *start += batches.iter().map(|b| b.num_rows() as u64).sum::<u64>();
+                Some(here)
+            })
+            .collect();
+        let batches: Vec<RecordBatch> = per_group.into_iter().flatten().collect();
         let schema = match batches.first() {
             Some(b) => b.schema(),
             None => {
@@ -457,6 +473,11 @@ impl Population {
             }
         };
         let duplicates = all.num_rows() as u64 - null_ids - kept.len() as u64;
+        let rejected_rows = if duplicates + null_ids > 0 {
+            rejected_rows(&ids, &kept, &groups, &starts)
+        } else {
+            Vec::new()
+        };
         let take = UInt32Array::from(kept);
         let ordered = arrow_select::take::take_record_batch(&all, &take)
             .map_err(|e| Error::Internal(format!("ordering the population: {e}")))?;
@@ -495,8 +516,48 @@ impl Population {
                 ("null_person_id", null_ids),
                 ("duplicate_person_id", duplicates),
             ],
+            rejected_rows,
         })
     }
+}
+
+/// The first [`REJECTS_KEPT`] rows of the population not kept (null ids,
+/// and every copy of a duplicated id but the first), in file order.
+fn rejected_rows(
+    ids: &ArrayRef,
+    kept: &[u32],
+    groups: &[table::RowGroup],
+    starts: &[u64],
+) -> Vec<RejectedRow> {
+    let mut is_kept = vec![false; ids.len()];
+    for &r in kept {
+        is_kept[r as usize] = true;
+    }
+    let text = |r: usize| match ids.data_type() {
+        DataType::Int64 => ids.as_primitive::<Int64Type>().value(r).to_string(),
+        _ => ids.as_string::<i32>().value(r).to_string(),
+    };
+    (0..ids.len())
+        .filter(|&r| !is_kept[r])
+        .take(REJECTS_KEPT)
+        .map(|r| {
+            // The row group holding row r: the last that starts at or before it.
+            let g = starts.partition_point(|&s| s <= r as u64) - 1;
+            let id = ids.is_valid(r).then(|| text(r));
+            RejectedRow {
+                part: groups[g].part,
+                row_group: groups[g].index,
+                row: r as u64 - starts[g],
+                reason: if id.is_some() {
+                    "duplicate_person_id"
+                } else {
+                    "null_person_id"
+                },
+                person_id: id,
+                date: None,
+            }
+        })
+        .collect()
 }
 
 /// `Dictionary(Int32, Utf8)`: how text codes are held while loading.

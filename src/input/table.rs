@@ -251,6 +251,7 @@ impl Table {
                         &self.parts[group.part].path,
                         format!("cannot read column `{column}`: {e}"),
                     )
+                    .with_help("the file may be corrupt or truncated; re-export it")
                 })?;
                 let dates = to_dates(batch.column(0), &self.parts[group.part].path, column)?;
                 if let Some(m) = arrow_arith::aggregate::max(&dates) {
@@ -271,8 +272,11 @@ pub fn to_dates(array: &ArrayRef, path: &Path, column: &str) -> Result<Date32Arr
             .expect("type checked")
             .clone()),
         DataType::Date64 | DataType::Timestamp(_, _) => {
-            let cast = arrow_cast::cast(&without_time_zone(array), &DataType::Date32)
-                .map_err(|e| Error::data(path, format!("column `{column}`: {e}")))?;
+            let cast =
+                arrow_cast::cast(&without_time_zone(array), &DataType::Date32).map_err(|e| {
+                    Error::data(path, format!("column `{column}`: {e}"))
+                        .with_help("store dates as Parquet DATE, or timestamps within years 1-9999")
+                })?;
             Ok(cast
                 .as_any()
                 .downcast_ref::<Date32Array>()
@@ -323,8 +327,10 @@ pub fn canonical(array: &ArrayRef, path: &Path, column: &str) -> Result<(ArrayRe
     if array.data_type() == &target {
         return Ok((array.clone(), ty));
     }
-    let cast = arrow_cast::cast(&without_time_zone(array), &target)
-        .map_err(|e| Error::data(path, format!("column `{column}`: {e}")))?;
+    let cast = arrow_cast::cast(&without_time_zone(array), &target).map_err(|e| {
+        Error::data(path, format!("column `{column}`: {e}"))
+            .with_help(format!("store it as {}", ty.a()))
+    })?;
     Ok((cast, ty))
 }
 

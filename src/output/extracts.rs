@@ -261,7 +261,7 @@ fn write_list(
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::Internal(format!("formatting {}: {e}", path.display())))?;
 
-    let fail = |e: csv::Error| Error::io(path, "cannot write", std::io::Error::other(e));
+    let fail = |e: csv::Error| Error::io(path, "cannot write", super::csv_io(e));
     let mut writer = super::csv_writer(path).map_err(fail)?;
     writer
         .write_record(columns.iter().map(|(n, _)| *n).chain(["reason"]))

@@ -70,26 +70,51 @@ pub fn csv_writer(path: &Path) -> csv::Result<csv::Writer<std::fs::File>> {
         .from_path(path)
 }
 
-/// `OUT/rejects/<source>.csv`: the rows each source skipped (up to
-/// [`crate::engine::scan::REJECTS_KEPT`] per source, in file order), with
-/// the reason and where each is, so the extract can be fixed. Written only
-/// for sources that skipped rows; patient-level, like `patients.parquet`.
+/// A CSV error as the I/O error it is (so a full disk is told as one), or
+/// wrapped.
+pub fn csv_io(e: csv::Error) -> std::io::Error {
+    if e.is_io_error() {
+        match e.into_kind() {
+            csv::ErrorKind::Io(io) => io,
+            _ => unreachable!("is_io_error"),
+        }
+    } else {
+        std::io::Error::other(e)
+    }
+}
+
+/// `OUT/rejects/<source>.csv` (and `<population table>.csv`): the rows each
+/// source skipped (up to [`crate::input::REJECTS_KEPT`] per source, in file
+/// order), with the reason and where each is, so the extract can be fixed.
+/// Written only for tables that skipped rows; patient-level, like
+/// `patients.parquet`.
 fn write_rejects(results: &Results, dir: &Path) -> Result<()> {
-    for ((name, rows), source) in results.rejected_rows.iter().zip(&results.plan.sources) {
+    let population = &results.plan.population;
+    let tables = std::iter::once((
+        &population.table.name,
+        &population.table,
+        &population.rejected_rows,
+    ))
+    .chain(
+        results
+            .rejected_rows
+            .iter()
+            .zip(&results.plan.sources)
+            .map(|((name, rows), source)| (name, &source.table, rows)),
+    );
+    for (name, table, rows) in tables {
         if rows.is_empty() {
             continue;
         }
         std::fs::create_dir_all(dir)
             .map_err(|e| crate::error::Error::io(dir, "cannot create", e))?;
         let path = dir.join(format!("{name}.csv"));
-        let fail = |e: csv::Error| {
-            crate::error::Error::io(&path, "cannot write", std::io::Error::other(e))
-        };
+        let fail = |e: csv::Error| crate::error::Error::io(&path, "cannot write", csv_io(e));
         let mut w = csv_writer(&path).map_err(fail)?;
         w.write_record(["reason", "file", "row_group", "row", "person_id", "date"])
             .map_err(fail)?;
         for r in rows {
-            let file = source.table.parts[r.part].path.display().to_string();
+            let file = table.parts[r.part].path.display().to_string();
             let date = r
                 .date
                 .and_then(crate::dates::from_day)

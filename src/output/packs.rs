@@ -43,17 +43,15 @@ pub struct Sheet<'a> {
     pub reasons: &'a [String],
 }
 
+/// Builds the workbook in memory, then writes it: a full disk then fails
+/// one plain write with the system's error, not the zip writer half-way.
 pub fn write(path: &Path, cover: &Cover, sheets: &[Sheet]) -> Result<()> {
-    build(path, cover, sheets).map_err(|e| {
-        Error::io(
-            path,
-            "cannot write the workbook",
-            std::io::Error::other(e.to_string()),
-        )
-    })
+    let bytes = build(cover, sheets)
+        .map_err(|e| Error::Internal(format!("building the workbook {}: {e}", path.display())))?;
+    std::fs::write(path, bytes).map_err(|e| Error::io(path, "cannot write the workbook", e))
 }
 
-fn build(path: &Path, cover: &Cover, sheets: &[Sheet]) -> std::result::Result<(), XlsxError> {
+fn build(cover: &Cover, sheets: &[Sheet]) -> std::result::Result<Vec<u8>, XlsxError> {
     let mut workbook = Workbook::new();
     // Fast deflate: the lists are small, and a run writes one workbook per PCN.
     workbook.set_zip_compression_level(1);
@@ -118,7 +116,7 @@ fn build(path: &Path, cover: &Cover, sheets: &[Sheet]) -> std::result::Result<()
         ws.set_name(sheet_name(sheet.name, &mut used))?;
         list(ws, sheet, &bold, &date)?;
     }
-    workbook.save(path)
+    workbook.save_to_buffer()
 }
 
 fn list(

@@ -33,9 +33,7 @@ pub fn write_batch(path: &std::path::Path, batch: &arrow_array::RecordBatch) -> 
     use parquet::arrow::arrow_writer::{ArrowColumnChunk, compute_leaves};
     use rayon::prelude::*;
 
-    let fail = |e: parquet::errors::ParquetError| {
-        crate::Error::io(path, "cannot write", std::io::Error::other(e))
-    };
+    let fail = |e| crate::Error::io(path, "cannot write", parquet_io(e));
     let file =
         std::fs::File::create(path).map_err(|e| crate::Error::io(path, "cannot create", e))?;
     let schema = batch.schema();
@@ -69,4 +67,18 @@ pub fn write_batch(path: &std::path::Path, batch: &arrow_array::RecordBatch) -> 
     }
     file_writer.close().map_err(fail)?;
     Ok(())
+}
+
+/// A Parquet error as the I/O error behind it where there is one (so a full
+/// disk is told as one), or wrapped.
+pub fn parquet_io(e: parquet::errors::ParquetError) -> std::io::Error {
+    match e {
+        parquet::errors::ParquetError::External(inner) => {
+            match inner.downcast::<std::io::Error>() {
+                Ok(io) => *io,
+                Err(other) => std::io::Error::other(other),
+            }
+        }
+        other => std::io::Error::other(other),
+    }
 }

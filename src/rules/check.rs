@@ -136,7 +136,27 @@ pub enum Binding {
 pub struct CheckError {
     pub span: Span,
     pub message: String,
+    /// What to do, where the message alone does not say.
+    pub help: Option<&'static str>,
 }
+
+impl CheckError {
+    /// The error at `located`'s expression, as the model reports errors.
+    pub fn at(
+        self,
+        model: &crate::rules::Model,
+        located: &crate::rules::Located,
+    ) -> crate::error::Error {
+        let e = model.expr_error(located, self.span, self.message);
+        match self.help {
+            Some(h) => e.with_help(h),
+            None => e,
+        }
+    }
+}
+
+/// The help of an operator applied to values of the wrong types.
+const TYPES_HELP: &str = "compare like with like: numbers with numbers, text with text in single quotes ('x'), dates with dates (date '2025-03-31')";
 
 pub fn literal_type(lit: &Literal) -> Type {
     match lit {
@@ -187,6 +207,15 @@ fn err<T>(span: Span, message: impl Into<String>) -> Result<T, CheckError> {
     Err(CheckError {
         span,
         message: message.into(),
+        help: None,
+    })
+}
+
+fn err_types<T>(span: Span, message: impl Into<String>) -> Result<T, CheckError> {
+    Err(CheckError {
+        span,
+        message: message.into(),
+        help: Some(TYPES_HELP),
     })
 }
 
@@ -414,7 +443,7 @@ impl Checker<'_> {
         let (a, b) = (self.expr(l)?, self.expr(r)?);
         let (a_ty, b_ty) = (a.ty, b.ty);
         let mismatch = || {
-            err(
+            err_types(
                 span,
                 format!(
                     "cannot apply `{}` to {} and {}",
@@ -475,7 +504,7 @@ impl Checker<'_> {
                         node: Node::Arith(arith, boxed(a), boxed(b)),
                         ty,
                     }),
-                    _ => err(
+                    _ => err_types(
                         span,
                         format!("cannot apply `{}` to {ty} values", op.symbol()),
                     ),

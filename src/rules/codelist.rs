@@ -72,7 +72,7 @@ impl Codelist {
     /// path is relative to `rule_dir`, the rule file's folder. Errors name
     /// the CSV and the line in it.
     pub fn load(name: &str, decl: &syntax::Codelist, rule_dir: &Path) -> Result<Codelist> {
-        let path = rule_dir.join(&decl.file);
+        let path = rule_dir.join(decl.file.get_ref());
         let bytes = std::fs::read(&path).map_err(|e| {
             Error::io(&path, "cannot read code list", e).with_help(format!(
                 "code list `{name}` names this file; paths are relative to the rule file"
@@ -319,7 +319,9 @@ fn csv_error(path: &Path, e: csv::Error) -> Error {
         line: p.line() as usize,
         column: 1,
     });
-    Error::rules(path, at, format!("code list is not valid CSV: {e}"))
+    Error::rules(path, at, format!("code list is not valid CSV: {e}")).with_help(
+        "give every line the header's columns, and quote a field that holds a comma or a quote",
+    )
 }
 
 #[cfg(test)]

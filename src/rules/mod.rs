@@ -373,7 +373,9 @@ pub fn load_all(paths: &[PathBuf], overrides: &[(String, String)]) -> Result<Mod
             Some(m) => merge::merge(m, next)?,
         });
     }
-    let mut model = model.ok_or_else(|| Error::usage("no rule file given"))?;
+    let mut model = model.ok_or_else(|| {
+        Error::usage("no rule file given").with_help("name one with --rules FILE")
+    })?;
     if paths.len() > 1 {
         // A run of several models is named after all of them.
         model.meta.name = names.join("+");
@@ -410,7 +412,8 @@ fn load_with_includes(
                 .collect::<Vec<_>>()
                 .join(" -> "),
             canonical.display()
-        )));
+        ))
+        .with_help("remove one of the `include`s"));
     }
     stack.push(canonical);
     let (own, includes) = read::load_one(path, overrides)?;

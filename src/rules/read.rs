@@ -159,6 +159,10 @@ pub(super) fn load_one(
                 "--set {name}={text}: `{text}` is not {}",
                 check::literal_type(value).a()
             ))
+            .with_help(format!(
+                "give `{name}` {}, as its [params] entry has",
+                check::literal_type(value).a()
+            ))
         })?;
         overridden.push(name.clone());
     }
@@ -215,6 +219,19 @@ pub(super) fn load_one(
 
     let mut codelists = Vec::new();
     for (name, c) in &file.codelists {
+        let csv = &c.get_ref().file;
+        let at = rule_dir.join(csv.get_ref());
+        if !at.is_file() {
+            return Err(l
+                .error(
+                    csv.span().start,
+                    format!(
+                        "code list `{name}`: no file {} (paths are relative to the rule file)",
+                        at.display()
+                    ),
+                )
+                .with_help("check the file name, or copy the CSV beside the rule file"));
+        }
         codelists.push(Codelist::load(name, c.get_ref(), rule_dir)?);
     }
 

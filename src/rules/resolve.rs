@@ -142,7 +142,8 @@ fn derived_order(model: &Model) -> Result<Vec<usize>> {
                         "features refer to each other in a cycle: {}",
                         cycle.join(" -> ")
                     ),
-                ));
+                )
+                .with_help("a feature cannot depend on itself: compute one of them from other features or events"));
             }
             Mark::New => {}
         }

@@ -213,7 +213,8 @@ pub enum MatchMode {
 #[serde(deny_unknown_fields)]
 pub struct Codelist {
     /// CSV path, relative to the rule file.
-    pub file: String,
+    #[schemars(with = "String")]
+    pub file: Spanned<String>,
     pub system: CodingSystem,
     #[serde(default = "default_match", rename = "match")]
     pub match_mode: MatchMode,
