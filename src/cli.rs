@@ -266,7 +266,7 @@ fn run_tests(args: &TestArgs) -> Result<ExitCode> {
 }
 
 fn setup_threads(requested: Option<usize>) -> Result<usize> {
-    let mut builder = rayon::ThreadPoolBuilder::new();
+    let mut builder = rayon::ThreadPoolBuilder::new().thread_name(|i| format!("worker {i}"));
     if let Some(n) = requested {
         if n == 0 {
             return Err(Error::usage("--threads must be at least 1")

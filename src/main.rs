@@ -14,6 +14,7 @@ use clap::Parser;
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     init_logging(args.quiet);
+    std::panic::set_hook(Box::new(report_panic));
     let outcome = std::panic::catch_unwind(|| cli::run(&args));
     match outcome {
         Ok(Ok(code)) => code,
@@ -25,13 +26,38 @@ fn main() -> ExitCode {
                 ExitCode::from(cli::INTERNAL_ERROR)
             }
         }
-        Err(_) => {
-            eprintln!(
-                "error: internal error (a panic, reported above). This is likely a bug in strata, please report it"
-            );
-            ExitCode::from(cli::INTERNAL_ERROR)
-        }
+        // The hook has said what and where; a panic in a worker thread
+        // reaches here through rayon, after the other workers have stopped.
+        Err(_) => ExitCode::from(cli::INTERNAL_ERROR),
     }
+}
+
+/// A panic, wherever it happens, as one internal-error message: what
+/// panicked, in which thread, at which line of strata. Panic messages are
+/// strata's own (`expect`s and bounds checks), never patient data.
+fn report_panic(info: &std::panic::PanicHookInfo) {
+    // Other workers may panic the same way before the run stops: the first
+    // says it.
+    static REPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if REPORTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)");
+    let thread = std::thread::current();
+    let at = info
+        .location()
+        .map(|l| format!(" at {}:{}", l.file(), l.line()))
+        .unwrap_or_default();
+    eprintln!(
+        "error: internal error: strata {} panicked in thread `{}`{at}: {message}\n  help: this is a bug in strata, not a problem with your data: please report it with this message; an output this run had not yet published is left as it was",
+        env!("CARGO_PKG_VERSION"),
+        thread.name().unwrap_or("unnamed")
+    );
 }
 
 /// Logs go to stderr; `STRATA_LOG` (e.g. `debug`) overrides the level.

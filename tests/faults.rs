@@ -145,3 +145,44 @@ fn a_second_run_on_the_same_output_is_refused_and_a_stale_lock_cleared() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!lock.exists(), "the run releases its lock");
 }
+
+/// A panic in a worker thread (injected into every scan task, which debug
+/// builds allow) ends the run with exit code 3 and one internal-error
+/// message saying where, not a hang or a partial result: the previous
+/// output stays as it was, and the next run is not blocked.
+#[test]
+fn a_panic_in_a_worker_thread_is_an_internal_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    generated(&data);
+    let out = tmp.path().join("out");
+    let o = strata(&run_args(&data, &out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let before = std::fs::read(out.join("manifest.json")).unwrap();
+
+    let started = std::time::Instant::now();
+    let o = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(run_args(&data, &out))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("STRATA_INJECT_PANIC", "scan")
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(60), "no hang");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    let messages = err.lines().filter(|l| l.starts_with("error:")).count();
+    assert_eq!(messages, 1, "one message: {err}");
+    assert!(
+        err.starts_with("error: internal error: strata ")
+            && err.contains("panicked in thread `worker ")
+            && err.contains("src/engine/scan.rs:")
+            && err.contains("injected panic in the scan of row group")
+            && err.contains("please report it"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(out.join("manifest.json")).unwrap(), before);
+    assert_complete(&out);
+    // Its lock was released as the panic unwound.
+    let o = strata(&run_args(&data, &out));
+    assert!(o.status.success(), "{}", stderr(&o));
+}

@@ -413,6 +413,13 @@ impl Task<'_> {
     }
 
     fn run(&self, group: RowGroup, progress: Option<&ProgressBar>) -> Result<()> {
+        // Fault injection for the test of panics in worker threads; debug
+        // builds only (release builds compile it out).
+        if cfg!(debug_assertions)
+            && std::env::var_os("STRATA_INJECT_PANIC").is_some_and(|v| v == "scan")
+        {
+            panic!("injected panic in the scan of row group {}", group.index);
+        }
         let source = self.source;
         let path = &source.table.parts[group.part].path;
         let columns = source.columns();
