@@ -701,3 +701,76 @@ fn strict_runs_exit_1_when_rows_were_skipped_but_still_write_the_output() {
     );
     assert!(out.join("manifest.json").exists());
 }
+
+#[test]
+fn a_cohorts_columns_are_exactly_those_its_rule_lists() {
+    use calamine::{Reader, Xlsx, open_workbook};
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    std::fs::create_dir(&data).unwrap();
+    fixture(&data, 1);
+    let text = std::fs::read_to_string(repo_path("models/hiu.toml")).unwrap();
+    let anchor = "top_per_pcn = \"hiu_top_per_pcn\"\n";
+    assert!(text.contains(anchor));
+    let rules = tmp.path().join("hiu.toml");
+    std::fs::write(
+        &rules,
+        text.replacen(
+            anchor,
+            &format!("{anchor}columns = [\"age\", \"ae_attendances_12m\"]\n"),
+            1,
+        ),
+    )
+    .unwrap();
+    let o = run_quietly(
+        &rules,
+        &data,
+        &out,
+        &["--as-of", AS_OF, "--set", "hiu_age_floor=18"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(out.join("pcn/P1/hiu.csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "rank,person_id,age,ae_attendances_12m,reason"
+    );
+    assert!(lines.next().unwrap().starts_with("1,106,74,6,"));
+    // The workbook's sheet has the same columns; the other cohort keeps
+    // the default ones.
+    let mut book: Xlsx<_> = open_workbook(out.join("pcn/P1/P1.xlsx")).unwrap();
+    let header = |book: &mut Xlsx<_>, sheet: &str| -> Vec<String> {
+        let range = book.worksheet_range(sheet).unwrap();
+        range
+            .rows()
+            .next()
+            .unwrap()
+            .iter()
+            .map(|c| c.to_string())
+            .collect()
+    };
+    assert_eq!(
+        header(&mut book, "hiu"),
+        ["rank", "person_id", "age", "ae_attendances_12m", "reason"]
+    );
+    assert!(header(&mut book, "hiu_nhse").contains(&"practice_code".to_string()));
+
+    // A column that is nothing the model knows is refused where it is written.
+    std::fs::write(
+        &rules,
+        text.replacen(anchor, &format!("{anchor}columns = [\"nhs_number\"]\n"), 1),
+    )
+    .unwrap();
+    let o = run_quietly(
+        &rules,
+        &data,
+        &tmp.path().join("other"),
+        &["--as-of", AS_OF],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("column `nhs_number` is not a feature"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -221,9 +221,13 @@ fn model_list(model: &crate::rules::Model) -> Vec<(String, String, Option<String
         .collect()
 }
 
+/// Columns of the person a list may carry besides features and attributes.
+pub const PERSON_COLUMNS: [&str; 3] = ["practice_code", "age", "sex"];
+
 /// The columns of a cohort's list: rank, `new` (with a previous run),
-/// person_id, practice_code, age, sex, then the cohort's reason features;
-/// nothing else from the input.
+/// person_id, then those the cohort's `columns` lists (by default
+/// practice_code, age, sex and its reason features); nothing else from the
+/// input.
 fn list_columns<'r>(
     results: &'r Results,
     cohort: usize,
@@ -234,15 +238,34 @@ fn list_columns<'r>(
     let population = &results.plan.population;
     let mut columns: Vec<(&str, &ArrayRef)> = vec![("rank", rank)];
     columns.extend(new.map(|n| ("new", n)));
-    columns.extend([
-        ("person_id", population.column("person_id")),
-        ("practice_code", population.column("practice_code")),
-        ("age", &results.slots[AGE_SLOT]),
-        ("sex", &results.slots[SEX_SLOT]),
-    ]);
-    for (reason, _) in &model.cohorts[cohort].reasons {
-        let i = model.feature_index(reason).expect("checked when loading");
-        columns.push((reason, results.feature(i)));
+    columns.push(("person_id", population.column("person_id")));
+    let spec = &model.cohorts[cohort];
+    let chosen: Vec<&str> = match &spec.columns {
+        Some(listed) => listed.iter().map(|(n, _)| n.as_str()).collect(),
+        None => PERSON_COLUMNS
+            .into_iter()
+            .chain(spec.reasons.iter().map(|(n, _)| n.as_str()))
+            .collect(),
+    };
+    for name in chosen {
+        let column = match name {
+            "practice_code" => population.column("practice_code"),
+            "age" => &results.slots[AGE_SLOT],
+            "sex" => &results.slots[SEX_SLOT],
+            _ => match model.feature_index(name) {
+                Some(i) => results.feature(i),
+                None => {
+                    let a = results
+                        .plan
+                        .attributes
+                        .iter()
+                        .position(|a| a == name)
+                        .expect("checked when loading: a feature, attribute or person column");
+                    &results.slots[crate::engine::plan::FIRST_ATTRIBUTE_SLOT + a]
+                }
+            },
+        };
+        columns.push((name, column));
     }
     columns
 }

@@ -268,6 +268,11 @@ fn shift(b: &mut Model, by: usize) {
         located(&mut cohort.condition);
         cohort.rank.iter_mut().for_each(|k| k.offset += by);
         cohort.reasons.iter_mut().for_each(|(_, o)| *o += by);
+        cohort
+            .columns
+            .iter_mut()
+            .flatten()
+            .for_each(|(_, o)| *o += by);
         cohort.pcns.iter_mut().flatten().for_each(|(_, o)| *o += by);
     }
     b.declarations.iter_mut().for_each(|(_, _, o)| *o += by);
@@ -347,6 +352,12 @@ fn same_cohort(x: &Cohort, y: &Cohort) -> bool {
         && x.condition.expr.same_as(&y.condition.expr)
         && rank(x) == rank(y)
         && reasons(x) == reasons(y)
+        && x.columns
+            .as_ref()
+            .map(|c| c.iter().map(|(n, _)| n).collect::<Vec<_>>())
+            == y.columns
+                .as_ref()
+                .map(|c| c.iter().map(|(n, _)| n).collect::<Vec<_>>())
         && pcns(x) == pcns(y)
         && x.top_per_pcn == y.top_per_pcn
 }

@@ -226,6 +226,9 @@ pub struct Cohort {
     pub condition: Located,
     pub rank: Vec<RankKey>,
     pub reasons: Vec<(String, usize)>,
+    /// The list columns after rank and person_id, with their offsets;
+    /// `None` = practice_code, age, sex and the reasons.
+    pub columns: Option<Vec<(String, usize)>>,
     /// PCN codes that receive the cohort (with their offsets); `None` = all.
     pub pcns: Option<Vec<(String, usize)>>,
     /// Members kept per PCN, first by rank; `None` = all.

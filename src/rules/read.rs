@@ -354,6 +354,11 @@ pub(super) fn load_one(
         for r in &decl.reasons {
             reasons.push((r.get_ref().clone(), content_offset(&text, r.span())));
         }
+        let columns = decl.columns.as_ref().map(|cs| {
+            cs.iter()
+                .map(|c| (c.get_ref().clone(), content_offset(&text, c.span())))
+                .collect()
+        });
         let pcns = match &decl.pcns {
             None => None,
             Some(list) if list.get_ref().is_empty() => {
@@ -397,6 +402,7 @@ pub(super) fn load_one(
             condition,
             rank,
             reasons,
+            columns,
             pcns,
             top_per_pcn,
         });

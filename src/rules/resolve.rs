@@ -42,6 +42,22 @@ pub(super) fn resolve_names(model: &mut Model) -> Result<()> {
                 ));
             }
         }
+        for (column, offset) in cohort.columns.iter().flatten() {
+            let attribute = model.population.attributes.contains_key(column);
+            let person = crate::output::extracts::PERSON_COLUMNS.contains(&column.as_str());
+            if !person && !attribute && !features.contains(&column.as_str()) {
+                return Err(model
+                    .error_at(
+                        *offset,
+                        format!(
+                            "column `{column}` is not a feature, a population attribute or one of {}{}",
+                            crate::output::extracts::PERSON_COLUMNS.join(", "),
+                            did_you_mean(column, features.iter().copied())
+                        ),
+                    )
+                    .with_help("rank and person_id are always the first columns; list the others"));
+            }
+        }
         for (reason, offset) in &cohort.reasons {
             if !features.contains(&reason.as_str()) {
                 return Err(model.error_at(

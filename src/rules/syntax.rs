@@ -378,10 +378,17 @@ pub struct Cohort {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub rank: Vec<Spanned<String>>,
-    /// Features shown beside each person in the PCN extract.
+    /// Features that say why a person is on the list: worded in the
+    /// `reason` column, and (unless `columns` says otherwise) each a column.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub reasons: Vec<Spanned<String>>,
+    /// The columns of the PCN lists, after `rank` and `person_id`: features,
+    /// population attributes, `practice_code`, `age`, `sex`. Absent:
+    /// `practice_code`, `age`, `sex`, then the reasons.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub columns: Option<Vec<Spanned<String>>>,
     /// The PCN codes that receive this cohort; absent = every PCN. Persons
     /// registered elsewhere are not members.
     #[serde(default)]
