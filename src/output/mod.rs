@@ -42,18 +42,25 @@ pub struct RunInfo<'a> {
 /// Writes every output into a staging folder and publishes it at `out`.
 /// Returns the manifest that was written.
 pub fn write(results: &Results, out: &Path, info: &RunInfo) -> Result<manifest::Manifest> {
-    let started = Instant::now();
     let staging = publish::Staging::new(out)?;
+    let mut timings = results.timings.clone();
+    let started = Instant::now();
     patients::write(results, &staging.dir.join("patients.parquet"))?;
+    timings.push(("write patients.parquet", started.elapsed()));
+    let started = Instant::now();
     let delivered = extracts::write(results, &staging.dir.join("pcn"), info)?;
     write_rejects(results, &staging.dir.join("rejects"))?;
-    let mut timings = results.timings.clone();
-    timings.push(("write outputs", started.elapsed()));
-    let manifest = manifest::Manifest::new(results, info, &delivered, &timings);
-    manifest.write(&staging.dir.join("manifest.json"))?;
+    timings.push(("write PCN lists and rejects", started.elapsed()));
+    let mut manifest = manifest::Manifest::new(results, info, &delivered, &timings);
+    let started = Instant::now();
     let report = staging.dir.join("report.html");
     std::fs::write(&report, report::render(results, &manifest))
         .map_err(|e| crate::error::Error::io(&report, "cannot write", e))?;
+    // The report's own time is in the manifest and summary, not the report.
+    manifest
+        .timings_seconds
+        .push(("write report".to_string(), started.elapsed().as_secs_f64()));
+    manifest.write(&staging.dir.join("manifest.json"))?;
     let summary = staging.dir.join("summary.json");
     std::fs::write(&summary, manifest.summary_json(out) + "\n")
         .map_err(|e| crate::error::Error::io(&summary, "cannot write", e))?;

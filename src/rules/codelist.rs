@@ -37,7 +37,9 @@ pub struct Codelist {
     pub entries: Vec<Entry>,
     /// Category names, indexed by the ids in `Entry::categories`.
     pub categories: Vec<String>,
-    index: HashMap<String, u32>,
+    /// Code -> entry; a fast hash, since the scan looks up every distinct
+    /// code of every dictionary page.
+    index: HashMap<String, u32, foldhash::fast::FixedState>,
     longest_code: usize,
 }
 
@@ -123,7 +125,7 @@ impl Codelist {
             match_mode: decl.match_mode,
             entries: Vec::new(),
             categories: Vec::new(),
-            index: HashMap::new(),
+            index: HashMap::default(),
             longest_code: 0,
         };
         let mut category_ids: HashMap<String, u32> = HashMap::new();
