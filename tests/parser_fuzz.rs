@@ -1,7 +1,7 @@
 //! Fuzzing the rule-file reader and checker with proptest: random edits of
 //! the bundled models and random expressions must give a model or a
-//! positioned error, never a panic. (cargo-fuzz needs a nightly toolchain;
-//! this runs on stable, in CI.)
+//! positioned error, never a panic. The quick, deterministic version that
+//! CI runs; the coverage-guided fuzzers of the same code are in `fuzz/`.
 
 use std::path::Path;
 

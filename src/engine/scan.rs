@@ -256,8 +256,58 @@ fn filter_column(
 /// A dictionary's values, and per code list the entry each value matches.
 type DictionaryMatches = (ArrayRef, Arc<DictionaryCodes>);
 
+/// What a task knows of one code column across its batches: the matches of
+/// the dictionary it last saw, and of every distinct value of a list column
+/// (diagnoses repeat: matching each once, not once per row, matters for
+/// prefix lists such as HFRS and Charlson).
+#[derive(Default)]
+struct ColumnCache {
+    dictionary: Option<DictionaryMatches>,
+    values: ValueCache,
+}
+
+/// The distinct values of a list column met so far, each with an id into
+/// `codes`; a null value has its own id.
+#[derive(Default)]
+struct ValueCache {
+    ids: foldhash::HashMap<String, u32>,
+    null: Option<u32>,
+    codes: Arc<DictionaryCodes>,
+}
+
+impl ValueCache {
+    /// The id of each of `values`, matching the values not seen before.
+    fn ids(&mut self, values: &StringArray, lists: &[&Codelist], with_hashes: bool) -> Vec<u32> {
+        let codes = Arc::make_mut(&mut self.codes);
+        if codes.matched.len() < lists.len() {
+            codes.matched = vec![Vec::new(); lists.len()];
+        }
+        values
+            .iter()
+            .map(|v| {
+                let known = match v {
+                    Some(s) => self.ids.get(s).copied(),
+                    None => self.null,
+                };
+                known.unwrap_or_else(|| {
+                    let id = codes.listed.len() as u32;
+                    codes.push(v, lists, with_hashes);
+                    match v {
+                        Some(s) => {
+                            self.ids.insert(s.to_string(), id);
+                        }
+                        None => self.null = Some(id),
+                    }
+                    id
+                })
+            })
+            .collect()
+    }
+}
+
 /// What is known of each value of a dictionary: the entry it matches in
 /// each code list, and a hash of the code for counting distinct codes.
+#[derive(Clone, Default)]
 struct DictionaryCodes {
     matched: Vec<Vec<Option<u32>>>,
     /// Per value: does it match an entry of any list?
@@ -266,6 +316,19 @@ struct DictionaryCodes {
 }
 
 impl DictionaryCodes {
+    /// Adds one value at the end.
+    fn push(&mut self, value: Option<&str>, lists: &[&Codelist], with_hashes: bool) {
+        let mut listed = false;
+        for (list, matched) in lists.iter().zip(&mut self.matched) {
+            let m = value.and_then(|s| list.lookup(s));
+            listed |= m.is_some();
+            matched.push(m);
+        }
+        self.listed.push(listed);
+        self.hashes
+            .push(value.filter(|_| with_hashes).map(code_hash));
+    }
+
     /// Matches every value against every code list, and hashes every value
     /// when some aggregate counts distinct codes.
     fn new(values: &StringArray, lists: &[&Codelist], with_hashes: bool) -> DictionaryCodes {
@@ -325,10 +388,11 @@ enum Layout {
     Dictionary(Int32Array),
     /// Value `r` (a plain text column).
     Rows,
-    /// Values `offsets[r]..offsets[r + 1]` (a list column).
+    /// Values `ids[offsets[r]..offsets[r + 1]]` (a list column).
     List {
         offsets: Vec<usize>,
         valid: Option<NullBuffer>,
+        ids: Vec<u32>,
     },
 }
 
@@ -343,9 +407,15 @@ impl ColumnCodes {
                 }
             }
             Layout::Rows => f(row),
-            Layout::List { offsets, valid } => {
+            Layout::List {
+                offsets,
+                valid,
+                ids,
+            } => {
                 if valid.as_ref().is_none_or(|n| n.is_valid(row)) {
-                    (offsets[row]..offsets[row + 1]).for_each(&mut f);
+                    ids[offsets[row]..offsets[row + 1]]
+                        .iter()
+                        .for_each(|&id| f(id as usize));
                 }
             }
         }
@@ -432,7 +502,11 @@ impl Task<'_> {
         let reader = source.table.reader(group, &columns, &dictionary)?;
         // Dictionary matches are reused while the reader hands out the same
         // dictionary (typically for a whole column chunk).
-        let mut cached: Vec<Option<DictionaryMatches>> = vec![None; source.codes.len()];
+        let mut cached: Vec<ColumnCache> = source
+            .codes
+            .iter()
+            .map(|_| ColumnCache::default())
+            .collect();
         let mut distinct: Vec<Vec<u64>> = vec![Vec::new(); source.aggregates.len()];
         let mut distinct_values: Vec<Vec<(u32, u64)>> = vec![Vec::new(); source.aggregates.len()];
         let mut rejects = Rejects {
@@ -480,7 +554,7 @@ impl Task<'_> {
         &self,
         batch: &RecordBatch,
         path: &std::path::Path,
-        cached: &mut [Option<DictionaryMatches>],
+        cached: &mut [ColumnCache],
     ) -> Result<Codes> {
         let counts_values = self.source.aggregates.iter().any(counts_distinct_values);
         if self.lists.is_empty() && !counts_values {
@@ -501,7 +575,7 @@ impl Task<'_> {
         batch: &RecordBatch,
         path: &std::path::Path,
         code: &CodeColumn,
-        cached: &mut Option<DictionaryMatches>,
+        cached: &mut ColumnCache,
     ) -> Result<ColumnCodes> {
         let hashes = self.source.aggregates.iter().any(counts_distinct_values);
         let array = table::column(batch, &code.name);
@@ -528,10 +602,14 @@ impl Task<'_> {
                     )
                 }
             };
-            let codes = Arc::new(DictionaryCodes::new(&texts(&values)?, &self.lists, hashes));
+            let ids = cached.values.ids(&texts(&values)?, &self.lists, hashes);
             return Ok(ColumnCodes {
-                layout: Layout::List { offsets, valid },
-                codes,
+                layout: Layout::List {
+                    offsets,
+                    valid,
+                    ids,
+                },
+                codes: cached.values.codes.clone(),
             });
         }
         if let DataType::Dictionary(key, _) = array.data_type()
@@ -539,11 +617,11 @@ impl Task<'_> {
         {
             let dict = array.as_dictionary::<Int32Type>();
             let values = dict.values();
-            let codes = match cached {
+            let codes = match &cached.dictionary {
                 Some((v, c)) if Arc::ptr_eq(v, values) => c.clone(),
                 _ => {
                     let c = Arc::new(DictionaryCodes::new(&texts(values)?, &self.lists, hashes));
-                    *cached = Some((values.clone(), c.clone()));
+                    cached.dictionary = Some((values.clone(), c.clone()));
                     c
                 }
             };
@@ -563,7 +641,7 @@ impl Task<'_> {
         &self,
         batch: &RecordBatch,
         path: &std::path::Path,
-        cached: &mut [Option<DictionaryMatches>],
+        cached: &mut [ColumnCache],
         distinct: &mut [Vec<u64>],
         distinct_values: &mut [Vec<(u32, u64)>],
         rejects: &mut Rejects,

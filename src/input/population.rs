@@ -281,6 +281,25 @@ impl<'a> TextColumn<'a> {
         }
     }
 
+    /// The distinct values that occur: for a dictionary, its values that
+    /// some row uses (one pass over the keys, no string per row).
+    pub fn distinct(&self) -> std::collections::BTreeSet<&'a str> {
+        match self {
+            TextColumn::Plain(a) => a.iter().flatten().collect(),
+            TextColumn::Dictionary(d) => {
+                let values = d.values();
+                let mut used = vec![false; values.len()];
+                for k in d.keys().iter().flatten() {
+                    used[k as usize] = true;
+                }
+                (0..values.len())
+                    .filter(|&v| used[v] && values.is_valid(v))
+                    .map(|v| values.value(v))
+                    .collect()
+            }
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

@@ -47,10 +47,8 @@ pub fn write(results: &Results, dir: &Path, info: &super::RunInfo) -> Result<Del
     let pcn = TextColumn::new(population.column("pcn_code"));
 
     // Every PCN in the population gets a folder, whether or not it has members.
-    let distinct: std::collections::BTreeSet<&str> = (0..pcn.len())
-        .filter_map(|r| pcn.get(r))
-        .filter(|c| !c.is_empty())
-        .collect();
+    let mut distinct = pcn.distinct();
+    distinct.remove("");
     // Case-insensitive order puts codes that differ only in case side by side.
     let mut pcns: Vec<&str> = distinct.into_iter().collect();
     pcns.sort_by_cached_key(|c| c.to_ascii_uppercase());
@@ -168,10 +166,7 @@ pub fn write(results: &Results, dir: &Path, info: &super::RunInfo) -> Result<Del
                 continue;
             }
             let members = &by_pcn[c][code];
-            let why: Vec<String> = members
-                .iter()
-                .map(|&m| reasons[c].text(results, m as usize))
-                .collect();
+            let why = reasons[c].texts(results, members);
             let path = folder.join(format!("{}.csv", cohort.name));
             let columns = list_columns(results, c, &ranks[c], news[c].as_ref());
             write_list(&columns, members, &why, &path)?;

@@ -51,17 +51,35 @@ impl Reasons {
         Reasons { parts }
     }
 
-    /// The reason text of person `row`: every reason that has a value (not
-    /// null, false or empty), `; `-separated.
-    pub fn text(&self, results: &Results, row: usize) -> String {
+    /// The reason texts of persons `rows`, in order: for each, every reason
+    /// that has a value (not null, false or empty), `; `-separated. Each
+    /// column's formatter is made once, not once per person.
+    pub fn texts(&self, results: &Results, rows: &[u32]) -> Vec<String> {
         let options = FormatOptions::default();
+        let columns: Vec<(&Part, &ArrayRef, Option<ArrayFormatter>)> = self
+            .parts
+            .iter()
+            .map(|part| {
+                let column: &ArrayRef = results.feature(part.feature);
+                (
+                    part,
+                    column,
+                    ArrayFormatter::try_new(column.as_ref(), &options).ok(),
+                )
+            })
+            .collect();
+        rows.iter()
+            .map(|&row| Self::words(&columns, row as usize))
+            .collect()
+    }
+
+    fn words(columns: &[(&Part, &ArrayRef, Option<ArrayFormatter>)], row: usize) -> String {
         let mut out: Vec<String> = Vec::new();
-        for part in &self.parts {
-            let column: &ArrayRef = results.feature(part.feature);
+        for (part, column, formatter) in columns {
             if column.is_null(row) {
                 continue;
             }
-            let Ok(formatter) = ArrayFormatter::try_new(column.as_ref(), &options) else {
+            let Some(formatter) = formatter else {
                 continue;
             };
             let value = formatter.value(row).to_string();
