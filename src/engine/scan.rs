@@ -451,6 +451,20 @@ impl Codes {
         }
     }
 
+    /// The keys and the listed-or-not of each dictionary value, when the
+    /// batch's codes are one dictionary column without nulls.
+    fn single_dictionary(&self) -> Option<(&[i32], &[bool])> {
+        match self.0.as_slice() {
+            [
+                ColumnCodes {
+                    layout: Layout::Dictionary(keys),
+                    codes,
+                },
+            ] if keys.null_count() == 0 => Some((keys.values(), &codes.listed)),
+            _ => None,
+        }
+    }
+
     /// Does row `row` match an entry of any code list?
     #[inline]
     fn any_listed(&self, row: usize) -> bool {
@@ -700,7 +714,32 @@ impl Task<'_> {
         let (mut null_date, mut after_as_of, mut null_id, mut unknown) = (0u64, 0u64, 0u64, 0u64);
         let mut before_1900 = 0u64;
         let mut candidates: Vec<u32> = Vec::new();
-        for row in 0..rows {
+        // The common shape of a GP extract (dates never null, no placeholder
+        // dates, one dictionary-encoded code column, every aggregate wanting
+        // a code list) takes a tight loop over the raw values: one range
+        // test of the date, one look at the code's dictionary entry.
+        let simple = (all_listed
+            && self.as_of >= FIRST_PLAUSIBLE_DAY
+            && dates.null_count() == 0
+            && source.missing_dates.is_empty())
+        .then(|| codes.single_dictionary())
+        .flatten();
+        if let Some((keys, listed)) = simple {
+            let span = (self.as_of - FIRST_PLAUSIBLE_DAY) as u32;
+            for (row, (&day, &key)) in dates.values().iter().zip(keys).enumerate() {
+                if (day.wrapping_sub(FIRST_PLAUSIBLE_DAY) as u32) > span {
+                    if day > self.as_of {
+                        after_as_of += 1;
+                    } else {
+                        before_1900 += 1;
+                        rejects.add(row, "date_before_1900", persons.text(row), Some(day));
+                    }
+                } else if listed[key as usize] {
+                    candidates.push(row as u32);
+                }
+            }
+        }
+        for row in (0..rows).filter(|_| simple.is_none()) {
             if dates.is_null(row) || source.missing_dates.contains(&dates.value(row)) {
                 null_date += 1;
                 rejects.add(row, "null_date", persons.text(row), None);
