@@ -17,6 +17,7 @@ pub fn parse(text: &str) -> Result<Expr, ParseError> {
         tokens,
         pos: 0,
         text_len: text.len(),
+        depth: 0,
     };
     if p.tokens.is_empty() {
         return Err(ParseError {
@@ -25,6 +26,14 @@ pub fn parse(text: &str) -> Result<Expr, ParseError> {
         });
     }
     let expr = p.or()?;
+    // Chains (`a + b + c ...`) deepen the tree without deepening the
+    // parser's recursion: bounded here, for the checker and evaluator.
+    if depth(&expr) > MAX_DEPTH {
+        return Err(ParseError {
+            span: expr.span,
+            message: format!("expression is more than {MAX_DEPTH} operations deep"),
+        });
+    }
     if let Some((_, span)) = p.tokens.get(p.pos) {
         return Err(ParseError {
             span: *span,
@@ -39,6 +48,57 @@ struct Parser {
     tokens: Vec<(Token, Span)>,
     pos: usize,
     text_len: usize,
+    /// How deep the parser has recursed: brackets, `not`, `-`, `case` and
+    /// calls nest, and an expression nested without limit would overflow
+    /// the stack (found by fuzzing).
+    depth: usize,
+}
+
+/// The deepest nesting an expression may have, and the deepest tree (long
+/// chains such as `a + b + c + ...` nest too): far beyond any rule, far
+/// below what the stack holds.
+const MAX_NESTING: usize = 50;
+const MAX_DEPTH: usize = 500;
+
+/// The depth of a tree, one level per operator or call; without
+/// recursion, since it is what guards the recursive passes.
+fn depth(root: &Expr) -> usize {
+    let mut deepest = 0;
+    let mut stack: Vec<(&Expr, usize)> = vec![(root, 1)];
+    while let Some((e, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        let mut push = |x| stack.push((x, d + 1));
+        match &e.kind {
+            ExprKind::Literal(_) | ExprKind::Name(_) => {}
+            ExprKind::Unary(_, x) | ExprKind::IsNull { expr: x, .. } => push(x),
+            ExprKind::Binary(_, a, b) => {
+                push(a);
+                push(b);
+            }
+            ExprKind::InList { expr, list, .. } => {
+                push(expr);
+                list.iter().for_each(&mut push);
+            }
+            ExprKind::Between {
+                expr, low, high, ..
+            } => {
+                push(expr);
+                push(low);
+                push(high);
+            }
+            ExprKind::Case { whens, otherwise } => {
+                for (c, v) in whens {
+                    push(c);
+                    push(v);
+                }
+                if let Some(o) = otherwise {
+                    push(o);
+                }
+            }
+            ExprKind::Call { args, .. } => args.iter().for_each(&mut push),
+        }
+    }
+    deepest
 }
 
 fn join(a: Span, b: Span) -> Span {
@@ -111,7 +171,25 @@ impl Parser {
         }
     }
 
+    /// Counts one level of recursion; refuses to go past [`MAX_NESTING`].
+    fn enter(&mut self) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(self.error(format!(
+                "expression nested more than {MAX_NESTING} levels deep"
+            )));
+        }
+        Ok(())
+    }
+
     fn or(&mut self) -> Result<Expr, ParseError> {
+        self.enter()?;
+        let result = self.or_chain();
+        self.depth -= 1;
+        result
+    }
+
+    fn or_chain(&mut self) -> Result<Expr, ParseError> {
         let mut left = self.and()?;
         while self.eat_keyword("or") {
             let right = self.and()?;
@@ -132,7 +210,10 @@ impl Parser {
     fn not(&mut self) -> Result<Expr, ParseError> {
         let start = self.span_here();
         if self.eat_keyword("not") {
-            let inner = self.not()?;
+            self.enter()?;
+            let inner = self.not();
+            self.depth -= 1;
+            let inner = inner?;
             let span = join(start, inner.span);
             return Ok(Expr {
                 kind: ExprKind::Unary(UnaryOp::Not, Box::new(inner)),
@@ -245,7 +326,10 @@ impl Parser {
     fn unary(&mut self) -> Result<Expr, ParseError> {
         let start = self.span_here();
         if self.eat(&Token::Minus) {
-            let inner = self.unary()?;
+            self.enter()?;
+            let inner = self.unary();
+            self.depth -= 1;
+            let inner = inner?;
             let span = join(start, inner.span);
             // Fold negative literals so `-5` is a constant, not an operation.
             let kind = match inner.kind {
@@ -490,5 +574,37 @@ mod tests {
         assert!(e.message.contains("`)`"), "{}", e.message);
         let e = parse("d > date '2025-02-30'").unwrap_err();
         assert!(e.message.contains("not a date"));
+    }
+
+    #[test]
+    fn nesting_is_bounded_not_a_stack_overflow() {
+        // Found by fuzzing: 4,000 brackets overflowed the stack.
+        for text in [
+            format!("{}1{}", "(".repeat(4000), ")".repeat(4000)),
+            format!("{}x", "not ".repeat(4000)),
+            format!("{}1", "-".repeat(4000)),
+        ] {
+            let e = parse(&text).unwrap_err();
+            assert!(
+                e.message.contains("nested more than 50 levels"),
+                "{}",
+                e.message
+            );
+        }
+        // Rules as people write them are far inside the limit.
+        let nested = format!("{}1{}", "(".repeat(40), ")".repeat(40));
+        assert!(parse(&nested).is_ok());
+    }
+
+    #[test]
+    fn long_chains_are_bounded() {
+        let chain = vec!["x"; 2000].join(" + ");
+        assert!(
+            parse(&chain)
+                .unwrap_err()
+                .message
+                .contains("more than 500 operations deep")
+        );
+        assert!(parse(&vec!["x"; 300].join(" + ")).is_ok());
     }
 }
