@@ -856,16 +856,7 @@ fn output_folder_not_writable() {
 fn two_runs_on_one_output_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let o = strata(&[
-        "generate",
-        "--patients",
-        "20000",
-        "--seed",
-        "2",
-        "--out",
-        data.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    generate(&data, 20000, 2);
     let out = tmp.path().join("out");
     let args = [
         "run",

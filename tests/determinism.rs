@@ -144,16 +144,7 @@ fn reference() -> &'static Reference {
     REFERENCE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        let o = strata(&[
-            "generate",
-            "--patients",
-            "3000",
-            "--seed",
-            "11",
-            "--out",
-            data.to_str().unwrap(),
-        ]);
-        assert!(o.status.success(), "{}", stderr(&o));
+        generate(&data, 3000, 11);
         let outputs = run(&data, &dir.path().join("ref"), 1);
         assert!(outputs.len() > 10, "{:?}", outputs.keys());
         Reference { dir, data, outputs }

@@ -12,16 +12,7 @@ use std::time::Duration;
 use util::*;
 
 fn generated(dir: &Path) {
-    let o = strata(&[
-        "generate",
-        "--patients",
-        "20000",
-        "--seed",
-        "5",
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    generate(dir, 20000, 5);
 }
 
 fn run_args<'a>(data: &'a Path, out: &'a Path) -> Vec<&'a str> {

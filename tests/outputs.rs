@@ -24,16 +24,7 @@ struct Runs {
 fn runs() -> Runs {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let o = strata(&[
-        "generate",
-        "--patients",
-        "4000",
-        "--seed",
-        "3",
-        "--out",
-        data.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    generate(&data, 4000, 3);
     let first = tmp.path().join("first");
     let second = tmp.path().join("second");
     let core = repo_path("models/core.toml");
@@ -363,16 +354,7 @@ fn every_pcn_folder_holds_only_that_pcns_people() {
 fn logs_hold_no_patient_level_values() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let o = strata(&[
-        "generate",
-        "--patients",
-        "3000",
-        "--seed",
-        "9",
-        "--out",
-        data.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    generate(&data, 3000, 9);
     let out = tmp.path().join("out");
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
         .args([
@@ -417,16 +399,7 @@ fn logs_hold_no_patient_level_values() {
 fn diff_counts_each_segment_transition_exactly() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let o = strata(&[
-        "generate",
-        "--patients",
-        "3000",
-        "--seed",
-        "5",
-        "--out",
-        data.to_str().unwrap(),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    generate(&data, 3000, 5);
     let (before, after, diff) = (
         tmp.path().join("before"),
         tmp.path().join("after"),

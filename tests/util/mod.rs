@@ -214,6 +214,20 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// `strata generate --patients N --seed S --out OUT`, checked.
+pub fn generate(out: &Path, patients: u32, seed: u64) {
+    let o = strata(&[
+        "generate",
+        "--patients",
+        &patients.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 /// `strata run --rules RULES --data DATA --out OUT --as-of AS_OF --quiet`.
 pub fn run_rules(rules: &Path, data: &Path, out: &Path, as_of: &str) -> Output {
     run_quietly(rules, data, out, &["--as-of", as_of])
