@@ -85,7 +85,7 @@ fn io_help(help: &Option<String>, source: &std::io::Error) -> String {
             "the disk is full (or a size limit was reached): free some space or write --out to another disk, and run again; the previous output is untouched"
         }
         ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => {
-            "strata may not write here: give an --out folder it can write to, or change the folder's permissions"
+            "strata is not allowed to read or write this path: check its permissions (for the output, give an --out folder strata can write to)"
         }
         ErrorKind::NotFound => "check that the path exists",
         _ => "check the path and the disk, and run again",

@@ -82,7 +82,7 @@ pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
         if input.files.iter().all(|f| f.rows == 0) {
             let _ = writeln!(
                 s,
-                "Table `{}` has no rows: every feature read from it is zero or empty. Check the extract.",
+                "Table `{}` has no rows: every feature read from it is zero, false or null. Check the extract.",
                 input.table
             );
         }

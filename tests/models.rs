@@ -231,3 +231,50 @@ fn the_core_model_runs_without_a_medications_table() {
     }
     assert!(lowered > 100, "{lowered} persons had polypharmacy");
 }
+
+/// A `min` or `max` of an optional source takes its type from a column:
+/// when the table is absent that type is unknown, and the run says so
+/// where the feature is written, rather than fail later in a comparison.
+#[test]
+fn min_or_max_of_an_absent_optional_table_is_refused_where_it_is_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        r#"
+[model]
+name = "t"
+title = "t"
+source = "test"
+
+[sources.labs]
+table = "labs"
+date = "test_date"
+optional = true
+
+[features.highest]
+source = "labs"
+aggregate = "max"
+column = "value"
+
+[cohorts.c]
+title = "c"
+description = "c"
+when = "highest >= 5"
+"#,
+    )
+    .unwrap();
+    let o = run_rules(
+        &rules,
+        &repo_path("sample-data"),
+        &tmp.path().join("out"),
+        "2026-03-31",
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("rules.toml:") && err.contains("optional table is absent"),
+        "{err}"
+    );
+    assert!(err.contains("help: supply the table"), "{err}");
+}

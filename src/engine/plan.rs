@@ -157,7 +157,7 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
                 None => Table::open(data, &s.table, &needed_by)?,
             };
             if table.rows() == 0 {
-                tracing::warn!(table = %table.location.display(), "table has no rows: every feature read from it is zero or empty");
+                tracing::warn!(table = %table.location.display(), "table has no rows: every feature read from it is zero, false or null");
             }
             let date_ty = table.column_type(&s.date, "the event date")?;
             if !table::is_date_type(date_ty) {
@@ -260,8 +260,22 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
             continue;
         };
         let Some(sp) = source_of[*source] else {
-            // An optional table that is absent: null for everyone.
-            let ty = aggregate::result_type(*aggregate, column.as_ref().map(|_| Type::Null));
+            // An optional table that is absent: null for everyone. A `min`
+            // or `max` takes its type from a column that is not there.
+            if column.is_some() {
+                return Err(model
+                    .error_at(
+                        feature.offset,
+                        format!(
+                            "feature `{}` takes the {} of a column of source `{}`, whose optional table is absent, so its type is unknown",
+                            feature.name,
+                            aggregate.name(),
+                            model.sources[*source].name
+                        ),
+                    )
+                    .with_help("supply the table, or make the source required"));
+            }
+            let ty = aggregate::result_type(*aggregate, None);
             features.push(FeaturePlan { ty, slot });
             continue;
         };

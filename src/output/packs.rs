@@ -46,8 +46,11 @@ pub struct Sheet<'a> {
 /// Builds the workbook in memory, then writes it: a full disk then fails
 /// one plain write with the system's error, not the zip writer half-way.
 pub fn write(path: &Path, cover: &Cover, sheets: &[Sheet]) -> Result<()> {
-    let bytes = build(cover, sheets)
-        .map_err(|e| Error::Internal(format!("building the workbook {}: {e}", path.display())))?;
+    let bytes = build(cover, sheets).map_err(|e| {
+        Error::data(path, format!("cannot build the workbook: {e}")).with_help(
+            "a value may exceed what Excel holds (32,767 characters a cell, 1,048,576 rows a sheet): list fewer or shorter columns",
+        )
+    })?;
     std::fs::write(path, bytes).map_err(|e| Error::io(path, "cannot write the workbook", e))
 }
 

@@ -42,7 +42,14 @@ pub(super) fn resolve_names(model: &mut Model) -> Result<()> {
                 ));
             }
         }
+        let mut seen: Vec<&str> = vec!["rank", "new", "person_id", "reason"];
         for (column, offset) in cohort.columns.iter().flatten() {
+            if seen.contains(&column.as_str()) {
+                return Err(model
+                    .error_at(*offset, format!("column `{column}` is listed twice, or is one strata always writes"))
+                    .with_help("rank, new, person_id and reason are written anyway; list every other column once"));
+            }
+            seen.push(column);
             let attribute = model.population.attributes.contains_key(column);
             let person = crate::output::extracts::PERSON_COLUMNS.contains(&column.as_str());
             if !person && !attribute && !features.contains(&column.as_str()) {
