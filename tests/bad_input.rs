@@ -173,17 +173,7 @@ fn counted(name: &str, mutate: Mutation, source: &str, reason: &str, rows: u64) 
     let (data, rules) = good(tmp.path());
     mutate(tmp.path(), &data, &rules);
     let out = tmp.path().join("out");
-    let o = strata(&[
-        "run",
-        "--rules",
-        rules.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--as-of",
-        AS_OF,
-    ]);
+    let o = run_printed(&rules, &data, &out, &["--as-of", AS_OF]);
     assert!(o.status.success(), "{name}: {}", stderr(&o));
     assert!(
         stdout(&o).contains(&format!("Rows skipped for problems in the data: {rows}")),
@@ -508,17 +498,7 @@ fn odd_but_valid_data_runs() {
     // An event table with no rows: every count from it is 0, and the run
     // says so rather than pass it by.
     write_parquet(&data.join("ae_attendances.parquet"), &[ae_batch(&[])]);
-    let o = strata(&[
-        "run",
-        "--rules",
-        rules.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--as-of",
-        AS_OF,
-    ]);
+    let o = run_printed(&rules, &data, &out, &["--as-of", AS_OF]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stdout(&o).contains("Table `ae_attendances` has no rows"),

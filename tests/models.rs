@@ -176,15 +176,7 @@ fn the_core_model_runs_without_a_medications_table() {
     let core = repo_path("models/core.toml");
     let o = run_quietly(&core, &repo_path("sample-data"), &with, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = strata(&[
-        "run",
-        "--rules",
-        core.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        without.to_str().unwrap(),
-    ]);
+    let o = run_printed(&core, &data, &without, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stdout(&o).contains("Optional table `medications` is absent"),

@@ -31,17 +31,7 @@ fn runs() -> Runs {
     let o = run_quietly(&core, &data, &first, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     // The second run prints its summary table.
-    let o = strata(&[
-        "run",
-        "--rules",
-        core.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        second.to_str().unwrap(),
-        "--set",
-        "hiu_threshold=3",
-    ]);
+    let o = run_printed(&core, &data, &second, &["--set", "hiu_threshold=3"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let mut printed = vec![("run summary", stdout(&o))];
     let diff = tmp.path().join("diff");
@@ -202,17 +192,12 @@ fn no_aggregate_output_shows_a_count_from_1_to_7() {
         "a 4,000-person city has small counts somewhere"
     );
     // ... and so does its printed summary, which the check would catch.
-    let o = strata(&[
-        "run",
-        "--rules",
-        repo_path("models/core.toml").to_str().unwrap(),
-        "--data",
-        r.data.to_str().unwrap(),
-        "--out",
-        exact.to_str().unwrap(),
-        "--suppression",
-        "none",
-    ]);
+    let o = run_printed(
+        &repo_path("models/core.toml"),
+        &r.data,
+        &exact,
+        &["--suppression", "none"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(table_counts(&stdout(&o)).iter().any(|n| small(n)));
 }

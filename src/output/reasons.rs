@@ -101,7 +101,7 @@ impl Reasons {
 /// parameter, as `>= 5`; `None` if it makes none (or several).
 fn threshold(model: &Model, condition: &Expr, name: &str) -> Option<String> {
     let mut found: Vec<String> = Vec::new();
-    walk(condition, &mut |e| {
+    condition.visit(&mut |e| {
         let ExprKind::Binary(op, a, b) = &e.kind else {
             return;
         };
@@ -138,39 +138,6 @@ fn threshold(model: &Model, condition: &Expr, name: &str) -> Option<String> {
         }
     });
     (found.len() == 1).then(|| found.remove(0))
-}
-
-fn walk(e: &Expr, f: &mut impl FnMut(&Expr)) {
-    f(e);
-    match &e.kind {
-        ExprKind::Literal(_) | ExprKind::Name(_) => {}
-        ExprKind::Unary(_, x) | ExprKind::IsNull { expr: x, .. } => walk(x, f),
-        ExprKind::Binary(_, a, b) => {
-            walk(a, f);
-            walk(b, f);
-        }
-        ExprKind::InList { expr, list, .. } => {
-            walk(expr, f);
-            list.iter().for_each(|x| walk(x, f));
-        }
-        ExprKind::Between {
-            expr, low, high, ..
-        } => {
-            walk(expr, f);
-            walk(low, f);
-            walk(high, f);
-        }
-        ExprKind::Case { whens, otherwise } => {
-            for (c, v) in whens {
-                walk(c, f);
-                walk(v, f);
-            }
-            if let Some(o) = otherwise {
-                walk(o, f);
-            }
-        }
-        ExprKind::Call { args, .. } => args.iter().for_each(|x| walk(x, f)),
-    }
 }
 
 /// A cohort's rule in words for a cover sheet: its description, then its

@@ -235,6 +235,14 @@ pub fn run_rules(rules: &Path, data: &Path, out: &Path, as_of: &str) -> Output {
 
 /// `strata run --rules RULES --data DATA --out OUT --quiet EXTRA...`.
 pub fn run_quietly(rules: &Path, data: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = extra.to_vec();
+    args.insert(0, "--quiet");
+    run_printed(rules, data, out, &args)
+}
+
+/// `strata run --rules RULES --data DATA --out OUT EXTRA...`: the summary
+/// it prints is in the output's stdout.
+pub fn run_printed(rules: &Path, data: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
         "run",
         "--rules",
@@ -243,7 +251,6 @@ pub fn run_quietly(rules: &Path, data: &Path, out: &Path, extra: &[&str]) -> Out
         data.to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
-        "--quiet",
     ];
     args.extend_from_slice(extra);
     strata(&args)

@@ -194,36 +194,29 @@ impl Expr {
         out
     }
 
-    fn visit<'a>(&'a self, f: &mut impl FnMut(&'a Expr)) {
+    /// Every expression of the tree, this one first, then each child's
+    /// tree in the order written.
+    pub fn visit<'a>(&'a self, f: &mut impl FnMut(&'a Expr)) {
         f(self);
+        self.children().into_iter().for_each(|c| c.visit(f));
+    }
+
+    /// The expressions this one is made of, in the order written.
+    pub fn children(&self) -> Vec<&Expr> {
         match &self.kind {
-            ExprKind::Literal(_) | ExprKind::Name(_) => {}
-            ExprKind::Unary(_, e) | ExprKind::IsNull { expr: e, .. } => e.visit(f),
-            ExprKind::Binary(_, l, r) => {
-                l.visit(f);
-                r.visit(f);
-            }
-            ExprKind::InList { expr, list, .. } => {
-                expr.visit(f);
-                list.iter().for_each(|e| e.visit(f));
-            }
+            ExprKind::Literal(_) | ExprKind::Name(_) => Vec::new(),
+            ExprKind::Unary(_, e) | ExprKind::IsNull { expr: e, .. } => vec![e],
+            ExprKind::Binary(_, l, r) => vec![l, r],
+            ExprKind::InList { expr, list, .. } => std::iter::once(&**expr).chain(list).collect(),
             ExprKind::Between {
                 expr, low, high, ..
-            } => {
-                expr.visit(f);
-                low.visit(f);
-                high.visit(f);
-            }
-            ExprKind::Case { whens, otherwise } => {
-                for (c, v) in whens {
-                    c.visit(f);
-                    v.visit(f);
-                }
-                if let Some(e) = otherwise {
-                    e.visit(f);
-                }
-            }
-            ExprKind::Call { args, .. } => args.iter().for_each(|e| e.visit(f)),
+            } => vec![expr, low, high],
+            ExprKind::Case { whens, otherwise } => whens
+                .iter()
+                .flat_map(|(c, v)| [c, v])
+                .chain(otherwise.as_deref())
+                .collect(),
+            ExprKind::Call { args, .. } => args.iter().collect(),
         }
     }
 }

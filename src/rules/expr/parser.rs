@@ -79,36 +79,7 @@ fn depth(root: &Expr) -> usize {
     let mut stack: Vec<(&Expr, usize)> = vec![(root, 1)];
     while let Some((e, d)) = stack.pop() {
         deepest = deepest.max(d);
-        let mut push = |x| stack.push((x, d + 1));
-        match &e.kind {
-            ExprKind::Literal(_) | ExprKind::Name(_) => {}
-            ExprKind::Unary(_, x) | ExprKind::IsNull { expr: x, .. } => push(x),
-            ExprKind::Binary(_, a, b) => {
-                push(a);
-                push(b);
-            }
-            ExprKind::InList { expr, list, .. } => {
-                push(expr);
-                list.iter().for_each(&mut push);
-            }
-            ExprKind::Between {
-                expr, low, high, ..
-            } => {
-                push(expr);
-                push(low);
-                push(high);
-            }
-            ExprKind::Case { whens, otherwise } => {
-                for (c, v) in whens {
-                    push(c);
-                    push(v);
-                }
-                if let Some(o) = otherwise {
-                    push(o);
-                }
-            }
-            ExprKind::Call { args, .. } => args.iter().for_each(&mut push),
-        }
+        stack.extend(e.children().into_iter().map(|c| (c, d + 1)));
     }
     deepest
 }
