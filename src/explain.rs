@@ -31,8 +31,13 @@ pub fn render(results: &Results, explained: &Explained) -> String {
     let death = population.column("date_of_death");
     let status = if results.alive.value(row) {
         "alive".to_string()
-    } else {
+    } else if died_by(death, row, plan.as_of) {
         format!("died {}", value(death, row))
+    } else {
+        format!(
+            "born {}, after the as-of date: not in the population then",
+            value(population.column("birth_date"), row)
+        )
     };
     let _ = writeln!(
         s,
@@ -157,7 +162,8 @@ pub fn render(results: &Results, explained: &Explained) -> String {
         let verdict = if result.flags.value(row) {
             format!("IN (rank {} in their PCN)", result.rank.value(row))
         } else if !results.alive.value(row) {
-            "not in: died on or before the as-of date".to_string()
+            "not in: not alive on the as-of date (died on or before it, or born after it)"
+                .to_string()
         } else {
             "not in".to_string()
         };
@@ -181,4 +187,12 @@ fn params_used(model: &crate::rules::Model, located: &[&Located]) -> String {
     } else {
         format!("  (with {})", used.join(", "))
     }
+}
+
+/// Whether the person's date of death is on or before `as_of`.
+fn died_by(death: &ArrayRef, row: usize, as_of: chrono::NaiveDate) -> bool {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    let deaths = death.as_primitive::<arrow_array::types::Date32Type>();
+    !deaths.is_null(row) && deaths.value(row) <= crate::dates::to_day(as_of)
 }

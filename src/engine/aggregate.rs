@@ -32,7 +32,8 @@ pub enum State {
     },
     /// Sorted, deduplicated `person << 32 | item` keys gathered from tasks.
     Distinct(Mutex<Vec<u64>>),
-    /// `person << 32 | month` keys, one per event: events per calendar month.
+    /// `person << 32 | month` keys (calendar months) or `person << 32 |
+    /// day` keys (any 30 days), one per event.
     Monthly(Mutex<Vec<u64>>),
     /// (person, code hash) pairs: distinct codes counted without a code list.
     DistinctValues(Mutex<Vec<(u32, u64)>>),
@@ -130,7 +131,9 @@ impl State {
             | Aggregate::CountDistinctCategories
             | Aggregate::ListCategories
             | Aggregate::SumDistinctWeights => State::Distinct(Mutex::new(Vec::new())),
-            Aggregate::MaxInAMonth => State::Monthly(Mutex::new(Vec::new())),
+            Aggregate::MaxInAMonth | Aggregate::MaxIn30Days => {
+                State::Monthly(Mutex::new(Vec::new()))
+            }
             Aggregate::FirstDate => State::MinDay(filled(persons, || AtomicI32::new(i32::MAX))),
             Aggregate::LastDate => State::MaxDay(filled(persons, || AtomicI32::new(i32::MIN))),
             Aggregate::Min | Aggregate::Max => {
@@ -382,9 +385,13 @@ impl State {
                     .expect("no task panics while holding the lock");
                 keys.sort_unstable();
                 let mut most = vec![0i64; persons];
-                for run in keys.chunk_by(|a, b| a == b) {
-                    let person = (run[0] >> 32) as usize;
-                    most[person] = most[person].max(run.len() as i64);
+                if aggregate == Aggregate::MaxIn30Days {
+                    busiest_30_days(&keys, &mut most);
+                } else {
+                    for run in keys.chunk_by(|a, b| a == b) {
+                        let person = (run[0] >> 32) as usize;
+                        most[person] = most[person].max(run.len() as i64);
+                    }
                 }
                 Arc::new(Int64Array::from(most))
             }
@@ -429,13 +436,31 @@ fn ints(v: Vec<AtomicI64>, none: i64) -> ArrayRef {
     ))
 }
 
+/// For sorted `person << 32 | day` keys (days offset so they are not
+/// negative), each person's most events within any 30 consecutive days
+/// (a day and the 29 after it): a sliding window over each person's dates.
+fn busiest_30_days(keys: &[u64], most: &mut [i64]) {
+    for events in keys.chunk_by(|a, b| a >> 32 == b >> 32) {
+        let person = (events[0] >> 32) as usize;
+        let mut start = 0;
+        for (end, &key) in events.iter().enumerate() {
+            let day = key & 0xFFFF_FFFF;
+            while day - (events[start] & 0xFFFF_FFFF) >= 30 {
+                start += 1;
+            }
+            most[person] = most[person].max((end - start + 1) as i64);
+        }
+    }
+}
+
 /// The type of an aggregate's result.
 pub fn result_type(aggregate: Aggregate, column: Option<Type>) -> Type {
     match aggregate {
         Aggregate::Count
         | Aggregate::CountDistinctCodes
         | Aggregate::CountDistinctCategories
-        | Aggregate::MaxInAMonth => Type::Int,
+        | Aggregate::MaxInAMonth
+        | Aggregate::MaxIn30Days => Type::Int,
         Aggregate::Exists => Type::Bool,
         Aggregate::ListCategories => Type::Str,
         Aggregate::SumDistinctWeights => Type::Float,
@@ -539,6 +564,23 @@ mod tests {
             .values()
             .to_vec();
         assert_eq!(got, vec![3, 0, 1]);
+    }
+
+    #[test]
+    fn max_in_30_days_slides_over_consecutive_days() {
+        // Person 0: days 100, 110, 129 (within 30 days: 3), then 130 (the
+        // window 101..=130 holds 110, 129, 130: 3); person 1: 100 and 130
+        // (30 days apart: never together), twice on day 200 (2).
+        let s = State::new(Aggregate::MaxIn30Days, None, false, None, 2);
+        s.merge_keys(vec![130, 100, 129]);
+        s.merge_keys(vec![110, (1 << 32) | 100, (1 << 32) | 130]);
+        s.merge_keys(vec![(1 << 32) | 200, (1 << 32) | 200]);
+        let out = s.finish(Aggregate::MaxIn30Days, &[], (&[], &[]), 2);
+        let got: Vec<_> = out
+            .as_primitive::<arrow_array::types::Int64Type>()
+            .values()
+            .to_vec();
+        assert_eq!(got, vec![3, 2]);
     }
 
     #[test]

@@ -124,9 +124,17 @@ pub fn evaluate(
     })
 }
 
-/// True where a person was alive on the as-of date: no date of death, or one
-/// after it.
-pub fn alive(date_of_death: &ArrayRef, as_of: i32) -> BooleanArray {
+/// True where a person was in the population on the as-of date: born on or
+/// before it, and with no date of death or one after it. A run as of a past
+/// date must not count people who had not been born yet (issue: back-tests
+/// and `--as-of` in the past). An unknown birth date does not exclude.
+pub fn alive(birth_date: &ArrayRef, date_of_death: &ArrayRef, as_of: i32) -> BooleanArray {
+    let births = birth_date.as_primitive::<arrow_array::types::Date32Type>();
     let deaths = date_of_death.as_primitive::<arrow_array::types::Date32Type>();
-    BooleanArray::from_iter(deaths.iter().map(|d| Some(d.is_none_or(|d| d > as_of))))
+    BooleanArray::from_iter(
+        births
+            .iter()
+            .zip(deaths.iter())
+            .map(|(b, d)| Some(b.is_none_or(|b| b <= as_of) && d.is_none_or(|d| d > as_of))),
+    )
 }

@@ -137,7 +137,11 @@ pub fn run_traced<'m>(
     timings.push(("derive features", started.elapsed()));
 
     let started = Instant::now();
-    let alive = cohorts::alive(population.column("date_of_death"), as_of_day);
+    let alive = cohorts::alive(
+        population.column("birth_date"),
+        population.column("date_of_death"),
+        as_of_day,
+    );
     let pcn = population.column("pcn_code");
     let cohort_results = plan
         .cohorts

@@ -819,6 +819,10 @@ impl Task<'_> {
                     Aggregate::MaxInAMonth => {
                         distinct[k].push((u64::from(p) << 32) | u64::from(dates::month_number(day)))
                     }
+                    // The sign bit flipped keeps days before 1970 in order.
+                    Aggregate::MaxIn30Days => {
+                        distinct[k].push((u64::from(p) << 32) | u64::from(day as u32 ^ 0x8000_0000))
+                    }
                     Aggregate::CountDistinctCodes if agg.codelist.is_none() => {
                         let values = &mut distinct_values[k];
                         codes.each_code_hash(row, |h| values.push((p, h)));

@@ -244,6 +244,8 @@ pub enum Aggregate {
     ListCategories,
     SumDistinctWeights,
     MaxInAMonth,
+    #[serde(rename = "max_in_30_days")]
+    MaxIn30Days,
     FirstDate,
     LastDate,
     Min,
@@ -259,6 +261,7 @@ impl Aggregate {
             Aggregate::CountDistinctCategories => "count_distinct_categories",
             Aggregate::ListCategories => "list_categories",
             Aggregate::MaxInAMonth => "max_in_a_month",
+            Aggregate::MaxIn30Days => "max_in_30_days",
             Aggregate::SumDistinctWeights => "sum_distinct_weights",
             Aggregate::FirstDate => "first_date",
             Aggregate::LastDate => "last_date",
