@@ -27,6 +27,7 @@ use crate::dates;
 use crate::engine;
 use crate::error::{Error, Result};
 use crate::progress;
+use crate::rules::expr::Literal;
 use crate::rules::{FeatureKind, Model, did_you_mean, syntax};
 
 /// A value written in a test.
@@ -136,14 +137,24 @@ pub fn run(model: &Model) -> Result<Vec<Outcome>> {
     let mut outcomes: Vec<Option<Outcome>> = model.tests.iter().map(|_| None).collect();
     for ((as_of, set), tests) in by_run {
         // A test with parameters runs on the model read again with them, as
-        // `strata run --set` would read it.
+        // `strata run --set` would read it, keeping any parameter the model
+        // itself was given (`--set`) that the test does not set.
         let reloaded = if set.is_empty() {
             None
         } else {
             let (start, test) = &model.tests[tests[0]];
             let at = start + test.span().start;
+            let mut all: Vec<(String, String)> = model
+                .params
+                .iter()
+                .filter(|(name, _)| {
+                    model.overridden.contains(name) && !set.iter().any(|(n, _)| n == name)
+                })
+                .map(|(name, value)| (name.clone(), override_text(value)))
+                .collect();
+            all.extend(set.iter().cloned());
             Some(
-                crate::rules::load_all(std::slice::from_ref(&model.path), &set).map_err(|e| {
+                crate::rules::load_all(std::slice::from_ref(&model.path), &all).map_err(|e| {
                     model.error_at(at, format!("test `{}`: {e}", test.get_ref().name))
                 })?,
             )
@@ -182,6 +193,18 @@ pub fn run(model: &Model) -> Result<Vec<Outcome>> {
         .into_iter()
         .map(|o| o.expect("every test ran"))
         .collect())
+}
+
+/// A parameter's value as `--set` would write it.
+fn override_text(value: &Literal) -> String {
+    match value {
+        Literal::Int(i) => i.to_string(),
+        Literal::Float(f) => format!("{f:?}"),
+        Literal::Bool(b) => b.to_string(),
+        Literal::Str(s) => s.clone(),
+        Literal::Date(d) => d.to_string(),
+        Literal::Null => "null".to_string(),
+    }
 }
 
 /// A test value; `start` is the offset of the test's rule file.

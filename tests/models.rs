@@ -270,3 +270,69 @@ when = "highest >= 5"
     );
     assert!(err.contains("help: supply the table"), "{err}");
 }
+
+/// The values a parameter is moved to, one step each side of its default:
+/// a test suite that pins the boundary the parameter sets fails on both.
+fn neighbours(value: &strata::rules::expr::Literal) -> Vec<String> {
+    use strata::rules::expr::Literal;
+    match value {
+        // Integer parameters are counts, days, ages and limits: 0 is the
+        // bottom (an age floor of 0 is no floor, and -1 is no different).
+        Literal::Int(n) => [n + 1, n - 1]
+            .iter()
+            .filter(|m| **m >= 0)
+            .map(|m| m.to_string())
+            .collect(),
+        Literal::Float(f) => {
+            let step = (f.abs() * 1e-6).max(1e-6);
+            vec![format!("{:?}", f + step), format!("{:?}", f - step)]
+        }
+        Literal::Bool(b) => vec![(!b).to_string()],
+        Literal::Date(d) => vec![
+            (*d + chrono::Days::new(1)).to_string(),
+            (*d - chrono::Days::new(1)).to_string(),
+        ],
+        Literal::Str(_) | Literal::Null => vec![],
+    }
+}
+
+/// Every parameter a bundled model declares is pinned by its assurance
+/// tests: moved one step either way (a threshold 5 to 6 and to 4, a window
+/// of 365 days to 366 and 364, a flag flipped), some test of the model must
+/// fail. A parameter whose every move passes every test is a boundary no
+/// test checks. Values a model refuses (a negative count) are skipped.
+#[test]
+fn every_parameter_of_every_bundled_model_is_pinned_by_an_assurance_test() {
+    let mut unpinned = Vec::new();
+    let mut checked = 0;
+    for path in toml_files("models") {
+        let path = std::path::PathBuf::from(path);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let doc: toml::Table = text.parse().unwrap();
+        let Some(params) = doc.get("params").and_then(|p| p.as_table()) else {
+            continue;
+        };
+        let model = strata::rules::load(&path).unwrap();
+        for name in params.keys() {
+            let (_, value) = model.params.iter().find(|(n, _)| n == name).unwrap();
+            for moved in neighbours(value) {
+                let set = [(name.clone(), moved.clone())];
+                let Ok(changed) = strata::rules::load_all(std::slice::from_ref(&path), &set) else {
+                    continue;
+                };
+                let Ok(outcomes) = strata::assurance::run(&changed) else {
+                    continue;
+                };
+                checked += 1;
+                if outcomes.iter().all(|o| o.failures.is_empty()) {
+                    unpinned.push(format!(
+                        "{}: {name} = {moved} (default {value}) passes every assurance test",
+                        path.display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} parameter moves were checked");
+    assert!(unpinned.is_empty(), "{}", unpinned.join("\n"));
+}
