@@ -350,8 +350,10 @@ fn check_marks_the_offending_text_and_exits_2() {
     let text = std::fs::read_to_string(&rules).unwrap();
     let (line, col) = line_col(&text, "ae_attendence_12m");
     let source_line = text.lines().nth(line - 1).unwrap();
+    // The gutter is as wide as the line number.
+    let pad = " ".repeat(line.to_string().len());
     let expected = format!(
-        "error: {}:{line}:{col}: unknown name `ae_attendence_12m` (did you mean `ae_attendances_12m`?)\n   |\n{line} | {source_line}\n   | {}{}",
+        "error: {}:{line}:{col}: unknown name `ae_attendence_12m` (did you mean `ae_attendances_12m`?)\n{pad} |\n{line} | {source_line}\n{pad} | {}{}",
         rules.display(),
         " ".repeat(col - 1),
         "^".repeat("ae_attendence_12m".len())

@@ -498,14 +498,19 @@ impl<'a> Activity<'a> {
             record(rng, code, None);
         }
 
-        // Registers: each condition coded at diagnosis or review.
+        // Registers: each condition coded at diagnosis or review. Some are
+        // later coded resolved (or in remission); when that code is the
+        // latest, the person has left the register.
         for c in health.conditions.iter() {
             let codes = &v.condition_snomed[c as usize];
-            if !codes.is_empty() {
-                for _ in 0..1 + poisson(rng, 1.2) {
-                    let code = pick(rng, codes);
-                    record(rng, code, None);
-                }
+            for _ in 0..1 + poisson(rng, 1.2) {
+                let code = pick(rng, codes);
+                record(rng, code, None);
+            }
+            let resolved = &v.condition_resolved[c as usize];
+            if !resolved.is_empty() && rng.random_bool(resolved_share(c)) {
+                let code = pick(rng, resolved);
+                record(rng, code, None);
             }
         }
         for (i, codes) in v.deficit_snomed.iter().enumerate() {
@@ -565,6 +570,11 @@ impl<'a> Activity<'a> {
                 let code = pick(rng, &v.palliative_care);
                 record(rng, code, Some(300));
             }
+            // Some who live on are later judged no longer in need of it.
+            if ctx.person.death.is_none() && rng.random_bool(0.2) {
+                let code = pick(rng, &v.palliative_care_ended);
+                record(rng, code, Some(150));
+            }
         }
     }
 
@@ -578,8 +588,10 @@ impl<'a> Activity<'a> {
     ) {
         let v = self.vocabulary;
         let health = ctx.health;
-        let (lo, hi) = (health.first_day, health.last_day);
-        let n_codes = v.dmd.len();
+        // Random products come from the synthetic formulary; the real
+        // drugs at its head are issued for the conditions they treat.
+        let tail = usize::from(v.dmd_tail_start);
+        let n_codes = v.dmd.len() - tail;
         let repeats = interpolate(REPEATS_BY_AGE, health.age)
             * (1.0 + 0.35 * n_conditions + 0.04 * n_deficits)
             * self.prescribing.sample(rng);
@@ -587,39 +599,22 @@ impl<'a> Activity<'a> {
         for _ in 0..poisson(rng, repeats) {
             // Distinct regular medicines; a clash is simply redrawn.
             let Some(code) = (0..4)
-                .map(|_| popular_rank(rng, n_codes) as u16)
+                .map(|_| (tail + popular_rank(rng, n_codes)) as u16)
                 .find(|c| !held.contains(c))
             else {
                 continue;
             };
             held.push(code);
-            // Issued every 1, 2 or 3 months, from before the window or from a
-            // start during it, sometimes stopped.
-            let interval = [28u16, 56, 84][pick_weighted(rng, &[0.2, 0.5, 0.3])];
-            let mut day = if rng.random_bool(0.8) {
-                lo.saturating_add(rng.random_range(0..interval))
-            } else {
-                rng.random_range(lo..=hi)
-            };
-            let stop = if rng.random_bool(0.1) {
-                rng.random_range(day.min(hi)..=hi)
-            } else {
-                hi
-            };
-            while day <= stop {
-                let issued = ctx.weekday(rng, day);
-                out.prescriptions.push(CodedEvent {
-                    person: ctx.index,
-                    code,
-                    day: issued,
-                });
-                let jitter = rng.random_range(0..7u16);
-                day = day.saturating_add(interval - 3 + jitter);
-            }
+            issue_repeats(rng, ctx, code, out);
+        }
+        // Most people with asthma have an inhaler issued every few months.
+        if health.conditions.has(Condition::Asthma) && rng.random_bool(0.85) {
+            let code = pick(rng, &v.asthma_treatment);
+            issue_repeats(rng, ctx, code, out);
         }
         let acute = interpolate(ACUTE_BY_AGE, health.age) * health.exposure_years();
         for _ in 0..poisson(rng, acute) {
-            let code = popular_rank(rng, n_codes) as u16;
+            let code = (tail + popular_rank(rng, n_codes)) as u16;
             let day = ctx.any_day(rng);
             let day = ctx.weekday(rng, day);
             out.prescriptions.push(CodedEvent {
@@ -628,6 +623,47 @@ impl<'a> Activity<'a> {
                 day,
             });
         }
+    }
+}
+
+/// Share of people with a condition whose register later records it
+/// resolved (or, for severe mental illness, in remission): about one in
+/// seven childhood asthma diagnoses, a few per cent of hypertension and
+/// diabetes.
+fn resolved_share(c: Condition) -> f64 {
+    match c {
+        Condition::Asthma => 0.15,
+        Condition::SevereMentalIllness => 0.1,
+        Condition::Hypertension => 0.03,
+        Condition::Diabetes => 0.02,
+        _ => 0.05,
+    }
+}
+
+/// A repeat prescription: issued every 1, 2 or 3 months, from before the
+/// window or from a start during it, sometimes stopped.
+fn issue_repeats(rng: &mut Xoshiro256PlusPlus, ctx: &PersonContext, code: u16, out: &mut Events) {
+    let (lo, hi) = (ctx.health.first_day, ctx.health.last_day);
+    let interval = [28u16, 56, 84][pick_weighted(rng, &[0.2, 0.5, 0.3])];
+    let mut day = if rng.random_bool(0.8) {
+        lo.saturating_add(rng.random_range(0..interval))
+    } else {
+        rng.random_range(lo..=hi)
+    };
+    let stop = if rng.random_bool(0.1) {
+        rng.random_range(day.min(hi)..=hi)
+    } else {
+        hi
+    };
+    while day <= stop {
+        let issued = ctx.weekday(rng, day);
+        out.prescriptions.push(CodedEvent {
+            person: ctx.index,
+            code,
+            day: issued,
+        });
+        let jitter = rng.random_range(0..7u16);
+        day = day.saturating_add(interval - 3 + jitter);
     }
 }
 

@@ -350,7 +350,8 @@ impl Condition {
         Condition::PersistentPain,
     ];
 
-    /// Name of the condition's group in the ICD-10 vocabulary.
+    /// Name of the condition's group in the ICD-10 and SNOMED CT
+    /// vocabularies.
     pub(crate) fn name(self) -> &'static str {
         match self {
             Condition::Hypertension => "hypertension",
@@ -364,16 +365,6 @@ impl Condition {
             Condition::LearningDisability => "learning_disability",
             Condition::SevereMentalIllness => "severe_mental_illness",
             Condition::PersistentPain => "persistent_pain",
-        }
-    }
-
-    /// Name of the condition's register codes in the SNOMED CT vocabulary.
-    /// Hypertension and diabetes have none there: they reach the GP record
-    /// through their eFI deficit codes.
-    pub(crate) fn snomed_group(self) -> Option<&'static str> {
-        match self {
-            Condition::Hypertension | Condition::Diabetes => None,
-            other => Some(other.name()),
         }
     }
 

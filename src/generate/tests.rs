@@ -619,6 +619,8 @@ fn registers_have_plausible_prevalence() {
         }
     }
     let expected = [
+        ("hypertension", 0.06, 0.16),
+        ("diabetes", 0.03, 0.09),
         ("heart_failure", 0.005, 0.02),
         ("copd", 0.01, 0.03),
         ("asthma", 0.04, 0.09),

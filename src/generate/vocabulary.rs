@@ -2,15 +2,18 @@
 //! may look for, and synthetic codes for everything else.
 //!
 //! Real values (SNOMED CT concepts from published clusters and the eFI
-//! deficit lists; ICD-10 codes from the Hospital Frailty Risk Score, the
-//! conditions the population carries, and common unrelated diagnoses) live in
+//! deficit lists, register exits such as "asthma resolved"; ICD-10 codes
+//! from the Hospital Frailty Risk Score, the conditions the population
+//! carries, and common unrelated diagnoses) live in
 //! small CSV files beside this module (`code,term,condition`), compiled in so
 //! the binary needs nothing at run time. They were curated once from the
 //! published tables and are kept modest: a generator needs plausible
 //! examples, not complete code lists.
 //!
-//! Most primary care events and all prescriptions match no rule, so their
-//! codes are synthetic: a fixed long tail of SNOMED CT-shaped and dm+d-shaped
+//! Real dm+d values are few: the asthma drugs the asthma register's
+//! treatment rule looks for (`vocabulary/dmd.csv`, from the QOF cluster
+//! ASTTRT_COD). Most primary care events and prescriptions match no rule,
+//! so their codes are synthetic: a fixed long tail of SNOMED CT-shaped and dm+d-shaped
 //! identifiers (item id, namespace, partition, Verhoeff check digit), built
 //! from a constant seed so that every population uses the same coding
 //! "release". Their item ids lie beyond those of released concepts, so they
@@ -31,10 +34,12 @@ use super::population::{Condition, DEFICITS};
 
 const SNOMED_CSV: &str = include_str!("vocabulary/snomed.csv");
 const ICD10_CSV: &str = include_str!("vocabulary/icd10.csv");
+const DMD_CSV: &str = include_str!("vocabulary/dmd.csv");
 
 /// Synthetic SNOMED CT codes standing for everything no rule looks at.
 pub(crate) const SNOMED_TAIL_LEN: usize = 20_000;
-/// Synthetic dm+d codes: a formulary of a few thousand products.
+/// Synthetic dm+d codes: a formulary of a few thousand products, after the
+/// few real ones a rule looks for.
 pub(crate) const DMD_LEN: usize = 3_000;
 /// Fixed seeds for the synthetic code lists: the vocabulary is a property of
 /// the coding system, not of one generated population.
@@ -49,17 +54,26 @@ pub(crate) struct Vocabulary {
     pub snomed: Arc<StringArray>,
     /// Index of the first synthetic tail code in `snomed`.
     pub snomed_tail_start: u16,
-    /// Register codes for each condition (empty where a condition has no
-    /// register of its own and is only recorded as an eFI deficit).
+    /// Register codes for each condition, in the order of `Condition::ALL`.
     pub condition_snomed: Vec<CodeGroup>,
+    /// Each condition's register exit ("resolved", "in remission"), empty
+    /// where its register has none.
+    pub condition_resolved: Vec<CodeGroup>,
     /// eFI deficit codes, in the order of `DEFICITS`.
     pub deficit_snomed: Vec<CodeGroup>,
     pub care_home: CodeGroup,
     pub palliative_care: CodeGroup,
+    /// "Palliative care no longer indicated".
+    pub palliative_care_ended: CodeGroup,
     /// Mild, moderate and severe frailty.
     pub frailty: [CodeGroup; 3],
-    /// dm+d dictionary (all synthetic), in order of popularity.
+    /// dm+d dictionary: real asthma drugs, then synthetic products in order
+    /// of popularity.
     pub dmd: Arc<StringArray>,
+    /// Index of the first synthetic product in `dmd`.
+    pub dmd_tail_start: u16,
+    /// Asthma-related drugs (the QOF register's treatment rule).
+    pub asthma_treatment: CodeGroup,
     /// ICD-10 codes as written in `diagnoses`.
     pub icd10: Vec<String>,
     /// Hospital codes for each condition, in the order of `Condition::ALL`.
@@ -103,6 +117,11 @@ impl CodeTable {
         CodeTable { codes, groups }
     }
 
+    /// A group that may be absent (empty then).
+    fn take_if_any(&mut self, group: &str) -> CodeGroup {
+        self.groups.remove(group).unwrap_or_default()
+    }
+
     fn take(&mut self, group: &str) -> CodeGroup {
         let codes = self.groups.remove(group).unwrap_or_default();
         assert!(
@@ -119,14 +138,19 @@ impl Vocabulary {
             CodeTable::parse("snomed.csv", SNOMED_CSV, |code, _| vec![code.to_string()]);
         let condition_snomed = Condition::ALL
             .iter()
-            .map(|c| c.snomed_group().map(|g| snomed.take(g)).unwrap_or_default())
+            .map(|c| snomed.take(c.name()))
             .collect();
         let deficit_snomed = DEFICITS
             .iter()
             .map(|d| snomed.take(&format!("efi_{}", d.name)))
             .collect();
+        let condition_resolved = Condition::ALL
+            .iter()
+            .map(|c| snomed.take_if_any(&format!("{}_resolved", c.name())))
+            .collect();
         let care_home = snomed.take("care_home");
         let palliative_care = snomed.take("palliative_care");
+        let palliative_care_ended = snomed.take("palliative_care_ended");
         let frailty = [
             snomed.take("frailty_mild"),
             snomed.take("frailty_moderate"),
@@ -142,7 +166,17 @@ impl Vocabulary {
         );
         let snomed_values = StringArray::from_iter_values(snomed.codes.iter().chain(&tail));
 
-        let dmd = synthetic_codes(DMD_SEED, DMD_LEN, &HashSet::new(), dmd_shape);
+        let mut real_dmd = CodeTable::parse("dmd.csv", DMD_CSV, |code, _| vec![code.to_string()]);
+        let asthma_treatment = real_dmd.take("asthma_treatment");
+        let real: HashSet<&str> = real_dmd.codes.iter().map(String::as_str).collect();
+        let dmd_tail_start =
+            u16::try_from(real_dmd.codes.len()).expect("curated dm+d codes fit u16 indices");
+        let dmd: Vec<String> = real_dmd
+            .codes
+            .iter()
+            .cloned()
+            .chain(synthetic_codes(DMD_SEED, DMD_LEN, &real, dmd_shape))
+            .collect();
 
         // HFRS codes are published as three characters; hospital coders write
         // them at the fourth character when the code has subdivisions, so each
@@ -186,11 +220,15 @@ impl Vocabulary {
             snomed: Arc::new(snomed_values),
             snomed_tail_start,
             condition_snomed,
+            condition_resolved,
             deficit_snomed,
             care_home,
             palliative_care,
+            palliative_care_ended,
             frailty,
             dmd: Arc::new(StringArray::from_iter_values(dmd)),
+            dmd_tail_start,
+            asthma_treatment,
             icd10: codes,
             condition_icd10,
             hfrs,
@@ -329,7 +367,13 @@ mod tests {
             v.snomed.len() - usize::from(v.snomed_tail_start),
             SNOMED_TAIL_LEN
         );
-        assert_eq!(v.dmd.len(), DMD_LEN);
+        assert_eq!(v.dmd.len() - usize::from(v.dmd_tail_start), DMD_LEN);
+        let distinct: HashSet<_> = v.dmd.iter().flatten().collect();
+        assert_eq!(
+            distinct.len(),
+            v.dmd.len(),
+            "synthetic dm+d codes never repeat a real one"
+        );
         let distinct: HashSet<_> = v.snomed.iter().flatten().collect();
         assert_eq!(
             distinct.len(),
