@@ -4,8 +4,12 @@ Parquet and the code list, and compares them with strata's
 OUT/patients.parquet, person by person.
 
 Usage: python3 benches/check_efi.py DATA_DIR STRATA_OUT AS_OF
-(needs `pip install duckdb`; STRATA_OUT from a run that includes
-models/efi.toml). Exits non-zero on any difference.
+(STRATA_OUT from a run that includes models/efi.toml; needs duckdb:
+benches/checks.sh installs the pinned version into benches/.venv and runs
+this check). Exits non-zero on any difference.
+
+Events dated before 1900-01-01 are not used (the data contract skips them
+as impossible dates), nor those after the as-of date.
 """
 
 import os
@@ -30,7 +34,7 @@ con.sql(
         select g.person_id, count(distinct l.deficit) as n
         from read_parquet({table('gp_events')}) g
         join read_csv('{codes}', header = true, all_varchar = true) l on l.code = trim(g.snomed_code)
-        where g.event_date <= date '{as_of}'
+        where g.event_date >= date '1900-01-01' and g.event_date <= date '{as_of}'
         group by g.person_id
     ),
     medicines as (

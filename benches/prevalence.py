@@ -8,7 +8,8 @@ Usage:
       --data DATA --out OUT --as-of 2026-03-31 --suppression none
   python3 benches/prevalence.py DATA OUT 2026-03-31
 
-Needs duckdb (benches/peer/run.sh installs it into benches/peer/.venv).
+Needs duckdb: benches/checks.sh installs the pinned version into
+benches/.venv, runs the checks and then this script.
 Prints exact counts: run it on generated data only.
 """
 
@@ -98,10 +99,14 @@ for segment, n in rows("select segment, count(*) from people where alive group b
 for name, sql in [
     ("charlson > 0", "charlson > 0"),
     ("core20", "core20"),
-    ("smi register", "severe_mental_illness"),
-    ("copd", "copd"),
-    ("asthma", "asthma"),
-    ("learning disability register", "learning_disability"),
+    ("smi register", "severe_mental_illness_register"),
+    ("copd", "copd_register"),
+    ("asthma", "asthma_register"),
+    ("learning disability register", "learning_disability_register"),
 ]:
     (n,) = one(f"select count(*) from people where alive and {sql}")
     print(f"{name}: {n:,}, {pct(n, alive)} of those alive")
+registers = [c for c in columns if c.endswith("_register")]
+for c in registers:
+    (n,) = one(f"select count(*) from people where alive and {c}")
+    print(f"register {c.removesuffix('_register').replace('_', ' ')}: {n:,}, {pct(n, alive)} of those alive")

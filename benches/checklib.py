@@ -1,0 +1,439 @@
+"""Shared part of check_lyol.py and check_segmentation.py (not a check
+itself): the QOF registers (models/registers.toml), the last-years-of-life
+triggers (models/last-years-of-life.toml), the eFI category
+(models/efi.toml) and the segmentation (models/segmentation.toml),
+recomputed in DuckDB SQL straight from the input Parquet and the code lists
+in models/codelists/, and a person-by-person comparison with strata's
+OUT/patients.parquet.
+
+The SQL is written from what each model means (the published rules as its
+rule file's header and descriptions state them, and the semantics of
+docs/rules.md and docs/data-contract.md), not translated from the rule
+files' expressions:
+
+- a person is alive on the as-of date when not born after it and not dead
+  on or before it (an unknown birth date is not a birth after it; it gives
+  an unknown age); age is in completed years (29 February birthdays fall on
+  1 March in other years); a duplicated person_id keeps its first row;
+- events dated after the as-of date, before 1900-01-01 or undated, and
+  events of persons not in the population, are not used;
+- windows end on the as-of date: `365 days` keeps as_of - 365 < date,
+  `12 months` and `2 years` step back by calendar months and years;
+- SNOMED CT and dm+d codes match exactly after trimming spaces; ICD-10 codes
+  ignore case and every character that is not a letter or digit, and a
+  3-character code padded with an `X` is the 3-character code; in a prefix
+  list the longest listed prefix of a code is its entry;
+- on a register: a register code and no exit code after the latest one (an
+  exit on the same day as the latest register code leaves the person on
+  it), with the register's own extra conditions (palliative care coded
+  since 2008-04-01, depression since 2006-04-01, age floors, asthma
+  treatment in 12 months).
+
+The bundled models' parameters are used with their default values.
+Needs duckdb (benches/checks.sh installs the pinned version into
+benches/.venv).
+"""
+
+import os
+
+import duckdb
+
+CODELISTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models", "codelists")
+
+# Parameter defaults of the bundled rule files.
+EFI_AGE_FLOOR = 65
+EFI_POLYPHARMACY_MEDICINES = 5
+LYOL_ORGAN_FAILURE_ADMISSIONS = 2
+LYOL_CARE_HOME_AGE = 85
+SEG_CKD4_EMERGENCY_ADMISSIONS = 4
+
+# SNOMED CT code lists of the GP record: name -> (file, category column).
+SNOMED_LISTS = {
+    "palcare": ("palcare_cod.csv", None),
+    "palcareni": ("palcareni_cod.csv", None),
+    "mh": ("mh_cod.csv", None),
+    "smhres": ("smhres_cod.csv", None),
+    "ast": ("ast_cod.csv", None),
+    "astres": ("astres_cod.csv", None),
+    "hyp": ("hyp_cod.csv", None),
+    "hypres": ("hypres_cod.csv", None),
+    "dm": ("dm_cod.csv", None),
+    "dmres": ("dmres_cod.csv", None),
+    "chd": ("chd_cod.csv", None),
+    "strk": ("strk_cod.csv", None),
+    "tia": ("tia_cod.csv", None),
+    "afib": ("afib_cod.csv", None),
+    "hf": ("hf_cod.csv", None),
+    "copd": ("copd_cod.csv", None),
+    "ckd35": ("ckd35_cod.csv", None),
+    "ckd1and2": ("ckd1and2_cod.csv", None),
+    "ckdres": ("ckdres_cod.csv", None),
+    "epil": ("epil_cod.csv", None),
+    "epilres": ("epilres_cod.csv", None),
+    "depr": ("depr_cod.csv", None),
+    "depres": ("depres_cod.csv", None),
+    "dem": ("dem_cod.csv", None),
+    "osteo": ("osteo_cod.csv", None),
+    "rarth": ("rarth_cod.csv", None),
+    "pad": ("pad_cod.csv", None),
+    "ld": ("ld_cod.csv", None),
+    "ckd45": ("ckd45_cod.csv", "stage"),
+    "frailty": ("frailty_cod.csv", "level"),
+    "efi": ("efi_clegg2016_snomed.csv", "deficit"),
+}
+# ICD-10 prefix lists of admissions.
+ICD10_LISTS = {
+    "metastasis": ("distant_metastasis_icd10.csv", None),
+    "charlson": ("charlson_quan2005_icd10.csv", "category"),
+    "organ_failure": ("organ_failure_admissions_icd10.csv", "condition"),
+}
+
+
+def table(data, name):
+    """A table is NAME.parquet or a folder NAME/ of parts; None if absent."""
+    path = os.path.join(data, name + ".parquet")
+    if os.path.exists(path):
+        return f"'{path}'"
+    if os.path.isdir(os.path.join(data, name)):
+        return f"'{os.path.join(data, name)}/*.parquet'"
+    return None
+
+
+def read_codelist(name, file, category_column):
+    path = os.path.join(CODELISTS, file)
+    category = f"{category_column}" if category_column else "null"
+    return f"""select '{name}' as list, code, {category} as category
+               from read_csv('{path}', header = true, all_varchar = true)"""
+
+
+def build(con, data, as_of):
+    """Creates the table `expected`: one row per person, every recomputed
+    feature of the registers, eFI, last-years-of-life and segmentation models."""
+    d = f"date '{as_of}'"
+    con.execute(
+        f"""
+        create macro icd10_clean(c) as regexp_replace(upper(c), '[^A-Z0-9]', '', 'g');
+        create macro icd10(c) as case when length(icd10_clean(c)) = 4 and right(icd10_clean(c), 1) = 'X'
+                                      then left(icd10_clean(c), 3) else icd10_clean(c) end;
+        create macro completed_years(born, on_day) as
+            date_diff('year', born, on_day)
+            - case when strftime(on_day, '%m%d') < strftime(born, '%m%d') then 1 else 0 end;
+        create macro usable(day) as day >= date '1900-01-01' and day <= {d};
+        create macro in_days(day, n) as day > {d} - n and day <= {d};
+        create macro in_months(day, n) as day > cast({d} - to_months(n) as date) and day <= {d};
+        create macro in_years(day, n) as day > cast({d} - to_years(n) as date) and day <= {d};
+        -- on a register: a register code, and no exit code after the latest one
+        -- (an exit on the same day as the latest register code does not remove)
+        create macro on_register(code, exit) as code is not null and not coalesce(exit > code, false);
+        """
+    )
+
+    con.execute(
+        f"""
+        create table persons as
+        select person_id, birth_date, date_of_death, care_home,
+               completed_years(birth_date, {d}) as age,
+               coalesce(birth_date <= {d}, true) and (date_of_death is null or date_of_death > {d}) as alive
+        from read_parquet({table(data, 'patients')}, filename = true, file_row_number = true)
+        where person_id is not null
+        qualify row_number() over (partition by person_id order by filename, file_row_number) = 1
+        """
+    )
+
+    snomed = " union all ".join(read_codelist(n, f, c) for n, (f, c) in SNOMED_LISTS.items())
+    icd = " union all ".join(read_codelist(n, f, c) for n, (f, c) in ICD10_LISTS.items())
+    con.execute(f"create table snomed_lists as select distinct list, trim(code) as code, category from ({snomed})")
+    con.execute(f"create table icd10_lists as select distinct list, icd10(code) as code, category from ({icd})")
+    con.execute(
+        "create table asttrt as select distinct trim(code) as code "
+        f"from read_csv('{os.path.join(CODELISTS, 'asttrt_cod.csv')}', header = true, all_varchar = true)"
+    )
+
+    # GP record: every code-list hit, then each list's latest date per person.
+    con.execute(
+        f"""
+        create table gp_hits as
+        select g.person_id, g.event_date as day, l.list, l.category
+        from read_parquet({table(data, 'gp_events')}) g
+        join snomed_lists l on l.code = trim(g.snomed_code)
+        where usable(g.event_date) and g.person_id is not null
+        """
+    )
+    last = ",\n".join(
+        f"max(day) filter (where list = '{n}') as last_{n}" for n in SNOMED_LISTS if n not in ("ckd45", "frailty", "efi")
+    )
+    con.execute(
+        f"""
+        create table gp as
+        select person_id, {last},
+               bool_or(list = 'ckd45') as ckd_4_5,
+               bool_or(list = 'ckd45' and category = 'stage_5') as ckd_stage_5,
+               max(day) filter (where list = 'frailty' and category = 'severe') as last_severe_frailty,
+               max(day) filter (where list = 'frailty' and category in ('moderate', 'mild')) as last_lesser_frailty,
+               count(distinct category) filter (where list = 'efi') as efi_coded_deficits
+        from gp_hits group by person_id
+        """
+    )
+
+    # Admissions: each distinct diagnosis of each admission, its entry in each
+    # prefix list (the longest listed prefix), then per-person features.
+    con.execute(
+        f"""
+        create table adm as
+        select row_number() over () as adm_id, person_id, admission_date as day,
+               admission_method = 'emergency' as emergency, diagnoses
+        from read_parquet({table(data, 'admissions')})
+        where usable(admission_date) and person_id is not null
+        """
+    )
+    con.execute(
+        """
+        create table diag as
+        select distinct adm_id, icd10(code) as code
+        from (select adm_id, unnest(diagnoses) as code from adm)
+        where code is not null
+        """
+    )
+    con.execute(
+        """
+        create table code_entry as
+        select c.code, l.list, l.category
+        from (select distinct code from diag) c
+        join icd10_lists l on starts_with(c.code, l.code) and l.code <> ''
+        qualify length(l.code) = max(length(l.code)) over (partition by c.code, l.list)
+        """
+    )
+    con.execute(
+        f"""
+        create table adm_hits as
+        select distinct a.adm_id, a.person_id, a.day, a.emergency, e.list, e.category
+        from adm a join diag using (adm_id) join code_entry e using (code)
+        """
+    )
+    con.execute(
+        f"""
+        create table admissions as
+        with counts as (
+            select person_id, count(*) filter (where emergency and in_days(day, 365)) as unplanned_12m
+            from adm group by person_id
+        ),
+        hits as (
+            select person_id,
+                   bool_or(list = 'metastasis' and in_years(day, 2)) as metastatic_2y,
+                   bool_or(list = 'charlson' and category = 'moderate_or_severe_liver_disease'
+                           and in_years(day, 2)) as severe_liver_2y,
+                   bool_or(list = 'charlson' and category in ('any_malignancy_incl_leukaemia_lymphoma',
+                                                               'metastatic_solid_tumour')
+                           and in_years(day, 2)) as cancer_2y,
+                   bool_or(list = 'organ_failure' and category = 'end_stage_renal') as esrd_admission,
+                   count(distinct adm_id) filter (where list = 'organ_failure' and category = 'heart_failure'
+                                                  and emergency and in_days(day, 365)) as hf_emergency_12m,
+                   count(distinct adm_id) filter (where list = 'organ_failure' and category = 'copd'
+                                                  and emergency and in_days(day, 365)) as copd_emergency_12m
+            from adm_hits group by person_id
+        )
+        select * from counts full join hits using (person_id)
+        """
+    )
+
+    # Medications (an optional table: when absent, polypharmacy and the
+    # asthma register's treatment condition are unknown, so not applied).
+    meds = table(data, "medications")
+    if meds is None:
+        con.execute("create table meds (person_id bigint, medicines_12m bigint, asthma_treated_12m boolean)")
+        meds_present = "false"
+    else:
+        con.execute(
+            f"""
+            create table meds as
+            select person_id,
+                   count(distinct trim(dmd_code)) as medicines_12m,
+                   bool_or(t.code is not null) as asthma_treated_12m
+            from read_parquet({meds}) m
+            left join asttrt t on t.code = trim(m.dmd_code)
+            where in_months(issue_date, 12) and person_id is not null
+            group by person_id
+            """
+        )
+        meds_present = "true"
+
+    con.execute(
+        f"""
+        create table inputs as
+        select p.*,
+               gp.* exclude (person_id, ckd_4_5, ckd_stage_5, efi_coded_deficits),
+               coalesce(gp.ckd_4_5, false) as ckd_4_5,
+               coalesce(gp.ckd_stage_5, false) as ckd_stage_5,
+               coalesce(gp.efi_coded_deficits, 0) as efi_coded_deficits,
+               coalesce(a.unplanned_12m, 0) as unplanned_admissions_12m,
+               coalesce(a.metastatic_2y, false) as metastatic_cancer_2y,
+               coalesce(a.severe_liver_2y, false) as severe_liver_disease_2y,
+               coalesce(a.cancer_2y, false) as cancer_2y,
+               coalesce(a.esrd_admission, false) as end_stage_renal_admission,
+               coalesce(a.hf_emergency_12m, 0) as heart_failure_emergency_admissions_12m,
+               coalesce(a.copd_emergency_12m, 0) as copd_emergency_admissions_12m,
+               case when {meds_present} then coalesce(m.medicines_12m, 0) end as medicines_12m,
+               case when {meds_present} then coalesce(m.asthma_treated_12m, false) end as asthma_treated_12m
+        from persons p
+        left join gp using (person_id)
+        left join admissions a using (person_id)
+        left join meds m using (person_id)
+        """
+    )
+
+    # Registers (models/registers.toml).
+    con.execute(
+        """
+        create table registers as
+        select person_id,
+            on_register(last_palcare, last_palcareni) and last_palcare >= date '2008-04-01'
+                as palliative_care_register,
+            on_register(last_mh, last_smhres) as severe_mental_illness_register,
+            on_register(last_ast, last_astres) and age >= 6
+                and (asthma_treated_12m or asthma_treated_12m is null) as asthma_register,
+            on_register(last_hyp, last_hypres) as hypertension_register,
+            on_register(last_dm, last_dmres) and age >= 17 as diabetes_register,
+            last_chd is not null as chd_register,
+            last_strk is not null or last_tia is not null as stroke_tia_register,
+            last_afib is not null as atrial_fibrillation_register,
+            last_hf is not null as heart_failure_register,
+            last_copd is not null as copd_register,
+            on_register(last_ckd35, greatest(last_ckd1and2, last_ckdres)) and age >= 18 as ckd_3_5_register,
+            on_register(last_epil, last_epilres) and age >= 18 as epilepsy_register,
+            on_register(last_depr, last_depres) and last_depr >= date '2006-04-01' and age >= 18
+                as depression_register,
+            last_dem is not null as dementia_register,
+            last_osteo is not null as osteoporosis_register,
+            last_rarth is not null and age >= 16 as rheumatoid_arthritis_register,
+            last_pad is not null as peripheral_arterial_disease_register,
+            last_ld is not null as learning_disability_register
+        from inputs
+        """
+    )
+
+    con.execute(
+        f"""
+        create table expected as
+        with base as (
+            select i.*, r.* exclude (person_id),
+                   -- eFI: coded deficits and polypharmacy; a category at 65+
+                   case when i.age >= {EFI_AGE_FLOOR} then
+                       case when d.n <= 4 then 'fit' when d.n <= 8 then 'mild'
+                            when d.n <= 12 then 'moderate' else 'severe' end
+                   end as efi_category,
+                   d.n as efi_deficits,
+                   -- severe frailty: the latest frailty category coded is severe
+                   -- (a tie with a milder one counts as severe); unknown, not
+                   -- false, for a person never coded severe
+                   case when i.last_severe_frailty is not null
+                        then i.last_lesser_frailty is null or i.last_severe_frailty >= i.last_lesser_frailty
+                   end as severe_frailty
+            from inputs i
+            join registers r using (person_id)
+            join (
+                select person_id, efi_coded_deficits
+                       + case when medicines_12m >= {EFI_POLYPHARMACY_MEDICINES} then 1 else 0 end as n
+                from inputs
+            ) d using (person_id)
+        ),
+        triggers as (
+            select *,
+                (heart_failure_register or copd_register or ckd_4_5 or severe_liver_disease_2y)
+                    and unplanned_admissions_12m >= {LYOL_ORGAN_FAILURE_ADMISSIONS} as organ_failure_with_admissions,
+                dementia_register and (care_home is true or unplanned_admissions_12m >= 1) as dementia_with_decline,
+                case when care_home is not true then false else age >= {LYOL_CARE_HOME_AGE} end as care_home_older,
+                -- organ failure with severity (segmentation)
+                ckd_stage_5 or end_stage_renal_admission
+                    or (ckd_4_5 and unplanned_admissions_12m >= {SEG_CKD4_EMERGENCY_ADMISSIONS})
+                    or (heart_failure_register and heart_failure_emergency_admissions_12m > 0)
+                    or (copd_register and copd_emergency_admissions_12m > 0)
+                    or severe_liver_disease_2y as organ_failure
+            from base
+        ),
+        named as (
+            select *,
+                list_filter([
+                    case when palliative_care_register then 'on the palliative care register' end,
+                    case when metastatic_cancer_2y then 'metastatic cancer in an admission (2 years)' end,
+                    case when organ_failure_with_admissions then 'organ failure with repeated emergency admissions' end,
+                    case when severe_frailty then 'severe frailty coded' end,
+                    case when dementia_with_decline then 'dementia with care home or emergency admission' end,
+                    case when care_home_older then 'care home resident aged 85+' end
+                ], lambda x: x is not null) as trigger_names,
+                list_filter([
+                    case when hypertension_register then 'hypertension' end,
+                    case when diabetes_register then 'diabetes' end,
+                    case when chd_register then 'coronary heart disease' end,
+                    case when stroke_tia_register then 'stroke or TIA' end,
+                    case when atrial_fibrillation_register then 'atrial fibrillation' end,
+                    case when heart_failure_register then 'heart failure' end,
+                    case when copd_register then 'COPD' end,
+                    case when asthma_register then 'asthma' end,
+                    case when ckd_3_5_register then 'CKD 3-5' end,
+                    case when epilepsy_register then 'epilepsy' end,
+                    case when severe_mental_illness_register then 'severe mental illness' end,
+                    case when depression_register then 'depression' end,
+                    case when osteoporosis_register then 'osteoporosis' end,
+                    case when rheumatoid_arthritis_register then 'rheumatoid arthritis' end,
+                    case when peripheral_arterial_disease_register then 'peripheral arterial disease' end,
+                    case when cancer_2y then 'cancer (admission in 2 years)' end
+                ], lambda x: x is not null) as condition_names
+            from triggers
+        )
+        select *,
+            len(trigger_names) as lyol_trigger_count,
+            array_to_string(trigger_names, ', ') as lyol_triggers,
+            coalesce(alive, false) and len(trigger_names) > 0 as last_years_of_life,
+            len(condition_names) as long_term_condition_count,
+            array_to_string(condition_names, ', ') as long_term_conditions,
+            case
+                when palliative_care_register or metastatic_cancer_2y then 'end_of_life'
+                when dementia_register or efi_category in ('moderate', 'severe') or severe_frailty is true
+                    then 'frailty_dementia'
+                when organ_failure then 'organ_failure'
+                when learning_disability_register then 'learning_disability'
+                when len(condition_names) > 0 then 'long_term_conditions'
+                when unplanned_admissions_12m > 0 then 'acutely_ill'
+                else 'healthy'
+            end as segment
+        from named
+        """
+    )
+
+
+def compare(con, out, columns, name):
+    """Compares `expected` with OUT/patients.parquet on `columns`, person by
+    person (a null on both sides agrees), prints how many agree and the first
+    differences, and returns the number of differing values (a person on one
+    side only counts as one)."""
+    con.execute(f"create view strata as select * from read_parquet('{out}/patients.parquet')")
+    have = {r[0] for r in con.execute("describe strata").fetchall()}
+    missing = [c for c in columns if c not in have]
+    if missing:
+        print(f"{name}: strata's output has no column {', '.join(missing)}")
+        return len(missing)
+    total, only_duckdb, only_strata = con.execute(
+        """select count(*), count(*) filter (where s.person_id is null), count(*) filter (where e.person_id is null)
+           from expected e full join strata s on s.person_id = e.person_id"""
+    ).fetchall()[0]
+    print(f"{name}: {total:,} persons; only in DuckDB's: {only_duckdb}; only in strata's: {only_strata}")
+    joined = "expected e join strata s on s.person_id = e.person_id"
+    differing = 0
+    examples = []
+    for c in columns:
+        diff, agree, true = con.execute(
+            f"""select count(*) filter (where e.{c} is distinct from s.{c}),
+                       count(*) filter (where e.{c} is not distinct from s.{c}),
+                       count(*) filter (where e.{c}::varchar not in ('false', '0', ''))
+                from {joined}"""
+        ).fetchall()[0]
+        differing += diff
+        print(f"  {c}: {agree:,} agree, {diff:,} differ ({true:,} true, non-zero or non-empty in DuckDB)")
+        if diff and len(examples) < 10:
+            examples += con.execute(
+                f"""select e.person_id, '{c}', e.{c}::varchar, s.{c}::varchar from {joined}
+                    where e.{c} is distinct from s.{c} order by e.person_id limit {10 - len(examples)}"""
+            ).fetchall()
+    for person, c, here, there in examples:
+        print(f"  differs: person {person}: {c}: DuckDB {here!r}, strata {there!r}")
+    return differing + only_duckdb + only_strata

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Independent checks of the bundled models: generates PERSONS people (seed
+# SEED), runs strata on them with the models of docs/models.md, and checks
+# every person's HIU, eFI, HFRS, Charlson, last-years-of-life and
+# segmentation results against DuckDB SQL recomputed from the input Parquet
+# (benches/check_*.py); then prints the prevalence figures of docs/models.md
+# (benches/prevalence.py). Exits non-zero if any check fails.
+#
+# Usage: benches/checks.sh [PERSONS (200000)] [SEED (1)]
+# Builds nothing: runs ${STRATA:-target/release/strata} (build it first with
+# `cargo build --release`). Needs python3 with venv and pip: DuckDB is
+# installed, at the pinned version, into benches/.venv. Data is kept in
+# target/checks/data-PERSONS-SEED for later runs; the run's output goes to
+# target/checks/out-PERSONS-SEED.
+set -euo pipefail
+export PYTHONDONTWRITEBYTECODE=1 # no __pycache__ beside the checks
+persons="${1:-200000}"
+seed="${2:-1}"
+as_of="2026-03-31"
+duckdb_version="2.0.0"
+
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+strata="${STRATA:-$repo/target/release/strata}"
+case "$strata" in
+    /*) ;;
+    */*) strata="$(pwd)/$strata" ;;                # relative to where it was called from
+    *) strata="$(command -v "$strata" || true)" ;; # a command on PATH
+esac
+cd "$repo"
+if [ ! -x "$strata" ]; then
+    echo "checks.sh: no strata binary at ${strata:-${STRATA}} (run cargo build --release, or set STRATA)" >&2
+    exit 2
+fi
+
+venv=benches/.venv
+py="$venv/bin/python"
+if [ ! -x "$py" ]; then
+    python3 -m venv "$venv"
+fi
+# The venv keeps itself out of git, as python3 -m venv does from 3.13.
+[ -f "$venv/.gitignore" ] || echo "*" >"$venv/.gitignore"
+if ! "$py" -c "import duckdb, sys; sys.exit(duckdb.__version__ != '$duckdb_version')" 2>/dev/null; then
+    "$venv/bin/pip" install --quiet "duckdb==$duckdb_version"
+fi
+
+data="target/checks/data-$persons-$seed"
+out="target/checks/out-$persons-$seed"
+if [ ! -e "$data/patients.parquet" ] && [ ! -d "$data/patients" ]; then
+    echo "generating $persons persons (seed $seed) into $data"
+    "$strata" generate --patients "$persons" --seed "$seed" --out "$data" --quiet
+fi
+echo "running the models as of $as_of into $out"
+"$strata" run --rules models/core.toml --rules models/southampton-one-team.toml \
+    --rules models/charlson.toml --rules models/core20plus5.toml \
+    --data "$data" --out "$out" --as-of "$as_of" --suppression none --quiet
+
+failed=()
+for check in hiu efi hfrs charlson lyol segmentation; do
+    echo
+    echo "== check_$check"
+    if ! "$py" "benches/check_$check.py" "$data" "$out" "$as_of"; then
+        failed+=("$check")
+    fi
+done
+
+echo
+echo "== prevalence"
+if ! "$py" benches/prevalence.py "$data" "$out" "$as_of"; then
+    failed+=("prevalence (the figures)")
+fi
+
+echo
+if [ "${#failed[@]}" -gt 0 ]; then
+    echo "checks.sh: FAILED: ${failed[*]}" >&2
+    exit 1
+fi
+echo "checks.sh: all 6 checks agree with strata on $persons persons (seed $seed)"
