@@ -50,8 +50,10 @@ differing = checklib.compare(
         "palliative_care_register", "severe_mental_illness_register", "asthma_treated_12m", "asthma_register",
         "hypertension_register", "diabetes_register", "chd_register", "stroke_tia_register",
         "atrial_fibrillation_register", "heart_failure_register", "copd_register", "ckd_3_5_register",
-        "epilepsy_register", "depression_register", "dementia_register", "osteoporosis_register",
+        "epilepsy_register", "depression_register", "dementia_register", "osteoporosis_diagnosed",
         "rheumatoid_arthritis_register", "peripheral_arterial_disease_register", "learning_disability_register",
+        "diabetes_diagnosed", "ckd_3_5_diagnosed", "epilepsy_diagnosed", "depression_diagnosed",
+        "rheumatoid_arthritis_diagnosed",
         # organ failure and its parts
         "ckd_stage_5", "end_stage_renal_admission", "ckd_4_5", "unplanned_admissions_12m",
         "heart_failure_emergency_admissions_12m", "copd_emergency_admissions_12m", "severe_liver_disease_2y",

@@ -1,5 +1,5 @@
-"""Shared part of check_lyol.py and check_segmentation.py (not a check
-itself): the QOF registers (models/registers.toml), the last-years-of-life
+"""Shared part of the checks (not a check itself): high intensity users
+(models/hiu.toml), the QOF registers (models/registers.toml), the last-years-of-life
 triggers (models/last-years-of-life.toml), the eFI category
 (models/efi.toml) and the segmentation (models/segmentation.toml),
 recomputed in DuckDB SQL straight from the input Parquet and the code lists
@@ -44,6 +44,10 @@ CODELISTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "mode
 EFI_AGE_FLOOR = 65
 EFI_POLYPHARMACY_MEDICINES = 5
 LYOL_ORGAN_FAILURE_ADMISSIONS = 2
+HIU_THRESHOLD = 5
+HIU_NHSE_AGE_FLOOR = 18
+HIU_NHSE_YEAR_MORE_THAN = 20
+HIU_NHSE_MONTH_MORE_THAN = 5
 LYOL_CARE_HOME_AGE = 85
 SEG_CKD4_EMERGENCY_ADMISSIONS = 4
 
@@ -64,7 +68,9 @@ SNOMED_LISTS = {
     "tia": ("tia_cod.csv", None),
     "afib": ("afib_cod.csv", None),
     "hf": ("hf_cod.csv", None),
+    "hfres": ("hfres_cod.csv", None),
     "copd": ("copd_cod.csv", None),
+    "copdres": ("copdres_cod.csv", None),
     "ckd35": ("ckd35_cod.csv", None),
     "ckd1and2": ("ckd1and2_cod.csv", None),
     "ckdres": ("ckdres_cod.csv", None),
@@ -106,9 +112,10 @@ def read_codelist(name, file, category_column):
                from read_csv('{path}', header = true, all_varchar = true)"""
 
 
-def build(con, data, as_of):
+def build(con, data, as_of, hiu_age_floor=0):
     """Creates the table `expected`: one row per person, every recomputed
-    feature of the registers, eFI, last-years-of-life and segmentation models."""
+    feature of the HIU, registers, eFI, last-years-of-life and segmentation
+    models (`hiu_age_floor` as the run's `--set hiu_age_floor`)."""
     d = f"date '{as_of}'"
     con.execute(
         f"""
@@ -122,9 +129,9 @@ def build(con, data, as_of):
         create macro in_days(day, n) as day > {d} - n and day <= {d};
         create macro in_months(day, n) as day > cast({d} - to_months(n) as date) and day <= {d};
         create macro in_years(day, n) as day > cast({d} - to_years(n) as date) and day <= {d};
-        -- on a register: a register code, and no exit code after the latest one
-        -- (an exit on the same day as the latest register code does not remove)
-        create macro on_register(code, exit) as code is not null and not coalesce(exit > code, false);
+        -- on a register: a register code later than any exit code (an exit on
+        -- the same day as the latest register code removes)
+        create macro on_register(code, exit) as code is not null and (exit is null or code > exit);
         """
     )
 
@@ -166,8 +173,8 @@ def build(con, data, as_of):
         f"""
         create table gp as
         select person_id, {last},
-               bool_or(list = 'ckd45') as ckd_4_5,
-               bool_or(list = 'ckd45' and category = 'stage_5') as ckd_stage_5,
+               max(day) filter (where list = 'ckd45' and category = 'stage_4') as last_ckd4,
+               max(day) filter (where list = 'ckd45' and category = 'stage_5') as last_ckd5,
                max(day) filter (where list = 'frailty' and category = 'severe') as last_severe_frailty,
                max(day) filter (where list = 'frailty' and category in ('moderate', 'mild')) as last_lesser_frailty,
                count(distinct category) filter (where list = 'efi') as efi_coded_deficits
@@ -194,6 +201,13 @@ def build(con, data, as_of):
         where code is not null
         """
     )
+    # The primary diagnosis: the first of the list.
+    con.execute(
+        """
+        create table primary_diag as
+        select adm_id, icd10(diagnoses[1]) as code from adm where diagnoses[1] is not null
+        """
+    )
     con.execute(
         """
         create table code_entry as
@@ -212,6 +226,13 @@ def build(con, data, as_of):
     )
     con.execute(
         f"""
+        create table primary_hits as
+        select distinct a.adm_id, a.person_id, a.day, a.emergency, e.list, e.category
+        from adm a join primary_diag using (adm_id) join code_entry e using (code)
+        """
+    )
+    con.execute(
+        f"""
         create table admissions as
         with counts as (
             select person_id, count(*) filter (where emergency and in_days(day, 365)) as unplanned_12m
@@ -225,14 +246,51 @@ def build(con, data, as_of):
                    bool_or(list = 'charlson' and category in ('any_malignancy_incl_leukaemia_lymphoma',
                                                                'metastatic_solid_tumour')
                            and in_years(day, 2)) as cancer_2y,
-                   bool_or(list = 'organ_failure' and category = 'end_stage_renal') as esrd_admission,
+                   bool_or(list = 'organ_failure' and category = 'end_stage_renal') as esrd_admission
+            from adm_hits group by person_id
+        ),
+        -- emergency admissions *for* heart failure or COPD: the primary diagnosis
+        primary_hits as (
+            select person_id,
                    count(distinct adm_id) filter (where list = 'organ_failure' and category = 'heart_failure'
                                                   and emergency and in_days(day, 365)) as hf_emergency_12m,
                    count(distinct adm_id) filter (where list = 'organ_failure' and category = 'copd'
                                                   and emergency and in_days(day, 365)) as copd_emergency_12m
-            from adm_hits group by person_id
+            from primary_hits group by person_id
         )
-        select * from counts full join hits using (person_id)
+        select * from counts full join hits using (person_id) full join primary_hits using (person_id)
+        """
+    )
+
+    # A&E (models/hiu.toml): attendances in 365 days, the busiest calendar
+    # month of them and the busiest 30 days (a day and the 29 after it).
+    con.execute(
+        f"""
+        create table ae as
+        select person_id, arrival_date as day
+        from read_parquet({table(data, 'ae_attendances')})
+        where usable(arrival_date) and in_days(arrival_date, 365) and person_id is not null
+        """
+    )
+    con.execute(
+        """
+        create table attendances as
+        with months as (
+            select person_id, max(n) as max_month
+            from (select person_id, date_trunc('month', day) as m, count(*) as n from ae group by all)
+            group by person_id
+        ),
+        spans as (
+            select a.person_id, max(n) as max_30_days
+            from (select a.person_id, a.day, count(*) as n
+                  from ae a join ae b on b.person_id = a.person_id and b.day >= a.day and b.day <= a.day + 29
+                  group by a.person_id, a.day, a.rowid) a
+            group by a.person_id
+        )
+        select person_id, count(*) as ae_12m, any_value(m.max_month) as max_month,
+               any_value(s.max_30_days) as max_30_days
+        from ae left join months m using (person_id) left join spans s using (person_id)
+        group by person_id
         """
     )
 
@@ -261,11 +319,13 @@ def build(con, data, as_of):
         f"""
         create table inputs as
         select p.*,
-               gp.* exclude (person_id, ckd_4_5, ckd_stage_5, efi_coded_deficits),
-               coalesce(gp.ckd_4_5, false) as ckd_4_5,
-               coalesce(gp.ckd_stage_5, false) as ckd_stage_5,
+               gp.* exclude (person_id, efi_coded_deficits),
                coalesce(gp.efi_coded_deficits, 0) as efi_coded_deficits,
                coalesce(a.unplanned_12m, 0) as unplanned_admissions_12m,
+               coalesce(a.unplanned_12m, 0) as emergency_admissions_12m,
+               coalesce(ae.ae_12m, 0) as ae_attendances_12m,
+               coalesce(ae.max_month, 0) as ae_attendances_max_month,
+               coalesce(ae.max_30_days, 0) as ae_attendances_max_30_days,
                coalesce(a.metastatic_2y, false) as metastatic_cancer_2y,
                coalesce(a.severe_liver_2y, false) as severe_liver_disease_2y,
                coalesce(a.cancer_2y, false) as cancer_2y,
@@ -278,6 +338,7 @@ def build(con, data, as_of):
         left join gp using (person_id)
         left join admissions a using (person_id)
         left join meds m using (person_id)
+        left join attendances ae using (person_id)
         """
     )
 
@@ -292,18 +353,28 @@ def build(con, data, as_of):
             on_register(last_ast, last_astres) and age >= 6
                 and (asthma_treated_12m or asthma_treated_12m is null) as asthma_register,
             on_register(last_hyp, last_hypres) as hypertension_register,
+            on_register(last_dm, last_dmres) as diabetes_diagnosed,
             on_register(last_dm, last_dmres) and age >= 17 as diabetes_register,
             last_chd is not null as chd_register,
             last_strk is not null or last_tia is not null as stroke_tia_register,
             last_afib is not null as atrial_fibrillation_register,
-            last_hf is not null as heart_failure_register,
-            last_copd is not null as copd_register,
+            on_register(last_hf, last_hfres) as heart_failure_register,
+            on_register(last_copd, last_copdres) as copd_register,
+            on_register(last_ckd35, greatest(last_ckd1and2, last_ckdres)) as ckd_3_5_diagnosed,
             on_register(last_ckd35, greatest(last_ckd1and2, last_ckdres)) and age >= 18 as ckd_3_5_register,
+            -- CKD stage now: the latest CKD 3-5 code is stage 4 or 5 (or 5)
+            on_register(last_ckd35, greatest(last_ckd1and2, last_ckdres))
+                and coalesce(greatest(last_ckd4, last_ckd5) = last_ckd35, false) as ckd_4_5,
+            on_register(last_ckd35, greatest(last_ckd1and2, last_ckdres))
+                and coalesce(last_ckd5 = last_ckd35, false) as ckd_stage_5,
+            on_register(last_epil, last_epilres) as epilepsy_diagnosed,
             on_register(last_epil, last_epilres) and age >= 18 as epilepsy_register,
+            on_register(last_depr, last_depres) and last_depr >= date '2006-04-01' as depression_diagnosed,
             on_register(last_depr, last_depres) and last_depr >= date '2006-04-01' and age >= 18
                 as depression_register,
             last_dem is not null as dementia_register,
-            last_osteo is not null as osteoporosis_register,
+            last_osteo is not null as osteoporosis_diagnosed,
+            last_rarth is not null as rheumatoid_arthritis_diagnosed,
             last_rarth is not null and age >= 16 as rheumatoid_arthritis_register,
             last_pad is not null as peripheral_arterial_disease_register,
             last_ld is not null as learning_disability_register
@@ -344,7 +415,8 @@ def build(con, data, as_of):
                 case when care_home is not true then false else age >= {LYOL_CARE_HOME_AGE} end as care_home_older,
                 -- organ failure with severity (segmentation)
                 ckd_stage_5 or end_stage_renal_admission
-                    or (ckd_4_5 and unplanned_admissions_12m >= {SEG_CKD4_EMERGENCY_ADMISSIONS})
+                    or (ckd_4_5 and not ckd_stage_5
+                        and unplanned_admissions_12m >= {SEG_CKD4_EMERGENCY_ADMISSIONS})
                     or (heart_failure_register and heart_failure_emergency_admissions_12m > 0)
                     or (copd_register and copd_emergency_admissions_12m > 0)
                     or severe_liver_disease_2y as organ_failure
@@ -362,19 +434,19 @@ def build(con, data, as_of):
                 ], lambda x: x is not null) as trigger_names,
                 list_filter([
                     case when hypertension_register then 'hypertension' end,
-                    case when diabetes_register then 'diabetes' end,
+                    case when diabetes_diagnosed then 'diabetes' end,
                     case when chd_register then 'coronary heart disease' end,
                     case when stroke_tia_register then 'stroke or TIA' end,
                     case when atrial_fibrillation_register then 'atrial fibrillation' end,
                     case when heart_failure_register then 'heart failure' end,
                     case when copd_register then 'COPD' end,
                     case when asthma_register then 'asthma' end,
-                    case when ckd_3_5_register then 'CKD 3-5' end,
-                    case when epilepsy_register then 'epilepsy' end,
+                    case when ckd_3_5_diagnosed then 'CKD 3-5' end,
+                    case when epilepsy_diagnosed then 'epilepsy' end,
                     case when severe_mental_illness_register then 'severe mental illness' end,
-                    case when depression_register then 'depression' end,
-                    case when osteoporosis_register then 'osteoporosis' end,
-                    case when rheumatoid_arthritis_register then 'rheumatoid arthritis' end,
+                    case when depression_diagnosed then 'depression' end,
+                    case when osteoporosis_diagnosed then 'osteoporosis' end,
+                    case when rheumatoid_arthritis_diagnosed then 'rheumatoid arthritis' end,
                     case when peripheral_arterial_disease_register then 'peripheral arterial disease' end,
                     case when cancer_2y then 'cancer (admission in 2 years)' end
                 ], lambda x: x is not null) as condition_names
@@ -384,6 +456,12 @@ def build(con, data, as_of):
             len(trigger_names) as lyol_trigger_count,
             array_to_string(trigger_names, ', ') as lyol_triggers,
             coalesce(alive, false) and len(trigger_names) > 0 as last_years_of_life,
+            -- HIU: British Red Cross, and NHS England (a calendar month by default)
+            coalesce(alive, false) and age >= {hiu_age_floor}
+                and ae_attendances_12m >= {HIU_THRESHOLD} as hiu,
+            coalesce(alive, false) and age >= {HIU_NHSE_AGE_FLOOR}
+                and (ae_attendances_12m > {HIU_NHSE_YEAR_MORE_THAN}
+                     or ae_attendances_max_month > {HIU_NHSE_MONTH_MORE_THAN}) as hiu_nhse,
             len(condition_names) as long_term_condition_count,
             array_to_string(condition_names, ', ') as long_term_conditions,
             case

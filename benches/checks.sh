@@ -32,30 +32,38 @@ if [ ! -x "$strata" ]; then
     exit 2
 fi
 
+# DuckDB from PyPI at the pinned version, in a venv made whole or not at
+# all (a half-made one, say without pip, is made again).
 venv=benches/.venv
 py="$venv/bin/python"
-if [ ! -x "$py" ]; then
-    python3 -m venv "$venv"
-fi
-# The venv keeps itself out of git, as python3 -m venv does from 3.13.
-[ -f "$venv/.gitignore" ] || echo "*" >"$venv/.gitignore"
 if ! "$py" -c "import duckdb, sys; sys.exit(duckdb.__version__ != '$duckdb_version')" 2>/dev/null; then
-    "$venv/bin/pip" install --quiet "duckdb==$duckdb_version"
+    rm -rf "$venv" "$venv.tmp"
+    python3 -m venv "$venv.tmp"
+    "$venv.tmp/bin/python" -m pip install --quiet "duckdb==$duckdb_version"
+    mv "$venv.tmp" "$venv"
 fi
 
+# Generated data is reused only if this very binary made it (the stamp is
+# the binary's SHA-256), and is moved into place only when complete.
 data="target/checks/data-$persons-$seed"
 out="target/checks/out-$persons-$seed"
-if [ ! -e "$data/patients.parquet" ] && [ ! -d "$data/patients" ]; then
+stamp="$(sha256sum "$strata" | cut -d' ' -f1)"
+if [ "$(cat "$data/.made-by" 2>/dev/null)" != "$stamp" ]; then
     echo "generating $persons persons (seed $seed) into $data"
-    "$strata" generate --patients "$persons" --seed "$seed" --out "$data" --quiet
+    rm -rf "$data" "$data.tmp"
+    mkdir -p "$(dirname "$data")"
+    "$strata" generate --patients "$persons" --seed "$seed" --out "$data.tmp" --quiet
+    echo "$stamp" >"$data.tmp/.made-by"
+    mv "$data.tmp" "$data"
 fi
 echo "running the models as of $as_of into $out"
 "$strata" run --rules models/core.toml --rules models/southampton-one-team.toml \
     --rules models/charlson.toml --rules models/core20plus5.toml \
     --data "$data" --out "$out" --as-of "$as_of" --suppression none --quiet
 
+checks=(hiu efi hfrs charlson lyol segmentation)
 failed=()
-for check in hiu efi hfrs charlson lyol segmentation; do
+for check in "${checks[@]}"; do
     echo
     echo "== check_$check"
     if ! "$py" "benches/check_$check.py" "$data" "$out" "$as_of"; then
@@ -74,4 +82,4 @@ if [ "${#failed[@]}" -gt 0 ]; then
     echo "checks.sh: FAILED: ${failed[*]}" >&2
     exit 1
 fi
-echo "checks.sh: all 6 checks agree with strata on $persons persons (seed $seed)"
+echo "checks.sh: all ${#checks[@]} checks agree with strata on $persons persons (seed $seed)"

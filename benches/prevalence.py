@@ -16,14 +16,14 @@ Prints exact counts: run it on generated data only.
 import os
 import sys
 
+import checklib
 import duckdb
 
 data, out, as_of = sys.argv[1], sys.argv[2], sys.argv[3]
 
 
 def table(name):
-    path = os.path.join(data, name + ".parquet")
-    return f"'{path}'" if os.path.exists(path) else f"'{os.path.join(data, name)}/*.parquet'"
+    return checklib.table(data, name)
 
 
 con = duckdb.connect()
@@ -99,10 +99,6 @@ for segment, n in rows("select segment, count(*) from people where alive group b
 for name, sql in [
     ("charlson > 0", "charlson > 0"),
     ("core20", "core20"),
-    ("smi register", "severe_mental_illness_register"),
-    ("copd", "copd_register"),
-    ("asthma", "asthma_register"),
-    ("learning disability register", "learning_disability_register"),
 ]:
     (n,) = one(f"select count(*) from people where alive and {sql}")
     print(f"{name}: {n:,}, {pct(n, alive)} of those alive")

@@ -27,7 +27,6 @@ use crate::dates;
 use crate::engine;
 use crate::error::{Error, Result};
 use crate::progress;
-use crate::rules::expr::Literal;
 use crate::rules::{FeatureKind, Model, did_you_mean, syntax};
 
 /// A value written in a test.
@@ -145,12 +144,10 @@ pub fn run(model: &Model) -> Result<Vec<Outcome>> {
             let (start, test) = &model.tests[tests[0]];
             let at = start + test.span().start;
             let mut all: Vec<(String, String)> = model
-                .params
+                .overrides
                 .iter()
-                .filter(|(name, _)| {
-                    model.overridden.contains(name) && !set.iter().any(|(n, _)| n == name)
-                })
-                .map(|(name, value)| (name.clone(), override_text(value)))
+                .filter(|(name, _)| !set.iter().any(|(n, _)| n == name))
+                .cloned()
                 .collect();
             all.extend(set.iter().cloned());
             Some(
@@ -193,18 +190,6 @@ pub fn run(model: &Model) -> Result<Vec<Outcome>> {
         .into_iter()
         .map(|o| o.expect("every test ran"))
         .collect())
-}
-
-/// A parameter's value as `--set` would write it.
-fn override_text(value: &Literal) -> String {
-    match value {
-        Literal::Int(i) => i.to_string(),
-        Literal::Float(f) => format!("{f:?}"),
-        Literal::Bool(b) => b.to_string(),
-        Literal::Str(s) => s.clone(),
-        Literal::Date(d) => d.to_string(),
-        Literal::Null => "null".to_string(),
-    }
 }
 
 /// A test value; `start` is the offset of the test's rule file.

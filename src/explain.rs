@@ -11,6 +11,7 @@ use arrow_array::ArrayRef;
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 
 use crate::dates;
+use crate::engine::cohorts::Presence;
 use crate::engine::plan::{AGE_SLOT, SEX_SLOT};
 use crate::engine::{Explained, Results};
 use crate::rules::{FeatureKind, Located};
@@ -29,15 +30,15 @@ pub fn render(results: &Results, explained: &Explained) -> String {
     let population = &plan.population;
     let mut s = String::new();
     let death = population.column("date_of_death");
-    let status = if results.alive.value(row) {
-        "alive".to_string()
-    } else if died_by(death, row, plan.as_of) {
-        format!("died {}", value(death, row))
-    } else {
-        format!(
+    let birth = population.column("birth_date");
+    let presence = presence(birth, death, row, plan.as_of);
+    let status = match presence {
+        Presence::Alive => "alive".to_string(),
+        Presence::Died => format!("died {}", value(death, row)),
+        Presence::NotYetBorn => format!(
             "born {}, after the as-of date: not in the population then",
-            value(population.column("birth_date"), row)
-        )
+            value(birth, row)
+        ),
     };
     let _ = writeln!(
         s,
@@ -161,9 +162,10 @@ pub fn render(results: &Results, explained: &Explained) -> String {
     for (cohort, result) in model.cohorts.iter().zip(&results.cohorts) {
         let verdict = if result.flags.value(row) {
             format!("IN (rank {} in their PCN)", result.rank.value(row))
-        } else if !results.alive.value(row) {
-            "not in: not alive on the as-of date (died on or before it, or born after it)"
-                .to_string()
+        } else if presence == Presence::Died {
+            "not in: died on or before the as-of date".to_string()
+        } else if presence == Presence::NotYetBorn {
+            "not in: born after the as-of date".to_string()
         } else {
             "not in".to_string()
         };
@@ -189,10 +191,13 @@ fn params_used(model: &crate::rules::Model, located: &[&Located]) -> String {
     }
 }
 
-/// Whether the person's date of death is on or before `as_of`.
-fn died_by(death: &ArrayRef, row: usize, as_of: chrono::NaiveDate) -> bool {
+/// Whether the person was in the population on `as_of`, and if not, why.
+fn presence(birth: &ArrayRef, death: &ArrayRef, row: usize, as_of: chrono::NaiveDate) -> Presence {
     use arrow_array::Array;
     use arrow_array::cast::AsArray;
-    let deaths = death.as_primitive::<arrow_array::types::Date32Type>();
-    !deaths.is_null(row) && deaths.value(row) <= crate::dates::to_day(as_of)
+    let day = |column: &ArrayRef| {
+        let days = column.as_primitive::<arrow_array::types::Date32Type>();
+        (!days.is_null(row)).then(|| days.value(row))
+    };
+    Presence::on(day(birth), day(death), crate::dates::to_day(as_of))
 }

@@ -73,6 +73,7 @@ enum Kind {
     FirstDate,
     LastDate,
     MaxInAMonth,
+    MaxIn30Days,
 }
 
 struct Feature {
@@ -150,9 +151,11 @@ fn condition(r: &mut Rng, features: &[Feature], depth: u32) -> Cond {
     }
     let i = r.below(features.len() as u64) as usize;
     match features[i].kind {
-        Kind::Count | Kind::DistinctCodes | Kind::DistinctCategories | Kind::MaxInAMonth => {
-            Cond::IntAtLeast(i, r.below(4) as i64)
-        }
+        Kind::Count
+        | Kind::DistinctCodes
+        | Kind::DistinctCategories
+        | Kind::MaxInAMonth
+        | Kind::MaxIn30Days => Cond::IntAtLeast(i, r.below(4) as i64),
         Kind::Exists => Cond::IsTrue(i),
         Kind::FirstDate | Kind::LastDate => match r.below(2) {
             0 => Cond::DateIsNull(i),
@@ -188,11 +191,13 @@ fn case(seed: u64) -> Case {
     let people = (0..n)
         .map(|i| {
             let death = (r.below(6) == 0).then(|| date(r.below(2200)));
-            (
-                1000 + i * 7,
-                date(r.below(300)) - chrono::Days::new(365 * 60),
-                death,
-            )
+            // Some are born after the as-of date: not in its population.
+            let birth = if r.below(8) == 0 {
+                date(r.below(2200))
+            } else {
+                date(r.below(300)) - chrono::Days::new(365 * 60)
+            };
+            (1000 + i * 7, birth, death)
         })
         .collect();
     let events = (0..r.below(400))
@@ -202,7 +207,12 @@ fn case(seed: u64) -> Case {
             } else {
                 1000 + 7 * r.below(n as u64) as i64
             };
-            let day = (r.below(25) != 0).then(|| date(r.below(2200)));
+            // A few events either side of 1970-01-01, where day numbers
+            // turn negative.
+            let day = (r.below(25) != 0).then(|| match r.below(12) {
+                0 => NaiveDate::from_ymd_opt(1969, 12, 1).unwrap() + chrono::Days::new(r.below(62)),
+                _ => date(r.below(2200)),
+            });
             let code = if r.below(10) == 0 {
                 "Z9".to_string()
             } else {
@@ -241,11 +251,12 @@ fn case(seed: u64) -> Case {
         Kind::FirstDate,
         Kind::LastDate,
         Kind::MaxInAMonth,
+        Kind::MaxIn30Days,
     ];
     let has_a = list.values().any(|(cats, _)| cats.contains(&"cat_a"));
     let features = (0..1 + r.below(6))
         .map(|_| {
-            let kind = kinds[r.below(8) as usize];
+            let kind = kinds[r.below(kinds.len() as u64) as usize];
             let needs_list = matches!(kind, Kind::DistinctCategories | Kind::SumWeights);
             let window = match r.below(3) {
                 0 => Window::Ever,
@@ -272,7 +283,11 @@ fn case(seed: u64) -> Case {
         .filter(|(_, f)| {
             matches!(
                 f.kind,
-                Kind::Count | Kind::DistinctCodes | Kind::DistinctCategories | Kind::MaxInAMonth
+                Kind::Count
+                    | Kind::DistinctCodes
+                    | Kind::DistinctCategories
+                    | Kind::MaxInAMonth
+                    | Kind::MaxIn30Days
             )
         })
         .map(|(i, _)| i)
@@ -374,6 +389,7 @@ fn write_case(case: &Case, dir: &Path) -> std::path::PathBuf {
             Kind::FirstDate => "first_date",
             Kind::LastDate => "last_date",
             Kind::MaxInAMonth => "max_in_a_month",
+            Kind::MaxIn30Days => "max_in_30_days",
         };
         rules.push_str(&format!(
             "[features.f{i}]\nsource = \"gp\"\naggregate = \"{aggregate}\"\nwindow = \"{}\"\n{}{}{}\n",
@@ -469,6 +485,19 @@ fn reference(case: &Case, f: &Feature, id: i64, as_of: NaiveDate) -> String {
             }
             months.values().max().copied().unwrap_or(0).to_string()
         }
+        Kind::MaxIn30Days => {
+            // For each event's day, the events from that day to 29 days on.
+            let days: Vec<NaiveDate> = events.iter().map(|e| e.0).collect();
+            days.iter()
+                .map(|&d| {
+                    days.iter()
+                        .filter(|&&e| e >= d && e <= d + chrono::Days::new(29))
+                        .count()
+                })
+                .max()
+                .unwrap_or(0)
+                .to_string()
+        }
     }
 }
 
@@ -542,7 +571,7 @@ proptest! {
             {
                 age -= 1;
             }
-            let alive = death.is_none_or(|d| d > as_of);
+            let alive = birth <= as_of && death.is_none_or(|d| d > as_of);
             if alive && case.cohort.eval(v, age) == Some(true) {
                 let key = case.rank.map_or(0, |k| v[k].parse::<i64>().unwrap());
                 members.push((key, id));

@@ -300,10 +300,11 @@ fn neighbours(value: &strata::rules::expr::Literal) -> Vec<String> {
 /// tests: moved one step either way (a threshold 5 to 6 and to 4, a window
 /// of 365 days to 366 and 364, a flag flipped), some test of the model must
 /// fail. A parameter whose every move passes every test is a boundary no
-/// test checks. Values a model refuses (a negative count) are skipped.
+/// test checks. A move the model refuses to load is reported too: every
+/// move must be checked.
 #[test]
 fn every_parameter_of_every_bundled_model_is_pinned_by_an_assurance_test() {
-    let mut unpinned = Vec::new();
+    let mut problems = Vec::new();
     let mut checked = 0;
     for path in toml_files("models") {
         let path = std::path::PathBuf::from(path);
@@ -315,24 +316,99 @@ fn every_parameter_of_every_bundled_model_is_pinned_by_an_assurance_test() {
         let model = strata::rules::load(&path).unwrap();
         for name in params.keys() {
             let (_, value) = model.params.iter().find(|(n, _)| n == name).unwrap();
-            for moved in neighbours(value) {
+            let moves = neighbours(value);
+            assert!(!moves.is_empty(), "{}: {name} has no moves", path.display());
+            for moved in moves {
                 let set = [(name.clone(), moved.clone())];
-                let Ok(changed) = strata::rules::load_all(std::slice::from_ref(&path), &set) else {
-                    continue;
+                let what = format!("{}: {name} = {moved} (default {value})", path.display());
+                let changed = match strata::rules::load_all(std::slice::from_ref(&path), &set) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        problems.push(format!("{what} is refused: {e}"));
+                        continue;
+                    }
                 };
-                let Ok(outcomes) = strata::assurance::run(&changed) else {
-                    continue;
-                };
+                let outcomes = strata::assurance::run(&changed)
+                    .unwrap_or_else(|e| panic!("{what}: the tests cannot run: {e}"));
                 checked += 1;
                 if outcomes.iter().all(|o| o.failures.is_empty()) {
-                    unpinned.push(format!(
-                        "{}: {name} = {moved} (default {value}) passes every assurance test",
-                        path.display()
-                    ));
+                    problems.push(format!("{what} passes every assurance test"));
                 }
             }
         }
     }
-    assert!(checked > 20, "only {checked} parameter moves were checked");
-    assert!(unpinned.is_empty(), "{}", unpinned.join("\n"));
+    assert!(checked > 40, "only {checked} parameter moves were checked");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// A run as of a past date counts only the population of that date: people
+/// born after it (the generator's newborns) are not alive then, are on no
+/// list, and the alive count and every segment total leave them out.
+#[test]
+fn a_past_as_of_date_leaves_out_people_not_yet_born() {
+    use arrow_array::Array;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Date32Type;
+    let as_of = "2024-03-31";
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = run_quietly(
+        &repo_path("models/core.toml"),
+        &repo_path("sample-data"),
+        &out,
+        &["--as-of", as_of, "--suppression", "none"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let input = read_parquet(&repo_path("sample-data/patients.parquet"));
+    let p = read_parquet(&out.join("patients.parquet"));
+    let births = input
+        .column_by_name("birth_date")
+        .unwrap()
+        .as_primitive::<Date32Type>();
+    let deaths = input
+        .column_by_name("date_of_death")
+        .unwrap()
+        .as_primitive::<Date32Type>();
+    let ids = input.column_by_name("person_id").unwrap();
+    let in_population: std::collections::HashMap<String, bool> =
+        strata::output::previous::ids_as_text(ids.as_ref())
+            .into_iter()
+            .enumerate()
+            .map(|(i, id)| {
+                let born = births.value(i) <= day(as_of);
+                let dead = !deaths.is_null(i) && deaths.value(i) <= day(as_of);
+                (id, born && !dead)
+            })
+            .collect();
+    let unborn = (0..input.num_rows())
+        .filter(|&i| births.value(i) > day(as_of))
+        .count();
+    assert!(
+        unborn > 50,
+        "the sample has newborns after {as_of}: {unborn}"
+    );
+
+    let alive = p.column_by_name("alive").unwrap().as_boolean();
+    let out_ids =
+        strata::output::previous::ids_as_text(p.column_by_name("person_id").unwrap().as_ref());
+    for (row, id) in out_ids.iter().enumerate() {
+        assert_eq!(alive.value(row), in_population[id], "person {id}");
+    }
+    let expected_alive = in_population.values().filter(|a| **a).count();
+    let m = manifest(&out);
+    assert_eq!(m["counts"]["alive"], expected_alive.to_string());
+    let segment_total: u64 = m["counts"]["segments"][0]["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c[1].as_str().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(segment_total, expected_alive as u64);
+    for cohort in ["hiu", "frailty", "last_years_of_life"] {
+        let flags = p.column_by_name(cohort).unwrap().as_boolean();
+        assert!(
+            (0..p.num_rows()).all(|i| !flags.value(i) || alive.value(i)),
+            "{cohort} holds someone not in the population"
+        );
+    }
 }

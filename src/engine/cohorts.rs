@@ -124,10 +124,35 @@ pub fn evaluate(
     })
 }
 
+/// Whether a person was in the population on the as-of date, and if not,
+/// why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presence {
+    Alive,
+    /// Died on or before the as-of date.
+    Died,
+    /// Born after the as-of date (a run as of a past date).
+    NotYetBorn,
+}
+
+impl Presence {
+    /// From the birth and death days (`None`: unknown, or no death). An
+    /// unknown birth date does not exclude a person; a birth after the
+    /// as-of date does, even with a death recorded before it.
+    pub fn on(birth: Option<i32>, death: Option<i32>, as_of: i32) -> Presence {
+        if birth.is_some_and(|b| b > as_of) {
+            Presence::NotYetBorn
+        } else if death.is_some_and(|d| d <= as_of) {
+            Presence::Died
+        } else {
+            Presence::Alive
+        }
+    }
+}
+
 /// True where a person was in the population on the as-of date: born on or
 /// before it, and with no date of death or one after it. A run as of a past
-/// date must not count people who had not been born yet (issue: back-tests
-/// and `--as-of` in the past). An unknown birth date does not exclude.
+/// date must not count people who had not been born yet.
 pub fn alive(birth_date: &ArrayRef, date_of_death: &ArrayRef, as_of: i32) -> BooleanArray {
     let births = birth_date.as_primitive::<arrow_array::types::Date32Type>();
     let deaths = date_of_death.as_primitive::<arrow_array::types::Date32Type>();
@@ -135,6 +160,6 @@ pub fn alive(birth_date: &ArrayRef, date_of_death: &ArrayRef, as_of: i32) -> Boo
         births
             .iter()
             .zip(deaths.iter())
-            .map(|(b, d)| Some(b.is_none_or(|b| b <= as_of) && d.is_none_or(|d| d > as_of))),
+            .map(|(b, d)| Some(Presence::on(b, d, as_of) == Presence::Alive)),
     )
 }

@@ -194,11 +194,14 @@ pub fn run_traced<'m>(
     Ok((results, explained))
 }
 
-/// Age in completed years on `as_of`; null where the birth date is null.
+/// Age in completed years on `as_of`; null where the birth date is null or
+/// after `as_of` (a person not yet born has no age).
 fn ages(birth_dates: &ArrayRef, as_of: NaiveDate) -> ArrayRef {
     use arrow_array::cast::AsArray;
     let births = birth_dates.as_primitive::<arrow_array::types::Date32Type>();
     Arc::new(Int64Array::from_iter(births.iter().map(|b| {
-        b.and_then(dates::from_day).map(|b| dates::age_on(b, as_of))
+        b.and_then(dates::from_day)
+            .filter(|b| *b <= as_of)
+            .map(|b| dates::age_on(b, as_of))
     })))
 }

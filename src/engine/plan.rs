@@ -25,6 +25,8 @@ pub struct CodeColumn {
     pub name: String,
     /// A list of codes per row (e.g. all diagnoses of an admission).
     pub is_list: bool,
+    /// Only a list's first N values count (the source's `first_codes`).
+    pub first: Option<usize>,
 }
 
 pub struct AggregatePlan {
@@ -182,7 +184,11 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
                 .with_help("store person ids as integers or text, as the population table does"));
             }
             let mut codes = Vec::new();
-            for c in &s.codes {
+            // `first_codes` over several columns keeps the first columns.
+            let columns = s
+                .first_codes
+                .map_or(s.codes.len(), |n| n.min(s.codes.len()));
+            for c in &s.codes[..columns] {
                 let ty = table.column_type(c, "a code column")?;
                 let is_list = match ty {
                     DataType::List(f) | DataType::LargeList(f) => {
@@ -204,6 +210,7 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
                 codes.push(CodeColumn {
                     name: c.clone(),
                     is_list,
+                    first: s.first_codes,
                 });
             }
             for m in &s.mapped {

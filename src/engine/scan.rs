@@ -422,6 +422,19 @@ impl ColumnCodes {
     }
 }
 
+/// Each row's first `n` values of a list column: new offsets and value ids.
+fn first_of_each(offsets: &[usize], ids: &[u32], n: usize) -> (Vec<usize>, Vec<u32>) {
+    let mut kept_offsets = Vec::with_capacity(offsets.len());
+    let mut kept = Vec::new();
+    kept_offsets.push(0);
+    for row in offsets.windows(2) {
+        let end = row[1].min(row[0] + n);
+        kept.extend_from_slice(&ids[row[0]..end]);
+        kept_offsets.push(kept.len());
+    }
+    (kept_offsets, kept)
+}
+
 /// All code columns of a batch (most sources have one; HES has twenty),
 /// matched as one list per row.
 struct Codes(Vec<ColumnCodes>);
@@ -598,7 +611,7 @@ impl Task<'_> {
             Ok(strings.as_string::<i32>().clone())
         };
         if code.is_list {
-            let (offsets, values, valid) = match array.data_type() {
+            let (offsets, values, valid): (Vec<usize>, _, _) = match array.data_type() {
                 DataType::List(_) => {
                     let l = array.as_list::<i32>();
                     (
@@ -617,6 +630,10 @@ impl Task<'_> {
                 }
             };
             let ids = cached.values.ids(&texts(&values)?, &self.lists, hashes);
+            let (offsets, ids) = match code.first {
+                Some(n) => first_of_each(&offsets, &ids, n),
+                None => (offsets, ids),
+            };
             return Ok(ColumnCodes {
                 layout: Layout::List {
                     offsets,
@@ -911,5 +928,17 @@ mod tests {
     fn the_first_plausible_day_is_1900_01_01() {
         let day = crate::dates::to_day(crate::dates::parse_date("1900-01-01").unwrap());
         assert_eq!(super::FIRST_PLAUSIBLE_DAY, day);
+    }
+
+    #[test]
+    fn first_codes_keeps_each_rows_first_values() {
+        // Rows [7, 8, 9], [], [5], [1, 2] of a values array that starts at
+        // offset 2 (a sliced list).
+        let offsets = [2, 5, 5, 6, 8];
+        let ids = [0, 0, 7, 8, 9, 5, 1, 2];
+        let (o, i) = super::first_of_each(&offsets, &ids, 1);
+        assert_eq!((o, i), (vec![0, 1, 1, 2, 3], vec![7, 5, 1]));
+        let (o, i) = super::first_of_each(&offsets, &ids, 2);
+        assert_eq!((o, i), (vec![0, 2, 2, 3, 5], vec![7, 8, 5, 1, 2]));
     }
 }

@@ -156,6 +156,11 @@ impl Vocabulary {
             snomed.take("frailty_moderate"),
             snomed.take("frailty_severe"),
         ];
+        assert!(
+            snomed.groups.is_empty(),
+            "snomed.csv has groups nothing reads (a misspelt name?): {:?}",
+            snomed.groups.keys().collect::<Vec<_>>()
+        );
         let curated: HashSet<&str> = snomed.codes.iter().map(String::as_str).collect();
         let tail = synthetic_codes(SNOMED_TAIL_SEED, SNOMED_TAIL_LEN, &curated, snomed_shape);
         let snomed_tail_start =

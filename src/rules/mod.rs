@@ -82,6 +82,9 @@ pub struct Source {
     pub mapped: Vec<MappedColumn>,
     /// May the table be absent (its features then null)?
     pub optional: bool,
+    /// Only the first N codes of each event count (see the rule file's
+    /// `first_codes`).
+    pub first_codes: Option<usize>,
 }
 
 /// A column of words a rule can use (`admission_method`), made from a
@@ -260,6 +263,9 @@ pub struct Model {
     pub params: Vec<(String, Literal)>,
     /// Parameters whose values came from the command line.
     pub overridden: Vec<String>,
+    /// The `--set` values as written, to read the model again with them
+    /// (an assurance test with parameters of its own does).
+    pub overrides: Vec<(String, String)>,
     pub sources: Vec<Source>,
     pub codelists: Vec<Codelist>,
     /// In the order written (the order of output columns).
@@ -385,6 +391,7 @@ pub fn load_all(paths: &[PathBuf], overrides: &[(String, String)]) -> Result<Mod
         model.meta.title = titles.join("; ");
     }
     resolve::resolve_names(&mut model)?;
+    model.overrides = overrides.to_vec();
     if let Some((name, _)) = overrides
         .iter()
         .find(|(n, _)| !model.overridden.contains(n))

@@ -214,6 +214,7 @@ pub(super) fn load_one(
             missing_dates,
             mapped,
             optional: decl.optional,
+            first_codes: decl.first_codes.map(|n| n as usize),
         });
     }
 
@@ -283,6 +284,7 @@ pub(super) fn load_one(
         population: file.population,
         params,
         overridden,
+        overrides: Vec::new(),
         sources,
         codelists,
         features,

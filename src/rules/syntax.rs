@@ -162,6 +162,11 @@ pub struct Source {
     /// and the manifest and report say which table was missing.
     #[serde(default)]
     pub optional: bool,
+    /// Only the first N codes of each event count: of a list column, its
+    /// first N values; of several code columns, the first N columns. 1 keeps
+    /// an admission's primary diagnosis only.
+    #[serde(default)]
+    pub first_codes: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
