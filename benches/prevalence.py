@@ -102,7 +102,7 @@ for name, sql in [
 ]:
     (n,) = one(f"select count(*) from people where alive and {sql}")
     print(f"{name}: {n:,}, {pct(n, alive)} of those alive")
-registers = [c for c in columns if c.endswith("_register")]
+registers = [c for c in columns if c.endswith("_register") or c == "osteoporosis_diagnosed"]
 for c in registers:
     (n,) = one(f"select count(*) from people where alive and {c}")
-    print(f"register {c.removesuffix('_register').replace('_', ' ')}: {n:,}, {pct(n, alive)} of those alive")
+    print(f"register {c.removesuffix('_register').removesuffix('_diagnosed').replace('_', ' ')}: {n:,}, {pct(n, alive)} of those alive")
