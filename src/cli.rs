@@ -12,7 +12,8 @@ use clap::{Args, Parser, Subcommand};
 
 use strata::error::{Error, Result};
 use strata::{
-    assurance, dates, diff, engine, explain, generate, input, output, progress, rules, summary,
+    assurance, dates, diff, engine, explain, generate, init, input, output, progress, rules,
+    summary,
 };
 
 #[derive(Parser)]
@@ -48,6 +49,16 @@ pub enum Command {
     Schema,
     /// Compare two runs' outputs: who entered and left each cohort.
     Diff(DiffArgs),
+    /// List the bundled models (run one with --rules NAME).
+    Models,
+    /// Write an editable copy of the bundled models into a new folder.
+    Init(InitArgs),
+}
+
+#[derive(Args)]
+pub struct InitArgs {
+    /// Folder to create (it must not exist, or be empty).
+    pub dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -73,7 +84,7 @@ pub struct ExplainArgs {
     #[arg(long)]
     pub person: String,
     /// Rule file(s), as for `run`.
-    #[arg(long, default_value = "models/core.toml")]
+    #[arg(long, default_value = "core")]
     pub rules: Vec<PathBuf>,
     /// Folder of input Parquet tables.
     #[arg(long, default_value = "sample-data")]
@@ -88,7 +99,7 @@ pub struct ExplainArgs {
 
 #[derive(Args)]
 pub struct CheckArgs {
-    /// Rule files to check.
+    /// Rule files (or bundled model names) to check.
     #[arg(required = true)]
     pub rules: Vec<PathBuf>,
     /// Also check tables, columns and types against this data folder.
@@ -98,7 +109,7 @@ pub struct CheckArgs {
 
 #[derive(Args)]
 pub struct TestArgs {
-    /// Rule files whose [[tests]] to run.
+    /// Rule files (or bundled model names) whose [[tests]] to run.
     #[arg(required = true)]
     pub rules: Vec<PathBuf>,
 }
@@ -121,8 +132,10 @@ pub struct GenerateArgs {
 
 #[derive(Args)]
 pub struct RunArgs {
-    /// Rule file to run; repeat to run several models together.
-    #[arg(long, default_value = "models/core.toml")]
+    /// A bundled model's name (`strata models` lists them) or a rule file's
+    /// path; repeat to run several models together. Default: the bundled
+    /// core model.
+    #[arg(long, default_value = "core")]
     pub rules: Vec<PathBuf>,
     /// Folder of input Parquet tables.
     #[arg(long, default_value = "sample-data")]
@@ -177,7 +190,68 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
             print_stdout(&rules::json_schema());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Models => run_models().map(|_| ExitCode::SUCCESS),
+        Command::Init(args) => run_init(args, cli.quiet).map(|_| ExitCode::SUCCESS),
     }
+}
+
+/// What each `--rules` argument names: a bundled model (a bare name such as
+/// `core`) or a rule file (a path). A bare name that is neither is refused
+/// with the bundled names.
+fn rule_paths(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    args.iter()
+        .map(|arg| {
+            if let Some(path) = rules::bundled::model_path(arg) {
+                return Ok(path);
+            }
+            match rules::bundled::bare_name(arg) {
+                Some(name) if !arg.is_file() => Err(Error::usage(format!(
+                    "no bundled model is called `{name}`{}",
+                    rules::did_you_mean(name, rules::bundled::names().into_iter())
+                ))
+                .with_help(format!(
+                    "bundled models: {}; a rule file is named by its path (e.g. ./{name}.toml)",
+                    rules::bundled::names().join(", ")
+                ))),
+                _ => Ok(arg.clone()),
+            }
+        })
+        .collect()
+}
+
+/// `strata models`: each bundled model with its title, version and source.
+fn run_models() -> Result<()> {
+    let mut text = String::from(
+        "Bundled models (run one with --rules NAME; `strata init DIR` writes an editable copy):\n",
+    );
+    for name in rules::bundled::names() {
+        let path = rules::bundled::model_path(std::path::Path::new(name))
+            .ok_or_else(|| Error::Internal(format!("bundled model {name} has no file")))?;
+        let model = rules::load(&path)?;
+        let m = &model.meta;
+        text.push_str(&format!(
+            "\n  {name} ({})\n    {}\n    source: {}\n",
+            m.version.as_deref().unwrap_or("no version"),
+            m.title,
+            m.source
+        ));
+    }
+    print_stdout(&text);
+    Ok(())
+}
+
+/// `strata init DIR`: the bundled models as files to edit and keep under
+/// version control, with the schema line for editors and a README.
+fn run_init(args: &InitArgs, quiet: bool) -> Result<()> {
+    let written = init::write_copy(&args.dir)?;
+    if !quiet {
+        print_stdout(&format!(
+            "Wrote {written} files into {dir}: the bundled models, their code lists, README.md and rule-file.schema.json.\n\
+             Try: strata test {dir}/core.toml, then strata run --rules {dir}/core.toml --data DATA\n",
+            dir = args.dir.display()
+        ));
+    }
+    Ok(())
 }
 
 fn run_explain(args: &ExplainArgs) -> Result<()> {
@@ -185,7 +259,7 @@ fn run_explain(args: &ExplainArgs) -> Result<()> {
         Some(text) => Some(parse_date_arg("--as-of", text)?),
         None => None,
     };
-    let model = rules::load_all(&args.rules, &args.set)?;
+    let model = rules::load_all(&rule_paths(&args.rules)?, &args.set)?;
     let quiet = progress::Terminal::new(true);
     let (results, explained) =
         engine::run_traced(&model, &args.data, as_of, &quiet, Some(&args.person))?;
@@ -199,7 +273,14 @@ fn run_explain(args: &ExplainArgs) -> Result<()> {
 /// stopping at the first file with a problem.
 fn run_check(args: &CheckArgs) -> ExitCode {
     let mut worst = 0;
-    for path in &args.rules {
+    let paths = match rule_paths(&args.rules) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{}", e.render());
+            return ExitCode::from(USER_ERROR);
+        }
+    };
+    for path in &paths {
         let checked = rules::load(path).and_then(|model| {
             match &args.data {
                 Some(data) => engine::plan::plan(&model, data, None).map(|_| ())?,
@@ -234,7 +315,7 @@ fn run_check(args: &CheckArgs) -> ExitCode {
 fn run_tests(args: &TestArgs) -> Result<ExitCode> {
     let (mut passed, mut failed) = (0, 0);
     let mut report = String::new();
-    for path in &args.rules {
+    for path in &rule_paths(&args.rules)? {
         let model = rules::load(path)?;
         let outcomes = assurance::run(&model)?;
         for outcome in &outcomes {
@@ -323,7 +404,7 @@ fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<ExitCode> {
         Some(text) => Some(parse_date_arg("--as-of", text)?),
         None => None,
     };
-    let model = rules::load_all(&args.rules, &args.set)?;
+    let model = rules::load_all(&rule_paths(&args.rules)?, &args.set)?;
     output::publish::check_target(&args.out)?;
     // Held until the run ends: no second run writes this folder meanwhile.
     let _lock = output::publish::Lock::acquire(&args.out)?;

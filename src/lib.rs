@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod explain;
 pub mod generate;
+pub mod init;
 pub mod input;
 pub mod output;
 pub mod progress;

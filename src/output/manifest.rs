@@ -61,6 +61,9 @@ pub struct ModelInfo {
 #[derive(Debug, Serialize)]
 pub struct RuleFileInfo {
     pub path: String,
+    /// `bundled` (compiled into strata, `bundled:/...`) or `file` (read
+    /// from disk).
+    pub origin: &'static str,
     pub sha256: String,
 }
 
@@ -136,6 +139,11 @@ impl Manifest {
                     .iter()
                     .map(|f| RuleFileInfo {
                         path: f.path.display().to_string(),
+                        origin: if crate::rules::bundled::is_bundled(&f.path) {
+                            "bundled"
+                        } else {
+                            "file"
+                        },
                         sha256: f.sha256.clone(),
                     })
                     .collect(),

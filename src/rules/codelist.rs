@@ -75,7 +75,7 @@ impl Codelist {
     /// the CSV and the line in it.
     pub fn load(name: &str, decl: &syntax::Codelist, rule_dir: &Path) -> Result<Codelist> {
         let path = rule_dir.join(decl.file.get_ref());
-        let bytes = std::fs::read(&path).map_err(|e| {
+        let bytes = super::bundled::read(&path).map_err(|e| {
             Error::io(&path, "cannot read code list", e).with_help(format!(
                 "code list `{name}` names this file; paths are relative to the rule file"
             ))

@@ -203,10 +203,7 @@ pub fn merge(mut a: Model, mut b: Model) -> Result<Model> {
 /// Forgets what `b` read from files `a` has already read (a file included
 /// by two others), so its tests and declarations count once.
 fn drop_files_already_read(a: &Model, b: &mut Model) {
-    let same_file = |x: &Path, y: &Path| match (x.canonicalize(), y.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => x == y,
-    };
+    let same_file = |x: &Path, y: &Path| super::bundled::identity(x) == super::bundled::identity(y);
     let repeated: Vec<(usize, usize)> = b
         .files
         .iter()

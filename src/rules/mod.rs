@@ -9,6 +9,7 @@
 //! because a feature such as `max(column)` or a population attribute takes
 //! its type from there; `strata check` types what it can without data.
 
+pub mod bundled;
 pub mod check;
 pub mod codelist;
 pub mod expr;
@@ -412,7 +413,7 @@ fn load_with_includes(
     overrides: &[(String, String)],
     stack: &mut Vec<PathBuf>,
 ) -> Result<Model> {
-    let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    let canonical = bundled::identity(path);
     if stack.contains(&canonical) {
         return Err(Error::usage(format!(
             "rule files include each other in a cycle: {} -> {}",

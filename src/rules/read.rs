@@ -77,10 +77,16 @@ pub(super) fn load_one(
     path: &Path,
     overrides: &[(String, String)],
 ) -> Result<(Model, Vec<PathBuf>)> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Error::io(path, "cannot read rule file", e)
-            .with_help("check the path given to --rules (the default is models/hiu.toml)")
-    })?;
+    let text = super::bundled::read(path)
+        .and_then(|bytes| {
+            String::from_utf8(bytes)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+        })
+        .map_err(|e| {
+            Error::io(path, "cannot read rule file", e).with_help(
+                "check the path given to --rules, or name a bundled model (`strata models` lists them)",
+            )
+        })?;
     let file: syntax::RuleFile = toml::from_str(&text).map_err(|e| {
         let at = e.span().map(|s| Position::of_offset(&text, s.start));
         Error::rules(path, at, e.message().trim().to_string())
@@ -222,7 +228,7 @@ pub(super) fn load_one(
     for (name, c) in &file.codelists {
         let csv = &c.get_ref().file;
         let at = rule_dir.join(csv.get_ref());
-        if !at.is_file() {
+        if !super::bundled::is_file(&at) {
             return Err(l
                 .error(
                     csv.span().start,
