@@ -196,15 +196,15 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
                     }
                     _ => false,
                 };
-                if !is_list && table::canonical_type(ty) != Some(Type::Str) {
+                if !is_list && table::canonical_type(ty) != Some(Type::Str) && !ty.is_integer() {
                     return Err(Error::data(
                         &table.location,
                         format!(
-                            "code column `{c}` has type {ty}; codes must be text or a list of text"
+                            "code column `{c}` has type {ty}; codes must be text, integers (SNOMED CT ids as bigint) or a list of text"
                         ),
                     )
                     .with_help(
-                        "store codes as UTF-8 text (a Parquet string column), or a list of them",
+                        "store codes as UTF-8 text (a Parquet string column), whole numbers, or a list of text",
                     ));
                 }
                 codes.push(CodeColumn {

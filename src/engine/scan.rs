@@ -266,16 +266,55 @@ struct ColumnCache {
     values: ValueCache,
 }
 
-/// The distinct values of a list column met so far, each with an id into
-/// `codes`; a null value has its own id.
+/// The distinct values of a list column (or an integer code column) met so
+/// far, each with an id into `codes`; a null value has its own id.
 #[derive(Default)]
 struct ValueCache {
     ids: foldhash::HashMap<String, u32>,
+    /// Integer codes (SNOMED CT ids stored as bigint): matched as the text of
+    /// their digits, once per distinct value, never once per row.
+    int_ids: foldhash::HashMap<i128, u32>,
     null: Option<u32>,
     codes: Arc<DictionaryCodes>,
 }
 
 impl ValueCache {
+    /// The id of each integer of `values`, matching the values not seen
+    /// before (their digits, as text, against the code lists).
+    fn int_ids(
+        &mut self,
+        values: impl Iterator<Item = Option<i128>>,
+        lists: &[&Codelist],
+        with_hashes: bool,
+    ) -> Vec<u32> {
+        let codes = Arc::make_mut(&mut self.codes);
+        if codes.matched.len() < lists.len() {
+            codes.matched = vec![Vec::new(); lists.len()];
+        }
+        values
+            .map(|v| {
+                let known = match v {
+                    Some(n) => self.int_ids.get(&n).copied(),
+                    None => self.null,
+                };
+                known.unwrap_or_else(|| {
+                    let id = codes.listed.len() as u32;
+                    match v {
+                        Some(n) => {
+                            codes.push(Some(&n.to_string()), lists, with_hashes);
+                            self.int_ids.insert(n, id);
+                        }
+                        None => {
+                            codes.push(None, lists, with_hashes);
+                            self.null = Some(id);
+                        }
+                    }
+                    id
+                })
+            })
+            .collect()
+    }
+
     /// The id of each of `values`, matching the values not seen before.
     fn ids(&mut self, values: &StringArray, lists: &[&Codelist], with_hashes: bool) -> Vec<u32> {
         let codes = Arc::make_mut(&mut self.codes);
@@ -420,6 +459,31 @@ impl ColumnCodes {
             }
         }
     }
+}
+
+/// The values of an integer code column (any width, signed or not), or
+/// `None` for any other column.
+fn integers(array: &ArrayRef) -> Option<Box<dyn Iterator<Item = Option<i128>> + '_>> {
+    use arrow_array::types::*;
+    fn each<T: arrow_array::ArrowPrimitiveType>(
+        array: &ArrayRef,
+    ) -> Box<dyn Iterator<Item = Option<i128>> + '_>
+    where
+        T::Native: Into<i128>,
+    {
+        Box::new(array.as_primitive::<T>().iter().map(|v| v.map(Into::into)))
+    }
+    Some(match array.data_type() {
+        DataType::Int8 => each::<Int8Type>(array),
+        DataType::Int16 => each::<Int16Type>(array),
+        DataType::Int32 => each::<Int32Type>(array),
+        DataType::Int64 => each::<Int64Type>(array),
+        DataType::UInt8 => each::<UInt8Type>(array),
+        DataType::UInt16 => each::<UInt16Type>(array),
+        DataType::UInt32 => each::<UInt32Type>(array),
+        DataType::UInt64 => each::<UInt64Type>(array),
+        _ => return None,
+    })
 }
 
 /// Each row's first `n` values of a list column: new offsets and value ids.
@@ -638,6 +702,17 @@ impl Task<'_> {
                 layout: Layout::List {
                     offsets,
                     valid,
+                    ids,
+                },
+                codes: cached.values.codes.clone(),
+            });
+        }
+        if let Some(values) = integers(array) {
+            let ids = cached.values.int_ids(values, &self.lists, hashes);
+            return Ok(ColumnCodes {
+                layout: Layout::List {
+                    offsets: (0..=ids.len()).collect(),
+                    valid: None,
                     ids,
                 },
                 codes: cached.values.codes.clone(),

@@ -344,6 +344,15 @@ pub fn canonical_type(ty: &DataType) -> Option<Type> {
         | DataType::UInt8
         | DataType::UInt16
         | DataType::UInt32 => Some(Type::Int),
+        // Warehouse exports write whole numbers as NUMBER(p, 0) / DECIMAL.
+        DataType::Decimal32(_, 0)
+        | DataType::Decimal64(_, 0)
+        | DataType::Decimal128(_, 0)
+        | DataType::Decimal256(_, 0) => Some(Type::Int),
+        DataType::Decimal32(..)
+        | DataType::Decimal64(..)
+        | DataType::Decimal128(..)
+        | DataType::Decimal256(..) => Some(Type::Float),
         DataType::Float16 | DataType::Float32 | DataType::Float64 => Some(Type::Float),
         DataType::Boolean => Some(Type::Bool),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => Some(Type::Str),
