@@ -70,11 +70,55 @@ pub fn write(results: &Results, out: &Path, info: &RunInfo) -> Result<manifest::
 
 /// A CSV file as RFC 4180 has it (UTF-8, CRLF line ends, fields quoted
 /// where needed), for every CSV strata writes: the systems that import
-/// lists expect the standard, and Excel reads it too.
-pub fn csv_writer(path: &Path) -> csv::Result<csv::Writer<std::fs::File>> {
+/// lists expect the standard, and Excel reads it too. Every field goes
+/// through [`excel_safe`], so nothing written can run as a formula.
+pub fn csv_writer(path: &Path) -> csv::Result<SafeCsv> {
     csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_path(path)
+        .map(SafeCsv)
+}
+
+/// A CSV writer whose fields cannot be read by a spreadsheet as formulas.
+pub struct SafeCsv(csv::Writer<std::fs::File>);
+
+impl SafeCsv {
+    pub fn write_record<I, T>(&mut self, record: I) -> csv::Result<()>
+    where
+        I: IntoIterator<Item = T>,
+        T: AsRef<str>,
+    {
+        self.0.write_record(
+            record
+                .into_iter()
+                .map(|f| excel_safe(f.as_ref()).into_owned()),
+        )
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// A field as a spreadsheet must read it: text that Excel (or LibreOffice,
+/// Google Sheets) would take as a formula, because it starts with `=`, `+`,
+/// `-`, `@`, a tab or a carriage return (after any spaces), gets a leading
+/// apostrophe, as OWASP's advice on CSV injection has it. A number (`-3`,
+/// `+1.5`) is left as it is: it cannot run, and lists carry negative values.
+pub fn excel_safe(field: &str) -> std::borrow::Cow<'_, str> {
+    let start = field.trim_start_matches(' ');
+    let risky = start.starts_with(['=', '+', '-', '@', '\t', '\r']);
+    let number = {
+        let t = start.trim();
+        t.bytes()
+            .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
+            && t.parse::<f64>().is_ok()
+    };
+    if risky && !number {
+        std::borrow::Cow::Owned(format!("'{field}"))
+    } else {
+        std::borrow::Cow::Borrowed(field)
+    }
 }
 
 /// A CSV error as the I/O error it is (so a full disk is told as one), or
@@ -140,4 +184,37 @@ fn write_rejects(results: &Results, dir: &Path) -> Result<()> {
             .map_err(|e| crate::error::Error::io(&path, "cannot write", e))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::excel_safe;
+
+    #[test]
+    fn text_a_spreadsheet_would_run_gets_an_apostrophe_and_numbers_do_not() {
+        for risky in [
+            "=HYPERLINK(\"http://x\")",
+            "+cmd",
+            "-2+3",
+            "@SUM(A1)",
+            "\t=1",
+            "\r=1",
+            "  =1",
+            "-inf",
+        ] {
+            assert_eq!(excel_safe(risky), format!("'{risky}"), "{risky:?}");
+        }
+        for safe in [
+            "-3",
+            "+1.5",
+            "-2.5e3",
+            "U47158",
+            "2025-03-31",
+            "",
+            "a=b",
+            "x-1",
+        ] {
+            assert_eq!(excel_safe(safe), safe, "{safe:?}");
+        }
+    }
 }
