@@ -194,7 +194,6 @@ pub fn write(results: &Results, dir: &Path, info: &super::RunInfo) -> Result<Del
             run_date: info.run_date,
             as_of: results.plan.as_of,
             models: model_list(model),
-            suppression: info.suppression,
         };
         packs::write(&folder.join(format!("{code}.xlsx")), &cover, &sheets)
     })?;

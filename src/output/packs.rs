@@ -1,8 +1,8 @@
 //! `OUT/pcn/<PCN_CODE>/<PCN_CODE>.xlsx`: the workbook a PCN lead opens.
 //!
 //! A cover sheet (the PCN, the run and as-of dates, the models with their
-//! versions, and for each cohort its definition and how many are on it,
-//! suppressed), then one sheet per cohort delivered to the PCN, holding the
+//! versions, and for each cohort its definition and how many are on it),
+//! then one sheet per cohort delivered to the PCN, holding the
 //! same columns as its CSV list: ranked, the header frozen and filtered,
 //! columns as wide as their values, dates as Excel dates, numbers as
 //! numbers, identifiers as text (exactly as in the CSV).
@@ -16,7 +16,6 @@ use arrow_schema::DataType;
 use chrono::Datelike;
 use rust_xlsxwriter::{ExcelDateTime, Format, Workbook, Worksheet, XlsxError};
 
-use super::suppress::Suppression;
 use crate::dates;
 use crate::error::{Error, Result};
 
@@ -28,7 +27,6 @@ pub struct Cover<'a> {
     pub as_of: chrono::NaiveDate,
     /// (name, title, version) of each model file.
     pub models: Vec<(String, String, Option<String>)>,
-    pub suppression: Suppression,
 }
 
 /// One cohort's sheet: its columns (name, values by person row), the rows
@@ -96,12 +94,21 @@ fn build(cover: &Cover, sheets: &[Sheet]) -> std::result::Result<Vec<u8>, XlsxEr
     for sheet in sheets {
         front.write_string(row, 0, sheet.title)?;
         front.write_string_with_format(row, 1, &sheet.definition, &wrap)?;
-        front.write_string(row, 2, cover.suppression.count(sheet.members.len() as u64))?;
+        // Exact: the sheet behind it lists every one of these people, so
+        // suppressing the count would hide nothing and only confuse.
+        front.write_number(row, 2, sheet.members.len() as f64)?;
         row += 1;
     }
     row += 1;
     front.write_string(row, 0, "Counts")?;
-    front.write_string(row, 1, cover.suppression.method())?;
+    front.write_string_with_format(
+        row,
+        1,
+        "Exact: each counts this PCN's own list, which its sheet holds in full. \
+         Counts that describe more than this PCN's lists (the report, the summary) \
+         are suppressed.",
+        &wrap,
+    )?;
     row += 1;
     front.write_string(row, 0, "Lists")?;
     front.write_string_with_format(

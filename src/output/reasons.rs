@@ -169,11 +169,51 @@ enum Context {
     Arithmetic,
 }
 
+/// The value of a condition that its parameters alone decide, for a person
+/// in the population: `age >= 0` (an age floor of 0 is no condition) is
+/// true, a boolean parameter is its value. `None` where the data decides.
+fn settled(model: &Model, e: &Expr) -> Option<bool> {
+    let value = |x: &Expr| match &x.kind {
+        ExprKind::Literal(l) => Some(l.clone()),
+        ExprKind::Name(p) => model.param(p).cloned(),
+        _ => None,
+    };
+    match &e.kind {
+        ExprKind::Literal(Literal::Bool(b)) => Some(*b),
+        ExprKind::Name(p) => match model.param(p) {
+            Some(Literal::Bool(b)) => Some(*b),
+            _ => None,
+        },
+        ExprKind::Binary(op @ (BinaryOp::GtEq | BinaryOp::Gt), a, b) if matches!(&a.kind, ExprKind::Name(n) if n == "age") => {
+            match (op, value(b)?) {
+                (BinaryOp::GtEq, Literal::Int(n)) if n <= 0 => Some(true),
+                (BinaryOp::Gt, Literal::Int(n)) if n < 0 => Some(true),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 /// An expression in words: `ae_attendances_12m >= hiu_threshold` reads
-/// "A&E attendances in 12 months at least 5".
+/// "A&E attendances in 12 months at least 5". What the parameters settle is
+/// left out or chosen: "age at least 0" is no condition, and a `case` on a
+/// boolean parameter reads as the branch it takes.
 fn words(model: &Model, e: &Expr, at: Context) -> String {
     let w = |x: &Expr, c: Context| words(model, x, c);
     match &e.kind {
+        ExprKind::Binary(BinaryOp::And, a, b) if settled(model, a) == Some(true) => w(b, at),
+        ExprKind::Binary(BinaryOp::And, a, b) if settled(model, b) == Some(true) => w(a, at),
+        ExprKind::Case { whens, otherwise }
+            if whens.iter().all(|(c, _)| settled(model, c).is_some()) =>
+        {
+            match whens.iter().find(|(c, _)| settled(model, c) == Some(true)) {
+                Some((_, v)) => w(v, at),
+                None => otherwise
+                    .as_ref()
+                    .map_or_else(|| "unknown".to_string(), |o| w(o, at)),
+            }
+        }
         ExprKind::Literal(Literal::Str(s)) => s.clone(),
         ExprKind::Literal(Literal::Date(d)) => d.to_string(),
         ExprKind::Literal(Literal::Null) => "unknown".to_string(),
@@ -352,6 +392,60 @@ when = "age >= 18 and (ae_12m >= threshold or band in ('high', 'top')) and not f
         let path = dir.path().join("t.toml");
         std::fs::write(&path, text).unwrap();
         crate::rules::load(&path).unwrap()
+    }
+
+    #[test]
+    fn what_the_parameters_settle_is_left_out_or_chosen() {
+        let text = r#"
+[model]
+name = "t"
+title = "T"
+source = "test"
+
+[params]
+floor = 0
+any_30_days = false
+
+[sources.ae]
+table = "ae_attendances"
+date = "arrival_date"
+
+[features.month]
+label = "Most in a calendar month"
+source = "ae"
+aggregate = "max_in_a_month"
+
+[features.days]
+label = "Most in 30 days"
+source = "ae"
+aggregate = "max_in_30_days"
+
+[features.busiest]
+label = "Most in a month"
+expr = "case when any_30_days then days else month end"
+
+[cohorts.c]
+title = "C"
+description = ""
+when = "age >= floor and month > 5 and age >= 0"
+
+[cohorts.d]
+title = "D"
+description = ""
+when = "age >= floor and (case when any_30_days then days else month end) > 5"
+"#;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, text).unwrap();
+        let m = crate::rules::load(&path).unwrap();
+        assert_eq!(
+            definition(&m, &m.cohorts[0]),
+            "On the list: Most in a calendar month above 5, alive on the as-of date."
+        );
+        assert_eq!(
+            definition(&m, &m.cohorts[1]),
+            "On the list: Most in a calendar month above 5, alive on the as-of date."
+        );
     }
 
     #[test]
