@@ -24,6 +24,9 @@ impl strata::engine::Progress for Quiet {
     fn scan_bar(&self, _rows: u64) -> Option<indicatif::ProgressBar> {
         None
     }
+    fn stage(&self, _label: &str) -> Option<indicatif::ProgressBar> {
+        None
+    }
 }
 
 fn model(files: &[&str]) -> strata::rules::Model {
@@ -109,6 +112,7 @@ fn write_outputs(c: &mut Criterion) {
                 suppression: Default::default(),
                 run_date: chrono::NaiveDate::from_ymd_opt(2026, 4, 1).unwrap(),
                 previous: None,
+                progress: &Quiet,
             };
             strata::output::write(&results, &dir.path().join("out"), &info).unwrap()
         })

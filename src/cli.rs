@@ -420,7 +420,8 @@ fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<ExitCode> {
         .map(|f| f.path.display().to_string())
         .collect();
     tracing::info!(model = %model.meta.name, rules = %files.join(", "), data = %args.data.display(), threads, "starting run");
-    let results = engine::run(&model, &args.data, as_of, &progress::Terminal::new(quiet))?;
+    let terminal = progress::Terminal::new(quiet);
+    let results = engine::run(&model, &args.data, as_of, &terminal)?;
     if results.plan.as_of_inferred {
         tracing::info!(as_of = %results.plan.as_of, "as-of date taken from the latest activity in the data");
     }
@@ -437,6 +438,7 @@ fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<ExitCode> {
             .unwrap_or_default(),
         run_date: chrono::Local::now().date_naive(),
         previous,
+        progress: &terminal,
     };
     let manifest = output::write(&results, &args.out, &info)?;
     if args.json {

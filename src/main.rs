@@ -60,15 +60,29 @@ fn report_panic(info: &std::panic::PanicHookInfo) {
     );
 }
 
-/// Logs go to stderr; `STRATA_LOG` (e.g. `debug`) overrides the level.
+/// Logs go to stderr. On a terminal the screen is for the progress bars and
+/// the summary: only warnings and errors are logged there, without
+/// timestamps. When asked (`STRATA_LOG`, e.g. `info` or `debug`) or when
+/// stderr is not a terminal (a scheduler's log file), every line carries a
+/// timestamp and the level is `info` unless `STRATA_LOG` says otherwise.
 fn init_logging(quiet: bool) {
-    let default = if quiet { "warn" } else { "info" };
+    let asked = std::env::var_os("STRATA_LOG").is_some();
+    let terminal = std::io::stderr().is_terminal();
+    let default = if quiet || (terminal && !asked) {
+        "warn"
+    } else {
+        "info"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .init();
+        .with_ansi(terminal)
+        .with_target(false);
+    if terminal && !asked {
+        logs.without_time().init();
+    } else {
+        logs.init();
+    }
 }

@@ -53,6 +53,9 @@ impl Results<'_> {
 pub trait Progress: Sync {
     /// A progress bar for the scan, which will read `rows` rows.
     fn scan_bar(&self, rows: u64) -> Option<ProgressBar>;
+    /// A spinner for a stage with no row count to show (`label` says what
+    /// is being done); `None` where progress is not shown.
+    fn stage(&self, label: &str) -> Option<ProgressBar>;
 }
 
 pub fn run<'m>(
@@ -81,7 +84,11 @@ pub fn run_traced<'m>(
 ) -> Result<(Results<'m>, Option<Explained>)> {
     let mut timings = Vec::new();
     let started = Instant::now();
+    let spinner = progress.stage("loading the population");
     let plan = plan::plan(model, data, as_of)?;
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
     timings.push(("load population and plan", started.elapsed()));
     let as_of_day = dates::to_day(plan.as_of);
     let trace = match person {

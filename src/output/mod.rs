@@ -37,6 +37,18 @@ pub struct RunInfo<'a> {
     pub run_date: chrono::NaiveDate,
     /// A previous run to mark who is new on each list (`--previous`).
     pub previous: Option<previous::SavedRun>,
+    /// Where to show progress (nowhere when not on a terminal).
+    pub progress: &'a dyn crate::engine::Progress,
+}
+
+/// Runs one output stage under a spinner (where progress is shown).
+fn staged<T>(info: &RunInfo, label: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let spinner = info.progress.stage(label);
+    let out = f();
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
+    out
 }
 
 /// Writes every output into a staging folder and publishes it at `out`.
@@ -45,17 +57,23 @@ pub fn write(results: &Results, out: &Path, info: &RunInfo) -> Result<manifest::
     let staging = publish::Staging::new(out)?;
     let mut timings = results.timings.clone();
     let started = Instant::now();
-    patients::write(results, &staging.dir.join("patients.parquet"))?;
+    staged(info, "writing patients.parquet", || {
+        patients::write(results, &staging.dir.join("patients.parquet"))
+    })?;
     timings.push(("write patients.parquet", started.elapsed()));
     let started = Instant::now();
-    let delivered = extracts::write(results, &staging.dir.join("pcn"), info)?;
+    let delivered = staged(info, "writing PCN lists and workbooks", || {
+        extracts::write(results, &staging.dir.join("pcn"), info)
+    })?;
     write_rejects(results, &staging.dir.join("rejects"))?;
     timings.push(("write PCN lists and rejects", started.elapsed()));
     let mut manifest = manifest::Manifest::new(results, info, &delivered, &timings);
     let started = Instant::now();
     let report = staging.dir.join("report.html");
-    std::fs::write(&report, report::render(results, &manifest))
-        .map_err(|e| crate::error::Error::io(&report, "cannot write", e))?;
+    staged(info, "writing the report", || {
+        std::fs::write(&report, report::render(results, &manifest))
+            .map_err(|e| crate::error::Error::io(&report, "cannot write", e))
+    })?;
     // The report's own time is in the manifest and summary, not the report.
     manifest
         .timings_seconds
