@@ -153,6 +153,12 @@ pub struct RunArgs {
     /// file's `[output] suppression`, else hes).
     #[arg(long, value_enum)]
     pub suppression: Option<output::suppress::Suppression>,
+    /// Why the outputs are made (default: the rule file's `[output] purpose`,
+    /// else direct_care): direct_care keeps everyone on the lists and leaves
+    /// people with an opt-out out of the counts; secondary_use leaves them
+    /// out of every output.
+    #[arg(long, value_parser = parse_purpose)]
+    pub purpose: Option<rules::Purpose>,
     /// Print a machine-readable summary (summary.json) on stdout instead of
     /// the table.
     #[arg(long)]
@@ -361,6 +367,11 @@ fn setup_threads(requested: Option<usize>) -> Result<usize> {
     Ok(rayon::current_num_threads())
 }
 
+fn parse_purpose(text: &str) -> std::result::Result<rules::Purpose, String> {
+    rules::Purpose::parse(text)
+        .ok_or_else(|| format!("`{text}` is not a purpose: write direct_care or secondary_use"))
+}
+
 fn parse_setting(text: &str) -> std::result::Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.trim().to_string(), v.to_string()))
@@ -404,7 +415,8 @@ fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<ExitCode> {
         Some(text) => Some(parse_date_arg("--as-of", text)?),
         None => None,
     };
-    let model = rules::load_all(&rule_paths(&args.rules)?, &args.set)?;
+    let mut model = rules::load_all(&rule_paths(&args.rules)?, &args.set)?;
+    model.purpose_set = args.purpose;
     output::publish::check_target(&args.out)?;
     // Held until the run ends: no second run writes this folder meanwhile.
     let _lock = output::publish::Lock::acquire(&args.out)?;

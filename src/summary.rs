@@ -68,6 +68,23 @@ pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
         let _ = writeln!(s, "\nPCNs: {}.", named.join(", "));
     }
     let _ = writeln!(s, "Counts: {}.", counts.suppression);
+    let o = &manifest.opt_outs;
+    let flags = match (o.type1_column, o.national_data_opt_out_column) {
+        (true, true) => "both flags present".to_string(),
+        (false, false) => "no opt-out flags in the data: none could be applied".to_string(),
+        (true, false) => {
+            "no National Data Opt-out flag in the data: it could not be applied".to_string()
+        }
+        (false, true) => "no type 1 flag in the data: it could not be applied".to_string(),
+    };
+    let _ = writeln!(
+        s,
+        "Purpose: {} (from {}); {flags}. Left out of the lists: {}; of the counts: {}.",
+        o.purpose.replace('_', " "),
+        o.purpose_from,
+        o.withheld_from_lists,
+        o.withheld_from_counts
+    );
     if counts.cohorts.iter().any(|c| c.by_pcn.len() < pcns.len()) {
         let _ = writeln!(s, "-: the cohort is not delivered to that PCN.");
     }

@@ -9,6 +9,7 @@
 pub mod aggregate;
 pub mod cohorts;
 pub mod eval;
+pub mod opt_outs;
 pub mod plan;
 pub mod scan;
 
@@ -32,6 +33,8 @@ pub struct Results<'m> {
     /// Person-level columns: age, sex, attributes, then every feature.
     pub slots: Vec<ArrayRef>,
     pub alive: BooleanArray,
+    /// Who the run's purpose keeps out of which outputs.
+    pub opt_outs: opt_outs::OptOuts,
     /// One per cohort of the model.
     pub cohorts: Vec<CohortResult>,
     /// Rows each event source skipped, by reason.
@@ -46,6 +49,17 @@ impl Results<'_> {
     /// The column of feature `i`.
     pub fn feature(&self, i: usize) -> &ArrayRef {
         &self.slots[self.plan.features[i].slot]
+    }
+
+    /// Whether person `row` counts in aggregate outputs (counts, the
+    /// report): in the population on the as-of date, with no opt-out.
+    pub fn counted(&self, row: usize) -> bool {
+        self.alive.value(row) && !self.opt_outs.withheld_from_aggregates.value(row)
+    }
+
+    /// How many persons count in aggregate outputs.
+    pub fn counted_total(&self) -> u64 {
+        (0..self.alive.len()).filter(|&r| self.counted(r)).count() as u64
     }
 }
 
@@ -149,13 +163,25 @@ pub fn run_traced<'m>(
         population.column("date_of_death"),
         as_of_day,
     );
+    let (purpose, purpose_from) = match (model.purpose_set, model.purpose) {
+        (Some(p), _) => (p, "--purpose"),
+        (None, Some((p, _))) => (p, "a rule file"),
+        (None, None) => (
+            crate::rules::Purpose::DirectCare,
+            "the default, as no rule file states one",
+        ),
+    };
+    let opt_outs = opt_outs::OptOuts::new(population, purpose, purpose_from)?;
+    // Members are people in the population whom the purpose lets a list hold.
+    let eligible = arrow_arith::boolean::and_not(&alive, &opt_outs.withheld_from_lists)
+        .map_err(|e| crate::error::Error::Internal(format!("applying opt-outs: {e}")))?;
     let pcn = population.column("pcn_code");
     let cohort_results = plan
         .cohorts
         .iter()
         .zip(&model.cohorts)
         .map(|(c, m)| {
-            cohorts::evaluate(c, m, &slots, &alive, pcn, |e| {
+            cohorts::evaluate(c, m, &slots, &eligible, pcn, |e| {
                 model.expr_error(
                     &m.condition,
                     m.condition.expr.span,
@@ -193,6 +219,7 @@ pub fn run_traced<'m>(
         plan,
         slots,
         alive,
+        opt_outs,
         cohorts: cohort_results,
         rejected,
         rejected_rows,

@@ -370,6 +370,15 @@ impl Population {
             ("birth_date", &spec.birth_date),
             ("date_of_death", &spec.date_of_death),
         ];
+        // Opt-out flags are optional columns: read when the table has them.
+        for (internal, column) in [
+            ("type1_opt_out", &spec.type1_opt_out),
+            ("national_data_opt_out", &spec.national_data_opt_out),
+        ] {
+            if table.has_column(column) {
+                wanted.push((internal, column));
+            }
+        }
         for (name, column) in &attributes {
             wanted.push((name, column));
         }

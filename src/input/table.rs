@@ -139,6 +139,11 @@ impl Table {
             .collect()
     }
 
+    /// Whether the table has `column`.
+    pub fn has_column(&self, column: &str) -> bool {
+        self.schema.field_with_name(column).is_ok()
+    }
+
     /// The type of `column`, or an error that lists the columns there are.
     pub fn column_type(&self, column: &str, role: &str) -> Result<&DataType> {
         self.schema

@@ -81,14 +81,18 @@ impl Counts {
             .map(|(c, r)| CohortCount {
                 name: c.name.clone(),
                 title: c.title.clone(),
-                members: r.members.len() as u64,
+                members: r
+                    .members
+                    .iter()
+                    .filter(|&&m| results.counted(m as usize))
+                    .count() as u64,
                 by_pcn: delivered.counts.get(&c.name).cloned().unwrap_or_default(),
                 without_pcn: delivered.without_pcn.get(&c.name).copied().unwrap_or(0),
             })
             .collect();
         Counts {
             persons: results.plan.population.len() as u64,
-            alive: results.alive.true_count() as u64,
+            alive: results.counted_total(),
             cohorts,
             segments: segment_counts(results),
         }
@@ -150,7 +154,7 @@ fn segment_counts(results: &Results) -> Vec<SegmentCount> {
                 .map(|n| (n, 0))
                 .collect();
             for row in 0..column.len() {
-                if !results.alive.value(row) || column.is_null(row) {
+                if !results.counted(row) || column.is_null(row) {
                     continue;
                 }
                 let name = column.value(row);

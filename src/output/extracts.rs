@@ -105,15 +105,20 @@ pub fn write(results: &Results, dir: &Path, info: &super::RunInfo) -> Result<Del
             let code = pcn.get(m as usize).unwrap_or("");
             match groups.get_mut(code) {
                 Some(g) => g.push(m),
-                None => missing += 1,
+                None => missing += u64::from(results.counted(m as usize)),
             }
         }
+        // The counts are aggregates: people with an opt-out are on the
+        // lists for their care (direct care) but not in the counts.
         delivered.counts.insert(
             cohort.name.clone(),
             groups
                 .iter()
                 .filter(|(p, _)| delivered_to(cohort, p))
-                .map(|(p, g)| (p.to_string(), g.len() as u64))
+                .map(|(p, g)| {
+                    let counted = g.iter().filter(|&&m| results.counted(m as usize)).count();
+                    (p.to_string(), counted as u64)
+                })
                 .collect(),
         );
         delivered.without_pcn.insert(cohort.name.clone(), missing);

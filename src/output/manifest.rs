@@ -38,6 +38,8 @@ pub struct Manifest {
     pub pcn_names: BTreeMap<String, String>,
     /// table or source -> reason -> rows (rows, not people: exact)
     pub rejected: BTreeMap<String, BTreeMap<&'static str, u64>>,
+    /// The run's purpose and the opt-outs it applied.
+    pub opt_outs: OptOutsInfo,
     /// People in the population, its cohorts and segments, suppressed.
     pub counts: Shown,
     /// The same counts, exact, for strata's own use; never written.
@@ -56,6 +58,62 @@ pub struct ModelInfo {
     pub version: Option<String>,
     /// Every rule file the model was read from, with its SHA-256.
     pub files: Vec<RuleFileInfo>,
+}
+
+/// What the run's purpose did with opt-outs (counts of people suppressed).
+#[derive(Debug, Clone, Serialize)]
+pub struct OptOutsInfo {
+    /// `direct_care` or `secondary_use`.
+    pub purpose: &'static str,
+    /// Where the purpose came from.
+    pub purpose_from: &'static str,
+    /// What each purpose does with opt-outs, in words.
+    pub rule: &'static str,
+    /// Whether the population table has each flag; an absent flag cannot be
+    /// applied.
+    pub type1_column: bool,
+    pub national_data_opt_out_column: bool,
+    /// People in the population on the as-of date with each opt-out.
+    pub with_type1_opt_out: String,
+    pub with_national_data_opt_out: String,
+    /// People left out of the lists and patients.parquet.
+    pub withheld_from_lists: String,
+    /// People left out of every count and the report.
+    pub withheld_from_counts: String,
+}
+
+impl OptOutsInfo {
+    fn new(results: &Results, s: Suppression) -> OptOutsInfo {
+        let o = &results.opt_outs;
+        let alive = |flags: &arrow_array::BooleanArray| {
+            (0..flags.len())
+                .filter(|&r| results.alive.value(r) && flags.value(r))
+                .count() as u64
+        };
+        let with = |flags: &Option<arrow_array::BooleanArray>| {
+            flags
+                .as_ref()
+                .map_or("not known".to_string(), |f| s.count(alive(f)))
+        };
+        OptOutsInfo {
+            purpose: o.purpose.name(),
+            purpose_from: o.purpose_from,
+            rule: match o.purpose {
+                crate::rules::Purpose::DirectCare => {
+                    "direct care: the lists keep everyone (case finding for their own care team); people with a type 1 or National Data Opt-out are left out of every count and the report"
+                }
+                crate::rules::Purpose::SecondaryUse => {
+                    "secondary use: people with a type 1 or National Data Opt-out are left out of every output"
+                }
+            },
+            type1_column: o.type1.is_some(),
+            national_data_opt_out_column: o.national.is_some(),
+            with_type1_opt_out: with(&o.type1),
+            with_national_data_opt_out: with(&o.national),
+            withheld_from_lists: s.count(alive(&o.withheld_from_lists)),
+            withheld_from_counts: s.count(alive(&o.withheld_from_aggregates)),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -169,6 +227,7 @@ impl Manifest {
                 .collect(),
             pcn_names: info.pcn_names.clone(),
             rejected,
+            opt_outs: OptOutsInfo::new(results, info.suppression),
             counts: exact.shown(info.suppression),
             exact,
             suppression: info.suppression,
@@ -213,6 +272,7 @@ impl Manifest {
             "counts": self.counts,
             "rejected_rows": self.rejected,
             "absent_optional_tables": self.absent_optional_tables,
+            "opt_outs": self.opt_outs,
             "timings_seconds": self.timings_seconds,
             "outputs": outputs,
         });

@@ -2,7 +2,9 @@
 //! `person_id` order, with every feature, cohort flag and rank.
 //!
 //! This is the table BI teams load into their warehouse, so its columns are
-//! named exactly as the rule file names features and cohorts.
+//! named exactly as the rule file names features and cohorts. People whom
+//! the run's purpose withholds from patient-level outputs (opt-outs, for a
+//! secondary use) have no row.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -40,6 +42,15 @@ pub fn write(results: &Results, path: &Path) -> Result<()> {
     }
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .map_err(|e| Error::Internal(format!("assembling patients.parquet: {e}")))?;
+    let withheld = &results.opt_outs.withheld_from_lists;
+    let batch = if withheld.true_count() > 0 {
+        let keep = arrow_arith::boolean::not(withheld)
+            .map_err(|e| Error::Internal(format!("applying opt-outs: {e}")))?;
+        arrow_select::filter::filter_record_batch(&batch, &keep)
+            .map_err(|e| Error::Internal(format!("applying opt-outs: {e}")))?
+    } else {
+        batch
+    };
 
     super::parquet::write_batch(path, &batch)
 }

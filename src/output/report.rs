@@ -62,7 +62,11 @@ pub fn render(results: &Results, manifest: &Manifest) -> String {
     let sex = results.slots[SEX_SLOT].as_string::<i32>();
     for (cohort, result) in model.cohorts.iter().zip(&results.cohorts) {
         let mut bands = [[0u64; 2]; 19];
-        for &m in &result.members {
+        for &m in result
+            .members
+            .iter()
+            .filter(|&&m| results.counted(m as usize))
+        {
             let m = m as usize;
             if age.is_null(m) {
                 continue;
@@ -105,7 +109,7 @@ pub fn render(results: &Results, manifest: &Manifest) -> String {
         let (zeros, scores): (Vec<f64>, Vec<f64>) = numbers(&values)
             .into_iter()
             .enumerate()
-            .filter(|(i, _)| results.alive.value(*i))
+            .filter(|(i, _)| results.counted(*i))
             .filter_map(|(_, v)| v)
             .partition(|v| *v == 0.0);
         let _ = writeln!(
@@ -348,13 +352,17 @@ fn inequalities(results: &Results, s: Suppression) -> String {
     let quintile = |row: usize| decile[row].map(|d| ((d as usize).clamp(1, 10) - 1) / 2);
     let mut alive = [0u64; 5];
     for (row, q) in (0..results.alive.len()).map(|r| (r, quintile(r))) {
-        if let (true, Some(q)) = (results.alive.value(row), q) {
+        if let (true, Some(q)) = (results.counted(row), q) {
             alive[q] += 1;
         }
     }
     for (cohort, result) in plan.model.cohorts.iter().zip(&results.cohorts) {
         let mut members = [0u64; 5];
-        for &m in &result.members {
+        for &m in result
+            .members
+            .iter()
+            .filter(|&&m| results.counted(m as usize))
+        {
             if let Some(q) = quintile(m as usize) {
                 members[q] += 1;
             }
@@ -422,6 +430,9 @@ fn overlaps(results: &Results, s: Suppression) -> String {
     let mut member_of: Vec<usize> = Vec::with_capacity(n);
     for row in 0..results.alive.len() {
         member_of.clear();
+        if !results.counted(row) {
+            continue;
+        }
         member_of.extend((0..n).filter(|&c| flags[c].value(row)));
         in_k[member_of.len()] += 1;
         for &a in &member_of {

@@ -187,6 +187,21 @@ pub fn merge(mut a: Model, mut b: Model) -> Result<Model> {
         (None, Some(s)) => a.suppression = Some(s),
         _ => {}
     }
+    match (a.purpose, b.purpose) {
+        (Some((x, _)), Some((y, at))) if x != y => {
+            return Err(b
+                .error_at(
+                    at,
+                    format!(
+                        "this purpose differs from the one {} sets",
+                        a.file_at(a.purpose.map_or(0, |p| p.1)).display()
+                    ),
+                )
+                .with_help("rule files that run together must agree on [output] purpose"));
+        }
+        (None, Some(p)) => a.purpose = Some(p),
+        _ => {}
+    }
     a.files.append(&mut b.files);
     a.tests.append(&mut b.tests);
     a.declarations.append(&mut b.declarations);
@@ -275,6 +290,9 @@ fn shift(b: &mut Model, by: usize) {
     b.declarations.iter_mut().for_each(|(_, _, o)| *o += by);
     b.tests.iter_mut().for_each(|(start, _)| *start += by);
     if let Some((_, at)) = &mut b.suppression {
+        *at += by;
+    }
+    if let Some((_, at)) = &mut b.purpose {
         *at += by;
     }
 }

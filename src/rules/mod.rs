@@ -252,6 +252,35 @@ pub struct RuleText {
     pub meta: syntax::ModelMeta,
 }
 
+/// Why a run's outputs are made, which decides whose records they may use
+/// (NHS England's opt-out rules differ by purpose; see docs/rules.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// Case finding for the patient's own practice or PCN care team: the
+    /// lists are individual care; the counts and report are not.
+    DirectCare,
+    /// Planning and analysis: every output is a secondary use.
+    SecondaryUse,
+}
+
+impl Purpose {
+    pub fn parse(text: &str) -> Option<Purpose> {
+        match text.trim() {
+            "direct_care" => Some(Purpose::DirectCare),
+            "secondary_use" => Some(Purpose::SecondaryUse),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Purpose::DirectCare => "direct_care",
+            Purpose::SecondaryUse => "secondary_use",
+        }
+    }
+}
+
 /// One or more rule files whose names all resolve.
 #[derive(Debug)]
 pub struct Model {
@@ -284,6 +313,10 @@ pub struct Model {
     pub params_outside_expressions: HashSet<String>,
     /// `[output] suppression`, with its offset, if a rule file sets it.
     pub suppression: Option<(crate::output::suppress::Suppression, usize)>,
+    /// `[output] purpose`, with its offset, if a rule file sets it.
+    pub purpose: Option<(Purpose, usize)>,
+    /// The purpose given on the command line (`--purpose`), which wins.
+    pub purpose_set: Option<Purpose>,
 }
 
 impl Model {

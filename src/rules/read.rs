@@ -274,6 +274,17 @@ pub(super) fn load_one(
             Some((method, at))
         }
     };
+    let purpose = match &file.output.purpose {
+        None => None,
+        Some(p) => {
+            let at = content_offset(&text, p.span());
+            let purpose = super::Purpose::parse(p.get_ref()).ok_or_else(|| {
+                l.error(at, format!("`{}` is not a purpose", p.get_ref()))
+                    .with_help("write \"direct_care\" or \"secondary_use\"")
+            })?;
+            Some((purpose, at))
+        }
+    };
     let mut model = Model {
         path: path.to_path_buf(),
         files: vec![RuleText {
@@ -298,6 +309,8 @@ pub(super) fn load_one(
         cohorts: Vec::new(),
         tests: Vec::new(),
         suppression,
+        purpose,
+        purpose_set: None,
         declarations: file
             .params
             .iter()

@@ -55,6 +55,12 @@ pub struct OutputOptions {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub suppression: Option<Spanned<String>>,
+    /// Why the outputs are made, which decides whose records they may use:
+    /// `direct_care` (case finding: lists for the patient's own practice or
+    /// PCN) or `secondary_use` (planning, analysis). See docs/rules.md.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub purpose: Option<Spanned<String>>,
 }
 
 /// Column name (or `date`, `code`) -> value, as written in a test.
@@ -115,6 +121,13 @@ pub struct Population {
     pub sex: String,
     pub practice: String,
     pub pcn: String,
+    /// Optional column: the person has a type 1 opt-out (an objection,
+    /// recorded at their practice, to their GP data being used beyond it
+    /// for purposes other than their care). Used only if the table has it.
+    pub type1_opt_out: String,
+    /// Optional column: the person has registered a National Data Opt-out.
+    /// Used only if the table has it.
+    pub national_data_opt_out: String,
     /// Further columns made available to expressions: name in rules -> column.
     #[schemars(with = "IndexMap<String, String>")]
     pub attributes: IndexMap<String, Spanned<String>>,
@@ -130,6 +143,8 @@ impl Default for Population {
             sex: "sex".into(),
             practice: "practice_code".into(),
             pcn: "pcn_code".into(),
+            type1_opt_out: "type1_opt_out".into(),
+            national_data_opt_out: "national_data_opt_out".into(),
             attributes: IndexMap::new(),
         }
     }

@@ -277,6 +277,19 @@ pub fn with_column(batch: &RecordBatch, name: &str, array: ArrayRef) -> RecordBa
     self::batch(columns)
 }
 
+/// A copy of `batch` with column `name` added at the end.
+pub fn adding_column(batch: &RecordBatch, name: &str, array: ArrayRef) -> RecordBatch {
+    let schema = batch.schema();
+    let mut columns: Vec<(&str, ArrayRef)> = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(f, c)| (f.name().as_str(), c.clone()))
+        .collect();
+    columns.push((name, array));
+    self::batch(columns)
+}
+
 /// `OUT/manifest.json`, parsed.
 pub fn manifest(out: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap()

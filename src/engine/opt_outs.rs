@@ -1,0 +1,139 @@
+//! Opt-outs, applied as the run's purpose requires.
+//!
+//! Two objections can be recorded for a person: a type 1 opt-out (made at
+//! their GP practice, against their GP data leaving it for purposes other
+//! than their care) and the National Data Opt-out (made nationally, against
+//! their confidential data being used for research and planning). NHS
+//! England's guidance treats risk stratification for case finding, done for
+//! the practice or PCN caring for the patient, as individual care, to which
+//! neither applies; planning and the aggregate outputs built for it
+//! (counts, the report) are secondary uses, to which both apply. So:
+//!
+//! - `direct_care`: everyone stays on the lists (patient-level outputs for
+//!   the care team); people with either opt-out are left out of every count
+//!   and the report.
+//! - `secondary_use`: people with either opt-out are left out of every
+//!   output, lists and `patients.parquet` included.
+//!
+//! An ICB that runs case finding under its own section 251 support, whose
+//! approval asks for opt-outs to be respected, runs as `secondary_use`.
+//! The flags are optional columns of the population table; where one is
+//! absent the run says so (manifest and summary) and cannot apply it.
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, BooleanArray};
+use arrow_schema::DataType;
+
+use crate::error::{Error, Result};
+use crate::input::population::Population;
+use crate::rules::Purpose;
+
+pub struct OptOuts {
+    pub purpose: Purpose,
+    /// Where the purpose came from: the rule file, `--purpose`, or the
+    /// default (direct care).
+    pub purpose_from: &'static str,
+    /// Per person, where the population table has the column.
+    pub type1: Option<BooleanArray>,
+    pub national: Option<BooleanArray>,
+    /// Persons no patient-level output may hold.
+    pub withheld_from_lists: BooleanArray,
+    /// Persons left out of every count and the report.
+    pub withheld_from_aggregates: BooleanArray,
+}
+
+impl OptOuts {
+    pub fn new(
+        population: &Population,
+        purpose: Purpose,
+        purpose_from: &'static str,
+    ) -> Result<OptOuts> {
+        let persons = population.len();
+        let flag = |internal: &str, role: &str| -> Result<Option<BooleanArray>> {
+            if population
+                .batch
+                .schema()
+                .column_with_name(internal)
+                .is_none()
+            {
+                return Ok(None);
+            }
+            flags(population.column(internal), population, role).map(Some)
+        };
+        let type1 = flag("type1_opt_out", "type 1 opt-out")?;
+        let national = flag("national_data_opt_out", "National Data Opt-out")?;
+        let either: BooleanArray = (0..persons)
+            .map(|row| {
+                Some(
+                    type1.as_ref().is_some_and(|f| f.value(row))
+                        || national.as_ref().is_some_and(|f| f.value(row)),
+                )
+            })
+            .collect();
+        let none = BooleanArray::from(vec![false; persons]);
+        let withheld_from_lists = match purpose {
+            Purpose::DirectCare => none,
+            Purpose::SecondaryUse => either.clone(),
+        };
+        Ok(OptOuts {
+            purpose,
+            purpose_from,
+            type1,
+            national,
+            withheld_from_lists,
+            withheld_from_aggregates: either,
+        })
+    }
+}
+
+/// A flag column as true/false: booleans as they are, whole numbers 1 and 0,
+/// and text `Y`/`N`, `yes`/`no`, `true`/`false`, `1`/`0` (any case); a null
+/// or empty value is no opt-out. Anything else is refused with the column
+/// named, since guessing could list someone who objected.
+fn flags(array: &ArrayRef, population: &Population, role: &str) -> Result<BooleanArray> {
+    let bad = |value: String| {
+        Error::data(
+            &population.table.location,
+            format!("the {role} column holds `{value}`, which is neither yes nor no"),
+        )
+        .with_help("write true/false, 1/0 or Y/N (a null or empty value means no opt-out)")
+    };
+    let array = match array.data_type() {
+        DataType::Dictionary(..) => arrow_cast::cast(array, &DataType::Utf8)
+            .map_err(|e| Error::Internal(format!("reading the {role} column: {e}")))?,
+        _ => array.clone(),
+    };
+    match array.data_type() {
+        DataType::Boolean => Ok(array
+            .as_boolean()
+            .iter()
+            .map(|v| Some(v.unwrap_or(false)))
+            .collect()),
+        DataType::Int64 => array
+            .as_primitive::<arrow_array::types::Int64Type>()
+            .iter()
+            .map(|v| match v {
+                None | Some(0) => Ok(Some(false)),
+                Some(1) => Ok(Some(true)),
+                Some(other) => Err(bad(other.to_string())),
+            })
+            .collect(),
+        DataType::Utf8 => array
+            .as_string::<i32>()
+            .iter()
+            .map(|v| {
+                let text = v.unwrap_or("").trim();
+                match text.to_ascii_lowercase().as_str() {
+                    "" | "n" | "no" | "false" | "0" => Ok(Some(false)),
+                    "y" | "yes" | "true" | "1" => Ok(Some(true)),
+                    _ => Err(bad(text.to_string())),
+                }
+            })
+            .collect(),
+        other => Err(Error::data(
+            &population.table.location,
+            format!("the {role} column has type {other}, which is neither yes nor no"),
+        )
+        .with_help("store it as a boolean, 1/0 or Y/N")),
+    }
+}

@@ -1,0 +1,257 @@
+//! Opt-outs by purpose: who is left out of which output. Direct care keeps
+//! everyone on the PCN lists and leaves people with a type 1 or National
+//! Data Opt-out out of every count; secondary use leaves them out of every
+//! output. Flags may be booleans, 1/0 or Y/N; anything else is refused.
+
+mod util;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{ArrayRef, BooleanArray, Int64Array, StringArray};
+use util::*;
+
+const AS_OF: &str = "2025-03-31";
+
+/// Ten persons in P1, each with 5 A&E attendances (all HIU): 101 has a
+/// type 1 opt-out, 102 a National Data Opt-out, 103 both, the rest none.
+fn fixture(data: &Path, type1: ArrayRef, national: ArrayRef) {
+    std::fs::create_dir_all(data).unwrap();
+    let people: Vec<Person> = (101..=110)
+        .map(|id| person(id, "1970-01-01", "P1"))
+        .collect();
+    let patients = patients_batch(&people);
+    let patients = adding_column(&patients, "type1_opt_out", type1);
+    let patients = adding_column(&patients, "national_data_opt_out", national);
+    write_parquet(&data.join("patients.parquet"), &[patients]);
+    let ae: Vec<(i64, Option<&str>)> = (101..=110)
+        .flat_map(|id| {
+            [
+                "2024-06-01",
+                "2024-08-01",
+                "2024-10-01",
+                "2024-12-01",
+                "2025-02-01",
+            ]
+            .map(|d| (id, Some(d)))
+        })
+        .collect();
+    write_parquet(&data.join("ae_attendances.parquet"), &[ae_batch(&ae)]);
+    write_parquet(
+        &data.join("admissions.parquet"),
+        &[admissions_batch(&[(101, "2020-01-01", "elective", &[])])],
+    );
+}
+
+fn flags(type1: &[bool], national: &[bool]) -> (ArrayRef, ArrayRef) {
+    (
+        Arc::new(BooleanArray::from(type1.to_vec())),
+        Arc::new(BooleanArray::from(national.to_vec())),
+    )
+}
+
+fn standard() -> (ArrayRef, ArrayRef) {
+    let mut t = vec![false; 10];
+    let mut n = vec![false; 10];
+    t[0] = true;
+    n[1] = true;
+    t[2] = true;
+    n[2] = true;
+    flags(&t, &n)
+}
+
+fn run(data: &Path, out: &Path, purpose: &str) {
+    let o = run_quietly(
+        &repo_path("models/hiu.toml"),
+        data,
+        out,
+        &[
+            "--as-of",
+            AS_OF,
+            "--purpose",
+            purpose,
+            "--suppression",
+            "none",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+fn listed(out: &Path) -> Vec<String> {
+    let mut reader = csv::Reader::from_path(out.join("pcn/P1/hiu.csv")).unwrap();
+    let column = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "person_id")
+        .unwrap();
+    let mut ids: Vec<String> = reader
+        .records()
+        .map(|r| r.unwrap()[column].to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn patients_rows(out: &Path) -> Vec<i64> {
+    let p = read_parquet(&out.join("patients.parquet"));
+    p.column_by_name("person_id")
+        .unwrap()
+        .as_primitive::<arrow_array::types::Int64Type>()
+        .values()
+        .to_vec()
+}
+
+#[test]
+fn direct_care_keeps_everyone_on_the_lists_and_out_of_the_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    let (t, n) = standard();
+    fixture(&data, t, n);
+    run(&data, &out, "direct_care");
+    let all: Vec<String> = (101..=110).map(|i| i.to_string()).collect();
+    assert_eq!(listed(&out), all, "the care team's list holds everyone");
+    assert_eq!(patients_rows(&out).len(), 10);
+    let m = manifest(&out);
+    assert_eq!(m["counts"]["alive"], "7", "three opted out of the counts");
+    assert_eq!(m["counts"]["cohorts"][0]["members"], "7");
+    assert_eq!(m["counts"]["cohorts"][0]["by_pcn"]["P1"], "7");
+    let o = &m["opt_outs"];
+    assert_eq!(o["purpose"], "direct_care");
+    assert_eq!(o["purpose_from"], "--purpose");
+    assert_eq!(o["with_type1_opt_out"], "2");
+    assert_eq!(o["with_national_data_opt_out"], "2");
+    assert_eq!(o["withheld_from_lists"], "0");
+    assert_eq!(o["withheld_from_counts"], "3");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["opt_outs"]["withheld_from_counts"], "3");
+    // The workbook's own cover counts its list, which holds all ten.
+    use calamine::Reader;
+    let mut book: calamine::Xlsx<_> = calamine::open_workbook(out.join("pcn/P1/P1.xlsx")).unwrap();
+    let cover = book.worksheet_range("Cover").unwrap();
+    assert!(
+        cover
+            .rows()
+            .any(|r| r.get(2) == Some(&calamine::Data::Float(10.0)))
+    );
+}
+
+#[test]
+fn secondary_use_leaves_opted_out_people_out_of_every_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    let (t, n) = standard();
+    fixture(&data, t, n);
+    run(&data, &out, "secondary_use");
+    let kept: Vec<String> = (104..=110).map(|i| i.to_string()).collect();
+    assert_eq!(listed(&out), kept);
+    assert_eq!(patients_rows(&out), (104..=110).collect::<Vec<i64>>());
+    let m = manifest(&out);
+    assert_eq!(m["counts"]["alive"], "7");
+    assert_eq!(m["counts"]["cohorts"][0]["members"], "7");
+    assert_eq!(m["opt_outs"]["withheld_from_lists"], "3");
+    // Ranks close up: the first person kept is first.
+    let mut reader = csv::Reader::from_path(out.join("pcn/P1/hiu.csv")).unwrap();
+    let ranks: Vec<String> = reader
+        .records()
+        .map(|r| r.unwrap()[0].to_string())
+        .collect();
+    assert_eq!(ranks, (1..=7).map(|r| r.to_string()).collect::<Vec<_>>());
+}
+
+#[test]
+fn without_flags_nothing_can_be_applied_and_the_run_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let people: Vec<Person> = (101..=103)
+        .map(|id| person(id, "1970-01-01", "P1"))
+        .collect();
+    write_parquet(&data.join("patients.parquet"), &[patients_batch(&people)]);
+    write_parquet(
+        &data.join("ae_attendances.parquet"),
+        &[ae_batch(&[(101, Some("2025-01-01"))])],
+    );
+    write_parquet(
+        &data.join("admissions.parquet"),
+        &[admissions_batch(&[(101, "2020-01-01", "elective", &[])])],
+    );
+    let out = tmp.path().join("out");
+    let o = run_printed(
+        &repo_path("models/hiu.toml"),
+        &data,
+        &out,
+        &["--as-of", AS_OF, "--purpose", "secondary_use"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("no opt-out flags in the data: none could be applied"),
+        "{}",
+        stdout(&o)
+    );
+    let m = manifest(&out);
+    assert_eq!(m["opt_outs"]["type1_column"], false);
+    assert_eq!(m["opt_outs"]["with_type1_opt_out"], "not known");
+}
+
+#[test]
+fn flags_may_be_one_zero_or_y_n_and_anything_else_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    let mut t = vec![0i64; 10];
+    t[0] = 1;
+    let n: Vec<&str> = (0..10)
+        .map(|i| {
+            if i == 1 {
+                "Y"
+            } else if i == 2 {
+                ""
+            } else {
+                "n"
+            }
+        })
+        .collect();
+    fixture(
+        &data,
+        Arc::new(Int64Array::from(t)),
+        Arc::new(StringArray::from(n)),
+    );
+    run(&data, &out, "secondary_use");
+    assert_eq!(listed(&out).len(), 8, "101 (1) and 102 (Y) are left out");
+
+    let bad = tmp.path().join("bad");
+    let n: Vec<&str> = (0..10)
+        .map(|i| if i == 3 { "maybe" } else { "N" })
+        .collect();
+    fixture(
+        &bad,
+        Arc::new(BooleanArray::from(vec![false; 10])),
+        Arc::new(StringArray::from(n)),
+    );
+    let o = run_quietly(
+        &repo_path("models/hiu.toml"),
+        &bad,
+        &tmp.path().join("bad-out"),
+        &["--as-of", AS_OF],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.contains("patients.parquet") && err.contains("`maybe`"),
+        "{err}"
+    );
+    assert!(err.contains("National Data Opt-out"), "{err}");
+}
+
+#[test]
+fn a_purpose_that_is_not_one_is_a_user_error() {
+    let o = strata(&["run", "--purpose", "research"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("direct_care or secondary_use"),
+        "{}",
+        stderr(&o)
+    );
+}
