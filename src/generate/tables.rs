@@ -394,7 +394,22 @@ fn patients_schema() -> SchemaRef {
         Field::new("imd_decile", DataType::Int8, false),
         Field::new("care_home", DataType::Boolean, false),
         Field::new("date_of_death", DataType::Date32, true),
+        Field::new("type1_opt_out", DataType::Boolean, false),
+        Field::new("national_data_opt_out", DataType::Boolean, false),
     ]))
+}
+
+/// Whether a person has an opt-out, drawn from their id alone (so adding
+/// the flags moved no other generated value), at `per_thousand`:
+/// illustrative rates, about 5% for the National Data Opt-out (the share
+/// NHS Digital reported in the early 2020s) and 3% for type 1.
+fn opted_out(id: i64, salt: u64, per_thousand: u64) -> bool {
+    // SplitMix64's finaliser: the same bits on every platform and version.
+    let mut z = (id as u64) ^ salt;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    z % 1000 < per_thousand
 }
 
 fn pcns_schema() -> SchemaRef {
@@ -468,6 +483,12 @@ fn patients_batch(persons: &[Person], city: &City, start: i32) -> Result<RecordB
             persons
                 .iter()
                 .map(|p| p.death.map(|d| start + i32::from(d))),
+        )),
+        Arc::new(BooleanArray::from_iter(
+            persons.iter().map(|p| Some(opted_out(p.id, 0x7E1, 30))),
+        )),
+        Arc::new(BooleanArray::from_iter(
+            persons.iter().map(|p| Some(opted_out(p.id, 0x4D0, 50))),
         )),
     ];
     RecordBatch::try_new(patients_schema(), columns)

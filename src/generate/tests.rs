@@ -263,6 +263,8 @@ fn schemas_match_the_data_contract() {
                 ("imd_decile", DataType::Int8),
                 ("care_home", DataType::Boolean),
                 ("date_of_death", DataType::Date32),
+                ("type1_opt_out", DataType::Boolean),
+                ("national_data_opt_out", DataType::Boolean),
             ],
         ),
         (
