@@ -353,3 +353,38 @@ fn decimal_whole_numbers_are_read_as_integers() {
     assert_eq!(x, y);
     assert!(x.true_count() > 1000);
 }
+
+/// Yes/no written as `Y`/`N` text is not guessed at for a population
+/// attribute: the run stops (exit 2) naming the column and what to do.
+#[test]
+fn a_yes_no_attribute_stored_as_text_is_refused_with_what_to_do() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    for entry in std::fs::read_dir(repo_path("sample-data")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, data.join(path.file_name().unwrap())).unwrap();
+    }
+    let patients = read_parquet(&data.join("patients.parquet"));
+    let care_home: StringArray = patients
+        .column_by_name("care_home")
+        .unwrap()
+        .as_boolean()
+        .iter()
+        .map(|v| v.map(|b| if b { "Y" } else { "N" }))
+        .collect();
+    write_parquet(
+        &data.join("patients.parquet"),
+        &[with_column(&patients, "care_home", Arc::new(care_home))],
+    );
+    let o = run_rules(
+        &repo_path("models/core.toml"),
+        &data,
+        &tmp.path().join("out"),
+        AS_OF,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("population column `care_home`"), "{err}");
+    assert!(err.contains("care_home = 'Y'"), "{err}");
+}

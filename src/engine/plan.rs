@@ -579,7 +579,45 @@ fn person_expr(
         Some(what) => check::check_condition(&located.expr, &resolve, &unknown, what),
         None => check::check(&located.expr, &resolve, &unknown),
     }
-    .map_err(|e| e.at(model, located))
+    .map_err(|e| {
+        let error = e.at(model, located);
+        match yes_no_hint(model, located, attributes, slot_types) {
+            Some(hint) => error.with_help(hint),
+            None => error,
+        }
+    })
+}
+
+/// Help for a type error in an expression that reads a population
+/// attribute the data holds as text or a number: warehouse extracts often
+/// write yes/no as `Y`/`N` or 1/0, which strata does not guess at.
+fn yes_no_hint(
+    model: &Model,
+    located: &Located,
+    attributes: &[String],
+    slot_types: &[Type],
+) -> Option<String> {
+    let mut found = None;
+    located.expr.visit(&mut |e| {
+        if let crate::rules::expr::ExprKind::Name(name) = &e.kind
+            && let Some(i) = attributes.iter().position(|a| a == name)
+            && matches!(slot_types[FIRST_ATTRIBUTE_SLOT + i], Type::Str | Type::Int)
+            && found.is_none()
+        {
+            let column = model
+                .population
+                .attributes
+                .get(name)
+                .map_or(name.as_str(), |c| c.get_ref().as_str());
+            let ty = slot_types[FIRST_ATTRIBUTE_SLOT + i];
+            found = Some(format!(
+                "`{name}` is read from the population column `{column}`, which holds {}: if it means yes/no (Y/N, 1/0), store it as a boolean column in the extract, or compare it in the rule (e.g. `{name} = {}`)",
+                ty.a(),
+                if ty == Type::Str { "'Y'" } else { "1" }
+            ));
+        }
+    });
+    found
 }
 
 /// The latest event date across the sources the model reads.
