@@ -73,9 +73,10 @@ pub struct DiffArgs {
     /// Compare runs made with different rule files.
     #[arg(long)]
     pub allow_different_rules: bool,
-    /// Small-number suppression of the counts printed and in summary.csv.
-    #[arg(long, value_enum, default_value = "hes")]
-    pub suppression: output::suppress::Suppression,
+    /// Small-number suppression of the counts printed and in summary.csv:
+    /// hes, ehrql or none.
+    #[arg(long, default_value = "hes", value_parser = parse_suppression)]
+    pub suppression: strata::suppress::Suppression,
 }
 
 #[derive(Args)]
@@ -150,9 +151,9 @@ pub struct RunArgs {
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_setting)]
     pub set: Vec<(String, String)>,
     /// Small-number suppression of aggregate counts (default: the rule
-    /// file's `[output] suppression`, else hes).
-    #[arg(long, value_enum)]
-    pub suppression: Option<output::suppress::Suppression>,
+    /// file's `[output] suppression`, else hes): hes, ehrql or none.
+    #[arg(long, value_parser = parse_suppression)]
+    pub suppression: Option<strata::suppress::Suppression>,
     /// Why the outputs are made (default: the rule file's `[output] purpose`,
     /// else direct_care): direct_care keeps everyone on the lists and leaves
     /// people with an opt-out out of the counts; secondary_use leaves them
@@ -365,6 +366,11 @@ fn setup_threads(requested: Option<usize>) -> Result<usize> {
         .build_global()
         .map_err(|e| Error::Internal(format!("starting the thread pool: {e}")))?;
     Ok(rayon::current_num_threads())
+}
+
+fn parse_suppression(text: &str) -> std::result::Result<strata::suppress::Suppression, String> {
+    strata::suppress::Suppression::parse(text)
+        .ok_or_else(|| format!("`{text}` is not a suppression method: write hes, ehrql or none"))
 }
 
 fn parse_purpose(text: &str) -> std::result::Result<rules::Purpose, String> {

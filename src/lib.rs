@@ -21,5 +21,6 @@ pub mod output;
 pub mod progress;
 pub mod rules;
 pub mod summary;
+pub mod suppress;
 
 pub use error::{Error, Result};

@@ -220,9 +220,6 @@ fn model_list(model: &crate::rules::Model) -> Vec<(String, String, Option<String
         .collect()
 }
 
-/// Columns of the person a list may carry besides features and attributes.
-pub const PERSON_COLUMNS: [&str; 3] = ["practice_code", "age", "sex"];
-
 /// The columns of a cohort's list: rank, `new` (with a previous run),
 /// person_id, then those the cohort's `columns` lists (by default
 /// practice_code, age, sex and its reason features); nothing else from the
@@ -241,7 +238,7 @@ fn list_columns<'r>(
     let spec = &model.cohorts[cohort];
     let chosen: Vec<&str> = match &spec.columns {
         Some(listed) => listed.iter().map(|(n, _)| n.as_str()).collect(),
-        None => PERSON_COLUMNS
+        None => crate::rules::PERSON_COLUMNS
             .into_iter()
             .chain(spec.reasons.iter().map(|(n, _)| n.as_str()))
             .collect(),

@@ -252,6 +252,10 @@ pub struct RuleText {
     pub meta: syntax::ModelMeta,
 }
 
+/// Columns of the person (besides features and attributes) that a cohort's
+/// `columns` may show on its lists.
+pub const PERSON_COLUMNS: [&str; 3] = ["practice_code", "age", "sex"];
+
 /// Why a run's outputs are made, which decides whose records they may use
 /// (NHS England's opt-out rules differ by purpose; see docs/rules.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -312,7 +316,7 @@ pub struct Model {
     /// Parameters used as window lengths or band boundaries.
     pub params_outside_expressions: HashSet<String>,
     /// `[output] suppression`, with its offset, if a rule file sets it.
-    pub suppression: Option<(crate::output::suppress::Suppression, usize)>,
+    pub suppression: Option<(crate::suppress::Suppression, usize)>,
     /// `[output] purpose`, with its offset, if a rule file sets it.
     pub purpose: Option<(Purpose, usize)>,
     /// The purpose given on the command line (`--purpose`), which wins.

@@ -266,11 +266,10 @@ pub(super) fn load_one(
         None => None,
         Some(s) => {
             let at = content_offset(&text, s.span());
-            let method =
-                crate::output::suppress::Suppression::parse(s.get_ref()).ok_or_else(|| {
-                    l.error(at, format!("`{}` is not a suppression method", s.get_ref()))
-                        .with_help("write \"hes\", \"ehrql\" or \"none\"")
-                })?;
+            let method = crate::suppress::Suppression::parse(s.get_ref()).ok_or_else(|| {
+                l.error(at, format!("`{}` is not a suppression method", s.get_ref()))
+                    .with_help("write \"hes\", \"ehrql\" or \"none\"")
+            })?;
             Some((method, at))
         }
     };

@@ -51,14 +51,14 @@ pub(super) fn resolve_names(model: &mut Model) -> Result<()> {
             }
             seen.push(column);
             let attribute = model.population.attributes.contains_key(column);
-            let person = crate::output::extracts::PERSON_COLUMNS.contains(&column.as_str());
+            let person = super::PERSON_COLUMNS.contains(&column.as_str());
             if !person && !attribute && !features.contains(&column.as_str()) {
                 return Err(model
                     .error_at(
                         *offset,
                         format!(
                             "column `{column}` is not a feature, a population attribute or one of {}{}",
-                            crate::output::extracts::PERSON_COLUMNS.join(", "),
+                            super::PERSON_COLUMNS.join(", "),
                             did_you_mean(column, features.iter().copied())
                         ),
                     )

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 /// How small numbers are hidden. Chosen in the rule file (`[output]
 /// suppression = "..."`) or with `strata run --suppression`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Suppression {
     /// NHS Digital's HES method: 1 to 7 shown as `*`, other counts rounded
