@@ -138,7 +138,8 @@ pub struct RunArgs {
     /// core model.
     #[arg(long, default_value = "core")]
     pub rules: Vec<PathBuf>,
-    /// Folder of input Parquet tables.
+    /// Folder of input Parquet tables (the default is the synthetic sample
+    /// in a clone of the repository).
     #[arg(long, default_value = "sample-data")]
     pub data: PathBuf,
     /// Output folder (replaced whole, atomically).
