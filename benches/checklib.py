@@ -105,6 +105,19 @@ def table(data, name):
     return None
 
 
+def type1_opt_outs(con, data):
+    """The ids of people with a type 1 opt-out: a direct-care run (the
+    default models') holds them in no output."""
+    patients = table(data, "patients")
+    columns = [r[0] for r in con.execute(f"describe select * from read_parquet({patients})").fetchall()]
+    if "type1_opt_out" not in columns:
+        return set()
+    rows = con.execute(
+        f"select person_id from read_parquet({patients}) where coalesce(type1_opt_out, false)"
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
 def read_codelist(name, file, category_column):
     path = os.path.join(CODELISTS, file)
     category = f"{category_column}" if category_column else "null"
@@ -146,6 +159,18 @@ def build(con, data, as_of, hiu_age_floor=0):
         qualify row_number() over (partition by person_id order by filename, file_row_number) = 1
         """
     )
+    # A direct-care run (the default models') holds no one with a type 1
+    # opt-out in any output: leave them out here too.
+    columns = [r[0] for r in con.execute(
+        f"describe select * from read_parquet({table(data, 'patients')})").fetchall()]
+    if "type1_opt_out" in columns:
+        con.execute(
+            f"""
+            delete from persons where person_id in (
+                select person_id from read_parquet({table(data, 'patients')})
+                where coalesce(type1_opt_out, false))
+            """
+        )
 
     snomed = " union all ".join(read_codelist(n, f, c) for n, (f, c) in SNOMED_LISTS.items())
     icd = " union all ".join(read_codelist(n, f, c) for n, (f, c) in ICD10_LISTS.items())

@@ -32,6 +32,9 @@ pub struct Change {
     pub person_id: String,
     /// `entered` or `left`.
     pub change: &'static str,
+    /// Whether the change counts in aggregates (false for a person with an
+    /// opt-out whom a direct-care run keeps on its lists).
+    pub counted: bool,
 }
 
 pub struct Diff {
@@ -65,6 +68,22 @@ pub fn compare(old: &SavedRun, new: &SavedRun, allow_different_rules: bool) -> R
         .with_help("compare runs of the same rule files, or add --allow-different-rules to compare them anyway"));
     }
 
+    let purpose = |run: &SavedRun| {
+        run.manifest["opt_outs"]["purpose"]
+            .as_str()
+            .unwrap_or("direct_care")
+            .to_string()
+    };
+    if purpose(old) != purpose(new) && !allow_different_rules {
+        return Err(Error::usage(format!(
+            "the runs had different purposes: {} was {}, {} was {}; people with an opt-out would show as entering or leaving",
+            old.dir.display(),
+            purpose(old),
+            new.dir.display(),
+            purpose(new)
+        ))
+        .with_help("compare runs made for the same purpose, or add --allow-different-rules to compare them anyway"));
+    }
     let old_rows = old.rows();
     let new_rows = new.rows();
     let mut changes = Vec::new();
@@ -81,6 +100,7 @@ pub fn compare(old: &SavedRun, new: &SavedRun, allow_different_rules: bool) -> R
                     pcn: new.pcn[i].clone().unwrap_or_default(),
                     person_id: id.clone(),
                     change: "entered",
+                    counted: new.counted[i],
                 });
             }
         }
@@ -93,6 +113,7 @@ pub fn compare(old: &SavedRun, new: &SavedRun, allow_different_rules: bool) -> R
                     pcn: old.pcn[j].clone().unwrap_or_default(),
                     person_id: id.clone(),
                     change: "left",
+                    counted: old.counted[j],
                 });
             }
         }
@@ -112,7 +133,7 @@ pub fn compare(old: &SavedRun, new: &SavedRun, allow_different_rules: bool) -> R
         };
         let mut matrix: BTreeMap<(String, String), u64> = BTreeMap::new();
         let segment = |run: &SavedRun, segments: &[Option<String>], row: Option<usize>| {
-            row.filter(|&r| run.alive[r])
+            row.filter(|&r| run.counted[r])
                 .and_then(|r| segments[r].clone())
                 .unwrap_or_else(|| none.clone())
         };
@@ -158,7 +179,7 @@ impl Diff {
     /// Entered and left per cohort and PCN (exact).
     pub fn counts(&self) -> BTreeMap<(&str, &str), (u64, u64)> {
         let mut counts: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
-        for c in &self.changes {
+        for c in self.changes.iter().filter(|c| c.counted) {
             let e = counts.entry((&c.cohort, &c.pcn)).or_default();
             if c.change == "entered" {
                 e.0 += 1;

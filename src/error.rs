@@ -163,8 +163,9 @@ impl Error {
         else {
             return plain;
         };
-        let Some(line) = std::fs::read_to_string(file)
+        let Some(line) = crate::bundled::read(file)
             .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
             .and_then(|text| text.lines().nth(at.line - 1).map(str::to_string))
         else {
             return plain;

@@ -19,6 +19,16 @@ const SCHEMA_LINE: &str = "#:schema ./rule-file.schema.json\n";
 /// Writes the copy into `dir`, which must not exist or be empty; returns the
 /// number of files written.
 pub fn write_copy(dir: &Path) -> Result<usize> {
+    // `strata init .` in an empty folder: its own name is needed below.
+    let absolute;
+    let dir = if dir.file_name().is_none() && dir.exists() {
+        absolute = dir
+            .canonicalize()
+            .map_err(|e| Error::io(dir, "cannot resolve", e))?;
+        absolute.as_path()
+    } else {
+        dir
+    };
     if dir.exists() {
         let empty = dir.is_dir()
             && std::fs::read_dir(dir)

@@ -9,6 +9,7 @@
 //! the rest. [`diff`] compares two runs' outputs.
 
 pub mod assurance;
+pub mod bundled;
 pub mod dates;
 pub mod diff;
 pub mod engine;

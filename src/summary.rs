@@ -20,7 +20,7 @@ pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
         .collect();
     let _ = writeln!(
         s,
-        "strata {}: model `{}`, as of {}{}, {} persons ({} alive)",
+        "strata {}: model `{}`, as of {}{}, {} persons ({} alive and counted)",
         manifest.strata_version,
         manifest.model.name,
         manifest.as_of,
@@ -55,7 +55,7 @@ pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
     }
     for seg in &counts.segments {
         let width = seg.counts.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
-        let _ = writeln!(s, "\n{} (persons alive):", seg.feature);
+        let _ = writeln!(s, "\n{} (persons alive and counted):", seg.feature);
         for (name, n) in &seg.counts {
             let _ = writeln!(s, "  {name:width$}  {n:>cell$}");
         }

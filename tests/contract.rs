@@ -271,8 +271,9 @@ fn codes_as_int64(path: &Path, column: &str) {
 }
 
 /// Integer code columns are matched as the codes they spell: the default
-/// model over a population whose GP events and prescriptions carry int64
-/// codes gives the same people, features and cohorts as over text codes.
+/// model over a population whose GP events carry int64 codes and
+/// prescriptions DECIMAL(38, 0) codes gives the same people, features and
+/// cohorts as over text codes.
 #[test]
 fn integer_code_columns_give_the_same_results_as_text() {
     let tmp = tempfile::tempdir().unwrap();
@@ -286,6 +287,17 @@ fn integer_code_columns_give_the_same_results_as_text() {
     }
     codes_as_int64(&ints.join("gp_events.parquet"), "snomed_code");
     codes_as_int64(&ints.join("medications.parquet"), "dmd_code");
+    // Snowflake's NUMBER(38, 0): the prescriptions' codes as decimals.
+    let meds = read_parquet(&ints.join("medications.parquet"));
+    let decimals = arrow_cast::cast(
+        meds.column_by_name("dmd_code").unwrap(),
+        &arrow_schema::DataType::Decimal128(38, 0),
+    )
+    .unwrap();
+    write_parquet(
+        &ints.join("medications.parquet"),
+        &[with_column(&meds, "dmd_code", decimals)],
+    );
     let core = repo_path("models/core.toml");
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
     let o = run_rules(&core, &text, &a, AS_OF);

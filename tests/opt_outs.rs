@@ -1,7 +1,8 @@
-//! Opt-outs by purpose: who is left out of which output. Direct care keeps
-//! everyone on the PCN lists and leaves people with a type 1 or National
-//! Data Opt-out out of every count; secondary use leaves them out of every
-//! output. Flags may be booleans, 1/0 or Y/N; anything else is refused.
+//! Opt-outs by purpose: who is left out of which output. Direct care (case
+//! finding) leaves people with a type 1 opt-out out of everything and
+//! people with a National Data Opt-out out of every count, keeping them on
+//! the lists; secondary use leaves both out of every output. Flags may be
+//! booleans, 1/0 or Y/N; anything else is refused.
 
 mod util;
 
@@ -104,15 +105,31 @@ fn patients_rows(out: &Path) -> Vec<i64> {
 }
 
 #[test]
-fn direct_care_keeps_everyone_on_the_lists_and_out_of_the_counts() {
+fn direct_care_respects_type_1_everywhere_and_the_national_opt_out_in_counts() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
     let (t, n) = standard();
     fixture(&data, t, n);
     run(&data, &out, "direct_care");
-    let all: Vec<String> = (101..=110).map(|i| i.to_string()).collect();
-    assert_eq!(listed(&out), all, "the care team's list holds everyone");
-    assert_eq!(patients_rows(&out).len(), 10);
+    // 101 and 103 (type 1) are on no list; 102 (National Data Opt-out
+    // only) stays on the care team's list.
+    let kept: Vec<String> = [102]
+        .into_iter()
+        .chain(104..=110)
+        .map(|i| i.to_string())
+        .collect();
+    assert_eq!(listed(&out), kept);
+    assert_eq!(
+        patients_rows(&out),
+        [102].into_iter().chain(104..=110).collect::<Vec<i64>>()
+    );
+    // patients.parquet says who counts, so a dashboard can do as strata does.
+    let p = read_parquet(&out.join("patients.parquet"));
+    let counted = p.column_by_name("counted").unwrap().as_boolean();
+    assert!(
+        !counted.value(0) && counted.value(1),
+        "102 is listed but not counted"
+    );
     let m = manifest(&out);
     assert_eq!(m["counts"]["alive"], "7", "three opted out of the counts");
     assert_eq!(m["counts"]["cohorts"][0]["members"], "7");
@@ -122,20 +139,109 @@ fn direct_care_keeps_everyone_on_the_lists_and_out_of_the_counts() {
     assert_eq!(o["purpose_from"], "--purpose");
     assert_eq!(o["with_type1_opt_out"], "2");
     assert_eq!(o["with_national_data_opt_out"], "2");
-    assert_eq!(o["withheld_from_lists"], "0");
+    assert_eq!(o["withheld_from_lists"], "2");
     assert_eq!(o["withheld_from_counts"], "3");
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["opt_outs"]["withheld_from_counts"], "3");
-    // The workbook's own cover counts its list, which holds all ten.
+    // The workbook's own cover counts its list, which holds eight.
     use calamine::Reader;
     let mut book: calamine::Xlsx<_> = calamine::open_workbook(out.join("pcn/P1/P1.xlsx")).unwrap();
     let cover = book.worksheet_range("Cover").unwrap();
     assert!(
         cover
             .rows()
-            .any(|r| r.get(2) == Some(&calamine::Data::Float(10.0)))
+            .any(|r| r.get(2) == Some(&calamine::Data::Float(8.0)))
     );
+    // The report counts seven and says why.
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        report.contains("7 people alive and registered and counted"),
+        "report facts"
+    );
+}
+
+#[test]
+fn a_diff_of_direct_care_runs_counts_only_counted_people_and_refuses_another_purpose() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (t, n) = standard();
+    fixture(&data, t, n);
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    // As of a year earlier nobody is HIU; now everyone listed is.
+    let o = run_quietly(
+        &repo_path("models/hiu.toml"),
+        &data,
+        &a,
+        &[
+            "--as-of",
+            "2024-03-31",
+            "--purpose",
+            "direct_care",
+            "--suppression",
+            "none",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    run(&data, &b, "direct_care");
+    let diff = tmp.path().join("diff");
+    let o = strata(&[
+        "diff",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--out",
+        diff.to_str().unwrap(),
+        "--suppression",
+        "none",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary = std::fs::read_to_string(diff.join("summary.csv")).unwrap();
+    assert!(
+        summary.lines().any(|l| l.starts_with("hiu,P1,7,0")),
+        "{summary}"
+    );
+    // changes.csv is the care team's list of who entered: 102 is on it.
+    let changes = std::fs::read_to_string(diff.join("pcn/P1/changes.csv")).unwrap();
+    assert!(changes.contains(",102,"), "{changes}");
+    assert!(!changes.contains(",101,"), "{changes}");
+    // A run for another purpose is not compared silently.
+    run(&data, &c, "secondary_use");
+    let o = strata(&[
+        "diff",
+        b.to_str().unwrap(),
+        c.to_str().unwrap(),
+        "--out",
+        tmp.path().join("diff2").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("different purposes"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_flag_column_the_rule_file_names_must_be_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (t, n) = standard();
+    fixture(&data, t, n);
+    let rules = tmp.path().join("hiu.toml");
+    let text = std::fs::read_to_string(repo_path("models/hiu.toml")).unwrap();
+    std::fs::write(
+        &rules,
+        text.replacen(
+            "[params]",
+            "[population]\ntype1_opt_out = \"t1_typo\"\n\n[params]",
+            1,
+        ),
+    )
+    .unwrap();
+    let o = run_quietly(&rules, &data, &tmp.path().join("out"), &["--as-of", AS_OF]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("t1_typo"), "{}", stderr(&o));
 }
 
 #[test]

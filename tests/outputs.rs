@@ -417,7 +417,8 @@ fn diff_counts_each_segment_transition_exactly() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
 
-    // person id -> segment, or "(none)" for the dead.
+    // person id -> segment, or "(none)" for the dead and for people with an
+    // opt-out, whom the diff's aggregates leave out as the run's do.
     let segments = |out: &Path| -> std::collections::HashMap<String, String> {
         use arrow_array::cast::AsArray;
         let p = read_parquet(&out.join("patients.parquet"));
@@ -425,7 +426,7 @@ fn diff_counts_each_segment_transition_exactly() {
             strata::output::previous::ids_as_text(p.column_by_name("person_id").unwrap().as_ref());
         let segment =
             strata::output::previous::ids_as_text(p.column_by_name("segment").unwrap().as_ref());
-        let alive = p.column_by_name("alive").unwrap().as_boolean().clone();
+        let alive = p.column_by_name("counted").unwrap().as_boolean().clone();
         ids.into_iter()
             .zip(segment)
             .enumerate()

@@ -3,20 +3,18 @@
 //! Two objections can be recorded for a person: a type 1 opt-out (made at
 //! their GP practice, against their GP data leaving it for purposes other
 //! than their care) and the National Data Opt-out (made nationally, against
-//! their confidential data being used for research and planning). NHS
-//! England's guidance treats risk stratification for case finding, done for
-//! the practice or PCN caring for the patient, as individual care, to which
-//! neither applies; planning and the aggregate outputs built for it
-//! (counts, the report) are secondary uses, to which both apply. So:
+//! their confidential data being used for research and planning). Risk
+//! stratification for case finding runs under rules that require type 1
+//! objections to be respected; planning and the aggregate outputs built
+//! for it (counts, the report) are secondary uses, to which the National
+//! Data Opt-out applies as well. So:
 //!
-//! - `direct_care`: everyone stays on the lists (patient-level outputs for
-//!   the care team); people with either opt-out are left out of every count
-//!   and the report.
-//! - `secondary_use`: people with either opt-out are left out of every
-//!   output, lists and `patients.parquet` included.
+//! - `direct_care` (case finding for the patient's own practice or PCN):
+//!   people with a type 1 opt-out are in no output; people with a National
+//!   Data Opt-out stay on the lists (and in `patients.parquet`, marked
+//!   `counted = false`) but are left out of every count and the report.
+//! - `secondary_use`: people with either opt-out are in no output.
 //!
-//! An ICB that runs case finding under its own section 251 support, whose
-//! approval asks for opt-outs to be respected, runs as `secondary_use`.
 //! The flags are optional columns of the population table; where one is
 //! absent the run says so (manifest and summary) and cannot apply it.
 
@@ -62,6 +60,22 @@ impl OptOuts {
         };
         let type1 = flag("type1_opt_out", "type 1 opt-out")?;
         let national = flag("national_data_opt_out", "National Data Opt-out")?;
+        for (present, what) in [
+            (type1.is_some(), "type 1 opt-out (column `type1_opt_out`)"),
+            (
+                national.is_some(),
+                "National Data Opt-out (column `national_data_opt_out`)",
+            ),
+        ] {
+            // Said in the summary and the manifest too; a mapped column
+            // that is missing stops the run instead.
+            if !present {
+                tracing::info!(
+                    purpose = purpose.name(),
+                    "the population table has no {what}: it cannot be applied; add the column, or map it in [population]"
+                );
+            }
+        }
         let either: BooleanArray = (0..persons)
             .map(|row| {
                 Some(
@@ -70,9 +84,11 @@ impl OptOuts {
                 )
             })
             .collect();
-        let none = BooleanArray::from(vec![false; persons]);
+        let type1_only: BooleanArray = (0..persons)
+            .map(|row| Some(type1.as_ref().is_some_and(|f| f.value(row))))
+            .collect();
         let withheld_from_lists = match purpose {
-            Purpose::DirectCare => none,
+            Purpose::DirectCare => type1_only,
             Purpose::SecondaryUse => either.clone(),
         };
         Ok(OptOuts {

@@ -196,7 +196,14 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
                     }
                     _ => false,
                 };
-                if !is_list && table::canonical_type(ty) != Some(Type::Str) && !ty.is_integer() {
+                let whole_number = ty.is_integer()
+                    || matches!(
+                        ty,
+                        DataType::Decimal32(_, 0)
+                            | DataType::Decimal64(_, 0)
+                            | DataType::Decimal128(_, 0)
+                    );
+                if !is_list && table::canonical_type(ty) != Some(Type::Str) && !whole_number {
                     return Err(Error::data(
                         &table.location,
                         format!(

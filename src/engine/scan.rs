@@ -461,8 +461,8 @@ impl ColumnCodes {
     }
 }
 
-/// The values of an integer code column (any width, signed or not), or
-/// `None` for any other column.
+/// The values of an integer code column (any width, signed or not, or a
+/// decimal with no fractional digits), or `None` for any other column.
 fn integers(array: &ArrayRef) -> Option<Box<dyn Iterator<Item = Option<i128>> + '_>> {
     use arrow_array::types::*;
     fn each<T: arrow_array::ArrowPrimitiveType>(
@@ -482,6 +482,10 @@ fn integers(array: &ArrayRef) -> Option<Box<dyn Iterator<Item = Option<i128>> + 
         DataType::UInt16 => each::<UInt16Type>(array),
         DataType::UInt32 => each::<UInt32Type>(array),
         DataType::UInt64 => each::<UInt64Type>(array),
+        // Whole-number decimals (Snowflake's NUMBER(38, 0)).
+        DataType::Decimal32(_, 0) => each::<Decimal32Type>(array),
+        DataType::Decimal64(_, 0) => each::<Decimal64Type>(array),
+        DataType::Decimal128(_, 0) => each::<Decimal128Type>(array),
         _ => return None,
     })
 }

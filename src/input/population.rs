@@ -370,13 +370,17 @@ impl Population {
             ("birth_date", &spec.birth_date),
             ("date_of_death", &spec.date_of_death),
         ];
-        // Opt-out flags are optional columns: read when the table has them.
-        for (internal, column) in [
+        // Opt-out flags: read when the table has the canonical column; a
+        // column the rule file names must be there (a misspelt name must
+        // not silently apply no opt-outs).
+        for (internal, named) in [
             ("type1_opt_out", &spec.type1_opt_out),
             ("national_data_opt_out", &spec.national_data_opt_out),
         ] {
-            if table.has_column(column) {
-                wanted.push((internal, column));
+            match named {
+                Some(column) => wanted.push((internal, column.as_str())),
+                None if table.has_column(internal) => wanted.push((internal, internal)),
+                None => {}
             }
         }
         for (name, column) in &attributes {

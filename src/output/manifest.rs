@@ -100,7 +100,7 @@ impl OptOutsInfo {
             purpose_from: o.purpose_from,
             rule: match o.purpose {
                 crate::rules::Purpose::DirectCare => {
-                    "direct care: the lists keep everyone (case finding for their own care team); people with a type 1 or National Data Opt-out are left out of every count and the report"
+                    "direct care (case finding for the patient's own practice or PCN): people with a type 1 opt-out are in no output; people with a National Data Opt-out stay on the lists but are left out of every count and the report"
                 }
                 crate::rules::Purpose::SecondaryUse => {
                     "secondary use: people with a type 1 or National Data Opt-out are left out of every output"

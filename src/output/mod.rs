@@ -184,7 +184,18 @@ fn write_rejects(results: &Results, dir: &Path) -> Result<()> {
         let mut w = csv_writer(&path).map_err(fail)?;
         w.write_record(["reason", "file", "row_group", "row", "person_id", "date"])
             .map_err(fail)?;
-        for r in rows {
+        // A row of a person the purpose withholds (an opt-out) is not
+        // written: its person id would put them in an output.
+        let withheld = |id: &str| {
+            population
+                .index
+                .find(id)
+                .is_some_and(|row| results.opt_outs.withheld_from_lists.value(row as usize))
+        };
+        for r in rows
+            .iter()
+            .filter(|r| !r.person_id.as_deref().is_some_and(withheld))
+        {
             let file = table.parts[r.part].path.display().to_string();
             let date = r
                 .date

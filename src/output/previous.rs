@@ -20,6 +20,8 @@ pub struct SavedRun {
     pub pcn: Vec<Option<String>>,
     /// Alive on the run's as-of date, by row.
     pub alive: Vec<bool>,
+    /// Counted in aggregates (alive, and no opt-out that leaves them out).
+    pub counted: Vec<bool>,
     /// Cohort name -> member or not, by row.
     pub cohorts: BTreeMap<String, Vec<bool>>,
     /// Segmentation feature -> segment, by row.
@@ -69,6 +71,7 @@ impl SavedRun {
             ids: Vec::new(),
             pcn: Vec::new(),
             alive: Vec::new(),
+            counted: Vec::new(),
             cohorts: cohort_names
                 .iter()
                 .map(|n| (n.clone(), Vec::new()))
@@ -98,6 +101,15 @@ impl SavedRun {
             let alive = column("alive")?;
             run.alive
                 .extend(alive.as_boolean().iter().map(|a| a == Some(true)));
+            // Runs before opt-outs had no `counted`: everyone alive counted.
+            match batch.column_by_name("counted") {
+                Some(c) => run
+                    .counted
+                    .extend(c.as_boolean().iter().map(|a| a == Some(true))),
+                None => run
+                    .counted
+                    .extend(alive.as_boolean().iter().map(|a| a == Some(true))),
+            }
             for (name, flags) in &mut run.cohorts {
                 let c = column(name)?;
                 flags.extend(c.as_boolean().iter().map(|f| f == Some(true)));

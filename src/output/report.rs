@@ -33,11 +33,14 @@ pub fn render(results: &Results, manifest: &Manifest) -> String {
         html,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <title>{title}: strata report</title><style>{STYLE}</style></head><body>\n\
-         <h1>{title}</h1>\n<p class=\"facts\">Data as of {as_of}; {alive} people alive and registered. \
-         Counts: {method}.</p>",
+         <h1>{title}</h1>\n<p class=\"facts\">Data as of {as_of}; {alive} people alive and registered \
+         and counted (the run's purpose, {purpose}, leaves {withheld} people with an opt-out out of every count \
+         here). Counts: {method}.</p>",
         title = esc(&model.meta.title),
         as_of = results.plan.as_of,
         alive = manifest.counts.alive,
+        purpose = esc(&manifest.opt_outs.purpose.replace('_', " ")),
+        withheld = esc(&manifest.opt_outs.withheld_from_counts),
         method = esc(s.method()),
     );
 
@@ -477,6 +480,25 @@ fn run_facts(manifest: &Manifest) -> String {
         let _ = write!(html, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(&v));
     };
     row("strata", manifest.strata_version.to_string());
+    let o = &manifest.opt_outs;
+    row(
+        "purpose",
+        format!("{} (from {}): {}", o.purpose, o.purpose_from, o.rule),
+    );
+    row(
+        "opt-outs",
+        format!(
+            "type 1 flag {}, National Data Opt-out flag {}; left out of the lists: {}, of the counts: {}",
+            if o.type1_column { "present" } else { "absent" },
+            if o.national_data_opt_out_column {
+                "present"
+            } else {
+                "absent"
+            },
+            o.withheld_from_lists,
+            o.withheld_from_counts
+        ),
+    );
     row(
         "as-of date",
         format!(

@@ -9,7 +9,8 @@
 //! because a feature such as `max(column)` or a population attribute takes
 //! its type from there; `strata check` types what it can without data.
 
-pub mod bundled;
+/// The bundled models live below the language (errors read them too).
+pub use crate::bundled;
 pub mod check;
 pub mod codelist;
 pub mod expr;
@@ -58,7 +59,8 @@ pub const BUILTINS: &[(&str, &str)] = &[
 ];
 
 /// Output columns strata always writes; no definition may take their names.
-pub const RESERVED_COLUMNS: &[&str] = &["person_id", "practice_code", "pcn_code", "alive"];
+pub const RESERVED_COLUMNS: &[&str] =
+    &["person_id", "practice_code", "pcn_code", "alive", "counted"];
 
 /// An expression with where its text starts in the rule file.
 #[derive(Debug, Clone)]

@@ -121,13 +121,14 @@ pub struct Population {
     pub sex: String,
     pub practice: String,
     pub pcn: String,
-    /// Optional column: the person has a type 1 opt-out (an objection,
+    /// The column saying the person has a type 1 opt-out (an objection,
     /// recorded at their practice, to their GP data being used beyond it
-    /// for purposes other than their care). Used only if the table has it.
-    pub type1_opt_out: String,
-    /// Optional column: the person has registered a National Data Opt-out.
-    /// Used only if the table has it.
-    pub national_data_opt_out: String,
+    /// for purposes other than their care). Unset: `type1_opt_out`, used if
+    /// the table has it; set: the table must have it.
+    pub type1_opt_out: Option<String>,
+    /// The column saying the person has a National Data Opt-out. Unset:
+    /// `national_data_opt_out`, used if the table has it; set: required.
+    pub national_data_opt_out: Option<String>,
     /// Further columns made available to expressions: name in rules -> column.
     #[schemars(with = "IndexMap<String, String>")]
     pub attributes: IndexMap<String, Spanned<String>>,
@@ -143,8 +144,8 @@ impl Default for Population {
             sex: "sex".into(),
             practice: "practice_code".into(),
             pcn: "pcn_code".into(),
-            type1_opt_out: "type1_opt_out".into(),
-            national_data_opt_out: "national_data_opt_out".into(),
+            type1_opt_out: None,
+            national_data_opt_out: None,
             attributes: IndexMap::new(),
         }
     }
