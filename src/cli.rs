@@ -441,6 +441,17 @@ fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<ExitCode> {
     tracing::info!(model = %model.meta.name, rules = %files.join(", "), data = %args.data.display(), threads, "starting run");
     let terminal = progress::Terminal::new(quiet);
     let results = engine::run(&model, &args.data, as_of, &terminal)?;
+    if let Some(previous) = &previous
+        && previous.purpose() != results.opt_outs.purpose.name()
+    {
+        return Err(Error::usage(format!(
+            "--previous {} was made for {}, this run for {}: people with an opt-out would be marked new",
+            previous.dir.display(),
+            previous.purpose(),
+            results.opt_outs.purpose.name()
+        ))
+        .with_help("give a previous run made for the same purpose"));
+    }
     if results.plan.as_of_inferred {
         tracing::info!(as_of = %results.plan.as_of, "as-of date taken from the latest activity in the data");
     }

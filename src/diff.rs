@@ -68,19 +68,13 @@ pub fn compare(old: &SavedRun, new: &SavedRun, allow_different_rules: bool) -> R
         .with_help("compare runs of the same rule files, or add --allow-different-rules to compare them anyway"));
     }
 
-    let purpose = |run: &SavedRun| {
-        run.manifest["opt_outs"]["purpose"]
-            .as_str()
-            .unwrap_or("direct_care")
-            .to_string()
-    };
-    if purpose(old) != purpose(new) && !allow_different_rules {
+    if old.purpose() != new.purpose() && !allow_different_rules {
         return Err(Error::usage(format!(
             "the runs had different purposes: {} was {}, {} was {}; people with an opt-out would show as entering or leaving",
             old.dir.display(),
-            purpose(old),
+            old.purpose(),
             new.dir.display(),
-            purpose(new)
+            new.purpose()
         ))
         .with_help("compare runs made for the same purpose, or add --allow-different-rules to compare them anyway"));
     }

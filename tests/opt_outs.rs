@@ -361,3 +361,33 @@ fn a_purpose_that_is_not_one_is_a_user_error() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_previous_run_for_another_purpose_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (t, n) = standard();
+    fixture(&data, t, n);
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    run(&data, &a, "secondary_use");
+    let o = run_quietly(
+        &repo_path("models/hiu.toml"),
+        &data,
+        &b,
+        &[
+            "--as-of",
+            AS_OF,
+            "--purpose",
+            "direct_care",
+            "--previous",
+            a.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("was made for secondary_use"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!b.exists(), "nothing written");
+}

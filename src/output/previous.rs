@@ -131,6 +131,14 @@ impl SavedRun {
             .collect()
     }
 
+    /// The purpose the run was made for (runs before purposes existed kept
+    /// everyone, as direct care's lists do).
+    pub fn purpose(&self) -> &str {
+        self.manifest["opt_outs"]["purpose"]
+            .as_str()
+            .unwrap_or("direct_care")
+    }
+
     /// The rule files the run read, as (path, SHA-256), sorted by hash.
     pub fn rule_files(&self) -> Vec<(String, String)> {
         let mut files: Vec<(String, String)> = self.manifest["model"]["files"]
