@@ -10,11 +10,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use strata::commands::{self, diff, explain, init, progress};
 use strata::error::{Error, Result};
-use strata::{
-    assurance, dates, diff, engine, explain, generate, init, input, output, progress, rules,
-    summary,
-};
+use strata::{dates, engine, generate, input, output, rules};
 
 #[derive(Parser)]
 #[command(
@@ -325,7 +323,7 @@ fn run_tests(args: &TestArgs) -> Result<ExitCode> {
     let mut report = String::new();
     for path in &rule_paths(&args.rules)? {
         let model = rules::load(path)?;
-        let outcomes = assurance::run(&model)?;
+        let outcomes = commands::test::run(&model)?;
         for outcome in &outcomes {
             if outcome.failures.is_empty() {
                 passed += 1;
@@ -474,7 +472,7 @@ fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<ExitCode> {
     if args.json {
         print_stdout(&(manifest.summary_json(&args.out) + "\n"));
     } else if !quiet {
-        print_stdout(&summary::render(&manifest, &args.out));
+        print_stdout(&commands::run::render(&manifest, &args.out));
     }
     let skipped = manifest.skipped_rows();
     if args.strict && skipped > 0 {

@@ -8,20 +8,15 @@
 //! synthetic population in the same data contract, for trying and testing
 //! the rest. [`diff`] compares two runs' outputs.
 
-pub mod assurance;
 pub mod bundled;
+pub mod commands;
 pub mod dates;
-pub mod diff;
 pub mod engine;
 pub mod error;
-pub mod explain;
 pub mod generate;
-pub mod init;
 pub mod input;
 pub mod output;
-pub mod progress;
 pub mod rules;
-pub mod summary;
 pub mod suppress;
 
 pub use error::{Error, Result};

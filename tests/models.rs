@@ -328,7 +328,7 @@ fn every_parameter_of_every_bundled_model_is_pinned_by_an_assurance_test() {
                         continue;
                     }
                 };
-                let outcomes = strata::assurance::run(&changed)
+                let outcomes = strata::commands::test::run(&changed)
                     .unwrap_or_else(|e| panic!("{what}: the tests cannot run: {e}"));
                 checked += 1;
                 if outcomes.iter().all(|o| o.failures.is_empty()) {

@@ -310,7 +310,7 @@ pub struct Model {
     pub derived_order: Vec<usize>,
     pub cohorts: Vec<Cohort>,
     /// Assurance tests as written, with the start offset of their file;
-    /// checked and run by [`crate::assurance`].
+    /// checked and run by [`crate::commands::test`].
     pub tests: Vec<(usize, Spanned<syntax::TestCase>)>,
     /// Where each parameter, source and code list is declared: (kind, name,
     /// offset), for warnings about unused ones.

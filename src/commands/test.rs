@@ -23,10 +23,10 @@ use chrono::NaiveDate;
 use parquet::arrow::ArrowWriter;
 use toml::Spanned;
 
+use crate::commands::progress;
 use crate::dates;
 use crate::engine;
 use crate::error::{Error, Result};
-use crate::progress;
 use crate::rules::{FeatureKind, Model, did_you_mean, syntax};
 
 /// A value written in a test.
