@@ -341,7 +341,7 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
     slot_types.extend(features.iter().map(|f| f.ty));
 
     let PersonLevel { derived, cohorts } =
-        type_person_level(model, &mut slot_types, &attributes, as_of)?;
+        type_person_level(model, &mut slot_types, &attributes, Some(as_of))?;
     for (fi, typed) in &derived {
         features[*fi].ty = typed.ty;
     }
@@ -372,11 +372,13 @@ fn position_or_push(list: &mut Vec<String>, name: &str) -> usize {
 /// inputs) and the cohort conditions. `slot_types` holds the person-level
 /// slot types known so far (derived features' slots are filled in here); a
 /// slot of type `Null` is unknown and accepts any use.
+/// `as_of` is the run's date, or `None` when typing without data: the
+/// date is then an unknown date, never a made-up one.
 fn type_person_level(
     model: &Model,
     slot_types: &mut [Type],
     attributes: &[String],
-    as_of: NaiveDate,
+    as_of: Option<NaiveDate>,
 ) -> Result<PersonLevel> {
     let first_feature_slot = FIRST_ATTRIBUTE_SLOT + attributes.len();
     let mut derived = Vec::new();
@@ -466,8 +468,7 @@ pub fn check_types(model: &Model) -> Result<()> {
             _ => Type::Null,
         });
     }
-    let as_of = NaiveDate::from_ymd_opt(2000, 1, 1).expect("a valid date");
-    type_person_level(model, &mut slot_types, &attributes, as_of).map(|_| ())
+    type_person_level(model, &mut slot_types, &attributes, None).map(|_| ())
 }
 
 /// Types an event filter: its names are parameters or the source's columns.
@@ -542,7 +543,7 @@ impl Plan<'_> {
             located,
             &self.slot_types,
             &self.attributes,
-            self.as_of,
+            Some(self.as_of),
             None,
         )
     }
@@ -553,7 +554,7 @@ fn person_expr(
     located: &Located,
     slot_types: &[Type],
     attributes: &[String],
-    as_of: NaiveDate,
+    as_of: Option<NaiveDate>,
     condition: Option<&str>,
 ) -> Result<Typed> {
     let first_feature_slot = FIRST_ATTRIBUTE_SLOT + attributes.len();
@@ -561,7 +562,13 @@ fn person_expr(
         let slot = match name {
             "age" => AGE_SLOT,
             "sex" => SEX_SLOT,
-            "as_of" => return Some(Binding::Constant(crate::rules::expr::Literal::Date(as_of))),
+            "as_of" => {
+                return Some(match as_of {
+                    Some(d) => Binding::Constant(crate::rules::expr::Literal::Date(d)),
+                    // Typed, never evaluated: no slot holds it.
+                    None => Binding::Column(usize::MAX, Type::Date),
+                });
+            }
             _ => {
                 if let Some(v) = model.param(name) {
                     return Some(Binding::Constant(v.clone()));
