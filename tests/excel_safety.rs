@@ -160,15 +160,16 @@ fn hostile_text_never_reaches_an_output_as_a_formula() {
     let out = tmp.path().join("out");
     let o = run_rules(&rules, &tmp.path().join("data"), &out, "2025-03-31");
     assert!(o.status.success(), "{}", stderr(&o));
-    // A second run and a diff between the two: changes.csv and summary.csv.
-    let again = tmp.path().join("again");
-    let o = run_rules(&rules, &tmp.path().join("data"), &again, "2025-03-31");
+    // A run before anyone's events, and a diff from it: everyone enters,
+    // so the hostile ids reach changes.csv.
+    let before = tmp.path().join("before");
+    let o = run_rules(&rules, &tmp.path().join("data"), &before, "2024-01-01");
     assert!(o.status.success(), "{}", stderr(&o));
     let diff = tmp.path().join("diff");
     let o = strata(&[
         "diff",
+        before.to_str().unwrap(),
         out.to_str().unwrap(),
-        again.to_str().unwrap(),
         "--out",
         diff.to_str().unwrap(),
         "--quiet",
@@ -186,6 +187,8 @@ fn hostile_text_never_reaches_an_output_as_a_formula() {
         files.iter().any(|f| f.starts_with(out.join("rejects"))),
         "{files:?}"
     );
+    let changes = std::fs::read_to_string(diff.join("pcn/P1/changes.csv")).unwrap();
+    assert!(changes.contains("'=HYPERLINK"), "{changes}");
     let mut neutralised = 0;
     for file in &files {
         let mut reader = csv::ReaderBuilder::new()
