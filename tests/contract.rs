@@ -335,12 +335,7 @@ fn integer_code_columns_give_the_same_results_as_text() {
 #[test]
 fn decimal_whole_numbers_are_read_as_integers() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    for entry in std::fs::read_dir(repo_path("sample-data")).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, data.join(path.file_name().unwrap())).unwrap();
-    }
+    let data = sample_data_copy(tmp.path(), &[]);
     let patients = read_parquet(&data.join("patients.parquet"));
     let decile = arrow_cast::cast(
         patients.column_by_name("imd_decile").unwrap(),
@@ -371,12 +366,7 @@ fn decimal_whole_numbers_are_read_as_integers() {
 #[test]
 fn a_yes_no_attribute_stored_as_text_is_refused_with_what_to_do() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    for entry in std::fs::read_dir(repo_path("sample-data")).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, data.join(path.file_name().unwrap())).unwrap();
-    }
+    let data = sample_data_copy(tmp.path(), &[]);
     let patients = read_parquet(&data.join("patients.parquet"));
     let care_home: StringArray = patients
         .column_by_name("care_home")

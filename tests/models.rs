@@ -164,14 +164,7 @@ fn the_default_model_on_the_sample_data_fills_its_cohorts_and_segments_everyone(
 #[test]
 fn the_core_model_runs_without_a_medications_table() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    for entry in std::fs::read_dir(repo_path("sample-data")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.file_name().unwrap() != "medications.parquet" {
-            std::fs::copy(&path, data.join(path.file_name().unwrap())).unwrap();
-        }
-    }
+    let data = sample_data_copy(tmp.path(), &["medications.parquet"]);
     let (with, without) = (tmp.path().join("with"), tmp.path().join("without"));
     let core = repo_path("models/core.toml");
     let o = run_quietly(&core, &repo_path("sample-data"), &with, &[]);

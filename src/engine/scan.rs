@@ -279,6 +279,30 @@ struct ValueCache {
 }
 
 impl ValueCache {
+    /// Adds a value not seen before, matched against every code list (and
+    /// hashed where distinct codes are counted); returns its id.
+    fn add(&mut self, value: Option<&str>, lists: &[&Codelist], with_hashes: bool) -> u32 {
+        let codes = Arc::make_mut(&mut self.codes);
+        if codes.matched.len() < lists.len() {
+            codes.matched = vec![Vec::new(); lists.len()];
+        }
+        let id = codes.listed.len() as u32;
+        codes.push(value, lists, with_hashes);
+        id
+    }
+
+    /// The id of a null value.
+    fn null_id(&mut self, lists: &[&Codelist], with_hashes: bool) -> u32 {
+        match self.null {
+            Some(id) => id,
+            None => {
+                let id = self.add(None, lists, with_hashes);
+                self.null = Some(id);
+                id
+            }
+        }
+    }
+
     /// The id of each integer of `values`, matching the values not seen
     /// before (their digits, as text, against the code lists).
     fn int_ids(
@@ -287,58 +311,35 @@ impl ValueCache {
         lists: &[&Codelist],
         with_hashes: bool,
     ) -> Vec<u32> {
-        let codes = Arc::make_mut(&mut self.codes);
-        if codes.matched.len() < lists.len() {
-            codes.matched = vec![Vec::new(); lists.len()];
-        }
         values
-            .map(|v| {
-                let known = match v {
-                    Some(n) => self.int_ids.get(&n).copied(),
-                    None => self.null,
-                };
-                known.unwrap_or_else(|| {
-                    let id = codes.listed.len() as u32;
-                    match v {
-                        Some(n) => {
-                            codes.push(Some(&n.to_string()), lists, with_hashes);
-                            self.int_ids.insert(n, id);
-                        }
-                        None => {
-                            codes.push(None, lists, with_hashes);
-                            self.null = Some(id);
-                        }
+            .map(|v| match v {
+                None => self.null_id(lists, with_hashes),
+                Some(n) => match self.int_ids.get(&n) {
+                    Some(&id) => id,
+                    None => {
+                        let id = self.add(Some(&n.to_string()), lists, with_hashes);
+                        self.int_ids.insert(n, id);
+                        id
                     }
-                    id
-                })
+                },
             })
             .collect()
     }
 
     /// The id of each of `values`, matching the values not seen before.
     fn ids(&mut self, values: &StringArray, lists: &[&Codelist], with_hashes: bool) -> Vec<u32> {
-        let codes = Arc::make_mut(&mut self.codes);
-        if codes.matched.len() < lists.len() {
-            codes.matched = vec![Vec::new(); lists.len()];
-        }
         values
             .iter()
-            .map(|v| {
-                let known = match v {
-                    Some(s) => self.ids.get(s).copied(),
-                    None => self.null,
-                };
-                known.unwrap_or_else(|| {
-                    let id = codes.listed.len() as u32;
-                    codes.push(v, lists, with_hashes);
-                    match v {
-                        Some(s) => {
-                            self.ids.insert(s.to_string(), id);
-                        }
-                        None => self.null = Some(id),
+            .map(|v| match v {
+                None => self.null_id(lists, with_hashes),
+                Some(s) => match self.ids.get(s) {
+                    Some(&id) => id,
+                    None => {
+                        let id = self.add(Some(s), lists, with_hashes);
+                        self.ids.insert(s.to_string(), id);
+                        id
                     }
-                    id
-                })
+                },
             })
             .collect()
     }

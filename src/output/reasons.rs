@@ -388,6 +388,11 @@ title = "C"
 description = "Some people."
 when = "age >= 18 and (ae_12m >= threshold or band in ('high', 'top')) and not flag and ae_12m / 2 > 1"
 "#;
+        load(text)
+    }
+
+    /// A model read from `text`, as a rule file.
+    fn load(text: &str) -> Model {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.toml");
         std::fs::write(&path, text).unwrap();
@@ -434,10 +439,7 @@ title = "D"
 description = ""
 when = "age >= floor and (case when any_30_days then days else month end) > 5"
 "#;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.toml");
-        std::fs::write(&path, text).unwrap();
-        let m = crate::rules::load(&path).unwrap();
+        let m = load(text);
         assert_eq!(
             definition(&m, &m.cohorts[0]),
             "On the list: Most in a calendar month above 5, alive on the as-of date."

@@ -290,6 +290,21 @@ pub fn adding_column(batch: &RecordBatch, name: &str, array: ArrayRef) -> Record
     self::batch(columns)
 }
 
+/// A copy of `sample-data/` in `dir/data` (all but the tables in
+/// `leaving_out`), for a test to reshape; returns the folder.
+pub fn sample_data_copy(dir: &Path, leaving_out: &[&str]) -> PathBuf {
+    let data = dir.join("data");
+    std::fs::create_dir(&data).unwrap();
+    for entry in std::fs::read_dir(repo_path("sample-data")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap();
+        if !leaving_out.iter().any(|l| name == *l) {
+            std::fs::copy(&path, data.join(name)).unwrap();
+        }
+    }
+    data
+}
+
 /// `OUT/manifest.json`, parsed.
 pub fn manifest(out: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap()
