@@ -25,17 +25,12 @@ weights = {
 }
 
 
-def table(name):
-    path = os.path.join(data, name + ".parquet")
-    return f"'{path}'" if os.path.exists(path) else f"'{os.path.join(data, name)}/*.parquet'"
-
-
 con = duckdb.connect()
 rows = con.sql(
     f"""
     with dx as (
         select distinct a.person_id, upper(regexp_replace(d.code, '[^A-Za-z0-9]', '', 'g')) as code
-        from read_parquet({table('admissions')}) a, unnest(a.diagnoses) as d(code)
+        from read_parquet({checklib.table(data, 'admissions')}) a, unnest(a.diagnoses) as d(code)
         where a.admission_date > date '{as_of}' - interval {years} year
           and a.admission_date <= date '{as_of}'
     ),

@@ -17,11 +17,6 @@ data, out, as_of = sys.argv[1], sys.argv[2], sys.argv[3]
 points = os.path.join(os.path.dirname(__file__), "..", "models", "codelists", "hfrs_gilbert2018.csv")
 
 
-def table(name):
-    path = os.path.join(data, name + ".parquet")
-    return f"'{path}'" if os.path.exists(path) else f"'{os.path.join(data, name)}/*.parquet'"
-
-
 con = duckdb.connect()
 # Points in tenths as integers: exact, like strata's decimal sums.
 expected = dict(
@@ -30,7 +25,7 @@ expected = dict(
         with codes as (
             select distinct a.person_id,
                    left(upper(regexp_replace(d.code, '[^A-Za-z0-9]', '', 'g')), 3) as code3
-            from read_parquet({table('admissions')}) a, unnest(a.diagnoses) as d(code)
+            from read_parquet({checklib.table(data, 'admissions')}) a, unnest(a.diagnoses) as d(code)
             where a.admission_date > date '{as_of}' - interval 2 year
               and a.admission_date <= date '{as_of}'
         ),

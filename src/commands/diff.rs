@@ -21,6 +21,7 @@ use crate::output::parquet::writer_properties;
 use crate::output::previous::SavedRun;
 use crate::output::publish::{MANIFEST_MARKER, Staging};
 use crate::output::suppress::Suppression;
+use crate::output::write_csv;
 
 /// One person entering or leaving one cohort.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -289,8 +290,6 @@ impl Diff {
             .and_then(|_| writer.close().map(|_| ()))
             .map_err(|e| Error::io(&path, "cannot write", crate::output::parquet::parquet_io(e)))?;
 
-        let csv_fail =
-            |p: &Path, e: csv::Error| Error::io(p, "cannot write", crate::output::csv_io(e));
         let mut by_pcn: BTreeMap<&str, Vec<&Change>> = BTreeMap::new();
         for c in &self.changes {
             if !c.pcn.is_empty() {
@@ -300,38 +299,30 @@ impl Diff {
         for (pcn, changes) in by_pcn {
             let folder = dir.join("pcn").join(pcn);
             std::fs::create_dir_all(&folder).map_err(|e| Error::io(&folder, "cannot create", e))?;
-            let path = folder.join("changes.csv");
-            let mut w = crate::output::csv_writer(&path).map_err(|e| csv_fail(&path, e))?;
-            w.write_record(["cohort", "person_id", "change"])
-                .map_err(|e| csv_fail(&path, e))?;
-            for c in changes {
-                w.write_record([c.cohort.as_str(), &c.person_id, c.change])
-                    .map_err(|e| csv_fail(&path, e))?;
-            }
-            w.flush().map_err(|e| Error::io(&path, "cannot write", e))?;
+            write_csv(
+                &folder.join("changes.csv"),
+                &["cohort", "person_id", "change"],
+                changes
+                    .iter()
+                    .map(|c| [c.cohort.as_str(), &c.person_id, c.change]),
+            )?;
         }
-
-        let path = dir.join("summary.csv");
-        let mut w = crate::output::csv_writer(&path).map_err(|e| csv_fail(&path, e))?;
-        w.write_record(["cohort", "pcn_code", "entered", "left"])
-            .map_err(|e| csv_fail(&path, e))?;
-        for ((cohort, pcn), (e, l)) in self.counts() {
-            w.write_record([cohort, pcn, &s.count(e), &s.count(l)])
-                .map_err(|e| csv_fail(&path, e))?;
-        }
-        w.flush().map_err(|e| Error::io(&path, "cannot write", e))?;
-
-        let path = dir.join("transitions.csv");
-        let mut w = crate::output::csv_writer(&path).map_err(|e| csv_fail(&path, e))?;
-        w.write_record(["feature", "from", "to", "persons"])
-            .map_err(|e| csv_fail(&path, e))?;
-        for (feature, matrix) in &self.transitions {
-            for ((from, to), n) in matrix {
-                w.write_record([feature.as_str(), from, to, &s.count(*n)])
-                    .map_err(|e| csv_fail(&path, e))?;
-            }
-        }
-        w.flush().map_err(|e| Error::io(&path, "cannot write", e))?;
+        write_csv(
+            &dir.join("summary.csv"),
+            &["cohort", "pcn_code", "entered", "left"],
+            self.counts().into_iter().map(|((cohort, pcn), (e, l))| {
+                [cohort.to_string(), pcn.to_string(), s.count(e), s.count(l)]
+            }),
+        )?;
+        write_csv(
+            &dir.join("transitions.csv"),
+            &["feature", "from", "to", "persons"],
+            self.transitions.iter().flat_map(|(feature, matrix)| {
+                matrix.iter().map(move |((from, to), n)| {
+                    [feature.clone(), from.clone(), to.clone(), s.count(*n)]
+                })
+            }),
+        )?;
 
         let manifest = serde_json::json!({
             MANIFEST_MARKER: env!("CARGO_PKG_VERSION"),

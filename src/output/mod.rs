@@ -154,6 +154,27 @@ pub fn csv_io(e: csv::Error) -> std::io::Error {
     }
 }
 
+/// Writes a small table to `path` as CSV through [`csv_writer`]: `header`,
+/// then one record per row. A failure names the file.
+pub fn write_csv<R, T>(
+    path: &Path,
+    header: &[&str],
+    rows: impl IntoIterator<Item = R>,
+) -> Result<()>
+where
+    R: IntoIterator<Item = T>,
+    T: AsRef<str>,
+{
+    let fail = |e: csv::Error| crate::error::Error::io(path, "cannot write", csv_io(e));
+    let mut w = csv_writer(path).map_err(fail)?;
+    w.write_record(header).map_err(fail)?;
+    for row in rows {
+        w.write_record(row).map_err(fail)?;
+    }
+    w.flush()
+        .map_err(|e| crate::error::Error::io(path, "cannot write", e))
+}
+
 /// `OUT/rejects/<source>.csv` (and `<population table>.csv`): the rows each
 /// source skipped (up to [`crate::input::REJECTS_KEPT`] per source, in file
 /// order), with the reason and where each is, so the extract can be fixed.
@@ -179,11 +200,6 @@ fn write_rejects(results: &Results, dir: &Path) -> Result<()> {
         }
         std::fs::create_dir_all(dir)
             .map_err(|e| crate::error::Error::io(dir, "cannot create", e))?;
-        let path = dir.join(format!("{name}.csv"));
-        let fail = |e: csv::Error| crate::error::Error::io(&path, "cannot write", csv_io(e));
-        let mut w = csv_writer(&path).map_err(fail)?;
-        w.write_record(["reason", "file", "row_group", "row", "person_id", "date"])
-            .map_err(fail)?;
         // A row of a person the purpose withholds (an opt-out) is not
         // written: its person id would put them in an output.
         let withheld = |id: &str| {
@@ -192,27 +208,28 @@ fn write_rejects(results: &Results, dir: &Path) -> Result<()> {
                 .find(id)
                 .is_some_and(|row| results.opt_outs.withheld_from_lists.value(row as usize))
         };
-        for r in rows
+        let records = rows
             .iter()
             .filter(|r| !r.person_id.as_deref().is_some_and(withheld))
-        {
-            let file = table.parts[r.part].path.display().to_string();
-            let date = r
-                .date
-                .and_then(crate::dates::from_day)
-                .map_or(String::new(), |d| d.to_string());
-            w.write_record([
-                r.reason,
-                &file,
-                &r.row_group.to_string(),
-                &r.row.to_string(),
-                r.person_id.as_deref().unwrap_or(""),
-                &date,
-            ])
-            .map_err(fail)?;
-        }
-        w.flush()
-            .map_err(|e| crate::error::Error::io(&path, "cannot write", e))?;
+            .map(|r| {
+                let date = r
+                    .date
+                    .and_then(crate::dates::from_day)
+                    .map_or(String::new(), |d| d.to_string());
+                [
+                    r.reason.to_string(),
+                    table.parts[r.part].path.display().to_string(),
+                    r.row_group.to_string(),
+                    r.row.to_string(),
+                    r.person_id.clone().unwrap_or_default(),
+                    date,
+                ]
+            });
+        write_csv(
+            &dir.join(format!("{name}.csv")),
+            &["reason", "file", "row_group", "row", "person_id", "date"],
+            records,
+        )?;
     }
     Ok(())
 }
