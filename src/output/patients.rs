@@ -49,15 +49,15 @@ pub fn write(results: &Results, path: &Path) -> Result<()> {
     }
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .map_err(|e| Error::Internal(format!("assembling patients.parquet: {e}")))?;
+    // People the purpose withholds from the lists are not written.
     let withheld = &results.opt_outs.withheld_from_lists;
-    let batch = if withheld.true_count() > 0 {
-        let keep = arrow_arith::boolean::not(withheld)
-            .map_err(|e| Error::Internal(format!("applying opt-outs: {e}")))?;
-        arrow_select::filter::filter_record_batch(&batch, &keep)
-            .map_err(|e| Error::Internal(format!("applying opt-outs: {e}")))?
+    let keep = if withheld.true_count() > 0 {
+        Some(
+            arrow_arith::boolean::not(withheld)
+                .map_err(|e| Error::Internal(format!("applying opt-outs: {e}")))?,
+        )
     } else {
-        batch
+        None
     };
-
-    super::parquet::write_batch(path, &batch)
+    super::parquet::write_batch(path, &batch, keep.as_ref())
 }
