@@ -290,7 +290,7 @@ fn run_check(args: &CheckArgs) -> ExitCode {
         let checked = rules::load(path).and_then(|model| {
             match &args.data {
                 Some(data) => engine::plan::plan(&model, data, None).map(|_| ())?,
-                None => engine::plan::check_types(&model)?,
+                None => rules::typing::check_types(&model)?,
             }
             Ok(rules::unused(&model))
         });

@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
     std::fs::write(&path, data).unwrap();
     match strata::rules::load(&path) {
         Ok(model) => {
-            if let Err(e) = strata::engine::plan::check_types(&model) {
+            if let Err(e) = strata::rules::typing::check_types(&model) {
                 let _ = e.render();
             }
             for warning in strata::rules::unused(&model) {

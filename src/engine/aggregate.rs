@@ -453,22 +453,6 @@ fn busiest_30_days(keys: &[u64], most: &mut [i64]) {
     }
 }
 
-/// The type of an aggregate's result.
-pub fn result_type(aggregate: Aggregate, column: Option<Type>) -> Type {
-    match aggregate {
-        Aggregate::Count
-        | Aggregate::CountDistinctCodes
-        | Aggregate::CountDistinctCategories
-        | Aggregate::MaxInAMonth
-        | Aggregate::MaxIn30Days => Type::Int,
-        Aggregate::Exists => Type::Bool,
-        Aggregate::ListCategories => Type::Str,
-        Aggregate::SumDistinctWeights => Type::Float,
-        Aggregate::FirstDate | Aggregate::LastDate => Type::Date,
-        Aggregate::Min | Aggregate::Max => column.unwrap_or(Type::Int),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,12 +12,11 @@ use arrow_schema::DataType;
 use chrono::NaiveDate;
 
 use crate::dates::{self, Day};
-use crate::engine::aggregate;
 use crate::error::{Error, Result};
 use crate::input::Population;
 use crate::input::table::{self, Table};
-use crate::rules::check::{self, Binding, Node, Type, Typed};
-use crate::rules::expr::Literal;
+use crate::rules::check::{Type, Typed};
+use crate::rules::typing;
 use crate::rules::{Aggregate, FeatureKind, Located, MappedColumn, Model, did_you_mean};
 
 /// The coded column of a source.
@@ -98,16 +97,9 @@ pub struct FeaturePlan {
     pub slot: usize,
 }
 
-pub struct CohortPlan {
-    pub condition: Typed,
-    /// (person-level slot, descending)
-    pub rank: Vec<(usize, bool)>,
-}
-
-/// Person-level slots: `age`, `sex`, then attributes, then features.
-pub const AGE_SLOT: usize = 0;
-pub const SEX_SLOT: usize = 1;
-pub const FIRST_ATTRIBUTE_SLOT: usize = 2;
+/// A cohort's typed condition and rank keys.
+pub use crate::rules::typing::TypedCohort as CohortPlan;
+pub use crate::rules::typing::{AGE_SLOT, FIRST_ATTRIBUTE_SLOT, SEX_SLOT};
 
 pub struct Plan<'m> {
     pub model: &'m Model,
@@ -246,11 +238,10 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
         None => (infer_as_of(model, &sources)?, true),
     };
 
-    // Person-level slots.
-    let mut slot_types = vec![Type::Int, Type::Str];
     let attributes: Vec<String> = attribute_types.iter().map(|(n, _)| n.clone()).collect();
-    slot_types.extend(attribute_types.iter().map(|(_, t)| *t));
-    let first_feature_slot = slot_types.len();
+    let first_feature_slot = FIRST_ATTRIBUTE_SLOT + attributes.len();
+    // The type of the column each `min`/`max` reduces, by feature.
+    let mut column_types: Vec<Option<Type>> = vec![None; model.features.len()];
 
     // Aggregates: typed against their source's columns.
     let mut features: Vec<FeaturePlan> = Vec::with_capacity(model.features.len());
@@ -289,7 +280,7 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
                     )
                     .with_help("supply the table, or make the source required"));
             }
-            let ty = aggregate::result_type(*aggregate, None);
+            let ty = aggregate.result_type(None);
             features.push(FeaturePlan { ty, slot });
             continue;
         };
@@ -322,11 +313,12 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
                     )));
                 };
                 let idx = position_or_push(&mut sp.value_columns, c);
+                column_types[fi] = Some(t);
                 Some((idx, t))
             }
             None => None,
         };
-        let ty = aggregate::result_type(*aggregate, value.map(|(_, t)| t));
+        let ty = aggregate.result_type(value.map(|(_, t)| t));
         sp.aggregates.push(AggregatePlan {
             feature: fi,
             aggregate: *aggregate,
@@ -338,10 +330,12 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
         });
         features.push(FeaturePlan { ty, slot });
     }
-    slot_types.extend(features.iter().map(|f| f.ty));
-
-    let PersonLevel { derived, cohorts } =
-        type_person_level(model, &mut slot_types, &attributes, Some(as_of))?;
+    let typing::PersonLevel {
+        slot_types,
+        derived,
+        cohorts,
+        ..
+    } = typing::person_level(model, &attribute_types, &column_types, Some(as_of))?;
     for (fi, typed) in &derived {
         features[*fi].ty = typed.ty;
     }
@@ -366,109 +360,6 @@ fn position_or_push(list: &mut Vec<String>, name: &str) -> usize {
         list.push(name.to_string());
         list.len() - 1
     })
-}
-
-/// Types the derived features (in dependency order, so each sees typed
-/// inputs) and the cohort conditions. `slot_types` holds the person-level
-/// slot types known so far (derived features' slots are filled in here); a
-/// slot of type `Null` is unknown and accepts any use.
-/// `as_of` is the run's date, or `None` when typing without data: the
-/// date is then an unknown date, never a made-up one.
-fn type_person_level(
-    model: &Model,
-    slot_types: &mut [Type],
-    attributes: &[String],
-    as_of: Option<NaiveDate>,
-) -> Result<PersonLevel> {
-    let first_feature_slot = FIRST_ATTRIBUTE_SLOT + attributes.len();
-    let mut derived = Vec::new();
-    for &fi in &model.derived_order {
-        let typed = match &model.features[fi].kind {
-            FeatureKind::Derived(located) => {
-                person_expr(model, located, slot_types, attributes, as_of, None)?
-            }
-            FeatureKind::Segments { segments, default } => {
-                let text = |s: &str| Typed {
-                    node: Node::Literal(Literal::Str(s.to_string())),
-                    ty: Type::Str,
-                };
-                let mut whens = Vec::new();
-                for segment in segments {
-                    let (segment, located) = (&segment.name, &segment.condition);
-                    let condition = person_expr(
-                        model,
-                        located,
-                        slot_types,
-                        attributes,
-                        as_of,
-                        Some("a segment's `when`"),
-                    )?;
-                    whens.push((condition, text(segment)));
-                }
-                Typed {
-                    node: Node::Case(whens, Some(Box::new(text(default)))),
-                    ty: Type::Str,
-                }
-            }
-            FeatureKind::Aggregate { .. } => continue,
-        };
-        slot_types[first_feature_slot + fi] = typed.ty;
-        derived.push((fi, typed));
-    }
-    let slot_of = |name: &str| -> usize {
-        if name == "age" {
-            AGE_SLOT
-        } else if let Some(i) = attributes.iter().position(|a| a == name) {
-            FIRST_ATTRIBUTE_SLOT + i
-        } else {
-            first_feature_slot + model.feature_index(name).expect("checked when loading")
-        }
-    };
-    let mut cohorts = Vec::new();
-    for cohort in &model.cohorts {
-        let condition = person_expr(
-            model,
-            &cohort.condition,
-            slot_types,
-            attributes,
-            as_of,
-            Some("a cohort's `when`"),
-        )?;
-        let rank = cohort
-            .rank
-            .iter()
-            .map(|k| (slot_of(&k.name), k.descending))
-            .collect();
-        cohorts.push(CohortPlan { condition, rank });
-    }
-    Ok(PersonLevel { derived, cohorts })
-}
-
-/// The typed person-level definitions of a model.
-struct PersonLevel {
-    /// Derived features in evaluation order: (feature index, expression).
-    derived: Vec<(usize, Typed)>,
-    cohorts: Vec<CohortPlan>,
-}
-
-/// Type checks a model's person-level expressions without data: the types
-/// that only the data can tell (population attributes, `min`/`max` of a
-/// column) are taken as unknown, and accept any use.
-pub fn check_types(model: &Model) -> Result<()> {
-    let attributes: Vec<String> = model.population.attributes.keys().cloned().collect();
-    let mut slot_types = vec![Type::Int, Type::Str];
-    slot_types.extend(attributes.iter().map(|_| Type::Null));
-    for feature in &model.features {
-        slot_types.push(match &feature.kind {
-            FeatureKind::Aggregate {
-                aggregate,
-                column: None,
-                ..
-            } => aggregate::result_type(*aggregate, None),
-            _ => Type::Null,
-        });
-    }
-    type_person_level(model, &mut slot_types, &attributes, None).map(|_| ())
 }
 
 /// Types an event filter: its names are parameters or the source's columns.
@@ -514,31 +405,31 @@ fn event_filter(model: &Model, located: &Located, sp: &mut SourcePlan) -> Result
         }
         position_or_push(&mut sp.filter_columns, name);
     }
-    let columns = &sp.filter_columns;
-    let schema = &sp.table.schema;
-    let mapped = &sp.mapped;
-    let resolve = |name: &str| -> Option<Binding> {
-        if let Some(v) = model.param(name) {
-            return Some(Binding::Constant(v.clone()));
-        }
-        let slot = columns.iter().position(|c| c == name)?;
-        if mapped.iter().any(|m| m.name == name) {
-            return Some(Binding::Column(slot, Type::Str));
-        }
-        let ty = table::canonical_type(schema.field_with_name(name).ok()?.data_type())?;
-        Some(Binding::Column(slot, ty))
-    };
-    let unknown = |n: &str| format!("unknown column `{n}`");
-    check::check_condition(&located.expr, &resolve, &unknown, "`where`")
-        .map_err(|e| e.at(model, located))
+    let columns: Vec<(String, Type)> = sp
+        .filter_columns
+        .iter()
+        .map(|name| {
+            let ty = if sp.mapped.iter().any(|m| &m.name == name) {
+                Type::Str
+            } else {
+                sp.table
+                    .schema
+                    .field_with_name(name)
+                    .ok()
+                    .and_then(|f| table::canonical_type(f.data_type()))
+                    .expect("checked above")
+            };
+            (name.clone(), ty)
+        })
+        .collect();
+    typing::event_filter(model, located, &columns)
 }
 
-/// Types a person-level expression (derived feature or cohort condition).
 impl Plan<'_> {
     /// Types a person-level expression of the model (a band's score, say)
     /// against this plan's columns, for evaluating outside the run.
     pub fn person_expression(&self, located: &Located) -> Result<Typed> {
-        person_expr(
+        typing::person_expr(
             self.model,
             located,
             &self.slot_types,
@@ -547,91 +438,6 @@ impl Plan<'_> {
             None,
         )
     }
-}
-
-fn person_expr(
-    model: &Model,
-    located: &Located,
-    slot_types: &[Type],
-    attributes: &[String],
-    as_of: Option<NaiveDate>,
-    condition: Option<&str>,
-) -> Result<Typed> {
-    let first_feature_slot = FIRST_ATTRIBUTE_SLOT + attributes.len();
-    let resolve = |name: &str| -> Option<Binding> {
-        let slot = match name {
-            "age" => AGE_SLOT,
-            "sex" => SEX_SLOT,
-            "as_of" => {
-                return Some(match as_of {
-                    Some(d) => Binding::Constant(crate::rules::expr::Literal::Date(d)),
-                    // Typed, never evaluated: no slot holds it.
-                    None => Binding::Column(usize::MAX, Type::Date),
-                });
-            }
-            _ => {
-                if let Some(v) = model.param(name) {
-                    return Some(Binding::Constant(v.clone()));
-                }
-                if let Some(i) = attributes.iter().position(|a| a == name) {
-                    FIRST_ATTRIBUTE_SLOT + i
-                } else {
-                    first_feature_slot + model.feature_index(name)?
-                }
-            }
-        };
-        Some(Binding::Column(slot, slot_types[slot]))
-    };
-    let names = model.person_level_names();
-    let unknown = |n: &str| {
-        format!(
-            "unknown name `{n}`{}",
-            did_you_mean(n, names.iter().copied())
-        )
-    };
-    match condition {
-        Some(what) => check::check_condition(&located.expr, &resolve, &unknown, what),
-        None => check::check(&located.expr, &resolve, &unknown),
-    }
-    .map_err(|e| {
-        let error = e.at(model, located);
-        match yes_no_hint(model, located, attributes, slot_types) {
-            Some(hint) => error.with_help(hint),
-            None => error,
-        }
-    })
-}
-
-/// Help for a type error in an expression that reads a population
-/// attribute the data holds as text or a number: warehouse extracts often
-/// write yes/no as `Y`/`N` or 1/0, which strata does not guess at.
-fn yes_no_hint(
-    model: &Model,
-    located: &Located,
-    attributes: &[String],
-    slot_types: &[Type],
-) -> Option<String> {
-    let mut found = None;
-    located.expr.visit(&mut |e| {
-        if let crate::rules::expr::ExprKind::Name(name) = &e.kind
-            && let Some(i) = attributes.iter().position(|a| a == name)
-            && matches!(slot_types[FIRST_ATTRIBUTE_SLOT + i], Type::Str | Type::Int)
-            && found.is_none()
-        {
-            let column = model
-                .population
-                .attributes
-                .get(name)
-                .map_or(name.as_str(), |c| c.get_ref().as_str());
-            let ty = slot_types[FIRST_ATTRIBUTE_SLOT + i];
-            found = Some(format!(
-                "`{name}` is read from the population column `{column}`, which holds {}: if it means yes/no (Y/N, 1/0), store it as a boolean column in the extract, or compare it in the rule (e.g. `{name} = {}`)",
-                ty.a(),
-                if ty == Type::Str { "'Y'" } else { "1" }
-            ));
-        }
-    });
-    found
 }
 
 /// The latest event date across the sources the model reads.

@@ -4,10 +4,12 @@
 //! The stages follow DataFusion's: what was written ([`syntax`]) -> each
 //! file read and checked as far as it alone allows (`read`) -> the files of
 //! a run merged (`merge`) -> names resolved across them, derived features
-//! ordered, cycles refused (`resolve`) -> an execution plan typed against
-//! the data's schemas ([`crate::engine::plan`]). Types wait for the data
-//! because a feature such as `max(column)` or a population attribute takes
-//! its type from there; `strata check` types what it can without data.
+//! ordered, cycles refused (`resolve`) -> every expression typed
+//! ([`typing`]) against the column types a backend gives it: the native
+//! engine from the data's schemas ([`crate::engine::plan`]), the SQL
+//! compiler likewise ([`crate::sql`]), `strata check` with the data's types
+//! unknown. Types wait for the data because a feature such as
+//! `max(column)` or a population attribute takes its type from there.
 
 /// The bundled models live below the language (errors read them too).
 pub use crate::bundled;
@@ -18,6 +20,7 @@ mod merge;
 mod read;
 mod resolve;
 pub mod syntax;
+pub mod typing;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
