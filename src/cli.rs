@@ -51,6 +51,41 @@ pub enum Command {
     Models,
     /// Write an editable copy of the bundled models into a new folder.
     Init(InitArgs),
+    /// Compile rule files to one SQL script (Spark SQL or DuckDB) that
+    /// computes the per-person table of `run` on a SQL engine.
+    Compile(CompileArgs),
+}
+
+#[derive(Args)]
+pub struct CompileArgs {
+    /// Rule files (or bundled model names), as for `run --rules`.
+    #[arg(required = true)]
+    pub rules: Vec<PathBuf>,
+    /// The SQL dialect: spark or duckdb.
+    #[arg(long, value_parser = parse_target)]
+    pub target: strata::sql::Target,
+    /// A folder of Parquet tables with the columns and types the script
+    /// will read: the extract itself or a sample of it (only the files'
+    /// footers are read, and the as-of date when --as-of is not given).
+    #[arg(long, default_value = "sample-data")]
+    pub data: PathBuf,
+    /// Reference date, YYYY-MM-DD (default: the latest event date in --data).
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// Override a parameter, as for `run`.
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_setting)]
+    pub set: Vec<(String, String)>,
+    /// What the script reads for a table, e.g. --table
+    /// patients=catalog.phm.patients (repeatable); tables not named are
+    /// read from the Parquet files of --data.
+    #[arg(long = "table", value_name = "NAME=TABLE", value_parser = parse_setting)]
+    pub tables: Vec<(String, String)>,
+    /// Why the outputs are made, as for `run`: decides who is left out.
+    #[arg(long, value_parser = parse_purpose)]
+    pub purpose: Option<rules::Purpose>,
+    /// Write the script to this file instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -111,6 +146,10 @@ pub struct TestArgs {
     /// Rule files (or bundled model names) whose [[tests]] to run.
     #[arg(required = true)]
     pub rules: Vec<PathBuf>,
+    /// Keep each test run's data folder under DIR/N/ (with run.json: its
+    /// as-of date and --set values), to check another engine on it.
+    #[arg(long, value_name = "DIR")]
+    pub keep_data: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -198,6 +237,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         }
         Command::Models => run_models().map(|_| ExitCode::SUCCESS),
         Command::Init(args) => run_init(args, cli.quiet).map(|_| ExitCode::SUCCESS),
+        Command::Compile(args) => run_compile(args, cli.quiet).map(|_| ExitCode::SUCCESS),
     }
 }
 
@@ -323,7 +363,7 @@ fn run_tests(args: &TestArgs) -> Result<ExitCode> {
     let mut report = String::new();
     for path in &rule_paths(&args.rules)? {
         let model = rules::load(path)?;
-        let outcomes = commands::test::run(&model)?;
+        let outcomes = commands::test::run_keeping(&model, args.keep_data.as_deref())?;
         for outcome in &outcomes {
             if outcome.failures.is_empty() {
                 passed += 1;
@@ -370,6 +410,54 @@ fn setup_threads(requested: Option<usize>) -> Result<usize> {
 fn parse_suppression(text: &str) -> std::result::Result<strata::suppress::Suppression, String> {
     strata::suppress::Suppression::parse(text)
         .ok_or_else(|| format!("`{text}` is not a suppression method: write hes, ehrql or none"))
+}
+
+fn parse_target(text: &str) -> std::result::Result<strata::sql::Target, String> {
+    strata::sql::Target::parse(text).ok_or_else(|| "expected spark or duckdb".to_string())
+}
+
+/// `strata compile`: the rule files as one SQL script.
+fn run_compile(args: &CompileArgs, quiet: bool) -> Result<()> {
+    let as_of = match &args.as_of {
+        Some(text) => Some(parse_date_arg("--as-of", text)?),
+        None => None,
+    };
+    let mut model = rules::load_all(&rule_paths(&args.rules)?, &args.set)?;
+    model.purpose_set = args.purpose;
+    let options = strata::sql::Options {
+        target: args.target,
+        as_of,
+        tables: args.tables.clone(),
+    };
+    let compiled = strata::sql::compile(&model, &args.data, &options)?;
+    match &args.out {
+        Some(path) => {
+            // Written beside, then renamed: a failed write never leaves half
+            // a script where a good one stood.
+            let partial = path.with_extension("sql.partial");
+            std::fs::write(&partial, &compiled.sql)
+                .and_then(|_| std::fs::rename(&partial, path))
+                .map_err(|e| {
+                    let _ = std::fs::remove_file(&partial);
+                    Error::io(path, "cannot write the script", e)
+                })?;
+            if !quiet {
+                eprintln!(
+                    "Wrote {} ({} as of {}{}).",
+                    path.display(),
+                    args.target.name(),
+                    compiled.as_of,
+                    if compiled.as_of_inferred {
+                        ", the latest event date in --data"
+                    } else {
+                        ""
+                    }
+                );
+            }
+        }
+        None => print_stdout(&compiled.sql),
+    }
+    Ok(())
 }
 
 fn parse_purpose(text: &str) -> std::result::Result<rules::Purpose, String> {

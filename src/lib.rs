@@ -6,7 +6,9 @@
 //! derive features, decide cohorts) -> [`output`] (write the per-person
 //! table, per-PCN lists and manifest, atomically). [`generate`] makes a
 //! synthetic population in the same data contract, for trying and testing
-//! the rest. [`diff`] compares two runs' outputs.
+//! the rest. [`sql`] is the second backend: it compiles the same typed
+//! model to Spark SQL or DuckDB SQL, for data that lives in a warehouse.
+//! The commands built on these stages are in [`commands`].
 
 pub mod bundled;
 pub mod commands;
@@ -17,6 +19,7 @@ pub mod generate;
 pub mod input;
 pub mod output;
 pub mod rules;
+pub mod sql;
 pub mod suppress;
 
 pub use error::{Error, Result};

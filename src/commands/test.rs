@@ -96,6 +96,13 @@ type RunKey = (NaiveDate, Vec<(String, String)>);
 /// Runs every test of `model`; `Err` only when the tests themselves are
 /// malformed or cannot run.
 pub fn run(model: &Model) -> Result<Vec<Outcome>> {
+    run_keeping(model, None)
+}
+
+/// [`run`], also keeping each run's data folder under `keep` (as
+/// `keep/N/`, with `run.json` giving its as-of date and `--set` values), so
+/// that another engine can be checked on the very data the tests use.
+pub fn run_keeping(model: &Model, keep: Option<&Path>) -> Result<Vec<Outcome>> {
     // Tests run together when they share an as-of date and parameters.
     let mut by_run: BTreeMap<RunKey, Vec<usize>> = BTreeMap::new();
     for (i, (start, test)) in model.tests.iter().enumerate() {
@@ -187,6 +194,9 @@ pub fn run(model: &Model) -> Result<Vec<Outcome>> {
                 )
             },
         )?;
+        if let Some(keep) = keep {
+            keep_run(keep, dir.path(), &results, as_of, &set)?;
+        }
         // Persons sort by id, and ids follow test order: row i is tests[i].
         for (row, &t) in tests.iter().enumerate() {
             let (start, test) = &model.tests[t];
@@ -200,6 +210,39 @@ pub fn run(model: &Model) -> Result<Vec<Outcome>> {
 }
 
 /// A test value; `start` is the offset of the test's rule file.
+/// Keeps one run in the next free `keep/N/`: its tables in `data/`, the
+/// engine's per-person table as `patients.parquet` (as `strata run` writes
+/// it), and `run.json`.
+fn keep_run(
+    keep: &Path,
+    tables: &Path,
+    results: &engine::Results,
+    as_of: NaiveDate,
+    set: &[(String, String)],
+) -> Result<()> {
+    let io = |path: &Path, e: std::io::Error| Error::io(path, "cannot keep the test data", e);
+    std::fs::create_dir_all(keep).map_err(|e| io(keep, e))?;
+    let n = std::fs::read_dir(keep).map_err(|e| io(keep, e))?.count();
+    let root = keep.join(n.to_string());
+    let dir = root.join("data");
+    std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+    crate::output::patients::write(results, &root.join("patients.parquet"))?;
+    let rules = &results.plan.model.path;
+    for entry in std::fs::read_dir(tables).map_err(|e| io(tables, e))? {
+        let path = entry.map_err(|e| io(tables, e))?.path();
+        if let Some(name) = path.file_name() {
+            std::fs::copy(&path, dir.join(name)).map_err(|e| io(&path, e))?;
+        }
+    }
+    let run = serde_json::json!({
+        "rules": rules.display().to_string(),
+        "as_of": as_of.to_string(),
+        "set": set.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>(),
+    });
+    let path = root.join("run.json");
+    std::fs::write(&path, run.to_string()).map_err(|e| io(&path, e))
+}
+
 fn value_at(model: &Model, start: usize, v: &Spanned<toml::Value>, what: &str) -> Result<Value> {
     Value::from_toml(v.get_ref()).ok_or_else(|| {
         model.error_at(

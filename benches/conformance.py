@@ -1,0 +1,235 @@
+"""Conformance of the SQL backend: the same rule files through strata's
+native engine and through `strata compile` on a SQL engine must give the
+same per-person table, column by column, person by person.
+
+Two kinds of data:
+
+- every assurance test of every rule file named (bundled models, golden
+  rule files): `strata test --keep-data` keeps each test run's tiny data
+  folder, built to sit on each model's boundaries; each is run natively
+  (`strata run`) and compiled and run on the SQL engine;
+- optionally a generated population already run natively (`--generated
+  DATA OUT AS_OF RULES...`): the rule files are compiled and run on DATA
+  and compared with OUT/patients.parquet.
+
+Equal means: the same column names in the same order, the same kind of
+type (integer, number, text, true/false, date), the same persons in the
+same order, and every value the same (floats within 1e-12 relative), nulls
+included.
+
+Usage:
+  conformance.py --engine duckdb|spark --strata BIN --work DIR RULES... \
+      [--generated DATA OUT AS_OF RULES...]
+Exits 1 when any case differs, naming the case, column and person.
+"""
+
+import argparse
+import json
+import math
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def kind(type_name):
+    """The family of a SQL or Parquet type name."""
+    t = type_name.upper()
+    if t in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "INT", "LONG", "SHORT", "BYTE") or t.startswith(("INT", "UINT", "UBIGINT", "USMALLINT", "UTINYINT")):
+        return "integer"
+    if t in ("DOUBLE", "FLOAT", "REAL") or t.startswith("DECIMAL"):
+        return "number"
+    if t in ("VARCHAR", "STRING") or t.startswith("VARCHAR"):
+        return "text"
+    if t in ("BOOLEAN", "BOOL"):
+        return "true/false"
+    if t == "DATE":
+        return "date"
+    if t == "NULL" or t == "VOID":
+        return "null"
+    return t.lower()
+
+
+def same(a, b):
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, float) or isinstance(b, float):
+        a, b = float(a), float(b)
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        return a == b or abs(a - b) <= 1e-12 * max(abs(a), abs(b))
+    return a == b
+
+
+def compare(case, native, compiled):
+    """native, compiled: (columns [(name, kind)], rows). Returns problems."""
+    problems = []
+    (ncols, nrows), (ccols, crows) = native, compiled
+    names_n = [c for c, _ in ncols]
+    names_c = [c for c, _ in ccols]
+    if names_n != names_c:
+        return [f"{case}: columns differ:\n  strata: {names_n}\n  sql:    {names_c}"]
+    for (name, kn), (_, kc) in zip(ncols, ccols):
+        # An all-null column has no type to compare in SQL.
+        if kn != kc and "null" not in (kn, kc):
+            problems.append(f"{case}: column `{name}` is {kn} natively, {kc} in SQL")
+    if len(nrows) != len(crows):
+        problems.append(f"{case}: {len(nrows)} persons natively, {len(crows)} in SQL")
+    shown = 0
+    for rn, rc in zip(nrows, crows):
+        for i, name in enumerate(names_n):
+            if not same(rn[i], rc[i]):
+                if shown < 10:
+                    problems.append(
+                        f"{case}: person {rn[0]!r}: `{name}` is {rn[i]!r} natively, {rc[i]!r} in SQL"
+                    )
+                shown += 1
+    if shown > 10:
+        problems.append(f"{case}: ... {shown - 10} more differing values")
+    return problems
+
+
+class DuckDb:
+    name = "duckdb"
+
+    def __init__(self):
+        import duckdb
+
+        self.duckdb = duckdb
+
+    def query(self, sql):
+        con = self.duckdb.connect()
+        statements = [s for s in sql.split(";\n") if s.strip() and not all(
+            line.startswith("--") or not line.strip() for line in s.splitlines())]
+        for s in statements[:-1]:
+            con.execute(s)
+        rel = con.execute(statements[-1])
+        cols = [(d[0], kind(str(d[1]))) for d in rel.description]
+        return cols, rel.fetchall()
+
+    def parquet(self, path):
+        con = self.duckdb.connect()
+        rel = con.execute(f"SELECT * FROM read_parquet('{path}')")
+        cols = [(d[0], kind(str(d[1]))) for d in rel.description]
+        return cols, rel.fetchall()
+
+
+class Spark:
+    name = "spark"
+
+    def __init__(self):
+        from pyspark.sql import SparkSession
+
+        self.spark = (
+            SparkSession.builder.master("local[2]")
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.sql.shuffle.partitions", "2")
+            .config("spark.ui.enabled", "false")
+            .config("spark.driver.memory", "3g")
+            .getOrCreate()
+        )
+        self.spark.sparkContext.setLogLevel("ERROR")
+        import duckdb
+
+        self.duckdb = duckdb
+
+    @staticmethod
+    def spark_kind(dtype):
+        return kind(dtype.simpleString().split("(")[0].replace("bigint", "BIGINT"))
+
+    def query(self, sql):
+        statements = [s for s in sql.split(";\n") if s.strip() and not all(
+            line.startswith("--") or not line.strip() for line in s.splitlines())]
+        for s in statements[:-1]:
+            self.spark.sql(s)
+        df = self.spark.sql(statements[-1])
+        cols = [(f.name, self.spark_kind(f.dataType)) for f in df.schema.fields]
+        rows = [tuple(r) for r in df.collect()]
+        return cols, rows
+
+    def parquet(self, path):
+        return DuckDb.parquet(self, path)
+
+
+def run(cmd, case):
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{case}: {' '.join(map(str, cmd))} failed:\n{done.stderr.strip()}")
+    return done
+
+
+def rules_arg(rules):
+    # A bundled model is named by its bare name.
+    return rules[len("bundled:/"):-len(".toml")] if rules.startswith("bundled:/") else rules
+
+
+def check_case(engine, strata, case, rules, case_dir, as_of, sets, work):
+    """One kept test run: its data, and the engine's table from `strata test`."""
+    set_args = [a for s in sets for a in ("--set", s)]
+    script = work / "case.sql"
+    run([strata, "--quiet", "compile", "--target", engine.name, *rules, *set_args,
+         "--data", case_dir / "data", "--as-of", as_of, "--out", script], case)
+    native = engine.parquet(case_dir / "patients.parquet")
+    compiled = engine.query(script.read_text())
+    return compare(case, native, compiled)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--engine", choices=["duckdb", "spark"], required=True)
+    parser.add_argument("--strata", required=True)
+    parser.add_argument("--work", required=True, type=Path)
+    parser.add_argument("rules", nargs="*")
+    parser.add_argument("--generated", nargs="+", metavar="ARG",
+                        help="DATA OUT AS_OF RULES...: a generated population already run natively")
+    args = parser.parse_args()
+    engine = DuckDb() if args.engine == "duckdb" else Spark()
+    strata = str(Path(args.strata).resolve())
+    work = args.work
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+
+    problems, cases = [], 0
+    started = time.time()
+    for rules in args.rules:
+        keep = work / "tests" / Path(rules).stem
+        run([strata, "test", rules, "--keep-data", keep], rules)
+        for case_dir in sorted(keep.iterdir(), key=lambda p: int(p.name)):
+            spec = json.loads((case_dir / "run.json").read_text())
+            case = f"{Path(rules).name} test run {case_dir.name} (as of {spec['as_of']}" + (
+                f", --set {' '.join(spec['set'])})" if spec["set"] else ")")
+            try:
+                problems += check_case(engine, strata, case, [rules_arg(spec["rules"])],
+                                       case_dir, spec["as_of"], spec["set"], work)
+            except RuntimeError as e:
+                problems.append(str(e))
+            cases += 1
+    if args.generated:
+        data, out, as_of, *rules = args.generated
+        case = f"generated population {data} ({' + '.join(Path(r).stem for r in rules)})"
+        script = work / "generated.sql"
+        try:
+            t = time.time()
+            run([strata, "--quiet", "compile", "--target", engine.name, *rules,
+                 "--data", data, "--as-of", as_of, "--out", script], case)
+            native = engine.parquet(Path(out) / "patients.parquet")
+            t = time.time()
+            compiled = engine.query(script.read_text())
+            print(f"{case}: the compiled script ran in {time.time() - t:.1f} s on {engine.name}")
+            problems += compare(case, native, compiled)
+        except RuntimeError as e:
+            problems.append(str(e))
+        cases += 1
+    for p in problems:
+        print(p)
+    if problems:
+        print(f"conformance ({engine.name}): FAILED: {len(problems)} differences in {cases} cases", file=sys.stderr)
+        sys.exit(1)
+    print(f"conformance ({engine.name}): {cases} cases, every column of every person identical "
+          f"({time.time() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
