@@ -3,8 +3,12 @@
 # SEED), runs strata on them with the models of docs/models.md, and checks
 # every person's HIU, eFI, HFRS, Charlson, last-years-of-life and
 # segmentation results against DuckDB SQL recomputed from the input Parquet
-# (benches/check_*.py); then prints the prevalence figures of docs/models.md
-# (benches/prevalence.py). Exits non-zero if any check fails.
+# (benches/check_*.py); checks that the same rule files compiled to SQL
+# (`strata compile --target duckdb`) give the same per-person table as the
+# native engine, on every assurance test's data and on the generated
+# population (benches/conformance.py); then prints the prevalence figures
+# of docs/models.md (benches/prevalence.py). Exits non-zero if any check
+# fails.
 #
 # Usage: benches/checks.sh [PERSONS (200000)] [SEED (1)]
 # Builds nothing: runs ${STRATA:-target/release/strata} (build it first with
@@ -72,6 +76,15 @@ for check in "${checks[@]}"; do
 done
 
 echo
+echo "== conformance: the same rule files compiled to SQL (strata compile) and run on DuckDB"
+if ! "$py" benches/conformance.py --engine duckdb --strata "$strata" --work target/checks/conformance \
+    models/*.toml tests/golden/*.toml \
+    --generated "$data" "$out" "$as_of" models/core.toml models/southampton-one-team.toml \
+    models/charlson.toml models/core20plus5.toml; then
+    failed+=("conformance (SQL backend)")
+fi
+
+echo
 echo "== prevalence"
 if ! "$py" benches/prevalence.py "$data" "$out" "$as_of"; then
     failed+=("prevalence (the figures)")
@@ -82,4 +95,4 @@ if [ "${#failed[@]}" -gt 0 ]; then
     echo "checks.sh: FAILED: ${failed[*]}" >&2
     exit 1
 fi
-echo "checks.sh: all ${#checks[@]} checks agree with strata on $persons persons (seed $seed)"
+echo "checks.sh: all ${#checks[@]} checks and the SQL conformance agree with strata on $persons persons (seed $seed)"
