@@ -6,7 +6,8 @@
 # (benches/check_*.py); checks that the same rule files compiled to SQL
 # (`strata compile --target duckdb`) give the same per-person table as the
 # native engine, on every assurance test's data and on the generated
-# population (benches/conformance.py); then prints the prevalence figures
+# population, and that `strata publish` turns the SQL's table into the native
+# run's outputs (benches/conformance.py); then prints the prevalence figures
 # of docs/models.md (benches/prevalence.py). Exits non-zero if any check
 # fails.
 #
@@ -76,11 +77,16 @@ for check in "${checks[@]}"; do
 done
 
 echo
-echo "== conformance: the same rule files compiled to SQL (strata compile) and run on DuckDB"
+echo "== conformance: the same rule files compiled to SQL (strata compile) and run on DuckDB,"
+echo "   and its table published (strata publish) as the native run's outputs"
+sample_out=target/checks/sample-core
+rm -rf "$sample_out"
+"$strata" run --data sample-data --out "$sample_out" --as-of "$as_of" --suppression none --quiet
 if ! "$py" benches/conformance.py --engine duckdb --strata "$strata" --work target/checks/conformance \
     models/*.toml tests/golden/*.toml \
     --generated "$data" "$out" "$as_of" models/core.toml models/southampton-one-team.toml \
-    models/charlson.toml models/core20plus5.toml; then
+    models/charlson.toml models/core20plus5.toml \
+    --generated sample-data "$sample_out" "$as_of" core; then
     failed+=("conformance (SQL backend)")
 fi
 

@@ -9,8 +9,11 @@ Two kinds of data:
   folder, built to sit on each model's boundaries; each is run natively
   (`strata run`) and compiled and run on the SQL engine;
 - optionally a generated population already run natively (`--generated
-  DATA OUT AS_OF RULES...`): the rule files are compiled and run on DATA
-  and compared with OUT/patients.parquet.
+  DATA OUT AS_OF RULES...`, OUT written with `--suppression none`): the
+  rule files are compiled and run on DATA and compared with
+  OUT/patients.parquet; then the SQL's table is given to `strata publish`,
+  whose every output must equal OUT's (apart from timings, the inputs it
+  read, and the workbooks' creation times).
 
 Equal means: the same column names in the same order, the same kind of
 type (integer, number, text, true/false, date), the same persons in the
@@ -26,10 +29,12 @@ Exits 1 when any case differs, naming the case, column and person.
 import argparse
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 
@@ -108,6 +113,15 @@ class DuckDb:
         cols = [(d[0], kind(str(d[1]))) for d in rel.description]
         return cols, rel.fetchall()
 
+    def write(self, sql, path):
+        """Runs the script and writes its result as Parquet at `path`."""
+        con = self.duckdb.connect()
+        statements = [s for s in sql.split(";\n") if s.strip()]
+        for s in statements[:-1]:
+            con.execute(s)
+        con.execute(f"COPY ({statements[-1].rstrip().rstrip(';')}) TO '{path}' (FORMAT parquet)")
+        return path
+
     def parquet(self, path):
         con = self.duckdb.connect()
         rel = con.execute(f"SELECT * FROM read_parquet('{path}')")
@@ -130,13 +144,10 @@ class Spark:
             .getOrCreate()
         )
         self.spark.sparkContext.setLogLevel("ERROR")
-        import duckdb
-
-        self.duckdb = duckdb
 
     @staticmethod
     def spark_kind(dtype):
-        return kind(dtype.simpleString().split("(")[0].replace("bigint", "BIGINT"))
+        return kind(dtype.simpleString().split("(")[0])
 
     def query(self, sql):
         statements = [s for s in sql.split(";\n") if s.strip() and not all(
@@ -148,8 +159,62 @@ class Spark:
         rows = [tuple(r) for r in df.collect()]
         return cols, rows
 
+    def write(self, sql, path):
+        """Runs the script and writes its result as a folder of Parquet parts."""
+        statements = [s for s in sql.split(";\n") if s.strip()]
+        for s in statements[:-1]:
+            self.spark.sql(s)
+        folder = path.with_suffix("")
+        self.spark.sql(statements[-1].rstrip().rstrip(";")).write.mode("overwrite").parquet(str(folder))
+        return folder
+
     def parquet(self, path):
-        return DuckDb.parquet(self, path)
+        df = self.spark.read.parquet(str(path))
+        cols = [(f.name, self.spark_kind(f.dataType)) for f in df.schema.fields]
+        return cols, [tuple(r) for r in df.orderBy("person_id").collect()]
+
+
+# What a published output may differ in from a run's: when and how long it
+# took, what it read (the event tables, or the per-person table instead),
+# and so the rejected-row counts of tables it did not read.
+FACTS = re.compile(r"<tr><td>(time: |input )[^<]*</td><td>[^<]*</td></tr>")
+VARYING = {"timings_seconds", "inputs", "computed_elsewhere", "rejected", "rejected_rows", "outputs"}
+
+
+def without_varying(value):
+    if isinstance(value, dict):
+        return {k: without_varying(v) for k, v in value.items() if k not in VARYING}
+    if isinstance(value, list):
+        return [without_varying(v) for v in value]
+    return value
+
+
+def xlsx_members(path):
+    with zipfile.ZipFile(path) as z:
+        # docProps/core.xml holds the time the workbook was written.
+        return {n: z.read(n) for n in z.namelist() if n != "docProps/core.xml"}
+
+
+def compare_outputs(case, ran, published):
+    """Every file of `strata run`'s output against `strata publish`'s."""
+    files = lambda d: sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())
+    a, b = files(ran), files(published)
+    if a != b:
+        return [f"{case}: publish wrote {sorted(set(b) ^ set(a))} where run did not, or the reverse"]
+    problems = []
+    for name in a:
+        x, y = ran / name, published / name
+        if name.endswith(".json"):
+            same_file = without_varying(json.loads(x.read_text())) == without_varying(json.loads(y.read_text()))
+        elif name.endswith(".html"):
+            same_file = FACTS.sub("", x.read_text()) == FACTS.sub("", y.read_text())
+        elif name.endswith(".xlsx"):
+            same_file = xlsx_members(x) == xlsx_members(y)
+        else:
+            same_file = x.read_bytes() == y.read_bytes()
+        if not same_file:
+            problems.append(f"{case}: publish's {name} differs from run's")
+    return problems
 
 
 def run(cmd, case):
@@ -181,8 +246,8 @@ def main():
     parser.add_argument("--strata", required=True)
     parser.add_argument("--work", required=True, type=Path)
     parser.add_argument("rules", nargs="*")
-    parser.add_argument("--generated", nargs="+", metavar="ARG",
-                        help="DATA OUT AS_OF RULES...: a generated population already run natively")
+    parser.add_argument("--generated", nargs="+", metavar="ARG", action="append", default=[],
+                        help="DATA OUT AS_OF RULES...: a population already run natively (repeatable)")
     args = parser.parse_args()
     engine = DuckDb() if args.engine == "duckdb" else Spark()
     strata = str(Path(args.strata).resolve())
@@ -206,10 +271,10 @@ def main():
             except RuntimeError as e:
                 problems.append(str(e))
             cases += 1
-    if args.generated:
-        data, out, as_of, *rules = args.generated
+    for generated in args.generated:
+        data, out, as_of, *rules = generated
         case = f"generated population {data} ({' + '.join(Path(r).stem for r in rules)})"
-        script = work / "generated.sql"
+        script = work / f"generated-{cases}.sql"
         try:
             t = time.time()
             run([strata, "--quiet", "compile", "--target", engine.name, *rules,
@@ -219,6 +284,14 @@ def main():
             compiled = engine.query(script.read_text())
             print(f"{case}: the compiled script ran in {time.time() - t:.1f} s on {engine.name}")
             problems += compare(case, native, compiled)
+            # The same table, computed by SQL, published: every output of
+            # `strata run` again.
+            table = engine.write(script.read_text(), work / f"computed-{cases}.parquet")
+            published = work / f"published-{cases}"
+            rule_args = [a for r in rules for a in ("--rules", r)]
+            run([strata, "publish", *rule_args, "--patients-table", table, "--data", data,
+                 "--as-of", as_of, "--out", published, "--quiet", "--suppression", "none"], case)
+            problems += compare_outputs(case + ", strata publish", Path(out), published)
         except RuntimeError as e:
             problems.append(str(e))
         cases += 1

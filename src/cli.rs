@@ -51,9 +51,23 @@ pub enum Command {
     Models,
     /// Write an editable copy of the bundled models into a new folder.
     Init(InitArgs),
+    /// Write every output of `run` (lists, workbooks, report, manifest) from
+    /// a per-person table computed elsewhere, e.g. by `compile`'s SQL.
+    Publish(PublishArgs),
     /// Compile rule files to one SQL script (Spark SQL or DuckDB) that
     /// computes the per-person table of `run` on a SQL engine.
     Compile(CompileArgs),
+}
+
+#[derive(Args)]
+pub struct PublishArgs {
+    /// The per-person table (a Parquet file or folder of part files) that
+    /// the SQL compiled from the same rule files wrote: the columns of
+    /// patients.parquet. Only the population table is read from --data.
+    #[arg(long)]
+    pub patients_table: PathBuf,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Args)]
@@ -225,7 +239,10 @@ pub const INTERNAL_ERROR: u8 = 3;
 pub fn run(cli: &Cli) -> Result<ExitCode> {
     let threads = setup_threads(cli.threads)?;
     match &cli.command {
-        Command::Run(args) => run_model(args, threads, cli.quiet),
+        Command::Run(args) => run_model(args, threads, cli.quiet, None),
+        Command::Publish(args) => {
+            run_model(&args.run, threads, cli.quiet, Some(&args.patients_table))
+        }
         Command::Generate(args) => run_generate(args, cli.quiet).map(|_| ExitCode::SUCCESS),
         Command::Test(args) => run_tests(args),
         Command::Check(args) => Ok(run_check(args)),
@@ -503,11 +520,24 @@ fn run_generate(args: &GenerateArgs, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<ExitCode> {
+/// `strata run`, or with `published` (`strata publish`), the same outputs
+/// from a per-person table computed elsewhere.
+fn run_model(
+    args: &RunArgs,
+    threads: usize,
+    quiet: bool,
+    published: Option<&std::path::Path>,
+) -> Result<ExitCode> {
     let as_of = match &args.as_of {
         Some(text) => Some(parse_date_arg("--as-of", text)?),
         None => None,
     };
+    if published.is_some() && as_of.is_none() {
+        return Err(Error::usage(
+            "strata publish needs --as-of: the per-person table does not say which date it was computed for",
+        )
+        .with_help("give the --as-of date the table was compiled for (the script's first lines say it)"));
+    }
     let mut model = rules::load_all(&rule_paths(&args.rules)?, &args.set)?;
     model.purpose_set = args.purpose;
     output::publish::check_target(&args.out)?;
@@ -526,7 +556,10 @@ fn run_model(args: &RunArgs, threads: usize, quiet: bool) -> Result<ExitCode> {
         .collect();
     tracing::info!(model = %model.meta.name, rules = %files.join(", "), data = %args.data.display(), threads, "starting run");
     let terminal = progress::Terminal::new(quiet);
-    let results = engine::run(&model, &args.data, as_of, &terminal)?;
+    let results = match (published, as_of) {
+        (Some(table), Some(as_of)) => engine::published::results(&model, &args.data, table, as_of)?,
+        _ => engine::run(&model, &args.data, as_of, &terminal)?,
+    };
     if let Some(previous) = &previous
         && previous.purpose() != results.opt_outs.purpose.name()
     {

@@ -104,6 +104,13 @@ pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
             );
         }
     }
+    if manifest.computed_elsewhere {
+        let _ = writeln!(
+            s,
+            "Published from a per-person table computed elsewhere ({}): the event tables were not read here, so rows they would skip are not counted.",
+            manifest.inputs.last().map_or("", |i| i.table.as_str())
+        );
+    }
     let rejected = manifest.skipped_rows();
     if rejected > 0 {
         let _ = writeln!(

@@ -11,6 +11,7 @@ pub mod cohorts;
 pub mod eval;
 pub mod opt_outs;
 pub mod plan;
+pub mod published;
 pub mod scan;
 
 use std::path::Path;
@@ -43,6 +44,9 @@ pub struct Results<'m> {
     pub rejected_rows: Vec<(String, Vec<crate::input::RejectedRow>)>,
     /// Wall time per stage.
     pub timings: Vec<(&'static str, Duration)>,
+    /// The per-person table the results were read from, when they were
+    /// computed elsewhere (`strata publish`); `None` for a run.
+    pub computed_elsewhere: Option<input::Table>,
 }
 
 impl Results<'_> {
@@ -163,14 +167,7 @@ pub fn run_traced<'m>(
         population.column("date_of_death"),
         as_of_day,
     );
-    let (purpose, purpose_from) = match (model.purpose_set, model.purpose) {
-        (Some(p), _) => (p, "--purpose"),
-        (None, Some((p, _))) => (p, "a rule file"),
-        (None, None) => (
-            crate::rules::Purpose::DirectCare,
-            "the default, as no rule file states one",
-        ),
-    };
+    let (purpose, purpose_from) = model.purpose();
     let opt_outs = opt_outs::OptOuts::new(population, purpose, purpose_from)?;
     // Members are people in the population whom the purpose lets a list hold.
     let eligible = arrow_arith::boolean::and_not(&alive, &opt_outs.withheld_from_lists)
@@ -224,6 +221,7 @@ pub fn run_traced<'m>(
         rejected,
         rejected_rows,
         timings,
+        computed_elsewhere: None,
     };
     Ok((results, explained))
 }

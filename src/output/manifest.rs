@@ -30,6 +30,11 @@ pub struct Manifest {
     pub params_overridden: Vec<String>,
     pub data: String,
     pub threads: usize,
+    /// True when the per-person values were computed elsewhere and read
+    /// from a table (`strata publish`): the event tables were not read, so
+    /// there are no rejected-row counts for them. The table is the last
+    /// of `inputs`.
+    pub computed_elsewhere: bool,
     pub inputs: Vec<Input>,
     /// Optional tables the data folder lacks: their sources' features are
     /// null in this run.
@@ -176,6 +181,7 @@ impl Manifest {
         };
         let mut inputs = vec![table_input(&plan.population.table)];
         inputs.extend(plan.sources.iter().map(|s| table_input(&s.table)));
+        inputs.extend(results.computed_elsewhere.iter().map(table_input));
 
         let mut rejected = BTreeMap::new();
         rejected.insert(
@@ -216,6 +222,7 @@ impl Manifest {
             as_of_inferred: plan.as_of_inferred,
             data: info.data.display().to_string(),
             threads: info.threads,
+            computed_elsewhere: results.computed_elsewhere.is_some(),
             inputs,
             absent_optional_tables: plan
                 .absent

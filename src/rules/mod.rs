@@ -374,6 +374,19 @@ impl Model {
         used
     }
 
+    /// The run's purpose, and where it came from: `--purpose`, a rule
+    /// file, or the default (direct care).
+    pub fn purpose(&self) -> (Purpose, &'static str) {
+        match (self.purpose_set, self.purpose) {
+            (Some(p), _) => (p, "--purpose"),
+            (None, Some((p, _))) => (p, "a rule file"),
+            (None, None) => (
+                Purpose::DirectCare,
+                "the default, as no rule file states one",
+            ),
+        }
+    }
+
     pub fn param(&self, name: &str) -> Option<&Literal> {
         self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }

@@ -44,13 +44,28 @@ impl Target {
         }
     }
 
-    /// A text literal. Spark reads backslashes in literals as escapes, and
-    /// takes two quotes as two literals side by side, so both are escaped
-    /// with a backslash there.
+    /// A text literal. Spark reads backslashes in literals as escapes,
+    /// takes two quotes as two literals side by side, and substitutes
+    /// `${...}` before parsing, so there the three are escaped with a
+    /// backslash (`$` as `\u0024`).
     pub fn string(self, text: &str) -> String {
         match self {
             Target::DuckDb => format!("'{}'", text.replace('\'', "''")),
-            Target::Spark => format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'")),
+            Target::Spark => format!(
+                "'{}'",
+                text.replace('\\', "\\\\")
+                    .replace('\'', "\\'")
+                    .replace('$', "\\u0024")
+            ),
+        }
+    }
+
+    /// Settings the script starts with.
+    pub fn preamble(self) -> &'static str {
+        match self {
+            Target::DuckDb => "",
+            // No `${...}` substitution in the script's text.
+            Target::Spark => "SET spark.sql.variable.substitute = false;\n\n",
         }
     }
 
@@ -187,5 +202,25 @@ impl Target {
             Target::DuckDb => format!("read_parquet({})", self.string(&shown)),
             Target::Spark => format!("parquet.`{}`", shown.replace('`', "``")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_literals_mean_the_same_text_in_each_dialect() {
+        let text = r"it's ${x} \ done";
+        assert_eq!(Target::DuckDb.string(text), r"'it''s ${x} \ done'");
+        // Spark: a backslash escapes, '' would be two literals, and ${...}
+        // would be substituted before parsing.
+        assert_eq!(Target::Spark.string(text), r"'it\'s \u0024{x} \\ done'");
+    }
+
+    #[test]
+    fn identifiers_are_quoted_with_their_quotes_doubled() {
+        assert_eq!(Target::DuckDb.ident(r#"a"b"#), r#""a""b""#);
+        assert_eq!(Target::Spark.ident("a`b"), "`a``b`");
     }
 }

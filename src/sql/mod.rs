@@ -266,6 +266,7 @@ pub fn compile(model: &Model, data: &Path, options: &Options) -> Result<Compiled
     let out = final_select(model, target, &last);
 
     let mut sql = header;
+    sql.push_str(target.preamble());
     if timestamps_with_zone {
         sql.push_str(match target {
             // Timestamps are read as their UTC calendar date, as strata does.
@@ -753,7 +754,7 @@ impl Bound {
                     (format!("count(DISTINCT {})", when("_category")), zero)
                 }
                 Aggregate::ListCategories => {
-                    let cte = format!("{}__by_person", feature.name);
+                    let cte = format!("feature__{}", feature.name);
                     let filter = if cond.is_empty() {
                         String::new()
                     } else {
@@ -773,7 +774,7 @@ impl Bound {
                     continue;
                 }
                 Aggregate::SumDistinctWeights => {
-                    let cte = format!("{}__by_person", feature.name);
+                    let cte = format!("feature__{}", feature.name);
                     let filter = if cond.is_empty() {
                         String::new()
                     } else {
@@ -793,7 +794,7 @@ impl Bound {
                     continue;
                 }
                 Aggregate::MaxInAMonth | Aggregate::MaxIn30Days => {
-                    let cte = format!("{}__by_person", feature.name);
+                    let cte = format!("feature__{}", feature.name);
                     let filter = if cond.is_empty() {
                         String::new()
                     } else {
@@ -1110,11 +1111,7 @@ fn population_ctes(
         ))
     ));
     let as_of_sql = format!("DATE '{as_of}'");
-    let purpose = match (model.purpose_set, model.purpose) {
-        (Some(p), _) => p,
-        (None, Some((p, _))) => p,
-        (None, None) => Purpose::DirectCare,
-    };
+    let (purpose, _) = model.purpose();
     let withheld_from_lists = match purpose {
         Purpose::DirectCare => "_type1",
         Purpose::SecondaryUse => "(_type1 OR _national)",
