@@ -1,0 +1,410 @@
+//! The person level as SQL: the population (ages, presence on the as-of
+//! date, opt-outs by purpose), then the derived features level by level,
+//! cohort membership and ranks, and the per-person table as
+//! `patients.parquet` holds it.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use arrow_schema::DataType;
+use chrono::{Datelike, NaiveDate};
+
+use super::{Script, Target, described, expr};
+use crate::error::{Error, Result};
+use crate::input::table::{self, Table};
+use crate::rules::check::{Node, Type, Typed};
+use crate::rules::typing::{self, AGE_SLOT, FIRST_ATTRIBUTE_SLOT, SEX_SLOT};
+use crate::rules::{FeatureKind, Model, Purpose};
+
+/// `population`: one row per person, with age, presence and opt-outs.
+pub(super) fn population_ctes(
+    model: &Model,
+    table: &Table,
+    attribute_types: &[(String, Type)],
+    as_of: NaiveDate,
+    purpose: Purpose,
+    from: &str,
+    script: &mut Script,
+) -> Result<()> {
+    let target = script.target;
+    let spec = &model.population;
+    let id = |s: &str| target.ident(s);
+    let text = target.text_type();
+    let person_ty = table.column_type(&spec.person_id, "person_id")?;
+    let person = match table::canonical_type(person_ty) {
+        Some(Type::Int) => format!("CAST({} AS BIGINT)", id(&spec.person_id)),
+        _ => id(&spec.person_id),
+    };
+    let mut columns = vec![
+        format!("{person} AS person_id"),
+        format!("CAST({} AS {text}) AS practice_code", id(&spec.practice)),
+        format!("CAST({} AS {text}) AS pcn_code", id(&spec.pcn)),
+        format!("CAST({} AS {text}) AS sex", id(&spec.sex)),
+        format!("CAST({} AS DATE) AS _birth", id(&spec.birth_date)),
+        format!("CAST({} AS DATE) AS _death", id(&spec.date_of_death)),
+    ];
+    for ((name, ty), column) in attribute_types.iter().zip(spec.attributes.values()) {
+        columns.push(format!(
+            "CAST({} AS {}) AS {}",
+            id(column.get_ref()),
+            expr::sql_type(target, *ty),
+            id(name)
+        ));
+    }
+    for (internal, named, role) in [
+        ("_type1", &spec.type1_opt_out, "type1_opt_out"),
+        (
+            "_national",
+            &spec.national_data_opt_out,
+            "national_data_opt_out",
+        ),
+    ] {
+        let column = match named {
+            Some(c) => Some(c.as_str()),
+            None if table.has_column(role) => Some(role),
+            None => None,
+        };
+        let value = match column {
+            Some(c) => {
+                let ty = table.column_type(c, role)?;
+                flag(target, &id(c), ty, role).ok_or_else(|| {
+                    Error::data(
+                        &table.location,
+                        format!(
+                            "the {role} column `{c}` has type {ty}, which is neither yes nor no"
+                        ),
+                    )
+                    .with_help("store it as a boolean, 1/0 or Y/N")
+                })?
+            }
+            None => "FALSE".to_string(),
+        };
+        columns.push(format!("{value} AS {internal}"));
+    }
+    columns.push(format!(
+        "CASE WHEN count(*) OVER (PARTITION BY {person}) > 1 THEN {} ELSE TRUE END AS _unique",
+        target.fail(&format!(
+            "the population table `{}` has a person_id more than once; strata run keeps the first row in file order, which SQL cannot tell: remove the duplicates",
+            spec.table
+        ))
+    ));
+    let as_of_sql = format!("DATE '{as_of}'");
+    let withheld_from_lists = match purpose {
+        Purpose::DirectCare => "_type1",
+        Purpose::SecondaryUse => "(_type1 OR _national)",
+    };
+    let (y, m, d) = (as_of.year(), as_of.month(), as_of.day());
+    script.cte(
+        "population",
+        &format!(
+            "The population table `{}`: one row per person (null ids skipped), with their opt-out flags.",
+            spec.table
+        ),
+        format!(
+            "SELECT\n    {}\n  FROM {}\n  WHERE {} IS NOT NULL",
+            columns.join(",\n    "),
+            from,
+            id(&spec.person_id)
+        ),
+    );
+    script.cte(
+        "people",
+        &format!(
+            "Age in completed years on {as_of} (a 29 February birthday falls on 1 March), presence on that date, and who the {} purpose keeps out of lists and counts.",
+            purpose.name()
+        ),
+        format!(
+            "SELECT\n    person_id, practice_code, pcn_code, sex,\n    CASE WHEN _birth IS NULL OR _birth > {as_of_sql} THEN NULL\n      ELSE CAST({y} - year(_birth) - CASE WHEN month(_birth) > {m} OR (month(_birth) = {m} AND day(_birth) > {d}) THEN 1 ELSE 0 END AS BIGINT) END AS age,\n    {}\n    (_birth IS NULL OR _birth <= {as_of_sql}) AND (_death IS NULL OR _death > {as_of_sql}) AS _alive,\n    {withheld_from_lists} AS _withheld,\n    (_type1 OR _national) AS _not_counted,\n    _unique\n  FROM {}",
+            attribute_types
+                .iter()
+                .map(|(n, _)| format!("{},\n    ", id(n)))
+                .collect::<String>(),
+            id("population")
+        ),
+    );
+    Ok(())
+}
+
+/// An opt-out flag column as true/false, as strata reads it: booleans,
+/// 1/0, and Y/N, yes/no, true/false, 1/0 as text (any case); null or empty
+/// is no opt-out; anything else stops the query.
+fn flag(target: Target, column: &str, ty: &DataType, role: &str) -> Option<String> {
+    let fail = target.fail(&format!(
+        "the {role} column holds a value that is neither yes nor no: write true/false, 1/0 or Y/N"
+    ));
+    Some(match table::canonical_type(ty)? {
+        Type::Bool => format!("coalesce({column}, FALSE)"),
+        Type::Int => format!(
+            "CASE WHEN {column} IS NULL OR {column} = 0 THEN FALSE WHEN {column} = 1 THEN TRUE ELSE {fail} END"
+        ),
+        Type::Str => {
+            let v = format!("lower(trim(coalesce({column}, '')))");
+            format!(
+                "CASE WHEN {v} IN ('', 'n', 'no', 'false', '0') THEN FALSE WHEN {v} IN ('y', 'yes', 'true', '1') THEN TRUE ELSE {fail} END"
+            )
+        }
+        _ => return None,
+    })
+}
+
+/// `persons`: everyone in the population with every source's aggregates
+/// (`aggregates`: each per-person CTE with its features and their defaults
+/// for a person without rows). A feature of an absent optional table is
+/// null for everyone.
+pub(super) fn persons_cte(
+    model: &Model,
+    aggregates: &super::source::Aggregates,
+    script: &mut Script,
+) {
+    let target = script.target;
+    let mut joins = Vec::new();
+    let mut value: BTreeMap<usize, String> = BTreeMap::new();
+    for (i, (cte, features)) in aggregates.iter().enumerate() {
+        let alias = format!("a{}", i + 1);
+        joins.push(format!(
+            "LEFT JOIN {} AS {alias} ON {alias}._person = p.person_id",
+            target.ident(cte)
+        ));
+        for (fi, default) in features {
+            let col = format!("{alias}.{}", target.ident(&model.features[*fi].name));
+            value.insert(
+                *fi,
+                match default {
+                    Some(d) => format!("coalesce({col}, {d})"),
+                    None => col,
+                },
+            );
+        }
+    }
+    let mut select = vec!["p.*".to_string()];
+    for (fi, feature) in model.features.iter().enumerate() {
+        let FeatureKind::Aggregate { aggregate, .. } = &feature.kind else {
+            continue;
+        };
+        let v = value.remove(&fi).unwrap_or_else(|| {
+            format!(
+                "CAST(NULL AS {})",
+                expr::sql_type(target, aggregate.result_type(None))
+            )
+        });
+        select.push(described(
+            &feature.description,
+            format!("{v} AS {}", target.ident(&feature.name)),
+        ));
+    }
+    script.cte(
+        "persons",
+        "Everyone in the population, with the aggregates of every source (zero, false or null where a person has no event).",
+        format!(
+            "SELECT\n    {}\n  FROM {} AS p\n  {}",
+            select.join(",\n    "),
+            target.ident("people"),
+            joins.join("\n  ")
+        ),
+    );
+}
+
+/// Derived features, in CTEs by dependency level: each level's features
+/// read only the levels before it. Returns the last CTE's name.
+pub(super) fn derived_ctes(
+    model: &Model,
+    typed: &typing::PersonLevel,
+    script: &mut Script,
+) -> String {
+    let target = script.target;
+    let first_feature = FIRST_ATTRIBUTE_SLOT + typed.attributes.len();
+    let mut level: BTreeMap<usize, usize> = BTreeMap::new();
+    for (fi, t) in &typed.derived {
+        let mut deepest = 0;
+        visit_slots(t, &mut |slot| {
+            if slot >= first_feature
+                && let Some(l) = level.get(&(slot - first_feature))
+            {
+                deepest = deepest.max(*l);
+            }
+        });
+        level.insert(*fi, deepest + 1);
+    }
+    let column = |slot: usize| column_of(model, typed, target, slot);
+    let mut last = "persons".to_string();
+    let levels = level.values().copied().max().unwrap_or(0);
+    for l in 1..=levels {
+        let lines: Vec<String> = typed
+            .derived
+            .iter()
+            .filter(|(fi, _)| level[fi] == l)
+            .map(|(fi, t)| {
+                let f = &model.features[*fi];
+                described(
+                    &f.description,
+                    format!(
+                        "{} AS {}",
+                        expr::sql(target, t, &column),
+                        target.ident(&f.name)
+                    ),
+                )
+            })
+            .collect();
+        let name = format!("derived_{l}");
+        script.cte(
+            &name,
+            &format!(
+                "Derived features{}.",
+                if l == 1 {
+                    " from the aggregates"
+                } else {
+                    " that use the ones before"
+                }
+            ),
+            format!(
+                "SELECT\n    *,\n    {}\n  FROM {}",
+                lines.join(",\n    "),
+                target.ident(&last)
+            ),
+        );
+        last = name;
+    }
+    last
+}
+
+fn visit_slots(t: &Typed, f: &mut impl FnMut(usize)) {
+    match &t.node {
+        Node::Slot(s) => f(*s),
+        Node::Literal(_) => {}
+        Node::ToFloat(a) | Node::Not(a) | Node::Neg(a) | Node::IsNull(a, _) => visit_slots(a, f),
+        Node::And(a, b) | Node::Or(a, b) | Node::Compare(_, a, b) | Node::Arith(_, a, b) => {
+            visit_slots(a, f);
+            visit_slots(b, f);
+        }
+        Node::Case(whens, otherwise) => {
+            for (c, v) in whens {
+                visit_slots(c, f);
+                visit_slots(v, f);
+            }
+            if let Some(o) = otherwise {
+                visit_slots(o, f);
+            }
+        }
+        Node::Call(_, args) => args.iter().for_each(|a| visit_slots(a, f)),
+    }
+}
+
+/// The column of a person-level slot.
+fn column_of(model: &Model, typed: &typing::PersonLevel, target: Target, slot: usize) -> String {
+    let first_feature = FIRST_ATTRIBUTE_SLOT + typed.attributes.len();
+    match slot {
+        AGE_SLOT => "age".into(),
+        SEX_SLOT => "sex".into(),
+        s if s < first_feature => target.ident(&typed.attributes[s - FIRST_ATTRIBUTE_SLOT]),
+        s => target.ident(&model.features[s - first_feature].name),
+    }
+}
+
+/// Cohort flags and ranks. Returns the last CTE's name.
+pub(super) fn cohort_ctes(
+    model: &Model,
+    typed: &typing::PersonLevel,
+    last: String,
+    script: &mut Script,
+) -> String {
+    if model.cohorts.is_empty() {
+        return last;
+    }
+    let target = script.target;
+    let column = |slot: usize| column_of(model, typed, target, slot);
+    let flags: Vec<String> = model
+        .cohorts
+        .iter()
+        .zip(&typed.cohorts)
+        .map(|(c, t)| {
+            let mut flag = format!(
+                "coalesce({}, FALSE) AND _alive AND NOT _withheld",
+                expr::sql(target, &t.condition, &column)
+            );
+            if let Some(pcns) = &c.pcns {
+                let codes: Vec<String> = pcns.iter().map(|(p, _)| target.string(p)).collect();
+                let _ = write!(
+                    flag,
+                    " AND coalesce(pcn_code IN ({}), FALSE)",
+                    codes.join(", ")
+                );
+            }
+            described(
+                &c.title,
+                format!("{flag} AS {}", target.ident(&format!("_in_{}", c.name))),
+            )
+        })
+        .collect();
+    script.cte(
+        "cohort_members",
+        "Cohort members: the condition holds (null is not true), the person was in the population on the as-of date, and the purpose lets a list hold them.",
+        format!("SELECT\n    *,\n    {}\n  FROM {}", flags.join(",\n    "), target.ident(&last)),
+    );
+    let ranks: Vec<String> = model
+        .cohorts
+        .iter()
+        .zip(&typed.cohorts)
+        .map(|(c, t)| {
+            let member = target.ident(&format!("_in_{}", c.name));
+            let mut keys: Vec<String> = t
+                .rank
+                .iter()
+                .map(|(slot, desc)| {
+                    format!("{} {} NULLS LAST", column(*slot), if *desc { "DESC" } else { "ASC" })
+                })
+                .collect();
+            keys.push("person_id".into());
+            format!(
+                "CASE WHEN {member} THEN row_number() OVER (PARTITION BY {member}, pcn_code ORDER BY {}) END AS {}",
+                keys.join(", "),
+                target.ident(&format!("_rank_{}", c.name))
+            )
+        })
+        .collect();
+    script.cte(
+        "cohort_ranks",
+        "Ranks within each PCN: by the cohort's rank keys (nulls last), ties broken by person_id.",
+        format!(
+            "SELECT\n    *,\n    {}\n  FROM {}",
+            ranks.join(",\n    "),
+            target.ident("cohort_members")
+        ),
+    );
+    "cohort_ranks".into()
+}
+
+/// The per-person table, as `patients.parquet` holds it.
+pub(super) fn final_select(model: &Model, target: Target, last: &str) -> String {
+    let id = |s: &str| target.ident(s);
+    let mut columns = vec![
+        "person_id".to_string(),
+        "practice_code".into(),
+        "pcn_code".into(),
+        "_alive AS alive".into(),
+        "(_alive AND NOT _not_counted) AS counted".into(),
+    ];
+    columns.extend(model.features.iter().map(|f| id(&f.name)));
+    for c in &model.cohorts {
+        let rank = id(&format!("_rank_{}", c.name));
+        columns.push(match c.top_per_pcn {
+            Some(n) => format!("coalesce({rank} <= {n}, FALSE) AS {}", id(&c.name)),
+            None => format!("{} AS {}", id(&format!("_in_{}", c.name)), id(&c.name)),
+        });
+    }
+    for c in &model.cohorts {
+        let rank = id(&format!("_rank_{}", c.name));
+        let kept = match c.top_per_pcn {
+            Some(n) => format!("CASE WHEN {rank} <= {n} THEN {rank} END"),
+            None => rank,
+        };
+        columns.push(format!(
+            "CAST({kept} AS INT) AS {}",
+            id(&format!("{}_rank", c.name))
+        ));
+    }
+    format!(
+        "-- The per-person table: people the purpose withholds from patient-level\n-- outputs are left out, as in patients.parquet.\nSELECT\n  {}\nFROM {}\nWHERE NOT _withheld AND _unique\nORDER BY person_id;\n",
+        columns.join(",\n  "),
+        id(last)
+    )
+}
