@@ -106,7 +106,7 @@ pub fn compile(model: &Model, data: &Path, options: &Options) -> Result<Compiled
         &from,
         &mut persons,
     )?;
-    person::persons_cte(model, &aggregates, &mut persons);
+    person::persons_cte(model, &typed, &aggregates, &mut persons);
     let last = person::derived_ctes(model, &typed, &mut persons);
     let last = person::cohort_ctes(model, &typed, last, &mut persons);
 

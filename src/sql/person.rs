@@ -147,59 +147,100 @@ fn flag(target: Target, column: &str, ty: &DataType, role: &str) -> Option<Strin
     })
 }
 
-/// `persons`: everyone in the population with every source's aggregates
-/// (`aggregates`: each per-person CTE with its features and their defaults
-/// for a person without rows). A feature of an absent optional table is
-/// null for everyone.
+/// `aggregates` (every source's per-person values in one row per person)
+/// and `persons` (everyone in the population with them; zero, false or
+/// null for a person without rows, as each aggregate says; null for
+/// everyone where an optional table is absent).
+///
+/// The per-person CTEs are stacked (`UNION ALL`, each person once per CTE)
+/// and grouped, then joined to the population once: a chain of one join
+/// per CTE would be as correct, but Spark's planner takes time exponential
+/// in the depth of a join chain.
 pub(super) fn persons_cte(
     model: &Model,
+    typed: &typing::PersonLevel,
     aggregates: &super::source::Aggregates,
     script: &mut Script,
 ) {
     let target = script.target;
-    let mut joins = Vec::new();
-    let mut value: BTreeMap<usize, String> = BTreeMap::new();
-    for (i, (cte, features)) in aggregates.iter().enumerate() {
-        let alias = format!("a{}", i + 1);
-        joins.push(format!(
-            "LEFT JOIN {} AS {alias} ON {alias}._person = p.person_id",
-            target.ident(cte)
-        ));
-        for (fi, default) in features {
-            let col = format!("{alias}.{}", target.ident(&model.features[*fi].name));
-            value.insert(
-                *fi,
-                match default {
-                    Some(d) => format!("coalesce({col}, {d})"),
-                    None => col,
-                },
-            );
-        }
+    let first_feature = FIRST_ATTRIBUTE_SLOT + typed.attributes.len();
+    let aggregated: Vec<usize> = aggregates
+        .iter()
+        .flat_map(|(_, features)| features.iter().map(|(fi, _)| *fi))
+        .collect();
+    let column = |fi: usize| target.ident(&model.features[fi].name);
+    let null = |fi: usize| {
+        format!(
+            "CAST(NULL AS {})",
+            expr::sql_type(target, typed.slot_types[first_feature + fi])
+        )
+    };
+    let mut defaults: BTreeMap<usize, &Option<String>> = BTreeMap::new();
+    let branches: Vec<String> = aggregates
+        .iter()
+        .map(|(cte, features)| {
+            let values: Vec<String> = aggregated
+                .iter()
+                .map(|&fi| match features.iter().find(|(f, _)| *f == fi) {
+                    Some((_, default)) => {
+                        defaults.insert(fi, default);
+                        column(fi)
+                    }
+                    None => format!("{} AS {}", null(fi), column(fi)),
+                })
+                .collect();
+            format!(
+                "SELECT _person, {} FROM {}",
+                values.join(", "),
+                target.ident(cte)
+            )
+        })
+        .collect();
+    if !branches.is_empty() {
+        let maxima: Vec<String> = aggregated
+            .iter()
+            .map(|&fi| format!("max({c}) AS {c}", c = column(fi)))
+            .collect();
+        script.cte(
+            "aggregates",
+            "Every source's per-person values, one row per person with any.",
+            format!(
+                "SELECT _person, {}\n  FROM (\n    {}\n  ) AS u\n  GROUP BY _person",
+                maxima.join(", "),
+                branches.join("\n    UNION ALL\n    ")
+            ),
+        );
     }
     let mut select = vec!["p.*".to_string()];
     for (fi, feature) in model.features.iter().enumerate() {
-        let FeatureKind::Aggregate { aggregate, .. } = &feature.kind else {
+        if !matches!(feature.kind, FeatureKind::Aggregate { .. }) {
             continue;
+        }
+        let value = match defaults.get(&fi) {
+            Some(Some(d)) => format!("coalesce(a.{}, {d})", column(fi)),
+            Some(None) => format!("a.{}", column(fi)),
+            None => null(fi),
         };
-        let v = value.remove(&fi).unwrap_or_else(|| {
-            format!(
-                "CAST(NULL AS {})",
-                expr::sql_type(target, aggregate.result_type(None))
-            )
-        });
         select.push(described(
             &feature.description,
-            format!("{v} AS {}", target.ident(&feature.name)),
+            format!("{value} AS {}", column(fi)),
         ));
     }
+    let join = if branches.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "\n  LEFT JOIN {} AS a ON a._person = p.person_id",
+            target.ident("aggregates")
+        )
+    };
     script.cte(
         "persons",
         "Everyone in the population, with the aggregates of every source (zero, false or null where a person has no event).",
         format!(
-            "SELECT\n    {}\n  FROM {} AS p\n  {}",
+            "SELECT\n    {}\n  FROM {} AS p{join}",
             select.join(",\n    "),
             target.ident("people"),
-            joins.join("\n  ")
         ),
     );
 }
