@@ -8,7 +8,6 @@
 
 use std::path::Path;
 
-use arrow_schema::DataType;
 use chrono::NaiveDate;
 
 use crate::dates::{self, Day};
@@ -153,68 +152,14 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
             if table.rows() == 0 {
                 tracing::warn!(table = %table.location.display(), "table has no rows: every feature read from it is zero, false or null");
             }
-            let date_ty = table.column_type(&s.date, "the event date")?;
-            if !table::is_date_type(date_ty) {
-                return Err(Error::data(&table.location, format!(
-                    "column `{}` (the event date of source `{}`) has type {date_ty}, not a date",
-                    s.date, s.name
-                ))
-                .with_help("store dates as Parquet DATE or TIMESTAMP, or name the right column in the rule file"));
-            }
-            let person_ty = table.column_type(&s.person_id, "the person id")?;
-            if !matches!(
-                table::canonical_type(person_ty),
-                Some(Type::Int | Type::Str)
-            ) {
-                return Err(Error::data(
-                    &table.location,
-                    format!(
-                        "column `{}` (person id) has type {person_ty}; ids must be integers or text",
-                        s.person_id
-                    ),
-                )
-                .with_help("store person ids as integers or text, as the population table does"));
-            }
-            let mut codes = Vec::new();
-            // `first_codes` over several columns keeps the first columns.
-            let columns = s
-                .first_codes
-                .map_or(s.codes.len(), |n| n.min(s.codes.len()));
-            for c in &s.codes[..columns] {
-                let ty = table.column_type(c, "a code column")?;
-                let is_list = match ty {
-                    DataType::List(f) | DataType::LargeList(f) => {
-                        table::canonical_type(f.data_type()) == Some(Type::Str)
-                    }
-                    _ => false,
-                };
-                let whole_number = ty.is_integer()
-                    || matches!(
-                        ty,
-                        DataType::Decimal32(_, 0)
-                            | DataType::Decimal64(_, 0)
-                            | DataType::Decimal128(_, 0)
-                    );
-                if !is_list && table::canonical_type(ty) != Some(Type::Str) && !whole_number {
-                    return Err(Error::data(
-                        &table.location,
-                        format!(
-                            "code column `{c}` has type {ty}; codes must be text, integers (SNOMED CT ids as bigint) or a list of text"
-                        ),
-                    )
-                    .with_help(
-                        "store codes as UTF-8 text (a Parquet string column), whole numbers, or a list of text",
-                    ));
-                }
-                codes.push(CodeColumn {
-                    name: c.clone(),
-                    is_list,
+            let codes = crate::input::events::check(s, &table)?
+                .into_iter()
+                .map(|c| CodeColumn {
+                    name: c.name,
+                    is_list: c.kind == crate::input::events::CodeKind::List,
                     first: s.first_codes,
-                });
-            }
-            for m in &s.mapped {
-                table.column_type(&m.from, &format!("the codes of column `{}`", m.name))?;
-            }
+                })
+                .collect();
             source_of[*source] = Some(sources.len());
             sources.push(SourcePlan {
                 name: s.name.clone(),

@@ -5,6 +5,7 @@
 //! physical types are accepted for each role, how part-file folders are read,
 //! and what happens to rows that break it.
 
+pub mod events;
 pub mod pcns;
 pub mod population;
 pub mod table;

@@ -13,16 +13,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use arrow_schema::DataType;
 use chrono::NaiveDate;
 
 use super::{Script, Target, described, expr};
 use crate::dates;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::input::events;
 use crate::input::table::{self, Table};
 use crate::rules::check::Type;
 use crate::rules::syntax::{CodingSystem, MatchMode};
-use crate::rules::{Aggregate, Codelist, Feature, FeatureKind, Model, typing};
+use crate::rules::{Aggregate, Codelist, Feature, FeatureKind, Model, Source, typing};
 
 /// The first plausible event date; earlier ones are skipped (see the data
 /// contract).
@@ -89,19 +89,8 @@ impl Bound {
         tables: &[(String, String)],
     ) -> Result<Bound> {
         let spec = &model.sources[index];
-        let date_ty = table.column_type(&spec.date, "the event date")?;
-        if !table::is_date_type(date_ty) {
-            return Err(Error::data(
-                &table.location,
-                format!(
-                    "column `{}` (the event date of source `{}`) has type {date_ty}, not a date",
-                    spec.date, spec.name
-                ),
-            )
-            .with_help("store dates as Parquet DATE or TIMESTAMP, or name the right column in the rule file"));
-        }
-        table.column_type(&spec.person_id, "the person id")?;
-        let codes = Bound::code_columns(model, index, &table, target)?;
+        let checked = crate::input::events::check(spec, &table)?;
+        let codes = Bound::code_columns(spec, &checked, target);
         let (filter_columns, value_columns) = Bound::rule_columns(model, index, &table)?;
         let from = match tables.iter().find(|(n, _)| n == &spec.table) {
             Some((_, reference)) => reference.clone(),
@@ -118,35 +107,33 @@ impl Bound {
     }
 
     /// The code columns as text, or a list of text per row (`first_codes`
-    /// keeps a list's first values, or the first columns).
-    fn code_columns(model: &Model, index: usize, table: &Table, target: Target) -> Result<Codes> {
-        let spec = &model.sources[index];
-        let columns = spec
-            .first_codes
-            .map_or(spec.codes.len(), |n| n.min(spec.codes.len()));
+    /// keeps a list's first values; of several columns, [`events::check`]
+    /// kept the first).
+    fn code_columns(spec: &Source, checked: &[events::CodeColumn], target: Target) -> Codes {
         let mut texts = Vec::new();
         let mut list = None;
-        for c in &spec.codes[..columns] {
-            let ty = table.column_type(c, "a code column")?;
-            let col = target.ident(c);
-            match ty {
-                DataType::List(_) | DataType::LargeList(_) => {
+        for c in checked {
+            let col = target.ident(&c.name);
+            match c.kind {
+                events::CodeKind::List => {
                     list = Some(match spec.first_codes {
                         Some(n) => target.first_of(&col, n),
                         None => col,
                     });
                 }
-                t if table::canonical_type(t) == Some(Type::Str) => texts.push(col),
+                events::CodeKind::Text => texts.push(col),
                 // Integer codes match as the text of their digits.
-                _ => texts.push(format!("CAST({col} AS {})", target.text_type())),
+                events::CodeKind::Integer => {
+                    texts.push(format!("CAST({col} AS {})", target.text_type()))
+                }
             }
         }
-        Ok(match (list, texts.len()) {
+        match (list, texts.len()) {
             (Some(l), _) => Codes::Many(l),
             (None, 0) => Codes::None,
             (None, 1) => Codes::One(texts.remove(0)),
             (None, _) => Codes::Many(target.list(&texts)),
-        })
+        }
     }
 
     /// The columns the source's `where`s read and its `min`/`max` reduce,
