@@ -92,29 +92,127 @@ pub(super) fn load_one(
         Error::rules(path, at, e.message().trim().to_string())
             .with_help("see docs/rules.md for the layout of a rule file")
     })?;
-    let l = Loader {
+    let l = &Loader {
         path,
         text: &text,
         used_params: Default::default(),
     };
     let rule_dir = path.parent().unwrap_or(Path::new("."));
+    let mut names = Names::new();
+    for (attr, column) in &file.population.attributes {
+        names.claim(l, attr, "a population attribute", column.span().start)?;
+    }
+    let (params, overridden) = read_params(l, &file, &mut names, overrides)?;
+    let sources = read_sources(l, &file)?;
+    let codelists = read_codelists(l, &file, rule_dir)?;
+    let mut features = Vec::new();
+    for (name, f) in &file.features {
+        let offset = f.span().start;
+        names.claim(l, name, "a feature", offset)?;
+        let decl = f.get_ref();
+        let kind = feature_kind(l, name, decl, offset, &sources, &codelists, &params)?;
+        let banding = match (&decl.bands, &kind) {
+            (Some(_), FeatureKind::Derived(case)) => super::Banding::of(case),
+            _ => None,
+        };
+        features.push(Feature {
+            name: name.clone(),
+            description: decl.description.clone().unwrap_or_default(),
+            label: decl.label.clone(),
+            kind,
+            offset,
+            banding,
+        });
+    }
 
-    // Every name that can appear in a person-level expression, with where it
-    // was defined, so duplicates across kinds are caught.
-    let mut defined: HashMap<String, &'static str> = HashMap::new();
-    for (name, _) in BUILTINS {
-        defined.insert(name.to_string(), "a built-in name");
+    let (suppression, purpose) = read_output(l, &file)?;
+    let mut model = Model {
+        path: path.to_path_buf(),
+        files: vec![RuleText {
+            path: path.to_path_buf(),
+            sha256: Sha256::digest(text.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            text: text.clone(),
+            start: 0,
+            meta: file.model.clone(),
+        }],
+        meta: file.model,
+        population: file.population,
+        params,
+        overridden,
+        overrides: Vec::new(),
+        sources,
+        codelists,
+        features,
+        derived_order: Vec::new(),
+        cohorts: Vec::new(),
+        tests: Vec::new(),
+        suppression,
+        purpose,
+        purpose_set: None,
+        declarations: file
+            .params
+            .iter()
+            .map(|(n, v)| ("parameter", n.clone(), v.span().start))
+            .chain(
+                file.sources
+                    .iter()
+                    .map(|(n, s)| ("source", n.clone(), s.span().start)),
+            )
+            .chain(
+                file.codelists
+                    .iter()
+                    .map(|(n, c)| ("code list", n.clone(), c.span().start)),
+            )
+            .collect(),
+        params_outside_expressions: HashSet::new(),
+    };
+    for (name, c) in &file.cohorts {
+        names.claim(l, name, "a cohort", c.span().start)?;
+        names.claim(
+            l,
+            &format!("{name}_rank"),
+            "a cohort's rank column",
+            c.span().start,
+        )?;
+        let cohort = read_cohort(l, name, c.get_ref(), &model.params)?;
+        model.cohorts.push(cohort);
     }
-    for name in RESERVED_COLUMNS {
-        defined.insert(name.to_string(), "an output column strata always writes");
+    model.tests = file.tests.into_iter().map(|t| (0, t)).collect();
+    model.params_outside_expressions = l.used_params.take();
+    let includes = file
+        .include
+        .iter()
+        .map(|i| rule_dir.join(i.get_ref()))
+        .collect();
+    Ok((model, includes))
+}
+
+/// Every name a person-level expression can use, with what it names, so
+/// that one name is never defined twice (as a feature and a cohort, say).
+struct Names(HashMap<String, &'static str>);
+
+impl Names {
+    fn new() -> Names {
+        let mut defined = HashMap::new();
+        for (name, _) in BUILTINS {
+            defined.insert(name.to_string(), "a built-in name");
+        }
+        for name in RESERVED_COLUMNS {
+            defined.insert(name.to_string(), "an output column strata always writes");
+        }
+        Names(defined)
     }
-    let mut claim = |name: &str, kind: &'static str, offset: usize| -> Result<()> {
+
+    fn claim(&mut self, l: &Loader, name: &str, kind: &'static str, offset: usize) -> Result<()> {
         if !is_identifier(name) {
             return Err(l.error(offset, format!(
                 "`{name}` is not a valid name: use letters, digits and `_`, starting with a letter"
             )));
         }
-        if let Some(other) = defined.insert(name.to_string(), kind) {
+        if let Some(other) = self.0.insert(name.to_string(), kind) {
             return Err(l
                 .error(
                     offset,
@@ -123,15 +221,21 @@ pub(super) fn load_one(
                 .with_help("give one of them another name"));
         }
         Ok(())
-    };
-
-    for (attr, column) in &file.population.attributes {
-        claim(attr, "a population attribute", column.span().start)?;
     }
+}
 
+/// `[params]`, with the `--set` values applied: (name, value) in order, and
+/// the names that were set.
+#[allow(clippy::type_complexity)]
+fn read_params(
+    l: &Loader,
+    file: &syntax::RuleFile,
+    names: &mut Names,
+    overrides: &[(String, String)],
+) -> Result<(Vec<(String, Literal)>, Vec<String>)> {
     let mut params = Vec::new();
     for (name, value) in &file.params {
-        claim(name, "a parameter", value.span().start)?;
+        names.claim(l, name, "a parameter", value.span().start)?;
         let lit = match value.get_ref() {
             toml::Value::Integer(i) => Literal::Int(*i),
             toml::Value::Float(f) => Literal::Float(*f),
@@ -173,6 +277,11 @@ pub(super) fn load_one(
         overridden.push(name.clone());
     }
 
+    Ok((params, overridden))
+}
+
+/// `[sources]`.
+fn read_sources(l: &Loader, file: &syntax::RuleFile) -> Result<Vec<Source>> {
     let mut sources = Vec::new();
     for (name, s) in &file.sources {
         if !is_identifier(name) {
@@ -224,6 +333,11 @@ pub(super) fn load_one(
         });
     }
 
+    Ok(sources)
+}
+
+/// `[codelists]`, each CSV read (paths relative to the rule file).
+fn read_codelists(l: &Loader, file: &syntax::RuleFile, rule_dir: &Path) -> Result<Vec<Codelist>> {
     let mut codelists = Vec::new();
     for (name, c) in &file.codelists {
         let csv = &c.get_ref().file;
@@ -242,30 +356,23 @@ pub(super) fn load_one(
         codelists.push(Codelist::load(name, c.get_ref(), rule_dir)?);
     }
 
-    let mut features = Vec::new();
-    for (name, f) in &file.features {
-        let offset = f.span().start;
-        claim(name, "a feature", offset)?;
-        let decl = f.get_ref();
-        let kind = feature_kind(&l, name, decl, offset, &sources, &codelists, &params)?;
-        let banding = match (&decl.bands, &kind) {
-            (Some(_), FeatureKind::Derived(case)) => super::Banding::of(case),
-            _ => None,
-        };
-        features.push(Feature {
-            name: name.clone(),
-            description: decl.description.clone().unwrap_or_default(),
-            label: decl.label.clone(),
-            kind,
-            offset,
-            banding,
-        });
-    }
+    Ok(codelists)
+}
 
+/// `[output]`: suppression and purpose, each with where it is written.
+#[allow(clippy::type_complexity)]
+fn read_output(
+    l: &Loader,
+    file: &syntax::RuleFile,
+) -> Result<(
+    Option<(crate::suppress::Suppression, usize)>,
+    Option<(super::Purpose, usize)>,
+)> {
+    let text = l.text;
     let suppression = match &file.output.suppression {
         None => None,
         Some(s) => {
-            let at = content_offset(&text, s.span());
+            let at = content_offset(text, s.span());
             let method = crate::suppress::Suppression::parse(s.get_ref()).ok_or_else(|| {
                 l.error(at, format!("`{}` is not a suppression method", s.get_ref()))
                     .with_help("write \"hes\", \"ehrql\" or \"none\"")
@@ -276,7 +383,7 @@ pub(super) fn load_one(
     let purpose = match &file.output.purpose {
         None => None,
         Some(p) => {
-            let at = content_offset(&text, p.span());
+            let at = content_offset(text, p.span());
             let purpose = super::Purpose::parse(p.get_ref()).ok_or_else(|| {
                 l.error(at, format!("`{}` is not a purpose", p.get_ref()))
                     .with_help("write \"direct_care\" or \"secondary_use\"")
@@ -284,157 +391,108 @@ pub(super) fn load_one(
             Some((purpose, at))
         }
     };
-    let mut model = Model {
-        path: path.to_path_buf(),
-        files: vec![RuleText {
-            path: path.to_path_buf(),
-            sha256: Sha256::digest(text.as_bytes())
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
-            text: text.clone(),
-            start: 0,
-            meta: file.model.clone(),
-        }],
-        meta: file.model,
-        population: file.population,
-        params,
-        overridden,
-        overrides: Vec::new(),
-        sources,
-        codelists,
-        features,
-        derived_order: Vec::new(),
-        cohorts: Vec::new(),
-        tests: Vec::new(),
-        suppression,
-        purpose,
-        purpose_set: None,
-        declarations: file
-            .params
-            .iter()
-            .map(|(n, v)| ("parameter", n.clone(), v.span().start))
-            .chain(
-                file.sources
-                    .iter()
-                    .map(|(n, s)| ("source", n.clone(), s.span().start)),
-            )
-            .chain(
-                file.codelists
-                    .iter()
-                    .map(|(n, c)| ("code list", n.clone(), c.span().start)),
-            )
-            .collect(),
-        params_outside_expressions: HashSet::new(),
-    };
-    for (name, c) in &file.cohorts {
-        claim(name, "a cohort", c.span().start)?;
-        claim(
-            &format!("{name}_rank"),
-            "a cohort's rank column",
-            c.span().start,
-        )?;
-        let decl = c.get_ref();
-        let condition = l.expression(&decl.when)?;
-        let mut rank = Vec::new();
-        for key in &decl.rank {
-            let offset = content_offset(&text, key.span());
-            let mut words = key.get_ref().split_whitespace();
-            let feature = words.next().unwrap_or("");
-            let descending = match words.next().map(str::to_ascii_lowercase).as_deref() {
-                None | Some("asc") => false,
-                Some("desc") => true,
-                Some(other) => {
-                    let at = key
-                        .get_ref()
-                        .rfind(|c: char| c.is_whitespace())
-                        .map_or(0, |i| i + 1);
-                    return Err(l.error(
-                        offset + at,
-                        format!("`{other}` is not a sort order: write `asc` or `desc`"),
-                    ));
-                }
-            };
-            if words.next().is_some() || feature.is_empty() {
+    Ok((suppression, purpose))
+}
+
+/// One `[cohorts.NAME]`.
+fn read_cohort(
+    l: &Loader,
+    name: &str,
+    decl: &syntax::Cohort,
+    params: &[(String, Literal)],
+) -> Result<Cohort> {
+    let text = l.text;
+    let condition = l.expression(&decl.when)?;
+    let mut rank = Vec::new();
+    for key in &decl.rank {
+        let offset = content_offset(text, key.span());
+        let mut words = key.get_ref().split_whitespace();
+        let feature = words.next().unwrap_or("");
+        let descending = match words.next().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("asc") => false,
+            Some("desc") => true,
+            Some(other) => {
+                let at = key
+                    .get_ref()
+                    .rfind(|c: char| c.is_whitespace())
+                    .map_or(0, |i| i + 1);
                 return Err(l.error(
-                    offset,
-                    format!(
-                        "rank key `{}` must be a feature name (or `age`), optionally followed by `desc`",
-                        key.get_ref()
-                    ),
+                    offset + at,
+                    format!("`{other}` is not a sort order: write `asc` or `desc`"),
                 ));
             }
-            rank.push(RankKey {
-                name: feature.to_string(),
-                descending,
+        };
+        if words.next().is_some() || feature.is_empty() {
+            return Err(l.error(
                 offset,
-            });
+                format!(
+                    "rank key `{}` must be a feature name (or `age`), optionally followed by `desc`",
+                    key.get_ref()
+                ),
+            ));
         }
-        let mut reasons = Vec::new();
-        for r in &decl.reasons {
-            reasons.push((r.get_ref().clone(), content_offset(&text, r.span())));
-        }
-        let columns = decl.columns.as_ref().map(|cs| {
-            cs.iter()
-                .map(|c| (c.get_ref().clone(), content_offset(&text, c.span())))
-                .collect()
-        });
-        let pcns = match &decl.pcns {
-            None => None,
-            Some(list) if list.get_ref().is_empty() => {
-                return Err(l
-                    .error(
-                        content_offset(&text, list.span()),
-                        format!("cohort `{name}` is delivered to no PCN"),
-                    )
-                    .with_help("list PCN codes, or leave `pcns` out to deliver to every PCN"));
-            }
-            Some(list) => Some(
-                list.get_ref()
-                    .iter()
-                    .map(|p| {
-                        (
-                            p.get_ref().trim().to_string(),
-                            content_offset(&text, p.span()),
-                        )
-                    })
-                    .collect(),
-            ),
-        };
-        let top_per_pcn = match &decl.top_per_pcn {
-            None => None,
-            Some(top) => {
-                if rank.is_empty() {
-                    return Err(l
-                        .error(
-                            top.span().start,
-                            format!("cohort `{name}` keeps its top members but has no `rank`"),
-                        )
-                        .with_help("add rank = [\"feature desc\"] to say who comes first"));
-                }
-                top_count(&l, top, &model.params)?
-            }
-        };
-        model.cohorts.push(Cohort {
-            name: name.clone(),
-            title: decl.title.clone(),
-            description: decl.description.clone(),
-            condition,
-            rank,
-            reasons,
-            columns,
-            pcns,
-            top_per_pcn,
+        rank.push(RankKey {
+            name: feature.to_string(),
+            descending,
+            offset,
         });
     }
-    model.tests = file.tests.into_iter().map(|t| (0, t)).collect();
-    model.params_outside_expressions = l.used_params.take();
-    let includes = file
-        .include
-        .iter()
-        .map(|i| rule_dir.join(i.get_ref()))
-        .collect();
-    Ok((model, includes))
+    let mut reasons = Vec::new();
+    for r in &decl.reasons {
+        reasons.push((r.get_ref().clone(), content_offset(text, r.span())));
+    }
+    let columns = decl.columns.as_ref().map(|cs| {
+        cs.iter()
+            .map(|c| (c.get_ref().clone(), content_offset(text, c.span())))
+            .collect()
+    });
+    let pcns = match &decl.pcns {
+        None => None,
+        Some(list) if list.get_ref().is_empty() => {
+            return Err(l
+                .error(
+                    content_offset(text, list.span()),
+                    format!("cohort `{name}` is delivered to no PCN"),
+                )
+                .with_help("list PCN codes, or leave `pcns` out to deliver to every PCN"));
+        }
+        Some(list) => Some(
+            list.get_ref()
+                .iter()
+                .map(|p| {
+                    (
+                        p.get_ref().trim().to_string(),
+                        content_offset(text, p.span()),
+                    )
+                })
+                .collect(),
+        ),
+    };
+    let top_per_pcn = match &decl.top_per_pcn {
+        None => None,
+        Some(top) => {
+            if rank.is_empty() {
+                return Err(l
+                    .error(
+                        top.span().start,
+                        format!("cohort `{name}` keeps its top members but has no `rank`"),
+                    )
+                    .with_help("add rank = [\"feature desc\"] to say who comes first"));
+            }
+            top_count(l, top, params)?
+        }
+    };
+    Ok(Cohort {
+        name: name.to_string(),
+        title: decl.title.clone(),
+        description: decl.description.clone(),
+        condition,
+        rank,
+        reasons,
+        columns,
+        pcns,
+        top_per_pcn,
+    })
 }
 
 fn feature_kind(
