@@ -40,209 +40,41 @@ pub fn results<'m>(
     let started = Instant::now();
     let population = Population::load(data, &model.population)?;
     let attribute_types = Population::attribute_types(&model.population, &population.table)?;
-    let (table, batch) = read(path)?;
-    let problem = |message: String| {
-        Error::data(&table.location, message).with_help(
-            "give the table the SQL compiled from the same rule files (strata compile) wrote, for the same --as-of date",
-        )
-    };
-
-    // Columns and their types, against the typed model.
-    let mut expected: Vec<&str> = RESERVED_COLUMNS.to_vec();
-    expected.extend(model.features.iter().map(|f| f.name.as_str()));
-    expected.extend(model.cohorts.iter().map(|c| c.name.as_str()));
-    let ranks: Vec<String> = model
-        .cohorts
-        .iter()
-        .map(|c| format!("{}_rank", c.name))
-        .collect();
-    expected.extend(ranks.iter().map(String::as_str));
-    let found: Vec<&str> = batch
-        .schema_ref()
-        .fields()
-        .iter()
-        .map(|f| f.name().as_str())
-        .collect();
-    if found != expected {
-        let missing: Vec<&str> = expected
-            .iter()
-            .filter(|c| !found.contains(c))
-            .copied()
-            .collect();
-        let extra: Vec<&str> = found
-            .iter()
-            .filter(|c| !expected.contains(c))
-            .copied()
-            .collect();
-        return Err(problem(format!(
-            "the per-person table's columns are not those the rule files define{}{}{}",
-            if missing.is_empty() {
-                String::new()
-            } else {
-                format!("; missing: {}", missing.join(", "))
-            },
-            if extra.is_empty() {
-                String::new()
-            } else {
-                format!("; not defined: {}", extra.join(", "))
-            },
-            if missing.is_empty() && extra.is_empty() {
-                "; the order differs"
-            } else {
-                ""
-            }
-        )));
-    }
-    let column_type = |name: &str| -> Option<Type> {
-        table::canonical_type(
-            batch
-                .column_by_name(name)
-                .expect("checked above")
-                .data_type(),
-        )
-    };
-    let mut column_types = vec![None; model.features.len()];
-    for (fi, f) in model.features.iter().enumerate() {
-        if let FeatureKind::Aggregate {
-            column: Some(_), ..
-        } = &f.kind
-        {
-            column_types[fi] = column_type(&f.name);
-        }
-    }
-    let typed = typing::person_level(model, &attribute_types, &column_types, Some(as_of))?;
-    let first_feature = typing::FIRST_ATTRIBUTE_SLOT + typed.attributes.len();
-    for (fi, f) in model.features.iter().enumerate() {
-        let want = typed.slot_types[first_feature + fi];
-        let got = batch.column_by_name(&f.name).expect("checked above");
-        let same = match column_type(&f.name) {
-            Some(t) => t == want,
-            // An all-null column may come without a type.
-            None => got.data_type() == &DataType::Null,
-        };
-        if !same && want != Type::Null {
-            return Err(problem(format!(
-                "column `{}` holds {}, but the rule files define it as {}",
-                f.name,
-                got.data_type(),
-                want.a()
-            )));
-        }
-    }
-
-    // Each row of the table at its person's place in the population.
-    let ids = table::canonical(
-        batch.column_by_name("person_id").expect("checked"),
-        path,
-        "person_id",
-    )?
-    .0;
-    let column = population.index.column(&ids, path, "person_id")?;
-    let mut place: Vec<Option<u32>> = vec![None; population.len()];
-    for row in 0..batch.num_rows() {
-        match population.index.lookup(&column, row) {
-            Person::Found(p) if place[p as usize].is_none() => place[p as usize] = Some(row as u32),
-            Person::Found(_) => {
-                return Err(problem(
-                    "the per-person table has a person_id more than once".into(),
-                ));
-            }
-            Person::NullId | Person::Unknown => {
-                return Err(problem(format!(
-                    "row {} of the per-person table is not a person of the population table",
-                    row + 1
-                )));
-            }
-        }
-    }
-    let take = |array: &ArrayRef| -> Result<ArrayRef> {
-        let indices = UInt32Array::from(place.clone());
-        arrow_select::take::take(array, &indices, None)
-            .map_err(|e| Error::Internal(format!("placing the per-person table's rows: {e}")))
-    };
-
-    let as_of_day = dates::to_day(as_of);
+    let computed = Computed::read(path)?;
+    computed.check_names(model)?;
+    let typed = computed.typed(model, &attribute_types, as_of)?;
+    let place = computed.place(&population)?;
     let alive = cohorts::alive(
         population.column("birth_date"),
         population.column("date_of_death"),
-        as_of_day,
+        dates::to_day(as_of),
     );
     let (purpose, purpose_from) = model.purpose();
     let opt_outs = opt_outs::OptOuts::new(&population, purpose, purpose_from)?;
-    let written = take(batch.column_by_name("alive").expect("checked"))?;
-    let written = written.as_boolean();
-    for (p, row) in place.iter().enumerate() {
-        let withheld = opt_outs.withheld_from_lists.value(p);
-        if row.is_none() != withheld {
-            return Err(problem(format!(
-                "the per-person table {} a person the {} purpose {}",
-                if withheld { "has" } else { "lacks" },
-                purpose.name(),
-                if withheld {
-                    "withholds from patient-level outputs"
-                } else {
-                    "keeps"
-                }
-            )));
-        }
-        if row.is_some() && written.value(p) != alive.value(p) {
-            return Err(problem(format!(
-                "the per-person table's `alive` differs from the population's as of {as_of}: was it computed for another date?"
-            )));
-        }
-    }
+    computed.check_people(&place, &alive, &opt_outs, as_of)?;
 
+    let first_feature = typing::FIRST_ATTRIBUTE_SLOT + typed.attributes.len();
     let mut slots: Vec<ArrayRef> = vec![
         super::ages(population.column("birth_date"), as_of),
         population.column("sex").clone(),
     ];
     for attribute in &typed.attributes {
-        slots.push(
-            population
-                .column(&crate::input::population::attribute_column(attribute))
-                .clone(),
-        );
+        let column = crate::input::population::attribute_column(attribute);
+        slots.push(population.column(&column).clone());
     }
     for (fi, f) in model.features.iter().enumerate() {
-        let column = take(batch.column_by_name(&f.name).expect("checked"))?;
-        // In the types the engine evaluates (a SQL engine may write an
-        // INT where strata writes a BIGINT, or a column of nulls untyped).
         let want = typed.slot_types[first_feature + fi];
-        slots.push(if column.data_type() == &DataType::Null {
-            arrow_array::new_null_array(&want.data_type(), column.len())
-        } else {
-            table::canonical(&column, path, &f.name)?.0
-        });
+        slots.push(computed.feature(&f.name, want, &place)?);
     }
-    let pcn = population.column("pcn_code").clone();
-    let mut cohort_results = Vec::new();
-    for c in &model.cohorts {
-        let flags = take(batch.column_by_name(&c.name).expect("checked"))?;
-        let flags: BooleanArray = flags
-            .as_boolean()
-            .iter()
-            .map(|f| Some(f == Some(true)))
-            .collect();
-        let rank = take(
-            batch
-                .column_by_name(&format!("{}_rank", c.name))
-                .expect("checked"),
-        )?;
-        let rank = arrow_cast::cast(&rank, &DataType::Int32).map_err(|e| {
-            problem(format!(
-                "column `{}_rank` is not a whole number: {e}",
-                c.name
-            ))
-        })?;
-        let rank: Int32Array = rank.as_primitive::<arrow_array::types::Int32Type>().clone();
-        cohort_results.push(members(flags, rank, &pcn)?);
-    }
-
-    let features = model
-        .features
+    let pcn = population.column("pcn_code");
+    let cohort_results = model
+        .cohorts
         .iter()
-        .enumerate()
-        .map(|(fi, _)| FeaturePlan {
+        .map(|c| computed.cohort(&c.name, &place, pcn))
+        .collect::<Result<Vec<_>>>()?;
+
+    let features = (0..model.features.len())
+        .map(|fi| FeaturePlan {
             ty: typed.slot_types[first_feature + fi],
             slot: first_feature + fi,
         })
@@ -269,8 +101,212 @@ pub fn results<'m>(
         rejected: Vec::new(),
         rejected_rows: Vec::new(),
         timings: vec![("read the per-person table", started.elapsed())],
-        computed_elsewhere: Some(table),
+        computed_elsewhere: Some(computed.table),
     })
+}
+
+/// The per-person table as read, one batch.
+struct Computed {
+    table: Table,
+    batch: RecordBatch,
+}
+
+impl Computed {
+    /// The whole table at `path` (a `.parquet` file or a folder of parts).
+    fn read(path: &Path) -> Result<Computed> {
+        let (table, batch) = read(path)?;
+        Ok(Computed { table, batch })
+    }
+
+    /// An error in the table, with what to do.
+    fn problem(&self, message: String) -> Error {
+        Error::data(&self.table.location, message).with_help(
+            "give the table the SQL compiled from the same rule files (strata compile) wrote, for the same --as-of date",
+        )
+    }
+
+    fn column(&self, name: &str) -> &ArrayRef {
+        self.batch
+            .column_by_name(name)
+            .expect("checked by check_names")
+    }
+
+    /// The columns, in order: those of `patients.parquet` for `model`.
+    fn check_names(&self, model: &Model) -> Result<()> {
+        let ranks: Vec<String> = model
+            .cohorts
+            .iter()
+            .map(|c| format!("{}_rank", c.name))
+            .collect();
+        let expected: Vec<&str> = RESERVED_COLUMNS
+            .iter()
+            .copied()
+            .chain(model.features.iter().map(|f| f.name.as_str()))
+            .chain(model.cohorts.iter().map(|c| c.name.as_str()))
+            .chain(ranks.iter().map(String::as_str))
+            .collect();
+        let schema = self.batch.schema_ref();
+        let found: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        if found == expected {
+            return Ok(());
+        }
+        let listed = |what: &str, names: Vec<&str>| {
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!("; {what}: {}", names.join(", "))
+            }
+        };
+        let missing = expected
+            .iter()
+            .filter(|c| !found.contains(c))
+            .copied()
+            .collect::<Vec<_>>();
+        let extra = found
+            .iter()
+            .filter(|c| !expected.contains(c))
+            .copied()
+            .collect::<Vec<_>>();
+        let reordered = missing.is_empty() && extra.is_empty();
+        Err(self.problem(format!(
+            "the per-person table's columns are not those the rule files define{}{}{}",
+            listed("missing", missing),
+            listed("not defined", extra),
+            if reordered { "; the order differs" } else { "" }
+        )))
+    }
+
+    /// The model typed with the table's types where only data could tell
+    /// them (`min`/`max` of a column); every feature's column must hold the
+    /// type the rule files give it.
+    fn typed(
+        &self,
+        model: &Model,
+        attribute_types: &[(String, Type)],
+        as_of: NaiveDate,
+    ) -> Result<typing::PersonLevel> {
+        let column_type = |name: &str| table::canonical_type(self.column(name).data_type());
+        let column_types: Vec<Option<Type>> = model
+            .features
+            .iter()
+            .map(|f| match &f.kind {
+                FeatureKind::Aggregate {
+                    column: Some(_), ..
+                } => column_type(&f.name),
+                _ => None,
+            })
+            .collect();
+        let typed = typing::person_level(model, attribute_types, &column_types, Some(as_of))?;
+        let first_feature = typing::FIRST_ATTRIBUTE_SLOT + typed.attributes.len();
+        for (fi, f) in model.features.iter().enumerate() {
+            let want = typed.slot_types[first_feature + fi];
+            let got = self.column(&f.name).data_type();
+            let same = match column_type(&f.name) {
+                Some(t) => t == want,
+                // An all-null column may come without a type.
+                None => got == &DataType::Null,
+            };
+            if !same && want != Type::Null {
+                return Err(self.problem(format!(
+                    "column `{}` holds {got}, but the rule files define it as {}",
+                    f.name,
+                    want.a()
+                )));
+            }
+        }
+        Ok(typed)
+    }
+
+    /// Each person's row of the table, by their place in the population.
+    fn place(&self, population: &Population) -> Result<Vec<Option<u32>>> {
+        let location = &self.table.location;
+        let ids = table::canonical(self.column("person_id"), location, "person_id")?.0;
+        let column = population.index.column(&ids, location, "person_id")?;
+        let mut place: Vec<Option<u32>> = vec![None; population.len()];
+        for row in 0..self.batch.num_rows() {
+            match population.index.lookup(&column, row) {
+                Person::Found(p) if place[p as usize].is_none() => {
+                    place[p as usize] = Some(row as u32)
+                }
+                Person::Found(_) => {
+                    return Err(
+                        self.problem("the per-person table has a person_id more than once".into())
+                    );
+                }
+                Person::NullId | Person::Unknown => {
+                    return Err(self.problem(format!(
+                        "row {} of the per-person table is not a person of the population table",
+                        row + 1
+                    )));
+                }
+            }
+        }
+        Ok(place)
+    }
+
+    /// Column `name` in population order (null for a person with no row).
+    fn placed(&self, name: &str, place: &[Option<u32>]) -> Result<ArrayRef> {
+        let indices = UInt32Array::from(place.to_vec());
+        arrow_select::take::take(self.column(name), &indices, None)
+            .map_err(|e| Error::Internal(format!("placing the per-person table's rows: {e}")))
+    }
+
+    /// The people are the population's, less those the purpose withholds;
+    /// their `alive` is the population's on `as_of`.
+    fn check_people(
+        &self,
+        place: &[Option<u32>],
+        alive: &BooleanArray,
+        opt_outs: &opt_outs::OptOuts,
+        as_of: NaiveDate,
+    ) -> Result<()> {
+        let written = self.placed("alive", place)?;
+        let written = written.as_boolean();
+        let purpose = opt_outs.purpose.name();
+        for (p, row) in place.iter().enumerate() {
+            let withheld = opt_outs.withheld_from_lists.value(p);
+            if row.is_none() != withheld {
+                return Err(self.problem(if withheld {
+                    format!("the per-person table has a person the {purpose} purpose withholds from patient-level outputs")
+                } else {
+                    format!("the per-person table lacks a person the {purpose} purpose keeps")
+                }));
+            }
+            if row.is_some() && written.value(p) != alive.value(p) {
+                return Err(self.problem(format!(
+                    "the per-person table's `alive` differs from the population's as of {as_of}: was it computed for another date?"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// A feature's column in population order, in the type the engine
+    /// evaluates (a SQL engine may write an INT where strata writes a
+    /// BIGINT, or a column of nulls untyped).
+    fn feature(&self, name: &str, want: Type, place: &[Option<u32>]) -> Result<ArrayRef> {
+        let column = self.placed(name, place)?;
+        if column.data_type() == &DataType::Null {
+            return Ok(arrow_array::new_null_array(&want.data_type(), column.len()));
+        }
+        Ok(table::canonical(&column, &self.table.location, name)?.0)
+    }
+
+    /// A cohort's flags, ranks and members.
+    fn cohort(&self, name: &str, place: &[Option<u32>], pcn: &ArrayRef) -> Result<CohortResult> {
+        let flags = self.placed(name, place)?;
+        let flags: BooleanArray = flags
+            .as_boolean()
+            .iter()
+            .map(|f| Some(f == Some(true)))
+            .collect();
+        let rank = self.placed(&format!("{name}_rank"), place)?;
+        let rank = arrow_cast::cast(&rank, &DataType::Int32).map_err(|e| {
+            self.problem(format!("column `{name}_rank` is not a whole number: {e}"))
+        })?;
+        let rank: Int32Array = rank.as_primitive::<arrow_array::types::Int32Type>().clone();
+        members(flags, rank, pcn)
+    }
 }
 
 /// A cohort's members in output order (by PCN, then rank), from its flags
