@@ -258,6 +258,32 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     }
 }
 
+/// What every command that runs a model needs, validated once from its
+/// arguments (the `--rules` resolved and read with `--set` and `--purpose`,
+/// the as-of date parsed), before any work starts: the arguments clap
+/// parsed are the low level, these the high.
+struct Settings {
+    model: rules::Model,
+    as_of: Option<chrono::NaiveDate>,
+}
+
+impl Settings {
+    fn new(
+        rules: &[PathBuf],
+        set: &[(String, String)],
+        purpose: Option<rules::Purpose>,
+        as_of: &Option<String>,
+    ) -> Result<Settings> {
+        let as_of = match as_of {
+            Some(text) => Some(parse_date_arg("--as-of", text)?),
+            None => None,
+        };
+        let mut model = rules::load_all(&rule_paths(rules)?, set)?;
+        model.purpose_set = purpose;
+        Ok(Settings { model, as_of })
+    }
+}
+
 /// What each `--rules` argument names: a bundled model (a bare name such as
 /// `core`) or a rule file (a path). A bare name that is neither is refused
 /// with the bundled names.
@@ -318,11 +344,7 @@ fn run_init(args: &InitArgs, quiet: bool) -> Result<()> {
 }
 
 fn run_explain(args: &ExplainArgs) -> Result<()> {
-    let as_of = match &args.as_of {
-        Some(text) => Some(parse_date_arg("--as-of", text)?),
-        None => None,
-    };
-    let model = rules::load_all(&rule_paths(&args.rules)?, &args.set)?;
+    let Settings { model, as_of } = Settings::new(&args.rules, &args.set, None, &args.as_of)?;
     let quiet = progress::Terminal::new(true);
     let (results, explained) =
         engine::run_traced(&model, &args.data, as_of, &quiet, Some(&args.person))?;
@@ -435,12 +457,8 @@ fn parse_target(text: &str) -> std::result::Result<strata::sql::Target, String> 
 
 /// `strata compile`: the rule files as one SQL script.
 fn run_compile(args: &CompileArgs, quiet: bool) -> Result<()> {
-    let as_of = match &args.as_of {
-        Some(text) => Some(parse_date_arg("--as-of", text)?),
-        None => None,
-    };
-    let mut model = rules::load_all(&rule_paths(&args.rules)?, &args.set)?;
-    model.purpose_set = args.purpose;
+    let Settings { model, as_of } =
+        Settings::new(&args.rules, &args.set, args.purpose, &args.as_of)?;
     let options = strata::sql::Options {
         target: args.target,
         as_of,
@@ -528,18 +546,14 @@ fn run_model(
     quiet: bool,
     published: Option<&std::path::Path>,
 ) -> Result<ExitCode> {
-    let as_of = match &args.as_of {
-        Some(text) => Some(parse_date_arg("--as-of", text)?),
-        None => None,
-    };
+    let Settings { model, as_of } =
+        Settings::new(&args.rules, &args.set, args.purpose, &args.as_of)?;
     if published.is_some() && as_of.is_none() {
         return Err(Error::usage(
             "strata publish needs --as-of: the per-person table does not say which date it was computed for",
         )
         .with_help("give the --as-of date the table was compiled for (the script's first lines say it)"));
     }
-    let mut model = rules::load_all(&rule_paths(&args.rules)?, &args.set)?;
-    model.purpose_set = args.purpose;
     output::publish::check_target(&args.out)?;
     // Held until the run ends: no second run writes this folder meanwhile.
     let _lock = output::publish::Lock::acquire(&args.out)?;
