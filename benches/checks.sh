@@ -7,9 +7,10 @@
 # (`strata compile --target duckdb`) give the same per-person table as the
 # native engine, on every assurance test's data and on the generated
 # population, and that `strata publish` turns the SQL's table into the native
-# run's outputs (benches/conformance.py); then prints the prevalence figures
-# of docs/models.md (benches/prevalence.py). Exits non-zero if any check
-# fails.
+# run's outputs (benches/conformance.py); recomputes `strata evaluate`'s
+# figures from its predictions (benches/check_evaluate.py); then prints the
+# prevalence figures of docs/models.md (benches/prevalence.py). Exits
+# non-zero if any check fails.
 #
 # Usage: benches/checks.sh [PERSONS (200000)] [SEED (1)]
 # Builds nothing: runs ${STRATA:-target/release/strata} (build it first with
@@ -88,6 +89,18 @@ if ! "$py" benches/conformance.py --engine duckdb --strata "$strata" --work targ
     models/charlson.toml models/core20plus5.toml \
     --generated sample-data "$sample_out" "$as_of" core; then
     failed+=("conformance (SQL backend)")
+fi
+
+echo
+echo "== strata evaluate, recomputed independently from predictions.parquet"
+evaluation=target/checks/evaluation-$persons-$seed
+rm -rf "$evaluation"
+if ! { "$strata" evaluate --rules models/core.toml --rules models/outcomes.toml --data "$data" \
+    --as-of 2024-06-30 --as-of 2024-09-30 --as-of 2024-12-31 --as-of 2025-03-31 \
+    --outcome emergency_admission_365d --outcome death_365d --score efi --score hfrs \
+    --suppression none --out "$evaluation" --quiet &&
+    "$py" benches/check_evaluate.py "$evaluation"; }; then
+    failed+=("evaluate")
 fi
 
 echo

@@ -262,7 +262,8 @@ def main():
     for rules in args.rules:
         keep = work / "tests" / Path(rules).stem
         run([strata, "test", rules, "--keep-data", keep], rules)
-        for case_dir in sorted(keep.iterdir(), key=lambda p: int(p.name)):
+        kept = sorted(keep.iterdir(), key=lambda p: int(p.name)) if keep.exists() else []
+        for case_dir in kept:
             spec = json.loads((case_dir / "run.json").read_text())
             case = f"{Path(rules).name} test run {case_dir.name} (as of {spec['as_of']}" + (
                 f", --set {' '.join(spec['set'])})" if spec["set"] else ")")

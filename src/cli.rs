@@ -54,9 +54,42 @@ pub enum Command {
     /// Write every output of `run` (lists, workbooks, report, manifest) from
     /// a per-person table computed elsewhere, e.g. by `compile`'s SQL.
     Publish(PublishArgs),
+    /// Back-test cohorts and scores: run as of past dates and compare with
+    /// what happened next (the rule files' [outcomes]).
+    Evaluate(EvaluateArgs),
     /// Compile rule files to one SQL script (Spark SQL or DuckDB) that
     /// computes the per-person table of `run` on a SQL engine.
     Compile(CompileArgs),
+}
+
+#[derive(Args)]
+pub struct EvaluateArgs {
+    /// Rule files (or bundled model names), as for `run`; they must define
+    /// the outcomes named.
+    #[arg(long, required = true)]
+    pub rules: Vec<PathBuf>,
+    /// Folder of input Parquet tables, with events after the as-of dates.
+    #[arg(long, default_value = "sample-data")]
+    pub data: PathBuf,
+    /// A date to predict from, YYYY-MM-DD (repeatable).
+    #[arg(long = "as-of", required = true)]
+    pub as_of: Vec<String>,
+    /// An outcome of the rule files to evaluate against (repeatable).
+    #[arg(long = "outcome", required = true)]
+    pub outcomes: Vec<String>,
+    /// A numeric feature to evaluate as a score (repeatable); every cohort
+    /// is evaluated.
+    #[arg(long = "score")]
+    pub scores: Vec<String>,
+    /// Override a parameter, as for `run`.
+    #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_setting)]
+    pub set: Vec<(String, String)>,
+    /// Folder to create for predictions.parquet and evaluation.json.
+    #[arg(long, default_value = "evaluation")]
+    pub out: PathBuf,
+    /// Small-number suppression of the counts: hes (default), ehrql or none.
+    #[arg(long, default_value = "hes", value_parser = parse_suppression)]
+    pub suppression: strata::suppress::Suppression,
 }
 
 #[derive(Args)]
@@ -255,6 +288,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Models => run_models().map(|_| ExitCode::SUCCESS),
         Command::Init(args) => run_init(args, cli.quiet).map(|_| ExitCode::SUCCESS),
         Command::Compile(args) => run_compile(args, cli.quiet).map(|_| ExitCode::SUCCESS),
+        Command::Evaluate(args) => run_evaluate(args, cli.quiet).map(|_| ExitCode::SUCCESS),
     }
 }
 
@@ -453,6 +487,29 @@ fn parse_suppression(text: &str) -> std::result::Result<strata::suppress::Suppre
 
 fn parse_target(text: &str) -> std::result::Result<strata::sql::Target, String> {
     strata::sql::Target::parse(text).ok_or_else(|| "expected spark or duckdb".to_string())
+}
+
+/// `strata evaluate`: cohorts and scores against what happened next.
+fn run_evaluate(args: &EvaluateArgs, quiet: bool) -> Result<()> {
+    let Settings { model, .. } = Settings::new(&args.rules, &args.set, None, &None)?;
+    let dates = args
+        .as_of
+        .iter()
+        .map(|d| parse_date_arg("--as-of", d))
+        .collect::<Result<Vec<_>>>()?;
+    let request = commands::evaluate::Request {
+        data: &args.data,
+        dates,
+        outcomes: args.outcomes.clone(),
+        scores: args.scores.clone(),
+        suppression: args.suppression,
+    };
+    let terminal = progress::Terminal::new(quiet);
+    let evaluation = commands::evaluate::run(&model, &request, &args.out, &terminal)?;
+    if !quiet {
+        print_stdout(&commands::evaluate::render(&evaluation, &args.out));
+    }
+    Ok(())
 }
 
 /// `strata compile`: the rule files as one SQL script.

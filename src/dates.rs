@@ -52,6 +52,10 @@ pub enum Window {
     Days(u32),
     Months(u32),
     Years(u32),
+    /// Everything strictly after this date (and up to the run's date): how
+    /// an outcome's forward window is run (see `engine::outcomes`). Rule
+    /// files cannot write it.
+    After(NaiveDate),
 }
 
 impl Window {
@@ -65,8 +69,21 @@ impl Window {
             // chrono clamps to the month's last day (31 March - 1 month = 28/29 February).
             Window::Months(n) => as_of.checked_sub_months(Months::new(n)),
             Window::Years(n) => as_of.checked_sub_months(Months::new(n.saturating_mul(12))),
+            Window::After(date) => Some(date),
         };
         start.map(to_day)
+    }
+
+    /// The last day of a forward window of this length starting after
+    /// `as_of` (`next 365 days`: `as_of` + 365 days; months clamped to the
+    /// month's last day); `None` for `ever`, or beyond the calendar.
+    pub fn forward_end(self, as_of: NaiveDate) -> Option<NaiveDate> {
+        match self {
+            Window::Ever | Window::After(_) => None,
+            Window::Days(n) => as_of.checked_add_days(chrono::Days::new(u64::from(n))),
+            Window::Months(n) => as_of.checked_add_months(Months::new(n)),
+            Window::Years(n) => as_of.checked_add_months(Months::new(n.saturating_mul(12))),
+        }
     }
 }
 
@@ -114,6 +131,22 @@ mod tests {
         );
         assert_eq!(Window::Days(u32::MAX).exclusive_start(as_of), None);
         assert_eq!(Window::Years(u32::MAX).exclusive_start(as_of), None);
+    }
+
+    #[test]
+    fn forward_windows_end_exactly() {
+        let as_of = d("2025-03-31");
+        assert_eq!(Window::Days(365).forward_end(as_of), Some(d("2026-03-31")));
+        assert_eq!(Window::Months(1).forward_end(as_of), Some(d("2025-04-30")));
+        assert_eq!(
+            Window::Years(1).forward_end(d("2024-02-29")),
+            Some(d("2025-02-28"))
+        );
+        assert_eq!(Window::Ever.forward_end(as_of), None);
+        assert_eq!(
+            Window::After(as_of).exclusive_start(d("2026-03-31")),
+            Some(to_day(as_of))
+        );
     }
 
     #[test]

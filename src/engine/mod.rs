@@ -10,6 +10,7 @@ pub mod aggregate;
 pub mod cohorts;
 pub mod eval;
 pub mod opt_outs;
+pub mod outcomes;
 pub mod plan;
 pub mod published;
 pub mod scan;

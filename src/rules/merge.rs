@@ -135,6 +135,33 @@ pub fn merge(mut a: Model, mut b: Model) -> Result<Model> {
             None => a.features.push(feature),
         }
     }
+    for mut outcome in std::mem::take(&mut b.outcomes) {
+        if let FeatureKind::Aggregate {
+            source, codelist, ..
+        } = &mut outcome.kind
+        {
+            *source = source_index[*source];
+            *codelist = codelist.map(|c| codelist_index[c]);
+        }
+        match a.outcomes.iter().find(|o| o.name == outcome.name) {
+            Some(o) if same_feature(o, &outcome) => {}
+            Some(o) => {
+                return Err(b
+                    .error_at(
+                        outcome.offset,
+                        format!(
+                            "outcome `{}` is defined differently in {}",
+                            outcome.name,
+                            file_of(&a, o.offset)
+                        ),
+                    )
+                    .with_help(
+                        "give one of them another name, or make the definitions identical",
+                    ));
+            }
+            None => a.outcomes.push(outcome),
+        }
+    }
     for cohort in std::mem::take(&mut b.cohorts) {
         match a.cohorts.iter().find(|c| c.name == cohort.name) {
             Some(c) if same_cohort(c, &cohort) => {}
@@ -263,7 +290,7 @@ fn shift(b: &mut Model, by: usize) {
     for f in &mut b.files {
         f.start += by;
     }
-    for feature in &mut b.features {
+    for feature in b.features.iter_mut().chain(&mut b.outcomes) {
         feature.offset += by;
         if let Some(b) = &mut feature.banding {
             b.score.offset += by;

@@ -247,7 +247,7 @@ pub struct Cohort {
 /// The text of one rule file of a model. A model read from several files
 /// numbers the bytes of all of them in one sequence, each file starting at
 /// `start`, so that any offset a definition keeps names its file too.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct RuleText {
     pub path: PathBuf,
     pub text: String,
@@ -291,7 +291,7 @@ impl Purpose {
 }
 
 /// One or more rule files whose names all resolve.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Model {
     /// The file the model was asked for (the first, if several).
     pub path: PathBuf,
@@ -312,6 +312,9 @@ pub struct Model {
     /// Indices of derived features, each after everything it uses.
     pub derived_order: Vec<usize>,
     pub cohorts: Vec<Cohort>,
+    /// `[outcomes]`: aggregates over a forward window (its length), for
+    /// `strata evaluate`; nothing else reads them.
+    pub outcomes: Vec<Feature>,
     /// Assurance tests as written, with the start offset of their file;
     /// checked and run by [`crate::commands::test`].
     pub tests: Vec<(usize, Spanned<syntax::TestCase>)>,

@@ -110,7 +110,7 @@ pub(super) fn load_one(
         let offset = f.span().start;
         names.claim(l, name, "a feature", offset)?;
         let decl = f.get_ref();
-        let kind = feature_kind(l, name, decl, offset, &sources, &codelists, &params)?;
+        let kind = feature_kind(l, name, decl, offset, &sources, &codelists, &params, false)?;
         let banding = match (&decl.bands, &kind) {
             (Some(_), FeatureKind::Derived(case)) => super::Banding::of(case),
             _ => None,
@@ -125,6 +125,26 @@ pub(super) fn load_one(
         });
     }
 
+    let mut outcomes = Vec::new();
+    for (name, o) in &file.outcomes {
+        let offset = o.span().start;
+        names.claim(l, name, "an outcome", offset)?;
+        let decl = o.get_ref();
+        let kind = feature_kind(l, name, decl, offset, &sources, &codelists, &params, true)?;
+        if !matches!(kind, FeatureKind::Aggregate { .. }) {
+            return Err(l
+                .error(offset, format!("outcome `{name}` is not an aggregate over a source"))
+                .with_help("an outcome counts events after the as-of date: give it `source`, `aggregate` and a `window` such as \"next 365 days\""));
+        }
+        outcomes.push(Feature {
+            name: name.clone(),
+            description: decl.description.clone().unwrap_or_default(),
+            label: decl.label.clone(),
+            kind,
+            offset,
+            banding: None,
+        });
+    }
     let (suppression, purpose) = read_output(l, &file)?;
     let mut model = Model {
         path: path.to_path_buf(),
@@ -148,6 +168,7 @@ pub(super) fn load_one(
         features,
         derived_order: Vec::new(),
         cohorts: Vec::new(),
+        outcomes,
         tests: Vec::new(),
         suppression,
         purpose,
@@ -495,6 +516,9 @@ fn read_cohort(
     })
 }
 
+/// A feature's definition; `forward` for an outcome, whose window looks
+/// forward from the as-of date (`next 365 days`).
+#[allow(clippy::too_many_arguments)]
 fn feature_kind(
     l: &Loader,
     name: &str,
@@ -503,6 +527,7 @@ fn feature_kind(
     sources: &[Source],
     codelists: &[Codelist],
     params: &[(String, Literal)],
+    forward: bool,
 ) -> Result<FeatureKind> {
     if let Some(bands) = &decl.bands {
         return banded(l, name, decl, bands, offset, params);
@@ -629,7 +654,14 @@ fn feature_kind(
         ));
     }
     let window = match &decl.window {
-        Some(w) => parse_window(l, w, params)?,
+        Some(w) => parse_window(l, w, params, forward)?,
+        None if forward => {
+            return Err(l
+                .error(offset, format!("outcome `{name}` needs a `window`"))
+                .with_help(
+                    "say how long after the as-of date to look, e.g. window = \"next 365 days\"",
+                ));
+        }
         None => Window::Ever,
     };
     let filter = decl.filter.as_ref().map(|f| l.expression(f)).transpose()?;
@@ -895,10 +927,33 @@ fn top_count(
     Ok((n > 0).then_some(n))
 }
 
-fn parse_window(l: &Loader, w: &Spanned<String>, params: &[(String, Literal)]) -> Result<Window> {
+/// A window as written: `365 days`, `12 months`, `2 years`, `ever`; with
+/// `forward` (an outcome's), `next 365 days` and so on, its length.
+fn parse_window(
+    l: &Loader,
+    w: &Spanned<String>,
+    params: &[(String, Literal)],
+    forward: bool,
+) -> Result<Window> {
     let at = content_offset(l.text, w.span());
     let text = w.get_ref().trim();
-    if text.eq_ignore_ascii_case("ever") {
+    let next = text
+        .get(..5)
+        .is_some_and(|n| n.eq_ignore_ascii_case("next "));
+    if forward && !next {
+        return Err(l.error(at, format!("`{text}` is not an outcome's window"))
+            .with_help("an outcome looks forward from the as-of date: write \"next 365 days\", \"next 12 months\" or \"next 1 year\""));
+    }
+    if !forward && next {
+        return Err(l.error(at, format!("`{text}` looks after the as-of date"))
+            .with_help("a feature sees only what was known on the as-of date: write \"365 days\"; what happens next is an [outcomes] entry, for strata evaluate"));
+    }
+    let (text, at) = if next {
+        (text[5..].trim_start(), at + 5)
+    } else {
+        (text, at)
+    };
+    if text.eq_ignore_ascii_case("ever") && !forward {
         return Ok(Window::Ever);
     }
     let bad = || {

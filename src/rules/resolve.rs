@@ -21,12 +21,11 @@ pub(super) fn resolve_names(model: &mut Model) -> Result<()> {
             .into_iter()
             .find(|(n, _)| !known.contains(n))
         {
-            return Err(model.error_at(
+            return Err(unknown_name(
+                model,
                 condition.offset + span.start,
-                format!(
-                    "unknown name `{unknown}`{}",
-                    did_you_mean(unknown, known.iter().copied())
-                ),
+                unknown,
+                &known,
             ));
         }
         for key in &cohort.rank {
@@ -80,6 +79,26 @@ pub(super) fn resolve_names(model: &mut Model) -> Result<()> {
     Ok(())
 }
 
+/// A name no feature, parameter or attribute has; an outcome's name is
+/// refused as what it is.
+fn unknown_name(model: &Model, offset: usize, name: &str, known: &[&str]) -> Error {
+    if model.outcomes.iter().any(|o| o.name == name) {
+        return model
+            .error_at(
+                offset,
+                format!("`{name}` is an outcome: what happened after the as-of date, which no feature or cohort may read"),
+            )
+            .with_help("a list built on what happens next could not be made on the day; outcomes are for strata evaluate");
+    }
+    model.error_at(
+        offset,
+        format!(
+            "unknown name `{name}`{}",
+            did_you_mean(name, known.iter().copied())
+        ),
+    )
+}
+
 /// Declarations nothing uses: parameters, sources and code lists. Each is a
 /// rule-file error value, used as a warning.
 pub fn unused(model: &Model) -> Vec<Error> {
@@ -89,7 +108,7 @@ pub fn unused(model: &Model) -> Vec<Error> {
         .map(String::as_str)
         .collect();
     let mut expressions: Vec<&Located> = model.cohorts.iter().map(|c| &c.condition).collect();
-    for feature in &model.features {
+    for feature in model.features.iter().chain(&model.outcomes) {
         expressions.extend(feature.kind.expressions());
         if let FeatureKind::Aggregate {
             filter: Some(f), ..
@@ -102,12 +121,16 @@ pub fn unused(model: &Model) -> Vec<Error> {
         used.extend(located.expr.names().into_iter().map(|(n, _)| n));
     }
     let aggregates = || {
-        model.features.iter().filter_map(|f| match &f.kind {
-            FeatureKind::Aggregate {
-                source, codelist, ..
-            } => Some((*source, *codelist)),
-            _ => None,
-        })
+        model
+            .features
+            .iter()
+            .chain(&model.outcomes)
+            .filter_map(|f| match &f.kind {
+                FeatureKind::Aggregate {
+                    source, codelist, ..
+                } => Some((*source, *codelist)),
+                _ => None,
+            })
     };
     model
         .declarations
@@ -185,12 +208,11 @@ fn derived_order(model: &Model) -> Result<Vec<usize>> {
                 Some(j) => visit(j, model, known, marks, order, path)?,
                 None if known.contains(&name) => {}
                 None => {
-                    return Err(model.error_at(
+                    return Err(unknown_name(
+                        model,
                         located.offset + span.start,
-                        format!(
-                            "unknown name `{name}`{}",
-                            did_you_mean(name, known.iter().copied())
-                        ),
+                        name,
+                        known,
                     ));
                 }
             }

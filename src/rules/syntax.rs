@@ -36,6 +36,13 @@ pub struct RuleFile {
     #[serde(default)]
     #[schemars(with = "IndexMap<String, Cohort>")]
     pub cohorts: IndexMap<String, Spanned<Cohort>>,
+    /// What happened after the as-of date, for `strata evaluate`: an
+    /// aggregate over a source with a forward window (`window = "next 365
+    /// days"`). No feature or cohort can read an outcome; `strata run`
+    /// ignores them.
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, Feature>")]
+    pub outcomes: IndexMap<String, Spanned<Feature>>,
     /// How outputs are written.
     #[serde(default)]
     pub output: OutputOptions,
@@ -71,7 +78,7 @@ type TestRowSchema = IndexMap<String, serde_json::Value>;
 
 /// An assurance test: one synthetic person, their events, and what the
 /// model must compute for them.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TestCase {
     pub name: String,
@@ -111,7 +118,7 @@ pub struct ModelMeta {
 }
 
 /// The registered-population table and its column names.
-#[derive(Debug, PartialEq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Population {
     pub table: String,

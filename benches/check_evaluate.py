@@ -1,0 +1,128 @@
+"""Independent check of `strata evaluate`: every figure of evaluation.json
+recomputed from predictions.parquet in plain Python (DuckDB only reads the
+file), by other algorithms than strata's: AUROC by counting, for each person
+with the outcome, the people without it scored lower (binary search, ties
+half), and DeLong's variance from those counts; lists and top fractions by
+counting. Agrees to 1e-9 or exits 1.
+
+Usage: check_evaluate.py EVALUATION_DIR (made with --suppression none)
+"""
+
+import bisect
+import json
+import math
+import sys
+from pathlib import Path
+
+import duckdb
+
+TOLERANCE = 1e-9
+
+
+def list_figures(on_list, happened):
+    n = len(happened)
+    events = sum(happened)
+    size = sum(on_list)
+    caught = sum(1 for m, h in zip(on_list, happened) if m and h)
+    negatives = n - events
+    ppv = caught / size if size else None
+    prevalence = events / n if n else None
+    return {
+        "on_list": str(size),
+        "with_outcome": str(caught),
+        "ppv": ppv,
+        "sensitivity": caught / events if events else None,
+        "specificity": (negatives - (size - caught)) / negatives if negatives else None,
+        "lift": ppv / prevalence if ppv is not None and prevalence else None,
+    }
+
+
+def auroc(scores, happened):
+    pos = [s for s, h in zip(scores, happened) if s is not None and h]
+    neg = [s for s, h in zip(scores, happened) if s is not None and not h]
+    if not pos or not neg:
+        return None, None
+    neg_sorted, pos_sorted = sorted(neg), sorted(pos)
+    v10 = []
+    for x in pos:
+        lower = bisect.bisect_left(neg_sorted, x)
+        equal = bisect.bisect_right(neg_sorted, x) - lower
+        v10.append((lower + 0.5 * equal) / len(neg))
+    v01 = []
+    for y in neg:
+        higher = len(pos) - bisect.bisect_right(pos_sorted, y)
+        equal = bisect.bisect_right(pos_sorted, y) - bisect.bisect_left(pos_sorted, y)
+        v01.append((higher + 0.5 * equal) / len(pos))
+    auc = sum(v10) / len(pos)
+
+    def var(v):
+        if len(v) < 2:
+            return 0.0
+        mean = sum(v) / len(v)
+        return sum((x - mean) ** 2 for x in v) / (len(v) - 1)
+
+    se = math.sqrt(var(v10) / len(pos) + var(v01) / len(neg))
+    return auc, se
+
+
+def close(a, b):
+    if a is None or b is None:
+        return a is None and b is None
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    return abs(a - b) <= TOLERANCE * max(1.0, abs(a), abs(b))
+
+
+def main():
+    folder = Path(sys.argv[1])
+    evaluation = json.loads((folder / "evaluation.json").read_text())
+    con = duckdb.connect()
+    rel = con.execute(f"SELECT * FROM read_parquet('{folder / 'predictions.parquet'}') ORDER BY as_of, person_id")
+    names = [d[0] for d in rel.description]
+    rows = rel.fetchall()
+    problems, compared = [], 0
+
+    def check(where, ours, theirs):
+        nonlocal compared
+        compared += 1
+        if not close(ours, theirs):
+            problems.append(f"{where}: strata {theirs!r}, recomputed {ours!r}")
+
+    for f in evaluation["figures"]:
+        day = f["as_of"]
+        these = [r for r in rows if str(r[names.index("as_of")]) == day]
+        happened = [r[names.index("outcome_" + f["outcome"])] for r in these]
+        at = f"{day} {f['outcome']}"
+        check(f"{at} people", str(len(these)), f["people"])
+        check(f"{at} prevalence", sum(happened) / len(happened), f["prevalence"])
+        for c in f["cohorts"]:
+            mine = list_figures([r[names.index(c["cohort"])] for r in these], happened)
+            for key, value in mine.items():
+                check(f"{at} cohort {c['cohort']} {key}", value, c["as_list"][key])
+        for s in f["scores"]:
+            scores = [r[names.index(s["score"])] for r in these]
+            auc, se = auroc(scores, happened)
+            check(f"{at} score {s['score']} auroc", auc, s["auroc"])
+            if auc is not None:
+                low, high = max(0.0, auc - 1.959964 * se), min(1.0, auc + 1.959964 * se)
+                check(f"{at} score {s['score']} ci low", low, s["auroc_95ci"][0])
+                check(f"{at} score {s['score']} ci high", high, s["auroc_95ci"][1])
+            # Highest first, ties by person order (ascending person_id).
+            scored = [i for i, v in enumerate(scores) if v is not None]
+            scored.sort(key=lambda i: (-scores[i], i))
+            for top in s["top"]:
+                k = min(len(scored), math.ceil(top["top"] * len(scored)))
+                chosen = set(scored[:k])
+                mine = list_figures([i in chosen for i in range(len(these))], happened)
+                for key, value in mine.items():
+                    check(f"{at} score {s['score']} top {top['top']} {key}", value, top["as_list"][key])
+    for p in problems[:20]:
+        print(p)
+    if problems:
+        print(f"check_evaluate: FAILED: {len(problems)} of {compared} figures differ", file=sys.stderr)
+        sys.exit(1)
+    print(f"check_evaluate: all {compared} figures of {len(evaluation['figures'])} dates x outcomes agree to {TOLERANCE}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,520 @@
+//! `strata evaluate`: back-testing. Runs the rule files as of dates in the
+//! past, looks at what happened next (the rule files' `[outcomes]`), and
+//! says how well each cohort and score picked the people it happened to.
+//!
+//! The evaluated population on each date is everyone in the population then
+//! (born, not dead) without an opt-out: evaluation is planning, a secondary
+//! use, so both opt-outs apply. Per date and outcome, for each cohort: its
+//! size, how many of its members had the outcome, PPV, sensitivity,
+//! specificity and lift; for each score named with `--score`: AUROC with a
+//! 95% confidence interval (DeLong), and PPV, sensitivity and lift of its
+//! top 1% and 5%. `predictions.parquet` holds every person's predictions
+//! and outcomes, so any figure can be recomputed; counts of people in
+//! `evaluation.json` are suppressed, and a ratio is left out where a count
+//! it is made from would be.
+//!
+//! Not yet here (see the note): a registrations table (the
+//! population as registered on each date), subgroup and comparison
+//! figures, calibration, AUPRC, the HTML charts, and one scan for all
+//! dates (each date is a run of its own, and each outcome horizon one more).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, BooleanArray, Date32Array, Float64Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+use chrono::NaiveDate;
+use serde_json::json;
+
+use crate::engine::{self, Progress};
+use crate::error::{Error, Result};
+use crate::rules::{Model, Purpose};
+use crate::suppress::Suppression;
+
+/// What to evaluate.
+pub struct Request<'a> {
+    pub data: &'a Path,
+    pub dates: Vec<NaiveDate>,
+    pub outcomes: Vec<String>,
+    /// Numeric features to evaluate as scores (every cohort is evaluated).
+    pub scores: Vec<String>,
+    pub suppression: Suppression,
+}
+
+/// The top fractions of each score's ranking that are evaluated as lists.
+const TOP: [f64; 2] = [0.01, 0.05];
+
+/// Runs the evaluation and writes `predictions.parquet` and
+/// `evaluation.json` into `out` (created; it must not exist). Returns the
+/// evaluation, as written.
+pub fn run(
+    model: &Model,
+    request: &Request,
+    out: &Path,
+    progress: &dyn Progress,
+) -> Result<serde_json::Value> {
+    let mut model = model.clone();
+    model.purpose_set = Some(Purpose::SecondaryUse);
+    for s in &request.scores {
+        if model.feature_index(s).is_none() {
+            return Err(Error::usage(format!(
+                "--score {s}: the rule files define no feature `{s}`{}",
+                crate::rules::did_you_mean(s, model.features.iter().map(|f| f.name.as_str()))
+            ))
+            .with_help("name a numeric feature (a score) of the rule files"));
+        }
+    }
+    if request.outcomes.is_empty() {
+        return Err(Error::usage("strata evaluate needs at least one --outcome")
+            .with_help("name an [outcomes] entry of the rule files, e.g. --outcome emergency_admission_365d"));
+    }
+    let mut batches = Vec::new();
+    let mut figures = Vec::new();
+    for &as_of in &request.dates {
+        let people = people_on(&model, request, as_of, progress)?;
+        for (outcome, happened) in &people.outcomes {
+            figures.push(evaluate(&model, request, &people, outcome, happened, as_of));
+        }
+        batches.push(people.batch(as_of)?);
+    }
+    std::fs::create_dir(out).map_err(|e| {
+        Error::io(out, "cannot create the evaluation folder", e)
+            .with_help("give --out a folder that does not exist yet")
+    })?;
+    let schema = batches[0].schema();
+    let all = arrow_select::concat::concat_batches(&schema, &batches)
+        .map_err(|e| Error::Internal(format!("joining the dates' predictions: {e}")))?;
+    crate::output::parquet::write_batch(&out.join("predictions.parquet"), &all, None)?;
+    let evaluation = json!({
+        "model": model.meta.name,
+        "as_of": request.dates.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+        "outcomes": request.outcomes,
+        "scores": request.scores,
+        "population": "alive on each as-of date, without a type 1 or National Data Opt-out (evaluation is a secondary use)",
+        "suppression": request.suppression.method(),
+        "figures": figures,
+    });
+    let path: PathBuf = out.join("evaluation.json");
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&evaluation).expect("serialises") + "\n",
+    )
+    .map_err(|e| Error::io(&path, "cannot write", e))?;
+    Ok(evaluation)
+}
+
+/// One date's evaluated people: their predictions and outcomes.
+struct People {
+    ids: ArrayRef,
+    /// (cohort, members), for the evaluated people.
+    cohorts: Vec<(String, Vec<bool>)>,
+    /// (score, values; None where the score is null).
+    scores: Vec<(String, Vec<Option<f64>>)>,
+    /// (outcome, happened).
+    outcomes: Vec<(String, Vec<bool>)>,
+}
+
+fn people_on(
+    model: &Model,
+    request: &Request,
+    as_of: NaiveDate,
+    progress: &dyn Progress,
+) -> Result<People> {
+    let results = engine::run(model, request.data, Some(as_of), progress)?;
+    let outcomes =
+        engine::outcomes::compute(model, request.data, as_of, &request.outcomes, progress)?;
+    let keep: Vec<u32> = (0..results.alive.len())
+        .filter(|&r| results.counted(r))
+        .map(|r| r as u32)
+        .collect();
+    let indices = arrow_array::UInt32Array::from(keep.clone());
+    let take = |a: &ArrayRef| {
+        arrow_select::take::take(a, &indices, None)
+            .map_err(|e| Error::Internal(format!("selecting the evaluated people: {e}")))
+    };
+    let ids = take(results.plan.population.column("person_id"))?;
+    let cohorts = model
+        .cohorts
+        .iter()
+        .zip(&results.cohorts)
+        .map(|(c, r)| {
+            (
+                c.name.clone(),
+                keep.iter().map(|&p| r.flags.value(p as usize)).collect(),
+            )
+        })
+        .collect();
+    let mut scores = Vec::new();
+    for s in &request.scores {
+        let i = model.feature_index(s).expect("checked above");
+        let column = arrow_cast::cast(results.feature(i), &DataType::Float64).map_err(|_| {
+            Error::usage(format!("--score {s}: feature `{s}` is not a number"))
+                .with_help("name a numeric feature; cohorts are evaluated anyway")
+        })?;
+        let column = take(&column)?;
+        let values = column.as_primitive::<arrow_array::types::Float64Type>();
+        scores.push((s.clone(), values.iter().collect()));
+    }
+    let outcomes = outcomes
+        .into_iter()
+        .map(|(name, column)| Ok((name, happened(&take(&column)?))))
+        .collect::<Result<_>>()?;
+    Ok(People {
+        ids,
+        cohorts,
+        scores,
+        outcomes,
+    })
+}
+
+/// An outcome as yes/no: true, more than zero, or a date.
+fn happened(column: &ArrayRef) -> Vec<bool> {
+    (0..column.len())
+        .map(|r| {
+            column.is_valid(r)
+                && match column.data_type() {
+                    DataType::Boolean => column.as_boolean().value(r),
+                    DataType::Int64 => {
+                        column
+                            .as_primitive::<arrow_array::types::Int64Type>()
+                            .value(r)
+                            > 0
+                    }
+                    DataType::Float64 => {
+                        column
+                            .as_primitive::<arrow_array::types::Float64Type>()
+                            .value(r)
+                            > 0.0
+                    }
+                    _ => true,
+                }
+        })
+        .collect()
+}
+
+impl People {
+    fn batch(&self, as_of: NaiveDate) -> Result<RecordBatch> {
+        let n = self.ids.len();
+        let mut fields = vec![
+            Field::new("person_id", self.ids.data_type().clone(), true),
+            Field::new("as_of", DataType::Date32, false),
+        ];
+        let mut columns: Vec<ArrayRef> = vec![
+            self.ids.clone(),
+            Arc::new(Date32Array::from(vec![crate::dates::to_day(as_of); n])),
+        ];
+        for (name, flags) in &self.cohorts {
+            fields.push(Field::new(name, DataType::Boolean, false));
+            columns.push(Arc::new(BooleanArray::from(flags.clone())));
+        }
+        for (name, values) in &self.scores {
+            fields.push(Field::new(name, DataType::Float64, true));
+            columns.push(Arc::new(Float64Array::from(values.clone())));
+        }
+        for (name, happened) in &self.outcomes {
+            fields.push(Field::new(
+                format!("outcome_{name}"),
+                DataType::Boolean,
+                false,
+            ));
+            columns.push(Arc::new(BooleanArray::from(happened.clone())));
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+            .map_err(|e| Error::Internal(format!("assembling predictions: {e}")))
+    }
+}
+
+/// The figures of one date and outcome.
+fn evaluate(
+    model: &Model,
+    request: &Request,
+    people: &People,
+    outcome: &str,
+    happened: &[bool],
+    as_of: NaiveDate,
+) -> serde_json::Value {
+    let s = request.suppression;
+    let n = happened.len() as u64;
+    let events = happened.iter().filter(|&&h| h).count() as u64;
+    let cohorts: Vec<serde_json::Value> = people
+        .cohorts
+        .iter()
+        .map(|(name, members)| {
+            let title = model
+                .cohorts
+                .iter()
+                .find(|c| &c.name == name)
+                .map(|c| c.title.clone());
+            json!({"cohort": name, "title": title, "as_list": list_figures(s, members, happened)})
+        })
+        .collect();
+    let scores: Vec<serde_json::Value> = people
+        .scores
+        .iter()
+        .map(|(name, values)| score_figures(s, name, values, happened))
+        .collect();
+    json!({
+        "as_of": as_of.to_string(),
+        "outcome": outcome,
+        "people": s.count(n),
+        "with_outcome": s.count(events),
+        "prevalence": ratio(s, events, n),
+        "cohorts": cohorts,
+        "scores": scores,
+    })
+}
+
+/// `part / whole`, unless either count would be suppressed.
+fn ratio(s: Suppression, part: u64, whole: u64) -> Option<f64> {
+    (whole > 0 && !s.hides(part) && !s.hides(whole)).then(|| part as f64 / whole as f64)
+}
+
+/// A yes/no list against the outcome.
+fn list_figures(s: Suppression, on_list: &[bool], happened: &[bool]) -> serde_json::Value {
+    let n = happened.len() as u64;
+    let events = happened.iter().filter(|&&h| h).count() as u64;
+    let size = on_list.iter().filter(|&&m| m).count() as u64;
+    let caught = on_list
+        .iter()
+        .zip(happened)
+        .filter(|&(&m, &h)| m && h)
+        .count() as u64;
+    let false_alarms = size - caught;
+    let negatives = n - events;
+    let ppv = ratio(s, caught, size);
+    let prevalence = ratio(s, events, n);
+    json!({
+        "on_list": s.count(size),
+        "with_outcome": s.count(caught),
+        "ppv": ppv,
+        "sensitivity": ratio(s, caught, events),
+        "specificity": ratio(s, negatives - false_alarms, negatives),
+        "lift": ppv.zip(prevalence).filter(|(_, p)| *p > 0.0).map(|(a, p)| a / p),
+    })
+}
+
+/// A score: AUROC over the people it scores, and its top fractions as
+/// lists (highest first, ties by person order, as cohorts rank).
+fn score_figures(
+    s: Suppression,
+    name: &str,
+    values: &[Option<f64>],
+    happened: &[bool],
+) -> serde_json::Value {
+    let scored: Vec<(f64, bool)> = values
+        .iter()
+        .zip(happened)
+        .filter_map(|(v, &h)| v.map(|v| (v, h)))
+        .collect();
+    let positives = scored.iter().filter(|(_, h)| *h).count() as u64;
+    let negatives = scored.len() as u64 - positives;
+    let auroc = (!s.hides(positives) && !s.hides(negatives))
+        .then(|| auroc_delong(&scored))
+        .flatten();
+    let mut order: Vec<usize> = (0..values.len()).filter(|&i| values[i].is_some()).collect();
+    order.sort_by(|&a, &b| {
+        values[b]
+            .partial_cmp(&values[a])
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.cmp(&b))
+    });
+    let top: Vec<serde_json::Value> = TOP
+        .iter()
+        .map(|&fraction| {
+            let k = ((fraction * order.len() as f64).ceil() as usize).min(order.len());
+            let mut on_list = vec![false; values.len()];
+            order[..k].iter().for_each(|&i| on_list[i] = true);
+            json!({"top": fraction, "as_list": list_figures(s, &on_list, happened)})
+        })
+        .collect();
+    json!({
+        "score": name,
+        "scored": s.count(scored.len() as u64),
+        "auroc": auroc.map(|(a, _)| a),
+        "auroc_95ci": auroc.map(|(a, se)| [(a - 1.959964 * se).max(0.0), (a + 1.959964 * se).min(1.0)]),
+        "top": top,
+    })
+}
+
+/// AUROC (the probability that a random person with the outcome scores
+/// higher than one without, ties counting half) and its standard error by
+/// DeLong's method, computed from midranks (Sun and Xu, 2014). `None`
+/// without people on both sides.
+fn auroc_delong(scored: &[(f64, bool)]) -> Option<(f64, f64)> {
+    let xs: Vec<f64> = scored.iter().filter(|(_, h)| *h).map(|(v, _)| *v).collect();
+    let ys: Vec<f64> = scored
+        .iter()
+        .filter(|(_, h)| !*h)
+        .map(|(v, _)| *v)
+        .collect();
+    let (m, n) = (xs.len(), ys.len());
+    if m == 0 || n == 0 {
+        return None;
+    }
+    let all: Vec<f64> = xs.iter().chain(&ys).copied().collect();
+    let ranks_all = midranks(&all);
+    let ranks_x = midranks(&xs);
+    let ranks_y = midranks(&ys);
+    let (mf, nf) = (m as f64, n as f64);
+    // Per person with the outcome: the share of people without it scored
+    // lower (ties half); per person without: the share with it scored higher.
+    let v10: Vec<f64> = (0..m).map(|i| (ranks_all[i] - ranks_x[i]) / nf).collect();
+    let v01: Vec<f64> = (0..n)
+        .map(|j| 1.0 - (ranks_all[m + j] - ranks_y[j]) / mf)
+        .collect();
+    let auc = v10.iter().sum::<f64>() / mf;
+    let variance = |v: &[f64]| {
+        if v.len() < 2 {
+            return 0.0;
+        }
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64
+    };
+    let se = (variance(&v10) / mf + variance(&v01) / nf).sqrt();
+    Some((auc, se))
+}
+
+/// Ranks from 1, ties given the mean of the ranks they span.
+fn midranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut ranks = vec![0.0; values.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            ranks[k] = rank;
+        }
+        i = j + 1;
+    }
+    ranks
+}
+
+/// The terminal summary: per date and outcome, each cohort's PPV and
+/// sensitivity, each score's AUROC.
+pub fn render(evaluation: &serde_json::Value, out: &Path) -> String {
+    use std::fmt::Write;
+    let mut text = String::new();
+    let shown = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |x| format!("{x:.3}"));
+    for f in evaluation["figures"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            text,
+            "\nas of {}, outcome {}: {} people, {} with it (prevalence {})",
+            f["as_of"].as_str().unwrap_or(""),
+            f["outcome"].as_str().unwrap_or(""),
+            f["people"].as_str().unwrap_or(""),
+            f["with_outcome"].as_str().unwrap_or(""),
+            shown(&f["prevalence"])
+        );
+        for c in f["cohorts"].as_array().into_iter().flatten() {
+            let l = &c["as_list"];
+            let _ = writeln!(
+                text,
+                "  cohort {:<28} on list {:>7}  PPV {}  sensitivity {}  lift {}",
+                c["cohort"].as_str().unwrap_or(""),
+                l["on_list"].as_str().unwrap_or(""),
+                shown(&l["ppv"]),
+                shown(&l["sensitivity"]),
+                shown(&l["lift"])
+            );
+        }
+        for sc in f["scores"].as_array().into_iter().flatten() {
+            let ci = &sc["auroc_95ci"];
+            let _ = writeln!(
+                text,
+                "  score  {:<28} AUROC {} (95% CI {} to {})",
+                sc["score"].as_str().unwrap_or(""),
+                shown(&sc["auroc"]),
+                shown(&ci[0]),
+                shown(&ci[1])
+            );
+        }
+    }
+    let _ = writeln!(
+        text,
+        "\nCounts: {}.\nOutput: {}",
+        evaluation["suppression"].as_str().unwrap_or(""),
+        out.display()
+    );
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// AUROC by definition: every pair of a person with the outcome and one
+    /// without, ties counting half.
+    fn pairs(scored: &[(f64, bool)]) -> f64 {
+        let (mut wins, mut total) = (0.0, 0.0);
+        for (x, hx) in scored {
+            for (y, hy) in scored {
+                if *hx && !*hy {
+                    total += 1.0;
+                    wins += if x > y {
+                        1.0
+                    } else if x == y {
+                        0.5
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+        wins / total
+    }
+
+    #[test]
+    fn auroc_from_midranks_equals_the_pairwise_definition() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..50 {
+            let scored: Vec<(f64, bool)> = (0..40)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    ((x % 7) as f64, x.is_multiple_of(3))
+                })
+                .collect();
+            if let Some((auc, se)) = auroc_delong(&scored) {
+                assert!(
+                    (auc - pairs(&scored)).abs() < 1e-12,
+                    "{auc} vs {}",
+                    pairs(&scored)
+                );
+                assert!(se > 0.0 && se < 0.5);
+            }
+        }
+        // Perfect separation, and none.
+        let perfect = [(3.0, true), (2.0, true), (1.0, false), (0.0, false)];
+        assert_eq!(auroc_delong(&perfect).unwrap().0, 1.0);
+        assert_eq!(auroc_delong(&[(1.0, true), (1.0, false)]).unwrap().0, 0.5);
+        assert!(auroc_delong(&[(1.0, true)]).is_none());
+    }
+
+    #[test]
+    fn midranks_share_ties() {
+        assert_eq!(midranks(&[5.0, 1.0, 5.0, 3.0]), vec![3.5, 1.0, 3.5, 2.0]);
+    }
+
+    #[test]
+    fn lists_count_what_they_catch() {
+        let on = [true, true, false, false, true];
+        let happened = [true, false, true, false, false];
+        let f = list_figures(Suppression::None, &on, &happened);
+        assert_eq!(f["on_list"], "3");
+        assert_eq!(f["with_outcome"], "1");
+        assert_eq!(f["ppv"], 1.0 / 3.0);
+        assert_eq!(f["sensitivity"], 0.5);
+        assert_eq!(f["specificity"], 1.0 / 3.0);
+        // Small numbers: counts hidden and no ratio made from them.
+        let f = list_figures(Suppression::Hes, &on, &happened);
+        assert_eq!(f["on_list"], "*");
+        assert!(f["ppv"].is_null());
+    }
+}

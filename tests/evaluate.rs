@@ -1,0 +1,232 @@
+//! Back-testing (`strata evaluate`): outcomes look forward from the as-of
+//! date with exact edges, the evaluated population is the one that existed
+//! on that date, and nothing a list is made from can read an outcome.
+
+mod util;
+
+use std::path::Path;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
+use util::*;
+
+const AS_OF: &str = "2025-03-31";
+
+const RULES: &str = r#"
+[model]
+name = "back-test"
+title = "Back-test"
+source = "test"
+
+[sources.admissions]
+table = "admissions"
+date = "admission_date"
+code = "diagnoses"
+
+[sources.deaths]
+table = "patients"
+date = "date_of_death"
+
+[features.admissions_12m]
+description = "Emergency admissions in the last year"
+source = "admissions"
+aggregate = "count"
+where = "admission_method = 'emergency'"
+window = "365 days"
+
+[cohorts.admitted]
+title = "Admitted"
+description = "An emergency admission in the last year"
+when = "admissions_12m >= 1"
+
+[outcomes.admission_next_year]
+description = "An emergency admission in the 365 days after the as-of date"
+source = "admissions"
+aggregate = "exists"
+where = "admission_method = 'emergency'"
+window = "next 365 days"
+
+[outcomes.death_next_year]
+description = "Died in the 365 days after the as-of date"
+source = "deaths"
+aggregate = "exists"
+window = "next 365 days"
+"#;
+
+/// Persons 1-3 have an emergency admission on the as-of date, 365 days
+/// after it and 366 days after; 4 an elective one after 10 days; 5 and 6
+/// die 365 and 366 days after; 7 died the day before the as-of date and 8
+/// was born the day after it (neither is in the population then); 9 had an
+/// admission in the year before.
+fn fixture(dir: &Path) {
+    let mut people: Vec<Person> = (1..=9).map(|id| person(id, "1950-01-01", "P1")).collect();
+    people[4].death = Some("2026-03-31");
+    people[5].death = Some("2026-04-01");
+    people[6].death = Some("2025-03-30");
+    people[7].birth = "2025-04-01";
+    write_parquet(&dir.join("patients.parquet"), &[patients_batch(&people)]);
+    let admissions: Vec<(i64, &str, &str, &[&str])> = vec![
+        (1, "2025-03-31", "emergency", &["I509"]),
+        (2, "2026-03-31", "emergency", &["I509"]),
+        (3, "2026-04-01", "emergency", &["I509"]),
+        (4, "2025-04-10", "elective", &["I509"]),
+        (9, "2024-06-01", "emergency", &["I509"]),
+        (9, "2025-06-01", "emergency", &["I509"]),
+    ];
+    write_parquet(
+        &dir.join("admissions.parquet"),
+        &[admissions_batch(&admissions)],
+    );
+}
+
+fn evaluate(dir: &Path, rules: &Path, extra: &[&str]) -> std::process::Output {
+    let out = dir.join("evaluation");
+    let mut args = vec![
+        "evaluate",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--data",
+        dir.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--outcome",
+        "admission_next_year",
+        "--outcome",
+        "death_next_year",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ];
+    args.extend(extra);
+    strata(&args)
+}
+
+#[test]
+fn outcomes_look_forward_with_exact_edges_over_the_population_of_the_day() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let o = evaluate(tmp.path(), &rules, &["--suppression", "none"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let p = read_parquet(&tmp.path().join("evaluation/predictions.parquet"));
+    let ids: Vec<i64> = p
+        .column_by_name("person_id")
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .values()
+        .to_vec();
+    // Dead before, or not yet born: not in the population on the day.
+    assert_eq!(ids, vec![1, 2, 3, 4, 5, 6, 9]);
+    let flags = |name: &str| -> Vec<bool> {
+        let c = p.column_by_name(name).unwrap().as_boolean();
+        (0..c.len()).map(|r| c.value(r)).collect()
+    };
+    // On the as-of date: known then, not an outcome; day 365 in; 366 out;
+    // an elective admission is not an emergency one.
+    assert_eq!(
+        flags("outcome_admission_next_year"),
+        vec![false, true, false, false, false, false, true]
+    );
+    assert_eq!(
+        flags("outcome_death_next_year"),
+        vec![false, false, false, false, true, false, false]
+    );
+    // The list is made from what was known on the day: person 1's admission
+    // on the as-of date counts for the feature; person 9's earlier one too.
+    assert_eq!(
+        flags("admitted"),
+        vec![true, false, false, false, false, false, true]
+    );
+    let evaluation: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("evaluation/evaluation.json")).unwrap(),
+    )
+    .unwrap();
+    let f = &evaluation["figures"][0];
+    assert_eq!(f["outcome"], "admission_next_year");
+    assert_eq!(f["people"], "7");
+    let list = &f["cohorts"][0]["as_list"];
+    // On the list: 1 and 9; of them 9 was admitted again.
+    assert_eq!(list["on_list"], "2");
+    assert_eq!(list["with_outcome"], "1");
+    assert_eq!(list["ppv"], 0.5);
+    assert_eq!(list["sensitivity"], 0.5);
+}
+
+#[test]
+fn small_numbers_are_suppressed_in_the_figures() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let o = evaluate(tmp.path(), &rules, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(tmp.path().join("evaluation/evaluation.json")).unwrap();
+    let evaluation: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let list = &evaluation["figures"][0]["cohorts"][0]["as_list"];
+    assert_eq!(list["on_list"], "*");
+    assert!(list["ppv"].is_null(), "{list}");
+}
+
+#[test]
+fn nothing_a_list_is_made_from_can_read_an_outcome() {
+    let tmp = tempfile::tempdir().unwrap();
+    let check = |rules: &str| {
+        let path = tmp.path().join("rules.toml");
+        std::fs::write(&path, rules).unwrap();
+        strata(&["check", path.to_str().unwrap()])
+    };
+    let o = check(&RULES.replace(
+        "when = \"admissions_12m >= 1\"",
+        "when = \"death_next_year\"",
+    ));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("`death_next_year` is an outcome"),
+        "{}",
+        stderr(&o)
+    );
+    let derived = RULES.replace(
+        "[cohorts.admitted]",
+        "[features.leak]\ndescription = \"leak\"\nexpr = \"admission_next_year\"\n\n[cohorts.admitted]",
+    );
+    let o = check(&derived);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is an outcome"), "{}", stderr(&o));
+    // A feature cannot look forward, nor an outcome back.
+    let o = check(&RULES.replacen("window = \"365 days\"", "window = \"next 365 days\"", 1));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("looks after the as-of date"),
+        "{}",
+        stderr(&o)
+    );
+    let o = check(&RULES.replacen("window = \"next 365 days\"", "window = \"365 days\"", 1));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not an outcome's window"),
+        "{}",
+        stderr(&o)
+    );
+    // An outcome's name is taken: no feature may have it.
+    let o = check(
+        &RULES
+            .replace("[features.admissions_12m]", "[features.death_next_year]")
+            .replace("admissions_12m >= 1", "death_next_year >= 1"),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[test]
+fn run_ignores_outcomes() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let out = tmp.path().join("out");
+    let o = run_rules(&rules, tmp.path(), &out, AS_OF);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let p = read_parquet(&out.join("patients.parquet"));
+    assert!(p.column_by_name("death_next_year").is_none());
+    assert!(p.column_by_name("admission_next_year").is_none());
+}
