@@ -65,6 +65,23 @@ def auroc(scores, happened):
     return auc, se
 
 
+def average_precision(scores, happened):
+    """Precision at each distinct score, weighted by the recall it adds:
+    counted with binary search over the sorted scores, not by walking them."""
+    pos = sorted(s for s, h in zip(scores, happened) if s is not None and h)
+    every = sorted(s for s in scores if s is not None)
+    if not pos:
+        return None
+    ap, previous_recall = 0.0, 0.0
+    for t in sorted(set(every), reverse=True):
+        caught = len(pos) - bisect.bisect_left(pos, t)
+        taken = len(every) - bisect.bisect_left(every, t)
+        recall = caught / len(pos)
+        ap += (recall - previous_recall) * (caught / taken)
+        previous_recall = recall
+    return ap
+
+
 def close(a, b):
     if a is None or b is None:
         return a is None and b is None
@@ -107,15 +124,39 @@ def main():
                 low, high = max(0.0, auc - 1.959964 * se), min(1.0, auc + 1.959964 * se)
                 check(f"{at} score {s['score']} ci low", low, s["auroc_95ci"][0])
                 check(f"{at} score {s['score']} ci high", high, s["auroc_95ci"][1])
+            check(f"{at} score {s['score']} auprc", average_precision(scores, happened), s["auprc"])
             # Highest first, ties by person order (ascending person_id).
             scored = [i for i, v in enumerate(scores) if v is not None]
             scored.sort(key=lambda i: (-scores[i], i))
+            pcn = [r[names.index("pcn")] for r in these]
+            per_pcn = {}
+            for i in scored:
+                per_pcn.setdefault(pcn[i], []).append(i)
+            chosen = {i for members in per_pcn.values() for i in members[: s["top_per_pcn"]["per_pcn"]]}
+            mine = list_figures([i in chosen for i in range(len(these))], happened)
+            for key, value in mine.items():
+                check(f"{at} score {s['score']} top per PCN {key}", value, s["top_per_pcn"]["as_list"][key])
             for top in s["top"]:
                 k = min(len(scored), math.ceil(top["top"] * len(scored)))
                 chosen = set(scored[:k])
                 mine = list_figures([i in chosen for i in range(len(these))], happened)
                 for key, value in mine.items():
                     check(f"{at} score {s['score']} top {top['top']} {key}", value, top["as_list"][key])
+        for grouping, figures in f["groups"].items():
+            column = names.index(grouping)
+            for g in figures["groups"]:
+                rows_g = [i for i, r in enumerate(these) if r[column] == g["group"]]
+                h = [happened[i] for i in rows_g]
+                where = f"{at} {grouping} {g['group']}"
+                check(f"{where} people", str(len(rows_g)), g["people"])
+                for c in g["cohorts"]:
+                    flags = [these[i][names.index(c["cohort"])] for i in rows_g]
+                    mine = list_figures(flags, h)
+                    for key in ("ppv", "sensitivity"):
+                        check(f"{where} cohort {c['cohort']} {key}", mine[key], c[key])
+                for sc in g["scores"]:
+                    scores = [these[i][names.index(sc["score"])] for i in rows_g]
+                    check(f"{where} score {sc['score']} auroc", auroc(scores, h)[0], sc["auroc"])
     for p in problems[:20]:
         print(p)
     if problems:

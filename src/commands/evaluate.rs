@@ -45,6 +45,26 @@ pub struct Request<'a> {
 /// The top fractions of each score's ranking that are evaluated as lists.
 const TOP: [f64; 2] = [0.01, 0.05];
 
+/// Each PCN's first so many by a score, evaluated as one list (a PCN with
+/// this many places).
+const TOP_PER_PCN: usize = 50;
+
+/// The population attribute holding the IMD decile (1 = most deprived), as
+/// the report reads it.
+const IMD_DECILE: &str = "imd_decile";
+
+/// Age bands of the breakdowns.
+fn age_band(age: i64) -> String {
+    match age {
+        ..=17 => "0-17",
+        18..=39 => "18-39",
+        40..=64 => "40-64",
+        65..=79 => "65-79",
+        _ => "80+",
+    }
+    .to_string()
+}
+
 /// Runs the evaluation and writes `predictions.parquet` and
 /// `evaluation.json` into `out` (created; it must not exist). Returns the
 /// evaluation, as written.
@@ -113,6 +133,10 @@ struct People {
     scores: Vec<(String, Vec<Option<f64>>)>,
     /// (outcome, happened).
     outcomes: Vec<(String, Vec<bool>)>,
+    /// Each person's PCN (for top N per PCN), and the subgroups figures are
+    /// broken down by: (grouping, each person's group; None if unknown).
+    pcn: Vec<Option<String>>,
+    groups: Vec<(&'static str, Vec<Option<String>>)>,
 }
 
 fn people_on(
@@ -160,7 +184,47 @@ fn people_on(
         .into_iter()
         .map(|(name, column)| Ok((name, happened(&take(&column)?))))
         .collect::<Result<_>>()?;
+    let text = |a: &ArrayRef| -> Result<Vec<Option<String>>> {
+        let a = arrow_cast::cast(&take(a)?, &DataType::Utf8)
+            .map_err(|e| Error::Internal(format!("reading groups: {e}")))?;
+        Ok(a.as_string::<i32>()
+            .iter()
+            .map(|v| v.map(str::to_string))
+            .collect())
+    };
+    let pcn = text(results.plan.population.column("pcn_code"))?;
+    let ages = take(&results.slots[crate::rules::typing::AGE_SLOT])?;
+    let ages = ages.as_primitive::<arrow_array::types::Int64Type>();
+    let mut groups = vec![
+        ("age_band", ages.iter().map(|a| a.map(age_band)).collect()),
+        ("sex", text(&results.slots[crate::rules::typing::SEX_SLOT])?),
+        ("pcn", pcn.clone()),
+    ];
+    // The deprivation quintile, where the rule files read the decile.
+    if let Some(i) = results.plan.attributes.iter().position(|a| a == IMD_DECILE) {
+        let deciles = arrow_cast::cast(
+            &take(&results.slots[crate::rules::typing::FIRST_ATTRIBUTE_SLOT + i])?,
+            &DataType::Int64,
+        )
+        .map_err(|e| Error::Internal(format!("reading the IMD decile: {e}")))?;
+        let deciles = deciles.as_primitive::<arrow_array::types::Int64Type>();
+        groups.insert(
+            0,
+            (
+                "imd_quintile",
+                deciles
+                    .iter()
+                    .map(|d| {
+                        d.filter(|d| (1..=10).contains(d))
+                            .map(|d| ((d + 1) / 2).to_string())
+                    })
+                    .collect(),
+            ),
+        );
+    }
     Ok(People {
+        pcn,
+        groups,
         ids,
         cohorts,
         scores,
@@ -204,6 +268,10 @@ impl People {
             self.ids.clone(),
             Arc::new(Date32Array::from(vec![crate::dates::to_day(as_of); n])),
         ];
+        for (name, values) in &self.groups {
+            fields.push(Field::new(*name, DataType::Utf8, true));
+            columns.push(Arc::new(arrow_array::StringArray::from(values.clone())));
+        }
         for (name, flags) in &self.cohorts {
             fields.push(Field::new(name, DataType::Boolean, false));
             columns.push(Arc::new(BooleanArray::from(flags.clone())));
@@ -252,7 +320,12 @@ fn evaluate(
     let scores: Vec<serde_json::Value> = people
         .scores
         .iter()
-        .map(|(name, values)| score_figures(s, name, values, happened))
+        .map(|(name, values)| score_figures(s, name, values, happened, &people.pcn))
+        .collect();
+    let groups: serde_json::Map<String, serde_json::Value> = people
+        .groups
+        .iter()
+        .map(|(grouping, of)| (grouping.to_string(), breakdown(s, people, happened, of)))
         .collect();
     json!({
         "as_of": as_of.to_string(),
@@ -262,7 +335,88 @@ fn evaluate(
         "prevalence": ratio(s, events, n),
         "cohorts": cohorts,
         "scores": scores,
+        "groups": groups,
     })
+}
+
+/// The figures by group (PPV and sensitivity of each cohort, AUROC of each
+/// score), with the largest gap between groups for each.
+fn breakdown(
+    s: Suppression,
+    people: &People,
+    happened: &[bool],
+    of: &[Option<String>],
+) -> serde_json::Value {
+    let mut names: Vec<&String> = of.iter().flatten().collect();
+    names.sort();
+    names.dedup();
+    let mut rows = Vec::new();
+    // (figure, group, value) for the gaps.
+    let mut values: Vec<(String, String, f64)> = Vec::new();
+    for name in names {
+        let members: Vec<usize> = (0..of.len())
+            .filter(|&i| of[i].as_ref() == Some(name))
+            .collect();
+        let sub = |v: &[bool]| -> Vec<bool> { members.iter().map(|&i| v[i]).collect() };
+        let h = sub(happened);
+        let events = h.iter().filter(|&&x| x).count() as u64;
+        let mut cohorts = Vec::new();
+        for (cohort, flags) in &people.cohorts {
+            let f = list_figures(s, &sub(flags), &h);
+            for key in ["ppv", "sensitivity"] {
+                if let Some(v) = f[key].as_f64() {
+                    values.push((format!("cohort {cohort} {key}"), name.clone(), v));
+                }
+            }
+            cohorts.push(json!({"cohort": cohort, "ppv": f["ppv"], "sensitivity": f["sensitivity"], "on_list": f["on_list"]}));
+        }
+        let mut scores = Vec::new();
+        for (score, v) in &people.scores {
+            let scored: Vec<(f64, bool)> = members
+                .iter()
+                .filter_map(|&i| v[i].map(|x| (x, happened[i])))
+                .collect();
+            let positives = scored.iter().filter(|(_, h)| *h).count() as u64;
+            let auroc = (!s.hides(positives) && !s.hides(scored.len() as u64 - positives))
+                .then(|| auroc_delong(&scored))
+                .flatten()
+                .map(|(a, _)| a);
+            if let Some(a) = auroc {
+                values.push((format!("score {score} auroc"), name.clone(), a));
+            }
+            scores.push(json!({"score": score, "auroc": auroc}));
+        }
+        rows.push(json!({
+            "group": name,
+            "people": s.count(members.len() as u64),
+            "with_outcome": s.count(events),
+            "prevalence": ratio(s, events, members.len() as u64),
+            "cohorts": cohorts,
+            "scores": scores,
+        }));
+    }
+    let mut figures: Vec<&String> = values.iter().map(|(f, _, _)| f).collect();
+    figures.sort();
+    figures.dedup();
+    let gaps: Vec<serde_json::Value> = figures
+        .into_iter()
+        .filter_map(|figure| {
+            let of_figure = values.iter().filter(|(f, _, _)| f == figure);
+            let high = of_figure.clone().max_by(|a, b| a.2.total_cmp(&b.2))?;
+            let low = of_figure.min_by(|a, b| a.2.total_cmp(&b.2))?;
+            Some(json!({"figure": figure, "highest": high.1, "lowest": low.1, "gap": high.2 - low.2}))
+        })
+        .collect();
+    let largest = gaps
+        .iter()
+        .max_by(|a, b| {
+            a["gap"]
+                .as_f64()
+                .unwrap_or(0.0)
+                .total_cmp(&b["gap"].as_f64().unwrap_or(0.0))
+        })
+        .cloned();
+    json!({"groups": rows, "gaps": gaps, "largest_gap": largest})
 }
 
 /// `part / whole`, unless either count would be suppressed.
@@ -294,13 +448,15 @@ fn list_figures(s: Suppression, on_list: &[bool], happened: &[bool]) -> serde_js
     })
 }
 
-/// A score: AUROC over the people it scores, and its top fractions as
-/// lists (highest first, ties by person order, as cohorts rank).
+/// A score: AUROC and AUPRC over the people it scores, and its top
+/// fractions and each PCN's first [`TOP_PER_PCN`] as lists (highest first,
+/// ties by person order, as cohorts rank).
 fn score_figures(
     s: Suppression,
     name: &str,
     values: &[Option<f64>],
     happened: &[bool],
+    pcn: &[Option<String>],
 ) -> serde_json::Value {
     let scored: Vec<(f64, bool)> = values
         .iter()
@@ -328,10 +484,25 @@ fn score_figures(
             json!({"top": fraction, "as_list": list_figures(s, &on_list, happened)})
         })
         .collect();
+    // Each PCN's first TOP_PER_PCN, in the same order.
+    let mut per_pcn: std::collections::HashMap<&Option<String>, usize> = Default::default();
+    let mut on_list = vec![false; values.len()];
+    for &i in &order {
+        let taken = per_pcn.entry(&pcn[i]).or_default();
+        if *taken < TOP_PER_PCN {
+            *taken += 1;
+            on_list[i] = true;
+        }
+    }
+    let auprc = (!s.hides(positives) && !s.hides(negatives))
+        .then(|| average_precision(&scored))
+        .flatten();
     json!({
         "score": name,
         "scored": s.count(scored.len() as u64),
         "auroc": auroc.map(|(a, _)| a),
+        "auprc": auprc,
+        "top_per_pcn": {"per_pcn": TOP_PER_PCN, "as_list": list_figures(s, &on_list, happened)},
         "auroc_95ci": auroc.map(|(a, se)| [(a - 1.959964 * se).max(0.0), (a + 1.959964 * se).min(1.0)]),
         "top": top,
     })
@@ -373,6 +544,32 @@ fn auroc_delong(scored: &[(f64, bool)]) -> Option<(f64, f64)> {
     };
     let se = (variance(&v10) / mf + variance(&v01) / nf).sqrt();
     Some((auc, se))
+}
+
+/// The area under the precision-recall curve as average precision: the
+/// precision at each distinct score, highest first, weighted by the recall
+/// it adds (ties enter together). `None` when no one had the outcome.
+fn average_precision(scored: &[(f64, bool)]) -> Option<f64> {
+    let positives = scored.iter().filter(|(_, h)| *h).count();
+    if positives == 0 {
+        return None;
+    }
+    let mut sorted: Vec<(f64, bool)> = scored.to_vec();
+    sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (mut taken, mut caught, mut ap) = (0usize, 0usize, 0.0);
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i;
+        while j < sorted.len() && sorted[j].0 == sorted[i].0 {
+            j += 1;
+        }
+        let new = sorted[i..j].iter().filter(|(_, h)| *h).count();
+        taken += j - i;
+        caught += new;
+        ap += (new as f64 / positives as f64) * (caught as f64 / taken as f64);
+        i = j;
+    }
+    Some(ap)
 }
 
 /// Ranks from 1, ties given the mean of the ranks they span.
@@ -495,6 +692,16 @@ mod tests {
         assert_eq!(auroc_delong(&perfect).unwrap().0, 1.0);
         assert_eq!(auroc_delong(&[(1.0, true), (1.0, false)]).unwrap().0, 0.5);
         assert!(auroc_delong(&[(1.0, true)]).is_none());
+    }
+
+    #[test]
+    fn average_precision_enters_ties_together() {
+        // Scores 3 (yes), 2 (no), 2 (yes), 1 (no): precision 1 at 3 (recall
+        // 1/2), then 2/3 at 2 (recall 1).
+        let scored = [(3.0, true), (2.0, false), (2.0, true), (1.0, false)];
+        let ap = average_precision(&scored).unwrap();
+        assert!((ap - (0.5 * 1.0 + 0.5 * 2.0 / 3.0)).abs() < 1e-12, "{ap}");
+        assert!(average_precision(&[(1.0, false)]).is_none());
     }
 
     #[test]
