@@ -37,6 +37,22 @@ def list_figures(on_list, happened):
     }
 
 
+def components(scores, happened):
+    pos = [s for s, h in zip(scores, happened) if h]
+    neg = [s for s, h in zip(scores, happened) if not h]
+    neg_sorted, pos_sorted = sorted(neg), sorted(pos)
+    v10 = [(bisect.bisect_left(neg_sorted, x) + 0.5 * (bisect.bisect_right(neg_sorted, x) - bisect.bisect_left(neg_sorted, x))) / len(neg) for x in pos]
+    v01 = [(len(pos) - bisect.bisect_right(pos_sorted, y) + 0.5 * (bisect.bisect_right(pos_sorted, y) - bisect.bisect_left(pos_sorted, y))) / len(pos) for y in neg]
+    return v10, v01
+
+
+def cov(x, y):
+    if len(x) < 2:
+        return 0.0
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    return sum((a - mx) * (b - my) for a, b in zip(x, y)) / (len(x) - 1)
+
+
 def auroc(scores, happened):
     pos = [s for s, h in zip(scores, happened) if s is not None and h]
     neg = [s for s, h in zip(scores, happened) if s is not None and not h]
@@ -142,6 +158,49 @@ def main():
                 mine = list_figures([i in chosen for i in range(len(these))], happened)
                 for key, value in mine.items():
                     check(f"{at} score {s['score']} top {top['top']} {key}", value, top["as_list"][key])
+        comparison = f.get("comparison")
+        for c in (comparison or {}).get("cohorts", []):
+            a = [r[names.index(c["cohort"])] for r in these]
+            b = [r[names.index("compare_" + c["cohort"])] for r in these]
+            where = f"{at} compare {c['cohort']}"
+            check(f"{where} only first", str(sum(1 for x, y in zip(a, b) if x and not y)), c["only_first"])
+            check(f"{where} only second", str(sum(1 for x, y in zip(a, b) if y and not x)), c["only_second"])
+            check(f"{where} both", str(sum(1 for x, y in zip(a, b) if x and y)), c["both"])
+            fa, fb = list_figures(a, happened), list_figures(b, happened)
+            for key in fa:
+                check(f"{where} first {key}", fa[key], c["first"][key])
+                check(f"{where} second {key}", fb[key], c["second"][key])
+            m = sum(happened)
+            x = sum(1 for i in range(len(a)) if happened[i] and a[i] and not b[i])
+            y = sum(1 for i in range(len(a)) if happened[i] and b[i] and not a[i])
+            if c["sensitivity"] is not None:
+                d = (y - x) / m
+                se = math.sqrt(max(0.0, (x + y) - (y - x) ** 2 / m)) / m
+                check(f"{where} sensitivity difference", d, c["sensitivity"]["difference"])
+                check(f"{where} sensitivity ci low", d - 1.959964 * se, c["sensitivity"]["ci95"][0])
+            if c["ppv"] is not None:
+                na, nb = sum(a), sum(b)
+                pa, pb = fa["ppv"], fb["ppv"]
+                se = math.sqrt(pa * (1 - pa) / na + pb * (1 - pb) / nb)
+                check(f"{where} ppv difference", pb - pa, c["ppv"]["difference"])
+                check(f"{where} ppv ci high", pb - pa + 1.959964 * se, c["ppv"]["ci95"][1])
+        for sc in (comparison or {}).get("scores", []):
+            a = [r[names.index(sc["score"])] for r in these]
+            b = [r[names.index("compare_" + sc["score"])] for r in these]
+            both = [i for i in range(len(a)) if a[i] is not None and b[i] is not None]
+            h = [happened[i] for i in both]
+            if sc["difference"] is None or not any(h) or all(h):
+                continue
+            a10, a01 = components([a[i] for i in both], h)
+            b10, b01 = components([b[i] for i in both], h)
+            auc_a, auc_b = sum(a10) / len(a10), sum(b10) / len(b10)
+            var = (cov(a10, a10) + cov(b10, b10) - 2 * cov(a10, b10)) / len(a10) + (
+                cov(a01, a01) + cov(b01, b01) - 2 * cov(a01, b01)) / len(a01)
+            se = math.sqrt(max(0.0, var))
+            where = f"{at} compare score {sc['score']}"
+            check(f"{where} first", auc_a, sc["auroc_first"])
+            check(f"{where} second", auc_b, sc["auroc_second"])
+            check(f"{where} difference ci low", auc_b - auc_a - 1.959964 * se, sc["ci95"][0])
         for grouping, figures in f["groups"].items():
             column = names.index(grouping)
             for g in figures["groups"]:

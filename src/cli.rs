@@ -84,6 +84,14 @@ pub struct EvaluateArgs {
     /// Override a parameter, as for `run`.
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_setting)]
     pub set: Vec<(String, String)>,
+    /// A second rule set to compare on the same people, dates and outcomes
+    /// (repeatable, as --rules); with only --compare-set, the same rules.
+    #[arg(long = "compare")]
+    pub compare: Vec<PathBuf>,
+    /// A parameter of the compared rule set, e.g. --compare-set
+    /// hiu_threshold=4 (repeatable).
+    #[arg(long = "compare-set", value_name = "NAME=VALUE", value_parser = parse_setting)]
+    pub compare_set: Vec<(String, String)>,
     /// Folder to create for predictions.parquet and evaluation.json.
     #[arg(long, default_value = "evaluation")]
     pub out: PathBuf,
@@ -492,6 +500,16 @@ fn parse_target(text: &str) -> std::result::Result<strata::sql::Target, String> 
 /// `strata evaluate`: cohorts and scores against what happened next.
 fn run_evaluate(args: &EvaluateArgs, quiet: bool) -> Result<()> {
     let Settings { model, .. } = Settings::new(&args.rules, &args.set, None, &None)?;
+    let compare = if args.compare.is_empty() && args.compare_set.is_empty() {
+        None
+    } else {
+        let rules = if args.compare.is_empty() {
+            &args.rules
+        } else {
+            &args.compare
+        };
+        Some(Settings::new(rules, &args.compare_set, None, &None)?.model)
+    };
     let dates = args
         .as_of
         .iter()
@@ -503,6 +521,7 @@ fn run_evaluate(args: &EvaluateArgs, quiet: bool) -> Result<()> {
         outcomes: args.outcomes.clone(),
         scores: args.scores.clone(),
         suppression: args.suppression,
+        compare: compare.as_ref(),
     };
     let terminal = progress::Terminal::new(quiet);
     let evaluation = commands::evaluate::run(&model, &request, &args.out, &terminal)?;

@@ -18,6 +18,9 @@ name = "back-test"
 title = "Back-test"
 source = "test"
 
+[params]
+threshold = 1
+
 [sources.admissions]
 table = "admissions"
 date = "admission_date"
@@ -37,7 +40,7 @@ window = "365 days"
 [cohorts.admitted]
 title = "Admitted"
 description = "An emergency admission in the last year"
-when = "admissions_12m >= 1"
+when = "admissions_12m >= threshold"
 
 [outcomes.admission_next_year]
 description = "An emergency admission in the 365 days after the as-of date"
@@ -177,7 +180,7 @@ fn nothing_a_list_is_made_from_can_read_an_outcome() {
         strata(&["check", path.to_str().unwrap()])
     };
     let o = check(&RULES.replace(
-        "when = \"admissions_12m >= 1\"",
+        "when = \"admissions_12m >= threshold\"",
         "when = \"death_next_year\"",
     ));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
@@ -212,9 +215,17 @@ fn nothing_a_list_is_made_from_can_read_an_outcome() {
     let o = check(
         &RULES
             .replace("[features.admissions_12m]", "[features.death_next_year]")
-            .replace("admissions_12m >= 1", "death_next_year >= 1"),
+            .replace(
+                "admissions_12m >= threshold",
+                "death_next_year >= threshold",
+            ),
     );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("`death_next_year` is defined as an outcome but is already a feature"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -229,4 +240,32 @@ fn run_ignores_outcomes() {
     let p = read_parquet(&out.join("patients.parquet"));
     assert!(p.column_by_name("death_next_year").is_none());
     assert!(p.column_by_name("admission_next_year").is_none());
+}
+
+#[test]
+fn a_second_rule_set_is_compared_on_the_same_people() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let o = evaluate(
+        tmp.path(),
+        &rules,
+        &["--suppression", "none", "--compare-set", "threshold=2"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(tmp.path().join("evaluation/evaluation.json")).unwrap();
+    let evaluation: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(evaluation["compared_with"], "back-test with threshold=2");
+    let c = &evaluation["figures"][0]["comparison"]["cohorts"][0];
+    // Two people had one admission in the year: on the first list only.
+    assert_eq!(c["cohort"], "admitted");
+    assert_eq!(c["only_first"], "2");
+    assert_eq!(c["only_second"], "0");
+    assert_eq!(c["both"], "0");
+    // The one of them admitted again is no longer seen coming.
+    assert_eq!(c["sensitivity"]["difference"], -0.5);
+    let p = read_parquet(&tmp.path().join("evaluation/predictions.parquet"));
+    let second = p.column_by_name("compare_admitted").unwrap().as_boolean();
+    assert_eq!(second.true_count(), 0);
 }

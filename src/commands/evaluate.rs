@@ -13,10 +13,15 @@
 //! `evaluation.json` are suppressed, and a ratio is left out where a count
 //! it is made from would be.
 //!
-//! Not yet here (see the note): a registrations table (the
-//! population as registered on each date), subgroup and comparison
-//! figures, calibration, AUPRC, the HTML charts, and one scan for all
-//! dates (each date is a run of its own, and each outcome horizon one more).
+//! Each figure is also given by IMD quintile, age band, sex and PCN, with
+//! the largest gap named; with a second rule set (`--compare`,
+//! `--compare-set`), side by side with the differences and their
+//! confidence intervals.
+//!
+//! Not yet here (see docs/evaluate.md): a registrations table (the
+//! population as registered on each date), calibration, the HTML charts,
+//! and one scan for all dates (each date is a run of its own, and each
+//! outcome horizon one more).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -40,6 +45,9 @@ pub struct Request<'a> {
     /// Numeric features to evaluate as scores (every cohort is evaluated).
     pub scores: Vec<String>,
     pub suppression: Suppression,
+    /// A second rule set (another threshold, another version) evaluated on
+    /// the same people, dates and outcomes, and compared.
+    pub compare: Option<&'a Model>,
 }
 
 /// The top fractions of each score's ranking that are evaluated as lists.
@@ -74,8 +82,17 @@ pub fn run(
     out: &Path,
     progress: &dyn Progress,
 ) -> Result<serde_json::Value> {
+    if out.exists() {
+        return Err(Error::usage(format!("{} already exists", out.display()))
+            .with_help("give --out a folder that does not exist yet: an evaluation is never written over another"));
+    }
     let mut model = model.clone();
     model.purpose_set = Some(Purpose::SecondaryUse);
+    let compare = request.compare.map(|b| {
+        let mut b = b.clone();
+        b.purpose_set = Some(Purpose::SecondaryUse);
+        b
+    });
     for s in &request.scores {
         if model.feature_index(s).is_none() {
             return Err(Error::usage(format!(
@@ -92,22 +109,30 @@ pub fn run(
     let mut batches = Vec::new();
     let mut figures = Vec::new();
     for &as_of in &request.dates {
-        let people = people_on(&model, request, as_of, progress)?;
+        let people = people_on(&model, compare.as_ref(), request, as_of, progress)?;
         for (outcome, happened) in &people.outcomes {
             figures.push(evaluate(&model, request, &people, outcome, happened, as_of));
         }
         batches.push(people.batch(as_of)?);
     }
-    std::fs::create_dir(out).map_err(|e| {
-        Error::io(out, "cannot create the evaluation folder", e)
-            .with_help("give --out a folder that does not exist yet")
+    // Written beside, then renamed: a failed evaluation leaves nothing.
+    let staging = out.with_file_name(format!(
+        ".{}.partial",
+        out.file_name()
+            .map_or("evaluation".into(), |n| n.to_string_lossy())
+    ));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(|e| {
+        Error::io(&staging, "cannot create the evaluation folder", e)
+            .with_help("give --out a folder in a place you can write")
     })?;
     let schema = batches[0].schema();
     let all = arrow_select::concat::concat_batches(&schema, &batches)
         .map_err(|e| Error::Internal(format!("joining the dates' predictions: {e}")))?;
-    crate::output::parquet::write_batch(&out.join("predictions.parquet"), &all, None)?;
+    crate::output::parquet::write_batch(&staging.join("predictions.parquet"), &all, None)?;
     let evaluation = json!({
         "model": model.meta.name,
+        "compared_with": compare.as_ref().map(describe),
         "as_of": request.dates.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
         "outcomes": request.outcomes,
         "scores": request.scores,
@@ -115,12 +140,14 @@ pub fn run(
         "suppression": request.suppression.method(),
         "figures": figures,
     });
-    let path: PathBuf = out.join("evaluation.json");
+    let path: PathBuf = staging.join("evaluation.json");
     std::fs::write(
         &path,
         serde_json::to_string_pretty(&evaluation).expect("serialises") + "\n",
     )
     .map_err(|e| Error::io(&path, "cannot write", e))?;
+    std::fs::rename(&staging, out)
+        .map_err(|e| Error::io(out, "cannot publish the evaluation", e))?;
     Ok(evaluation)
 }
 
@@ -137,27 +164,48 @@ struct People {
     /// broken down by: (grouping, each person's group; None if unknown).
     pcn: Vec<Option<String>>,
     groups: Vec<(&'static str, Vec<Option<String>>)>,
+    /// The second rule set's cohorts and scores, for the same people.
+    compared: Option<Predictions>,
 }
 
-fn people_on(
-    model: &Model,
-    request: &Request,
-    as_of: NaiveDate,
-    progress: &dyn Progress,
-) -> Result<People> {
-    let results = engine::run(model, request.data, Some(as_of), progress)?;
-    let outcomes =
-        engine::outcomes::compute(model, request.data, as_of, &request.outcomes, progress)?;
-    let keep: Vec<u32> = (0..results.alive.len())
+/// A rule set's cohorts and scores for the evaluated people.
+struct Predictions {
+    cohorts: Vec<(String, Vec<bool>)>,
+    scores: Vec<(String, Vec<Option<f64>>)>,
+}
+
+/// A rule set as the evaluation names it: its model and any `--set`.
+fn describe(model: &Model) -> String {
+    let sets: Vec<String> = model
+        .overrides
+        .iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect();
+    if sets.is_empty() {
+        model.meta.name.clone()
+    } else {
+        format!("{} with {}", model.meta.name, sets.join(", "))
+    }
+}
+
+/// The evaluated people of `results` (in the population, no opt-out), as
+/// rows of the population.
+fn evaluated(results: &engine::Results) -> Vec<u32> {
+    (0..results.alive.len())
         .filter(|&r| results.counted(r))
         .map(|r| r as u32)
-        .collect();
-    let indices = arrow_array::UInt32Array::from(keep.clone());
-    let take = |a: &ArrayRef| {
-        arrow_select::take::take(a, &indices, None)
-            .map_err(|e| Error::Internal(format!("selecting the evaluated people: {e}")))
-    };
-    let ids = take(results.plan.population.column("person_id"))?;
+        .collect()
+}
+
+/// `model`'s cohorts and the scores asked for (those it has), for the
+/// people at `keep`.
+fn predictions(
+    model: &Model,
+    results: &engine::Results,
+    keep: &[u32],
+    scores: &[String],
+) -> Result<Predictions> {
+    let indices = arrow_array::UInt32Array::from(keep.to_vec());
     let cohorts = model
         .cohorts
         .iter()
@@ -169,17 +217,57 @@ fn people_on(
             )
         })
         .collect();
-    let mut scores = Vec::new();
-    for s in &request.scores {
-        let i = model.feature_index(s).expect("checked above");
+    let mut values = Vec::new();
+    for s in scores {
+        let Some(i) = model.feature_index(s) else {
+            continue;
+        };
         let column = arrow_cast::cast(results.feature(i), &DataType::Float64).map_err(|_| {
             Error::usage(format!("--score {s}: feature `{s}` is not a number"))
                 .with_help("name a numeric feature; cohorts are evaluated anyway")
         })?;
-        let column = take(&column)?;
-        let values = column.as_primitive::<arrow_array::types::Float64Type>();
-        scores.push((s.clone(), values.iter().collect()));
+        let column = arrow_select::take::take(&column, &indices, None)
+            .map_err(|e| Error::Internal(format!("selecting the evaluated people: {e}")))?;
+        let v = column.as_primitive::<arrow_array::types::Float64Type>();
+        values.push((s.clone(), v.iter().collect()));
     }
+    Ok(Predictions {
+        cohorts,
+        scores: values,
+    })
+}
+
+fn people_on(
+    model: &Model,
+    compare: Option<&Model>,
+    request: &Request,
+    as_of: NaiveDate,
+    progress: &dyn Progress,
+) -> Result<People> {
+    let results = engine::run(model, request.data, Some(as_of), progress)?;
+    let outcomes =
+        engine::outcomes::compute(model, request.data, as_of, &request.outcomes, progress)?;
+    let keep = evaluated(&results);
+    let indices = arrow_array::UInt32Array::from(keep.clone());
+    let take = |a: &ArrayRef| {
+        arrow_select::take::take(a, &indices, None)
+            .map_err(|e| Error::Internal(format!("selecting the evaluated people: {e}")))
+    };
+    let ids = take(results.plan.population.column("person_id"))?;
+    let Predictions { cohorts, scores } = predictions(model, &results, &keep, &request.scores)?;
+    let compared = match compare {
+        Some(b) => {
+            let other = engine::run(b, request.data, Some(as_of), progress)?;
+            if evaluated(&other) != keep {
+                return Err(Error::usage(
+                    "the compared rule files evaluate other people (their [population] differs)",
+                )
+                .with_help("compare rule files that read the population the same way"));
+            }
+            Some(predictions(b, &other, &keep, &request.scores)?)
+        }
+        None => None,
+    };
     let outcomes = outcomes
         .into_iter()
         .map(|(name, column)| Ok((name, happened(&take(&column)?))))
@@ -223,6 +311,7 @@ fn people_on(
         );
     }
     Ok(People {
+        compared,
         pcn,
         groups,
         ids,
@@ -280,6 +369,24 @@ impl People {
             fields.push(Field::new(name, DataType::Float64, true));
             columns.push(Arc::new(Float64Array::from(values.clone())));
         }
+        if let Some(b) = &self.compared {
+            for (name, flags) in &b.cohorts {
+                fields.push(Field::new(
+                    format!("compare_{name}"),
+                    DataType::Boolean,
+                    false,
+                ));
+                columns.push(Arc::new(BooleanArray::from(flags.clone())));
+            }
+            for (name, values) in &b.scores {
+                fields.push(Field::new(
+                    format!("compare_{name}"),
+                    DataType::Float64,
+                    true,
+                ));
+                columns.push(Arc::new(Float64Array::from(values.clone())));
+            }
+        }
         for (name, happened) in &self.outcomes {
             fields.push(Field::new(
                 format!("outcome_{name}"),
@@ -336,7 +443,96 @@ fn evaluate(
         "cohorts": cohorts,
         "scores": scores,
         "groups": groups,
+        "comparison": people.compared.as_ref().map(|b| comparison(s, people, b, happened)),
     })
+}
+
+/// The second rule set beside the first: each cohort both define, each
+/// score both have: figures, differences (second minus first) with 95%
+/// confidence intervals, and who is on one list and not the other.
+fn comparison(
+    s: Suppression,
+    people: &People,
+    b: &Predictions,
+    happened: &[bool],
+) -> serde_json::Value {
+    let z = 1.959964;
+    let cohorts: Vec<serde_json::Value> = people
+        .cohorts
+        .iter()
+        .filter_map(|(name, a)| {
+            let (_, bb) = b.cohorts.iter().find(|(n, _)| n == name)?;
+            let (fa, fb) = (list_figures(s, a, happened), list_figures(s, bb, happened));
+            let count = |f: &dyn Fn(bool, bool) -> bool| {
+                a.iter().zip(bb).filter(|&(&x, &y)| f(x, y)).count() as u64
+            };
+            let (only_a, only_b, both) = (
+                count(&|x, y| x && !y),
+                count(&|x, y| !x && y),
+                count(&|x, y| x && y),
+            );
+            // Sensitivity: the same people with the outcome, paired.
+            let positives = happened.iter().filter(|&&h| h).count() as f64;
+            let caught_only = |first: &[bool], second: &[bool]| {
+                (0..happened.len())
+                    .filter(|&i| happened[i] && first[i] && !second[i])
+                    .count() as f64
+            };
+            let (x, y) = (caught_only(a, bb), caught_only(bb, a));
+            let sensitivity = (positives > 0.0).then(|| {
+                let d = (y - x) / positives;
+                let se = ((x + y) - (y - x).powi(2) / positives).max(0.0).sqrt() / positives;
+                (d, se)
+            });
+            // PPV: lists of other sizes; the unpaired (Wald) interval.
+            let ppv = fa["ppv"].as_f64().zip(fb["ppv"].as_f64()).map(|(pa, pb)| {
+                let na = a.iter().filter(|&&m| m).count() as f64;
+                let nb = bb.iter().filter(|&&m| m).count() as f64;
+                (
+                    pb - pa,
+                    (pa * (1.0 - pa) / na + pb * (1.0 - pb) / nb).sqrt(),
+                )
+            });
+            let shown = |d: Option<(f64, f64)>, hidden: bool| {
+                d.filter(|_| !hidden)
+                    .map(|(d, se)| json!({"difference": d, "ci95": [d - z * se, d + z * se]}))
+            };
+            let hidden = s.hides(only_a) || s.hides(only_b);
+            Some(json!({
+                "cohort": name,
+                "first": fa,
+                "second": fb,
+                "only_first": s.count(only_a),
+                "only_second": s.count(only_b),
+                "both": s.count(both),
+                "ppv": shown(ppv, fa["ppv"].is_null() || fb["ppv"].is_null()),
+                "sensitivity": shown(sensitivity, hidden || fa["sensitivity"].is_null()),
+            }))
+        })
+        .collect();
+    let scores: Vec<serde_json::Value> = people
+        .scores
+        .iter()
+        .filter_map(|(name, a)| {
+            let (_, bb) = b.scores.iter().find(|(n, _)| n == name)?;
+            // People both score.
+            let paired: Vec<(f64, f64, bool)> = (0..happened.len())
+                .filter_map(|i| Some((a[i]?, bb[i]?, happened[i])))
+                .collect();
+            let positives = paired.iter().filter(|p| p.2).count() as u64;
+            let hidden = s.hides(positives) || s.hides(paired.len() as u64 - positives);
+            let d = (!hidden).then(|| auroc_difference(&paired)).flatten();
+            Some(json!({
+                "score": name,
+                "scored_by_both": s.count(paired.len() as u64),
+                "auroc_first": d.map(|d| d.0),
+                "auroc_second": d.map(|d| d.1),
+                "difference": d.map(|d| d.1 - d.0),
+                "ci95": d.map(|d| [d.1 - d.0 - z * d.2, d.1 - d.0 + z * d.2]),
+            }))
+        })
+        .collect();
+    json!({"cohorts": cohorts, "scores": scores})
 }
 
 /// The figures by group (PPV and sensitivity of each cohort, AUROC of each
@@ -513,6 +709,45 @@ fn score_figures(
 /// DeLong's method, computed from midranks (Sun and Xu, 2014). `None`
 /// without people on both sides.
 fn auroc_delong(scored: &[(f64, bool)]) -> Option<(f64, f64)> {
+    let (v10, v01) = components(scored)?;
+    let (mf, nf) = (v10.len() as f64, v01.len() as f64);
+    let auc = v10.iter().sum::<f64>() / mf;
+    let se = (covariance(&v10, &v10) / mf + covariance(&v01, &v01) / nf).sqrt();
+    Some((auc, se))
+}
+
+/// Two scores of the same people: AUROC of each, and the standard error of
+/// their difference (DeLong's covariance of the paired components).
+fn auroc_difference(paired: &[(f64, f64, bool)]) -> Option<(f64, f64, f64)> {
+    let a: Vec<(f64, bool)> = paired.iter().map(|p| (p.0, p.2)).collect();
+    let b: Vec<(f64, bool)> = paired.iter().map(|p| (p.1, p.2)).collect();
+    let (a10, a01) = components(&a)?;
+    let (b10, b01) = components(&b)?;
+    let (m, n) = (a10.len() as f64, a01.len() as f64);
+    let (auc_a, auc_b) = (a10.iter().sum::<f64>() / m, b10.iter().sum::<f64>() / m);
+    let var10 = covariance(&a10, &a10) + covariance(&b10, &b10) - 2.0 * covariance(&a10, &b10);
+    let var01 = covariance(&a01, &a01) + covariance(&b01, &b01) - 2.0 * covariance(&a01, &b01);
+    Some((auc_a, auc_b, (var10 / m + var01 / n).max(0.0).sqrt()))
+}
+
+/// Sample covariance (n - 1); 0 for fewer than two values.
+fn covariance(x: &[f64], y: &[f64]) -> f64 {
+    if x.len() < 2 {
+        return 0.0;
+    }
+    let mx = x.iter().sum::<f64>() / x.len() as f64;
+    let my = y.iter().sum::<f64>() / y.len() as f64;
+    x.iter()
+        .zip(y)
+        .map(|(a, b)| (a - mx) * (b - my))
+        .sum::<f64>()
+        / (x.len() - 1) as f64
+}
+
+/// DeLong's structural components: per person with the outcome, the share
+/// of people without it scored lower (ties half); per person without, the
+/// share with it scored higher. In the order of `scored`.
+fn components(scored: &[(f64, bool)]) -> Option<(Vec<f64>, Vec<f64>)> {
     let xs: Vec<f64> = scored.iter().filter(|(_, h)| *h).map(|(v, _)| *v).collect();
     let ys: Vec<f64> = scored
         .iter()
@@ -528,22 +763,11 @@ fn auroc_delong(scored: &[(f64, bool)]) -> Option<(f64, f64)> {
     let ranks_x = midranks(&xs);
     let ranks_y = midranks(&ys);
     let (mf, nf) = (m as f64, n as f64);
-    // Per person with the outcome: the share of people without it scored
-    // lower (ties half); per person without: the share with it scored higher.
     let v10: Vec<f64> = (0..m).map(|i| (ranks_all[i] - ranks_x[i]) / nf).collect();
     let v01: Vec<f64> = (0..n)
         .map(|j| 1.0 - (ranks_all[m + j] - ranks_y[j]) / mf)
         .collect();
-    let auc = v10.iter().sum::<f64>() / mf;
-    let variance = |v: &[f64]| {
-        if v.len() < 2 {
-            return 0.0;
-        }
-        let mean = v.iter().sum::<f64>() / v.len() as f64;
-        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64
-    };
-    let se = (variance(&v10) / mf + variance(&v01) / nf).sqrt();
-    Some((auc, se))
+    Some((v10, v01))
 }
 
 /// The area under the precision-recall curve as average precision: the
@@ -629,6 +853,38 @@ pub fn render(evaluation: &serde_json::Value, out: &Path) -> String {
                 shown(&sc["auroc"]),
                 shown(&ci[0]),
                 shown(&ci[1])
+            );
+        }
+        for c in f["comparison"]["cohorts"].as_array().into_iter().flatten() {
+            let d = |key: &str| {
+                let v = &c[key];
+                format!(
+                    "{} ({} to {})",
+                    shown(&v["difference"]),
+                    shown(&v["ci95"][0]),
+                    shown(&v["ci95"][1])
+                )
+            };
+            let _ = writeln!(
+                text,
+                "  compared: cohort {:<19} on list {} -> {}  PPV {}  sensitivity {}",
+                c["cohort"].as_str().unwrap_or(""),
+                c["first"]["on_list"].as_str().unwrap_or(""),
+                c["second"]["on_list"].as_str().unwrap_or(""),
+                d("ppv"),
+                d("sensitivity")
+            );
+        }
+        for sc in f["comparison"]["scores"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                text,
+                "  compared: score  {:<19} AUROC {} -> {}, difference {} ({} to {})",
+                sc["score"].as_str().unwrap_or(""),
+                shown(&sc["auroc_first"]),
+                shown(&sc["auroc_second"]),
+                shown(&sc["difference"]),
+                shown(&sc["ci95"][0]),
+                shown(&sc["ci95"][1])
             );
         }
     }
