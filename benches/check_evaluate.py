@@ -216,6 +216,26 @@ def main():
                 for sc in g["scores"]:
                     scores = [these[i][names.index(sc["score"])] for i in rows_g]
                     check(f"{where} score {sc['score']} auroc", auroc(scores, h)[0], sc["auroc"])
+    for b in evaluation["between_dates"]:
+        before = {r[names.index("person_id")]: r for r in rows if str(r[names.index("as_of")]) == b["from"]}
+        after = [r for r in rows if str(r[names.index("as_of")]) == b["to"]]
+        for c in b["cohorts"]:
+            col = names.index(c["cohort"])
+            was = [r[names.index("person_id")] in before and before[r[names.index("person_id")]][col] for r in after]
+            now = [r[col] for r in after]
+            listed_before = sum(1 for r in before.values() if r[col])
+            stayed = sum(1 for w, n in zip(was, now) if w and n)
+            where = f"{b['from']} -> {b['to']} {c['cohort']}"
+            check(f"{where} on earlier list", str(listed_before), c["on_earlier_list"])
+            check(f"{where} stayed", str(stayed), c["stayed"])
+            check(f"{where} joined", str(sum(1 for w, n in zip(was, now) if n and not w)), c["joined"])
+            check(f"{where} still listed", stayed / listed_before if listed_before else None, c["still_listed"])
+            for o in c["outcomes"]:
+                h = [r[names.index("outcome_" + o["outcome"])] for r in after]
+                already = list_figures([n and w for n, w in zip(now, was)], h)["ppv"]
+                new = list_figures([n and not w for n, w in zip(now, was)], h)["ppv"]
+                check(f"{where} {o['outcome']} ppv already listed", already, o["ppv_already_listed"])
+                check(f"{where} {o['outcome']} ppv newly listed", new, o["ppv_newly_listed"])
     for p in problems[:20]:
         print(p)
     if problems:

@@ -269,3 +269,35 @@ fn a_second_rule_set_is_compared_on_the_same_people() {
     let second = p.column_by_name("compare_admitted").unwrap().as_boolean();
     assert_eq!(second.true_count(), 0);
 }
+
+#[test]
+fn lists_are_followed_from_one_date_to_the_next() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let o = evaluate(
+        tmp.path(),
+        &rules,
+        &["--suppression", "none", "--as-of", "2024-09-30"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(tmp.path().join("evaluation/evaluation.json")).unwrap();
+    let evaluation: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // Dates in order, whatever order they were given in.
+    assert_eq!(
+        evaluation["as_of"],
+        serde_json::json!(["2024-09-30", AS_OF])
+    );
+    let c = &evaluation["between_dates"][0]["cohorts"][0];
+    // Person 9 (admitted 2024-06-01) is on both lists; person 1 (admitted
+    // on the later as-of date) joins.
+    assert_eq!(c["on_earlier_list"], "1");
+    assert_eq!(c["stayed"], "1");
+    assert_eq!(c["left"], "0");
+    assert_eq!(c["joined"], "1");
+    // Person 9 was admitted again after the later date; person 1 was not.
+    let admission = &c["outcomes"][0];
+    assert_eq!(admission["ppv_already_listed"], 1.0);
+    assert_eq!(admission["ppv_newly_listed"], 0.0);
+}

@@ -108,12 +108,27 @@ pub fn run(
     }
     let mut batches = Vec::new();
     let mut figures = Vec::new();
-    for &as_of in &request.dates {
+    let mut between = Vec::new();
+    let mut dates = request.dates.clone();
+    dates.sort();
+    dates.dedup();
+    let mut previous: Option<(NaiveDate, People)> = None;
+    for &as_of in &dates {
         let people = people_on(&model, compare.as_ref(), request, as_of, progress)?;
         for (outcome, happened) in &people.outcomes {
             figures.push(evaluate(&model, request, &people, outcome, happened, as_of));
         }
         batches.push(people.batch(as_of)?);
+        if let Some((from, earlier)) = &previous {
+            between.push(persistence(
+                request.suppression,
+                *from,
+                earlier,
+                as_of,
+                &people,
+            ));
+        }
+        previous = Some((as_of, people));
     }
     // Written beside, then renamed: a failed evaluation leaves nothing.
     let staging = out.with_file_name(format!(
@@ -133,12 +148,13 @@ pub fn run(
     let evaluation = json!({
         "model": model.meta.name,
         "compared_with": compare.as_ref().map(describe),
-        "as_of": request.dates.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+        "as_of": dates.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
         "outcomes": request.outcomes,
         "scores": request.scores,
         "population": "alive on each as-of date, without a type 1 or National Data Opt-out (evaluation is a secondary use)",
         "suppression": request.suppression.method(),
         "figures": figures,
+        "between_dates": between,
     });
     let path: PathBuf = staging.join("evaluation.json");
     std::fs::write(
@@ -613,6 +629,68 @@ fn breakdown(
         })
         .cloned();
     json!({"groups": rows, "gaps": gaps, "largest_gap": largest})
+}
+
+/// Each cohort between consecutive dates: who stayed on the list, left it
+/// and joined it (a list of high users shrinks by itself as people regress
+/// to the mean), and, for each outcome after the later date, the PPV of
+/// those already on the earlier list against those newly listed (so that
+/// "the list worked", fewer outcomes among people already being helped, is
+/// not read as "the model failed").
+fn persistence(
+    s: Suppression,
+    from: NaiveDate,
+    earlier: &People,
+    to: NaiveDate,
+    later: &People,
+) -> serde_json::Value {
+    let key = |ids: &ArrayRef, row: usize| -> String {
+        arrow_cast::display::ArrayFormatter::try_new(ids.as_ref(), &Default::default())
+            .map(|f| f.value(row).to_string())
+            .unwrap_or_default()
+    };
+    let earlier_rows: std::collections::HashMap<String, usize> = (0..earlier.ids.len())
+        .map(|r| (key(&earlier.ids, r), r))
+        .collect();
+    let in_earlier: Vec<Option<usize>> = (0..later.ids.len())
+        .map(|r| earlier_rows.get(&key(&later.ids, r)).copied())
+        .collect();
+    let cohorts: Vec<serde_json::Value> = later
+        .cohorts
+        .iter()
+        .filter_map(|(name, now)| {
+            let (_, before) = earlier.cohorts.iter().find(|(n, _)| n == name)?;
+            let was = |r: usize| in_earlier[r].is_some_and(|e| before[e]);
+            let stayed = (0..now.len()).filter(|&r| now[r] && was(r)).count() as u64;
+            let joined = (0..now.len()).filter(|&r| now[r] && !was(r)).count() as u64;
+            let listed_before = before.iter().filter(|&&b| b).count() as u64;
+            let outcomes: Vec<serde_json::Value> = later
+                .outcomes
+                .iter()
+                .map(|(outcome, happened)| {
+                    let ppv = |keep: &dyn Fn(usize) -> bool| {
+                        let on: Vec<bool> = (0..now.len()).map(|r| now[r] && keep(r)).collect();
+                        list_figures(s, &on, happened)["ppv"].clone()
+                    };
+                    json!({
+                        "outcome": outcome,
+                        "ppv_already_listed": ppv(&|r| was(r)),
+                        "ppv_newly_listed": ppv(&|r| !was(r)),
+                    })
+                })
+                .collect();
+            Some(json!({
+                "cohort": name,
+                "on_earlier_list": s.count(listed_before),
+                "stayed": s.count(stayed),
+                "left": s.count(listed_before.saturating_sub(stayed)),
+                "joined": s.count(joined),
+                "still_listed": ratio(s, stayed, listed_before),
+                "outcomes": outcomes,
+            }))
+        })
+        .collect();
+    json!({"from": from.to_string(), "to": to.to_string(), "cohorts": cohorts})
 }
 
 /// `part / whole`, unless either count would be suppressed.
