@@ -138,13 +138,13 @@ pub fn render(results: &Results, manifest: &Manifest) -> String {
     html
 }
 
-const STYLE: &str = "body{font-family:sans-serif;max-width:60rem;margin:2rem auto;color:#222}\
+pub(crate) const STYLE: &str = "body{font-family:sans-serif;max-width:60rem;margin:2rem auto;color:#222}\
 h2{border-bottom:1px solid #ccc;margin-top:2.5rem}h3{font-size:1rem;margin:1rem 0 .3rem}\
 svg text{font-size:11px;fill:#222}.facts{color:#555}table{border-collapse:collapse}\
 td,th{border:1px solid #ccc;padding:.2rem .5rem;text-align:right}th:first-child,td:first-child{text-align:left}\
 @media print{section{break-inside:avoid}}";
 
-fn esc(text: &str) -> String {
+pub(crate) fn esc(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

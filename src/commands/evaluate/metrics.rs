@@ -1,0 +1,242 @@
+//! The statistics of an evaluation: AUROC and its DeLong variance,
+//! average precision, midranks. Pure functions of scores and outcomes,
+//! tested against their definitions.
+
+/// AUROC (the probability that a random person with the outcome scores
+/// higher than one without, ties counting half) and its standard error by
+/// DeLong's method, computed from midranks (Sun and Xu, 2014). `None`
+/// without people on both sides.
+pub(super) fn auroc_delong(scored: &[(f64, bool)]) -> Option<(f64, f64)> {
+    let (v10, v01) = components(scored)?;
+    let (mf, nf) = (v10.len() as f64, v01.len() as f64);
+    let auc = v10.iter().sum::<f64>() / mf;
+    let se = (covariance(&v10, &v10) / mf + covariance(&v01, &v01) / nf).sqrt();
+    Some((auc, se))
+}
+
+/// Two scores of the same people: AUROC of each, and the standard error of
+/// their difference (DeLong's covariance of the paired components).
+pub(super) fn auroc_difference(paired: &[(f64, f64, bool)]) -> Option<(f64, f64, f64)> {
+    let a: Vec<(f64, bool)> = paired.iter().map(|p| (p.0, p.2)).collect();
+    let b: Vec<(f64, bool)> = paired.iter().map(|p| (p.1, p.2)).collect();
+    let (a10, a01) = components(&a)?;
+    let (b10, b01) = components(&b)?;
+    let (m, n) = (a10.len() as f64, a01.len() as f64);
+    let (auc_a, auc_b) = (a10.iter().sum::<f64>() / m, b10.iter().sum::<f64>() / m);
+    let var10 = covariance(&a10, &a10) + covariance(&b10, &b10) - 2.0 * covariance(&a10, &b10);
+    let var01 = covariance(&a01, &a01) + covariance(&b01, &b01) - 2.0 * covariance(&a01, &b01);
+    Some((auc_a, auc_b, (var10 / m + var01 / n).max(0.0).sqrt()))
+}
+
+/// Sample covariance (n - 1); 0 for fewer than two values.
+fn covariance(x: &[f64], y: &[f64]) -> f64 {
+    if x.len() < 2 {
+        return 0.0;
+    }
+    let mx = x.iter().sum::<f64>() / x.len() as f64;
+    let my = y.iter().sum::<f64>() / y.len() as f64;
+    x.iter()
+        .zip(y)
+        .map(|(a, b)| (a - mx) * (b - my))
+        .sum::<f64>()
+        / (x.len() - 1) as f64
+}
+
+/// DeLong's structural components: per person with the outcome, the share
+/// of people without it scored lower (ties half); per person without, the
+/// share with it scored higher. In the order of `scored`.
+fn components(scored: &[(f64, bool)]) -> Option<(Vec<f64>, Vec<f64>)> {
+    let xs: Vec<f64> = scored.iter().filter(|(_, h)| *h).map(|(v, _)| *v).collect();
+    let ys: Vec<f64> = scored
+        .iter()
+        .filter(|(_, h)| !*h)
+        .map(|(v, _)| *v)
+        .collect();
+    let (m, n) = (xs.len(), ys.len());
+    if m == 0 || n == 0 {
+        return None;
+    }
+    let all: Vec<f64> = xs.iter().chain(&ys).copied().collect();
+    let ranks_all = midranks(&all);
+    let ranks_x = midranks(&xs);
+    let ranks_y = midranks(&ys);
+    let (mf, nf) = (m as f64, n as f64);
+    let v10: Vec<f64> = (0..m).map(|i| (ranks_all[i] - ranks_x[i]) / nf).collect();
+    let v01: Vec<f64> = (0..n)
+        .map(|j| 1.0 - (ranks_all[m + j] - ranks_y[j]) / mf)
+        .collect();
+    Some((v10, v01))
+}
+
+/// The area under the precision-recall curve as average precision: the
+/// precision at each distinct score, highest first, weighted by the recall
+/// it adds (ties enter together). `None` when no one had the outcome.
+pub(super) fn average_precision(scored: &[(f64, bool)]) -> Option<f64> {
+    let positives = scored.iter().filter(|(_, h)| *h).count();
+    if positives == 0 {
+        return None;
+    }
+    let mut sorted: Vec<(f64, bool)> = scored.to_vec();
+    sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (mut taken, mut caught, mut ap) = (0usize, 0usize, 0.0);
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i;
+        while j < sorted.len() && sorted[j].0 == sorted[i].0 {
+            j += 1;
+        }
+        let new = sorted[i..j].iter().filter(|(_, h)| *h).count();
+        taken += j - i;
+        caught += new;
+        ap += (new as f64 / positives as f64) * (caught as f64 / taken as f64);
+        i = j;
+    }
+    Some(ap)
+}
+
+/// The ROC curve (false positive rate, true positive rate) and the
+/// precision-recall curve (recall, precision) of a score, a point per
+/// distinct score from the highest down (ties enter together), thinned to
+/// at most `points` each for drawing. `None` without people on both sides.
+#[allow(clippy::type_complexity)]
+pub(super) fn curves(
+    scored: &[(f64, bool)],
+    points: usize,
+) -> Option<(Vec<(f64, f64)>, Vec<(f64, f64)>)> {
+    let positives = scored.iter().filter(|(_, h)| *h).count() as f64;
+    let negatives = scored.len() as f64 - positives;
+    if positives == 0.0 || negatives == 0.0 {
+        return None;
+    }
+    let mut sorted = scored.to_vec();
+    sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (mut roc, mut pr) = (vec![(0.0, 0.0)], Vec::new());
+    let (mut tp, mut fp, mut i) = (0.0, 0.0, 0);
+    while i < sorted.len() {
+        let mut j = i;
+        while j < sorted.len() && sorted[j].0 == sorted[i].0 {
+            if sorted[j].1 {
+                tp += 1.0;
+            } else {
+                fp += 1.0;
+            }
+            j += 1;
+        }
+        roc.push((fp / negatives, tp / positives));
+        pr.push((tp / positives, tp / (tp + fp)));
+        i = j;
+    }
+    let thin = |curve: Vec<(f64, f64)>| -> Vec<(f64, f64)> {
+        if curve.len() <= points {
+            return curve;
+        }
+        let step = curve.len() as f64 / (points - 1) as f64;
+        let mut out: Vec<(f64, f64)> = (0..points - 1)
+            .map(|k| curve[(k as f64 * step) as usize])
+            .collect();
+        out.push(*curve.last().expect("not empty"));
+        out
+    };
+    Some((thin(roc), thin(pr)))
+}
+
+/// Ranks from 1, ties given the mean of the ranks they span.
+pub(super) fn midranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut ranks = vec![0.0; values.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let mut j = i;
+        while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
+            j += 1;
+        }
+        let rank = (i + j) as f64 / 2.0 + 1.0;
+        for &k in &order[i..=j] {
+            ranks[k] = rank;
+        }
+        i = j + 1;
+    }
+    ranks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// AUROC by definition: every pair of a person with the outcome and one
+    /// without, ties counting half.
+    fn pairs(scored: &[(f64, bool)]) -> f64 {
+        let (mut wins, mut total) = (0.0, 0.0);
+        for (x, hx) in scored {
+            for (y, hy) in scored {
+                if *hx && !*hy {
+                    total += 1.0;
+                    wins += if x > y {
+                        1.0
+                    } else if x == y {
+                        0.5
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+        wins / total
+    }
+
+    #[test]
+    fn auroc_from_midranks_equals_the_pairwise_definition() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..50 {
+            let scored: Vec<(f64, bool)> = (0..40)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    ((x % 7) as f64, x.is_multiple_of(3))
+                })
+                .collect();
+            if let Some((auc, se)) = auroc_delong(&scored) {
+                assert!(
+                    (auc - pairs(&scored)).abs() < 1e-12,
+                    "{auc} vs {}",
+                    pairs(&scored)
+                );
+                assert!(se > 0.0 && se < 0.5);
+            }
+        }
+        // Perfect separation, and none.
+        let perfect = [(3.0, true), (2.0, true), (1.0, false), (0.0, false)];
+        assert_eq!(auroc_delong(&perfect).unwrap().0, 1.0);
+        assert_eq!(auroc_delong(&[(1.0, true), (1.0, false)]).unwrap().0, 0.5);
+        assert!(auroc_delong(&[(1.0, true)]).is_none());
+    }
+
+    #[test]
+    fn average_precision_enters_ties_together() {
+        // Scores 3 (yes), 2 (no), 2 (yes), 1 (no): precision 1 at 3 (recall
+        // 1/2), then 2/3 at 2 (recall 1).
+        let scored = [(3.0, true), (2.0, false), (2.0, true), (1.0, false)];
+        let ap = average_precision(&scored).unwrap();
+        assert!((ap - (0.5 * 1.0 + 0.5 * 2.0 / 3.0)).abs() < 1e-12, "{ap}");
+        assert!(average_precision(&[(1.0, false)]).is_none());
+    }
+
+    #[test]
+    fn curves_run_from_the_highest_score_down() {
+        let scored = [(3.0, true), (2.0, false), (2.0, true), (1.0, false)];
+        let (roc, pr) = curves(&scored, 100).unwrap();
+        assert_eq!(roc, vec![(0.0, 0.0), (0.0, 0.5), (0.5, 1.0), (1.0, 1.0)]);
+        assert_eq!(pr, vec![(0.5, 1.0), (1.0, 2.0 / 3.0), (1.0, 0.5)]);
+        let many: Vec<(f64, bool)> = (0..1000).map(|i| (i as f64, i % 3 == 0)).collect();
+        let (roc, _) = curves(&many, 50).unwrap();
+        assert_eq!(roc.len(), 50);
+        assert_eq!(*roc.last().unwrap(), (1.0, 1.0));
+    }
+
+    #[test]
+    fn midranks_share_ties() {
+        assert_eq!(midranks(&[5.0, 1.0, 5.0, 3.0]), vec![3.5, 1.0, 3.5, 2.0]);
+    }
+}
