@@ -525,100 +525,6 @@ fn engine_value(column: &ArrayRef, row: usize) -> String {
     }
 }
 
-/// Any value of a per-person table as text, whatever integer width or
-/// text encoding the writer chose.
-fn value_text(column: &ArrayRef, row: usize) -> String {
-    if column.is_null(row) {
-        return "null".into();
-    }
-    let canonical = arrow_cast::cast(column, &canonical_type(column.data_type())).unwrap();
-    match canonical.data_type() {
-        arrow_schema::DataType::Utf8 => canonical.as_string::<i32>().value(row).to_string(),
-        _ => engine_value(&canonical, row),
-    }
-}
-
-fn canonical_type(ty: &arrow_schema::DataType) -> arrow_schema::DataType {
-    use arrow_schema::DataType::*;
-    match ty {
-        Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32 => Int64,
-        Utf8 | LargeUtf8 | Utf8View | Dictionary(..) => Utf8,
-        other => other.clone(),
-    }
-}
-
-/// The rule file compiled to DuckDB SQL and run with `python`: its table
-/// must equal the engine's.
-fn check_sql(
-    python: &str,
-    rules: &Path,
-    data: &Path,
-    engine: &arrow_array::RecordBatch,
-    dir: &Path,
-) -> Result<(), String> {
-    let script = dir.join("case.sql");
-    let o = strata(&[
-        "compile",
-        "--target",
-        "duckdb",
-        rules.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--as-of",
-        AS_OF,
-        "--out",
-        script.to_str().unwrap(),
-    ]);
-    if !o.status.success() {
-        return Err(format!("strata compile failed: {}", stderr(&o)));
-    }
-    let table = dir.join("sql.parquet");
-    let run = "import duckdb, sys\n\
-        s = [x for x in open(sys.argv[1]).read().split(';\\n') if x.strip()]\n\
-        c = duckdb.connect()\n\
-        [c.execute(x) for x in s[:-1]]\n\
-        c.execute('COPY (' + s[-1].rstrip().rstrip(';') + ') TO \\'' + sys.argv[2] + '\\' (FORMAT parquet)')\n";
-    let o = std::process::Command::new(python)
-        .args(["-c", run, script.to_str().unwrap(), table.to_str().unwrap()])
-        .output()
-        .map_err(|e| format!("cannot run {python}: {e}"))?;
-    if !o.status.success() {
-        return Err(format!(
-            "DuckDB failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        ));
-    }
-    let sql = read_parquet(&table);
-    let names = |b: &arrow_array::RecordBatch| -> Vec<String> {
-        b.schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect()
-    };
-    if names(engine) != names(&sql) || engine.num_rows() != sql.num_rows() {
-        return Err(format!(
-            "columns {:?} ({} rows) natively, {:?} ({} rows) in SQL",
-            names(engine),
-            engine.num_rows(),
-            names(&sql),
-            sql.num_rows()
-        ));
-    }
-    for (i, name) in names(engine).iter().enumerate() {
-        for row in 0..engine.num_rows() {
-            let (a, b) = (
-                value_text(engine.column(i), row),
-                value_text(sql.column(i), row),
-            );
-            if a != b {
-                return Err(format!("`{name}` of row {row}: {a} natively, {b} in SQL"));
-            }
-        }
-    }
-    Ok(())
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
 
@@ -632,7 +538,7 @@ proptest! {
         prop_assert!(o.status.success(), "{}", stderr(&o));
         let p = read_parquet(&out.join("patients.parquet"));
         if let Ok(python) = std::env::var("STRATA_DUCKDB_PYTHON") {
-            let checked = check_sql(&python, &rules, &tmp.path().join("data"), &p, tmp.path());
+            let checked = check_sql(&python, &rules, &tmp.path().join("data"), AS_OF, &p, tmp.path());
             prop_assert!(checked.is_ok(), "the compiled SQL disagrees: {}", checked.unwrap_err());
         }
         let ids = p.column_by_name("person_id").unwrap().as_primitive::<Int64Type>().clone();

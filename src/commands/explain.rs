@@ -33,6 +33,10 @@ pub fn render(results: &Results, explained: &Explained) -> String {
     let birth = population.column("birth_date");
     let presence = presence(birth, death, row, plan.as_of);
     let status = match presence {
+        Presence::Alive if !results.alive.value(row) => {
+            "not registered with a practice on the as-of date: not in the population then"
+                .to_string()
+        }
         Presence::Alive => "alive".to_string(),
         Presence::Died => format!("died {}", value(death, row)),
         Presence::NotYetBorn => format!(
@@ -166,6 +170,8 @@ pub fn render(results: &Results, explained: &Explained) -> String {
             "not in: died on or before the as-of date".to_string()
         } else if presence == Presence::NotYetBorn {
             "not in: born after the as-of date".to_string()
+        } else if !results.alive.value(row) {
+            "not in: not registered with a practice on the as-of date".to_string()
         } else {
             "not in".to_string()
         };

@@ -104,6 +104,12 @@ pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
             );
         }
     }
+    if !manifest.registrations.starts_with("applied") {
+        let _ = writeln!(
+            s,
+            "No registrations table: everyone in the population table is taken as registered throughout (see docs/data-contract.md)."
+        );
+    }
     if manifest.computed_elsewhere {
         let _ = writeln!(
             s,

@@ -13,6 +13,7 @@ pub mod opt_outs;
 pub mod outcomes;
 pub mod plan;
 pub mod published;
+pub mod registrations;
 pub mod scan;
 
 use std::path::Path;
@@ -48,6 +49,10 @@ pub struct Results<'m> {
     /// The per-person table the results were read from, when they were
     /// computed elsewhere (`strata publish`); `None` for a run.
     pub computed_elsewhere: Option<input::Table>,
+    /// Whether the data's `registrations` said who was registered on the
+    /// as-of date (else everyone in the population table is taken as
+    /// registered throughout).
+    pub registrations: bool,
 }
 
 impl Results<'_> {
@@ -104,7 +109,8 @@ pub fn run_traced<'m>(
     let mut timings = Vec::new();
     let started = Instant::now();
     let spinner = progress.stage("loading the population");
-    let plan = plan::plan(model, data, as_of)?;
+    let mut plan = plan::plan(model, data, as_of)?;
+    let registered = registrations::apply(&mut plan.population, data, dates::to_day(plan.as_of))?;
     if let Some(s) = spinner {
         s.finish_and_clear();
     }
@@ -168,6 +174,7 @@ pub fn run_traced<'m>(
         population.column("date_of_death"),
         as_of_day,
     );
+    let alive = registrations::registered_only(alive, registered.as_ref())?;
     let (purpose, purpose_from) = model.purpose();
     let opt_outs = opt_outs::OptOuts::new(population, purpose, purpose_from)?;
     // Members are people in the population whom the purpose lets a list hold.
@@ -223,6 +230,7 @@ pub fn run_traced<'m>(
         rejected_rows,
         timings,
         computed_elsewhere: None,
+        registrations: registered.is_some(),
     };
     Ok((results, explained))
 }

@@ -38,7 +38,8 @@ pub fn results<'m>(
     as_of: NaiveDate,
 ) -> Result<Results<'m>> {
     let started = Instant::now();
-    let population = Population::load(data, &model.population)?;
+    let mut population = Population::load(data, &model.population)?;
+    let registered = super::registrations::apply(&mut population, data, dates::to_day(as_of))?;
     let attribute_types = Population::attribute_types(&model.population, &population.table)?;
     let computed = Computed::read(path)?;
     computed.check_names(model)?;
@@ -49,6 +50,7 @@ pub fn results<'m>(
         population.column("date_of_death"),
         dates::to_day(as_of),
     );
+    let alive = super::registrations::registered_only(alive, registered.as_ref())?;
     let (purpose, purpose_from) = model.purpose();
     let opt_outs = opt_outs::OptOuts::new(&population, purpose, purpose_from)?;
     computed.check_people(&place, &alive, &opt_outs, as_of)?;
@@ -102,6 +104,7 @@ pub fn results<'m>(
         rejected_rows: Vec::new(),
         timings: vec![("read the per-person table", started.elapsed())],
         computed_elsewhere: Some(computed.table),
+        registrations: registered.is_some(),
     })
 }
 

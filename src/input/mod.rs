@@ -11,6 +11,10 @@ pub mod population;
 pub mod table;
 
 pub use population::Population;
+
+/// The optional table of practice registrations (see
+/// `engine::registrations` and docs/data-contract.md).
+pub const REGISTRATIONS: &str = "registrations";
 pub use table::Table;
 
 /// A row skipped for a problem in the data, and where it is, for

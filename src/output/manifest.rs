@@ -35,6 +35,9 @@ pub struct Manifest {
     /// there are no rejected-row counts for them. The table is the last
     /// of `inputs`.
     pub computed_elsewhere: bool,
+    /// Who is in the population on the as-of date: from the data's
+    /// `registrations`, or everyone in the population table.
+    pub registrations: &'static str,
     pub inputs: Vec<Input>,
     /// Optional tables the data folder lacks: their sources' features are
     /// null in this run.
@@ -223,6 +226,11 @@ impl Manifest {
             data: info.data.display().to_string(),
             threads: info.threads,
             computed_elsewhere: results.computed_elsewhere.is_some(),
+            registrations: if results.registrations {
+                "applied: the people registered with a practice on the as-of date, each at that practice and its PCN"
+            } else {
+                "absent: everyone in the population table is taken as registered throughout, at the practice it gives"
+            },
             inputs,
             absent_optional_tables: plan
                 .absent

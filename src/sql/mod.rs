@@ -97,13 +97,26 @@ pub fn compile(model: &Model, data: &Path, options: &Options) -> Result<Compiled
         None => target.parquet(&population.location, population.location.is_dir()),
     };
     let purpose = model.purpose().0;
+    // The population as registered on the as-of date, where the data says.
+    let registrations = match options
+        .tables
+        .iter()
+        .find(|(n, _)| n == crate::input::REGISTRATIONS)
+    {
+        Some((_, reference)) => Some(reference.clone()),
+        None => Table::find(data, crate::input::REGISTRATIONS)?
+            .map(|t| target.parquet(&t.location, t.location.is_dir())),
+    };
     person::population_ctes(
         model,
         &population,
         &attribute_types,
         as_of,
         purpose,
-        &from,
+        person::Reads {
+            population: &from,
+            registrations: registrations.as_deref(),
+        },
         &mut persons,
     )?;
     person::persons_cte(model, &typed, &aggregates, &mut persons);
@@ -142,8 +155,9 @@ fn check_options(model: &Model, data: &Path, options: &Options) -> Result<()> {
         ));
     }
     for (name, _) in &options.tables {
-        let known =
-            name == &model.population.table || model.sources.iter().any(|s| &s.table == name);
+        let known = name == &model.population.table
+            || name == crate::input::REGISTRATIONS
+            || model.sources.iter().any(|s| &s.table == name);
         if !known {
             return Err(Error::usage(format!(
                 "--table {name}=...: the rule files read no table called `{name}`"

@@ -16,6 +16,13 @@ use crate::rules::check::{Node, Type, Typed};
 use crate::rules::typing::{self, AGE_SLOT, FIRST_ATTRIBUTE_SLOT, SEX_SLOT};
 use crate::rules::{FeatureKind, Model, Purpose};
 
+/// What the script reads for the population and, where the data has them,
+/// the registrations (tables or Parquet paths).
+pub(super) struct Reads<'a> {
+    pub population: &'a str,
+    pub registrations: Option<&'a str>,
+}
+
 /// `population`: one row per person, with age, presence and opt-outs.
 pub(super) fn population_ctes(
     model: &Model,
@@ -23,9 +30,13 @@ pub(super) fn population_ctes(
     attribute_types: &[(String, Type)],
     as_of: NaiveDate,
     purpose: Purpose,
-    from: &str,
+    reads: Reads,
     script: &mut Script,
 ) -> Result<()> {
+    let Reads {
+        population: from,
+        registrations,
+    } = reads;
     let target = script.target;
     let spec = &model.population;
     let id = |s: &str| target.ident(s);
@@ -107,6 +118,55 @@ pub(super) fn population_ctes(
             id(&spec.person_id)
         ),
     );
+    // Who was registered on the as-of date, and where (see
+    // engine::registrations): the latest registration started on or before
+    // it and not ended before it, then the first practice code.
+    let (people_from, registered) = match registrations {
+        None => ("population", ""),
+        Some(reference) => {
+            let cast = if person.starts_with("CAST(") {
+                "BIGINT"
+            } else {
+                text
+            };
+            script.cte(
+                "registered",
+                &format!("Each person's registration on {as_of}, from the registrations table."),
+                format!(
+                    "SELECT person_id, practice_code\n  FROM (SELECT CAST(person_id AS {cast}) AS person_id, CAST(practice_code AS {text}) AS practice_code,\n      row_number() OVER (PARTITION BY person_id ORDER BY CAST(start_date AS DATE) DESC, CAST(practice_code AS {text})) AS _n\n    FROM {reference}\n    WHERE person_id IS NOT NULL AND practice_code IS NOT NULL AND start_date IS NOT NULL\n      AND CAST(start_date AS DATE) <= {as_of_sql}\n      AND (end_date IS NULL OR CAST(end_date AS DATE) >= {as_of_sql})) AS r\n  WHERE _n = 1",
+                    as_of_sql = format!("DATE '{as_of}'"),
+                ),
+            );
+            script.cte(
+                "practice_pcns",
+                "The PCN of each practice, as the population table gives it.",
+                "SELECT practice_code, min(pcn_code) AS pcn_code FROM \"population\" WHERE practice_code IS NOT NULL GROUP BY practice_code"
+                    .replace('"', if target == Target::Spark { "`" } else { "\"" }),
+            );
+            let mut kept: Vec<String> = vec![
+                "p.person_id".into(),
+                "r.practice_code".into(),
+                "k.pcn_code".into(),
+                "p.sex".into(),
+                "p._birth".into(),
+                "p._death".into(),
+            ];
+            kept.extend(attribute_types.iter().map(|(n, _)| format!("p.{}", id(n))));
+            kept.extend(["p._type1", "p._national", "p._unique"].map(String::from));
+            script.cte(
+                "population_then",
+                &format!("The population as registered on {as_of}: each person at the practice (and its PCN) of their registration then; not registered, no practice."),
+                format!(
+                    "SELECT {}, r.person_id IS NOT NULL AS _registered\n  FROM {} AS p\n  LEFT JOIN {} AS r ON r.person_id = p.person_id\n  LEFT JOIN {} AS k ON k.practice_code = r.practice_code",
+                    kept.join(", "),
+                    id("population"),
+                    id("registered"),
+                    id("practice_pcns")
+                ),
+            );
+            ("population_then", " AND _registered")
+        }
+    };
     script.cte(
         "people",
         &format!(
@@ -114,12 +174,12 @@ pub(super) fn population_ctes(
             purpose.name()
         ),
         format!(
-            "SELECT\n    person_id, practice_code, pcn_code, sex,\n    CASE WHEN _birth IS NULL OR _birth > {as_of_sql} THEN NULL\n      ELSE CAST({y} - year(_birth) - CASE WHEN month(_birth) > {m} OR (month(_birth) = {m} AND day(_birth) > {d}) THEN 1 ELSE 0 END AS BIGINT) END AS age,\n    {}\n    (_birth IS NULL OR _birth <= {as_of_sql}) AND (_death IS NULL OR _death > {as_of_sql}) AS _alive,\n    {withheld_from_lists} AS _withheld,\n    (_type1 OR _national) AS _not_counted,\n    _unique\n  FROM {}",
+            "SELECT\n    person_id, practice_code, pcn_code, sex,\n    CASE WHEN _birth IS NULL OR _birth > {as_of_sql} THEN NULL\n      ELSE CAST({y} - year(_birth) - CASE WHEN month(_birth) > {m} OR (month(_birth) = {m} AND day(_birth) > {d}) THEN 1 ELSE 0 END AS BIGINT) END AS age,\n    {}\n    (_birth IS NULL OR _birth <= {as_of_sql}) AND (_death IS NULL OR _death > {as_of_sql}){registered} AS _alive,\n    {withheld_from_lists} AS _withheld,\n    (_type1 OR _national) AS _not_counted,\n    _unique\n  FROM {}",
             attribute_types
                 .iter()
                 .map(|(n, _)| format!("{},\n    ", id(n)))
                 .collect::<String>(),
-            id("population")
+            id(people_from)
         ),
     );
     Ok(())
