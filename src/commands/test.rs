@@ -197,10 +197,26 @@ pub fn run_keeping(model: &Model, keep: Option<&Path>) -> Result<Vec<Outcome>> {
         if let Some(keep) = keep {
             keep_run(keep, dir.path(), &results, as_of, &set)?;
         }
+        // Outcomes, which tests may expect too: what happened after as_of.
+        let names: Vec<String> = model.outcomes.iter().map(|o| o.name.clone()).collect();
+        let after = if names.is_empty() {
+            Vec::new()
+        } else {
+            tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+                engine::outcomes::compute(
+                    model,
+                    dir.path(),
+                    as_of,
+                    &names,
+                    false,
+                    &progress::Terminal::new(true),
+                )
+            })?
+        };
         // Persons sort by id, and ids follow test order: row i is tests[i].
         for (row, &t) in tests.iter().enumerate() {
             let (start, test) = &model.tests[t];
-            outcomes[t] = Some(check(model, *start, test, &results, row)?);
+            outcomes[t] = Some(check(model, *start, test, &results, &after, row)?);
         }
     }
     Ok(outcomes
@@ -532,11 +548,14 @@ fn array(ty: &DataType, values: &[Value]) -> ArrayRef {
 }
 
 /// Compares one test person's results with what the test expects.
+/// One test's expectations against its row of the results and of the
+/// outcomes (`after`: each outcome's column).
 fn check(
     model: &Model,
     start: usize,
     test: &Spanned<syntax::TestCase>,
     results: &engine::Results,
+    after: &[(String, ArrayRef)],
     row: usize,
 ) -> Result<Outcome> {
     let case = test.get_ref();
@@ -546,16 +565,19 @@ fn check(
             results.feature(i).clone()
         } else if let Some(c) = model.cohorts.iter().position(|c| &c.name == name) {
             Arc::new(results.cohorts[c].flags.clone())
+        } else if let Some((_, column)) = after.iter().find(|(n, _)| n == name) {
+            column.clone()
         } else {
             let known = model
                 .features
                 .iter()
                 .map(|f| f.name.as_str())
-                .chain(model.cohorts.iter().map(|c| c.name.as_str()));
+                .chain(model.cohorts.iter().map(|c| c.name.as_str()))
+                .chain(model.outcomes.iter().map(|o| o.name.as_str()));
             return Err(model.error_at(
                 start + expected.span().start,
                 format!(
-                    "`{name}` is not a feature or cohort of this model{}",
+                    "`{name}` is not a feature, cohort or outcome of this model{}",
                     did_you_mean(name, known)
                 ),
             ));

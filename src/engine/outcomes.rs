@@ -18,12 +18,15 @@ use crate::error::{Error, Result};
 use crate::rules::{Feature, FeatureKind, Model};
 
 /// Each outcome of `model` named in `names`, per person (in the population's
-/// order), as of `as_of`.
+/// order), as of `as_of`. With `whole_windows`, refuses windows that run
+/// past the data's last event (assurance tests, whose data is only what
+/// they write, go without).
 pub fn compute(
     model: &Model,
     data: &Path,
     as_of: NaiveDate,
     names: &[String],
+    whole_windows: bool,
     progress: &dyn super::Progress,
 ) -> Result<Vec<(String, ArrayRef)>> {
     // Grouped by the day their window ends: one run each.
@@ -56,7 +59,7 @@ pub fn compute(
         by_end.entry(end).or_default().push(outcome);
     }
     // A window that runs past the data would count too few outcomes.
-    if let Some((&end, _)) = by_end.iter().next_back() {
+    if let Some((&end, _)) = by_end.iter().next_back().filter(|_| whole_windows) {
         let latest = latest_event(model, data)?;
         if latest.is_none_or(|l| l < end) {
             return Err(Error::usage(format!(
