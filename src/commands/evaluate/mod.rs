@@ -271,8 +271,14 @@ fn people_on(
     progress: &dyn Progress,
 ) -> Result<People> {
     let results = engine::run(model, request.data, Some(as_of), progress)?;
-    let outcomes =
-        engine::outcomes::compute(model, request.data, as_of, &request.outcomes, true, progress)?;
+    let outcomes = engine::outcomes::compute(
+        model,
+        request.data,
+        as_of,
+        &request.outcomes,
+        true,
+        progress,
+    )?;
     let keep = evaluated(&results);
     let indices = arrow_array::UInt32Array::from(keep.clone());
     let take = |a: &ArrayRef| {
