@@ -245,5 +245,33 @@ fn publish_refuses_a_table_that_does_not_match_the_rule_files() {
     let o = publish("hiu", Some("2024-03-31"));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("another date"), "{}", stderr(&o));
+    // A flag that is not true/false is the data's problem, not a crash.
+    let ran = read_parquet(&table);
+    let as_int = arrow_cast::cast(
+        ran.column_by_name("hiu").unwrap(),
+        &arrow_schema::DataType::Int32,
+    )
+    .unwrap();
+    let bad = tmp.path().join("bad.parquet");
+    write_parquet(&bad, &[with_column(&ran, "hiu", as_int)]);
+    let o = strata(&[
+        "publish",
+        "--rules",
+        "hiu",
+        "--patients-table",
+        bad.to_str().unwrap(),
+        "--data",
+        sample,
+        "--out",
+        out.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("column `hiu` holds Int32, not true/false"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!out.exists(), "a refused publish wrote {}", out.display());
 }

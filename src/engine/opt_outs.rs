@@ -138,7 +138,7 @@ fn flags(array: &ArrayRef, population: &Population, role: &str) -> Result<Boolea
             .as_string::<i32>()
             .iter()
             .map(|v| {
-                let text = v.unwrap_or("").trim();
+                let text = crate::rules::codelist::trim_code(v.unwrap_or(""));
                 match text.to_ascii_lowercase().as_str() {
                     "" | "n" | "no" | "false" | "0" => Ok(Some(false)),
                     "y" | "yes" | "true" | "1" => Ok(Some(true)),

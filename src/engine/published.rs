@@ -151,6 +151,30 @@ impl Computed {
         let schema = self.batch.schema_ref();
         let found: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
         if found == expected {
+            // Flags are true/false (alive never null), ranks whole numbers.
+            let flags = ["alive", "counted"]
+                .into_iter()
+                .chain(model.cohorts.iter().map(|c| c.name.as_str()));
+            for name in flags {
+                let column = self.column(name);
+                if column.data_type() != &DataType::Boolean {
+                    return Err(self.problem(format!(
+                        "column `{name}` holds {}, not true/false",
+                        column.data_type()
+                    )));
+                }
+            }
+            if self.column("alive").null_count() > 0 {
+                return Err(self.problem("column `alive` has nulls: everyone is in the population on the as-of date or not".into()));
+            }
+            for name in &ranks {
+                let ty = self.column(name).data_type();
+                if !(ty == &DataType::Null || table::canonical_type(ty) == Some(Type::Int)) {
+                    return Err(
+                        self.problem(format!("column `{name}` holds {ty}, not whole numbers"))
+                    );
+                }
+            }
             return Ok(());
         }
         let listed = |what: &str, names: Vec<&str>| {

@@ -248,7 +248,10 @@ fn filter_column(
     let words: StringArray = raw
         .as_string::<i32>()
         .iter()
-        .map(|v| v.and_then(|v| mapped.map.get(v.trim())).map(String::as_str))
+        .map(|v| {
+            v.and_then(|v| mapped.map.get(crate::rules::codelist::trim_code(v)))
+                .map(String::as_str)
+        })
         .collect();
     Ok(Arc::new(words))
 }
@@ -401,7 +404,7 @@ impl DictionaryCodes {
 /// Hashes are only compared within one run, never stored.
 fn code_hash(code: &str) -> u64 {
     use std::hash::BuildHasher;
-    foldhash::fast::FixedState::default().hash_one(code.trim())
+    foldhash::fast::FixedState::default().hash_one(crate::rules::codelist::trim_code(code))
 }
 
 struct Task<'a> {

@@ -43,6 +43,16 @@ pub struct Codelist {
     longest_code: usize,
 }
 
+/// The whitespace trimmed from around a code (and an opt-out flag): the
+/// ASCII whitespace characters, which every SQL engine can trim as well,
+/// so that a compiled rule file trims exactly the same.
+pub const CODE_WHITESPACE: [char; 6] = [' ', '\t', '\n', '\r', '\x0B', '\x0C'];
+
+/// A raw code without the whitespace around it.
+pub fn trim_code(raw: &str) -> &str {
+    raw.trim_matches(CODE_WHITESPACE)
+}
+
 /// The form a code is compared in, for a coding system.
 pub fn normalise(system: CodingSystem, raw: &str) -> Cow<'_, str> {
     match system {
@@ -65,7 +75,9 @@ pub fn normalise(system: CodingSystem, raw: &str) -> Cow<'_, str> {
                 )
             }
         }
-        CodingSystem::Snomed | CodingSystem::Dmd | CodingSystem::Other => Cow::Borrowed(raw.trim()),
+        CodingSystem::Snomed | CodingSystem::Dmd | CodingSystem::Other => {
+            Cow::Borrowed(trim_code(raw))
+        }
     }
 }
 

@@ -142,6 +142,25 @@ impl Target {
         }
     }
 
+    /// `text` without the ASCII whitespace around it, as strata trims codes
+    /// (SQL's plain `trim` removes spaces only).
+    pub fn trim_code(self, text: &str) -> String {
+        match self {
+            Target::DuckDb => {
+                format!("trim({text}, ' ' || chr(9) || chr(10) || chr(11) || chr(12) || chr(13))")
+            }
+            Target::Spark => format!("trim(BOTH ' \\t\\n\\u000B\\u000C\\r' FROM {text})"),
+        }
+    }
+
+    /// The length of `text` in bytes (UTF-8).
+    pub fn byte_length(self, text: &str) -> String {
+        match self {
+            Target::DuckDb => format!("strlen({text})"),
+            Target::Spark => format!("octet_length({text})"),
+        }
+    }
+
     /// `text` with every character that is not an ASCII letter or digit
     /// removed.
     pub fn alphanumeric(self, text: &str) -> String {

@@ -98,13 +98,15 @@ pub fn compile(model: &Model, data: &Path, options: &Options) -> Result<Compiled
     };
     let purpose = model.purpose().0;
     // The population as registered on the as-of date, where the data says.
+    let registrations_table = Table::find(data, crate::input::REGISTRATIONS)?;
     let registrations = match options
         .tables
         .iter()
         .find(|(n, _)| n == crate::input::REGISTRATIONS)
     {
         Some((_, reference)) => Some(reference.clone()),
-        None => Table::find(data, crate::input::REGISTRATIONS)?
+        None => registrations_table
+            .as_ref()
             .map(|t| target.parquet(&t.location, t.location.is_dir())),
     };
     person::population_ctes(
@@ -125,7 +127,7 @@ pub fn compile(model: &Model, data: &Path, options: &Options) -> Result<Compiled
 
     let mut sql = header(model, target, as_of, as_of_inferred);
     sql.push_str(target.preamble());
-    if reads_zoned_timestamps(model, &population, &sources) {
+    if reads_zoned_timestamps(model, &population, &sources, registrations_table.as_ref()) {
         sql.push_str(match target {
             // Timestamps are read as their UTC calendar date, as strata does.
             Target::DuckDb => "SET TimeZone = 'UTC';\n\n",
@@ -255,7 +257,12 @@ fn reduced_column_types(model: &Model, sources: &[Bound]) -> Result<Vec<Option<T
 }
 
 /// Does the script read a timestamp with a time zone as a date?
-fn reads_zoned_timestamps(model: &Model, population: &Table, sources: &[Bound]) -> bool {
+fn reads_zoned_timestamps(
+    model: &Model,
+    population: &Table,
+    sources: &[Bound],
+    registrations: Option<&Table>,
+) -> bool {
     let p = &model.population;
     [p.birth_date.as_str(), p.date_of_death.as_str()]
         .into_iter()
@@ -264,6 +271,11 @@ fn reads_zoned_timestamps(model: &Model, population: &Table, sources: &[Bound]) 
             sources
                 .iter()
                 .map(|b| (&b.table, model.sources[b.index].date.as_str())),
+        )
+        .chain(
+            registrations
+                .into_iter()
+                .flat_map(|t| [(t, "start_date"), (t, "end_date")]),
         )
         .any(|(t, c)| {
             matches!(

@@ -198,7 +198,10 @@ fn flag(target: Target, column: &str, ty: &DataType, role: &str) -> Option<Strin
             "CASE WHEN {column} IS NULL OR {column} = 0 THEN FALSE WHEN {column} = 1 THEN TRUE ELSE {fail} END"
         ),
         Type::Str => {
-            let v = format!("lower(trim(coalesce({column}, '')))");
+            let v = format!(
+                "lower({})",
+                target.trim_code(&format!("coalesce({column}, '')"))
+            );
             format!(
                 "CASE WHEN {v} IN ('', 'n', 'no', 'false', '0') THEN FALSE WHEN {v} IN ('y', 'yes', 'true', '1') THEN TRUE ELSE {fail} END"
             )

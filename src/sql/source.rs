@@ -314,9 +314,12 @@ impl Bound {
                         })
                         .collect();
                     format!(
-                        "CASE trim(CAST({} AS {})){whens} END",
-                        id(&m.from),
-                        target.text_type()
+                        "CASE {}{whens} END",
+                        target.trim_code(&format!(
+                            "CAST({} AS {})",
+                            id(&m.from),
+                            target.text_type()
+                        ))
                     )
                 }
                 None => format!("CAST({} AS {})", id(c), expr::sql_type(target, *ty)),
@@ -499,11 +502,17 @@ impl Bound {
                 } else {
                     "max"
                 };
-                grouped(format!("{f}({})", when(&format!("_v{v}"))), None)
+                // strata skips NaN; SQL engines would order it above every number.
+                let value = match self.value_columns[v].1 {
+                    Type::Float => format!("CASE WHEN NOT isnan(_v{v}) THEN _v{v} END"),
+                    _ => format!("_v{v}"),
+                };
+                grouped(format!("{f}({})", when(&value)), None)
             }
-            Aggregate::CountDistinctCodes if codelist.is_none() => {
-                grouped(format!("count(DISTINCT {})", when("trim(_code)")), zero)
-            }
+            Aggregate::CountDistinctCodes if codelist.is_none() => grouped(
+                format!("count(DISTINCT {})", when(&target.trim_code("_code"))),
+                zero,
+            ),
             Aggregate::CountDistinctCodes => {
                 grouped(format!("count(DISTINCT {})", when("_item")), zero)
             }
@@ -674,12 +683,14 @@ fn normalise(target: Target, system: CodingSystem, code: &str) -> String {
     match system {
         // The `X` filler of 3-character codes padded to 4, then letters and
         // digits only, upper case.
+        // (Four bytes, as strata counts them, whatever the characters.)
         CodingSystem::Icd10 => format!(
             "upper({})",
             target.alphanumeric(&format!(
-                "CASE WHEN length({code}) = 4 AND upper(substr({code}, 4, 1)) = 'X' THEN substr({code}, 1, 3) ELSE {code} END"
+                "CASE WHEN {} = 4 AND upper(right({code}, 1)) = 'X' THEN left({code}, length({code}) - 1) ELSE {code} END",
+                target.byte_length(code)
             ))
         ),
-        CodingSystem::Snomed | CodingSystem::Dmd | CodingSystem::Other => format!("trim({code})"),
+        CodingSystem::Snomed | CodingSystem::Dmd | CodingSystem::Other => target.trim_code(code),
     }
 }

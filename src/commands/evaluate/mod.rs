@@ -529,7 +529,9 @@ fn comparison(
                 d.filter(|_| !hidden)
                     .map(|(d, se)| json!({"difference": d, "ci95": [d - z * se, d + z * se]}))
             };
-            let hidden = s.hides(only_a) || s.hides(only_b);
+            // The interval gives back x and y, the outcomes only one list saw.
+            let hidden =
+                s.hides(only_a) || s.hides(only_b) || s.hides(x as u64) || s.hides(y as u64);
             Some(json!({
                 "cohort": name,
                 "first": fa,
@@ -733,7 +735,10 @@ fn list_figures(s: Suppression, on_list: &[bool], happened: &[bool]) -> serde_js
         "with_outcome": s.count(caught),
         "ppv": ppv,
         "sensitivity": ratio(s, caught, events),
-        "specificity": ratio(s, negatives - false_alarms, negatives),
+        // Hidden with the counts it would give away (on list and caught).
+        "specificity": (!s.hides(caught) && !s.hides(false_alarms))
+            .then(|| ratio(s, negatives - false_alarms, negatives))
+            .flatten(),
         "lift": ppv.zip(prevalence).filter(|(_, p)| *p > 0.0).map(|(a, p)| a / p),
     })
 }
