@@ -141,6 +141,19 @@ def main():
                 check(f"{at} score {s['score']} ci low", low, s["auroc_95ci"][0])
                 check(f"{at} score {s['score']} ci high", high, s["auroc_95ci"][1])
             check(f"{at} score {s['score']} auprc", average_precision(scores, happened), s["auprc"])
+            if "calibration" in s:
+                pairs = sorted(((v, h) for v, h in zip(scores, happened) if v is not None), key=lambda p: p[0])
+                n = len(pairs)
+                for d in range(10):
+                    rows_d = [pairs[i] for i in range(n) if i * 10 // n == d]
+                    got = s["calibration"]["deciles"][d]
+                    check(f"{at} {s['score']} decile {d + 1} people", str(len(rows_d)), got["people"])
+                    mean = sum(p for p, _ in rows_d) / len(rows_d) if rows_d else None
+                    check(f"{at} {s['score']} decile {d + 1} predicted", mean, got["mean_predicted"])
+                    observed = sum(1 for _, h in rows_d if h) / len(rows_d) if rows_d else None
+                    check(f"{at} {s['score']} decile {d + 1} observed", observed, got["observed"])
+                brier = sum((p - (1.0 if h else 0.0)) ** 2 for p, h in pairs) / n
+                check(f"{at} {s['score']} brier", brier, s["calibration"]["brier"])
             # Highest first, ties by person order (ascending person_id).
             scored = [i for i, v in enumerate(scores) if v is not None]
             scored.sort(key=lambda i: (-scores[i], i))

@@ -81,6 +81,10 @@ pub struct EvaluateArgs {
     /// is evaluated.
     #[arg(long = "score")]
     pub scores: Vec<String>,
+    /// A feature that is a probability (0 to 1), evaluated as a score and
+    /// for calibration by decile and the Brier score (repeatable).
+    #[arg(long = "probability")]
+    pub probabilities: Vec<String>,
     /// Override a parameter, as for `run`.
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_setting)]
     pub set: Vec<(String, String)>,
@@ -519,7 +523,17 @@ fn run_evaluate(args: &EvaluateArgs, quiet: bool) -> Result<()> {
         data: &args.data,
         dates,
         outcomes: args.outcomes.clone(),
-        scores: args.scores.clone(),
+        scores: args
+            .scores
+            .iter()
+            .chain(
+                args.probabilities
+                    .iter()
+                    .filter(|p| !args.scores.contains(p)),
+            )
+            .cloned()
+            .collect(),
+        probabilities: args.probabilities.clone(),
         suppression: args.suppression,
         compare: compare.as_ref(),
     };

@@ -35,7 +35,7 @@ report.html)
     default_screenshot="$PWD/docs/report.png"
     ;;
 evaluation.html)
-    sections=("Cohorts as lists" "Scores" "Scores' top lists" "By group" "Compared with the second rule set" "Lists from one date to the next")
+    sections=("Cohorts as lists" "Scores" "Scores' top lists" "Calibration of efi" "By group" "Compared with the second rule set" "Lists from one date to the next")
     default_screenshot="$work/evaluation.png"
     ;;
 *)
@@ -49,7 +49,7 @@ if [ -z "$out" ]; then
         cargo run --quiet -- run --out "$out" --quiet
     else
         cargo run --quiet -- evaluate --rules core --rules outcomes --as-of 2024-03-31 \
-            --as-of 2025-03-31 --outcome emergency_admission_365d --score efi --score hfrs \
+            --as-of 2025-03-31 --outcome emergency_admission_365d --probability efi --score hfrs \
             --compare-set hiu_threshold=4 --out "$out" --quiet
     fi
 fi

@@ -168,6 +168,28 @@ fn figure(html: &mut String, f: &Value) {
             legend(&scores)
         );
     }
+    for sc in &scores {
+        let Some(deciles) = sc["calibration"]["deciles"].as_array() else {
+            continue;
+        };
+        let _ = writeln!(
+            html,
+            "<h3>Calibration of {}</h3>\n<p>Brier score {} (the mean squared difference between the probability and what happened; 0 is perfect).</p>\n<table><tr><th>decile</th><th>people</th><th>mean predicted</th><th>observed</th></tr>",
+            text(&sc["score"]),
+            number(&sc["calibration"]["brier"])
+        );
+        for d in deciles {
+            let _ = writeln!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                d["decile"],
+                text(&d["people"]),
+                share(&d["mean_predicted"]),
+                share(&d["observed"])
+            );
+        }
+        html.push_str("</table>\n");
+    }
     groups(html, f);
     comparison(html, f);
 }

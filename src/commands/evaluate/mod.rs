@@ -48,6 +48,9 @@ pub struct Request<'a> {
     pub outcomes: Vec<String>,
     /// Numeric features to evaluate as scores (every cohort is evaluated).
     pub scores: Vec<String>,
+    /// Those scores that are probabilities (0 to 1), also evaluated for
+    /// calibration.
+    pub probabilities: Vec<String>,
     pub suppression: Suppression,
     /// A second rule set (another threshold, another version) evaluated on
     /// the same people, dates and outcomes, and compared.
@@ -459,7 +462,13 @@ fn evaluate(
     let scores: Vec<serde_json::Value> = people
         .scores
         .iter()
-        .map(|(name, values)| score_figures(s, name, values, happened, &people.pcn))
+        .map(|(name, values)| {
+            let mut figures = score_figures(s, name, values, happened, &people.pcn);
+            if request.probabilities.contains(name) {
+                figures["calibration"] = calibration(s, values, happened);
+            }
+            figures
+        })
         .collect();
     let groups: serde_json::Map<String, serde_json::Value> = people
         .groups
@@ -711,6 +720,48 @@ fn persistence(
     json!({"from": from.to_string(), "to": to.to_string(), "cohorts": cohorts})
 }
 
+/// A probability against what happened: by decile of the ranking (lowest
+/// first; decile of the i-th of n is i * 10 / n), the mean predicted and the
+/// observed share, and the Brier score (the mean squared difference).
+fn calibration(s: Suppression, values: &[Option<f64>], happened: &[bool]) -> serde_json::Value {
+    let mut scored: Vec<(f64, bool)> = values
+        .iter()
+        .zip(happened)
+        .filter_map(|(v, &h)| v.map(|v| (v, h)))
+        .collect();
+    if scored.iter().any(|(p, _)| !(0.0..=1.0).contains(p)) {
+        return json!({"error": "not a probability: some values are outside 0 to 1"});
+    }
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let n = scored.len();
+    let mut deciles = Vec::new();
+    for d in 0..10 {
+        let rows: Vec<&(f64, bool)> = (0..n)
+            .filter(|&i| i * 10 / n.max(1) == d)
+            .map(|i| &scored[i])
+            .collect();
+        let events = rows.iter().filter(|(_, h)| *h).count() as u64;
+        let size = rows.len() as u64;
+        let mean = (!rows.is_empty())
+            .then(|| rows.iter().map(|(p, _)| p).sum::<f64>() / rows.len() as f64);
+        deciles.push(json!({
+            "decile": d + 1,
+            "people": s.count(size),
+            "mean_predicted": mean,
+            "observed": ratio(s, events, size),
+        }));
+    }
+    let positives = scored.iter().filter(|(_, h)| *h).count() as u64;
+    let brier = (n > 0 && !s.hides(positives) && !s.hides(n as u64 - positives)).then(|| {
+        scored
+            .iter()
+            .map(|(p, h)| (p - if *h { 1.0 } else { 0.0 }).powi(2))
+            .sum::<f64>()
+            / n as f64
+    });
+    json!({"deciles": deciles, "brier": brier})
+}
+
 /// `part / whole`, unless either count would be suppressed.
 fn ratio(s: Suppression, part: u64, whole: u64) -> Option<f64> {
     (whole > 0 && !s.hides(part) && !s.hides(whole)).then(|| part as f64 / whole as f64)
@@ -894,6 +945,24 @@ pub fn render(evaluation: &serde_json::Value, out: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calibration_compares_deciles_and_refuses_what_is_not_a_probability() {
+        let values: Vec<Option<f64>> = (0..20).map(|i| Some(i as f64 / 20.0)).collect();
+        let happened: Vec<bool> = (0..20).map(|i| i >= 18).collect();
+        let c = calibration(Suppression::None, &values, &happened);
+        let top = &c["deciles"][9];
+        assert_eq!(top["people"], "2");
+        assert_eq!(top["observed"], 1.0);
+        assert!((top["mean_predicted"].as_f64().unwrap() - 0.925).abs() < 1e-12);
+        let brier: f64 = (0..20)
+            .map(|i| (i as f64 / 20.0 - if i >= 18 { 1.0 } else { 0.0 }).powi(2))
+            .sum::<f64>()
+            / 20.0;
+        assert!((c["brier"].as_f64().unwrap() - brier).abs() < 1e-12);
+        let c = calibration(Suppression::None, &[Some(1.5)], &[true]);
+        assert!(c["error"].is_string());
+    }
 
     #[test]
     fn lists_count_what_they_catch() {
