@@ -140,8 +140,10 @@ pub(super) fn population_ctes(
             script.cte(
                 "practice_pcns",
                 "The PCN of each practice, as the population table gives it.",
-                "SELECT practice_code, min(pcn_code) AS pcn_code FROM \"population\" WHERE practice_code IS NOT NULL GROUP BY practice_code"
-                    .replace('"', if target == Target::Spark { "`" } else { "\"" }),
+                format!(
+                    "SELECT practice_code, min(pcn_code) AS pcn_code FROM {} WHERE practice_code IS NOT NULL GROUP BY practice_code",
+                    id("population")
+                ),
             );
             let mut kept: Vec<String> = vec![
                 "p.person_id".into(),
