@@ -52,10 +52,6 @@ pub enum Window {
     Days(u32),
     Months(u32),
     Years(u32),
-    /// Everything strictly after this date (and up to the run's date): how
-    /// an outcome's forward window is run (see `engine::outcomes`). Rule
-    /// files cannot write it.
-    After(NaiveDate),
 }
 
 impl Window {
@@ -69,7 +65,6 @@ impl Window {
             // chrono clamps to the month's last day (31 March - 1 month = 28/29 February).
             Window::Months(n) => as_of.checked_sub_months(Months::new(n)),
             Window::Years(n) => as_of.checked_sub_months(Months::new(n.saturating_mul(12))),
-            Window::After(date) => Some(date),
         };
         start.map(to_day)
     }
@@ -79,7 +74,7 @@ impl Window {
     /// month's last day); `None` for `ever`, or beyond the calendar.
     pub fn forward_end(self, as_of: NaiveDate) -> Option<NaiveDate> {
         match self {
-            Window::Ever | Window::After(_) => None,
+            Window::Ever => None,
             Window::Days(n) => as_of.checked_add_days(chrono::Days::new(u64::from(n))),
             Window::Months(n) => as_of.checked_add_months(Months::new(n)),
             Window::Years(n) => as_of.checked_add_months(Months::new(n.saturating_mul(12))),
@@ -143,10 +138,6 @@ mod tests {
             Some(d("2025-02-28"))
         );
         assert_eq!(Window::Ever.forward_end(as_of), None);
-        assert_eq!(
-            Window::After(as_of).exclusive_start(d("2026-03-31")),
-            Some(to_day(as_of))
-        );
     }
 
     #[test]

@@ -182,37 +182,32 @@ pub fn run_keeping(model: &Model, keep: Option<&Path>) -> Result<Vec<Outcome>> {
             )?;
         }
         // The test tables are tiny and often empty on purpose: the engine's
-        // warnings about them would only bury the test report.
-        let results = tracing::subscriber::with_default(
+        // warnings about them would only bury the test report. Outcomes,
+        // which tests may expect too (what happened after as_of), come from
+        // the same scan.
+        let names: Vec<String> = model.outcomes.iter().map(|o| o.name.clone()).collect();
+        let dated = tracing::subscriber::with_default(
             tracing::subscriber::NoSubscriber::default(),
             || {
-                engine::run(
+                engine::run_dates(
                     model,
                     dir.path(),
-                    Some(as_of),
+                    &engine::Dates {
+                        whole_windows: false,
+                        ..engine::Dates::new(&[as_of], &names)
+                    },
                     &progress::Terminal::new(true),
+                    Ok,
                 )
             },
         )?;
+        let engine::Dated {
+            results,
+            outcomes: after,
+        } = dated.into_iter().next().expect("one date was run");
         if let Some(keep) = keep {
             keep_run(keep, dir.path(), &results, as_of, &set)?;
         }
-        // Outcomes, which tests may expect too: what happened after as_of.
-        let names: Vec<String> = model.outcomes.iter().map(|o| o.name.clone()).collect();
-        let after = if names.is_empty() {
-            Vec::new()
-        } else {
-            tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
-                engine::outcomes::compute(
-                    model,
-                    dir.path(),
-                    as_of,
-                    &names,
-                    false,
-                    &progress::Terminal::new(true),
-                )
-            })?
-        };
         // Persons sort by id, and ids follow test order: row i is tests[i].
         for (row, &t) in tests.iter().enumerate() {
             let (start, test) = &model.tests[t];

@@ -23,11 +23,12 @@ use std::time::{Duration, Instant};
 use arrow_array::{ArrayRef, BooleanArray, Int64Array, new_null_array};
 use chrono::NaiveDate;
 use indicatif::ProgressBar;
+use rayon::prelude::*;
 
 use crate::dates;
 use crate::error::Result;
 use crate::input;
-use crate::rules::Model;
+use crate::rules::{FeatureKind, Model};
 pub use cohorts::CohortResult;
 pub use plan::Plan;
 
@@ -115,7 +116,6 @@ pub fn run_traced<'m>(
         s.finish_and_clear();
     }
     timings.push(("load population and plan", started.elapsed()));
-    let as_of_day = dates::to_day(plan.as_of);
     let trace = match person {
         Some(id) => Some(scan::Trace {
             person: plan.population.index.find(id).ok_or_else(|| {
@@ -139,63 +139,8 @@ pub fn run_traced<'m>(
     }
     timings.push(("scan events", started.elapsed()));
 
-    let started = Instant::now();
-    let persons = plan.population.len();
-    let population = &plan.population;
-    let ages = ages(population.column("birth_date"), plan.as_of);
-    let mut slots: Vec<ArrayRef> = vec![ages, population.column("sex").clone()];
-    for attribute in &plan.attributes {
-        slots.push(
-            population
-                .column(&input::population::attribute_column(attribute))
-                .clone(),
-        );
-    }
-    for (i, column) in scanned.features.into_iter().enumerate() {
-        slots.push(
-            column.unwrap_or_else(|| new_null_array(&plan.features[i].ty.data_type(), persons)),
-        );
-    }
-    for (fi, expr) in &plan.derived {
-        let feature = &model.features[*fi];
-        let column = eval::evaluate_parallel(expr, &slots, persons).map_err(|e| {
-            model.error_at(
-                feature.offset,
-                format!("computing feature `{}`: {e}", feature.name),
-            )
-        })?;
-        slots[plan.features[*fi].slot] = column;
-    }
-    timings.push(("derive features", started.elapsed()));
-
-    let started = Instant::now();
-    let alive = cohorts::alive(
-        population.column("birth_date"),
-        population.column("date_of_death"),
-        as_of_day,
-    );
-    let alive = registrations::registered_only(alive, registered.as_ref())?;
-    let (purpose, purpose_from) = model.purpose();
-    let opt_outs = opt_outs::OptOuts::new(population, purpose, purpose_from)?;
-    // Members are people in the population whom the purpose lets a list hold.
-    let eligible = arrow_arith::boolean::and_not(&alive, &opt_outs.withheld_from_lists)
-        .map_err(|e| crate::error::Error::Internal(format!("applying opt-outs: {e}")))?;
-    let pcn = population.column("pcn_code");
-    let cohort_results = plan
-        .cohorts
-        .iter()
-        .zip(&model.cohorts)
-        .map(|(c, m)| {
-            cohorts::evaluate(c, m, &slots, &eligible, pcn, |e| {
-                model.expr_error(
-                    &m.condition,
-                    m.condition.expr.span,
-                    format!("computing cohort `{}`: {e}", m.name),
-                )
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    timings.push(("cohorts", started.elapsed()));
+    let person_level = person_level(&plan, scanned.features, registered.as_ref())?;
+    timings.extend(person_level.timings);
 
     let rejected = plan
         .sources
@@ -222,10 +167,10 @@ pub fn run_traced<'m>(
     });
     let results = Results {
         plan,
-        slots,
-        alive,
-        opt_outs,
-        cohorts: cohort_results,
+        slots: person_level.slots,
+        alive: person_level.alive,
+        opt_outs: person_level.opt_outs,
+        cohorts: person_level.cohorts,
         rejected,
         rejected_rows,
         timings,
@@ -233,6 +178,287 @@ pub fn run_traced<'m>(
         registrations: registered.is_some(),
     };
     Ok((results, explained))
+}
+
+/// What a run computes per person once the scan is done.
+struct PersonLevel {
+    slots: Vec<ArrayRef>,
+    alive: BooleanArray,
+    opt_outs: opt_outs::OptOuts,
+    cohorts: Vec<CohortResult>,
+    timings: Vec<(&'static str, Duration)>,
+}
+
+/// From the scan's columns for `plan`'s features (in order; `None` where
+/// a feature is derived or its source absent) to every person-level slot,
+/// who is in the population, and the cohorts, as of `plan.as_of`.
+fn person_level(
+    plan: &Plan,
+    features: Vec<Option<ArrayRef>>,
+    registered: Option<&BooleanArray>,
+) -> Result<PersonLevel> {
+    let model = plan.model;
+    let mut timings = Vec::new();
+    let started = Instant::now();
+    let persons = plan.population.len();
+    let population = &plan.population;
+    let ages = ages(population.column("birth_date"), plan.as_of);
+    let mut slots: Vec<ArrayRef> = vec![ages, population.column("sex").clone()];
+    for attribute in &plan.attributes {
+        slots.push(
+            population
+                .column(&input::population::attribute_column(attribute))
+                .clone(),
+        );
+    }
+    for (i, column) in features.into_iter().enumerate() {
+        slots.push(
+            column.unwrap_or_else(|| new_null_array(&plan.features[i].ty.data_type(), persons)),
+        );
+    }
+    for (fi, expr) in &plan.derived {
+        let feature = &model.features[*fi];
+        let column = eval::evaluate_parallel(expr, &slots, persons).map_err(|e| {
+            model.error_at(
+                feature.offset,
+                format!("computing feature `{}`: {e}", feature.name),
+            )
+        })?;
+        slots[plan.features[*fi].slot] = column;
+    }
+    timings.push(("derive features", started.elapsed()));
+
+    let started = Instant::now();
+    let alive = cohorts::alive(
+        population.column("birth_date"),
+        population.column("date_of_death"),
+        dates::to_day(plan.as_of),
+    );
+    let alive = registrations::registered_only(alive, registered)?;
+    let (purpose, purpose_from) = model.purpose();
+    let opt_outs = opt_outs::OptOuts::new(population, purpose, purpose_from)?;
+    // Members are people in the population whom the purpose lets a list hold.
+    let eligible = arrow_arith::boolean::and_not(&alive, &opt_outs.withheld_from_lists)
+        .map_err(|e| crate::error::Error::Internal(format!("applying opt-outs: {e}")))?;
+    let pcn = population.column("pcn_code");
+    let cohorts = plan
+        .cohorts
+        .iter()
+        .zip(&model.cohorts)
+        .map(|(c, m)| {
+            cohorts::evaluate(c, m, &slots, &eligible, pcn, |e| {
+                model.expr_error(
+                    &m.condition,
+                    m.condition.expr.span,
+                    format!("computing cohort `{}`: {e}", m.name),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    timings.push(("cohorts", started.elapsed()));
+    Ok(PersonLevel {
+        slots,
+        alive,
+        opt_outs,
+        cohorts,
+        timings,
+    })
+}
+
+/// One date of [`run_dates`]: the run as of that date, and each outcome
+/// asked for after it (in the order asked for).
+pub struct Dated<'m> {
+    pub results: Results<'m>,
+    pub outcomes: Vec<(String, ArrayRef)>,
+}
+
+/// What [`run_dates`] computes: as of which dates, and which outcomes.
+pub struct Dates<'a> {
+    /// Ascending.
+    pub dates: &'a [NaiveDate],
+    /// Outcomes of the rule files, by name.
+    pub outcomes: &'a [String],
+    /// Refuse outcome windows that run past the data's last event.
+    pub whole_windows: bool,
+    /// Roughly the bytes of per-person state one scan may hold (see
+    /// [`STATE_BUDGET`]).
+    pub state_budget: usize,
+}
+
+impl<'a> Dates<'a> {
+    /// `dates` and `outcomes`, refusing outcome windows the data does not
+    /// cover, within [`STATE_BUDGET`].
+    pub fn new(dates: &'a [NaiveDate], outcomes: &'a [String]) -> Dates<'a> {
+        Dates {
+            dates,
+            outcomes,
+            whole_windows: true,
+            state_budget: STATE_BUDGET,
+        }
+    }
+}
+
+/// Runs `model` as of each date of `request` and computes the outcomes
+/// named after each, from one scan of each table rather than one run per
+/// date and per outcome window: every aggregate is fed once per date, over
+/// its window placed on that date, and each outcome over its forward
+/// window (see [`outcomes`]). Returns what `each` makes of each date, in
+/// the order of the dates; dates are finished (derived features, cohorts,
+/// `each`) in parallel.
+///
+/// The per-person state of every date is held at once, so dates are taken
+/// in groups whose state fits the request's budget: one scan per group.
+pub fn run_dates<'m, T: Send>(
+    model: &'m Model,
+    data: &Path,
+    request: &Dates,
+    progress: &dyn Progress,
+    each: impl Fn(Dated<'m>) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let dates = request.dates;
+    let mut all = Vec::with_capacity(dates.len());
+    let outcome_names = request.outcomes;
+    let whole_windows = request.whole_windows;
+    let forward = outcomes::windows(model, outcome_names)?;
+    let ends: Vec<NaiveDate> = dates
+        .iter()
+        .map(|&d| outcomes::last_day(&forward, d))
+        .collect::<Result<_>>()?;
+    if whole_windows
+        && !forward.is_empty()
+        && let Some(&end) = ends.iter().max()
+    {
+        outcomes::check_data_reaches(model, data, dates[0], end)?;
+    }
+    // The features, then the outcomes: one model for the scan.
+    let mut scanned_model = model.clone();
+    scanned_model
+        .features
+        .extend(forward.iter().map(|(f, _)| f.clone()));
+    let width = scanned_model.features.len();
+    let mut first = 0;
+    while first < dates.len() {
+        let started = Instant::now();
+        let spinner = progress.stage("loading the population");
+        let last_end = *ends.iter().max().expect("at least one date");
+        let mut plan = plan::plan(&scanned_model, data, Some(last_end))?;
+        if let Some(s) = spinner {
+            s.finish_and_clear();
+        }
+        let group = dates_per_scan(&plan, dates.len() - first, request.state_budget);
+        let chosen = &dates[first..first + group];
+        let features = model.features.len();
+        let columns = plan.repeat_for_dates(group, |k, f| {
+            let d = chosen[k];
+            match f.checked_sub(features) {
+                None => {
+                    let FeatureKind::Aggregate { window, .. } = &model.features[f].kind else {
+                        unreachable!("only aggregates are scanned");
+                    };
+                    (window.exclusive_start(d), dates::to_day(d))
+                }
+                Some(o) => (
+                    Some(dates::to_day(d)),
+                    outcomes::window_end(&forward[o].1, d),
+                ),
+            }
+        });
+        let load = started.elapsed();
+        let started = Instant::now();
+        let rows: u64 = plan.sources.iter().map(|s| s.table.rows()).sum();
+        let bar = progress.scan_bar(rows);
+        let mut scanned = scan::scan(&plan, bar.as_ref(), None)?.features;
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        debug_assert_eq!(scanned.len(), columns);
+        let scan_time = started.elapsed();
+        // Each date's columns, then each date finished in parallel.
+        let mut per_date: Vec<Vec<Option<ArrayRef>>> = Vec::with_capacity(group);
+        for k in (0..group).rev() {
+            per_date.push(scanned.split_off(k * width));
+        }
+        per_date.reverse();
+        let timings = [
+            ("load population and plan", load / group as u32),
+            ("scan events", scan_time / group as u32),
+        ];
+        let finished: Vec<T> = chosen
+            .par_iter()
+            .zip(per_date)
+            .map(|(&as_of, columns)| {
+                let dated = on_date(&plan, model, data, as_of, columns, &forward)?;
+                let mut dated = dated;
+                dated.results.timings.splice(0..0, timings);
+                each(dated)
+            })
+            .collect::<Result<_>>()?;
+        all.extend(finished);
+        first += group;
+    }
+    Ok(all)
+}
+
+/// One date of a scan that served several: `columns` are the scan's for
+/// that date (the model's features, then the outcomes of `forward`).
+fn on_date<'m>(
+    plan: &Plan,
+    model: &'m Model,
+    data: &Path,
+    as_of: NaiveDate,
+    mut columns: Vec<Option<ArrayRef>>,
+    forward: &[(crate::rules::Feature, dates::Window)],
+) -> Result<Dated<'m>> {
+    let mut on_date = plan.on_date(model, as_of)?;
+    let registered = registrations::apply(&mut on_date.population, data, dates::to_day(as_of))?;
+    let outcome_columns = columns.split_off(model.features.len());
+    let outcomes = forward
+        .iter()
+        .zip(outcome_columns)
+        .map(|((f, _), c)| {
+            let column = c.unwrap_or_else(|| {
+                let FeatureKind::Aggregate { aggregate, .. } = &f.kind else {
+                    unreachable!("outcomes are aggregates");
+                };
+                new_null_array(
+                    &aggregate.result_type(None).data_type(),
+                    on_date.population.len(),
+                )
+            });
+            (f.name.clone(), column)
+        })
+        .collect();
+    let level = person_level(&on_date, columns, registered.as_ref())?;
+    Ok(Dated {
+        results: Results {
+            plan: on_date,
+            slots: level.slots,
+            alive: level.alive,
+            opt_outs: level.opt_outs,
+            cohorts: level.cohorts,
+            rejected: Vec::new(),
+            rejected_rows: Vec::new(),
+            timings: level.timings,
+            computed_elsewhere: None,
+            registrations: registered.is_some(),
+        },
+        outcomes,
+    })
+}
+
+/// Roughly the bytes of per-person state one scan may hold for
+/// [`run_dates`] (counts and dates take 4 bytes a person, bitsets 8 or
+/// more): beyond it, the dates are split over several scans.
+pub const STATE_BUDGET: usize = 4 << 30;
+
+/// How many of `left` dates one scan of `plan` (planned for one date) can
+/// serve within `budget`; at least one.
+fn dates_per_scan(plan: &Plan, left: usize, budget: usize) -> usize {
+    let aggregates: usize = plan.sources.iter().map(|s| s.aggregates.len()).sum();
+    let per_date = (plan.population.len() * aggregates * 8).max(1);
+    // Slots (person, date) are numbered in 32 bits.
+    let slots = u32::MAX as usize / plan.population.len().max(1);
+    (budget / per_date).min(slots).clamp(1, left)
 }
 
 /// Age in completed years on `as_of`; null where the birth date is null or

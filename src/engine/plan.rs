@@ -27,8 +27,14 @@ pub struct CodeColumn {
     pub first: Option<usize>,
 }
 
+#[derive(Clone)]
 pub struct AggregatePlan {
+    /// The feature of the model this aggregate computes.
     pub feature: usize,
+    /// The scan's output column it fills: the feature's index, or, when one
+    /// scan serves several dates ([`Plan::repeat_for_dates`]), one column
+    /// per (date, feature).
+    pub column: usize,
     pub aggregate: Aggregate,
     /// Index into [`SourcePlan::codelists`].
     pub codelist: Option<usize>,
@@ -37,6 +43,9 @@ pub struct AggregatePlan {
     pub category: Vec<u32>,
     /// Events must be strictly after this day (the window's exclusive start).
     pub after: Option<Day>,
+    /// Events must be on or before this day: the as-of date (or, for an
+    /// outcome, its window's last day).
+    pub until: Day,
     /// Typed against [`SourcePlan::filter_columns`].
     pub filter: Option<Typed>,
     /// The reduced column for `min`/`max`: index into
@@ -59,10 +68,19 @@ pub struct SourcePlan {
     pub codelists: Vec<usize>,
     pub filter_columns: Vec<String>,
     pub value_columns: Vec<String>,
+    /// Each aggregate's copies, one per as-of date (1 for a run): the
+    /// aggregates are the first `aggregates.len() / dates` repeated, date
+    /// by date ([`Plan::repeat_for_dates`]).
+    pub dates: usize,
     pub aggregates: Vec<AggregatePlan>,
 }
 
 impl SourcePlan {
+    /// The aggregates of one date (copies of them follow).
+    pub fn distinct_aggregates(&self) -> usize {
+        self.aggregates.len() / self.dates
+    }
+
     /// The stored column behind a name a rule uses: a mapped column's source.
     pub fn stored_column<'a>(&'a self, name: &'a str) -> &'a str {
         self.mapped
@@ -90,6 +108,7 @@ pub struct AbsentSource {
     pub table: String,
 }
 
+#[derive(Clone, Copy)]
 pub struct FeaturePlan {
     pub ty: Type,
     /// The feature's column among the person-level slots.
@@ -172,6 +191,7 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
                 codelists: Vec::new(),
                 filter_columns: Vec::new(),
                 value_columns: Vec::new(),
+                dates: 1,
                 aggregates: Vec::new(),
             });
         }
@@ -266,10 +286,12 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
         let ty = aggregate.result_type(value.map(|(_, t)| t));
         sp.aggregates.push(AggregatePlan {
             feature: fi,
+            column: fi,
             aggregate: *aggregate,
             codelist,
             category: category.clone(),
             after: window.exclusive_start(as_of),
+            until: dates::to_day(as_of),
             filter,
             value,
         });
@@ -371,6 +393,74 @@ fn event_filter(model: &Model, located: &Located, sp: &mut SourcePlan) -> Result
 }
 
 impl Plan<'_> {
+    /// Makes one scan feed `dates` as-of dates: every aggregate is repeated
+    /// once per date, copy `k` of feature `f` filling column
+    /// `k * features + f` over the window `window(k, f)` gives (exclusive
+    /// start, last day). Returns how many columns the scan fills.
+    pub fn repeat_for_dates(
+        &mut self,
+        dates: usize,
+        window: impl Fn(usize, usize) -> (Option<Day>, Day),
+    ) -> usize {
+        let width = self.features.len();
+        for source in &mut self.sources {
+            assert_eq!(source.dates, 1, "aggregates are repeated once");
+            source.dates = dates;
+            let once = std::mem::take(&mut source.aggregates);
+            source.aggregates = (0..dates)
+                .flat_map(|k| once.iter().map(move |a| (k, a)))
+                .map(|(k, a)| {
+                    let (after, until) = window(k, a.feature);
+                    AggregatePlan {
+                        column: k * width + a.feature,
+                        after,
+                        until,
+                        ..a.clone()
+                    }
+                })
+                .collect();
+        }
+        dates * width
+    }
+
+    /// The person-level part of this plan for `model`, whose features are
+    /// this plan's first ones, as of `as_of`: derived features and cohorts
+    /// typed for that date, the population as loaded, no sources (their
+    /// scan is done). For each date of a scan that served several.
+    pub fn on_date<'n>(&self, model: &'n Model, as_of: NaiveDate) -> Result<Plan<'n>> {
+        let attribute_types: Vec<(String, Type)> = self
+            .attributes
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.clone(), self.slot_types[FIRST_ATTRIBUTE_SLOT + i]))
+            .collect();
+        let mut column_types: Vec<Option<Type>> = vec![None; model.features.len()];
+        for a in self.sources.iter().flat_map(|s| &s.aggregates) {
+            if let (Some(t), Some((_, ty))) = (column_types.get_mut(a.feature), a.value) {
+                *t = Some(ty);
+            }
+        }
+        let typing::PersonLevel {
+            slot_types,
+            derived,
+            cohorts,
+            ..
+        } = typing::person_level(model, &attribute_types, &column_types, Some(as_of))?;
+        Ok(Plan {
+            model,
+            as_of,
+            as_of_inferred: false,
+            population: self.population.clone(),
+            sources: Vec::new(),
+            absent: self.absent.clone(),
+            slot_types,
+            attributes: self.attributes.clone(),
+            features: self.features[..model.features.len()].to_vec(),
+            derived,
+            cohorts,
+        })
+    }
+
     /// Types a person-level expression of the model (a band's score, say)
     /// against this plan's columns, for evaluating outside the run.
     pub fn person_expression(&self, located: &Located) -> Result<Typed> {

@@ -123,7 +123,9 @@ pub struct Traced {
 }
 
 pub struct ScanOutput {
-    /// One column per feature, for aggregate features (None for derived).
+    /// One column per aggregate's [`column`](crate::engine::plan::AggregatePlan::column)
+    /// (one per feature, or per date and feature); None for derived features
+    /// and absent sources.
     pub features: Vec<Option<ArrayRef>>,
     /// Per source plan.
     pub rejected: Vec<Rejected>,
@@ -138,11 +140,14 @@ pub fn scan(
 ) -> Result<ScanOutput> {
     let persons = plan.population.len();
     let as_of = dates::to_day(plan.as_of);
+    // One state per aggregate, holding every date's copy side by side:
+    // slot `person * dates + date`, so that an event's copies for every
+    // date land in one cache line rather than in as many arrays.
     let states: Vec<Vec<State>> = plan
         .sources
         .iter()
         .map(|s| {
-            s.aggregates
+            s.aggregates[..s.distinct_aggregates()]
                 .iter()
                 .map(|a| {
                     let list = a.codelist.map(|c| &plan.model.codelists[s.codelists[c]]);
@@ -154,7 +159,7 @@ pub fn scan(
                         a.value.map(|(_, t)| t),
                         a.codelist.is_some(),
                         bits,
-                        persons,
+                        persons * s.dates,
                     )
                 })
                 .collect()
@@ -186,9 +191,17 @@ pub fn scan(
         task.run(group, progress)
     })?;
 
-    let mut features: Vec<Option<ArrayRef>> = vec![None; plan.features.len()];
+    let columns = plan
+        .sources
+        .iter()
+        .flat_map(|s| &s.aggregates)
+        .map(|a| a.column + 1)
+        .fold(plan.features.len(), usize::max);
+    let mut features: Vec<Option<ArrayRef>> = vec![None; columns];
     for (source, source_states) in plan.sources.iter().zip(states) {
-        for (agg, state) in source.aggregates.iter().zip(source_states) {
+        let copies = source.dates;
+        let distinct = source.distinct_aggregates();
+        for (j, (agg, state)) in source.aggregates.iter().zip(source_states).enumerate() {
             let list = agg
                 .codelist
                 .map(|c| &plan.model.codelists[source.codelists[c]]);
@@ -197,8 +210,24 @@ pub fn scan(
             });
             let categories: Vec<Vec<u32>> = list.map_or_else(Vec::new, |l| item_categories(l, agg));
             let names = list.map_or(&[][..], |l| &l.categories[..]);
-            features[agg.feature] =
-                Some(state.finish(agg.aggregate, &weights, (&categories, names), persons));
+            let all = state.finish(
+                agg.aggregate,
+                &weights,
+                (&categories, names),
+                persons * copies,
+            );
+            if copies == 1 {
+                features[agg.column] = Some(all);
+                continue;
+            }
+            for date in 0..copies {
+                let slots = arrow_array::UInt32Array::from_iter_values(
+                    (0..persons).map(|p| (p * copies + date) as u32),
+                );
+                let column = arrow_select::take::take(&all, &slots, None)
+                    .map_err(|e| Error::Internal(format!("splitting the dates' columns: {e}")))?;
+                features[source.aggregates[date * distinct + j].column] = Some(column);
+            }
         }
     }
     Ok(ScanOutput { features, rejected })
@@ -606,8 +635,8 @@ impl Task<'_> {
             .iter()
             .map(|_| ColumnCache::default())
             .collect();
-        let mut distinct: Vec<Vec<u64>> = vec![Vec::new(); source.aggregates.len()];
-        let mut distinct_values: Vec<Vec<(u32, u64)>> = vec![Vec::new(); source.aggregates.len()];
+        let mut distinct: Vec<Vec<u64>> = vec![Vec::new(); self.states.len()];
+        let mut distinct_values: Vec<Vec<(u32, u64)>> = vec![Vec::new(); self.states.len()];
         let mut rejects = Rejects {
             group,
             offset: 0,
@@ -779,8 +808,10 @@ impl Task<'_> {
             .iter()
             .map(|c| filter_column(source, batch, path, c))
             .collect::<Result<_>>()?;
-        let masks: Vec<Option<BooleanArray>> = source
-            .aggregates
+        // One aggregate's copies (one per date) share its filter and codes.
+        let distinct_aggregates = source.distinct_aggregates();
+        let copies = source.dates as u32;
+        let masks: Vec<Option<BooleanArray>> = source.aggregates[..distinct_aggregates]
             .iter()
             .map(|agg| {
                 agg.filter
@@ -877,121 +908,129 @@ impl Task<'_> {
             .collect();
         for (i, (&row, &resolved)) in candidates.iter().zip(&people).enumerate() {
             if let Some(Person::Found(ahead)) = people.get(i + AHEAD) {
-                bitsets.iter().for_each(|s| s.prefetch(*ahead));
+                bitsets.iter().for_each(|s| s.prefetch(*ahead * copies));
             }
             let row = row as usize;
             let day = dates.value(row);
             let mut person: Option<Person> = None;
-            for (k, agg) in source.aggregates.iter().enumerate() {
-                if agg.after.is_some_and(|after| day <= after) {
+            // Per aggregate: does the row pass its filter and code list?
+            // Then, per date, is it in the window? (Copy k of aggregate j is
+            // aggregate j + k * distinct_aggregates.)
+            'aggregates: for j in 0..distinct_aggregates {
+                let first = &source.aggregates[j];
+                if masks[j].as_ref().is_some_and(|m| !m.value(row)) {
                     continue;
                 }
-                if masks[k].as_ref().is_some_and(|m| !m.value(row)) {
-                    continue;
-                }
-                if let Some(l) = agg.codelist
-                    && !codes.any_match(l, row, |item| self.in_category(agg, l, item))
+                if let Some(l) = first.codelist
+                    && !codes.any_match(l, row, |item| self.in_category(first, l, item))
                 {
                     continue;
                 }
-                let found = *person.get_or_insert_with(|| {
-                    let p = resolved;
-                    match p {
-                        Person::NullId => {
-                            null_id += 1;
-                            rejects.add(row, "null_person_id", None, Some(day));
-                        }
-                        Person::Unknown => {
-                            unknown += 1;
-                            rejects.add(row, "unknown_person", persons.text(row), Some(day));
-                        }
-                        Person::Found(_) => {}
-                    }
-                    p
-                });
-                let Person::Found(p) = found else {
-                    break;
-                };
-                let state = &self.states[k];
-                match agg.aggregate {
-                    Aggregate::Count | Aggregate::Exists => state.count(p),
-                    Aggregate::FirstDate | Aggregate::LastDate => state.day(p, day),
-                    Aggregate::MaxInAMonth => {
-                        distinct[k].push((u64::from(p) << 32) | u64::from(dates::month_number(day)))
-                    }
-                    // The sign bit flipped keeps days before 1970 in order.
-                    Aggregate::MaxIn30Days => {
-                        distinct[k].push((u64::from(p) << 32) | u64::from(day as u32 ^ 0x8000_0000))
-                    }
-                    Aggregate::CountDistinctCodes if agg.codelist.is_none() => {
-                        let values = &mut distinct_values[k];
-                        codes.each_code_hash(row, |h| values.push((p, h)));
-                    }
-                    Aggregate::CountDistinctCodes
-                    | Aggregate::CountDistinctCategories
-                    | Aggregate::ListCategories
-                    | Aggregate::SumDistinctWeights => {
-                        let l = agg
-                            .codelist
-                            .expect("checked when loading: distinct aggregates need a code list");
-                        let keys = &mut distinct[k];
-                        codes.each_match(l, row, |item| {
-                            if !self.in_category(agg, l, item) {
-                                return;
-                            }
-                            if !state.set_bits(p, item) {
-                                keys.push((u64::from(p) << 32) | u64::from(item))
-                            }
-                        });
-                    }
-                    Aggregate::Min | Aggregate::Max => {
-                        let (v, _) = agg
-                            .value
-                            .expect("checked when loading: min/max need a column");
-                        let column = &values[v];
-                        if column.is_null(row) {
-                            continue;
-                        }
-                        match column.data_type() {
-                            DataType::Int64 => {
-                                state.int(p, column.as_primitive::<Int64Type>().value(row))
-                            }
-                            DataType::Float64 => {
-                                state.float(p, column.as_primitive::<Float64Type>().value(row))
-                            }
-                            _ => state.day(
-                                p,
-                                column
-                                    .as_primitive::<arrow_array::types::Date32Type>()
-                                    .value(row),
-                            ),
-                        }
-                    }
-                }
-                // Only events the aggregate took are traced (an event whose
-                // `min`/`max` value is null was skipped above).
-                if let Some(trace) = self.trace
-                    && trace.person == p
+                for (date, k) in (j..source.aggregates.len())
+                    .step_by(distinct_aggregates)
+                    .enumerate()
                 {
-                    let mut matched = Vec::new();
-                    if let Some(l) = agg.codelist {
-                        codes.each_match(l, row, |item| {
-                            if !self.in_category(agg, l, item) {
-                                return;
-                            }
-                            matched.push((source.codelists[l], item))
-                        });
+                    let agg = &source.aggregates[k];
+                    if agg.after.is_some_and(|after| day <= after) || day > agg.until {
+                        continue;
                     }
-                    let event = Traced {
-                        feature: agg.feature,
-                        day,
-                        codes: matched,
+                    let found = *person.get_or_insert_with(|| {
+                        let p = resolved;
+                        match p {
+                            Person::NullId => {
+                                null_id += 1;
+                                rejects.add(row, "null_person_id", None, Some(day));
+                            }
+                            Person::Unknown => {
+                                unknown += 1;
+                                rejects.add(row, "unknown_person", persons.text(row), Some(day));
+                            }
+                            Person::Found(_) => {}
+                        }
+                        p
+                    });
+                    let Person::Found(p) = found else {
+                        break 'aggregates;
                     };
-                    trace
-                        .events
-                        .lock()
-                        .expect("no task panics while holding the lock")
-                        .push(event);
+                    let state = &self.states[j];
+                    let slot = p * copies + date as u32;
+                    match agg.aggregate {
+                        Aggregate::Count | Aggregate::Exists => state.count(slot),
+                        Aggregate::FirstDate | Aggregate::LastDate => state.day(slot, day),
+                        Aggregate::MaxInAMonth => distinct[j]
+                            .push((u64::from(slot) << 32) | u64::from(dates::month_number(day))),
+                        // The sign bit flipped keeps days before 1970 in order.
+                        Aggregate::MaxIn30Days => distinct[j]
+                            .push((u64::from(slot) << 32) | u64::from(day as u32 ^ 0x8000_0000)),
+                        Aggregate::CountDistinctCodes if agg.codelist.is_none() => {
+                            let values = &mut distinct_values[j];
+                            codes.each_code_hash(row, |h| values.push((slot, h)));
+                        }
+                        Aggregate::CountDistinctCodes
+                        | Aggregate::CountDistinctCategories
+                        | Aggregate::ListCategories
+                        | Aggregate::SumDistinctWeights => {
+                            let l = agg.codelist.expect(
+                                "checked when loading: distinct aggregates need a code list",
+                            );
+                            let keys = &mut distinct[j];
+                            codes.each_match(l, row, |item| {
+                                if !self.in_category(agg, l, item) {
+                                    return;
+                                }
+                                if !state.set_bits(slot, item) {
+                                    keys.push((u64::from(slot) << 32) | u64::from(item))
+                                }
+                            });
+                        }
+                        Aggregate::Min | Aggregate::Max => {
+                            let (v, _) = agg
+                                .value
+                                .expect("checked when loading: min/max need a column");
+                            let column = &values[v];
+                            if column.is_null(row) {
+                                continue;
+                            }
+                            match column.data_type() {
+                                DataType::Int64 => {
+                                    state.int(slot, column.as_primitive::<Int64Type>().value(row))
+                                }
+                                DataType::Float64 => state
+                                    .float(slot, column.as_primitive::<Float64Type>().value(row)),
+                                _ => state.day(
+                                    slot,
+                                    column
+                                        .as_primitive::<arrow_array::types::Date32Type>()
+                                        .value(row),
+                                ),
+                            }
+                        }
+                    }
+                    // Only events the aggregate took are traced (an event whose
+                    // `min`/`max` value is null was skipped above).
+                    if let Some(trace) = self.trace
+                        && trace.person == p
+                    {
+                        let mut matched = Vec::new();
+                        if let Some(l) = agg.codelist {
+                            codes.each_match(l, row, |item| {
+                                if !self.in_category(agg, l, item) {
+                                    return;
+                                }
+                                matched.push((source.codelists[l], item))
+                            });
+                        }
+                        let event = Traced {
+                            feature: agg.feature,
+                            day,
+                            codes: matched,
+                        };
+                        trace
+                            .events
+                            .lock()
+                            .expect("no task panics while holding the lock")
+                            .push(event);
+                    }
                 }
             }
         }

@@ -39,6 +39,7 @@ pub fn prefetch<T>(value: &T) {
 }
 
 /// Maps a person id to the person's row in [`Population::batch`].
+#[derive(Clone)]
 pub enum PersonIndex {
     Int(SortedIds),
     Str(FastMap<Box<str>>),
@@ -50,6 +51,7 @@ pub enum PersonIndex {
 /// costs about what a hash lookup does, is built in one sequential pass over
 /// the sorted ids (a hash map of millions of ids is built one random write
 /// at a time), and needs 8 bytes per person plus 4 per bucket.
+#[derive(Clone)]
 pub struct SortedIds {
     ids: Vec<i64>,
     min: i64,
@@ -305,6 +307,7 @@ impl<'a> TextColumn<'a> {
     }
 }
 
+#[derive(Clone)]
 pub struct Population {
     /// One row per person, ascending `person_id`; columns named
     /// `person_id`, `practice_code`, `pcn_code`, `sex`, `birth_date`,

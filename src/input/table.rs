@@ -25,6 +25,7 @@ use crate::rules::check::Type;
 /// work, small enough to stay in cache.
 pub const BATCH_ROWS: usize = 64 * 1024;
 
+#[derive(Clone)]
 pub struct Part {
     pub path: PathBuf,
     metadata: ArrowReaderMetadata,
@@ -40,6 +41,7 @@ impl Part {
     }
 }
 
+#[derive(Clone)]
 pub struct Table {
     pub name: String,
     /// The file or folder the table was found at.

@@ -18,10 +18,8 @@
 //! `--compare-set`), side by side with the differences and their
 //! confidence intervals.
 //!
-//! Not yet here (see docs/evaluate.md): a registrations table (the
-//! population as registered on each date), calibration, the HTML charts,
-//! and one scan for all dates (each date is a run of its own, and each
-//! outcome horizon one more).
+//! Every date and outcome comes from one scan of each table
+//! ([`engine::run_dates`]); a compared rule set costs one more.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +28,7 @@ use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, BooleanArray, Date32Array, Float64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use chrono::NaiveDate;
+use rayon::prelude::*;
 use serde_json::json;
 
 use crate::engine::{self, Progress};
@@ -116,30 +115,71 @@ pub fn run(
         return Err(Error::usage("strata evaluate needs at least one --outcome")
             .with_help("name an [outcomes] entry of the rule files, e.g. --outcome emergency_admission_365d"));
     }
-    let mut batches = Vec::new();
-    let mut figures = Vec::new();
-    let mut between = Vec::new();
     let mut dates = request.dates.clone();
     dates.sort();
     dates.dedup();
-    let mut previous: Option<(NaiveDate, People)> = None;
-    for &as_of in &dates {
-        let people = people_on(&model, compare.as_ref(), request, as_of, progress)?;
-        for (outcome, happened) in &people.outcomes {
-            figures.push(evaluate(&model, request, &people, outcome, happened, as_of));
+    // One scan of each table serves every date and outcome.
+    let started = std::time::Instant::now();
+    let mut timings: Vec<(&str, f64)> = Vec::new();
+    let mut days: Vec<(NaiveDate, People)> = engine::run_dates(
+        &model,
+        request.data,
+        &engine::Dates::new(&dates, &request.outcomes),
+        progress,
+        |dated| Ok((dated.results.plan.as_of, people(&model, request, dated)?)),
+    )?;
+    if let Some(b) = &compare {
+        let rows: Vec<&[u32]> = days.iter().map(|(_, p)| p.rows.as_slice()).collect();
+        let predictions = engine::run_dates(
+            b,
+            request.data,
+            &engine::Dates::new(&dates, &[]),
+            progress,
+            |dated| {
+                let k = dates
+                    .binary_search(&dated.results.plan.as_of)
+                    .expect("one of the dates");
+                compared(b, request, &dated.results, rows[k])
+            },
+        )?;
+        for ((_, people), p) in days.iter_mut().zip(predictions) {
+            people.compared = Some(p);
         }
-        batches.push(people.batch(as_of)?);
-        if let Some((from, earlier)) = &previous {
-            between.push(persistence(
-                request.suppression,
-                *from,
-                earlier,
-                as_of,
-                &people,
-            ));
-        }
-        previous = Some((as_of, people));
     }
+    timings.push((
+        "features, cohorts and outcomes",
+        started.elapsed().as_secs_f64(),
+    ));
+    let started = std::time::Instant::now();
+    // The figures of each date and outcome are independent: computed in
+    // parallel, listed in order.
+    let figures: Vec<serde_json::Value> = days
+        .par_iter()
+        .flat_map(|(as_of, people)| {
+            people
+                .outcomes
+                .par_iter()
+                .map(move |(outcome, happened)| (as_of, people, outcome, happened))
+        })
+        .map(|(as_of, people, outcome, happened)| {
+            evaluate(&model, request, people, outcome, happened, *as_of)
+        })
+        .collect();
+    let between: Vec<serde_json::Value> = days
+        .par_windows(2)
+        .map(|pair| {
+            let [(from, earlier), (to, later)] = pair else {
+                unreachable!("windows of two")
+            };
+            persistence(request.suppression, *from, earlier, *to, later)
+        })
+        .collect();
+    let batches = days
+        .iter()
+        .map(|(as_of, people)| people.batch(*as_of))
+        .collect::<Result<Vec<_>>>()?;
+    timings.push(("figures", started.elapsed().as_secs_f64()));
+    tracing::info!(?timings, dates = dates.len(), "evaluated");
     // Written beside, then renamed: a failed evaluation leaves nothing.
     let staging = out.with_file_name(format!(
         ".{}.partial",
@@ -165,6 +205,7 @@ pub fn run(
         "suppression": request.suppression.method(),
         "figures": figures,
         "between_dates": between,
+        "seconds": timings.iter().map(|(stage, t)| (stage.to_string(), json!((t * 1000.0).round() / 1000.0))).collect::<serde_json::Map<_, _>>(),
     });
     let page = staging.join("evaluation.html");
     std::fs::write(&page, html::render(&evaluation))
@@ -182,6 +223,8 @@ pub fn run(
 
 /// One date's evaluated people: their predictions and outcomes.
 struct People {
+    /// Their rows in the population table.
+    rows: Vec<u32>,
     ids: ArrayRef,
     /// (cohort, members), for the evaluated people.
     cohorts: Vec<(String, Vec<bool>)>,
@@ -191,10 +234,62 @@ struct People {
     outcomes: Vec<(String, Vec<bool>)>,
     /// Each person's PCN (for top N per PCN), and the subgroups figures are
     /// broken down by: (grouping, each person's group; None if unknown).
-    pcn: Vec<Option<String>>,
-    groups: Vec<(&'static str, Vec<Option<String>>)>,
+    pcn: Groups,
+    groups: Vec<(&'static str, Groups)>,
     /// The second rule set's cohorts and scores, for the same people.
     compared: Option<Predictions>,
+}
+
+/// The evaluated people split into groups (by PCN, age band, ...): the
+/// groups' names in order, and each person's group (None if unknown).
+struct Groups {
+    names: Vec<String>,
+    of: Vec<Option<u32>>,
+}
+
+impl Groups {
+    fn new(values: Vec<Option<String>>) -> Groups {
+        // Numbered as first met, then renumbered in name order.
+        let mut ids: foldhash::HashMap<&str, u32> = Default::default();
+        let first: Vec<Option<u32>> = values
+            .iter()
+            .map(|v| {
+                let n = ids.len() as u32;
+                v.as_deref().map(|v| *ids.entry(v).or_insert(n))
+            })
+            .collect();
+        let mut names: Vec<(&str, u32)> = ids.into_iter().collect();
+        names.sort_unstable();
+        let mut order = vec![0u32; names.len()];
+        for (i, (_, id)) in names.iter().enumerate() {
+            order[*id as usize] = i as u32;
+        }
+        Groups {
+            names: names.into_iter().map(|(n, _)| n.to_string()).collect(),
+            of: first
+                .into_iter()
+                .map(|g| g.map(|g| order[g as usize]))
+                .collect(),
+        }
+    }
+
+    /// Each group's people (as indices), in name order.
+    fn members(&self) -> Vec<Vec<usize>> {
+        let mut members = vec![Vec::new(); self.names.len()];
+        for (i, g) in self.of.iter().enumerate() {
+            if let Some(g) = g {
+                members[*g as usize].push(i);
+            }
+        }
+        members
+    }
+
+    fn texts(&self) -> arrow_array::StringArray {
+        self.of
+            .iter()
+            .map(|g| g.map(|g| self.names[g as usize].as_str()))
+            .collect()
+    }
 }
 
 /// A rule set's cohorts and scores for the evaluated people.
@@ -224,6 +319,23 @@ fn evaluated(results: &engine::Results) -> Vec<u32> {
         .filter(|&r| results.counted(r))
         .map(|r| r as u32)
         .collect()
+}
+
+/// The second rule set's predictions for the people at `rows` of its run,
+/// who must be the people the first evaluated.
+fn compared(
+    b: &Model,
+    request: &Request,
+    results: &engine::Results,
+    rows: &[u32],
+) -> Result<Predictions> {
+    if evaluated(results) != rows {
+        return Err(Error::usage(
+            "the compared rule files evaluate other people (their [population] differs)",
+        )
+        .with_help("compare rule files that read the population the same way"));
+    }
+    predictions(b, results, rows, &request.scores)
 }
 
 /// `model`'s cohorts and the scores asked for (those it has), for the
@@ -266,22 +378,9 @@ fn predictions(
     })
 }
 
-fn people_on(
-    model: &Model,
-    compare: Option<&Model>,
-    request: &Request,
-    as_of: NaiveDate,
-    progress: &dyn Progress,
-) -> Result<People> {
-    let results = engine::run(model, request.data, Some(as_of), progress)?;
-    let outcomes = engine::outcomes::compute(
-        model,
-        request.data,
-        as_of,
-        &request.outcomes,
-        true,
-        progress,
-    )?;
+/// One date's evaluated people, from the run and outcomes of that date.
+fn people(model: &Model, request: &Request, dated: engine::Dated) -> Result<People> {
+    let engine::Dated { results, outcomes } = dated;
     let keep = evaluated(&results);
     let indices = arrow_array::UInt32Array::from(keep.clone());
     let take = |a: &ArrayRef| {
@@ -290,19 +389,6 @@ fn people_on(
     };
     let ids = take(results.plan.population.column("person_id"))?;
     let Predictions { cohorts, scores } = predictions(model, &results, &keep, &request.scores)?;
-    let compared = match compare {
-        Some(b) => {
-            let other = engine::run(b, request.data, Some(as_of), progress)?;
-            if evaluated(&other) != keep {
-                return Err(Error::usage(
-                    "the compared rule files evaluate other people (their [population] differs)",
-                )
-                .with_help("compare rule files that read the population the same way"));
-            }
-            Some(predictions(b, &other, &keep, &request.scores)?)
-        }
-        None => None,
-    };
     let outcomes = outcomes
         .into_iter()
         .map(|(name, column)| Ok((name, happened(&take(&column)?))))
@@ -345,9 +431,14 @@ fn people_on(
             ),
         );
     }
+    let groups: Vec<(&'static str, Groups)> = groups
+        .into_iter()
+        .map(|(name, values)| (name, Groups::new(values)))
+        .collect();
     Ok(People {
-        compared,
-        pcn,
+        rows: keep,
+        compared: None,
+        pcn: Groups::new(pcn),
         groups,
         ids,
         cohorts,
@@ -392,9 +483,9 @@ impl People {
             self.ids.clone(),
             Arc::new(Date32Array::from(vec![crate::dates::to_day(as_of); n])),
         ];
-        for (name, values) in &self.groups {
+        for (name, groups) in &self.groups {
             fields.push(Field::new(*name, DataType::Utf8, true));
-            columns.push(Arc::new(arrow_array::StringArray::from(values.clone())));
+            columns.push(Arc::new(groups.texts()));
         }
         for (name, flags) in &self.cohorts {
             fields.push(Field::new(name, DataType::Boolean, false));
@@ -584,18 +675,12 @@ fn breakdown(
     s: Suppression,
     people: &People,
     happened: &[bool],
-    of: &[Option<String>],
+    groups: &Groups,
 ) -> serde_json::Value {
-    let mut names: Vec<&String> = of.iter().flatten().collect();
-    names.sort();
-    names.dedup();
     let mut rows = Vec::new();
     // (figure, group, value) for the gaps.
     let mut values: Vec<(String, String, f64)> = Vec::new();
-    for name in names {
-        let members: Vec<usize> = (0..of.len())
-            .filter(|&i| of[i].as_ref() == Some(name))
-            .collect();
+    for (name, members) in groups.names.iter().zip(groups.members()) {
         let sub = |v: &[bool]| -> Vec<bool> { members.iter().map(|&i| v[i]).collect() };
         let h = sub(happened);
         let events = h.iter().filter(|&&x| x).count() as u64;
@@ -671,16 +756,11 @@ fn persistence(
     to: NaiveDate,
     later: &People,
 ) -> serde_json::Value {
-    let key = |ids: &ArrayRef, row: usize| -> String {
-        arrow_cast::display::ArrayFormatter::try_new(ids.as_ref(), &Default::default())
-            .map(|f| f.value(row).to_string())
-            .unwrap_or_default()
-    };
-    let earlier_rows: std::collections::HashMap<String, usize> = (0..earlier.ids.len())
-        .map(|r| (key(&earlier.ids, r), r))
-        .collect();
-    let in_earlier: Vec<Option<usize>> = (0..later.ids.len())
-        .map(|r| earlier_rows.get(&key(&later.ids, r)).copied())
+    // Both dates' people are rows of one population table, ascending.
+    let in_earlier: Vec<Option<usize>> = later
+        .rows
+        .iter()
+        .map(|row| earlier.rows.binary_search(row).ok())
         .collect();
     let cohorts: Vec<serde_json::Value> = later
         .cohorts
@@ -802,7 +882,7 @@ fn score_figures(
     name: &str,
     values: &[Option<f64>],
     happened: &[bool],
-    pcn: &[Option<String>],
+    pcn: &Groups,
 ) -> serde_json::Value {
     let scored: Vec<(f64, bool)> = values
         .iter()
@@ -831,10 +911,11 @@ fn score_figures(
         })
         .collect();
     // Each PCN's first TOP_PER_PCN, in the same order.
-    let mut per_pcn: std::collections::HashMap<&Option<String>, usize> = Default::default();
+    // Taken per PCN, the last for people with none.
+    let mut per_pcn = vec![0usize; pcn.names.len() + 1];
     let mut on_list = vec![false; values.len()];
     for &i in &order {
-        let taken = per_pcn.entry(&pcn[i]).or_default();
+        let taken = &mut per_pcn[pcn.of[i].map_or(pcn.names.len(), |g| g as usize)];
         if *taken < TOP_PER_PCN {
             *taken += 1;
             on_list[i] = true;

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# What several as-of dates cost against one in `strata evaluate`: the
+# default model (core) with the bundled outcomes, as of 1, 4 and 12
+# month-ends, runs interleaved, medians of RUNS whole-process timings (wall,
+# CPU, peak memory with GNU time) and the ratios to one date. Prints
+# figures; asserts nothing.
+#
+#   benches/dates.sh [PERSONS=200000] [RUNS=3]
+#
+# Needs GNU time (/usr/bin/time) and python3 (for the medians).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+persons=${1:-200000}
+runs=${2:-3}
+work=${BENCH_DIR:-$(mktemp -d)}
+mkdir -p "$work"
+data="$work/data-$persons"
+
+cargo build --release --quiet
+bin=target/release/strata
+[ -d "$data" ] || "$bin" generate --patients "$persons" --seed 7 --out "$data" --quiet
+
+# Month-ends a year before the generated extract ends, and earlier.
+all=(2025-03-31 2025-02-28 2025-01-31 2024-12-31 2024-11-30 2024-10-31
+     2024-09-30 2024-08-31 2024-07-31 2024-06-30 2024-05-31 2024-04-30)
+evaluate() { # number of dates
+  local args=()
+  for d in "${all[@]:0:$1}"; do args+=(--as-of "$d"); done
+  rm -rf "$work/evaluation"
+  "$bin" evaluate --rules models/core.toml --rules models/outcomes.toml --data "$data" \
+    "${args[@]}" --outcome emergency_admission_365d --outcome death_365d \
+    --score efi --score hfrs --out "$work/evaluation" --quiet
+}
+
+counts=(1 4 12)
+: >"$work/times"
+for _ in $(seq "$runs"); do
+  for n in "${counts[@]}"; do
+    /usr/bin/time -f "$n %e %U %S %M" -a -o "$work/times" bash -c "$(declare -f evaluate); $(declare -p all work bin data); evaluate $n" \
+      || { echo "evaluate with $n dates failed"; exit 1; }
+  done
+done
+
+echo "strata $($bin --version | cut -d" " -f2), $(nproc) cores, $persons persons, models/core.toml + models/outcomes.toml, 2 outcomes"
+python3 - "$work/times" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+by = {}
+for n, wall, user, sys_, peak in rows:
+    by.setdefault(int(n), []).append((float(wall), float(user) + float(sys_), float(peak) / 1024))
+one = statistics.median(r[0] for r in by[1])
+for n in sorted(by):
+    med = lambda i: statistics.median(r[i] for r in by[n])
+    print(f"{n:2} dates: wall {med(0):6.2f} s ({med(0) / one:4.1f}x one date), cpu {med(1):6.2f} s, peak memory {med(2):5.0f} MiB  (median of {len(by[n])})")
+PY

@@ -1,0 +1,116 @@
+//! Several as-of dates from one scan (`engine::run_dates`, what `strata
+//! evaluate` runs on): each date's results are exactly those of a run of
+//! its own, whether the dates share one scan or are split over several,
+//! and the outcomes do not depend on how the dates are grouped.
+
+mod util;
+
+use std::path::PathBuf;
+
+use arrow_array::{Array, ArrayRef};
+use chrono::NaiveDate;
+use strata::commands::progress::Terminal;
+use strata::engine;
+use util::*;
+
+fn date(s: &str) -> NaiveDate {
+    strata::dates::parse_date(s).unwrap()
+}
+
+fn same(a: &ArrayRef, b: &ArrayRef) -> bool {
+    a.to_data() == b.to_data()
+}
+
+/// Each date's results and outcomes, from `run_dates` within `budget`.
+fn by_dates(
+    model: &strata::rules::Model,
+    data: &std::path::Path,
+    dates: &[NaiveDate],
+    outcomes: &[String],
+    budget: usize,
+) -> Vec<engine::Dated<'static>> {
+    // The model outlives the test: leaked on purpose, once per call.
+    let model: &'static strata::rules::Model = Box::leak(Box::new(model.clone()));
+    engine::run_dates(
+        model,
+        data,
+        &engine::Dates {
+            state_budget: budget,
+            ..engine::Dates::new(dates, outcomes)
+        },
+        &Terminal::new(true),
+        Ok,
+    )
+    .unwrap()
+}
+
+#[test]
+fn each_date_of_one_scan_is_the_run_of_that_date() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    generate(&data, 3000, 11);
+    let paths: Vec<PathBuf> = ["core", "outcomes"]
+        .iter()
+        .map(|m| strata::rules::bundled::model_path(std::path::Path::new(m)).unwrap())
+        .collect();
+    let model = strata::rules::load_all(&paths, &[]).unwrap();
+    let dates = [date("2024-09-30"), date("2024-12-31"), date("2025-03-31")];
+    let outcomes: Vec<String> = model.outcomes.iter().map(|o| o.name.clone()).collect();
+    assert!(outcomes.len() >= 3, "the bundled outcomes");
+
+    let one_scan = by_dates(&model, &data, &dates, &outcomes, usize::MAX);
+    let scan_each = by_dates(&model, &data, &dates, &outcomes, 1);
+    assert_eq!(one_scan.len(), dates.len());
+    assert_eq!(scan_each.len(), dates.len());
+
+    let mut differ_between_dates = false;
+    for (k, as_of) in dates.iter().enumerate() {
+        let single = engine::run(&model, &data, Some(*as_of), &Terminal::new(true)).unwrap();
+        for dated in [&one_scan[k], &scan_each[k]] {
+            let r = &dated.results;
+            assert_eq!(r.plan.as_of, *as_of);
+            assert_eq!(r.slots.len(), single.slots.len());
+            for (s, (a, b)) in r.slots.iter().zip(&single.slots).enumerate() {
+                assert!(
+                    same(a, b),
+                    "{as_of}: slot {s} differs from a run of its own"
+                );
+            }
+            assert_eq!(r.alive, single.alive, "{as_of}: who is in the population");
+            for (c, (a, b)) in r.cohorts.iter().zip(&single.cohorts).enumerate() {
+                assert_eq!(a.flags, b.flags, "{as_of}: cohort {c}");
+                assert_eq!(a.rank, b.rank, "{as_of}: cohort {c}'s ranks");
+                assert_eq!(a.members, b.members, "{as_of}: cohort {c}'s order");
+            }
+        }
+        for ((n1, a), (n2, b)) in one_scan[k].outcomes.iter().zip(&scan_each[k].outcomes) {
+            assert_eq!(n1, n2);
+            assert!(same(a, b), "{as_of}: outcome {n1} depends on the grouping");
+        }
+        assert_eq!(
+            one_scan[k]
+                .outcomes
+                .iter()
+                .map(|(n, _)| n)
+                .collect::<Vec<_>>(),
+            outcomes.iter().collect::<Vec<_>>(),
+            "outcomes in the order asked for"
+        );
+        if k > 0 {
+            differ_between_dates |= one_scan[k]
+                .outcomes
+                .iter()
+                .zip(&one_scan[k - 1].outcomes)
+                .any(|((_, a), (_, b))| !same(a, b));
+        }
+    }
+    // Otherwise the windows would not be placed on each date.
+    assert!(differ_between_dates, "outcomes identical on every date");
+    // And some outcome happened at all.
+    assert!(
+        one_scan[0]
+            .outcomes
+            .iter()
+            .any(|(_, a)| a.len() > a.null_count()),
+    );
+}
