@@ -13,7 +13,9 @@ files' expressions:
 
 - a person is alive on the as-of date when not born after it and not dead
   on or before it (an unknown birth date is not a birth after it; it gives
-  an unknown age); age is in completed years (29 February birthdays fall on
+  an unknown age), and, where the data has a `registrations` table,
+  registered then: a registration started on or before the date and not
+  ended before it; age is in completed years (29 February birthdays fall on
   1 March in other years); a duplicated person_id keeps its first row;
 - events dated after the as-of date, before 1900-01-01 or undated, and
   events of persons not in the population, are not used;
@@ -148,13 +150,19 @@ def build(con, data, as_of, hiu_age_floor=0):
         """
     )
 
+    registrations = table(data, "registrations")
+    registered = "true" if registrations is None else f"""exists (
+                   select 1 from read_parquet({registrations}) r
+                   where r.person_id = p.person_id and r.start_date <= {d}
+                     and (r.end_date is null or r.end_date >= {d}))"""
     con.execute(
         f"""
         create table persons as
         select person_id, birth_date, date_of_death, care_home,
                completed_years(birth_date, {d}) as age,
-               coalesce(birth_date <= {d}, true) and (date_of_death is null or date_of_death > {d}) as alive
-        from read_parquet({table(data, 'patients')}, filename = true, file_row_number = true)
+               coalesce(birth_date <= {d}, true) and (date_of_death is null or date_of_death > {d})
+               and {registered} as alive
+        from read_parquet({table(data, 'patients')}, filename = true, file_row_number = true) as p
         where person_id is not null
         qualify row_number() over (partition by person_id order by filename, file_row_number) = 1
         """

@@ -335,7 +335,8 @@ fn every_parameter_of_every_bundled_model_is_pinned_by_an_assurance_test() {
 }
 
 /// A run as of a past date counts only the population of that date: people
-/// born after it (the generator's newborns) are not alive then, are on no
+/// born after it (the generator's newborns), or not registered then (the
+/// sample's registrations: joiners and leavers), are not in it, are on no
 /// list, and the alive count and every segment total leave them out.
 #[test]
 fn a_past_as_of_date_leaves_out_people_not_yet_born() {
@@ -363,6 +364,27 @@ fn a_past_as_of_date_leaves_out_people_not_yet_born() {
         .unwrap()
         .as_primitive::<Date32Type>();
     let ids = input.column_by_name("person_id").unwrap();
+    // Registered on the as-of date: a registration started on or before it
+    // and not ended before it.
+    let registrations = read_parquet(&repo_path("sample-data/registrations.parquet"));
+    let date_column = |name: &str| {
+        registrations
+            .column_by_name(name)
+            .unwrap()
+            .as_primitive::<Date32Type>()
+            .clone()
+    };
+    let (starts, ends) = (date_column("start_date"), date_column("end_date"));
+    let registered: std::collections::HashSet<String> = strata::output::previous::ids_as_text(
+        registrations.column_by_name("person_id").unwrap().as_ref(),
+    )
+    .into_iter()
+    .enumerate()
+    .filter(|&(r, _)| {
+        starts.value(r) <= day(as_of) && (ends.is_null(r) || ends.value(r) >= day(as_of))
+    })
+    .map(|(_, id)| id)
+    .collect();
     let in_population: std::collections::HashMap<String, bool> =
         strata::output::previous::ids_as_text(ids.as_ref())
             .into_iter()
@@ -370,7 +392,8 @@ fn a_past_as_of_date_leaves_out_people_not_yet_born() {
             .map(|(i, id)| {
                 let born = births.value(i) <= day(as_of);
                 let dead = !deaths.is_null(i) && deaths.value(i) <= day(as_of);
-                (id, born && !dead)
+                let on_list = registered.contains(&id);
+                (id, born && !dead && on_list)
             })
             .collect();
     let unborn = (0..input.num_rows())

@@ -371,7 +371,8 @@ pub fn run_dates<'m, T: Send>(
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
-        debug_assert_eq!(scanned.len(), columns);
+        // (Derived features at the end have no column of the scan.)
+        scanned.resize(columns, None);
         let scan_time = started.elapsed();
         // Each date's columns, then each date finished in parallel.
         let mut per_date: Vec<Vec<Option<ArrayRef>>> = Vec::with_capacity(group);

@@ -1,11 +1,13 @@
 //! `strata generate`: a synthetic population with three years of activity,
 //! written in the shape of the data contract (`patients`, `pcns`,
-//! `ae_attendances`, `admissions`, `gp_events`, `medications`).
+//! `ae_attendances`, `admissions`, `gp_events`, `medications`,
+//! `registrations`).
 //!
 //! The population looks like an English city's (Southampton's age structure,
 //! PCNs and deprivation) and its risk is correlated the way it is in life, so
 //! that every bundled model finds a plausible cohort in it: see
-//! `population.rs` for persons and places, `activity.rs` for events,
+//! `population.rs` for persons and places, `registrations.rs` for who was
+//! registered where and when, `activity.rs` for events,
 //! `vocabulary.rs` for the codes, `tables.rs` for ordering and Parquet.
 //!
 //! # Determinism
@@ -21,7 +23,7 @@
 //!
 //! `--out` may be missing (it is created), empty, or hold an earlier
 //! generator output: only `NAME.parquet` files and `NAME/part-NNNNN.parquet`
-//! folders for the six table names. Those are deleted and rewritten, so that
+//! folders for the seven table names. Those are deleted and rewritten, so that
 //! a table that changed between a single file and a folder of parts never
 //! leaves both behind (which readers reject). Anything else in the folder
 //! stops the run before a file is touched: the generator never deletes what
@@ -29,6 +31,7 @@
 
 mod activity;
 mod population;
+mod registrations;
 mod tables;
 #[cfg(test)]
 mod tests;
@@ -172,6 +175,7 @@ fn generate_with_layout(
         prescriptions.push(events.prescriptions);
     }
     let ids = persons.iter().map(|p| p.id).collect();
+    let registrations = registrations::draw(&persons, &city, window);
     let data = Dataset {
         window,
         city: &city,
@@ -182,6 +186,7 @@ fn generate_with_layout(
         admissions: order_by_day(admissions, window.days),
         gp: order_by_day(gp, window.days),
         prescriptions: order_by_day(prescriptions, window.days),
+        registrations,
     };
     let tables = tables::write_all(&data, &opts.out, layout)?;
     Ok(GenerateSummary { tables })

@@ -31,6 +31,7 @@ use rayon::prelude::*;
 use super::GenerateError;
 use super::activity::{Admission, Attendance, CodedEvent};
 use super::population::{City, PCNS, Person, Window};
+use super::registrations::{Registration, id_hash};
 use super::vocabulary::Vocabulary;
 
 /// How tables are cut into row groups and files.
@@ -121,6 +122,8 @@ pub(crate) struct Dataset<'a> {
     pub admissions: DayOrdered<Admission>,
     pub gp: DayOrdered<CodedEvent>,
     pub prescriptions: DayOrdered<CodedEvent>,
+    /// By person, then start.
+    pub registrations: Vec<Registration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,16 +134,18 @@ enum Table {
     Admissions,
     GpEvents,
     Medications,
+    Registrations,
 }
 
 impl Table {
-    const ALL: [Table; 6] = [
+    const ALL: [Table; 7] = [
         Table::Patients,
         Table::Pcns,
         Table::Attendances,
         Table::Admissions,
         Table::GpEvents,
         Table::Medications,
+        Table::Registrations,
     ];
 
     fn name(self) -> &'static str {
@@ -151,6 +156,7 @@ impl Table {
             Table::Admissions => "admissions",
             Table::GpEvents => "gp_events",
             Table::Medications => "medications",
+            Table::Registrations => "registrations",
         }
     }
 }
@@ -189,6 +195,7 @@ pub(crate) fn write_all(
                 data.prescriptions.rows.len(),
                 Some(&data.prescriptions.day_start),
             ),
+            Table::Registrations => (data.registrations.len(), None),
         };
         let file = out.join(format!("{}.parquet", table.name()));
         match day_start {
@@ -260,6 +267,27 @@ fn write_file(data: &Dataset, job: &FileJob, layout: &Layout) -> Result<(), Gene
             let rows = &data.persons[job.rows.clone()];
             write_parquet(job, layout, patients_schema(), None, |r| {
                 patients_batch(&rows[r], data.city, start)
+            })
+        }
+        Table::Registrations => {
+            let rows = &data.registrations[job.rows.clone()];
+            let schema = registrations_schema();
+            write_parquet(job, layout, schema.clone(), None, |r| {
+                let rows = &rows[r];
+                RecordBatch::try_new(
+                    schema.clone(),
+                    vec![
+                        Arc::new(Int64Array::from_iter_values(
+                            rows.iter().map(|g| ids[g.person as usize]),
+                        )),
+                        Arc::new(StringArray::from_iter_values(
+                            rows.iter()
+                                .map(|g| data.city.practices[usize::from(g.practice)].code),
+                        )),
+                        Arc::new(Date32Array::from_iter_values(rows.iter().map(|g| g.start))),
+                        Arc::new(Date32Array::from_iter(rows.iter().map(|g| g.end))),
+                    ],
+                )
             })
         }
         Table::Pcns => write_parquet(job, layout, pcns_schema(), None, |r| {
@@ -404,12 +432,18 @@ fn patients_schema() -> SchemaRef {
 /// illustrative rates, about 5% for the National Data Opt-out (the share
 /// NHS Digital reported in the early 2020s) and 3% for type 1.
 fn opted_out(id: i64, salt: u64, per_thousand: u64) -> bool {
-    // SplitMix64's finaliser: the same bits on every platform and version.
-    let mut z = (id as u64) ^ salt;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^= z >> 31;
-    z % 1000 < per_thousand
+    id_hash(id, salt) % 1000 < per_thousand
+}
+
+/// One row per registration (as ehrQL's `practice_registrations`):
+/// `end_date` inclusive, null while registered.
+fn registrations_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("person_id", DataType::Int64, false),
+        Field::new("practice_code", DataType::Utf8, false),
+        Field::new("start_date", DataType::Date32, false),
+        Field::new("end_date", DataType::Date32, true),
+    ]))
 }
 
 fn pcns_schema() -> SchemaRef {

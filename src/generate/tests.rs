@@ -250,7 +250,7 @@ fn schemas_match_the_data_contract() {
     let s = sample();
     let dictionary = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
     let list = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
-    let expected: [(&str, Vec<(&str, DataType)>); 6] = [
+    let expected: [(&str, Vec<(&str, DataType)>); 7] = [
         (
             "patients",
             vec![
@@ -304,6 +304,15 @@ fn schemas_match_the_data_contract() {
                 ("dmd_code", dictionary),
             ],
         ),
+        (
+            "registrations",
+            vec![
+                ("person_id", DataType::Int64),
+                ("practice_code", DataType::Utf8),
+                ("start_date", DataType::Date32),
+                ("end_date", DataType::Date32),
+            ],
+        ),
     ];
     for (table, columns) in expected {
         let batches = read_table(&s.out, table);
@@ -319,6 +328,77 @@ fn schemas_match_the_data_contract() {
     let names = pcns.column(1).as_string::<i32>();
     assert_eq!(pcns.num_rows(), 7);
     assert!(names.iter().flatten().any(|n| n == "Woolston & Chartwell"));
+}
+
+#[test]
+fn registrations_follow_each_life_and_end_at_the_patients_practice() {
+    let s = sample();
+    let patients = &read_table(&s.out, "patients");
+    let mut practice_of: HashMap<i64, String> = HashMap::new();
+    for b in patients {
+        let practices = b.column(3).as_string::<i32>();
+        for (i, id) in person_ids(b).into_iter().enumerate() {
+            practice_of.insert(id, practices.value(i).to_string());
+        }
+    }
+    // (start, end, practice) per person, in file order.
+    let mut of: HashMap<i64, Vec<(i32, Option<i32>, String)>> = HashMap::new();
+    for b in read_table(&s.out, "registrations") {
+        let practices = b.column(1).as_string::<i32>();
+        let starts = b.column(2).as_primitive::<Date32Type>();
+        let ends = b.column(3).as_primitive::<Date32Type>();
+        for (i, id) in person_ids(&b).into_iter().enumerate() {
+            of.entry(id).or_default().push((
+                starts.value(i),
+                ends.is_valid(i).then(|| ends.value(i)),
+                practices.value(i).to_string(),
+            ));
+        }
+    }
+    assert_eq!(of.len(), s.patients.len(), "everyone has a registration");
+    let (mut joined, mut moved, mut left) = (0, 0, 0);
+    for (id, rows) in &of {
+        let p = &s.patients[id];
+        let last = rows.last().unwrap();
+        assert_eq!(
+            last.2, practice_of[id],
+            "{id} ends at the patients table's practice"
+        );
+        assert!(rows[0].0 >= p.birth, "{id} registered before birth");
+        for pair in rows.windows(2) {
+            assert_eq!(
+                pair[0].1,
+                Some(pair[1].0 - 1),
+                "{id}: a move leaves no gap or overlap"
+            );
+            assert_ne!(pair[0].2, pair[1].2, "{id} moved to the same practice");
+        }
+        for (start, end, _) in rows {
+            assert!(
+                end.is_none_or(|e| e >= *start),
+                "{id} ends before it starts"
+            );
+        }
+        match p.death {
+            Some(d) => assert_eq!(last.1, Some(d), "{id} deregistered on death"),
+            None => left += usize::from(last.1.is_some()),
+        }
+        joined += usize::from(rows[0].0 > s.window.start && rows[0].0 != p.birth);
+        moved += usize::from(rows.len() > 1);
+    }
+    // Over three years: about 9% join, 6% move, 6% leave (of the living).
+    let share = |n: usize| n as f64 / of.len() as f64;
+    assert!(
+        (0.06..0.12).contains(&share(joined)),
+        "joined {}",
+        share(joined)
+    );
+    assert!(
+        (0.04..0.08).contains(&share(moved)),
+        "moved {}",
+        share(moved)
+    );
+    assert!((0.04..0.08).contains(&share(left)), "left {}", share(left));
 }
 
 #[test]
