@@ -71,18 +71,30 @@ pub struct EvaluateArgs {
     /// Folder of input Parquet tables, with events after the as-of dates.
     #[arg(long, default_value = "sample-data")]
     pub data: PathBuf,
-    /// A date to predict from, YYYY-MM-DD (repeatable).
-    #[arg(long = "as-of", required = true)]
+    /// A date to predict from, YYYY-MM-DD (repeatable); or give a series
+    /// with --from, --to and --every.
+    #[arg(long = "as-of", required_unless_present = "from")]
     pub as_of: Vec<String>,
+    /// The first date of a series of as-of dates, YYYY-MM-DD.
+    #[arg(long, requires_all = ["to", "every"])]
+    pub from: Option<String>,
+    /// The last day a series of as-of dates may reach, YYYY-MM-DD.
+    #[arg(long, requires = "from")]
+    pub to: Option<String>,
+    /// The step of a series of as-of dates: "3 months", "1 year", "28 days".
+    #[arg(long, requires = "from")]
+    pub every: Option<String>,
     /// An outcome of the rule files to evaluate against (repeatable).
     #[arg(long = "outcome", required = true)]
     pub outcomes: Vec<String>,
-    /// A numeric feature to evaluate as a score (repeatable); every cohort
-    /// is evaluated.
+    /// A numeric feature to evaluate as a score (repeatable), besides those
+    /// the rule files mark with `evaluate = "score"`; every cohort is
+    /// evaluated.
     #[arg(long = "score")]
     pub scores: Vec<String>,
     /// A feature that is a probability (0 to 1), evaluated as a score and
-    /// for calibration by decile and the Brier score (repeatable).
+    /// for calibration by decile and the Brier score (repeatable), besides
+    /// those the rule files mark with `evaluate = "probability"`.
     #[arg(long = "probability")]
     pub probabilities: Vec<String>,
     /// Override a parameter, as for `run`.
@@ -501,6 +513,49 @@ fn parse_target(text: &str) -> std::result::Result<strata::sql::Target, String> 
     strata::sql::Target::parse(text).ok_or_else(|| "expected spark or duckdb".to_string())
 }
 
+/// The dates `from`, `from + every`, `from + 2 every`, ... up to `to`,
+/// each counted from `from`: the same day of the month, or the month's
+/// last day where it is shorter (from 31 January by one month: 29 February
+/// in a leap year, then 31 March).
+fn date_series(
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+    every: &str,
+) -> Result<Vec<chrono::NaiveDate>> {
+    let bad = || {
+        Error::usage(format!("--every {every:?} is not a step"))
+            .with_help("write a number and a unit: \"3 months\", \"1 year\", \"28 days\"")
+    };
+    let (n, unit) = every.trim().split_once(' ').ok_or_else(bad)?;
+    let n: u32 = n.parse().ok().filter(|&n| n > 0).ok_or_else(bad)?;
+    let unit = unit.trim().trim_end_matches('s');
+    let step = |k: u32| -> Option<chrono::NaiveDate> {
+        let k = k.checked_mul(n)?;
+        match unit {
+            "day" => from.checked_add_days(chrono::Days::new(u64::from(k))),
+            "month" => from.checked_add_months(chrono::Months::new(k)),
+            "year" => from.checked_add_months(chrono::Months::new(k.checked_mul(12)?)),
+            _ => None,
+        }
+    };
+    if step(1).is_none() {
+        return Err(bad());
+    }
+    if to < from {
+        return Err(Error::usage(format!("--to {to} is before --from {from}"))
+            .with_help("give the earlier date with --from"));
+    }
+    let dates: Vec<chrono::NaiveDate> = (0..).map_while(|k| step(k).filter(|d| *d <= to)).collect();
+    if dates.len() > 120 {
+        return Err(Error::usage(format!(
+            "--from {from} --to {to} --every {every} makes {} as-of dates",
+            dates.len()
+        ))
+        .with_help("evaluate at most 120 dates at once: take a longer step"));
+    }
+    Ok(dates)
+}
+
 /// `strata evaluate`: cohorts and scores against what happened next.
 fn run_evaluate(args: &EvaluateArgs, quiet: bool) -> Result<()> {
     let Settings { model, .. } = Settings::new(&args.rules, &args.set, None, &None)?;
@@ -514,26 +569,41 @@ fn run_evaluate(args: &EvaluateArgs, quiet: bool) -> Result<()> {
         };
         Some(Settings::new(rules, &args.compare_set, None, &None)?.model)
     };
-    let dates = args
+    let mut dates = args
         .as_of
         .iter()
         .map(|d| parse_date_arg("--as-of", d))
         .collect::<Result<Vec<_>>>()?;
+    if let (Some(from), Some(to), Some(every)) = (&args.from, &args.to, &args.every) {
+        dates.extend(date_series(
+            parse_date_arg("--from", from)?,
+            parse_date_arg("--to", to)?,
+            every,
+        )?);
+    }
+    // Scores: those asked for, then those the rule files mark.
+    let marked = |as_what: strata::rules::EvaluateAs| {
+        model
+            .features
+            .iter()
+            .filter(move |f| f.evaluate == Some(as_what))
+            .map(|f| f.name.clone())
+    };
+    let mut probabilities = args.probabilities.clone();
+    probabilities.extend(marked(strata::rules::EvaluateAs::Probability));
+    let mut scores: Vec<String> = args.scores.clone();
+    scores.extend(marked(strata::rules::EvaluateAs::Score));
+    scores.extend(probabilities.iter().cloned());
+    let mut seen = std::collections::HashSet::new();
+    scores.retain(|s| seen.insert(s.clone()));
+    probabilities.sort();
+    probabilities.dedup();
     let request = commands::evaluate::Request {
         data: &args.data,
         dates,
         outcomes: args.outcomes.clone(),
-        scores: args
-            .scores
-            .iter()
-            .chain(
-                args.probabilities
-                    .iter()
-                    .filter(|p| !args.scores.contains(p)),
-            )
-            .cloned()
-            .collect(),
-        probabilities: args.probabilities.clone(),
+        scores,
+        probabilities,
         suppression: args.suppression,
         compare: compare.as_ref(),
     };

@@ -301,3 +301,91 @@ fn lists_are_followed_from_one_date_to_the_next() {
     assert_eq!(admission["ppv_already_listed"], 1.0);
     assert_eq!(admission["ppv_newly_listed"], 0.0);
 }
+
+#[test]
+fn a_series_of_dates_and_the_scores_the_rule_files_mark() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let rules = tmp.path().join("rules.toml");
+    let marked = RULES.replace(
+        "window = \"365 days\"\n",
+        "window = \"365 days\"\nevaluate = \"score\"\n",
+    );
+    assert_ne!(marked, RULES);
+    std::fs::write(&rules, marked).unwrap();
+    let out = tmp.path().join("evaluation");
+    let o = strata(&[
+        "evaluate",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--data",
+        tmp.path().to_str().unwrap(),
+        "--from",
+        "2024-09-30",
+        "--to",
+        "2025-03-31",
+        "--every",
+        "3 months",
+        "--outcome",
+        "admission_next_year",
+        "--suppression",
+        "none",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(out.join("evaluation.json")).unwrap();
+    let evaluation: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // The same day of the month as --from, up to --to.
+    assert_eq!(
+        evaluation["as_of"],
+        serde_json::json!(["2024-09-30", "2024-12-30", "2025-03-30"])
+    );
+    // The marked feature is evaluated as a score without --score.
+    assert_eq!(evaluation["scores"], serde_json::json!(["admissions_12m"]));
+    assert_eq!(
+        evaluation["figures"][0]["scores"][0]["score"],
+        "admissions_12m"
+    );
+
+    // A step that is not one is a usage error.
+    let o = strata(&[
+        "evaluate",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--data",
+        tmp.path().to_str().unwrap(),
+        "--from",
+        "2024-09-30",
+        "--to",
+        "2025-03-31",
+        "--every",
+        "quarterly",
+        "--outcome",
+        "admission_next_year",
+        "--out",
+        tmp.path().join("other").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--every"), "{}", stderr(&o));
+}
+
+#[test]
+fn an_outcome_cannot_be_marked_for_evaluation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("rules.toml");
+    let marked = RULES.replace(
+        "window = \"next 365 days\"\n\n[outcomes.death_next_year]",
+        "window = \"next 365 days\"\nevaluate = \"score\"\n\n[outcomes.death_next_year]",
+    );
+    assert_ne!(marked, RULES);
+    std::fs::write(&rules, marked).unwrap();
+    let o = strata(&["check", rules.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("outcome `admission_next_year` cannot be evaluated"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -32,7 +32,7 @@ use crate::error::{Error, Position, Result};
 pub use codelist::Codelist;
 use expr::{Expr, Literal, Span};
 pub use resolve::unused;
-pub use syntax::Aggregate;
+pub use syntax::{Aggregate, EvaluateAs};
 
 /// A TOML date (`2025-03-31`, no time) as a calendar date.
 pub fn toml_date(value: &toml::Value) -> Option<chrono::NaiveDate> {
@@ -158,6 +158,8 @@ pub struct Feature {
     /// For a feature written as bands: the score and its boundaries, for
     /// charts.
     pub banding: Option<Banding>,
+    /// Whether `strata evaluate` back-tests it, and as what.
+    pub evaluate: Option<EvaluateAs>,
 }
 
 /// A banded feature's score and boundaries, as the rule file states them.

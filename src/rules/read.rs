@@ -122,6 +122,7 @@ pub(super) fn load_one(
             kind,
             offset,
             banding,
+            evaluate: decl.evaluate.as_ref().map(|e| *e.get_ref()),
         });
     }
 
@@ -136,6 +137,11 @@ pub(super) fn load_one(
                 .error(offset, format!("outcome `{name}` is not an aggregate over a source"))
                 .with_help("an outcome counts events after the as-of date: give it `source`, `aggregate` and a `window` such as \"next 365 days\""));
         }
+        if let Some(e) = &decl.evaluate {
+            return Err(l
+                .error(e.span().start, format!("outcome `{name}` cannot be evaluated: it is what scores are evaluated against"))
+                .with_help("mark features (scores) with `evaluate`, not outcomes"));
+        }
         outcomes.push(Feature {
             name: name.clone(),
             description: decl.description.clone().unwrap_or_default(),
@@ -143,6 +149,7 @@ pub(super) fn load_one(
             kind,
             offset,
             banding: None,
+            evaluate: None,
         });
     }
     let (suppression, purpose) = read_output(l, &file)?;

@@ -357,6 +357,20 @@ pub struct Feature {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub default: Option<Spanned<String>>,
+    /// How `strata evaluate` back-tests this (numeric) feature: as a
+    /// `score` that ranks people by risk, or as a `probability` of an
+    /// outcome (also checked for calibration).
+    #[serde(default)]
+    #[schemars(with = "Option<EvaluateAs>")]
+    pub evaluate: Option<Spanned<EvaluateAs>>,
+}
+
+/// How a feature is back-tested (see `strata evaluate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EvaluateAs {
+    Score,
+    Probability,
 }
 
 impl Feature {
