@@ -266,7 +266,10 @@ fn person_level(
 }
 
 /// One date of [`run_dates`]: the run as of that date, and each outcome
-/// asked for after it (in the order asked for).
+/// asked for after it (in the order asked for). The scan served several
+/// dates, so its results say nothing of rejected rows (`rejected` is
+/// empty; the run of one date reports them), and the load and scan times
+/// in `timings` are the scan's shared out over its dates.
 pub struct Dated<'m> {
     pub results: Results<'m>,
     pub outcomes: Vec<(String, ArrayRef)>,
@@ -455,8 +458,25 @@ pub const STATE_BUDGET: usize = 4 << 30;
 /// How many of `left` dates one scan of `plan` (planned for one date) can
 /// serve within `budget`; at least one.
 fn dates_per_scan(plan: &Plan, left: usize, budget: usize) -> usize {
-    let aggregates: usize = plan.sources.iter().map(|s| s.aggregates.len()).sum();
-    let per_date = (plan.population.len() * aggregates * 8).max(1);
+    use crate::rules::Aggregate;
+    // Per person and date, for each aggregate: its state (at most 8 bytes,
+    // or a bitset of up to 4 words for distinct codes and categories), its
+    // column (8) and the copy made while splitting the dates (8). Keyed
+    // states (distinct codes of long lists, counts by month) grow with the
+    // events, not the persons, and are not counted.
+    let bytes: usize = plan
+        .sources
+        .iter()
+        .flat_map(|s| &s.aggregates)
+        .map(|a| match a.aggregate {
+            Aggregate::CountDistinctCodes
+            | Aggregate::CountDistinctCategories
+            | Aggregate::ListCategories
+            | Aggregate::SumDistinctWeights => 48,
+            _ => 24,
+        })
+        .sum();
+    let per_date = (plan.population.len() * bytes).max(1);
     // Slots (person, date) are numbered in 32 bits.
     let slots = u32::MAX as usize / plan.population.len().max(1);
     (budget / per_date).min(slots).clamp(1, left)

@@ -205,7 +205,6 @@ pub fn run(
         "suppression": request.suppression.method(),
         "figures": figures,
         "between_dates": between,
-        "seconds": timings.iter().map(|(stage, t)| (stage.to_string(), json!((t * 1000.0).round() / 1000.0))).collect::<serde_json::Map<_, _>>(),
     });
     let page = staging.join("evaluation.html");
     std::fs::write(&page, html::render(&evaluation))
