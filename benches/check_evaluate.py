@@ -165,6 +165,14 @@ def main():
             mine = list_figures([i in chosen for i in range(len(these))], happened)
             for key, value in mine.items():
                 check(f"{at} score {s['score']} top per PCN {key}", value, s["top_per_pcn"]["as_list"][key])
+            # Each PCN's list among its own people, in PCN code order.
+            names_pcn = sorted({p for p in pcn if p is not None})
+            assert [p["pcn"] for p in s["top_per_pcn"]["pcns"]] == names_pcn, "the PCNs listed"
+            for got in s["top_per_pcn"]["pcns"]:
+                members = [i for i in range(len(these)) if pcn[i] == got["pcn"]]
+                mine = list_figures([i in chosen for i in members], [happened[i] for i in members])
+                for key, value in mine.items():
+                    check(f"{at} score {s['score']} top 50 in {got['pcn']} {key}", value, got["as_list"][key])
             for top in s["top"]:
                 k = min(len(scored), math.ceil(top["top"] * len(scored)))
                 chosen = set(scored[:k])

@@ -348,6 +348,12 @@ fn a_series_of_dates_and_the_scores_the_rule_files_mark() {
         evaluation["figures"][0]["scores"][0]["score"],
         "admissions_12m"
     );
+    // Each PCN's first 50 among its own people: one PCN here, so the
+    // same list as across the population.
+    let top = &evaluation["figures"][0]["scores"][0]["top_per_pcn"];
+    assert_eq!(top["pcns"][0]["pcn"], "P1");
+    assert_eq!(top["pcns"].as_array().unwrap().len(), 1);
+    assert_eq!(top["pcns"][0]["as_list"], top["as_list"]);
 
     // A step that is not one is a usage error.
     let o = strata(&[

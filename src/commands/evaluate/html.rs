@@ -143,6 +143,10 @@ fn figure(html: &mut String, f: &Value) {
                 s["top_per_pcn"]["per_pcn"]
             );
             list_row(html, &label, &s["top_per_pcn"]["as_list"]);
+            for p in s["top_per_pcn"]["pcns"].as_array().into_iter().flatten() {
+                let label = format!("&nbsp;&nbsp;in {}", text(&p["pcn"]));
+                list_row(html, &label, &p["as_list"]);
+            }
         }
         html.push_str("</table>\n");
         let _ = writeln!(

@@ -935,10 +935,34 @@ fn score_figures(
         "auprc": auprc,
         "roc": curves.as_ref().map(|(roc, _)| points(roc)),
         "precision_recall": curves.as_ref().map(|(_, pr)| points(pr)),
-        "top_per_pcn": {"per_pcn": TOP_PER_PCN, "as_list": list_figures(s, &on_list, happened)},
+        "top_per_pcn": {
+            "per_pcn": TOP_PER_PCN,
+            "as_list": list_figures(s, &on_list, happened),
+            "pcns": each_pcn(s, pcn, &on_list, happened),
+        },
         "auroc_95ci": auroc.map(|(a, se)| [(a - 1.959964 * se).max(0.0), (a + 1.959964 * se).min(1.0)]),
         "top": top,
     })
+}
+
+/// Each PCN's own list among its own people: of the PCN's evaluated
+/// people, who was on it and who had the outcome (a PCN lead's view:
+/// sensitivity is of the PCN's outcomes).
+fn each_pcn(
+    s: Suppression,
+    pcn: &Groups,
+    on_list: &[bool],
+    happened: &[bool],
+) -> Vec<serde_json::Value> {
+    pcn.names
+        .iter()
+        .zip(pcn.members())
+        .map(|(name, members)| {
+            let on: Vec<bool> = members.iter().map(|&i| on_list[i]).collect();
+            let h: Vec<bool> = members.iter().map(|&i| happened[i]).collect();
+            json!({"pcn": name, "as_list": list_figures(s, &on, &h)})
+        })
+        .collect()
 }
 
 /// The terminal summary: per date and outcome, each cohort's PPV and
