@@ -3,7 +3,8 @@ recomputed from predictions.parquet in plain Python (DuckDB only reads the
 file), by other algorithms than strata's: AUROC by counting, for each person
 with the outcome, the people without it scored lower (binary search, ties
 half), and DeLong's variance from those counts; lists and top fractions by
-counting. Agrees to 1e-9 or exits 1.
+counting; Wilson intervals as the roots of their quadratic; shares of a
+whole outcome's events from the outcome counts. Agrees to 1e-9 or exits 1.
 
 Usage: check_evaluate.py EVALUATION_DIR (made with --suppression none)
 """
@@ -19,6 +20,15 @@ import duckdb
 TOLERANCE = 1e-9
 
 
+def wilson(x, n):
+    """The 95% Wilson interval of x / n: the proportions p with
+    (x/n - p)^2 = z^2 p (1 - p) / n, the roots of a quadratic in p."""
+    z2, phat = 1.959964 ** 2, x / n
+    a, b, c = 1 + z2 / n, -(2 * phat + z2 / n), phat * phat
+    root = math.sqrt(max(0.0, b * b - 4 * a * c))
+    return [max(0.0, (-b - root) / (2 * a)), min(1.0, (-b + root) / (2 * a))]
+
+
 def list_figures(on_list, happened):
     n = len(happened)
     events = sum(happened)
@@ -31,7 +41,9 @@ def list_figures(on_list, happened):
         "on_list": str(size),
         "with_outcome": str(caught),
         "ppv": ppv,
+        "ppv_95ci": wilson(caught, size) if size else None,
         "sensitivity": caught / events if events else None,
+        "sensitivity_95ci": wilson(caught, events) if events else None,
         "specificity": (negatives - (size - caught)) / negatives if negatives else None,
         "lift": ppv / prevalence if ppv is not None and prevalence else None,
     }
@@ -99,6 +111,8 @@ def average_precision(scores, happened):
 
 
 def close(a, b):
+    if isinstance(a, list) or isinstance(b, list):
+        return isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and all(map(close, a, b))
     if a is None or b is None:
         return a is None and b is None
     if isinstance(a, str) or isinstance(b, str):
@@ -232,11 +246,32 @@ def main():
                 for c in g["cohorts"]:
                     flags = [these[i][names.index(c["cohort"])] for i in rows_g]
                     mine = list_figures(flags, h)
-                    for key in ("ppv", "sensitivity"):
+                    for key in ("on_list", "ppv", "ppv_95ci", "sensitivity", "sensitivity_95ci"):
                         check(f"{where} cohort {c['cohort']} {key}", mine[key], c[key])
                 for sc in g["scores"]:
                     scores = [these[i][names.index(sc["score"])] for i in rows_g]
-                    check(f"{where} score {sc['score']} auroc", auroc(scores, h)[0], sc["auroc"])
+                    auc, se = auroc(scores, h)
+                    check(f"{where} score {sc['score']} auroc", auc, sc["auroc"])
+                    if auc is not None:
+                        ci = [max(0.0, auc - 1.959964 * se), min(1.0, auc + 1.959964 * se)]
+                        check(f"{where} score {sc['score']} auroc ci", ci, sc["auroc_95ci"])
+        share = f.get("share_of_whole")
+        if share is not None:
+            part = [r[names.index(f"outcome_{f['outcome']}_count")] for r in these]
+            whole = [r[names.index(f"outcome_{share['of']}_count")] for r in these]
+
+            def share_of(keep):
+                p = sum(x for x, k in zip(part, keep) if k)
+                w = sum(x for x, k in zip(whole, keep) if k)
+                return {"events": str(w), "of_which_part": str(p), "share": p / w if w else None}
+
+            for key, value in share_of([True] * len(these)).items():
+                check(f"{at} share of {share['of']} population {key}", value, share["population"][key])
+            for c in share["cohorts"]:
+                flags = [r[names.index(c["cohort"])] for r in these]
+                for side, keep in (("on_list", flags), ("off_list", [not x for x in flags])):
+                    for key, value in share_of(keep).items():
+                        check(f"{at} share {c['cohort']} {side} {key}", value, c[side][key])
     for b in evaluation["between_dates"]:
         before = {r[names.index("person_id")]: r for r in rows if str(r[names.index("as_of")]) == b["from"]}
         after = [r for r in rows if str(r[names.index("as_of")]) == b["to"]]

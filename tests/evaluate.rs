@@ -395,3 +395,158 @@ fn an_outcome_cannot_be_marked_for_evaluation() {
         stderr(&o)
     );
 }
+
+/// Emergency admissions counted, and those for heart failure as a part of
+/// them: each list's share of its admissions beside the population's.
+const PARTS: &str = r#"
+[codelists.hf]
+file = "hf.csv"
+system = "icd10"
+match = "prefix"
+
+[outcomes.emergency_admissions_next_year]
+description = "Emergency admissions in the 365 days after the as-of date"
+source = "admissions"
+aggregate = "count"
+where = "admission_method = 'emergency'"
+window = "next 365 days"
+
+[outcomes.hf_admissions_next_year]
+description = "Emergency admissions for heart failure in the 365 days after the as-of date"
+source = "admissions"
+aggregate = "count"
+codelist = "hf"
+where = "admission_method = 'emergency'"
+window = "next 365 days"
+part_of = "emergency_admissions_next_year"
+"#;
+
+#[test]
+fn a_part_of_an_outcome_is_given_as_each_lists_share_of_the_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    // Person 9 (on the list) has two more emergency admissions in the year,
+    // one for heart failure: 2 of 3 on the list; person 2's (off it) is
+    // for heart failure: 1 of 1 off it; 3 of 4 in all.
+    let admissions: Vec<(i64, &str, &str, &[&str])> = vec![
+        (1, "2025-03-31", "emergency", &["I509"]),
+        (2, "2026-03-31", "emergency", &["I509"]),
+        (3, "2026-04-01", "emergency", &["I509"]),
+        (4, "2025-04-10", "elective", &["I509"]),
+        (9, "2024-06-01", "emergency", &["I509"]),
+        (9, "2025-06-01", "emergency", &["I509"]),
+        (9, "2025-07-01", "emergency", &["S720"]),
+        (9, "2025-08-01", "emergency", &["I500"]),
+    ];
+    write_parquet(
+        &tmp.path().join("admissions.parquet"),
+        &[admissions_batch(&admissions)],
+    );
+    std::fs::write(tmp.path().join("hf.csv"), "code\nI50\n").unwrap();
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(&rules, format!("{RULES}{PARTS}")).unwrap();
+    // Asking for the part brings the whole.
+    let o = strata(&[
+        "evaluate",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--data",
+        tmp.path().to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--outcome",
+        "hf_admissions_next_year",
+        "--suppression",
+        "none",
+        "--out",
+        tmp.path().join("evaluation").to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let p = read_parquet(&tmp.path().join("evaluation/predictions.parquet"));
+    let counts = |name: &str| -> Vec<i64> {
+        p.column_by_name(name)
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec()
+    };
+    // People 1, 2, 3, 4, 5, 6, 9.
+    assert_eq!(
+        counts("outcome_emergency_admissions_next_year_count"),
+        vec![0, 1, 0, 0, 0, 0, 3]
+    );
+    assert_eq!(
+        counts("outcome_hf_admissions_next_year_count"),
+        vec![0, 1, 0, 0, 0, 0, 2]
+    );
+    let text = std::fs::read_to_string(tmp.path().join("evaluation/evaluation.json")).unwrap();
+    let evaluation: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        evaluation["outcomes"],
+        serde_json::json!(["hf_admissions_next_year", "emergency_admissions_next_year"])
+    );
+    let f = &evaluation["figures"][0];
+    assert_eq!(f["outcome"], "hf_admissions_next_year");
+    let w = &f["share_of_whole"];
+    assert_eq!(w["of"], "emergency_admissions_next_year");
+    assert_eq!(w["population"]["events"], "4");
+    assert_eq!(w["population"]["of_which_part"], "3");
+    assert_eq!(w["population"]["share"], 0.75);
+    let c = &w["cohorts"][0];
+    assert_eq!(c["cohort"], "admitted");
+    assert_eq!(c["on_list"]["share"], 2.0 / 3.0);
+    assert_eq!(c["off_list"]["events"], "1");
+    assert_eq!(c["off_list"]["share"], 1.0);
+    // The whole has no whole of its own.
+    assert!(evaluation["figures"][1]["share_of_whole"].is_null());
+    // Wilson's interval for 1 of 2 (PPV of the list for heart failure).
+    let list = &f["cohorts"][0]["as_list"];
+    assert_eq!(list["ppv"], 0.5);
+    let ci: Vec<f64> = serde_json::from_value(list["ppv_95ci"].clone()).unwrap();
+    assert!((ci[0] - 0.094_531).abs() < 1e-6 && (ci[1] - 0.905_469).abs() < 1e-6, "{ci:?}");
+}
+
+#[test]
+fn part_of_names_another_counted_outcome() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("hf.csv"), "code\nI50\n").unwrap();
+    let check = |rules: &str| {
+        let path = tmp.path().join("rules.toml");
+        std::fs::write(&path, rules).unwrap();
+        strata(&["check", path.to_str().unwrap()])
+    };
+    let parts = format!("{RULES}{PARTS}");
+    assert_eq!(check(&parts).status.code(), Some(0));
+    let o = check(&parts.replace(
+        "part_of = \"emergency_admissions_next_year\"",
+        "part_of = \"emergency_admissions_next_yeer\"",
+    ));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not another outcome of this file")
+            && stderr(&o).contains("emergency_admissions_next_year"),
+        "{}",
+        stderr(&o)
+    );
+    let o = check(&parts.replace(
+        "part_of = \"emergency_admissions_next_year\"",
+        "part_of = \"admission_next_year\"",
+    ));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("both must be `aggregate = \"count\"`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = check(&RULES.replace(
+        "window = \"365 days\"",
+        "window = \"365 days\"\npart_of = \"death_next_year\"",
+    ));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("which only an outcome can have"),
+        "{}",
+        stderr(&o)
+    );
+}

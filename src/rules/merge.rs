@@ -332,7 +332,7 @@ fn same_feature(x: &Feature, y: &Feature) -> bool {
         (None, None) => true,
         _ => false,
     };
-    match (&x.kind, &y.kind) {
+    x.part_of == y.part_of && match (&x.kind, &y.kind) {
         (
             FeatureKind::Aggregate {
                 source: s1,

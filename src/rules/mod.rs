@@ -160,6 +160,9 @@ pub struct Feature {
     pub banding: Option<Banding>,
     /// Whether `strata evaluate` back-tests it, and as what.
     pub evaluate: Option<EvaluateAs>,
+    /// An outcome only: the outcome whose events this one's are a part of
+    /// (both counts), for the share of the whole `strata evaluate` gives.
+    pub part_of: Option<String>,
 }
 
 /// A banded feature's score and boundaries, as the rule file states them.

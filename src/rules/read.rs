@@ -110,6 +110,11 @@ pub(super) fn load_one(
         let offset = f.span().start;
         names.claim(l, name, "a feature", offset)?;
         let decl = f.get_ref();
+        if let Some(p) = &decl.part_of {
+            return Err(l
+                .error(p.span().start, format!("feature `{name}` has `part_of`, which only an outcome can have"))
+                .with_help("`part_of` names the outcome whose events an [outcomes] entry's are a part of; remove it here"));
+        }
         let kind = feature_kind(l, name, decl, offset, &sources, &codelists, &params, false)?;
         let banding = match (&decl.bands, &kind) {
             (Some(_), FeatureKind::Derived(case)) => super::Banding::of(case),
@@ -123,6 +128,7 @@ pub(super) fn load_one(
             offset,
             banding,
             evaluate: decl.evaluate.as_ref().map(|e| *e.get_ref()),
+            part_of: None,
         });
     }
 
@@ -150,8 +156,10 @@ pub(super) fn load_one(
             offset,
             banding: None,
             evaluate: None,
+            part_of: decl.part_of.as_ref().map(|p| p.get_ref().clone()),
         });
     }
+    check_parts(l, &file, &outcomes)?;
     let (suppression, purpose) = read_output(l, &file)?;
     let mut model = Model {
         path: path.to_path_buf(),
@@ -521,6 +529,42 @@ fn read_cohort(
         pcns,
         top_per_pcn,
     })
+}
+
+/// Each `part_of` names another outcome of the file, and both count
+/// events: a share of the whole is a sum of counts over a sum of counts.
+fn check_parts(l: &Loader, file: &syntax::RuleFile, outcomes: &[Feature]) -> Result<()> {
+    let counts = |f: &Feature| {
+        matches!(
+            f.kind,
+            FeatureKind::Aggregate {
+                aggregate: Aggregate::Count,
+                ..
+            }
+        )
+    };
+    for outcome in outcomes {
+        let Some(whole) = &outcome.part_of else {
+            continue;
+        };
+        let at = file.outcomes[&outcome.name]
+            .get_ref()
+            .part_of
+            .as_ref()
+            .map_or(outcome.offset, |p| p.span().start);
+        let Some(of) = outcomes.iter().find(|o| &o.name == whole && o.name != outcome.name) else {
+            return Err(l
+                .error(at, format!("outcome `{}` is part of `{whole}`, which is not another outcome of this file{}", outcome.name,
+                    crate::rules::did_you_mean(whole, outcomes.iter().map(|o| o.name.as_str()))))
+                .with_help("name the [outcomes] entry whose events this one's are a part of, e.g. all emergency admissions"));
+        };
+        if !counts(outcome) || !counts(of) {
+            return Err(l
+                .error(at, format!("outcome `{}` is part of `{whole}`, but both must be `aggregate = \"count\"`", outcome.name))
+                .with_help("a share of the whole is a sum of counts: make both outcomes counts (an outcome counts as having happened when its count is more than zero)"));
+        }
+    }
+    Ok(())
 }
 
 /// A feature's definition; `forward` for an outcome, whose window looks

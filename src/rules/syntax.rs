@@ -363,6 +363,14 @@ pub struct Feature {
     #[serde(default)]
     #[schemars(with = "Option<EvaluateAs>")]
     pub evaluate: Option<Spanned<EvaluateAs>>,
+    /// An outcome only: another outcome whose events this one's are a part
+    /// of (emergency admissions for ambulatory-care-sensitive conditions
+    /// are part of all emergency admissions), both `count`s; `strata
+    /// evaluate` gives each list's share of the whole beside the
+    /// population's.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub part_of: Option<Spanned<String>>,
 }
 
 /// How a feature is back-tested (see `strata evaluate`).

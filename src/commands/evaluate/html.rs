@@ -86,6 +86,26 @@ fn share(v: &Value) -> String {
         .map_or("-".to_string(), |x| format!("{:.1}%", 100.0 * x))
 }
 
+/// A ratio as a percentage with its 95% confidence interval.
+fn share_ci(v: &Value, ci: &Value) -> String {
+    match (v.as_f64(), ci[0].as_f64(), ci[1].as_f64()) {
+        (Some(_), Some(_), Some(_)) => {
+            format!("{} ({} to {})", share(v), share(&ci[0]), share(&ci[1]))
+        }
+        _ => share(v),
+    }
+}
+
+/// A number to three decimals with its 95% confidence interval.
+fn number_ci(v: &Value, ci: &Value) -> String {
+    match (v.as_f64(), ci[0].as_f64(), ci[1].as_f64()) {
+        (Some(_), Some(_), Some(_)) => {
+            format!("{} ({} to {})", number(v), number(&ci[0]), number(&ci[1]))
+        }
+        _ => number(v),
+    }
+}
+
 /// A number to three decimals; `-` where hidden.
 fn number(v: &Value) -> String {
     v.as_f64().map_or("-".to_string(), |x| format!("{x:.3}"))
@@ -107,7 +127,7 @@ fn figure(html: &mut String, f: &Value) {
         text(&f["with_outcome"]),
         share(&f["prevalence"])
     );
-    html.push_str("<h3>Cohorts as lists</h3>\n<table><tr><th>cohort</th><th>on list</th><th>with outcome</th><th>PPV</th><th>sensitivity</th><th>specificity</th><th>lift</th></tr>\n");
+    html.push_str("<h3>Cohorts as lists</h3>\n<table><tr><th>cohort</th><th>on list</th><th>with outcome</th><th>PPV (95% CI)</th><th>sensitivity (95% CI)</th><th>specificity</th><th>lift</th></tr>\n");
     for c in f["cohorts"].as_array().into_iter().flatten() {
         list_row(html, &text(&c["cohort"]), &c["as_list"]);
     }
@@ -118,16 +138,14 @@ fn figure(html: &mut String, f: &Value) {
         for s in &scores {
             let _ = writeln!(
                 html,
-                "<tr><td>{}</td><td>{}</td><td>{} ({} to {})</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 text(&s["score"]),
                 text(&s["scored"]),
-                number(&s["auroc"]),
-                number(&s["auroc_95ci"][0]),
-                number(&s["auroc_95ci"][1]),
+                number_ci(&s["auroc"], &s["auroc_95ci"]),
                 number(&s["auprc"])
             );
         }
-        html.push_str("</table>\n<h3>Scores' top lists</h3>\n<table><tr><th>list</th><th>on list</th><th>with outcome</th><th>PPV</th><th>sensitivity</th><th>specificity</th><th>lift</th></tr>\n");
+        html.push_str("</table>\n<h3>Scores' top lists</h3>\n<table><tr><th>list</th><th>on list</th><th>with outcome</th><th>PPV (95% CI)</th><th>sensitivity (95% CI)</th><th>specificity</th><th>lift</th></tr>\n");
         for s in &scores {
             for t in s["top"].as_array().into_iter().flatten() {
                 let label = format!(
@@ -194,8 +212,42 @@ fn figure(html: &mut String, f: &Value) {
         }
         html.push_str("</table>\n");
     }
+    share_of_whole(html, f);
     groups(html, f);
     comparison(html, f);
+}
+
+/// An outcome that is part of another: each list's share of the whole's
+/// events beside the population's.
+fn share_of_whole(html: &mut String, f: &Value) {
+    let w = &f["share_of_whole"];
+    let Some(of) = w["of"].as_str() else {
+        return;
+    };
+    let text = |v: &Value| v.as_str().map(esc).unwrap_or_default();
+    let _ = writeln!(
+        html,
+        "<h3>Share of {} that were {}</h3>\n<p>In the population: {} of {} ({}). A list whose share is higher picks people whose admissions are more often of a kind that care outside hospital can prevent.</p>\n<table><tr><th>cohort</th><th>on the list</th><th>share</th><th>off the list</th><th>share</th></tr>",
+        esc(of),
+        text(&f["outcome"]),
+        text(&w["population"]["of_which_part"]),
+        text(&w["population"]["events"]),
+        share(&w["population"]["share"])
+    );
+    for c in w["cohorts"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{} of {}</td><td>{}</td><td>{} of {}</td><td>{}</td></tr>",
+            text(&c["cohort"]),
+            text(&c["on_list"]["of_which_part"]),
+            text(&c["on_list"]["events"]),
+            share(&c["on_list"]["share"]),
+            text(&c["off_list"]["of_which_part"]),
+            text(&c["off_list"]["events"]),
+            share(&c["off_list"]["share"])
+        );
+    }
+    html.push_str("</table>\n");
 }
 
 fn list_row(html: &mut String, label: &str, l: &Value) {
@@ -205,8 +257,8 @@ fn list_row(html: &mut String, label: &str, l: &Value) {
         "<tr><td>{label}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
         text(&l["on_list"]),
         text(&l["with_outcome"]),
-        share(&l["ppv"]),
-        share(&l["sensitivity"]),
+        share_ci(&l["ppv"], &l["ppv_95ci"]),
+        share_ci(&l["sensitivity"], &l["sensitivity_95ci"]),
         share(&l["specificity"]),
         l["lift"]
             .as_f64()
@@ -335,14 +387,14 @@ fn groups(html: &mut String, f: &Value) {
         for c in first["cohorts"].as_array().into_iter().flatten() {
             let _ = write!(
                 header,
-                "<th>{} PPV</th>",
+                "<th>{} PPV (95% CI)</th>",
                 esc(c["cohort"].as_str().unwrap_or(""))
             );
         }
         for s in first["scores"].as_array().into_iter().flatten() {
             let _ = write!(
                 header,
-                "<th>{} AUROC</th>",
+                "<th>{} AUROC (95% CI)</th>",
                 esc(s["score"].as_str().unwrap_or(""))
             );
         }
@@ -357,10 +409,10 @@ fn groups(html: &mut String, f: &Value) {
                 share(&r["prevalence"])
             );
             for c in r["cohorts"].as_array().into_iter().flatten() {
-                let _ = write!(html, "<td>{}</td>", share(&c["ppv"]));
+                let _ = write!(html, "<td>{}</td>", share_ci(&c["ppv"], &c["ppv_95ci"]));
             }
             for s in r["scores"].as_array().into_iter().flatten() {
-                let _ = write!(html, "<td>{}</td>", number(&s["auroc"]));
+                let _ = write!(html, "<td>{}</td>", number_ci(&s["auroc"], &s["auroc_95ci"]));
             }
             html.push_str("</tr>\n");
         }

@@ -118,6 +118,26 @@ pub fn run(
     let mut dates = request.dates.clone();
     dates.sort();
     dates.dedup();
+    // An outcome that is part of another brings the whole with it.
+    let mut request_outcomes = request.outcomes.clone();
+    for name in &request.outcomes {
+        if let Some(whole) = model
+            .outcomes
+            .iter()
+            .find(|o| &o.name == name)
+            .and_then(|o| o.part_of.as_ref())
+            .filter(|w| !request_outcomes.contains(w))
+        {
+            request_outcomes.push(whole.clone());
+        }
+    }
+    let request = &Request {
+        outcomes: request_outcomes,
+        scores: request.scores.clone(),
+        probabilities: request.probabilities.clone(),
+        dates: request.dates.clone(),
+        ..*request
+    };
     // One scan of each table serves every date and outcome.
     let started = std::time::Instant::now();
     let mut timings: Vec<(&str, f64)> = Vec::new();
@@ -231,6 +251,8 @@ struct People {
     scores: Vec<(String, Vec<Option<f64>>)>,
     /// (outcome, happened).
     outcomes: Vec<(String, Vec<bool>)>,
+    /// (outcome, how many times it happened), for outcomes that are counts.
+    counts: Vec<(String, Vec<i64>)>,
     /// Each person's PCN (for top N per PCN), and the subgroups figures are
     /// broken down by: (grouping, each person's group; None if unknown).
     pcn: Groups,
@@ -388,9 +410,16 @@ fn people(model: &Model, request: &Request, dated: engine::Dated) -> Result<Peop
     };
     let ids = take(results.plan.population.column("person_id"))?;
     let Predictions { cohorts, scores } = predictions(model, &results, &keep, &request.scores)?;
+    let mut counts = Vec::new();
     let outcomes = outcomes
         .into_iter()
-        .map(|(name, column)| Ok((name, happened(&take(&column)?))))
+        .map(|(name, column)| {
+            let column = take(&column)?;
+            if let Some(c) = column.as_primitive_opt::<arrow_array::types::Int64Type>() {
+                counts.push((name.clone(), c.iter().map(|v| v.unwrap_or(0)).collect()));
+            }
+            Ok((name, happened(&column)))
+        })
         .collect::<Result<_>>()?;
     let text = |a: &ArrayRef| -> Result<Vec<Option<String>>> {
         let a = arrow_cast::cast(&take(a)?, &DataType::Utf8)
@@ -443,6 +472,7 @@ fn people(model: &Model, request: &Request, dated: engine::Dated) -> Result<Peop
         cohorts,
         scores,
         outcomes,
+        counts,
     })
 }
 
@@ -520,6 +550,14 @@ impl People {
             ));
             columns.push(Arc::new(BooleanArray::from(happened.clone())));
         }
+        for (name, counts) in &self.counts {
+            fields.push(Field::new(
+                format!("outcome_{name}_count"),
+                DataType::Int64,
+                false,
+            ));
+            columns.push(Arc::new(arrow_array::Int64Array::from(counts.clone())));
+        }
         RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
             .map_err(|e| Error::Internal(format!("assembling predictions: {e}")))
     }
@@ -575,7 +613,59 @@ fn evaluate(
         "scores": scores,
         "groups": groups,
         "comparison": people.compared.as_ref().map(|b| comparison(s, people, b, happened)),
+        "share_of_whole": share_of_whole(model, s, people, outcome),
     })
+}
+
+/// For an outcome that is part of another (emergency admissions for
+/// ambulatory-care-sensitive conditions, of all emergency admissions): the
+/// part's share of the whole's events in the population, and on and off
+/// each cohort's list. A list whose share is higher than the population's
+/// picks people whose admissions are more often of the kind good primary
+/// and community care can prevent.
+fn share_of_whole(
+    model: &Model,
+    s: Suppression,
+    people: &People,
+    outcome: &str,
+) -> Option<serde_json::Value> {
+    let whole = model
+        .outcomes
+        .iter()
+        .find(|o| o.name == outcome)?
+        .part_of
+        .as_ref()?;
+    let counts = |name: &str| {
+        people
+            .counts
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c)
+    };
+    let (part, of) = (counts(outcome)?, counts(whole)?);
+    // Events, summed over the people `keep` selects.
+    let share = |keep: &dyn Fn(usize) -> bool| {
+        let (p, w) = (0..part.len()).filter(|&i| keep(i)).fold((0, 0), |(p, w), i| {
+            (p + part[i].max(0) as u64, w + of[i].max(0) as u64)
+        });
+        json!({"events": s.count(w), "of_which_part": s.count(p), "share": ratio(s, p, w)})
+    };
+    let cohorts: Vec<serde_json::Value> = people
+        .cohorts
+        .iter()
+        .map(|(name, members)| {
+            json!({
+                "cohort": name,
+                "on_list": share(&|i| members[i]),
+                "off_list": share(&|i| !members[i]),
+            })
+        })
+        .collect();
+    Some(json!({
+        "of": whole,
+        "population": share(&|_| true),
+        "cohorts": cohorts,
+    }))
 }
 
 /// The second rule set beside the first: each cohort both define, each
@@ -691,7 +781,14 @@ fn breakdown(
                     values.push((format!("cohort {cohort} {key}"), name.clone(), v));
                 }
             }
-            cohorts.push(json!({"cohort": cohort, "ppv": f["ppv"], "sensitivity": f["sensitivity"], "on_list": f["on_list"]}));
+            cohorts.push(json!({
+                "cohort": cohort,
+                "on_list": f["on_list"],
+                "ppv": f["ppv"],
+                "ppv_95ci": f["ppv_95ci"],
+                "sensitivity": f["sensitivity"],
+                "sensitivity_95ci": f["sensitivity_95ci"],
+            }));
         }
         let mut scores = Vec::new();
         for (score, v) in &people.scores {
@@ -702,12 +799,15 @@ fn breakdown(
             let positives = scored.iter().filter(|(_, h)| *h).count() as u64;
             let auroc = (!s.hides(positives) && !s.hides(scored.len() as u64 - positives))
                 .then(|| auroc_delong(&scored))
-                .flatten()
-                .map(|(a, _)| a);
-            if let Some(a) = auroc {
+                .flatten();
+            if let Some((a, _)) = auroc {
                 values.push((format!("score {score} auroc"), name.clone(), a));
             }
-            scores.push(json!({"score": score, "auroc": auroc}));
+            scores.push(json!({
+                "score": score,
+                "auroc": auroc.map(|(a, _)| a),
+                "auroc_95ci": auroc.map(auroc_ci),
+            }));
         }
         rows.push(json!({
             "group": name,
@@ -846,6 +946,22 @@ fn ratio(s: Suppression, part: u64, whole: u64) -> Option<f64> {
     (whole > 0 && !s.hides(part) && !s.hides(whole)).then(|| part as f64 / whole as f64)
 }
 
+/// The 95% confidence interval of an AUROC from its DeLong standard error,
+/// kept within 0 to 1.
+fn auroc_ci((a, se): (f64, f64)) -> [f64; 2] {
+    [(a - 1.959964 * se).max(0.0), (a + 1.959964 * se).min(1.0)]
+}
+
+/// The 95% Wilson score interval of the proportion `x / n` (n > 0): unlike
+/// the Wald interval it stays within 0 to 1 and keeps its coverage for
+/// small lists and proportions near 0 or 1.
+fn wilson(x: u64, n: u64) -> [f64; 2] {
+    let (x, n, z) = (x as f64, n as f64, 1.959964f64);
+    let centre = (x + z * z / 2.0) / (n + z * z);
+    let half = z / (n + z * z) * (x * (n - x) / n + z * z / 4.0).sqrt();
+    [(centre - half).max(0.0), (centre + half).min(1.0)]
+}
+
 /// A yes/no list against the outcome.
 fn list_figures(s: Suppression, on_list: &[bool], happened: &[bool]) -> serde_json::Value {
     let n = happened.len() as u64;
@@ -860,11 +976,14 @@ fn list_figures(s: Suppression, on_list: &[bool], happened: &[bool]) -> serde_js
     let negatives = n - events;
     let ppv = ratio(s, caught, size);
     let prevalence = ratio(s, events, n);
+    let sensitivity = ratio(s, caught, events);
     json!({
         "on_list": s.count(size),
         "with_outcome": s.count(caught),
         "ppv": ppv,
-        "sensitivity": ratio(s, caught, events),
+        "ppv_95ci": ppv.map(|_| wilson(caught, size)),
+        "sensitivity": sensitivity,
+        "sensitivity_95ci": sensitivity.map(|_| wilson(caught, events)),
         // Hidden with the counts it would give away (on list and caught).
         "specificity": (!s.hides(caught) && !s.hides(false_alarms))
             .then(|| ratio(s, negatives - false_alarms, negatives))
@@ -940,7 +1059,7 @@ fn score_figures(
             "as_list": list_figures(s, &on_list, happened),
             "pcns": each_pcn(s, pcn, &on_list, happened),
         },
-        "auroc_95ci": auroc.map(|(a, se)| [(a - 1.959964 * se).max(0.0), (a + 1.959964 * se).min(1.0)]),
+        "auroc_95ci": auroc.map(auroc_ci),
         "top": top,
     })
 }
@@ -991,6 +1110,27 @@ pub fn render(evaluation: &serde_json::Value, out: &Path) -> String {
                 shown(&l["ppv"]),
                 shown(&l["sensitivity"]),
                 shown(&l["lift"])
+            );
+        }
+        let whole = &f["share_of_whole"];
+        if let Some(of) = whole["of"].as_str() {
+            let lists: Vec<String> = whole["cohorts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| {
+                    format!(
+                        "{} {}",
+                        c["cohort"].as_str().unwrap_or(""),
+                        shown(&c["on_list"]["share"])
+                    )
+                })
+                .collect();
+            let _ = writeln!(
+                text,
+                "  share of {of}: population {}; on each list: {}",
+                shown(&whole["population"]["share"]),
+                lists.join(", ")
             );
         }
         for sc in f["scores"].as_array().into_iter().flatten() {
