@@ -298,7 +298,7 @@ impl<'a> Activity<'a> {
     ) {
         let health = ctx.health;
         let years = health.exposure_years();
-        let frailty = (0.04 * f64::from(health.deficit_count())).exp();
+        let frailty = (0.075 * f64::from(health.deficit_count())).exp();
         let emergency_rate = interpolate(EMERGENCY_BY_AGE, health.age)
             * vulnerability
             * frailty

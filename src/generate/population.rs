@@ -676,6 +676,11 @@ const DEATH_LOG_RELATIVE_RISK: [(Condition, f64); 7] = [
     (Condition::SevereMentalIllness, 0.6),
 ];
 
+/// The soft cap on a person's total log relative risk of death, and the
+/// divisor that brings deaths back to about the life-table level.
+const DEATH_LOG_RISK_CAP: f64 = 1.6;
+const DEATH_DIVISOR: f64 = 1.15;
+
 /// Frailty intensity by age: deficits accumulate slowly through middle age
 /// and fast after 70.
 const FRAILTY_BY_AGE: &[(f64, f64)] = &[
@@ -820,9 +825,14 @@ impl<'a> PersonDraw<'a> {
             + 0.06 * n_deficits
             + if care_home { 0.7 } else { 0.0 }
             + 0.25 * deprivation;
+        // Risks combine less than multiplicatively at the top: the total
+        // is soft-capped, so that one-year mortality by eFI category rises
+        // from fit to severe as Clegg et al. 2016 report (hazard ratios
+        // 1.92, 3.10, 4.52; benches/outcome_gradients.py measures it).
+        let log_risk = DEATH_LOG_RISK_CAP * (log_risk / DEATH_LOG_RISK_CAP).tanh();
         // The relative risks raise the average; the divisor brings deaths
         // back to about the life-table level overall.
-        let hazard = interpolate(MORTALITY, (age - 1.5).max(0.0)) * log_risk.exp() / 1.4;
+        let hazard = interpolate(MORTALITY, (age - 1.5).max(0.0)) * log_risk.exp() / DEATH_DIVISOR;
         let years = f64::from(last_day - first_day + 1) / 365.25;
         let death = if rng.random_bool(1.0 - (-hazard * years).exp()) {
             let day = rng.random_range(first_day..=last_day);
