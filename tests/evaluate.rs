@@ -504,7 +504,10 @@ fn a_part_of_an_outcome_is_given_as_each_lists_share_of_the_whole() {
     let list = &f["cohorts"][0]["as_list"];
     assert_eq!(list["ppv"], 0.5);
     let ci: Vec<f64> = serde_json::from_value(list["ppv_95ci"].clone()).unwrap();
-    assert!((ci[0] - 0.094_531).abs() < 1e-6 && (ci[1] - 0.905_469).abs() < 1e-6, "{ci:?}");
+    assert!(
+        (ci[0] - 0.094_531).abs() < 1e-6 && (ci[1] - 0.905_469).abs() < 1e-6,
+        "{ci:?}"
+    );
 }
 
 #[test]

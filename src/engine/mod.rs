@@ -377,6 +377,7 @@ pub fn run_dates<'m, T: Send>(
         // (Derived features at the end have no column of the scan.)
         scanned.resize(columns, None);
         let scan_time = started.elapsed();
+        tracing::debug!(?load, scan = ?scan_time, dates = group, "one scan for several dates");
         // Each date's columns, then each date finished in parallel.
         let mut per_date: Vec<Vec<Option<ArrayRef>>> = Vec::with_capacity(group);
         for k in (0..group).rev() {
@@ -387,11 +388,20 @@ pub fn run_dates<'m, T: Send>(
             ("load population and plan", load / group as u32),
             ("scan events", scan_time / group as u32),
         ];
+        // Read once, applied on each date.
+        let registrations = registrations::Registrations::read(data, &plan.population)?;
         let finished: Vec<T> = chosen
             .par_iter()
             .zip(per_date)
             .map(|(&as_of, columns)| {
-                let dated = on_date(&plan, model, data, as_of, columns, &forward)?;
+                let dated = on_date(
+                    &plan,
+                    model,
+                    registrations.as_ref(),
+                    as_of,
+                    columns,
+                    &forward,
+                )?;
                 let mut dated = dated;
                 dated.results.timings.splice(0..0, timings);
                 each(dated)
@@ -408,13 +418,18 @@ pub fn run_dates<'m, T: Send>(
 fn on_date<'m>(
     plan: &Plan,
     model: &'m Model,
-    data: &Path,
+    registrations: Option<&registrations::Registrations>,
     as_of: NaiveDate,
     mut columns: Vec<Option<ArrayRef>>,
     forward: &[(crate::rules::Feature, dates::Window)],
 ) -> Result<Dated<'m>> {
+    let started = Instant::now();
     let mut on_date = plan.on_date(model, as_of)?;
-    let registered = registrations::apply(&mut on_date.population, data, dates::to_day(as_of))?;
+    let copied = started.elapsed();
+    let registered = registrations
+        .map(|r| r.apply(&mut on_date.population, dates::to_day(as_of)))
+        .transpose()?;
+    tracing::debug!(?copied, registrations = ?(started.elapsed() - copied), "date {as_of}");
     let outcome_columns = columns.split_off(model.features.len());
     let outcomes = forward
         .iter()
@@ -433,6 +448,7 @@ fn on_date<'m>(
         })
         .collect();
     let level = person_level(&on_date, columns, registered.as_ref())?;
+    tracing::debug!(timings = ?level.timings, "date {as_of}");
     Ok(Dated {
         results: Results {
             plan: on_date,

@@ -35,37 +35,114 @@ use crate::input::REGISTRATIONS as TABLE;
 /// (null when not registered), and the result says who was registered.
 /// `None` without the table.
 pub fn apply(population: &mut Population, data: &Path, as_of: Day) -> Result<Option<BooleanArray>> {
-    let Some(table) = Table::find(data, TABLE)? else {
-        return Ok(None);
-    };
-    let practice = on_date(&table, population, as_of)?;
-    let registered: BooleanArray = practice.iter().map(|p| Some(p.is_some())).collect();
-    // The PCN of each practice, as the population table gives it (the
-    // first PCN in code order, should a practice appear under two).
-    let mut pcn_of: HashMap<String, String> = HashMap::new();
-    let practices = TextColumn::new(population.column("practice_code"));
-    let pcns = TextColumn::new(population.column("pcn_code"));
-    for row in 0..population.len() {
-        if let (Some(p), Some(n)) = (practices.get(row), pcns.get(row)) {
-            let entry = pcn_of.entry(p.to_string()).or_insert_with(|| n.to_string());
-            if n < entry.as_str() {
-                *entry = n.to_string();
+    match Registrations::read(data, population)? {
+        Some(r) => r.apply(population, as_of).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The registrations table, read once (several as-of dates apply it to
+/// their own copy of the population): every usable row, by population row,
+/// with practice codes numbered.
+pub struct Registrations {
+    /// (population row, start, end or None while registered, practice).
+    rows: Vec<(u32, Day, Option<Day>, u32)>,
+    /// Practice codes by number, in code order (so a smaller number is a
+    /// smaller code).
+    practices: Vec<String>,
+    /// The PCN of each practice (by number), as the population table gives it.
+    pcn_of: Vec<Option<String>>,
+}
+
+impl Registrations {
+    /// Reads `data`'s registrations for the people of `population`; `None`
+    /// without the table.
+    pub fn read(data: &Path, population: &Population) -> Result<Option<Registrations>> {
+        let Some(table) = Table::find(data, TABLE)? else {
+            return Ok(None);
+        };
+        let (rows, codes) = read_rows(&table, population)?;
+        // Numbered in code order.
+        let mut practices: Vec<String> = codes.keys().cloned().collect();
+        practices.sort_unstable();
+        let number: HashMap<&str, u32> = practices
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.as_str(), i as u32))
+            .collect();
+        let renumber: Vec<u32> = {
+            let mut by_first = vec![0u32; codes.len()];
+            for (code, &first) in &codes {
+                by_first[first as usize] = number[code.as_str()];
+            }
+            by_first
+        };
+        let rows = rows
+            .into_iter()
+            .map(|(p, from, to, code)| (p, from, to, renumber[code as usize]))
+            .collect();
+        // The PCN of each practice, as the population table gives it (the
+        // first PCN in code order, should a practice appear under two).
+        let mut pcn_of: Vec<Option<String>> = vec![None; practices.len()];
+        let in_population = TextColumn::new(population.column("practice_code"));
+        let pcns = TextColumn::new(population.column("pcn_code"));
+        for row in 0..population.len() {
+            if let (Some(p), Some(n)) = (in_population.get(row), pcns.get(row))
+                && let Some(&i) = number.get(p)
+            {
+                let entry = &mut pcn_of[i as usize];
+                if entry.as_deref().is_none_or(|e| n < e) {
+                    *entry = Some(n.to_string());
+                }
             }
         }
+        Ok(Some(Registrations {
+            rows,
+            practices,
+            pcn_of,
+        }))
     }
-    let pcn: StringArray = practice
-        .iter()
-        .map(|p| p.as_ref().and_then(|p| pcn_of.get(p)).map(String::as_str))
-        .collect();
-    let practice: StringArray = practice.iter().map(|p| p.as_deref()).collect();
-    population.batch = replaced(
-        &population.batch,
-        &[
-            ("practice_code", Arc::new(practice)),
-            ("pcn_code", Arc::new(pcn)),
-        ],
-    )?;
-    Ok(Some(registered))
+
+    /// Sets each person's practice and PCN in `population` to those of
+    /// their registration on `as_of` (null when not registered then) and
+    /// says who was registered.
+    pub fn apply(&self, population: &mut Population, as_of: Day) -> Result<BooleanArray> {
+        let practice = self.on_date(population.len(), as_of);
+        let registered: BooleanArray = practice.iter().map(|p| Some(p.is_some())).collect();
+        let pcn: StringArray = practice
+            .iter()
+            .map(|p| p.and_then(|p| self.pcn_of[p as usize].as_deref()))
+            .collect();
+        let practice: StringArray = practice
+            .iter()
+            .map(|p| p.map(|p| self.practices[p as usize].as_str()))
+            .collect();
+        population.batch = replaced(
+            &population.batch,
+            &[
+                ("practice_code", Arc::new(practice)),
+                ("pcn_code", Arc::new(pcn)),
+            ],
+        )?;
+        Ok(registered)
+    }
+
+    /// Each person's practice (by number) on `as_of`, by population row;
+    /// `None` when not registered then. Of several registrations the
+    /// latest started counts, then the smallest practice code.
+    fn on_date(&self, persons: usize, as_of: Day) -> Vec<Option<u32>> {
+        let mut best: Vec<Option<(Day, u32)>> = vec![None; persons];
+        for &(p, from, to, code) in &self.rows {
+            if from > as_of || to.is_some_and(|to| to < as_of) {
+                continue;
+            }
+            let slot = &mut best[p as usize];
+            if slot.is_none_or(|(f, c)| from > f || (from == f && code < c)) {
+                *slot = Some((from, code));
+            }
+        }
+        best.into_iter().map(|b| b.map(|(_, c)| c)).collect()
+    }
 }
 
 /// In the population on the as-of date: alive (born, not dead) and, where
@@ -81,9 +158,15 @@ pub fn registered_only(
     }
 }
 
-/// Each person's practice on `as_of`, by population row; `None` when not
-/// registered then.
-fn on_date(table: &Table, population: &Population, as_of: Day) -> Result<Vec<Option<String>>> {
+/// The usable rows of the registrations table: (population row, start,
+/// end, practice numbered as first met), and the practice codes met. Rows
+/// with a null start or practice, or a person not in the population, are
+/// ignored.
+#[allow(clippy::type_complexity)]
+fn read_rows(
+    table: &Table,
+    population: &Population,
+) -> Result<(Vec<(u32, Day, Option<Day>, u32)>, HashMap<String, u32>)> {
     for (column, role) in [
         ("person_id", "the person id"),
         ("practice_code", "the practice"),
@@ -104,7 +187,8 @@ fn on_date(table: &Table, population: &Population, as_of: Day) -> Result<Vec<Opt
             .with_help("see `registrations` in docs/data-contract.md for the accepted types"));
         }
     }
-    let mut best: Vec<Option<(Day, String)>> = vec![None; population.len()];
+    let mut rows = Vec::new();
+    let mut codes: HashMap<String, u32> = HashMap::new();
     let columns = ["person_id", "practice_code", "start_date", "end_date"];
     for group in table.row_groups() {
         let path = &table.parts[group.part].path;
@@ -131,23 +215,18 @@ fn on_date(table: &Table, population: &Population, as_of: Day) -> Result<Vec<Opt
                 if start.is_null(row) || practice.is_null(row) {
                     continue;
                 }
-                let (from, code) = (start.value(row), practice.value(row));
-                let current = from <= as_of && (end.is_null(row) || end.value(row) >= as_of);
-                if !current {
-                    continue;
-                }
-                let slot = &mut best[p as usize];
-                let better = match slot {
-                    None => true,
-                    Some((f, c)) => from > *f || (from == *f && code < c.as_str()),
+                let code = practice.value(row);
+                let next = codes.len() as u32;
+                let code = match codes.get(code) {
+                    Some(&c) => c,
+                    None => *codes.entry(code.to_string()).or_insert(next),
                 };
-                if better {
-                    *slot = Some((from, code.to_string()));
-                }
+                let to = (!end.is_null(row)).then(|| end.value(row));
+                rows.push((p, start.value(row), to, code));
             }
         }
     }
-    Ok(best.into_iter().map(|b| b.map(|(_, c)| c)).collect())
+    Ok((rows, codes))
 }
 
 /// `batch` with the named columns replaced.

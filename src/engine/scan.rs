@@ -173,6 +173,7 @@ pub fn scan(
         .enumerate()
         .flat_map(|(i, s)| s.table.row_groups().into_iter().map(move |g| (i, g)))
         .collect();
+    let started = std::time::Instant::now();
     tasks.par_iter().try_for_each(|&(si, group)| {
         let source = &plan.sources[si];
         let task = Task {
@@ -191,46 +192,80 @@ pub fn scan(
         task.run(group, progress)
     })?;
 
+    let rows_time = started.elapsed();
+    let started = std::time::Instant::now();
     let columns = plan
         .sources
         .iter()
         .flat_map(|s| &s.aggregates)
         .map(|a| a.column + 1)
         .fold(plan.features.len(), usize::max);
+    // Each aggregate's state finished on its own, in parallel: the
+    // distinct aggregates sort their keys, and with several dates each
+    // state holds every date's copy.
+    let jobs: Vec<(&crate::engine::plan::SourcePlan, usize, State)> = plan
+        .sources
+        .iter()
+        .zip(states)
+        .flat_map(|(source, source_states)| {
+            source_states
+                .into_iter()
+                .enumerate()
+                .map(move |(j, state)| (source, j, state))
+        })
+        .collect();
+    let finished: Vec<Vec<(usize, ArrayRef)>> = jobs
+        .into_par_iter()
+        .map(|(source, j, state)| finish(plan, source, j, state, persons))
+        .collect::<Result<_>>()?;
     let mut features: Vec<Option<ArrayRef>> = vec![None; columns];
-    for (source, source_states) in plan.sources.iter().zip(states) {
-        let copies = source.dates;
-        let distinct = source.distinct_aggregates();
-        for (j, (agg, state)) in source.aggregates.iter().zip(source_states).enumerate() {
-            let list = agg
-                .codelist
-                .map(|c| &plan.model.codelists[source.codelists[c]]);
-            let weights: Vec<i64> = list.map_or_else(Vec::new, |l| {
-                l.entries.iter().map(|e| e.weight.unwrap_or(0)).collect()
-            });
-            let categories: Vec<Vec<u32>> = list.map_or_else(Vec::new, |l| item_categories(l, agg));
-            let names = list.map_or(&[][..], |l| &l.categories[..]);
-            let all = state.finish(
-                agg.aggregate,
-                &weights,
-                (&categories, names),
-                persons * copies,
-            );
-            if copies == 1 {
-                features[agg.column] = Some(all);
-                continue;
-            }
-            for date in 0..copies {
-                let slots = arrow_array::UInt32Array::from_iter_values(
-                    (0..persons).map(|p| (p * copies + date) as u32),
-                );
-                let column = arrow_select::take::take(&all, &slots, None)
-                    .map_err(|e| Error::Internal(format!("splitting the dates' columns: {e}")))?;
-                features[source.aggregates[date * distinct + j].column] = Some(column);
-            }
-        }
+    for (column, array) in finished.into_iter().flatten() {
+        features[column] = Some(array);
     }
+    tracing::debug!(rows = ?rows_time, finish = ?started.elapsed(), "scanned");
     Ok(ScanOutput { features, rejected })
+}
+
+/// Aggregate `j` of `source` from its state: one column, or with several
+/// dates each date's column (taken out of the interleaved slots), as
+/// (feature column, values).
+fn finish(
+    plan: &Plan,
+    source: &crate::engine::plan::SourcePlan,
+    j: usize,
+    state: State,
+    persons: usize,
+) -> Result<Vec<(usize, ArrayRef)>> {
+    let copies = source.dates;
+    let agg = &source.aggregates[j];
+    let list = agg
+        .codelist
+        .map(|c| &plan.model.codelists[source.codelists[c]]);
+    let weights: Vec<i64> = list.map_or_else(Vec::new, |l| {
+        l.entries.iter().map(|e| e.weight.unwrap_or(0)).collect()
+    });
+    let categories: Vec<Vec<u32>> = list.map_or_else(Vec::new, |l| item_categories(l, agg));
+    let names = list.map_or(&[][..], |l| &l.categories[..]);
+    let all = state.finish(
+        agg.aggregate,
+        &weights,
+        (&categories, names),
+        persons * copies,
+    );
+    if copies == 1 {
+        return Ok(vec![(agg.column, all)]);
+    }
+    let distinct = source.distinct_aggregates();
+    (0..copies)
+        .map(|date| {
+            let slots = arrow_array::UInt32Array::from_iter_values(
+                (0..persons).map(|p| (p * copies + date) as u32),
+            );
+            let column = arrow_select::take::take(&all, &slots, None)
+                .map_err(|e| Error::Internal(format!("splitting the dates' columns: {e}")))?;
+            Ok((source.aggregates[date * distinct + j].column, column))
+        })
+        .collect()
 }
 
 /// The categories each entry of `list` scores for `agg`: those of its

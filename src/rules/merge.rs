@@ -332,48 +332,50 @@ fn same_feature(x: &Feature, y: &Feature) -> bool {
         (None, None) => true,
         _ => false,
     };
-    x.part_of == y.part_of && match (&x.kind, &y.kind) {
-        (
-            FeatureKind::Aggregate {
-                source: s1,
-                aggregate: a1,
-                codelist: c1,
-                category: g1,
-                window: w1,
-                filter: f1,
-                column: k1,
-            },
-            FeatureKind::Aggregate {
-                source: s2,
-                aggregate: a2,
-                codelist: c2,
-                category: g2,
-                window: w2,
-                filter: f2,
-                column: k2,
-            },
-        ) => s1 == s2 && a1 == a2 && c1 == c2 && g1 == g2 && w1 == w2 && same(f1, f2) && k1 == k2,
-        // Bands are kept as their expression tree; compare trees, not text.
-        (FeatureKind::Derived(l1), FeatureKind::Derived(l2)) => l1.expr.same_as(&l2.expr),
-        (
-            FeatureKind::Segments {
-                segments: s1,
-                default: d1,
-            },
-            FeatureKind::Segments {
-                segments: s2,
-                default: d2,
-            },
-        ) => {
-            d1 == d2
-                && s1.len() == s2.len()
-                && s1
-                    .iter()
-                    .zip(s2)
-                    .all(|(x, y)| x.name == y.name && x.condition.expr.same_as(&y.condition.expr))
+    x.part_of == y.part_of
+        && match (&x.kind, &y.kind) {
+            (
+                FeatureKind::Aggregate {
+                    source: s1,
+                    aggregate: a1,
+                    codelist: c1,
+                    category: g1,
+                    window: w1,
+                    filter: f1,
+                    column: k1,
+                },
+                FeatureKind::Aggregate {
+                    source: s2,
+                    aggregate: a2,
+                    codelist: c2,
+                    category: g2,
+                    window: w2,
+                    filter: f2,
+                    column: k2,
+                },
+            ) => {
+                s1 == s2 && a1 == a2 && c1 == c2 && g1 == g2 && w1 == w2 && same(f1, f2) && k1 == k2
+            }
+            // Bands are kept as their expression tree; compare trees, not text.
+            (FeatureKind::Derived(l1), FeatureKind::Derived(l2)) => l1.expr.same_as(&l2.expr),
+            (
+                FeatureKind::Segments {
+                    segments: s1,
+                    default: d1,
+                },
+                FeatureKind::Segments {
+                    segments: s2,
+                    default: d2,
+                },
+            ) => {
+                d1 == d2
+                    && s1.len() == s2.len()
+                    && s1.iter().zip(s2).all(|(x, y)| {
+                        x.name == y.name && x.condition.expr.same_as(&y.condition.expr)
+                    })
+            }
+            _ => false,
         }
-        _ => false,
-    }
 }
 
 fn same_cohort(x: &Cohort, y: &Cohort) -> bool {

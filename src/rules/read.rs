@@ -552,7 +552,10 @@ fn check_parts(l: &Loader, file: &syntax::RuleFile, outcomes: &[Feature]) -> Res
             .part_of
             .as_ref()
             .map_or(outcome.offset, |p| p.span().start);
-        let Some(of) = outcomes.iter().find(|o| &o.name == whole && o.name != outcome.name) else {
+        let Some(of) = outcomes
+            .iter()
+            .find(|o| &o.name == whole && o.name != outcome.name)
+        else {
             return Err(l
                 .error(at, format!("outcome `{}` is part of `{whole}`, which is not another outcome of this file{}", outcome.name,
                     crate::rules::did_you_mean(whole, outcomes.iter().map(|o| o.name.as_str()))))

@@ -412,7 +412,11 @@ fn groups(html: &mut String, f: &Value) {
                 let _ = write!(html, "<td>{}</td>", share_ci(&c["ppv"], &c["ppv_95ci"]));
             }
             for s in r["scores"].as_array().into_iter().flatten() {
-                let _ = write!(html, "<td>{}</td>", number_ci(&s["auroc"], &s["auroc_95ci"]));
+                let _ = write!(
+                    html,
+                    "<td>{}</td>",
+                    number_ci(&s["auroc"], &s["auroc_95ci"])
+                );
             }
             html.push_str("</tr>\n");
         }

@@ -645,9 +645,11 @@ fn share_of_whole(
     let (part, of) = (counts(outcome)?, counts(whole)?);
     // Events, summed over the people `keep` selects.
     let share = |keep: &dyn Fn(usize) -> bool| {
-        let (p, w) = (0..part.len()).filter(|&i| keep(i)).fold((0, 0), |(p, w), i| {
-            (p + part[i].max(0) as u64, w + of[i].max(0) as u64)
-        });
+        let (p, w) = (0..part.len())
+            .filter(|&i| keep(i))
+            .fold((0, 0), |(p, w), i| {
+                (p + part[i].max(0) as u64, w + of[i].max(0) as u64)
+            });
         json!({"events": s.count(w), "of_which_part": s.count(p), "share": ratio(s, p, w)})
     };
     let cohorts: Vec<serde_json::Value> = people
