@@ -4,18 +4,46 @@
 
 /// AUROC (the probability that a random person with the outcome scores
 /// higher than one without, ties counting half) and its standard error by
-/// DeLong's method, computed from midranks (Sun and Xu, 2014). `None`
-/// without people on both sides.
-pub(super) fn auroc_delong(scored: &[(f64, bool)]) -> Option<(f64, f64)> {
-    let (v10, v01) = components(scored)?;
-    let (mf, nf) = (v10.len() as f64, v01.len() as f64);
+/// DeLong's method, from his structural components (each person with the
+/// outcome: the share of those without it scored lower, ties half; each
+/// person without: the share with it scored higher), of people in
+/// ascending order of score: one walk over the ties, no ranks (the
+/// components come out in ranked order, which the sums and variances do
+/// not mind). `None` without people on both sides.
+pub(super) fn auroc_ranked(ranked: &[(f64, bool)]) -> Option<(f64, f64)> {
+    let m = ranked.iter().filter(|(_, h)| *h).count();
+    let n = ranked.len() - m;
+    if m == 0 || n == 0 {
+        return None;
+    }
+    let (mf, nf) = (m as f64, n as f64);
+    let (mut v10, mut v01) = (Vec::with_capacity(m), Vec::with_capacity(n));
+    // People with and without the outcome scored below the current tie.
+    let (mut pos_below, mut neg_below) = (0usize, 0usize);
+    for tie in ties(ranked) {
+        let pos = tie.iter().filter(|(_, h)| *h).count();
+        let neg = tie.len() - pos;
+        let lower = (neg_below as f64 + 0.5 * neg as f64) / nf;
+        let higher = ((m - pos_below - pos) as f64 + 0.5 * pos as f64) / mf;
+        v10.extend(std::iter::repeat_n(lower, pos));
+        v01.extend(std::iter::repeat_n(higher, neg));
+        pos_below += pos;
+        neg_below += neg;
+    }
     let auc = v10.iter().sum::<f64>() / mf;
     let se = (covariance(&v10, &v10) / mf + covariance(&v01, &v01) / nf).sqrt();
     Some((auc, se))
 }
 
+/// Runs of equal scores in a ranked list.
+fn ties(ranked: &[(f64, bool)]) -> impl DoubleEndedIterator<Item = &[(f64, bool)]> {
+    ranked.chunk_by(|a, b| a.0 == b.0)
+}
+
 /// Two scores of the same people: AUROC of each, and the standard error of
-/// their difference (DeLong's covariance of the paired components).
+/// their difference (DeLong's covariance of the paired components, from
+/// midranks as Sun and Xu 2014 do, so that each person's components stay
+/// in the person's place).
 pub(super) fn auroc_difference(paired: &[(f64, f64, bool)]) -> Option<(f64, f64, f64)> {
     let a: Vec<(f64, bool)> = paired.iter().map(|p| (p.0, p.2)).collect();
     let b: Vec<(f64, bool)> = paired.iter().map(|p| (p.1, p.2)).collect();
@@ -70,26 +98,20 @@ fn components(scored: &[(f64, bool)]) -> Option<(Vec<f64>, Vec<f64>)> {
 
 /// The area under the precision-recall curve as average precision: the
 /// precision at each distinct score, highest first, weighted by the recall
-/// it adds (ties enter together). `None` when no one had the outcome.
-pub(super) fn average_precision(scored: &[(f64, bool)]) -> Option<f64> {
-    let positives = scored.iter().filter(|(_, h)| *h).count();
+/// it adds (ties enter together), of people in ascending order of score.
+/// `None` when no one had the outcome.
+pub(super) fn average_precision_ranked(ranked: &[(f64, bool)]) -> Option<f64> {
+    let positives = ranked.iter().filter(|(_, h)| *h).count();
     if positives == 0 {
         return None;
     }
-    let mut sorted: Vec<(f64, bool)> = scored.to_vec();
-    sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
     let (mut taken, mut caught, mut ap) = (0usize, 0usize, 0.0);
-    let mut i = 0;
-    while i < sorted.len() {
-        let mut j = i;
-        while j < sorted.len() && sorted[j].0 == sorted[i].0 {
-            j += 1;
-        }
-        let new = sorted[i..j].iter().filter(|(_, h)| *h).count();
-        taken += j - i;
+    // From the highest score down.
+    for tie in ties(ranked).rev() {
+        let new = tie.iter().filter(|(_, h)| *h).count();
+        taken += tie.len();
         caught += new;
         ap += (new as f64 / positives as f64) * (caught as f64 / taken as f64);
-        i = j;
     }
     Some(ap)
 }
@@ -97,34 +119,26 @@ pub(super) fn average_precision(scored: &[(f64, bool)]) -> Option<f64> {
 /// The ROC curve (false positive rate, true positive rate) and the
 /// precision-recall curve (recall, precision) of a score, a point per
 /// distinct score from the highest down (ties enter together), thinned to
-/// at most `points` each for drawing. `None` without people on both sides.
+/// at most `points` each for drawing, of people in ascending order of
+/// score. `None` without people on both sides.
 #[allow(clippy::type_complexity)]
-pub(super) fn curves(
-    scored: &[(f64, bool)],
+pub(super) fn curves_ranked(
+    ranked: &[(f64, bool)],
     points: usize,
 ) -> Option<(Vec<(f64, f64)>, Vec<(f64, f64)>)> {
-    let positives = scored.iter().filter(|(_, h)| *h).count() as f64;
-    let negatives = scored.len() as f64 - positives;
+    let positives = ranked.iter().filter(|(_, h)| *h).count() as f64;
+    let negatives = ranked.len() as f64 - positives;
     if positives == 0.0 || negatives == 0.0 {
         return None;
     }
-    let mut sorted = scored.to_vec();
-    sorted.sort_by(|a, b| b.0.total_cmp(&a.0));
     let (mut roc, mut pr) = (vec![(0.0, 0.0)], Vec::new());
-    let (mut tp, mut fp, mut i) = (0.0, 0.0, 0);
-    while i < sorted.len() {
-        let mut j = i;
-        while j < sorted.len() && sorted[j].0 == sorted[i].0 {
-            if sorted[j].1 {
-                tp += 1.0;
-            } else {
-                fp += 1.0;
-            }
-            j += 1;
-        }
+    let (mut tp, mut fp) = (0.0, 0.0);
+    for tie in ties(ranked).rev() {
+        let caught = tie.iter().filter(|(_, h)| *h).count() as f64;
+        tp += caught;
+        fp += tie.len() as f64 - caught;
         roc.push((fp / negatives, tp / positives));
         pr.push((tp / positives, tp / (tp + fp)));
-        i = j;
     }
     let thin = |curve: Vec<(f64, f64)>| -> Vec<(f64, f64)> {
         if curve.len() <= points {
@@ -163,6 +177,25 @@ pub(super) fn midranks(values: &[f64]) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ascending(scored: &[(f64, bool)]) -> Vec<(f64, bool)> {
+        let mut sorted = scored.to_vec();
+        sorted.sort_by(|a, b| a.0.total_cmp(&b.0));
+        sorted
+    }
+
+    fn auroc_delong(scored: &[(f64, bool)]) -> Option<(f64, f64)> {
+        auroc_ranked(&ascending(scored))
+    }
+
+    fn average_precision(scored: &[(f64, bool)]) -> Option<f64> {
+        average_precision_ranked(&ascending(scored))
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn curves(scored: &[(f64, bool)], points: usize) -> Option<(Vec<(f64, f64)>, Vec<(f64, f64)>)> {
+        curves_ranked(&ascending(scored), points)
+    }
 
     /// AUROC by definition: every pair of a person with the outcome and one
     /// without, ties counting half.
@@ -211,6 +244,29 @@ mod tests {
         assert_eq!(auroc_delong(&perfect).unwrap().0, 1.0);
         assert_eq!(auroc_delong(&[(1.0, true), (1.0, false)]).unwrap().0, 0.5);
         assert!(auroc_delong(&[(1.0, true)]).is_none());
+    }
+
+    #[test]
+    fn the_walk_over_ties_gives_the_midrank_components_variance() {
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        for _ in 0..50 {
+            let scored: Vec<(f64, bool)> = (0..60)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    ((x % 9) as f64, x % 4 == 1)
+                })
+                .collect();
+            let Some((v10, v01)) = components(&scored) else {
+                continue;
+            };
+            let (m, n) = (v10.len() as f64, v01.len() as f64);
+            let se = (covariance(&v10, &v10) / m + covariance(&v01, &v01) / n).sqrt();
+            let (auc, walked) = auroc_delong(&scored).unwrap();
+            assert!((auc - v10.iter().sum::<f64>() / m).abs() < 1e-12);
+            assert!((se - walked).abs() < 1e-12, "{se} vs {walked}");
+        }
     }
 
     #[test]

@@ -35,7 +35,7 @@ use crate::engine::{self, Progress};
 use crate::error::{Error, Result};
 use crate::rules::{Model, Purpose};
 use crate::suppress::Suppression;
-use metrics::{auroc_delong, auroc_difference, average_precision, curves};
+use metrics::{auroc_difference, auroc_ranked, average_precision_ranked, curves_ranked};
 
 mod html;
 mod metrics;
@@ -249,6 +249,9 @@ struct People {
     cohorts: Vec<(String, Vec<bool>)>,
     /// (score, values; None where the score is null).
     scores: Vec<(String, Vec<Option<f64>>)>,
+    /// Each score's ranking of the people it scores, made once for every
+    /// outcome and group.
+    rankings: Vec<Ranking>,
     /// (outcome, happened).
     outcomes: Vec<(String, Vec<bool>)>,
     /// (outcome, how many times it happened), for outcomes that are counts.
@@ -309,6 +312,50 @@ impl Groups {
         self.of
             .iter()
             .map(|g| g.map(|g| self.names[g as usize].as_str()))
+            .collect()
+    }
+}
+
+/// The people a score scores, ranked.
+struct Ranking {
+    /// Lowest score first; ties in person order.
+    ascending: Vec<u32>,
+    /// Highest score first; ties in person order (as lists rank).
+    highest_first: Vec<u32>,
+}
+
+impl Ranking {
+    fn new(values: &[Option<f64>]) -> Ranking {
+        let mut ascending: Vec<u32> = (0..values.len() as u32)
+            .filter(|&i| values[i as usize].is_some())
+            .collect();
+        let value = |i: &u32| values[*i as usize].expect("scored");
+        // Stable: ties stay in person order.
+        ascending.sort_by(|a, b| value(a).total_cmp(&value(b)));
+        let highest_first = ascending
+            .chunk_by(|a, b| value(a) == value(b))
+            .rev()
+            .flatten()
+            .copied()
+            .collect();
+        Ranking {
+            ascending,
+            highest_first,
+        }
+    }
+
+    /// (score, outcome) of the people `keep` selects, lowest score first.
+    fn ranked(
+        &self,
+        values: &[Option<f64>],
+        happened: &[bool],
+        keep: impl Fn(usize) -> bool,
+    ) -> Vec<(f64, bool)> {
+        self.ascending
+            .iter()
+            .map(|&i| i as usize)
+            .filter(|&i| keep(i))
+            .map(|i| (values[i].expect("scored"), happened[i]))
             .collect()
     }
 }
@@ -463,8 +510,10 @@ fn people(model: &Model, request: &Request, dated: engine::Dated) -> Result<Peop
         .into_iter()
         .map(|(name, values)| (name, Groups::new(values)))
         .collect();
+    let rankings = scores.iter().map(|(_, v)| Ranking::new(v)).collect();
     Ok(People {
         rows: keep,
+        rankings,
         compared: None,
         pcn: Groups::new(pcn),
         groups,
@@ -590,8 +639,9 @@ fn evaluate(
     let scores: Vec<serde_json::Value> = people
         .scores
         .iter()
-        .map(|(name, values)| {
-            let mut figures = score_figures(s, name, values, happened, &people.pcn);
+        .zip(&people.rankings)
+        .map(|((name, values), ranking)| {
+            let mut figures = score_figures(s, name, values, ranking, happened, &people.pcn);
             if request.probabilities.contains(name) {
                 figures["calibration"] = calibration(s, values, happened);
             }
@@ -771,7 +821,7 @@ fn breakdown(
     let mut rows = Vec::new();
     // (figure, group, value) for the gaps.
     let mut values: Vec<(String, String, f64)> = Vec::new();
-    for (name, members) in groups.names.iter().zip(groups.members()) {
+    for (g, (name, members)) in groups.names.iter().zip(groups.members()).enumerate() {
         let sub = |v: &[bool]| -> Vec<bool> { members.iter().map(|&i| v[i]).collect() };
         let h = sub(happened);
         let events = h.iter().filter(|&&x| x).count() as u64;
@@ -793,14 +843,11 @@ fn breakdown(
             }));
         }
         let mut scores = Vec::new();
-        for (score, v) in &people.scores {
-            let scored: Vec<(f64, bool)> = members
-                .iter()
-                .filter_map(|&i| v[i].map(|x| (x, happened[i])))
-                .collect();
+        for ((score, v), ranking) in people.scores.iter().zip(&people.rankings) {
+            let scored = ranking.ranked(v, happened, |i| groups.of[i] == Some(g as u32));
             let positives = scored.iter().filter(|(_, h)| *h).count() as u64;
             let auroc = (!s.hides(positives) && !s.hides(scored.len() as u64 - positives))
-                .then(|| auroc_delong(&scored))
+                .then(|| auroc_ranked(&scored))
                 .flatten();
             if let Some((a, _)) = auroc {
                 values.push((format!("score {score} auroc"), name.clone(), a));
@@ -1001,26 +1048,17 @@ fn score_figures(
     s: Suppression,
     name: &str,
     values: &[Option<f64>],
+    ranking: &Ranking,
     happened: &[bool],
     pcn: &Groups,
 ) -> serde_json::Value {
-    let scored: Vec<(f64, bool)> = values
-        .iter()
-        .zip(happened)
-        .filter_map(|(v, &h)| v.map(|v| (v, h)))
-        .collect();
+    let scored = ranking.ranked(values, happened, |_| true);
     let positives = scored.iter().filter(|(_, h)| *h).count() as u64;
     let negatives = scored.len() as u64 - positives;
     let auroc = (!s.hides(positives) && !s.hides(negatives))
-        .then(|| auroc_delong(&scored))
+        .then(|| auroc_ranked(&scored))
         .flatten();
-    let mut order: Vec<usize> = (0..values.len()).filter(|&i| values[i].is_some()).collect();
-    order.sort_by(|&a, &b| {
-        values[b]
-            .partial_cmp(&values[a])
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then(a.cmp(&b))
-    });
+    let order: Vec<usize> = ranking.highest_first.iter().map(|&i| i as usize).collect();
     let top: Vec<serde_json::Value> = TOP
         .iter()
         .map(|&fraction| {
@@ -1042,11 +1080,11 @@ fn score_figures(
         }
     }
     let auprc = (!s.hides(positives) && !s.hides(negatives))
-        .then(|| average_precision(&scored))
+        .then(|| average_precision_ranked(&scored))
         .flatten();
     // Curves only where the figures themselves may be shown.
     let curves = (!s.hides(positives) && !s.hides(negatives))
-        .then(|| curves(&scored, CURVE_POINTS))
+        .then(|| curves_ranked(&scored, CURVE_POINTS))
         .flatten();
     let points = |c: &[(f64, f64)]| c.iter().map(|&(x, y)| [x, y]).collect::<Vec<_>>();
     json!({
