@@ -268,6 +268,72 @@ impl State {
         }
     }
 
+    /// [`State::finish`] of a state holding `copies` dates side by side
+    /// (slot `person * copies + date`): each date's column. Counts and
+    /// min/max read each date's slots straight out of the state; the
+    /// others are finished whole, then each date's slots taken.
+    pub fn finish_dates(
+        self,
+        aggregate: Aggregate,
+        weights: &[i64],
+        categories: (&[Vec<u32>], &[String]),
+        persons: usize,
+        copies: usize,
+    ) -> crate::error::Result<Vec<ArrayRef>> {
+        let slots = |date: usize| (0..persons).map(move |p| p * copies + date);
+        let each = |column: &dyn Fn(usize) -> ArrayRef| (0..copies).map(column).collect();
+        Ok(match &self {
+            State::Count(v) if aggregate == Aggregate::Exists => each(&|d| {
+                Arc::new(BooleanArray::from(
+                    slots(d).map(|i| v[i].load(Relaxed) > 0).collect::<Vec<_>>(),
+                ))
+            }),
+            State::Count(v) => each(&|d| {
+                Arc::new(Int64Array::from_iter_values(
+                    slots(d).map(|i| i64::from(v[i].load(Relaxed))),
+                ))
+            }),
+            State::MinDay(v) | State::MaxDay(v) => {
+                let none = if matches!(self, State::MinDay(_)) {
+                    i32::MAX
+                } else {
+                    i32::MIN
+                };
+                each(&|d| {
+                    Arc::new(Date32Array::from_iter(
+                        slots(d).map(|i| Some(v[i].load(Relaxed)).filter(|&x| x != none)),
+                    ))
+                })
+            }
+            State::MinInt(v) | State::MaxInt(v) => {
+                let none = if matches!(self, State::MinInt(_)) {
+                    i64::MAX
+                } else {
+                    i64::MIN
+                };
+                each(&|d| {
+                    Arc::new(Int64Array::from_iter(
+                        slots(d).map(|i| Some(v[i].load(Relaxed)).filter(|&x| x != none)),
+                    ))
+                })
+            }
+            _ => {
+                let all = self.finish(aggregate, weights, categories, persons * copies);
+                (0..copies)
+                    .map(|d| {
+                        let slots =
+                            arrow_array::UInt32Array::from_iter_values(slots(d).map(|i| i as u32));
+                        arrow_select::take::take(&all, &slots, None).map_err(|e| {
+                            crate::error::Error::Internal(format!(
+                                "splitting the dates' columns: {e}"
+                            ))
+                        })
+                    })
+                    .collect::<crate::error::Result<_>>()?
+            }
+        })
+    }
+
     /// The per-person result column. `weights` and `categories` (each
     /// item's category ids, and the category names) describe the code
     /// list's items for distinct aggregates.
@@ -310,7 +376,9 @@ impl State {
                         })
                         .collect();
                 }
-                keys.sort_unstable();
+                // Each task's keys arrive sorted: a stable sort merges the
+                // runs rather than sorting from scratch.
+                keys.sort();
                 keys.dedup();
                 if aggregate == Aggregate::ListCategories {
                     // Keys are sorted by person, then category id (the
@@ -347,23 +415,40 @@ impl State {
             }
             State::Bits { words, bits, .. } => {
                 let bits: Vec<u64> = bits.into_iter().map(AtomicU64::into_inner).collect();
+                // The set bits of a person's words, lowest first.
                 let person_bits = |p: usize| {
                     bits[p * words..(p + 1) * words]
                         .iter()
                         .enumerate()
                         .flat_map(|(w, &word)| {
-                            (0..64)
-                                .filter(move |b| word >> b & 1 == 1)
-                                .map(move |b| w * 64 + b)
+                            std::iter::successors((word != 0).then_some(word), |&rest| {
+                                let rest = rest & (rest - 1);
+                                (rest != 0).then_some(rest)
+                            })
+                            .map(move |rest| w * 64 + rest.trailing_zeros() as usize)
                         })
                 };
                 match aggregate {
                     Aggregate::ListCategories => {
-                        Arc::new(StringArray::from_iter((0..persons).map(|p| {
-                            let names: Vec<String> =
-                                person_bits(p).map(|c| names[c].replace('_', " ")).collect();
-                            (!names.is_empty()).then(|| names.join(", "))
-                        })))
+                        let shown: Vec<String> =
+                            names.iter().map(|n| n.replace('_', " ")).collect();
+                        let mut list = arrow_array::builder::StringBuilder::new();
+                        let mut text = String::new();
+                        for p in 0..persons {
+                            text.clear();
+                            for c in person_bits(p) {
+                                if !text.is_empty() {
+                                    text.push_str(", ");
+                                }
+                                text.push_str(&shown[c]);
+                            }
+                            if text.is_empty() {
+                                list.append_null();
+                            } else {
+                                list.append_value(&text);
+                            }
+                        }
+                        Arc::new(list.finish())
                     }
                     Aggregate::SumDistinctWeights => {
                         Arc::new(Float64Array::from_iter_values((0..persons).map(|p| {
@@ -399,7 +484,8 @@ impl State {
                 let mut pairs = pairs
                     .into_inner()
                     .expect("no task panics while holding the lock");
-                pairs.sort_unstable();
+                // Sorted runs, one per task: merged by a stable sort.
+                pairs.sort();
                 pairs.dedup();
                 let mut counts = vec![0i64; persons];
                 for (p, _) in pairs {

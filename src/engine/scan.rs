@@ -246,26 +246,23 @@ fn finish(
     });
     let categories: Vec<Vec<u32>> = list.map_or_else(Vec::new, |l| item_categories(l, agg));
     let names = list.map_or(&[][..], |l| &l.categories[..]);
-    let all = state.finish(
-        agg.aggregate,
-        &weights,
-        (&categories, names),
-        persons * copies,
-    );
     if copies == 1 {
+        let all = state.finish(agg.aggregate, &weights, (&categories, names), persons);
         return Ok(vec![(agg.column, all)]);
     }
     let distinct = source.distinct_aggregates();
-    (0..copies)
-        .map(|date| {
-            let slots = arrow_array::UInt32Array::from_iter_values(
-                (0..persons).map(|p| (p * copies + date) as u32),
-            );
-            let column = arrow_select::take::take(&all, &slots, None)
-                .map_err(|e| Error::Internal(format!("splitting the dates' columns: {e}")))?;
-            Ok((source.aggregates[date * distinct + j].column, column))
-        })
-        .collect()
+    let columns = state.finish_dates(
+        agg.aggregate,
+        &weights,
+        (&categories, names),
+        persons,
+        copies,
+    )?;
+    Ok(columns
+        .into_iter()
+        .enumerate()
+        .map(|(date, column)| (source.aggregates[date * distinct + j].column, column))
+        .collect())
 }
 
 /// The categories each entry of `list` scores for `agg`: those of its

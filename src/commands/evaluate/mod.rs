@@ -199,7 +199,7 @@ pub fn run(
         .map(|(as_of, people)| people.batch(*as_of))
         .collect::<Result<Vec<_>>>()?;
     timings.push(("figures", started.elapsed().as_secs_f64()));
-    tracing::info!(?timings, dates = dates.len(), "evaluated");
+    let started = std::time::Instant::now();
     // Written beside, then renamed: a failed evaluation leaves nothing.
     let staging = out.with_file_name(format!(
         ".{}.partial",
@@ -237,6 +237,8 @@ pub fn run(
     .map_err(|e| Error::io(&path, "cannot write", e))?;
     std::fs::rename(&staging, out)
         .map_err(|e| Error::io(out, "cannot publish the evaluation", e))?;
+    timings.push(("written", started.elapsed().as_secs_f64()));
+    tracing::info!(?timings, dates = dates.len(), "evaluated");
     Ok(evaluation)
 }
 
