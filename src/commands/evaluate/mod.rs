@@ -71,7 +71,7 @@ const CURVE_POINTS: usize = 101;
 const IMD_DECILE: &str = "imd_decile";
 
 /// Age bands of the breakdowns.
-fn age_band(age: i64) -> String {
+fn age_band(age: i64) -> &'static str {
     match age {
         ..=17 => "0-17",
         18..=39 => "18-39",
@@ -79,7 +79,6 @@ fn age_band(age: i64) -> String {
         65..=79 => "65-79",
         _ => "80+",
     }
-    .to_string()
 }
 
 /// Runs the evaluation and writes `predictions.parquet` and
@@ -268,20 +267,20 @@ struct People {
 
 /// The evaluated people split into groups (by PCN, age band, ...): the
 /// groups' names in order, and each person's group (None if unknown).
+#[derive(Clone)]
 struct Groups {
     names: Vec<String>,
     of: Vec<Option<u32>>,
 }
 
 impl Groups {
-    fn new(values: Vec<Option<String>>) -> Groups {
+    fn new<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Groups {
         // Numbered as first met, then renumbered in name order.
         let mut ids: foldhash::HashMap<&str, u32> = Default::default();
         let first: Vec<Option<u32>> = values
-            .iter()
             .map(|v| {
                 let n = ids.len() as u32;
-                v.as_deref().map(|v| *ids.entry(v).or_insert(n))
+                v.map(|v| *ids.entry(v).or_insert(n))
             })
             .collect();
         let mut names: Vec<(&str, u32)> = ids.into_iter().collect();
@@ -297,17 +296,6 @@ impl Groups {
                 .map(|g| g.map(|g| order[g as usize]))
                 .collect(),
         }
-    }
-
-    /// Each group's people (as indices), in name order.
-    fn members(&self) -> Vec<Vec<usize>> {
-        let mut members = vec![Vec::new(); self.names.len()];
-        for (i, g) in self.of.iter().enumerate() {
-            if let Some(g) = g {
-                members[*g as usize].push(i);
-            }
-        }
-        members
     }
 
     fn texts(&self) -> arrow_array::StringArray {
@@ -470,20 +458,21 @@ fn people(model: &Model, request: &Request, dated: engine::Dated) -> Result<Peop
             Ok((name, happened(&column)))
         })
         .collect::<Result<_>>()?;
-    let text = |a: &ArrayRef| -> Result<Vec<Option<String>>> {
-        let a = arrow_cast::cast(&take(a)?, &DataType::Utf8)
-            .map_err(|e| Error::Internal(format!("reading groups: {e}")))?;
-        Ok(a.as_string::<i32>()
-            .iter()
-            .map(|v| v.map(str::to_string))
-            .collect())
+    let text = |a: &ArrayRef| -> Result<ArrayRef> {
+        arrow_cast::cast(&take(a)?, &DataType::Utf8)
+            .map_err(|e| Error::Internal(format!("reading groups: {e}")))
     };
     let pcn = text(results.plan.population.column("pcn_code"))?;
+    let pcn = Groups::new(pcn.as_string::<i32>().iter());
     let ages = take(&results.slots[crate::rules::typing::AGE_SLOT])?;
     let ages = ages.as_primitive::<arrow_array::types::Int64Type>();
+    let sex = text(&results.slots[crate::rules::typing::SEX_SLOT])?;
     let mut groups = vec![
-        ("age_band", ages.iter().map(|a| a.map(age_band)).collect()),
-        ("sex", text(&results.slots[crate::rules::typing::SEX_SLOT])?),
+        (
+            "age_band",
+            Groups::new(ages.iter().map(|a| a.map(age_band))),
+        ),
+        ("sex", Groups::new(sex.as_string::<i32>().iter())),
         ("pcn", pcn.clone()),
     ];
     // The deprivation quintile, where the rule files read the decile.
@@ -494,30 +483,24 @@ fn people(model: &Model, request: &Request, dated: engine::Dated) -> Result<Peop
         )
         .map_err(|e| Error::Internal(format!("reading the IMD decile: {e}")))?;
         let deciles = deciles.as_primitive::<arrow_array::types::Int64Type>();
+        const QUINTILES: [&str; 5] = ["1", "2", "3", "4", "5"];
         groups.insert(
             0,
             (
                 "imd_quintile",
-                deciles
-                    .iter()
-                    .map(|d| {
-                        d.filter(|d| (1..=10).contains(d))
-                            .map(|d| ((d + 1) / 2).to_string())
-                    })
-                    .collect(),
+                Groups::new(deciles.iter().map(|d| {
+                    d.filter(|d| (1..=10).contains(d))
+                        .map(|d| QUINTILES[(d as usize - 1) / 2])
+                })),
             ),
         );
     }
-    let groups: Vec<(&'static str, Groups)> = groups
-        .into_iter()
-        .map(|(name, values)| (name, Groups::new(values)))
-        .collect();
     let rankings = scores.iter().map(|(_, v)| Ranking::new(v)).collect();
     Ok(People {
         rows: keep,
         rankings,
         compared: None,
-        pcn: Groups::new(pcn),
+        pcn,
         groups,
         ids,
         cohorts,
@@ -823,13 +806,40 @@ fn breakdown(
     let mut rows = Vec::new();
     // (figure, group, value) for the gaps.
     let mut values: Vec<(String, String, f64)> = Vec::new();
-    for (g, (name, members)) in groups.names.iter().zip(groups.members()).enumerate() {
-        let sub = |v: &[bool]| -> Vec<bool> { members.iter().map(|&i| v[i]).collect() };
-        let h = sub(happened);
-        let events = h.iter().filter(|&&x| x).count() as u64;
+    // Each cohort counted per group, and each score's ranking split by
+    // group, in one pass each over the people.
+    let per_group = |flags: &[bool]| {
+        let mut counts = vec![ListCounts::default(); groups.names.len()];
+        for (i, g) in groups.of.iter().enumerate() {
+            if let Some(g) = g {
+                counts[*g as usize].add(flags[i], happened[i]);
+            }
+        }
+        counts
+    };
+    let cohort_counts: Vec<Vec<ListCounts>> =
+        people.cohorts.iter().map(|(_, f)| per_group(f)).collect();
+    let everyone = per_group(&vec![false; happened.len()]);
+    let ranked: Vec<Vec<Vec<(f64, bool)>>> = people
+        .scores
+        .iter()
+        .zip(&people.rankings)
+        .map(|((_, v), ranking)| {
+            let mut split = vec![Vec::new(); groups.names.len()];
+            for &i in &ranking.ascending {
+                let i = i as usize;
+                if let Some(g) = groups.of[i] {
+                    split[g as usize].push((v[i].expect("scored"), happened[i]));
+                }
+            }
+            split
+        })
+        .collect();
+    for (g, name) in groups.names.iter().enumerate() {
+        let ListCounts { n, events, .. } = everyone[g];
         let mut cohorts = Vec::new();
-        for (cohort, flags) in &people.cohorts {
-            let f = list_figures(s, &sub(flags), &h);
+        for ((cohort, _), counts) in people.cohorts.iter().zip(&cohort_counts) {
+            let f = counts[g].figures(s);
             for key in ["ppv", "sensitivity"] {
                 if let Some(v) = f[key].as_f64() {
                     values.push((format!("cohort {cohort} {key}"), name.clone(), v));
@@ -845,11 +855,11 @@ fn breakdown(
             }));
         }
         let mut scores = Vec::new();
-        for ((score, v), ranking) in people.scores.iter().zip(&people.rankings) {
-            let scored = ranking.ranked(v, happened, |i| groups.of[i] == Some(g as u32));
+        for ((score, _), split) in people.scores.iter().zip(&ranked) {
+            let scored = &split[g];
             let positives = scored.iter().filter(|(_, h)| *h).count() as u64;
             let auroc = (!s.hides(positives) && !s.hides(scored.len() as u64 - positives))
-                .then(|| auroc_ranked(&scored))
+                .then(|| auroc_ranked(scored))
                 .flatten();
             if let Some((a, _)) = auroc {
                 values.push((format!("score {score} auroc"), name.clone(), a));
@@ -862,9 +872,9 @@ fn breakdown(
         }
         rows.push(json!({
             "group": name,
-            "people": s.count(members.len() as u64),
+            "people": s.count(n),
             "with_outcome": s.count(events),
-            "prevalence": ratio(s, events, members.len() as u64),
+            "prevalence": ratio(s, events, n),
             "cohorts": cohorts,
             "scores": scores,
         }));
@@ -1015,32 +1025,57 @@ fn wilson(x: u64, n: u64) -> [f64; 2] {
 
 /// A yes/no list against the outcome.
 fn list_figures(s: Suppression, on_list: &[bool], happened: &[bool]) -> serde_json::Value {
-    let n = happened.len() as u64;
-    let events = happened.iter().filter(|&&h| h).count() as u64;
-    let size = on_list.iter().filter(|&&m| m).count() as u64;
-    let caught = on_list
-        .iter()
-        .zip(happened)
-        .filter(|&(&m, &h)| m && h)
-        .count() as u64;
-    let false_alarms = size - caught;
-    let negatives = n - events;
-    let ppv = ratio(s, caught, size);
-    let prevalence = ratio(s, events, n);
-    let sensitivity = ratio(s, caught, events);
-    json!({
-        "on_list": s.count(size),
-        "with_outcome": s.count(caught),
-        "ppv": ppv,
-        "ppv_95ci": ppv.map(|_| wilson(caught, size)),
-        "sensitivity": sensitivity,
-        "sensitivity_95ci": sensitivity.map(|_| wilson(caught, events)),
-        // Hidden with the counts it would give away (on list and caught).
-        "specificity": (!s.hides(caught) && !s.hides(false_alarms))
-            .then(|| ratio(s, negatives - false_alarms, negatives))
-            .flatten(),
-        "lift": ppv.zip(prevalence).filter(|(_, p)| *p > 0.0).map(|(a, p)| a / p),
-    })
+    let mut counts = ListCounts::default();
+    for (&m, &h) in on_list.iter().zip(happened) {
+        counts.add(m, h);
+    }
+    counts.figures(s)
+}
+
+/// What a list's figures are made from: people, of them with the outcome,
+/// on the list, and on it with the outcome.
+#[derive(Default, Clone, Copy)]
+struct ListCounts {
+    n: u64,
+    events: u64,
+    size: u64,
+    caught: u64,
+}
+
+impl ListCounts {
+    fn add(&mut self, on_list: bool, happened: bool) {
+        self.n += 1;
+        self.events += u64::from(happened);
+        self.size += u64::from(on_list);
+        self.caught += u64::from(on_list && happened);
+    }
+
+    fn figures(self, s: Suppression) -> serde_json::Value {
+        let ListCounts {
+            n,
+            events,
+            size,
+            caught,
+        } = self;
+        let false_alarms = size - caught;
+        let negatives = n - events;
+        let ppv = ratio(s, caught, size);
+        let prevalence = ratio(s, events, n);
+        let sensitivity = ratio(s, caught, events);
+        json!({
+            "on_list": s.count(size),
+            "with_outcome": s.count(caught),
+            "ppv": ppv,
+            "ppv_95ci": ppv.map(|_| wilson(caught, size)),
+            "sensitivity": sensitivity,
+            "sensitivity_95ci": sensitivity.map(|_| wilson(caught, events)),
+            // Hidden with the counts it would give away (on list and caught).
+            "specificity": (!s.hides(caught) && !s.hides(false_alarms))
+                .then(|| ratio(s, negatives - false_alarms, negatives))
+                .flatten(),
+            "lift": ppv.zip(prevalence).filter(|(_, p)| *p > 0.0).map(|(a, p)| a / p),
+        })
+    }
 }
 
 /// A score: AUROC and AUPRC over the people it scores, and its top
@@ -1115,14 +1150,16 @@ fn each_pcn(
     on_list: &[bool],
     happened: &[bool],
 ) -> Vec<serde_json::Value> {
+    let mut counts = vec![ListCounts::default(); pcn.names.len()];
+    for (i, g) in pcn.of.iter().enumerate() {
+        if let Some(g) = g {
+            counts[*g as usize].add(on_list[i], happened[i]);
+        }
+    }
     pcn.names
         .iter()
-        .zip(pcn.members())
-        .map(|(name, members)| {
-            let on: Vec<bool> = members.iter().map(|&i| on_list[i]).collect();
-            let h: Vec<bool> = members.iter().map(|&i| happened[i]).collect();
-            json!({"pcn": name, "as_list": list_figures(s, &on, &h)})
-        })
+        .zip(counts)
+        .map(|(name, c)| json!({"pcn": name, "as_list": c.figures(s)}))
         .collect()
 }
 
