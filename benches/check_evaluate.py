@@ -142,10 +142,20 @@ def main():
         at = f"{day} {f['outcome']}"
         check(f"{at} people", str(len(these)), f["people"])
         check(f"{at} prevalence", sum(happened) / len(happened), f["prevalence"])
+        count_column = f"outcome_{f['outcome']}_count"
         for c in f["cohorts"]:
-            mine = list_figures([r[names.index(c["cohort"])] for r in these], happened)
+            flags = [r[names.index(c["cohort"])] for r in these]
+            mine = list_figures(flags, happened)
             for key, value in mine.items():
                 check(f"{at} cohort {c['cohort']} {key}", value, c["as_list"][key])
+            if count_column in names:
+                values = [r[names.index(count_column)] for r in these]
+                on, total = sum(v for v, m in zip(values, flags) if m), sum(values)
+                check(f"{at} cohort {c['cohort']} events on list", str(on), c["events"]["on_list"])
+                check(f"{at} cohort {c['cohort']} events", str(total), c["events"]["all"])
+                check(f"{at} cohort {c['cohort']} events share", on / total if total else None, c["events"]["share"])
+            else:
+                check(f"{at} cohort {c['cohort']} no events", None, c["events"])
         for s in f["scores"]:
             scores = [r[names.index(s["score"])] for r in these]
             auc, se = auroc(scores, happened)

@@ -99,7 +99,7 @@ evaluation=target/checks/evaluation-$persons-$seed
 rm -rf "$evaluation"
 if ! { "$strata" evaluate --rules models/core.toml --rules models/outcomes.toml --data "$data" \
     --as-of 2024-06-30 --as-of 2024-09-30 --as-of 2024-12-31 --as-of 2025-03-31 \
-    --outcome emergency_admission_365d --outcome death_365d --outcome acsc_emergency_admission_365d \
+    --outcome emergency_admission_365d --outcome death_365d --outcome acsc_emergency_admission_365d --outcome emergency_bed_days_365d \
     --score hfrs --score ae_attendances_12m --probability efi \
     --compare-set hiu_threshold=4 --compare-set hiu_window_days=180 \
     --suppression none --out "$evaluation" --quiet &&

@@ -9,6 +9,11 @@ them where risks are high); beside them the hazard ratios Clegg et al.
 2016 report (Age Ageing 45:353, abstract: one-year mortality and
 hospitalisation, adjusted). Plain Python; DuckDB only reads the files.
 
+A one-year yes/no outcome cannot be censored at death or leaving, as
+Clegg's Cox model is: someone who dies before being admitted counts as
+not admitted, so for admissions among the frailest (a third of whom die
+in the year) the ratio estimated here leans below the hazard ratio.
+
 Usage: outcome_gradients.py DATA EVALUATION_DIR
   DATA: the data folder the evaluation ran on (for birth dates and sex)
   EVALUATION_DIR: `strata evaluate ... --score efi --outcome death_365d
@@ -61,6 +66,10 @@ def cloglog_hazard_ratios(cells, levels):
     hazard ratio against the first category, as a Cox model's. Returns
     {category: (ratio, low, high)} with Wald 95% intervals."""
     strata = sorted({c[0] for c in cells})
+    present = {c[1] for c in cells if c[3] > 0}
+    missing = [c for c in levels if c not in present]
+    if missing:
+        sys.exit(f"outcome_gradients: no one in category {', '.join(missing)}: no ratio can be estimated")
     columns = len(strata) + len(levels) - 1
 
     def row(stratum, category):
@@ -109,6 +118,8 @@ def cloglog_hazard_ratios(cells, levels):
         beta = trial
         if change < 1e-10:
             break
+    else:
+        print("outcome_gradients: the model did not converge in 100 steps", file=sys.stderr)
     out = {}
     for k, category in enumerate(levels[1:]):
         i = len(strata) + k

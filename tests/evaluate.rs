@@ -303,6 +303,63 @@ fn lists_are_followed_from_one_date_to_the_next() {
 }
 
 #[test]
+fn lists_are_also_followed_a_year_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let out = tmp.path().join("evaluation");
+    let o = strata(&[
+        "evaluate",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--data",
+        tmp.path().to_str().unwrap(),
+        "--from",
+        "2024-03-31",
+        "--to",
+        "2025-03-31",
+        "--every",
+        "6 months",
+        "--outcome",
+        "admission_next_year",
+        "--suppression",
+        "none",
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(out.join("evaluation.json")).unwrap();
+    let evaluation: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let pairs: Vec<(String, String)> = evaluation["between_dates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            (
+                b["from"].as_str().unwrap().into(),
+                b["to"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    // Consecutive dates, then the pair a year apart.
+    let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+    assert_eq!(
+        pairs,
+        vec![
+            pair("2024-03-31", "2024-09-30"),
+            pair("2024-09-30", "2025-03-31"),
+            pair("2024-03-31", "2025-03-31"),
+        ]
+    );
+    // Nobody was listed as of 2024-03-31; persons 1 and 9 are a year on.
+    let c = &evaluation["between_dates"][2]["cohorts"][0];
+    assert_eq!(c["on_earlier_list"], "0");
+    assert_eq!(c["joined"], "2");
+}
+
+#[test]
 fn a_series_of_dates_and_the_scores_the_rule_files_mark() {
     let tmp = tempfile::tempdir().unwrap();
     fixture(tmp.path());
@@ -511,6 +568,51 @@ fn a_part_of_an_outcome_is_given_as_each_lists_share_of_the_whole() {
 }
 
 #[test]
+fn shares_of_a_few_peoples_events_are_suppressed() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    std::fs::write(tmp.path().join("hf.csv"), "code\nI50\n").unwrap();
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(&rules, format!("{RULES}{PARTS}")).unwrap();
+    let o = strata(&[
+        "evaluate",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--data",
+        tmp.path().to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--outcome",
+        "hf_admissions_next_year",
+        "--suppression",
+        "hes",
+        "--out",
+        tmp.path().join("evaluation").to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(tmp.path().join("evaluation/evaluation.json")).unwrap();
+    let evaluation: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // Seven people, two on the list, one or two admitted: every share and
+    // interval hidden, on and off the list alike.
+    let f = &evaluation["figures"][0];
+    let w = &f["share_of_whole"];
+    for side in [
+        &w["population"],
+        &w["cohorts"][0]["on_list"],
+        &w["cohorts"][0]["off_list"],
+    ] {
+        assert_eq!(side["events"], "*", "{w}");
+        assert!(side["share"].is_null(), "{w}");
+    }
+    let c = &f["cohorts"][0];
+    assert!(c["events"]["share"].is_null(), "{c}");
+    assert_eq!(c["events"]["on_list"], "*", "{c}");
+    assert!(c["as_list"]["ppv_95ci"].is_null(), "{c}");
+    assert!(c["as_list"]["sensitivity_95ci"].is_null(), "{c}");
+}
+
+#[test]
 fn part_of_names_another_counted_outcome() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("hf.csv"), "code\nI50\n").unwrap();
@@ -539,6 +641,17 @@ fn part_of_names_another_counted_outcome() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("both must be `aggregate = \"count\"`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = check(&parts.replacen(
+        "window = \"next 365 days\"\npart_of",
+        "window = \"next 12 months\"\npart_of",
+        1,
+    ));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("their windows differ"),
         "{}",
         stderr(&o)
     );

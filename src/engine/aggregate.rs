@@ -21,6 +21,8 @@ use crate::rules::codelist::WEIGHT_SCALE;
 
 pub enum State {
     Count(Vec<AtomicU32>),
+    /// Sums of whole numbers (`total_days`), 0 for no events.
+    Sum(Vec<AtomicI64>),
     /// A small bitset per person (`words` u64 each): for distinct
     /// aggregates over at most [`MAX_BITS`] codes or categories, memory
     /// bounded by persons whatever the number of events. `masks[item]` is
@@ -134,6 +136,7 @@ impl State {
             Aggregate::MaxInAMonth | Aggregate::MaxIn30Days => {
                 State::Monthly(Mutex::new(Vec::new()))
             }
+            Aggregate::TotalDays => State::Sum(filled(persons, || AtomicI64::new(0))),
             Aggregate::FirstDate => State::MinDay(filled(persons, || AtomicI32::new(i32::MAX))),
             Aggregate::LastDate => State::MaxDay(filled(persons, || AtomicI32::new(i32::MIN))),
             Aggregate::Min | Aggregate::Max => {
@@ -160,6 +163,13 @@ impl State {
     pub fn count(&self, person: u32) {
         if let State::Count(v) = self {
             v[person as usize].fetch_add(1, Relaxed);
+        }
+    }
+
+    #[inline]
+    pub fn add(&self, person: u32, value: i64) {
+        if let State::Sum(v) = self {
+            v[person as usize].fetch_add(value, Relaxed);
         }
     }
 
@@ -291,6 +301,11 @@ impl State {
             State::Count(v) => each(&|d| {
                 Arc::new(Int64Array::from_iter_values(
                     slots(d).map(|i| i64::from(v[i].load(Relaxed))),
+                ))
+            }),
+            State::Sum(v) => each(&|d| {
+                Arc::new(Int64Array::from_iter_values(
+                    slots(d).map(|i| v[i].load(Relaxed)),
                 ))
             }),
             State::MinDay(v) | State::MaxDay(v) => {
@@ -493,6 +508,9 @@ impl State {
                 }
                 Arc::new(Int64Array::from(counts))
             }
+            State::Sum(v) => Arc::new(Int64Array::from_iter_values(
+                v.into_iter().map(AtomicI64::into_inner),
+            )),
             State::MinDay(v) => days(v, i32::MAX),
             State::MaxDay(v) => days(v, i32::MIN),
             State::MinInt(v) => ints(v, i64::MAX),

@@ -268,8 +268,16 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
                 let ty = sp
                     .table
                     .column_type(c, &format!("the column `{}` reduces", feature.name))?;
-                let t = table::canonical_type(ty)
-                    .filter(|t| matches!(t, Type::Int | Type::Float | Type::Date));
+                let t = table::canonical_type(ty).filter(|t| match aggregate {
+                    Aggregate::TotalDays => *t == Type::Date,
+                    _ => matches!(t, Type::Int | Type::Float | Type::Date),
+                });
+                if t.is_none() && *aggregate == Aggregate::TotalDays {
+                    return Err(model.error_at(feature.offset, format!(
+                        "feature `{}` adds up the days from each event to `{c}`, but that column holds {ty}, not dates",
+                        feature.name
+                    )).with_help("name the column of each event's end date, such as an admission's discharge date"));
+                }
                 let Some(t) = t else {
                     return Err(model.error_at(feature.offset, format!(
                         "feature `{}` takes the {} of `{c}`, but that column holds {ty}, not numbers or dates",

@@ -1015,6 +1015,20 @@ impl Task<'_> {
                                 }
                             });
                         }
+                        Aggregate::TotalDays => {
+                            let (v, _) = agg
+                                .value
+                                .expect("checked when loading: total_days needs a column");
+                            let column = &values[v];
+                            if column.is_null(row) {
+                                continue;
+                            }
+                            let end = column
+                                .as_primitive::<arrow_array::types::Date32Type>()
+                                .value(row);
+                            // An end before the start is a data error: no days.
+                            state.add(slot, i64::from(end.saturating_sub(day).max(0)));
+                        }
                         Aggregate::Min | Aggregate::Max => {
                             let (v, _) = agg
                                 .value

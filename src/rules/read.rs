@@ -566,6 +566,34 @@ fn check_parts(l: &Loader, file: &syntax::RuleFile, outcomes: &[Feature]) -> Res
                 .error(at, format!("outcome `{}` is part of `{whole}`, but both must be `aggregate = \"count\"`", outcome.name))
                 .with_help("a share of the whole is a sum of counts: make both outcomes counts (an outcome counts as having happened when its count is more than zero)"));
         }
+        if let Some(further) = &of.part_of {
+            return Err(l
+                .error(
+                    at,
+                    format!(
+                        "outcome `{}` is part of `{whole}`, which is itself part of `{further}`",
+                        outcome.name
+                    ),
+                )
+                .with_help("name the whole directly: a part is one level below its whole"));
+        }
+        let window = |f: &Feature| match &f.kind {
+            FeatureKind::Aggregate { window, .. } => Some(*window),
+            _ => None,
+        };
+        if window(outcome) != window(of) {
+            return Err(l
+                .error(
+                    at,
+                    format!(
+                        "outcome `{}` is part of `{whole}`, but their windows differ",
+                        outcome.name
+                    ),
+                )
+                .with_help(
+                    "give the part the whole's window: its events must be some of the whole's",
+                ));
+        }
     }
     Ok(())
 }
@@ -698,13 +726,22 @@ fn feature_kind(
             "a `codelist` with a `weight_column`",
         )?,
         Aggregate::Min | Aggregate::Max => needs(decl.column.is_some(), "a `column` to reduce")?,
+        Aggregate::TotalDays => needs(
+            decl.column.is_some(),
+            "a `column` holding each event's end date (e.g. `column = \"discharge_date\"`)",
+        )?,
         _ => {}
     }
-    if decl.column.is_some() && !matches!(aggregate, Aggregate::Min | Aggregate::Max) {
+    if decl.column.is_some()
+        && !matches!(
+            aggregate,
+            Aggregate::Min | Aggregate::Max | Aggregate::TotalDays
+        )
+    {
         let at = decl.column.as_ref().map_or(agg_at, |c| c.span().start);
         return Err(l.error(
             at,
-            "`column` is only used by the `min` and `max` aggregates",
+            "`column` is only used by the `min`, `max` and `total_days` aggregates",
         ));
     }
     let window = match &decl.window {

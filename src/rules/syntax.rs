@@ -278,6 +278,7 @@ pub enum Aggregate {
     LastDate,
     Min,
     Max,
+    TotalDays,
 }
 
 impl Aggregate {
@@ -295,6 +296,7 @@ impl Aggregate {
             Aggregate::LastDate => "last_date",
             Aggregate::Min => "min",
             Aggregate::Max => "max",
+            Aggregate::TotalDays => "total_days",
         }
     }
 }

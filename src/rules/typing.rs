@@ -60,7 +60,8 @@ impl Aggregate {
             | Aggregate::CountDistinctCodes
             | Aggregate::CountDistinctCategories
             | Aggregate::MaxInAMonth
-            | Aggregate::MaxIn30Days => Type::Int,
+            | Aggregate::MaxIn30Days
+            | Aggregate::TotalDays => Type::Int,
             Aggregate::Exists => Type::Bool,
             Aggregate::ListCategories => Type::Str,
             Aggregate::SumDistinctWeights => Type::Float,

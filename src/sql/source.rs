@@ -509,6 +509,33 @@ impl Bound {
                 };
                 grouped(format!("{f}({})", when(&value)), None)
             }
+            Aggregate::TotalDays => {
+                let c = column
+                    .as_ref()
+                    .expect("checked when loading: total_days names a column");
+                let v = self
+                    .value_columns
+                    .iter()
+                    .position(|(n, _)| n == c)
+                    .expect("collected when bound");
+                // An end before the start counts no days, as in strata.
+                let days = format!(
+                    "greatest({}, 0)",
+                    target.days_between(&format!("_v{v}"), "_day")
+                );
+                if per_code {
+                    // One row per matching code: each event once.
+                    Aggregated::Own {
+                        body: format!(
+                            "SELECT _person, sum(_days) AS {name}\n  FROM (SELECT DISTINCT _person, _event, {days} AS _days FROM {rows}{filtered}) AS e\n  GROUP BY _person"
+                        ),
+                        about,
+                        default: zero,
+                    }
+                } else {
+                    grouped(format!("coalesce(sum({}), 0)", when(&days)), zero)
+                }
+            }
             Aggregate::CountDistinctCodes if codelist.is_none() => grouped(
                 format!("count(DISTINCT {})", when(&target.trim_code("_code"))),
                 zero,

@@ -132,6 +132,7 @@ fn figure(html: &mut String, f: &Value) {
         list_row(html, &text(&c["cohort"]), &c["as_list"]);
     }
     html.push_str("</table>\n");
+    events_on_lists(html, f);
     let scores = f["scores"].as_array().cloned().unwrap_or_default();
     if !scores.is_empty() {
         html.push_str("<h3>Scores</h3>\n<table><tr><th>score</th><th>scored</th><th>AUROC (95% CI)</th><th>AUPRC</th></tr>\n");
@@ -215,6 +216,33 @@ fn figure(html: &mut String, f: &Value) {
     share_of_whole(html, f);
     groups(html, f);
     comparison(html, f);
+}
+
+/// An outcome that is a count (admissions, bed days): how much of it each
+/// list's people had.
+fn events_on_lists(html: &mut String, f: &Value) {
+    let cohorts = f["cohorts"].as_array().cloned().unwrap_or_default();
+    if cohorts.iter().all(|c| c["events"].is_null()) {
+        return;
+    }
+    let text = |v: &Value| v.as_str().map(esc).unwrap_or_default();
+    let _ = writeln!(
+        html,
+        "<h3>How much of {} each list's people had</h3>\n<table><tr><th>cohort</th><th>on the list</th><th>of all</th><th>share</th></tr>",
+        text(&f["outcome"])
+    );
+    for c in &cohorts {
+        let e = &c["events"];
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            text(&c["cohort"]),
+            text(&e["on_list"]),
+            text(&e["all"]),
+            share(&e["share"])
+        );
+    }
+    html.push_str("</table>\n");
 }
 
 /// An outcome that is part of another: each list's share of the whole's

@@ -184,12 +184,22 @@ pub fn run(
             evaluate(&model, request, people, outcome, happened, *as_of)
         })
         .collect();
-    let between: Vec<serde_json::Value> = days
-        .par_windows(2)
-        .map(|pair| {
-            let [(from, earlier), (to, later)] = pair else {
-                unreachable!("windows of two")
-            };
+    // Lists followed from each date to the next, and to the date a year
+    // later where the series has it (a quarterly series' HIU list a year
+    // on: how much of it regressed to the mean).
+    let mut pairs: Vec<(usize, usize)> = (1..days.len()).map(|j| (j - 1, j)).collect();
+    for (i, (from, _)) in days.iter().enumerate() {
+        let year_on = from.checked_add_months(chrono::Months::new(12));
+        if let Some(j) = days.iter().position(|(d, _)| Some(*d) == year_on)
+            && j != i + 1
+        {
+            pairs.push((i, j));
+        }
+    }
+    let between: Vec<serde_json::Value> = pairs
+        .par_iter()
+        .map(|&(i, j)| {
+            let ((from, earlier), (to, later)) = (&days[i], &days[j]);
             persistence(request.suppression, *from, earlier, *to, later)
         })
         .collect();
@@ -255,8 +265,10 @@ struct People {
     rankings: Vec<Ranking>,
     /// (outcome, happened).
     outcomes: Vec<(String, Vec<bool>)>,
-    /// (outcome, how many times it happened), for outcomes that are counts.
-    counts: Vec<(String, Vec<i64>)>,
+    /// (outcome, how many times it happened or how many days it took;
+    /// None where unknown), for outcomes that are counts (`count`,
+    /// `total_days`).
+    counts: Vec<(String, Vec<Option<i64>>)>,
     /// Each person's PCN (for top N per PCN), and the subgroups figures are
     /// broken down by: (grouping, each person's group; None if unknown).
     pcn: Groups,
@@ -319,7 +331,8 @@ impl Ranking {
         let mut ascending: Vec<u32> = (0..values.len() as u32)
             .filter(|&i| values[i as usize].is_some())
             .collect();
-        let value = |i: &u32| values[*i as usize].expect("scored");
+        // (+ 0.0 makes -0.0 equal 0.0 for the sort too, as for the ties.)
+        let value = |i: &u32| values[*i as usize].expect("scored") + 0.0;
         // Stable: ties stay in person order.
         ascending.sort_by(|a, b| value(a).total_cmp(&value(b)));
         let highest_first = ascending
@@ -452,8 +465,19 @@ fn people(model: &Model, request: &Request, dated: engine::Dated) -> Result<Peop
         .into_iter()
         .map(|(name, column)| {
             let column = take(&column)?;
-            if let Some(c) = column.as_primitive_opt::<arrow_array::types::Int64Type>() {
-                counts.push((name.clone(), c.iter().map(|v| v.unwrap_or(0)).collect()));
+            let counted = model.outcomes.iter().any(|o| {
+                o.name == name
+                    && matches!(
+                        o.kind,
+                        crate::rules::FeatureKind::Aggregate {
+                            aggregate: crate::rules::Aggregate::Count
+                                | crate::rules::Aggregate::TotalDays,
+                            ..
+                        }
+                    )
+            });
+            if counted && let Some(c) = column.as_primitive_opt::<arrow_array::types::Int64Type>() {
+                counts.push((name.clone(), c.iter().collect()));
             }
             Ok((name, happened(&column)))
         })
@@ -588,7 +612,7 @@ impl People {
             fields.push(Field::new(
                 format!("outcome_{name}_count"),
                 DataType::Int64,
-                false,
+                true,
             ));
             columns.push(Arc::new(arrow_array::Int64Array::from(counts.clone())));
         }
@@ -609,6 +633,15 @@ fn evaluate(
     let s = request.suppression;
     let n = happened.len() as u64;
     let events = happened.iter().filter(|&&h| h).count() as u64;
+    // For an outcome that is a count (admissions, bed days): how much of
+    // it each list's people had.
+    let counts = people
+        .counts
+        .iter()
+        .find(|(n, _)| n == outcome)
+        .map(|(_, c)| c);
+    let value = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
+    let total: u64 = counts.map_or(0, |c| c.iter().map(|&v| value(v)).sum());
     let cohorts: Vec<serde_json::Value> = people
         .cohorts
         .iter()
@@ -618,7 +651,26 @@ fn evaluate(
                 .iter()
                 .find(|c| &c.name == name)
                 .map(|c| c.title.clone());
-            json!({"cohort": name, "title": title, "as_list": list_figures(s, members, happened)})
+            let events = counts.map(|c| {
+                let (mut on, mut people, mut with) = (0u64, 0u64, 0u64);
+                for i in (0..c.len()).filter(|&i| members[i]) {
+                    on += value(c[i]);
+                    people += 1;
+                    with += u64::from(value(c[i]) > 0);
+                }
+                // The events of a list of a few people are theirs.
+                if s.hides(people) || s.hides(with) {
+                    json!({"on_list": s.count(1), "all": s.count(total), "share": null})
+                } else {
+                    json!({"on_list": s.count(on), "all": s.count(total), "share": ratio(s, on, total)})
+                }
+            });
+            json!({
+                "cohort": name,
+                "title": title,
+                "as_list": list_figures(s, members, happened),
+                "events": events,
+            })
         })
         .collect();
     let scores: Vec<serde_json::Value> = people
@@ -678,31 +730,84 @@ fn share_of_whole(
             .map(|(_, c)| c)
     };
     let (part, of) = (counts(outcome)?, counts(whole)?);
-    // Events, summed over the people `keep` selects.
-    let share = |keep: &dyn Fn(usize) -> bool| {
-        let (p, w) = (0..part.len())
-            .filter(|&i| keep(i))
-            .fold((0, 0), |(p, w), i| {
-                (p + part[i].max(0) as u64, w + of[i].max(0) as u64)
-            });
-        json!({"events": s.count(w), "of_which_part": s.count(p), "share": ratio(s, p, w)})
-    };
+    let share = |keep: &dyn Fn(usize) -> bool| Share::of(part, of, keep);
+    let everyone = share(&|_| true);
     let cohorts: Vec<serde_json::Value> = people
         .cohorts
         .iter()
         .map(|(name, members)| {
+            let (on, off) = (share(&|i| members[i]), share(&|i| !members[i]));
+            // Off the list is everyone less the list: either side hidden
+            // hides both, or one would give the other back.
+            let hidden = on.hidden(s) || off.hidden(s);
             json!({
                 "cohort": name,
-                "on_list": share(&|i| members[i]),
-                "off_list": share(&|i| !members[i]),
+                "on_list": on.figures(s, hidden),
+                "off_list": off.figures(s, hidden),
             })
         })
         .collect();
     Some(json!({
         "of": whole,
-        "population": share(&|_| true),
+        "population": everyone.figures(s, everyone.hidden(s)),
         "cohorts": cohorts,
     }))
+}
+
+/// A part outcome's events against its whole's, over some people.
+struct Share {
+    people: u64,
+    /// People with at least one event of the part, and of the whole.
+    with_part: u64,
+    with_whole: u64,
+    part: u64,
+    whole: u64,
+}
+
+impl Share {
+    fn of(part: &[Option<i64>], whole: &[Option<i64>], keep: &dyn Fn(usize) -> bool) -> Share {
+        let mut s = Share {
+            people: 0,
+            with_part: 0,
+            with_whole: 0,
+            part: 0,
+            whole: 0,
+        };
+        for i in (0..part.len()).filter(|&i| keep(i)) {
+            let (p, w) = (
+                part[i].unwrap_or(0).max(0) as u64,
+                whole[i].unwrap_or(0).max(0) as u64,
+            );
+            s.people += 1;
+            s.with_part += u64::from(p > 0);
+            s.with_whole += u64::from(w > 0);
+            s.part += p;
+            s.whole += w;
+        }
+        s
+    }
+
+    /// Whether a count of people or events behind the figures would be
+    /// suppressed (events of one or two people are theirs).
+    fn hidden(&self, s: Suppression) -> bool {
+        [
+            self.people,
+            self.with_part,
+            self.with_whole,
+            self.part,
+            self.whole,
+        ]
+        .iter()
+        .any(|&n| s.hides(n))
+    }
+
+    fn figures(&self, s: Suppression, hidden: bool) -> serde_json::Value {
+        if hidden {
+            // Shown as the method shows a small count.
+            return json!({"events": s.count(1), "of_which_part": s.count(1), "share": null});
+        }
+        json!({"events": s.count(self.whole), "of_which_part": s.count(self.part), "share": ratio(s, self.part, self.whole)})
+    }
 }
 
 /// The second rule set beside the first: each cohort both define, each
@@ -903,7 +1008,7 @@ fn breakdown(
     json!({"groups": rows, "gaps": gaps, "largest_gap": largest})
 }
 
-/// Each cohort between consecutive dates: who stayed on the list, left it
+/// Each cohort between two dates: who stayed on the list, left it
 /// and joined it (a list of high users shrinks by itself as people regress
 /// to the mean), and, for each outcome after the later date, the PPV of
 /// those already on the earlier list against those newly listed (so that
@@ -1066,9 +1171,13 @@ impl ListCounts {
             "on_list": s.count(size),
             "with_outcome": s.count(caught),
             "ppv": ppv,
-            "ppv_95ci": ppv.map(|_| wilson(caught, size)),
+            // An interval gives back both its counts: hidden with the
+            // false alarms, or the missed, as specificity is.
+            "ppv_95ci": ppv.filter(|_| !s.hides(false_alarms)).map(|_| wilson(caught, size)),
             "sensitivity": sensitivity,
-            "sensitivity_95ci": sensitivity.map(|_| wilson(caught, events)),
+            "sensitivity_95ci": sensitivity
+                .filter(|_| !s.hides(events - caught))
+                .map(|_| wilson(caught, events)),
             // Hidden with the counts it would give away (on list and caught).
             "specificity": (!s.hides(caught) && !s.hides(false_alarms))
                 .then(|| ratio(s, negatives - false_alarms, negatives))
