@@ -110,6 +110,7 @@ fn each_date_of_one_scan_is_the_run_of_that_date() {
         .replace("[outcomes.", "[features.")
         .replace("window = \"next 365 days\"", "window = \"365 days\"")
         .replace("part_of = ", "# part_of = ")
+        .replace("at_least = ", "# at_least = ")
         .replace("[[tests]]", "[[ignored]]");
     let backward = backward[..backward.find("[[ignored]]").unwrap()].to_string();
     let path = dir.path().join("backward.toml");

@@ -476,6 +476,14 @@ codelist = "hf"
 where = "admission_method = 'emergency'"
 window = "next 365 days"
 part_of = "emergency_admissions_next_year"
+
+[outcomes.readmitted_next_year]
+description = "Two or more emergency admissions in the 365 days after the as-of date"
+source = "admissions"
+aggregate = "count"
+where = "admission_method = 'emergency'"
+window = "next 365 days"
+at_least = 2
 "#;
 
 #[test]
@@ -513,6 +521,8 @@ fn a_part_of_an_outcome_is_given_as_each_lists_share_of_the_whole() {
         AS_OF,
         "--outcome",
         "hf_admissions_next_year",
+        "--outcome",
+        "readmitted_next_year",
         "--suppression",
         "none",
         "--out",
@@ -539,9 +549,22 @@ fn a_part_of_an_outcome_is_given_as_each_lists_share_of_the_whole() {
     );
     let text = std::fs::read_to_string(tmp.path().join("evaluation/evaluation.json")).unwrap();
     let evaluation: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // At least two: person 9 (three) only.
+    let flags = p
+        .column_by_name("outcome_readmitted_next_year")
+        .unwrap()
+        .as_boolean()
+        .iter()
+        .map(Option::unwrap)
+        .collect::<Vec<bool>>();
+    assert_eq!(flags, vec![false, false, false, false, false, false, true]);
     assert_eq!(
         evaluation["outcomes"],
-        serde_json::json!(["hf_admissions_next_year", "emergency_admissions_next_year"])
+        serde_json::json!([
+            "hf_admissions_next_year",
+            "readmitted_next_year",
+            "emergency_admissions_next_year"
+        ])
     );
     let f = &evaluation["figures"][0];
     assert_eq!(f["outcome"], "hf_admissions_next_year");
@@ -641,6 +664,23 @@ fn part_of_names_another_counted_outcome() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("both must be `aggregate = \"count\"`"),
+        "{}",
+        stderr(&o)
+    );
+    let o = check(&parts.replace("at_least = 2", "at_least = 0"));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("needs a count of 1 or more"),
+        "{}",
+        stderr(&o)
+    );
+    let o = check(&RULES.replace(
+        "window = \"next 365 days\"\n\n[outcomes.death_next_year]",
+        "window = \"next 365 days\"\nat_least = 2\n\n[outcomes.death_next_year]",
+    ));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("needs a count of 1 or more"),
         "{}",
         stderr(&o)
     );

@@ -333,6 +333,7 @@ fn same_feature(x: &Feature, y: &Feature) -> bool {
         _ => false,
     };
     x.part_of == y.part_of
+        && x.at_least == y.at_least
         && match (&x.kind, &y.kind) {
             (
                 FeatureKind::Aggregate {

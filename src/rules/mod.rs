@@ -163,6 +163,8 @@ pub struct Feature {
     /// An outcome only: the outcome whose events this one's are a part of
     /// (both counts), for the share of the whole `strata evaluate` gives.
     pub part_of: Option<String>,
+    /// An outcome only: the count at which it happened (1 unless given).
+    pub at_least: Option<i64>,
 }
 
 /// A banded feature's score and boundaries, as the rule file states them.

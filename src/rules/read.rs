@@ -115,6 +115,11 @@ pub(super) fn load_one(
                 .error(p.span().start, format!("feature `{name}` has `part_of`, which only an outcome can have"))
                 .with_help("`part_of` names the outcome whose events an [outcomes] entry's are a part of; remove it here"));
         }
+        if let Some(a) = &decl.at_least {
+            return Err(l
+                .error(a.span().start, format!("feature `{name}` has `at_least`, which only an outcome can have"))
+                .with_help("a feature's threshold belongs in a cohort (`when = \"feature >= 5\"`); remove it here"));
+        }
         let kind = feature_kind(l, name, decl, offset, &sources, &codelists, &params, false)?;
         let banding = match (&decl.bands, &kind) {
             (Some(_), FeatureKind::Derived(case)) => super::Banding::of(case),
@@ -129,6 +134,7 @@ pub(super) fn load_one(
             banding,
             evaluate: decl.evaluate.as_ref().map(|e| *e.get_ref()),
             part_of: None,
+            at_least: None,
         });
     }
 
@@ -157,7 +163,22 @@ pub(super) fn load_one(
             banding: None,
             evaluate: None,
             part_of: decl.part_of.as_ref().map(|p| p.get_ref().clone()),
+            at_least: decl.at_least.as_ref().map(|a| *a.get_ref()),
         });
+        if let Some(a) = &decl.at_least {
+            let counts = matches!(
+                outcomes.last().map(|o: &Feature| &o.kind),
+                Some(FeatureKind::Aggregate {
+                    aggregate: Aggregate::Count | Aggregate::TotalDays,
+                    ..
+                })
+            );
+            if !counts || *a.get_ref() < 1 {
+                return Err(l
+                    .error(a.span().start, format!("outcome `{name}` has `at_least = {}`, but that needs a count of 1 or more", a.get_ref()))
+                    .with_help("`at_least` is for outcomes with `aggregate = \"count\"` or `\"total_days\"`: the outcome happened when the count reaches it"));
+            }
+        }
     }
     check_parts(l, &file, &outcomes)?;
     let (suppression, purpose) = read_output(l, &file)?;

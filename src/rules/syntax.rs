@@ -373,6 +373,12 @@ pub struct Feature {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub part_of: Option<Spanned<String>>,
+    /// An outcome only: it happened when its count is at least this (5
+    /// A&E attendances in the year: high intensity use again); 1 unless
+    /// given.
+    #[serde(default)]
+    #[schemars(with = "Option<i64>")]
+    pub at_least: Option<Spanned<i64>>,
 }
 
 /// How a feature is back-tested (see `strata evaluate`).

@@ -479,7 +479,13 @@ fn people(model: &Model, request: &Request, dated: engine::Dated) -> Result<Peop
             if counted && let Some(c) = column.as_primitive_opt::<arrow_array::types::Int64Type>() {
                 counts.push((name.clone(), c.iter().collect()));
             }
-            Ok((name, happened(&column)))
+            let at_least = model
+                .outcomes
+                .iter()
+                .find(|o| o.name == name)
+                .and_then(|o| o.at_least)
+                .unwrap_or(1);
+            Ok((name, happened(&column, at_least)))
         })
         .collect::<Result<_>>()?;
     let text = |a: &ArrayRef| -> Result<ArrayRef> {
@@ -534,8 +540,9 @@ fn people(model: &Model, request: &Request, dated: engine::Dated) -> Result<Peop
     })
 }
 
-/// An outcome as yes/no: true, more than zero, or a date.
-fn happened(column: &ArrayRef) -> Vec<bool> {
+/// An outcome as yes/no: true, a count of at least `at_least` (1 unless
+/// the outcome says), more than zero, or a date.
+fn happened(column: &ArrayRef, at_least: i64) -> Vec<bool> {
     (0..column.len())
         .map(|r| {
             column.is_valid(r)
@@ -545,7 +552,7 @@ fn happened(column: &ArrayRef) -> Vec<bool> {
                         column
                             .as_primitive::<arrow_array::types::Int64Type>()
                             .value(r)
-                            > 0
+                            >= at_least
                     }
                     DataType::Float64 => {
                         column
