@@ -271,9 +271,11 @@ def main():
             whole = [r[names.index(f"outcome_{share['of']}_count")] for r in these]
 
             def share_of(keep):
-                p = sum(x for x, k in zip(part, keep) if k)
-                w = sum(x for x, k in zip(whole, keep) if k)
-                return {"events": str(w), "of_which_part": str(p), "share": p / w if w else None}
+                p = sum(x or 0 for x, k in zip(part, keep) if k)
+                w = sum(x or 0 for x, k in zip(whole, keep) if k)
+                people = sum(1 for k in keep if k)
+                return {"events": str(w), "of_which_part": str(p), "share": p / w if w else None,
+                        "part_per_100_people": 100 * p / people if people else None}
 
             for key, value in share_of([True] * len(these)).items():
                 check(f"{at} share of {share['of']} population {key}", value, share["population"][key])

@@ -578,6 +578,10 @@ fn a_part_of_an_outcome_is_given_as_each_lists_share_of_the_whole() {
     assert_eq!(c["on_list"]["share"], 2.0 / 3.0);
     assert_eq!(c["off_list"]["events"], "1");
     assert_eq!(c["off_list"]["share"], 1.0);
+    // Two heart failure admissions among the two listed; one among the
+    // five not.
+    assert_eq!(c["on_list"]["part_per_100_people"], 100.0);
+    assert_eq!(c["off_list"]["part_per_100_people"], 20.0);
     // The whole has no whole of its own.
     assert!(evaluation["figures"][1]["share_of_whole"].is_null());
     // Wilson's interval for 1 of 2 (PPV of the list for heart failure).

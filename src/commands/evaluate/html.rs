@@ -255,7 +255,7 @@ fn share_of_whole(html: &mut String, f: &Value) {
     let text = |v: &Value| v.as_str().map(esc).unwrap_or_default();
     let _ = writeln!(
         html,
-        "<h3>Share of {} that were {}</h3>\n<p>In the population: {} of {} ({}). A list whose share is higher picks people whose admissions are more often of a kind that care outside hospital can prevent.</p>\n<table><tr><th>cohort</th><th>on the list</th><th>share</th><th>off the list</th><th>share</th></tr>",
+        "<h3>Share of {} that were {}</h3>\n<p>In the population: {} of {} ({}). A list whose share is higher picks people whose admissions are more often of a kind that care outside hospital can prevent.</p>\n<table><tr><th>cohort</th><th>on the list</th><th>share</th><th>per 100 listed</th><th>off the list</th><th>share</th></tr>",
         esc(of),
         text(&f["outcome"]),
         text(&w["population"]["of_which_part"]),
@@ -265,11 +265,14 @@ fn share_of_whole(html: &mut String, f: &Value) {
     for c in w["cohorts"].as_array().into_iter().flatten() {
         let _ = writeln!(
             html,
-            "<tr><td>{}</td><td>{} of {}</td><td>{}</td><td>{} of {}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{} of {}</td><td>{}</td><td>{}</td><td>{} of {}</td><td>{}</td></tr>",
             text(&c["cohort"]),
             text(&c["on_list"]["of_which_part"]),
             text(&c["on_list"]["events"]),
             share(&c["on_list"]["share"]),
+            c["on_list"]["part_per_100_people"]
+                .as_f64()
+                .map_or("-".to_string(), |x| format!("{x:.1}")),
             text(&c["off_list"]["of_which_part"]),
             text(&c["off_list"]["events"]),
             share(&c["off_list"]["share"])

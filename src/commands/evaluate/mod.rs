@@ -811,9 +811,16 @@ impl Share {
     fn figures(&self, s: Suppression, hidden: bool) -> serde_json::Value {
         if hidden {
             // Shown as the method shows a small count.
-            return json!({"events": s.count(1), "of_which_part": s.count(1), "share": null});
+            return json!({"events": s.count(1), "of_which_part": s.count(1), "share": null, "part_per_100_people": null});
         }
-        json!({"events": s.count(self.whole), "of_which_part": s.count(self.part), "share": ratio(s, self.part, self.whole)})
+        json!({
+            "events": s.count(self.whole),
+            "of_which_part": s.count(self.part),
+            "share": ratio(s, self.part, self.whole),
+            // The part's events against the people: the work a service
+            // would find, where the share is the make-up of admissions.
+            "part_per_100_people": ratio(s, self.part, self.people).map(|r| 100.0 * r),
+        })
     }
 }
 
