@@ -486,6 +486,37 @@ window = "next 365 days"
 at_least = 2
 "#;
 
+/// Evaluates `RULES` and `PARTS` on the data in `dir` (with the heart
+/// failure list) as of `AS_OF` for `outcomes` under `suppression`; the
+/// evaluation.json it wrote.
+fn evaluate_parts(dir: &Path, outcomes: &[&str], suppression: &str) -> serde_json::Value {
+    std::fs::write(dir.join("hf.csv"), "code\nI50\n").unwrap();
+    let rules = dir.join("rules.toml");
+    std::fs::write(&rules, format!("{RULES}{PARTS}")).unwrap();
+    let out = dir.join("evaluation");
+    let mut args = vec![
+        "evaluate",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--data",
+        dir.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--suppression",
+        suppression,
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ];
+    for o in outcomes {
+        args.extend(["--outcome", o]);
+    }
+    let o = strata(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(out.join("evaluation.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
 #[test]
 fn a_part_of_an_outcome_is_given_as_each_lists_share_of_the_whole() {
     let tmp = tempfile::tempdir().unwrap();
@@ -507,29 +538,12 @@ fn a_part_of_an_outcome_is_given_as_each_lists_share_of_the_whole() {
         &tmp.path().join("admissions.parquet"),
         &[admissions_batch(&admissions)],
     );
-    std::fs::write(tmp.path().join("hf.csv"), "code\nI50\n").unwrap();
-    let rules = tmp.path().join("rules.toml");
-    std::fs::write(&rules, format!("{RULES}{PARTS}")).unwrap();
     // Asking for the part brings the whole.
-    let o = strata(&[
-        "evaluate",
-        "--rules",
-        rules.to_str().unwrap(),
-        "--data",
-        tmp.path().to_str().unwrap(),
-        "--as-of",
-        AS_OF,
-        "--outcome",
-        "hf_admissions_next_year",
-        "--outcome",
-        "readmitted_next_year",
-        "--suppression",
+    let evaluation = evaluate_parts(
+        tmp.path(),
+        &["hf_admissions_next_year", "readmitted_next_year"],
         "none",
-        "--out",
-        tmp.path().join("evaluation").to_str().unwrap(),
-        "--quiet",
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    );
     let p = read_parquet(&tmp.path().join("evaluation/predictions.parquet"));
     let counts = |name: &str| -> Vec<i64> {
         p.column_by_name(name)
@@ -547,8 +561,6 @@ fn a_part_of_an_outcome_is_given_as_each_lists_share_of_the_whole() {
         counts("outcome_hf_admissions_next_year_count"),
         vec![0, 1, 0, 0, 0, 0, 2]
     );
-    let text = std::fs::read_to_string(tmp.path().join("evaluation/evaluation.json")).unwrap();
-    let evaluation: serde_json::Value = serde_json::from_str(&text).unwrap();
     // At least two: person 9 (three) only.
     let flags = p
         .column_by_name("outcome_readmitted_next_year")
@@ -598,28 +610,7 @@ fn a_part_of_an_outcome_is_given_as_each_lists_share_of_the_whole() {
 fn shares_of_a_few_peoples_events_are_suppressed() {
     let tmp = tempfile::tempdir().unwrap();
     fixture(tmp.path());
-    std::fs::write(tmp.path().join("hf.csv"), "code\nI50\n").unwrap();
-    let rules = tmp.path().join("rules.toml");
-    std::fs::write(&rules, format!("{RULES}{PARTS}")).unwrap();
-    let o = strata(&[
-        "evaluate",
-        "--rules",
-        rules.to_str().unwrap(),
-        "--data",
-        tmp.path().to_str().unwrap(),
-        "--as-of",
-        AS_OF,
-        "--outcome",
-        "hf_admissions_next_year",
-        "--suppression",
-        "hes",
-        "--out",
-        tmp.path().join("evaluation").to_str().unwrap(),
-        "--quiet",
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let text = std::fs::read_to_string(tmp.path().join("evaluation/evaluation.json")).unwrap();
-    let evaluation: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let evaluation = evaluate_parts(tmp.path(), &["hf_admissions_next_year"], "hes");
     // Seven people, two on the list, one or two admitted: every share and
     // interval hidden, on and off the list alike.
     let f = &evaluation["figures"][0];

@@ -483,20 +483,23 @@ impl Bound {
         let about = format!("Feature `{}`: {}", feature.name, feature.description);
         let name = id(&feature.name);
         let rows = id(&stream);
+        // The `_vN` of the column `min`, `max` and `total_days` read.
+        let value_column = || {
+            let c = column
+                .as_ref()
+                .expect("checked when loading: the aggregate names a column");
+            self.value_columns
+                .iter()
+                .position(|(n, _)| n == c)
+                .expect("collected when bound")
+        };
         Ok(match aggregate {
             Aggregate::Count => grouped(count, zero),
             Aggregate::Exists => grouped(format!("{count} > 0"), Some("FALSE".into())),
             Aggregate::FirstDate => grouped(format!("min({})", when("_day")), None),
             Aggregate::LastDate => grouped(format!("max({})", when("_day")), None),
             Aggregate::Min | Aggregate::Max => {
-                let c = column
-                    .as_ref()
-                    .expect("checked when loading: min/max name a column");
-                let v = self
-                    .value_columns
-                    .iter()
-                    .position(|(n, _)| n == c)
-                    .expect("collected when bound");
+                let v = value_column();
                 let f = if *aggregate == Aggregate::Min {
                     "min"
                 } else {
@@ -510,14 +513,7 @@ impl Bound {
                 grouped(format!("{f}({})", when(&value)), None)
             }
             Aggregate::TotalDays => {
-                let c = column
-                    .as_ref()
-                    .expect("checked when loading: total_days names a column");
-                let v = self
-                    .value_columns
-                    .iter()
-                    .position(|(n, _)| n == c)
-                    .expect("collected when bound");
+                let v = value_column();
                 // An end before the start counts no days, as in strata.
                 let days = format!(
                     "greatest({}, 0)",
