@@ -343,6 +343,10 @@ fn build_tables(model: &Model) -> Result<Tables> {
         for code in &source.codes {
             ensure(code, DataType::Utf8);
         }
+        if let Some(m) = &source.measure {
+            ensure(&m.value, DataType::Float64);
+            ensure(&m.unit, DataType::Utf8);
+        }
         for feature in &model.features {
             let FeatureKind::Aggregate {
                 source: fs,
@@ -471,8 +475,20 @@ fn write(
     let mut arrays: Vec<ArrayRef> = Vec::new();
     for column in columns {
         let types: Vec<DataType> = column.values.iter().filter_map(Value::data_type).collect();
-        let ty = types.first().cloned().unwrap_or(column.fallback.clone());
-        if types.iter().any(|t| *t != ty) {
+        let mut ty = types.first().cloned().unwrap_or(column.fallback.clone());
+        // Whole numbers and decimals in one column (a value of 13 beside
+        // 12.9) make a column of numbers.
+        if types
+            .iter()
+            .all(|t| matches!(t, DataType::Int64 | DataType::Float64))
+            && types.contains(&DataType::Float64)
+        {
+            ty = DataType::Float64;
+        }
+        if types
+            .iter()
+            .any(|t| *t != ty && !(ty == DataType::Float64 && *t == DataType::Int64))
+        {
             return Err(Error::rules(
                 &model.path,
                 None,
@@ -510,6 +526,7 @@ fn array(ty: &DataType, values: &[Value]) -> ArrayRef {
         }))),
         DataType::Float64 => Arc::new(Float64Array::from_iter(values.iter().map(|v| match v {
             Value::Float(f) => Some(*f),
+            Value::Int(i) => Some(*i as f64),
             _ => None,
         }))),
         DataType::Boolean => Arc::new(BooleanArray::from_iter(values.iter().map(|v| match v {

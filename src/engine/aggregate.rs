@@ -46,6 +46,13 @@ pub enum State {
     /// f64 bits; updated by compare-and-swap.
     MinFloat(Vec<AtomicU64>),
     MaxFloat(Vec<AtomicU64>),
+    /// (slot, day, value) of every event, for `latest` and `mean`: the
+    /// events of a measure are few (a handful of readings a year).
+    Values {
+        /// `latest`: which value, counting back from the latest (1).
+        nth: usize,
+        values: Mutex<Vec<(u32, i32, f64)>>,
+    },
 }
 
 const NO_FLOAT: u64 = u64::MAX; // a NaN pattern never produced by the data path
@@ -137,6 +144,10 @@ impl State {
                 State::Monthly(Mutex::new(Vec::new()))
             }
             Aggregate::TotalDays => State::Sum(filled(persons, || AtomicI64::new(0))),
+            Aggregate::Latest | Aggregate::Mean => State::Values {
+                nth: 1,
+                values: Mutex::new(Vec::new()),
+            },
             Aggregate::FirstDate => State::MinDay(filled(persons, || AtomicI32::new(i32::MAX))),
             Aggregate::LastDate => State::MaxDay(filled(persons, || AtomicI32::new(i32::MIN))),
             Aggregate::Min | Aggregate::Max => {
@@ -264,6 +275,23 @@ impl State {
                 .expect("no task panics while holding the lock")
                 .extend(keys),
             _ => {}
+        }
+    }
+
+    /// For `latest`: the N-th latest value rather than the latest.
+    pub fn with_nth(self, n: usize) -> State {
+        match self {
+            State::Values { values, .. } => State::Values { nth: n, values },
+            other => other,
+        }
+    }
+
+    /// Adds one task's (slot, day, value) events.
+    pub fn merge_values(&self, values: Vec<(u32, i32, f64)>) {
+        if let State::Values { values: all, .. } = self {
+            all.lock()
+                .expect("no task panics while holding the lock")
+                .extend(values);
         }
     }
 
@@ -511,6 +539,12 @@ impl State {
             State::Sum(v) => Arc::new(Int64Array::from_iter_values(
                 v.into_iter().map(AtomicI64::into_inner),
             )),
+            State::Values { nth, values } => {
+                let mut values = values
+                    .into_inner()
+                    .expect("no task panics while holding the lock");
+                values_column(aggregate, nth, &mut values, persons)
+            }
             State::MinDay(v) => days(v, i32::MAX),
             State::MaxDay(v) => days(v, i32::MIN),
             State::MinInt(v) => ints(v, i64::MAX),
@@ -522,6 +556,32 @@ impl State {
             )),
         }
     }
+}
+
+/// `latest` (the `nth` latest) or `mean` of each slot's values. Latest is
+/// by date; of several values on one day the lowest counts as the later,
+/// so that the order never depends on the order of the data.
+fn values_column(
+    aggregate: Aggregate,
+    nth: usize,
+    values: &mut [(u32, i32, f64)],
+    persons: usize,
+) -> ArrayRef {
+    let mut out: Vec<Option<f64>> = vec![None; persons];
+    if aggregate == Aggregate::Mean {
+        values.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.2.total_cmp(&b.2)));
+        for run in values.chunk_by(|a, b| a.0 == b.0) {
+            // Summed in value order: the same mean whatever the scan order.
+            let sum: f64 = run.iter().map(|v| v.2).sum();
+            out[run[0].0 as usize] = Some(sum / run.len() as f64);
+        }
+    } else {
+        values.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.total_cmp(&b.2)));
+        for run in values.chunk_by(|a, b| a.0 == b.0) {
+            out[run[0].0 as usize] = run.get(nth - 1).map(|v| v.2);
+        }
+    }
+    Arc::new(Float64Array::from(out))
 }
 
 fn days(v: Vec<AtomicI32>, none: i32) -> ArrayRef {

@@ -51,6 +51,19 @@ pub struct AggregatePlan {
     /// The reduced column for `min`/`max`: index into
     /// [`SourcePlan::value_columns`], and its type.
     pub value: Option<(usize, Type)>,
+    /// `latest`: the N-th latest value (1 = the latest).
+    pub nth: usize,
+}
+
+/// A measure source's value and unit: rows of its code list whose value
+/// cannot be read in the canonical unit are rejected before any aggregate
+/// sees them, and every aggregate and `where` reads the converted value.
+pub struct MeasurePlan {
+    pub measure: crate::rules::Measure,
+    /// Index into [`SourcePlan::codelists`].
+    pub codelist: usize,
+    /// Index into [`SourcePlan::value_columns`] of the value column.
+    pub value: usize,
 }
 
 pub struct SourcePlan {
@@ -73,6 +86,7 @@ pub struct SourcePlan {
     /// by date ([`Plan::repeat_for_dates`]).
     pub dates: usize,
     pub aggregates: Vec<AggregatePlan>,
+    pub measure: Option<MeasurePlan>,
 }
 
 impl SourcePlan {
@@ -95,6 +109,9 @@ impl SourcePlan {
         cols.extend(self.codes.iter().map(|c| c.name.as_str()));
         cols.extend(self.filter_columns.iter().map(|c| self.stored_column(c)));
         cols.extend(self.value_columns.iter().map(String::as_str));
+        if let Some(m) = &self.measure {
+            cols.push(&m.measure.unit);
+        }
         cols.sort_unstable();
         cols.dedup();
         cols
@@ -179,6 +196,10 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
                     first: s.first_codes,
                 })
                 .collect();
+            let measure = match &s.measure {
+                Some(m) => Some(measure_plan(s, m, &table)?),
+                None => None,
+            };
             source_of[*source] = Some(sources.len());
             sources.push(SourcePlan {
                 name: s.name.clone(),
@@ -188,11 +209,26 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
                 codes,
                 missing_dates: s.missing_dates.clone(),
                 mapped: s.mapped.clone(),
-                codelists: Vec::new(),
                 filter_columns: Vec::new(),
-                value_columns: Vec::new(),
+                value_columns: measure
+                    .as_ref()
+                    .map(|m| vec![m.measure.value.clone()])
+                    .unwrap_or_default(),
                 dates: 1,
                 aggregates: Vec::new(),
+                // The measure's list is the source's first.
+                codelists: s
+                    .measure
+                    .iter()
+                    .map(|m| {
+                        model
+                            .codelists
+                            .iter()
+                            .position(|c| c.name == m.codelist)
+                            .expect("checked when loading: a measure's code list is declared")
+                    })
+                    .collect(),
+                measure,
             });
         }
     }
@@ -220,6 +256,7 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
             window,
             filter,
             column,
+            nth,
         } = &feature.kind
         else {
             // Typed below, once the types of the features it uses are known.
@@ -231,7 +268,14 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
         };
         let Some(sp) = source_of[*source] else {
             // An optional table that is absent: null for everyone. A `min`
-            // or `max` takes its type from a column that is not there.
+            // or `max` takes its type from a column that is not there (a
+            // measure's value is a number whatever its stored type).
+            if model.sources[*source].measure.is_some() {
+                let ty = aggregate.result_type(column.as_ref().map(|_| Type::Float));
+                column_types[fi] = column.as_ref().map(|_| Type::Float);
+                features.push(FeaturePlan { ty, slot });
+                continue;
+            }
             if column.is_some() {
                 return Err(model
                     .error_at(
@@ -264,12 +308,18 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
             None => None,
         };
         let value = match column {
+            Some(c) if sp.measure.as_ref().is_some_and(|m| m.measure.value == *c) => {
+                let m = sp.measure.as_ref().expect("checked in the guard");
+                column_types[fi] = Some(Type::Float);
+                Some((m.value, Type::Float))
+            }
             Some(c) => {
                 let ty = sp
                     .table
                     .column_type(c, &format!("the column `{}` reduces", feature.name))?;
                 let t = table::canonical_type(ty).filter(|t| match aggregate {
                     Aggregate::TotalDays => *t == Type::Date,
+                    Aggregate::Latest | Aggregate::Mean => matches!(t, Type::Int | Type::Float),
                     _ => matches!(t, Type::Int | Type::Float | Type::Date),
                 });
                 if t.is_none() && *aggregate == Aggregate::TotalDays {
@@ -302,6 +352,7 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
             until: dates::to_day(as_of),
             filter,
             value,
+            nth: *nth,
         });
         features.push(FeaturePlan { ty, slot });
     }
@@ -327,6 +378,48 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
         features,
         derived,
         cohorts,
+    })
+}
+
+/// A measure bound to its table: its value column numeric, its unit column
+/// text.
+fn measure_plan(
+    source: &crate::rules::Source,
+    measure: &crate::rules::Measure,
+    table: &Table,
+) -> Result<MeasurePlan> {
+    let ty = table.column_type(
+        &measure.value,
+        &format!("the value of measure `{}`", source.name),
+    )?;
+    if !matches!(table::canonical_type(ty), Some(Type::Int | Type::Float)) {
+        return Err(Error::data(
+            &table.location,
+            format!(
+                "column `{}` holds {ty}, but source `{}` reads it as a measured value (a number)",
+                measure.value, source.name
+            ),
+        )
+        .with_help("give the value column as a number (integer, double or decimal); text values must be cast in the extract"));
+    }
+    let ty = table.column_type(
+        &measure.unit,
+        &format!("the unit of measure `{}`", source.name),
+    )?;
+    if table::canonical_type(ty) != Some(Type::Str) {
+        return Err(Error::data(
+            &table.location,
+            format!(
+                "column `{}` holds {ty}, but source `{}` reads it as the unit (text)",
+                measure.unit, source.name
+            ),
+        )
+        .with_help("give units as text, such as g/L"));
+    }
+    Ok(MeasurePlan {
+        measure: measure.clone(),
+        codelist: 0,
+        value: 0,
     })
 }
 
@@ -386,6 +479,13 @@ fn event_filter(model: &Model, located: &Located, sp: &mut SourcePlan) -> Result
         .map(|name| {
             let ty = if sp.mapped.iter().any(|m| &m.name == name) {
                 Type::Str
+            } else if sp
+                .measure
+                .as_ref()
+                .is_some_and(|m| m.measure.value == *name)
+            {
+                // Read converted to the canonical unit.
+                Type::Float
             } else {
                 sp.table
                     .schema

@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::input::RejectedRow;
 use crate::input::population::{Person, PersonIndex};
 use crate::input::table::{self, RowGroup};
-use crate::rules::{Aggregate, Codelist};
+use crate::rules::{Aggregate, Codelist, Unusable};
 
 /// Rows a source skipped, by reason (see the data contract).
 #[derive(Debug, Default)]
@@ -41,10 +41,20 @@ pub struct Rejected {
     pub after_as_of: AtomicU64,
     pub null_person_id: AtomicU64,
     pub unknown_person: AtomicU64,
+    /// A measure's rows whose value cannot be used (see [`Unusable`]);
+    /// reported for measure sources only.
+    pub measure: Option<[AtomicU64; 3]>,
     /// The first [`REJECTS_KEPT`] rejected rows (by position), for
     /// `OUT/rejects/`; tasks each send their first so many.
     pub rows: std::sync::Mutex<Vec<RejectedRow>>,
 }
+
+/// Why a measured value is not used, in the order of [`Rejected::measure`].
+const UNUSABLE: [Unusable; 3] = [
+    Unusable::NullValue,
+    Unusable::UnknownUnit,
+    Unusable::Implausible,
+];
 
 /// 1900-01-01 as a day number: earlier event dates are rejected.
 const FIRST_PLAUSIBLE_DAY: i32 = -25_567;
@@ -65,14 +75,28 @@ impl Rejected {
         rows
     }
 
+    /// Counts for a source; with `measure`, its unusable values too.
+    fn new(measure: bool) -> Rejected {
+        Rejected {
+            measure: measure.then(Default::default),
+            ..Default::default()
+        }
+    }
+
     pub fn counts(&self) -> Vec<(&'static str, u64)> {
-        vec![
+        let mut counts = vec![
             ("null_date", self.null_date.load(Relaxed)),
             ("date_before_1900", self.date_before_1900.load(Relaxed)),
             ("after_as_of", self.after_as_of.load(Relaxed)),
             ("null_person_id", self.null_person_id.load(Relaxed)),
             ("unknown_person", self.unknown_person.load(Relaxed)),
-        ]
+        ];
+        if let Some(measure) = &self.measure {
+            for (u, n) in UNUSABLE.iter().zip(measure) {
+                counts.push((u.reason(), n.load(Relaxed)));
+            }
+        }
+        counts
     }
 }
 
@@ -103,6 +127,27 @@ impl Rejects {
                 person_id,
                 date,
             });
+        }
+    }
+}
+
+/// What one task gathers per aggregate before handing it to the shared
+/// state in one go.
+struct Found {
+    /// `slot << 32 | item` keys (distinct aggregates, busiest month).
+    keys: Vec<Vec<u64>>,
+    /// (slot, code hash): distinct codes without a code list.
+    code_hashes: Vec<Vec<(u32, u64)>>,
+    /// (slot, day, value): `latest` and `mean`.
+    values: Vec<Vec<(u32, i32, f64)>>,
+}
+
+impl Found {
+    fn new(aggregates: usize) -> Found {
+        Found {
+            keys: vec![Vec::new(); aggregates],
+            code_hashes: vec![Vec::new(); aggregates],
+            values: vec![Vec::new(); aggregates],
         }
     }
 }
@@ -161,11 +206,16 @@ pub fn scan(
                         bits,
                         persons * s.dates,
                     )
+                    .with_nth(a.nth)
                 })
                 .collect()
         })
         .collect();
-    let rejected: Vec<Rejected> = plan.sources.iter().map(|_| Rejected::default()).collect();
+    let rejected: Vec<Rejected> = plan
+        .sources
+        .iter()
+        .map(|s| Rejected::new(s.measure.is_some()))
+        .collect();
 
     let tasks: Vec<(usize, RowGroup)> = plan
         .sources
@@ -667,8 +717,7 @@ impl Task<'_> {
             .iter()
             .map(|_| ColumnCache::default())
             .collect();
-        let mut distinct: Vec<Vec<u64>> = vec![Vec::new(); self.states.len()];
-        let mut distinct_values: Vec<Vec<(u32, u64)>> = vec![Vec::new(); self.states.len()];
+        let mut found = Found::new(self.states.len());
         let mut rejects = Rejects {
             group,
             offset: 0,
@@ -679,25 +728,27 @@ impl Task<'_> {
                 Error::data(path, format!("cannot read row group {}: {e}", group.index))
                     .with_help("the file may be corrupt or truncated; re-export it")
             })?;
-            self.batch(
-                &batch,
-                path,
-                &mut cached,
-                &mut distinct,
-                &mut distinct_values,
-                &mut rejects,
-            )?;
+            self.batch(&batch, path, &mut cached, &mut found, &mut rejects)?;
             rejects.offset += batch.num_rows() as u64;
             if let Some(p) = progress {
                 p.inc(batch.num_rows() as u64);
             }
         }
-        for ((state, keys), values) in self.states.iter().zip(distinct).zip(distinct_values) {
+        for (((state, keys), values), measured) in self
+            .states
+            .iter()
+            .zip(found.keys)
+            .zip(found.code_hashes)
+            .zip(found.values)
+        {
             if !keys.is_empty() {
                 state.merge_keys(keys);
             }
             if !values.is_empty() {
                 state.merge_distinct_values(values);
+            }
+            if !measured.is_empty() {
+                state.merge_values(measured);
             }
         }
         if !rejects.rows.is_empty() {
@@ -708,6 +759,44 @@ impl Task<'_> {
                 .extend(rejects.rows);
         }
         Ok(())
+    }
+
+    /// A measure's values in its canonical unit (null where unusable or not
+    /// the measure's code), and why each unusable row of its codes is so.
+    fn measured(
+        &self,
+        m: &crate::engine::plan::MeasurePlan,
+        batch: &RecordBatch,
+        path: &std::path::Path,
+        codes: &Codes,
+        values: &[ArrayRef],
+    ) -> Result<(ArrayRef, Vec<Option<Unusable>>)> {
+        let unit_column = &m.measure.unit;
+        let (units, _) = table::canonical(table::column(batch, unit_column), path, unit_column)?;
+        let units = units.as_string::<i32>();
+        let raw = &values[m.value];
+        let rows = batch.num_rows();
+        let mut why = vec![None; rows];
+        let mut converted = arrow_array::builder::Float64Builder::with_capacity(rows);
+        for (row, why) in why.iter_mut().enumerate() {
+            if !codes.any_match(m.codelist, row, |_| true) {
+                converted.append_null();
+                continue;
+            }
+            let value = (!raw.is_null(row)).then(|| match raw.data_type() {
+                DataType::Int64 => raw.as_primitive::<Int64Type>().value(row) as f64,
+                _ => raw.as_primitive::<Float64Type>().value(row),
+            });
+            let unit = (!units.is_null(row)).then(|| units.value(row));
+            match m.measure.read(value, unit) {
+                Ok(v) => converted.append_value(v),
+                Err(u) => {
+                    *why = Some(u);
+                    converted.append_null();
+                }
+            }
+        }
+        Ok((Arc::new(converted.finish()), why))
     }
 
     fn codes(
@@ -817,10 +906,14 @@ impl Task<'_> {
         batch: &RecordBatch,
         path: &std::path::Path,
         cached: &mut [ColumnCache],
-        distinct: &mut [Vec<u64>],
-        distinct_values: &mut [Vec<(u32, u64)>],
+        found: &mut Found,
         rejects: &mut Rejects,
     ) -> Result<()> {
+        let Found {
+            keys: distinct,
+            code_hashes: distinct_values,
+            values: measured,
+        } = found;
         let source = self.source;
         let rows = batch.num_rows();
         let dates: Date32Array = table::to_dates(
@@ -835,11 +928,33 @@ impl Task<'_> {
         )?;
         let codes = self.codes(batch, path, cached)?;
 
-        let filter_slots: Vec<ArrayRef> = source
+        let mut filter_slots: Vec<ArrayRef> = source
             .filter_columns
             .iter()
             .map(|c| filter_column(source, batch, path, c))
             .collect::<Result<_>>()?;
+        let mut values: Vec<ArrayRef> = source
+            .value_columns
+            .iter()
+            .map(|c| table::canonical(table::column(batch, c), path, c).map(|(a, _)| a))
+            .collect::<Result<_>>()?;
+        // A measure's value, converted, stands in for the stored one
+        // wherever a rule reads it; why each unusable row is so.
+        let unusable: Vec<Option<Unusable>> = match &source.measure {
+            Some(m) => {
+                let (converted, unusable) = self.measured(m, batch, path, &codes, &values)?;
+                if let Some(slot) = source
+                    .filter_columns
+                    .iter()
+                    .position(|c| *c == m.measure.value)
+                {
+                    filter_slots[slot] = converted.clone();
+                }
+                values[m.value] = converted;
+                unusable
+            }
+            None => Vec::new(),
+        };
         // One aggregate's copies (one per date) share its filter and codes.
         let distinct_aggregates = source.distinct_aggregates();
         let copies = source.dates as u32;
@@ -864,11 +979,6 @@ impl Task<'_> {
                     })
                     .transpose()
             })
-            .collect::<Result<_>>()?;
-        let values: Vec<ArrayRef> = source
-            .value_columns
-            .iter()
-            .map(|c| table::canonical(table::column(batch, c), path, c).map(|(a, _)| a))
             .collect::<Result<_>>()?;
 
         // When every aggregate keeps only code-list matches, a row whose codes
@@ -926,6 +1036,19 @@ impl Task<'_> {
                 continue;
             }
             candidates.push(row as u32);
+        }
+        if !unusable.is_empty() {
+            let counts = self.rejected.measure.as_ref().expect("a measure source");
+            candidates.retain(|&row| {
+                let Some(why) = unusable[row as usize] else {
+                    return true;
+                };
+                let at = UNUSABLE.iter().position(|u| *u == why).expect("listed");
+                counts[at].fetch_add(1, Relaxed);
+                let row = row as usize;
+                rejects.add(row, why.reason(), persons.text(row), Some(dates.value(row)));
+                false
+            });
         }
         // Looking people up is the scan's costliest step (a random read in
         // an index of millions); done for a whole batch at once, the reads
@@ -1028,6 +1151,25 @@ impl Task<'_> {
                                 .value(row);
                             // An end before the start is a data error: no days.
                             state.add(slot, i64::from(end.saturating_sub(day).max(0)));
+                        }
+                        Aggregate::Latest | Aggregate::Mean => {
+                            let (v, _) = agg
+                                .value
+                                .expect("checked when loading: latest/mean need a column");
+                            let column = &values[v];
+                            if column.is_null(row) {
+                                continue;
+                            }
+                            let value = match column.data_type() {
+                                DataType::Int64 => {
+                                    column.as_primitive::<Int64Type>().value(row) as f64
+                                }
+                                _ => column.as_primitive::<Float64Type>().value(row),
+                            };
+                            if value.is_nan() {
+                                continue;
+                            }
+                            measured[j].push((slot, day, value));
                         }
                         Aggregate::Min | Aggregate::Max => {
                             let (v, _) = agg

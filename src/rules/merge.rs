@@ -344,6 +344,7 @@ fn same_feature(x: &Feature, y: &Feature) -> bool {
                     window: w1,
                     filter: f1,
                     column: k1,
+                    nth: n1,
                 },
                 FeatureKind::Aggregate {
                     source: s2,
@@ -353,9 +354,17 @@ fn same_feature(x: &Feature, y: &Feature) -> bool {
                     window: w2,
                     filter: f2,
                     column: k2,
+                    nth: n2,
                 },
             ) => {
-                s1 == s2 && a1 == a2 && c1 == c2 && g1 == g2 && w1 == w2 && same(f1, f2) && k1 == k2
+                s1 == s2
+                    && a1 == a2
+                    && c1 == c2
+                    && g1 == g2
+                    && w1 == w2
+                    && same(f1, f2)
+                    && k1 == k2
+                    && n1 == n2
             }
             // Bands are kept as their expression tree; compare trees, not text.
             (FeatureKind::Derived(l1), FeatureKind::Derived(l2)) => l1.expr.same_as(&l2.expr),

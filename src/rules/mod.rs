@@ -91,6 +91,69 @@ pub struct Source {
     /// Only the first N codes of each event count (see the rule file's
     /// `first_codes`).
     pub first_codes: Option<usize>,
+    /// A measured value: only the codes of its list, values converted to
+    /// one unit and checked against a plausible range.
+    pub measure: Option<Measure>,
+}
+
+/// How a measure's rows are read (see [`syntax::Measure`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measure {
+    /// The code list of the measure's codes (by name: lists are read after
+    /// sources).
+    pub codelist: String,
+    pub value: String,
+    pub unit: String,
+    pub canonical: String,
+    /// Unit as matched (trimmed, ASCII lower case) -> factor to canonical.
+    pub units: Vec<(String, f64)>,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// Why a measured value was not used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unusable {
+    NullValue,
+    UnknownUnit,
+    Implausible,
+}
+
+impl Unusable {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Unusable::NullValue => "null_value",
+            Unusable::UnknownUnit => "unknown_unit",
+            Unusable::Implausible => "implausible_value",
+        }
+    }
+}
+
+impl Measure {
+    /// The key a unit is matched by.
+    pub fn unit_key(unit: &str) -> String {
+        unit.trim_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r'])
+            .to_ascii_lowercase()
+    }
+
+    /// A raw value and unit in the canonical unit, or why not.
+    pub fn read(&self, value: Option<f64>, unit: Option<&str>) -> Result<f64, Unusable> {
+        let value = value.filter(|v| v.is_finite()).ok_or(Unusable::NullValue)?;
+        let key = Self::unit_key(unit.unwrap_or(""));
+        let factor = self
+            .units
+            .iter()
+            .find(|(u, _)| *u == key)
+            .map(|&(_, f)| f)
+            .ok_or(Unusable::UnknownUnit)?;
+        // Six decimal places: extracts carry a few, and a value converted
+        // onto a boundary (1.3 g/dL is 13 g/L) must land on it.
+        let canonical = (value * factor * 1e6).round() / 1e6;
+        if canonical < self.low || canonical > self.high {
+            return Err(Unusable::Implausible);
+        }
+        Ok(canonical)
+    }
 }
 
 /// A column of words a rule can use (`admission_method`), made from a
@@ -115,6 +178,8 @@ pub enum FeatureKind {
         window: Window,
         filter: Option<Located>,
         column: Option<String>,
+        /// `latest`: which value, counting back from the latest (1).
+        nth: usize,
     },
     Derived(Located),
     /// Mutually exclusive segments in priority order: each person gets the

@@ -105,6 +105,22 @@ pub(super) fn load_one(
     let (params, overridden) = read_params(l, &file, &mut names, overrides)?;
     let sources = read_sources(l, &file)?;
     let codelists = read_codelists(l, &file, rule_dir)?;
+    for (source, (name, decl)) in sources.iter().zip(&file.sources) {
+        if let (Some(m), Some(written)) = (&source.measure, &decl.get_ref().measure)
+            && !codelists.iter().any(|c| c.name == m.codelist)
+        {
+            return Err(l
+                .error(
+                    written.span().start,
+                    format!(
+                        "the measure of source `{name}` names code list `{}`, which this file does not declare{}",
+                        m.codelist,
+                        did_you_mean(&m.codelist, codelists.iter().map(|c| c.name.as_str()))
+                    ),
+                )
+                .with_help("declare the measure's codes in a [codelists.NAME] table of this file"));
+        }
+    }
     let mut features = Vec::new();
     for (name, f) in &file.features {
         let offset = f.span().start;
@@ -387,10 +403,84 @@ fn read_sources(l: &Loader, file: &syntax::RuleFile) -> Result<Vec<Source>> {
             mapped,
             optional: decl.optional,
             first_codes: decl.first_codes.map(|n| n as usize),
+            measure: decl
+                .measure
+                .as_ref()
+                .map(|m| read_measure(l, name, decl, m))
+                .transpose()?,
         });
     }
 
     Ok(sources)
+}
+
+/// `[sources.NAME.measure]`: units, factors and bounds checked.
+fn read_measure(
+    l: &Loader,
+    name: &str,
+    decl: &syntax::Source,
+    m: &Spanned<syntax::Measure>,
+) -> Result<crate::rules::Measure> {
+    let at = m.span().start;
+    let codes = decl.code.as_ref().map(syntax::OneOrMany::to_vec);
+    if codes.as_ref().is_none_or(|c| c.len() != 1) {
+        return Err(l
+            .error(
+                at,
+                format!("source `{name}` has a measure, so it needs one `code` column"),
+            )
+            .with_help("name the column of the codes that record the measure: code = \"code\""));
+    }
+    let m = m.get_ref();
+    let mut units: Vec<(String, f64)> = Vec::new();
+    for (unit, &factor) in m.units.get_ref() {
+        let key = crate::rules::Measure::unit_key(unit);
+        if !(factor.is_finite() && factor > 0.0) {
+            return Err(l.error(
+                m.units.span().start,
+                format!("the factor of unit `{unit}` must be a number above 0, not {factor}"),
+            ));
+        }
+        if units.iter().any(|(u, _)| *u == key) {
+            return Err(l
+                .error(
+                    m.units.span().start,
+                    format!(
+                        "unit `{unit}` is listed twice (units are matched ignoring case and spaces)"
+                    ),
+                )
+                .with_help("keep one of them"));
+        }
+        units.push((key, factor));
+    }
+    if units.is_empty() {
+        return Err(l
+            .error(m.units.span().start, "a measure needs at least one unit")
+            .with_help(format!(
+                "list the units extracts write and each one's factor to {}: units = {{ \"{}\" = 1 }}",
+                m.canonical, m.canonical
+            )));
+    }
+    let (low, high) = match m.bounds.get_ref()[..] {
+        [low, high] if low.is_finite() && high.is_finite() && low < high => (low, high),
+        _ => {
+            return Err(l
+                .error(
+                    m.bounds.span().start,
+                    "`bounds` must be two numbers, the lowest and highest plausible values, lowest first",
+                )
+                .with_help(format!("e.g. bounds = [30, 250] (in {})", m.canonical)));
+        }
+    };
+    Ok(crate::rules::Measure {
+        codelist: m.codelist.clone(),
+        value: m.value.clone(),
+        unit: m.unit.clone(),
+        canonical: m.canonical.clone(),
+        units,
+        low,
+        high,
+    })
 }
 
 /// `[codelists]`, each CSV read (paths relative to the rule file).
@@ -689,9 +779,68 @@ fn feature_kind(
     };
     let agg_at = aggregate.span().start;
     let aggregate = *aggregate.get_ref();
-    let codelist = match &decl.codelist {
-        Some(c) => {
-            let at = content_offset(l.text, c.span());
+    let measure = sources[source].measure.as_ref();
+    if let Some(m) = measure {
+        if !matches!(
+            aggregate,
+            Aggregate::Count
+                | Aggregate::Exists
+                | Aggregate::FirstDate
+                | Aggregate::LastDate
+                | Aggregate::Latest
+                | Aggregate::Mean
+                | Aggregate::Min
+                | Aggregate::Max
+        ) {
+            return Err(l
+                .error(
+                    agg_at,
+                    format!(
+                        "source `{}` is a measure: aggregate `{}` does not apply to its values",
+                        sources[source].name,
+                        aggregate.name()
+                    ),
+                )
+                .with_help(
+                    "use latest (with nth), mean, min, max, count, exists, first_date or last_date",
+                ));
+        }
+        if let Some(c) = decl
+            .codelist
+            .as_ref()
+            .filter(|c| *c.get_ref() != m.codelist)
+        {
+            return Err(l
+                .error(
+                    content_offset(l.text, c.span()),
+                    format!(
+                        "source `{}` is a measure of the codes in `{}`: a feature of it reads those codes only",
+                        sources[source].name, m.codelist
+                    ),
+                )
+                .with_help("leave `codelist` out (the measure's list is used), or declare another source"));
+        }
+        if let Some(c) = decl.column.as_ref().filter(|c| *c.get_ref() != m.value) {
+            return Err(l
+                .error(
+                    content_offset(l.text, c.span()),
+                    format!(
+                        "source `{}` is a measure: its features read its value, `{}`",
+                        sources[source].name, m.value
+                    ),
+                )
+                .with_help("leave `column` out"));
+        }
+    }
+    let measure_list = measure.map(|m| m.codelist.as_str());
+    let codelist = match decl
+        .codelist
+        .as_ref()
+        .map(|c| (c.get_ref().as_str(), c.span()))
+        .or_else(|| measure_list.map(|m| (m, decl.aggregate.as_ref().map_or(0..0, |a| a.span()))))
+    {
+        Some((c, span)) => {
+            let at = content_offset(l.text, span);
             if sources[source].codes.is_empty() {
                 return Err(l.error(
                     at,
@@ -701,24 +850,16 @@ fn feature_kind(
                     ),
                 ));
             }
-            Some(
-                codelists
-                    .iter()
-                    .position(|x| &x.name == c.get_ref())
-                    .ok_or_else(|| {
-                        l.error(
-                            at,
-                            format!(
-                                "unknown code list `{}`{}",
-                                c.get_ref(),
-                                did_you_mean(
-                                    c.get_ref(),
-                                    codelists.iter().map(|x| x.name.as_str())
-                                )
-                            ),
-                        )
-                    })?,
-            )
+            Some(codelists.iter().position(|x| x.name == c).ok_or_else(|| {
+                l.error(
+                    at,
+                    format!(
+                        "unknown code list `{}`{}",
+                        c,
+                        did_you_mean(c, codelists.iter().map(|x| x.name.as_str()))
+                    ),
+                )
+            })?)
         }
         None => None,
     };
@@ -746,25 +887,47 @@ fn feature_kind(
             list.is_some_and(|c| c.entries.iter().all(|e| e.weight.is_some())),
             "a `codelist` with a `weight_column`",
         )?,
-        Aggregate::Min | Aggregate::Max => needs(decl.column.is_some(), "a `column` to reduce")?,
+        Aggregate::Min | Aggregate::Max | Aggregate::Latest | Aggregate::Mean => needs(
+            decl.column.is_some() || measure.is_some(),
+            "a `column` to reduce (or a source with a measure)",
+        )?,
         Aggregate::TotalDays => needs(
             decl.column.is_some(),
             "a `column` holding each event's end date (e.g. `column = \"discharge_date\"`)",
         )?,
         _ => {}
     }
-    if decl.column.is_some()
-        && !matches!(
-            aggregate,
-            Aggregate::Min | Aggregate::Max | Aggregate::TotalDays
-        )
-    {
+    let reduces = matches!(
+        aggregate,
+        Aggregate::Min | Aggregate::Max | Aggregate::Latest | Aggregate::Mean
+    );
+    if decl.column.is_some() && !reduces && aggregate != Aggregate::TotalDays {
         let at = decl.column.as_ref().map_or(agg_at, |c| c.span().start);
         return Err(l.error(
             at,
-            "`column` is only used by the `min`, `max` and `total_days` aggregates",
+            "`column` is only used by the `min`, `max`, `latest`, `mean` and `total_days` aggregates",
         ));
     }
+    let nth = match &decl.nth {
+        Some(n) if aggregate != Aggregate::Latest => {
+            return Err(l.error(
+                n.span().start,
+                "`nth` is only used by the `latest` aggregate",
+            ));
+        }
+        Some(n) if *n.get_ref() == 0 => {
+            return Err(l
+                .error(n.span().start, "`nth` counts from 1 (the latest value)")
+                .with_help("nth = 2 is the value before the latest"));
+        }
+        Some(n) => *n.get_ref() as usize,
+        None => 1,
+    };
+    let column = match (decl.column.as_ref(), measure) {
+        (Some(c), _) => Some(c.get_ref().clone()),
+        (None, Some(m)) if reduces => Some(m.value.clone()),
+        _ => None,
+    };
     let window = match &decl.window {
         Some(w) => parse_window(l, w, params, forward)?,
         None if forward => {
@@ -811,7 +974,8 @@ fn feature_kind(
         category,
         window,
         filter,
-        column: decl.column.as_ref().map(|c| c.get_ref().clone()),
+        column,
+        nth,
     })
 }
 

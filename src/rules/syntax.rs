@@ -190,6 +190,49 @@ pub struct Source {
     /// an admission's primary diagnosis only.
     #[serde(default)]
     pub first_codes: Option<u32>,
+    /// A measured value (haemoglobin, eGFR, BMI): the codes that record it,
+    /// its value and unit columns, each unit's factor to one canonical unit
+    /// and the plausible range. Rows of other codes are not part of the
+    /// source; rows whose value cannot be read in the canonical unit are
+    /// rejected with a reason.
+    #[serde(default)]
+    #[schemars(with = "Option<Measure>")]
+    pub measure: Option<Spanned<Measure>>,
+}
+
+/// `[sources.NAME.measure]`: what one measure's rows are and how their
+/// values are read.
+#[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Measure {
+    /// The code list of the codes that record this measure.
+    pub codelist: String,
+    /// The numeric value column (default `value`).
+    #[serde(default = "default_value_column")]
+    pub value: String,
+    /// The unit column (default `unit`).
+    #[serde(default = "default_unit_column")]
+    pub unit: String,
+    /// The canonical unit values are converted to, for people to read.
+    pub canonical: String,
+    /// Each unit as extracts write it -> the factor that converts it to the
+    /// canonical unit (`"g/dL" = 10` for haemoglobin in g/L). Matched after
+    /// trimming spaces, ignoring ASCII case; `""` is a missing unit. A unit
+    /// not listed rejects the row.
+    #[schemars(with = "IndexMap<String, f64>")]
+    pub units: Spanned<IndexMap<String, f64>>,
+    /// `[low, high]`: plausible values in the canonical unit, both
+    /// included; others reject the row.
+    #[schemars(with = "[f64; 2]")]
+    pub bounds: Spanned<Vec<f64>>,
+}
+
+fn default_value_column() -> String {
+    "value".into()
+}
+
+fn default_unit_column() -> String {
+    "unit".into()
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, JsonSchema)]
@@ -279,6 +322,11 @@ pub enum Aggregate {
     Min,
     Max,
     TotalDays,
+    /// The value of `column` at the latest event (or, with `nth = N`, the
+    /// N-th latest).
+    Latest,
+    /// The mean of `column` over the events.
+    Mean,
 }
 
 impl Aggregate {
@@ -297,6 +345,8 @@ impl Aggregate {
             Aggregate::Min => "min",
             Aggregate::Max => "max",
             Aggregate::TotalDays => "total_days",
+            Aggregate::Latest => "latest",
+            Aggregate::Mean => "mean",
         }
     }
 }
@@ -340,6 +390,11 @@ pub struct Feature {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub column: Option<Spanned<String>>,
+    /// `latest` only: the N-th latest value (2 is the one before the
+    /// latest); 1 unless given.
+    #[serde(default)]
+    #[schemars(with = "Option<u32>")]
+    pub nth: Option<Spanned<u32>>,
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub expr: Option<Spanned<String>>,
@@ -404,6 +459,7 @@ impl Feature {
             ("window", at(&self.window)),
             ("where", at(&self.filter)),
             ("column", at(&self.column)),
+            ("nth", at(&self.nth)),
             ("expr", at(&self.expr)),
             ("score", at(&self.score)),
             ("bands", at(&self.bands)),

@@ -64,7 +64,7 @@ impl Aggregate {
             | Aggregate::TotalDays => Type::Int,
             Aggregate::Exists => Type::Bool,
             Aggregate::ListCategories => Type::Str,
-            Aggregate::SumDistinctWeights => Type::Float,
+            Aggregate::SumDistinctWeights | Aggregate::Mean | Aggregate::Latest => Type::Float,
             Aggregate::FirstDate | Aggregate::LastDate => Type::Date,
             Aggregate::Min | Aggregate::Max => column.unwrap_or(Type::Int),
         }

@@ -168,6 +168,8 @@ impl Bound {
                     }
                     let ty = if spec.mapped.iter().any(|m| m.name == name) {
                         Type::Str
+                    } else if spec.measure.as_ref().is_some_and(|m| m.value == name) {
+                        Type::Float
                     } else {
                         let field = table.schema.field_with_name(name).map_err(|_| {
                             model.expr_error(
@@ -194,6 +196,11 @@ impl Bound {
                 }
             }
             if let Some(c) = column
+                && !value_columns.iter().any(|(n, _)| n == c)
+                && spec.measure.as_ref().is_some_and(|m| m.value == *c)
+            {
+                value_columns.push((c.clone(), Type::Float));
+            } else if let Some(c) = column
                 && !value_columns.iter().any(|(n, _)| n == c)
             {
                 let ty = table::canonical_type(table.column_type(c, "a reduced column")?)
@@ -302,6 +309,31 @@ impl Bound {
             Codes::One(c) => columns.push(format!("{c} AS _code")),
             Codes::Many(l) => columns.push(format!("{l} AS _codes")),
         }
+        // A measure's value in its canonical unit (null if its unit is not
+        // listed), as strata reads it.
+        let measured = spec.measure.as_ref().map(|m| {
+            let unit = format!(
+                "lower({})",
+                target.trim_code(&format!(
+                    "coalesce(CAST({} AS {}), '')",
+                    id(&m.unit),
+                    target.text_type()
+                ))
+            );
+            let whens: String = m
+                .units
+                .iter()
+                .map(|(u, f)| {
+                    format!(
+                        " WHEN {} THEN round(CAST({} AS DOUBLE) * {}, 6)",
+                        target.string(u),
+                        id(&m.value),
+                        target.double(*f)
+                    )
+                })
+                .collect();
+            (m, format!("CASE {unit}{whens} END"))
+        });
         for (c, ty) in &self.filter_columns {
             let value = match spec.mapped.iter().find(|m| &m.name == c) {
                 Some(m) => {
@@ -322,13 +354,21 @@ impl Bound {
                         ))
                     )
                 }
-                None => format!("CAST({} AS {})", id(c), expr::sql_type(target, *ty)),
+                None => match &measured {
+                    Some((m, value)) if m.value == *c => value.clone(),
+                    _ => format!("CAST({} AS {})", id(c), expr::sql_type(target, *ty)),
+                },
             };
             columns.push(format!("{value} AS {}", id(c)));
         }
         for (i, (c, ty)) in self.value_columns.iter().enumerate() {
-            let ty = expr::sql_type(target, *ty);
-            columns.push(format!("CAST({} AS {ty}) AS _v{i}", id(c)));
+            match &measured {
+                Some((m, value)) if m.value == *c => columns.push(format!("{value} AS _v{i}")),
+                _ => {
+                    let ty = expr::sql_type(target, *ty);
+                    columns.push(format!("CAST({} AS {ty}) AS _v{i}", id(c)));
+                }
+            }
         }
         let mut conditions = vec![
             format!("{person} IS NOT NULL"),
@@ -343,6 +383,15 @@ impl Bound {
                 .map(|d| format!("DATE '{d}'"))
                 .collect();
             conditions.push(format!("{date} NOT IN ({})", missing.join(", ")));
+        }
+        if let Some((m, value)) = &measured {
+            // Rows whose value is unusable are rejected (features read the
+            // measure's codes only, so other codes' rows do not matter).
+            conditions.push(format!(
+                "{value} BETWEEN {} AND {}",
+                target.double(m.low),
+                target.double(m.high)
+            ));
         }
         let events = format!("{name}__events");
         script.cte(
@@ -412,6 +461,7 @@ impl Bound {
             window,
             filter,
             column,
+            nth,
             ..
         } = &feature.kind
         else {
@@ -511,6 +561,41 @@ impl Bound {
                     _ => format!("_v{v}"),
                 };
                 grouped(format!("{f}({})", when(&value)), None)
+            }
+            Aggregate::Mean => {
+                let v = value_column();
+                let value = format!("CAST(_v{v} AS DOUBLE)");
+                let value = format!("CASE WHEN NOT isnan({value}) THEN {value} END");
+                if per_code {
+                    Aggregated::Own {
+                        body: format!(
+                            "SELECT _person, avg(_x) AS {name}\n  FROM (SELECT DISTINCT _person, _event, {value} AS _x FROM {rows}{filtered}) AS e\n  GROUP BY _person"
+                        ),
+                        about,
+                        default: None,
+                    }
+                } else {
+                    grouped(format!("avg({})", when(&value)), None)
+                }
+            }
+            Aggregate::Latest => {
+                let v = value_column();
+                let value = format!("CAST(_v{v} AS DOUBLE)");
+                let mut kept = cond.clone();
+                kept.push(format!("_v{v} IS NOT NULL"));
+                kept.push(format!("NOT isnan({value})"));
+                // Latest first; of one day's values, the lowest first (as
+                // strata orders them); each event once.
+                let distinct = if per_code { "DISTINCT " } else { "" };
+                Aggregated::Own {
+                    body: format!(
+                        "SELECT _person, _x AS {name}\n  FROM (SELECT _person, _x, row_number() OVER (PARTITION BY _person ORDER BY _day DESC, _x ASC) AS _rank\n    FROM (SELECT {distinct}_person, {}_day, {value} AS _x FROM {rows} WHERE {}) AS e) AS r\n  WHERE _rank = {nth}",
+                        if per_code { "_event, " } else { "" },
+                        kept.join(" AND ")
+                    ),
+                    about,
+                    default: None,
+                }
             }
             Aggregate::TotalDays => {
                 let v = value_column();
