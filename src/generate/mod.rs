@@ -1,13 +1,14 @@
 //! `strata generate`: a synthetic population with three years of activity,
 //! written in the shape of the data contract (`patients`, `pcns`,
 //! `ae_attendances`, `admissions`, `gp_events`, `medications`,
-//! `registrations`).
+//! `observations`, `registrations`).
 //!
 //! The population looks like an English city's (Southampton's age structure,
 //! PCNs and deprivation) and its risk is correlated the way it is in life, so
 //! that every bundled model finds a plausible cohort in it: see
 //! `population.rs` for persons and places, `registrations.rs` for who was
-//! registered where and when, `activity.rs` for events,
+//! registered where and when, `activity.rs` for events, `observations.rs`
+//! for measured values,
 //! `vocabulary.rs` for the codes, `tables.rs` for ordering and Parquet.
 //!
 //! # Determinism
@@ -30,6 +31,7 @@
 //! it did not write.
 
 mod activity;
+mod observations;
 mod population;
 mod registrations;
 mod tables;
@@ -144,7 +146,7 @@ fn generate_with_layout(
     let activity = Activity::new(&vocabulary, window);
 
     let n_chunks = opts.patients.div_ceil(CHUNK_PERSONS);
-    let chunks: Vec<(Vec<Person>, Events)> = (0..n_chunks)
+    let chunks: Vec<(Vec<Person>, Events, Vec<observations::Observation>)> = (0..n_chunks)
         .into_par_iter()
         .map(|chunk| {
             let seed = opts.seed ^ (chunk as u64 + 1).wrapping_mul(CHUNK_SEED_STRIDE);
@@ -153,21 +155,24 @@ fn generate_with_layout(
             let last = (first + CHUNK_PERSONS).min(opts.patients);
             let mut persons = Vec::with_capacity(last - first);
             let mut events = Events::default();
+            let mut measured = Vec::new();
             for index in first..last {
                 // check_options guarantees indices fit u32.
                 let index = index as u32;
                 let (person, health) = draw.draw(&mut rng, index);
                 activity.simulate(&mut rng, index, &person, &health, &mut events);
+                observations::simulate(index, &person, &health, &mut measured);
                 persons.push(person);
             }
-            (persons, events)
+            (persons, events, measured)
         })
         .collect();
 
     let mut persons = Vec::with_capacity(opts.patients);
-    let (mut attendances, mut admissions, mut gp, mut prescriptions) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (chunk_persons, events) in chunks {
+    let (mut attendances, mut admissions, mut gp, mut prescriptions, mut measured) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (chunk_persons, events, chunk_measured) in chunks {
+        measured.push(chunk_measured);
         persons.extend(chunk_persons);
         attendances.push(events.attendances);
         admissions.push(events.admissions);
@@ -186,6 +191,7 @@ fn generate_with_layout(
         admissions: order_by_day(admissions, window.days),
         gp: order_by_day(gp, window.days),
         prescriptions: order_by_day(prescriptions, window.days),
+        observations: order_by_day(measured, window.days),
         registrations,
     };
     let tables = tables::write_all(&data, &opts.out, layout)?;

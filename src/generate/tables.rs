@@ -19,8 +19,8 @@ use std::sync::Arc;
 use arrow_array::builder::{ListBuilder, StringBuilder};
 use arrow_array::types::Int32Type;
 use arrow_array::{
-    ArrayRef, BooleanArray, Date32Array, DictionaryArray, Int8Array, Int32Array, Int64Array,
-    RecordBatch, StringArray,
+    ArrayRef, BooleanArray, Date32Array, DictionaryArray, Float64Array, Int8Array, Int32Array,
+    Int64Array, RecordBatch, StringArray,
 };
 use arrow_schema::{ArrowError, DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
@@ -30,6 +30,7 @@ use rayon::prelude::*;
 
 use super::GenerateError;
 use super::activity::{Admission, Attendance, CodedEvent};
+use super::observations::{self, Observation};
 use super::population::{City, PCNS, Person, Window};
 use super::registrations::{Registration, id_hash};
 use super::vocabulary::Vocabulary;
@@ -66,6 +67,12 @@ impl Dated for Attendance {
 }
 
 impl Dated for CodedEvent {
+    fn day(&self) -> u16 {
+        self.day
+    }
+}
+
+impl Dated for Observation {
     fn day(&self) -> u16 {
         self.day
     }
@@ -122,6 +129,7 @@ pub(crate) struct Dataset<'a> {
     pub admissions: DayOrdered<Admission>,
     pub gp: DayOrdered<CodedEvent>,
     pub prescriptions: DayOrdered<CodedEvent>,
+    pub observations: DayOrdered<Observation>,
     /// By person, then start.
     pub registrations: Vec<Registration>,
 }
@@ -134,17 +142,19 @@ enum Table {
     Admissions,
     GpEvents,
     Medications,
+    Observations,
     Registrations,
 }
 
 impl Table {
-    const ALL: [Table; 7] = [
+    const ALL: [Table; 8] = [
         Table::Patients,
         Table::Pcns,
         Table::Attendances,
         Table::Admissions,
         Table::GpEvents,
         Table::Medications,
+        Table::Observations,
         Table::Registrations,
     ];
 
@@ -156,6 +166,7 @@ impl Table {
             Table::Admissions => "admissions",
             Table::GpEvents => "gp_events",
             Table::Medications => "medications",
+            Table::Observations => "observations",
             Table::Registrations => "registrations",
         }
     }
@@ -194,6 +205,10 @@ pub(crate) fn write_all(
             Table::Medications => (
                 data.prescriptions.rows.len(),
                 Some(&data.prescriptions.day_start),
+            ),
+            Table::Observations => (
+                data.observations.rows.len(),
+                Some(&data.observations.day_start),
             ),
             Table::Registrations => (data.registrations.len(), None),
         };
@@ -322,6 +337,44 @@ fn write_file(data: &Dataset, job: &FileJob, layout: &Layout) -> Result<(), Gene
             let rows = &data.admissions.rows[job.rows.clone()];
             write_parquet(job, layout, admissions_schema(), Some(1), |r| {
                 admissions_batch(&rows[r], ids, start, data.vocabulary)
+            })
+        }
+        Table::Observations => {
+            let rows = &data.observations.rows[job.rows.clone()];
+            let schema = observations_schema();
+            let codes: ArrayRef = Arc::new(StringArray::from_iter_values(observations::CODES));
+            let units: ArrayRef = Arc::new(StringArray::from(observations::UNITS.to_vec()));
+            write_parquet(job, layout, schema.clone(), Some(1), |r| {
+                let rows = &rows[r];
+                let code_keys =
+                    Int32Array::from_iter_values(rows.iter().map(|o| i32::from(o.code)));
+                // A missing unit is a null, not an empty string.
+                let unit_keys =
+                    Int32Array::from_iter(rows.iter().map(|o| {
+                        observations::UNITS[usize::from(o.unit)].map(|_| i32::from(o.unit))
+                    }));
+                RecordBatch::try_new(
+                    schema.clone(),
+                    vec![
+                        Arc::new(Int64Array::from_iter_values(
+                            rows.iter().map(|o| ids[o.person as usize]),
+                        )),
+                        Arc::new(Date32Array::from_iter_values(
+                            rows.iter().map(|o| start + i32::from(o.day)),
+                        )),
+                        Arc::new(DictionaryArray::<Int32Type>::try_new(
+                            code_keys,
+                            codes.clone(),
+                        )?),
+                        Arc::new(Float64Array::from_iter(
+                            rows.iter().map(|o| (!o.value.is_nan()).then_some(o.value)),
+                        )),
+                        Arc::new(DictionaryArray::<Int32Type>::try_new(
+                            unit_keys,
+                            units.clone(),
+                        )?),
+                    ],
+                )
             })
         }
         Table::GpEvents | Table::Medications => {
@@ -475,6 +528,17 @@ fn admissions_schema() -> SchemaRef {
             DataType::List(Arc::new(diagnosis_field())),
             false,
         ),
+    ]))
+}
+
+fn observations_schema() -> SchemaRef {
+    let text = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    Arc::new(Schema::new(vec![
+        Field::new("person_id", DataType::Int64, false),
+        Field::new("date", DataType::Date32, false),
+        Field::new("code", text.clone(), false),
+        Field::new("value", DataType::Float64, true),
+        Field::new("unit", text, true),
     ]))
 }
 
