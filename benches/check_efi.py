@@ -1,7 +1,9 @@
 """Independent check of the eFI model (models/efi.toml): recomputes every
 person's electronic Frailty Index deficits (distinct deficits of the code
-list ever coded, plus polypharmacy: 5+ distinct dm+d codes issued in the 12
-calendar months to the as-of date) and the category of everyone 65+ in
+list ever coded; the deficits a measured value ever scored and no code did,
+units converted and implausible values left out by its own table; plus
+polypharmacy: 5+ distinct dm+d codes issued in the 12 calendar months to
+the as-of date) and the category of everyone 65+ in
 DuckDB SQL straight from the input Parquet and the code list, and compares
 them with strata's OUT/patients.parquet, person by person.
 
@@ -21,6 +23,6 @@ data, out, as_of = sys.argv[1], sys.argv[2], sys.argv[3]
 con = duckdb.connect()
 checklib.build(con, data, as_of)
 differing = checklib.compare(
-    con, out, ["efi_coded_deficits", "medicines_12m", "efi_deficits", "efi_category"], "eFI"
+    con, out, ["efi_coded_deficits", "efi_measured_deficits", "medicines_12m", "efi_deficits", "efi_category"], "eFI"
 )
 sys.exit(0 if differing == 0 else 1)

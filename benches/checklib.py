@@ -89,6 +89,24 @@ SNOMED_LISTS = {
     "frailty": ("frailty_cod.csv", "level"),
     "efi": ("efi_clegg2016_snomed.csv", "deficit"),
 }
+# The eFI's deficits from measured values (models/efi.toml), written out
+# again here: deficit -> (code list, unit -> factor to the canonical unit
+# (units matched trimmed, in lower case; '' is a missing unit), plausible
+# bounds (both included), the rule over the converted value `v` and sex).
+EFI_MEASURED = {
+    "falls": ("efi_falls_number_snomed.csv", {"": 1}, (0, 100), "v > 0"),
+    "atrial_fibrillation": ("efi_chads2_snomed.csv", {"": 1, "score": 1}, (0, 6), "true"),
+    "anaemia": ("efi_haemoglobin_snomed.csv", {"g/l": 1, "g/dl": 10}, (25, 250),
+                "case sex when 'M' then v > 25 and v < 130 when 'F' then v > 25 and v < 115 end"),
+    "thyroid_disease": ("efi_tsh_snomed.csv", {"mu/l": 1, "miu/l": 1, "": 1}, (0.005, 500),
+                        "v < 0.36 or v > 5.5"),
+    "chronic_kidney_disease": ("egfr_pincer.csv",
+                               {"ml/min/1.73m2": 1, "ml/min/{1.73_m2}": 1, "ml/min/1.73m^2": 1,
+                                "ml/min": 1, "": 1}, (1, 200), "v < 60"),
+    "osteoporosis": ("efi_hip_dxa_t_score_snomed.csv", {"": 1}, (-10, 10), "v <= -2.5"),
+    "weight_loss_anorexia": ("efi_must_score_snomed.csv", {"": 1, "score": 1}, (0, 6), "v >= 1"),
+}
+
 # ICD-10 prefix lists of admissions.
 ICD10_LISTS = {
     "metastasis": ("distant_metastasis_icd10.csv", None),
@@ -348,12 +366,53 @@ def build(con, data, as_of, hiu_age_floor=0):
         )
         meds_present = "true"
 
+    # eFI deficits from measured values: each one a person has from a usable
+    # value and not from a code (none without an observations table).
+    observations = table(data, "observations")
+    coded = ", ".join(
+        f"bool_or(list = 'efi' and category = '{d}') as coded_{d}" for d in EFI_MEASURED
+    )
+    con.execute(f"create table efi_coded as select person_id, {coded} from gp_hits group by person_id")
+    if observations is None:
+        con.execute("create table efi_measured (person_id bigint, efi_measured_deficits bigint)")
+    else:
+        hits = []
+        for deficit, (file, units, (low, high), rule) in EFI_MEASURED.items():
+            factors = " ".join(f"when '{u}' then {f}" for u, f in units.items())
+            hits.append(
+                f"""select person_id, '{deficit}' as deficit from (
+                       select o.person_id, pt.sex,
+                              round(o.value * case lower(trim(coalesce(o.unit, ''))) {factors} end, 6) as v
+                       from read_parquet({observations}) o
+                       join (select distinct trim(code) as code
+                             from read_csv('{os.path.join(CODELISTS, file)}', header = true, all_varchar = true)) c
+                         on c.code = trim(o.code)
+                       left join (select distinct person_id, sex from read_parquet({table(data, 'patients')})) pt
+                         using (person_id)
+                       where usable(o.date) and o.person_id is not null and not isnan(o.value))
+                   where v between {low} and {high} and ({rule})"""
+            )
+        not_coded = " + ".join(
+            f"case when bool_or(h.deficit = '{d}') and not coalesce(any_value(c.coded_{d}), false) then 1 else 0 end"
+            for d in EFI_MEASURED
+        )
+        con.execute(
+            f"""
+            create table efi_measured as
+            select h.person_id, {not_coded} as efi_measured_deficits
+            from ({" union all ".join(hits)}) h
+            left join efi_coded c using (person_id)
+            group by h.person_id
+            """
+        )
+
     con.execute(
         f"""
         create table inputs as
         select p.*,
                gp.* exclude (person_id, efi_coded_deficits),
                coalesce(gp.efi_coded_deficits, 0) as efi_coded_deficits,
+               coalesce(em.efi_measured_deficits, 0) as efi_measured_deficits,
                coalesce(a.unplanned_12m, 0) as unplanned_admissions_12m,
                coalesce(a.unplanned_12m, 0) as emergency_admissions_12m,
                coalesce(ae.ae_12m, 0) as ae_attendances_12m,
@@ -372,6 +431,7 @@ def build(con, data, as_of, hiu_age_floor=0):
         left join admissions a using (person_id)
         left join meds m using (person_id)
         left join attendances ae using (person_id)
+        left join efi_measured em using (person_id)
         """
     )
 
@@ -435,7 +495,7 @@ def build(con, data, as_of, hiu_age_floor=0):
             from inputs i
             join registers r using (person_id)
             join (
-                select person_id, efi_coded_deficits
+                select person_id, efi_coded_deficits + efi_measured_deficits
                        + case when medicines_12m >= {EFI_POLYPHARMACY_MEDICINES} then 1 else 0 end as n
                 from inputs
             ) d using (person_id)

@@ -114,7 +114,8 @@ fn compile_names_what_it_refuses() {
 }
 
 /// Every file of two output folders, apart from what records when and how
-/// a run was made (timings, inputs read, workbook creation times).
+/// a run was made (timings, inputs read, workbook creation times) and the
+/// rejected rows of the event tables a publish does not read.
 fn assert_same_outputs(ran: &Path, published: &Path) {
     let files = |d: &Path| {
         let mut out = Vec::new();
@@ -132,7 +133,11 @@ fn assert_same_outputs(ran: &Path, published: &Path) {
         out.sort();
         out
     };
-    let names = files(ran);
+    // Rejected rows are of event tables `publish` does not read.
+    let names: Vec<_> = files(ran)
+        .into_iter()
+        .filter(|n| !n.starts_with("rejects"))
+        .collect();
     assert_eq!(names, files(published));
     let mut compared = 0;
     for name in names {

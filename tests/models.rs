@@ -204,17 +204,84 @@ fn the_core_model_runs_without_a_medications_table() {
         deficits(&b, "efi_coded_deficits"),
     );
     let (all_a, all_b) = (deficits(&a, "efi_deficits"), deficits(&b, "efi_deficits"));
+    let measured_b = deficits(&b, "efi_measured_deficits");
     let polypharmacy = a.column_by_name("polypharmacy").unwrap().as_boolean();
     let mut lowered = 0;
     for i in 0..a.num_rows() {
         assert_eq!(coded_a.value(i), coded_b.value(i));
-        assert_eq!(all_b.value(i), coded_b.value(i), "no polypharmacy counted");
+        assert_eq!(
+            all_b.value(i),
+            coded_b.value(i) + measured_b.value(i),
+            "no polypharmacy counted"
+        );
         if polypharmacy.value(i) {
             assert_eq!(all_a.value(i), all_b.value(i) + 1);
             lowered += 1;
         }
     }
     assert!(lowered > 100, "{lowered} persons had polypharmacy");
+}
+
+/// The observations table is optional too: without it the eFI's deficits
+/// from measured values are not scored (none is), the coded ones are as
+/// before, and the run says the table was absent; with it, measured values
+/// add deficits to some people and never take one away.
+#[test]
+fn the_core_model_runs_without_an_observations_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = sample_data_copy(tmp.path(), &["observations.parquet"]);
+    let (with, without) = (tmp.path().join("with"), tmp.path().join("without"));
+    let core = repo_path("models/core.toml");
+    let o = run_quietly(&core, &repo_path("sample-data"), &with, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run_printed(&core, &data, &without, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("Optional table `observations` is absent"),
+        "{}",
+        stdout(&o)
+    );
+    let m = manifest(&without);
+    let absent: Vec<&str> = m["absent_optional_tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["table"].as_str())
+        .collect();
+    assert!(absent.contains(&"observations"), "{absent:?}");
+
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    let (a, b) = (
+        read_parquet(&with.join("patients.parquet")),
+        read_parquet(&without.join("patients.parquet")),
+    );
+    let int = |p: &arrow_array::RecordBatch, name: &str| {
+        p.column_by_name(name)
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .clone()
+    };
+    let (measured_a, measured_b) = (
+        int(&a, "efi_measured_deficits"),
+        int(&b, "efi_measured_deficits"),
+    );
+    let (all_a, all_b) = (int(&a, "efi_deficits"), int(&b, "efi_deficits"));
+    let mut raised = 0;
+    for i in 0..a.num_rows() {
+        assert_eq!(measured_b.value(i), 0, "nothing measured without the table");
+        assert_eq!(all_a.value(i), all_b.value(i) + measured_a.value(i));
+        raised += usize::from(measured_a.value(i) > 0);
+    }
+    assert!(raised > 100, "{raised} persons had a deficit from a value");
+    // The sample's unusable values are rejected and counted, by reason.
+    let rejected = &manifest(&with)["rejected"]["haemoglobin"];
+    for reason in ["null_value", "unknown_unit", "implausible_value"] {
+        assert!(
+            rejected[reason].as_u64().unwrap() > 0,
+            "{reason}: {rejected}"
+        );
+    }
 }
 
 /// A `min` or `max` of an optional source takes its type from a column:

@@ -24,7 +24,7 @@
 //!
 //! `--out` may be missing (it is created), empty, or hold an earlier
 //! generator output: only `NAME.parquet` files and `NAME/part-NNNNN.parquet`
-//! folders for the seven table names. Those are deleted and rewritten, so that
+//! folders for the eight table names. Those are deleted and rewritten, so that
 //! a table that changed between a single file and a folder of parts never
 //! leaves both behind (which readers reject). Anything else in the folder
 //! stops the run before a file is touched: the generator never deletes what

@@ -910,10 +910,14 @@ fn feature_kind(
     }
     let nth = match &decl.nth {
         Some(n) if aggregate != Aggregate::Latest => {
-            return Err(l.error(
-                n.span().start,
-                "`nth` is only used by the `latest` aggregate",
-            ));
+            return Err(l
+                .error(
+                    n.span().start,
+                    "`nth` is only used by the `latest` aggregate",
+                )
+                .with_help(
+                    "remove `nth`, or use aggregate = \"latest\" for the N-th latest value",
+                ));
         }
         Some(n) if *n.get_ref() == 0 => {
             return Err(l

@@ -322,10 +322,11 @@ pub enum Aggregate {
     Min,
     Max,
     TotalDays,
-    /// The value of `column` at the latest event (or, with `nth = N`, the
-    /// N-th latest).
+    // The value of `column` at the latest event (or, with `nth = N`, the
+    // N-th latest). (Plain comments: doc comments would turn the schema's
+    // enum of names into a list of described alternatives.)
     Latest,
-    /// The mean of `column` over the events.
+    // The mean of `column` over the events.
     Mean,
 }
 
