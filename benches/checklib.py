@@ -102,7 +102,7 @@ EFI_MEASURED = {
                         "v < 0.36 or v > 5.5"),
     "chronic_kidney_disease": ("egfr_pincer.csv",
                                {"ml/min/1.73m2": 1, "ml/min/{1.73_m2}": 1, "ml/min/1.73m^2": 1,
-                                "ml/min": 1, "": 1}, (1, 200), "v < 60"),
+                                "": 1}, (1, 200), "v < 60"),
     "osteoporosis": ("efi_hip_dxa_t_score_snomed.csv", {"": 1}, (-10, 10), "v <= -2.5"),
     "weight_loss_anorexia": ("efi_must_score_snomed.csv", {"": 1, "score": 1}, (0, 6), "v >= 1"),
 }
@@ -176,7 +176,7 @@ def build(con, data, as_of, hiu_age_floor=0):
     con.execute(
         f"""
         create table persons as
-        select person_id, birth_date, date_of_death, care_home,
+        select person_id, birth_date, date_of_death, care_home, sex,
                completed_years(birth_date, {d}) as age,
                coalesce(birth_date <= {d}, true) and (date_of_death is null or date_of_death > {d})
                and {registered} as alive
@@ -382,13 +382,12 @@ def build(con, data, as_of, hiu_age_floor=0):
             hits.append(
                 f"""select person_id, '{deficit}' as deficit from (
                        select o.person_id, pt.sex,
-                              round(o.value * case lower(trim(coalesce(o.unit, ''))) {factors} end, 6) as v
+                              round(o.value * case lower(trim(coalesce(o.unit, ''), ' \t\n\r\v\f')) {factors} end, 6) as v
                        from read_parquet({observations}) o
                        join (select distinct trim(code) as code
                              from read_csv('{os.path.join(CODELISTS, file)}', header = true, all_varchar = true)) c
                          on c.code = trim(o.code)
-                       left join (select distinct person_id, sex from read_parquet({table(data, 'patients')})) pt
-                         using (person_id)
+                       left join persons pt using (person_id)
                        where usable(o.date) and o.person_id is not null and not isnan(o.value))
                    where v between {low} and {high} and ({rule})"""
             )

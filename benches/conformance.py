@@ -177,8 +177,9 @@ class Spark:
 
 # What a published output may differ in from a run's: when and how long it
 # took, what it read (the event tables, or the per-person table instead),
-# and so the rejected-row counts of tables it did not read.
-FACTS = re.compile(r"<tr><td>(time: |input )[^<]*</td><td>[^<]*</td></tr>")
+# and so the rejected-row counts (and the report's rows skipped) of tables
+# it did not read.
+FACTS = re.compile(r"<tr><td>(time: |input |rows skipped: )[^<]*</td><td>[^<]*</td></tr>")
 VARYING = {"timings_seconds", "inputs", "computed_elsewhere", "rejected", "rejected_rows", "outputs"}
 
 

@@ -280,3 +280,90 @@ fn publish_refuses_a_table_that_does_not_match_the_rule_files() {
     );
     assert!(!out.exists(), "a refused publish wrote {}", out.display());
 }
+
+/// A measure whose optional table is absent: both engines give its
+/// features as unknown numbers (a measure's value is a number whatever its
+/// stored type), rather than one of them refusing the rule file.
+#[test]
+fn a_measure_of_an_absent_optional_table_compiles_and_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = sample_data_copy(tmp.path(), &["observations.parquet"]);
+    std::fs::write(
+        tmp.path().join("egfr.csv"),
+        "code,term\n1011481000000105,eGFR\n",
+    )
+    .unwrap();
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        r#"
+[model]
+name = "m"
+title = "eGFR"
+source = "test"
+
+[sources.egfr]
+table = "observations"
+date = "date"
+code = "code"
+optional = true
+
+[sources.egfr.measure]
+codelist = "egfr"
+canonical = "mL/min/1.73m2"
+units = { "mL/min/1.73m2" = 1 }
+bounds = [1, 200]
+
+[codelists.egfr]
+file = "egfr.csv"
+system = "snomed"
+
+[features.egfr_latest]
+source = "egfr"
+aggregate = "latest"
+
+[features.egfr_lowest]
+source = "egfr"
+aggregate = "min"
+
+[features.low]
+expr = "egfr_latest < 60 or egfr_lowest < 30"
+"#,
+    )
+    .unwrap();
+    let (rules, data) = (rules.to_str().unwrap(), data.to_str().unwrap());
+    for target in ["duckdb", "spark"] {
+        let o = strata(&[
+            "compile", "--target", target, rules, "--data", data, "--as-of", AS_OF,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{target}: {}", stderr(&o));
+    }
+    let out = tmp.path().join("out");
+    let o = strata(&[
+        "run",
+        "--rules",
+        rules,
+        "--data",
+        data,
+        "--out",
+        out.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let p = read_parquet(&out.join("patients.parquet"));
+    for name in ["egfr_latest", "egfr_lowest"] {
+        let column = p.column_by_name(name).unwrap();
+        assert_eq!(
+            column.data_type(),
+            &arrow_schema::DataType::Float64,
+            "{name}"
+        );
+        assert_eq!(
+            column.null_count(),
+            p.num_rows(),
+            "{name}: unknown for everyone"
+        );
+    }
+}

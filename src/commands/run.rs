@@ -121,7 +121,7 @@ pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
     if rejected > 0 {
         let _ = writeln!(
             s,
-            "Rows skipped for problems in the data: {rejected} (null ids or dates, dates before 1900, unknown or duplicated persons); see rejects/ and manifest.json."
+            "Rows skipped for problems in the data: {rejected} (null ids or dates, dates before 1900, unknown or duplicated persons, unusable measured values); see rejects/ and manifest.json."
         );
     }
     let _ = writeln!(s, "Output: {}", out.display());

@@ -322,7 +322,7 @@ fn arith(
 /// 0.28), halves away from zero. Values beyond the decimal type's range
 /// (about 7.9e28) already have fewer digits than asked for and are returned
 /// as they are.
-fn round_half_up(v: f64, digits: i32) -> f64 {
+pub(crate) fn round_half_up(v: f64, digits: i32) -> f64 {
     use rust_decimal::prelude::{Decimal, RoundingStrategy, ToPrimitive};
     use std::str::FromStr;
     if !v.is_finite() {

@@ -196,10 +196,12 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
                     first: s.first_codes,
                 })
                 .collect();
-            let measure = match &s.measure {
-                Some(m) => Some(measure_plan(s, m, &table)?),
-                None => None,
-            };
+            // Its columns were checked with the source's (events::check).
+            let measure = s.measure.as_ref().map(|m| MeasurePlan {
+                measure: m.clone(),
+                codelist: 0,
+                value: 0,
+            });
             source_of[*source] = Some(sources.len());
             sources.push(SourcePlan {
                 name: s.name.clone(),
@@ -329,8 +331,13 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
                     )).with_help("name the column of each event's end date, such as an admission's discharge date"));
                 }
                 let Some(t) = t else {
+                    let wanted = if matches!(aggregate, Aggregate::Latest | Aggregate::Mean) {
+                        "numbers"
+                    } else {
+                        "numbers or dates"
+                    };
                     return Err(model.error_at(feature.offset, format!(
-                        "feature `{}` takes the {} of `{c}`, but that column holds {ty}, not numbers or dates",
+                        "feature `{}` takes the {} of `{c}`, but that column holds {ty}, not {wanted}",
                         feature.name,
                         aggregate.name()
                     )));
@@ -378,48 +385,6 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
         features,
         derived,
         cohorts,
-    })
-}
-
-/// A measure bound to its table: its value column numeric, its unit column
-/// text.
-fn measure_plan(
-    source: &crate::rules::Source,
-    measure: &crate::rules::Measure,
-    table: &Table,
-) -> Result<MeasurePlan> {
-    let ty = table.column_type(
-        &measure.value,
-        &format!("the value of measure `{}`", source.name),
-    )?;
-    if !matches!(table::canonical_type(ty), Some(Type::Int | Type::Float)) {
-        return Err(Error::data(
-            &table.location,
-            format!(
-                "column `{}` holds {ty}, but source `{}` reads it as a measured value (a number)",
-                measure.value, source.name
-            ),
-        )
-        .with_help("give the value column as a number (integer, double or decimal); text values must be cast in the extract"));
-    }
-    let ty = table.column_type(
-        &measure.unit,
-        &format!("the unit of measure `{}`", source.name),
-    )?;
-    if table::canonical_type(ty) != Some(Type::Str) {
-        return Err(Error::data(
-            &table.location,
-            format!(
-                "column `{}` holds {ty}, but source `{}` reads it as the unit (text)",
-                measure.unit, source.name
-            ),
-        )
-        .with_help("give units as text, such as g/L"));
-    }
-    Ok(MeasurePlan {
-        measure: measure.clone(),
-        codelist: 0,
-        value: 0,
     })
 }
 

@@ -29,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::input::RejectedRow;
 use crate::input::population::{Person, PersonIndex};
 use crate::input::table::{self, RowGroup};
-use crate::rules::{Aggregate, Codelist, Unusable};
+use crate::rules::{Aggregate, Codelist, Measure};
 
 /// Rows a source skipped, by reason (see the data contract).
 #[derive(Debug, Default)]
@@ -47,6 +47,37 @@ pub struct Rejected {
     /// The first [`REJECTS_KEPT`] rejected rows (by position), for
     /// `OUT/rejects/`; tasks each send their first so many.
     pub rows: std::sync::Mutex<Vec<RejectedRow>>,
+}
+
+/// Why a measured value was not used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unusable {
+    NullValue,
+    UnknownUnit,
+    Implausible,
+}
+
+impl Unusable {
+    fn reason(self) -> &'static str {
+        match self {
+            Unusable::NullValue => "null_value",
+            Unusable::UnknownUnit => "unknown_unit",
+            Unusable::Implausible => "implausible_value",
+        }
+    }
+}
+
+/// A raw value and unit in the measure's canonical unit, or why not. The
+/// product is rounded to 6 decimal places on its shortest decimal form (as
+/// SQL's `ROUND` on Spark), so that 1.3 g/dL is exactly 13 g/L.
+fn convert(m: &Measure, value: Option<f64>, unit: Option<&str>) -> Result<f64, Unusable> {
+    let value = value.filter(|v| v.is_finite()).ok_or(Unusable::NullValue)?;
+    let factor = m.factor(unit).ok_or(Unusable::UnknownUnit)?;
+    let canonical = eval::round_half_up(value * factor, 6);
+    if canonical < m.low || canonical > m.high {
+        return Err(Unusable::Implausible);
+    }
+    Ok(canonical)
 }
 
 /// Why a measured value is not used, in the order of [`Rejected::measure`].
@@ -788,7 +819,7 @@ impl Task<'_> {
                 _ => raw.as_primitive::<Float64Type>().value(row),
             });
             let unit = (!units.is_null(row)).then(|| units.value(row));
-            match m.measure.read(value, unit) {
+            match convert(&m.measure, value, unit) {
                 Ok(v) => converted.append_value(v),
                 Err(u) => {
                     *why = Some(u);
@@ -997,10 +1028,17 @@ impl Task<'_> {
             && source.missing_dates.is_empty())
         .then(|| codes.single_dictionary())
         .flatten();
+        // A measure's rows are its codes' only: the table's other rows are
+        // not counted here, whatever their dates (they belong to the other
+        // measures that share the table).
+        let measure_only = source.measure.is_some();
         if let Some((keys, listed)) = simple {
             let span = (self.as_of - FIRST_PLAUSIBLE_DAY) as u32;
             for (row, (&day, &key)) in dates.values().iter().zip(keys).enumerate() {
                 if (day.wrapping_sub(FIRST_PLAUSIBLE_DAY) as u32) > span {
+                    if measure_only && !listed[key as usize] {
+                        continue;
+                    }
                     if day > self.as_of {
                         after_as_of += 1;
                     } else {
@@ -1013,6 +1051,9 @@ impl Task<'_> {
             }
         }
         for row in (0..rows).filter(|_| simple.is_none()) {
+            if measure_only && !codes.any_listed(row) {
+                continue;
+            }
             if dates.is_null(row) || source.missing_dates.contains(&dates.value(row)) {
                 null_date += 1;
                 rejects.add(row, "null_date", persons.text(row), None);

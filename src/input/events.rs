@@ -44,6 +44,9 @@ pub fn check(source: &Source, table: &Table) -> Result<Vec<CodeColumn>> {
             "store dates as Parquet DATE or TIMESTAMP, or name the right column in the rule file",
         ));
     }
+    if let Some(m) = &source.measure {
+        check_measure(source, m, table)?;
+    }
     let person_ty = table.column_type(&source.person_id, "the person id")?;
     if !matches!(
         table::canonical_type(person_ty),
@@ -101,4 +104,33 @@ pub fn check(source: &Source, table: &Table) -> Result<Vec<CodeColumn>> {
         table.column_type(&m.from, &format!("the codes of column `{}`", m.name))?;
     }
     Ok(codes)
+}
+
+/// A measure's value column must hold numbers and its unit column text.
+fn check_measure(source: &Source, m: &crate::rules::Measure, table: &Table) -> Result<()> {
+    let role = format!("the value of measure `{}`", source.name);
+    let ty = table.column_type(&m.value, &role)?;
+    if !matches!(table::canonical_type(ty), Some(Type::Int | Type::Float)) {
+        return Err(Error::data(
+            &table.location,
+            format!(
+                "column `{}` holds {ty}, but source `{}` reads it as a measured value (a number)",
+                m.value, source.name
+            ),
+        )
+        .with_help("give the value column as a number (integer, double or decimal); cast text values in the extract"));
+    }
+    let role = format!("the unit of measure `{}`", source.name);
+    let ty = table.column_type(&m.unit, &role)?;
+    if table::canonical_type(ty) != Some(Type::Str) {
+        return Err(Error::data(
+            &table.location,
+            format!(
+                "column `{}` holds {ty}, but source `{}` reads it as the unit (text)",
+                m.unit, source.name
+            ),
+        )
+        .with_help("give units as text, such as g/L"));
+    }
+    Ok(())
 }

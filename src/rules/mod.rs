@@ -111,24 +111,6 @@ pub struct Measure {
     pub high: f64,
 }
 
-/// Why a measured value was not used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unusable {
-    NullValue,
-    UnknownUnit,
-    Implausible,
-}
-
-impl Unusable {
-    pub fn reason(self) -> &'static str {
-        match self {
-            Unusable::NullValue => "null_value",
-            Unusable::UnknownUnit => "unknown_unit",
-            Unusable::Implausible => "implausible_value",
-        }
-    }
-}
-
 impl Measure {
     /// The key a unit is matched by.
     pub fn unit_key(unit: &str) -> String {
@@ -136,23 +118,11 @@ impl Measure {
             .to_ascii_lowercase()
     }
 
-    /// A raw value and unit in the canonical unit, or why not.
-    pub fn read(&self, value: Option<f64>, unit: Option<&str>) -> Result<f64, Unusable> {
-        let value = value.filter(|v| v.is_finite()).ok_or(Unusable::NullValue)?;
+    /// The factor from `unit` (as written; `None` is missing) to the
+    /// canonical unit, if the measure lists it.
+    pub fn factor(&self, unit: Option<&str>) -> Option<f64> {
         let key = Self::unit_key(unit.unwrap_or(""));
-        let factor = self
-            .units
-            .iter()
-            .find(|(u, _)| *u == key)
-            .map(|&(_, f)| f)
-            .ok_or(Unusable::UnknownUnit)?;
-        // Six decimal places: extracts carry a few, and a value converted
-        // onto a boundary (1.3 g/dL is 13 g/L) must land on it.
-        let canonical = (value * factor * 1e6).round() / 1e6;
-        if canonical < self.low || canonical > self.high {
-            return Err(Unusable::Implausible);
-        }
-        Ok(canonical)
+        self.units.iter().find(|(u, _)| *u == key).map(|&(_, f)| f)
     }
 }
 

@@ -461,6 +461,8 @@ fn read_measure(
                 m.canonical, m.canonical
             )));
     }
+    // In one order, so that two files declaring the same measure agree.
+    units.sort_by(|a, b| a.0.cmp(&b.0));
     let (low, high) = match m.bounds.get_ref()[..] {
         [low, high] if low.is_finite() && high.is_finite() && low < high => (low, high),
         _ => {

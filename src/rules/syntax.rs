@@ -394,7 +394,7 @@ pub struct Feature {
     /// `latest` only: the N-th latest value (2 is the one before the
     /// latest); 1 unless given.
     #[serde(default)]
-    #[schemars(with = "Option<u32>")]
+    #[schemars(with = "Option<u32>", range(min = 1))]
     pub nth: Option<Spanned<u32>>,
     #[serde(default)]
     #[schemars(with = "Option<String>")]

@@ -188,7 +188,8 @@ fn bind_sources(model: &Model, data: &Path, options: &Options) -> Result<Vec<Bou
             Table::find(data, &spec.table)?
         };
         let now_absent = table.is_none() && !sources.iter().any(|b| b.index == *source);
-        if now_absent && spec.optional && column.is_some() {
+        // A measure's value is a number whatever its stored type.
+        if now_absent && spec.optional && column.is_some() && spec.measure.is_none() {
             return Err(model
                 .error_at(
                     feature.offset,
@@ -233,24 +234,41 @@ fn reduced_column_types(model: &Model, sources: &[Bound]) -> Result<Vec<Option<T
         else {
             continue;
         };
+        if model.sources[*source]
+            .measure
+            .as_ref()
+            .is_some_and(|m| m.value == *c)
+        {
+            // Read converted to the canonical unit, present or not.
+            column_types[fi] = Some(Type::Float);
+            continue;
+        }
         let Some(b) = sources.iter().find(|b| b.index == *source) else {
             continue;
         };
         let ty = b
             .table
             .column_type(c, &format!("the column `{}` reduces", feature.name))?;
-        let t = table::canonical_type(ty)
-            .filter(|t| matches!(t, Type::Int | Type::Float | Type::Date))
-            .ok_or_else(|| {
-                model.error_at(
+        let numbers_only = matches!(
+            aggregate,
+            crate::rules::Aggregate::Latest | crate::rules::Aggregate::Mean
+        );
+        let t =
+            table::canonical_type(ty)
+                .filter(|t| {
+                    matches!(t, Type::Int | Type::Float) || (*t == Type::Date && !numbers_only)
+                })
+                .ok_or_else(|| {
+                    model.error_at(
                     feature.offset,
                     format!(
-                        "feature `{}` takes the {} of `{c}`, but that column holds {ty}, not numbers or dates",
+                        "feature `{}` takes the {} of `{c}`, but that column holds {ty}, not {}",
                         feature.name,
-                        aggregate.name()
+                        aggregate.name(),
+                        if numbers_only { "numbers" } else { "numbers or dates" }
                     ),
                 )
-            })?;
+                })?;
         column_types[fi] = Some(t);
     }
     Ok(column_types)

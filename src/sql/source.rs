@@ -312,8 +312,9 @@ impl Bound {
         // A measure's value in its canonical unit (null if its unit is not
         // listed), as strata reads it.
         let measured = spec.measure.as_ref().map(|m| {
+            // ASCII case only, as strata matches units.
             let unit = format!(
-                "lower({})",
+                "translate({}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')",
                 target.trim_code(&format!(
                     "coalesce(CAST({} AS {}), '')",
                     id(&m.unit),
@@ -324,11 +325,12 @@ impl Bound {
                 .units
                 .iter()
                 .map(|(u, f)| {
+                    let product =
+                        format!("CAST({} AS DOUBLE) * {}", id(&m.value), target.double(*f));
                     format!(
-                        " WHEN {} THEN round(CAST({} AS DOUBLE) * {}, 6)",
+                        " WHEN {} THEN {}",
                         target.string(u),
-                        id(&m.value),
-                        target.double(*f)
+                        target.round(&product, 6)
                     )
                 })
                 .collect();
