@@ -94,16 +94,19 @@ SNOMED_LISTS = {
 # (units matched trimmed, in lower case; '' is a missing unit), plausible
 # bounds (both included), the rule over the converted value `v` and sex).
 EFI_MEASURED = {
-    "falls": ("efi_falls_number_snomed.csv", {"": 1}, (0, 100), "v > 0"),
-    "atrial_fibrillation": ("efi_chads2_snomed.csv", {"": 1, "score": 1}, (0, 6), "true"),
-    "anaemia": ("efi_haemoglobin_snomed.csv", {"g/l": 1, "g/dl": 10}, (25, 250),
+    "falls": ("efi_falls_number_snomed.csv", {"": 1, "falls": 1}, (0, 100), "v > 0"),
+    "atrial_fibrillation": ("efi_chads2_snomed.csv", {"": 1, "score": 1, "points": 1}, (0, 6), "true"),
+    "anaemia": ("efi_haemoglobin_snomed.csv",
+                {"g/l": 1, "gm/l": 1, "g/dl": 10, "gm/dl": 10, "g/100ml": 10}, (25, 250),
                 "case sex when 'M' then v > 25 and v < 130 when 'F' then v > 25 and v < 115 end"),
-    "thyroid_disease": ("efi_tsh_snomed.csv", {"mu/l": 1, "miu/l": 1, "": 1}, (0.005, 500),
-                        "v < 0.36 or v > 5.5"),
+    "thyroid_disease": ("efi_tsh_snomed.csv",
+                        {"mu/l": 1, "miu/l": 1, "uiu/ml": 1, "µiu/ml": 1, "": 1}, (0, 1000),
+                        "(v > 0 and v < 0.36) or v > 5.5"),
     "chronic_kidney_disease": ("egfr_pincer.csv",
-                               {"ml/min/1.73m2": 1, "ml/min/{1.73_m2}": 1, "ml/min/1.73m^2": 1,
-                                "": 1}, (1, 200), "v < 60"),
-    "osteoporosis": ("efi_hip_dxa_t_score_snomed.csv", {"": 1}, (-10, 10), "v <= -2.5"),
+                               {"ml/min/1.73m2": 1, "ml/min/1.73 m2": 1, "ml/min/1.73m²": 1,
+                                "ml/min/{1.73_m2}": 1, "ml/min/1.73m^2": 1, "ml/min/1.73sqm": 1},
+                               (1, 200), "v < 60"),
+    "osteoporosis": ("efi_hip_dxa_t_score_snomed.csv", {"": 1, "sd": 1}, (-10, 10), "v <= -2.5"),
     "weight_loss_anorexia": ("efi_must_score_snomed.csv", {"": 1, "score": 1}, (0, 6), "v >= 1"),
 }
 

@@ -4,6 +4,7 @@
 
 mod util;
 
+use std::path::{Path, PathBuf};
 use util::*;
 
 #[test]
@@ -158,24 +159,32 @@ fn the_default_model_on_the_sample_data_fills_its_cohorts_and_segments_everyone(
     assert!(distinct.len() >= 6, "{distinct:?}");
 }
 
-/// The medications table is optional (as the data contract says): without
-/// it the eFI is scored on its coded deficits, polypharmacy is unknown, and
-/// the run says the table was absent.
-#[test]
-fn the_core_model_runs_without_a_medications_table() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = sample_data_copy(tmp.path(), &["medications.parquet"]);
-    let (with, without) = (tmp.path().join("with"), tmp.path().join("without"));
+/// Runs the core model on the sample data and on a copy without optional
+/// `table`, checks the second says the table was absent, and returns the
+/// two output folders (with, without).
+fn core_with_and_without(dir: &Path, table: &str) -> (PathBuf, PathBuf) {
+    let data = sample_data_copy(dir, &[&format!("{table}.parquet")]);
+    let (with, without) = (dir.join("with"), dir.join("without"));
     let core = repo_path("models/core.toml");
     let o = run_quietly(&core, &repo_path("sample-data"), &with, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let o = run_printed(&core, &data, &without, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        stdout(&o).contains("Optional table `medications` is absent"),
+        stdout(&o).contains(&format!("Optional table `{table}` is absent")),
         "{}",
         stdout(&o)
     );
+    (with, without)
+}
+
+/// The medications table is optional (as the data contract says): without
+/// it the eFI is scored on its coded deficits, polypharmacy is unknown, and
+/// the run says the table was absent.
+#[test]
+fn the_core_model_runs_without_a_medications_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (with, without) = core_with_and_without(tmp.path(), "medications");
     let m = manifest(&without);
     assert_eq!(m["absent_optional_tables"][0]["table"], "medications");
     assert!(
@@ -229,18 +238,7 @@ fn the_core_model_runs_without_a_medications_table() {
 #[test]
 fn the_core_model_runs_without_an_observations_table() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = sample_data_copy(tmp.path(), &["observations.parquet"]);
-    let (with, without) = (tmp.path().join("with"), tmp.path().join("without"));
-    let core = repo_path("models/core.toml");
-    let o = run_quietly(&core, &repo_path("sample-data"), &with, &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = run_printed(&core, &data, &without, &[]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stdout(&o).contains("Optional table `observations` is absent"),
-        "{}",
-        stdout(&o)
-    );
+    let (with, without) = core_with_and_without(tmp.path(), "observations");
     let m = manifest(&without);
     let absent: Vec<&str> = m["absent_optional_tables"]
         .as_array()

@@ -88,11 +88,21 @@ pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
     if counts.cohorts.iter().any(|c| c.by_pcn.len() < pcns.len()) {
         let _ = writeln!(s, "-: the cohort is not delivered to that PCN.");
     }
+    // One line per table: several sources (the eFI's measures) may read one.
+    let mut absent: Vec<(&str, Vec<&str>)> = Vec::new();
     for a in &manifest.absent_optional_tables {
+        match absent.iter_mut().find(|(t, _)| *t == a.table) {
+            Some((_, sources)) => sources.push(&a.source),
+            None => absent.push((&a.table, vec![&a.source])),
+        }
+    }
+    for (table, sources) in absent {
+        let named: Vec<String> = sources.iter().map(|s| format!("`{s}`")).collect();
         let _ = writeln!(
             s,
-            "Optional table `{}` is absent: the features of source `{}` are unknown (null) in this run.",
-            a.table, a.source
+            "Optional table `{table}` is absent: the features of source{} {} are unknown (null) in this run.",
+            if named.len() > 1 { "s" } else { "" },
+            named.join(", ")
         );
     }
     for input in &manifest.inputs {

@@ -176,7 +176,9 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
             let table = match Table::find(data, &s.table)? {
                 Some(table) => table,
                 None if s.optional => {
-                    tracing::warn!(source = %s.name, table = %s.table, "optional table absent: its features are null");
+                    if !absent.iter().any(|a| a.table == s.table) {
+                        tracing::warn!(table = %s.table, "optional table absent: the features of its sources are null");
+                    }
                     absent.push(AbsentSource {
                         source: s.name.clone(),
                         table: s.table.clone(),

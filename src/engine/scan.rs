@@ -361,6 +361,18 @@ fn item_categories(list: &Codelist, agg: &crate::engine::plan::AggregatePlan) ->
         .collect()
 }
 
+/// A row of a number column (read as Int64 or Float64) as a float; `None`
+/// where null.
+fn number(column: &ArrayRef, row: usize) -> Option<f64> {
+    if column.is_null(row) {
+        return None;
+    }
+    Some(match column.data_type() {
+        DataType::Int64 => column.as_primitive::<Int64Type>().value(row) as f64,
+        _ => column.as_primitive::<Float64Type>().value(row),
+    })
+}
+
 /// Does this aggregate count distinct codes without a code list (such as
 /// distinct medicines, for polypharmacy)?
 fn counts_distinct_values(agg: &crate::engine::plan::AggregatePlan) -> bool {
@@ -814,10 +826,7 @@ impl Task<'_> {
                 converted.append_null();
                 continue;
             }
-            let value = (!raw.is_null(row)).then(|| match raw.data_type() {
-                DataType::Int64 => raw.as_primitive::<Int64Type>().value(row) as f64,
-                _ => raw.as_primitive::<Float64Type>().value(row),
-            });
+            let value = number(raw, row);
             let unit = (!units.is_null(row)).then(|| units.value(row));
             match convert(&m.measure, value, unit) {
                 Ok(v) => converted.append_value(v),
@@ -1197,19 +1206,10 @@ impl Task<'_> {
                             let (v, _) = agg
                                 .value
                                 .expect("checked when loading: latest/mean need a column");
-                            let column = &values[v];
-                            if column.is_null(row) {
+                            let Some(value) = number(&values[v], row).filter(|v| !v.is_nan())
+                            else {
                                 continue;
-                            }
-                            let value = match column.data_type() {
-                                DataType::Int64 => {
-                                    column.as_primitive::<Int64Type>().value(row) as f64
-                                }
-                                _ => column.as_primitive::<Float64Type>().value(row),
                             };
-                            if value.is_nan() {
-                                continue;
-                            }
                             measured[j].push((slot, day, value));
                         }
                         Aggregate::Min | Aggregate::Max => {
