@@ -131,7 +131,7 @@ pub fn run_traced<'m>(
     };
 
     let started = Instant::now();
-    let rows: u64 = plan.sources.iter().map(|s| s.table.rows()).sum();
+    let rows = plan.scan_rows();
     let bar = progress.scan_bar(rows);
     let scanned = scan::scan(&plan, bar.as_ref(), trace.as_ref())?;
     if let Some(bar) = bar {
@@ -368,7 +368,7 @@ pub fn run_dates<'m, T: Send>(
         });
         let load = started.elapsed();
         let started = Instant::now();
-        let rows: u64 = plan.sources.iter().map(|s| s.table.rows()).sum();
+        let rows = plan.scan_rows();
         let bar = progress.scan_bar(rows);
         let mut scanned = scan::scan(&plan, bar.as_ref(), None)?.features;
         if let Some(bar) = bar {

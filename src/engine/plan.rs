@@ -468,6 +468,31 @@ fn event_filter(model: &Model, located: &Located, sp: &mut SourcePlan) -> Result
 }
 
 impl Plan<'_> {
+    /// The sources, grouped by the table they read (in order of first
+    /// use): the scan reads each table once for all of its sources, so the
+    /// seven measures of one observations table cost one pass, not seven.
+    pub fn tables(&self) -> Vec<Vec<usize>> {
+        let mut tables: Vec<Vec<usize>> = Vec::new();
+        for (i, s) in self.sources.iter().enumerate() {
+            match tables
+                .iter_mut()
+                .find(|t| self.sources[t[0]].table.location == s.table.location)
+            {
+                Some(t) => t.push(i),
+                None => tables.push(vec![i]),
+            }
+        }
+        tables
+    }
+
+    /// The rows one scan reads: each table's once.
+    pub fn scan_rows(&self) -> u64 {
+        self.tables()
+            .iter()
+            .map(|t| self.sources[t[0]].table.rows())
+            .sum()
+    }
+
     /// Makes one scan feed `dates` as-of dates: every aggregate is repeated
     /// once per date, copy `k` of feature `f` filling column
     /// `k * features + f` over the window `window(k, f)` gives (exclusive

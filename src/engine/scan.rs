@@ -24,11 +24,12 @@ use rayon::prelude::*;
 use crate::dates;
 use crate::engine::aggregate::State;
 use crate::engine::eval;
-use crate::engine::plan::{CodeColumn, Plan, SourcePlan};
+use crate::engine::plan::{AggregatePlan, CodeColumn, Plan, SourcePlan};
 use crate::error::{Error, Result};
 use crate::input::RejectedRow;
 use crate::input::population::{Person, PersonIndex};
 use crate::input::table::{self, RowGroup};
+use crate::rules::check::Typed;
 use crate::rules::{Aggregate, Codelist, Measure};
 
 /// Rows a source skipped, by reason (see the data contract).
@@ -199,7 +200,7 @@ pub struct Traced {
 }
 
 pub struct ScanOutput {
-    /// One column per aggregate's [`column`](crate::engine::plan::AggregatePlan::column)
+    /// One column per aggregate's [`column`](AggregatePlan::column)
     /// (one per feature, or per date and feature); None for derived features
     /// and absent sources.
     pub features: Vec<Option<ArrayRef>>,
@@ -248,29 +249,38 @@ pub fn scan(
         .map(|s| Rejected::new(s.measure.is_some()))
         .collect();
 
-    let tasks: Vec<(usize, RowGroup)> = plan
-        .sources
+    // One task per row group of each table, feeding every source that
+    // reads the table.
+    let tables = plan.tables();
+    let tasks: Vec<(&[usize], RowGroup)> = tables
         .iter()
-        .enumerate()
-        .flat_map(|(i, s)| s.table.row_groups().into_iter().map(move |g| (i, g)))
+        .flat_map(|t| {
+            let groups = plan.sources[t[0]].table.row_groups();
+            groups.into_iter().map(move |g| (t.as_slice(), g))
+        })
         .collect();
     let started = std::time::Instant::now();
-    tasks.par_iter().try_for_each(|&(si, group)| {
-        let source = &plan.sources[si];
-        let task = Task {
-            source,
-            lists: source
-                .codelists
-                .iter()
-                .map(|&c| &plan.model.codelists[c])
-                .collect(),
-            index: &plan.population.index,
-            trace,
-            states: &states[si],
-            rejected: &rejected[si],
-            as_of,
-        };
-        task.run(group, progress)
+    tasks.par_iter().try_for_each(|&(sources, group)| {
+        let tasks: Vec<Task> = sources
+            .iter()
+            .map(|&si| {
+                let source = &plan.sources[si];
+                Task::new(
+                    source,
+                    source
+                        .codelists
+                        .iter()
+                        .map(|&c| &plan.model.codelists[c])
+                        .collect(),
+                    &plan.population.index,
+                    &states[si],
+                    &rejected[si],
+                    trace,
+                    as_of,
+                )
+            })
+            .collect();
+        scan_row_group(&tasks, group, progress)
     })?;
 
     let rows_time = started.elapsed();
@@ -348,7 +358,7 @@ fn finish(
 
 /// The categories each entry of `list` scores for `agg`: those of its
 /// `category` filter, or all of them.
-fn item_categories(list: &Codelist, agg: &crate::engine::plan::AggregatePlan) -> Vec<Vec<u32>> {
+fn item_categories(list: &Codelist, agg: &AggregatePlan) -> Vec<Vec<u32>> {
     list.entries
         .iter()
         .map(|e| {
@@ -375,7 +385,7 @@ fn number(column: &ArrayRef, row: usize) -> Option<f64> {
 
 /// Does this aggregate count distinct codes without a code list (such as
 /// distinct medicines, for polypharmacy)?
-fn counts_distinct_values(agg: &crate::engine::plan::AggregatePlan) -> bool {
+fn counts_distinct_values(agg: &AggregatePlan) -> bool {
     agg.aggregate == Aggregate::CountDistinctCodes && agg.codelist.is_none()
 }
 
@@ -438,22 +448,22 @@ struct ValueCache {
 impl ValueCache {
     /// Adds a value not seen before, matched against every code list (and
     /// hashed where distinct codes are counted); returns its id.
-    fn add(&mut self, value: Option<&str>, lists: &[&Codelist], with_hashes: bool) -> u32 {
+    fn add(&mut self, value: Option<&str>, m: &Matcher) -> u32 {
         let codes = Arc::make_mut(&mut self.codes);
-        if codes.matched.len() < lists.len() {
-            codes.matched = vec![Vec::new(); lists.len()];
+        if codes.matched.len() < m.lists.len() {
+            codes.matched = vec![Vec::new(); m.lists.len()];
         }
         let id = codes.listed.len() as u32;
-        codes.push(value, lists, with_hashes);
+        codes.push(value, m);
         id
     }
 
     /// The id of a null value.
-    fn null_id(&mut self, lists: &[&Codelist], with_hashes: bool) -> u32 {
+    fn null_id(&mut self, m: &Matcher) -> u32 {
         match self.null {
             Some(id) => id,
             None => {
-                let id = self.add(None, lists, with_hashes);
+                let id = self.add(None, m);
                 self.null = Some(id);
                 id
             }
@@ -462,19 +472,14 @@ impl ValueCache {
 
     /// The id of each integer of `values`, matching the values not seen
     /// before (their digits, as text, against the code lists).
-    fn int_ids(
-        &mut self,
-        values: impl Iterator<Item = Option<i128>>,
-        lists: &[&Codelist],
-        with_hashes: bool,
-    ) -> Vec<u32> {
+    fn int_ids(&mut self, values: impl Iterator<Item = Option<i128>>, m: &Matcher) -> Vec<u32> {
         values
             .map(|v| match v {
-                None => self.null_id(lists, with_hashes),
+                None => self.null_id(m),
                 Some(n) => match self.int_ids.get(&n) {
                     Some(&id) => id,
                     None => {
-                        let id = self.add(Some(&n.to_string()), lists, with_hashes);
+                        let id = self.add(Some(&n.to_string()), m);
                         self.int_ids.insert(n, id);
                         id
                     }
@@ -484,15 +489,15 @@ impl ValueCache {
     }
 
     /// The id of each of `values`, matching the values not seen before.
-    fn ids(&mut self, values: &StringArray, lists: &[&Codelist], with_hashes: bool) -> Vec<u32> {
+    fn ids(&mut self, values: &StringArray, m: &Matcher) -> Vec<u32> {
         values
             .iter()
             .map(|v| match v {
-                None => self.null_id(lists, with_hashes),
+                None => self.null_id(m),
                 Some(s) => match self.ids.get(s) {
                     Some(&id) => id,
                     None => {
-                        let id = self.add(Some(s), lists, with_hashes);
+                        let id = self.add(Some(s), m);
                         self.ids.insert(s.to_string(), id);
                         id
                     }
@@ -502,34 +507,76 @@ impl ValueCache {
     }
 }
 
+/// What a code is matched against: a source's code lists, and its
+/// aggregates (one date's), to route each value to those it feeds.
+struct Matcher<'a> {
+    lists: &'a [&'a Codelist],
+    aggregates: &'a [AggregatePlan],
+    /// Hash each code (some aggregate counts distinct codes without a list)?
+    hashes: bool,
+}
+
+impl Matcher<'_> {
+    /// Is entry `item` of list `l` one `agg` takes (all, or those in one of
+    /// its categories)?
+    #[inline]
+    fn in_category(&self, agg: &AggregatePlan, l: usize, item: u32) -> bool {
+        agg.category.is_empty()
+            || self.lists[l].entries[item as usize]
+                .categories
+                .iter()
+                .any(|c| agg.category.binary_search(c).is_ok())
+    }
+}
+
 /// What is known of each value of a dictionary: the entry it matches in
-/// each code list, and a hash of the code for counting distinct codes.
-#[derive(Clone, Default)]
+/// each code list, the aggregates it feeds, and a hash of the code for
+/// counting distinct codes.
+#[derive(Clone)]
 struct DictionaryCodes {
     matched: Vec<Vec<Option<u32>>>,
     /// Per value: does it match an entry of any list?
     listed: Vec<bool>,
     hashes: Vec<Option<u64>>,
+    /// The aggregates (of one date, ascending) whose code list and
+    /// categories value `v` matches: `feeds[feed_offsets[v]..feed_offsets[v
+    /// + 1]]`. A row is offered to these aggregates only, however many the
+    /// source has (the core model has over a hundred on GP events).
+    feeds: Vec<u32>,
+    feed_offsets: Vec<u32>,
+}
+
+impl Default for DictionaryCodes {
+    fn default() -> DictionaryCodes {
+        DictionaryCodes {
+            matched: Vec::new(),
+            listed: Vec::new(),
+            hashes: Vec::new(),
+            feeds: Vec::new(),
+            feed_offsets: vec![0],
+        }
+    }
 }
 
 impl DictionaryCodes {
     /// Adds one value at the end.
-    fn push(&mut self, value: Option<&str>, lists: &[&Codelist], with_hashes: bool) {
+    fn push(&mut self, value: Option<&str>, m: &Matcher) {
         let mut listed = false;
-        for (list, matched) in lists.iter().zip(&mut self.matched) {
-            let m = value.and_then(|s| list.lookup(s));
-            listed |= m.is_some();
-            matched.push(m);
+        for (list, matched) in m.lists.iter().zip(&mut self.matched) {
+            let found = value.and_then(|s| list.lookup(s));
+            listed |= found.is_some();
+            matched.push(found);
         }
         self.listed.push(listed);
-        self.hashes
-            .push(value.filter(|_| with_hashes).map(code_hash));
+        self.hashes.push(value.filter(|_| m.hashes).map(code_hash));
+        self.route(m);
     }
 
     /// Matches every value against every code list, and hashes every value
     /// when some aggregate counts distinct codes.
-    fn new(values: &StringArray, lists: &[&Codelist], with_hashes: bool) -> DictionaryCodes {
-        let matched: Vec<Vec<Option<u32>>> = lists
+    fn new(values: &StringArray, m: &Matcher) -> DictionaryCodes {
+        let matched: Vec<Vec<Option<u32>>> = m
+            .lists
             .iter()
             .map(|list| {
                 values
@@ -541,16 +588,40 @@ impl DictionaryCodes {
         let listed = (0..values.len())
             .map(|v| matched.iter().any(|m| m[v].is_some()))
             .collect();
-        let hashes = if with_hashes {
+        let hashes = if m.hashes {
             values.iter().map(|s| s.map(code_hash)).collect()
         } else {
             vec![None; values.len()]
         };
-        DictionaryCodes {
+        let mut codes = DictionaryCodes {
             matched,
             listed,
             hashes,
+            ..Default::default()
+        };
+        codes.route(m);
+        codes
+    }
+
+    /// Works out the aggregates each value not yet routed feeds.
+    fn route(&mut self, m: &Matcher) {
+        for v in self.feed_offsets.len() - 1..self.listed.len() {
+            for (j, agg) in m.aggregates.iter().enumerate() {
+                if let Some(l) = agg.codelist
+                    && let Some(item) = self.matched[l][v]
+                    && m.in_category(agg, l, item)
+                {
+                    self.feeds.push(j as u32);
+                }
+            }
+            self.feed_offsets.push(self.feeds.len() as u32);
         }
+    }
+
+    /// The aggregates value `v` feeds.
+    #[inline]
+    fn feeds(&self, v: usize) -> &[u32] {
+        &self.feeds[self.feed_offsets[v] as usize..self.feed_offsets[v + 1] as usize]
     }
 }
 
@@ -561,6 +632,7 @@ fn code_hash(code: &str) -> u64 {
     foldhash::fast::FixedState::default().hash_one(crate::rules::codelist::trim_code(code))
 }
 
+/// One source's share of a row group's scan.
 struct Task<'a> {
     source: &'a SourcePlan,
     lists: Vec<&'a Codelist>,
@@ -569,6 +641,62 @@ struct Task<'a> {
     rejected: &'a Rejected,
     trace: Option<&'a Trace>,
     as_of: i32,
+    /// The distinct `where`s of the source's aggregates (many share one,
+    /// such as emergency admissions), each evaluated once per batch.
+    filters: Vec<&'a Typed>,
+    /// Per aggregate (of one date): its `where`, as an index into `filters`.
+    filter_of: Vec<Option<usize>>,
+}
+
+/// What a task gathers over one row group.
+struct Progress {
+    cached: Vec<ColumnCache>,
+    found: Found,
+    rejects: Rejects,
+}
+
+/// Reads one row group of a table once, with the columns all of `tasks`
+/// (the sources reading the table) need, and feeds each batch to each.
+fn scan_row_group(tasks: &[Task], group: RowGroup, progress: Option<&ProgressBar>) -> Result<()> {
+    // Fault injection for the test of panics in worker threads; debug
+    // builds only (release builds compile it out).
+    if cfg!(debug_assertions)
+        && std::env::var_os("STRATA_INJECT_PANIC").is_some_and(|v| v == "scan")
+    {
+        panic!("injected panic in the scan of row group {}", group.index);
+    }
+    let table = &tasks[0].source.table;
+    let path = &table.parts[group.part].path;
+    let mut columns: Vec<&str> = tasks.iter().flat_map(|t| t.source.columns()).collect();
+    columns.sort_unstable();
+    columns.dedup();
+    let mut dictionary: Vec<&str> = tasks
+        .iter()
+        .flat_map(|t| &t.source.codes)
+        .filter(|c| !c.is_list)
+        .map(|c| c.name.as_str())
+        .collect();
+    dictionary.sort_unstable();
+    dictionary.dedup();
+    let reader = table.reader(group, &columns, &dictionary)?;
+    let mut gathered: Vec<Progress> = tasks.iter().map(|t| t.start(group)).collect();
+    for batch in reader {
+        let batch = batch.map_err(|e| {
+            Error::data(path, format!("cannot read row group {}: {e}", group.index))
+                .with_help("the file may be corrupt or truncated; re-export it")
+        })?;
+        for (task, g) in tasks.iter().zip(&mut gathered) {
+            task.batch(&batch, path, &mut g.cached, &mut g.found, &mut g.rejects)?;
+            g.rejects.offset += batch.num_rows() as u64;
+        }
+        if let Some(p) = progress {
+            p.inc(batch.num_rows() as u64);
+        }
+    }
+    for (task, g) in tasks.iter().zip(gathered) {
+        task.finish(g);
+    }
+    Ok(())
 }
 
 /// One code column of a batch: where each row's codes sit among the
@@ -704,6 +832,29 @@ impl Codes {
         }
     }
 
+    /// The aggregates row `row` is offered to, ascending, into `out`:
+    /// `unlisted` (those without a code list, which take every row) and
+    /// those its codes feed, each once however many of its codes match.
+    #[inline]
+    fn aggregates_of(&self, row: usize, unlisted: &[u32], out: &mut Vec<u32>) {
+        out.clear();
+        out.extend_from_slice(unlisted);
+        let mut parts = usize::from(!unlisted.is_empty());
+        for column in &self.0 {
+            column.each_value(row, |v| {
+                let feeds = column.codes.feeds(v);
+                if !feeds.is_empty() {
+                    out.extend_from_slice(feeds);
+                    parts += 1;
+                }
+            });
+        }
+        if parts > 1 {
+            out.sort_unstable();
+            out.dedup();
+        }
+    }
+
     /// Does row `row` match an entry of any code list?
     #[inline]
     fn any_listed(&self, row: usize) -> bool {
@@ -723,60 +874,71 @@ impl Codes {
     }
 }
 
-impl Task<'_> {
-    /// Is entry `item` of list `l` one the aggregate takes (all, or those
-    /// in one of its categories)?
-    #[inline]
-    fn in_category(&self, agg: &crate::engine::plan::AggregatePlan, l: usize, item: u32) -> bool {
-        agg.category.is_empty()
-            || self.lists[l].entries[item as usize]
-                .categories
-                .iter()
-                .any(|c| agg.category.binary_search(c).is_ok())
+impl<'a> Task<'a> {
+    /// What this source's codes are matched against.
+    fn matcher(&self) -> Matcher<'_> {
+        Matcher {
+            lists: &self.lists,
+            aggregates: &self.source.aggregates[..self.source.distinct_aggregates()],
+            hashes: self.source.aggregates.iter().any(counts_distinct_values),
+        }
     }
 
-    fn run(&self, group: RowGroup, progress: Option<&ProgressBar>) -> Result<()> {
-        // Fault injection for the test of panics in worker threads; debug
-        // builds only (release builds compile it out).
-        if cfg!(debug_assertions)
-            && std::env::var_os("STRATA_INJECT_PANIC").is_some_and(|v| v == "scan")
-        {
-            panic!("injected panic in the scan of row group {}", group.index);
-        }
-        let source = self.source;
-        let path = &source.table.parts[group.part].path;
-        let columns = source.columns();
-        let dictionary: Vec<&str> = source
-            .codes
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        source: &'a SourcePlan,
+        lists: Vec<&'a Codelist>,
+        index: &'a PersonIndex,
+        states: &'a [State],
+        rejected: &'a Rejected,
+        trace: Option<&'a Trace>,
+        as_of: i32,
+    ) -> Task<'a> {
+        let mut filters: Vec<&Typed> = Vec::new();
+        let filter_of = source.aggregates[..source.distinct_aggregates()]
             .iter()
-            .filter(|c| !c.is_list)
-            .map(|c| c.name.as_str())
+            .map(|a| {
+                let f = a.filter.as_ref()?;
+                Some(filters.iter().position(|g| *g == f).unwrap_or_else(|| {
+                    filters.push(f);
+                    filters.len() - 1
+                }))
+            })
             .collect();
-        let reader = source.table.reader(group, &columns, &dictionary)?;
-        // Dictionary matches are reused while the reader hands out the same
-        // dictionary (typically for a whole column chunk).
-        let mut cached: Vec<ColumnCache> = source
-            .codes
-            .iter()
-            .map(|_| ColumnCache::default())
-            .collect();
-        let mut found = Found::new(self.states.len());
-        let mut rejects = Rejects {
-            group,
-            offset: 0,
-            rows: Vec::new(),
-        };
-        for batch in reader {
-            let batch = batch.map_err(|e| {
-                Error::data(path, format!("cannot read row group {}: {e}", group.index))
-                    .with_help("the file may be corrupt or truncated; re-export it")
-            })?;
-            self.batch(&batch, path, &mut cached, &mut found, &mut rejects)?;
-            rejects.offset += batch.num_rows() as u64;
-            if let Some(p) = progress {
-                p.inc(batch.num_rows() as u64);
-            }
+        Task {
+            source,
+            lists,
+            index,
+            states,
+            rejected,
+            trace,
+            as_of,
+            filters,
+            filter_of,
         }
+    }
+
+    /// Nothing gathered yet, for row group `group`.
+    fn start(&self, group: RowGroup) -> Progress {
+        Progress {
+            cached: self
+                .source
+                .codes
+                .iter()
+                .map(|_| ColumnCache::default())
+                .collect(),
+            found: Found::new(self.states.len()),
+            rejects: Rejects {
+                group,
+                offset: 0,
+                rows: Vec::new(),
+            },
+        }
+    }
+
+    /// Hands what a row group gathered to the shared state.
+    fn finish(&self, gathered: Progress) {
+        let Progress { found, rejects, .. } = gathered;
         for (((state, keys), values), measured) in self
             .states
             .iter()
@@ -801,7 +963,6 @@ impl Task<'_> {
                 .expect("no task panics while holding the lock")
                 .extend(rejects.rows);
         }
-        Ok(())
     }
 
     /// A measure's values in its canonical unit (null where unusable or not
@@ -866,7 +1027,7 @@ impl Task<'_> {
         code: &CodeColumn,
         cached: &mut ColumnCache,
     ) -> Result<ColumnCodes> {
-        let hashes = self.source.aggregates.iter().any(counts_distinct_values);
+        let m = self.matcher();
         let array = table::column(batch, &code.name);
         let texts = |values: &ArrayRef| -> Result<StringArray> {
             let (strings, _) = table::canonical(values, path, &code.name)?;
@@ -891,7 +1052,7 @@ impl Task<'_> {
                     )
                 }
             };
-            let ids = cached.values.ids(&texts(&values)?, &self.lists, hashes);
+            let ids = cached.values.ids(&texts(&values)?, &m);
             let (offsets, ids) = match code.first {
                 Some(n) => first_of_each(&offsets, &ids, n),
                 None => (offsets, ids),
@@ -906,7 +1067,7 @@ impl Task<'_> {
             });
         }
         if let Some(values) = integers(array) {
-            let ids = cached.values.int_ids(values, &self.lists, hashes);
+            let ids = cached.values.int_ids(values, &m);
             return Ok(ColumnCodes {
                 layout: Layout::List {
                     offsets: (0..=ids.len()).collect(),
@@ -924,7 +1085,7 @@ impl Task<'_> {
             let codes = match &cached.dictionary {
                 Some((v, c)) if Arc::ptr_eq(v, values) => c.clone(),
                 _ => {
-                    let c = Arc::new(DictionaryCodes::new(&texts(values)?, &self.lists, hashes));
+                    let c = Arc::new(DictionaryCodes::new(&texts(values)?, &m));
                     cached.dictionary = Some((values.clone(), c.clone()));
                     c
                 }
@@ -934,7 +1095,7 @@ impl Task<'_> {
                 codes,
             });
         }
-        let codes = Arc::new(DictionaryCodes::new(&texts(array)?, &self.lists, hashes));
+        let codes = Arc::new(DictionaryCodes::new(&texts(array)?, &m));
         Ok(ColumnCodes {
             layout: Layout::Rows,
             codes,
@@ -998,28 +1159,26 @@ impl Task<'_> {
         // One aggregate's copies (one per date) share its filter and codes.
         let distinct_aggregates = source.distinct_aggregates();
         let copies = source.dates as u32;
-        let masks: Vec<Option<BooleanArray>> = source.aggregates[..distinct_aggregates]
+        let evaluated: Vec<BooleanArray> = self
+            .filters
             .iter()
-            .map(|agg| {
-                agg.filter
-                    .as_ref()
-                    .map(|f| {
-                        eval::evaluate(f, &filter_slots, rows)
-                            .map(|m| eval::is_true(m.as_boolean()))
-                            .map_err(|e| {
-                                Error::data(
-                                    path,
-                                    format!(
-                                        "evaluating the `where` of source `{}`: {e}",
-                                        source.name
-                                    ),
-                                )
-                                .with_help("check the column's values against the `where` in the rule file")
-                            })
+            .map(|f| {
+                eval::evaluate(f, &filter_slots, rows)
+                    .map(|m| eval::is_true(m.as_boolean()))
+                    .map_err(|e| {
+                        Error::data(
+                            path,
+                            format!("evaluating the `where` of source `{}`: {e}", source.name),
+                        )
+                        .with_help("check the column's values against the `where` in the rule file")
                     })
-                    .transpose()
             })
             .collect::<Result<_>>()?;
+        let masks: Vec<Option<&BooleanArray>> = self
+            .filter_of
+            .iter()
+            .map(|f| f.map(|f| &evaluated[f]))
+            .collect();
 
         // When every aggregate keeps only code-list matches, a row whose codes
         // match no list (most GP events) is done with after one look.
@@ -1111,6 +1270,13 @@ impl Task<'_> {
             .iter()
             .filter(|s| matches!(s, State::Bits { .. }))
             .collect();
+        // The aggregates without a code list take every row; the others only
+        // the rows their codes route to them.
+        let unlisted: Vec<u32> = (0..distinct_aggregates as u32)
+            .filter(|&j| source.aggregates[j as usize].codelist.is_none())
+            .collect();
+        let mut offered: Vec<u32> = Vec::new();
+        let matcher = self.matcher();
         for (i, (&row, &resolved)) in candidates.iter().zip(&people).enumerate() {
             if let Some(Person::Found(ahead)) = people.get(i + AHEAD) {
                 bitsets.iter().for_each(|s| s.prefetch(*ahead * copies));
@@ -1118,17 +1284,13 @@ impl Task<'_> {
             let row = row as usize;
             let day = dates.value(row);
             let mut person: Option<Person> = None;
-            // Per aggregate: does the row pass its filter and code list?
+            // Per aggregate its codes feed: does the row pass its filter?
             // Then, per date, is it in the window? (Copy k of aggregate j is
             // aggregate j + k * distinct_aggregates.)
-            'aggregates: for j in 0..distinct_aggregates {
-                let first = &source.aggregates[j];
+            codes.aggregates_of(row, &unlisted, &mut offered);
+            'aggregates: for &j in &offered {
+                let j = j as usize;
                 if masks[j].as_ref().is_some_and(|m| !m.value(row)) {
-                    continue;
-                }
-                if let Some(l) = first.codelist
-                    && !codes.any_match(l, row, |item| self.in_category(first, l, item))
-                {
                     continue;
                 }
                 for (date, k) in (j..source.aggregates.len())
@@ -1180,7 +1342,7 @@ impl Task<'_> {
                             );
                             let keys = &mut distinct[j];
                             codes.each_match(l, row, |item| {
-                                if !self.in_category(agg, l, item) {
+                                if !matcher.in_category(agg, l, item) {
                                     return;
                                 }
                                 if !state.set_bits(slot, item) {
@@ -1243,7 +1405,7 @@ impl Task<'_> {
                         let mut matched = Vec::new();
                         if let Some(l) = agg.codelist {
                             codes.each_match(l, row, |item| {
-                                if !self.in_category(agg, l, item) {
+                                if !matcher.in_category(agg, l, item) {
                                     return;
                                 }
                                 matched.push((source.codelists[l], item))

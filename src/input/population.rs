@@ -124,18 +124,27 @@ impl SortedIds {
         };
         (0..2 * AHEAD).for_each(fetch_start);
         (0..AHEAD).for_each(fetch_ids);
+        // Extracts are mostly grouped by person: a row with the previous
+        // row's id has its answer already.
+        let mut last: Option<(i64, Person)> = None;
         rows.iter()
             .enumerate()
             .map(|(i, &r)| {
-                fetch_start(i + 2 * AHEAD);
-                fetch_ids(i + AHEAD);
                 let r = r as usize;
                 if ids.is_null(r) {
-                    Person::NullId
-                } else {
-                    self.get(ids.value(r))
-                        .map_or(Person::Unknown, Person::Found)
+                    return Person::NullId;
                 }
+                let id = ids.value(r);
+                if let Some((previous, person)) = last
+                    && previous == id
+                {
+                    return person;
+                }
+                fetch_start(i + 2 * AHEAD);
+                fetch_ids(i + AHEAD);
+                let person = self.get(id).map_or(Person::Unknown, Person::Found);
+                last = Some((id, person));
+                person
             })
             .collect()
     }
@@ -623,6 +632,7 @@ pub fn attribute_column(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::SortedIds;
+    use arrow_array::Array;
 
     fn check(ids: Vec<i64>, absent: &[i64]) {
         let index = SortedIds::new(ids.clone());
@@ -658,5 +668,38 @@ mod tests {
         check(clustered, &[0, 999_999, 1_000_500, i64::MAX - 1]);
         check(vec![], &[0, 1]);
         check(vec![42], &[41, 43]);
+    }
+
+    #[test]
+    fn resolving_rows_answers_as_one_lookup_each() {
+        // Runs of one id (as in extracts grouped by person), a null between
+        // two rows of one id, unknown ids repeated, and rows taken out of
+        // order and twice.
+        let index = SortedIds::new(vec![3, 5, 8, 13]);
+        let ids = arrow_array::Int64Array::from(vec![
+            Some(5),
+            Some(5),
+            None,
+            Some(5),
+            Some(7),
+            Some(7),
+            Some(13),
+            Some(3),
+            None,
+            Some(3),
+        ]);
+        let rows: Vec<u32> = vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 6, 6, 0, 4];
+        let expected: Vec<super::Person> = rows
+            .iter()
+            .map(|&r| match ids.is_null(r as usize) {
+                true => super::Person::NullId,
+                false => index
+                    .get(ids.value(r as usize))
+                    .map_or(super::Person::Unknown, super::Person::Found),
+            })
+            .collect();
+        assert_eq!(index.resolve(&ids, &rows), expected);
+        assert_eq!(expected[3], super::Person::Found(1));
+        assert_eq!(expected[4], super::Person::Unknown);
     }
 }
