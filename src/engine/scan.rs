@@ -30,6 +30,7 @@ use crate::input::RejectedRow;
 use crate::input::population::{Person, PersonIndex};
 use crate::input::table::{self, RowGroup};
 use crate::rules::check::Typed;
+use crate::rules::codelist::CombinedIndex;
 use crate::rules::{Aggregate, Codelist, Measure};
 
 /// Rows a source skipped, by reason (see the data contract).
@@ -68,12 +69,13 @@ impl Unusable {
     }
 }
 
-/// A raw value and unit in the measure's canonical unit, or why not. The
-/// product is rounded to 6 decimal places on its shortest decimal form (as
-/// SQL's `ROUND` on Spark), so that 1.3 g/dL is exactly 13 g/L.
-fn convert(m: &Measure, value: Option<f64>, unit: Option<&str>) -> Result<f64, Unusable> {
+/// A raw value in the measure's canonical unit, given its unit's factor
+/// (`None`: a unit the measure does not list), or why not. The product is
+/// rounded to 6 decimal places on its shortest decimal form (as SQL's
+/// `ROUND` on Spark), so that 1.3 g/dL is exactly 13 g/L.
+fn convert(m: &Measure, value: Option<f64>, factor: Option<f64>) -> Result<f64, Unusable> {
     let value = value.filter(|v| v.is_finite()).ok_or(Unusable::NullValue)?;
-    let factor = m.factor(unit).ok_or(Unusable::UnknownUnit)?;
+    let factor = factor.ok_or(Unusable::UnknownUnit)?;
     let canonical = eval::round_half_up(value * factor, 6);
     if canonical < m.low || canonical > m.high {
         return Err(Unusable::Implausible);
@@ -259,6 +261,18 @@ pub fn scan(
             groups.into_iter().map(move |g| (t.as_slice(), g))
         })
         .collect();
+    // Each source's code lists, and all of them indexed at once.
+    let lists: Vec<Vec<&Codelist>> = plan
+        .sources
+        .iter()
+        .map(|s| {
+            s.codelists
+                .iter()
+                .map(|&c| &plan.model.codelists[c])
+                .collect()
+        })
+        .collect();
+    let indexes: Vec<CombinedIndex> = lists.iter().map(|l| CombinedIndex::new(l)).collect();
     let started = std::time::Instant::now();
     tasks.par_iter().try_for_each(|&(sources, group)| {
         let tasks: Vec<Task> = sources
@@ -267,11 +281,7 @@ pub fn scan(
                 let source = &plan.sources[si];
                 Task::new(
                     source,
-                    source
-                        .codelists
-                        .iter()
-                        .map(|&c| &plan.model.codelists[c])
-                        .collect(),
+                    (&lists[si], &indexes[si]),
                     &plan.population.index,
                     &states[si],
                     &rejected[si],
@@ -381,6 +391,52 @@ fn number(column: &ArrayRef, row: usize) -> Option<f64> {
         DataType::Int64 => column.as_primitive::<Int64Type>().value(row) as f64,
         _ => column.as_primitive::<Float64Type>().value(row),
     })
+}
+
+/// Each row's unit factor to a measure's canonical unit (None where the
+/// measure does not list the unit). A dictionary column's units are matched
+/// once per distinct unit, not once per row.
+enum UnitFactors {
+    Dictionary {
+        keys: Int32Array,
+        /// Per dictionary value; then the factor of a null unit.
+        factors: Vec<Option<f64>>,
+    },
+    /// A text column: matched row by row, for the measure's rows only.
+    Rows(StringArray),
+}
+
+impl UnitFactors {
+    #[inline]
+    fn get(&self, m: &Measure, row: usize) -> Option<f64> {
+        match self {
+            UnitFactors::Dictionary { keys, factors } => match keys.is_valid(row) {
+                true => factors[keys.value(row) as usize],
+                false => factors[factors.len() - 1],
+            },
+            UnitFactors::Rows(units) => m.factor(units.is_valid(row).then(|| units.value(row))),
+        }
+    }
+}
+
+fn unit_factors(m: &Measure, batch: &RecordBatch, path: &std::path::Path) -> Result<UnitFactors> {
+    let column = table::column(batch, &m.unit);
+    let factor = |unit: Option<&str>| m.factor(unit);
+    if let DataType::Dictionary(key, _) = column.data_type()
+        && key.as_ref() == &DataType::Int32
+    {
+        let dict = column.as_dictionary::<Int32Type>();
+        let (values, _) = table::canonical(dict.values(), path, &m.unit)?;
+        let values = values.as_string::<i32>();
+        let mut factors: Vec<Option<f64>> = values.iter().map(factor).collect();
+        factors.push(factor(None));
+        return Ok(UnitFactors::Dictionary {
+            keys: dict.keys().clone(),
+            factors,
+        });
+    }
+    let (units, _) = table::canonical(column, path, &m.unit)?;
+    Ok(UnitFactors::Rows(units.as_string::<i32>().clone()))
 }
 
 /// Does this aggregate count distinct codes without a code list (such as
@@ -511,6 +567,7 @@ impl ValueCache {
 /// aggregates (one date's), to route each value to those it feeds.
 struct Matcher<'a> {
     lists: &'a [&'a Codelist],
+    index: &'a CombinedIndex,
     aggregates: &'a [AggregatePlan],
     /// Hash each code (some aggregate counts distinct codes without a list)?
     hashes: bool,
@@ -561,11 +618,16 @@ impl Default for DictionaryCodes {
 impl DictionaryCodes {
     /// Adds one value at the end.
     fn push(&mut self, value: Option<&str>, m: &Matcher) {
+        for matched in &mut self.matched {
+            matched.push(None);
+        }
+        let v = self.listed.len();
         let mut listed = false;
-        for (list, matched) in m.lists.iter().zip(&mut self.matched) {
-            let found = value.and_then(|s| list.lookup(s));
-            listed |= found.is_some();
-            matched.push(found);
+        if let Some(raw) = value {
+            m.index.lookup(m.lists, raw, |l, entry| {
+                self.matched[l][v] = Some(entry);
+                listed = true;
+            });
         }
         self.listed.push(listed);
         self.hashes.push(value.filter(|_| m.hashes).map(code_hash));
@@ -575,31 +637,13 @@ impl DictionaryCodes {
     /// Matches every value against every code list, and hashes every value
     /// when some aggregate counts distinct codes.
     fn new(values: &StringArray, m: &Matcher) -> DictionaryCodes {
-        let matched: Vec<Vec<Option<u32>>> = m
-            .lists
-            .iter()
-            .map(|list| {
-                values
-                    .iter()
-                    .map(|s| s.and_then(|s| list.lookup(s)))
-                    .collect()
-            })
-            .collect();
-        let listed = (0..values.len())
-            .map(|v| matched.iter().any(|m| m[v].is_some()))
-            .collect();
-        let hashes = if m.hashes {
-            values.iter().map(|s| s.map(code_hash)).collect()
-        } else {
-            vec![None; values.len()]
-        };
         let mut codes = DictionaryCodes {
-            matched,
-            listed,
-            hashes,
+            matched: vec![Vec::with_capacity(values.len()); m.lists.len()],
             ..Default::default()
         };
-        codes.route(m);
+        for value in values {
+            codes.push(value, m);
+        }
         codes
     }
 
@@ -635,8 +679,9 @@ fn code_hash(code: &str) -> u64 {
 /// One source's share of a row group's scan.
 struct Task<'a> {
     source: &'a SourcePlan,
-    lists: Vec<&'a Codelist>,
-    index: &'a PersonIndex,
+    lists: &'a [&'a Codelist],
+    index: &'a CombinedIndex,
+    people: &'a PersonIndex,
     states: &'a [State],
     rejected: &'a Rejected,
     trace: Option<&'a Trace>,
@@ -646,6 +691,10 @@ struct Task<'a> {
     filters: Vec<&'a Typed>,
     /// Per aggregate (of one date): its `where`, as an index into `filters`.
     filter_of: Vec<Option<usize>>,
+    /// The days some aggregate's window takes: after the first day (when
+    /// every window has a start), up to the last. Rows outside are no
+    /// aggregate's, and their person is never looked up.
+    days: (Option<i32>, i32),
 }
 
 /// What a task gathers over one row group.
@@ -878,7 +927,8 @@ impl<'a> Task<'a> {
     /// What this source's codes are matched against.
     fn matcher(&self) -> Matcher<'_> {
         Matcher {
-            lists: &self.lists,
+            lists: self.lists,
+            index: self.index,
             aggregates: &self.source.aggregates[..self.source.distinct_aggregates()],
             hashes: self.source.aggregates.iter().any(counts_distinct_values),
         }
@@ -887,8 +937,8 @@ impl<'a> Task<'a> {
     #[allow(clippy::too_many_arguments)]
     fn new(
         source: &'a SourcePlan,
-        lists: Vec<&'a Codelist>,
-        index: &'a PersonIndex,
+        (lists, index): (&'a [&'a Codelist], &'a CombinedIndex),
+        people: &'a PersonIndex,
         states: &'a [State],
         rejected: &'a Rejected,
         trace: Option<&'a Trace>,
@@ -905,16 +955,21 @@ impl<'a> Task<'a> {
                 }))
             })
             .collect();
+        let starts: Option<Vec<i32>> = source.aggregates.iter().map(|a| a.after).collect();
+        let after = starts.and_then(|s| s.into_iter().min());
+        let until = source.aggregates.iter().map(|a| a.until).max();
         Task {
             source,
             lists,
             index,
+            people,
             states,
             rejected,
             trace,
             as_of,
             filters,
             filter_of,
+            days: (after, until.unwrap_or(i32::MAX)),
         }
     }
 
@@ -975,9 +1030,7 @@ impl<'a> Task<'a> {
         codes: &Codes,
         values: &[ArrayRef],
     ) -> Result<(ArrayRef, Vec<Option<Unusable>>)> {
-        let unit_column = &m.measure.unit;
-        let (units, _) = table::canonical(table::column(batch, unit_column), path, unit_column)?;
-        let units = units.as_string::<i32>();
+        let factors = unit_factors(&m.measure, batch, path)?;
         let raw = &values[m.value];
         let rows = batch.num_rows();
         let mut why = vec![None; rows];
@@ -987,9 +1040,7 @@ impl<'a> Task<'a> {
                 converted.append_null();
                 continue;
             }
-            let value = number(raw, row);
-            let unit = (!units.is_null(row)).then(|| units.value(row));
-            match convert(&m.measure, value, unit) {
+            match convert(&m.measure, number(raw, row), factors.get(&m.measure, row)) {
                 Ok(v) => converted.append_value(v),
                 Err(u) => {
                     *why = Some(u);
@@ -1122,7 +1173,7 @@ impl<'a> Task<'a> {
             path,
             &source.date_column,
         )?;
-        let persons = self.index.column(
+        let persons = self.people.column(
             table::column(batch, &source.person_column),
             path,
             &source.person_column,
@@ -1259,10 +1310,17 @@ impl<'a> Task<'a> {
                 false
             });
         }
+        let (after, until) = self.days;
+        if after.is_some() || until < self.as_of {
+            candidates.retain(|&row| {
+                let day = dates.value(row as usize);
+                after.is_none_or(|a| day > a) && day <= until
+            });
+        }
         // Looking people up is the scan's costliest step (a random read in
         // an index of millions); done for a whole batch at once, the reads
         // overlap instead of waiting one after another.
-        let people = self.index.resolve(&persons, &candidates);
+        let people = self.people.resolve(&persons, &candidates);
         // Per-person bitsets are random reads too: fetched a few rows ahead.
         const AHEAD: usize = 8;
         let bitsets: Vec<&State> = self

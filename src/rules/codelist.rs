@@ -255,6 +255,17 @@ impl Codelist {
             && self.categories == other.categories
     }
 
+    /// For a list matched exactly, its codes (normalised) and entries: a
+    /// source with many lists indexes them all at once (see
+    /// [`CombinedIndex`]).
+    fn exact_codes(&self) -> Option<impl Iterator<Item = (&str, u32)>> {
+        (self.match_mode == MatchMode::Exact).then(|| {
+            self.index
+                .iter()
+                .map(|(code, &entry)| (code.as_str(), entry))
+        })
+    }
+
     /// The entry a raw code from the data matches, if any.
     pub fn lookup(&self, raw: &str) -> Option<u32> {
         let code = normalise(self.system, raw);
@@ -482,5 +493,64 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("not a decimal number"), "{e}");
+    }
+}
+
+/// Several code lists looked up at once: a code is normalised once per
+/// coding system and found in one hash table for every exactly matched
+/// list, instead of once per list (the core model matches each GP code
+/// against over a hundred lists). Prefix lists are looked up one by one.
+pub struct CombinedIndex {
+    /// Per coding system: code -> (list, entry) of every exact list.
+    exact: Vec<(
+        CodingSystem,
+        HashMap<String, Vec<(u32, u32)>, foldhash::fast::FixedState>,
+    )>,
+    /// The lists matched by prefix.
+    prefix: Vec<usize>,
+}
+
+impl CombinedIndex {
+    pub fn new(lists: &[&Codelist]) -> CombinedIndex {
+        let mut index = CombinedIndex {
+            exact: Vec::new(),
+            prefix: Vec::new(),
+        };
+        for (l, list) in lists.iter().enumerate() {
+            let Some(codes) = list.exact_codes() else {
+                index.prefix.push(l);
+                continue;
+            };
+            let at = match index.exact.iter().position(|(s, _)| *s == list.system) {
+                Some(at) => at,
+                None => {
+                    index.exact.push((list.system, HashMap::default()));
+                    index.exact.len() - 1
+                }
+            };
+            for (code, entry) in codes {
+                index.exact[at]
+                    .1
+                    .entry(code.to_string())
+                    .or_default()
+                    .push((l as u32, entry));
+            }
+        }
+        index
+    }
+
+    /// Calls `found(list, entry)` for each list `raw` matches an entry of
+    /// (the same answers as each list's [`Codelist::lookup`]).
+    pub fn lookup(&self, lists: &[&Codelist], raw: &str, mut found: impl FnMut(usize, u32)) {
+        for (system, codes) in &self.exact {
+            if let Some(hits) = codes.get(normalise(*system, raw).as_ref()) {
+                hits.iter().for_each(|&(l, e)| found(l as usize, e));
+            }
+        }
+        for &l in &self.prefix {
+            if let Some(e) = lists[l].lookup(raw) {
+                found(l, e);
+            }
+        }
     }
 }
