@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
-# strata against DuckDB and Polars on the same workload (see workload.toml):
-# generates PERSONS people, runs the three tools RUNS times each, interleaved,
-# checks that they agree person by person, and prints whole-process wall time,
-# CPU time and peak memory (medians) and the ratios. The last line is
-#   strata vs best peer: <R>x faster, peak memory <M>x
+# strata against its peers, on PERSONS generated people, each run RUNS
+# times, interleaved; checks that they agree person by person, and prints
+# whole-process wall time, CPU time and peak memory (medians) and ratios:
+#
+# 1. the peer workload (see workload.toml) against DuckDB and Polars queries
+#    written by hand, ending with
+#      strata vs best peer: <R>x faster, peak memory <M>x
+# 2. the default model (models/core.toml, what `strata run` runs) against
+#    the same rule files compiled to DuckDB SQL by `strata compile` (not
+#    timed), ending with
+#      strata core vs DuckDB compiled: <R>x faster, peak memory <M>x
+#    strata's run also writes the PCN lists, workbooks and report; DuckDB's
+#    only the per-person table.
 #
 # Usage: benches/peer/run.sh [PERSONS (1000000)] [RUNS (5)]
 # Needs python3 with venv and pip (DuckDB and Polars are installed into
@@ -57,4 +65,25 @@ for i in $(seq "$runs"); do
         esac
     done
 done
-"$py" "$here/compare.py" "$work/strata-out" "$work/duckdb.parquet" "$work/polars.parquet" "$timings"
+status=0
+"$py" "$here/compare.py" "$work/strata-out" "$work/duckdb.parquet" "$work/polars.parquet" "$timings" || status=1
+
+echo
+echo "The default model (core) against its rule files compiled to DuckDB SQL, $runs runs each, interleaved"
+"$strata" compile --target duckdb core --data "$data" --as-of "$as_of" --out "$work/core.sql" --quiet
+: >"$timings"
+for i in $(seq "$runs"); do
+    order=(strata duckdb)
+    order=("${order[@]:$((i % 2))}" "${order[@]:0:$((i % 2))}")
+    for tool in "${order[@]}"; do
+        case "$tool" in
+            strata)
+                rm -rf "$work/strata-core"
+                measure strata "$strata" run --rules core --data "$data" \
+                    --out "$work/strata-core" --as-of "$as_of" --quiet ;;
+            duckdb) measure duckdb "$py" "$here/duckdb_compiled.py" "$work/core.sql" "$work/core.parquet" ;;
+        esac
+    done
+done
+"$py" "$here/compare_core.py" "$work/strata-core" "$work/core.parquet" "$timings" || status=1
+exit "$status"
