@@ -26,10 +26,30 @@ duckdb.sql(
     efi_list as (select code, deficit from read_csv('{codelists}/efi_clegg2016_snomed.csv', all_varchar = true)),
     hfrs_list as (select code, cast(points as decimal(6, 1)) as points
                   from read_csv('{codelists}/hfrs_gilbert2018.csv', all_varchar = true)),
+    patients as (select * from read_parquet({table('patients')})),
+    -- Registered on the as-of date: the latest registration started by then
+    -- and not ended before it (then the first practice code); its PCN is
+    -- the one the population table gives the practice.
+    registered as (
+        select person_id, first(practice_code order by start_date desc, practice_code) as practice_code
+        from read_parquet({table('registrations')})
+        where start_date <= date '{as_of}' and (end_date is null or end_date >= date '{as_of}')
+          and practice_code is not null
+        group by person_id
+    ),
+    practice_pcn as (
+        select practice_code, min(pcn_code) as pcn_code from patients
+        where practice_code is not null and pcn_code is not null
+        group by practice_code
+    ),
     people as (
-        select person_id, pcn_code, birth_date
-        from read_parquet({table('patients')})
-        where date_of_death is null or date_of_death > date '{as_of}'
+        select p.person_id, pp.pcn_code, p.birth_date
+        from patients p
+        join registered r using (person_id)
+        left join practice_pcn pp on pp.practice_code = r.practice_code
+        where (p.date_of_death is null or p.date_of_death > date '{as_of}')
+          -- Direct care (strata's default purpose): a type 1 opt-out is in no output.
+          and p.type1_opt_out is not true
     ),
     ae as (
         select person_id, count(*) as ae_12m from read_parquet({table('ae_attendances')})

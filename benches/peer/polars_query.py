@@ -35,9 +35,37 @@ hfrs_list = pl.scan_csv(os.path.join(codelists, "hfrs_gilbert2018.csv")).select(
     "code", (pl.col("points") * 10).round(0).cast(pl.Int64).alias("tenths")
 )
 
-people = scan("patients").filter(
-    pl.col("date_of_death").is_null() | (pl.col("date_of_death") > as_of)
-).select("person_id", "pcn_code", "birth_date")
+patients = scan("patients")
+# Registered on the as-of date: the latest registration started by then and
+# not ended before it (then the first practice code); its PCN is the one the
+# population table gives the practice.
+registered = (
+    scan("registrations")
+    .filter(
+        (pl.col("start_date") <= as_of)
+        & (pl.col("end_date").is_null() | (pl.col("end_date") >= as_of))
+        & pl.col("practice_code").is_not_null()
+    )
+    .sort(["person_id", "start_date", "practice_code"], descending=[False, True, False])
+    .group_by("person_id")
+    .agg(pl.col("practice_code").first())
+)
+practice_pcn = (
+    patients.filter(pl.col("practice_code").is_not_null() & pl.col("pcn_code").is_not_null())
+    .group_by("practice_code")
+    .agg(pl.col("pcn_code").min())
+)
+people = (
+    patients.filter(
+        (pl.col("date_of_death").is_null() | (pl.col("date_of_death") > as_of))
+        # Direct care (strata's default purpose): a type 1 opt-out is in no output.
+        & pl.col("type1_opt_out").ne_missing(True)
+    )
+    .select("person_id", "birth_date")
+    .join(registered, on="person_id")
+    .join(practice_pcn, on="practice_code", how="left")
+    .select("person_id", "pcn_code", "birth_date")
+)
 ae = (
     scan("ae_attendances")
     .filter((pl.col("arrival_date") > year_ago) & (pl.col("arrival_date") <= as_of))
