@@ -21,11 +21,12 @@ use std::sync::Arc;
 use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
+use rayon::prelude::*;
 
 use crate::dates::Day;
 use crate::error::{Error, Result};
 use crate::input::population::{Person, Population, TextColumn};
-use crate::input::table::{self, Table};
+use crate::input::table::{self, RowGroup, Table};
 use crate::rules::check::Type;
 
 use crate::input::REGISTRATIONS as TABLE;
@@ -187,46 +188,107 @@ fn read_rows(
             .with_help("see `registrations` in docs/data-contract.md for the accepted types"));
         }
     }
-    let mut rows = Vec::new();
+    // Row groups are read in parallel, each numbering the practices it
+    // meets; then the numbers are made one, as first met in file order.
+    let groups: Vec<GroupRows> = table
+        .row_groups()
+        .into_par_iter()
+        .map(|group| read_group(table, group, population))
+        .collect::<Result<_>>()?;
     let mut codes: HashMap<String, u32> = HashMap::new();
-    let columns = ["person_id", "practice_code", "start_date", "end_date"];
-    for group in table.row_groups() {
-        let path = &table.parts[group.part].path;
-        for batch in table.reader(group, &columns, &[])? {
-            let batch = batch.map_err(|e| {
-                Error::data(path, format!("cannot read the registrations: {e}"))
-                    .with_help("the file may be corrupt or truncated; re-export it")
-            })?;
-            let ids = table::canonical(table::column(&batch, "person_id"), path, "person_id")?.0;
-            let persons = population.index.column(&ids, path, "person_id")?;
-            let practice = table::canonical(
-                table::column(&batch, "practice_code"),
-                path,
-                "practice_code",
-            )?
-            .0;
-            let practice = practice.as_string::<i32>();
-            let start = table::to_dates(table::column(&batch, "start_date"), path, "start_date")?;
-            let end = table::to_dates(table::column(&batch, "end_date"), path, "end_date")?;
-            for row in 0..batch.num_rows() {
-                let Person::Found(p) = population.index.lookup(&persons, row) else {
-                    continue;
-                };
-                if start.is_null(row) || practice.is_null(row) {
-                    continue;
-                }
-                let code = practice.value(row);
+    let mut rows = Vec::with_capacity(groups.iter().map(|g| g.rows.len()).sum());
+    for group in groups {
+        let number: Vec<u32> = group
+            .codes
+            .into_iter()
+            .map(|code| {
                 let next = codes.len() as u32;
-                let code = match codes.get(code) {
-                    Some(&c) => c,
-                    None => *codes.entry(code.to_string()).or_insert(next),
-                };
-                let to = (!end.is_null(row)).then(|| end.value(row));
-                rows.push((p, start.value(row), to, code));
-            }
-        }
+                *codes.entry(code).or_insert(next)
+            })
+            .collect();
+        rows.extend(
+            group
+                .rows
+                .into_iter()
+                .map(|(p, from, to, code)| (p, from, to, number[code as usize])),
+        );
     }
     Ok((rows, codes))
+}
+
+/// One row group's usable rows, with practices numbered as first met in it.
+struct GroupRows {
+    rows: Vec<(u32, Day, Option<Day>, u32)>,
+    codes: Vec<String>,
+}
+
+fn read_group(table: &Table, group: RowGroup, population: &Population) -> Result<GroupRows> {
+    let path = &table.parts[group.part].path;
+    let columns = ["person_id", "practice_code", "start_date", "end_date"];
+    let mut out = GroupRows {
+        rows: Vec::new(),
+        codes: Vec::new(),
+    };
+    let mut number: HashMap<String, u32> = HashMap::new();
+    let mut code_of = |code: &str, codes: &mut Vec<String>| -> u32 {
+        if let Some(&n) = number.get(code) {
+            return n;
+        }
+        let n = codes.len() as u32;
+        codes.push(code.to_string());
+        number.insert(code.to_string(), n);
+        n
+    };
+    for batch in table.reader(group, &columns, &["practice_code"])? {
+        let batch = batch.map_err(|e| {
+            Error::data(path, format!("cannot read the registrations: {e}"))
+                .with_help("the file may be corrupt or truncated; re-export it")
+        })?;
+        let ids = table::canonical(table::column(&batch, "person_id"), path, "person_id")?.0;
+        let persons = population.index.column(&ids, path, "person_id")?;
+        // Each row's practice, numbered once per distinct code.
+        let practice = table::column(&batch, "practice_code");
+        let practices: Vec<Option<u32>> = match practice.data_type() {
+            DataType::Dictionary(key, _) if key.as_ref() == &DataType::Int32 => {
+                let dict = practice.as_dictionary::<arrow_array::types::Int32Type>();
+                let values = table::canonical(dict.values(), path, "practice_code")?.0;
+                let numbers: Vec<Option<u32>> = values
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.map(|v| code_of(v, &mut out.codes)))
+                    .collect();
+                dict.keys()
+                    .iter()
+                    .map(|k| k.and_then(|k| numbers[k as usize]))
+                    .collect()
+            }
+            _ => {
+                let text = table::canonical(practice, path, "practice_code")?.0;
+                text.as_string::<i32>()
+                    .iter()
+                    .map(|v| v.map(|v| code_of(v, &mut out.codes)))
+                    .collect()
+            }
+        };
+        let start = table::to_dates(table::column(&batch, "start_date"), path, "start_date")?;
+        let end = table::to_dates(table::column(&batch, "end_date"), path, "end_date")?;
+        let all: Vec<u32> = (0..batch.num_rows() as u32).collect();
+        let people = population.index.resolve(&persons, &all);
+        for (row, person) in people.into_iter().enumerate() {
+            let Person::Found(p) = person else {
+                continue;
+            };
+            let Some(code) = practices[row] else {
+                continue;
+            };
+            if start.is_null(row) {
+                continue;
+            }
+            let to = (!end.is_null(row)).then(|| end.value(row));
+            out.rows.push((p, start.value(row), to, code));
+        }
+    }
+    Ok(out)
 }
 
 /// `batch` with the named columns replaced.
