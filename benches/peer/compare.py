@@ -5,10 +5,10 @@ Usage: python compare.py STRATA_OUT DUCKDB.parquet POLARS.parquet TIMINGS.tsv
 TIMINGS.tsv: one line per run: tool, wall seconds, CPU seconds, peak KiB.
 """
 
-import statistics
 import sys
 
 import polars as pl
+from medians import medians
 
 strata_out, duckdb_out, polars_out, timings = sys.argv[1:5]
 columns = ["person_id", "pcn_code", "ae_12m", "emergency_12m", "efi_deficits", "hfrs", "age_years", "hiu", "frail"]
@@ -47,20 +47,11 @@ for name, path in [("DuckDB", duckdb_out), ("Polars", polars_out)]:
         )
         print(f"{name}: {differing.height} persons differ from strata; first ones:\n{differing.head(5)}")
 
-rows = [line.split("\t") for line in open(timings).read().splitlines() if line.strip()]
-tools = ["strata", "duckdb", "polars"]
-medians = {}
-for tool in tools:
-    runs = [r for r in rows if r[0] == tool]
-    wall = statistics.median(float(r[1]) for r in runs)
-    cpu = statistics.median(float(r[2]) for r in runs)
-    peak = statistics.median(int(r[3]) for r in runs) / 1024
-    medians[tool] = (wall, cpu, peak)
-    print(f"{tool:8} median of {len(runs)}: wall {wall:6.2f} s   CPU {cpu:6.2f} s   peak {peak:7.0f} MiB")
+figures = medians(timings, ["strata", "duckdb", "polars"])
 
-best_wall = min(medians["duckdb"][0], medians["polars"][0])
-lower_peak = min(medians["duckdb"][2], medians["polars"][2])
-speed = best_wall / medians["strata"][0]
-memory = medians["strata"][2] / lower_peak
+best_wall = min(figures["duckdb"][0], figures["polars"][0])
+lower_peak = min(figures["duckdb"][2], figures["polars"][2])
+speed = best_wall / figures["strata"][0]
+memory = figures["strata"][2] / lower_peak
 print(f"strata vs best peer: {speed:.2f}x faster, peak memory {memory:.2f}x")
 sys.exit(0 if ok else 1)

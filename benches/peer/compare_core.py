@@ -6,10 +6,10 @@ Usage: python compare_core.py STRATA_OUT SQL.parquet TIMINGS.tsv
 TIMINGS.tsv: one line per run: tool, wall seconds, CPU seconds, peak KiB.
 """
 
-import statistics
 import sys
 
 import duckdb
+from medians import medians
 
 strata_out, sql_out, timings = sys.argv[1:4]
 con = duckdb.connect()
@@ -41,16 +41,8 @@ else:
         print(f"DuckDB (compiled SQL): {persons:,} persons joined ({in_native:,} native, {in_sql:,} SQL); "
               f"columns differing: {bad[:10]}")
 
-rows = [line.split("\t") for line in open(timings).read().splitlines() if line.strip()]
-medians = {}
-for tool in ["strata", "duckdb"]:
-    runs = [r for r in rows if r[0] == tool]
-    wall = statistics.median(float(r[1]) for r in runs)
-    cpu = statistics.median(float(r[2]) for r in runs)
-    peak = statistics.median(int(r[3]) for r in runs) / 1024
-    medians[tool] = (wall, cpu, peak)
-    print(f"{tool:8} median of {len(runs)}: wall {wall:6.2f} s   CPU {cpu:6.2f} s   peak {peak:7.0f} MiB")
-speed = medians["duckdb"][0] / medians["strata"][0]
-memory = medians["strata"][2] / medians["duckdb"][2]
+figures = medians(timings, ["strata", "duckdb"])
+speed = figures["duckdb"][0] / figures["strata"][0]
+memory = figures["strata"][2] / figures["duckdb"][2]
 print(f"strata core vs DuckDB compiled: {speed:.2f}x faster, peak memory {memory:.2f}x")
 sys.exit(0 if ok else 1)

@@ -265,21 +265,26 @@ fn choose(mask: &Value, a: &Value, b: &Value, len: usize) -> Result<Value, EvalE
 /// (short runs) costs several times more.
 fn choose_primitive(mask: &BooleanArray, a: &Value, b: &Value) -> Option<ArrayRef> {
     use arrow_array::types::{Date32Type, Float64Type, Int64Type};
+    /// Each row's branch and its row there (0 in a scalar).
+    fn picks<'x, X>(
+        mask: &'x BooleanArray,
+        a: (&'x X, bool),
+        b: (&'x X, bool),
+    ) -> impl Iterator<Item = (&'x X, usize)> + 'x {
+        (0..mask.len()).map(move |i| {
+            let (x, scalar) = if mask.value(i) { a } else { b };
+            (x, if scalar { 0 } else { i })
+        })
+    }
     fn pick<T: arrow_array::ArrowPrimitiveType>(
         mask: &BooleanArray,
         a: &Value,
         b: &Value,
     ) -> ArrayRef {
-        let (xa, xb) = (a.array().as_primitive::<T>(), b.array().as_primitive::<T>());
-        let (sa, sb) = (a.is_scalar(), b.is_scalar());
-        let out: arrow_array::PrimitiveArray<T> = (0..mask.len())
-            .map(|i| {
-                let (x, j) = match mask.value(i) {
-                    true => (xa, if sa { 0 } else { i }),
-                    false => (xb, if sb { 0 } else { i }),
-                };
-                x.is_valid(j).then(|| x.value(j))
-            })
+        let a = (a.array().as_primitive::<T>(), a.is_scalar());
+        let b = (b.array().as_primitive::<T>(), b.is_scalar());
+        let out: arrow_array::PrimitiveArray<T> = picks(mask, a, b)
+            .map(|(x, j)| x.is_valid(j).then(|| x.value(j)))
             .collect();
         Arc::new(out)
     }
@@ -292,16 +297,10 @@ fn choose_primitive(mask: &BooleanArray, a: &Value, b: &Value) -> Option<ArrayRe
         DataType::Float64 => pick::<Float64Type>(mask, a, b),
         DataType::Date32 => pick::<Date32Type>(mask, a, b),
         DataType::Boolean => {
-            let (xa, xb) = (a.array().as_boolean(), b.array().as_boolean());
-            let (sa, sb) = (a.is_scalar(), b.is_scalar());
-            let out: BooleanArray = (0..mask.len())
-                .map(|i| {
-                    let (x, j) = match mask.value(i) {
-                        true => (xa, if sa { 0 } else { i }),
-                        false => (xb, if sb { 0 } else { i }),
-                    };
-                    x.is_valid(j).then(|| x.value(j))
-                })
+            let a = (a.array().as_boolean(), a.is_scalar());
+            let b = (b.array().as_boolean(), b.is_scalar());
+            let out: BooleanArray = picks(mask, a, b)
+                .map(|(x, j)| x.is_valid(j).then(|| x.value(j)))
                 .collect();
             Arc::new(out)
         }

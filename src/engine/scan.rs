@@ -596,9 +596,10 @@ struct DictionaryCodes {
     listed: Vec<bool>,
     hashes: Vec<Option<u64>>,
     /// The aggregates (of one date, ascending) whose code list and
-    /// categories value `v` matches: `feeds[feed_offsets[v]..feed_offsets[v
-    /// + 1]]`. A row is offered to these aggregates only, however many the
-    /// source has (the core model has over a hundred on GP events).
+    /// categories value `v` matches, `feeds[feed_offsets[v] as usize..]` up
+    /// to the next value's offset. A row is offered to these aggregates
+    /// only, however many the source has (the core model has over a
+    /// hundred on GP events).
     feeds: Vec<u32>,
     feed_offsets: Vec<u32>,
 }

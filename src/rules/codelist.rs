@@ -349,6 +349,65 @@ fn csv_error(path: &Path, e: csv::Error) -> Error {
     )
 }
 
+/// Code -> (list, entry) of each list that has it.
+type ListsOfCode = HashMap<String, Vec<(u32, u32)>, foldhash::fast::FixedState>;
+
+/// Several code lists looked up at once: a code is normalised once per
+/// coding system and found in one hash table for every exactly matched
+/// list, instead of once per list (the core model matches each GP code
+/// against over a hundred lists). Prefix lists are looked up one by one.
+pub struct CombinedIndex {
+    /// Per coding system: code -> (list, entry) of every exact list.
+    exact: Vec<(CodingSystem, ListsOfCode)>,
+    /// The lists matched by prefix.
+    prefix: Vec<usize>,
+}
+
+impl CombinedIndex {
+    pub fn new(lists: &[&Codelist]) -> CombinedIndex {
+        let mut index = CombinedIndex {
+            exact: Vec::new(),
+            prefix: Vec::new(),
+        };
+        for (l, list) in lists.iter().enumerate() {
+            let Some(codes) = list.exact_codes() else {
+                index.prefix.push(l);
+                continue;
+            };
+            let at = match index.exact.iter().position(|(s, _)| *s == list.system) {
+                Some(at) => at,
+                None => {
+                    index.exact.push((list.system, HashMap::default()));
+                    index.exact.len() - 1
+                }
+            };
+            for (code, entry) in codes {
+                index.exact[at]
+                    .1
+                    .entry(code.to_string())
+                    .or_default()
+                    .push((l as u32, entry));
+            }
+        }
+        index
+    }
+
+    /// Calls `found(list, entry)` for each list `raw` matches an entry of
+    /// (the same answers as each list's [`Codelist::lookup`]).
+    pub fn lookup(&self, lists: &[&Codelist], raw: &str, mut found: impl FnMut(usize, u32)) {
+        for (system, codes) in &self.exact {
+            if let Some(hits) = codes.get(normalise(*system, raw).as_ref()) {
+                hits.iter().for_each(|&(l, e)| found(l as usize, e));
+            }
+        }
+        for &l in &self.prefix {
+            if let Some(e) = lists[l].lookup(raw) {
+                found(l, e);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,6 +439,46 @@ mod tests {
         assert_eq!(list.lookup("I501"), Some(2));
         assert_eq!(list.lookup("F0"), None);
         assert_eq!(list.lookup("G30"), None);
+    }
+
+    #[test]
+    fn one_index_of_many_lists_answers_as_each_list() {
+        let lists = [
+            load(
+                "code,term\n22298006,MI\n195080001,AF\n",
+                "snomed",
+                "exact",
+                "",
+            )
+            .unwrap(),
+            load("code,term\n195080001,AF\n", "snomed", "exact", "").unwrap(),
+            load("code,term\nF00,Dementia\nI50,HF\n", "icd10", "prefix", "").unwrap(),
+            load("code,term\nI50,HF\nR54,Frailty\n", "icd10", "exact", "").unwrap(),
+        ];
+        let lists: Vec<&Codelist> = lists.iter().collect();
+        let index = CombinedIndex::new(&lists);
+        let raws = [
+            "22298006",
+            " 195080001 ",
+            "I50",
+            "i50",
+            "I509",
+            "R54X",
+            "r54",
+            "F00.1",
+            "999",
+            "",
+        ];
+        for raw in raws {
+            let mut found = vec![None; lists.len()];
+            index.lookup(&lists, raw, |l, e| found[l] = Some(e));
+            let each: Vec<Option<u32>> = lists.iter().map(|l| l.lookup(raw)).collect();
+            assert_eq!(found, each, "{raw:?}");
+        }
+        // Not vacuous: some codes are in several lists, of both kinds.
+        let mut hits = 0;
+        index.lookup(&lists, "I50", |_, _| hits += 1);
+        assert_eq!(hits, 2);
     }
 
     #[test]
@@ -493,64 +592,5 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("not a decimal number"), "{e}");
-    }
-}
-
-/// Several code lists looked up at once: a code is normalised once per
-/// coding system and found in one hash table for every exactly matched
-/// list, instead of once per list (the core model matches each GP code
-/// against over a hundred lists). Prefix lists are looked up one by one.
-pub struct CombinedIndex {
-    /// Per coding system: code -> (list, entry) of every exact list.
-    exact: Vec<(
-        CodingSystem,
-        HashMap<String, Vec<(u32, u32)>, foldhash::fast::FixedState>,
-    )>,
-    /// The lists matched by prefix.
-    prefix: Vec<usize>,
-}
-
-impl CombinedIndex {
-    pub fn new(lists: &[&Codelist]) -> CombinedIndex {
-        let mut index = CombinedIndex {
-            exact: Vec::new(),
-            prefix: Vec::new(),
-        };
-        for (l, list) in lists.iter().enumerate() {
-            let Some(codes) = list.exact_codes() else {
-                index.prefix.push(l);
-                continue;
-            };
-            let at = match index.exact.iter().position(|(s, _)| *s == list.system) {
-                Some(at) => at,
-                None => {
-                    index.exact.push((list.system, HashMap::default()));
-                    index.exact.len() - 1
-                }
-            };
-            for (code, entry) in codes {
-                index.exact[at]
-                    .1
-                    .entry(code.to_string())
-                    .or_default()
-                    .push((l as u32, entry));
-            }
-        }
-        index
-    }
-
-    /// Calls `found(list, entry)` for each list `raw` matches an entry of
-    /// (the same answers as each list's [`Codelist::lookup`]).
-    pub fn lookup(&self, lists: &[&Codelist], raw: &str, mut found: impl FnMut(usize, u32)) {
-        for (system, codes) in &self.exact {
-            if let Some(hits) = codes.get(normalise(*system, raw).as_ref()) {
-                hits.iter().for_each(|&(l, e)| found(l as usize, e));
-            }
-        }
-        for &l in &self.prefix {
-            if let Some(e) = lists[l].lookup(raw) {
-                found(l, e);
-            }
-        }
     }
 }
