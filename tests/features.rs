@@ -292,3 +292,83 @@ fn explain_lists_the_events_and_codes_behind_each_feature() {
         stderr(&o)
     );
 }
+
+/// Aggregates whose `where`s are the same share one evaluation per batch;
+/// `value = 0.0` and `value = -0.0` are not the same (the comparison tells
+/// the zeros apart), and neither are two rules on two columns.
+#[test]
+fn aggregates_with_different_wheres_are_not_merged() {
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = r#"
+[model]
+name = "wheres"
+title = "Wheres that look alike"
+source = "test fixture"
+
+[sources.labs]
+table = "labs"
+date = "event_date"
+
+[features.positive_zero]
+source = "labs"
+aggregate = "count"
+where = "value = 0.0"
+
+[features.negative_zero]
+source = "labs"
+aggregate = "count"
+where = "value = -0.0"
+
+[features.positive_zero_again]
+source = "labs"
+aggregate = "count"
+where = "value = 0.0"
+
+[features.other_column]
+source = "labs"
+aggregate = "count"
+where = "other = 0.0"
+"#;
+    std::fs::write(tmp.path().join("rules.toml"), rules).unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let people = vec![person(1, "1940-01-01", "P1"), person(2, "1950-01-01", "P1")];
+    write_parquet(&data.join("patients.parquet"), &[patients_batch(&people)]);
+    let labs = batch(vec![
+        (
+            "person_id",
+            Arc::new(arrow_array::Int64Array::from(vec![1, 2, 2])),
+        ),
+        (
+            "event_date",
+            Arc::new(arrow_array::Date32Array::from(vec![
+                day("2024-01-01"),
+                day("2024-01-01"),
+                day("2024-02-01"),
+            ])),
+        ),
+        (
+            "value",
+            Arc::new(arrow_array::Float64Array::from(vec![0.0, -0.0, -0.0])),
+        ),
+        (
+            "other",
+            Arc::new(arrow_array::Float64Array::from(vec![1.0, 0.0, 0.0])),
+        ),
+    ]);
+    write_parquet(&data.join("labs.parquet"), &[labs]);
+    let out = tmp.path().join("out");
+    let o = run_rules(&tmp.path().join("rules.toml"), &data, &out, "2025-03-31");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p = read_parquet(&out.join("patients.parquet"));
+    let counts = |name: &str| -> Vec<i64> {
+        let c = p.column_by_name(name).unwrap();
+        let c = arrow_cast::cast(c, &arrow_schema::DataType::Int64).unwrap();
+        c.as_primitive::<Int64Type>().values().to_vec()
+    };
+    assert_eq!(counts("positive_zero"), [1, 0]);
+    assert_eq!(counts("negative_zero"), [0, 2]);
+    assert_eq!(counts("positive_zero_again"), [1, 0]);
+    assert_eq!(counts("other_column"), [0, 2]);
+}

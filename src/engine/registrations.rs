@@ -160,7 +160,7 @@ pub fn registered_only(
 }
 
 /// The usable rows of the registrations table: (population row, start,
-/// end, practice numbered as first met), and the practice codes met. Rows
+/// end, practice numbered), and the practice codes met. Rows
 /// with a null start or practice, or a person not in the population, are
 /// ignored.
 #[allow(clippy::type_complexity)]
@@ -189,7 +189,9 @@ fn read_rows(
         }
     }
     // Row groups are read in parallel, each numbering the practices it
-    // meets; then the numbers are made one, as first met in file order.
+    // meets (which may include codes of rows it then drops); then the
+    // numbers are made one. `Registrations::read` renumbers them in code
+    // order, so neither the order met nor an unused code changes a result.
     let groups: Vec<GroupRows> = table
         .row_groups()
         .into_par_iter()
@@ -216,7 +218,7 @@ fn read_rows(
     Ok((rows, codes))
 }
 
-/// One row group's usable rows, with practices numbered as first met in it.
+/// One row group's usable rows, with the practices it met numbered.
 struct GroupRows {
     rows: Vec<(u32, Day, Option<Day>, u32)>,
     codes: Vec<String>,

@@ -688,7 +688,9 @@ struct Task<'a> {
     trace: Option<&'a Trace>,
     as_of: i32,
     /// The distinct `where`s of the source's aggregates (many share one,
-    /// such as emergency admissions), each evaluated once per batch.
+    /// such as emergency admissions), each evaluated once per batch; two
+    /// are one when their checked trees print the same (so a literal -0.0
+    /// and 0.0 stay apart).
     filters: Vec<&'a Typed>,
     /// Per aggregate (of one date): its `where`, as an index into `filters`.
     filter_of: Vec<Option<usize>>,
@@ -945,13 +947,19 @@ impl<'a> Task<'a> {
         trace: Option<&'a Trace>,
         as_of: i32,
     ) -> Task<'a> {
+        // Identical as written: compared by their debug form, which tells
+        // -0.0 from 0.0 (`==` on the tree does not, and the filters'
+        // comparisons do).
         let mut filters: Vec<&Typed> = Vec::new();
+        let mut written: Vec<String> = Vec::new();
         let filter_of = source.aggregates[..source.distinct_aggregates()]
             .iter()
             .map(|a| {
                 let f = a.filter.as_ref()?;
-                Some(filters.iter().position(|g| *g == f).unwrap_or_else(|| {
+                let key = format!("{f:?}");
+                Some(written.iter().position(|w| *w == key).unwrap_or_else(|| {
                     filters.push(f);
+                    written.push(key);
                     filters.len() - 1
                 }))
             })
