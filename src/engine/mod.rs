@@ -467,32 +467,38 @@ fn on_date<'m>(
 }
 
 /// Roughly the bytes of per-person state one scan may hold for
-/// [`run_dates`] (counts and dates take 4 bytes a person, bitsets 8 or
-/// more): beyond it, the dates are split over several scans.
+/// [`run_dates`] (see [`dates_per_scan`] for what a person and date take):
+/// beyond it, the dates are split over several scans, each of which reads
+/// every table again.
 pub const STATE_BUDGET: usize = 4 << 30;
 
 /// How many of `left` dates one scan of `plan` (planned for one date) can
 /// serve within `budget`; at least one.
 fn dates_per_scan(plan: &Plan, left: usize, budget: usize) -> usize {
     use crate::rules::Aggregate;
-    // Per person and date, for each aggregate: its state (at most 8 bytes,
-    // or a bitset of up to 4 words for distinct codes and categories), its
-    // column (8) and the copy made while splitting the dates (8). Keyed
-    // states (distinct codes of long lists, counts by month) grow with the
-    // events, not the persons, and are not counted.
-    let bytes: usize = plan
+    // Per person and date, for each aggregate: its state and its column.
+    // `exists` is a bit in each; counts 4 bytes of state and 8 of column;
+    // dates 4 and 4; sums and min/max 8 and 8; distinct codes and
+    // categories a bitset of up to 4 words, and a copy of their column made
+    // while splitting the dates. Keyed states (distinct codes of long lists,
+    // counts by month) grow with the events, not the persons, and are not
+    // counted.
+    let bits: usize = plan
         .sources
         .iter()
         .flat_map(|s| &s.aggregates)
         .map(|a| match a.aggregate {
+            Aggregate::Exists => 2,
+            Aggregate::FirstDate | Aggregate::LastDate => 8 * 8,
+            Aggregate::Count => 12 * 8,
             Aggregate::CountDistinctCodes
             | Aggregate::CountDistinctCategories
             | Aggregate::ListCategories
-            | Aggregate::SumDistinctWeights => 48,
-            _ => 24,
+            | Aggregate::SumDistinctWeights => 48 * 8,
+            _ => 16 * 8,
         })
         .sum();
-    let per_date = (plan.population.len() * bytes).max(1);
+    let per_date = (plan.population.len() * bits.div_ceil(8)).max(1);
     // Slots (person, date) are numbered in 32 bits.
     let slots = u32::MAX as usize / plan.population.len().max(1);
     (budget / per_date).min(slots).clamp(1, left)
