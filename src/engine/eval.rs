@@ -260,49 +260,85 @@ fn choose(mask: &Value, a: &Value, b: &Value, len: usize) -> Result<Value, EvalE
     })
 }
 
-/// `choose` for number, date and true/false columns, row by row: the
-/// general kernel copies a run of rows at a time, which on rules' masks
-/// (short runs) costs several times more.
+/// `choose` for number, date and true/false columns, without Arrow's
+/// general kernel (which copies a run of rows at a time, and rules' masks
+/// have short runs): values picked row by row from the mask's bits, and
+/// validity worked out a word at a time as `mask & a valid | !mask & b
+/// valid`. `mask` has no nulls.
 fn choose_primitive(mask: &BooleanArray, a: &Value, b: &Value) -> Option<ArrayRef> {
     use arrow_array::types::{Date32Type, Float64Type, Int64Type};
-    /// Each row's branch and its row there (0 in a scalar).
-    fn picks<'x, X>(
-        mask: &'x BooleanArray,
-        a: (&'x X, bool),
-        b: (&'x X, bool),
-    ) -> impl Iterator<Item = (&'x X, usize)> + 'x {
-        (0..mask.len()).map(move |i| {
-            let (x, scalar) = if mask.value(i) { a } else { b };
-            (x, if scalar { 0 } else { i })
-        })
-    }
+    use arrow_buffer::{BooleanBuffer, NullBuffer};
+    let len = mask.len();
+    let m = mask.values();
+    // A branch's validity for every row; `None` where all are valid.
+    let validity = |v: &Value| -> Option<BooleanBuffer> {
+        let array = v.array();
+        if v.is_scalar() {
+            array.is_null(0).then(|| BooleanBuffer::new_unset(len))
+        } else {
+            array.logical_nulls().map(|n| n.inner().clone())
+        }
+    };
+    let nulls = match (validity(a), validity(b)) {
+        (None, None) => None,
+        (va, vb) => {
+            let all = || BooleanBuffer::new_set(len);
+            let (va, vb) = (va.unwrap_or_else(all), vb.unwrap_or_else(all));
+            Some(NullBuffer::new(&(m & &va) | &(&!m & &vb))).filter(|n| n.null_count() > 0)
+        }
+    };
     fn pick<T: arrow_array::ArrowPrimitiveType>(
-        mask: &BooleanArray,
+        m: &BooleanBuffer,
         a: &Value,
         b: &Value,
+        nulls: Option<NullBuffer>,
     ) -> ArrayRef {
-        let a = (a.array().as_primitive::<T>(), a.is_scalar());
-        let b = (b.array().as_primitive::<T>(), b.is_scalar());
-        let out: arrow_array::PrimitiveArray<T> = picks(mask, a, b)
-            .map(|(x, j)| x.is_valid(j).then(|| x.value(j)))
-            .collect();
-        Arc::new(out)
+        let side = |v: &Value| {
+            (
+                v.array().as_primitive::<T>().values().clone(),
+                v.is_scalar(),
+            )
+        };
+        let ((x, x_scalar), (y, y_scalar)) = (side(a), side(b));
+        let values: arrow_buffer::ScalarBuffer<T::Native> = match (x_scalar, y_scalar) {
+            (true, true) => m.iter().map(|t| if t { x[0] } else { y[0] }).collect(),
+            (true, false) => m
+                .iter()
+                .zip(y.iter())
+                .map(|(t, &y)| if t { x[0] } else { y })
+                .collect(),
+            (false, true) => m
+                .iter()
+                .zip(x.iter())
+                .map(|(t, &x)| if t { x } else { y[0] })
+                .collect(),
+            (false, false) => m
+                .iter()
+                .zip(x.iter().zip(y.iter()))
+                .map(|(t, (&x, &y))| if t { x } else { y })
+                .collect(),
+        };
+        Arc::new(arrow_array::PrimitiveArray::<T>::new(values, nulls))
     }
     let ty = a.array().data_type();
     if ty != b.array().data_type() {
         return None;
     }
     Some(match ty {
-        DataType::Int64 => pick::<Int64Type>(mask, a, b),
-        DataType::Float64 => pick::<Float64Type>(mask, a, b),
-        DataType::Date32 => pick::<Date32Type>(mask, a, b),
+        DataType::Int64 => pick::<Int64Type>(m, a, b, nulls),
+        DataType::Float64 => pick::<Float64Type>(m, a, b, nulls),
+        DataType::Date32 => pick::<Date32Type>(m, a, b, nulls),
         DataType::Boolean => {
-            let a = (a.array().as_boolean(), a.is_scalar());
-            let b = (b.array().as_boolean(), b.is_scalar());
-            let out: BooleanArray = picks(mask, a, b)
-                .map(|(x, j)| x.is_valid(j).then(|| x.value(j)))
-                .collect();
-            Arc::new(out)
+            let bits = |v: &Value| {
+                let bits = v.array().as_boolean().values();
+                match v.is_scalar() {
+                    false => bits.clone(),
+                    true if bits.value(0) => BooleanBuffer::new_set(len),
+                    true => BooleanBuffer::new_unset(len),
+                }
+            };
+            let values = &(m & &bits(a)) | &(&!m & &bits(b));
+            Arc::new(BooleanArray::new(values, nulls))
         }
         _ => return None,
     })
@@ -551,6 +587,15 @@ mod tests {
                 ])),
                 Arc::new(BooleanArray::from(vec![Some(false)])),
             ),
+            // No nulls in either branch.
+            (
+                Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5])),
+                Arc::new(Int64Array::from(vec![0])),
+            ),
+            (
+                Arc::new(BooleanArray::from(vec![true, false, false, true, true])),
+                Arc::new(BooleanArray::from(vec![None])),
+            ),
         ];
         for (array, scalar) in columns {
             let branches = [
@@ -560,14 +605,35 @@ mod tests {
                     arrow_select::take::take(&array, &UInt32Array::from(vec![4, 3, 2, 1, 0]), None)
                         .unwrap(),
                 ),
+                // A slice starting mid-byte, as the parallel evaluation's
+                // chunks are.
+                Value::Array(
+                    arrow_select::concat::concat(&[
+                        scalar.as_ref(),
+                        array.as_ref(),
+                        array.as_ref(),
+                    ])
+                    .unwrap()
+                    .slice(3, 5),
+                ),
             ];
             for a in &branches {
                 for b in &branches {
                     let m = is_true(boolean(&mask.expand(5).unwrap()));
+                    // The mask sliced mid-byte too.
+                    let padded = arrow_select::concat::concat(&[&m, &m]).unwrap();
+                    let sliced = padded.as_boolean().slice(5, 5);
                     let general =
                         arrow_select::zip::zip(&m, a.datum().as_ref(), b.datum().as_ref()).unwrap();
                     let fast = choose_primitive(&m, a, b).expect("a type the fast path takes");
                     assert_eq!(fast.as_ref(), general.as_ref(), "{:?}", array.data_type());
+                    let fast = choose_primitive(&sliced, a, b).expect("as above");
+                    assert_eq!(
+                        fast.as_ref(),
+                        general.as_ref(),
+                        "sliced {:?}",
+                        array.data_type()
+                    );
                     let Value::Array(chosen) = choose(&mask, a, b, 5).unwrap() else {
                         panic!("an array mask gives an array");
                     };
