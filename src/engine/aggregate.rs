@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use arrow_array::{ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray};
+use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
 
 use crate::rules::Aggregate;
 use crate::rules::check::Type;
@@ -338,11 +338,11 @@ impl State {
         let each = |column: &dyn Fn(usize) -> ArrayRef| (0..copies).map(column).collect();
         Ok(match &self {
             State::Flags(v) => each(&|d| {
-                Arc::new(BooleanArray::from(
-                    slots(d)
-                        .map(|i| v[i / 64].load(Relaxed) & (1 << (i % 64)) != 0)
-                        .collect::<Vec<_>>(),
-                ))
+                let bits = arrow_buffer::BooleanBuffer::collect_bool(persons, |p| {
+                    let i = p * copies + d;
+                    v[i / 64].load(Relaxed) & (1 << (i % 64)) != 0
+                });
+                Arc::new(BooleanArray::new(bits, None))
             }),
             State::Count(v) => each(&|d| {
                 Arc::new(Int64Array::from_iter_values(
@@ -361,8 +361,9 @@ impl State {
                     i32::MIN
                 };
                 each(&|d| {
-                    Arc::new(Date32Array::from_iter(
-                        slots(d).map(|i| Some(v[i].load(Relaxed)).filter(|&x| x != none)),
+                    Arc::new(unless::<arrow_array::types::Date32Type>(
+                        slots(d).map(|i| v[i].load(Relaxed)),
+                        none,
                     ))
                 })
             }
@@ -373,8 +374,9 @@ impl State {
                     i64::MIN
                 };
                 each(&|d| {
-                    Arc::new(Int64Array::from_iter(
-                        slots(d).map(|i| Some(v[i].load(Relaxed)).filter(|&x| x != none)),
+                    Arc::new(unless::<arrow_array::types::Int64Type>(
+                        slots(d).map(|i| v[i].load(Relaxed)),
+                        none,
                     ))
                 })
             }
@@ -603,19 +605,37 @@ fn values_column(
 }
 
 fn days(v: Vec<AtomicI32>, none: i32) -> ArrayRef {
-    Arc::new(Date32Array::from_iter(
-        v.into_iter()
-            .map(|d| d.into_inner())
-            .map(|d| (d != none).then_some(d)),
+    Arc::new(unless::<arrow_array::types::Date32Type>(
+        v.into_iter().map(AtomicI32::into_inner),
+        none,
     ))
 }
 
 fn ints(v: Vec<AtomicI64>, none: i64) -> ArrayRef {
-    Arc::new(Int64Array::from_iter(
-        v.into_iter()
-            .map(|d| d.into_inner())
-            .map(|d| (d != none).then_some(d)),
+    Arc::new(unless::<arrow_array::types::Int64Type>(
+        v.into_iter().map(AtomicI64::into_inner),
+        none,
     ))
+}
+
+/// `values` with `none` (no event) as null; a null's value is 0, as
+/// Arrow's builders leave it. Built whole rather than row by row.
+fn unless<T: arrow_array::ArrowPrimitiveType>(
+    values: impl Iterator<Item = T::Native>,
+    none: T::Native,
+) -> arrow_array::PrimitiveArray<T> {
+    let values: Vec<T::Native> = values.collect();
+    let present = arrow_buffer::BooleanBuffer::collect_bool(values.len(), |i| values[i] != none);
+    let nulls = arrow_buffer::NullBuffer::new(present);
+    if nulls.null_count() == 0 {
+        return arrow_array::PrimitiveArray::new(values.into(), None);
+    }
+    let zero = T::Native::default();
+    let values: Vec<T::Native> = values
+        .into_iter()
+        .map(|v| if v == none { zero } else { v })
+        .collect();
+    arrow_array::PrimitiveArray::new(values.into(), Some(nulls))
 }
 
 /// For sorted `person << 32 | day` keys (days offset so they are not
@@ -770,6 +790,25 @@ mod tests {
             .iter()
             .collect();
         assert_eq!(got, vec![None, Some(5)]);
+        let s = State::new(Aggregate::Min, Some(Type::Int), false, None, 3);
+        s.int(1, 7);
+        s.int(1, -3);
+        let out = s.finish(Aggregate::Min, &[], (&[], &[]), 3);
+        let got: Vec<_> = out
+            .as_primitive::<arrow_array::types::Int64Type>()
+            .iter()
+            .collect();
+        assert_eq!(got, vec![None, Some(-3), None]);
+        // Everyone with an event: no nulls.
+        let s = State::new(Aggregate::LastDate, None, false, None, 2);
+        s.day(0, -4);
+        s.day(1, 0);
+        let out = s.finish(Aggregate::LastDate, &[], (&[], &[]), 2);
+        assert_eq!(out.null_count(), 0);
+        let got = out
+            .as_primitive::<arrow_array::types::Date32Type>()
+            .values();
+        assert_eq!(got.to_vec(), vec![-4, 0]);
     }
 
     #[test]
