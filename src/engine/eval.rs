@@ -268,6 +268,14 @@ fn choose(mask: &Value, a: &Value, b: &Value, len: usize) -> Result<Value, EvalE
 fn choose_primitive(mask: &BooleanArray, a: &Value, b: &Value) -> Option<ArrayRef> {
     use arrow_array::types::{Date32Type, Float64Type, Int64Type};
     use arrow_buffer::{BooleanBuffer, NullBuffer};
+    let ty = a.array().data_type();
+    let taken = matches!(
+        ty,
+        DataType::Int64 | DataType::Float64 | DataType::Date32 | DataType::Boolean
+    );
+    if !taken || ty != b.array().data_type() {
+        return None;
+    }
     let len = mask.len();
     let m = mask.values();
     // A branch's validity for every row; `None` where all are valid.
@@ -320,10 +328,6 @@ fn choose_primitive(mask: &BooleanArray, a: &Value, b: &Value) -> Option<ArrayRe
         };
         Arc::new(arrow_array::PrimitiveArray::<T>::new(values, nulls))
     }
-    let ty = a.array().data_type();
-    if ty != b.array().data_type() {
-        return None;
-    }
     Some(match ty {
         DataType::Int64 => pick::<Int64Type>(m, a, b, nulls),
         DataType::Float64 => pick::<Float64Type>(m, a, b, nulls),
@@ -340,7 +344,7 @@ fn choose_primitive(mask: &BooleanArray, a: &Value, b: &Value) -> Option<ArrayRe
             let values = &(m & &bits(a)) | &(&!m & &bits(b));
             Arc::new(BooleanArray::new(values, nulls))
         }
-        _ => return None,
+        _ => unreachable!("the types taken are checked above"),
     })
 }
 

@@ -478,11 +478,12 @@ fn dates_per_scan(plan: &Plan, left: usize, budget: usize) -> usize {
     use crate::rules::Aggregate;
     // Per person and date, for each aggregate: its state and its column.
     // `exists` is a bit in each; counts 4 bytes of state and 8 of column;
-    // dates 4 and 4; sums and min/max 8 and 8; distinct codes and
-    // categories a bitset of up to 4 words, and a copy of their column made
-    // while splitting the dates. Keyed states (distinct codes of long lists,
-    // counts by month) grow with the events, not the persons, and are not
-    // counted.
+    // dates 4 and 4; sums 8 and 8. The others have their column built whole
+    // and then copied out date by date: distinct codes and categories (a
+    // bitset of up to 4 words), min/max, `latest`, `mean` and the busiest
+    // month (up to 8 bytes each for state, column and copy, and more while
+    // building). Keyed states (distinct codes of long lists, counts by
+    // month) grow with the events, not the persons, and are not counted.
     let bits: usize = plan
         .sources
         .iter()
@@ -491,11 +492,12 @@ fn dates_per_scan(plan: &Plan, left: usize, budget: usize) -> usize {
             Aggregate::Exists => 2,
             Aggregate::FirstDate | Aggregate::LastDate => 8 * 8,
             Aggregate::Count => 12 * 8,
+            Aggregate::TotalDays => 16 * 8,
             Aggregate::CountDistinctCodes
             | Aggregate::CountDistinctCategories
             | Aggregate::ListCategories
             | Aggregate::SumDistinctWeights => 48 * 8,
-            _ => 16 * 8,
+            _ => 32 * 8,
         })
         .sum();
     let per_date = (plan.population.len() * bits.div_ceil(8)).max(1);
