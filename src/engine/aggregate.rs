@@ -204,11 +204,20 @@ impl State {
     #[inline]
     pub fn day(&self, person: u32, day: i32) {
         match self {
+            // A plain load first spares the locked update when the event
+            // does not move the date: for a first date, most events of an
+            // extract in date order.
             State::MinDay(v) => {
-                v[person as usize].fetch_min(day, Relaxed);
+                let v = &v[person as usize];
+                if day < v.load(Relaxed) {
+                    v.fetch_min(day, Relaxed);
+                }
             }
             State::MaxDay(v) => {
-                v[person as usize].fetch_max(day, Relaxed);
+                let v = &v[person as usize];
+                if day > v.load(Relaxed) {
+                    v.fetch_max(day, Relaxed);
+                }
             }
             _ => {}
         }
@@ -248,14 +257,26 @@ impl State {
         });
     }
 
-    /// Starts fetching `person`'s bitset, for a [`State::set_bits`] soon.
+    /// Starts fetching the memory an update of `slot` will touch, so that
+    /// the scan's updates, random reads across millions of persons, overlap
+    /// instead of each waiting for its cache miss. States kept as lists of
+    /// keys have nothing to fetch.
     #[inline]
-    pub fn prefetch(&self, person: u32) {
-        if let State::Bits { words, bits, .. } = self
-            && let Some(first) = bits.get(person as usize * words)
-        {
-            crate::input::population::prefetch(first);
-        }
+    pub fn prefetch(&self, slot: u32) {
+        use crate::input::population::prefetch;
+        let at = slot as usize;
+        match self {
+            State::Count(v) => v.get(at).map(prefetch),
+            State::Flags(v) => v.get(flag(at).0).map(prefetch),
+            State::Sum(v) | State::MinInt(v) | State::MaxInt(v) => v.get(at).map(prefetch),
+            State::Bits { words, bits, .. } => bits.get(at * words).map(prefetch),
+            State::MinDay(v) | State::MaxDay(v) => v.get(at).map(prefetch),
+            State::MinFloat(v) | State::MaxFloat(v) => v.get(at).map(prefetch),
+            State::Distinct(_)
+            | State::Monthly(_)
+            | State::DistinctValues(_)
+            | State::Values { .. } => None,
+        };
     }
 
     /// Sets the bits of list entry `item` for `person`; false if this state

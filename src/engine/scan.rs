@@ -1330,23 +1330,31 @@ impl<'a> Task<'a> {
         // an index of millions); done for a whole batch at once, the reads
         // overlap instead of waiting one after another.
         let people = self.people.resolve(&persons, &candidates);
-        // Per-person bitsets are random reads too: fetched a few rows ahead.
-        const AHEAD: usize = 8;
-        let bitsets: Vec<&State> = self
-            .states
-            .iter()
-            .filter(|s| matches!(s, State::Bits { .. }))
-            .collect();
         // The aggregates without a code list take every row; the others only
-        // the rows their codes route to them.
+        // the rows their codes route to them. Worked out for the whole batch
+        // first, so that the states a row will update can be fetched a few
+        // rows ahead: each update is a random read among millions of
+        // persons, and fetched ahead the reads overlap.
         let unlisted: Vec<u32> = (0..distinct_aggregates as u32)
             .filter(|&j| source.aggregates[j as usize].codelist.is_none())
             .collect();
+        let mut routes: Vec<u32> = Vec::new();
+        let mut route_ends: Vec<usize> = Vec::with_capacity(candidates.len());
         let mut offered: Vec<u32> = Vec::new();
+        for &row in &candidates {
+            codes.aggregates_of(row as usize, &unlisted, &mut offered);
+            routes.extend_from_slice(&offered);
+            route_ends.push(routes.len());
+        }
+        let route =
+            |i: usize| &routes[i.checked_sub(1).map_or(0, |b| route_ends[b])..route_ends[i]];
+        const AHEAD: usize = 8;
         let matcher = self.matcher();
         for (i, (&row, &resolved)) in candidates.iter().zip(&people).enumerate() {
             if let Some(Person::Found(ahead)) = people.get(i + AHEAD) {
-                bitsets.iter().for_each(|s| s.prefetch(*ahead * copies));
+                for &j in route(i + AHEAD) {
+                    self.states[j as usize].prefetch(*ahead * copies);
+                }
             }
             let row = row as usize;
             let day = dates.value(row);
@@ -1354,8 +1362,7 @@ impl<'a> Task<'a> {
             // Per aggregate its codes feed: does the row pass its filter?
             // Then, per date, is it in the window? (Copy k of aggregate j is
             // aggregate j + k * distinct_aggregates.)
-            codes.aggregates_of(row, &unlisted, &mut offered);
-            'aggregates: for &j in &offered {
+            'aggregates: for &j in route(i) {
                 let j = j as usize;
                 if masks[j].as_ref().is_some_and(|m| !m.value(row)) {
                     continue;
