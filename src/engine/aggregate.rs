@@ -41,8 +41,9 @@ pub enum State {
     /// `person << 32 | month` keys (calendar months) or `person << 32 |
     /// day` keys (any 30 days), one per event.
     Monthly(Mutex<Vec<u64>>),
-    /// (person, code hash) pairs: distinct codes counted without a code list.
-    DistinctValues(Mutex<Vec<(u32, u64)>>),
+    /// Codes seen, by person and run of dates: distinct codes counted
+    /// without a code list (see [`CodeSeen`]).
+    DistinctValues(Mutex<Vec<CodeSeen>>),
     MinDay(Vec<AtomicI32>),
     MaxDay(Vec<AtomicI32>),
     MinInt(Vec<AtomicI64>),
@@ -58,6 +59,13 @@ pub enum State {
         values: Mutex<Vec<(u32, i32, f64)>>,
     },
 }
+
+/// A code an event of a person carried, for counting distinct codes without
+/// a code list: (person, code hash, first date, end date), the event falling
+/// in the windows of the as-of dates `first..end` (`0..1` with one date).
+/// One entry per run of dates, not per date, so that several dates cost
+/// about what one does in the sorts that count them.
+pub type CodeSeen = (u32, u64, u16, u16);
 
 const NO_FLOAT: u64 = u64::MAX; // a NaN pattern never produced by the data path
 
@@ -333,8 +341,8 @@ impl State {
         }
     }
 
-    /// Adds one task's (person, code hash) pairs.
-    pub fn merge_distinct_values(&self, mut pairs: Vec<(u32, u64)>) {
+    /// Adds the codes one task saw.
+    pub fn merge_distinct_values(&self, mut pairs: Vec<CodeSeen>) {
         if let State::DistinctValues(all) = self {
             pairs.sort_unstable();
             pairs.dedup();
@@ -401,6 +409,13 @@ impl State {
                         none,
                     ))
                 })
+            }
+            State::DistinctValues(_) => {
+                let State::DistinctValues(seen) = self else {
+                    unreachable!("matched above")
+                };
+                let counts = distinct_code_counts(seen, persons, copies);
+                each(&|d| Arc::new(Int64Array::from_iter_values(slots(d).map(|i| counts[i]))))
             }
             _ => {
                 let all = self.finish(aggregate, weights, categories, persons * copies);
@@ -565,18 +580,8 @@ impl State {
                 }
                 Arc::new(Int64Array::from(most))
             }
-            State::DistinctValues(pairs) => {
-                let mut pairs = pairs
-                    .into_inner()
-                    .expect("no task panics while holding the lock");
-                // Sorted runs, one per task: merged by a stable sort.
-                pairs.sort();
-                pairs.dedup();
-                let mut counts = vec![0i64; persons];
-                for (p, _) in pairs {
-                    counts[p as usize] += 1;
-                }
-                Arc::new(Int64Array::from(counts))
+            State::DistinctValues(seen) => {
+                Arc::new(Int64Array::from(distinct_code_counts(seen, persons, 1)))
             }
             State::Sum(v) => Arc::new(Int64Array::from_iter_values(
                 v.into_iter().map(AtomicI64::into_inner),
@@ -629,6 +634,33 @@ fn values_column(
 /// Where slot `slot`'s flag is: its word, and the bit within it (least
 /// significant first, as Arrow orders booleans).
 #[inline]
+/// Distinct codes per person and date (slot `person * copies + date`)
+/// from the codes seen: each code counts once for each date of the union
+/// of its runs of dates.
+fn distinct_code_counts(seen: Mutex<Vec<CodeSeen>>, persons: usize, copies: usize) -> Vec<i64> {
+    let mut seen = seen
+        .into_inner()
+        .expect("no task panics while holding the lock");
+    // Sorted runs, one per task: merged by a stable sort.
+    seen.sort();
+    seen.dedup();
+    let mut counts = vec![0i64; persons * copies];
+    for code in seen.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+        let person = code[0].0 as usize * copies;
+        // Runs sorted by first date: the dates not yet counted start at
+        // `from`.
+        let mut from = 0;
+        for &(_, _, first, end) in code {
+            let (first, end) = (usize::from(first).max(from), usize::from(end));
+            counts[person + first.min(end)..person + end]
+                .iter_mut()
+                .for_each(|c| *c += 1);
+            from = from.max(end);
+        }
+    }
+    counts
+}
+
 fn flag(slot: usize) -> (usize, u64) {
     (slot / 64, 1 << (slot % 64))
 }
@@ -718,6 +750,61 @@ mod tests {
                 assert!((g - e).abs() < 1e-9, "{agg:?}: {got:?} != {expect:?}");
             }
         }
+    }
+
+    #[test]
+    fn distinct_codes_without_a_list_count_each_code_once_per_date() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(5);
+        let (persons, copies) = (7usize, 12usize);
+        for _ in 0..200 {
+            // Runs of dates that overlap, touch, repeat and leave gaps,
+            // handed over by several tasks, against a set per slot.
+            let state = State::new(Aggregate::CountDistinctCodes, None, false, None, persons);
+            let mut naive = vec![std::collections::BTreeSet::new(); persons * copies];
+            for _task in 0..3 {
+                let mut seen = Vec::new();
+                for _ in 0..rng.random_range(0..40) {
+                    let person = rng.random_range(0..persons as u32);
+                    let code = rng.random_range(0..5u64);
+                    let first = rng.random_range(0..copies as u16);
+                    let end = rng.random_range(first + 1..=copies as u16);
+                    seen.push((person, code, first, end));
+                    for d in first..end {
+                        naive[person as usize * copies + usize::from(d)].insert(code);
+                    }
+                }
+                state.merge_distinct_values(seen);
+            }
+            let columns = state
+                .finish_dates(
+                    Aggregate::CountDistinctCodes,
+                    &[],
+                    (&[], &[]),
+                    persons,
+                    copies,
+                )
+                .unwrap();
+            for (d, column) in columns.iter().enumerate() {
+                let got = column.as_primitive::<arrow_array::types::Int64Type>();
+                for p in 0..persons {
+                    assert_eq!(
+                        got.value(p),
+                        naive[p * copies + d].len() as i64,
+                        "person {p}, date {d}"
+                    );
+                }
+            }
+        }
+        // One date: the runs are all `0..1`.
+        let state = State::new(Aggregate::CountDistinctCodes, None, false, None, 2);
+        state.merge_distinct_values(vec![(1, 9, 0, 1), (1, 8, 0, 1), (1, 9, 0, 1)]);
+        state.merge_distinct_values(vec![(1, 9, 0, 1), (0, 9, 0, 1)]);
+        let out = state.finish(Aggregate::CountDistinctCodes, &[], (&[], &[]), 2);
+        assert_eq!(
+            out.as_primitive::<arrow_array::types::Int64Type>().values(),
+            &[1, 2]
+        );
     }
 
     #[test]

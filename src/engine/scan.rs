@@ -22,7 +22,7 @@ use indicatif::ProgressBar;
 use rayon::prelude::*;
 
 use crate::dates;
-use crate::engine::aggregate::State;
+use crate::engine::aggregate::{CodeSeen, State};
 use crate::engine::eval;
 use crate::engine::plan::{AggregatePlan, CodeColumn, Plan, SourcePlan};
 use crate::error::{Error, Result};
@@ -170,8 +170,8 @@ impl Rejects {
 struct Found {
     /// `slot << 32 | item` keys (distinct aggregates, busiest month).
     keys: Vec<Vec<u64>>,
-    /// (slot, code hash): distinct codes without a code list.
-    code_hashes: Vec<Vec<(u32, u64)>>,
+    /// Distinct codes without a code list: see [`CodeSeen`].
+    code_hashes: Vec<Vec<CodeSeen>>,
     /// (slot, day, value): `latest` and `mean`.
     values: Vec<Vec<(u32, i32, f64)>>,
 }
@@ -843,6 +843,13 @@ fn first_of_each(offsets: &[usize], ids: &[u32], n: usize) -> (Vec<usize>, Vec<u
 
 /// All code columns of a batch (most sources have one; HES has twenty),
 /// matched as one list per row.
+/// Notes each code of row `row` for the run of dates in `seen`, if any.
+fn note_codes(found: &mut Vec<CodeSeen>, codes: &Codes, row: usize, seen: Option<(u32, u16, u16)>) {
+    if let Some((person, first, end)) = seen {
+        codes.each_code_hash(row, |h| found.push((person, h, first, end)));
+    }
+}
+
 struct Codes(Vec<ColumnCodes>);
 
 impl Codes {
@@ -1367,6 +1374,10 @@ impl<'a> Task<'a> {
                 if masks[j].as_ref().is_some_and(|m| !m.value(row)) {
                     continue;
                 }
+                // Distinct codes without a list: the run of dates whose
+                // windows hold the event, as (person, first, end), noted
+                // once per run rather than once per date.
+                let mut seen: Option<(u32, u16, u16)> = None;
                 for (date, k) in (j..source.aggregates.len())
                     .step_by(distinct_aggregates)
                     .enumerate()
@@ -1404,8 +1415,14 @@ impl<'a> Task<'a> {
                         Aggregate::MaxIn30Days => distinct[j]
                             .push((u64::from(slot) << 32) | u64::from(day as u32 ^ 0x8000_0000)),
                         Aggregate::CountDistinctCodes if agg.codelist.is_none() => {
-                            let values = &mut distinct_values[j];
-                            codes.each_code_hash(row, |h| values.push((slot, h)));
+                            let date = date as u16;
+                            match &mut seen {
+                                Some((_, _, end)) if *end == date => *end = date + 1,
+                                _ => {
+                                    note_codes(&mut distinct_values[j], &codes, row, seen);
+                                    seen = Some((p, date, date + 1));
+                                }
+                            }
                         }
                         Aggregate::CountDistinctCodes
                         | Aggregate::CountDistinctCategories
@@ -1497,6 +1514,7 @@ impl<'a> Task<'a> {
                             .push(event);
                     }
                 }
+                note_codes(&mut distinct_values[j], &codes, row, seen);
             }
         }
         let r = self.rejected;
