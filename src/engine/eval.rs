@@ -109,56 +109,6 @@ pub fn evaluate_parallel(
     Ok(arrow_select::concat::concat(&refs)?)
 }
 
-/// Evaluates each of `exprs` in turn into its slot of `slots` (an
-/// expression may read the slots of those before it), in row chunks on the
-/// rayon pool, every expression of a chunk before the next chunk: one
-/// fork-join for them all rather than one each, and each chunk's columns
-/// still in the cache for the next expression. The same columns as
-/// [`evaluate_parallel`] one expression at a time. On error, the first
-/// expression (in order) that failed and why.
-pub fn evaluate_all_parallel(
-    exprs: &[(usize, &Typed)],
-    slots: &mut [ArrayRef],
-    len: usize,
-) -> Result<(), (usize, EvalError)> {
-    let starts: Vec<usize> = (0..len.max(1)).step_by(CHUNK_ROWS).collect();
-    let slots_in = &*slots;
-    let chunks: Vec<Result<Vec<ArrayRef>, (usize, EvalError)>> = starts
-        .into_par_iter()
-        .map(|start| {
-            let n = CHUNK_ROWS.min(len - start);
-            let mut sliced: Vec<ArrayRef> = slots_in.iter().map(|a| a.slice(start, n)).collect();
-            let mut out = Vec::with_capacity(exprs.len());
-            for (i, &(slot, expr)) in exprs.iter().enumerate() {
-                let column = evaluate(expr, &sliced, n).map_err(|e| (i, e))?;
-                sliced[slot] = column.clone();
-                out.push(column);
-            }
-            Ok(out)
-        })
-        .collect();
-    // Each chunk stops at its first failure: the earliest of those is the
-    // first expression that fails anywhere.
-    let chunks: Vec<Vec<ArrayRef>> = match chunks
-        .iter()
-        .filter_map(|c| c.as_ref().err())
-        .min_by_key(|(i, _)| *i)
-    {
-        Some((i, e)) => return Err((*i, EvalError(e.0.clone()))),
-        None => chunks.into_iter().map(|c| c.expect("no errors")).collect(),
-    };
-    for (i, &(slot, _)) in exprs.iter().enumerate() {
-        slots[slot] = match &chunks[..] {
-            [one] => one[i].clone(),
-            _ => {
-                let refs: Vec<&dyn Array> = chunks.iter().map(|c| c[i].as_ref()).collect();
-                arrow_select::concat::concat(&refs).map_err(|e| (i, e.into()))?
-            }
-        };
-    }
-    Ok(())
-}
-
 /// Where a boolean array is true; null counts as false (SQL `where`).
 pub fn is_true(mask: &BooleanArray) -> BooleanArray {
     if mask.null_count() == 0 {
@@ -904,66 +854,5 @@ mod tests {
         let serial = evaluate(&typed, std::slice::from_ref(&a), n).unwrap();
         let parallel = evaluate_parallel(&typed, &[a], n).unwrap();
         assert_eq!(serial.to_data(), parallel.to_data());
-    }
-
-    #[test]
-    fn all_at_once_equals_one_by_one_and_names_the_first_failure() {
-        // Slot 0 is `a`; slots 1, 2 and 3 are computed, each reading the
-        // ones before it.
-        let n = 3 * CHUNK_ROWS + 17;
-        let a: ArrayRef = Arc::new(Int64Array::from_iter(
-            (0..n as i64).map(|i| (i % 5 != 0).then_some(i)),
-        ));
-        let typed = |text: &str| {
-            check(
-                &parse(text).unwrap(),
-                &|name| {
-                    let slot = ["a", "b", "c", "d"].iter().position(|s| *s == name)?;
-                    Some(Binding::Column(slot, Type::Int))
-                },
-                &|n| n.to_string(),
-            )
-            .unwrap()
-        };
-        let exprs = [
-            (1, typed("a * 2")),
-            (2, typed("case when b > 1000 then b - a else 7 end")),
-            (3, typed("coalesce(c, a, -1) + b")),
-        ];
-        let empty: ArrayRef = Arc::new(Int64Array::from(vec![None::<i64>; n]));
-        let mut one_by_one = vec![a.clone(), empty.clone(), empty.clone(), empty.clone()];
-        for (slot, e) in &exprs {
-            one_by_one[*slot] = evaluate_parallel(e, &one_by_one, n).unwrap();
-        }
-        for len in [n, 10] {
-            let refs: Vec<(usize, &Typed)> = exprs.iter().map(|(s, e)| (*s, e)).collect();
-            let mut slots: Vec<ArrayRef> = one_by_one.iter().map(|c| c.slice(0, len)).collect();
-            slots[1..].iter_mut().for_each(|c| *c = empty.slice(0, len));
-            evaluate_all_parallel(&refs, &mut slots, len).unwrap();
-            for slot in 1..4 {
-                assert_eq!(
-                    slots[slot].to_data(),
-                    one_by_one[slot].slice(0, len).to_data(),
-                    "slot {slot}, {len} rows"
-                );
-            }
-        }
-        // The second expression overflows only in the last chunk, the third
-        // in every chunk: the second is the first to fail, as one by one.
-        let failing = [
-            (1, typed("a * 2")),
-            (
-                2,
-                typed(&format!(
-                    "case when a > {} then a * 9223372036854775807 else 0 end",
-                    n - 3
-                )),
-            ),
-            (3, typed("a * 9223372036854775807")),
-        ];
-        let refs: Vec<(usize, &Typed)> = failing.iter().map(|(s, e)| (*s, e)).collect();
-        let mut slots = vec![a, empty.clone(), empty.clone(), empty];
-        let (i, _) = evaluate_all_parallel(&refs, &mut slots, n).unwrap_err();
-        assert_eq!(i, 1);
     }
 }

@@ -216,18 +216,16 @@ fn person_level(
             column.unwrap_or_else(|| new_null_array(&plan.features[i].ty.data_type(), persons)),
         );
     }
-    let derived: Vec<(usize, &crate::rules::check::Typed)> = plan
-        .derived
-        .iter()
-        .map(|(fi, expr)| (plan.features[*fi].slot, expr))
-        .collect();
-    eval::evaluate_all_parallel(&derived, &mut slots, persons).map_err(|(i, e)| {
-        let feature = &model.features[plan.derived[i].0];
-        model.error_at(
-            feature.offset,
-            format!("computing feature `{}`: {e}", feature.name),
-        )
-    })?;
+    for (fi, expr) in &plan.derived {
+        let feature = &model.features[*fi];
+        let column = eval::evaluate_parallel(expr, &slots, persons).map_err(|e| {
+            model.error_at(
+                feature.offset,
+                format!("computing feature `{}`: {e}", feature.name),
+            )
+        })?;
+        slots[plan.features[*fi].slot] = column;
+    }
     timings.push(("derive features", started.elapsed()));
 
     let started = Instant::now();
