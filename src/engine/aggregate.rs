@@ -67,6 +67,9 @@ pub enum State {
 /// about what one does in the sorts that count them.
 pub type CodeSeen = (u32, u64, u16, u16);
 
+// No larger than the (slot, code) pair it replaced.
+const _: () = assert!(std::mem::size_of::<CodeSeen>() == 16);
+
 const NO_FLOAT: u64 = u64::MAX; // a NaN pattern never produced by the data path
 
 /// Distinct aggregates over at most this many codes (or categories) keep a
@@ -353,9 +356,10 @@ impl State {
     }
 
     /// [`State::finish`] of a state holding `copies` dates side by side
-    /// (slot `person * copies + date`): each date's column. Counts and
-    /// min/max read each date's slots straight out of the state; the
-    /// others are finished whole, then each date's slots taken.
+    /// (slot `person * copies + date`): each date's column. Counts,
+    /// min/max and distinct codes without a list read each date's slots
+    /// straight out of the state; the others are finished whole, then each
+    /// date's slots taken.
     pub fn finish_dates(
         self,
         aggregate: Aggregate,
@@ -631,9 +635,6 @@ fn values_column(
     Arc::new(Float64Array::from(out))
 }
 
-/// Where slot `slot`'s flag is: its word, and the bit within it (least
-/// significant first, as Arrow orders booleans).
-#[inline]
 /// Distinct codes per person and date (slot `person * copies + date`)
 /// from the codes seen: each code counts once for each date of the union
 /// of its runs of dates.
@@ -661,6 +662,9 @@ fn distinct_code_counts(seen: Mutex<Vec<CodeSeen>>, persons: usize, copies: usiz
     counts
 }
 
+/// Where slot `slot`'s flag is: its word, and the bit within it (least
+/// significant first, as Arrow orders booleans).
+#[inline]
 fn flag(slot: usize) -> (usize, u64) {
     (slot / 64, 1 << (slot % 64))
 }

@@ -501,9 +501,13 @@ fn dates_per_scan(plan: &Plan, left: usize, budget: usize) -> usize {
         })
         .sum();
     let per_date = (plan.population.len() * bits.div_ceil(8)).max(1);
-    // Slots (person, date) are numbered in 32 bits.
+    // Slots (person, date) are numbered in 32 bits, and a scan's dates in
+    // 16 (see `aggregate::CodeSeen`).
     let slots = u32::MAX as usize / plan.population.len().max(1);
-    (budget / per_date).min(slots).clamp(1, left)
+    (budget / per_date)
+        .min(slots)
+        .min(usize::from(u16::MAX))
+        .clamp(1, left)
 }
 
 /// Age in completed years on `as_of`; null where the birth date is null or

@@ -841,8 +841,6 @@ fn first_of_each(offsets: &[usize], ids: &[u32], n: usize) -> (Vec<usize>, Vec<u
     (kept_offsets, kept)
 }
 
-/// All code columns of a batch (most sources have one; HES has twenty),
-/// matched as one list per row.
 /// Notes each code of row `row` for the run of dates in `seen`, if any.
 fn note_codes(found: &mut Vec<CodeSeen>, codes: &Codes, row: usize, seen: Option<(u32, u16, u16)>) {
     if let Some((person, first, end)) = seen {
@@ -850,6 +848,8 @@ fn note_codes(found: &mut Vec<CodeSeen>, codes: &Codes, row: usize, seen: Option
     }
 }
 
+/// All code columns of a batch (most sources have one; HES has twenty),
+/// matched as one list per row.
 struct Codes(Vec<ColumnCodes>);
 
 impl Codes {
