@@ -370,6 +370,12 @@ impl State {
     ) -> crate::error::Result<Vec<ArrayRef>> {
         let slots = |date: usize| (0..persons).map(move |p| p * copies + date);
         let each = |column: &dyn Fn(usize) -> ArrayRef| (0..copies).map(column).collect();
+        if let State::DistinctValues(seen) = self {
+            let counts = distinct_code_counts(seen, persons, copies);
+            return Ok(each(&|d| {
+                Arc::new(Int64Array::from_iter_values(slots(d).map(|i| counts[i])))
+            }));
+        }
         Ok(match &self {
             State::Flags(v) => each(&|d| {
                 let bits = arrow_buffer::BooleanBuffer::collect_bool(persons, |p| {
@@ -413,13 +419,6 @@ impl State {
                         none,
                     ))
                 })
-            }
-            State::DistinctValues(_) => {
-                let State::DistinctValues(seen) = self else {
-                    unreachable!("matched above")
-                };
-                let counts = distinct_code_counts(seen, persons, copies);
-                each(&|d| Arc::new(Int64Array::from_iter_values(slots(d).map(|i| counts[i]))))
             }
             _ => {
                 let all = self.finish(aggregate, weights, categories, persons * copies);

@@ -1345,16 +1345,17 @@ impl<'a> Task<'a> {
         let unlisted: Vec<u32> = (0..distinct_aggregates as u32)
             .filter(|&j| source.aggregates[j as usize].codelist.is_none())
             .collect();
+        // Candidate i's aggregates are `routes[bounds[i]..bounds[i + 1]]`.
         let mut routes: Vec<u32> = Vec::new();
-        let mut route_ends: Vec<usize> = Vec::with_capacity(candidates.len());
+        let mut bounds: Vec<usize> = Vec::with_capacity(candidates.len() + 1);
+        bounds.push(0);
         let mut offered: Vec<u32> = Vec::new();
         for &row in &candidates {
             codes.aggregates_of(row as usize, &unlisted, &mut offered);
             routes.extend_from_slice(&offered);
-            route_ends.push(routes.len());
+            bounds.push(routes.len());
         }
-        let route =
-            |i: usize| &routes[i.checked_sub(1).map_or(0, |b| route_ends[b])..route_ends[i]];
+        let route = |i: usize| &routes[bounds[i]..bounds[i + 1]];
         const AHEAD: usize = 8;
         let matcher = self.matcher();
         for (i, (&row, &resolved)) in candidates.iter().zip(&people).enumerate() {
