@@ -6,6 +6,8 @@
 //!   HFRS models;
 //! - `person_lookup`: resolving a batch of event person ids to rows;
 //! - `aggregate_bits`: setting per-person distinct-code bits;
+//! - `distinct_medicines`: counting distinct codes without a code list
+//!   (the eFI's medicines in 12 months), as many as at 1M persons;
 //! - `expression`: evaluating a derived feature over every person;
 //! - `write_outputs`: patients.parquet, the PCN lists and workbooks, the
 //!   report.
@@ -83,6 +85,43 @@ fn aggregate_bits(c: &mut Criterion) {
     });
 }
 
+fn distinct_medicines(c: &mut Criterion) {
+    // 6.6M issues of a few medicines each among 1M persons (the generated
+    // data's year of prescriptions at 1M), handed over by 8 tasks.
+    const PERSONS: u32 = 1_000_000;
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let tasks: Vec<Vec<(u32, u64, u16, u16)>> = (0..8)
+        .map(|_| {
+            (0..825_000)
+                .map(|_| {
+                    let r = next();
+                    let person = (r % u64::from(PERSONS)) as u32;
+                    let medicine = (r >> 40) % 6;
+                    (person, u64::from(person) << 3 | medicine, 0, 1)
+                })
+                .collect()
+        })
+        .collect();
+    let mut group = c.benchmark_group("distinct_medicines");
+    group.sample_size(10);
+    group.bench_function("6.6M issues, 1M persons", |b| {
+        b.iter(|| {
+            let state = State::new(Aggregate::CountDistinctCodes, None, false, None, 1_000_000);
+            for task in &tasks {
+                state.merge_distinct_values(task.clone());
+            }
+            black_box(state.finish(Aggregate::CountDistinctCodes, &[], (&[], &[]), 1_000_000))
+        })
+    });
+    group.finish();
+}
+
 fn expression(c: &mut Criterion) {
     let model = model(&["models/efi.toml"]);
     let results = strata::engine::run(&model, Path::new("sample-data"), None, &Quiet).unwrap();
@@ -125,6 +164,7 @@ criterion_group!(
     scan,
     person_lookup,
     aggregate_bits,
+    distinct_medicines,
     expression,
     write_outputs
 );

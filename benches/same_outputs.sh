@@ -52,7 +52,8 @@ for d in 2025-03-31 2025-02-28 2025-01-31 2024-12-31 2024-11-30 2024-10-31 \
     dates+=(--as-of "$d")
 done
 compare "evaluate core, 12 dates" evaluate --rules core --rules outcomes --data "$data" \
-    "${dates[@]}" --outcome emergency_admission_365d --outcome death_365d --score efi --score hfrs
+    "${dates[@]}" --outcome emergency_admission_365d --outcome death_365d \
+    --outcome acsc_emergency_admission_365d --score efi --score hfrs
 
 if [ "$failed" = 0 ]; then
     echo "same outputs: every model and the 12-date evaluation"
