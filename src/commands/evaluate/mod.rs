@@ -659,11 +659,13 @@ fn evaluate(
                 .find(|c| &c.name == name)
                 .map(|c| c.title.clone());
             let events = counts.map(|c| {
+                // Without branching on who is on the list (as `Share::of`).
                 let (mut on, mut people, mut with) = (0u64, 0u64, 0u64);
-                for i in (0..c.len()).filter(|&i| members[i]) {
-                    on += value(c[i]);
-                    people += 1;
-                    with += u64::from(value(c[i]) > 0);
+                for (&v, &member) in c.iter().zip(members) {
+                    let (k, v) = (u64::from(member), value(v));
+                    on += k * v;
+                    people += k;
+                    with += k * u64::from(v > 0);
                 }
                 // The events of a list of a few people are theirs.
                 if s.hides(people) || s.hides(with) {
@@ -737,13 +739,13 @@ fn share_of_whole(
             .map(|(_, c)| c)
     };
     let (part, of) = (counts(outcome)?, counts(whole)?);
-    let share = |keep: &dyn Fn(usize) -> bool| Share::of(part, of, keep);
-    let everyone = share(&|_| true);
+    let everyone = Share::of(part, of, None);
     let cohorts: Vec<serde_json::Value> = people
         .cohorts
         .iter()
         .map(|(name, members)| {
-            let (on, off) = (share(&|i| members[i]), share(&|i| !members[i]));
+            let on = Share::of(part, of, Some(members));
+            let off = everyone.less(&on);
             // Off the list is everyone less the list: either side hidden
             // hides both, or one would give the other back.
             let hidden = on.hidden(s) || off.hidden(s);
@@ -772,7 +774,10 @@ struct Share {
 }
 
 impl Share {
-    fn of(part: &[Option<i64>], whole: &[Option<i64>], keep: &dyn Fn(usize) -> bool) -> Share {
+    /// Over everyone, or over the `members` of a list. Members are counted
+    /// by multiplying by 0 or 1 rather than skipped, so the loop does not
+    /// branch on who is on the list.
+    fn of(part: &[Option<i64>], whole: &[Option<i64>], members: Option<&[bool]>) -> Share {
         let mut s = Share {
             people: 0,
             with_part: 0,
@@ -780,18 +785,31 @@ impl Share {
             part: 0,
             whole: 0,
         };
-        for i in (0..part.len()).filter(|&i| keep(i)) {
+        for i in 0..part.len() {
+            let k = members.map_or(1, |m| u64::from(m[i]));
             let (p, w) = (
                 part[i].unwrap_or(0).max(0) as u64,
                 whole[i].unwrap_or(0).max(0) as u64,
             );
-            s.people += 1;
-            s.with_part += u64::from(p > 0);
-            s.with_whole += u64::from(w > 0);
-            s.part += p;
-            s.whole += w;
+            s.people += k;
+            s.with_part += k * u64::from(p > 0);
+            s.with_whole += k * u64::from(w > 0);
+            s.part += k * p;
+            s.whole += k * w;
         }
         s
+    }
+
+    /// These people less `some` of them: everyone off a list is everyone
+    /// less those on it, without a second pass.
+    fn less(&self, some: &Share) -> Share {
+        Share {
+            people: self.people - some.people,
+            with_part: self.with_part - some.with_part,
+            with_whole: self.with_whole - some.with_whole,
+            part: self.part - some.part,
+            whole: self.whole - some.whole,
+        }
     }
 
     /// Whether a count of people or events behind the figures would be
@@ -1391,6 +1409,24 @@ pub fn render(evaluation: &serde_json::Value, out: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn share_off_the_list_is_everyone_less_the_list() {
+        // Nulls and negatives count as none; people with none of the
+        // part but some of the whole; a list of the first, middle, last.
+        let part = [Some(1), None, Some(0), Some(3), Some(-2), Some(2)];
+        let whole = [Some(2), Some(4), None, Some(3), Some(1), Some(5)];
+        let members = [true, false, false, true, false, true];
+        let off: Vec<bool> = members.iter().map(|m| !m).collect();
+        let everyone = Share::of(&part, &whole, None);
+        let on = Share::of(&part, &whole, Some(&members));
+        let got = everyone.less(&on);
+        let want = Share::of(&part, &whole, Some(&off));
+        let fields = |s: &Share| (s.people, s.with_part, s.with_whole, s.part, s.whole);
+        assert_eq!(fields(&on), (3, 3, 3, 6, 10));
+        assert_eq!(fields(&got), fields(&want));
+        assert_eq!(fields(&got), (3, 0, 2, 0, 5));
+    }
 
     #[test]
     fn calibration_compares_deciles_and_refuses_what_is_not_a_probability() {
