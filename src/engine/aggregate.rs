@@ -356,10 +356,11 @@ impl State {
     }
 
     /// [`State::finish`] of a state holding `copies` dates side by side
-    /// (slot `person * copies + date`): each date's column. Counts,
+    /// (slot `person * copies + date`): each date's column. Counts, sums,
     /// min/max and distinct codes without a list split the state into
-    /// dates in one pass (see [`split_dates`]); the others are finished
-    /// whole, then each date's slots taken.
+    /// dates in one pass (see [`split_dates`]); flags are read bit by bit
+    /// for each date; the others are finished whole, then each date's
+    /// slots taken.
     pub fn finish_dates(
         self,
         aggregate: Aggregate,
@@ -369,7 +370,6 @@ impl State {
         copies: usize,
     ) -> crate::error::Result<Vec<ArrayRef>> {
         let slots = |date: usize| (0..persons).map(move |p| p * copies + date);
-        let split = |v: &[AtomicI64]| split_dates(v, persons, copies, |x| x.load(Relaxed));
         let int64s = |columns: Vec<Vec<i64>>| -> Vec<ArrayRef> {
             columns
                 .into_iter()
@@ -381,7 +381,9 @@ impl State {
             return Ok(int64s(split_dates(&counts, persons, copies, |&c| c)));
         }
         Ok(match &self {
-            // Bits: a date's are `copies` bits apart, a few words in all.
+            // One bit a slot: all dates' bits together are small (1.5
+            // bytes a person with 12 dates), so reading them date by date
+            // costs little.
             State::Flags(v) => (0..copies)
                 .map(|d| {
                     let bits = arrow_buffer::BooleanBuffer::collect_bool(persons, |p| {
@@ -394,7 +396,7 @@ impl State {
             State::Count(v) => int64s(split_dates(v, persons, copies, |c| {
                 i64::from(c.load(Relaxed))
             })),
-            State::Sum(v) => int64s(split(v)),
+            State::Sum(v) => int64s(split_dates(v, persons, copies, |x| x.load(Relaxed))),
             State::MinDay(v) | State::MaxDay(v) => {
                 let none = if matches!(self, State::MinDay(_)) {
                     i32::MAX
@@ -417,7 +419,7 @@ impl State {
                 } else {
                     i64::MIN
                 };
-                split(v)
+                split_dates(v, persons, copies, |x| x.load(Relaxed))
                     .into_iter()
                     .map(|c| {
                         Arc::new(unless::<arrow_array::types::Int64Type>(c.into_iter(), none))
@@ -668,8 +670,9 @@ fn distinct_code_counts(seen: Mutex<Vec<CodeSeen>>, persons: usize, copies: usiz
 
 /// Each date's values of a state holding `copies` dates side by side (slot
 /// `person * copies + date`), in one pass over it. Taking one date at a time
-/// went through the whole state once per date (a date's slots are closer
-/// together than a cache line): with 12 dates, 12 reads of every state.
+/// went through the whole state once per date (a person's dates share cache
+/// lines, so each date's pass read every line): with 12 dates, 12 reads of
+/// every state.
 fn split_dates<A, T>(
     v: &[A],
     persons: usize,

@@ -660,6 +660,7 @@ fn evaluate(
                 .map(|c| c.title.clone());
             let events = counts.map(|c| {
                 // Without branching on who is on the list (as `Share::of`).
+                assert_eq!(c.len(), members.len(), "one value per person");
                 let (mut on, mut people, mut with) = (0u64, 0u64, 0u64);
                 for (&v, &member) in c.iter().zip(members) {
                     let (k, v) = (u64::from(member), value(v));
