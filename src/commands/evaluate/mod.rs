@@ -35,8 +35,10 @@ use crate::engine::{self, Progress};
 use crate::error::{Error, Result};
 use crate::rules::{Model, Purpose};
 use crate::suppress::Suppression;
+use breakdown::{Split, breakdown};
 use metrics::{auroc_difference, auroc_ranked, average_precision_ranked, curves_ranked};
 
+mod breakdown;
 mod html;
 mod metrics;
 
@@ -171,17 +173,23 @@ pub fn run(
     ));
     let started = std::time::Instant::now();
     // The figures of each date and outcome are independent: computed in
-    // parallel, listed in order.
+    // parallel, listed in order. What the breakdowns by group need of a
+    // date is shared by its outcomes.
     let figures: Vec<serde_json::Value> = days
         .par_iter()
         .flat_map(|(as_of, people)| {
+            let splits: Vec<Split> = people
+                .groups
+                .par_iter()
+                .map(|(_, groups)| Split::new(people, groups))
+                .collect();
             people
                 .outcomes
                 .par_iter()
-                .map(move |(outcome, happened)| (as_of, people, outcome, happened))
-        })
-        .map(|(as_of, people, outcome, happened)| {
-            evaluate(&model, request, people, outcome, happened, *as_of)
+                .map(|(outcome, happened)| {
+                    evaluate(&model, request, people, &splits, outcome, happened, *as_of)
+                })
+                .collect::<Vec<_>>()
         })
         .collect();
     // Lists followed from each date to the next, and to the date a year
@@ -633,6 +641,7 @@ fn evaluate(
     model: &Model,
     request: &Request,
     people: &People,
+    splits: &[Split],
     outcome: &str,
     happened: &[bool],
     as_of: NaiveDate,
@@ -698,7 +707,13 @@ fn evaluate(
     let groups: serde_json::Map<String, serde_json::Value> = people
         .groups
         .iter()
-        .map(|(grouping, of)| (grouping.to_string(), breakdown(s, people, happened, of)))
+        .zip(splits)
+        .map(|((grouping, of), split)| {
+            (
+                grouping.to_string(),
+                breakdown(s, people, happened, of, split),
+            )
+        })
         .collect();
     json!({
         "as_of": as_of.to_string(),
@@ -931,114 +946,6 @@ fn comparison(
         })
         .collect();
     json!({"cohorts": cohorts, "scores": scores})
-}
-
-/// The figures by group (PPV and sensitivity of each cohort, AUROC of each
-/// score), with the largest gap between groups for each.
-fn breakdown(
-    s: Suppression,
-    people: &People,
-    happened: &[bool],
-    groups: &Groups,
-) -> serde_json::Value {
-    let mut rows = Vec::new();
-    // (figure, group, value) for the gaps.
-    let mut values: Vec<(String, String, f64)> = Vec::new();
-    // Each cohort counted per group, and each score's ranking split by
-    // group, in one pass each over the people.
-    let per_group = |flags: &[bool]| {
-        let mut counts = vec![ListCounts::default(); groups.names.len()];
-        for (i, g) in groups.of.iter().enumerate() {
-            if let Some(g) = g {
-                counts[*g as usize].add(flags[i], happened[i]);
-            }
-        }
-        counts
-    };
-    let cohort_counts: Vec<Vec<ListCounts>> =
-        people.cohorts.iter().map(|(_, f)| per_group(f)).collect();
-    let everyone = per_group(&vec![false; happened.len()]);
-    let ranked: Vec<Vec<Vec<(f64, bool)>>> = people
-        .scores
-        .iter()
-        .zip(&people.rankings)
-        .map(|((_, v), ranking)| {
-            let mut split = vec![Vec::new(); groups.names.len()];
-            for &i in &ranking.ascending {
-                let i = i as usize;
-                if let Some(g) = groups.of[i] {
-                    split[g as usize].push((v[i].expect("scored"), happened[i]));
-                }
-            }
-            split
-        })
-        .collect();
-    for (g, name) in groups.names.iter().enumerate() {
-        let ListCounts { n, events, .. } = everyone[g];
-        let mut cohorts = Vec::new();
-        for ((cohort, _), counts) in people.cohorts.iter().zip(&cohort_counts) {
-            let f = counts[g].figures(s);
-            for key in ["ppv", "sensitivity"] {
-                if let Some(v) = f[key].as_f64() {
-                    values.push((format!("cohort {cohort} {key}"), name.clone(), v));
-                }
-            }
-            cohorts.push(json!({
-                "cohort": cohort,
-                "on_list": f["on_list"],
-                "ppv": f["ppv"],
-                "ppv_95ci": f["ppv_95ci"],
-                "sensitivity": f["sensitivity"],
-                "sensitivity_95ci": f["sensitivity_95ci"],
-            }));
-        }
-        let mut scores = Vec::new();
-        for ((score, _), split) in people.scores.iter().zip(&ranked) {
-            let scored = &split[g];
-            let positives = scored.iter().filter(|(_, h)| *h).count() as u64;
-            let auroc = (!s.hides(positives) && !s.hides(scored.len() as u64 - positives))
-                .then(|| auroc_ranked(scored))
-                .flatten();
-            if let Some((a, _)) = auroc {
-                values.push((format!("score {score} auroc"), name.clone(), a));
-            }
-            scores.push(json!({
-                "score": score,
-                "auroc": auroc.map(|(a, _)| a),
-                "auroc_95ci": auroc.map(auroc_ci),
-            }));
-        }
-        rows.push(json!({
-            "group": name,
-            "people": s.count(n),
-            "with_outcome": s.count(events),
-            "prevalence": ratio(s, events, n),
-            "cohorts": cohorts,
-            "scores": scores,
-        }));
-    }
-    let mut figures: Vec<&String> = values.iter().map(|(f, _, _)| f).collect();
-    figures.sort();
-    figures.dedup();
-    let gaps: Vec<serde_json::Value> = figures
-        .into_iter()
-        .filter_map(|figure| {
-            let of_figure = values.iter().filter(|(f, _, _)| f == figure);
-            let high = of_figure.clone().max_by(|a, b| a.2.total_cmp(&b.2))?;
-            let low = of_figure.min_by(|a, b| a.2.total_cmp(&b.2))?;
-            Some(json!({"figure": figure, "highest": high.1, "lowest": low.1, "gap": high.2 - low.2}))
-        })
-        .collect();
-    let largest = gaps
-        .iter()
-        .max_by(|a, b| {
-            a["gap"]
-                .as_f64()
-                .unwrap_or(0.0)
-                .total_cmp(&b["gap"].as_f64().unwrap_or(0.0))
-        })
-        .cloned();
-    json!({"groups": rows, "gaps": gaps, "largest_gap": largest})
 }
 
 /// Each cohort between two dates: who stayed on the list, left it
