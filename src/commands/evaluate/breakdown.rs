@@ -4,12 +4,12 @@
 //!
 //! Who is in which group, on which lists and where in each score's ranking
 //! does not change with the outcome, so [`Split`] works it out once per
-//! date and grouping. Each outcome then costs one pass over the people per
-//! grouping (counting them into cells by group, lists and outcome) and a
-//! read of who had the outcome in each score's ranked order. Counting
-//! every cohort over every person for every outcome, then splitting each
-//! ranking by group again, took about a tenth of the CPU of an evaluation
-//! over 12 dates.
+//! date and grouping. Each outcome then costs, per grouping, one pass over
+//! the people for every [`MOST_COHORTS_PER_PASS`] cohorts (counting them
+//! into cells by group, lists and outcome) and a read of who had the
+//! outcome in each score's ranked order. Counting every cohort over every
+//! person for every outcome, then splitting each ranking by group again,
+//! took about a tenth of the CPU of an evaluation over 12 dates.
 
 use serde_json::json;
 
@@ -17,17 +17,21 @@ use super::metrics::auroc_ranked;
 use super::{Groups, ListCounts, People, auroc_ci, ratio};
 use crate::suppress::Suppression;
 
-/// Cohorts counted in one pass: a person's cell holds which of them they
-/// are on as bits, so a pass has `groups << COHORTS_PER_PASS` cells at most.
-const COHORTS_PER_PASS: usize = 8;
+/// The most cohorts counted in one pass: a person's cell holds which of
+/// them they are on as bits, so a pass has up to `(groups + 1) << 8`
+/// cells. Fewer per pass where the cells would outnumber the people (a
+/// grouping by PCN across a whole country).
+const MOST_COHORTS_PER_PASS: usize = 8;
 
 /// One grouping's people as its breakdown counts them, for every outcome
 /// of a date.
 pub(super) struct Split {
+    /// The grouping's groups; people of no known group are in one more,
+    /// never reported.
+    groups: usize,
     /// Per pass: how many cohorts it counts (k), and each person's cell,
-    /// `group << k | lists`, where `lists` has bit j set for the person on
-    /// the pass's j-th cohort. People of no known group are in one more
-    /// group, never reported.
+    /// `(group << k) | lists`, where `lists` has bit j set for the person
+    /// on the pass's j-th cohort.
     passes: Vec<(usize, Vec<u32>)>,
     /// Per score, its scored people of known group.
     ranked: Vec<Ranked>,
@@ -36,31 +40,37 @@ pub(super) struct Split {
 /// A score's ranking split by group: each group's people lowest score
 /// first, ties in person order (as the ranking has them).
 struct Ranked {
-    /// Where each group's people start; one more than the groups.
+    /// Where each group's people start in `who`: one entry more than the
+    /// groups, the last where the last group ends.
     starts: Vec<usize>,
-    values: Vec<f64>,
     /// The people, as indices into the date's evaluated people.
     who: Vec<u32>,
 }
 
 impl Split {
     pub(super) fn new(people: &People, groups: &Groups) -> Split {
-        let unknown = groups.names.len() as u32;
-        let group = |i: usize| groups.of[i].unwrap_or(unknown);
+        let n = groups.names.len();
+        assert!(n < 1 << (32 - MOST_COHORTS_PER_PASS), "{n} groups");
+        let group = |i: usize| groups.of[i].unwrap_or(n as u32);
+        // At least one pass, with no cohorts, for everyone's counts.
+        let per_pass = (1..=MOST_COHORTS_PER_PASS)
+            .rev()
+            .find(|k| (n + 1) << k <= groups.of.len())
+            .unwrap_or(1);
         let passes = if people.cohorts.is_empty() {
             vec![(0, (0..groups.of.len()).map(group).collect())]
         } else {
             people
                 .cohorts
-                .chunks(COHORTS_PER_PASS)
+                .chunks(per_pass)
                 .map(|pass| {
                     let cells = (0..groups.of.len())
                         .map(|i| {
                             let lists = pass
                                 .iter()
                                 .enumerate()
-                                .fold(0, |bits, (j, (_, on))| bits | u32::from(on[i]) << j);
-                            group(i) << pass.len() | lists
+                                .fold(0, |bits, (j, (_, on))| bits | (u32::from(on[i]) << j));
+                            (group(i) << pass.len()) | lists
                         })
                         .collect();
                     (pass.len(), cells)
@@ -68,55 +78,53 @@ impl Split {
                 .collect()
         };
         let ranked = people
-            .scores
+            .rankings
             .iter()
-            .zip(&people.rankings)
-            .map(|((_, values), ranking)| {
+            .map(|ranking| {
                 let known = || {
                     ranking
                         .ascending
                         .iter()
                         .filter_map(|&i| Some((groups.of[i as usize]? as usize, i)))
                 };
-                let mut starts = vec![0; groups.names.len() + 1];
+                let mut starts = vec![0; n + 1];
                 for (g, _) in known() {
                     starts[g + 1] += 1;
                 }
                 for g in 1..starts.len() {
                     starts[g] += starts[g - 1];
                 }
-                let total = *starts.last().expect("one more than the groups");
-                let (mut next, mut sorted, mut who) =
-                    (starts.clone(), vec![0.0; total], vec![0; total]);
+                let (mut next, mut who) = (starts.clone(), vec![0; starts[n]]);
                 for (g, i) in known() {
-                    sorted[next[g]] = values[i as usize].expect("scored");
                     who[next[g]] = i;
                     next[g] += 1;
                 }
-                Ranked {
-                    starts,
-                    values: sorted,
-                    who,
-                }
+                Ranked { starts, who }
             })
             .collect();
-        Split { passes, ranked }
+        Split {
+            groups: n,
+            passes,
+            ranked,
+        }
     }
 
     /// Each cohort's counts in each group, and everyone's (as if on no
     /// list), for one outcome.
-    fn counts(&self, groups: usize, happened: &[bool]) -> (Vec<Vec<ListCounts>>, Vec<ListCounts>) {
+    fn counts(&self, happened: &[bool]) -> (Vec<Vec<ListCounts>>, Vec<ListCounts>) {
+        let groups = self.groups;
         let mut cohorts = Vec::new();
         let mut everyone = vec![ListCounts::default(); groups];
         for (pass, (k, cells)) in self.passes.iter().enumerate() {
             // People in each cell without and with the outcome.
-            let mut people = vec![[0u64; 2]; (groups + 1) << k];
+            let mut tally = vec![[0u64; 2]; (groups + 1) << k];
             assert_eq!(cells.len(), happened.len(), "one cell per person");
             for (&cell, &h) in cells.iter().zip(happened) {
-                people[cell as usize][usize::from(h)] += 1;
+                tally[cell as usize][usize::from(h)] += 1;
             }
             let mut counts = vec![vec![ListCounts::default(); groups]; *k];
-            for (cell, &[without, with]) in people.iter().enumerate().take(groups << k) {
+            // The cells of known groups only.
+            for (cell, &[without, with]) in tally.iter().enumerate().take(groups << k) {
                 let (g, lists) = (cell >> k, cell & ((1 << k) - 1));
                 let add = |c: &mut ListCounts, on_list: bool| {
                     c.n += without + with;
@@ -130,7 +138,7 @@ impl Split {
                     add(&mut everyone[g], false);
                 }
                 for (j, cohort) in counts.iter_mut().enumerate() {
-                    add(&mut cohort[g], lists >> j & 1 == 1);
+                    add(&mut cohort[g], (lists >> j) & 1 == 1);
                 }
             }
             cohorts.extend(counts);
@@ -151,7 +159,7 @@ pub(super) fn breakdown(
     let mut rows = Vec::new();
     // (figure, group, value) for the gaps.
     let mut values: Vec<(String, String, f64)> = Vec::new();
-    let (cohort_counts, everyone) = split.counts(groups.names.len(), happened);
+    let (cohort_counts, everyone) = split.counts(happened);
     for (g, name) in groups.names.iter().enumerate() {
         let ListCounts { n, events, .. } = everyone[g];
         let mut cohorts = Vec::new();
@@ -172,12 +180,10 @@ pub(super) fn breakdown(
             }));
         }
         let mut scores = Vec::new();
-        for ((score, _), ranked) in people.scores.iter().zip(&split.ranked) {
-            let span = ranked.starts[g]..ranked.starts[g + 1];
-            let scored: Vec<(f64, bool)> = ranked.values[span.clone()]
+        for ((score, of_score), ranked) in people.scores.iter().zip(&split.ranked) {
+            let scored: Vec<(f64, bool)> = ranked.who[ranked.starts[g]..ranked.starts[g + 1]]
                 .iter()
-                .zip(&ranked.who[span])
-                .map(|(&v, &i)| (v, happened[i as usize]))
+                .map(|&i| (of_score[i as usize].expect("scored"), happened[i as usize]))
                 .collect();
             let positives = scored.iter().filter(|(_, h)| *h).count() as u64;
             let auroc = (!s.hides(positives) && !s.hides(scored.len() as u64 - positives))
@@ -232,76 +238,95 @@ mod tests {
     use rand::{RngExt, SeedableRng};
 
     /// The counts by cells and the split rankings give each group what its
-    /// own people give counted directly: 10 cohorts (two passes), two
-    /// scores with ties and unscored people, people of no known group.
+    /// own people give counted directly: with no cohorts, one, and several
+    /// passes of up to 8 (and of fewer, where cells would outnumber
+    /// people); two scores with ties and unscored people; people of no
+    /// known group; a group in which nobody had the outcome.
     #[test]
     fn each_group_is_counted_as_its_own_people_are() {
         let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(11);
-        let n = 600;
-        let names = ["a", "b", "c", "d"];
-        let of: Vec<Option<&str>> = (0..n)
-            .map(|_| (rng.random_range(0..10) > 0).then(|| names[rng.random_range(0..4)]))
-            .collect();
-        let groups = Groups::new(of.iter().copied());
-        let cohorts: Vec<(String, Vec<bool>)> = (0..10)
-            .map(|c| {
-                let members = (0..n).map(|_| rng.random_range(0..4) == 0).collect();
-                (format!("c{c}"), members)
-            })
-            .collect();
-        let scores: Vec<(String, Vec<Option<f64>>)> = (0..2)
-            .map(|k| {
-                let values = (0..n)
-                    .map(|_| (rng.random_range(0..8) > 0).then(|| rng.random_range(0..20) as f64))
-                    .collect();
-                (format!("s{k}"), values)
-            })
-            .collect();
-        let happened: Vec<bool> = (0..n).map(|_| rng.random_range(0..3) == 0).collect();
-        let people = People {
-            rows: (0..n as u32).collect(),
-            ids: std::sync::Arc::new(arrow_array::Int64Array::from_iter_values(0..n as i64)),
-            rankings: scores.iter().map(|(_, v)| Ranking::new(v)).collect(),
-            cohorts,
-            scores,
-            outcomes: vec![("o".into(), happened.clone())],
-            counts: Vec::new(),
-            pcn: groups.clone(),
-            groups: vec![("g", groups.clone())],
-            compared: None,
-        };
-        let s = Suppression::None;
-        let split = Split::new(&people, &groups);
-        let figures = breakdown(s, &people, &happened, &groups, &split);
-        let rows = figures["groups"].as_array().unwrap();
-        assert_eq!(rows.len(), names.len());
-        for (g, row) in rows.iter().enumerate() {
-            let name = row["group"].as_str().unwrap();
-            let mine: Vec<usize> = (0..n).filter(|&i| of[i] == Some(name)).collect();
-            let outcome: Vec<bool> = mine.iter().map(|&i| happened[i]).collect();
-            assert_eq!(row["people"], s.count(mine.len() as u64));
-            for ((cohort, members), figure) in people
-                .cohorts
-                .iter()
-                .zip(row["cohorts"].as_array().unwrap())
-            {
-                let on: Vec<bool> = mine.iter().map(|&i| members[i]).collect();
-                let direct = list_figures(s, &on, &outcome);
-                for key in ["on_list", "ppv", "sensitivity", "ppv_95ci"] {
-                    assert_eq!(figure[key], direct[key], "{name} {cohort} {key}");
+        let names = ["a", "b", "c", "d", "none happened"];
+        let mut aurocs = 0;
+        for (n, cohorts) in [(2000, 10), (2000, 8), (600, 10), (300, 1), (300, 0)] {
+            let of: Vec<Option<&str>> = (0..n)
+                .map(|_| (rng.random_range(0..10) > 0).then(|| names[rng.random_range(0..5)]))
+                .collect();
+            let groups = Groups::new(of.iter().copied());
+            let cohorts: Vec<(String, Vec<bool>)> = (0..cohorts)
+                .map(|c| {
+                    let members = (0..n).map(|_| rng.random_range(0..4) == 0).collect();
+                    (format!("c{c}"), members)
+                })
+                .collect();
+            let scores: Vec<(String, Vec<Option<f64>>)> = (0..2)
+                .map(|k| {
+                    let values = (0..n)
+                        .map(|_| {
+                            (rng.random_range(0..8) > 0).then(|| rng.random_range(0..20) as f64)
+                        })
+                        .collect();
+                    (format!("s{k}"), values)
+                })
+                .collect();
+            let happened: Vec<bool> = (0..n)
+                .map(|i| of[i] != Some("none happened") && rng.random_range(0..3) == 0)
+                .collect();
+            let people = People {
+                rows: (0..n as u32).collect(),
+                ids: std::sync::Arc::new(arrow_array::Int64Array::from_iter_values(0..n as i64)),
+                rankings: scores.iter().map(|(_, v)| Ranking::new(v)).collect(),
+                cohorts,
+                scores,
+                outcomes: vec![("o".into(), happened.clone())],
+                counts: Vec::new(),
+                pcn: groups.clone(),
+                groups: vec![("g", groups.clone())],
+                compared: None,
+            };
+            let s = Suppression::None;
+            let split = Split::new(&people, &groups);
+            let figures = breakdown(s, &people, &happened, &groups, &split);
+            let rows = figures["groups"].as_array().unwrap();
+            assert_eq!(rows.len(), names.len());
+            for (g, row) in rows.iter().enumerate() {
+                let name = row["group"].as_str().unwrap();
+                let mine: Vec<usize> = (0..n).filter(|&i| of[i] == Some(name)).collect();
+                let outcome: Vec<bool> = mine.iter().map(|&i| happened[i]).collect();
+                let events = outcome.iter().filter(|&&h| h).count() as u64;
+                assert_eq!(row["people"], s.count(mine.len() as u64));
+                assert_eq!(row["with_outcome"], s.count(events));
+                let prevalence = ratio(s, events, mine.len() as u64);
+                assert_eq!(row["prevalence"].as_f64(), prevalence);
+                let listed = row["cohorts"].as_array().unwrap();
+                assert_eq!(listed.len(), people.cohorts.len());
+                for ((cohort, members), figure) in people.cohorts.iter().zip(listed) {
+                    let on: Vec<bool> = mine.iter().map(|&i| members[i]).collect();
+                    let direct = list_figures(s, &on, &outcome);
+                    for key in [
+                        "on_list",
+                        "ppv",
+                        "ppv_95ci",
+                        "sensitivity",
+                        "sensitivity_95ci",
+                    ] {
+                        assert_eq!(figure[key], direct[key], "{name} {cohort} {key}");
+                    }
+                }
+                for (((_, values), ranking), figure) in people
+                    .scores
+                    .iter()
+                    .zip(&people.rankings)
+                    .zip(row["scores"].as_array().unwrap())
+                {
+                    let ranked =
+                        ranking.ranked(values, &happened, |i| groups.of[i] == Some(g as u32));
+                    let direct = auroc_ranked(&ranked).map(|(a, _)| a);
+                    assert_eq!(figure["auroc"].as_f64(), direct, "{name}");
+                    assert_eq!(direct.is_none(), name == "none happened");
+                    aurocs += usize::from(direct.is_some());
                 }
             }
-            for (((_, values), ranking), figure) in people
-                .scores
-                .iter()
-                .zip(&people.rankings)
-                .zip(row["scores"].as_array().unwrap())
-            {
-                let ranked = ranking.ranked(values, &happened, |i| groups.of[i] == Some(g as u32));
-                let direct = auroc_ranked(&ranked).map(|(a, _)| a);
-                assert_eq!(figure["auroc"].as_f64(), direct, "{name}");
-                assert!(direct.is_some());
-            }
         }
+        assert!(aurocs > 0);
     }
 }
