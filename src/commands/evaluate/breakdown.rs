@@ -4,12 +4,13 @@
 //!
 //! Who is in which group, on which lists and where in each score's ranking
 //! does not change with the outcome, so [`Split`] works it out once per
-//! date and grouping. Each outcome then costs, per grouping, one pass over
-//! the people for every [`MOST_COHORTS_PER_PASS`] cohorts (counting them
-//! into cells by group, lists and outcome) and a read of who had the
-//! outcome in each score's ranked order. Counting every cohort over every
-//! person for every outcome, then splitting each ranking by group again,
-//! took about a tenth of the CPU of an evaluation over 12 dates.
+//! date and grouping, not once per date and outcome. Each outcome then
+//! costs, per grouping, one pass over the people for every
+//! [`MOST_COHORTS_PER_PASS`] cohorts (counting them into cells by group,
+//! lists and outcome) and a read of each group's people in each score's
+//! ranked order. The breakdowns are about a tenth of the CPU of an
+//! evaluation over 12 dates, most of it those ranked reads (scores and
+//! outcomes at random places) and the AUROC.
 
 use serde_json::json;
 
@@ -52,12 +53,12 @@ impl Split {
         let n = groups.names.len();
         assert!(n < 1 << (32 - MOST_COHORTS_PER_PASS), "{n} groups");
         let group = |i: usize| groups.of[i].unwrap_or(n as u32);
-        // At least one pass, with no cohorts, for everyone's counts.
         let per_pass = (1..=MOST_COHORTS_PER_PASS)
             .rev()
             .find(|k| (n + 1) << k <= groups.of.len())
             .unwrap_or(1);
         let passes = if people.cohorts.is_empty() {
+            // One pass with no cohorts, for everyone's counts.
             vec![(0, (0..groups.of.len()).map(group).collect())]
         } else {
             people
