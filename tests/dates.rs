@@ -29,6 +29,19 @@ fn by_dates(
     outcomes: &[String],
     budget: usize,
 ) -> Vec<engine::Dated<'static>> {
+    reading(model, data, dates, outcomes, budget, None)
+}
+
+/// [`by_dates`], reading only the cohorts and the features `reading`
+/// names (`Some`), as `strata evaluate` does.
+fn reading(
+    model: &strata::rules::Model,
+    data: &std::path::Path,
+    dates: &[NaiveDate],
+    outcomes: &[String],
+    budget: usize,
+    reading: Option<&[String]>,
+) -> Vec<engine::Dated<'static>> {
     // The model outlives the test: leaked on purpose, once per call.
     let model: &'static strata::rules::Model = Box::leak(Box::new(model.clone()));
     engine::run_dates(
@@ -36,6 +49,7 @@ fn by_dates(
         data,
         &engine::Dates {
             state_budget: budget,
+            reading,
             ..engine::Dates::new(dates, outcomes)
         },
         &Terminal::new(true),
@@ -62,6 +76,15 @@ fn each_date_of_one_scan_is_the_run_of_that_date() {
     let scan_each = by_dates(&model, &data, &dates, &outcomes, 1);
     assert_eq!(one_scan.len(), dates.len());
     assert_eq!(scan_each.len(), dates.len());
+    // What `strata evaluate` reads: the cohorts and a score.
+    let scores = ["efi".to_string()];
+    let cohorts_and_efi = reading(&model, &data, &dates, &outcomes, usize::MAX, Some(&scores));
+    let needed = model.features_needed(&scores);
+    let unneeded = needed.iter().filter(|n| !**n).count();
+    assert!(
+        unneeded > 0 && unneeded < needed.len(),
+        "the lists' reasons are not needed, the cohorts' features are"
+    );
 
     let mut differ_between_dates = false;
     for (k, as_of) in dates.iter().enumerate() {
@@ -81,6 +104,42 @@ fn each_date_of_one_scan_is_the_run_of_that_date() {
                 assert_eq!(a.rank, b.rank, "{as_of}: cohort {c}'s ranks");
                 assert_eq!(a.members, b.members, "{as_of}: cohort {c}'s order");
             }
+        }
+        // Reading less computes less, and changes nothing of what is read.
+        let read = &cohorts_and_efi[k];
+        for (fi, feature) in model.features.iter().enumerate() {
+            let (a, b) = (read.results.feature(fi), single.feature(fi));
+            if needed[fi] {
+                assert!(
+                    same(a, b),
+                    "{as_of}: {} differs when reading less",
+                    feature.name
+                );
+            } else {
+                assert_eq!(
+                    a.null_count(),
+                    a.len(),
+                    "{as_of}: {} computed",
+                    feature.name
+                );
+                assert_eq!(
+                    a.data_type(),
+                    b.data_type(),
+                    "{as_of}: {}'s type",
+                    feature.name
+                );
+            }
+        }
+        for (c, (a, b)) in read.results.cohorts.iter().zip(&single.cohorts).enumerate() {
+            assert_eq!(a.flags, b.flags, "{as_of}: cohort {c} when reading less");
+            assert_eq!(
+                a.rank, b.rank,
+                "{as_of}: cohort {c}'s ranks when reading less"
+            );
+        }
+        for ((n1, a), (n2, b)) in read.outcomes.iter().zip(&one_scan[k].outcomes) {
+            assert_eq!(n1, n2);
+            assert!(same(a, b), "{as_of}: outcome {n1} when reading less");
         }
         for ((n1, a), (n2, b)) in one_scan[k].outcomes.iter().zip(&scan_each[k].outcomes) {
             assert_eq!(n1, n2);
@@ -198,4 +257,99 @@ rank = ["older_visits desc"]
         }
         assert_eq!(both[k].results.cohorts[0].flags, single.cohorts[0].flags);
     }
+}
+
+#[test]
+fn what_the_cohorts_and_wanted_features_need_is_all_that_is_needed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        r#"
+[model]
+name = "needs"
+title = "Needs"
+source = "test"
+
+[params]
+floor = 2
+
+[sources.ae]
+table = "ae_attendances"
+date = "arrival_date"
+
+[features.ae_90d]
+description = "A&E attendances in 90 days"
+source = "ae"
+aggregate = "count"
+window = "90 days"
+
+[features.ae_365d]
+description = "A&E attendances in 365 days"
+source = "ae"
+aggregate = "count"
+window = "365 days"
+
+[features.last_ae]
+description = "Last attendance (a reason only)"
+source = "ae"
+aggregate = "last_date"
+window = "365 days"
+
+[features.first_ae]
+description = "First attendance (ranks the cohort)"
+source = "ae"
+aggregate = "first_date"
+window = "365 days"
+
+[features.ae_ever]
+description = "Attended in 5 years (read as a score only)"
+source = "ae"
+aggregate = "count"
+window = "1825 days"
+
+[features.older_visits]
+description = "Attendances before the last 90 days"
+expr = "ae_365d - ae_90d"
+
+[features.label]
+description = "Words for the list (a reason only)"
+expr = "case when older_visits >= floor then 'frequent' end"
+
+[cohorts.frequent]
+title = "Frequent"
+description = "Two or more earlier attendances"
+when = "older_visits >= floor"
+rank = ["first_ae", "age desc"]
+reasons = ["label", "last_ae"]
+"#,
+    )
+    .unwrap();
+    let model = strata::rules::load_all(&[rules], &[]).unwrap();
+    let needed = |wanted: &[&str]| -> Vec<&str> {
+        let wanted: Vec<String> = wanted.iter().map(|w| w.to_string()).collect();
+        model
+            .features_needed(&wanted)
+            .iter()
+            .zip(&model.features)
+            .filter(|(n, _)| **n)
+            .map(|(_, f)| f.name.as_str())
+            .collect()
+    };
+    // The condition through a derived feature, the ranking, not the reasons.
+    assert_eq!(
+        needed(&[]),
+        ["ae_90d", "ae_365d", "first_ae", "older_visits"]
+    );
+    assert_eq!(
+        needed(&["ae_ever", "label"]),
+        [
+            "ae_90d",
+            "ae_365d",
+            "first_ae",
+            "ae_ever",
+            "older_visits",
+            "label"
+        ]
+    );
 }

@@ -286,6 +286,11 @@ pub struct Dates<'a> {
     /// Roughly the bytes of per-person state one scan may hold (see
     /// [`STATE_BUDGET`]).
     pub state_budget: usize,
+    /// `Some(features)`: only the cohorts and these features are read, so
+    /// only what they need is scanned and derived (see
+    /// [`Model::features_needed`]); every other feature is left null.
+    /// `None`: every feature is computed.
+    pub reading: Option<&'a [String]>,
 }
 
 impl<'a> Dates<'a> {
@@ -297,6 +302,7 @@ impl<'a> Dates<'a> {
             outcomes,
             whole_windows: true,
             state_budget: STATE_BUDGET,
+            reading: None,
         }
     }
 }
@@ -339,12 +345,24 @@ pub fn run_dates<'m, T: Send>(
         .features
         .extend(forward.iter().map(|(f, _)| f.clone()));
     let width = scanned_model.features.len();
+    // What is read needs only some features: the others are neither
+    // scanned nor derived. The outcomes are always read.
+    let needed: Option<Vec<bool>> = request.reading.map(|wanted| {
+        let mut needed = model.features_needed(wanted);
+        needed.resize(width, true);
+        tracing::debug!(
+            needed = needed.iter().filter(|&&n| n).count(),
+            of = width,
+            "features scanned and derived"
+        );
+        needed
+    });
     let mut first = 0;
     while first < dates.len() {
         let started = Instant::now();
         let spinner = progress.stage("loading the population");
         let last_end = *ends.iter().max().expect("at least one date");
-        let mut plan = plan::plan(&scanned_model, data, Some(last_end))?;
+        let mut plan = plan::plan_needed(&scanned_model, data, Some(last_end), needed.as_deref())?;
         if let Some(s) = spinner {
             s.finish_and_clear();
         }

@@ -155,6 +155,20 @@ pub struct Plan<'m> {
 }
 
 pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Result<Plan<'m>> {
+    plan_needed(model, data, as_of, None)
+}
+
+/// [`plan`], with only the features `needed` marks (every one with `None`)
+/// scanned and derived; the others are typed but left null. Their
+/// sources' tables are still opened and checked, and their event filters
+/// typed, so a rule file is refused exactly as by [`plan`].
+pub fn plan_needed<'m>(
+    model: &'m Model,
+    data: &Path,
+    as_of: Option<NaiveDate>,
+    needed: Option<&[bool]>,
+) -> Result<Plan<'m>> {
+    let needed = |fi: usize| needed.is_none_or(|n| n[fi]);
     if !data.is_dir() {
         return Err(Error::data(data, "data folder not found")
             .with_help("give the folder holding the Parquet tables with --data"));
@@ -298,6 +312,13 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
             continue;
         };
         let sp = &mut sources[sp];
+        // What the source reads so far: a feature not needed is typed and
+        // checked as ever, then what it added is taken back.
+        let reads = (
+            sp.codelists.len(),
+            sp.filter_columns.len(),
+            sp.value_columns.len(),
+        );
         let codelist = codelist.map(|c| {
             sp.codelists
                 .iter()
@@ -351,6 +372,13 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
             None => None,
         };
         let ty = aggregate.result_type(value.map(|(_, t)| t));
+        features.push(FeaturePlan { ty, slot });
+        if !needed(fi) {
+            sp.codelists.truncate(reads.0);
+            sp.filter_columns.truncate(reads.1);
+            sp.value_columns.truncate(reads.2);
+            continue;
+        }
         sp.aggregates.push(AggregatePlan {
             feature: fi,
             column: fi,
@@ -363,17 +391,19 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
             value,
             nth: *nth,
         });
-        features.push(FeaturePlan { ty, slot });
     }
+    // Sources left with no aggregate are not read.
+    sources.retain(|s| !s.aggregates.is_empty());
     let typing::PersonLevel {
         slot_types,
-        derived,
+        mut derived,
         cohorts,
         ..
     } = typing::person_level(model, &attribute_types, &column_types, Some(as_of))?;
     for (fi, typed) in &derived {
         features[*fi].ty = typed.ty;
     }
+    derived.retain(|(fi, _)| needed(*fi));
 
     Ok(Plan {
         model,
@@ -534,18 +564,32 @@ impl Plan<'_> {
             .enumerate()
             .map(|(i, a)| (a.clone(), self.slot_types[FIRST_ATTRIBUTE_SLOT + i]))
             .collect();
-        let mut column_types: Vec<Option<Type>> = vec![None; model.features.len()];
-        for a in self.sources.iter().flat_map(|s| &s.aggregates) {
-            if let (Some(t), Some((_, ty))) = (column_types.get_mut(a.feature), a.value) {
-                *t = Some(ty);
-            }
-        }
+        // A `min`/`max` has its column's type (so do the features not
+        // needed, which have no aggregate here); for the other aggregates
+        // with a column, that type does not matter.
+        let column_types: Vec<Option<Type>> = model
+            .features
+            .iter()
+            .zip(&self.features)
+            .map(|(f, plan)| match &f.kind {
+                FeatureKind::Aggregate {
+                    column: Some(_), ..
+                } => Some(plan.ty),
+                _ => None,
+            })
+            .collect();
         let typing::PersonLevel {
             slot_types,
-            derived,
+            mut derived,
             cohorts,
             ..
         } = typing::person_level(model, &attribute_types, &column_types, Some(as_of))?;
+        // Only what this plan derives (all, unless some are not needed).
+        let mut derives = vec![false; model.features.len()];
+        for (fi, _) in &self.derived {
+            derives[*fi] = true;
+        }
+        derived.retain(|(fi, _)| derives[*fi]);
         Ok(Plan {
             model,
             as_of,

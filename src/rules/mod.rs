@@ -440,6 +440,43 @@ impl Model {
         self.features.iter().position(|f| f.name == name)
     }
 
+    /// Per feature: does computing the cohorts (their conditions and
+    /// rankings) and the features named in `wanted` need it, directly or
+    /// through the derived features they use? What a run that reads only
+    /// those must compute: `strata evaluate` reads cohorts and scores, not
+    /// the lists' reasons and labels, which are much of a model.
+    pub fn features_needed(&self, wanted: &[String]) -> Vec<bool> {
+        let mut needed = vec![false; self.features.len()];
+        let mut pending: Vec<usize> = Vec::new();
+        let mut need = |name: &str, pending: &mut Vec<usize>| {
+            if let Some(i) = self.feature_index(name)
+                && !needed[i]
+            {
+                needed[i] = true;
+                pending.push(i);
+            }
+        };
+        for cohort in &self.cohorts {
+            for (name, _) in cohort.condition.expr.names() {
+                need(name, &mut pending);
+            }
+            for key in &cohort.rank {
+                need(&key.name, &mut pending);
+            }
+        }
+        for name in wanted {
+            need(name, &mut pending);
+        }
+        while let Some(i) = pending.pop() {
+            for located in self.features[i].kind.expressions() {
+                for (name, _) in located.expr.names() {
+                    need(name, &mut pending);
+                }
+            }
+        }
+        needed
+    }
+
     /// Every name a person-level expression may use, for suggestions.
     pub fn person_level_names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = BUILTINS.iter().map(|(n, _)| *n).collect();

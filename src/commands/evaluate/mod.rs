@@ -139,13 +139,24 @@ pub fn run(
         dates: request.dates.clone(),
         ..*request
     };
-    // One scan of each table serves every date and outcome.
+    // One scan of each table serves every date and outcome. Only the
+    // cohorts and scores are read: the features only the lists show (the
+    // reasons, labels) are not computed.
+    let reading: Vec<String> = request
+        .scores
+        .iter()
+        .chain(&request.probabilities)
+        .cloned()
+        .collect();
     let started = std::time::Instant::now();
     let mut timings: Vec<(&str, f64)> = Vec::new();
     let mut days: Vec<(NaiveDate, People)> = engine::run_dates(
         &model,
         request.data,
-        &engine::Dates::new(&dates, &request.outcomes),
+        &engine::Dates {
+            reading: Some(&reading),
+            ..engine::Dates::new(&dates, &request.outcomes)
+        },
         progress,
         |dated| Ok((dated.results.plan.as_of, people(&model, request, dated)?)),
     )?;
@@ -154,7 +165,10 @@ pub fn run(
         let predictions = engine::run_dates(
             b,
             request.data,
-            &engine::Dates::new(&dates, &[]),
+            &engine::Dates {
+                reading: Some(&reading),
+                ..engine::Dates::new(&dates, &[])
+            },
             progress,
             |dated| {
                 let k = dates
