@@ -95,13 +95,21 @@ pub fn evaluate_parallel(
     if len <= CHUNK_ROWS {
         return evaluate(expr, slots, len);
     }
+    // Only the slots the expression reads are sliced: a slice counts its
+    // nulls, and a model has over a hundred slots.
+    let mut read = vec![false; slots.len()];
+    expr.each_slot(&mut |s| read[s] = true);
     let chunks: Vec<ArrayRef> = (0..len)
         .step_by(CHUNK_ROWS)
         .collect::<Vec<_>>()
         .into_par_iter()
         .map(|start| {
             let n = CHUNK_ROWS.min(len - start);
-            let sliced: Vec<ArrayRef> = slots.iter().map(|a| a.slice(start, n)).collect();
+            let sliced: Vec<ArrayRef> = slots
+                .iter()
+                .zip(&read)
+                .map(|(a, &read)| if read { a.slice(start, n) } else { a.clone() })
+                .collect();
             evaluate(expr, &sliced, n)
         })
         .collect::<Result<_, _>>()?;

@@ -103,6 +103,32 @@ pub struct Typed {
     pub ty: Type,
 }
 
+impl Typed {
+    /// Calls `f` with each slot the expression reads, in the order written
+    /// (a slot read twice, twice).
+    pub fn each_slot(&self, f: &mut impl FnMut(usize)) {
+        match &self.node {
+            Node::Slot(s) => f(*s),
+            Node::Literal(_) => {}
+            Node::ToFloat(a) | Node::Not(a) | Node::Neg(a) | Node::IsNull(a, _) => a.each_slot(f),
+            Node::And(a, b) | Node::Or(a, b) | Node::Compare(_, a, b) | Node::Arith(_, a, b) => {
+                a.each_slot(f);
+                b.each_slot(f);
+            }
+            Node::Case(whens, otherwise) => {
+                for (c, v) in whens {
+                    c.each_slot(f);
+                    v.each_slot(f);
+                }
+                if let Some(o) = otherwise {
+                    o.each_slot(f);
+                }
+            }
+            Node::Call(_, args) => args.iter().for_each(|a| a.each_slot(f)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
     /// Column `n` of the environment the expression was checked against.

@@ -12,7 +12,7 @@ use chrono::{Datelike, NaiveDate};
 use super::{Script, Target, described, expr};
 use crate::error::{Error, Result};
 use crate::input::table::{self, Table};
-use crate::rules::check::{Node, Type, Typed};
+use crate::rules::check::Type;
 use crate::rules::typing::{self, AGE_SLOT, FIRST_ATTRIBUTE_SLOT, SEX_SLOT};
 use crate::rules::{FeatureKind, Model, Purpose};
 
@@ -322,7 +322,7 @@ pub(super) fn derived_ctes(
     let mut level: BTreeMap<usize, usize> = BTreeMap::new();
     for (fi, t) in &typed.derived {
         let mut deepest = 0;
-        visit_slots(t, &mut |slot| {
+        t.each_slot(&mut |slot| {
             if slot >= first_feature
                 && let Some(l) = level.get(&(slot - first_feature))
             {
@@ -371,28 +371,6 @@ pub(super) fn derived_ctes(
         last = name;
     }
     last
-}
-
-fn visit_slots(t: &Typed, f: &mut impl FnMut(usize)) {
-    match &t.node {
-        Node::Slot(s) => f(*s),
-        Node::Literal(_) => {}
-        Node::ToFloat(a) | Node::Not(a) | Node::Neg(a) | Node::IsNull(a, _) => visit_slots(a, f),
-        Node::And(a, b) | Node::Or(a, b) | Node::Compare(_, a, b) | Node::Arith(_, a, b) => {
-            visit_slots(a, f);
-            visit_slots(b, f);
-        }
-        Node::Case(whens, otherwise) => {
-            for (c, v) in whens {
-                visit_slots(c, f);
-                visit_slots(v, f);
-            }
-            if let Some(o) = otherwise {
-                visit_slots(o, f);
-            }
-        }
-        Node::Call(_, args) => args.iter().for_each(|a| visit_slots(a, f)),
-    }
 }
 
 /// The column of a person-level slot.
