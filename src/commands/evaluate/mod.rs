@@ -19,7 +19,9 @@
 //! confidence intervals.
 //!
 //! Every date and outcome comes from one scan of each table
-//! ([`engine::run_dates`]); a compared rule set costs one more.
+//! ([`engine::run_dates`]); a compared rule set costs one more. Only the
+//! features the cohorts and scores need are scanned and derived: the
+//! lists' reasons and labels, much of a model, are read by no figure.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
