@@ -161,7 +161,9 @@ pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Resu
 /// [`plan`], with only the features `needed` marks (every one with `None`)
 /// scanned and derived; the others are typed but left null. Their
 /// sources' tables are still opened and checked, and their event filters
-/// typed, so a rule file is refused exactly as by [`plan`].
+/// typed, so a rule file is refused exactly as by [`plan`]; but a table
+/// left with no aggregate is not scanned, so errors in its data are not
+/// found.
 pub fn plan_needed<'m>(
     model: &'m Model,
     data: &Path,
