@@ -506,8 +506,8 @@ impl ValueCache {
     /// hashed where distinct codes are counted); returns its id.
     fn add(&mut self, value: Option<&str>, m: &Matcher) -> u32 {
         let codes = Arc::make_mut(&mut self.codes);
-        if codes.matched.len() < m.lists.len() {
-            codes.matched = vec![Vec::new(); m.lists.len()];
+        if codes.listed.is_empty() {
+            codes.lists = m.lists.len();
         }
         let id = codes.listed.len() as u32;
         codes.push(value, m);
@@ -591,7 +591,11 @@ impl Matcher<'_> {
 /// counting distinct codes.
 #[derive(Clone)]
 struct DictionaryCodes {
-    matched: Vec<Vec<Option<u32>>>,
+    /// The entry each value matches in each code list: value `v`'s in list
+    /// `l` at `v * lists + l` (one value's together, so that adding one
+    /// is one resize, not one push per list).
+    matched: Vec<Option<u32>>,
+    lists: usize,
     /// Per value: does it match an entry of any list?
     listed: Vec<bool>,
     hashes: Vec<Option<u64>>,
@@ -608,6 +612,7 @@ impl Default for DictionaryCodes {
     fn default() -> DictionaryCodes {
         DictionaryCodes {
             matched: Vec::new(),
+            lists: 0,
             listed: Vec::new(),
             hashes: Vec::new(),
             feeds: Vec::new(),
@@ -619,14 +624,12 @@ impl Default for DictionaryCodes {
 impl DictionaryCodes {
     /// Adds one value at the end.
     fn push(&mut self, value: Option<&str>, m: &Matcher) {
-        for matched in &mut self.matched {
-            matched.push(None);
-        }
         let v = self.listed.len();
+        self.matched.resize((v + 1) * self.lists, None);
         let mut listed = false;
         if let Some(raw) = value {
             m.index.lookup(m.lists, raw, |l, entry| {
-                self.matched[l][v] = Some(entry);
+                self.matched[v * self.lists + l] = Some(entry);
                 listed = true;
             });
         }
@@ -639,7 +642,8 @@ impl DictionaryCodes {
     /// when some aggregate counts distinct codes.
     fn new(values: &StringArray, m: &Matcher) -> DictionaryCodes {
         let mut codes = DictionaryCodes {
-            matched: vec![Vec::with_capacity(values.len()); m.lists.len()],
+            matched: Vec::with_capacity(values.len() * m.lists.len()),
+            lists: m.lists.len(),
             ..Default::default()
         };
         for value in values {
@@ -651,9 +655,11 @@ impl DictionaryCodes {
     /// Works out the aggregates each value not yet routed feeds.
     fn route(&mut self, m: &Matcher) {
         for v in self.feed_offsets.len() - 1..self.listed.len() {
-            for (j, agg) in m.aggregates.iter().enumerate() {
+            // Most values (codes) are in no list, and feed nothing.
+            let aggregates = if self.listed[v] { m.aggregates } else { &[] };
+            for (j, agg) in aggregates.iter().enumerate() {
                 if let Some(l) = agg.codelist
-                    && let Some(item) = self.matched[l][v]
+                    && let Some(item) = self.entry(v, l)
                     && m.in_category(agg, l, item)
                 {
                     self.feeds.push(j as u32);
@@ -661,6 +667,12 @@ impl DictionaryCodes {
             }
             self.feed_offsets.push(self.feeds.len() as u32);
         }
+    }
+
+    /// The entry of list `l` that value `v` matches.
+    #[inline]
+    fn entry(&self, v: usize, l: usize) -> Option<u32> {
+        self.matched[v * self.lists + l]
     }
 
     /// The aggregates value `v` feeds.
@@ -870,7 +882,7 @@ impl Codes {
     fn each_match(&self, l: usize, row: usize, mut f: impl FnMut(u32)) {
         for column in &self.0 {
             column.each_value(row, |v| {
-                if let Some(item) = column.codes.matched[l][v] {
+                if let Some(item) = column.codes.entry(v, l) {
                     f(item);
                 }
             });
