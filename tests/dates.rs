@@ -21,20 +21,10 @@ fn same(a: &ArrayRef, b: &ArrayRef) -> bool {
     a.to_data() == b.to_data()
 }
 
-/// Each date's results and outcomes, from `run_dates` within `budget`.
+/// Each date's results and outcomes, from `run_dates` within `budget`;
+/// with `Some(features)`, reading only the cohorts and those features, as
+/// `strata evaluate` does.
 fn by_dates(
-    model: &strata::rules::Model,
-    data: &std::path::Path,
-    dates: &[NaiveDate],
-    outcomes: &[String],
-    budget: usize,
-) -> Vec<engine::Dated<'static>> {
-    reading(model, data, dates, outcomes, budget, None)
-}
-
-/// [`by_dates`], reading only the cohorts and the features `reading`
-/// names (`Some`), as `strata evaluate` does.
-fn reading(
     model: &strata::rules::Model,
     data: &std::path::Path,
     dates: &[NaiveDate],
@@ -72,13 +62,13 @@ fn each_date_of_one_scan_is_the_run_of_that_date() {
     let outcomes: Vec<String> = model.outcomes.iter().map(|o| o.name.clone()).collect();
     assert!(outcomes.len() >= 3, "the bundled outcomes");
 
-    let one_scan = by_dates(&model, &data, &dates, &outcomes, usize::MAX);
-    let scan_each = by_dates(&model, &data, &dates, &outcomes, 1);
+    let one_scan = by_dates(&model, &data, &dates, &outcomes, usize::MAX, None);
+    let scan_each = by_dates(&model, &data, &dates, &outcomes, 1, None);
     assert_eq!(one_scan.len(), dates.len());
     assert_eq!(scan_each.len(), dates.len());
     // What `strata evaluate` reads: the cohorts and a score.
     let scores = ["efi".to_string()];
-    let cohorts_and_efi = reading(&model, &data, &dates, &outcomes, usize::MAX, Some(&scores));
+    let cohorts_and_efi = by_dates(&model, &data, &dates, &outcomes, usize::MAX, Some(&scores));
     let needed = model.features_needed(&scores);
     let unneeded = needed.iter().filter(|n| !**n).count();
     assert!(
@@ -256,7 +246,7 @@ rank = ["older_visits desc"]
     .unwrap();
     let model = strata::rules::load_all(&[rules], &[]).unwrap();
     let dates = [date("2025-01-31"), date("2025-06-30")];
-    let both = by_dates(&model, &data, &dates, &[], usize::MAX);
+    let both = by_dates(&model, &data, &dates, &[], usize::MAX, None);
     for (k, as_of) in dates.iter().enumerate() {
         let single = engine::run(&model, &data, Some(*as_of), &Terminal::new(true)).unwrap();
         for (s, (a, b)) in both[k].results.slots.iter().zip(&single.slots).enumerate() {
