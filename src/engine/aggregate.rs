@@ -42,8 +42,8 @@ pub enum State {
     /// day` keys (any 30 days), one per event.
     Monthly(Mutex<Vec<u64>>),
     /// Codes seen, by person and run of dates: distinct codes counted
-    /// without a code list (see [`CodeSeen`]). One sorted run per task.
-    DistinctValues(Mutex<Vec<Vec<CodeSeen>>>),
+    /// without a code list (see [`CodeSeen`]): one sorted run per task.
+    DistinctValues(Mutex<Runs>),
     MinDay(Vec<AtomicI32>),
     MaxDay(Vec<AtomicI32>),
     MinInt(Vec<AtomicI64>),
@@ -69,6 +69,25 @@ pub type CodeSeen = (u32, u64, u16, u16);
 
 // No larger than the (slot, code) pair it replaced.
 const _: () = assert!(std::mem::size_of::<CodeSeen>() == 16);
+
+/// Sorted runs, one per task, end to end in one allocation: kept as one
+/// (the default model's largest) rather than a vector per task, which at
+/// 5M persons left the allocator holding about 450 MiB more in some runs.
+#[derive(Default)]
+pub struct Runs {
+    seen: Vec<CodeSeen>,
+    /// Where each run ends in `seen`.
+    ends: Vec<usize>,
+}
+
+impl Runs {
+    fn runs(&self) -> impl Iterator<Item = &[CodeSeen]> {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(&self.ends)
+            .map(|(start, &end)| &self.seen[start..end])
+    }
+}
 
 /// Persons whose distinct codes are counted together: a part of every
 /// task's run, merged and counted in parallel with the other parts.
@@ -151,9 +170,7 @@ impl State {
         match aggregate {
             Aggregate::Exists => State::Flags(filled(persons.div_ceil(64), || AtomicU64::new(0))),
             Aggregate::Count => State::Count(filled(persons, || AtomicU32::new(0))),
-            Aggregate::CountDistinctCodes if !codelist => {
-                State::DistinctValues(Mutex::new(Vec::new()))
-            }
+            Aggregate::CountDistinctCodes if !codelist => State::DistinctValues(Mutex::default()),
             Aggregate::CountDistinctCodes
             | Aggregate::CountDistinctCategories
             | Aggregate::ListCategories
@@ -353,10 +370,10 @@ impl State {
         if let State::DistinctValues(runs) = self {
             seen.sort_unstable();
             seen.dedup();
-            seen.shrink_to_fit();
-            runs.lock()
-                .expect("no task panics while holding the lock")
-                .push(seen);
+            let mut runs = runs.lock().expect("no task panics while holding the lock");
+            runs.seen.extend(seen);
+            let end = runs.seen.len();
+            runs.ends.push(end);
         }
     }
 
@@ -654,11 +671,7 @@ fn values_column(
 /// parts in parallel: each takes its persons' share of every task's sorted
 /// run (found by binary search) and merges them. Merging all the runs
 /// whole took one core for about a tenth of the default model's scan.
-fn distinct_code_counts(
-    runs: Mutex<Vec<Vec<CodeSeen>>>,
-    persons: usize,
-    copies: usize,
-) -> Vec<i64> {
+fn distinct_code_counts(runs: Mutex<Runs>, persons: usize, copies: usize) -> Vec<i64> {
     use rayon::prelude::*;
     let runs = runs
         .into_inner()
@@ -671,7 +684,7 @@ fn distinct_code_counts(
             let first_person = part * PERSONS_PER_PART;
             let persons = first_person as u64..(first_person + PERSONS_PER_PART) as u64;
             let mut seen: Vec<CodeSeen> = Vec::new();
-            for run in &runs {
+            for run in runs.runs() {
                 let from = run.partition_point(|s| u64::from(s.0) < persons.start);
                 let to = run.partition_point(|s| u64::from(s.0) < persons.end);
                 seen.extend_from_slice(&run[from..to]);
