@@ -682,11 +682,11 @@ fn distinct_code_counts(runs: Mutex<Runs>, persons: usize, copies: usize) -> Vec
         .enumerate()
         .for_each(|(part, counts)| {
             let first_person = part * PERSONS_PER_PART;
-            let persons = first_person as u64..(first_person + PERSONS_PER_PART) as u64;
+            let part_persons = first_person as u64..(first_person + PERSONS_PER_PART) as u64;
             let mut seen: Vec<CodeSeen> = Vec::new();
             for run in runs.runs() {
-                let from = run.partition_point(|s| u64::from(s.0) < persons.start);
-                let to = run.partition_point(|s| u64::from(s.0) < persons.end);
+                let from = run.partition_point(|s| u64::from(s.0) < part_persons.start);
+                let to = run.partition_point(|s| u64::from(s.0) < part_persons.end);
                 seen.extend_from_slice(&run[from..to]);
             }
             // Sorted runs: merged by a stable sort.
@@ -834,15 +834,8 @@ mod tests {
         let people = [0, 1, edge - 1, edge, edge + 1, 2 * edge, persons as u32 - 1];
         for _ in 0..200 {
             // Runs of dates that overlap, touch, repeat and leave gaps,
-            // handed over by several tasks, against a set per slot. The
-            // state is sized by slots, as the scan sizes it.
-            let state = State::new(
-                Aggregate::CountDistinctCodes,
-                None,
-                false,
-                None,
-                persons * copies,
-            );
+            // handed over by several tasks, against a set per slot.
+            let state = State::new(Aggregate::CountDistinctCodes, None, false, None, persons);
             let mut naive = vec![std::collections::BTreeSet::new(); persons * copies];
             for _task in 0..3 {
                 let mut seen = Vec::new();
