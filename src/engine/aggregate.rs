@@ -42,7 +42,8 @@ pub enum State {
     /// day` keys (any 30 days), one per event.
     Monthly(Mutex<Vec<u64>>),
     /// Codes seen, by person and run of dates: distinct codes counted
-    /// without a code list (see [`CodeSeen`]): one sorted run per task.
+    /// without a code list (see [`CodeSeen`]): one sorted run per row
+    /// group and source scanned.
     DistinctValues(Mutex<Runs>),
     MinDay(Vec<AtomicI32>),
     MaxDay(Vec<AtomicI32>),
@@ -70,9 +71,10 @@ pub type CodeSeen = (u32, u64, u16, u16);
 // No larger than the (slot, code) pair it replaced.
 const _: () = assert!(std::mem::size_of::<CodeSeen>() == 16);
 
-/// Sorted runs, one per task, end to end in one allocation: kept as one
-/// (the default model's largest) rather than a vector per task, which at
-/// 5M persons left the allocator holding about 450 MiB more in some runs.
+/// Sorted runs, one per row group and source scanned, end to end in one
+/// allocation: kept as one (the default model's largest) rather than a
+/// vector per run, which at 5M persons left the allocator holding about
+/// 450 MiB more in some runs.
 #[derive(Default)]
 pub struct Runs {
     seen: Vec<CodeSeen>,
@@ -668,9 +670,9 @@ fn values_column(
 /// of its runs of dates.
 ///
 /// The persons are counted a part at a time ([`PERSONS_PER_PART`]), the
-/// parts in parallel: each takes its persons' share of every task's sorted
-/// run (found by binary search) and merges them. Merging all the runs
-/// whole took one core for about a tenth of the default model's scan.
+/// parts in parallel: each takes its persons' share of every sorted run
+/// (found by binary search) and merges them. Merging all the runs whole
+/// kept one core busy while the other waited.
 fn distinct_code_counts(runs: Mutex<Runs>, persons: usize, copies: usize) -> Vec<i64> {
     use rayon::prelude::*;
     let runs = runs
@@ -831,7 +833,16 @@ mod tests {
         // together, and the last.
         let (persons, copies) = (2 * PERSONS_PER_PART + 3, 12usize);
         let edge = PERSONS_PER_PART as u32;
-        let people = [0, 1, edge - 1, edge, edge + 1, 2 * edge, persons as u32 - 1];
+        let people = [
+            0,
+            1,
+            edge - 1,
+            edge,
+            edge + 1,
+            2 * edge - 1,
+            2 * edge,
+            persons as u32 - 1,
+        ];
         for _ in 0..200 {
             // Runs of dates that overlap, touch, repeat and leave gaps,
             // handed over by several tasks, against a set per slot.
@@ -860,6 +871,7 @@ mod tests {
                     copies,
                 )
                 .unwrap();
+            assert_eq!(columns.len(), copies);
             for (d, column) in columns.iter().enumerate() {
                 let got = column.as_primitive::<arrow_array::types::Int64Type>();
                 assert_eq!(got.len(), persons);
