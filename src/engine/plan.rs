@@ -103,6 +103,16 @@ impl SourcePlan {
             .map_or(name, |m| m.from.as_str())
     }
 
+    /// The days some aggregate's window takes, as (exclusive start, last
+    /// day): a row dated outside them is no aggregate's. The start is `None`
+    /// when some window has none.
+    pub fn days_taken(&self) -> (Option<Day>, Day) {
+        let starts: Option<Vec<Day>> = self.aggregates.iter().map(|a| a.after).collect();
+        let after = starts.and_then(|s| s.into_iter().min());
+        let until = self.aggregates.iter().map(|a| a.until).max();
+        (after, until.unwrap_or(Day::MAX))
+    }
+
     /// Every column one scan of this source reads.
     pub fn columns(&self) -> Vec<&str> {
         let mut cols: Vec<&str> = vec![&self.person_column, &self.date_column];

@@ -254,13 +254,7 @@ pub fn scan(
     // One task per row group of each table, feeding every source that
     // reads the table.
     let tables = plan.tables();
-    let tasks: Vec<(&[usize], RowGroup)> = tables
-        .iter()
-        .flat_map(|t| {
-            let groups = plan.sources[t[0]].table.row_groups();
-            groups.into_iter().map(move |g| (t.as_slice(), g))
-        })
-        .collect();
+    let tasks = costliest_first(plan, &tables);
     // Each source's code lists, and all of them indexed at once.
     let lists: Vec<Vec<&Codelist>> = plan
         .sources
@@ -274,7 +268,12 @@ pub fn scan(
         .collect();
     let indexes: Vec<CombinedIndex> = lists.iter().map(|l| CombinedIndex::new(l)).collect();
     let started = std::time::Instant::now();
-    tasks.par_iter().try_for_each(|&(sources, group)| {
+    // Handed out in order, each to the next thread that is free (not split
+    // in halves up front), so that the cheapest tasks come last and the
+    // threads finish together. When each thread last finished a task is
+    // kept: how long threads sat idle at the end is logged (debug).
+    let last_done = std::sync::Mutex::new(vec![started; rayon::current_num_threads()]);
+    let each = |&(sources, group): &(&[usize], RowGroup)| -> Result<()> {
         let tasks: Vec<Task> = sources
             .iter()
             .map(|&si| {
@@ -290,10 +289,25 @@ pub fn scan(
                 )
             })
             .collect();
-        scan_row_group(&tasks, group, progress)
-    })?;
+        scan_row_group(&tasks, group, progress)?;
+        if let Some(thread) = rayon::current_thread_index() {
+            let mut last = last_done.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(at) = last.get_mut(thread) {
+                *at = std::time::Instant::now();
+            }
+        }
+        Ok(())
+    };
+    tasks.iter().par_bridge().try_for_each(each)?;
 
     let rows_time = started.elapsed();
+    let done = started + rows_time;
+    let idle: std::time::Duration = last_done
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .map(|at| done.saturating_duration_since(at))
+        .sum();
     let started = std::time::Instant::now();
     let columns = plan
         .sources
@@ -323,8 +337,46 @@ pub fn scan(
     for (column, array) in finished.into_iter().flatten() {
         features[column] = Some(array);
     }
-    tracing::debug!(rows = ?rows_time, finish = ?started.elapsed(), "scanned");
+    tracing::debug!(rows = ?rows_time, idle_at_end = ?idle, finish = ?started.elapsed(), "scanned");
     Ok(ScanOutput { features, rejected })
+}
+
+/// Every row group of every table in `tables` (each a list of the sources
+/// reading it), costliest first by an estimate: its rows times the sources
+/// reading them, and a tenth of that when its date statistics show every
+/// row outside every source's windows (such rows are dropped before the
+/// person lookup: a row group of old prescriptions took 0.003-0.02 s at 1M
+/// persons, of recent ones 0.24-0.27 s). Split in halves up front, as
+/// rayon splits a list, the costly row groups of `observations` (seven
+/// sources) ran last, and one thread finished 0.03-0.25 s before the other.
+fn costliest_first<'a>(plan: &Plan, tables: &'a [Vec<usize>]) -> Vec<(&'a [usize], RowGroup)> {
+    let mut tasks: Vec<(u64, &[usize], RowGroup)> = tables
+        .iter()
+        .flat_map(|t| {
+            let sources: Vec<&SourcePlan> = t.iter().map(|&s| &plan.sources[s]).collect();
+            let table = &sources[0].table;
+            table.row_groups().into_iter().map(move |g| {
+                let rows = table.group_rows(g) * sources.len() as u64;
+                let outside = sources
+                    .iter()
+                    .all(|s| outside_windows(s.days_taken(), table.group_days(g, &s.date_column)));
+                (if outside { rows / 10 } else { rows }, t.as_slice(), g)
+            })
+        })
+        .collect();
+    // Stable: equal estimates keep the tables' order.
+    tasks.sort_by_key(|&(cost, ..)| std::cmp::Reverse(cost));
+    tasks.into_iter().map(|(_, t, g)| (t, g)).collect()
+}
+
+/// Whether every row of a row group dated `group` (first, last day; `None`
+/// when unknown) is outside the days `taken` (exclusive start, last day).
+fn outside_windows(
+    taken: (Option<dates::Day>, dates::Day),
+    group: Option<(dates::Day, dates::Day)>,
+) -> bool {
+    let (after, until) = taken;
+    group.is_some_and(|(first, last)| after.is_some_and(|a| last <= a) || first > until)
 }
 
 /// Aggregate `j` of `source` from its state: one column, or with several
@@ -983,9 +1035,6 @@ impl<'a> Task<'a> {
                 }))
             })
             .collect();
-        let starts: Option<Vec<i32>> = source.aggregates.iter().map(|a| a.after).collect();
-        let after = starts.and_then(|s| s.into_iter().min());
-        let until = source.aggregates.iter().map(|a| a.until).max();
         Task {
             source,
             lists,
@@ -997,7 +1046,7 @@ impl<'a> Task<'a> {
             as_of,
             filters,
             filter_of,
-            days: (after, until.unwrap_or(i32::MAX)),
+            days: source.days_taken(),
         }
     }
 
@@ -1542,10 +1591,63 @@ impl<'a> Task<'a> {
 
 #[cfg(test)]
 mod tests {
+    use arrow_array::cast::AsArray;
+
     #[test]
     fn the_first_plausible_day_is_1900_01_01() {
         let day = crate::dates::to_day(crate::dates::parse_date("1900-01-01").unwrap());
         assert_eq!(super::FIRST_PLAUSIBLE_DAY, day);
+    }
+
+    #[test]
+    fn a_row_group_is_outside_the_windows_only_when_all_its_days_are() {
+        use super::outside_windows;
+        // Days 11 to 20 are taken (after 10, up to 20).
+        let taken = (Some(10), 20);
+        assert!(outside_windows(taken, Some((1, 10))));
+        assert!(!outside_windows(taken, Some((1, 11))));
+        assert!(!outside_windows(taken, Some((20, 30))));
+        assert!(outside_windows(taken, Some((21, 30))));
+        assert!(!outside_windows(taken, Some((1, 30))));
+        assert!(!outside_windows(taken, None));
+        // A window with no start takes every day up to its end.
+        assert!(!outside_windows((None, 20), Some((1, 10))));
+        assert!(outside_windows((None, 20), Some((21, 30))));
+    }
+
+    #[test]
+    fn row_group_days_come_from_the_statistics() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data");
+        let table = crate::input::table::Table::open(&dir, "gp_events", "this test").unwrap();
+        let groups = table.row_groups();
+        let days: Vec<(i32, i32)> = groups
+            .iter()
+            .map(|&g| {
+                table
+                    .group_days(g, "event_date")
+                    .expect("Date32 with statistics")
+            })
+            .collect();
+        // As read from the column itself.
+        for (&g, &got) in groups.iter().zip(&days) {
+            let mut read = (i32::MAX, i32::MIN);
+            for batch in table.reader(g, &["event_date"], &[]).unwrap() {
+                let batch = batch.unwrap();
+                let dates = batch
+                    .column(0)
+                    .as_primitive::<arrow_array::types::Date32Type>();
+                for d in dates.iter().flatten() {
+                    read = (read.0.min(d), read.1.max(d));
+                }
+            }
+            assert_eq!(got, read);
+        }
+        assert_eq!(
+            groups.iter().map(|&g| table.group_rows(g)).sum::<u64>(),
+            table.rows()
+        );
+        // Not a date column.
+        assert_eq!(table.group_days(groups[0], "person_id"), None);
     }
 
     #[test]

@@ -226,6 +226,32 @@ impl Table {
             .map_err(fail)
     }
 
+    /// The rows of row group `group`.
+    pub fn group_rows(&self, group: RowGroup) -> u64 {
+        let rg = self.parts[group.part]
+            .metadata
+            .metadata()
+            .row_group(group.index);
+        rg.num_rows().max(0) as u64
+    }
+
+    /// The first and last day of a `Date32` column in row group `group`,
+    /// from its statistics; `None` for other types or without statistics.
+    pub fn group_days(&self, group: RowGroup, column: &str) -> Option<(Day, Day)> {
+        let index = self.schema.index_of(column).ok()?;
+        if self.schema.field(index).data_type() != &DataType::Date32 {
+            return None;
+        }
+        let rg = self.parts[group.part]
+            .metadata
+            .metadata()
+            .row_group(group.index);
+        match rg.column(index).statistics()? {
+            Statistics::Int32(s) => Some((*s.min_opt()?, *s.max_opt()?)),
+            _ => None,
+        }
+    }
+
     /// The latest value of a date column, from row-group statistics where all
     /// row groups have them, else by reading the column.
     pub fn max_date(&self, column: &str) -> Result<Option<Day>> {
