@@ -30,12 +30,25 @@ pub fn writer_properties() -> WriterPropertiesBuilder {
 /// row group in parallel (the parquet crate's `ArrowWriter` encodes them one
 /// after another). Rows are chosen column by column as each is encoded, not
 /// by copying the whole table first: at 1M persons the copy doubled the
-/// default model's peak memory.
+/// default model's peak memory. They are chosen as runs of kept rows, by
+/// one filter per row group that every column shares (gathering them one
+/// index at a time was 3.5% of the default model's CPU at 1M).
 pub fn write_batch(
     path: &std::path::Path,
     batch: &arrow_array::RecordBatch,
     keep: Option<&arrow_array::BooleanArray>,
 ) -> crate::Result<()> {
+    write_groups(path, batch, keep, ROW_GROUP_ROWS)
+}
+
+/// [`write_batch`] with row groups of `group_rows` rows.
+fn write_groups(
+    path: &std::path::Path,
+    batch: &arrow_array::RecordBatch,
+    keep: Option<&arrow_array::BooleanArray>,
+    group_rows: usize,
+) -> crate::Result<()> {
+    use arrow_select::filter::{FilterBuilder, FilterPredicate, prep_null_mask_filter};
     use parquet::arrow::ArrowWriter;
     use parquet::arrow::arrow_writer::{ArrowColumnChunk, compute_leaves};
     use rayon::prelude::*;
@@ -47,16 +60,31 @@ pub fn write_batch(
     let writer = ArrowWriter::try_new(file, schema.clone(), Some(writer_properties().build()))
         .map_err(fail)?;
     let (mut file_writer, factory) = writer.into_serialized_writer().map_err(fail)?;
-    // The rows written, as indices into `batch` where some are left out.
-    let kept: Option<arrow_array::UInt32Array> = keep.map(|keep| {
-        (0..keep.len() as u32)
-            .filter(|&row| keep.value(row as usize))
-            .collect()
-    });
-    let rows = kept.as_ref().map_or(batch.num_rows(), |k| k.len());
-    for (group, start) in (0..rows).step_by(ROW_GROUP_ROWS).enumerate() {
-        let len = ROW_GROUP_ROWS.min(rows - start);
-        let indices = kept.as_ref().map(|k| k.slice(start, len));
+    // Each row group's rows of `batch`: the range holding its kept rows,
+    // and which of the range are kept (`None`: all of them).
+    let groups: Vec<(std::ops::Range<usize>, Option<FilterPredicate>)> = match keep {
+        None => (0..batch.num_rows())
+            .step_by(group_rows)
+            .map(|start| (start..batch.num_rows().min(start + group_rows), None))
+            .collect(),
+        Some(keep) => {
+            // A null reads as not kept, whatever its value bit.
+            let keep = if arrow_array::Array::null_count(keep) > 0 {
+                prep_null_mask_filter(keep)
+            } else {
+                keep.clone()
+            };
+            let starts: Vec<usize> = keep.values().set_indices().step_by(group_rows).collect();
+            (0..starts.len())
+                .map(|i| {
+                    let range = starts[i]..starts.get(i + 1).copied().unwrap_or(keep.len());
+                    let mask = keep.slice(range.start, range.len());
+                    (range, Some(FilterBuilder::new(&mask).optimize().build()))
+                })
+                .collect()
+        }
+    };
+    for (group, (range, predicate)) in groups.iter().enumerate() {
         let writers = factory.create_column_writers(group).map_err(fail)?;
         // strata's output columns are flat: one leaf, so one writer, each.
         let chunks = writers
@@ -65,9 +93,10 @@ pub fn write_batch(
             .zip(schema.fields().par_iter())
             .map(
                 |((mut writer, column), field)| -> parquet::errors::Result<ArrowColumnChunk> {
-                    let array = match &indices {
-                        Some(indices) => arrow_select::take::take(column.as_ref(), indices, None)?,
-                        None => column.slice(start, len),
+                    let array = column.slice(range.start, range.len());
+                    let array = match predicate {
+                        Some(predicate) => predicate.filter(array.as_ref())?,
+                        None => array,
                     };
                     for leaf in compute_leaves(field, &array)? {
                         writer.write(&leaf)?;
@@ -98,5 +127,87 @@ pub fn parquet_io(e: parquet::errors::ParquetError) -> std::io::Error {
             }
         }
         other => std::io::Error::other(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int64Type;
+    use arrow_array::{ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    /// Writes ids 0..10 (and a text column with nulls) in row groups of 3,
+    /// keeping the rows `keep` marks; returns the row groups' sizes, the ids
+    /// and the texts read back.
+    fn round_trip(keep: Option<&BooleanArray>) -> (Vec<i64>, Vec<i64>, Vec<Option<String>>) {
+        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..10));
+        let texts: ArrayRef = Arc::new(StringArray::from_iter(
+            (0..10).map(|i| (i % 4 != 1).then(|| format!("t{i}"))),
+        ));
+        let batch = RecordBatch::try_from_iter([("id", ids), ("text", texts)]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        super::write_groups(&path, &batch, keep, 3).unwrap();
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap()).unwrap();
+        let sizes = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows())
+            .collect();
+        let (mut got_ids, mut got_texts) = (Vec::new(), Vec::new());
+        for batch in reader.build().unwrap() {
+            let batch = batch.unwrap();
+            got_ids.extend(batch.column(0).as_primitive::<Int64Type>().values());
+            got_texts.extend(
+                batch
+                    .column(1)
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|t| t.map(String::from)),
+            );
+        }
+        (sizes, got_ids, got_texts)
+    }
+
+    fn text(i: i64) -> Option<String> {
+        (i % 4 != 1).then(|| format!("t{i}"))
+    }
+
+    #[test]
+    fn every_row_in_groups_of_the_given_size() {
+        let (sizes, ids, texts) = round_trip(None);
+        assert_eq!(sizes, [3, 3, 3, 1]);
+        assert_eq!(ids, (0..10).collect::<Vec<_>>());
+        assert_eq!(texts, (0..10).map(text).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn only_kept_rows_each_group_full_but_the_last() {
+        // Row 0 and row 9 left out, row 4 null (its value bit set: still out).
+        let keep = BooleanArray::new(
+            [
+                false, true, true, true, true, false, true, true, true, false,
+            ]
+            .into_iter()
+            .collect(),
+            Some(
+                [true, true, true, true, false, true, true, true, true, true]
+                    .into_iter()
+                    .collect(),
+            ),
+        );
+        let (sizes, ids, texts) = round_trip(Some(&keep));
+        let kept = [1, 2, 3, 6, 7, 8];
+        assert_eq!(sizes, [3, 3]);
+        assert_eq!(ids, kept);
+        assert_eq!(texts, kept.map(text));
+        // Nothing kept: no row groups.
+        let none = BooleanArray::from(vec![false; 10]);
+        assert_eq!(round_trip(Some(&none)), (vec![], vec![], vec![]));
     }
 }
