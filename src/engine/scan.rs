@@ -1111,21 +1111,28 @@ impl<'a> Task<'a> {
         let raw = &values[m.value];
         let rows = batch.num_rows();
         let mut why = vec![None; rows];
-        let mut converted = arrow_array::builder::Float64Builder::with_capacity(rows);
+        // Most rows are another measure's (seven share `observations`): the
+        // values start null and only this measure's usable rows are set,
+        // rather than appending a null row by row.
+        let mut converted = vec![0.0; rows];
+        let mut valid = arrow_buffer::BooleanBufferBuilder::new(rows);
+        valid.append_n(rows, false);
         for (row, why) in why.iter_mut().enumerate() {
             if !codes.any_match(m.codelist, row, |_| true) {
-                converted.append_null();
                 continue;
             }
             match convert(&m.measure, number(raw, row), factors.get(&m.measure, row)) {
-                Ok(v) => converted.append_value(v),
-                Err(u) => {
-                    *why = Some(u);
-                    converted.append_null();
+                Ok(v) => {
+                    converted[row] = v;
+                    valid.set_bit(row, true);
                 }
+                Err(u) => *why = Some(u),
             }
         }
-        Ok((Arc::new(converted.finish()), why))
+        let valid = NullBuffer::new(valid.finish());
+        let valid = (valid.null_count() > 0).then_some(valid);
+        let converted = arrow_array::Float64Array::new(converted.into(), valid);
+        Ok((Arc::new(converted), why))
     }
 
     fn codes(
