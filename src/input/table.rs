@@ -238,18 +238,22 @@ impl Table {
     /// The first and last day of a `Date32` column in row group `group`,
     /// from its statistics; `None` for other types or without statistics.
     pub fn group_days(&self, group: RowGroup, column: &str) -> Option<(Day, Day)> {
-        let index = self.schema.index_of(column).ok()?;
-        if self.schema.field(index).data_type() != &DataType::Date32 {
-            return None;
-        }
-        let rg = self.parts[group.part]
-            .metadata
-            .metadata()
-            .row_group(group.index);
-        match rg.column(index).statistics()? {
+        let part = &self.parts[group.part];
+        let leaf = self.date_leaf(part, column)?;
+        let rg = part.metadata.metadata().row_group(group.index);
+        match rg.column(leaf).statistics()? {
             Statistics::Int32(s) => Some((*s.min_opt()?, *s.max_opt()?)),
             _ => None,
         }
+    }
+
+    /// Where a `Date32` column's statistics are among a part's Parquet
+    /// columns (its leaves): not its position among the table's columns
+    /// when a struct column, with several leaves, comes before it.
+    fn date_leaf(&self, part: &Part, column: &str) -> Option<usize> {
+        let schema = part.metadata.metadata().file_metadata().schema_descr();
+        let (leaf, field) = parquet::arrow::parquet_column(schema, &self.schema, column)?;
+        (field.data_type() == &DataType::Date32).then_some(leaf)
     }
 
     /// The latest value of a date column, from row-group statistics where all
@@ -257,12 +261,15 @@ impl Table {
     pub fn max_date(&self, column: &str) -> Result<Option<Day>> {
         let ty = self.column_type(column, "a date")?.clone();
         if ty == DataType::Date32 {
-            let index = self.schema.index_of(column).expect("checked above");
             let mut best: Option<Day> = None;
             let mut complete = true;
             for part in &self.parts {
+                let Some(leaf) = self.date_leaf(part, column) else {
+                    complete = false;
+                    break;
+                };
                 for rg in part.metadata.metadata().row_groups() {
-                    match rg.column(index).statistics() {
+                    match rg.column(leaf).statistics() {
                         Some(Statistics::Int32(s)) if s.max_opt().is_some() => {
                             let m = *s.max_opt().expect("checked");
                             best = Some(best.map_or(m, |b: Day| b.max(m)));
@@ -440,4 +447,62 @@ fn describe(schema: &Schema) -> String {
         .map(|f| format!("{} {}", f.name(), f.data_type()))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Date32Array, Int32Array, RecordBatch, StructArray};
+    use arrow_schema::{DataType, Field};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+
+    use super::{RowGroup, Table};
+
+    #[test]
+    fn row_group_days_are_the_date_columns_own_statistics() {
+        // A struct column (two Parquet leaves) before the dates: their
+        // statistics are the third leaf, not the second.
+        let numbers: ArrayRef = Arc::new(Int32Array::from_iter_values(900..907));
+        let nested = StructArray::from(vec![
+            (
+                Arc::new(Field::new("a", DataType::Int32, true)),
+                numbers.clone(),
+            ),
+            (Arc::new(Field::new("b", DataType::Int32, true)), numbers),
+        ]);
+        let days = Date32Array::from(vec![
+            Some(30),
+            Some(10),
+            Some(20),
+            None,
+            Some(50),
+            Some(40),
+            Some(45),
+        ]);
+        let batch = RecordBatch::try_from_iter([
+            ("s", Arc::new(nested) as ArrayRef),
+            ("day", Arc::new(days) as ArrayRef),
+        ])
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let file = std::fs::File::create(dir.path().join("t.parquet")).unwrap();
+        let groups_of_3 = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(3))
+            .build();
+        let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(groups_of_3)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+
+        let table = Table::find(dir.path(), "t").unwrap().unwrap();
+        let groups = table.row_groups();
+        let days: Vec<_> = groups.iter().map(|&g| table.group_days(g, "day")).collect();
+        assert_eq!(days, [Some((10, 30)), Some((40, 50)), Some((45, 45))]);
+        let rows: Vec<u64> = groups.iter().map(|&g| table.group_rows(g)).collect();
+        assert_eq!(rows, [3, 3, 1]);
+        assert_eq!(table.max_date("day").unwrap(), Some(50));
+        // Not a date column.
+        assert_eq!(table.group_days(RowGroup { part: 0, index: 0 }, "s"), None);
+    }
 }
