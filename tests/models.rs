@@ -280,6 +280,40 @@ fn the_core_model_runs_without_an_observations_table() {
             "{reason}: {rejected}"
         );
     }
+    // Each rejected value names its row of the file as read, though a
+    // measure's task sees only its own codes' rows: the row it names holds
+    // that person, that date and a haemoglobin code.
+    let hb: std::collections::HashSet<String> = csv::Reader::from_path(repo_path(
+        "models/codelists/efi_haemoglobin_snomed.csv",
+    ))
+    .unwrap()
+    .records()
+    .map(|r| r.unwrap()[0].to_string())
+    .collect();
+    let observations = read_parquet(&repo_path("sample-data/observations.parquet"));
+    let file = std::fs::File::open(repo_path("sample-data/observations.parquet")).unwrap();
+    let groups: Vec<usize> =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows() as usize)
+            .collect();
+    let column = |name: &str| text_column(&observations, name);
+    let (persons, dates, codes) = (column("person_id"), column("date"), column("code"));
+    let mut rejects = csv::Reader::from_path(with.join("rejects/haemoglobin.csv")).unwrap();
+    let mut checked = 0;
+    for r in rejects.records() {
+        let r = r.unwrap();
+        let group: usize = r[2].parse().unwrap();
+        let row = groups[..group].iter().sum::<usize>() + r[3].parse::<usize>().unwrap();
+        assert_eq!(value_text(&persons, row), &r[4], "{r:?}");
+        assert_eq!(value_text(&dates, row), &r[5], "{r:?}");
+        assert!(hb.contains(&value_text(&codes, row)), "{r:?}");
+        checked += 1;
+    }
+    assert!(checked > 100, "{checked} rejected values checked");
 }
 
 /// A `min` or `max` of an optional source takes its type from a column:

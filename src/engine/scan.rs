@@ -140,6 +140,9 @@ struct Rejects {
     group: RowGroup,
     /// Rows of the row group before the current batch.
     offset: u64,
+    /// Where the task sees only some of the batch's rows (a measure's):
+    /// each row's number in the batch as read. Empty: all rows, in order.
+    seen: Vec<u32>,
     rows: Vec<RejectedRow>,
 }
 
@@ -156,7 +159,7 @@ impl Rejects {
             self.rows.push(RejectedRow {
                 part: self.group.part,
                 row_group: self.group.index,
-                row: self.offset + row as u64,
+                row: self.offset + self.seen.get(row).map_or(row as u64, |&r| u64::from(r)),
                 reason,
                 person_id,
                 date,
@@ -1065,6 +1068,7 @@ impl<'a> Task<'a> {
             rejects: Rejects {
                 group,
                 offset: 0,
+                seen: Vec::new(),
                 rows: Vec::new(),
             },
         }
@@ -1239,7 +1243,44 @@ impl<'a> Task<'a> {
         })
     }
 
+    /// Gathers what a batch holds for this task's aggregates. A measure
+    /// (seven share the eFI's `observations`) takes only its codes' rows,
+    /// copied out first: its filters, conversions and row loops then run
+    /// on a seventh of the table, not on all of it seven times over.
     fn batch(
+        &self,
+        batch: &RecordBatch,
+        path: &std::path::Path,
+        cached: &mut [ColumnCache],
+        found: &mut Found,
+        rejects: &mut Rejects,
+    ) -> Result<()> {
+        if self.source.measure.is_none() {
+            return self.rows(batch, path, cached, found, rejects);
+        }
+        let codes = self.codes(batch, path, cached)?;
+        let listed: arrow_buffer::BooleanBuffer = match codes.single_dictionary() {
+            Some((keys, listed)) => keys.iter().map(|&k| listed[k as usize]).collect(),
+            None => (0..batch.num_rows())
+                .map(|row| codes.any_listed(row))
+                .collect(),
+        };
+        if listed.count_set_bits() == batch.num_rows() {
+            return self.rows(batch, path, cached, found, rejects);
+        }
+        let mine = arrow_select::filter::filter_record_batch(
+            batch,
+            &BooleanArray::new(listed.clone(), None),
+        )
+        .map_err(|e| Error::Internal(format!("selecting a measure's rows: {e}")))?;
+        rejects.seen = listed.set_indices().map(|r| r as u32).collect();
+        let gathered = self.rows(&mine, path, cached, found, rejects);
+        rejects.seen.clear();
+        gathered
+    }
+
+    /// [`Task::batch`] on the rows the task sees.
+    fn rows(
         &self,
         batch: &RecordBatch,
         path: &std::path::Path,
