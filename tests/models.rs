@@ -283,13 +283,12 @@ fn the_core_model_runs_without_an_observations_table() {
     // Each rejected value names its row of the file as read, though a
     // measure's task sees only its own codes' rows: the row it names holds
     // that person, that date and a haemoglobin code.
-    let hb: std::collections::HashSet<String> = csv::Reader::from_path(repo_path(
-        "models/codelists/efi_haemoglobin_snomed.csv",
-    ))
-    .unwrap()
-    .records()
-    .map(|r| r.unwrap()[0].to_string())
-    .collect();
+    let hb: std::collections::HashSet<String> =
+        csv::Reader::from_path(repo_path("models/codelists/efi_haemoglobin_snomed.csv"))
+            .unwrap()
+            .records()
+            .map(|r| r.unwrap()[0].to_string())
+            .collect();
     let observations = read_parquet(&repo_path("sample-data/observations.parquet"));
     let file = std::fs::File::open(repo_path("sample-data/observations.parquet")).unwrap();
     let groups: Vec<usize> =
