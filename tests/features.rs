@@ -293,6 +293,51 @@ fn explain_lists_the_events_and_codes_behind_each_feature() {
     );
 }
 
+/// Events on one day from different row groups are listed in one order
+/// (by the code-list entries they matched), whatever order the scan took
+/// the row groups in: here the costlier first group, on one thread or two.
+#[test]
+fn explain_lists_same_day_events_in_a_fixed_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_fixture(tmp.path());
+    let data = tmp.path().join("data");
+    write_parquet(
+        &data.join("gp_events.parquet"),
+        &[
+            gp_batch(&[
+                (1, "2024-03-01", "300100"),
+                (2, "2015-01-01", "999999"),
+                (3, "2024-01-01", "300100"),
+            ]),
+            gp_batch(&[(1, "2024-03-01", "200100")]),
+        ],
+    );
+    let rules = tmp.path().join("rules.toml");
+    for threads in ["1", "2"] {
+        let o = strata(&[
+            "explain",
+            "--person",
+            "1",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--as-of",
+            "2025-03-31",
+            "--threads",
+            threads,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = stdout(&o);
+        assert!(
+            text.contains(
+                "        2024-03-01  200100 Walking aid\n        2024-03-01  300100 Heart failure\n"
+            ),
+            "threads {threads}: {text}"
+        );
+    }
+}
+
 /// Aggregates whose `where`s are the same share one evaluation per batch;
 /// `value = 0.0` and `value = -0.0` are not the same (the comparison tells
 /// the zeros apart), and neither are two rules on two columns.

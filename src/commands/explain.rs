@@ -104,11 +104,10 @@ pub fn render(results: &Results, explained: &Explained) -> String {
                     let date =
                         dates::from_day(e.day).map_or_else(|| e.day.to_string(), |d| d.to_string());
                     // One entry per code-list entry, even if several of the
-                    // event's codes matched it (F00.1 and F001 are both F00).
-                    let mut entries = e.codes.clone();
-                    entries.sort_unstable();
-                    entries.dedup();
-                    let codes: Vec<String> = entries
+                    // event's codes matched it (F00.1 and F001 are both F00):
+                    // the engine sorts and dedups them.
+                    let codes: Vec<String> = e
+                        .codes
                         .iter()
                         .map(|&(list, item)| {
                             let entry = &model.codelists[list].entries[item as usize];

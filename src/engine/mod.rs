@@ -159,7 +159,16 @@ pub fn run_traced<'m>(
             .events
             .into_inner()
             .expect("no task panics while holding the lock");
-        events.sort_by_key(|e| (e.feature, e.day));
+        // In a fixed order whatever order the row groups were scanned in
+        // (costliest first, over several threads): by feature, day, then
+        // the code-list entries each matched, each entry once.
+        for e in &mut events {
+            e.codes.sort_unstable();
+            e.codes.dedup();
+        }
+        events.sort_unstable_by(|a, b| {
+            (a.feature, a.day, &a.codes).cmp(&(b.feature, b.day, &b.codes))
+        });
         Explained {
             row: t.person as usize,
             events,

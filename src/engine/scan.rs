@@ -201,6 +201,8 @@ pub struct Trace {
 pub struct Traced {
     pub feature: usize,
     pub day: i32,
+    /// (code list, entry) of each code that matched; sorted, each once,
+    /// in what `run_traced` returns.
     pub codes: Vec<(usize, u32)>,
 }
 
