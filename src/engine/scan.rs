@@ -9,7 +9,7 @@
 //! expensive step and is skipped for the many rows no rule wants.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int32Type, Int64Type};
@@ -305,7 +305,7 @@ pub fn scan(
         }
         Ok(())
     };
-    tasks.iter().par_bridge().try_for_each(each)?;
+    each_until_failure(&tasks, each)?;
 
     let rows_time = started.elapsed();
     let done = started + rows_time;
@@ -346,6 +346,32 @@ pub fn scan(
     }
     tracing::debug!(rows = ?rows_time, idle_at_end = ?idle, finish = ?started.elapsed(), "scanned");
     Ok(ScanOutput { features, rejected })
+}
+
+/// Runs `each` on every task, handing them out in order, one at a time, to
+/// whichever thread is free. An error stops the threads taking new tasks,
+/// and so does a panic (a bug): then the panic is resumed once the running
+/// tasks end, rather than after every row group of a large extract.
+fn each_until_failure<T: Sync>(tasks: &[T], each: impl Fn(&T) -> Result<()> + Sync) -> Result<()> {
+    let panicked = AtomicBool::new(false);
+    tasks.iter().par_bridge().try_for_each(|task| {
+        if panicked.load(Relaxed) {
+            return Err(Error::Internal("another task of the scan panicked".into()));
+        }
+        let _flag = FlagOnPanic(&panicked);
+        each(task)
+    })
+}
+
+/// Sets its flag if dropped while its thread unwinds from a panic.
+struct FlagOnPanic<'a>(&'a AtomicBool);
+
+impl Drop for FlagOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Relaxed);
+        }
+    }
 }
 
 /// Every row group of every table in `tables` (each a list of the sources
@@ -1643,6 +1669,47 @@ impl<'a> Task<'a> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_panic_or_an_error_in_one_task_stops_the_others_taking_more() {
+        use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let tasks: Vec<usize> = (0..1000).collect();
+        for panics in [true, false] {
+            let calls = AtomicUsize::new(0);
+            let outcome = pool.install(|| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    super::each_until_failure(&tasks, |&i| {
+                        calls.fetch_add(1, Relaxed);
+                        // Slow enough that the other thread runs only a
+                        // few while the panic is reported (a test's hook
+                        // may print a backtrace first) and unwinds; not
+                        // stopped, it would run them all.
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        match (i, panics) {
+                            (3, true) => panic!("a bug in task 3"),
+                            (3, false) => {
+                                Err(crate::error::Error::Internal("task 3 failed".into()))
+                            }
+                            _ => Ok(()),
+                        }
+                    })
+                }))
+            });
+            match outcome {
+                Err(_) => assert!(panics, "only the panic is resumed"),
+                Ok(result) => assert!(!panics && result.is_err()),
+            }
+            let calls = calls.load(Relaxed);
+            assert!(
+                (4..500).contains(&calls),
+                "panics {panics}: {calls} tasks ran"
+            );
+        }
+    }
+
     #[test]
     fn the_first_plausible_day_is_1900_01_01() {
         let day = crate::dates::to_day(crate::dates::parse_date("1900-01-01").unwrap());
