@@ -1293,8 +1293,14 @@ impl<'a> Task<'a> {
                 .map(|row| codes.any_listed(row))
                 .collect(),
         };
-        if listed.count_set_bits() == batch.num_rows() {
-            return self.rows(batch, path, cached, found, rejects);
+        match listed.count_set_bits() {
+            // None of its rows: nothing to do (and an empty filtered batch
+            // would bring a new, empty dictionary, replacing the cached one).
+            0 => return Ok(()),
+            all if all == batch.num_rows() => {
+                return self.rows(batch, path, cached, found, rejects);
+            }
+            _ => {}
         }
         let mine = arrow_select::filter::filter_record_batch(
             batch,
