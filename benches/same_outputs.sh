@@ -19,13 +19,8 @@ persons=${3:-200000}
 work="$PWD/target/same-outputs"
 mkdir -p "$work"
 
-if [ ! -x "$base" ]; then
-    rev=$(git rev-parse --short "$base")
-    tree="$work/tree-$rev"
-    [ -d "$tree" ] || git worktree add --detach "$tree" "$rev" >/dev/null
-    cargo build --release --quiet --manifest-path "$tree/Cargo.toml" --target-dir "$work/build"
-    base="$work/build/release/strata"
-fi
+source benches/strata_build.sh
+base=$(strata_build "$base" "$work")
 [ "$new" != target/release/strata ] || cargo build --release --quiet
 
 data="$work/data-$persons"
