@@ -52,6 +52,40 @@ fn both_engines_read_awkward_values_alike() {
             ("note", Arc::new(StringArray::from(vec!["a", "b", "c"]))),
         ])],
     );
+    // A measure whose codes are a list of ICD-10 prefixes (odd, but the
+    // compiled SQL tests a row's code against the list before converting
+    // its value, and a list of prefixes is tested by each prefix length).
+    write_parquet(
+        &data.join("obs.parquet"),
+        &[batch(vec![
+            (
+                "person_id",
+                Arc::new(Int64Array::from(vec![1, 1, 2, 3, 3, 4])),
+            ),
+            (
+                "obs_date",
+                Arc::new(Date32Array::from(vec![day("2025-01-01"); 6])),
+            ),
+            (
+                "code",
+                Arc::new(StringArray::from(vec![
+                    "r54.1", " E12 ", "R5", "X99", "R54", "R54X",
+                ])),
+            ),
+            (
+                "value",
+                Arc::new(Float64Array::from(vec![
+                    10.0, 2.05, 10.0, 10.0, 1000.0, 5.0,
+                ])),
+            ),
+            (
+                "unit",
+                Arc::new(StringArray::from(vec![
+                    "g/L", " G/DL ", "g/L", "g/L", "g/L", "mg",
+                ])),
+            ),
+        ])],
+    );
     std::fs::write(tmp.path().join("sn.csv"), "code,term\n123456,a code\n").unwrap();
     std::fs::write(
         tmp.path().join("icd.csv"),
@@ -85,6 +119,17 @@ code = "diagnoses"
 [sources.labs]
 table = "labs"
 date = "lab_date"
+
+[sources.obs]
+table = "obs"
+date = "obs_date"
+code = "code"
+
+[sources.obs.measure]
+codelist = "icd"
+canonical = "g/L"
+units = { "g/L" = 1, "g/dL" = 10 }
+bounds = [0, 100]
 
 [codelists.sn]
 file = "sn.csv"
@@ -128,6 +173,16 @@ source = "labs"
 aggregate = "max"
 column = "value"
 
+[features.obs_count]
+description = "Readings of the measure"
+source = "obs"
+aggregate = "count"
+
+[features.obs_max]
+description = "Highest reading of the measure, in g/L"
+source = "obs"
+aggregate = "max"
+
 [cohorts.on_list]
 title = "Listed"
 description = "Has a listed code"
@@ -152,6 +207,11 @@ rank = ["lab_max desc"]
     // bytes ending in X loses it whatever its characters (É1X is 1).
     assert_eq!(column("frail"), vec!["1", "0", "1", "0"]);
     assert_eq!(column("exact"), vec!["1", "1", "0", "0"]);
+    // The measure's rows are its list's codes, prefixes of the normalised
+    // code (R541, E12; not R5 or X99); 2.05 g/dL is 20.5 g/L; a value out of
+    // bounds (1000 g/L) or in a unit not listed (mg) is rejected.
+    assert_eq!(column("obs_count"), vec!["2", "0", "0", "0"]);
+    assert_eq!(column("obs_max"), vec!["20.5", "null", "null", "null"]);
     // NaN is skipped: no value is null, not NaN.
     assert_eq!(column("lab_max"), vec!["5.0", "null", "null", "null"]);
     if let Ok(python) = std::env::var("STRATA_DUCKDB_PYTHON") {

@@ -387,6 +387,13 @@ impl Bound {
             conditions.push(format!("{date} NOT IN ({})", missing.join(", ")));
         }
         if let Some((m, value)) = &measured {
+            // Only the measure's codes are its rows: tested first, so that the
+            // conversion below (a costly exact rounding) is not worked out
+            // for the many rows of a shared table that other measures own.
+            let list = model.codelists.iter().find(|l| l.name == m.codelist);
+            if let (Some(list), Codes::One(code)) = (list, &self.codes) {
+                conditions.push(listed(target, list, code));
+            }
             // Rows whose value is unusable are rejected (features read the
             // measure's codes only, so other codes' rows do not matter).
             conditions.push(format!(
@@ -785,6 +792,39 @@ fn join_ids(ids: &[u32]) -> String {
 
 pub(super) fn has_weights(list: &Codelist) -> bool {
     list.entries.iter().any(|e| e.weight.is_some())
+}
+
+/// Is `code` (a raw code) in `list`: one of its codes, or for a list of
+/// prefixes, starting with one? A condition on the row itself, without the
+/// join [`Bound::matches`] uses to find each code's entry.
+fn listed(target: Target, list: &Codelist, code: &str) -> String {
+    let code = normalise(target, list.system, code);
+    let mut by_length: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for e in &list.entries {
+        let length = match list.match_mode {
+            MatchMode::Exact => 0,
+            MatchMode::Prefix => e.code.len(),
+        };
+        by_length
+            .entry(length)
+            .or_default()
+            .push(target.string(&e.code));
+    }
+    let tests: Vec<String> = by_length
+        .into_iter()
+        .map(|(length, codes)| {
+            let codes = codes.join(", ");
+            match length {
+                0 => format!("{code} IN ({codes})"),
+                n => format!("substr({code}, 1, {n}) IN ({codes})"),
+            }
+        })
+        .collect();
+    match tests.len() {
+        0 => "FALSE".into(),
+        1 => tests.into_iter().next().expect("one"),
+        _ => format!("({})", tests.join(" OR ")),
+    }
 }
 
 /// A raw code in the form the code list holds it (see
