@@ -266,8 +266,8 @@ impl Bound {
             }
         }
         // The matches come before the aggregates that read them.
-        for (&l, &categories) in &matched {
-            self.matches(model, &model.codelists[l], categories, &streams, script);
+        if !matched.is_empty() {
+            self.matches(model, &matched, &streams, script);
         }
         script.ctes.extend(own.ctes);
         let name = &model.sources[self.index].name;
@@ -498,11 +498,12 @@ impl Bound {
                     }
                     format!("{source}__{}__categories", list.name)
                 } else {
+                    cond.insert(0, format!("_list = {l}"));
                     if !category.is_empty() {
                         let items = items_in(list, category);
                         cond.push(format!("_item IN ({})", join_ids(&items)));
                     }
-                    format!("{source}__{}", list.name)
+                    format!("{source}__matched")
                 }
             }
             None if *aggregate == Aggregate::CountDistinctCodes => streams.codes.clone(),
@@ -677,79 +678,98 @@ impl Bound {
         })
     }
 
-    /// `SOURCE__LIST__codes` (each distinct code's entry, matched once),
-    /// `SOURCE__LIST` (the rows whose code is listed) and, for category
-    /// aggregates, `SOURCE__LIST__categories`.
+    /// The rows of the source's codes that some code list holds, for all
+    /// its lists at once: `SOURCE__distinct_codes` (each code once),
+    /// `SOURCE__entries` (each distinct code's entry in each list, matched
+    /// once per code), `SOURCE__matched` (each row once per list its code
+    /// is in, with the list's number as `_list`) and, for category
+    /// aggregates, `SOURCE__LIST__categories`. One pass over the events and
+    /// one join, whatever the number of lists: with a CTE and a join per
+    /// list, a SQL engine read the GP events once per list (33 times for
+    /// the default model).
     fn matches(
         &self,
         model: &Model,
-        list: &Codelist,
-        categories: bool,
+        lists: &BTreeMap<usize, bool>,
         streams: &Streams,
         script: &mut Script,
     ) {
         let target = script.target;
         let id = |s: &str| target.ident(s);
         let name = &model.sources[self.index].name;
-        let codes_of = format!("{name}__{}__codes", list.name);
-        let cl = id(&format!("codelist__{}", list.name));
-        let weights = has_weights(list);
-        let weight = if weights { ", e.weight" } else { "" };
-        let body = match list.match_mode {
-            MatchMode::Exact => format!(
-                "SELECT d._code, e.item{weight}\n  FROM (SELECT DISTINCT _code FROM {}) AS d\n  JOIN {cl} AS e ON e.code = {}",
-                id(&streams.codes),
-                normalise(target, list.system, "d._code")
-            ),
-            MatchMode::Prefix => {
-                // Every prefix of each code, joined on equality; the longest
-                // listed one wins.
-                let longest = list.entries.iter().map(|e| e.code.len()).max().unwrap_or(1);
-                let lengths: Vec<String> = (1..=longest).map(|n| format!("({n})")).collect();
-                format!(
-                    "SELECT _code, item{w}\n  FROM (SELECT d._code, e.item{weight}, row_number() OVER (PARTITION BY d._code ORDER BY p._length DESC) AS _n\n    FROM (SELECT DISTINCT _code, {} AS _normal FROM {}) AS d\n    JOIN (VALUES {}) AS p(_length) ON p._length <= length(d._normal)\n    JOIN {cl} AS e ON e.code = substr(d._normal, 1, p._length)) AS m\n  WHERE _n = 1",
-                    normalise(target, list.system, "_code"),
-                    id(&streams.codes),
-                    lengths.join(", "),
-                    w = if weights { ", weight" } else { "" },
-                )
-            }
-        };
+        let distinct = format!("{name}__distinct_codes");
         script.cte(
-            &codes_of,
-            &format!(
-                "Source `{name}`: the entry of code list `{}` each distinct code matches{}.",
-                list.name,
-                if list.match_mode == MatchMode::Prefix {
-                    " (the longest listed prefix)"
-                } else {
-                    ""
-                }
-            ),
-            body,
+            &distinct,
+            &format!("Source `{name}`: each of its codes once."),
+            format!("SELECT DISTINCT _code FROM {}", id(&streams.codes)),
         );
-        let rows = format!("{name}__{}", list.name);
+        let distinct = id(&distinct);
+        let weights = lists.keys().any(|&l| has_weights(&model.codelists[l]));
+        let entries: Vec<String> = lists
+            .keys()
+            .map(|&l| {
+                let list = &model.codelists[l];
+                let cl = id(&format!("codelist__{}", list.name));
+                let weight = match (weights, has_weights(list)) {
+                    (false, _) => "",
+                    (true, true) => ", CAST(e.weight AS BIGINT) AS weight",
+                    (true, false) => ", CAST(NULL AS BIGINT) AS weight",
+                };
+                let about = format!("  -- code list `{}`{}\n  ", list.name, match list.match_mode {
+                    MatchMode::Exact => "",
+                    MatchMode::Prefix => " (the longest listed prefix)",
+                });
+                match list.match_mode {
+                    MatchMode::Exact => format!(
+                        "{about}SELECT d._code, {l} AS _list, e.item{weight}\n  FROM {distinct} AS d\n  JOIN {cl} AS e ON e.code = {}",
+                        normalise(target, list.system, "d._code")
+                    ),
+                    MatchMode::Prefix => {
+                        // Every prefix of each code, joined on equality; the
+                        // longest listed one wins.
+                        let longest = list.entries.iter().map(|e| e.code.len()).max().unwrap_or(1);
+                        let lengths: Vec<String> = (1..=longest).map(|n| format!("({n})")).collect();
+                        format!(
+                            "{about}SELECT _code, {l} AS _list, item{w}\n  FROM (SELECT d._code, e.item{weight}, row_number() OVER (PARTITION BY d._code ORDER BY p._length DESC) AS _n\n    FROM (SELECT _code, {} AS _normal FROM {distinct}) AS d\n    JOIN (VALUES {}) AS p(_length) ON p._length <= length(d._normal)\n    JOIN {cl} AS e ON e.code = substr(d._normal, 1, p._length)) AS m\n  WHERE _n = 1",
+                            normalise(target, list.system, "_code"),
+                            lengths.join(", "),
+                            w = if weights { ", weight" } else { "" },
+                        )
+                    }
+                }
+            })
+            .collect();
+        let entries_of = format!("{name}__entries");
+        script.cte(
+            &entries_of,
+            &format!("Source `{name}`: the entry each distinct code matches in each code list."),
+            entries.join("\n  UNION ALL\n"),
+        );
+        let rows = format!("{name}__matched");
         let carried: Vec<String> = streams.carried.iter().map(|c| format!("c.{c}")).collect();
         script.cte(
             &rows,
             &format!(
-                "Source `{name}`: rows whose code is in code list `{}`.",
-                list.name
+                "Source `{name}`: rows whose code is in a code list, once per list (`_list`)."
             ),
             format!(
-                "SELECT {}, m.item AS _item{}\n  FROM {} AS c\n  JOIN {} AS m ON m._code = c._code",
+                "SELECT {}, m._list, m.item AS _item{}\n  FROM {} AS c\n  JOIN {} AS m ON m._code = c._code",
                 carried.join(", "),
                 if weights { ", m.weight AS _weight" } else { "" },
                 id(&streams.codes),
-                id(&codes_of)
+                id(&entries_of)
             ),
         );
-        if categories {
+        for (&l, _) in lists.iter().filter(|(_, categories)| **categories) {
+            let list = &model.codelists[l];
             script.cte(
-                &format!("{rows}__categories"),
-                &format!("Source `{name}`: those rows once per category their entry scores."),
+                &format!("{name}__{}__categories", list.name),
+                &format!(
+                    "Source `{name}`: rows whose code is in code list `{}`, once per category their entry scores.",
+                    list.name
+                ),
                 format!(
-                    "SELECT r.*, k.category AS _category, k.name AS _name\n  FROM {} AS r\n  JOIN {} AS k ON k.item = r._item",
+                    "SELECT r.*, k.category AS _category, k.name AS _name\n  FROM {} AS r\n  JOIN {} AS k ON k.item = r._item\n  WHERE r._list = {l}",
                     id(&rows),
                     id(&format!("codelist__{}__categories", list.name))
                 ),
