@@ -10,7 +10,9 @@
 //! the last step differs: where the engine scans, this writes SQL. The
 //! script reads like the rule file: a CTE per source's events, per code
 //! list, per aggregate group, named after the rule file's names, with the
-//! descriptions as comments.
+//! descriptions as comments. A source's codes are matched against all its
+//! lists in one join, so that an engine reads each event table once, not
+//! once per list.
 //!
 //! What SQL engines would decide differently from strata is written out to
 //! mean strata's: event rows strata skips (null or placeholder dates, dates

@@ -3,7 +3,7 @@
 //! cohort membership and ranks, and the per-person table as
 //! `patients.parquet` holds it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use arrow_schema::DataType;
@@ -424,34 +424,55 @@ pub(super) fn cohort_ctes(
         "Cohort members: the condition holds (null is not true), the person was in the population on the as-of date, and the purpose lets a list hold them.",
         format!("SELECT\n    *,\n    {}\n  FROM {}", flags.join(",\n    "), target.ident(&last)),
     );
-    let ranks: Vec<String> = model
+    // Ranked on a narrow copy (the flags and the rank keys) and joined back:
+    // a window over the whole table carried every column through each
+    // cohort's sort (six sorts of the default model's 130 columns).
+    let mut narrow: Vec<String> = vec!["person_id".into(), "pcn_code".into()];
+    let mut ranks: Vec<String> = Vec::new();
+    for (c, t) in model.cohorts.iter().zip(&typed.cohorts) {
+        let member = target.ident(&format!("_in_{}", c.name));
+        narrow.push(member.clone());
+        let mut keys: Vec<String> = Vec::new();
+        for (slot, desc) in &t.rank {
+            let key = column(*slot);
+            keys.push(format!(
+                "{key} {} NULLS LAST",
+                if *desc { "DESC" } else { "ASC" }
+            ));
+            narrow.push(key);
+        }
+        keys.push("person_id".into());
+        ranks.push(format!(
+            "CASE WHEN {member} THEN row_number() OVER (PARTITION BY {member}, pcn_code ORDER BY {}) END AS {}",
+            keys.join(", "),
+            target.ident(&format!("_rank_{}", c.name))
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    narrow.retain(|c| seen.insert(c.clone()));
+    script.cte(
+        "cohort_rank_numbers",
+        "Ranks within each PCN: by the cohort's rank keys (nulls last), ties broken by person_id.",
+        format!(
+            "SELECT\n    person_id,\n    {}\n  FROM (SELECT {} FROM {}) AS k",
+            ranks.join(",\n    "),
+            narrow.join(", "),
+            target.ident("cohort_members")
+        ),
+    );
+    let numbers: Vec<String> = model
         .cohorts
         .iter()
-        .zip(&typed.cohorts)
-        .map(|(c, t)| {
-            let member = target.ident(&format!("_in_{}", c.name));
-            let mut keys: Vec<String> = t
-                .rank
-                .iter()
-                .map(|(slot, desc)| {
-                    format!("{} {} NULLS LAST", column(*slot), if *desc { "DESC" } else { "ASC" })
-                })
-                .collect();
-            keys.push("person_id".into());
-            format!(
-                "CASE WHEN {member} THEN row_number() OVER (PARTITION BY {member}, pcn_code ORDER BY {}) END AS {}",
-                keys.join(", "),
-                target.ident(&format!("_rank_{}", c.name))
-            )
-        })
+        .map(|c| format!("r.{}", target.ident(&format!("_rank_{}", c.name))))
         .collect();
     script.cte(
         "cohort_ranks",
-        "Ranks within each PCN: by the cohort's rank keys (nulls last), ties broken by person_id.",
+        "Each person with their ranks (a person_id is there once: the population's duplicates stop the query).",
         format!(
-            "SELECT\n    *,\n    {}\n  FROM {}",
-            ranks.join(",\n    "),
-            target.ident("cohort_members")
+            "SELECT m.*, {}\n  FROM {} AS m\n  JOIN {} AS r ON r.person_id = m.person_id",
+            numbers.join(", "),
+            target.ident("cohort_members"),
+            target.ident("cohort_rank_numbers")
         ),
     );
     "cohort_ranks".into()
