@@ -40,16 +40,19 @@ fn both_engines_read_awkward_values_alike() {
     write_parquet(
         &data.join("labs.parquet"),
         &[batch(vec![
-            ("person_id", Arc::new(Int64Array::from(vec![1, 1, 2]))),
+            ("person_id", Arc::new(Int64Array::from(vec![1, 1, 2, 4]))),
             (
                 "lab_date",
-                Arc::new(Date32Array::from(vec![day("2025-01-01"); 3])),
+                Arc::new(Date32Array::from(vec![day("2025-01-01"); 4])),
             ),
             (
                 "value",
-                Arc::new(Float64Array::from(vec![5.0, f64::NAN, f64::NAN])),
+                Arc::new(Float64Array::from(vec![5.0, f64::NAN, f64::NAN, 0.285])),
             ),
-            ("note", Arc::new(StringArray::from(vec!["a", "b", "c"]))),
+            (
+                "note",
+                Arc::new(StringArray::from(vec!["a", "b", "c", "d"])),
+            ),
         ])],
     );
     // A measure whose codes are a list of ICD-10 prefixes (odd, but the
@@ -60,28 +63,28 @@ fn both_engines_read_awkward_values_alike() {
         &[batch(vec![
             (
                 "person_id",
-                Arc::new(Int64Array::from(vec![1, 1, 2, 3, 3, 4])),
+                Arc::new(Int64Array::from(vec![1, 1, 2, 3, 3, 4, 2, 2, 3])),
             ),
             (
                 "obs_date",
-                Arc::new(Date32Array::from(vec![day("2025-01-01"); 6])),
+                Arc::new(Date32Array::from(vec![day("2025-01-01"); 9])),
             ),
             (
                 "code",
                 Arc::new(StringArray::from(vec![
-                    "r54.1", " E12 ", "R5", "X99", "R54", "R54X",
+                    "r54.1", " E12 ", "R5", "X99", "R54", "R54X", "R54", "R54", "R54",
                 ])),
             ),
             (
                 "value",
                 Arc::new(Float64Array::from(vec![
-                    10.0, 2.05, 10.0, 10.0, 1000.0, 5.0,
+                    10.0, 2.05, 10.0, 10.0, 1000.0, 5.0, 3.0, 4.0, 1.0000005,
                 ])),
             ),
             (
                 "unit",
                 Arc::new(StringArray::from(vec![
-                    "g/L", " G/DL ", "g/L", "g/L", "g/L", "mg",
+                    "g/L", " G/DL ", "g/L", "g/L", "g/L", "mg", "ÅG/L", "åg/l", "g/L",
                 ])),
             ),
         ])],
@@ -128,7 +131,7 @@ code = "code"
 [sources.obs.measure]
 codelist = "icd"
 canonical = "g/L"
-units = { "g/L" = 1, "g/dL" = 10 }
+units = { "g/L" = 1, "g/dL" = 10, "Åg/L" = 2 }
 bounds = [0, 100]
 
 [codelists.sn]
@@ -183,6 +186,10 @@ description = "Highest reading of the measure, in g/L"
 source = "obs"
 aggregate = "max"
 
+[features.lab_rounded]
+description = "Highest lab value to 2 places"
+expr = "round(lab_max, 2)"
+
 [cohorts.on_list]
 title = "Listed"
 description = "Has a listed code"
@@ -209,11 +216,16 @@ rank = ["lab_max desc"]
     assert_eq!(column("exact"), vec!["1", "1", "0", "0"]);
     // The measure's rows are its list's codes, prefixes of the normalised
     // code (R541, E12; not R5 or X99); 2.05 g/dL is 20.5 g/L; a value out of
-    // bounds (1000 g/L) or in a unit not listed (mg) is rejected.
-    assert_eq!(column("obs_count"), vec!["2", "0", "0", "0"]);
-    assert_eq!(column("obs_max"), vec!["20.5", "null", "null", "null"]);
+    // bounds (1000 g/L) or in a unit not listed (mg) is rejected. Units
+    // match ignoring ASCII case only: ÅG/L is Åg/L (3 is 6 g/L), åg/l is not.
+    // A half at the 7th place rounds up on the value's decimal form,
+    // though the double below 1.0000005 is nearer 1.0 (1.000001 g/L).
+    assert_eq!(column("obs_count"), vec!["2", "1", "1", "0"]);
+    assert_eq!(column("obs_max"), vec!["20.5", "6.0", "1.000001", "null"]);
     // NaN is skipped: no value is null, not NaN.
-    assert_eq!(column("lab_max"), vec!["5.0", "null", "null", "null"]);
+    assert_eq!(column("lab_max"), vec!["5.0", "null", "null", "0.285"]);
+    // round() on the decimal form: 0.285 is 0.29 (binary, 0.28).
+    assert_eq!(column("lab_rounded"), vec!["5.0", "null", "null", "0.29"]);
     if let Ok(python) = std::env::var("STRATA_DUCKDB_PYTHON") {
         check_sql(&python, &rules, &data, AS_OF, &p, tmp.path()).unwrap();
     }

@@ -173,12 +173,26 @@ impl Target {
     /// SQL `round` of a DOUBLE to `digits` places, halves away from zero,
     /// on the value's shortest decimal form (what strata and Spark do).
     /// DuckDB rounds the binary value (0.285 -> 0.28), so there the value
-    /// goes through its shortest text form and a decimal.
+    /// goes through its shortest text form and a decimal; but only near a
+    /// tie, as strata does (`round_half_up`): elsewhere rounding the scaled
+    /// binary value gives the same double, and the text form costs about
+    /// 5 microseconds a row (most of the compiled default model's time on
+    /// its measures' values).
     pub fn round(self, x: &str, digits: i32) -> String {
         match self {
-            Target::DuckDb => format!(
-                "CASE WHEN abs({x}) < 1e18 THEN CAST(round(CAST(CAST({x} AS VARCHAR) AS DECIMAL(38, 18)), {digits}) AS DOUBLE) ELSE {x} END"
-            ),
+            Target::DuckDb => {
+                let exact = format!(
+                    "CASE WHEN abs({x}) < 1e18 THEN CAST(round(CAST(CAST({x} AS VARCHAR) AS DECIMAL(38, 18)), {digits}) AS DOUBLE) ELSE {x} END"
+                );
+                if !(0..=15).contains(&digits) {
+                    return exact;
+                }
+                let scale = self.double(10f64.powi(digits));
+                let scaled = format!("({x}) * {scale}");
+                format!(
+                    "CASE WHEN abs({scaled}) < 1e15 AND abs(abs({scaled} - trunc({scaled})) - 0.5) > 1e-6 THEN round({scaled}) / {scale} ELSE {exact} END"
+                )
+            }
             Target::Spark => format!("round({x}, {digits})"),
         }
     }

@@ -217,10 +217,12 @@ fn flag(target: Target, column: &str, ty: &DataType, role: &str) -> Option<Strin
 /// null for a person without rows, as each aggregate says; null for
 /// everyone where an optional table is absent).
 ///
-/// The per-person CTEs are stacked (`UNION ALL`, each person once per CTE)
-/// and grouped, then joined to the population once: a chain of one join
-/// per CTE would be as correct, but Spark's planner takes time exponential
-/// in the depth of a join chain.
+/// On Spark the per-person CTEs are stacked (`UNION ALL`, each person once
+/// per CTE) and grouped, then joined to the population once: Spark's
+/// planner takes time exponential in the depth of a join chain. DuckDB
+/// takes one join per CTE instead: grouping the stack updated every
+/// feature's `max` for every row (about 70 a row for the default model),
+/// about 15% of its time at 1M persons (and 6.3 GB of memory against 5.4 GB).
 pub(super) fn persons_cte(
     model: &Model,
     typed: &typing::PersonLevel,
@@ -240,6 +242,23 @@ pub(super) fn persons_cte(
             expr::sql_type(target, typed.slot_types[first_feature + fi])
         )
     };
+    // Where each feature comes from: (its CTE's alias, its default).
+    let mut from: BTreeMap<usize, (String, &Option<String>)> = BTreeMap::new();
+    if target == Target::DuckDb {
+        let mut joins = String::new();
+        for (i, (cte, features)) in aggregates.iter().enumerate() {
+            let alias = format!("a{i}");
+            let _ = write!(
+                joins,
+                "\n  LEFT JOIN {} AS {alias} ON {alias}._person = p.person_id",
+                target.ident(cte)
+            );
+            for (fi, default) in features {
+                from.insert(*fi, (alias.clone(), default));
+            }
+        }
+        return persons_select(model, typed, &from, &joins, script);
+    }
     let mut defaults: BTreeMap<usize, &Option<String>> = BTreeMap::new();
     let branches: Vec<String> = aggregates
         .iter()
@@ -276,20 +295,8 @@ pub(super) fn persons_cte(
             ),
         );
     }
-    let mut select = vec!["p.*".to_string()];
-    for (fi, feature) in model.features.iter().enumerate() {
-        if !matches!(feature.kind, FeatureKind::Aggregate { .. }) {
-            continue;
-        }
-        let value = match defaults.get(&fi) {
-            Some(Some(d)) => format!("coalesce(a.{}, {d})", column(fi)),
-            Some(None) => format!("a.{}", column(fi)),
-            None => null(fi),
-        };
-        select.push(described(
-            &feature.description,
-            format!("{value} AS {}", column(fi)),
-        ));
+    for (fi, default) in defaults {
+        from.insert(fi, ("a".into(), default));
     }
     let join = if branches.is_empty() {
         String::new()
@@ -299,11 +306,44 @@ pub(super) fn persons_cte(
             target.ident("aggregates")
         )
     };
+    persons_select(model, typed, &from, &join, script);
+}
+
+/// `persons`: the population joined (`joins`) to the per-person values,
+/// each feature read `from` its alias with its default.
+fn persons_select(
+    model: &Model,
+    typed: &typing::PersonLevel,
+    from: &BTreeMap<usize, (String, &Option<String>)>,
+    joins: &str,
+    script: &mut Script,
+) {
+    let target = script.target;
+    let first_feature = FIRST_ATTRIBUTE_SLOT + typed.attributes.len();
+    let column = |fi: usize| target.ident(&model.features[fi].name);
+    let mut select = vec!["p.*".to_string()];
+    for (fi, feature) in model.features.iter().enumerate() {
+        if !matches!(feature.kind, FeatureKind::Aggregate { .. }) {
+            continue;
+        }
+        let value = match from.get(&fi) {
+            Some((alias, Some(d))) => format!("coalesce({alias}.{}, {d})", column(fi)),
+            Some((alias, None)) => format!("{alias}.{}", column(fi)),
+            None => format!(
+                "CAST(NULL AS {})",
+                expr::sql_type(target, typed.slot_types[first_feature + fi])
+            ),
+        };
+        select.push(described(
+            &feature.description,
+            format!("{value} AS {}", column(fi)),
+        ));
+    }
     script.cte(
         "persons",
         "Everyone in the population, with the aggregates of every source (zero, false or null where a person has no event).",
         format!(
-            "SELECT\n    {}\n  FROM {} AS p{join}",
+            "SELECT\n    {}\n  FROM {} AS p{joins}",
             select.join(",\n    "),
             target.ident("people"),
         ),

@@ -312,14 +312,17 @@ impl Bound {
         // A measure's value in its canonical unit (null if its unit is not
         // listed), as strata reads it.
         let measured = spec.measure.as_ref().map(|m| {
-            // ASCII case only, as strata matches units.
+            // ASCII case only, as strata matches units: `lower` where the
+            // unit is all ASCII (as many bytes as characters), `translate`
+            // (about 20 times slower on DuckDB) only where it is not.
+            let trimmed = target.trim_code(&format!(
+                "coalesce(CAST({} AS {}), '')",
+                id(&m.unit),
+                target.text_type()
+            ));
             let unit = format!(
-                "translate({}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')",
-                target.trim_code(&format!(
-                    "coalesce(CAST({} AS {}), '')",
-                    id(&m.unit),
-                    target.text_type()
-                ))
+                "CASE WHEN {} = length({trimmed}) THEN lower({trimmed}) ELSE translate({trimmed}, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz') END",
+                target.byte_length(&trimmed)
             );
             let whens: String = m
                 .units
