@@ -464,9 +464,12 @@ pub(super) fn cohort_ctes(
         "Cohort members: the condition holds (null is not true), the person was in the population on the as-of date, and the purpose lets a list hold them.",
         format!("SELECT\n    *,\n    {}\n  FROM {}", flags.join(",\n    "), target.ident(&last)),
     );
-    // Ranked on a narrow copy (the flags and the rank keys) and joined back:
-    // a window over the whole table carried every column through each
-    // cohort's sort (six sorts of the default model's 130 columns).
+    // On DuckDB, ranked on a narrow copy (the flags and the rank keys) and
+    // joined back: a window over the whole table carried every column
+    // through each cohort's sort (six sorts of the default model's 130
+    // columns). Not on Spark, which computes a CTE again for each reader:
+    // the second reader of `cohort_members` made it read every table twice
+    // (the Spark conformance suite took 628 s against 384 s).
     let mut narrow: Vec<String> = vec!["person_id".into(), "pcn_code".into()];
     let mut ranks: Vec<String> = Vec::new();
     for (c, t) in model.cohorts.iter().zip(&typed.cohorts) {
@@ -487,6 +490,18 @@ pub(super) fn cohort_ctes(
             keys.join(", "),
             target.ident(&format!("_rank_{}", c.name))
         ));
+    }
+    if target == Target::Spark {
+        script.cte(
+            "cohort_ranks",
+            "Ranks within each PCN: by the cohort's rank keys (nulls last), ties broken by person_id.",
+            format!(
+                "SELECT\n    *,\n    {}\n  FROM {}",
+                ranks.join(",\n    "),
+                target.ident("cohort_members")
+            ),
+        );
+        return "cohort_ranks".into();
     }
     let mut seen = BTreeSet::new();
     narrow.retain(|c| seen.insert(c.clone()));
