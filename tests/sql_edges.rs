@@ -63,33 +63,42 @@ fn both_engines_read_awkward_values_alike() {
         &[batch(vec![
             (
                 "person_id",
-                Arc::new(Int64Array::from(vec![1, 1, 2, 3, 3, 4, 2, 2, 3])),
+                Arc::new(Int64Array::from(vec![
+                    1, 1, 2, 3, 3, 4, 2, 2, 3, 1, 2, 3, 4,
+                ])),
             ),
             (
                 "obs_date",
-                Arc::new(Date32Array::from(vec![day("2025-01-01"); 9])),
+                Arc::new(Date32Array::from(vec![day("2025-01-01"); 13])),
             ),
             (
                 "code",
                 Arc::new(StringArray::from(vec![
-                    "r54.1", " E12 ", "R5", "X99", "R54", "R54X", "R54", "R54", "R54",
+                    "r54.1", " E12 ", "R5", "X99", "R54", "R54X", "R54", "R54", "R54", "é12",
+                    "AB91", "é", "ab91",
                 ])),
             ),
             (
                 "value",
                 Arc::new(Float64Array::from(vec![
-                    10.0, 2.05, 10.0, 10.0, 1000.0, 5.0, 3.0, 4.0, 1.0000005,
+                    10.0, 2.05, 10.0, 10.0, 1000.0, 5.0, 3.0, 4.0, 1.0000005, 1.5, 2.5, 9.0, 3.5,
                 ])),
             ),
             (
                 "unit",
                 Arc::new(StringArray::from(vec![
-                    "g/L", " G/DL ", "g/L", "g/L", "g/L", "mg", "ÅG/L", "åg/l", "g/L",
+                    "g/L", " G/DL ", "g/L", "g/L", "g/L", "mg", "ÅG/L", "åg/l", "g/L", "g/L",
+                    "g/L", "g/L", "g/L",
                 ])),
             ),
         ])],
     );
     std::fs::write(tmp.path().join("sn.csv"), "code,term\n123456,a code\n").unwrap();
+    std::fs::write(
+        tmp.path().join("oth.csv"),
+        "code,term\né1,two characters\nAB9,three\n",
+    )
+    .unwrap();
     std::fs::write(
         tmp.path().join("icd.csv"),
         "code,term\nR54,frailty\nE12,other\n",
@@ -133,6 +142,22 @@ codelist = "icd"
 canonical = "g/L"
 units = { "g/L" = 1, "g/dL" = 10, "Åg/L" = 2 }
 bounds = [0, 100]
+
+[sources.obs2]
+table = "obs"
+date = "obs_date"
+code = "code"
+
+[sources.obs2.measure]
+codelist = "oth"
+canonical = "g/L"
+units = { "g/L" = 1 }
+bounds = [0, 100]
+
+[codelists.oth]
+file = "oth.csv"
+system = "other"
+match = "prefix"
 
 [codelists.sn]
 file = "sn.csv"
@@ -186,6 +211,16 @@ description = "Highest reading of the measure, in g/L"
 source = "obs"
 aggregate = "max"
 
+[features.obs2_count]
+description = "Readings of the second measure"
+source = "obs2"
+aggregate = "count"
+
+[features.obs2_max]
+description = "Highest reading of the second measure"
+source = "obs2"
+aggregate = "max"
+
 [features.lab_rounded]
 description = "Highest lab value to 2 places"
 expr = "round(lab_max, 2)"
@@ -222,6 +257,10 @@ rank = ["lab_max desc"]
     // though the double below 1.0000005 is nearer 1.0 (1.000001 g/L).
     assert_eq!(column("obs_count"), vec!["2", "1", "1", "0"]);
     assert_eq!(column("obs_max"), vec!["20.5", "6.0", "1.000001", "null"]);
+    // Prefixes of two lengths, one of them non-ASCII (é1: 2 characters, 3
+    // bytes), matched case-sensitively for a list of other codes.
+    assert_eq!(column("obs2_count"), vec!["1", "1", "0", "0"]);
+    assert_eq!(column("obs2_max"), vec!["1.5", "2.5", "null", "null"]);
     // NaN is skipped: no value is null, not NaN.
     assert_eq!(column("lab_max"), vec!["5.0", "null", "null", "0.285"]);
     // round() on the decimal form: 0.285 is 0.29 (binary, 0.28).

@@ -212,8 +212,8 @@ fn flag(target: Target, column: &str, ty: &DataType, role: &str) -> Option<Strin
     })
 }
 
-/// `aggregates` (every source's per-person values in one row per person)
-/// and `persons` (everyone in the population with them; zero, false or
+/// On Spark `aggregates` (every source's per-person values in one row per
+/// person), and `persons` (everyone in the population with them; zero, false or
 /// null for a person without rows, as each aggregate says; null for
 /// everyone where an optional table is absent).
 ///

@@ -1,15 +1,16 @@
 //! One event source as SQL: the rows strata reads, its codes matched
-//! against each code list once per distinct code, and its features
+//! against every code list once per distinct code, and its features
 //! aggregated per person.
 //!
 //! A source's CTEs, in order: `SOURCE__events` (the rows, with the columns
 //! rules use), `SOURCE__codes` (one row per code, for a list of codes per
-//! event), `SOURCE__LIST__codes` (each distinct code's entry of a list),
-//! `SOURCE__LIST` (rows whose code is in the list) and
+//! event), `SOURCE__distinct_codes`, `SOURCE__entries` (each distinct
+//! code's entry in each list, `_list` numbering the list),
+//! `SOURCE__matched` (rows whose code is in a list, once per list) and
 //! `SOURCE__LIST__categories`, then the aggregates: features over the same
-//! rows share one `STREAM__by_person`; those that need two steps (distinct
-//! weights, category names, busiest month or 30 days) have their own
-//! `feature__NAME`.
+//! rows share one `STREAM__by_person` (a list's features say `_list = N`);
+//! those that need two steps (distinct weights, category names, busiest
+//! month or 30 days) have their own `feature__NAME`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -819,14 +820,15 @@ pub(super) fn has_weights(list: &Codelist) -> bool {
 
 /// Is `code` (a raw code) in `list`: one of its codes, or for a list of
 /// prefixes, starting with one? A condition on the row itself, without the
-/// join [`Bound::matches`] uses to find each code's entry.
+/// join [`Bound::matches`] uses to find each code's entry. Prefixes are
+/// grouped by their length in characters, as SQL's `substr` counts.
 fn listed(target: Target, list: &Codelist, code: &str) -> String {
     let code = normalise(target, list.system, code);
     let mut by_length: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     for e in &list.entries {
         let length = match list.match_mode {
             MatchMode::Exact => 0,
-            MatchMode::Prefix => e.code.len(),
+            MatchMode::Prefix => e.code.chars().count(),
         };
         by_length
             .entry(length)
