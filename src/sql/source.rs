@@ -709,40 +709,67 @@ impl Bound {
         );
         let distinct = id(&distinct);
         let weights = lists.keys().any(|&l| has_weights(&model.codelists[l]));
-        let entries: Vec<String> = lists
-            .keys()
-            .map(|&l| {
-                let list = &model.codelists[l];
-                let cl = id(&format!("codelist__{}", list.name));
-                let weight = match (weights, has_weights(list)) {
-                    (false, _) => "",
-                    (true, true) => ", CAST(e.weight AS BIGINT) AS weight",
-                    (true, false) => ", CAST(NULL AS BIGINT) AS weight",
-                };
-                let about = format!("  -- code list `{}`{}\n  ", list.name, match list.match_mode {
-                    MatchMode::Exact => "",
-                    MatchMode::Prefix => " (the longest listed prefix)",
-                });
-                match list.match_mode {
-                    MatchMode::Exact => format!(
-                        "{about}SELECT d._code, {l} AS _list, e.item{weight}\n  FROM {distinct} AS d\n  JOIN {cl} AS e ON e.code = {}",
-                        normalise(target, list.system, "d._code")
-                    ),
-                    MatchMode::Prefix => {
-                        // Every prefix of each code, joined on equality; the
-                        // longest listed one wins.
-                        let longest = list.entries.iter().map(|e| e.code.len()).max().unwrap_or(1);
-                        let lengths: Vec<String> = (1..=longest).map(|n| format!("({n})")).collect();
-                        format!(
-                            "{about}SELECT _code, {l} AS _list, item{w}\n  FROM (SELECT d._code, e.item{weight}, row_number() OVER (PARTITION BY d._code ORDER BY p._length DESC) AS _n\n    FROM (SELECT _code, {} AS _normal FROM {distinct}) AS d\n    JOIN (VALUES {}) AS p(_length) ON p._length <= length(d._normal)\n    JOIN {cl} AS e ON e.code = substr(d._normal, 1, p._length)) AS m\n  WHERE _n = 1",
-                            normalise(target, list.system, "_code"),
-                            lengths.join(", "),
-                            w = if weights { ", weight" } else { "" },
-                        )
-                    }
+        let weight = |list: &Codelist, of: &str| match (weights, has_weights(list)) {
+            (false, _) => String::new(),
+            (true, true) => format!(", CAST({of}weight AS BIGINT) AS weight"),
+            (true, false) => ", CAST(NULL AS BIGINT) AS weight".into(),
+        };
+        // The exact lists of one coding system are stacked and joined to the
+        // distinct codes once (a join per list had Spark, which computes a
+        // CTE again for each reader, find the distinct codes once per list);
+        // a list of prefixes takes its own join.
+        let mut exact: Vec<(CodingSystem, Vec<usize>)> = Vec::new();
+        let mut prefixes: Vec<String> = Vec::new();
+        for &l in lists.keys() {
+            let list = &model.codelists[l];
+            match list.match_mode {
+                MatchMode::Exact => match exact.iter_mut().find(|(s, _)| *s == list.system) {
+                    Some((_, ls)) => ls.push(l),
+                    None => exact.push((list.system, vec![l])),
+                },
+                MatchMode::Prefix => {
+                    // Every prefix of each code, joined on equality; the
+                    // longest listed one wins.
+                    let longest = list.entries.iter().map(|e| e.code.len()).max().unwrap_or(1);
+                    let lengths: Vec<String> = (1..=longest).map(|n| format!("({n})")).collect();
+                    prefixes.push(format!(
+                        "  -- code list `{}` (the longest listed prefix)\n  SELECT _code, {l} AS _list, item{w}\n  FROM (SELECT d._code, e.item{}, row_number() OVER (PARTITION BY d._code ORDER BY p._length DESC) AS _n\n    FROM (SELECT _code, {} AS _normal FROM {distinct}) AS d\n    JOIN (VALUES {}) AS p(_length) ON p._length <= length(d._normal)\n    JOIN {} AS e ON e.code = substr(d._normal, 1, p._length)) AS m\n  WHERE _n = 1",
+                        list.name,
+                        weight(list, "e."),
+                        normalise(target, list.system, "_code"),
+                        lengths.join(", "),
+                        id(&format!("codelist__{}", list.name)),
+                        w = if weights { ", weight" } else { "" },
+                    ));
                 }
-            })
-            .collect();
+            }
+        }
+        let mut entries: Vec<String> = Vec::new();
+        for (system, ls) in exact {
+            let names: Vec<String> = ls
+                .iter()
+                .map(|&l| format!("`{}`", model.codelists[l].name))
+                .collect();
+            let stacked: Vec<String> = ls
+                .iter()
+                .map(|&l| {
+                    let list = &model.codelists[l];
+                    format!(
+                        "SELECT code, {l} AS _list, item{} FROM {}",
+                        weight(list, ""),
+                        id(&format!("codelist__{}", list.name))
+                    )
+                })
+                .collect();
+            entries.push(format!(
+                    "  -- code lists {}\n  SELECT d._code, e._list, e.item{}\n  FROM {distinct} AS d\n  JOIN (\n    {}\n  ) AS e ON e.code = {}",
+                    names.join(", "),
+                    if weights { ", e.weight" } else { "" },
+                    stacked.join("\n    UNION ALL\n    "),
+                    normalise(target, system, "d._code")
+            ));
+        }
+        entries.extend(prefixes);
         let entries_of = format!("{name}__entries");
         script.cte(
             &entries_of,
