@@ -236,12 +236,7 @@ pub(super) fn persons_cte(
         .flat_map(|(_, features)| features.iter().map(|(fi, _)| *fi))
         .collect();
     let column = |fi: usize| target.ident(&model.features[fi].name);
-    let null = |fi: usize| {
-        format!(
-            "CAST(NULL AS {})",
-            expr::sql_type(target, typed.slot_types[first_feature + fi])
-        )
-    };
+    let null = |fi: usize| typed_null(target, typed, first_feature + fi);
     // Where each feature comes from: (its CTE's alias, its default).
     let mut from: BTreeMap<usize, (String, &Option<String>)> = BTreeMap::new();
     if target == Target::DuckDb {
@@ -259,7 +254,6 @@ pub(super) fn persons_cte(
         }
         return persons_select(model, typed, &from, &joins, script);
     }
-    let mut defaults: BTreeMap<usize, &Option<String>> = BTreeMap::new();
     let branches: Vec<String> = aggregates
         .iter()
         .map(|(cte, features)| {
@@ -267,7 +261,7 @@ pub(super) fn persons_cte(
                 .iter()
                 .map(|&fi| match features.iter().find(|(f, _)| *f == fi) {
                     Some((_, default)) => {
-                        defaults.insert(fi, default);
+                        from.insert(fi, ("a".into(), default));
                         column(fi)
                     }
                     None => format!("{} AS {}", null(fi), column(fi)),
@@ -295,9 +289,6 @@ pub(super) fn persons_cte(
             ),
         );
     }
-    for (fi, default) in defaults {
-        from.insert(fi, ("a".into(), default));
-    }
     let join = if branches.is_empty() {
         String::new()
     } else {
@@ -307,6 +298,14 @@ pub(super) fn persons_cte(
         )
     };
     persons_select(model, typed, &from, &join, script);
+}
+
+/// A null of the type of person-level `slot`.
+fn typed_null(target: Target, typed: &typing::PersonLevel, slot: usize) -> String {
+    format!(
+        "CAST(NULL AS {})",
+        expr::sql_type(target, typed.slot_types[slot])
+    )
 }
 
 /// `persons`: the population joined (`joins`) to the per-person values,
@@ -329,10 +328,7 @@ fn persons_select(
         let value = match from.get(&fi) {
             Some((alias, Some(d))) => format!("coalesce({alias}.{}, {d})", column(fi)),
             Some((alias, None)) => format!("{alias}.{}", column(fi)),
-            None => format!(
-                "CAST(NULL AS {})",
-                expr::sql_type(target, typed.slot_types[first_feature + fi])
-            ),
+            None => typed_null(target, typed, first_feature + fi),
         };
         select.push(described(
             &feature.description,
