@@ -714,16 +714,21 @@ impl Bound {
             (true, true) => format!(", CAST({of}weight AS BIGINT) AS weight"),
             (true, false) => ", CAST(NULL AS BIGINT) AS weight".into(),
         };
-        // The exact lists of one coding system are stacked and joined to the
-        // distinct codes once (a join per list had Spark, which computes a
-        // CTE again for each reader, find the distinct codes once per list);
-        // a list of prefixes takes its own join.
+        // On Spark the exact lists of one coding system are stacked and
+        // joined to the distinct codes once (a join per list had Spark, which
+        // computes a CTE again for each reader, find the distinct codes once
+        // per list). DuckDB keeps the distinct codes and takes a join per
+        // list: stacked, its script took 22.3 s against 17.5 s at 1M persons.
+        // A list of prefixes takes its own join.
         let mut exact: Vec<(CodingSystem, Vec<usize>)> = Vec::new();
         let mut prefixes: Vec<String> = Vec::new();
         for &l in lists.keys() {
             let list = &model.codelists[l];
             match list.match_mode {
-                MatchMode::Exact => match exact.iter_mut().find(|(s, _)| *s == list.system) {
+                MatchMode::Exact => match exact
+                    .iter_mut()
+                    .find(|(s, _)| target == Target::Spark && *s == list.system)
+                {
                     Some((_, ls)) => ls.push(l),
                     None => exact.push((list.system, vec![l])),
                 },
