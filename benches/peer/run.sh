@@ -15,7 +15,7 @@
 #
 # Usage: benches/peer/run.sh [PERSONS (1000000)] [RUNS (5)] [WHICH (both)]
 # WHICH: peer, core or both. The compiled core script takes DuckDB about
-# 17 s and 5.4 GB at 1M persons on 2 cores (5M would not fit in 24 GiB).
+# 18 s and 5.3 GiB at 1M persons on 2 cores (5M would not fit in 24 GiB).
 # Needs python3 with venv and pip (DuckDB and Polars are installed into
 # benches/peer/.venv) and GNU time (/usr/bin/time). Data is kept in
 # target/peer/ for later runs; set STRATA_PEER_DATA to use another folder.
