@@ -5,6 +5,7 @@
 //! large enough for a 20,000-code vocabulary to stay dictionary-encoded, and
 //! page statistics so readers can skip what they don't need.
 
+use arrow_array::ArrayRef;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 use parquet::schema::types::ColumnPath;
@@ -39,13 +40,25 @@ pub fn write_batch(
     batch: &arrow_array::RecordBatch,
     keep: Option<&arrow_array::BooleanArray>,
 ) -> crate::Result<()> {
-    write_groups(path, batch, keep, ROW_GROUP_ROWS)
+    write_groups(path, std::slice::from_ref(batch), keep, ROW_GROUP_ROWS)
 }
 
-/// [`write_batch`] with row groups of `group_rows` rows.
+/// [`write_batch`] of several batches of one schema, one after another,
+/// without joining them first: each row group's column is joined from the
+/// batches' pieces as it is encoded, in parallel. The file is the one
+/// [`write_batch`] writes of the batches joined.
+pub fn write_batches(
+    path: &std::path::Path,
+    batches: &[arrow_array::RecordBatch],
+) -> crate::Result<()> {
+    write_groups(path, batches, None, ROW_GROUP_ROWS)
+}
+
+/// [`write_batch`] of `batches` one after another (`keep` marks rows of
+/// them all), with row groups of `group_rows` rows.
 fn write_groups(
     path: &std::path::Path,
-    batch: &arrow_array::RecordBatch,
+    batches: &[arrow_array::RecordBatch],
     keep: Option<&arrow_array::BooleanArray>,
     group_rows: usize,
 ) -> crate::Result<()> {
@@ -55,12 +68,26 @@ fn write_groups(
     use rayon::prelude::*;
 
     let fail = |e| crate::Error::io(path, "cannot write", parquet_io(e));
+    let Some(first) = batches.first() else {
+        return Err(crate::Error::Internal(format!(
+            "writing {}: no batch to write",
+            path.display()
+        )));
+    };
+    let schema = first.schema();
     let file =
         std::fs::File::create(path).map_err(|e| crate::Error::io(path, "cannot create", e))?;
-    let schema = batch.schema();
     let writer = ArrowWriter::try_new(file, schema.clone(), Some(writer_properties().build()))
         .map_err(fail)?;
     let (mut file_writer, factory) = writer.into_serialized_writer().map_err(fail)?;
+    // Where each batch starts among all rows, and where they end.
+    let offsets: Vec<usize> = std::iter::once(0)
+        .chain(batches.iter().scan(0, |end, b| {
+            *end += b.num_rows();
+            Some(*end)
+        }))
+        .collect();
+    let rows = offsets[batches.len()];
     // A null reads as not kept, whatever its value bit.
     let keep = keep.map(|keep| {
         if arrow_array::Array::null_count(keep) > 0 {
@@ -69,14 +96,35 @@ fn write_groups(
             keep.clone()
         }
     });
-    // Each row group's rows of `batch`: the range holding its kept rows
-    // (the first of them to the next group's first).
+    // Each row group's rows: the range holding its kept rows (the first of
+    // them to the next group's first).
     let starts: Vec<usize> = match &keep {
-        None => (0..batch.num_rows()).step_by(group_rows).collect(),
+        None => (0..rows).step_by(group_rows).collect(),
         Some(keep) => keep.values().set_indices().step_by(group_rows).collect(),
     };
+    // Column `c` of rows `start..end`: a slice of one batch, or the pieces
+    // of several joined.
+    let rows_of = |c: usize, start: usize, end: usize| -> parquet::errors::Result<ArrayRef> {
+        let pieces: Vec<ArrayRef> = batches
+            .iter()
+            .zip(offsets.windows(2))
+            .filter(|(_, at)| at[0] < end && start < at[1])
+            .map(|(b, at)| {
+                let from = start.max(at[0]);
+                b.column(c).slice(from - at[0], end.min(at[1]) - from)
+            })
+            .collect();
+        match pieces.as_slice() {
+            [one] => Ok(one.clone()),
+            _ => {
+                let pieces: Vec<&dyn arrow_array::Array> =
+                    pieces.iter().map(|p| p.as_ref()).collect();
+                Ok(arrow_select::concat::concat(&pieces)?)
+            }
+        }
+    };
     for (group, &start) in starts.iter().enumerate() {
-        let end = starts.get(group + 1).copied().unwrap_or(batch.num_rows());
+        let end = starts.get(group + 1).copied().unwrap_or(rows);
         // Which rows of the range are kept (`None`: all of them).
         let predicate = keep.as_ref().map(|keep| {
             FilterBuilder::new(&keep.slice(start, end - start))
@@ -87,11 +135,11 @@ fn write_groups(
         // strata's output columns are flat: one leaf, so one writer, each.
         let chunks = writers
             .into_par_iter()
-            .zip(batch.columns().par_iter())
             .zip(schema.fields().par_iter())
+            .enumerate()
             .map(
-                |((mut writer, column), field)| -> parquet::errors::Result<ArrowColumnChunk> {
-                    let array = column.slice(start, end - start);
+                |(c, (mut writer, field))| -> parquet::errors::Result<ArrowColumnChunk> {
+                    let array = rows_of(c, start, end)?;
                     let array = match &predicate {
                         Some(predicate) => predicate.filter(array.as_ref())?,
                         None => array,
@@ -148,7 +196,7 @@ mod tests {
         let batch = RecordBatch::try_from_iter([("id", ids), ("text", texts)]).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.parquet");
-        super::write_groups(&path, &batch, keep, 3).unwrap();
+        super::write_groups(&path, &[batch], keep, 3).unwrap();
         let reader =
             ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap()).unwrap();
         let sizes = reader
@@ -182,6 +230,42 @@ mod tests {
         assert_eq!(sizes, [3, 3, 3, 1]);
         assert_eq!(ids, (0..10).collect::<Vec<_>>());
         assert_eq!(texts, (0..10).map(text).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn several_batches_write_the_file_of_them_joined() {
+        let batch = |from: i64, to: i64| {
+            let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(from..to));
+            let texts: ArrayRef = Arc::new(StringArray::from_iter((from..to).map(text)));
+            RecordBatch::try_from_iter([("id", ids), ("text", texts)]).unwrap()
+        };
+        // Row groups of 3 that begin inside a batch, span three of them,
+        // and meet an empty one.
+        let parts = [
+            batch(0, 4),
+            batch(4, 5),
+            batch(5, 5),
+            batch(5, 6),
+            batch(6, 10),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let (apart, joined) = (dir.path().join("apart"), dir.path().join("joined"));
+        super::write_groups(&apart, &parts, None, 3).unwrap();
+        let all = arrow_select::concat::concat_batches(&parts[0].schema(), &parts).unwrap();
+        super::write_groups(&joined, &[all], None, 3).unwrap();
+        assert_eq!(
+            std::fs::read(&apart).unwrap(),
+            std::fs::read(joined).unwrap()
+        );
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(apart).unwrap()).unwrap();
+        let sizes: Vec<i64> = reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| g.num_rows())
+            .collect();
+        assert_eq!(sizes, [3, 3, 3, 1]);
     }
 
     #[test]

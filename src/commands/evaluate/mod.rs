@@ -228,7 +228,7 @@ pub fn run(
         })
         .collect();
     let batches = days
-        .iter()
+        .par_iter()
         .map(|(as_of, people)| people.batch(*as_of))
         .collect::<Result<Vec<_>>>()?;
     timings.push(("figures", started.elapsed().as_secs_f64()));
@@ -244,10 +244,8 @@ pub fn run(
         Error::io(&staging, "cannot create the evaluation folder", e)
             .with_help("give --out a folder in a place you can write")
     })?;
-    let schema = batches[0].schema();
-    let all = arrow_select::concat::concat_batches(&schema, &batches)
-        .map_err(|e| Error::Internal(format!("joining the dates' predictions: {e}")))?;
-    crate::output::parquet::write_batch(&staging.join("predictions.parquet"), &all, None)?;
+    // The dates' predictions one after another.
+    crate::output::parquet::write_batches(&staging.join("predictions.parquet"), &batches)?;
     let evaluation = json!({
         "model": model.meta.name,
         "compared_with": compare.as_ref().map(describe),
