@@ -164,7 +164,7 @@ pub fn render(results: &Results, explained: &Explained) -> String {
     let _ = writeln!(s, "\nCohorts");
     for (cohort, result) in model.cohorts.iter().zip(&results.cohorts) {
         let verdict = if result.flags.value(row) {
-            format!("IN (rank {} in their PCN)", result.rank.value(row))
+            format!("IN (rank {} in their PCN)", result.ranks().value(row))
         } else if presence == Presence::Died {
             "not in: died on or before the as-of date".to_string()
         } else if presence == Presence::NotYetBorn {

@@ -6,6 +6,10 @@
 //! cohort's rank keys (nulls last), then by `person_id` so that ties break
 //! the same way on every run.
 //!
+//! A run that writes no lists (an evaluation, which reads only who is in)
+//! need not rank: it asks for ranks only where `top_per_pcn` needs them to
+//! choose the members.
+//!
 //! Two options narrow a cohort after its condition: `pcns` (only persons
 //! registered to the PCNs that asked for the cohort are members, so no other
 //! PCN's list or count can hold them) and `top_per_pcn` (only the first N
@@ -29,19 +33,33 @@ pub struct CohortResult {
     /// In the cohort (true) or not (false), per person; never null.
     pub flags: BooleanArray,
     /// Rank within the person's PCN, 1 = first; null for non-members.
-    pub rank: Int32Array,
-    /// Members in output order: by PCN, then rank.
+    /// `None` where the run did not ask for ranks.
+    pub rank: Option<Int32Array>,
+    /// Members in output order (by PCN, then rank); in row order where
+    /// the run did not ask for ranks.
     pub members: Vec<u32>,
 }
 
+impl CohortResult {
+    /// The ranks, of a run that asked for them (every run that writes
+    /// lists or `patients.parquet` does).
+    pub fn ranks(&self) -> &Int32Array {
+        self.rank
+            .as_ref()
+            .expect("a run that shows ranks asks for them")
+    }
+}
+
 /// `condition_failed` words an evaluation failure of the cohort's `when`
-/// (integer overflow, say) as the rule-file error it is.
+/// (integer overflow, say) as the rule-file error it is. `ranked`: whether
+/// the ranks are wanted (they are made anyway for `top_per_pcn`).
 pub fn evaluate(
     cohort: &CohortPlan,
     spec: &Cohort,
     slots: &[ArrayRef],
     alive: &BooleanArray,
     pcn: &ArrayRef,
+    ranked: bool,
     condition_failed: impl Fn(eval::EvalError) -> Error,
 ) -> Result<CohortResult> {
     let persons = alive.len();
@@ -70,6 +88,13 @@ pub fn evaluate(
         .filter(|(_, f)| *f == Some(true))
         .map(|(i, _)| i as u32)
         .collect();
+    if !ranked && spec.top_per_pcn.is_none() {
+        return Ok(CohortResult {
+            flags,
+            rank: None,
+            members,
+        });
+    }
     let descending = |d: bool| SortOptions {
         descending: d,
         nulls_first: false,
@@ -119,7 +144,7 @@ pub fn evaluate(
     }
     Ok(CohortResult {
         flags,
-        rank: Int32Array::from(rank),
+        rank: ranked.then(|| Int32Array::from(rank)),
         members,
     })
 }

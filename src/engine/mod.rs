@@ -139,7 +139,7 @@ pub fn run_traced<'m>(
     }
     timings.push(("scan events", started.elapsed()));
 
-    let person_level = person_level(&plan, scanned.features, registered.as_ref())?;
+    let person_level = person_level(&plan, scanned.features, registered.as_ref(), true)?;
     timings.extend(person_level.timings);
 
     let rejected = plan
@@ -200,11 +200,13 @@ struct PersonLevel {
 
 /// From the scan's columns for `plan`'s features (in order; `None` where
 /// a feature is derived or its source absent) to every person-level slot,
-/// who is in the population, and the cohorts, as of `plan.as_of`.
+/// who is in the population, and the cohorts, as of `plan.as_of`; their
+/// members ranked if `ranked`.
 fn person_level(
     plan: &Plan,
     features: Vec<Option<ArrayRef>>,
     registered: Option<&BooleanArray>,
+    ranked: bool,
 ) -> Result<PersonLevel> {
     let model = plan.model;
     let mut timings = Vec::new();
@@ -255,7 +257,7 @@ fn person_level(
         .iter()
         .zip(&model.cohorts)
         .map(|(c, m)| {
-            cohorts::evaluate(c, m, &slots, &eligible, pcn, |e| {
+            cohorts::evaluate(c, m, &slots, &eligible, pcn, ranked, |e| {
                 model.expr_error(
                     &m.condition,
                     m.condition.expr.span,
@@ -295,10 +297,11 @@ pub struct Dates<'a> {
     /// Roughly the bytes of per-person state one scan may hold (see
     /// [`STATE_BUDGET`]).
     pub state_budget: usize,
-    /// `Some(features)`: only the cohorts and these features are read, so
-    /// only what they need is scanned and derived (see
-    /// [`Model::features_needed`]); every other feature is left null.
-    /// `None`: every feature is computed.
+    /// `Some(features)`: only the cohorts' members and these features are
+    /// read, so only what they need is scanned and derived (see
+    /// [`Model::features_needed`]); every other feature is left null, and
+    /// the cohorts are not ranked (but where `top_per_pcn` chooses by
+    /// rank). `None`: every feature is computed and every cohort ranked.
     pub reading: Option<&'a [String]>,
 }
 
@@ -428,6 +431,7 @@ pub fn run_dates<'m, T: Send>(
                     as_of,
                     columns,
                     &forward,
+                    request.reading.is_none(),
                 )?;
                 let mut dated = dated;
                 dated.results.timings.splice(0..0, timings);
@@ -449,6 +453,7 @@ fn on_date<'m>(
     as_of: NaiveDate,
     mut columns: Vec<Option<ArrayRef>>,
     forward: &[(crate::rules::Feature, dates::Window)],
+    ranked: bool,
 ) -> Result<Dated<'m>> {
     let started = Instant::now();
     let mut on_date = plan.on_date(model, as_of)?;
@@ -474,7 +479,7 @@ fn on_date<'m>(
             (f.name.clone(), column)
         })
         .collect();
-    let level = person_level(&on_date, columns, registered.as_ref())?;
+    let level = person_level(&on_date, columns, registered.as_ref(), ranked)?;
     tracing::debug!(timings = ?level.timings, "date {as_of}");
     Ok(Dated {
         results: Results {

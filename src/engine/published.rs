@@ -359,7 +359,7 @@ fn members(flags: BooleanArray, rank: Int32Array, pcn: &ArrayRef) -> Result<Coho
     });
     Ok(CohortResult {
         flags,
-        rank,
+        rank: Some(rank),
         members,
     })
 }

@@ -128,7 +128,7 @@ pub fn write(results: &Results, dir: &Path, info: &super::RunInfo) -> Result<Del
     let ranks: Vec<ArrayRef> = results
         .cohorts
         .iter()
-        .map(|c| std::sync::Arc::new(c.rank.clone()) as ArrayRef)
+        .map(|c| std::sync::Arc::new(c.ranks().clone()) as ArrayRef)
         .collect();
     // With a previous run: whether each member is new to the cohort (null
     // for a cohort the previous run did not have).

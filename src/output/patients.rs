@@ -44,7 +44,7 @@ pub fn write(results: &Results, path: &Path) -> Result<()> {
     for (cohort, result) in model.cohorts.iter().zip(&results.cohorts) {
         push(
             &format!("{}_rank", cohort.name),
-            Arc::new(result.rank.clone()),
+            Arc::new(result.ranks().clone()),
         );
     }
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
