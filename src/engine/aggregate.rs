@@ -41,6 +41,12 @@ pub enum State {
     /// `person << 32 | month` keys (calendar months) or `person << 32 |
     /// day` keys (any 30 days), one per event.
     Monthly(Mutex<Vec<u64>>),
+    /// [`State::Monthly`] of a scan for several dates: one entry per event
+    /// and run of dates whose windows hold it, `(person, month or day,
+    /// first date, end date)`, rather than a key per person and date. With
+    /// 12 monthly dates and a year's window, each event was noted and
+    /// sorted up to 12 times.
+    MonthlyRuns(Mutex<Vec<CodeSeen>>),
     /// Codes seen, by person and run of dates: distinct codes counted
     /// without a code list (see [`CodeSeen`]): one sorted run per row
     /// group and source scanned.
@@ -308,6 +314,7 @@ impl State {
             State::MinFloat(v) | State::MaxFloat(v) => v.get(at).map(prefetch),
             State::Distinct(_)
             | State::Monthly(_)
+            | State::MonthlyRuns(_)
             | State::DistinctValues(_)
             | State::Values { .. } => None,
         };
@@ -350,6 +357,15 @@ impl State {
         }
     }
 
+    /// For a scan of `dates` as-of dates: the monthly counts noted by run
+    /// of dates ([`State::MonthlyRuns`]) where there are several.
+    pub fn for_dates(self, dates: usize) -> State {
+        match self {
+            State::Monthly(_) if dates > 1 => State::MonthlyRuns(Mutex::default()),
+            other => other,
+        }
+    }
+
     /// For `latest`: the N-th latest value rather than the latest.
     pub fn with_nth(self, n: usize) -> State {
         match self {
@@ -367,8 +383,15 @@ impl State {
         }
     }
 
-    /// Adds the codes one task saw, as one sorted run.
+    /// Adds the codes one task saw, as one sorted run; or the events, for
+    /// monthly counts by run of dates.
     pub fn merge_distinct_values(&self, mut seen: Vec<CodeSeen>) {
+        if let State::MonthlyRuns(all) = self {
+            all.lock()
+                .expect("no task panics while holding the lock")
+                .extend(seen);
+            return;
+        }
         if let State::DistinctValues(runs) = self {
             seen.sort_unstable();
             seen.dedup();
@@ -404,6 +427,12 @@ impl State {
             let counts = distinct_code_counts(seen, persons, copies);
             return Ok(int64s(split_dates(&counts, persons, copies, |&c| c)));
         }
+        if let State::MonthlyRuns(events) = self {
+            let events = events
+                .into_inner()
+                .expect("no task panics while holding the lock");
+            return Ok(int64s(most_by_date(aggregate, events, persons, copies)));
+        }
         Ok(match &self {
             // One bit a slot: all dates' bits together are small (1.5
             // bytes a person with 12 dates), so reading them date by date
@@ -427,15 +456,13 @@ impl State {
                 } else {
                     i32::MIN
                 };
-                split_dates(v, persons, copies, |x| x.load(Relaxed))
-                    .into_iter()
-                    .map(|c| {
-                        Arc::new(unless::<arrow_array::types::Date32Type>(
-                            c.into_iter(),
-                            none,
-                        )) as ArrayRef
-                    })
-                    .collect()
+                split_dates_unless::<_, arrow_array::types::Date32Type>(
+                    v,
+                    persons,
+                    copies,
+                    |x| x.load(Relaxed),
+                    none,
+                )
             }
             State::MinInt(v) | State::MaxInt(v) => {
                 let none = if matches!(self, State::MinInt(_)) {
@@ -443,13 +470,13 @@ impl State {
                 } else {
                     i64::MIN
                 };
-                split_dates(v, persons, copies, |x| x.load(Relaxed))
-                    .into_iter()
-                    .map(|c| {
-                        Arc::new(unless::<arrow_array::types::Int64Type>(c.into_iter(), none))
-                            as ArrayRef
-                    })
-                    .collect()
+                split_dates_unless::<_, arrow_array::types::Int64Type>(
+                    v,
+                    persons,
+                    copies,
+                    |x| x.load(Relaxed),
+                    none,
+                )
             }
             _ => {
                 let all = self.finish(aggregate, weights, categories, persons * copies);
@@ -617,6 +644,13 @@ impl State {
             State::DistinctValues(seen) => {
                 Arc::new(Int64Array::from(distinct_code_counts(seen, persons, 1)))
             }
+            State::MonthlyRuns(events) => {
+                let events = events
+                    .into_inner()
+                    .expect("no task panics while holding the lock");
+                let mut most = most_by_date(aggregate, events, persons, 1);
+                Arc::new(Int64Array::from(most.pop().expect("one date")))
+            }
             State::Sum(v) => Arc::new(Int64Array::from_iter_values(
                 v.into_iter().map(AtomicI64::into_inner),
             )),
@@ -731,6 +765,49 @@ fn split_dates<A, T>(
     dates
 }
 
+/// [`split_dates`] with `none` (no event) as null, as [`unless`] makes
+/// each column: the values and their validity in the same one pass.
+fn split_dates_unless<A, T: arrow_array::ArrowPrimitiveType>(
+    v: &[A],
+    persons: usize,
+    copies: usize,
+    load: impl Fn(&A) -> T::Native,
+    none: T::Native,
+) -> Vec<ArrayRef> {
+    let zero = T::Native::default();
+    let mut values: Vec<Vec<T::Native>> =
+        (0..copies).map(|_| Vec::with_capacity(persons)).collect();
+    let mut valid: Vec<Vec<u64>> = (0..copies)
+        .map(|_| Vec::with_capacity(persons.div_ceil(64)))
+        .collect();
+    // 64 persons at a time: one word of validity per date.
+    let mut words = vec![0u64; copies];
+    for block in v[..persons * copies].chunks(64 * copies) {
+        words.fill(0);
+        for (bit, person) in block.chunks_exact(copies).enumerate() {
+            for (date, slot) in person.iter().enumerate() {
+                let x = load(slot);
+                let present = x != none;
+                words[date] |= u64::from(present) << bit;
+                values[date].push(if present { x } else { zero });
+            }
+        }
+        for (date, &word) in words.iter().enumerate() {
+            valid[date].push(word.to_le());
+        }
+    }
+    values
+        .into_iter()
+        .zip(valid)
+        .map(|(values, valid)| {
+            let valid = arrow_buffer::BooleanBuffer::new(valid.into(), 0, persons);
+            let nulls = arrow_buffer::NullBuffer::new(valid);
+            let nulls = (nulls.null_count() > 0).then_some(nulls);
+            Arc::new(arrow_array::PrimitiveArray::<T>::new(values.into(), nulls)) as ArrayRef
+        })
+        .collect()
+}
+
 /// Where slot `slot`'s flag is: its word, and the bit within it (least
 /// significant first, as Arrow orders booleans).
 #[inline]
@@ -772,26 +849,82 @@ fn unless<T: arrow_array::ArrowPrimitiveType>(
     arrow_array::PrimitiveArray::new(values.into(), Some(nulls))
 }
 
+/// `max_in_a_month` or `max_in_30_days` of each person and date from
+/// the events noted by run of dates ([`State::MonthlyRuns`]): each date's
+/// column, 0 where a person had no event in that date's window.
+fn most_by_date(
+    aggregate: Aggregate,
+    mut events: Vec<CodeSeen>,
+    persons: usize,
+    copies: usize,
+) -> Vec<Vec<i64>> {
+    use rayon::prelude::*;
+    // By person, then month or day.
+    events.par_sort_unstable();
+    let mut most = vec![vec![0i64; persons]; copies];
+    // Per date, the person's events of the month (or the 30 days) so far.
+    let mut counts = vec![0i64; copies];
+    let mut days: Vec<u64> = Vec::new();
+    for person in events.chunk_by(|a, b| a.0 == b.0) {
+        let p = person[0].0 as usize;
+        if aggregate == Aggregate::MaxInAMonth {
+            for month in person.chunk_by(|a, b| a.1 == b.1) {
+                counts.fill(0);
+                for &(_, _, first, end) in month {
+                    counts[usize::from(first)..usize::from(end)]
+                        .iter_mut()
+                        .for_each(|c| *c += 1);
+                }
+                for (date, &c) in counts.iter().enumerate() {
+                    most[date][p] = most[date][p].max(c);
+                }
+            }
+        } else {
+            for (date, most) in most.iter_mut().enumerate() {
+                let date = date as u16;
+                days.clear();
+                days.extend(
+                    person
+                        .iter()
+                        .filter(|e| e.2 <= date && date < e.3)
+                        .map(|e| e.1),
+                );
+                most[p] = busiest_30_days_of(&days);
+            }
+        }
+    }
+    most
+}
+
 /// For sorted `person << 32 | day` keys (days offset so they are not
 /// negative), each person's most events within any 30 consecutive days
 /// (a day and the 29 after it): a sliding window over each person's dates.
 fn busiest_30_days(keys: &[u64], most: &mut [i64]) {
+    let mut days: Vec<u64> = Vec::new();
     for events in keys.chunk_by(|a, b| a >> 32 == b >> 32) {
-        let person = (events[0] >> 32) as usize;
-        let mut start = 0;
-        for (end, &key) in events.iter().enumerate() {
-            let day = key & 0xFFFF_FFFF;
-            while day - (events[start] & 0xFFFF_FFFF) >= 30 {
-                start += 1;
-            }
-            most[person] = most[person].max((end - start + 1) as i64);
-        }
+        days.clear();
+        days.extend(events.iter().map(|k| k & 0xFFFF_FFFF));
+        most[(events[0] >> 32) as usize] = busiest_30_days_of(&days);
     }
+}
+
+/// The most of `days` (sorted) within any 30 consecutive days (a day and
+/// the 29 after it): a sliding window.
+fn busiest_30_days_of(days: &[u64]) -> i64 {
+    let (mut start, mut most) = (0, 0);
+    for (end, &day) in days.iter().enumerate() {
+        while day - days[start] >= 30 {
+            start += 1;
+        }
+        most = most.max((end - start + 1) as i64);
+    }
+    most
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow_array::Array;
     use arrow_array::cast::AsArray;
 
     #[test]
@@ -971,6 +1104,87 @@ mod tests {
             .values()
             .to_vec();
         assert_eq!(got, vec![3, 2]);
+    }
+
+    #[test]
+    fn dates_split_with_nulls_as_each_date_alone() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(3);
+        // Persons across several words of validity, and a last part word.
+        for (persons, copies) in [(1, 1), (63, 2), (64, 3), (130, 12)] {
+            let state = State::new(Aggregate::LastDate, None, false, None, persons * copies);
+            for _ in 0..persons {
+                let slot = rng.random_range(0..(persons * copies) as u32);
+                state.day(slot, rng.random_range(-3..3));
+            }
+            let State::MaxDay(v) = &state else {
+                unreachable!("a last date keeps days")
+            };
+            let slots: Vec<i32> = v.iter().map(|d| d.load(Relaxed)).collect();
+            let got = state
+                .finish_dates(Aggregate::LastDate, &[], (&[], &[]), persons, copies)
+                .unwrap();
+            for (date, column) in got.iter().enumerate() {
+                let alone = unless::<arrow_array::types::Date32Type>(
+                    (0..persons).map(|p| slots[p * copies + date]),
+                    i32::MIN,
+                );
+                let column = column.as_primitive::<arrow_array::types::Date32Type>();
+                // The same values under the nulls too, and no null buffer
+                // where nothing is null.
+                assert_eq!(column.values(), alone.values(), "{persons}, date {date}");
+                assert_eq!(column.nulls(), alone.nulls(), "{persons}, date {date}");
+            }
+        }
+    }
+
+    #[test]
+    fn monthly_counts_by_run_of_dates_match_a_key_per_date() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(9);
+        let (persons, copies) = (5usize, 12usize);
+        for aggregate in [Aggregate::MaxInAMonth, Aggregate::MaxIn30Days] {
+            for _ in 0..200 {
+                // Events on few months or days (repeats, neighbours, 29 and
+                // 30 days apart), each in a run of dates, from several
+                // tasks; against the one-date state fed a key per date.
+                let runs = State::new(aggregate, None, false, None, persons).for_dates(copies);
+                let keys = State::new(aggregate, None, false, None, persons * copies);
+                for _task in 0..3 {
+                    let mut seen = Vec::new();
+                    let mut per_date = Vec::new();
+                    for _ in 0..rng.random_range(0..30) {
+                        let person = rng.random_range(0..persons as u32);
+                        let value = [5, 6, 7, 35, 36, 37][rng.random_range(0..6)];
+                        let first = rng.random_range(0..copies as u16);
+                        let end = rng.random_range(first + 1..=copies as u16);
+                        seen.push((person, value, first, end));
+                        for date in first..end {
+                            let slot = person as u64 * copies as u64 + u64::from(date);
+                            per_date.push(slot << 32 | value);
+                        }
+                    }
+                    runs.merge_distinct_values(seen);
+                    keys.merge_keys(per_date);
+                }
+                let got = runs
+                    .finish_dates(aggregate, &[], (&[], &[]), persons, copies)
+                    .unwrap();
+                let all = keys.finish(aggregate, &[], (&[], &[]), persons * copies);
+                let all = all.as_primitive::<arrow_array::types::Int64Type>();
+                for (date, column) in got.iter().enumerate() {
+                    let column = column.as_primitive::<arrow_array::types::Int64Type>();
+                    assert_eq!(column.null_count(), 0);
+                    let expected: Vec<i64> =
+                        (0..persons).map(|p| all.value(p * copies + date)).collect();
+                    assert_eq!(
+                        column.values().to_vec(),
+                        expected,
+                        "{aggregate:?}, date {date}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -246,6 +246,7 @@ pub fn scan(
                         persons * s.dates,
                     )
                     .with_nth(a.nth)
+                    .for_dates(s.dates)
                 })
                 .collect()
         })
@@ -938,10 +939,55 @@ fn first_of_each(offsets: &[usize], ids: &[u32], n: usize) -> (Vec<usize>, Vec<u
     (kept_offsets, kept)
 }
 
-/// Notes each code of row `row` for the run of dates in `seen`, if any.
-fn note_codes(found: &mut Vec<CodeSeen>, codes: &Codes, row: usize, seen: Option<(u32, u16, u16)>) {
-    if let Some((person, first, end)) = seen {
+/// Notes the run of dates in `seen`, if any: each code of row `row` (for
+/// distinct codes without a list), or the event's month or day (for
+/// `max_in_a_month` and `max_in_30_days`).
+fn note_run(
+    found: &mut Vec<CodeSeen>,
+    agg: &AggregatePlan,
+    codes: &Codes,
+    row: usize,
+    day: i32,
+    seen: Option<(u32, u16, u16)>,
+) {
+    let Some((person, first, end)) = seen else {
+        return;
+    };
+    if counts_distinct_values(agg) {
         codes.each_code_hash(row, |h| found.push((person, h, first, end)));
+    } else {
+        found.push((person, monthly_key(agg, day), first, end));
+    }
+}
+
+/// Adds date `date` of person `person` to the run of dates `seen`, or,
+/// where it does not continue the run, notes the run (`note`) and starts
+/// another.
+#[inline]
+fn extend_run(
+    seen: &mut Option<(u32, u16, u16)>,
+    person: u32,
+    date: usize,
+    note: impl FnOnce(Option<(u32, u16, u16)>),
+) {
+    let date = date as u16;
+    match seen {
+        Some((_, _, end)) if *end == date => *end = date + 1,
+        _ => {
+            note(*seen);
+            *seen = Some((person, date, date + 1));
+        }
+    }
+}
+
+/// What `max_in_a_month` and `max_in_30_days` keep of an event: its month,
+/// or its day (the sign bit flipped keeps days before 1970 in order).
+#[inline]
+fn monthly_key(agg: &AggregatePlan, day: i32) -> u64 {
+    if agg.aggregate == Aggregate::MaxInAMonth {
+        u64::from(dates::month_number(day))
+    } else {
+        u64::from(day as u32 ^ 0x8000_0000)
     }
 }
 
@@ -1555,20 +1601,21 @@ impl<'a> Task<'a> {
                     match agg.aggregate {
                         Aggregate::Count | Aggregate::Exists => state.count(slot),
                         Aggregate::FirstDate | Aggregate::LastDate => state.day(slot, day),
-                        Aggregate::MaxInAMonth => distinct[j]
-                            .push((u64::from(slot) << 32) | u64::from(dates::month_number(day))),
-                        // The sign bit flipped keeps days before 1970 in order.
-                        Aggregate::MaxIn30Days => distinct[j]
-                            .push((u64::from(slot) << 32) | u64::from(day as u32 ^ 0x8000_0000)),
+                        Aggregate::MaxInAMonth | Aggregate::MaxIn30Days if copies == 1 => {
+                            distinct[j].push((u64::from(slot) << 32) | monthly_key(agg, day))
+                        }
+                        // With several dates, the run of dates whose windows
+                        // hold the event (or code), noted once per run rather
+                        // than once per date.
+                        Aggregate::MaxInAMonth | Aggregate::MaxIn30Days => {
+                            extend_run(&mut seen, p, date, |run| {
+                                note_run(&mut distinct_values[j], agg, &codes, row, day, run)
+                            })
+                        }
                         Aggregate::CountDistinctCodes if agg.codelist.is_none() => {
-                            let date = date as u16;
-                            match &mut seen {
-                                Some((_, _, end)) if *end == date => *end = date + 1,
-                                _ => {
-                                    note_codes(&mut distinct_values[j], &codes, row, seen);
-                                    seen = Some((p, date, date + 1));
-                                }
-                            }
+                            extend_run(&mut seen, p, date, |run| {
+                                note_run(&mut distinct_values[j], agg, &codes, row, day, run)
+                            })
                         }
                         Aggregate::CountDistinctCodes
                         | Aggregate::CountDistinctCategories
@@ -1660,7 +1707,8 @@ impl<'a> Task<'a> {
                             .push(event);
                     }
                 }
-                note_codes(&mut distinct_values[j], &codes, row, seen);
+                let agg = &source.aggregates[j];
+                note_run(&mut distinct_values[j], agg, &codes, row, day, seen);
             }
         }
         let r = self.rejected;
