@@ -33,10 +33,11 @@ pub struct CohortResult {
     /// In the cohort (true) or not (false), per person; never null.
     pub flags: BooleanArray,
     /// Rank within the person's PCN, 1 = first; null for non-members.
-    /// `None` where the run did not ask for ranks.
+    /// `None` where the run did not ask for ranks and `top_per_pcn` did not
+    /// need them.
     pub rank: Option<Int32Array>,
     /// Members in output order (by PCN, then rank); in row order where
-    /// the run did not ask for ranks.
+    /// `rank` is `None`.
     pub members: Vec<u32>,
 }
 
@@ -144,7 +145,7 @@ pub fn evaluate(
     }
     Ok(CohortResult {
         flags,
-        rank: ranked.then(|| Int32Array::from(rank)),
+        rank: Some(Int32Array::from(rank)),
         members,
     })
 }
