@@ -450,34 +450,10 @@ impl State {
                 i64::from(c.load(Relaxed))
             })),
             State::Sum(v) => int64s(split_dates(v, persons, copies, |x| x.load(Relaxed))),
-            State::MinDay(v) | State::MaxDay(v) => {
-                let none = if matches!(self, State::MinDay(_)) {
-                    i32::MAX
-                } else {
-                    i32::MIN
-                };
-                split_dates_unless::<_, arrow_array::types::Date32Type>(
-                    v,
-                    persons,
-                    copies,
-                    |x| x.load(Relaxed),
-                    none,
-                )
-            }
-            State::MinInt(v) | State::MaxInt(v) => {
-                let none = if matches!(self, State::MinInt(_)) {
-                    i64::MAX
-                } else {
-                    i64::MIN
-                };
-                split_dates_unless::<_, arrow_array::types::Int64Type>(
-                    v,
-                    persons,
-                    copies,
-                    |x| x.load(Relaxed),
-                    none,
-                )
-            }
+            State::MinDay(v) => days(v, persons, copies, i32::MAX),
+            State::MaxDay(v) => days(v, persons, copies, i32::MIN),
+            State::MinInt(v) => ints(v, persons, copies, i64::MAX),
+            State::MaxInt(v) => ints(v, persons, copies, i64::MIN),
             _ => {
                 let all = self.finish(aggregate, weights, categories, persons * copies);
                 (0..copies)
@@ -660,10 +636,10 @@ impl State {
                     .expect("no task panics while holding the lock");
                 values_column(aggregate, nth, &mut values, persons)
             }
-            State::MinDay(v) => days(v, i32::MAX),
-            State::MaxDay(v) => days(v, i32::MIN),
-            State::MinInt(v) => ints(v, i64::MAX),
-            State::MaxInt(v) => ints(v, i64::MIN),
+            State::MinDay(v) => days(&v, persons, 1, i32::MAX).remove(0),
+            State::MaxDay(v) => days(&v, persons, 1, i32::MIN).remove(0),
+            State::MinInt(v) => ints(&v, persons, 1, i64::MAX).remove(0),
+            State::MaxInt(v) => ints(&v, persons, 1, i64::MIN).remove(0),
             State::MinFloat(v) | State::MaxFloat(v) => Arc::new(Float64Array::from_iter(
                 v.into_iter()
                     .map(|b| b.into_inner())
@@ -765,8 +741,11 @@ fn split_dates<A, T>(
     dates
 }
 
-/// [`split_dates`] with `none` (no event) as null, as [`unless`] makes
-/// each column: the values and their validity in the same one pass.
+/// [`split_dates`] with `none` (no event) as null (its value 0, as Arrow's
+/// builders leave a null's), and no null buffer in a column where nothing
+/// is null: the values and their validity in one pass, with one date too
+/// (the values, then their validity, then a copy with the nulls' values
+/// zeroed had taken three passes).
 fn split_dates_unless<A, T: arrow_array::ArrowPrimitiveType>(
     v: &[A],
     persons: usize,
@@ -815,38 +794,26 @@ fn flag(slot: usize) -> (usize, u64) {
     (slot / 64, 1 << (slot % 64))
 }
 
-fn days(v: Vec<AtomicI32>, none: i32) -> ArrayRef {
-    Arc::new(unless::<arrow_array::types::Date32Type>(
-        v.into_iter().map(AtomicI32::into_inner),
+/// Each date's column of first/last dates, `none` (no event) as null.
+fn days(v: &[AtomicI32], persons: usize, copies: usize, none: i32) -> Vec<ArrayRef> {
+    split_dates_unless::<_, arrow_array::types::Date32Type>(
+        v,
+        persons,
+        copies,
+        |x| x.load(Relaxed),
         none,
-    ))
+    )
 }
 
-fn ints(v: Vec<AtomicI64>, none: i64) -> ArrayRef {
-    Arc::new(unless::<arrow_array::types::Int64Type>(
-        v.into_iter().map(AtomicI64::into_inner),
+/// Each date's column of whole-number minima/maxima, `none` as null.
+fn ints(v: &[AtomicI64], persons: usize, copies: usize, none: i64) -> Vec<ArrayRef> {
+    split_dates_unless::<_, arrow_array::types::Int64Type>(
+        v,
+        persons,
+        copies,
+        |x| x.load(Relaxed),
         none,
-    ))
-}
-
-/// `values` with `none` (no event) as null; a null's value is 0, as
-/// Arrow's builders leave it. Built whole rather than row by row.
-fn unless<T: arrow_array::ArrowPrimitiveType>(
-    values: impl Iterator<Item = T::Native>,
-    none: T::Native,
-) -> arrow_array::PrimitiveArray<T> {
-    let values: Vec<T::Native> = values.collect();
-    let present = arrow_buffer::BooleanBuffer::collect_bool(values.len(), |i| values[i] != none);
-    let nulls = arrow_buffer::NullBuffer::new(present);
-    if nulls.null_count() == 0 {
-        return arrow_array::PrimitiveArray::new(values.into(), None);
-    }
-    let zero = T::Native::default();
-    let values: Vec<T::Native> = values
-        .into_iter()
-        .map(|v| if v == none { zero } else { v })
-        .collect();
-    arrow_array::PrimitiveArray::new(values.into(), Some(nulls))
+    )
 }
 
 /// `max_in_a_month` or `max_in_30_days` of each person and date from
@@ -1104,6 +1071,23 @@ mod tests {
             .values()
             .to_vec();
         assert_eq!(got, vec![3, 2]);
+    }
+
+    /// The reference for [`split_dates_unless`]: `values` with `none` (no
+    /// event) as null, a null's value 0 (as Arrow's builders leave it),
+    /// and no null buffer where nothing is null.
+    fn unless<T: arrow_array::ArrowPrimitiveType>(
+        values: impl Iterator<Item = T::Native>,
+        none: T::Native,
+    ) -> arrow_array::PrimitiveArray<T> {
+        let values: Vec<T::Native> = values.collect();
+        if !values.contains(&none) {
+            return arrow_array::PrimitiveArray::new(values.into(), None);
+        }
+        values
+            .into_iter()
+            .map(|v| (v != none).then_some(v))
+            .collect()
     }
 
     #[test]
