@@ -693,6 +693,10 @@ fn distinct_code_counts(runs: Mutex<Runs>, persons: usize, copies: usize) -> Vec
         .par_chunks_mut(PERSONS_PER_PART * copies)
         .enumerate()
         .for_each(|(part, counts)| {
+            // Written before it is read: a fresh page read first is mapped
+            // to the zero page, and the first count written to it then
+            // faults again (and flushes the other cores' TLBs).
+            counts.fill(0);
             let first_person = part * PERSONS_PER_PART;
             let part_persons = first_person as u64..(first_person + PERSONS_PER_PART) as u64;
             let mut seen: Vec<CodeSeen> = Vec::new();
