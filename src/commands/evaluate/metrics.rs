@@ -17,7 +17,10 @@ pub(super) fn auroc_ranked(ranked: &[(f64, bool)]) -> Option<(f64, f64)> {
         return None;
     }
     let (mf, nf) = (m as f64, n as f64);
-    let (mut v10, mut v01) = (Vec::with_capacity(m), Vec::with_capacity(n));
+    // The components are the same for everyone in a tie: kept once per
+    // tie with how many people share them, not once per person (a score
+    // over 200,000 people wrote out two such lists for every AUROC).
+    let (mut v10, mut v01) = (Vec::new(), Vec::new());
     // People with and without the outcome scored below the current tie.
     let (mut pos_below, mut neg_below) = (0usize, 0usize);
     for tie in ties(ranked) {
@@ -25,14 +28,29 @@ pub(super) fn auroc_ranked(ranked: &[(f64, bool)]) -> Option<(f64, f64)> {
         let neg = tie.len() - pos;
         let lower = (neg_below as f64 + 0.5 * neg as f64) / nf;
         let higher = ((m - pos_below - pos) as f64 + 0.5 * pos as f64) / mf;
-        v10.extend(std::iter::repeat_n(lower, pos));
-        v01.extend(std::iter::repeat_n(higher, neg));
+        v10.push((lower, pos));
+        v01.push((higher, neg));
         pos_below += pos;
         neg_below += neg;
     }
-    let auc = v10.iter().sum::<f64>() / mf;
-    let se = (covariance(&v10, &v10) / mf + covariance(&v01, &v01) / nf).sqrt();
+    let auc = each(&v10).sum::<f64>() / mf;
+    let se = (variance(&v10, m) / mf + variance(&v01, n) / nf).sqrt();
     Some((auc, se))
+}
+
+/// Every value of (value, how many times) runs, in order.
+fn each(runs: &[(f64, usize)]) -> impl Iterator<Item = f64> + '_ {
+    runs.iter().flat_map(|&(x, k)| std::iter::repeat_n(x, k))
+}
+
+/// [`covariance`] of the `len` values of `runs` with themselves, summed in
+/// the same order, so the same to the last bit.
+fn variance(runs: &[(f64, usize)], len: usize) -> f64 {
+    if len < 2 {
+        return 0.0;
+    }
+    let mean = each(runs).sum::<f64>() / len as f64;
+    each(runs).map(|x| (x - mean) * (x - mean)).sum::<f64>() / (len - 1) as f64
 }
 
 /// Runs of equal scores in a ranked list.
@@ -266,6 +284,41 @@ mod tests {
             let (auc, walked) = auroc_delong(&scored).unwrap();
             assert!((auc - v10.iter().sum::<f64>() / m).abs() < 1e-12);
             assert!((se - walked).abs() < 1e-12, "{se} vs {walked}");
+        }
+    }
+
+    #[test]
+    fn components_kept_per_tie_give_the_per_person_figures_to_the_last_bit() {
+        let mut x = 0x1234_5678_9ABC_DEF1u64;
+        for distinct in [3u64, 50, 1_000_000] {
+            let scored: Vec<(f64, bool)> = (0..500)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    ((x % distinct) as f64 / 7.0, x % 5 == 1)
+                })
+                .collect();
+            let ranked = ascending(&scored);
+            // Every person's component written out, as it was computed.
+            let m = ranked.iter().filter(|(_, h)| *h).count();
+            let n = ranked.len() - m;
+            let (mut v10, mut v01) = (Vec::new(), Vec::new());
+            let (mut pos_below, mut neg_below) = (0, 0);
+            for tie in ties(&ranked) {
+                let pos = tie.iter().filter(|(_, h)| *h).count();
+                let neg = tie.len() - pos;
+                let lower = (neg_below as f64 + 0.5 * neg as f64) / n as f64;
+                let higher = ((m - pos_below - pos) as f64 + 0.5 * pos as f64) / m as f64;
+                v10.extend(std::iter::repeat_n(lower, pos));
+                v01.extend(std::iter::repeat_n(higher, neg));
+                pos_below += pos;
+                neg_below += neg;
+            }
+            let (mf, nf) = (m as f64, n as f64);
+            let auc = v10.iter().sum::<f64>() / mf;
+            let se = (covariance(&v10, &v10) / mf + covariance(&v01, &v01) / nf).sqrt();
+            assert_eq!(auroc_ranked(&ranked), Some((auc, se)), "{distinct} scores");
         }
     }
 

@@ -350,13 +350,19 @@ struct Ranking {
 
 impl Ranking {
     fn new(values: &[Option<f64>]) -> Ranking {
-        let mut ascending: Vec<u32> = (0..values.len() as u32)
-            .filter(|&i| values[i as usize].is_some())
-            .collect();
         // (+ 0.0 makes -0.0 equal 0.0 for the sort too, as for the ties.)
         let value = |i: &u32| values[*i as usize].expect("scored") + 0.0;
-        // Stable: ties stay in person order.
-        ascending.sort_by(|a, b| value(a).total_cmp(&value(b)));
+        // Sorted by each value's place in `f64::total_cmp`'s order, then
+        // person: ties stay in person order. Sorting the keys beside the
+        // people, not the people by looking their values up, reads memory
+        // in order.
+        let mut keyed: Vec<(u64, u32)> = values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &v)| Some((total_order(v? + 0.0), i as u32)))
+            .collect();
+        keyed.sort_unstable();
+        let ascending: Vec<u32> = keyed.into_iter().map(|(_, i)| i).collect();
         let highest_first = ascending
             .chunk_by(|a, b| value(a) == value(b))
             .rev()
@@ -382,6 +388,18 @@ impl Ranking {
             .filter(|&i| keep(i))
             .map(|i| (values[i].expect("scored"), happened[i]))
             .collect()
+    }
+}
+
+/// `x`'s place in [`f64::total_cmp`]'s order, as an unsigned number.
+fn total_order(x: f64) -> u64 {
+    let bits = x.to_bits();
+    // Negative numbers' bits count down: flipped whole; positive ones'
+    // sign bit set, so that they come after.
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
     }
 }
 
@@ -1366,6 +1384,42 @@ mod tests {
         assert!((c["brier"].as_f64().unwrap() - brier).abs() < 1e-12);
         let c = calibration(Suppression::None, &[Some(1.5)], &[true]);
         assert!(c["error"].is_string());
+    }
+
+    #[test]
+    fn rankings_order_as_total_cmp_with_ties_in_person_order() {
+        let special = [
+            0.0,
+            -0.0,
+            1.0,
+            -1.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            -f64::NAN,
+            f64::MIN_POSITIVE / 2.0,
+            -f64::MIN_POSITIVE / 2.0,
+            2.5,
+        ];
+        let mut x = 0x0DDB_1A5E_5BAD_5EEDu64;
+        for _ in 0..100 {
+            let values: Vec<Option<f64>> = (0..60)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (!x.is_multiple_of(6)).then(|| special[(x >> 8) as usize % special.len()])
+                })
+                .collect();
+            let ranking = Ranking::new(&values);
+            // As it was: the people sorted stably by their values.
+            let mut expected: Vec<u32> = (0..values.len() as u32)
+                .filter(|&i| values[i as usize].is_some())
+                .collect();
+            let value = |i: &u32| values[*i as usize].unwrap() + 0.0;
+            expected.sort_by(|a, b| value(a).total_cmp(&value(b)));
+            assert_eq!(ranking.ascending, expected);
+        }
     }
 
     #[test]
