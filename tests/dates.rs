@@ -57,11 +57,21 @@ fn each_date_of_one_scan_is_the_run_of_that_date() {
         .iter()
         .map(|m| strata::rules::bundled::model_path(std::path::Path::new(m)).unwrap())
         .collect();
-    // HIU keeps each PCN's most frequent attender: a cohort that ranks to
-    // choose its members even when nothing reads the ranks.
-    let top = [("hiu_top_per_pcn".to_string(), "1".to_string())];
+    // NHS England's HIU list keeps each PCN's most frequent attender (of
+    // more than 3 a year, so that this population has some): a cohort that
+    // ranks to choose its members even when nothing reads the ranks. The
+    // British Red Cross list keeps everyone.
+    let set = |name: &str, value: &str| (name.to_string(), value.to_string());
+    let top = [
+        set("hiu_nhse_top_per_pcn", "1"),
+        set("hiu_nhse_year_more_than", "3"),
+    ];
     let model = strata::rules::load_all(&paths, &top).unwrap();
-    assert!(model.cohorts.iter().any(|c| c.top_per_pcn.is_some()));
+    let limited = model
+        .cohorts
+        .iter()
+        .position(|c| c.top_per_pcn.is_some())
+        .expect("a cohort with a limit");
     let dates = [date("2024-09-30"), date("2024-12-31"), date("2025-03-31")];
     let outcomes: Vec<String> = model.outcomes.iter().map(|o| o.name.clone()).collect();
     assert!(outcomes.len() >= 3, "the bundled outcomes");
@@ -83,6 +93,10 @@ fn each_date_of_one_scan_is_the_run_of_that_date() {
     let mut differ_between_dates = false;
     for (k, as_of) in dates.iter().enumerate() {
         let single = engine::run(&model, &data, Some(*as_of), &Terminal::new(true)).unwrap();
+        assert!(
+            !single.cohorts[limited].members.is_empty(),
+            "{as_of}: the limited cohort has members"
+        );
         for dated in [&one_scan[k], &scan_each[k]] {
             let r = &dated.results;
             assert_eq!(r.slots.len(), single.slots.len());
@@ -283,6 +297,7 @@ source = "test"
 
 [params]
 floor = 2
+places = 0
 
 {AE_COUNTS}
 [features.last_ae]
@@ -312,36 +327,35 @@ title = "Frequent"
 description = "Two or more earlier attendances"
 when = "older_visits >= floor"
 rank = ["first_ae", "age desc"]
+top_per_pcn = "places"
 reasons = ["label", "last_ae"]
 "#
         ),
     )
     .unwrap();
-    let model = strata::rules::load_all(&[rules], &[]).unwrap();
-    let needed = |wanted: &[&str]| -> Vec<&str> {
+    let model = strata::rules::load_all(std::slice::from_ref(&rules), &[]).unwrap();
+    let needed = |model: &strata::rules::Model, wanted: &[&str]| -> Vec<String> {
         let wanted: Vec<String> = wanted.iter().map(|w| w.to_string()).collect();
         model
             .features_needed(&wanted)
             .iter()
             .zip(&model.features)
             .filter(|(n, _)| **n)
-            .map(|(_, f)| f.name.as_str())
+            .map(|(_, f)| f.name.clone())
             .collect()
     };
-    // The condition through a derived feature, the ranking, not the reasons.
+    // The condition through a derived feature; not the ranking (nothing
+    // reads the order of a cohort with no limit), not the reasons.
+    assert_eq!(needed(&model, &[]), ["ae_90d", "ae_365d", "older_visits"]);
     assert_eq!(
-        needed(&[]),
-        ["ae_90d", "ae_365d", "older_visits", "first_ae"]
+        needed(&model, &["ae_ever", "label"]),
+        ["ae_90d", "ae_365d", "older_visits", "ae_ever", "label"]
     );
+    // Each PCN's first two by rank: the ranking chooses who is in.
+    let places = [("places".to_string(), "2".to_string())];
+    let limited = strata::rules::load_all(&[rules], &places).unwrap();
     assert_eq!(
-        needed(&["ae_ever", "label"]),
-        [
-            "ae_90d",
-            "ae_365d",
-            "older_visits",
-            "first_ae",
-            "ae_ever",
-            "label"
-        ]
+        needed(&limited, &[]),
+        ["ae_90d", "ae_365d", "older_visits", "first_ae"]
     );
 }

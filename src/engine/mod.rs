@@ -298,10 +298,10 @@ pub struct Dates<'a> {
     /// [`STATE_BUDGET`]).
     pub state_budget: usize,
     /// `Some(features)`: only the cohorts' members and these features are
-    /// read, so only what they need is scanned and derived (see
-    /// [`Model::features_needed`]); every other feature is left null, and
-    /// the cohorts are not ranked (but where `top_per_pcn` chooses by
-    /// rank). `None`: every feature is computed and every cohort ranked.
+    /// read, so the cohorts are not ranked (but where `top_per_pcn` chooses
+    /// by rank), and only what the rest needs is scanned and derived (see
+    /// [`Model::features_needed`]); every other feature is left null.
+    /// `None`: every feature is computed and every cohort ranked.
     pub reading: Option<&'a [String]>,
 }
 
@@ -510,12 +510,13 @@ fn dates_per_scan(plan: &Plan, left: usize, budget: usize) -> usize {
     use crate::rules::Aggregate;
     // Per person and date, for each aggregate: its state and its column.
     // `exists` is a bit in each; counts 4 bytes of state and 8 of column;
-    // dates 4 and 4; sums 8 and 8. The others have their column built whole
-    // and then copied out date by date: distinct codes and categories (a
-    // bitset of up to 4 words), min/max, `latest`, `mean` and the busiest
-    // month (up to 8 bytes each for state, column and copy, and more while
-    // building). Keyed states (distinct codes of long lists, counts by
-    // month) grow with the events, not the persons, and are not counted.
+    // dates 4 and 4; sums 8 and 8. Most others have their column built
+    // whole and then copied out date by date: distinct codes and categories
+    // (a bitset of up to 4 words), min/max, `latest` and `mean` (up to 8
+    // bytes each for state, column and copy, and more while building); the
+    // busiest month or 30 days an 8-byte column. Keyed states (distinct
+    // codes of long lists, the busiest month's events) grow with the
+    // events, not the persons, and are not counted.
     let bits: usize = plan
         .sources
         .iter()

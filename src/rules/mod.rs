@@ -440,11 +440,13 @@ impl Model {
         self.features.iter().position(|f| f.name == name)
     }
 
-    /// Per feature: does computing the cohorts (their conditions and
-    /// rankings) and the features named in `wanted` need it, directly or
-    /// through the derived features they use? What a run that reads only
-    /// those must compute: `strata evaluate` reads cohorts and scores, not
-    /// the lists' reasons and labels, which are much of a model.
+    /// Per feature: does computing the cohorts (their conditions, and the
+    /// rankings of those that choose their members by rank, `top_per_pcn`)
+    /// and the features named in `wanted` need it, directly or through the
+    /// derived features they use? What a run that reads only those must
+    /// compute: `strata evaluate` reads who is in each cohort and the
+    /// scores, not the lists' order, reasons and labels, which are much of
+    /// a model.
     pub fn features_needed(&self, wanted: &[String]) -> Vec<bool> {
         let mut needed = vec![false; self.features.len()];
         let mut pending: Vec<usize> = Vec::new();
@@ -460,8 +462,10 @@ impl Model {
             for (name, _) in cohort.condition.expr.names() {
                 need(name, &mut pending);
             }
-            for key in &cohort.rank {
-                need(&key.name, &mut pending);
+            if cohort.top_per_pcn.is_some() {
+                for key in &cohort.rank {
+                    need(&key.name, &mut pending);
+                }
             }
         }
         for name in wanted {
