@@ -71,7 +71,9 @@ pub enum State {
 /// a code list: (person, code hash, first date, end date), the event falling
 /// in the windows of the as-of dates `first..end` (`0..1` with one date).
 /// One entry per run of dates, not per date, so that several dates cost
-/// about what one does in the sorts that count them.
+/// about what one does in the sorts that count them. With several dates,
+/// the busiest month's events take the same form, the month or day in
+/// place of the code ([`State::MonthlyRuns`]).
 pub type CodeSeen = (u32, u64, u16, u16);
 
 // No larger than the (slot, code) pair it replaced.
@@ -353,6 +355,9 @@ impl State {
                 .lock()
                 .expect("no task panics while holding the lock")
                 .extend(keys),
+            State::MonthlyRuns(_) => {
+                unreachable!("with several dates the busiest month is noted by run of dates")
+            }
             _ => {}
         }
     }
@@ -392,6 +397,10 @@ impl State {
                 .extend(seen);
             return;
         }
+        assert!(
+            !matches!(self, State::Monthly(_)),
+            "with one date the busiest month is noted by key"
+        );
         if let State::DistinctValues(runs) = self {
             seen.sort_unstable();
             seen.dedup();
@@ -404,8 +413,10 @@ impl State {
 
     /// [`State::finish`] of a state holding `copies` dates side by side
     /// (slot `person * copies + date`): each date's column. Counts, sums,
-    /// min/max and distinct codes without a list split the state into
-    /// dates in one pass (see [`split_dates`]); flags are read bit by bit
+    /// dates, whole-number min/max and distinct codes without a list split
+    /// the state into dates in one pass (see [`split_dates`]); the busiest
+    /// month's events, noted by run of dates, are counted into every
+    /// date's column at once ([`most_by_date`]); flags are read bit by bit
     /// for each date; the others are finished whole, then each date's
     /// slots taken.
     pub fn finish_dates(
@@ -620,6 +631,7 @@ impl State {
             State::DistinctValues(seen) => {
                 Arc::new(Int64Array::from(distinct_code_counts(seen, persons, 1)))
             }
+            // Not made for one date (see `for_dates`), but counted right.
             State::MonthlyRuns(events) => {
                 let events = events
                     .into_inner()
@@ -835,7 +847,7 @@ fn most_by_date(
     let mut most = vec![vec![0i64; persons]; copies];
     // Per date, the person's events of the month (or the 30 days) so far.
     let mut counts = vec![0i64; copies];
-    let mut days: Vec<u64> = Vec::new();
+    let mut window: Vec<u64> = Vec::new();
     for person in events.chunk_by(|a, b| a.0 == b.0) {
         let p = person[0].0 as usize;
         if aggregate == Aggregate::MaxInAMonth {
@@ -853,14 +865,14 @@ fn most_by_date(
         } else {
             for (date, most) in most.iter_mut().enumerate() {
                 let date = date as u16;
-                days.clear();
-                days.extend(
+                window.clear();
+                window.extend(
                     person
                         .iter()
                         .filter(|e| e.2 <= date && date < e.3)
                         .map(|e| e.1),
                 );
-                most[p] = busiest_30_days_of(&days);
+                most[p] = busiest_30_days_of(&window);
             }
         }
     }
@@ -1094,34 +1106,82 @@ mod tests {
             .collect()
     }
 
+    /// `got` is `alone`: the same values under the nulls too, and no null
+    /// buffer where nothing is null.
+    fn same_as<T: arrow_array::ArrowPrimitiveType>(
+        got: &ArrayRef,
+        alone: arrow_array::PrimitiveArray<T>,
+        what: &str,
+    ) {
+        let got = got.as_primitive::<T>();
+        assert_eq!(got.values(), alone.values(), "{what}");
+        assert_eq!(got.nulls(), alone.nulls(), "{what}");
+    }
+
     #[test]
     fn dates_split_with_nulls_as_each_date_alone() {
+        use arrow_array::types::{Date32Type, Int64Type};
         use rand::{RngExt, SeedableRng};
         let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(3);
-        // Persons across several words of validity, and a last part word.
-        for (persons, copies) in [(1, 1), (63, 2), (64, 3), (130, 12)] {
-            let state = State::new(Aggregate::LastDate, None, false, None, persons * copies);
-            for _ in 0..persons {
-                let slot = rng.random_range(0..(persons * copies) as u32);
-                state.day(slot, rng.random_range(-3..3));
-            }
-            let State::MaxDay(v) = &state else {
-                unreachable!("a last date keeps days")
-            };
-            let slots: Vec<i32> = v.iter().map(|d| d.load(Relaxed)).collect();
-            let got = state
-                .finish_dates(Aggregate::LastDate, &[], (&[], &[]), persons, copies)
-                .unwrap();
-            for (date, column) in got.iter().enumerate() {
-                let alone = unless::<arrow_array::types::Date32Type>(
-                    (0..persons).map(|p| slots[p * copies + date]),
-                    i32::MIN,
-                );
-                let column = column.as_primitive::<arrow_array::types::Date32Type>();
-                // The same values under the nulls too, and no null buffer
-                // where nothing is null.
-                assert_eq!(column.values(), alone.values(), "{persons}, date {date}");
-                assert_eq!(column.nulls(), alone.nulls(), "{persons}, date {date}");
+        let kinds = [
+            (Aggregate::LastDate, None),
+            (Aggregate::FirstDate, None),
+            (Aggregate::Max, Some(Type::Int)),
+            (Aggregate::Min, Some(Type::Int)),
+        ];
+        // Persons across several words of validity, and a last part word;
+        // one date (finished as one) and several.
+        for (persons, copies) in [(1, 1), (70, 1), (63, 2), (64, 3), (130, 12)] {
+            for (aggregate, column) in kinds {
+                let new = || State::new(aggregate, column, false, None, persons * copies);
+                let (state, one) = (new(), new());
+                for _ in 0..persons {
+                    let slot = rng.random_range(0..(persons * copies) as u32);
+                    let value = rng.random_range(-3..3);
+                    for s in [&state, &one] {
+                        s.day(slot, value);
+                        s.int(slot, i64::from(value));
+                    }
+                }
+                let slots: Vec<i64> = match &state {
+                    State::MinDay(v) | State::MaxDay(v) => {
+                        v.iter().map(|d| i64::from(d.load(Relaxed))).collect()
+                    }
+                    State::MinInt(v) | State::MaxInt(v) => {
+                        v.iter().map(|d| d.load(Relaxed)).collect()
+                    }
+                    _ => unreachable!("dates and whole numbers"),
+                };
+                let mut got = state
+                    .finish_dates(aggregate, &[], (&[], &[]), persons, copies)
+                    .unwrap();
+                if copies == 1 {
+                    got.push(one.finish(aggregate, &[], (&[], &[]), persons));
+                }
+                for (k, got) in got.iter().enumerate() {
+                    let date = k % copies;
+                    let what = format!("{aggregate:?}, {persons} persons, date {date}");
+                    let values = (0..persons).map(|p| slots[p * copies + date]);
+                    match aggregate {
+                        Aggregate::LastDate | Aggregate::FirstDate => {
+                            let none = if aggregate == Aggregate::LastDate {
+                                i32::MIN
+                            } else {
+                                i32::MAX
+                            };
+                            let alone = unless::<Date32Type>(values.map(|v| v as i32), none);
+                            same_as(got, alone, &what);
+                        }
+                        _ => {
+                            let none = if aggregate == Aggregate::Max {
+                                i64::MIN
+                            } else {
+                                i64::MAX
+                            };
+                            same_as(got, unless::<Int64Type>(values, none), &what);
+                        }
+                    }
+                }
             }
         }
     }
@@ -1149,7 +1209,7 @@ mod tests {
                         seen.push((person, value, first, end));
                         for date in first..end {
                             let slot = person as u64 * copies as u64 + u64::from(date);
-                            per_date.push(slot << 32 | value);
+                            per_date.push((slot << 32) | value);
                         }
                     }
                     runs.merge_distinct_values(seen);

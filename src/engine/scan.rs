@@ -173,7 +173,8 @@ impl Rejects {
 struct Found {
     /// `slot << 32 | item` keys (distinct aggregates, busiest month).
     keys: Vec<Vec<u64>>,
-    /// Distinct codes without a code list: see [`CodeSeen`].
+    /// Distinct codes without a code list, and with several dates the
+    /// busiest month's events: see [`CodeSeen`].
     code_hashes: Vec<Vec<CodeSeen>>,
     /// (slot, day, value): `latest` and `mean`.
     values: Vec<Vec<(u32, i32, f64)>>,
@@ -1566,9 +1567,10 @@ impl<'a> Task<'a> {
                 if masks[j].as_ref().is_some_and(|m| !m.value(row)) {
                     continue;
                 }
-                // Distinct codes without a list: the run of dates whose
-                // windows hold the event, as (person, first, end), noted
-                // once per run rather than once per date.
+                // Distinct codes without a list, and with several dates the
+                // busiest month: the run of dates whose windows hold the
+                // event, as (person, first, end), noted once per run rather
+                // than once per date.
                 let mut seen: Option<(u32, u16, u16)> = None;
                 for (date, k) in (j..source.aggregates.len())
                     .step_by(distinct_aggregates)

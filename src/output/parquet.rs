@@ -75,6 +75,14 @@ fn write_groups(
         )));
     };
     let schema = first.schema();
+    if let Some(other) = batches.iter().find(|b| b.schema() != schema) {
+        return Err(crate::Error::Internal(format!(
+            "writing {}: batches of two schemas ({} and {})",
+            path.display(),
+            schema,
+            other.schema()
+        )));
+    }
     let file =
         std::fs::File::create(path).map_err(|e| crate::Error::io(path, "cannot create", e))?;
     let writer = ArrowWriter::try_new(file, schema.clone(), Some(writer_properties().build()))

@@ -399,7 +399,7 @@ fn total_order(x: f64) -> u64 {
     if bits >> 63 == 1 {
         !bits
     } else {
-        bits | 1 << 63
+        bits | (1 << 63)
     }
 }
 
