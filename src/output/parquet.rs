@@ -75,7 +75,16 @@ fn write_groups(
         )));
     };
     let schema = first.schema();
-    if let Some(other) = batches.iter().find(|b| b.schema() != schema) {
+    // The file's schema is the first batch's: every batch must have its
+    // columns' types, and no nulls where it has none.
+    let fits = |b: &arrow_array::RecordBatch| {
+        b.num_columns() == schema.fields().len()
+            && schema.fields().iter().zip(b.columns()).all(|(f, c)| {
+                f.data_type() == c.data_type()
+                    && (f.is_nullable() || arrow_array::Array::null_count(c.as_ref()) == 0)
+            })
+    };
+    if let Some(other) = batches.iter().find(|b| !fits(b)) {
         return Err(crate::Error::Internal(format!(
             "writing {}: batches of two schemas ({} and {})",
             path.display(),
@@ -274,6 +283,14 @@ mod tests {
             .map(|g| g.num_rows())
             .collect();
         assert_eq!(sizes, [3, 3, 3, 1]);
+        // A batch whose column has another type, or nulls where the first
+        // has none, is refused.
+        let texts: ArrayRef = Arc::new(StringArray::from(vec![Some("t")]));
+        let ids: ArrayRef = Arc::new(Int64Array::from(vec![1]));
+        let swapped = RecordBatch::try_from_iter([("id", texts), ("text", ids)]).unwrap();
+        let bad = dir.path().join("bad");
+        assert!(super::write_groups(&bad, &[batch(4, 5), swapped], None, 3).is_err());
+        assert!(super::write_groups(&bad, &[batch(4, 5), batch(0, 4)], None, 3).is_err());
     }
 
     #[test]
