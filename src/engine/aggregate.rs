@@ -631,13 +631,8 @@ impl State {
             State::DistinctValues(seen) => {
                 Arc::new(Int64Array::from(distinct_code_counts(seen, persons, 1)))
             }
-            // Not made for one date (see `for_dates`), but counted right.
-            State::MonthlyRuns(events) => {
-                let events = events
-                    .into_inner()
-                    .expect("no task panics while holding the lock");
-                let mut most = most_by_date(aggregate, events, persons, 1);
-                Arc::new(Int64Array::from(most.pop().expect("one date")))
+            State::MonthlyRuns(_) => {
+                unreachable!("made only for several dates, which finish_dates finishes")
             }
             State::Sum(v) => Arc::new(Int64Array::from_iter_values(
                 v.into_iter().map(AtomicI64::into_inner),
