@@ -244,10 +244,10 @@ pub fn scan(
                         a.value.map(|(_, t)| t),
                         a.codelist.is_some(),
                         bits,
-                        persons * s.dates,
+                        persons,
+                        s.dates,
                     )
                     .with_nth(a.nth)
-                    .for_dates(s.dates)
                 })
                 .collect()
         })
@@ -1612,6 +1612,16 @@ impl<'a> Task<'a> {
                         Aggregate::MaxInAMonth | Aggregate::MaxIn30Days => {
                             extend_run(&mut seen, p, date, |run| {
                                 note_run(&mut distinct_values[j], agg, &codes, row, day, run)
+                            })
+                        }
+                        // With one date, each code in the person's set,
+                        // or noted where the set is full.
+                        Aggregate::CountDistinctCodes if agg.codelist.is_none() && copies == 1 => {
+                            let noted = &mut distinct_values[j];
+                            codes.each_code_hash(row, |h| {
+                                if !state.add_code(p, h) {
+                                    noted.push((p, h, 0, 1));
+                                }
                             })
                         }
                         Aggregate::CountDistinctCodes if agg.codelist.is_none() => {
