@@ -119,7 +119,7 @@ fn distinct_medicines(c: &mut Criterion) {
             for task in &tasks {
                 let noted: Vec<(u32, u64, u16, u16)> = task
                     .iter()
-                    .filter(|&&(person, code)| !state.add_code(person, code))
+                    .filter(|&&(person, code)| !state.add_code(person, code, 1))
                     .map(|&(person, code)| (person, code, 0, 1))
                     .collect();
                 state.merge_distinct_values(noted);

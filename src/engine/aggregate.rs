@@ -50,16 +50,14 @@ pub enum State {
     /// sorted up to 12 times.
     MonthlyRuns(Mutex<Vec<CodeSeen>>),
     /// Distinct codes counted without a code list (medicines, for
-    /// polypharmacy). With one date, each person's first
-    /// [`CODES_PER_SET`] codes are kept in a set of their own (`sets`,
-    /// one cache line each, updated in place like a count); codes beyond
-    /// those, and with several dates every code by run of dates, are noted
-    /// in `runs` (see [`CodeSeen`]): one sorted run per row group and
-    /// source scanned. Noting every code was the default model's largest
-    /// sort (at 1M persons, 6.6M notes a year, about 10% of its CPU).
+    /// polypharmacy). Each person's first [`CODES_PER_SET`] codes are kept
+    /// in a set of their own (`sets`, updated in place like a count); codes
+    /// beyond those are noted in `runs` by run of dates (see
+    /// [`CodeSeen`]): one sorted run per row group and source scanned.
+    /// Noting every code was the default model's largest sort (at 1M
+    /// persons, 6.6M notes a year, about 10% of its CPU).
     DistinctValues {
-        /// One per person with one date; none with several.
-        sets: Vec<CodeSet>,
+        sets: CodeSets,
         runs: Mutex<Runs>,
     },
     MinDay(Vec<AtomicI32>),
@@ -95,42 +93,157 @@ const _: () = assert!(std::mem::size_of::<CodeSeen>() == 16);
 /// a year), in one cache line.
 pub const CODES_PER_SET: usize = 8;
 
+/// Up to this many as-of dates keep sets of codes by date
+/// ([`DatedCodeSet`]); a scan of more notes every code.
+pub const MOST_DATES_IN_SETS: usize = 64;
+
+/// Each person's set of distinct codes, by the number of as-of dates.
+pub enum CodeSets {
+    /// One date: a cache line a person.
+    One(Vec<CodeSet>),
+    /// Several dates (`dates` of them): two cache lines a person.
+    Dated {
+        sets: Vec<DatedCodeSet>,
+        dates: usize,
+    },
+    /// More dates than [`MOST_DATES_IN_SETS`]: every code is noted.
+    None,
+}
+
 /// A person's set of up to [`CODES_PER_SET`] code hashes, 0 where free.
-/// A slot is written once (0 to a hash, by compare-and-swap) and never
-/// again, so a code is in at most one slot whatever the tasks' order: a
-/// task puts a code in slot k only after finding every slot before it
-/// holding another code.
 #[repr(align(64))]
 #[derive(Default)]
 pub struct CodeSet([AtomicU64; CODES_PER_SET]);
 
-impl CodeSet {
-    /// Adds `code`; false if the set is full without it (or `code` is 0,
-    /// which marks a free slot).
-    #[inline]
-    fn add(&self, code: u64) -> bool {
-        if code == 0 {
-            return false;
-        }
-        for slot in &self.0 {
-            let mut held = slot.load(Relaxed);
-            if held == 0 {
-                // Free when looked at; taken by another task since unless
-                // the swap succeeds.
-                match slot.compare_exchange(0, code, Relaxed, Relaxed) {
-                    Ok(_) => return true,
-                    Err(now) => held = now,
-                }
+/// A person's codes as [`CodeSet`], each with the as-of dates (a bit each)
+/// whose windows hold an event of it.
+#[repr(align(128))]
+#[derive(Default)]
+pub struct DatedCodeSet {
+    codes: [AtomicU64; CODES_PER_SET],
+    dates: [AtomicU64; CODES_PER_SET],
+}
+
+/// Where `code` is in `slots` (0 where free), put in the first free slot
+/// if it is not there yet; None if every slot holds another code (or
+/// `code` is 0, which marks a free slot). A slot is written once (0 to a
+/// code, by compare-and-swap) and never again, so a code is in at most
+/// one slot whatever the tasks' order: a task puts a code in slot k only
+/// after finding every slot before it holding another code.
+#[inline]
+fn claim(slots: &[AtomicU64; CODES_PER_SET], code: u64) -> Option<usize> {
+    if code == 0 {
+        return None;
+    }
+    for (i, slot) in slots.iter().enumerate() {
+        let mut held = slot.load(Relaxed);
+        if held == 0 {
+            // Free when looked at; taken by another task since unless the
+            // swap succeeds.
+            match slot.compare_exchange(0, code, Relaxed, Relaxed) {
+                Ok(_) => return Some(i),
+                Err(now) => held = now,
             }
-            if held == code {
-                return true;
-            }
         }
-        false
+        if held == code {
+            return Some(i);
+        }
+    }
+    None
+}
+
+impl CodeSets {
+    fn new(persons: usize, dates: usize) -> CodeSets {
+        fn filled<T: Default>(n: usize) -> Vec<T> {
+            (0..n).map(|_| T::default()).collect()
+        }
+        match dates {
+            1 => CodeSets::One(filled(persons)),
+            2..=MOST_DATES_IN_SETS => CodeSets::Dated {
+                sets: filled(persons),
+                dates,
+            },
+            _ => CodeSets::None,
+        }
     }
 
-    fn len(&self) -> usize {
-        self.0.iter().filter(|s| s.load(Relaxed) != 0).count()
+    /// Adds `code` for `person` on the dates of `dates` (bits; 1 with one
+    /// date); false if it must be noted instead.
+    #[inline]
+    fn add(&self, person: u32, code: u64, dates: u64) -> bool {
+        match self {
+            CodeSets::One(sets) => sets
+                .get(person as usize)
+                .is_some_and(|set| claim(&set.0, code).is_some()),
+            CodeSets::Dated { sets, .. } => sets.get(person as usize).is_some_and(|set| {
+                claim(&set.codes, code).is_some_and(|i| {
+                    let held = &set.dates[i];
+                    // Most events repeat dates already held: a plain load
+                    // spares the locked update.
+                    if held.load(Relaxed) & dates != dates {
+                        held.fetch_or(dates, Relaxed);
+                    }
+                    true
+                })
+            }),
+            CodeSets::None => false,
+        }
+    }
+
+    /// Starts fetching the set of slot `slot`'s person.
+    #[inline]
+    fn prefetch(&self, slot: usize) {
+        use crate::input::population::prefetch;
+        match self {
+            CodeSets::One(sets) => {
+                sets.get(slot).map(prefetch);
+            }
+            CodeSets::Dated { sets, dates } => {
+                if let Some(set) = sets.get(slot / dates) {
+                    prefetch(&set.codes);
+                    prefetch(&set.dates);
+                }
+            }
+            CodeSets::None => {}
+        }
+    }
+
+    /// Adds the codes each person's set holds to their counts (`copies`
+    /// per person, from `first_person` on).
+    fn count(&self, first_person: usize, copies: usize, counts: &mut [i64]) {
+        let held = |s: &AtomicU64| s.load(Relaxed);
+        match self {
+            CodeSets::One(sets) => {
+                for (count, set) in counts.iter_mut().zip(&sets[first_person..]) {
+                    *count += set.0.iter().filter(|s| held(s) != 0).count() as i64;
+                }
+            }
+            CodeSets::Dated { sets, .. } => {
+                for (counts, set) in counts.chunks_mut(copies).zip(&sets[first_person..]) {
+                    for (code, dates) in set.codes.iter().zip(&set.dates) {
+                        if held(code) != 0 {
+                            each_run(held(dates), |first, end| {
+                                counts[usize::from(first)..usize::from(end)]
+                                    .iter_mut()
+                                    .for_each(|c| *c += 1)
+                            });
+                        }
+                    }
+                }
+            }
+            CodeSets::None => {}
+        }
+    }
+}
+
+/// Calls `f(first, end)` for each run of set bits of `bits`, lowest first.
+#[inline]
+pub fn each_run(mut bits: u64, mut f: impl FnMut(u16, u16)) {
+    while bits != 0 {
+        let first = bits.trailing_zeros();
+        let len = (bits >> first).trailing_ones();
+        f(first as u16, (first + len) as u16);
+        bits &= !((u64::MAX >> (64 - len)) << first);
     }
 }
 
@@ -242,11 +355,7 @@ impl State {
             Aggregate::Exists => State::Flags(filled(slots.div_ceil(64), || AtomicU64::new(0))),
             Aggregate::Count => State::Count(filled(slots, || AtomicU32::new(0))),
             Aggregate::CountDistinctCodes if !codelist => State::DistinctValues {
-                sets: if dates == 1 {
-                    filled(persons, CodeSet::default)
-                } else {
-                    Vec::new()
-                },
+                sets: CodeSets::new(persons, dates),
                 runs: Mutex::default(),
             },
             Aggregate::CountDistinctCodes
@@ -383,7 +492,10 @@ impl State {
             State::Bits { words, bits, .. } => bits.get(at * words).map(prefetch),
             State::MinDay(v) | State::MaxDay(v) => v.get(at).map(prefetch),
             State::MinFloat(v) | State::MaxFloat(v) => v.get(at).map(prefetch),
-            State::DistinctValues { sets, .. } => sets.get(at).map(prefetch),
+            State::DistinctValues { sets, .. } => {
+                sets.prefetch(at);
+                None
+            }
             State::Distinct(_)
             | State::Monthly(_)
             | State::MonthlyRuns(_)
@@ -391,15 +503,14 @@ impl State {
         };
     }
 
-    /// Adds code hash `code` to `person`'s set of distinct codes; false
-    /// if it must be noted instead (the set is full without it, or there
-    /// are no sets: several dates).
+    /// Adds code hash `code` to `person`'s set of distinct codes, on the
+    /// as-of dates of `dates` (a bit each; 1 with one date); false if it
+    /// must be noted instead (the set is full without it, or there are no
+    /// sets: more than [`MOST_DATES_IN_SETS`] dates).
     #[inline]
-    pub fn add_code(&self, person: u32, code: u64) -> bool {
+    pub fn add_code(&self, person: u32, code: u64, dates: u64) -> bool {
         match self {
-            State::DistinctValues { sets, .. } => {
-                sets.get(person as usize).is_some_and(|set| set.add(code))
-            }
+            State::DistinctValues { sets, .. } => sets.add(person, code, dates),
             _ => false,
         }
     }
@@ -764,7 +875,7 @@ fn values_column(
 /// (found by binary search) and merges them. Merging all the runs whole
 /// kept one core busy while the other waited.
 fn distinct_code_counts(
-    sets: &[CodeSet],
+    sets: &CodeSets,
     runs: Mutex<Runs>,
     persons: usize,
     copies: usize,
@@ -783,15 +894,9 @@ fn distinct_code_counts(
             // faults again (and flushes the other cores' TLBs).
             counts.fill(0);
             let first_person = part * PERSONS_PER_PART;
-            // The codes kept in place (one date only): none of them is
-            // also noted, as a code is noted only when its person's set
-            // is full without it.
-            debug_assert!(sets.is_empty() || copies == 1, "sets with one date only");
-            if let Some(sets) = sets.get(first_person..) {
-                for (count, set) in counts.iter_mut().zip(sets) {
-                    *count = set.len() as i64;
-                }
-            }
+            // The codes kept in place: none of them is also noted, as a
+            // code is noted only when its person's set is full without it.
+            sets.count(first_person, copies, counts);
             let part_persons = first_person as u64..(first_person + PERSONS_PER_PART) as u64;
             let mut seen: Vec<CodeSeen> = Vec::new();
             for run in runs.runs() {
@@ -1101,66 +1206,123 @@ mod tests {
     }
 
     #[test]
-    fn distinct_codes_of_one_date_kept_in_place_or_noted_count_once() {
+    fn distinct_codes_kept_in_place_or_noted_count_once_per_date() {
         use rand::{RngExt, SeedableRng};
         // Persons with fewer codes than a set holds, as many, and more;
-        // code 0 (never kept in place); several tasks at once, each noting
-        // what its person's set could not keep, as the scan does.
+        // code 0 (never kept in place); events in windows of one date, of
+        // runs of dates and of scattered dates (bit 63 too); several tasks
+        // at once, each noting what its person's set could not keep, as
+        // the scan does. One date, several, the most kept in sets, and
+        // more (every code noted).
         let persons = 5usize;
-        for seed in 0..50 {
-            let state = State::new(Aggregate::CountDistinctCodes, None, false, None, persons, 1);
-            let mut naive = vec![std::collections::BTreeSet::new(); persons];
-            let tasks: Vec<Vec<(u32, u64)>> = (0..4)
-                .map(|task| {
-                    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed * 8 + task);
-                    (0..rng.random_range(0..60))
-                        .map(|_| {
-                            let person = rng.random_range(0..persons as u32);
-                            // Person p draws from 3 * p + 1 codes.
-                            let code = rng.random_range(0..=3 * u64::from(person));
-                            (person, code)
-                        })
-                        .collect()
-                })
-                .collect();
-            for &(person, code) in tasks.iter().flatten() {
-                naive[person as usize].insert(code);
-            }
-            std::thread::scope(|scope| {
-                for events in &tasks {
-                    let state = &state;
-                    scope.spawn(move || {
-                        let mut noted = Vec::new();
-                        for &(person, code) in events {
-                            if !state.add_code(person, code) {
-                                noted.push((person, code, 0, 1));
+        for copies in [1, 3, 12, MOST_DATES_IN_SETS, MOST_DATES_IN_SETS + 1] {
+            for seed in 0..30 {
+                let state = State::new(
+                    Aggregate::CountDistinctCodes,
+                    None,
+                    false,
+                    None,
+                    persons,
+                    copies,
+                );
+                let mut naive = vec![std::collections::BTreeSet::new(); persons * copies];
+                let tasks: Vec<Vec<(u32, u64, Vec<usize>)>> = (0..4)
+                    .map(|task| {
+                        let mut rng =
+                            rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed * 8 + task);
+                        (0..rng.random_range(0..60))
+                            .map(|_| {
+                                let person = rng.random_range(0..persons as u32);
+                                // Person p draws from 3 * p + 1 codes.
+                                let code = rng.random_range(0..=3 * u64::from(person));
+                                let dates = match rng.random_range(0..3) {
+                                    0 => vec![rng.random_range(0..copies)],
+                                    1 => {
+                                        let first = rng.random_range(0..copies);
+                                        (first..rng.random_range(first + 1..=copies)).collect()
+                                    }
+                                    _ => (0..copies).filter(|_| rng.random_bool(0.3)).collect(),
+                                };
+                                (person, code, dates)
+                            })
+                            .filter(|(_, _, dates)| !dates.is_empty())
+                            .collect()
+                    })
+                    .collect();
+                for (person, code, dates) in tasks.iter().flatten() {
+                    for d in dates {
+                        naive[*person as usize * copies + d].insert(*code);
+                    }
+                }
+                std::thread::scope(|scope| {
+                    for events in &tasks {
+                        let state = &state;
+                        scope.spawn(move || {
+                            let mut noted = Vec::new();
+                            for (person, code, dates) in events {
+                                let (person, code) = (*person, *code);
+                                let bits = dates.iter().fold(0u64, |b, &d| b | 1 << (d % 64));
+                                if copies <= MOST_DATES_IN_SETS
+                                    && state.add_code(person, code, bits)
+                                {
+                                    continue;
+                                }
+                                // Noted by run of dates.
+                                for run in dates.chunk_by(|a, b| a + 1 == *b) {
+                                    let (first, end) = (run[0], run[run.len() - 1] + 1);
+                                    noted.push((person, code, first as u16, end as u16));
+                                }
                             }
-                        }
-                        state.merge_distinct_values(noted);
-                    });
-                }
-            });
-            if let State::DistinctValues { sets, .. } = &state {
-                for (p, set) in sets.iter().enumerate() {
-                    let kept = naive[p].iter().filter(|&&c| c != 0).count();
-                    assert_eq!(
-                        set.len(),
-                        kept.min(CODES_PER_SET),
-                        "seed {seed}, person {p}"
-                    );
+                            noted.sort_unstable();
+                            state.merge_distinct_values(noted);
+                        });
+                    }
+                });
+                let got = state
+                    .finish_dates(
+                        Aggregate::CountDistinctCodes,
+                        &[],
+                        (&[], &[]),
+                        persons,
+                        copies,
+                    )
+                    .unwrap();
+                for (d, column) in got.iter().enumerate() {
+                    let got = column.as_primitive::<arrow_array::types::Int64Type>();
+                    for p in 0..persons {
+                        assert_eq!(
+                            got.value(p),
+                            naive[p * copies + d].len() as i64,
+                            "{copies} dates, seed {seed}, person {p}, date {d}"
+                        );
+                    }
                 }
             }
-            let out = state.finish(Aggregate::CountDistinctCodes, &[], (&[], &[]), persons);
-            let want: Vec<i64> = naive.iter().map(|s| s.len() as i64).collect();
-            assert_eq!(
-                out.as_primitive::<arrow_array::types::Int64Type>().values(),
-                want.as_slice(),
-                "seed {seed}"
-            );
         }
-        // Several dates keep no sets: every code is noted by run of dates.
-        let state = State::new(Aggregate::CountDistinctCodes, None, false, None, persons, 2);
-        assert!(!state.add_code(0, 7));
+        // More dates than sets take: every code is noted.
+        let state = State::new(
+            Aggregate::CountDistinctCodes,
+            None,
+            false,
+            None,
+            2,
+            MOST_DATES_IN_SETS + 1,
+        );
+        assert!(!state.add_code(0, 7, 1));
+    }
+
+    #[test]
+    fn each_run_of_bits_lowest_first() {
+        let runs = |bits: u64| {
+            let mut got = Vec::new();
+            each_run(bits, |first, end| got.push((first, end)));
+            got
+        };
+        assert_eq!(runs(0), vec![]);
+        assert_eq!(runs(1), vec![(0, 1)]);
+        assert_eq!(runs(0b1110_1101), vec![(0, 1), (2, 4), (5, 8)]);
+        assert_eq!(runs(u64::MAX), vec![(0, 64)]);
+        assert_eq!(runs(1 << 63 | 1 << 61), vec![(61, 62), (63, 64)]);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use indicatif::ProgressBar;
 use rayon::prelude::*;
 
 use crate::dates;
-use crate::engine::aggregate::{CodeSeen, State};
+use crate::engine::aggregate::{CodeSeen, MOST_DATES_IN_SETS, State, each_run};
 use crate::engine::eval;
 use crate::engine::plan::{AggregatePlan, CodeColumn, Plan, SourcePlan};
 use crate::error::{Error, Result};
@@ -1572,6 +1572,9 @@ impl<'a> Task<'a> {
                 // event, as (person, first, end), noted once per run rather
                 // than once per date.
                 let mut seen: Option<(u32, u16, u16)> = None;
+                // Distinct codes without a list, up to 64 dates: the dates
+                // whose windows hold the event, a bit each.
+                let mut in_windows = 0u64;
                 for (date, k) in (j..source.aggregates.len())
                     .step_by(distinct_aggregates)
                     .enumerate()
@@ -1614,15 +1617,21 @@ impl<'a> Task<'a> {
                                 note_run(&mut distinct_values[j], agg, &codes, row, day, run)
                             })
                         }
-                        // With one date, each code in the person's set,
-                        // or noted where the set is full.
+                        // Each code in the person's set, or noted where the
+                        // set is full; with several dates, once for all the
+                        // dates whose windows hold the event (below).
                         Aggregate::CountDistinctCodes if agg.codelist.is_none() && copies == 1 => {
                             let noted = &mut distinct_values[j];
                             codes.each_code_hash(row, |h| {
-                                if !state.add_code(p, h) {
+                                if !state.add_code(p, h, 1) {
                                     noted.push((p, h, 0, 1));
                                 }
                             })
+                        }
+                        Aggregate::CountDistinctCodes
+                            if agg.codelist.is_none() && copies as usize <= MOST_DATES_IN_SETS =>
+                        {
+                            in_windows |= 1 << date;
                         }
                         Aggregate::CountDistinctCodes if agg.codelist.is_none() => {
                             extend_run(&mut seen, p, date, |run| {
@@ -1721,6 +1730,16 @@ impl<'a> Task<'a> {
                 }
                 let agg = &source.aggregates[j];
                 note_run(&mut distinct_values[j], agg, &codes, row, day, seen);
+                if let Some(Person::Found(p)) = person
+                    && in_windows != 0
+                {
+                    let (state, noted) = (&self.states[j], &mut distinct_values[j]);
+                    codes.each_code_hash(row, |h| {
+                        if !state.add_code(p, h, in_windows) {
+                            each_run(in_windows, |first, end| noted.push((p, h, first, end)));
+                        }
+                    });
+                }
             }
         }
         let r = self.rejected;
