@@ -3,14 +3,14 @@
 //! largest gap between groups for each.
 //!
 //! Who is in which group, on which lists and where in each score's ranking
-//! does not change with the outcome, so [`Split`] works it out once per
-//! date and grouping, not once per date and outcome. Each outcome then
-//! costs, per grouping, one pass over the people for every
-//! [`MOST_COHORTS_PER_PASS`] cohorts (counting them into cells by group,
-//! lists and outcome) and a read of each group's people in each score's
-//! ranked order. The breakdowns are about a tenth of the CPU of an
-//! evaluation over 12 dates, most of it those ranked reads (scores and
-//! outcomes at random places) and the AUROC.
+//! (with their scores) does not change with the outcome, so [`Split`]
+//! works it out once per date and grouping, not once per date and outcome.
+//! Each outcome then costs, per grouping, one pass over the people for
+//! every [`MOST_COHORTS_PER_PASS`] cohorts (counting them into cells by
+//! group, lists and outcome) and a read of each group's outcomes in each
+//! score's ranked order. The breakdowns are under a tenth of the CPU of an
+//! evaluation over 12 dates, most of it those ranked reads (outcomes at
+//! random places) and the AUROC.
 
 use serde_json::json;
 
@@ -46,6 +46,9 @@ struct Ranked {
     starts: Vec<usize>,
     /// The people, as indices into the date's evaluated people.
     who: Vec<u32>,
+    /// Their scores, in the same order (read once per date, not once per
+    /// outcome).
+    values: Vec<f64>,
 }
 
 impl Split {
@@ -65,15 +68,16 @@ impl Split {
                 .cohorts
                 .chunks(per_pass)
                 .map(|pass| {
-                    let cells = (0..groups.of.len())
-                        .map(|i| {
-                            let lists = pass
-                                .iter()
-                                .enumerate()
-                                .fold(0, |bits, (j, (_, on))| bits | (u32::from(on[i]) << j));
-                            (group(i) << pass.len()) | lists
-                        })
+                    let mut cells: Vec<u32> = (0..groups.of.len())
+                        .map(|i| group(i) << pass.len())
                         .collect();
+                    // A cohort at a time: each a pass in order over the
+                    // people (that the compiler does several at once).
+                    for (j, (_, on)) in pass.iter().enumerate() {
+                        for (cell, &on) in cells.iter_mut().zip(on) {
+                            *cell |= u32::from(on) << j;
+                        }
+                    }
                     (pass.len(), cells)
                 })
                 .collect()
@@ -81,7 +85,8 @@ impl Split {
         let ranked = people
             .rankings
             .iter()
-            .map(|ranking| {
+            .zip(&people.scores)
+            .map(|(ranking, (_, of_score))| {
                 let known = || {
                     ranking
                         .ascending
@@ -100,7 +105,15 @@ impl Split {
                     who[next[g]] = i;
                     next[g] += 1;
                 }
-                Ranked { starts, who }
+                let values = who
+                    .iter()
+                    .map(|&i| of_score[i as usize].expect("scored"))
+                    .collect();
+                Ranked {
+                    starts,
+                    who,
+                    values,
+                }
             })
             .collect();
         Split {
@@ -181,10 +194,12 @@ pub(super) fn breakdown(
             }));
         }
         let mut scores = Vec::new();
-        for ((score, of_score), ranked) in people.scores.iter().zip(&split.ranked) {
-            let scored: Vec<(f64, bool)> = ranked.who[ranked.starts[g]..ranked.starts[g + 1]]
+        for ((score, _), ranked) in people.scores.iter().zip(&split.ranked) {
+            let group = ranked.starts[g]..ranked.starts[g + 1];
+            let scored: Vec<(f64, bool)> = ranked.who[group.clone()]
                 .iter()
-                .map(|&i| (of_score[i as usize].expect("scored"), happened[i as usize]))
+                .zip(&ranked.values[group])
+                .map(|(&i, &v)| (v, happened[i as usize]))
                 .collect();
             let positives = scored.iter().filter(|(_, h)| *h).count() as u64;
             let auroc = (!s.hides(positives) && !s.hides(scored.len() as u64 - positives))
