@@ -957,6 +957,26 @@ fn split_dates_unless<A, T: arrow_array::ArrowPrimitiveType>(
     none: T::Native,
 ) -> Vec<ArrayRef> {
     let zero = T::Native::default();
+    let column = |values: Vec<T::Native>, valid: arrow_buffer::BooleanBuffer| {
+        let nulls = arrow_buffer::NullBuffer::new(valid);
+        let nulls = (nulls.null_count() > 0).then_some(nulls);
+        Arc::new(arrow_array::PrimitiveArray::<T>::new(values.into(), nulls)) as ArrayRef
+    };
+    if copies == 1 {
+        // One date: the values, then their validity 64 at a time, each a
+        // plain pass the compiler can do several values at once (the
+        // general loop below pushes one value at a time).
+        let v = &v[..persons];
+        let values = v
+            .iter()
+            .map(|slot| {
+                let x = load(slot);
+                if x != none { x } else { zero }
+            })
+            .collect();
+        let valid = arrow_buffer::BooleanBuffer::collect_bool(persons, |p| load(&v[p]) != none);
+        return vec![column(values, valid)];
+    }
     let mut values: Vec<Vec<T::Native>> =
         (0..copies).map(|_| Vec::with_capacity(persons)).collect();
     let mut valid: Vec<Vec<u64>> = (0..copies)
@@ -982,10 +1002,10 @@ fn split_dates_unless<A, T: arrow_array::ArrowPrimitiveType>(
         .into_iter()
         .zip(valid)
         .map(|(values, valid)| {
-            let valid = arrow_buffer::BooleanBuffer::new(valid.into(), 0, persons);
-            let nulls = arrow_buffer::NullBuffer::new(valid);
-            let nulls = (nulls.null_count() > 0).then_some(nulls);
-            Arc::new(arrow_array::PrimitiveArray::<T>::new(values.into(), nulls)) as ArrayRef
+            column(
+                values,
+                arrow_buffer::BooleanBuffer::new(valid.into(), 0, persons),
+            )
         })
         .collect()
 }
