@@ -8,8 +8,8 @@
 //! collect `(person, item)` pairs, deduplicated within each row group and
 //! again at the end (memory grows with the distinct matches of each row
 //! group, not with all events). Distinct codes without a list (medicines)
-//! are kept in a small set per person with one as-of date, and noted only
-//! where it is full (see [`CodeSet`]).
+//! are kept in a small set per person (with up to 64 as-of dates), and
+//! noted only where it is full (see [`CodeSets`]).
 
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -329,8 +329,9 @@ impl State {
     /// person's dates side by side (slot `person * dates + date`); `column`
     /// is the type of the reduced column for `min`/`max`. With several
     /// dates, the busiest month's events are noted by run of dates
-    /// ([`State::MonthlyRuns`]), and distinct codes without a list all in
-    /// runs.
+    /// ([`State::MonthlyRuns`]); distinct codes without a list are kept in
+    /// sets up to [`MOST_DATES_IN_SETS`] dates ([`CodeSets`]), and noted by
+    /// run of dates beyond.
     pub fn new(
         aggregate: Aggregate,
         column: Option<Type>,
@@ -867,8 +868,8 @@ fn values_column(
 }
 
 /// Distinct codes per person and date (slot `person * copies + date`):
-/// those kept in each person's set (one date), and those noted, each code
-/// once for each date of the union of its runs of dates.
+/// those kept in each person's set, each on the dates it holds, and those
+/// noted, each once for each date of the union of its runs of dates.
 ///
 /// The persons are counted a part at a time ([`PERSONS_PER_PART`]), the
 /// parts in parallel: each takes its persons' share of every sorted run
@@ -1234,8 +1235,14 @@ mod tests {
         // at once, each noting what its person's set could not keep, as
         // the scan does. One date, several, the most kept in sets, and
         // more (every code noted).
-        let persons = 5usize;
+        // Persons in the first part counted together and the next (the
+        // sets' counts are read a part at a time).
+        let edge = PERSONS_PER_PART as u32;
+        let people = [0, 1, 2, 3, edge - 1, edge, edge + 1, edge + 2];
+        let persons = PERSONS_PER_PART + 3;
         for copies in [1, 3, 12, MOST_DATES_IN_SETS, MOST_DATES_IN_SETS + 1] {
+            // Some person had more codes than a set holds.
+            let mut overflowed = false;
             for seed in 0..30 {
                 let state = State::new(
                     Aggregate::CountDistinctCodes,
@@ -1252,9 +1259,11 @@ mod tests {
                             rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed * 8 + task);
                         (0..rng.random_range(0..60))
                             .map(|_| {
-                                let person = rng.random_range(0..persons as u32);
-                                // Person p draws from 3 * p + 1 codes.
-                                let code = rng.random_range(0..=3 * u64::from(person));
+                                // The k-th of `people` draws from 4 * (k % 4) + 1
+                                // codes.
+                                let k = rng.random_range(0..people.len());
+                                let person = people[k];
+                                let code = rng.random_range(0..=4 * (k as u64 % 4));
                                 let dates = match rng.random_range(0..3) {
                                     0 => vec![rng.random_range(0..copies)],
                                     1 => {
@@ -1317,7 +1326,16 @@ mod tests {
                         );
                     }
                 }
+                let codes = |p: usize| {
+                    let dates = naive[p * copies..(p + 1) * copies].iter();
+                    dates
+                        .flatten()
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .len()
+                };
+                overflowed |= people.iter().any(|&p| codes(p as usize) > CODES_PER_SET);
             }
+            assert!(overflowed, "{copies} dates: no set was ever full");
         }
         // More dates than sets take: every code is noted.
         let state = State::new(

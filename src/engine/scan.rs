@@ -1567,10 +1567,10 @@ impl<'a> Task<'a> {
                 if masks[j].as_ref().is_some_and(|m| !m.value(row)) {
                     continue;
                 }
-                // Distinct codes without a list, and with several dates the
-                // busiest month: the run of dates whose windows hold the
-                // event, as (person, first, end), noted once per run rather
-                // than once per date.
+                // With several dates, the busiest month (and distinct codes
+                // without a list beyond 64 dates): the run of dates whose
+                // windows hold the event, as (person, first, end), noted
+                // once per run rather than once per date.
                 let mut seen: Option<(u32, u16, u16)> = None;
                 // Distinct codes without a list, up to 64 dates: the dates
                 // whose windows hold the event, a bit each.
