@@ -1149,6 +1149,55 @@ mod tests {
         }
     }
 
+    /// A distinct-codes state without a list, and an empty set of codes
+    /// per slot to check it against ([`counts_as_sets`]).
+    fn distinct_codes(
+        persons: usize,
+        copies: usize,
+    ) -> (State, Vec<std::collections::BTreeSet<u64>>) {
+        let state = State::new(
+            Aggregate::CountDistinctCodes,
+            None,
+            false,
+            None,
+            persons,
+            copies,
+        );
+        (
+            state,
+            vec![std::collections::BTreeSet::new(); persons * copies],
+        )
+    }
+
+    /// Checks a distinct-codes state's count for each person and date
+    /// against `naive`, a set of codes per slot.
+    fn counts_as_sets(
+        state: State,
+        naive: &[std::collections::BTreeSet<u64>],
+        persons: usize,
+        copies: usize,
+        what: &str,
+    ) {
+        let columns = state
+            .finish_dates(
+                Aggregate::CountDistinctCodes,
+                &[],
+                (&[], &[]),
+                persons,
+                copies,
+            )
+            .unwrap();
+        assert_eq!(columns.len(), copies);
+        for (d, column) in columns.iter().enumerate() {
+            let got = column.as_primitive::<arrow_array::types::Int64Type>();
+            assert_eq!(got.len(), persons);
+            for p in 0..persons {
+                let want = naive[p * copies + d].len() as i64;
+                assert_eq!(got.value(p), want, "{what}person {p}, date {d}");
+            }
+        }
+    }
+
     #[test]
     fn distinct_codes_without_a_list_count_each_code_once_per_date() {
         use rand::{RngExt, SeedableRng};
@@ -1170,15 +1219,7 @@ mod tests {
         for _ in 0..200 {
             // Runs of dates that overlap, touch, repeat and leave gaps,
             // handed over by several tasks, against a set per slot.
-            let state = State::new(
-                Aggregate::CountDistinctCodes,
-                None,
-                false,
-                None,
-                persons,
-                copies,
-            );
-            let mut naive = vec![std::collections::BTreeSet::new(); persons * copies];
+            let (state, mut naive) = distinct_codes(persons, copies);
             for _task in 0..3 {
                 let mut seen = Vec::new();
                 for _ in 0..rng.random_range(0..40) {
@@ -1193,27 +1234,7 @@ mod tests {
                 }
                 state.merge_distinct_values(seen);
             }
-            let columns = state
-                .finish_dates(
-                    Aggregate::CountDistinctCodes,
-                    &[],
-                    (&[], &[]),
-                    persons,
-                    copies,
-                )
-                .unwrap();
-            assert_eq!(columns.len(), copies);
-            for (d, column) in columns.iter().enumerate() {
-                let got = column.as_primitive::<arrow_array::types::Int64Type>();
-                assert_eq!(got.len(), persons);
-                for p in 0..persons {
-                    assert_eq!(
-                        got.value(p),
-                        naive[p * copies + d].len() as i64,
-                        "person {p}, date {d}"
-                    );
-                }
-            }
+            counts_as_sets(state, &naive, persons, copies, "");
         }
         // One date: the runs are all `0..1`.
         let state = State::new(Aggregate::CountDistinctCodes, None, false, None, 2, 1);
@@ -1244,15 +1265,7 @@ mod tests {
             // Some person had more codes than a set holds.
             let mut overflowed = false;
             for seed in 0..30 {
-                let state = State::new(
-                    Aggregate::CountDistinctCodes,
-                    None,
-                    false,
-                    None,
-                    persons,
-                    copies,
-                );
-                let mut naive = vec![std::collections::BTreeSet::new(); persons * copies];
+                let (state, mut naive) = distinct_codes(persons, copies);
                 let tasks: Vec<Vec<(u32, u64, Vec<usize>)>> = (0..4)
                     .map(|task| {
                         let mut rng =
@@ -1307,25 +1320,8 @@ mod tests {
                         });
                     }
                 });
-                let got = state
-                    .finish_dates(
-                        Aggregate::CountDistinctCodes,
-                        &[],
-                        (&[], &[]),
-                        persons,
-                        copies,
-                    )
-                    .unwrap();
-                for (d, column) in got.iter().enumerate() {
-                    let got = column.as_primitive::<arrow_array::types::Int64Type>();
-                    for p in 0..persons {
-                        assert_eq!(
-                            got.value(p),
-                            naive[p * copies + d].len() as i64,
-                            "{copies} dates, seed {seed}, person {p}, date {d}"
-                        );
-                    }
-                }
+                let what = format!("{copies} dates, seed {seed}, ");
+                counts_as_sets(state, &naive, persons, copies, &what);
                 let codes = |p: usize| {
                     let dates = naive[p * copies..(p + 1) * copies].iter();
                     dates
