@@ -328,6 +328,42 @@ impl Groups {
         Groups::numbered(&names, first.into_iter())
     }
 
+    /// Each person's group by the text of `column` (None where null). A
+    /// dictionary's values are numbered once, not each person's text
+    /// hashed (equal values alike: a dictionary may repeat one).
+    fn of(column: &ArrayRef) -> Result<Groups> {
+        let text = |a: &ArrayRef| {
+            arrow_cast::cast(a, &DataType::Utf8)
+                .map_err(|e| Error::Internal(format!("reading groups: {e}")))
+        };
+        let Some(dictionary) = column.as_any_dictionary_opt() else {
+            return Ok(Groups::new(text(column)?.as_string::<i32>().iter()));
+        };
+        let values = text(dictionary.values())?;
+        let mut ids: foldhash::HashMap<&str, u32> = Default::default();
+        let mut names = Vec::new();
+        let number: Vec<Option<u32>> = values
+            .as_string::<i32>()
+            .iter()
+            .map(|v| {
+                v.map(|v| {
+                    *ids.entry(v).or_insert_with(|| {
+                        names.push(v);
+                        names.len() as u32 - 1
+                    })
+                })
+            })
+            .collect();
+        let keys = dictionary.normalized_keys();
+        let of = (0..column.len()).map(|r| {
+            column
+                .is_valid(r)
+                .then(|| number.get(keys[r]).copied().flatten())
+                .flatten()
+        });
+        Ok(Groups::numbered(&names, of))
+    }
+
     /// Each person's group as an index into `names` (None if unknown),
     /// with no name looked up per person: the groups that occur, in name
     /// order, as [`Groups::new`] of the names gives.
@@ -535,7 +571,9 @@ fn predictions(
         .map(|(c, r)| {
             (
                 c.name.clone(),
-                keep.iter().map(|&p| r.flags.value(p as usize)).collect(),
+                keep.iter()
+                    .map(|&p| r.flags.values().value(p as usize))
+                    .collect(),
             )
         })
         .collect();
@@ -598,15 +636,10 @@ fn people(model: &Model, request: &Request, dated: engine::Dated) -> Result<Peop
             Ok((name, happened(&column, at_least)))
         })
         .collect::<Result<_>>()?;
-    let text = |a: &ArrayRef| -> Result<ArrayRef> {
-        arrow_cast::cast(&take(a)?, &DataType::Utf8)
-            .map_err(|e| Error::Internal(format!("reading groups: {e}")))
-    };
-    let pcn = text(results.plan.population.column("pcn_code"))?;
-    let pcn = Groups::new(pcn.as_string::<i32>().iter());
+    let pcn = Groups::of(&take(results.plan.population.column("pcn_code"))?)?;
     let ages = take(&results.slots[crate::rules::typing::AGE_SLOT])?;
     let ages = ages.as_primitive::<arrow_array::types::Int64Type>();
-    let sex = text(&results.slots[crate::rules::typing::SEX_SLOT])?;
+    let sex = Groups::of(&take(&results.slots[crate::rules::typing::SEX_SLOT])?)?;
     let mut groups = vec![
         (
             "age_band",
@@ -615,7 +648,7 @@ fn people(model: &Model, request: &Request, dated: engine::Dated) -> Result<Peop
                 ages.iter().map(|a| a.map(|a| age_band(a) as u32)),
             ),
         ),
-        ("sex", Groups::new(sex.as_string::<i32>().iter())),
+        ("sex", sex),
         ("pcn", pcn.clone()),
     ];
     // The deprivation quintile, where the rule files read the decile.
@@ -659,27 +692,31 @@ fn people(model: &Model, request: &Request, dated: engine::Dated) -> Result<Peop
 /// An outcome as yes/no: true, a count of at least `at_least` (1 unless
 /// the outcome says), more than zero, or a date.
 fn happened(column: &ArrayRef, at_least: i64) -> Vec<bool> {
-    (0..column.len())
-        .map(|r| {
-            column.is_valid(r)
-                && match column.data_type() {
-                    DataType::Boolean => column.as_boolean().value(r),
-                    DataType::Int64 => {
-                        column
-                            .as_primitive::<arrow_array::types::Int64Type>()
-                            .value(r)
-                            >= at_least
-                    }
-                    DataType::Float64 => {
-                        column
-                            .as_primitive::<arrow_array::types::Float64Type>()
-                            .value(r)
-                            > 0.0
-                    }
-                    _ => true,
-                }
-        })
-        .collect()
+    // The column's type looked at once, not once a row.
+    let valid = |r: usize| column.is_valid(r);
+    match column.data_type() {
+        DataType::Boolean => {
+            let values = column.as_boolean().values();
+            (0..column.len())
+                .map(|r| valid(r) && values.value(r))
+                .collect()
+        }
+        DataType::Int64 => {
+            let values = column
+                .as_primitive::<arrow_array::types::Int64Type>()
+                .values();
+            let at = |(r, &v): (usize, &i64)| valid(r) && v >= at_least;
+            values.iter().enumerate().map(at).collect()
+        }
+        DataType::Float64 => {
+            let values = column
+                .as_primitive::<arrow_array::types::Float64Type>()
+                .values();
+            let at = |(r, &v): (usize, &f64)| valid(r) && v > 0.0;
+            values.iter().enumerate().map(at).collect()
+        }
+        _ => (0..column.len()).map(valid).collect(),
+    }
 }
 
 impl People {
@@ -1544,6 +1581,41 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn groups_of_a_dictionary_are_the_groups_of_its_text() {
+        use arrow_array::{DictionaryArray, types::Int32Type};
+        // A value repeated in the dictionary, a null value, a value no row
+        // uses, null keys.
+        let values = arrow_array::StringArray::from(vec![
+            Some("U2"),
+            Some("U1"),
+            None,
+            Some("U2"),
+            Some("U9"),
+        ]);
+        let keys = arrow_array::Int32Array::from(vec![
+            Some(0),
+            Some(3),
+            None,
+            Some(1),
+            Some(2),
+            Some(3),
+            Some(1),
+            None,
+        ]);
+        let column: ArrayRef =
+            Arc::new(DictionaryArray::<Int32Type>::try_new(keys, Arc::new(values)).unwrap());
+        let got = Groups::of(&column).unwrap();
+        let text = arrow_cast::cast(&column, &DataType::Utf8).unwrap();
+        let want = Groups::new(text.as_string::<i32>().iter());
+        assert_eq!(got.names, ["U1", "U2"]);
+        assert_eq!(got.names, want.names);
+        assert_eq!(got.of, want.of);
+        // Plain text too.
+        let got = Groups::of(&text).unwrap();
+        assert_eq!((got.names, got.of), (want.names, want.of));
     }
 
     #[test]
