@@ -1572,8 +1572,8 @@ impl<'a> Task<'a> {
                 // windows hold the event, as (person, first, end), noted
                 // once per run rather than once per date.
                 let mut seen: Option<(u32, u16, u16)> = None;
-                // Distinct codes without a list, up to 64 dates: the dates
-                // whose windows hold the event, a bit each.
+                // Distinct codes without a list, up to 64 dates (one date
+                // too): the dates whose windows hold the event, a bit each.
                 let mut in_windows = 0u64;
                 for (date, k) in (j..source.aggregates.len())
                     .step_by(distinct_aggregates)
@@ -1618,16 +1618,8 @@ impl<'a> Task<'a> {
                             })
                         }
                         // Each code in the person's set, or noted where the
-                        // set is full; with several dates, once for all the
-                        // dates whose windows hold the event (below).
-                        Aggregate::CountDistinctCodes if agg.codelist.is_none() && copies == 1 => {
-                            let noted = &mut distinct_values[j];
-                            codes.each_code_hash(row, |h| {
-                                if !state.add_code(p, h, 1) {
-                                    noted.push((p, h, 0, 1));
-                                }
-                            })
-                        }
+                        // set is full, once for all the dates whose windows
+                        // hold the event (below).
                         Aggregate::CountDistinctCodes
                             if agg.codelist.is_none() && copies as usize <= MOST_DATES_IN_SETS =>
                         {
