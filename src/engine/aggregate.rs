@@ -154,13 +154,10 @@ fn claim(slots: &[AtomicU64; CODES_PER_SET], code: u64) -> Option<usize> {
 
 impl CodeSets {
     fn new(persons: usize, dates: usize) -> CodeSets {
-        fn filled<T: Default>(n: usize) -> Vec<T> {
-            (0..n).map(|_| T::default()).collect()
-        }
         match dates {
-            1 => CodeSets::One(filled(persons)),
+            1 => CodeSets::One(filled(persons, CodeSet::default)),
             2..=MOST_DATES_IN_SETS => CodeSets::Dated {
-                sets: filled(persons),
+                sets: filled(persons, DatedCodeSet::default),
                 dates,
             },
             _ => CodeSets::None,
@@ -234,6 +231,11 @@ impl CodeSets {
             CodeSets::None => {}
         }
     }
+}
+
+/// `n` values made by `f` (atomics cannot be cloned into a `vec!`).
+fn filled<T>(n: usize, f: impl Fn() -> T) -> Vec<T> {
+    (0..n).map(|_| f()).collect()
 }
 
 /// Calls `f(first, end)` for each run of set bits of `bits`, lowest first.
@@ -340,9 +342,6 @@ impl State {
         persons: usize,
         dates: usize,
     ) -> State {
-        fn filled<T>(n: usize, f: impl Fn() -> T) -> Vec<T> {
-            (0..n).map(|_| f()).collect()
-        }
         let slots = persons * dates;
         if let Some(masks) = bit_masks {
             let words = masks.first().map_or(1, Vec::len);
