@@ -155,13 +155,34 @@ fn list(
     }
     ws.write_string_with_format(0, reason_col, "reason", bold)?;
     ws.set_column_width(reason_col, 80)?;
+    // Identifiers are written as text, each column's formatter made once
+    // (made per cell, they took about a seventh of the lists' time).
+    let identifiers: Vec<Option<arrow_cast::display::ArrayFormatter>> = sheet
+        .columns
+        .iter()
+        .map(|(name, array)| {
+            IDENTIFIERS
+                .contains(name)
+                .then(|| {
+                    arrow_cast::display::ArrayFormatter::try_new(array.as_ref(), &options).ok()
+                })
+                .flatten()
+        })
+        .collect();
     for (i, &m) in sheet.members.iter().enumerate() {
         let r = i as u32 + 1;
-        for (c, (name, array)) in sheet.columns.iter().enumerate() {
+        for (c, ((name, array), text)) in sheet.columns.iter().zip(&identifiers).enumerate() {
+            let row = m as usize;
             if IDENTIFIERS.contains(name) {
-                text_cell(ws, r, c as u16, array, m as usize)?;
+                // One value as text, exactly as the CSV list has it;
+                // nothing for null.
+                if let Some(f) = text
+                    && array.is_valid(row)
+                {
+                    ws.write_string(r, c as u16, f.value(row).to_string())?;
+                }
             } else {
-                cell(ws, r, c as u16, array, m as usize, date)?;
+                cell(ws, r, c as u16, array, row, date)?;
             }
         }
         ws.write_string(r, reason_col, &sheet.reasons[i])?;
@@ -183,24 +204,6 @@ const IDENTIFIERS: [&str; 2] = ["person_id", "practice_code"];
 /// Excel keeps 15 significant digits: integers beyond this are written as
 /// text so that no digit is lost.
 const EXACT_IN_EXCEL: i64 = 999_999_999_999_999;
-
-/// One value as text, exactly as the CSV list has it; nothing for null.
-fn text_cell(
-    ws: &mut Worksheet,
-    r: u32,
-    c: u16,
-    array: &ArrayRef,
-    row: usize,
-) -> std::result::Result<(), XlsxError> {
-    if array.is_null(row) {
-        return Ok(());
-    }
-    let options = arrow_cast::display::FormatOptions::default();
-    if let Ok(f) = arrow_cast::display::ArrayFormatter::try_new(array.as_ref(), &options) {
-        ws.write_string(r, c, f.value(row).to_string())?;
-    }
-    Ok(())
-}
 
 /// One value, as its Excel type: numbers as numbers (integers too long for
 /// Excel's precision as text), dates as dates, true/false as Excel's, text
