@@ -113,8 +113,54 @@ pub fn evaluate_parallel(
             evaluate(expr, &sliced, n)
         })
         .collect::<Result<_, _>>()?;
-    let refs: Vec<&dyn Array> = chunks.iter().map(|a| a.as_ref()).collect();
-    Ok(arrow_select::concat::concat(&refs)?)
+    Ok(joined(&chunks)?)
+}
+
+/// The chunks one after another: what Arrow's `concat` makes, with the
+/// values of numbers and dates copied in parallel (one thread's copy of
+/// each derived feature's whole column was about 1% of the default
+/// model's CPU at 5M persons, on one core while the other waited).
+fn joined(chunks: &[ArrayRef]) -> Result<ArrayRef, ArrowError> {
+    use arrow_array::types::{Date32Type, Float64Type, Int32Type, Int64Type};
+    match chunks.first().map(|c| c.data_type()) {
+        Some(DataType::Int64) => Ok(joined_primitive::<Int64Type>(chunks)),
+        Some(DataType::Float64) => Ok(joined_primitive::<Float64Type>(chunks)),
+        Some(DataType::Date32) => Ok(joined_primitive::<Date32Type>(chunks)),
+        Some(DataType::Int32) => Ok(joined_primitive::<Int32Type>(chunks)),
+        _ => {
+            let refs: Vec<&dyn Array> = chunks.iter().map(|a| a.as_ref()).collect();
+            arrow_select::concat::concat(&refs)
+        }
+    }
+}
+
+/// [`joined`] of chunks of one primitive type.
+fn joined_primitive<T: arrow_array::ArrowPrimitiveType>(chunks: &[ArrayRef]) -> ArrayRef {
+    let len: usize = chunks.iter().map(|c| c.len()).sum();
+    let mut values = vec![T::Native::default(); len];
+    // Each chunk's place in the whole.
+    let mut places: Vec<&mut [T::Native]> = Vec::with_capacity(chunks.len());
+    let mut rest = values.as_mut_slice();
+    for chunk in chunks {
+        let (place, after) = rest.split_at_mut(chunk.len());
+        places.push(place);
+        rest = after;
+    }
+    places
+        .into_par_iter()
+        .zip(chunks)
+        .for_each(|(place, chunk)| place.copy_from_slice(chunk.as_primitive::<T>().values()));
+    let nulls = chunks.iter().any(|c| c.null_count() > 0).then(|| {
+        let mut valid = arrow_buffer::BooleanBufferBuilder::new(len);
+        for chunk in chunks {
+            match chunk.logical_nulls() {
+                Some(nulls) => valid.append_buffer(nulls.inner()),
+                None => valid.append_n(chunk.len(), true),
+            }
+        }
+        arrow_buffer::NullBuffer::new(valid.finish())
+    });
+    Arc::new(arrow_array::PrimitiveArray::<T>::new(values.into(), nulls))
 }
 
 /// Where a boolean array is true; null counts as false (SQL `where`).
@@ -1012,5 +1058,51 @@ mod tests {
         let serial = evaluate(&typed, std::slice::from_ref(&a), n).unwrap();
         let parallel = evaluate_parallel(&typed, &[a], n).unwrap();
         assert_eq!(serial.to_data(), parallel.to_data());
+    }
+
+    /// Chunks joined in parallel make the array Arrow's `concat` makes, for
+    /// every type joined in parallel and one that is not: chunks with and
+    /// without nulls, empty, sliced, and none with nulls at all.
+    #[test]
+    fn chunks_join_as_arrow_joins_them() {
+        fn check_joined(chunks: Vec<ArrayRef>) {
+            let refs: Vec<&dyn Array> = chunks.iter().map(|a| a.as_ref()).collect();
+            let expected = arrow_select::concat::concat(&refs).unwrap();
+            let got = joined(&chunks).unwrap();
+            assert_eq!(got.to_data(), expected.to_data(), "{:?}", got.data_type());
+            assert_eq!(got.null_count(), expected.null_count());
+        }
+        let ints = |from: i64, to: i64, nulls: bool| -> ArrayRef {
+            Arc::new(Int64Array::from_iter(
+                (from..to).map(|i| (!nulls || i % 3 != 0).then_some(i)),
+            ))
+        };
+        check_joined(vec![
+            ints(0, 10, true),
+            ints(10, 10, false),
+            ints(10, 25, false),
+        ]);
+        check_joined(vec![ints(0, 10, false), ints(10, 20, false)]);
+        check_joined(vec![ints(0, 20, true).slice(5, 10), ints(0, 7, true)]);
+        let floats: Vec<ArrayRef> = vec![
+            Arc::new(Float64Array::from(vec![Some(1.5), None])),
+            Arc::new(Float64Array::from(vec![-0.0, f64::NAN])),
+        ];
+        check_joined(floats);
+        let days: Vec<ArrayRef> = vec![
+            Arc::new(Date32Array::from(vec![None, Some(19_000)])),
+            Arc::new(Date32Array::from(vec![Some(-3)])),
+        ];
+        check_joined(days);
+        let small: Vec<ArrayRef> = vec![
+            Arc::new(arrow_array::Int32Array::from(vec![Some(1), None])),
+            Arc::new(arrow_array::Int32Array::from(vec![7, 8, 9])),
+        ];
+        check_joined(small);
+        let texts: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![Some("a"), None])),
+            Arc::new(StringArray::from(vec!["bc"])),
+        ];
+        check_joined(texts);
     }
 }
