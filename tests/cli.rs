@@ -311,8 +311,9 @@ fn a_run_failing_while_writing_leaves_the_previous_output_untouched() {
     assert!(good.status.success(), "{}", stderr(&good));
     let before = std::fs::read(out.join("patients.parquet")).unwrap();
 
-    // A PCN code that cannot be a folder name fails the run after
-    // patients.parquet has already been written into the staging folder.
+    // A PCN code that cannot be a folder name fails the run while
+    // patients.parquet is being written into the staging folder (the two
+    // are written side by side).
     let people = vec![
         person(1, "1980-01-01", "P1"),
         person(2, "2000-01-01", "../P2"),
@@ -335,6 +336,59 @@ fn a_run_failing_while_writing_leaves_the_previous_output_untouched() {
         .filter(|n| n.starts_with('.'))
         .collect();
     assert!(names.is_empty(), "staging folders left behind: {names:?}");
+}
+
+/// Of several cohorts whose condition fails on the data (an overflow), the
+/// first in the rule file is told, however the threads that work the
+/// cohorts out side by side finish.
+#[test]
+fn of_several_failing_cohorts_the_first_is_told() {
+    let tmp = tempfile::tempdir().unwrap();
+    sample_fixture(tmp.path());
+    // Person 1 has 6 attendances: 6 * 2^62 overflows.
+    let cohorts: String = ["first", "second", "third", "fourth", "fifth", "sixth"]
+        .iter()
+        .map(|name| {
+            format!(
+                "[cohorts.{name}]\ntitle = \"{name}\"\ndescription = \"{name}\"\n\
+                 when = \"ae_12m * 4611686018427387904 > 0\"\n\n"
+            )
+        })
+        .collect();
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        format!(
+            r#"
+[model]
+name = "overflowing"
+title = "Overflowing"
+source = "test"
+
+[sources.ae]
+table = "ae_attendances"
+date = "arrival_date"
+
+[features.ae_12m]
+source = "ae"
+aggregate = "count"
+window = "365 days"
+
+{cohorts}"#
+        ),
+    )
+    .unwrap();
+    for run in 0..5 {
+        let out = tmp.path().join(format!("out{run}"));
+        let o = run_quietly(&rules, tmp.path(), &out, &["--threads", "2"]);
+        assert!(!o.status.success(), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("computing cohort `first`"),
+            "run {run}: {}",
+            stderr(&o)
+        );
+        assert!(!out.exists());
+    }
 }
 
 #[test]

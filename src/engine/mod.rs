@@ -252,10 +252,11 @@ fn person_level(
     let eligible = arrow_arith::boolean::and_not(&alive, &opt_outs.withheld_from_lists)
         .map_err(|e| crate::error::Error::Internal(format!("applying opt-outs: {e}")))?;
     let pcn = population.column("pcn_code");
-    // The cohorts are independent, so they are worked out side by side:
-    // much of each (gathering its members, numbering their ranks) is on
-    // one core, and the stage used 1.3 of 2 cores at 5M persons.
-    let cohorts = plan
+    // The cohorts are independent, so they are worked out side by side
+    // (gathering a cohort's members and numbering their ranks run on one
+    // core). Of several that fail, the first in the rule files is told,
+    // whichever thread finished first.
+    let cohorts: Vec<Result<CohortResult>> = plan
         .cohorts
         .par_iter()
         .zip(&model.cohorts)
@@ -268,7 +269,8 @@ fn person_level(
                 )
             })
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect();
+    let cohorts = cohorts.into_iter().collect::<Result<Vec<_>>>()?;
     timings.push(("cohorts", started.elapsed()));
     Ok(PersonLevel {
         slots,
