@@ -61,8 +61,9 @@ pub fn write(results: &Results, out: &Path, info: &RunInfo) -> Result<manifest::
     // `patients.parquet` and the PCN lists read the same results and
     // write different files, so they are written side by side: each has
     // stretches on one core (appending a row group's columns; a PCN's
-    // workbook) that the other fills. Their times, each measured alone,
-    // overlap.
+    // workbook) that the other fills. Each is timed separately, so the two
+    // times overlap in wall-clock time. Where both fail, the table's error
+    // is told, as when the lists came second.
     let (written, delivered) = staged(info, "writing patients.parquet and the PCN lists", || {
         let (patients, lists) = rayon::join(
             || {

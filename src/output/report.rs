@@ -62,11 +62,11 @@ pub fn render(results: &Results, manifest: &Manifest) -> String {
 
     // The sections below read every person (a few passes over 5M at a
     // whole ICS's size): worked out side by side.
-    let ((pyramids, scores), (inequalities, overlaps)) = rayon::join(
+    let ((by_age, by_score), (by_deprivation, overlapping)) = rayon::join(
         || rayon::join(|| pyramids(results, s), || score_distributions(results, s)),
         || rayon::join(|| inequalities(results, s), || overlaps(results, s)),
     );
-    for section in [pyramids, scores, inequalities, overlaps] {
+    for section in [by_age, by_score, by_deprivation, overlapping] {
         html.push_str(&section);
     }
     html.push_str(&run_facts(manifest));
