@@ -136,42 +136,37 @@ fn list(
     date: &Format,
 ) -> std::result::Result<(), XlsxError> {
     let reason_col = sheet.columns.len() as u16;
+    // Each column's formatter, made once: it sizes the column, and writes
+    // the identifiers as text (made per cell, it took about a seventh of
+    // the lists' time).
     let options = arrow_cast::display::FormatOptions::default();
-    for (c, (name, array)) in sheet.columns.iter().enumerate() {
+    let formatters: Vec<Option<arrow_cast::display::ArrayFormatter>> = sheet
+        .columns
+        .iter()
+        .map(|(_, array)| {
+            arrow_cast::display::ArrayFormatter::try_new(array.as_ref(), &options).ok()
+        })
+        .collect();
+    for (c, ((name, _), f)) in sheet.columns.iter().zip(&formatters).enumerate() {
         ws.write_string_with_format(0, c as u16, *name, bold)?;
         // Wide enough for the header and the longest of the first values.
-        let widest =
-            arrow_cast::display::ArrayFormatter::try_new(array.as_ref(), &options).map_or(0, |f| {
-                sheet
-                    .members
-                    .iter()
-                    .take(WIDTH_SAMPLE)
-                    .map(|&m| f.value(m as usize).to_string().chars().count())
-                    .max()
-                    .unwrap_or(0)
-            });
+        let widest = f.as_ref().map_or(0, |f| {
+            sheet
+                .members
+                .iter()
+                .take(WIDTH_SAMPLE)
+                .map(|&m| f.value(m as usize).to_string().chars().count())
+                .max()
+                .unwrap_or(0)
+        });
         let width = name.len().max(widest) as f64 + 2.0;
         ws.set_column_width(c as u16, width.clamp(8.0, 60.0))?;
     }
     ws.write_string_with_format(0, reason_col, "reason", bold)?;
     ws.set_column_width(reason_col, 80)?;
-    // Identifiers are written as text, each column's formatter made once
-    // (made per cell, they took about a seventh of the lists' time).
-    let identifiers: Vec<Option<arrow_cast::display::ArrayFormatter>> = sheet
-        .columns
-        .iter()
-        .map(|(name, array)| {
-            IDENTIFIERS
-                .contains(name)
-                .then(|| {
-                    arrow_cast::display::ArrayFormatter::try_new(array.as_ref(), &options).ok()
-                })
-                .flatten()
-        })
-        .collect();
     for (i, &m) in sheet.members.iter().enumerate() {
         let r = i as u32 + 1;
-        for (c, ((name, array), text)) in sheet.columns.iter().zip(&identifiers).enumerate() {
+        for (c, ((name, array), text)) in sheet.columns.iter().zip(&formatters).enumerate() {
             let row = m as usize;
             if IDENTIFIERS.contains(name) {
                 // One value as text, exactly as the CSV list has it;
