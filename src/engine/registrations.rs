@@ -46,14 +46,20 @@ pub fn apply(population: &mut Population, data: &Path, as_of: Day) -> Result<Opt
 /// their own copy of the population): every usable row, by population row,
 /// with practice codes numbered.
 pub struct Registrations {
-    /// (population row, start, end or None while registered, practice).
-    rows: Vec<(u32, Day, Option<Day>, u32)>,
+    /// (population row, start, end or None while registered, practice),
+    /// by row group of the table as read (kept apart: joining them cost a
+    /// copy of every row on one core).
+    rows: Vec<Vec<Row>>,
     /// Practice codes by number, in code order (so a smaller number is a
     /// smaller code).
     practices: Vec<String>,
     /// The PCN of each practice (by number), as the population table gives it.
     pcn_of: Vec<Option<String>>,
 }
+
+/// One usable registration: (population row, start, end or None while
+/// registered, practice number).
+type Row = (u32, Day, Option<Day>, u32);
 
 impl Registrations {
     /// Reads `data`'s registrations for the people of `population`; `None`
@@ -62,35 +68,29 @@ impl Registrations {
         let Some(table) = Table::find(data, TABLE)? else {
             return Ok(None);
         };
-        let (rows, codes) = read_rows(&table, population)?;
-        // Numbered in code order.
-        let mut practices: Vec<String> = codes.keys().cloned().collect();
+        let mut groups = read_rows(&table, population)?;
+        // Numbered in code order, each row group's numbers made those.
+        let mut practices: Vec<String> = groups.iter().flat_map(|g| g.codes.clone()).collect();
         practices.sort_unstable();
+        practices.dedup();
         let number: HashMap<&str, u32> = practices
             .iter()
             .enumerate()
             .map(|(i, c)| (c.as_str(), i as u32))
             .collect();
-        let renumber: Vec<u32> = {
-            let mut by_first = vec![0u32; codes.len()];
-            for (code, &first) in &codes {
-                by_first[first as usize] = number[code.as_str()];
+        groups.par_iter_mut().for_each(|group| {
+            let renumber: Vec<u32> = group.codes.iter().map(|c| number[c.as_str()]).collect();
+            for row in &mut group.rows {
+                row.3 = renumber[row.3 as usize];
             }
-            by_first
-        };
-        let rows = rows
-            .into_iter()
-            .map(|(p, from, to, code)| (p, from, to, renumber[code as usize]))
-            .collect();
+        });
         // The PCN of each practice, as the population table gives it (the
         // first PCN in code order, should a practice appear under two).
         let mut pcn_of: Vec<Option<String>> = vec![None; practices.len()];
         let in_population = TextColumn::new(population.column("practice_code"));
         let pcns = TextColumn::new(population.column("pcn_code"));
-        for row in 0..population.len() {
-            if let (Some(p), Some(n)) = (in_population.get(row), pcns.get(row))
-                && let Some(&i) = number.get(p)
-            {
+        for (p, n) in in_population.distinct_pairs(&pcns) {
+            if let Some(&i) = number.get(p) {
                 let entry = &mut pcn_of[i as usize];
                 if entry.as_deref().is_none_or(|e| n < e) {
                     *entry = Some(n.to_string());
@@ -98,7 +98,7 @@ impl Registrations {
             }
         }
         Ok(Some(Registrations {
-            rows,
+            rows: groups.into_iter().map(|g| g.rows).collect(),
             practices,
             pcn_of,
         }))
@@ -109,21 +109,15 @@ impl Registrations {
     /// says who was registered.
     pub fn apply(&self, population: &mut Population, as_of: Day) -> Result<BooleanArray> {
         let practice = self.on_date(population.len(), as_of);
-        let registered: BooleanArray = practice.iter().map(|p| Some(p.is_some())).collect();
-        let pcn: StringArray = practice
-            .iter()
-            .map(|p| p.and_then(|p| self.pcn_of[p as usize].as_deref()))
-            .collect();
-        let practice: StringArray = practice
-            .iter()
-            .map(|p| p.map(|p| self.practices[p as usize].as_str()))
-            .collect();
+        let registered = BooleanArray::new(
+            arrow_buffer::BooleanBuffer::collect_bool(practice.len(), |p| practice[p].is_some()),
+            None,
+        );
+        let pcn = texts(&practice, |p| self.pcn_of[p as usize].as_deref());
+        let practice = texts(&practice, |p| Some(self.practices[p as usize].as_str()));
         population.batch = replaced(
             &population.batch,
-            &[
-                ("practice_code", Arc::new(practice)),
-                ("pcn_code", Arc::new(pcn)),
-            ],
+            &[("practice_code", practice), ("pcn_code", pcn)],
         )?;
         Ok(registered)
     }
@@ -131,18 +125,61 @@ impl Registrations {
     /// Each person's practice (by number) on `as_of`, by population row;
     /// `None` when not registered then. Of several registrations the
     /// latest started counts, then the smallest practice code.
+    ///
+    /// The rows are taken in parallel, each person's best so far one
+    /// 64-bit word (start, then the practice number reversed) that a
+    /// later start or a smaller code raises: the largest word wins
+    /// whatever the order the rows are met in, as the rule above says.
     fn on_date(&self, persons: usize, as_of: Day) -> Vec<Option<u32>> {
-        let mut best: Vec<Option<(Day, u32)>> = vec![None; persons];
-        for &(p, from, to, code) in &self.rows {
-            if from > as_of || to.is_some_and(|to| to < as_of) {
-                continue;
-            }
-            let slot = &mut best[p as usize];
-            if slot.is_none_or(|(f, c)| from > f || (from == f && code < c)) {
-                *slot = Some((from, code));
-            }
+        use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+        // 0 is no registration: no practice number is u32::MAX (there are
+        // fewer practices than rows), so every word made here is larger.
+        let word = |from: Day, code: u32| -> u64 {
+            let from = (from as u32) ^ (1 << 31); // i32 order as u32 order
+            (u64::from(from) << 32) | u64::from(u32::MAX - code)
+        };
+        let best: Vec<AtomicU64> = (0..persons)
+            .into_par_iter()
+            .with_min_len(1 << 16)
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        self.rows
+            .par_iter()
+            .flat_map(|group| group.par_chunks(1 << 16))
+            .for_each(|rows| {
+                for &(p, from, to, code) in rows {
+                    if from > as_of || to.is_some_and(|to| to < as_of) {
+                        continue;
+                    }
+                    best[p as usize].fetch_max(word(from, code), Relaxed);
+                }
+            });
+        best.into_par_iter()
+            .with_min_len(1 << 16)
+            .map(|w| {
+                let w = w.into_inner();
+                (w != 0).then(|| u32::MAX - w as u32)
+            })
+            .collect()
+    }
+}
+
+/// Each person's practice (by number) as text, `None` and what `text`
+/// gives `None` for as null; built a part at a time in parallel, then
+/// joined.
+fn texts<'a>(practice: &[Option<u32>], text: impl Fn(u32) -> Option<&'a str> + Sync) -> ArrayRef {
+    let parts: Vec<StringArray> = practice
+        .par_chunks(1 << 16)
+        .map(|part| part.iter().map(|p| p.and_then(&text)).collect())
+        .collect();
+    match parts.as_slice() {
+        [] => Arc::new(StringArray::new_null(0)),
+        [one] => Arc::new(one.clone()),
+        _ => {
+            let parts: Vec<&dyn Array> = parts.iter().map(|p| p as &dyn Array).collect();
+            arrow_select::concat::concat(&parts)
+                .expect("text parts of one type, under 2 GiB in all, always join")
         }
-        best.into_iter().map(|b| b.map(|(_, c)| c)).collect()
     }
 }
 
@@ -159,15 +196,11 @@ pub fn registered_only(
     }
 }
 
-/// The usable rows of the registrations table: (population row, start,
-/// end, practice numbered), and the practice codes met. Rows
-/// with a null start or practice, or a person not in the population, are
-/// ignored.
-#[allow(clippy::type_complexity)]
-fn read_rows(
-    table: &Table,
-    population: &Population,
-) -> Result<(Vec<(u32, Day, Option<Day>, u32)>, HashMap<String, u32>)> {
+/// The usable rows of the registrations table, by row group: (population
+/// row, start, end, practice numbered within the group), and the practice
+/// codes each group met. Rows with a null start or practice, or a person
+/// not in the population, are ignored.
+fn read_rows(table: &Table, population: &Population) -> Result<Vec<GroupRows>> {
     for (column, role) in [
         ("person_id", "the person id"),
         ("practice_code", "the practice"),
@@ -189,38 +222,19 @@ fn read_rows(
         }
     }
     // Row groups are read in parallel, each numbering the practices it
-    // meets (which may include codes of rows it then drops); then the
-    // numbers are made one. `Registrations::read` renumbers them in code
-    // order, so neither the order met nor an unused code changes a result.
-    let groups: Vec<GroupRows> = table
+    // meets (which may include codes of rows it then drops);
+    // `Registrations::read` renumbers them in code order, so neither the
+    // order met nor an unused code changes a result.
+    table
         .row_groups()
         .into_par_iter()
         .map(|group| read_group(table, group, population))
-        .collect::<Result<_>>()?;
-    let mut codes: HashMap<String, u32> = HashMap::new();
-    let mut rows = Vec::with_capacity(groups.iter().map(|g| g.rows.len()).sum());
-    for group in groups {
-        let number: Vec<u32> = group
-            .codes
-            .into_iter()
-            .map(|code| {
-                let next = codes.len() as u32;
-                *codes.entry(code).or_insert(next)
-            })
-            .collect();
-        rows.extend(
-            group
-                .rows
-                .into_iter()
-                .map(|(p, from, to, code)| (p, from, to, number[code as usize])),
-        );
-    }
-    Ok((rows, codes))
+        .collect()
 }
 
 /// One row group's usable rows, with the practices it met numbered.
 struct GroupRows {
-    rows: Vec<(u32, Day, Option<Day>, u32)>,
+    rows: Vec<Row>,
     codes: Vec<String>,
 }
 
@@ -312,4 +326,72 @@ fn replaced(batch: &RecordBatch, with: &[(&str, ArrayRef)]) -> Result<RecordBatc
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .map_err(|e| Error::Internal(format!("applying registrations: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Registrations, Row};
+    use crate::dates::Day;
+
+    /// The rule as written: of the registrations open on `as_of`, the
+    /// latest started, then the smallest practice number.
+    fn one_by_one(rows: &[Row], persons: usize, as_of: Day) -> Vec<Option<u32>> {
+        let mut best: Vec<Option<(Day, u32)>> = vec![None; persons];
+        for &(p, from, to, code) in rows {
+            if from > as_of || to.is_some_and(|to| to < as_of) {
+                continue;
+            }
+            let slot = &mut best[p as usize];
+            if slot.is_none_or(|(f, c)| from > f || (from == f && code < c)) {
+                *slot = Some((from, code));
+            }
+        }
+        best.into_iter().map(|b| b.map(|(_, c)| c)).collect()
+    }
+
+    #[test]
+    fn the_registration_on_a_date_is_the_latest_started_then_the_smallest_code() {
+        // Overlapping registrations in any order, in several row groups
+        // and parts, with starts before 1970 (negative days) and at the
+        // extremes of a day number.
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let persons = 3_000;
+        let mut groups: Vec<Vec<Row>> = Vec::new();
+        for _ in 0..3 {
+            let group: Vec<Row> = (0..70_000)
+                .map(|_| {
+                    let from = next(400) as Day - 200;
+                    let to = (next(3) > 0).then(|| from + next(300) as Day - 20);
+                    (next(persons) as u32, from, to, next(40) as u32)
+                })
+                .collect();
+            groups.push(group);
+        }
+        groups.push(vec![
+            (0, Day::MIN, None, 7),
+            (0, Day::MIN, None, 3),
+            (1, Day::MAX, None, 0),
+        ]);
+        let registrations = Registrations {
+            rows: groups.clone(),
+            practices: (0..40).map(|i| format!("P{i:02}")).collect(),
+            pcn_of: vec![None; 40],
+        };
+        let all: Vec<Row> = groups.concat();
+        for as_of in [-150, -1, 0, 1, 37, 150, Day::MAX] {
+            let expected = one_by_one(&all, persons as usize, as_of);
+            assert_eq!(
+                registrations.on_date(persons as usize, as_of),
+                expected,
+                "{as_of}"
+            );
+            assert!(expected.iter().flatten().count() > 100, "{as_of}");
+        }
+    }
 }

@@ -73,16 +73,26 @@ impl SortedIds {
         let span_bits = 64 - span.leading_zeros();
         let shift = span_bits.saturating_sub(bucket_bits);
         let buckets = (span >> shift) as usize + 1;
-        let mut starts = Vec::with_capacity(buckets + 1);
-        for (i, &id) in ids.iter().enumerate() {
-            let b = (id.wrapping_sub(min) as u64 >> shift) as usize;
-            while starts.len() <= b {
-                starts.push(i as u32);
-            }
-        }
-        while starts.len() <= buckets {
-            starts.push(ids.len() as u32);
-        }
+        // `starts[b]`: the first id in bucket `b` or later. The ids are
+        // sorted, so buckets never go down: each part of the buckets finds
+        // its first id by binary search and walks on from there, the parts
+        // in parallel (one walk was a serial 70 ms at 5M persons).
+        let bucket = |id: i64| (id.wrapping_sub(min) as u64 >> shift) as usize;
+        const PART: usize = 1 << 16;
+        let mut starts = vec![0u32; buckets + 1];
+        starts
+            .par_chunks_mut(PART)
+            .enumerate()
+            .for_each(|(part, starts)| {
+                let first = part * PART;
+                let mut i = ids.partition_point(|&id| bucket(id) < first);
+                for (b, start) in (first..).zip(starts) {
+                    while i < ids.len() && bucket(ids[i]) < b {
+                        i += 1;
+                    }
+                    *start = i as u32;
+                }
+            });
         SortedIds {
             ids,
             min,
@@ -322,6 +332,52 @@ impl<'a> TextColumn<'a> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The distinct pairs of this column's and `other`'s values that occur
+    /// in one row (rows where either is null left out), gathered by part
+    /// in parallel; for two dictionaries, as pairs of keys (no text read
+    /// per row). `other` has as many rows.
+    pub fn distinct_pairs(
+        &self,
+        other: &TextColumn<'a>,
+    ) -> std::collections::BTreeSet<(&'a str, &'a str)> {
+        const PART: usize = 1 << 16;
+        let starts: Vec<usize> = (0..self.len()).step_by(PART).collect();
+        let rows = |start: usize| start..(start + PART).min(self.len());
+        fn union<T: Eq + std::hash::Hash>(
+            mut a: foldhash::HashSet<T>,
+            b: foldhash::HashSet<T>,
+        ) -> foldhash::HashSet<T> {
+            a.extend(b);
+            a
+        }
+        if let (TextColumn::Dictionary(a), TextColumn::Dictionary(b)) = (self, other) {
+            let keys = starts
+                .par_iter()
+                .map(|&start| {
+                    rows(start)
+                        .filter(|&r| a.is_valid(r) && b.is_valid(r))
+                        .map(|r| (a.keys().value(r), b.keys().value(r)))
+                        .collect::<foldhash::HashSet<(i32, i32)>>()
+                })
+                .reduce(foldhash::HashSet::default, union);
+            let (va, vb) = (a.values(), b.values());
+            return keys
+                .into_iter()
+                .map(|(x, y)| (va.value(x as usize), vb.value(y as usize)))
+                .collect();
+        }
+        starts
+            .par_iter()
+            .map(|&start| {
+                rows(start)
+                    .filter_map(|r| Some((self.get(r)?, other.get(r)?)))
+                    .collect::<foldhash::HashSet<(&str, &str)>>()
+            })
+            .reduce(foldhash::HashSet::default, union)
+            .into_iter()
+            .collect()
+    }
 }
 
 #[derive(Clone)]
@@ -490,30 +546,45 @@ impl Population {
                 );
             }
         };
-        let all = arrow_select::concat::concat_batches(&schema, &batches)
+        // Each column joined from the batches, the columns in parallel.
+        let columns = (0..schema.fields().len())
+            .into_par_iter()
+            .map(|c| {
+                let pieces: Vec<&dyn Array> =
+                    batches.iter().map(|b| b.column(c).as_ref()).collect();
+                arrow_select::concat::concat(&pieces)
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .and_then(|columns| RecordBatch::try_new(schema.clone(), columns));
+        let all = columns
             .map_err(|e| Error::Internal(format!("concatenating population batches: {e}")))?;
+        drop(batches);
         let ids = all.column(0).clone();
 
         // Stable sort by id so that among duplicates the first in file order
         // comes first and is the one kept.
-        let mut order: Vec<u32> = (0..all.num_rows() as u32)
-            .filter(|&r| ids.is_valid(r as usize))
-            .collect();
-        let null_ids = all.num_rows() as u64 - order.len() as u64;
+        let valid = |r: &u32| ids.is_valid(*r as usize);
+        let null_ids = ids.null_count() as u64;
         let (kept, index) = match ids.data_type() {
             DataType::Int64 => {
                 let ids = ids.as_primitive::<Int64Type>();
                 // (id, row) pairs sort without chasing each row's id, and
                 // the row breaks ties as a stable sort would.
-                let mut keyed: Vec<(i64, u32)> =
-                    order.iter().map(|&r| (ids.value(r as usize), r)).collect();
+                let mut keyed: Vec<(i64, u32)> = (0..all.num_rows() as u32)
+                    .into_par_iter()
+                    .filter(valid)
+                    .map(|r| (ids.value(r as usize), r))
+                    .collect();
                 keyed.par_sort_unstable();
                 keyed.dedup_by_key(|(id, _)| *id);
-                order = keyed.iter().map(|&(_, r)| r).collect();
-                let sorted = keyed.into_iter().map(|(id, _)| id).collect();
+                let (sorted, order) = keyed.into_par_iter().unzip();
                 (order, PersonIndex::Int(SortedIds::new(sorted)))
             }
             _ => {
+                let mut order: Vec<u32> = (0..all.num_rows() as u32)
+                    .into_par_iter()
+                    .filter(valid)
+                    .collect();
                 let ids = ids.as_string::<i32>();
                 order.par_sort_by(|&a, &b| ids.value(a as usize).cmp(ids.value(b as usize)));
                 order.dedup_by(|a, b| ids.value(*a as usize) == ids.value(*b as usize));
@@ -670,6 +741,24 @@ mod tests {
         spread.sort_unstable();
         spread.dedup();
         check(spread, &[3, -3]);
+        // Enough ids that their buckets' starts are found in several parts.
+        let mut many: Vec<i64> = (0..300_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 1) as i64 - (1 << 40)
+            })
+            .collect();
+        many.sort_unstable();
+        many.dedup();
+        let gaps: Vec<i64> = many
+            .windows(2)
+            .filter(|w| w[1] - w[0] > 1)
+            .map(|w| w[0] + 1)
+            .take(1000)
+            .collect();
+        check(many, &gaps);
         // Clustered: most ids in one bucket, and the extremes of i64.
         let mut clustered: Vec<i64> = (0..500).map(|i| 1_000_000 + i).collect();
         clustered.extend([i64::MIN, -1, i64::MAX]);
@@ -677,6 +766,39 @@ mod tests {
         check(clustered, &[0, 999_999, 1_000_500, i64::MAX - 1]);
         check(vec![], &[0, 1]);
         check(vec![42], &[41, 43]);
+    }
+
+    #[test]
+    fn distinct_pairs_are_the_same_from_plain_text_and_dictionaries() {
+        use arrow_array::{ArrayRef, DictionaryArray, StringArray, types::Int32Type};
+        use std::sync::Arc;
+        // Enough rows for several parts; nulls on either side are left out.
+        let rows = 200_000;
+        let a: Vec<Option<String>> = (0..rows)
+            .map(|i| (i % 11 != 0).then(|| format!("P{}", i % 7)))
+            .collect();
+        let b: Vec<Option<String>> = (0..rows)
+            .map(|i| (i % 13 != 0).then(|| format!("N{}", (i % 7) / 3 + (i % 5 == 0) as usize)))
+            .collect();
+        let plain = |v: &[Option<String>]| -> ArrayRef { Arc::new(StringArray::from(v.to_vec())) };
+        let dictionary = |v: &[Option<String>]| -> ArrayRef {
+            Arc::new(
+                v.iter()
+                    .map(|s| s.as_deref())
+                    .collect::<DictionaryArray<Int32Type>>(),
+            )
+        };
+        let expected: std::collections::BTreeSet<(&str, &str)> = a
+            .iter()
+            .zip(&b)
+            .filter_map(|(x, y)| Some((x.as_deref()?, y.as_deref()?)))
+            .collect();
+        assert!(expected.len() > 7, "{expected:?}");
+        let (pa, pb, da, db) = (plain(&a), plain(&b), dictionary(&a), dictionary(&b));
+        for (x, y) in [(&pa, &pb), (&da, &db), (&pa, &db), (&da, &pb)] {
+            let pairs = super::TextColumn::new(x).distinct_pairs(&super::TextColumn::new(y));
+            assert_eq!(pairs, expected);
+        }
     }
 
     #[test]
