@@ -182,10 +182,20 @@ impl Presence {
 pub fn alive(birth_date: &ArrayRef, date_of_death: &ArrayRef, as_of: i32) -> BooleanArray {
     let births = birth_date.as_primitive::<arrow_array::types::Date32Type>();
     let deaths = date_of_death.as_primitive::<arrow_array::types::Date32Type>();
-    BooleanArray::from_iter(
-        births
-            .iter()
-            .zip(deaths.iter())
-            .map(|(b, d)| Some(Presence::on(b, d, as_of) == Presence::Alive)),
+    use arrow_array::Array;
+    let day = |a: &arrow_array::Date32Array, r: usize| a.is_valid(r).then(|| a.value(r));
+    // A word of persons at a time, the words in parallel.
+    let words: Vec<u64> = (0..births.len().div_ceil(64))
+        .into_par_iter()
+        .with_min_len(1 << 10)
+        .map(|w| {
+            (w * 64..(w * 64 + 64).min(births.len()))
+                .filter(|&r| Presence::on(day(births, r), day(deaths, r), as_of) == Presence::Alive)
+                .fold(0u64, |word, r| word | 1 << (r % 64))
+        })
+        .collect();
+    BooleanArray::new(
+        arrow_buffer::BooleanBuffer::new(words.into(), 0, births.len()),
+        None,
     )
 }

@@ -39,6 +39,10 @@ pub struct Results<'m> {
     pub alive: BooleanArray,
     /// Who the run's purpose keeps out of which outputs.
     pub opt_outs: opt_outs::OptOuts,
+    /// Who counts in aggregate outputs, worked out once from `alive` and
+    /// `opt_outs` ([`counted_mask`]): counts, the report and the lists
+    /// ask it of every person.
+    pub counted: arrow_buffer::BooleanBuffer,
     /// One per cohort of the model.
     pub cohorts: Vec<CohortResult>,
     /// Rows each event source skipped, by reason.
@@ -65,13 +69,23 @@ impl Results<'_> {
     /// Whether person `row` counts in aggregate outputs (counts, the
     /// report): in the population on the as-of date, with no opt-out.
     pub fn counted(&self, row: usize) -> bool {
-        self.alive.value(row) && !self.opt_outs.withheld_from_aggregates.value(row)
+        self.counted.value(row)
     }
 
     /// How many persons count in aggregate outputs.
     pub fn counted_total(&self) -> u64 {
-        (0..self.alive.len()).filter(|&r| self.counted(r)).count() as u64
+        self.counted.count_set_bits() as u64
     }
+}
+
+/// Who counts in aggregate outputs: in the population on the as-of date
+/// (`alive`), with no opt-out that keeps them out of aggregates.
+pub fn counted_mask(
+    alive: &BooleanArray,
+    opt_outs: &opt_outs::OptOuts,
+) -> arrow_buffer::BooleanBuffer {
+    // The values' bits, as `value(row)` reads them, nulls or not.
+    alive.values() & &!opt_outs.withheld_from_aggregates.values()
 }
 
 /// Hooks for progress display; the engine itself never prints.
@@ -176,6 +190,7 @@ pub fn run_traced<'m>(
     });
     let results = Results {
         plan,
+        counted: counted_mask(&person_level.alive, &person_level.opt_outs),
         slots: person_level.slots,
         alive: person_level.alive,
         opt_outs: person_level.opt_outs,
@@ -489,6 +504,7 @@ fn on_date<'m>(
     Ok(Dated {
         results: Results {
             plan: on_date,
+            counted: counted_mask(&level.alive, &level.opt_outs),
             slots: level.slots,
             alive: level.alive,
             opt_outs: level.opt_outs,
@@ -551,11 +567,20 @@ fn dates_per_scan(plan: &Plan, left: usize, budget: usize) -> usize {
 /// Age in completed years on `as_of`; null where the birth date is null or
 /// after `as_of` (a person not yet born has no age).
 fn ages(birth_dates: &ArrayRef, as_of: NaiveDate) -> ArrayRef {
+    use arrow_array::Array;
     use arrow_array::cast::AsArray;
     let births = birth_dates.as_primitive::<arrow_array::types::Date32Type>();
-    Arc::new(Int64Array::from_iter(births.iter().map(|b| {
-        b.and_then(dates::from_day)
-            .filter(|b| *b <= as_of)
-            .map(|b| dates::age_on(b, as_of))
-    })))
+    let ages: Vec<Option<i64>> = (0..births.len())
+        .into_par_iter()
+        .with_min_len(1 << 16)
+        .map(|r| {
+            births
+                .is_valid(r)
+                .then(|| births.value(r))
+                .and_then(dates::from_day)
+                .filter(|b| *b <= as_of)
+                .map(|b| dates::age_on(b, as_of))
+        })
+        .collect();
+    Arc::new(Int64Array::from(ages))
 }

@@ -76,17 +76,14 @@ impl OptOuts {
                 );
             }
         }
-        let either: BooleanArray = (0..persons)
-            .map(|row| {
-                Some(
-                    type1.as_ref().is_some_and(|f| f.value(row))
-                        || national.as_ref().is_some_and(|f| f.value(row)),
-                )
-            })
-            .collect();
-        let type1_only: BooleanArray = (0..persons)
-            .map(|row| Some(type1.as_ref().is_some_and(|f| f.value(row))))
-            .collect();
+        // Each flag's values' bits (as `value(row)` reads them), none where
+        // the table has no such column.
+        let bits = |f: &Option<BooleanArray>| match f {
+            Some(f) => f.values().clone(),
+            None => arrow_buffer::BooleanBuffer::new_unset(persons),
+        };
+        let either = BooleanArray::new(&bits(&type1) | &bits(&national), None);
+        let type1_only = BooleanArray::new(bits(&type1), None);
         let withheld_from_lists = match purpose {
             Purpose::DirectCare => type1_only,
             Purpose::SecondaryUse => either.clone(),

@@ -97,6 +97,7 @@ pub fn results<'m>(
     Ok(Results {
         plan,
         slots,
+        counted: super::counted_mask(&alive, &opt_outs),
         alive,
         opt_outs,
         cohorts: cohort_results,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use arrow_array::Array;
 use arrow_array::cast::AsArray;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::extracts::Delivered;
@@ -147,24 +148,34 @@ fn segment_counts(results: &Results) -> Vec<SegmentCount> {
                 return None;
             };
             let column = results.feature(i).as_string::<i32>();
-            let mut counts: Vec<(String, u64)> = segments
+            let names: Vec<&str> = segments
                 .iter()
-                .map(|s| s.name.clone())
-                .chain(std::iter::once(default.clone()))
-                .map(|n| (n, 0))
+                .map(|s| s.name.as_str())
+                .chain(std::iter::once(default.as_str()))
                 .collect();
-            for row in 0..column.len() {
-                if !results.counted(row) || column.is_null(row) {
-                    continue;
-                }
-                let name = column.value(row);
-                if let Some(c) = counts.iter_mut().find(|(n, _)| n == name) {
-                    c.1 += 1;
-                }
-            }
+            // Each name's count among those counted, by part in parallel.
+            let counts = (0..column.len())
+                .into_par_iter()
+                .with_min_len(1 << 16)
+                .fold(
+                    || vec![0u64; names.len()],
+                    |mut counts, row| {
+                        if results.counted(row) && column.is_valid(row) {
+                            let name = column.value(row);
+                            if let Some(k) = names.iter().position(|n| *n == name) {
+                                counts[k] += 1;
+                            }
+                        }
+                        counts
+                    },
+                )
+                .reduce(
+                    || vec![0u64; names.len()],
+                    |a, b| a.iter().zip(&b).map(|(x, y)| x + y).collect(),
+                );
             Some(SegmentCount {
                 feature: f.name.clone(),
-                counts,
+                counts: names.iter().map(|n| n.to_string()).zip(counts).collect(),
             })
         })
         .collect()

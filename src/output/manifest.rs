@@ -94,9 +94,7 @@ impl OptOutsInfo {
     fn new(results: &Results, s: Suppression) -> OptOutsInfo {
         let o = &results.opt_outs;
         let alive = |flags: &arrow_array::BooleanArray| {
-            (0..flags.len())
-                .filter(|&r| results.alive.value(r) && flags.value(r))
-                .count() as u64
+            (results.alive.values() & flags.values()).count_set_bits() as u64
         };
         let with = |flags: &Option<arrow_array::BooleanArray>| {
             flags

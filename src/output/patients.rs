@@ -31,9 +31,7 @@ pub fn write(results: &Results, path: &Path) -> Result<()> {
     // Whether the person counts in aggregates: false for people with an
     // opt-out a direct-care run keeps on its lists, so that a dashboard (or
     // `strata diff`) built on this table can leave them out as strata does.
-    let counted: arrow_array::BooleanArray = (0..results.alive.len())
-        .map(|r| Some(results.counted(r)))
-        .collect();
+    let counted = arrow_array::BooleanArray::new(results.counted.clone(), None);
     push("counted", Arc::new(counted));
     for (i, feature) in model.features.iter().enumerate() {
         push(&feature.name, results.feature(i).clone());
