@@ -764,6 +764,9 @@ fn run_model(
         progress: &terminal,
     };
     let manifest = output::write(&results, &args.out, &info)?;
+    // The process ends next and its memory goes back whole: freeing the
+    // results piece by piece first took a core about 60 ms at 5M persons.
+    std::mem::forget(results);
     if args.json {
         print_stdout(&(manifest.summary_json(&args.out) + "\n"));
     } else if !quiet {

@@ -117,11 +117,15 @@ fn flags(array: &ArrayRef, population: &Population, role: &str) -> Result<Boolea
         _ => array.clone(),
     };
     match array.data_type() {
-        DataType::Boolean => Ok(array
-            .as_boolean()
-            .iter()
-            .map(|v| Some(v.unwrap_or(false)))
-            .collect()),
+        // A null is false: the values' bits where valid, a word at a time.
+        DataType::Boolean => {
+            let flags = array.as_boolean();
+            let bits = match flags.nulls() {
+                Some(valid) => flags.values() & valid.inner(),
+                None => flags.values().clone(),
+            };
+            Ok(BooleanArray::new(bits, None))
+        }
         DataType::Int64 => array
             .as_primitive::<arrow_array::types::Int64Type>()
             .iter()
