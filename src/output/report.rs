@@ -14,7 +14,6 @@ use std::fmt::Write as _;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int64Type};
 use arrow_array::{Array, ArrayRef};
-use arrow_schema::DataType;
 
 use super::manifest::Manifest;
 use super::suppress::Suppression;
@@ -134,12 +133,21 @@ fn score_distributions(results: &Results, s: Suppression) -> String {
         };
         // Most people score 0 on most scores: drawn, that bar would flatten
         // the rest, so it is counted in words instead.
-        let (zeros, scores): (Vec<f64>, Vec<f64>) = numbers(&values)
-            .into_iter()
-            .enumerate()
-            .filter(|(i, _)| results.counted(*i))
-            .filter_map(|(_, v)| v)
-            .partition(|v| *v == 0.0);
+        // Read in place, the zeros only counted: a copy of every
+        // person's score (and of the zeros) held over 100 MB at 5M.
+        let value = number_at(&values);
+        let mut zeros = 0u64;
+        let mut scores: Vec<f64> = Vec::new();
+        for v in (0..persons)
+            .filter(|&i| results.counted(i))
+            .filter_map(value)
+        {
+            if v == 0.0 {
+                zeros += 1;
+            } else {
+                scores.push(v);
+            }
+        }
         let _ = writeln!(
             html,
             "<section class=\"chart\" id=\"scores-{}\"><h3>{} ({})</h3>{}<p>People alive scoring above 0: {}; scoring 0 (not drawn): {}.</p></section>",
@@ -152,7 +160,7 @@ fn score_distributions(results: &Results, s: Suppression) -> String {
             esc(&banding.score.text),
             histogram(&scores, &banding.boundaries, &banding.names, s),
             s.count(scores.len() as u64),
-            s.count(zeros.len() as u64),
+            s.count(zeros),
         );
     }
 
@@ -280,16 +288,15 @@ fn pyramid(bands: &[[u64; 2]; 19], s: Suppression) -> String {
     svg
 }
 
-/// A number per row of a numeric array (null where none).
-fn numbers(values: &ArrayRef) -> Vec<Option<f64>> {
-    match values.data_type() {
-        DataType::Float64 => values.as_primitive::<Float64Type>().iter().collect(),
-        DataType::Int64 => values
-            .as_primitive::<Int64Type>()
-            .iter()
-            .map(|v| v.map(|v| v as f64))
-            .collect(),
-        _ => vec![None; values.len()],
+/// Each row's number in a numeric array (`None` where null, or where the
+/// array is not numeric), read in place.
+fn number_at(values: &ArrayRef) -> impl Fn(usize) -> Option<f64> + '_ {
+    let floats = values.as_primitive_opt::<Float64Type>();
+    let ints = values.as_primitive_opt::<Int64Type>();
+    move |row| match (floats, ints) {
+        (Some(f), _) => f.is_valid(row).then(|| f.value(row)),
+        (_, Some(i)) => i.is_valid(row).then(|| i.value(row) as f64),
+        _ => None,
     }
 }
 
@@ -372,8 +379,8 @@ fn inequalities(results: &Results, s: Suppression) -> String {
         return html;
     };
     let decile = &results.slots[FIRST_ATTRIBUTE_SLOT + i];
-    let decile = numbers(decile);
-    let quintile = |row: usize| decile[row].map(|d| ((d as usize).clamp(1, 10) - 1) / 2);
+    let decile = number_at(decile);
+    let quintile = |row: usize| decile(row).map(|d| ((d as usize).clamp(1, 10) - 1) / 2);
     let mut alive = [0u64; 5];
     for (row, q) in (0..results.alive.len()).map(|r| (r, quintile(r))) {
         if let (true, Some(q)) = (results.counted(row), q) {
@@ -452,11 +459,14 @@ fn overlaps(results: &Results, s: Suppression) -> String {
     let mut in_k = vec![0u64; n + 1];
     let mut pairs = vec![0u64; n * n];
     let mut member_of: Vec<usize> = Vec::with_capacity(n);
-    for row in 0..results.alive.len() {
+    // Only those counted and in some cohort are shown: found a word of
+    // persons at a time, most people being in none.
+    let in_some = flags.iter().fold(
+        arrow_buffer::BooleanBuffer::new_unset(results.alive.len()),
+        |some, f| &some | f.values(),
+    );
+    for row in (&in_some & &results.counted).set_indices() {
         member_of.clear();
-        if !results.counted(row) {
-            continue;
-        }
         member_of.extend((0..n).filter(|&c| flags[c].value(row)));
         in_k[member_of.len()] += 1;
         for &a in &member_of {
