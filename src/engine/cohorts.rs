@@ -194,6 +194,9 @@ pub fn alive(birth_date: &ArrayRef, date_of_death: &ArrayRef, as_of: i32) -> Boo
                 .fold(0u64, |word, r| word | 1 << (r % 64))
         })
         .collect();
+    // Arrow's bits are the words' bits, least significant first, in
+    // little-endian words.
+    let words: Vec<u64> = words.into_iter().map(u64::to_le).collect();
     BooleanArray::new(
         arrow_buffer::BooleanBuffer::new(words.into(), 0, births.len()),
         None,

@@ -41,7 +41,8 @@ pub struct Results<'m> {
     pub opt_outs: opt_outs::OptOuts,
     /// Who counts in aggregate outputs, worked out once from `alive` and
     /// `opt_outs` ([`counted_mask`]): counts, the report and the lists
-    /// ask it of every person.
+    /// ask it of every person. Neither changes once the results are made;
+    /// whatever changed them would have to make this again.
     pub counted: arrow_buffer::BooleanBuffer,
     /// One per cohort of the model.
     pub cohorts: Vec<CohortResult>,

@@ -69,7 +69,8 @@ impl Registrations {
             return Ok(None);
         };
         let mut groups = read_rows(&table, population)?;
-        // Numbered in code order, each row group's numbers made those.
+        // Numbered in code order; each row group's own numbers are then
+        // mapped to these.
         let mut practices: Vec<String> = groups.iter().flat_map(|g| g.codes.clone()).collect();
         practices.sort_unstable();
         practices.dedup();
@@ -85,16 +86,14 @@ impl Registrations {
             }
         });
         // The PCN of each practice, as the population table gives it (the
-        // first PCN in code order, should a practice appear under two).
+        // first PCN in code order, should a practice appear under two: the
+        // pairs come in (practice, PCN) order, so that is the first met).
         let mut pcn_of: Vec<Option<String>> = vec![None; practices.len()];
         let in_population = TextColumn::new(population.column("practice_code"));
         let pcns = TextColumn::new(population.column("pcn_code"));
         for (p, n) in in_population.distinct_pairs(&pcns) {
             if let Some(&i) = number.get(p) {
-                let entry = &mut pcn_of[i as usize];
-                if entry.as_deref().is_none_or(|e| n < e) {
-                    *entry = Some(n.to_string());
-                }
+                pcn_of[i as usize].get_or_insert_with(|| n.to_string());
             }
         }
         Ok(Some(Registrations {
@@ -132,8 +131,8 @@ impl Registrations {
     /// whatever the order the rows are met in, as the rule above says.
     fn on_date(&self, persons: usize, as_of: Day) -> Vec<Option<u32>> {
         use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-        // 0 is no registration: no practice number is u32::MAX (there are
-        // fewer practices than rows), so every word made here is larger.
+        // 0 is no registration: a practice number indexes `practices`, so
+        // it is below u32::MAX and every word made here is larger.
         let word = |from: Day, code: u32| -> u64 {
             let from = (from as u32) ^ (1 << 31); // i32 order as u32 order
             (u64::from(from) << 32) | u64::from(u32::MAX - code)
@@ -350,6 +349,22 @@ mod tests {
     }
 
     #[test]
+    fn practice_texts_built_by_parts_are_the_texts_row_by_row() {
+        use arrow_array::{Array, StringArray};
+        // Several parts; no registration, and a practice with no PCN
+        // (`None` from `text`), are null; an empty code is not.
+        let codes = ["", "A1", "B22", "C333"];
+        let text = |p: u32| (p != 3).then(|| codes[p as usize]);
+        let practice: Vec<Option<u32>> = (0..200_003u32)
+            .map(|i| (i % 7 != 0).then_some(i % 4))
+            .collect();
+        let built = super::texts(&practice, text);
+        let expected: StringArray = practice.iter().map(|p| p.and_then(text)).collect();
+        assert_eq!(built.as_ref(), &expected as &dyn Array);
+        assert!(expected.null_count() > 0 && expected.iter().any(|t| t == Some("")));
+    }
+
+    #[test]
     fn the_registration_on_a_date_is_the_latest_started_then_the_smallest_code() {
         // Overlapping registrations in any order, in several row groups
         // and parts, with starts before 1970 (negative days) and at the
@@ -368,15 +383,18 @@ mod tests {
                 .map(|_| {
                     let from = next(400) as Day - 200;
                     let to = (next(3) > 0).then(|| from + next(300) as Day - 20);
-                    (next(persons) as u32, from, to, next(40) as u32)
+                    (next(persons - 2) as u32, from, to, next(40) as u32)
                 })
                 .collect();
             groups.push(group);
         }
+        // The last two persons have no other registration: a start at
+        // the first day there is, and one at the last.
+        let (p, q) = (persons as u32 - 2, persons as u32 - 1);
         groups.push(vec![
-            (0, Day::MIN, None, 7),
-            (0, Day::MIN, None, 3),
-            (1, Day::MAX, None, 0),
+            (p, Day::MIN, None, 7),
+            (p, Day::MIN, None, 3),
+            (q, Day::MAX, None, 0),
         ]);
         let registrations = Registrations {
             rows: groups.clone(),
@@ -392,6 +410,9 @@ mod tests {
                 "{as_of}"
             );
             assert!(expected.iter().flatten().count() > 100, "{as_of}");
+            assert_eq!(expected[persons as usize - 2], Some(3), "{as_of}");
+            let last = (as_of == Day::MAX).then_some(0);
+            assert_eq!(expected[persons as usize - 1], last, "{as_of}");
         }
     }
 }

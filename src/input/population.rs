@@ -48,9 +48,10 @@ pub enum PersonIndex {
 /// Integer ids in ascending order, with a table of where each bucket of
 /// the id range starts: a lookup goes straight to its id's bucket (its place
 /// in the range, as if ids were spread evenly) and searches only that. It
-/// costs about what a hash lookup does, is built in one sequential pass over
-/// the sorted ids (a hash map of millions of ids is built one random write
-/// at a time), and needs 8 bytes per person plus 4 per bucket.
+/// costs about what a hash lookup does, is built in sequential passes over
+/// parts of the sorted ids, the parts in parallel (a hash map of millions of
+/// ids is built one random write at a time), and needs 8 bytes per person
+/// plus 4 per bucket.
 #[derive(Clone)]
 pub struct SortedIds {
     ids: Vec<i64>,
@@ -341,6 +342,7 @@ impl<'a> TextColumn<'a> {
         &self,
         other: &TextColumn<'a>,
     ) -> std::collections::BTreeSet<(&'a str, &'a str)> {
+        debug_assert_eq!(self.len(), other.len(), "two columns of one table");
         const PART: usize = 1 << 16;
         let starts: Vec<usize> = (0..self.len()).step_by(PART).collect();
         let rows = |start: usize| start..(start + PART).min(self.len());
@@ -716,6 +718,17 @@ mod tests {
 
     fn check(ids: Vec<i64>, absent: &[i64]) {
         let index = SortedIds::new(ids.clone());
+        // The bucket starts as one sequential pass finds them: each
+        // bucket's first id, pushed as the ids are walked.
+        let mut starts: Vec<u32> = Vec::new();
+        for (i, &id) in ids.iter().enumerate() {
+            let b = index.bucket(id).expect("no id below the first");
+            while starts.len() <= b {
+                starts.push(i as u32);
+            }
+        }
+        starts.resize(starts.len().max(index.starts.len()), ids.len() as u32);
+        assert_eq!(index.starts, starts);
         for (i, &id) in ids.iter().enumerate() {
             assert_eq!(index.get(id), Some(i as u32), "{id}");
         }
