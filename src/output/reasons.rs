@@ -8,6 +8,8 @@
 //! never disagree; `definition` words a cohort's rule for cover sheets
 //! from the condition itself, so the words cannot drift from the rule.
 
+use std::fmt::Write as _;
+
 use arrow_array::{Array, ArrayRef};
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
 
@@ -74,7 +76,10 @@ impl Reasons {
     }
 
     fn words(columns: &[(&Part, &ArrayRef, Option<ArrayFormatter>)], row: usize) -> String {
-        let mut out: Vec<String> = Vec::new();
+        // Written into one text, not a text per reason joined: the lists
+        // word every member's reasons.
+        let mut out = String::new();
+        let mut value = String::new();
         for (part, column, formatter) in columns {
             if column.is_null(row) {
                 continue;
@@ -82,18 +87,28 @@ impl Reasons {
             let Some(formatter) = formatter else {
                 continue;
             };
-            let value = formatter.value(row).to_string();
-            let shown = match value.as_str() {
-                "" | "false" => continue,
-                "true" => part.label.clone(),
-                _ => format!("{}: {value}", part.label),
-            };
-            out.push(match &part.threshold {
-                Some(t) => format!("{shown} (threshold {t})"),
-                None => shown,
-            });
+            value.clear();
+            // Writing to a `String` cannot fail; a value the formatter
+            // cannot show reads as its "ERROR: ..." text, as `to_string` has it.
+            let _ = write!(value, "{}", formatter.value(row));
+            if value.is_empty() || value == "false" {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push_str("; ");
+            }
+            out.push_str(&part.label);
+            if value != "true" {
+                out.push_str(": ");
+                out.push_str(&value);
+            }
+            if let Some(t) = &part.threshold {
+                out.push_str(" (threshold ");
+                out.push_str(t);
+                out.push(')');
+            }
         }
-        out.join("; ")
+        out
     }
 }
 
