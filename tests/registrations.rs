@@ -152,3 +152,36 @@ rank = ["ae_12m desc"]
         7
     );
 }
+
+/// `patients.parquet` has one schema whether or not the registrations table
+/// is there: the practice and PCN codes, read from the population file
+/// (held dictionary-encoded) or from the registrations table, are plain
+/// text either way, and every other column keeps its type.
+#[test]
+fn patients_parquet_has_one_schema_with_or_without_registrations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = sample_data_copy(tmp.path(), &["registrations.parquet"]);
+    let core = repo_path("models/core.toml");
+    let (with, without) = (tmp.path().join("with"), tmp.path().join("without"));
+    for (data, out) in [(&repo_path("sample-data"), &with), (&data, &without)] {
+        let o = run_quietly(&core, data, out, &[]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let with = read_parquet(&with.join("patients.parquet"));
+    let without = read_parquet(&without.join("patients.parquet"));
+    for field in with.schema().fields() {
+        let other = without
+            .schema()
+            .field_with_name(field.name())
+            .unwrap()
+            .clone();
+        assert_eq!(field.data_type(), other.data_type(), "{}", field.name());
+    }
+    assert_eq!(with.num_columns(), without.num_columns());
+    for code in ["practice_code", "pcn_code"] {
+        assert_eq!(
+            with.schema().field_with_name(code).unwrap().data_type(),
+            &arrow_schema::DataType::Utf8
+        );
+    }
+}

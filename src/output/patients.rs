@@ -25,8 +25,14 @@ pub fn write(results: &Results, path: &Path) -> Result<()> {
         columns.push(array);
     };
     push("person_id", population.column("person_id").clone());
-    push("practice_code", population.column("practice_code").clone());
-    push("pcn_code", population.column("pcn_code").clone());
+    // Plain text, however the codes are held: dictionary-encoded when read
+    // from a population file written with an Arrow dictionary type (as the
+    // generator's are), plain when taken from the registrations table or
+    // from any other writer. Without this the table's Arrow type (which
+    // pyarrow, pandas and polars read) changed with the input.
+    for code in ["practice_code", "pcn_code"] {
+        push(code, plain_text(population.column(code))?);
+    }
     push("alive", Arc::new(results.alive.clone()));
     // Whether the person counts in aggregates: false for people with an
     // opt-out a direct-care run keeps on its lists, so that a dashboard (or
@@ -58,4 +64,16 @@ pub fn write(results: &Results, path: &Path) -> Result<()> {
         None
     };
     super::parquet::write_batch(path, &batch, keep.as_ref())
+}
+
+/// `array` as plain text (`Utf8`) if it is dictionary-encoded text;
+/// otherwise as it is.
+fn plain_text(array: &ArrayRef) -> Result<ArrayRef> {
+    match array.data_type() {
+        arrow_schema::DataType::Dictionary(_, _) => {
+            arrow_cast::cast(array, &arrow_schema::DataType::Utf8)
+                .map_err(|e| Error::Internal(format!("decoding codes for patients.parquet: {e}")))
+        }
+        _ => Ok(array.clone()),
+    }
 }
