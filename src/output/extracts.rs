@@ -289,6 +289,7 @@ fn write_list(
     // One text per column, written over for each member: no allocation
     // per value (these lists run to hundreds of thousands of rows).
     let mut record: Vec<String> = vec![String::new(); columns.len()];
+    debug_assert_eq!(members.len(), reasons.len(), "a reason per member");
     for (&m, reason) in members.iter().zip(reasons) {
         for (text, f) in record.iter_mut().zip(&formatters) {
             text.clear();

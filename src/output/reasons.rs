@@ -80,6 +80,9 @@ impl Reasons {
         // word every member's reasons.
         let mut out = String::new();
         let mut value = String::new();
+        // Reasons written so far: one with an empty label still takes its
+        // separator, as joining the reasons gave.
+        let mut written = 0;
         for (part, column, formatter) in columns {
             if column.is_null(row) {
                 continue;
@@ -94,9 +97,10 @@ impl Reasons {
             if value.is_empty() || value == "false" {
                 continue;
             }
-            if !out.is_empty() {
+            if written > 0 {
                 out.push_str("; ");
             }
+            written += 1;
             out.push_str(&part.label);
             if value != "true" {
                 out.push_str(": ");
@@ -474,5 +478,59 @@ when = "age >= floor and (case when any_30_days then days else month end) > 5"
              at least 5 or A band is high or top) and not (flag) and A&E attendances in \
              12 months / 2 above 1, alive on the as-of date."
         );
+    }
+
+    /// A reason reads `label` when true, `label: value` otherwise, with
+    /// its threshold after; null, false and empty values are left out; and
+    /// reasons are joined by `; `, a reason with an empty label included.
+    #[test]
+    fn a_person_s_reasons_in_words() {
+        use arrow_array::{BooleanArray, Int64Array, StringArray};
+        use std::sync::Arc;
+        let part = |label: &str, threshold: Option<&str>| Part {
+            feature: 0,
+            label: label.to_string(),
+            threshold: threshold.map(str::to_string),
+        };
+        let parts = [
+            part("On the register", None),
+            part("Attendances", Some(">= 5")),
+            part("", None),
+            part("Deficits", None),
+        ];
+        let columns: [ArrayRef; 4] = [
+            Arc::new(BooleanArray::from(vec![Some(true), Some(false), None])),
+            Arc::new(Int64Array::from(vec![Some(7), None, Some(0)])),
+            Arc::new(BooleanArray::from(vec![
+                Some(true),
+                Some(true),
+                Some(false),
+            ])),
+            Arc::new(StringArray::from(vec![
+                Some("falls, anaemia"),
+                Some(""),
+                None,
+            ])),
+        ];
+        let options = FormatOptions::default();
+        // The reasons from `first` on, in words, for `row`.
+        let words = |first: usize, row: usize| {
+            let with: Vec<(&Part, &ArrayRef, Option<ArrayFormatter>)> = parts[first..]
+                .iter()
+                .zip(&columns[first..])
+                .map(|(p, c)| (p, c, ArrayFormatter::try_new(c.as_ref(), &options).ok()))
+                .collect();
+            Reasons::words(&with, row)
+        };
+        assert_eq!(
+            words(0, 0),
+            "On the register; Attendances: 7 (threshold >= 5); ; Deficits: falls, anaemia"
+        );
+        // Only the empty label is true: it is the whole text.
+        assert_eq!(words(0, 1), "");
+        // A zero is a value, not left out.
+        assert_eq!(words(0, 2), "Attendances: 0 (threshold >= 5)");
+        // A first reason with an empty label still takes its separator.
+        assert_eq!(words(2, 0), "; Deficits: falls, anaemia");
     }
 }

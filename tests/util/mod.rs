@@ -345,7 +345,7 @@ pub fn assert_all_pass(files: &[String]) {
 }
 
 /// A text column of an output file as plain utf8, whether it was written
-/// plain or dictionary-encoded (the generator's population codes are).
+/// plain or dictionary-encoded.
 pub fn text_column(batch: &RecordBatch, name: &str) -> ArrayRef {
     arrow_cast::cast(
         batch.column_by_name(name).unwrap(),
