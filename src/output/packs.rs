@@ -164,11 +164,18 @@ fn list(
     }
     ws.write_string_with_format(0, reason_col, "reason", bold)?;
     ws.set_column_width(reason_col, 80)?;
+    // Which columns are identifiers, found once, not per cell.
+    let identifier: Vec<bool> = sheet
+        .columns
+        .iter()
+        .map(|(name, _)| IDENTIFIERS.contains(name))
+        .collect();
     for (i, &m) in sheet.members.iter().enumerate() {
         let r = i as u32 + 1;
-        for (c, ((name, array), text)) in sheet.columns.iter().zip(&formatters).enumerate() {
+        let columns = sheet.columns.iter().zip(&formatters).zip(&identifier);
+        for (c, (((_, array), text), &is_identifier)) in columns.enumerate() {
             let row = m as usize;
-            if IDENTIFIERS.contains(name) {
+            if is_identifier {
                 // One value as text, exactly as the CSV list has it;
                 // nothing for null.
                 if let Some(f) = text
