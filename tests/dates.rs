@@ -359,3 +359,43 @@ reasons = ["label", "last_ae"]
         ["ae_90d", "ae_365d", "older_visits", "first_ae"]
     );
 }
+
+/// How many dates share a scan is decided by an estimate of what a person
+/// and date hold (`engine::scan::footprint`). It must not be below what a
+/// scan for several dates really makes, or a scan could pass its budget;
+/// nor far above it, or dates that fit are split over scans that each read
+/// every table again (12 dates at 1M persons had taken two scans).
+#[test]
+fn the_state_budget_s_estimate_is_near_what_a_scan_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    generate(&data, 2000, 5);
+    let paths: Vec<PathBuf> = ["core", "outcomes"]
+        .iter()
+        .map(|m| strata::rules::bundled::model_path(std::path::Path::new(m)).unwrap())
+        .collect();
+    let model = strata::rules::load_all(&paths, &[]).unwrap();
+    let as_of = date("2025-03-31");
+    let mut plan = engine::plan::plan_needed(&model, &data, Some(as_of), None).unwrap();
+    let (bits, bytes) = engine::scan::footprint(&plan);
+    let persons = plan.population.len();
+    let dates = 3;
+    plan.repeat_for_dates(dates, |_, _| (None, strata::dates::to_day(as_of)));
+    let scanned = engine::scan::scan(&plan, None, None).unwrap();
+    // The columns, without the buffers' unused capacity.
+    let held: usize = scanned
+        .features
+        .iter()
+        .flatten()
+        .map(|c| c.to_data().get_slice_memory_size().unwrap())
+        .sum();
+    let estimate = persons * (dates * bits / 8 + bytes);
+    assert!(
+        held <= estimate,
+        "the columns take {held} bytes, more than the estimate {estimate}"
+    );
+    assert!(
+        estimate <= 2 * held,
+        "the estimate {estimate} is more than twice what the columns take ({held})"
+    );
+}

@@ -334,6 +334,58 @@ pub fn bit_masks(aggregate: Aggregate, item_categories: &[Vec<u32>]) -> Option<V
     Some(masks)
 }
 
+/// What a scan for several dates holds of one aggregate at most, roughly:
+/// bits per person and as-of date, and bytes per person whatever the number
+/// of dates (the sets of [`CodeSets::Dated`]). Each state is freed as the
+/// scan's finish turns it into columns, so an aggregate takes the larger of
+/// its state and its columns (with, where a column is built whole and then
+/// split by date, the copy). States that grow with the events rather than
+/// the persons (the keys of long lists, the busiest month's events,
+/// measured values) count only their columns. It follows [`State::new`] and
+/// [`State::finish_dates`]: `words` is the bitset's size where
+/// [`bit_masks`] gives one.
+pub fn footprint(
+    aggregate: Aggregate,
+    column: Option<Type>,
+    codelist: bool,
+    words: Option<usize>,
+) -> (usize, usize) {
+    // A column built whole and copied out date by date: twice its width,
+    // a list of categories about 16 bytes of text and offset a person.
+    let split = match aggregate {
+        Aggregate::ListCategories => 2 * 16 * 8,
+        _ => 2 * 64,
+    };
+    // A day: 32 bits of state, 32 of column and its validity bit.
+    let day = 33;
+    let bits = match (words, aggregate) {
+        (Some(words), _) => (words * 64).max(split),
+        (None, Aggregate::Exists) => 1,
+        (None, Aggregate::Count | Aggregate::TotalDays) => 64,
+        // Each slot's count, then each date's column of them.
+        (None, Aggregate::CountDistinctCodes) if !codelist => {
+            return (2 * 64, size_of::<DatedCodeSet>());
+        }
+        (
+            None,
+            Aggregate::CountDistinctCodes
+            | Aggregate::CountDistinctCategories
+            | Aggregate::ListCategories
+            | Aggregate::SumDistinctWeights
+            | Aggregate::Latest
+            | Aggregate::Mean,
+        ) => split,
+        (None, Aggregate::MaxInAMonth | Aggregate::MaxIn30Days) => 64,
+        (None, Aggregate::FirstDate | Aggregate::LastDate) => day,
+        (None, Aggregate::Min | Aggregate::Max) => match column {
+            Some(Type::Date) => day,
+            Some(Type::Float) => split + 1,
+            _ => 65,
+        },
+    };
+    (bits, 0)
+}
+
 impl State {
     /// State for `aggregate` over `persons` and `dates` as-of dates, each
     /// person's dates side by side (slot `person * dates + date`); `column`

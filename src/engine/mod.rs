@@ -542,42 +542,26 @@ fn on_date<'m>(
 pub const STATE_BUDGET: usize = 4 << 30;
 
 /// How many of `left` dates one scan of `plan` (planned for one date) can
-/// serve within `budget`; at least one.
+/// serve within `budget`; at least one. What a person and date take is
+/// [`scan::footprint`]: the larger of each aggregate's state and columns,
+/// as they really are (a 4-byte day, a 1-bit `exists`). A flat size per
+/// kind of aggregate, state and column added, had overstated the default
+/// model's twice over and split 12 dates at 1M persons into two scans (11
+/// dates, then a whole scan for one).
 fn dates_per_scan(plan: &Plan, left: usize, budget: usize) -> usize {
-    use crate::rules::Aggregate;
-    // Per person and date, for each aggregate: its state and its column.
-    // `exists` is a bit in each; counts 4 bytes of state and 8 of column;
-    // dates 4 and 4; sums 8 and 8. Most others have their column built
-    // whole and then copied out date by date: distinct codes and categories
-    // (a bitset of up to 4 words), min/max, `latest` and `mean` (up to 8
-    // bytes each for state, column and copy, and more while building); the
-    // busiest month or 30 days an 8-byte column. Keyed states (distinct
-    // codes of long lists, the busiest month's events) grow with the
-    // events, not the persons, and are not counted.
-    let bits: usize = plan
-        .sources
-        .iter()
-        .flat_map(|s| &s.aggregates)
-        .map(|a| match a.aggregate {
-            Aggregate::Exists => 2,
-            Aggregate::FirstDate | Aggregate::LastDate => 8 * 8,
-            Aggregate::Count => 12 * 8,
-            Aggregate::TotalDays => 16 * 8,
-            Aggregate::CountDistinctCodes
-            | Aggregate::CountDistinctCategories
-            | Aggregate::ListCategories
-            | Aggregate::SumDistinctWeights => 48 * 8,
-            _ => 32 * 8,
-        })
-        .sum();
-    let per_date = (plan.population.len() * bits.div_ceil(8)).max(1);
+    let (bits, bytes) = scan::footprint(plan);
+    tracing::debug!(
+        bytes_per_person_and_date = bits.div_ceil(8),
+        bytes_per_person = bytes,
+        "state a scan for several dates holds"
+    );
+    let persons = plan.population.len().max(1);
+    let per_date = bits.div_ceil(8).max(1);
+    let fits = (budget / persons).saturating_sub(bytes) / per_date;
     // Slots (person, date) are numbered in 32 bits, and a scan's dates in
     // 16 (see `aggregate::CodeSeen`).
-    let slots = u32::MAX as usize / plan.population.len().max(1);
-    (budget / per_date)
-        .min(slots)
-        .min(usize::from(u16::MAX))
-        .clamp(1, left)
+    let slots = u32::MAX as usize / persons;
+    fits.min(slots).min(usize::from(u16::MAX)).clamp(1, left)
 }
 
 /// Age in completed years on `as_of`; null where the birth date is null or

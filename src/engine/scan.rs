@@ -235,15 +235,11 @@ pub fn scan(
             s.aggregates[..s.distinct_aggregates()]
                 .iter()
                 .map(|a| {
-                    let list = a.codelist.map(|c| &plan.model.codelists[s.codelists[c]]);
-                    let bits = list.and_then(|l| {
-                        crate::engine::aggregate::bit_masks(a.aggregate, &item_categories(l, a))
-                    });
                     State::new(
                         a.aggregate,
                         a.value.map(|(_, t)| t),
                         a.codelist.is_some(),
-                        bits,
+                        bit_masks(plan, s, a),
                         persons,
                         s.dates,
                     )
@@ -455,6 +451,32 @@ fn finish(
 
 /// The categories each entry of `list` scores for `agg`: those of its
 /// `category` filter, or all of them.
+/// The bitset masks of aggregate `a` of source `s`, where its state is a
+/// bitset per person (see [`crate::engine::aggregate::bit_masks`]).
+fn bit_masks(plan: &Plan, s: &SourcePlan, a: &AggregatePlan) -> Option<Vec<Vec<u64>>> {
+    let list = &plan.model.codelists[s.codelists[a.codelist?]];
+    crate::engine::aggregate::bit_masks(a.aggregate, &item_categories(list, a))
+}
+
+/// What a scan of `plan` for several dates holds, roughly: bits per person
+/// and date, and bytes per person whatever the dates (see
+/// [`crate::engine::aggregate::footprint`]). `plan` is planned for one date.
+pub fn footprint(plan: &Plan) -> (usize, usize) {
+    plan.sources
+        .iter()
+        .flat_map(|s| s.aggregates.iter().map(move |a| (s, a)))
+        .map(|(s, a)| {
+            let words = bit_masks(plan, s, a).map(|m| m.first().map_or(1, Vec::len));
+            crate::engine::aggregate::footprint(
+                a.aggregate,
+                a.value.map(|(_, t)| t),
+                a.codelist.is_some(),
+                words,
+            )
+        })
+        .fold((0, 0), |(bits, bytes), (b, p)| (bits + b, bytes + p))
+}
+
 fn item_categories(list: &Codelist, agg: &AggregatePlan) -> Vec<Vec<u32>> {
     list.entries
         .iter()
