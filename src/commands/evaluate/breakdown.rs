@@ -55,22 +55,21 @@ impl Split {
     pub(super) fn new(people: &People, groups: &Groups) -> Split {
         let n = groups.names.len();
         assert!(n < 1 << (32 - MOST_COHORTS_PER_PASS), "{n} groups");
-        let group = |i: usize| groups.of[i].unwrap_or(n as u32);
+        let group = |i: usize| groups.get(i).unwrap_or(n as u32);
         let per_pass = (1..=MOST_COHORTS_PER_PASS)
             .rev()
-            .find(|k| (n + 1) << k <= groups.of.len())
+            .find(|k| (n + 1) << k <= groups.len())
             .unwrap_or(1);
         let passes = if people.cohorts.is_empty() {
             // One pass with no cohorts, for everyone's counts.
-            vec![(0, (0..groups.of.len()).map(group).collect())]
+            vec![(0, (0..groups.len()).map(group).collect())]
         } else {
             people
                 .cohorts
                 .chunks(per_pass)
                 .map(|pass| {
-                    let mut cells: Vec<u32> = (0..groups.of.len())
-                        .map(|i| group(i) << pass.len())
-                        .collect();
+                    let mut cells: Vec<u32> =
+                        (0..groups.len()).map(|i| group(i) << pass.len()).collect();
                     // A cohort at a time: each a pass in order over the
                     // people (that the compiler does several at once).
                     for (j, (_, on)) in pass.iter().enumerate() {
@@ -91,7 +90,7 @@ impl Split {
                     ranking
                         .ascending
                         .iter()
-                        .filter_map(|&i| Some((groups.of[i as usize]? as usize, i)))
+                        .filter_map(|&i| Some((groups.get(i as usize)? as usize, i)))
                 };
                 let mut starts = vec![0; n + 1];
                 for (g, _) in known() {
@@ -105,10 +104,7 @@ impl Split {
                     who[next[g]] = i;
                     next[g] += 1;
                 }
-                let values = who
-                    .iter()
-                    .map(|&i| of_score[i as usize].expect("scored"))
-                    .collect();
+                let values = who.iter().map(|&i| of_score.value(i as usize)).collect();
                 Ranked {
                     starts,
                     who,
@@ -274,7 +270,7 @@ mod tests {
                     (format!("c{c}"), members)
                 })
                 .collect();
-            let scores: Vec<(String, Vec<Option<f64>>)> = (0..2)
+            let scores: Vec<(String, arrow_array::Float64Array)> = (0..2)
                 .map(|k| {
                     let values = (0..n)
                         .map(|_| {
@@ -335,7 +331,7 @@ mod tests {
                     .zip(row["scores"].as_array().unwrap())
                 {
                     let ranked =
-                        ranking.ranked(values, &happened, |i| groups.of[i] == Some(g as u32));
+                        ranking.ranked(values, &happened, |i| groups.get(i) == Some(g as u32));
                     let direct = auroc_ranked(&ranked).map(|(a, _)| a);
                     assert_eq!(figure["auroc"].as_f64(), direct, "{name}");
                     assert_eq!(direct.is_none(), name == "none happened");

@@ -230,10 +230,6 @@ pub fn run(
             persistence(request.suppression, *from, earlier, *to, later)
         })
         .collect();
-    let batches = days
-        .par_iter()
-        .map(|(as_of, people)| people.batch(*as_of))
-        .collect::<Result<Vec<_>>>()?;
     timings.push(("figures", started.elapsed().as_secs_f64()));
     let started = std::time::Instant::now();
     // Written beside, then renamed: a failed evaluation leaves nothing.
@@ -247,8 +243,12 @@ pub fn run(
         Error::io(&staging, "cannot create the evaluation folder", e)
             .with_help("give --out a folder in a place you can write")
     })?;
-    // The dates' predictions one after another.
-    crate::output::parquet::write_batches(&staging.join("predictions.parquet"), &batches)?;
+    // The dates' predictions one after another, each date's made as it is
+    // written.
+    let rows: Vec<usize> = days.iter().map(|(_, people)| people.ids.len()).collect();
+    crate::output::parquet::write_batches(&staging.join("predictions.parquet"), &rows, &|k| {
+        days[k].1.batch(days[k].0)
+    })?;
     let evaluation = json!({
         "model": model.meta.name,
         "compared_with": compare.as_ref().map(describe),
@@ -283,8 +283,10 @@ struct People {
     ids: ArrayRef,
     /// (cohort, members), for the evaluated people.
     cohorts: Vec<(String, Vec<bool>)>,
-    /// (score, values; None where the score is null).
-    scores: Vec<(String, Vec<Option<f64>>)>,
+    /// (score, values; null where the score is null). Arrow's column, 8
+    /// bytes and a bit a person, not `Option<f64>`'s 16: with 12 dates at
+    /// 5M persons every byte a person and date is 60 MB.
+    scores: Vec<(String, Float64Array)>,
     /// Each score's ranking of the people it scores, made once for every
     /// outcome and group.
     rankings: Vec<Ranking>,
@@ -293,7 +295,7 @@ struct People {
     /// (outcome, how many times it happened or how many days it took;
     /// None where unknown), for outcomes that are counts (`count`,
     /// `total_days`).
-    counts: Vec<(String, Vec<Option<i64>>)>,
+    counts: Vec<(String, arrow_array::Int64Array)>,
     /// Each person's PCN (for top N per PCN), and the subgroups figures are
     /// broken down by: (grouping, each person's group; None if unknown).
     pcn: Groups,
@@ -307,10 +309,30 @@ struct People {
 #[derive(Clone)]
 struct Groups {
     names: Vec<String>,
-    of: Vec<Option<u32>>,
+    /// Each person's group, [`Groups::UNKNOWN`] if unknown: 4 bytes a
+    /// person and date, not `Option<u32>`'s 8, shared by clones (the PCNs
+    /// are a grouping and also choose each PCN's top).
+    of: Arc<[u32]>,
 }
 
 impl Groups {
+    const UNKNOWN: u32 = u32::MAX;
+
+    /// Person `i`'s group; None if unknown.
+    fn get(&self, i: usize) -> Option<u32> {
+        Some(self.of[i]).filter(|&g| g != Groups::UNKNOWN)
+    }
+
+    /// How many people.
+    fn len(&self) -> usize {
+        self.of.len()
+    }
+
+    /// Each person's group, in order.
+    fn iter(&self) -> impl Iterator<Item = Option<u32>> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
     /// Each person's group by name (None if unknown).
     fn new<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Groups {
         // Numbered as first met.
@@ -383,14 +405,13 @@ impl Groups {
             names: order.iter().map(|&g| names[g].to_string()).collect(),
             of: of
                 .into_iter()
-                .map(|g| g.map(|g| place[g as usize]))
+                .map(|g| g.map_or(Groups::UNKNOWN, |g| place[g as usize]))
                 .collect(),
         }
     }
 
     fn texts(&self) -> arrow_array::StringArray {
-        self.of
-            .iter()
+        self.iter()
             .map(|g| g.map(|g| self.names[g as usize].as_str()))
             .collect()
     }
@@ -400,30 +421,33 @@ impl Groups {
 struct Ranking {
     /// Lowest score first; ties in person order.
     ascending: Vec<u32>,
-    /// Highest score first; ties in person order (as lists rank).
-    highest_first: Vec<u32>,
 }
 
 impl Ranking {
-    fn new(values: &[Option<f64>]) -> Ranking {
-        let value = |i: &u32| values[*i as usize].expect("scored") + 0.0;
-        let ascending = ascending(values);
-        let highest_first = ascending
-            .chunk_by(|a, b| value(a) == value(b))
+    fn new(values: &Float64Array) -> Ranking {
+        Ranking {
+            ascending: ascending(values),
+        }
+    }
+
+    /// Highest score first; ties in person order (as lists rank). Made
+    /// when asked for, not kept: 4 bytes a person, date and score. Ties
+    /// are equal in [`total_order`], as in [`ascending`] (so that NaNs
+    /// of one kind tie, as they sort).
+    fn highest_first(&self, values: &Float64Array) -> Vec<u32> {
+        let key = |i: &u32| total_order(values.value(*i as usize) + 0.0);
+        self.ascending
+            .chunk_by(|a, b| key(a) == key(b))
             .rev()
             .flatten()
             .copied()
-            .collect();
-        Ranking {
-            ascending,
-            highest_first,
-        }
+            .collect()
     }
 
     /// (score, outcome) of the people `keep` selects, lowest score first.
     fn ranked(
         &self,
-        values: &[Option<f64>],
+        values: &Float64Array,
         happened: &[bool],
         keep: impl Fn(usize) -> bool,
     ) -> Vec<(f64, bool)> {
@@ -431,7 +455,7 @@ impl Ranking {
             .iter()
             .map(|&i| i as usize)
             .filter(|&i| keep(i))
-            .map(|i| (values[i].expect("scored"), happened[i]))
+            .map(|i| (values.value(i), happened[i]))
             .collect()
     }
 }
@@ -439,7 +463,7 @@ impl Ranking {
 /// The people `values` scores, lowest score first, ties in person order:
 /// ordered by each value's place in `f64::total_cmp`'s order (+ 0.0 makes
 /// -0.0 equal 0.0, as for the ties), then person.
-fn ascending(values: &[Option<f64>]) -> Vec<u32> {
+fn ascending(values: &Float64Array) -> Vec<u32> {
     // Most scores take few values (whole points, or rounded): each value's
     // people are counted, then put in place in person order, with no sort
     // of the people (about 5 ms a ranking at 200,000 people). Scores of
@@ -452,7 +476,7 @@ fn ascending(values: &[Option<f64>]) -> Vec<u32> {
     let mut of: Vec<u32> = Vec::with_capacity(values.len());
     for v in values.iter().flatten() {
         let next = numbers.len() as u32;
-        let n = *numbers.entry(key(*v)).or_insert(next);
+        let n = *numbers.entry(key(v)).or_insert(next);
         if n == next {
             if counts.len() == MOST_COUNTED {
                 return sorted(values);
@@ -487,11 +511,11 @@ fn ascending(values: &[Option<f64>]) -> Vec<u32> {
 /// [`ascending`] by sorting each value's place in `f64::total_cmp`'s
 /// order beside its person (not the people by looking their values up:
 /// that reads memory out of order).
-fn sorted(values: &[Option<f64>]) -> Vec<u32> {
+fn sorted(values: &Float64Array) -> Vec<u32> {
     let mut keyed: Vec<(u64, u32)> = values
         .iter()
         .enumerate()
-        .filter_map(|(i, &v)| Some((total_order(v? + 0.0), i as u32)))
+        .filter_map(|(i, v)| Some((total_order(v? + 0.0), i as u32)))
         .collect();
     keyed.sort_unstable();
     keyed.into_iter().map(|(_, i)| i).collect()
@@ -512,7 +536,7 @@ fn total_order(x: f64) -> u64 {
 /// A rule set's cohorts and scores for the evaluated people.
 struct Predictions {
     cohorts: Vec<(String, Vec<bool>)>,
-    scores: Vec<(String, Vec<Option<f64>>)>,
+    scores: Vec<(String, Float64Array)>,
 }
 
 /// A rule set as the evaluation names it: its model and any `--set`.
@@ -588,8 +612,12 @@ fn predictions(
         })?;
         let column = arrow_select::take::take(&column, &indices, None)
             .map_err(|e| Error::Internal(format!("selecting the evaluated people: {e}")))?;
-        let v = column.as_primitive::<arrow_array::types::Float64Type>();
-        values.push((s.clone(), v.iter().collect()));
+        values.push((
+            s.clone(),
+            column
+                .as_primitive::<arrow_array::types::Float64Type>()
+                .clone(),
+        ));
     }
     Ok(Predictions {
         cohorts,
@@ -625,7 +653,7 @@ fn people(model: &Model, request: &Request, dated: engine::Dated) -> Result<Peop
                     )
             });
             if counted && let Some(c) = column.as_primitive_opt::<arrow_array::types::Int64Type>() {
-                counts.push((name.clone(), c.iter().collect()));
+                counts.push((name.clone(), c.clone()));
             }
             let at_least = model
                 .outcomes
@@ -740,7 +768,7 @@ impl People {
         }
         for (name, values) in &self.scores {
             fields.push(Field::new(name, DataType::Float64, true));
-            columns.push(Arc::new(Float64Array::from(values.clone())));
+            columns.push(Arc::new(values.clone()));
         }
         if let Some(b) = &self.compared {
             for (name, flags) in &b.cohorts {
@@ -757,7 +785,7 @@ impl People {
                     DataType::Float64,
                     true,
                 ));
-                columns.push(Arc::new(Float64Array::from(values.clone())));
+                columns.push(Arc::new(values.clone()));
             }
         }
         for (name, happened) in &self.outcomes {
@@ -774,7 +802,7 @@ impl People {
                 DataType::Int64,
                 true,
             ));
-            columns.push(Arc::new(arrow_array::Int64Array::from(counts.clone())));
+            columns.push(Arc::new(counts.clone()));
         }
         RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
             .map_err(|e| Error::Internal(format!("assembling predictions: {e}")))
@@ -800,9 +828,9 @@ fn evaluate(
         .counts
         .iter()
         .find(|(n, _)| n == outcome)
-        .map(|(_, c)| c);
-    let value = |v: Option<i64>| v.unwrap_or(0).max(0) as u64;
-    let total: u64 = counts.map_or(0, |c| c.iter().map(|&v| value(v)).sum());
+        .map(|(_, c)| counted(c));
+    let counts = counts.as_deref();
+    let total: u64 = counts.map_or(0, |c| c.iter().sum());
     let cohorts: Vec<serde_json::Value> = people
         .cohorts
         .iter()
@@ -817,7 +845,7 @@ fn evaluate(
                 assert_eq!(c.len(), members.len(), "one value per person");
                 let (mut on, mut people, mut with) = (0u64, 0u64, 0u64);
                 for (&v, &member) in c.iter().zip(members) {
-                    let (k, v) = (u64::from(member), value(v));
+                    let k = u64::from(member);
                     on += k * v;
                     people += k;
                     with += k * u64::from(v > 0);
@@ -897,9 +925,10 @@ fn share_of_whole(
             .counts
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, c)| c)
+            .map(|(_, c)| counted(c))
     };
     let (part, of) = (counts(outcome)?, counts(whole)?);
+    let (part, of) = (part.as_slice(), of.as_slice());
     let everyone = Share::of(part, of, None);
     let cohorts: Vec<serde_json::Value> = people
         .cohorts
@@ -924,6 +953,15 @@ fn share_of_whole(
     }))
 }
 
+/// A count outcome's values as the figures add them: none (null) and
+/// anything below zero as 0.
+fn counted(counts: &arrow_array::Int64Array) -> Vec<u64> {
+    counts
+        .iter()
+        .map(|v| v.unwrap_or(0).max(0) as u64)
+        .collect()
+}
+
 /// A part outcome's events against its whole's, over some people.
 struct Share {
     people: u64,
@@ -938,7 +976,7 @@ impl Share {
     /// Over everyone, or over the `members` of a list. Members are counted
     /// by multiplying by 0 or 1 rather than skipped, so the loop does not
     /// branch on who is on the list.
-    fn of(part: &[Option<i64>], whole: &[Option<i64>], members: Option<&[bool]>) -> Share {
+    fn of(part: &[u64], whole: &[u64], members: Option<&[bool]>) -> Share {
         let mut s = Share {
             people: 0,
             with_part: 0,
@@ -948,10 +986,7 @@ impl Share {
         };
         for i in 0..part.len() {
             let k = members.map_or(1, |m| u64::from(m[i]));
-            let (p, w) = (
-                part[i].unwrap_or(0).max(0) as u64,
-                whole[i].unwrap_or(0).max(0) as u64,
-            );
+            let (p, w) = (part[i], whole[i]);
             s.people += k;
             s.with_part += k * u64::from(p > 0);
             s.with_whole += k * u64::from(w > 0);
@@ -1075,7 +1110,13 @@ fn comparison(
             let (_, bb) = b.scores.iter().find(|(n, _)| n == name)?;
             // People both score.
             let paired: Vec<(f64, f64, bool)> = (0..happened.len())
-                .filter_map(|i| Some((a[i]?, bb[i]?, happened[i])))
+                .filter_map(|i| {
+                    Some((
+                        a.is_valid(i).then(|| a.value(i))?,
+                        bb.is_valid(i).then(|| bb.value(i))?,
+                        happened[i],
+                    ))
+                })
                 .collect();
             let positives = paired.iter().filter(|p| p.2).count() as u64;
             let hidden = s.hides(positives) || s.hides(paired.len() as u64 - positives);
@@ -1153,7 +1194,7 @@ fn persistence(
 /// A probability against what happened: by decile of the ranking (lowest
 /// first; decile of the i-th of n is i * 10 / n), the mean predicted and the
 /// observed share, and the Brier score (the mean squared difference).
-fn calibration(s: Suppression, values: &[Option<f64>], happened: &[bool]) -> serde_json::Value {
+fn calibration(s: Suppression, values: &Float64Array, happened: &[bool]) -> serde_json::Value {
     let mut scored: Vec<(f64, bool)> = values
         .iter()
         .zip(happened)
@@ -1278,7 +1319,7 @@ impl ListCounts {
 fn score_figures(
     s: Suppression,
     name: &str,
-    values: &[Option<f64>],
+    values: &Float64Array,
     ranking: &Ranking,
     happened: &[bool],
     pcn: &Groups,
@@ -1289,7 +1330,11 @@ fn score_figures(
     let auroc = (!s.hides(positives) && !s.hides(negatives))
         .then(|| auroc_ranked(&scored))
         .flatten();
-    let order: Vec<usize> = ranking.highest_first.iter().map(|&i| i as usize).collect();
+    let order: Vec<usize> = ranking
+        .highest_first(values)
+        .into_iter()
+        .map(|i| i as usize)
+        .collect();
     let top: Vec<serde_json::Value> = TOP
         .iter()
         .map(|&fraction| {
@@ -1304,7 +1349,7 @@ fn score_figures(
     let mut per_pcn = vec![0usize; pcn.names.len() + 1];
     let mut on_list = vec![false; values.len()];
     for &i in &order {
-        let taken = &mut per_pcn[pcn.of[i].map_or(pcn.names.len(), |g| g as usize)];
+        let taken = &mut per_pcn[pcn.get(i).map_or(pcn.names.len(), |g| g as usize)];
         if *taken < TOP_PER_PCN {
             *taken += 1;
             on_list[i] = true;
@@ -1345,9 +1390,9 @@ fn each_pcn(
     happened: &[bool],
 ) -> Vec<serde_json::Value> {
     let mut counts = vec![ListCounts::default(); pcn.names.len()];
-    for (i, g) in pcn.of.iter().enumerate() {
+    for (i, g) in pcn.iter().enumerate() {
         if let Some(g) = g {
-            counts[*g as usize].add(on_list[i], happened[i]);
+            counts[g as usize].add(on_list[i], happened[i]);
         }
     }
     pcn.names
@@ -1467,8 +1512,22 @@ mod tests {
     fn share_off_the_list_is_everyone_less_the_list() {
         // Nulls and negatives count as none; people with none of the
         // part but some of the whole; a list of the first, middle, last.
-        let part = [Some(1), None, Some(0), Some(3), Some(-2), Some(2)];
-        let whole = [Some(2), Some(4), None, Some(3), Some(1), Some(5)];
+        let part = counted(&arrow_array::Int64Array::from(vec![
+            Some(1),
+            None,
+            Some(0),
+            Some(3),
+            Some(-2),
+            Some(2),
+        ]));
+        let whole = counted(&arrow_array::Int64Array::from(vec![
+            Some(2),
+            Some(4),
+            None,
+            Some(3),
+            Some(1),
+            Some(5),
+        ]));
         let members = [true, false, false, true, false, true];
         let off: Vec<bool> = members.iter().map(|m| !m).collect();
         let everyone = Share::of(&part, &whole, None);
@@ -1483,7 +1542,7 @@ mod tests {
 
     #[test]
     fn calibration_compares_deciles_and_refuses_what_is_not_a_probability() {
-        let values: Vec<Option<f64>> = (0..20).map(|i| Some(i as f64 / 20.0)).collect();
+        let values: Float64Array = (0..20).map(|i| Some(i as f64 / 20.0)).collect();
         let happened: Vec<bool> = (0..20).map(|i| i >= 18).collect();
         let c = calibration(Suppression::None, &values, &happened);
         let top = &c["deciles"][9];
@@ -1495,7 +1554,7 @@ mod tests {
             .sum::<f64>()
             / 20.0;
         assert!((c["brier"].as_f64().unwrap() - brier).abs() < 1e-12);
-        let c = calibration(Suppression::None, &[Some(1.5)], &[true]);
+        let c = calibration(Suppression::None, &Float64Array::from(vec![1.5]), &[true]);
         assert!(c["error"].is_string());
     }
 
@@ -1533,7 +1592,8 @@ mod tests {
                         (!x.is_multiple_of(6)).then_some(value)
                     })
                     .collect();
-                let ranking = Ranking::new(&values);
+                let column = Float64Array::from(values.clone());
+                let ranking = Ranking::new(&column);
                 // As it was: the people sorted stably by their values.
                 let mut expected: Vec<u32> = (0..values.len() as u32)
                     .filter(|&i| values[i as usize].is_some())
@@ -1541,7 +1601,10 @@ mod tests {
                 let value = |i: &u32| values[*i as usize].unwrap() + 0.0;
                 expected.sort_by(|a, b| value(a).total_cmp(&value(b)));
                 assert_eq!(ranking.ascending, expected);
-                assert_eq!(sorted(&values), expected);
+                assert_eq!(sorted(&column), expected);
+                // Highest first, ties still in person order.
+                expected.sort_by(|a, b| value(b).total_cmp(&value(a)));
+                assert_eq!(ranking.highest_first(&column), expected);
             }
         }
     }
@@ -1577,7 +1640,7 @@ mod tests {
                     Groups::new(of.iter().map(name)),
                 ] {
                     assert_eq!(groups.names, met);
-                    assert_eq!(groups.of, places);
+                    assert_eq!(groups.iter().collect::<Vec<_>>(), places);
                 }
             }
         }
