@@ -334,37 +334,48 @@ pub fn bit_masks(aggregate: Aggregate, item_categories: &[Vec<u32>]) -> Option<V
     Some(masks)
 }
 
-/// What a scan for several dates holds of one aggregate at most, roughly:
-/// bits per person and as-of date, and bytes per person whatever the number
-/// of dates (the sets of [`CodeSets::Dated`]). Each state is freed as the
-/// scan's finish turns it into columns, so an aggregate takes the larger of
-/// its state and its columns (with, where a column is built whole and then
-/// split by date, the copy). States that grow with the events rather than
-/// the persons (the keys of long lists, the busiest month's events,
-/// measured values) count only their columns. It follows [`State::new`] and
-/// [`State::finish_dates`]: `words` is the bitset's size where
+/// What a scan for several dates holds of one aggregate, roughly, in bits
+/// per person and as-of date: its state, and the columns the scan's finish
+/// makes of it (with, where a column is built whole and then split by
+/// date, the copy); and bytes per person whatever the number of dates (the
+/// sets of [`CodeSets::Dated`]). States that grow with the events rather
+/// than the persons (the keys of long lists, the busiest month's events,
+/// measured values) count only their columns. It follows [`State::new`]
+/// and [`State::finish_dates`]: `words` is the bitset's size where
 /// [`bit_masks`] gives one.
+pub struct Footprint {
+    pub state: usize,
+    pub columns: usize,
+    pub per_person: usize,
+}
+
+/// The [`Footprint`] of an aggregate.
 pub fn footprint(
     aggregate: Aggregate,
     column: Option<Type>,
     codelist: bool,
     words: Option<usize>,
-) -> (usize, usize) {
+) -> Footprint {
     // A column built whole and copied out date by date: twice its width,
     // a list of categories about 16 bytes of text and offset a person.
     let split = match aggregate {
         Aggregate::ListCategories => 2 * 16 * 8,
         _ => 2 * 64,
     };
-    // A day: 32 bits of state, 32 of column and its validity bit.
-    let day = 33;
-    let bits = match (words, aggregate) {
-        (Some(words), _) => (words * 64).max(split),
-        (None, Aggregate::Exists) => 1,
-        (None, Aggregate::Count | Aggregate::TotalDays) => 64,
+    // A day: 32 bits of state; 32 of column and its validity bit.
+    let day = (32, 33);
+    let (state, columns) = match (words, aggregate) {
+        (Some(words), _) => (words * 64, split),
+        (None, Aggregate::Exists) => (1, 1),
+        (None, Aggregate::Count) => (32, 64),
+        (None, Aggregate::TotalDays) => (64, 64),
         // Each slot's count, then each date's column of them.
         (None, Aggregate::CountDistinctCodes) if !codelist => {
-            return (2 * 64, size_of::<DatedCodeSet>());
+            return Footprint {
+                state: 0,
+                columns: 2 * 64,
+                per_person: size_of::<DatedCodeSet>(),
+            };
         }
         (
             None,
@@ -374,16 +385,20 @@ pub fn footprint(
             | Aggregate::SumDistinctWeights
             | Aggregate::Latest
             | Aggregate::Mean,
-        ) => split,
-        (None, Aggregate::MaxInAMonth | Aggregate::MaxIn30Days) => 64,
+        ) => (0, split),
+        (None, Aggregate::MaxInAMonth | Aggregate::MaxIn30Days) => (0, 64),
         (None, Aggregate::FirstDate | Aggregate::LastDate) => day,
         (None, Aggregate::Min | Aggregate::Max) => match column {
             Some(Type::Date) => day,
-            Some(Type::Float) => split + 1,
-            _ => 65,
+            Some(Type::Float) => (64, split + 1),
+            _ => (64, 65),
         },
     };
-    (bits, 0)
+    Footprint {
+        state,
+        columns,
+        per_person: 0,
+    }
 }
 
 impl State {

@@ -449,8 +449,6 @@ fn finish(
         .collect())
 }
 
-/// The categories each entry of `list` scores for `agg`: those of its
-/// `category` filter, or all of them.
 /// The bitset masks of aggregate `a` of source `s`, where its state is a
 /// bitset per person (see [`crate::engine::aggregate::bit_masks`]).
 fn bit_masks(plan: &Plan, s: &SourcePlan, a: &AggregatePlan) -> Option<Vec<Vec<u64>>> {
@@ -458,11 +456,16 @@ fn bit_masks(plan: &Plan, s: &SourcePlan, a: &AggregatePlan) -> Option<Vec<Vec<u
     crate::engine::aggregate::bit_masks(a.aggregate, &item_categories(list, a))
 }
 
-/// What a scan of `plan` for several dates holds, roughly: bits per person
-/// and date, and bytes per person whatever the dates (see
-/// [`crate::engine::aggregate::footprint`]). `plan` is planned for one date.
+/// What a scan of `plan` for several dates holds at most, roughly: bits
+/// per person and date, and bytes per person whatever the dates (see
+/// [`crate::engine::aggregate::footprint`]). `plan` is planned for one
+/// date. The finish turns each aggregate's state into its columns, one
+/// aggregate a thread, and frees the state when they are made: an
+/// aggregate takes the larger of its state and columns, and those being
+/// finished both.
 pub fn footprint(plan: &Plan) -> (usize, usize) {
-    plan.sources
+    let each: Vec<crate::engine::aggregate::Footprint> = plan
+        .sources
         .iter()
         .flat_map(|s| s.aggregates.iter().map(move |a| (s, a)))
         .map(|(s, a)| {
@@ -474,9 +477,19 @@ pub fn footprint(plan: &Plan) -> (usize, usize) {
                 words,
             )
         })
-        .fold((0, 0), |(bits, bytes), (b, p)| (bits + b, bytes + p))
+        .collect();
+    let larger: usize = each.iter().map(|f| f.state.max(f.columns)).sum();
+    // The smaller parts of the aggregates being finished, the largest
+    // first: one a thread.
+    let mut smaller: Vec<usize> = each.iter().map(|f| f.state.min(f.columns)).collect();
+    smaller.sort_unstable_by(|a, b| b.cmp(a));
+    let finishing: usize = smaller.iter().take(rayon::current_num_threads()).sum();
+    let per_person = each.iter().map(|f| f.per_person).sum();
+    (larger + finishing, per_person)
 }
 
+/// The categories each entry of `list` scores for `agg`: those of its
+/// `category` filter, or all of them.
 fn item_categories(list: &Codelist, agg: &AggregatePlan) -> Vec<Vec<u32>> {
     list.entries
         .iter()

@@ -191,14 +191,19 @@ fn write_groups(
     for (group, &start) in starts.iter().enumerate() {
         let end = starts.get(group + 1).copied().unwrap_or(total);
         // Batches wholly before the group are done with; those starting
-        // before its end are needed.
-        for (b, at) in held.iter_mut().zip(offsets.windows(2)) {
-            if at[1] <= start {
-                *b = None;
+        // before its end are needed (and made, to be checked, if none of
+        // their rows are kept).
+        let passed = |held: &mut [Option<RecordBatch>]| {
+            for (b, at) in held.iter_mut().zip(offsets.windows(2)) {
+                if at[1] <= start {
+                    *b = None;
+                }
             }
-        }
+        };
+        passed(&mut held);
         let upto = offsets[..batches].partition_point(|&at| at < end);
         make_upto(&mut held, &mut made, upto)?;
+        passed(&mut held);
         let held = &held;
         // Which rows of the range are kept (`None`: all of them).
         let predicate = keep.as_ref().map(|keep| {

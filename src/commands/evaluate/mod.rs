@@ -287,13 +287,14 @@ struct People {
     /// bytes and a bit a person, not `Option<f64>`'s 16: with 12 dates at
     /// 5M persons every byte a person and date is 60 MB.
     scores: Vec<(String, Float64Array)>,
-    /// Each score's ranking of the people it scores, made once for every
-    /// outcome and group.
+    /// Each score's ranking of the people it scores, lowest first, made
+    /// once for every outcome and group (highest first is made from it
+    /// when asked for).
     rankings: Vec<Ranking>,
     /// (outcome, happened).
     outcomes: Vec<(String, Vec<bool>)>,
     /// (outcome, how many times it happened or how many days it took;
-    /// None where unknown), for outcomes that are counts (`count`,
+    /// null where unknown), for outcomes that are counts (`count`,
     /// `total_days`).
     counts: Vec<(String, arrow_array::Int64Array)>,
     /// Each person's PCN (for top N per PCN), and the subgroups figures are
@@ -828,9 +829,8 @@ fn evaluate(
         .counts
         .iter()
         .find(|(n, _)| n == outcome)
-        .map(|(_, c)| counted(c));
-    let counts = counts.as_deref();
-    let total: u64 = counts.map_or(0, |c| c.iter().sum());
+        .map(|(_, c)| c);
+    let total: u64 = counts.map_or(0, |c| counted(c).sum());
     let cohorts: Vec<serde_json::Value> = people
         .cohorts
         .iter()
@@ -844,7 +844,7 @@ fn evaluate(
                 // Without branching on who is on the list (as `Share::of`).
                 assert_eq!(c.len(), members.len(), "one value per person");
                 let (mut on, mut people, mut with) = (0u64, 0u64, 0u64);
-                for (&v, &member) in c.iter().zip(members) {
+                for (v, &member) in counted(c).zip(members) {
                     let k = u64::from(member);
                     on += k * v;
                     people += k;
@@ -925,10 +925,9 @@ fn share_of_whole(
             .counts
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, c)| counted(c))
+            .map(|(_, c)| c)
     };
     let (part, of) = (counts(outcome)?, counts(whole)?);
-    let (part, of) = (part.as_slice(), of.as_slice());
     let everyone = Share::of(part, of, None);
     let cohorts: Vec<serde_json::Value> = people
         .cohorts
@@ -954,12 +953,10 @@ fn share_of_whole(
 }
 
 /// A count outcome's values as the figures add them: none (null) and
-/// anything below zero as 0.
-fn counted(counts: &arrow_array::Int64Array) -> Vec<u64> {
-    counts
-        .iter()
-        .map(|v| v.unwrap_or(0).max(0) as u64)
-        .collect()
+/// anything below zero as 0. Read as they are added, not copied: the
+/// figures of every date and outcome run in parallel.
+fn counted(counts: &arrow_array::Int64Array) -> impl Iterator<Item = u64> + '_ {
+    counts.iter().map(|v| v.unwrap_or(0).max(0) as u64)
 }
 
 /// A part outcome's events against its whole's, over some people.
@@ -976,7 +973,11 @@ impl Share {
     /// Over everyone, or over the `members` of a list. Members are counted
     /// by multiplying by 0 or 1 rather than skipped, so the loop does not
     /// branch on who is on the list.
-    fn of(part: &[u64], whole: &[u64], members: Option<&[bool]>) -> Share {
+    fn of(
+        part: &arrow_array::Int64Array,
+        whole: &arrow_array::Int64Array,
+        members: Option<&[bool]>,
+    ) -> Share {
         let mut s = Share {
             people: 0,
             with_part: 0,
@@ -984,9 +985,8 @@ impl Share {
             part: 0,
             whole: 0,
         };
-        for i in 0..part.len() {
+        for (i, (p, w)) in counted(part).zip(counted(whole)).enumerate() {
             let k = members.map_or(1, |m| u64::from(m[i]));
-            let (p, w) = (part[i], whole[i]);
             s.people += k;
             s.with_part += k * u64::from(p > 0);
             s.with_whole += k * u64::from(w > 0);
@@ -1330,17 +1330,13 @@ fn score_figures(
     let auroc = (!s.hides(positives) && !s.hides(negatives))
         .then(|| auroc_ranked(&scored))
         .flatten();
-    let order: Vec<usize> = ranking
-        .highest_first(values)
-        .into_iter()
-        .map(|i| i as usize)
-        .collect();
+    let order = ranking.highest_first(values);
     let top: Vec<serde_json::Value> = TOP
         .iter()
         .map(|&fraction| {
             let k = ((fraction * order.len() as f64).ceil() as usize).min(order.len());
             let mut on_list = vec![false; values.len()];
-            order[..k].iter().for_each(|&i| on_list[i] = true);
+            order[..k].iter().for_each(|&i| on_list[i as usize] = true);
             json!({"top": fraction, "as_list": list_figures(s, &on_list, happened)})
         })
         .collect();
@@ -1349,6 +1345,7 @@ fn score_figures(
     let mut per_pcn = vec![0usize; pcn.names.len() + 1];
     let mut on_list = vec![false; values.len()];
     for &i in &order {
+        let i = i as usize;
         let taken = &mut per_pcn[pcn.get(i).map_or(pcn.names.len(), |g| g as usize)];
         if *taken < TOP_PER_PCN {
             *taken += 1;
@@ -1512,22 +1509,10 @@ mod tests {
     fn share_off_the_list_is_everyone_less_the_list() {
         // Nulls and negatives count as none; people with none of the
         // part but some of the whole; a list of the first, middle, last.
-        let part = counted(&arrow_array::Int64Array::from(vec![
-            Some(1),
-            None,
-            Some(0),
-            Some(3),
-            Some(-2),
-            Some(2),
-        ]));
-        let whole = counted(&arrow_array::Int64Array::from(vec![
-            Some(2),
-            Some(4),
-            None,
-            Some(3),
-            Some(1),
-            Some(5),
-        ]));
+        let part =
+            arrow_array::Int64Array::from(vec![Some(1), None, Some(0), Some(3), Some(-2), Some(2)]);
+        let whole =
+            arrow_array::Int64Array::from(vec![Some(2), Some(4), None, Some(3), Some(1), Some(5)]);
         let members = [true, false, false, true, false, true];
         let off: Vec<bool> = members.iter().map(|m| !m).collect();
         let everyone = Share::of(&part, &whole, None);

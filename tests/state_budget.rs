@@ -1,0 +1,100 @@
+//! How many as-of dates share one scan (`strata evaluate`) is decided by an
+//! estimate of what a person and date hold (`engine::scan::footprint`). It
+//! must not be below what a scan for more dates really allocates, or a
+//! scan could pass its budget; nor far above it, or dates that fit are
+//! split over scans that each read every table again (12 dates at 1M
+//! persons had taken two). This binary counts every allocation, so it
+//! holds this one test alone.
+
+mod util;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+use strata::engine;
+use util::*;
+
+/// The system allocator, counting the bytes live and their peak.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(bytes: usize) {
+    let live = LIVE.fetch_add(bytes, Relaxed) + bytes;
+    PEAK.fetch_max(live, Relaxed);
+}
+
+// SAFETY: every call is passed on to the system allocator unchanged; the
+// counters only observe sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        grew(layout.size());
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        grew(layout.size());
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size(), Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_sub(layout.size(), Relaxed);
+        grew(new_size);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static COUNTING: Counting = Counting;
+
+#[test]
+fn the_state_budget_s_estimate_is_near_what_a_scan_allocates() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    generate(&data, 20_000, 5);
+    let paths: Vec<PathBuf> = ["core", "outcomes"]
+        .iter()
+        .map(|m| strata::rules::bundled::model_path(std::path::Path::new(m)).unwrap())
+        .collect();
+    let model = strata::rules::load_all(&paths, &[]).unwrap();
+    let as_of = strata::dates::parse_date("2025-03-31").unwrap();
+    // The most a scan for `dates` dates allocates beyond what was live
+    // before it, and the estimate's bits a person and date and the number
+    // of persons.
+    let scan = |dates: usize| {
+        let mut plan = engine::plan::plan_needed(&model, &data, Some(as_of), None).unwrap();
+        let (bits, _) = engine::scan::footprint(&plan);
+        let persons = plan.population.len();
+        plan.repeat_for_dates(dates, |_, _| (None, strata::dates::to_day(as_of)));
+        let before = LIVE.load(Relaxed);
+        PEAK.store(before, Relaxed);
+        let scanned = engine::scan::scan(&plan, None, None).unwrap();
+        let peak = PEAK.load(Relaxed) - before;
+        drop(scanned);
+        (peak, bits, persons)
+    };
+    // Two dates and five: what three more dates cost, whatever a scan
+    // allocates for itself (the row groups read, the code lists' routes).
+    // On two threads, as CI has, whatever this machine's cores: the
+    // estimate counts one aggregate being finished a thread.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let (two, bits, persons) = pool.install(|| scan(2));
+    let (five, _, _) = pool.install(|| scan(5));
+    let measured = five.saturating_sub(two);
+    let estimate = 3 * persons * bits / 8;
+    assert!(
+        measured <= estimate,
+        "3 more dates allocated {measured} bytes at the peak, more than the estimate {estimate}"
+    );
+    assert!(
+        2 * measured >= estimate,
+        "the estimate {estimate} is more than twice what 3 more dates allocated ({measured})"
+    );
+}
