@@ -3,17 +3,19 @@
 //! largest gap between groups for each.
 //!
 //! Who is in which group, on which lists and where in each score's ranking
-//! (with their scores) does not change with the outcome, so [`Split`]
-//! works it out once per date and grouping, not once per date and outcome.
-//! Each outcome then costs, per grouping, one pass over the people for
-//! every [`MOST_COHORTS_PER_PASS`] cohorts (counting them into cells by
-//! group, lists and outcome) and a read of each group's outcomes in each
-//! score's ranked order. The breakdowns are under a tenth of the CPU of an
-//! evaluation over 12 dates, most of it those ranked reads (outcomes at
-//! random places) and the AUROC.
+//! does not change with the outcome, so [`Split`] works it out once per
+//! date and grouping, not once per date and outcome. Each outcome then
+//! costs, per grouping, one pass over the people for every
+//! [`MOST_COHORTS_PER_PASS`] cohorts (counting them into cells by group,
+//! lists and outcome), and for each score two walks in order over its
+//! ranking's groups, values and outcomes ([`Scored`]: the outcomes in
+//! ranked order are read out of order once per outcome and score, for
+//! every grouping), with each group's AUROC made as it goes ([`aurocs`]).
 
 use serde_json::json;
 
+use super::metrics::Components;
+#[cfg(test)]
 use super::metrics::auroc_ranked;
 use super::{Groups, ListCounts, People, auroc_ci, ratio};
 use crate::suppress::Suppression;
@@ -34,21 +36,17 @@ pub(super) struct Split {
     /// `(group << k) | lists`, where `lists` has bit j set for the person
     /// on the pass's j-th cohort.
     passes: Vec<(usize, Vec<u32>)>,
-    /// Per score, its scored people of known group.
-    ranked: Vec<Ranked>,
+    /// Per score, the group of each place in its ranking (`groups` for
+    /// people of no known group): read out of order once per date, then
+    /// in order by every outcome.
+    ranked: Vec<Vec<u32>>,
 }
 
-/// A score's ranking split by group: each group's people lowest score
-/// first, ties in person order (as the ranking has them).
-struct Ranked {
-    /// Where each group's people start in `who`: one entry more than the
-    /// groups, the last where the last group ends.
-    starts: Vec<usize>,
-    /// The people, as indices into the date's evaluated people.
-    who: Vec<u32>,
-    /// Their scores, in the same order (read once per date, not once per
-    /// outcome).
-    values: Vec<f64>,
+/// Each score's people in ranked order, as the figures of one outcome
+/// read them: their values (made once per date) and outcomes.
+pub(super) struct Scored<'a> {
+    pub ordered: &'a [super::Ordered],
+    pub outcomes: &'a [Vec<bool>],
 }
 
 impl Split {
@@ -84,32 +82,12 @@ impl Split {
         let ranked = people
             .rankings
             .iter()
-            .zip(&people.scores)
-            .map(|(ranking, (_, of_score))| {
-                let known = || {
-                    ranking
-                        .ascending
-                        .iter()
-                        .filter_map(|&i| Some((groups.get(i as usize)? as usize, i)))
-                };
-                let mut starts = vec![0; n + 1];
-                for (g, _) in known() {
-                    starts[g + 1] += 1;
-                }
-                for g in 1..starts.len() {
-                    starts[g] += starts[g - 1];
-                }
-                let (mut next, mut who) = (starts.clone(), vec![0; starts[n]]);
-                for (g, i) in known() {
-                    who[next[g]] = i;
-                    next[g] += 1;
-                }
-                let values = who.iter().map(|&i| of_score.value(i as usize)).collect();
-                Ranked {
-                    starts,
-                    who,
-                    values,
-                }
+            .map(|ranking| {
+                ranking
+                    .ascending
+                    .iter()
+                    .map(|&i| group(i as usize))
+                    .collect()
             })
             .collect();
         Split {
@@ -157,6 +135,65 @@ impl Split {
     }
 }
 
+/// Each group's AUROC and its standard error by one score (`None` where
+/// suppression hides either side), from the group of each place in its
+/// ranking (`of`; `groups` for no known group) and the values and
+/// outcomes in ranked order: two walks over the ranking in order, each
+/// group's ties given to its own [`Components`] as they end. The same
+/// figures, to the last bit, as [`auroc_ranked`] of each group's people.
+fn aurocs(
+    s: Suppression,
+    groups: usize,
+    of: &[u32],
+    values: &[f64],
+    outcomes: &[bool],
+) -> Vec<Option<(f64, f64)>> {
+    // People, and of them with the outcome, of each group.
+    let mut counts = vec![(0usize, 0usize); groups + 1];
+    for (&g, &h) in of.iter().zip(outcomes) {
+        let c = &mut counts[g as usize];
+        c.0 += 1;
+        c.1 += usize::from(h);
+    }
+    let mut components: Vec<Components> = counts
+        .iter()
+        .map(|&(people, m)| Components::new(m, people - m))
+        .collect();
+    // Each group's current tie: its value, and people with and without
+    // the outcome in it; a tie ends where the next value differs (as
+    // ties are found in a ranked list: `==`, so each NaN stands alone).
+    let mut ties: Vec<Option<(f64, usize, usize)>> = vec![None; groups + 1];
+    for ((&g, &v), &h) in of.iter().zip(values).zip(outcomes) {
+        let tie = &mut ties[g as usize];
+        match tie {
+            Some((value, pos, neg)) if *value == v => {
+                *pos += usize::from(h);
+                *neg += usize::from(!h);
+            }
+            _ => {
+                if let Some((_, pos, neg)) = tie.replace((v, usize::from(h), usize::from(!h))) {
+                    components[g as usize].tie(pos, neg);
+                }
+            }
+        }
+    }
+    for (c, tie) in components.iter_mut().zip(ties) {
+        if let Some((_, pos, neg)) = tie {
+            c.tie(pos, neg);
+        }
+    }
+    components
+        .iter()
+        .zip(counts)
+        .take(groups)
+        .map(|(c, (people, m))| {
+            (!s.hides(m as u64) && !s.hides((people - m) as u64))
+                .then(|| c.auroc())
+                .flatten()
+        })
+        .collect()
+}
+
 /// The figures by group (PPV and sensitivity of each cohort, AUROC of each
 /// score), with the largest gap between groups for each.
 pub(super) fn breakdown(
@@ -165,11 +202,18 @@ pub(super) fn breakdown(
     happened: &[bool],
     groups: &Groups,
     split: &Split,
+    scored: &Scored,
 ) -> serde_json::Value {
     let mut rows = Vec::new();
     // (figure, group, value) for the gaps.
     let mut values: Vec<(String, String, f64)> = Vec::new();
     let (cohort_counts, everyone) = split.counts(happened);
+    let aurocs: Vec<Vec<Option<(f64, f64)>>> = split
+        .ranked
+        .iter()
+        .zip(scored.ordered.iter().zip(scored.outcomes))
+        .map(|(of, (ordered, outcomes))| aurocs(s, split.groups, of, &ordered.values, outcomes))
+        .collect();
     for (g, name) in groups.names.iter().enumerate() {
         let ListCounts { n, events, .. } = everyone[g];
         let mut cohorts = Vec::new();
@@ -190,17 +234,8 @@ pub(super) fn breakdown(
             }));
         }
         let mut scores = Vec::new();
-        for ((score, _), ranked) in people.scores.iter().zip(&split.ranked) {
-            let group = ranked.starts[g]..ranked.starts[g + 1];
-            let scored: Vec<(f64, bool)> = ranked.who[group.clone()]
-                .iter()
-                .zip(&ranked.values[group])
-                .map(|(&i, &v)| (v, happened[i as usize]))
-                .collect();
-            let positives = scored.iter().filter(|(_, h)| *h).count() as u64;
-            let auroc = (!s.hides(positives) && !s.hides(scored.len() as u64 - positives))
-                .then(|| auroc_ranked(&scored))
-                .flatten();
+        for ((score, _), aurocs) in people.scores.iter().zip(&aurocs) {
+            let auroc = aurocs[g];
             if let Some((a, _)) = auroc {
                 values.push((format!("score {score} auroc"), name.clone(), a));
             }
@@ -245,15 +280,17 @@ pub(super) fn breakdown(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Groups, People, Ranking, list_figures};
+    use super::super::{Groups, Ordered, People, Ranking, list_figures};
     use super::*;
     use rand::{RngExt, SeedableRng};
 
-    /// The counts by cells and the split rankings give each group what its
-    /// own people give counted directly: with no cohorts, one, and several
+    /// The counts by cells and the AUROCs made group by group in one walk
+    /// give each group what its own people give directly (the AUROC and
+    /// its interval to the last bit): with no cohorts, one, and several
     /// passes of up to 8 (and of fewer, where cells would outnumber
-    /// people); two scores with ties and unscored people; people of no
-    /// known group; a group in which nobody had the outcome.
+    /// people); two scores with ties (-0.0 with 0.0), NaNs and unscored
+    /// people; people of no known group; a group in which nobody had the
+    /// outcome.
     #[test]
     fn each_group_is_counted_as_its_own_people_are() {
         let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(11);
@@ -274,7 +311,13 @@ mod tests {
                 .map(|k| {
                     let values = (0..n)
                         .map(|_| {
-                            (rng.random_range(0..8) > 0).then(|| rng.random_range(0..20) as f64)
+                            // Ties, -0.0 tying with 0.0, and NaNs (each
+                            // its own tie).
+                            (rng.random_range(0..8) > 0).then(|| match rng.random_range(0..22) {
+                                20 => -0.0,
+                                21 => f64::NAN,
+                                v => v as f64,
+                            })
                         })
                         .collect();
                     (format!("s{k}"), values)
@@ -297,7 +340,19 @@ mod tests {
             };
             let s = Suppression::None;
             let split = Split::new(&people, &groups);
-            let figures = breakdown(s, &people, &happened, &groups, &split);
+            let ordered: Vec<Ordered> = (people.scores.iter().zip(&people.rankings))
+                .map(|((_, values), ranking)| Ordered::new(ranking, values, &people.pcn))
+                .collect();
+            let outcomes: Vec<Vec<bool>> = people
+                .rankings
+                .iter()
+                .map(|r| r.outcomes(&happened))
+                .collect();
+            let scored = Scored {
+                ordered: &ordered,
+                outcomes: &outcomes,
+            };
+            let figures = breakdown(s, &people, &happened, &groups, &split, &scored);
             let rows = figures["groups"].as_array().unwrap();
             assert_eq!(rows.len(), names.len());
             for (g, row) in rows.iter().enumerate() {
@@ -332,8 +387,9 @@ mod tests {
                 {
                     let ranked =
                         ranking.ranked(values, &happened, |i| groups.get(i) == Some(g as u32));
-                    let direct = auroc_ranked(&ranked).map(|(a, _)| a);
-                    assert_eq!(figure["auroc"].as_f64(), direct, "{name}");
+                    let direct = auroc_ranked(&ranked);
+                    assert_eq!(figure["auroc"].as_f64(), direct.map(|(a, _)| a), "{name}");
+                    assert_eq!(figure["auroc_95ci"], json!(direct.map(auroc_ci)), "{name}");
                     assert_eq!(direct.is_none(), name == "none happened");
                     aurocs += usize::from(direct.is_some());
                 }

@@ -7,35 +7,75 @@
 /// DeLong's method, from his structural components (each person with the
 /// outcome: the share of those without it scored lower, ties half; each
 /// person without: the share with it scored higher), of people in
-/// ascending order of score: one walk over the ties, no ranks (the
-/// components come out in ranked order, which the sums and variances do
-/// not mind). `None` without people on both sides.
+/// ascending order of score: one walk over the ties ([`Components`]), no
+/// ranks. `None` without people on both sides.
 pub(super) fn auroc_ranked(ranked: &[(f64, bool)]) -> Option<(f64, f64)> {
     let m = ranked.iter().filter(|(_, h)| *h).count();
-    let n = ranked.len() - m;
-    if m == 0 || n == 0 {
-        return None;
-    }
-    let (mf, nf) = (m as f64, n as f64);
-    // The components are the same for everyone in a tie: kept once per
-    // tie with how many people share them, not once per person (a score
-    // over 200,000 people wrote out two such lists for every AUROC).
-    let (mut v10, mut v01) = (Vec::new(), Vec::new());
-    // People with and without the outcome scored below the current tie.
-    let (mut pos_below, mut neg_below) = (0usize, 0usize);
+    let mut components = Components::new(m, ranked.len() - m);
     for tie in ties(ranked) {
         let pos = tie.iter().filter(|(_, h)| *h).count();
-        let neg = tie.len() - pos;
-        let lower = (neg_below as f64 + 0.5 * neg as f64) / nf;
-        let higher = ((m - pos_below - pos) as f64 + 0.5 * pos as f64) / mf;
-        v10.push((lower, pos));
-        v01.push((higher, neg));
-        pos_below += pos;
-        neg_below += neg;
+        components.tie(pos, tie.len() - pos);
     }
-    let auc = each(&v10).sum::<f64>() / mf;
-    let se = (variance(&v10, m) / mf + variance(&v01, n) / nf).sqrt();
-    Some((auc, se))
+    components.auroc()
+}
+
+/// DeLong's structural components of one ranking, given tie by tie from
+/// the lowest score up, and the AUROC and its standard error made of them
+/// ([`auroc_ranked`]). The components come out in ranked order, which the
+/// sums and variances do not mind; they are the same for everyone in a
+/// tie, so are kept once per tie with how many people share them, not
+/// once per person (a score over 200,000 people wrote out two such lists
+/// for every AUROC). Given tie by tie so that the figures of many groups
+/// can be made in one walk over a ranking (the breakdowns by group).
+pub(super) struct Components {
+    /// People with and without the outcome.
+    m: usize,
+    n: usize,
+    /// People with and without the outcome in the ties given so far.
+    pos_below: usize,
+    neg_below: usize,
+    /// (component, how many people have it) of the people with the
+    /// outcome, and of those without.
+    v10: Vec<(f64, usize)>,
+    v01: Vec<(f64, usize)>,
+}
+
+impl Components {
+    /// Of a ranking of `m` people with the outcome and `n` without.
+    pub(super) fn new(m: usize, n: usize) -> Components {
+        Components {
+            m,
+            n,
+            pos_below: 0,
+            neg_below: 0,
+            v10: Vec::new(),
+            v01: Vec::new(),
+        }
+    }
+
+    /// The next tie up: `pos` people with the outcome and `neg` without.
+    pub(super) fn tie(&mut self, pos: usize, neg: usize) {
+        let (mf, nf) = (self.m as f64, self.n as f64);
+        let lower = (self.neg_below as f64 + 0.5 * neg as f64) / nf;
+        let higher = ((self.m - self.pos_below - pos) as f64 + 0.5 * pos as f64) / mf;
+        self.v10.push((lower, pos));
+        self.v01.push((higher, neg));
+        self.pos_below += pos;
+        self.neg_below += neg;
+    }
+
+    /// AUROC and its standard error; `None` without people on both
+    /// sides.
+    pub(super) fn auroc(&self) -> Option<(f64, f64)> {
+        let (m, n) = (self.m, self.n);
+        if m == 0 || n == 0 {
+            return None;
+        }
+        let (mf, nf) = (m as f64, n as f64);
+        let auc = each(&self.v10).sum::<f64>() / mf;
+        let se = (variance(&self.v10, m) / mf + variance(&self.v01, n) / nf).sqrt();
+        Some((auc, se))
+    }
 }
 
 /// Every value of (value, how many times) runs, in order.

@@ -197,16 +197,33 @@ pub fn run(
     let figures: Vec<serde_json::Value> = days
         .par_iter()
         .flat_map(|(as_of, people)| {
-            let splits: Vec<Split> = people
-                .groups
-                .par_iter()
-                .map(|(_, groups)| Split::new(people, groups))
-                .collect();
+            let (splits, ordered): (Vec<Split>, Vec<Ordered>) = rayon::join(
+                || {
+                    people
+                        .groups
+                        .par_iter()
+                        .map(|(_, groups)| Split::new(people, groups))
+                        .collect()
+                },
+                || {
+                    people
+                        .scores
+                        .par_iter()
+                        .zip(&people.rankings)
+                        .map(|((_, values), ranking)| Ordered::new(ranking, values, &people.pcn))
+                        .collect()
+                },
+            );
+            let shared = Shared {
+                people,
+                splits: &splits,
+                ordered: &ordered,
+            };
             people
                 .outcomes
                 .par_iter()
                 .map(|(outcome, happened)| {
-                    evaluate(&model, request, people, &splits, outcome, happened, *as_of)
+                    evaluate(&model, request, &shared, outcome, happened, *as_of)
                 })
                 .collect::<Vec<_>>()
         })
@@ -288,8 +305,8 @@ struct People {
     /// 5M persons every byte a person and date is 60 MB.
     scores: Vec<(String, Float64Array)>,
     /// Each score's ranking of the people it scores, lowest first, made
-    /// once for every outcome and group (highest first is made from it
-    /// when asked for).
+    /// once for every outcome and group (what the figures read of it is
+    /// made when they are worked out: [`Ordered`]).
     rankings: Vec<Ranking>,
     /// (outcome, happened).
     outcomes: Vec<(String, Vec<bool>)>,
@@ -418,6 +435,16 @@ impl Groups {
     }
 }
 
+/// What the figures of every outcome of one date share: the people, and
+/// what is worked out of them once for all outcomes.
+struct Shared<'a> {
+    people: &'a People,
+    /// Each grouping's [`Split`], in the order of `people.groups`.
+    splits: &'a [Split],
+    /// Each score's [`Ordered`], in the order of `people.scores`.
+    ordered: &'a [Ordered],
+}
+
 /// The people a score scores, ranked.
 struct Ranking {
     /// Lowest score first; ties in person order.
@@ -431,21 +458,45 @@ impl Ranking {
         }
     }
 
-    /// Highest score first; ties in person order (as lists rank). Made
-    /// when asked for, not kept: 4 bytes a person, date and score. Ties
-    /// are equal in [`total_order`], as in [`ascending`] (so that NaNs
-    /// of one kind tie, as they sort).
-    fn highest_first(&self, values: &Float64Array) -> Vec<u32> {
-        let key = |i: &u32| total_order(values.value(*i as usize) + 0.0);
+    /// The values of the people it ranks, in its order (lowest first).
+    fn values(&self, values: &Float64Array) -> Vec<f64> {
         self.ascending
-            .chunk_by(|a, b| key(a) == key(b))
-            .rev()
-            .flatten()
-            .copied()
+            .iter()
+            .map(|&i| values.value(i as usize))
             .collect()
     }
 
+    /// Each ranked person's outcome, in the ranking's order.
+    fn outcomes(&self, happened: &[bool]) -> Vec<bool> {
+        self.ascending
+            .iter()
+            .map(|&i| happened[i as usize])
+            .collect()
+    }
+
+    /// Highest score first; ties in person order (as lists rank), from
+    /// the values in the ranking's order ([`Ranking::values`]). Ties are
+    /// equal in [`total_order`], as in [`ascending`] (so that NaNs of one
+    /// kind tie, as they sort).
+    fn highest_first<'a>(&'a self, ranked: &'a [f64]) -> impl Iterator<Item = u32> + 'a {
+        let key = |v: f64| total_order(v + 0.0);
+        // Each tie's places, from the last tie to the first.
+        let mut end = ranked.len();
+        let ties = std::iter::from_fn(move || {
+            let last = key(*ranked.get(end.checked_sub(1)?)?);
+            let start = ranked[..end]
+                .iter()
+                .rposition(|&v| key(v) != last)
+                .map_or(0, |p| p + 1);
+            let tie = start..end;
+            end = start;
+            Some(tie)
+        });
+        ties.flat_map(|tie| self.ascending[tie].iter().copied())
+    }
+
     /// (score, outcome) of the people `keep` selects, lowest score first.
+    #[cfg(test)]
     fn ranked(
         &self,
         values: &Float64Array,
@@ -459,6 +510,51 @@ impl Ranking {
             .map(|i| (values.value(i), happened[i]))
             .collect()
     }
+}
+
+/// What a score's figures read of one date that no outcome changes, made
+/// once for all its outcomes and groups (each outcome had read the values
+/// in ranked order, ranked the people highest first and marked its top
+/// lists again).
+struct Ordered {
+    /// The scored people's values in the ranking's order, lowest first.
+    values: Vec<f64>,
+    /// The first people highest first: as many as the longest list of a
+    /// top fraction ([`TOP`]) holds.
+    top: Vec<u32>,
+    /// The people on each PCN's first [`TOP_PER_PCN`] (people of no known
+    /// PCN taken as one more PCN).
+    per_pcn: Vec<u32>,
+}
+
+impl Ordered {
+    fn new(ranking: &Ranking, values: &Float64Array, pcn: &Groups) -> Ordered {
+        let values = ranking.values(values);
+        let longest = TOP.iter().map(|&f| top_size(f, values.len())).max();
+        let top = ranking
+            .highest_first(&values)
+            .take(longest.unwrap_or(0))
+            .collect();
+        let mut taken = vec![0usize; pcn.names.len() + 1];
+        let per_pcn = ranking
+            .highest_first(&values)
+            .filter(|&i| {
+                let taken = &mut taken[pcn.get(i as usize).map_or(pcn.names.len(), |g| g as usize)];
+                *taken += 1;
+                *taken <= TOP_PER_PCN
+            })
+            .collect();
+        Ordered {
+            values,
+            top,
+            per_pcn,
+        }
+    }
+}
+
+/// How many of `scored` people the top `fraction` of a ranking holds.
+fn top_size(fraction: f64, scored: usize) -> usize {
+    ((fraction * scored as f64).ceil() as usize).min(scored)
 }
 
 /// The people `values` scores, lowest score first, ties in person order:
@@ -814,12 +910,12 @@ impl People {
 fn evaluate(
     model: &Model,
     request: &Request,
-    people: &People,
-    splits: &[Split],
+    shared: &Shared,
     outcome: &str,
     happened: &[bool],
     as_of: NaiveDate,
 ) -> serde_json::Value {
+    let people = shared.people;
     let s = request.suppression;
     let n = happened.len() as u64;
     let events = happened.iter().filter(|&&h| h).count() as u64;
@@ -865,12 +961,19 @@ fn evaluate(
             })
         })
         .collect();
+    // Each score's people's outcomes in its ranked order: read out of
+    // order once, for its figures and every group's.
+    let ranked: Vec<Vec<bool>> = people
+        .rankings
+        .iter()
+        .map(|r| r.outcomes(happened))
+        .collect();
     let scores: Vec<serde_json::Value> = people
         .scores
         .iter()
-        .zip(&people.rankings)
-        .map(|((name, values), ranking)| {
-            let mut figures = score_figures(s, name, values, ranking, happened, &people.pcn);
+        .zip(shared.ordered.iter().zip(&ranked))
+        .map(|((name, values), (ordered, outcomes))| {
+            let mut figures = score_figures(s, name, ordered, outcomes, happened, &people.pcn);
             if request.probabilities.contains(name) {
                 figures["calibration"] = calibration(s, values, happened);
             }
@@ -880,11 +983,15 @@ fn evaluate(
     let groups: serde_json::Map<String, serde_json::Value> = people
         .groups
         .iter()
-        .zip(splits)
+        .zip(shared.splits)
         .map(|((grouping, of), split)| {
+            let scored = breakdown::Scored {
+                ordered: shared.ordered,
+                outcomes: &ranked,
+            };
             (
                 grouping.to_string(),
-                breakdown(s, people, happened, of, split),
+                breakdown(s, people, happened, of, split, &scored),
             )
         })
         .collect();
@@ -1319,39 +1426,40 @@ impl ListCounts {
 fn score_figures(
     s: Suppression,
     name: &str,
-    values: &Float64Array,
-    ranking: &Ranking,
+    ordered: &Ordered,
+    outcomes: &[bool],
     happened: &[bool],
     pcn: &Groups,
 ) -> serde_json::Value {
-    let scored = ranking.ranked(values, happened, |_| true);
-    let positives = scored.iter().filter(|(_, h)| *h).count() as u64;
+    let scored: Vec<(f64, bool)> = ordered
+        .values
+        .iter()
+        .copied()
+        .zip(outcomes.iter().copied())
+        .collect();
+    let positives = outcomes.iter().filter(|&&h| h).count() as u64;
     let negatives = scored.len() as u64 - positives;
     let auroc = (!s.hides(positives) && !s.hides(negatives))
         .then(|| auroc_ranked(&scored))
         .flatten();
-    let order = ranking.highest_first(values);
+    // Every list is of the evaluated people, on it or not.
+    let everyone = ListCounts {
+        n: happened.len() as u64,
+        events: happened.iter().filter(|&&h| h).count() as u64,
+        ..ListCounts::default()
+    };
+    let listed = |list: &[u32]| ListCounts {
+        size: list.len() as u64,
+        caught: list.iter().filter(|&&i| happened[i as usize]).count() as u64,
+        ..everyone
+    };
     let top: Vec<serde_json::Value> = TOP
         .iter()
         .map(|&fraction| {
-            let k = ((fraction * order.len() as f64).ceil() as usize).min(order.len());
-            let mut on_list = vec![false; values.len()];
-            order[..k].iter().for_each(|&i| on_list[i as usize] = true);
-            json!({"top": fraction, "as_list": list_figures(s, &on_list, happened)})
+            let k = top_size(fraction, scored.len());
+            json!({"top": fraction, "as_list": listed(&ordered.top[..k]).figures(s)})
         })
         .collect();
-    // Each PCN's first TOP_PER_PCN, in the same order.
-    // Taken per PCN, the last for people with none.
-    let mut per_pcn = vec![0usize; pcn.names.len() + 1];
-    let mut on_list = vec![false; values.len()];
-    for &i in &order {
-        let i = i as usize;
-        let taken = &mut per_pcn[pcn.get(i).map_or(pcn.names.len(), |g| g as usize)];
-        if *taken < TOP_PER_PCN {
-            *taken += 1;
-            on_list[i] = true;
-        }
-    }
     let auprc = (!s.hides(positives) && !s.hides(negatives))
         .then(|| average_precision_ranked(&scored))
         .flatten();
@@ -1369,8 +1477,8 @@ fn score_figures(
         "precision_recall": curves.as_ref().map(|(_, pr)| points(pr)),
         "top_per_pcn": {
             "per_pcn": TOP_PER_PCN,
-            "as_list": list_figures(s, &on_list, happened),
-            "pcns": each_pcn(s, pcn, &on_list, happened),
+            "as_list": listed(&ordered.per_pcn).figures(s),
+            "pcns": each_pcn(s, pcn, &ordered.per_pcn, happened),
         },
         "auroc_95ci": auroc.map(auroc_ci),
         "top": top,
@@ -1383,13 +1491,20 @@ fn score_figures(
 fn each_pcn(
     s: Suppression,
     pcn: &Groups,
-    on_list: &[bool],
+    listed: &[u32],
     happened: &[bool],
 ) -> Vec<serde_json::Value> {
     let mut counts = vec![ListCounts::default(); pcn.names.len()];
-    for (i, g) in pcn.iter().enumerate() {
+    for (g, &h) in pcn.iter().zip(happened) {
         if let Some(g) = g {
-            counts[g as usize].add(on_list[i], happened[i]);
+            counts[g as usize].add(false, h);
+        }
+    }
+    for &i in listed {
+        if let Some(g) = pcn.get(i as usize) {
+            let c = &mut counts[g as usize];
+            c.size += 1;
+            c.caught += u64::from(happened[i as usize]);
         }
     }
     pcn.names
@@ -1589,7 +1704,9 @@ mod tests {
                 assert_eq!(sorted(&column), expected);
                 // Highest first, ties still in person order.
                 expected.sort_by(|a, b| value(b).total_cmp(&value(a)));
-                assert_eq!(ranking.highest_first(&column), expected);
+                let ranked = ranking.values(&column);
+                let highest: Vec<u32> = ranking.highest_first(&ranked).collect();
+                assert_eq!(highest, expected);
             }
         }
     }
