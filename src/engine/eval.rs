@@ -6,6 +6,7 @@
 //! comparisons and arithmetic propagate null, `and`/`or` use Kleene logic,
 //! `case` treats a null condition as not taken.
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use arrow_arith::boolean::{and_kleene, is_not_null, is_null, not, or_kleene};
@@ -82,7 +83,84 @@ const CHUNK_ROWS: usize = 64 * 1024;
 
 /// Evaluates `expr` for `len` rows whose columns are `slots`.
 pub fn evaluate(expr: &Typed, slots: &[ArrayRef], len: usize) -> Result<ArrayRef, EvalError> {
-    eval(expr, slots, len)?.expand(len)
+    evaluate_once(expr, &Repeats::of(expr), slots, len)
+}
+
+/// [`evaluate`] with the expression's [`Repeats`] already found.
+fn evaluate_once(
+    expr: &Typed,
+    repeats: &Repeats,
+    slots: &[ArrayRef],
+    len: usize,
+) -> Result<ArrayRef, EvalError> {
+    let env = Env {
+        slots,
+        len,
+        repeats,
+        done: RefCell::new(vec![None; repeats.classes]),
+    };
+    eval(expr, &env)?.expand(len)
+}
+
+/// What one evaluation reads: the rows' columns and how many rows there
+/// are, and the values of the subexpressions the expression repeats, each
+/// kept once worked out.
+struct Env<'a> {
+    slots: &'a [ArrayRef],
+    len: usize,
+    repeats: &'a Repeats,
+    done: RefCell<Vec<Option<Value>>>,
+}
+
+/// The subexpressions an expression repeats, so that each is worked out
+/// once per evaluation: a feature written as bands is a `case` testing its
+/// score once per boundary (four times for the eFI's categories), and a
+/// rule file may repeat a term by hand. Each occurrence is known by its
+/// address, with a number shared by equal ones; found once per expression,
+/// not once per chunk of rows.
+#[derive(Default)]
+struct Repeats {
+    /// (a repeated subexpression's address, its number).
+    at: Vec<(usize, usize)>,
+    /// How many different subexpressions repeat.
+    classes: usize,
+}
+
+impl Repeats {
+    fn of(expr: &Typed) -> Repeats {
+        // The subexpressions worth keeping: anything but a column or a
+        // constant, which cost nothing to read again.
+        fn nodes<'e>(e: &'e Typed, out: &mut Vec<&'e Typed>) {
+            if !matches!(e.node, Node::Slot(_) | Node::Literal(_)) {
+                out.push(e);
+            }
+            e.each_child(&mut |c| nodes(c, out));
+        }
+        let mut all = Vec::new();
+        nodes(expr, &mut all);
+        let mut firsts: Vec<&Typed> = Vec::new();
+        let mut at = Vec::new();
+        for &e in &all {
+            if all.iter().filter(|&&o| o == e).count() < 2 {
+                continue;
+            }
+            let class = firsts.iter().position(|&f| f == e).unwrap_or_else(|| {
+                firsts.push(e);
+                firsts.len() - 1
+            });
+            at.push((std::ptr::from_ref(e) as usize, class));
+        }
+        Repeats {
+            at,
+            classes: firsts.len(),
+        }
+    }
+
+    /// The number of `e`, if it is a repeated subexpression.
+    fn class(&self, e: &Typed) -> Option<usize> {
+        let address = std::ptr::from_ref(e) as usize;
+        self.at.iter().find(|(a, _)| *a == address).map(|(_, c)| *c)
+    }
 }
 
 /// [`evaluate`] over large inputs, in row chunks on the rayon pool. The
@@ -99,6 +177,7 @@ pub fn evaluate_parallel(
     // nulls, and a model has over a hundred slots.
     let mut read = vec![false; slots.len()];
     expr.each_slot(&mut |s| read[s] = true);
+    let repeats = Repeats::of(expr);
     let chunks: Vec<ArrayRef> = (0..len)
         .step_by(CHUNK_ROWS)
         .collect::<Vec<_>>()
@@ -110,7 +189,7 @@ pub fn evaluate_parallel(
                 .zip(&read)
                 .map(|(a, &read)| if read { a.slice(start, n) } else { a.clone() })
                 .collect();
-            evaluate(expr, &sliced, n)
+            evaluate_once(expr, &repeats, &sliced, n)
         })
         .collect::<Result<_, _>>()?;
     Ok(joined(&chunks)?)
@@ -221,8 +300,22 @@ fn boolean(a: &ArrayRef) -> &BooleanArray {
     a.as_boolean()
 }
 
-fn eval(expr: &Typed, slots: &[ArrayRef], len: usize) -> Result<Value, EvalError> {
-    let sub = |e: &Typed| eval(e, slots, len);
+fn eval(expr: &Typed, env: &Env) -> Result<Value, EvalError> {
+    let class = env.repeats.class(expr);
+    if let Some(done) = class.and_then(|c| env.done.borrow()[c].clone()) {
+        return Ok(done);
+    }
+    let value = eval_node(expr, env)?;
+    if let Some(c) = class {
+        env.done.borrow_mut()[c] = Some(value.clone());
+    }
+    Ok(value)
+}
+
+/// [`eval`] of `expr` itself, its operands through [`eval`].
+fn eval_node(expr: &Typed, env: &Env) -> Result<Value, EvalError> {
+    let (slots, len) = (env.slots, env.len);
+    let sub = |e: &Typed| eval(e, env);
     Ok(match &expr.node {
         Node::Slot(i) => Value::Array(slots[*i].clone()),
         Node::Literal(lit) => Value::Scalar(literal(lit, expr.ty)),
@@ -264,7 +357,7 @@ fn eval(expr: &Typed, slots: &[ArrayRef], len: usize) -> Result<Value, EvalError
             };
             on_datums(&a, &b, |x, y| Ok(Arc::new(kernel(x, y)?)))?
         }
-        Node::Arith(op, l, r) => arith(*op, l, r, expr.ty, slots, len)?,
+        Node::Arith(op, l, r) => arith(*op, l, r, expr.ty, env)?,
         Node::IsNull(inner, negated) => {
             let v = sub(inner)?;
             on_arrays(&[&v], len, |a| {
@@ -486,15 +579,9 @@ fn choose_primitive(mask: &BooleanArray, a: &Value, b: &Value) -> Option<ArrayRe
     })
 }
 
-fn arith(
-    op: Arith,
-    l: &Typed,
-    r: &Typed,
-    ty: Type,
-    slots: &[ArrayRef],
-    len: usize,
-) -> Result<Value, EvalError> {
-    let (a, b) = (eval(l, slots, len)?, eval(r, slots, len)?);
+fn arith(op: Arith, l: &Typed, r: &Typed, ty: Type, env: &Env) -> Result<Value, EvalError> {
+    let len = env.len;
+    let (a, b) = (eval(l, env)?, eval(r, env)?);
     // Dates move in whole days: compute on day numbers, then turn back.
     if l.ty == Type::Date {
         let days = |v: &Value| -> Result<Value, EvalError> {
@@ -1038,6 +1125,59 @@ mod tests {
             floats("greatest(n, x, 1.5)"),
             vec![Some(1.5), Some(2.0), Some(7.0)]
         );
+    }
+
+    /// A repeated subexpression is worked out once and read again where
+    /// it repeats; different ones, even of the same shape, stay apart.
+    #[test]
+    fn repeated_subexpressions_are_worked_out_once() {
+        let typed = |text: &str| {
+            let env = |name: &str| match name {
+                "n" => Some(Binding::Column(0, Type::Int)),
+                "x" => Some(Binding::Column(1, Type::Float)),
+                _ => None,
+            };
+            check(&parse(text).unwrap(), &env, &|n| n.to_string()).unwrap()
+        };
+        // As bands are read: the score tested at each boundary.
+        let banded = "case when (n * 2) is null then null when (n * 2) < 3 then 'low' \
+                      when (n * 2) <= 10 then 'mid' else 'high' end";
+        let repeats = Repeats::of(&typed(banded));
+        assert_eq!(repeats.classes, 1, "n * 2");
+        assert_eq!(repeats.at.len(), 3);
+        let v = run(banded);
+        let v: Vec<_> = v.as_string::<i32>().iter().collect();
+        assert_eq!(v, vec![Some("low"), None, Some("high")]);
+        // Two repeated terms, and terms alike but for an operand.
+        let text = "(n + 1) * (x + 1.0) + (n + 1) * (x + 1.0) + (n + 2) + (x + 2.0)";
+        let repeats = Repeats::of(&typed(text));
+        // n + 1, its widening to a float, x + 1.0, and their product.
+        assert_eq!(repeats.classes, 4);
+        assert!(
+            Repeats::of(&typed("(n + 2) + (x + 2.0) + (n + 1)"))
+                .at
+                .is_empty()
+        );
+        let twice = |n: f64, x: f64| 2.0 * (n + 1.0) * (x + 1.0) + (n + 2.0) + (x + 2.0);
+        assert_eq!(floats(text), vec![Some(twice(1.0, 0.5)), None, None]);
+        // In chunks on the pool, as one call.
+        let rows = 3 * CHUNK_ROWS + 17;
+        let ns: Vec<i64> = (0..rows as i64).map(|i| i % 13 - 4).collect();
+        let slots: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(ns.clone()))];
+        let parallel = evaluate_parallel(&typed(banded), &slots, rows).unwrap();
+        let expected: StringArray = ns
+            .iter()
+            .map(|n| {
+                Some(if n * 2 < 3 {
+                    "low"
+                } else if n * 2 <= 10 {
+                    "mid"
+                } else {
+                    "high"
+                })
+            })
+            .collect();
+        assert_eq!(parallel.as_string::<i32>(), &expected);
     }
 
     #[test]

@@ -109,22 +109,30 @@ impl Typed {
     pub fn each_slot(&self, f: &mut impl FnMut(usize)) {
         match &self.node {
             Node::Slot(s) => f(*s),
-            Node::Literal(_) => {}
-            Node::ToFloat(a) | Node::Not(a) | Node::Neg(a) | Node::IsNull(a, _) => a.each_slot(f),
+            _ => self.each_child(&mut |c| c.each_slot(f)),
+        }
+    }
+
+    /// Calls `f` with each operand of the expression itself (not theirs),
+    /// in the order written.
+    pub fn each_child<'a>(&'a self, f: &mut impl FnMut(&'a Typed)) {
+        match &self.node {
+            Node::Slot(_) | Node::Literal(_) => {}
+            Node::ToFloat(a) | Node::Not(a) | Node::Neg(a) | Node::IsNull(a, _) => f(a),
             Node::And(a, b) | Node::Or(a, b) | Node::Compare(_, a, b) | Node::Arith(_, a, b) => {
-                a.each_slot(f);
-                b.each_slot(f);
+                f(a);
+                f(b);
             }
             Node::Case(whens, otherwise) => {
                 for (c, v) in whens {
-                    c.each_slot(f);
-                    v.each_slot(f);
+                    f(c);
+                    f(v);
                 }
                 if let Some(o) = otherwise {
-                    o.each_slot(f);
+                    f(o);
                 }
             }
-            Node::Call(_, args) => args.iter().for_each(|a| a.each_slot(f)),
+            Node::Call(_, args) => args.iter().for_each(f),
         }
     }
 }
