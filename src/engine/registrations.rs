@@ -19,7 +19,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch, StringArray};
+use arrow_array::types::Int32Type;
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, DictionaryArray, Int32Array, RecordBatch, StringArray,
+};
 use arrow_schema::{DataType, Field, Schema};
 use rayon::prelude::*;
 
@@ -51,10 +54,15 @@ pub struct Registrations {
     /// copy of every row on one core).
     rows: Vec<Vec<Row>>,
     /// Practice codes by number, in code order (so a smaller number is a
-    /// smaller code).
-    practices: Vec<String>,
-    /// The PCN of each practice (by number), as the population table gives it.
-    pcn_of: Vec<Option<String>>,
+    /// smaller code): the values of every date's practice column, a
+    /// dictionary whose keys are the numbers.
+    practices: ArrayRef,
+    /// The PCN codes the practices have, in code order: the values of
+    /// every date's PCN column, a dictionary.
+    pcns: ArrayRef,
+    /// The PCN of each practice (by number), as the population table gives
+    /// it: its place in `pcns`.
+    pcn_of: Vec<Option<i32>>,
 }
 
 /// One usable registration: (population row, start, end or None while
@@ -88,17 +96,19 @@ impl Registrations {
         // The PCN of each practice, as the population table gives it (the
         // first PCN in code order, should a practice appear under two: the
         // pairs come in (practice, PCN) order, so that is the first met).
-        let mut pcn_of: Vec<Option<String>> = vec![None; practices.len()];
+        let mut pcn_of: Vec<Option<&str>> = vec![None; practices.len()];
         let in_population = TextColumn::new(population.column("practice_code"));
         let pcns = TextColumn::new(population.column("pcn_code"));
         for (p, n) in in_population.distinct_pairs(&pcns) {
             if let Some(&i) = number.get(p) {
-                pcn_of[i as usize].get_or_insert_with(|| n.to_string());
+                pcn_of[i as usize].get_or_insert(n);
             }
         }
+        let (pcns, pcn_of) = numbered(&pcn_of);
         Ok(Some(Registrations {
             rows: groups.into_iter().map(|g| g.rows).collect(),
-            practices,
+            practices: Arc::new(StringArray::from_iter_values(&practices)),
+            pcns,
             pcn_of,
         }))
     }
@@ -112,8 +122,8 @@ impl Registrations {
             arrow_buffer::BooleanBuffer::collect_bool(practice.len(), |p| practice[p].is_some()),
             None,
         );
-        let pcn = texts(&practice, |p| self.pcn_of[p as usize].as_deref());
-        let practice = texts(&practice, |p| Some(self.practices[p as usize].as_str()));
+        let pcn = keyed(&practice, |p| self.pcn_of[p as usize], &self.pcns)?;
+        let practice = keyed(&practice, |p| Some(p as i32), &self.practices)?;
         population.batch = replaced(
             &population.batch,
             &[("practice_code", practice), ("pcn_code", pcn)],
@@ -163,23 +173,35 @@ impl Registrations {
     }
 }
 
-/// Each person's practice (by number) as text, `None` and what `text`
-/// gives `None` for as null; built a part at a time in parallel, then
-/// joined.
-fn texts<'a>(practice: &[Option<u32>], text: impl Fn(u32) -> Option<&'a str> + Sync) -> ArrayRef {
-    let parts: Vec<StringArray> = practice
-        .par_chunks(1 << 16)
-        .map(|part| part.iter().map(|p| p.and_then(&text)).collect())
+/// Each person's practice (by number) as a dictionary of `values`: the
+/// key `key` gives (null where it gives `None`, and where the person is not
+/// registered). The population's loader holds practice and PCN codes as
+/// dictionaries too; plain text per date had taken a string a person for
+/// each, and every reader hashed them again.
+fn keyed(
+    practice: &[Option<u32>],
+    key: impl Fn(u32) -> Option<i32> + Sync,
+    values: &ArrayRef,
+) -> Result<ArrayRef> {
+    let keys: Vec<Option<i32>> = practice
+        .par_iter()
+        .with_min_len(1 << 16)
+        .map(|p| p.and_then(&key))
         .collect();
-    match parts.as_slice() {
-        [] => Arc::new(StringArray::new_null(0)),
-        [one] => Arc::new(one.clone()),
-        _ => {
-            let parts: Vec<&dyn Array> = parts.iter().map(|p| p as &dyn Array).collect();
-            arrow_select::concat::concat(&parts)
-                .expect("text parts of one type, under 2 GiB in all, always join")
-        }
-    }
+    let dictionary = DictionaryArray::<Int32Type>::try_new(Int32Array::from(keys), values.clone())
+        .map_err(|e| Error::Internal(format!("applying registrations: {e}")))?;
+    Ok(Arc::new(dictionary))
+}
+
+/// The distinct codes of `codes` in code order, and each one's place
+/// among them.
+fn numbered(codes: &[Option<&str>]) -> (ArrayRef, Vec<Option<i32>>) {
+    let mut distinct: Vec<&str> = codes.iter().flatten().copied().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let place = |c: &str| distinct.binary_search(&c).ok().map(|i| i as i32);
+    let places = codes.iter().map(|c| c.and_then(place)).collect();
+    (Arc::new(StringArray::from_iter_values(distinct)), places)
 }
 
 /// In the population on the as-of date: alive (born, not dead) and, where
@@ -314,7 +336,7 @@ fn replaced(batch: &RecordBatch, with: &[(&str, ArrayRef)]) -> Result<RecordBatc
     for (i, field) in schema.fields().iter().enumerate() {
         match with.iter().find(|(n, _)| n == field.name()) {
             Some((name, array)) => {
-                fields.push(Field::new(*name, DataType::Utf8, true));
+                fields.push(Field::new(*name, array.data_type().clone(), true));
                 columns.push(array.clone());
             }
             None => {
@@ -349,19 +371,45 @@ mod tests {
     }
 
     #[test]
-    fn practice_texts_built_by_parts_are_the_texts_row_by_row() {
+    fn practice_columns_read_as_the_texts_row_by_row() {
         use arrow_array::{Array, StringArray};
-        // Several parts; no registration, and a practice with no PCN
-        // (`None` from `text`), are null; an empty code is not.
+        use std::sync::Arc;
+        // No registration, and a practice with no PCN, are null; an empty
+        // code is not. The PCNs numbered in code order, each once.
         let codes = ["", "A1", "B22", "C333"];
-        let text = |p: u32| (p != 3).then(|| codes[p as usize]);
+        let pcn_of = [Some("X"), Some("W"), Some("X"), None];
         let practice: Vec<Option<u32>> = (0..200_003u32)
             .map(|i| (i % 7 != 0).then_some(i % 4))
             .collect();
-        let built = super::texts(&practice, text);
-        let expected: StringArray = practice.iter().map(|p| p.and_then(text)).collect();
-        assert_eq!(built.as_ref(), &expected as &dyn Array);
-        assert!(expected.null_count() > 0 && expected.iter().any(|t| t == Some("")));
+        let (pcns, places) = super::numbered(&pcn_of);
+        assert_eq!(places, [Some(1), Some(0), Some(1), None]);
+        let practices: arrow_array::ArrayRef = Arc::new(StringArray::from_iter_values(codes));
+        let practice_text = |p: u32| Some(codes[p as usize]);
+        let pcn_text = |p: u32| pcn_of[p as usize];
+        let cases: [(_, &dyn Fn(u32) -> Option<&'static str>); 2] = [
+            (
+                super::keyed(&practice, |p| Some(p as i32), &practices).unwrap(),
+                &practice_text,
+            ),
+            (
+                super::keyed(&practice, |p| places[p as usize], &pcns).unwrap(),
+                &pcn_text,
+            ),
+        ];
+        for (built, text) in cases {
+            let expected: StringArray = practice.iter().map(|p| p.and_then(text)).collect();
+            let read = arrow_cast::cast(&built, &arrow_schema::DataType::Utf8).unwrap();
+            assert_eq!(read.as_ref(), &expected as &dyn Array);
+            assert_eq!(built.null_count(), expected.null_count());
+            assert!(expected.null_count() > 0);
+        }
+        let plain = arrow_cast::cast(
+            &super::keyed(&practice, |p| Some(p as i32), &practices).unwrap(),
+            &arrow_schema::DataType::Utf8,
+        )
+        .unwrap();
+        let plain = arrow_array::cast::AsArray::as_string::<i32>(&plain);
+        assert!(plain.iter().any(|t| t == Some("")));
     }
 
     #[test]
@@ -396,9 +444,11 @@ mod tests {
             (p, Day::MIN, None, 3),
             (q, Day::MAX, None, 0),
         ]);
+        let codes: Vec<String> = (0..40).map(|i| format!("P{i:02}")).collect();
         let registrations = Registrations {
             rows: groups.clone(),
-            practices: (0..40).map(|i| format!("P{i:02}")).collect(),
+            practices: std::sync::Arc::new(arrow_array::StringArray::from_iter_values(codes)),
+            pcns: std::sync::Arc::new(arrow_array::StringArray::from_iter_values([""; 0])),
             pcn_of: vec![None; 40],
         };
         let all: Vec<Row> = groups.concat();

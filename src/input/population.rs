@@ -607,7 +607,7 @@ impl Population {
         // another, reordering was a tenth of the load at 5M persons). Text
         // read as dictionaries becomes plain text, as expressions expect,
         // now that it is in order; practice and PCN codes stay dictionaries
-        // (see [`TextColumn`]) unless registrations replace them, and
+        // (see [`TextColumn`]), as registrations also give them, and
         // `patients.parquet` holds them as plain text.
         let take = UInt32Array::from(kept);
         let columns = all

@@ -25,11 +25,11 @@ pub fn write(results: &Results, path: &Path) -> Result<()> {
         columns.push(array);
     };
     push("person_id", population.column("person_id").clone());
-    // Plain text, however the codes are held: the population's loader reads
-    // them as dictionaries (to group by key), and registrations replace them
-    // with plain text. Written as held, the table's Arrow type (which
-    // pyarrow, pandas and polars read) changed with whether a registrations
-    // table was given.
+    // Plain text, however the codes are held (the population's loader and
+    // the registrations hold them as dictionaries, to group by key): the
+    // table's Arrow type, which pyarrow, pandas and polars read, stays the
+    // same whatever the inputs (it had changed with whether a registrations
+    // table was given).
     for code in ["practice_code", "pcn_code"] {
         push(code, plain_text(population.column(code))?);
     }
