@@ -571,16 +571,15 @@ fn ages(birth_dates: &ArrayRef, as_of: NaiveDate) -> ArrayRef {
     use arrow_array::Array;
     use arrow_array::cast::AsArray;
     let births = birth_dates.as_primitive::<arrow_array::types::Date32Type>();
+    let on = dates::AgesOn::new(as_of);
     let ages: Vec<Option<i64>> = (0..births.len())
         .into_par_iter()
         .with_min_len(1 << 16)
         .map(|r| {
             births
                 .is_valid(r)
-                .then(|| births.value(r))
-                .and_then(dates::from_day)
-                .filter(|b| *b <= as_of)
-                .map(|b| dates::age_on(b, as_of))
+                .then(|| on.age(births.value(r)))
+                .flatten()
         })
         .collect();
     Arc::new(Int64Array::from(ages))
