@@ -1254,33 +1254,46 @@ fn persistence(
     to: NaiveDate,
     later: &People,
 ) -> serde_json::Value {
-    // Both dates' people are rows of one population table, ascending.
+    // Both dates' people are rows of one population table, ascending:
+    // each later person's place among the earlier, in one walk of both.
+    let mut at = 0;
     let in_earlier: Vec<Option<usize>> = later
         .rows
         .iter()
-        .map(|row| earlier.rows.binary_search(row).ok())
+        .map(|row| {
+            while earlier.rows.get(at).is_some_and(|r| r < row) {
+                at += 1;
+            }
+            (earlier.rows.get(at) == Some(row)).then_some(at)
+        })
         .collect();
     let cohorts: Vec<serde_json::Value> = later
         .cohorts
         .iter()
         .filter_map(|(name, now)| {
             let (_, before) = earlier.cohorts.iter().find(|(n, _)| n == name)?;
-            let was = |r: usize| in_earlier[r].is_some_and(|e| before[e]);
-            let stayed = (0..now.len()).filter(|&r| now[r] && was(r)).count() as u64;
-            let joined = (0..now.len()).filter(|&r| now[r] && !was(r)).count() as u64;
+            let was: Vec<bool> = in_earlier
+                .iter()
+                .map(|e| e.is_some_and(|e| before[e]))
+                .collect();
+            let stayed = now.iter().zip(&was).filter(|&(&n, &w)| n && w).count() as u64;
+            let joined = now.iter().zip(&was).filter(|&(&n, &w)| n && !w).count() as u64;
             let listed_before = before.iter().filter(|&&b| b).count() as u64;
             let outcomes: Vec<serde_json::Value> = later
                 .outcomes
                 .iter()
                 .map(|(outcome, happened)| {
-                    let ppv = |keep: &dyn Fn(usize) -> bool| {
-                        let on: Vec<bool> = (0..now.len()).map(|r| now[r] && keep(r)).collect();
-                        list_figures(s, &on, happened)["ppv"].clone()
-                    };
+                    // The list's people already on the earlier list, and
+                    // those new to it, each as a list of everyone.
+                    let (mut already, mut newly) = (ListCounts::default(), ListCounts::default());
+                    for ((&n, &w), &h) in now.iter().zip(&was).zip(happened) {
+                        already.add(n && w, h);
+                        newly.add(n && !w, h);
+                    }
                     json!({
                         "outcome": outcome,
-                        "ppv_already_listed": ppv(&|r| was(r)),
-                        "ppv_newly_listed": ppv(&|r| !was(r)),
+                        "ppv_already_listed": already.figures(s)["ppv"],
+                        "ppv_newly_listed": newly.figures(s)["ppv"],
                     })
                 })
                 .collect();
