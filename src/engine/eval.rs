@@ -81,9 +81,11 @@ impl Value {
 /// Rows per chunk when evaluating person-level expressions in parallel.
 const CHUNK_ROWS: usize = 64 * 1024;
 
-/// Evaluates `expr` for `len` rows whose columns are `slots`.
+/// Evaluates `expr` for `len` rows whose columns are `slots`, each
+/// subexpression as often as it is written (the scan's filters, once per
+/// batch; [`evaluate_parallel`] works repeated ones out once).
 pub fn evaluate(expr: &Typed, slots: &[ArrayRef], len: usize) -> Result<ArrayRef, EvalError> {
-    evaluate_once(expr, &Repeats::of(expr), slots, len)
+    evaluate_once(expr, &Repeats::default(), slots, len)
 }
 
 /// [`evaluate`] with the expression's [`Repeats`] already found.
@@ -120,46 +122,90 @@ struct Env<'a> {
 /// not once per chunk of rows.
 #[derive(Default)]
 struct Repeats {
-    /// (a repeated subexpression's address, its number).
-    at: Vec<(usize, usize)>,
+    /// A repeated subexpression's address, and its number.
+    at: foldhash::HashMap<usize, usize>,
     /// How many different subexpressions repeat.
     classes: usize,
 }
 
 impl Repeats {
+    /// Found bottom up in one walk: each node's shape is what it is (its
+    /// kind, operator, constant and type) and its operands' shapes, so
+    /// equal subexpressions get one shape number, in time linear in the
+    /// expression (a long `in` list is a long chain of `or`s). Constants
+    /// are equal by their bits: -0.0 and 0.0 compare apart in Arrow's
+    /// kernels, and so are apart here, as `==` on the tree would not keep
+    /// them.
     fn of(expr: &Typed) -> Repeats {
-        // The subexpressions worth keeping: anything but a column or a
-        // constant, which cost nothing to read again.
-        fn nodes<'e>(e: &'e Typed, out: &mut Vec<&'e Typed>) {
-            if !matches!(e.node, Node::Slot(_) | Node::Literal(_)) {
-                out.push(e);
-            }
-            e.each_child(&mut |c| nodes(c, out));
-        }
-        let mut all = Vec::new();
-        nodes(expr, &mut all);
-        let mut firsts: Vec<&Typed> = Vec::new();
-        let mut at = Vec::new();
-        for &e in &all {
-            if all.iter().filter(|&&o| o == e).count() < 2 {
+        // Each shape's number, and each node worth keeping (not a column
+        // or a constant, which cost nothing to read again) with its shape.
+        let mut numbers: foldhash::HashMap<(String, Vec<usize>), usize> = Default::default();
+        let mut kept: Vec<(&Typed, usize)> = Vec::new();
+        // Operands before the node, without recursion (an `in` list of
+        // thousands of values is as deep): `todo` holds nodes to visit and
+        // nodes whose operands are done; `done` the shapes of finished
+        // nodes, a node's operands' on top, in order, when it finishes.
+        let mut todo: Vec<(&Typed, bool)> = vec![(expr, false)];
+        let mut done: Vec<usize> = Vec::new();
+        while let Some((e, operands_done)) = todo.pop() {
+            let mut operands = Vec::new();
+            e.each_child(&mut |c| operands.push(c));
+            if !operands_done {
+                todo.push((e, true));
+                todo.extend(operands.into_iter().rev().map(|c| (c, false)));
                 continue;
             }
-            let class = firsts.iter().position(|&f| f == e).unwrap_or_else(|| {
-                firsts.push(e);
-                firsts.len() - 1
-            });
-            at.push((std::ptr::from_ref(e) as usize, class));
+            let operands = done.split_off(done.len() - operands.len());
+            let what = match &e.node {
+                Node::Literal(Literal::Float(x)) => format!("float {:x}", x.to_bits()),
+                Node::Literal(l) => format!("{l:?}"),
+                Node::Slot(i) => format!("slot {i}"),
+                Node::ToFloat(_) => "to float".into(),
+                Node::Not(_) => "not".into(),
+                Node::Neg(_) => "neg".into(),
+                Node::And(..) => "and".into(),
+                Node::Or(..) => "or".into(),
+                Node::Compare(op, ..) => format!("compare {op:?}"),
+                Node::Arith(op, ..) => format!("arith {op:?}"),
+                Node::IsNull(_, negated) => format!("is null {negated}"),
+                Node::Case(_, otherwise) => format!("case {}", otherwise.is_some()),
+                Node::Call(f, _) => format!("call {f:?}"),
+            };
+            let next = numbers.len();
+            let number = *numbers
+                .entry((format!("{what} {:?}", e.ty), operands))
+                .or_insert(next);
+            if !matches!(e.node, Node::Slot(_) | Node::Literal(_)) {
+                kept.push((e, number));
+            }
+            done.push(number);
+        }
+        let mut seen = vec![0usize; numbers.len()];
+        for &(_, number) in &kept {
+            seen[number] += 1;
+        }
+        // Repeated shapes numbered from 0, in the order first met.
+        let mut class: foldhash::HashMap<usize, usize> = Default::default();
+        let mut at: foldhash::HashMap<usize, usize> = Default::default();
+        for &(e, number) in &kept {
+            if seen[number] > 1 {
+                let next = class.len();
+                let c = *class.entry(number).or_insert(next);
+                at.insert(std::ptr::from_ref(e) as usize, c);
+            }
         }
         Repeats {
+            classes: class.len(),
             at,
-            classes: firsts.len(),
         }
     }
 
     /// The number of `e`, if it is a repeated subexpression.
     fn class(&self, e: &Typed) -> Option<usize> {
-        let address = std::ptr::from_ref(e) as usize;
-        self.at.iter().find(|(a, _)| *a == address).map(|(_, c)| *c)
+        if self.at.is_empty() {
+            return None;
+        }
+        self.at.get(&(std::ptr::from_ref(e) as usize)).copied()
     }
 }
 
@@ -170,14 +216,14 @@ pub fn evaluate_parallel(
     slots: &[ArrayRef],
     len: usize,
 ) -> Result<ArrayRef, EvalError> {
+    let repeats = Repeats::of(expr);
     if len <= CHUNK_ROWS {
-        return evaluate(expr, slots, len);
+        return evaluate_once(expr, &repeats, slots, len);
     }
     // Only the slots the expression reads are sliced: a slice counts its
     // nulls, and a model has over a hundred slots.
     let mut read = vec![false; slots.len()];
     expr.each_slot(&mut |s| read[s] = true);
-    let repeats = Repeats::of(expr);
     let chunks: Vec<ArrayRef> = (0..len)
         .step_by(CHUNK_ROWS)
         .collect::<Vec<_>>()
@@ -312,7 +358,10 @@ fn eval(expr: &Typed, env: &Env) -> Result<Value, EvalError> {
     Ok(value)
 }
 
-/// [`eval`] of `expr` itself, its operands through [`eval`].
+/// [`eval`] of `expr` itself, its operands through [`eval`]. Inlined, so
+/// that the recursion over a deep expression (an `in` list is a chain of
+/// `or`s) takes no more stack than before repeats were kept.
+#[inline(always)]
 fn eval_node(expr: &Typed, env: &Env) -> Result<Value, EvalError> {
     let (slots, len) = (env.slots, env.len);
     let sub = |e: &Typed| eval(e, env);
@@ -901,7 +950,10 @@ mod tests {
             _ => None,
         };
         let typed = check(&parse(text).unwrap(), &env, &|n| n.to_string()).unwrap();
-        evaluate(&typed, &slots(), 3).unwrap()
+        // As features are derived: repeated subexpressions worked out once.
+        let once = evaluate_parallel(&typed, &slots(), 3).unwrap();
+        assert_eq!(&once, &evaluate(&typed, &slots(), 3).unwrap(), "{text}");
+        once
     }
 
     fn bools(text: &str) -> Vec<Option<bool>> {
@@ -1158,6 +1210,20 @@ mod tests {
                 .at
                 .is_empty()
         );
+        // Alike but for a zero's sign: apart, as Arrow compares them.
+        assert!(Repeats::of(&typed("x * -0.0 < x * 0.0")).at.is_empty());
+        assert_eq!(
+            bools("x * -0.0 < x * 0.0"),
+            vec![Some(true), Some(true), None]
+        );
+        // A long `in` list, a chain of `or`s, found in one walk; its
+        // repeated left side (n) is a column, read again at no cost.
+        let list: Vec<String> = (0..2000).map(|i| i.to_string()).collect();
+        let long = format!("n in ({})", list.join(", "));
+        assert!(Repeats::of(&typed(&long)).at.is_empty());
+        let squared = format!("(n * n) in ({})", list.join(", "));
+        assert_eq!(Repeats::of(&typed(&squared)).classes, 1);
+        assert_eq!(Repeats::of(&typed(&squared)).at.len(), 2000);
         let twice = |n: f64, x: f64| 2.0 * (n + 1.0) * (x + 1.0) + (n + 2.0) + (x + 2.0);
         assert_eq!(floats(text), vec![Some(twice(1.0, 0.5)), None, None]);
         // In chunks on the pool, as one call.

@@ -9,8 +9,9 @@
 //! [`MOST_COHORTS_PER_PASS`] cohorts (counting them into cells by group,
 //! lists and outcome), and for each score two walks in order over its
 //! ranking's groups, values and outcomes ([`Scored`]: the outcomes in
-//! ranked order are read out of order once per outcome and score, for
-//! every grouping), with each group's AUROC made as it goes ([`aurocs`]).
+//! ranked order are read out of order once per outcome and score, and
+//! every grouping reads them in order), with each group's AUROC made as it
+//! goes ([`aurocs`]).
 
 use serde_json::json;
 

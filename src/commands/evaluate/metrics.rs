@@ -54,6 +54,8 @@ impl Components {
     }
 
     /// The next tie up: `pos` people with the outcome and `neg` without.
+    /// With nobody on one side the components divide by zero; harmless, as
+    /// [`Components::auroc`] then gives `None`.
     pub(super) fn tie(&mut self, pos: usize, neg: usize) {
         let (mf, nf) = (self.m as f64, self.n as f64);
         let lower = (self.neg_below as f64 + 0.5 * neg as f64) / nf;

@@ -305,8 +305,8 @@ struct People {
     /// 5M persons every byte a person and date is 60 MB.
     scores: Vec<(String, Float64Array)>,
     /// Each score's ranking of the people it scores, lowest first, made
-    /// once for every outcome and group (what the figures read of it is
-    /// made when they are worked out: [`Ordered`]).
+    /// once for every outcome and group (see [`Ordered`], made from it once
+    /// per date when the figures are worked out).
     rankings: Vec<Ranking>,
     /// (outcome, happened).
     outcomes: Vec<(String, Vec<bool>)>,
@@ -535,13 +535,15 @@ impl Ordered {
             .highest_first(&values)
             .take(longest.unwrap_or(0))
             .collect();
+        // How many of each PCN's people are taken so far.
         let mut taken = vec![0usize; pcn.names.len() + 1];
         let per_pcn = ranking
             .highest_first(&values)
             .filter(|&i| {
-                let taken = &mut taken[pcn.get(i as usize).map_or(pcn.names.len(), |g| g as usize)];
-                *taken += 1;
-                *taken <= TOP_PER_PCN
+                let of_pcn =
+                    &mut taken[pcn.get(i as usize).map_or(pcn.names.len(), |g| g as usize)];
+                *of_pcn += 1;
+                *of_pcn <= TOP_PER_PCN
             })
             .collect();
         Ordered {
