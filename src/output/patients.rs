@@ -27,11 +27,12 @@ pub fn write(results: &Results, path: &Path) -> Result<()> {
     push("person_id", population.column("person_id").clone());
     // Plain text, however the codes are held (the population's loader and
     // the registrations hold them as dictionaries, to group by key): the
+    // writer casts each row group's (`output::parquet::write_batch`), so the
     // table's Arrow type, which pyarrow, pandas and polars read, stays the
     // same whatever the inputs (it had changed with whether a registrations
     // table was given).
     for code in ["practice_code", "pcn_code"] {
-        push(code, plain_text(population.column(code))?);
+        push(code, population.column(code).clone());
     }
     push("alive", Arc::new(results.alive.clone()));
     // Whether the person counts in aggregates: false for people with an
@@ -64,16 +65,4 @@ pub fn write(results: &Results, path: &Path) -> Result<()> {
         None
     };
     super::parquet::write_batch(path, &batch, keep.as_ref())
-}
-
-/// `array` as plain text (`Utf8`) if it is dictionary-encoded text;
-/// otherwise as it is.
-fn plain_text(array: &ArrayRef) -> Result<ArrayRef> {
-    match array.data_type() {
-        arrow_schema::DataType::Dictionary(_, _) => {
-            arrow_cast::cast(array, &arrow_schema::DataType::Utf8)
-                .map_err(|e| Error::Internal(format!("decoding codes for patients.parquet: {e}")))
-        }
-        _ => Ok(array.clone()),
-    }
 }
