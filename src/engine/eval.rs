@@ -1162,6 +1162,23 @@ mod tests {
         assert!(in_one_pass > 100, "{in_one_pass} of 200");
     }
 
+    /// The longest `in` list the parser takes (2,498 values) evaluates on a
+    /// thread's usual 2 MB stack in a debug build: as a chain of `or`s, a
+    /// level of recursion each, 2,000 values overflowed it.
+    #[test]
+    fn the_longest_in_list_evaluates() {
+        let others: Vec<String> = (8..2505).map(|i| i.to_string()).collect();
+        let list = format!("({}, 7)", others.join(", "));
+        assert_eq!(
+            bools(&format!("n in {list}")),
+            vec![Some(false), None, Some(true)]
+        );
+        assert_eq!(
+            bools(&format!("n not in {list}")),
+            vec![Some(true), None, Some(false)]
+        );
+    }
+
     #[test]
     fn case_coalesce_least() {
         let v = run("case when n > 5 then 'high' when n > 0 then 'low' else 'none' end");

@@ -257,6 +257,29 @@ fn boxed(t: Typed) -> Box<Typed> {
     Box::new(t)
 }
 
+/// `or` of `tests` (at least one), as a balanced tree: `or` is associative
+/// under SQL's three-valued logic, and a tree of a long `in` list's tests
+/// is as deep as the logarithm of its length, where a chain would be as deep
+/// as the list, and so would the recursion that evaluates it (2,000 values
+/// overflowed a debug build's 2 MB thread stack).
+fn any_of(mut tests: Vec<Typed>) -> Typed {
+    while tests.len() > 1 {
+        let mut paired = Vec::with_capacity(tests.len().div_ceil(2));
+        let mut each = tests.into_iter();
+        while let Some(a) = each.next() {
+            paired.push(match each.next() {
+                Some(b) => Typed {
+                    node: Node::Or(boxed(a), boxed(b)),
+                    ty: Type::Bool,
+                },
+                None => a,
+            });
+        }
+        tests = paired;
+    }
+    tests.pop().expect("the parser requires at least one item")
+}
+
 /// Gives a bare `null` a type, recursively through `case`.
 fn retype_null(t: Typed, ty: Type) -> Typed {
     if t.ty != Type::Null {
@@ -379,18 +402,11 @@ impl Checker<'_> {
                 negated,
             } => {
                 // x in (a, b) is x = a or x = b, with SQL's null semantics.
-                let mut any: Option<Typed> = None;
-                for item in list {
-                    let eq = self.binary(BinaryOp::Eq, expr, item, item.span)?;
-                    any = Some(match any {
-                        None => eq,
-                        Some(prev) => Typed {
-                            node: Node::Or(boxed(prev), boxed(eq)),
-                            ty: Type::Bool,
-                        },
-                    });
-                }
-                let any = any.expect("the parser requires at least one item");
+                let equals = list
+                    .iter()
+                    .map(|item| self.binary(BinaryOp::Eq, expr, item, item.span))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let any = any_of(equals);
                 Ok(if *negated {
                     Typed {
                         node: Node::Not(boxed(any)),
