@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, AtomicI64, AtomicU32, AtomicU64, Ordering::Relaxed};
 
-use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
+use arrow_array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray, UInt32Array};
 
 use crate::rules::Aggregate;
 use crate::rules::check::Type;
@@ -207,12 +207,14 @@ impl CodeSets {
 
     /// Adds the codes each person's set holds to their counts (`copies`
     /// per person, from `first_person` on).
-    fn count(&self, first_person: usize, copies: usize, counts: &mut [i64]) {
+    fn count<C: Count>(&self, first_person: usize, copies: usize, counts: &mut [C]) {
         let held = |s: &AtomicU64| s.load(Relaxed);
         match self {
             CodeSets::One(sets) => {
                 for (count, set) in counts.iter_mut().zip(&sets[first_person..]) {
-                    *count += set.0.iter().filter(|s| held(s) != 0).count() as i64;
+                    for _ in set.0.iter().filter(|s| held(s) != 0) {
+                        *count += C::ONE;
+                    }
                 }
             }
             CodeSets::Dated { sets, .. } => {
@@ -222,7 +224,7 @@ impl CodeSets {
                             each_run(held(dates), |first, end| {
                                 counts[usize::from(first)..usize::from(end)]
                                     .iter_mut()
-                                    .for_each(|c| *c += 1)
+                                    .for_each(|c| *c += C::ONE)
                             });
                         }
                     }
@@ -364,16 +366,18 @@ pub fn footprint(
     };
     // A day: 32 bits of state; 32 of column and its validity bit.
     let day = (32, 33);
+    // Counts: 32-bit columns until their date is worked out (see
+    // [`widened`]).
     let (state, columns) = match (words, aggregate) {
         (Some(words), _) => (words * 64, split),
         (None, Aggregate::Exists) => (1, 1),
-        (None, Aggregate::Count) => (32, 64),
+        (None, Aggregate::Count) => (32, 32),
         (None, Aggregate::TotalDays) => (64, 64),
         // Each slot's count, then each date's column of them.
         (None, Aggregate::CountDistinctCodes) if !codelist => {
             return Footprint {
                 state: 0,
-                columns: 2 * 64,
+                columns: 2 * 32,
                 per_person: size_of::<DatedCodeSet>(),
             };
         }
@@ -386,7 +390,7 @@ pub fn footprint(
             | Aggregate::Latest
             | Aggregate::Mean,
         ) => (0, split),
-        (None, Aggregate::MaxInAMonth | Aggregate::MaxIn30Days) => (0, 64),
+        (None, Aggregate::MaxInAMonth | Aggregate::MaxIn30Days) => (0, 32),
         (None, Aggregate::FirstDate | Aggregate::LastDate) => day,
         (None, Aggregate::Min | Aggregate::Max) => match column {
             Some(Type::Date) => day,
@@ -671,7 +675,9 @@ impl State {
     }
 
     /// [`State::finish`] of a state holding `copies` dates side by side
-    /// (slot `person * copies + date`): each date's column. Counts, sums,
+    /// (slot `person * copies + date`): each date's column, counts (`count`,
+    /// distinct codes without a list, the busiest month) as `UInt32` until
+    /// their date is worked out (see [`widened`]). Counts, sums,
     /// dates, whole-number min/max and distinct codes without a list split
     /// the state into dates in one pass (see [`split_dates`]); the busiest
     /// month's events, noted by run of dates, are counted into every
@@ -693,15 +699,21 @@ impl State {
                 .map(|c| Arc::new(Int64Array::from(c)) as ArrayRef)
                 .collect()
         };
+        let uint32s = |columns: Vec<Vec<u32>>| -> Vec<ArrayRef> {
+            columns
+                .into_iter()
+                .map(|c| Arc::new(UInt32Array::from(c)) as ArrayRef)
+                .collect()
+        };
         if let State::DistinctValues { sets, runs } = self {
-            let counts = distinct_code_counts(&sets, runs, persons, copies);
-            return Ok(int64s(split_dates(&counts, persons, copies, |&c| c)));
+            let counts = distinct_code_counts::<u32>(&sets, runs, persons, copies);
+            return Ok(uint32s(split_dates(&counts, persons, copies, |&c| c)));
         }
         if let State::MonthlyRuns(events) = self {
             let events = events
                 .into_inner()
                 .expect("no task panics while holding the lock");
-            return Ok(int64s(most_by_date(aggregate, events, persons, copies)));
+            return Ok(uint32s(most_by_date(aggregate, events, persons, copies)));
         }
         Ok(match &self {
             // One bit a slot: all dates' bits together are small (1.5
@@ -716,9 +728,7 @@ impl State {
                     Arc::new(BooleanArray::new(bits, None)) as ArrayRef
                 })
                 .collect(),
-            State::Count(v) => int64s(split_dates(v, persons, copies, |c| {
-                i64::from(c.load(Relaxed))
-            })),
+            State::Count(v) => uint32s(split_dates(v, persons, copies, |c| c.load(Relaxed))),
             State::Sum(v) => int64s(split_dates(v, persons, copies, |x| x.load(Relaxed))),
             State::MinDay(v) => days(v, persons, copies, i32::MAX),
             State::MaxDay(v) => days(v, persons, copies, i32::MIN),
@@ -888,7 +898,7 @@ impl State {
                 Arc::new(Int64Array::from(most))
             }
             State::DistinctValues { sets, runs } => Arc::new(Int64Array::from(
-                distinct_code_counts(&sets, runs, persons, 1),
+                distinct_code_counts::<i64>(&sets, runs, persons, 1),
             )),
             State::MonthlyRuns(_) => {
                 unreachable!("made only for several dates, which finish_dates finishes")
@@ -949,17 +959,17 @@ fn values_column(
 /// parts in parallel: each takes its persons' share of every sorted run
 /// (found by binary search) and merges them. Merging all the runs whole
 /// kept one core busy while the other waited.
-fn distinct_code_counts(
+fn distinct_code_counts<C: Count>(
     sets: &CodeSets,
     runs: Mutex<Runs>,
     persons: usize,
     copies: usize,
-) -> Vec<i64> {
+) -> Vec<C> {
     use rayon::prelude::*;
     let runs = runs
         .into_inner()
         .expect("no task panics while holding the lock");
-    let mut counts = vec![0i64; persons * copies];
+    let mut counts = vec![C::default(); persons * copies];
     counts
         .par_chunks_mut(PERSONS_PER_PART * copies)
         .enumerate()
@@ -967,7 +977,7 @@ fn distinct_code_counts(
             // Written before it is read: a fresh page read first is mapped
             // to the zero page, and the first count written to it then
             // faults again (and flushes the other cores' TLBs).
-            counts.fill(0);
+            counts.fill(C::default());
             let first_person = part * PERSONS_PER_PART;
             // The codes kept in place: none of them is also noted, as a
             // code is noted only when its person's set is full without it.
@@ -991,12 +1001,40 @@ fn distinct_code_counts(
                     let (first, end) = (usize::from(first).max(from), usize::from(end));
                     counts[person + first.min(end)..person + end]
                         .iter_mut()
-                        .for_each(|c| *c += 1);
+                        .for_each(|c| *c += C::ONE);
                     from = from.max(end);
                 }
             }
         });
     counts
+}
+
+/// A count's type: `i64` for one date's column, `u32` for the columns of
+/// several dates, held until their date is worked out (see [`widened`]).
+trait Count: Copy + Default + Send + std::ops::AddAssign {
+    const ONE: Self;
+}
+
+impl Count for i64 {
+    const ONE: i64 = 1;
+}
+
+impl Count for u32 {
+    const ONE: u32 = 1;
+}
+
+/// A column of [`State::finish_dates`] as the rest of the engine reads it:
+/// counts held as `UInt32` made `Int64`, other columns as they are.
+/// Counts are held in half the bytes while a scan's dates wait their turn,
+/// and a scan for several dates is as many dates as its state and columns
+/// fit in a budget (`dates_per_scan`): with 12 dates at 2M persons, the
+/// default model's `Int64` counts had split them over two scans.
+pub fn widened(column: ArrayRef) -> ArrayRef {
+    use arrow_array::cast::AsArray;
+    match column.as_primitive_opt::<arrow_array::types::UInt32Type>() {
+        Some(counts) => Arc::new(counts.unary::<_, arrow_array::types::Int64Type>(i64::from)),
+        None => column,
+    }
 }
 
 /// Each date's values of a state holding `copies` dates side by side (slot
@@ -1122,13 +1160,13 @@ fn most_by_date(
     mut events: Vec<CodeSeen>,
     persons: usize,
     copies: usize,
-) -> Vec<Vec<i64>> {
+) -> Vec<Vec<u32>> {
     use rayon::prelude::*;
     // By person, then month or day.
     events.par_sort_unstable();
-    let mut most = vec![vec![0i64; persons]; copies];
+    let mut most = vec![vec![0u32; persons]; copies];
     // Per date, the person's events of the month (or the 30 days) so far.
-    let mut counts = vec![0i64; copies];
+    let mut counts = vec![0u32; copies];
     let mut window: Vec<u64> = Vec::new();
     for person in events.chunk_by(|a, b| a.0 == b.0) {
         let p = person[0].0 as usize;
@@ -1154,7 +1192,8 @@ fn most_by_date(
                         .filter(|e| e.2 <= date && date < e.3)
                         .map(|e| e.1),
                 );
-                most[p] = busiest_30_days_of(&window);
+                most[p] = u32::try_from(busiest_30_days_of(&window))
+                    .expect("fewer events a person than a scan's slots");
             }
         }
     }
@@ -1191,6 +1230,45 @@ mod tests {
     use super::*;
     use arrow_array::Array;
     use arrow_array::cast::AsArray;
+    use arrow_schema::DataType;
+
+    /// Several dates' counts are held in 32 bits after the scan, and are
+    /// each slot's count once widened, as one date's are.
+    #[test]
+    fn counts_of_several_dates_are_held_in_32_bits() {
+        let (persons, copies) = (5, 3);
+        let state = State::new(Aggregate::Count, None, false, None, persons, copies);
+        let one = State::new(Aggregate::Count, None, false, None, persons * copies, 1);
+        let mut expected = vec![0i64; persons * copies];
+        for slot in [0u32, 4, 4, 7, 14, 14, 14, 9] {
+            state.count(slot);
+            one.count(slot);
+            expected[slot as usize] += 1;
+        }
+        let columns = state
+            .finish_dates(Aggregate::Count, &[], (&[], &[]), persons, copies)
+            .unwrap();
+        let whole = one.finish(Aggregate::Count, &[], (&[], &[]), persons * copies);
+        assert_eq!(
+            whole
+                .as_primitive::<arrow_array::types::Int64Type>()
+                .values()
+                .to_vec(),
+            expected
+        );
+        assert_eq!(columns.len(), copies);
+        for (date, column) in columns.into_iter().enumerate() {
+            assert_eq!(column.data_type(), &DataType::UInt32, "held in 32 bits");
+            let column = widened(column);
+            assert_eq!(column.data_type(), &DataType::Int64, "as one date's");
+            let want: Vec<i64> = (0..persons).map(|p| expected[p * copies + date]).collect();
+            let got = column.as_primitive::<arrow_array::types::Int64Type>();
+            assert_eq!(got.values().to_vec(), want, "date {date}");
+        }
+        // Other columns pass as they are.
+        let days: ArrayRef = Arc::new(arrow_array::Date32Array::from(vec![1, 2]));
+        assert!(Arc::ptr_eq(&widened(days.clone()), &days));
+    }
 
     #[test]
     fn distinct_counts_codes_and_categories_once() {
@@ -1262,7 +1340,9 @@ mod tests {
             )
             .unwrap();
         assert_eq!(columns.len(), copies);
-        for (d, column) in columns.iter().enumerate() {
+        for (d, column) in columns.into_iter().enumerate() {
+            assert_eq!(column.data_type(), &DataType::UInt32, "held in 32 bits");
+            let column = widened(column);
             let got = column.as_primitive::<arrow_array::types::Int64Type>();
             assert_eq!(got.len(), persons);
             for p in 0..persons {
@@ -1642,7 +1722,9 @@ mod tests {
                     .unwrap();
                 let all = keys.finish(aggregate, &[], (&[], &[]), persons * copies);
                 let all = all.as_primitive::<arrow_array::types::Int64Type>();
-                for (date, column) in got.iter().enumerate() {
+                for (date, column) in got.into_iter().enumerate() {
+                    assert_eq!(column.data_type(), &DataType::UInt32, "held in 32 bits");
+                    let column = widened(column);
                     let column = column.as_primitive::<arrow_array::types::Int64Type>();
                     assert_eq!(column.null_count(), 0);
                     let expected: Vec<i64> =

@@ -487,11 +487,16 @@ fn on_date<'m>(
     model: &'m Model,
     registrations: Option<&registrations::Registrations>,
     as_of: NaiveDate,
-    mut columns: Vec<Option<ArrayRef>>,
+    columns: Vec<Option<ArrayRef>>,
     forward: &[(crate::rules::Feature, dates::Window)],
     ranked: bool,
 ) -> Result<Dated<'m>> {
     let started = Instant::now();
+    // Counts were held in 32 bits while this date waited its turn.
+    let mut columns: Vec<Option<ArrayRef>> = columns
+        .into_iter()
+        .map(|c| c.map(aggregate::widened))
+        .collect();
     let mut on_date = plan.on_date(model, as_of)?;
     let copied = started.elapsed();
     let registered = registrations
