@@ -364,12 +364,18 @@ pub fn footprint(
         Aggregate::ListCategories => 2 * 16 * 8,
         _ => 2 * 64,
     };
+    // A bitset's column split straight from it: a count, or a weight.
+    let bitset = match aggregate {
+        Aggregate::ListCategories => split,
+        Aggregate::SumDistinctWeights => 64,
+        _ => 32,
+    };
     // A day: 32 bits of state; 32 of column and its validity bit.
     let day = (32, 33);
     // Counts: 32-bit columns until their date is worked out (see
     // [`widened`]).
     let (state, columns) = match (words, aggregate) {
-        (Some(words), _) => (words * 64, split),
+        (Some(words), _) => (words * 64, bitset),
         (None, Aggregate::Exists) => (1, 1),
         (None, Aggregate::Count) => (32, 32),
         (None, Aggregate::TotalDays) => (64, 64),
@@ -715,6 +721,23 @@ impl State {
                 .expect("no task panics while holding the lock");
             return Ok(uint32s(most_by_date(aggregate, events, persons, copies)));
         }
+        // A bitset's counts and weights split straight into each date's
+        // column, not made whole and then copied out date by date (a list
+        // of categories, text, still is).
+        if aggregate != Aggregate::ListCategories
+            && let State::Bits { words, bits, .. } = self
+        {
+            let bits: Vec<u64> = bits.into_iter().map(AtomicU64::into_inner).collect();
+            return Ok(match aggregate {
+                Aggregate::SumDistinctWeights => {
+                    split_slots(&bits, words, persons, copies, |s| weight_of(s, weights))
+                        .into_iter()
+                        .map(|c| Arc::new(Float64Array::from(c)) as ArrayRef)
+                        .collect()
+                }
+                _ => uint32s(split_slots(&bits, words, persons, copies, set_count)),
+            });
+        }
         Ok(match &self {
             // One bit a slot: all dates' bits together are small (1.5
             // bytes a person with 12 dates), so reading them date by date
@@ -832,19 +855,7 @@ impl State {
             }
             State::Bits { words, bits, .. } => {
                 let bits: Vec<u64> = bits.into_iter().map(AtomicU64::into_inner).collect();
-                // The set bits of a person's words, lowest first.
-                let person_bits = |p: usize| {
-                    bits[p * words..(p + 1) * words]
-                        .iter()
-                        .enumerate()
-                        .flat_map(|(w, &word)| {
-                            std::iter::successors((word != 0).then_some(word), |&rest| {
-                                let rest = rest & (rest - 1);
-                                (rest != 0).then_some(rest)
-                            })
-                            .map(move |rest| w * 64 + rest.trailing_zeros() as usize)
-                        })
-                };
+                let person_bits = |p: usize| items_of(&bits[p * words..(p + 1) * words]);
                 match aggregate {
                     Aggregate::ListCategories => {
                         let shown: Vec<String> =
@@ -867,18 +878,14 @@ impl State {
                         }
                         Arc::new(list.finish())
                     }
-                    Aggregate::SumDistinctWeights => {
-                        Arc::new(Float64Array::from_iter_values((0..persons).map(|p| {
-                            let sum: i64 = person_bits(p).map(|item| weights[item]).sum();
-                            sum as f64 / WEIGHT_SCALE as f64
+                    Aggregate::SumDistinctWeights => Arc::new(Float64Array::from_iter_values(
+                        (0..persons).map(|p| weight_of(&bits[p * words..(p + 1) * words], weights)),
+                    )),
+                    _ => {
+                        Arc::new(Int64Array::from_iter_values((0..persons).map(|p| {
+                            i64::from(set_count(&bits[p * words..(p + 1) * words]))
                         })))
                     }
-                    _ => Arc::new(Int64Array::from_iter_values((0..persons).map(|p| {
-                        bits[p * words..(p + 1) * words]
-                            .iter()
-                            .map(|w| i64::from(w.count_ones()))
-                            .sum::<i64>()
-                    }))),
                 }
             }
             State::Monthly(keys) => {
@@ -1048,13 +1055,46 @@ fn split_dates<A, T>(
     copies: usize,
     load: impl Fn(&A) -> T,
 ) -> Vec<Vec<T>> {
+    split_slots(v, 1, persons, copies, |slot| load(&slot[0]))
+}
+
+/// [`split_dates`] of a state of `width` values a slot (a bitset's words).
+fn split_slots<A, T>(
+    v: &[A],
+    width: usize,
+    persons: usize,
+    copies: usize,
+    load: impl Fn(&[A]) -> T,
+) -> Vec<Vec<T>> {
     let mut dates: Vec<Vec<T>> = (0..copies).map(|_| Vec::with_capacity(persons)).collect();
-    for person in v[..persons * copies].chunks_exact(copies) {
-        for (date, slot) in dates.iter_mut().zip(person) {
+    for person in v[..persons * copies * width].chunks_exact(copies * width) {
+        for (date, slot) in dates.iter_mut().zip(person.chunks_exact(width)) {
             date.push(load(slot));
         }
     }
     dates
+}
+
+/// The set bits of a slot's words, lowest first.
+fn items_of(words: &[u64]) -> impl Iterator<Item = usize> + '_ {
+    words.iter().enumerate().flat_map(|(w, &word)| {
+        std::iter::successors((word != 0).then_some(word), |&rest| {
+            let rest = rest & (rest - 1);
+            (rest != 0).then_some(rest)
+        })
+        .map(move |rest| w * 64 + rest.trailing_zeros() as usize)
+    })
+}
+
+/// How many bits a slot's words have set: its distinct codes or categories.
+fn set_count(words: &[u64]) -> u32 {
+    words.iter().map(|w| w.count_ones()).sum()
+}
+
+/// The sum of the weights of a slot's items (`sum_distinct_weights`).
+fn weight_of(words: &[u64], weights: &[i64]) -> f64 {
+    let sum: i64 = items_of(words).map(|item| weights[item]).sum();
+    sum as f64 / WEIGHT_SCALE as f64
 }
 
 /// [`split_dates`] with `none` (no event) as null (its value 0, as Arrow's
@@ -1557,6 +1597,60 @@ mod tests {
         }
         assert!(bit_masks(Aggregate::CountDistinctCodes, &vec![vec![]; MAX_BITS + 1]).is_none());
         assert!(bit_masks(Aggregate::Count, &cats).is_none());
+    }
+
+    /// A bitset of several dates splits into each date's column (counts
+    /// held in 32 bits until widened) what one date's bitset of as many
+    /// slots gives each slot.
+    #[test]
+    fn bitsets_of_several_dates_split_into_each_date() {
+        // 70 items: a code's bitset two words a slot.
+        let mut cats = vec![vec![0], vec![0], vec![0, 1]];
+        cats.resize(70, vec![1]);
+        let names = ["a".to_string(), "b".to_string()];
+        let weights: Vec<i64> = (0..70).map(|i| 100_000 * (i + 1)).collect();
+        let (persons, copies) = (3, 2);
+        // (slot, item), slot = person * copies + date.
+        let events = [
+            (0u32, 0u32),
+            (0, 1),
+            (1, 2),
+            (1, 69),
+            (2, 1),
+            (3, 1),
+            (3, 0),
+            (3, 64),
+            (5, 2),
+        ];
+        for agg in [
+            Aggregate::CountDistinctCodes,
+            Aggregate::CountDistinctCategories,
+            Aggregate::ListCategories,
+            Aggregate::SumDistinctWeights,
+        ] {
+            let masks = bit_masks(agg, &cats).expect("small enough for bits");
+            let dated = State::new(agg, None, true, Some(masks.clone()), persons, copies);
+            let slots = State::new(agg, None, true, Some(masks), persons * copies, 1);
+            for &(slot, item) in &events {
+                assert!(dated.set_bits(slot, item));
+                assert!(slots.set_bits(slot, item));
+            }
+            let whole = slots.finish(agg, &weights, (&cats, &names), persons * copies);
+            let columns = dated
+                .finish_dates(agg, &weights, (&cats, &names), persons, copies)
+                .unwrap();
+            assert_eq!(columns.len(), copies);
+            for (date, column) in columns.into_iter().enumerate() {
+                let at = (0..persons).map(|p| (p * copies + date) as u32);
+                let at = UInt32Array::from_iter_values(at);
+                let want = arrow_select::take::take(&whole, &at, None).unwrap();
+                assert_eq!(
+                    widened(column).to_data(),
+                    want.to_data(),
+                    "{agg:?}, date {date}"
+                );
+            }
+        }
     }
 
     #[test]
