@@ -681,15 +681,17 @@ impl State {
     }
 
     /// [`State::finish`] of a state holding `copies` dates side by side
-    /// (slot `person * copies + date`): each date's column, counts (`count`,
-    /// distinct codes without a list, the busiest month) as `UInt32` until
-    /// their date is worked out (see [`widened`]). Counts, sums,
-    /// dates, whole-number min/max and distinct codes without a list split
-    /// the state into dates in one pass (see [`split_dates`]); the busiest
-    /// month's events, noted by run of dates, are counted into every
-    /// date's column at once ([`most_by_date`]); flags are read bit by bit
-    /// for each date; the others are finished whole, then each date's
-    /// slots taken.
+    /// (slot `person * copies + date`): each date's column, with counts
+    /// (`count`, distinct codes without a list or in a bitset, distinct
+    /// categories, the busiest month) as `UInt32` until their date is
+    /// worked out (see [`widened`]). Counts, sums, dates, whole-number
+    /// min/max, distinct codes without a list and a bitset's counts and
+    /// weights split the state into dates in one pass (see [`split_dates`],
+    /// [`split_slots`]); the busiest month's events, noted by run of dates,
+    /// are counted into every date's column at once ([`most_by_date`]);
+    /// flags are read bit by bit for each date; the others (a list of
+    /// categories, the keys of a long list, latest, mean, float min/max)
+    /// are finished whole, then each date's slots taken.
     pub fn finish_dates(
         self,
         aggregate: Aggregate,
@@ -941,21 +943,33 @@ fn values_column(
     values: &mut [(u32, i32, f64)],
     persons: usize,
 ) -> ArrayRef {
-    let mut out: Vec<Option<f64>> = vec![None; persons];
+    // The values (0 where null, as Arrow's builders leave a null's) and
+    // their validity: 65 bits a slot, not an `Option`'s 128 and then the
+    // column's 65 beside it.
+    let mut out = vec![0.0f64; persons];
+    let mut valid = arrow_buffer::BooleanBufferBuilder::new(persons);
+    valid.append_n(persons, false);
+    let mut set = |slot: u32, value: f64| {
+        out[slot as usize] = value;
+        valid.set_bit(slot as usize, true);
+    };
     if aggregate == Aggregate::Mean {
         values.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.2.total_cmp(&b.2)));
         for run in values.chunk_by(|a, b| a.0 == b.0) {
             // Summed in value order: the same mean whatever the scan order.
             let sum: f64 = run.iter().map(|v| v.2).sum();
-            out[run[0].0 as usize] = Some(sum / run.len() as f64);
+            set(run[0].0, sum / run.len() as f64);
         }
     } else {
         values.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.total_cmp(&b.2)));
         for run in values.chunk_by(|a, b| a.0 == b.0) {
-            out[run[0].0 as usize] = run.get(nth - 1).map(|v| v.2);
+            if let Some(v) = run.get(nth - 1) {
+                set(run[0].0, v.2);
+            }
         }
     }
-    Arc::new(Float64Array::from(out))
+    let nulls = arrow_buffer::NullBuffer::new(valid.finish());
+    Arc::new(Float64Array::new(out.into(), Some(nulls)))
 }
 
 /// Distinct codes per person and date (slot `person * copies + date`):
@@ -1232,8 +1246,10 @@ fn most_by_date(
                         .filter(|e| e.2 <= date && date < e.3)
                         .map(|e| e.1),
                 );
+                // Each event is noted in memory (16 bytes): a person's
+                // cannot number 2^32.
                 most[p] = u32::try_from(busiest_30_days_of(&window))
-                    .expect("fewer events a person than a scan's slots");
+                    .expect("fewer than 2^32 events a person");
             }
         }
     }
@@ -1599,6 +1615,29 @@ mod tests {
         assert!(bit_masks(Aggregate::Count, &cats).is_none());
     }
 
+    /// `latest` and `mean` give each slot's value, null where a slot has
+    /// none (or fewer than `nth`), as a column built from options would.
+    #[test]
+    fn latest_and_mean_of_each_slot() {
+        // (slot, day, value): slot 0 three values, slot 2 one, slot 1 none.
+        let values = [
+            (0u32, 10, 2.0),
+            (0, 12, 5.0),
+            (2, 3, 7.5),
+            (0, 12, 4.0),
+            (0, 11, 1.0),
+        ];
+        for (aggregate, nth, want) in [
+            (Aggregate::Latest, 1, vec![Some(4.0), None, Some(7.5)]),
+            (Aggregate::Latest, 2, vec![Some(5.0), None, None]),
+            (Aggregate::Mean, 1, vec![Some(3.0), None, Some(7.5)]),
+        ] {
+            let got = values_column(aggregate, nth, &mut values.clone(), 3);
+            let want = Float64Array::from(want);
+            assert_eq!(got.to_data(), want.to_data(), "{aggregate:?} {nth}");
+        }
+    }
+
     /// A bitset of several dates splits into each date's column (counts
     /// held in 32 bits until widened) what one date's bitset of as many
     /// slots gives each slot.
@@ -1640,7 +1679,15 @@ mod tests {
                 .finish_dates(agg, &weights, (&cats, &names), persons, copies)
                 .unwrap();
             assert_eq!(columns.len(), copies);
+            // Counts held in 32 bits; weights as numbers; a list of
+            // categories (made whole, then taken) as text.
+            let held = match agg {
+                Aggregate::SumDistinctWeights => DataType::Float64,
+                Aggregate::ListCategories => DataType::Utf8,
+                _ => DataType::UInt32,
+            };
             for (date, column) in columns.into_iter().enumerate() {
+                assert_eq!(column.data_type(), &held, "{agg:?}");
                 let at = (0..persons).map(|p| (p * copies + date) as u32);
                 let at = UInt32Array::from_iter_values(at);
                 let want = arrow_select::take::take(&whole, &at, None).unwrap();

@@ -210,7 +210,8 @@ pub struct Traced {
 pub struct ScanOutput {
     /// One column per aggregate's [`column`](AggregatePlan::column)
     /// (one per feature, or per date and feature); None for derived features
-    /// and absent sources.
+    /// and absent sources. With several dates, counts come as `UInt32`:
+    /// read each through [`crate::engine::aggregate::widened`].
     pub features: Vec<Option<ArrayRef>>,
     /// Per source plan.
     pub rejected: Vec<Rejected>,
