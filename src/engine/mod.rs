@@ -549,8 +549,8 @@ pub const STATE_BUDGET: usize = 4 << 30;
 /// How many of `left` dates one scan of `plan` (planned for one date) can
 /// serve within `budget`; at least one. What a person and date take is
 /// [`scan::footprint`]: the larger of each aggregate's state and columns
-/// (both for those being finished), as they really are (a 4-byte day, a
-/// 1-bit `exists`). A flat size per kind of aggregate, state and column
+/// (both for those being finished), as they really are (a 4-byte day or
+/// count, a 1-bit `exists`). A flat size per kind of aggregate, state and column
 /// added, had overstated the default model's about twice over and split
 /// 12 dates at 1M persons into two scans (11 dates, then a whole scan for
 /// one).
