@@ -83,12 +83,9 @@ pub fn evaluate(
             .map_err(|e| Error::Internal(format!("restricting cohort `{name}` to PCNs: {e}")))?;
     }
 
-    let mut members: Vec<u32> = flags
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| *f == Some(true))
-        .map(|(i, _)| i as u32)
-        .collect();
+    // `flags` has no nulls: `condition` has none, nor `alive`.
+    debug_assert_eq!(arrow_array::Array::null_count(&flags), 0);
+    let mut members: Vec<u32> = flags.values().set_indices().map(|i| i as u32).collect();
     if !ranked && spec.top_per_pcn.is_none() {
         return Ok(CohortResult {
             flags,
@@ -124,8 +121,14 @@ pub fn evaluate(
             .then(a.cmp(&b))
     });
 
+    // Each member's rank, and which persons have one: made in place, not
+    // as a person's `Option` copied into a column after (at 5M persons
+    // the copy and the pages it wrote first were about 2% of the default
+    // model's CPU).
     let top = spec.top_per_pcn.map_or(i32::MAX, |n| n as i32);
-    let mut rank: Vec<Option<i32>> = vec![None; persons];
+    let mut rank = vec![0i32; persons];
+    let mut has_rank = arrow_buffer::BooleanBufferBuilder::new(persons);
+    has_rank.append_n(persons, false);
     let mut n = 0;
     let mut previous: Option<u32> = None;
     members.retain(|&m| {
@@ -136,16 +139,21 @@ pub fn evaluate(
         previous = Some(m);
         let kept = n <= top;
         if kept {
-            rank[m as usize] = Some(n);
+            rank[m as usize] = n;
+            has_rank.set_bit(m as usize, true);
         }
         kept
     });
+    let has_rank = has_rank.finish();
     if spec.top_per_pcn.is_some() {
-        flags = BooleanArray::from_iter(rank.iter().map(|r| Some(r.is_some())));
+        flags = BooleanArray::new(has_rank.clone(), None);
     }
     Ok(CohortResult {
         flags,
-        rank: Some(Int32Array::from(rank)),
+        rank: Some(Int32Array::new(
+            rank.into(),
+            Some(arrow_buffer::NullBuffer::new(has_rank)),
+        )),
         members,
     })
 }
