@@ -407,3 +407,176 @@ where = "other = 0.0"
     assert_eq!(counts("positive_zero_again"), [1, 0]);
     assert_eq!(counts("other_column"), [0, 2]);
 }
+
+/// Aggregates computed alike (here three counts of one year of lab
+/// events, one of them twice over under other names) are scanned once,
+/// the first filling the others' columns, and `strata explain` shows the
+/// events behind each. A year as `12 months` and as `365 days` agree on
+/// 2025-03-31 but not on 2024-03-31 (2024 has a 29 February): they are
+/// shared only for dates where every window agrees.
+#[test]
+fn aggregates_computed_alike_are_scanned_once() {
+    use std::sync::Arc;
+    use strata::engine::plan::AggregatePlan;
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = r#"
+[model]
+name = "alike"
+title = "Features computed alike"
+source = "test fixture"
+
+[sources.labs]
+table = "labs"
+date = "event_date"
+
+[features.a_year_in_days]
+source = "labs"
+aggregate = "count"
+window = "365 days"
+
+[features.a_year_in_days_again]
+source = "labs"
+aggregate = "count"
+window = "365 days"
+
+[features.a_year_in_months]
+source = "labs"
+aggregate = "count"
+window = "12 months"
+
+[features.a_year_of_zeros]
+source = "labs"
+aggregate = "count"
+window = "365 days"
+where = "value = 0.0"
+"#;
+    let path = tmp.path().join("rules.toml");
+    std::fs::write(&path, rules).unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let people = vec![person(1, "1940-01-01", "P1"), person(2, "1950-01-01", "P1")];
+    write_parquet(&data.join("patients.parquet"), &[patients_batch(&people)]);
+    // 2023-04-01 is in 12 months back from 2024-03-31, not in 365 days.
+    let labs = batch(vec![
+        (
+            "person_id",
+            Arc::new(arrow_array::Int64Array::from(vec![1, 1, 1, 2])),
+        ),
+        (
+            "event_date",
+            Arc::new(arrow_array::Date32Array::from(vec![
+                day("2023-04-01"),
+                day("2024-01-01"),
+                day("2024-12-01"),
+                day("2024-06-01"),
+            ])),
+        ),
+        (
+            "value",
+            Arc::new(arrow_array::Float64Array::from(vec![0.0, 1.0, 0.0, 0.0])),
+        ),
+    ]);
+    write_parquet(&data.join("labs.parquet"), &[labs]);
+
+    let model = strata::rules::load_all(std::slice::from_ref(&path), &[]).unwrap();
+    let feature = |name: &str| model.feature_index(name).unwrap();
+    let date = |s: &str| strata::dates::parse_date(s).unwrap();
+    let windows = |dates: Vec<chrono::NaiveDate>| {
+        let model = &model;
+        move |a: &AggregatePlan| -> Vec<(Option<i32>, i32)> {
+            let strata::rules::FeatureKind::Aggregate { window, .. } =
+                &model.features[a.feature].kind
+            else {
+                unreachable!("only aggregates are scanned")
+            };
+            dates
+                .iter()
+                .map(|&d| (window.exclusive_start(d), strata::dates::to_day(d)))
+                .collect()
+        }
+    };
+    // Each aggregate scanned, with the features it fills, as of `dates`.
+    let shared = |dates: Vec<chrono::NaiveDate>| -> Vec<Vec<usize>> {
+        let mut plan = strata::engine::plan::plan(&model, &data, Some(dates[0])).unwrap();
+        plan.share_alike(windows(dates));
+        plan.sources[0]
+            .aggregates
+            .iter()
+            .map(|a| a.fills().map(|(f, _)| f).collect())
+            .collect()
+    };
+    let (days, again, months, zeros) = (
+        feature("a_year_in_days"),
+        feature("a_year_in_days_again"),
+        feature("a_year_in_months"),
+        feature("a_year_of_zeros"),
+    );
+    assert_eq!(
+        shared(vec![date("2025-03-31")]),
+        [vec![days, again, months], vec![zeros]]
+    );
+    assert_eq!(
+        shared(vec![date("2024-03-31")]),
+        [vec![days, again], vec![months], vec![zeros]]
+    );
+    assert_eq!(
+        shared(vec![date("2025-03-31"), date("2024-03-31")]),
+        [vec![days, again], vec![months], vec![zeros]]
+    );
+
+    // Every feature's column, shared or not.
+    for (as_of, want) in [
+        ("2025-03-31", [[1, 1], [1, 1], [1, 1], [1, 1]]),
+        ("2024-03-31", [[1, 0], [1, 0], [2, 0], [0, 0]]),
+    ] {
+        let out = tmp.path().join(format!("out-{as_of}"));
+        let o = run_rules(&path, &data, &out, as_of);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let p = read_parquet(&out.join("patients.parquet"));
+        let names = [
+            "a_year_in_days",
+            "a_year_in_days_again",
+            "a_year_in_months",
+            "a_year_of_zeros",
+        ];
+        for (name, want) in names.iter().zip(want) {
+            let c = arrow_cast::cast(
+                p.column_by_name(name).unwrap(),
+                &arrow_schema::DataType::Int64,
+            )
+            .unwrap();
+            assert_eq!(
+                c.as_primitive::<Int64Type>().values().to_vec(),
+                want,
+                "{name} as of {as_of}"
+            );
+        }
+    }
+    // The event behind a shared feature is shown under it too.
+    let o = strata(&[
+        "explain",
+        "--person",
+        "1",
+        "--rules",
+        path.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--as-of",
+        "2025-03-31",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    for name in ["a_year_in_days", "a_year_in_days_again", "a_year_in_months"] {
+        // The feature's line, then its events, indented further.
+        let section: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with(&format!("  {name} = 1")))
+            .skip(1)
+            .take_while(|l| l.starts_with("    "))
+            .collect();
+        assert!(
+            section.iter().any(|l| l.contains("2024-12-01")),
+            "{name}'s event: {text}"
+        );
+    }
+}

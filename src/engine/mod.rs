@@ -126,6 +126,7 @@ pub fn run_traced<'m>(
     let started = Instant::now();
     let spinner = progress.stage("loading the population");
     let mut plan = plan::plan(model, data, as_of)?;
+    plan.share_alike(|a| vec![(a.after, a.until)]);
     let registered = registrations::apply(&mut plan.population, data, dates::to_day(plan.as_of))?;
     if let Some(s) = spinner {
         s.finish_and_clear();
@@ -414,24 +415,26 @@ pub fn run_dates<'m, T: Send>(
         if let Some(s) = spinner {
             s.finish_and_clear();
         }
-        let group = dates_per_scan(&plan, dates.len() - first, request.state_budget);
-        let chosen = &dates[first..first + group];
+        // Feature (or outcome) `f`'s window on date `d`.
         let features = model.features.len();
-        let columns = plan.repeat_for_dates(group, |k, f| {
-            let d = chosen[k];
-            match f.checked_sub(features) {
-                None => {
-                    let FeatureKind::Aggregate { window, .. } = &model.features[f].kind else {
-                        unreachable!("only aggregates are scanned");
-                    };
-                    (window.exclusive_start(d), dates::to_day(d))
-                }
-                Some(o) => (
-                    Some(dates::to_day(d)),
-                    outcomes::window_end(&forward[o].1, d),
-                ),
+        let window = |d: NaiveDate, f: usize| match f.checked_sub(features) {
+            None => {
+                let FeatureKind::Aggregate { window, .. } = &model.features[f].kind else {
+                    unreachable!("only aggregates are scanned");
+                };
+                (window.exclusive_start(d), dates::to_day(d))
             }
-        });
+            Some(o) => (
+                Some(dates::to_day(d)),
+                outcomes::window_end(&forward[o].1, d),
+            ),
+        };
+        // Alike on every date left, so on those of any scan of them.
+        let left = &dates[first..];
+        plan.share_alike(|a| left.iter().map(|&d| window(d, a.feature)).collect());
+        let group = dates_per_scan(&plan, left.len(), request.state_budget);
+        let chosen = &dates[first..first + group];
+        let columns = plan.repeat_for_dates(group, |k, f| window(chosen[k], f));
         let load = started.elapsed();
         let started = Instant::now();
         let rows = plan.scan_rows();

@@ -53,6 +53,17 @@ pub struct AggregatePlan {
     pub value: Option<(usize, Type)>,
     /// `latest`: the N-th latest value (1 = the latest).
     pub nth: usize,
+    /// The other features this aggregate fills, as (feature, column):
+    /// those computed alike ([`Plan::share_alike`]).
+    pub also: Vec<(usize, usize)>,
+}
+
+impl AggregatePlan {
+    /// Every (feature, column) this aggregate fills: its own, then those
+    /// computed alike.
+    pub fn fills(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
+        std::iter::once((self.feature, self.column)).chain(self.also.iter().copied())
+    }
 }
 
 /// A measure source's value and unit: rows of its code list whose value
@@ -93,6 +104,47 @@ impl SourcePlan {
     /// The aggregates of one date (copies of them follow).
     pub fn distinct_aggregates(&self) -> usize {
         self.aggregates.len() / self.dates
+    }
+
+    /// [`Plan::share_alike`] for this source's aggregates.
+    fn share_alike(&mut self, windows: &impl Fn(&AggregatePlan) -> Vec<(Option<Day>, Day)>) {
+        assert_eq!(
+            self.dates, 1,
+            "aggregates are shared before they are repeated"
+        );
+        // Everything that decides an aggregate's values; a `where` by its
+        // checked tree's debug form, which tells a literal -0.0 from 0.0
+        // (`==` on the tree does not).
+        let keys: Vec<_> = self
+            .aggregates
+            .iter()
+            .map(|a| {
+                (
+                    a.aggregate,
+                    a.codelist,
+                    a.category.clone(),
+                    a.filter.as_ref().map(|f| format!("{f:?}")),
+                    a.value,
+                    a.nth,
+                    windows(a),
+                )
+            })
+            .collect();
+        // Each aggregate's first alike (itself where none is before it).
+        let first: Vec<usize> = (0..keys.len())
+            .map(|j| (0..j).find(|&i| keys[i] == keys[j]).unwrap_or(j))
+            .collect();
+        for (j, &i) in first.iter().enumerate() {
+            if i != j {
+                let fills: Vec<(usize, usize)> = self.aggregates[j].fills().collect();
+                self.aggregates[i].also.extend(fills);
+            }
+        }
+        let mut j = 0;
+        self.aggregates.retain(|_| {
+            j += 1;
+            first[j - 1] == j - 1
+        });
     }
 
     /// The stored column behind a name a rule uses: a mapped column's source.
@@ -402,6 +454,7 @@ pub fn plan_needed<'m>(
             filter,
             value,
             nth: *nth,
+            also: Vec::new(),
         });
     }
     // Sources left with no aggregate are not read.
@@ -535,6 +588,46 @@ impl Plan<'_> {
             .sum()
     }
 
+    /// Aggregates of a source computed alike are scanned once, the first
+    /// filling the others' columns too: alike is the same kind, code list
+    /// and categories, `where`, column and `nth`, and the same window on
+    /// every date the scan will serve (`windows(a)`: aggregate `a`'s, date
+    /// by date). Models written apart define some features alike under
+    /// their own names: the core model counts A&E attendances in a year
+    /// twice (the British Red Cross's and NHS England's HIU definitions)
+    /// and emergency admissions in a year three times (both HIU
+    /// definitions and the last years of life), each count with its own
+    /// state, an update per event and, at 5M persons, a column of 40 MB.
+    /// Windows are compared as days, date by date, not as written: `12
+    /// months` and `365 days` agree on some dates only. Called before
+    /// [`Plan::repeat_for_dates`].
+    pub fn share_alike(&mut self, windows: impl Fn(&AggregatePlan) -> Vec<(Option<Day>, Day)>) {
+        let before: usize = self.sources.iter().map(|s| s.aggregates.len()).sum();
+        for source in &mut self.sources {
+            source.share_alike(&windows);
+        }
+        let after: usize = self.sources.iter().map(|s| s.aggregates.len()).sum();
+        let names = |fs: &mut dyn Iterator<Item = (usize, usize)>| {
+            let names: Vec<&str> = fs
+                .map(|(f, _)| self.model.features[f].name.as_str())
+                .collect();
+            names.join(" = ")
+        };
+        let alike: Vec<String> = self
+            .sources
+            .iter()
+            .flat_map(|s| &s.aggregates)
+            .filter(|a| !a.also.is_empty())
+            .map(|a| names(&mut a.fills()))
+            .collect();
+        tracing::debug!(
+            aggregates = after,
+            shared = before - after,
+            alike = alike.join(", "),
+            "aggregates computed alike are scanned once"
+        );
+    }
+
     /// Makes one scan feed `dates` as-of dates: every aggregate is repeated
     /// once per date, copy `k` of feature `f` filling column
     /// `k * features + f` over the window `window(k, f)` gives (exclusive
@@ -557,6 +650,7 @@ impl Plan<'_> {
                         column: k * width + a.feature,
                         after,
                         until,
+                        also: a.also.iter().map(|&(f, _)| (f, k * width + f)).collect(),
                         ..a.clone()
                     }
                 })

@@ -319,7 +319,8 @@ pub fn scan(
         .sources
         .iter()
         .flat_map(|s| &s.aggregates)
-        .map(|a| a.column + 1)
+        .flat_map(|a| a.fills())
+        .map(|(_, column)| column + 1)
         .fold(plan.features.len(), usize::max);
     // Each aggregate's state finished on its own, in parallel: the
     // distinct aggregates sort their keys, and with several dates each
@@ -431,22 +432,28 @@ fn finish(
     });
     let categories: Vec<Vec<u32>> = list.map_or_else(Vec::new, |l| item_categories(l, agg));
     let names = list.map_or(&[][..], |l| &l.categories[..]);
-    if copies == 1 {
-        let all = state.finish(agg.aggregate, &weights, (&categories, names), persons);
-        return Ok(vec![(agg.column, all)]);
-    }
+    let columns = if copies == 1 {
+        vec![state.finish(agg.aggregate, &weights, (&categories, names), persons)]
+    } else {
+        state.finish_dates(
+            agg.aggregate,
+            &weights,
+            (&categories, names),
+            persons,
+            copies,
+        )?
+    };
+    // Each date's column fills its copy's columns: its own and those of
+    // the aggregates computed alike.
     let distinct = source.distinct_aggregates();
-    let columns = state.finish_dates(
-        agg.aggregate,
-        &weights,
-        (&categories, names),
-        persons,
-        copies,
-    )?;
     Ok(columns
         .into_iter()
         .enumerate()
-        .map(|(date, column)| (source.aggregates[date * distinct + j].column, column))
+        .flat_map(|(date, column)| {
+            source.aggregates[date * distinct + j]
+                .fills()
+                .map(move |(_, c)| (c, column.clone()))
+        })
         .collect())
 }
 
@@ -1744,16 +1751,17 @@ impl<'a> Task<'a> {
                                 matched.push((source.codelists[l], item))
                             });
                         }
-                        let event = Traced {
-                            feature: agg.feature,
+                        // The event fed every feature the aggregate fills.
+                        let events = agg.fills().map(|(feature, _)| Traced {
+                            feature,
                             day,
-                            codes: matched,
-                        };
+                            codes: matched.clone(),
+                        });
                         trace
                             .events
                             .lock()
                             .expect("no task panics while holding the lock")
-                            .push(event);
+                            .extend(events);
                     }
                 }
                 let agg = &source.aggregates[j];
