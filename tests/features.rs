@@ -502,7 +502,7 @@ where = "value = 0.0"
         plan.sources[0]
             .aggregates
             .iter()
-            .map(|a| a.fills().map(|(f, _)| f).collect())
+            .map(|a| a.fills().map(|f| f.feature).collect())
             .collect()
     };
     let (days, again, months, zeros) = (
@@ -579,4 +579,110 @@ where = "value = 0.0"
             "{name}'s event: {text}"
         );
     }
+}
+
+/// A count of the categories met and their list keep one state (a bitset
+/// of categories a person): scanned once, each made of it, the list from
+/// a copy; a count over another window is not alike.
+#[test]
+fn categories_counted_and_listed_share_one_state() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = r#"
+[model]
+name = "categories"
+title = "Categories counted and listed"
+source = "test fixture"
+
+[sources.gp]
+table = "gp_events"
+date = "event_date"
+code = "snomed_code"
+
+[codelists.frailty]
+file = "frailty.csv"
+system = "snomed"
+category_column = "deficit"
+
+[features.deficits]
+source = "gp"
+aggregate = "count_distinct_categories"
+codelist = "frailty"
+
+[features.deficit_list]
+source = "gp"
+aggregate = "list_categories"
+codelist = "frailty"
+
+[features.recent_deficits]
+source = "gp"
+aggregate = "count_distinct_categories"
+codelist = "frailty"
+window = "365 days"
+"#;
+    let path = tmp.path().join("rules.toml");
+    std::fs::write(&path, rules).unwrap();
+    std::fs::write(
+        tmp.path().join("frailty.csv"),
+        "code,term,deficit\n100100,Fall,falls\n200100,Walking aid,mobility\n300100,Heart failure,heart_failure\n",
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let people = vec![person(1, "1940-01-01", "P1"), person(2, "1950-01-01", "P1")];
+    write_parquet(&data.join("patients.parquet"), &[patients_batch(&people)]);
+    write_parquet(
+        &data.join("gp_events.parquet"),
+        &[gp_batch(&[
+            (1, "2010-05-01", "300100"),
+            (1, "2024-06-01", "100100"),
+            (1, "2024-07-01", "100100"),
+            (2, "2024-08-01", "999999"),
+        ])],
+    );
+    let model = strata::rules::load_all(std::slice::from_ref(&path), &[]).unwrap();
+    let mut plan = strata::engine::plan::plan(
+        &model,
+        &data,
+        Some(strata::dates::parse_date("2025-03-31").unwrap()),
+    )
+    .unwrap();
+    plan.share_alike(|a| vec![(a.after, a.until)]);
+    let kinds: Vec<Vec<(String, strata::rules::Aggregate)>> = plan.sources[0]
+        .aggregates
+        .iter()
+        .map(|a| {
+            a.fills()
+                .map(|f| (model.features[f.feature].name.clone(), f.aggregate))
+                .collect()
+        })
+        .collect();
+    use strata::rules::Aggregate::{CountDistinctCategories, ListCategories};
+    let named = |n: &str, a| (n.to_string(), a);
+    assert_eq!(
+        kinds,
+        [
+            vec![
+                named("deficits", CountDistinctCategories),
+                named("deficit_list", ListCategories)
+            ],
+            vec![named("recent_deficits", CountDistinctCategories)],
+        ]
+    );
+    let out = tmp.path().join("out");
+    let o = run_rules(&path, &data, &out, "2025-03-31");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p = read_parquet(&out.join("patients.parquet"));
+    let ints = |name: &str| -> Vec<i64> {
+        let c = arrow_cast::cast(
+            p.column_by_name(name).unwrap(),
+            &arrow_schema::DataType::Int64,
+        )
+        .unwrap();
+        c.as_primitive::<Int64Type>().values().to_vec()
+    };
+    assert_eq!(ints("deficits"), [2, 0]);
+    assert_eq!(ints("recent_deficits"), [1, 0]);
+    let list = text_column(&p, "deficit_list");
+    assert_eq!(value_text(&list, 0), "falls, heart failure");
+    assert_eq!(value_text(&list, 1), "null");
 }

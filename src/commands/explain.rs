@@ -75,7 +75,7 @@ pub fn render(results: &Results, explained: &Explained) -> String {
                     .sources
                     .iter()
                     .flat_map(|p| &p.aggregates)
-                    .find(|a| a.fills().any(|(f, _)| f == i))
+                    .find(|a| a.fills().any(|f| f.feature == i))
                     .and_then(|a| a.after);
                 let window = match after.and_then(|d| dates::from_day(d + 1)) {
                     Some(first) => format!("from {first} to {}", plan.as_of),

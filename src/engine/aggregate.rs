@@ -640,6 +640,28 @@ impl State {
         }
     }
 
+    /// A copy of a bitset's state, or of its keys, for another aggregate
+    /// of the same state to finish (a list of categories beside their
+    /// count); once the scan is done.
+    pub fn copied(&self) -> State {
+        match self {
+            State::Bits { words, masks, bits } => State::Bits {
+                words: *words,
+                masks: masks.clone(),
+                bits: bits
+                    .iter()
+                    .map(|b| AtomicU64::new(b.load(Relaxed)))
+                    .collect(),
+            },
+            State::Distinct(keys) => State::Distinct(Mutex::new(
+                keys.lock()
+                    .expect("no task panics while holding the lock")
+                    .clone(),
+            )),
+            _ => unreachable!("only categories' states are shared by two aggregates"),
+        }
+    }
+
     /// For `latest`: the N-th latest value rather than the latest.
     pub fn with_nth(self, n: usize) -> State {
         match self {

@@ -53,16 +53,40 @@ pub struct AggregatePlan {
     pub value: Option<(usize, Type)>,
     /// `latest`: the N-th latest value (1 = the latest).
     pub nth: usize,
-    /// The other features this aggregate fills, as (feature, column):
-    /// those computed alike ([`Plan::share_alike`]).
-    pub also: Vec<(usize, usize)>,
+    /// The other features this aggregate's state fills: those computed
+    /// alike ([`Plan::share_alike`]).
+    pub also: Vec<Fill>,
+}
+
+/// A feature's column that an aggregate's state fills, and the aggregate
+/// that makes the column of the state: the aggregate's own, or another of
+/// the same state (a count of a bitset's categories and their list).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Fill {
+    pub feature: usize,
+    pub column: usize,
+    pub aggregate: Aggregate,
 }
 
 impl AggregatePlan {
-    /// Every (feature, column) this aggregate fills: its own, then those
-    /// computed alike.
-    pub fn fills(&self) -> impl Iterator<Item = (usize, usize)> + '_ {
-        std::iter::once((self.feature, self.column)).chain(self.also.iter().copied())
+    /// Every feature this aggregate fills: its own, then those computed
+    /// alike.
+    pub fn fills(&self) -> impl Iterator<Item = Fill> + '_ {
+        let own = Fill {
+            feature: self.feature,
+            column: self.column,
+            aggregate: self.aggregate,
+        };
+        std::iter::once(own).chain(self.also.iter().copied())
+    }
+}
+
+/// The aggregates whose states are alike: a list of categories is kept
+/// as their count is, a bitset of the categories met (or their keys).
+fn state_of(aggregate: Aggregate) -> Aggregate {
+    match aggregate {
+        Aggregate::ListCategories => Aggregate::CountDistinctCategories,
+        other => other,
     }
 }
 
@@ -120,7 +144,7 @@ impl SourcePlan {
             .iter()
             .map(|a| {
                 (
-                    a.aggregate,
+                    state_of(a.aggregate),
                     a.codelist,
                     a.category.clone(),
                     a.filter.as_ref().map(|f| format!("{f:?}")),
@@ -136,7 +160,7 @@ impl SourcePlan {
             .collect();
         for (j, &i) in first.iter().enumerate() {
             if i != j {
-                let fills: Vec<(usize, usize)> = self.aggregates[j].fills().collect();
+                let fills: Vec<Fill> = self.aggregates[j].fills().collect();
                 self.aggregates[i].also.extend(fills);
             }
         }
@@ -589,15 +613,17 @@ impl Plan<'_> {
     }
 
     /// Aggregates of a source computed alike are scanned once, the first
-    /// filling the others' columns too: alike is the same kind, code list
-    /// and categories, `where`, column and `nth`, and the same window on
-    /// every date the scan will serve (`windows(a)`: aggregate `a`'s, date
-    /// by date). Models written apart define some features alike under
+    /// filling the others' columns too: alike is the same state (the same
+    /// kind, or a count of categories and their list: one bitset), code
+    /// list and categories, `where`, column and `nth`, and the same window
+    /// on every date the scan will serve (`windows(a)`: aggregate `a`'s,
+    /// date by date). Models written apart define some features alike under
     /// their own names: the core model counts A&E attendances in a year
     /// twice (the British Red Cross's and NHS England's HIU definitions)
     /// and emergency admissions in a year three times (both HIU
     /// definitions and the last years of life), each count with its own
-    /// state, an update per event and, at 5M persons, a column of 40 MB.
+    /// state, an update per event and, at 5M persons, a column of 40 MB;
+    /// the eFI counts its coded deficits and lists them.
     /// Windows are compared as days, date by date, not as written: `12
     /// months` and `365 days` agree on some dates only. Called before
     /// [`Plan::repeat_for_dates`].
@@ -607,9 +633,9 @@ impl Plan<'_> {
             source.share_alike(&windows);
         }
         let after: usize = self.sources.iter().map(|s| s.aggregates.len()).sum();
-        let names = |fs: &mut dyn Iterator<Item = (usize, usize)>| {
+        let names = |fs: &mut dyn Iterator<Item = Fill>| {
             let names: Vec<&str> = fs
-                .map(|(f, _)| self.model.features[f].name.as_str())
+                .map(|f| self.model.features[f.feature].name.as_str())
                 .collect();
             names.join(" = ")
         };
@@ -650,7 +676,14 @@ impl Plan<'_> {
                         column: k * width + a.feature,
                         after,
                         until,
-                        also: a.also.iter().map(|&(f, _)| (f, k * width + f)).collect(),
+                        also: a
+                            .also
+                            .iter()
+                            .map(|&f| Fill {
+                                column: k * width + f.feature,
+                                ..f
+                            })
+                            .collect(),
                         ..a.clone()
                     }
                 })

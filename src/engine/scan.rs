@@ -320,7 +320,7 @@ pub fn scan(
         .iter()
         .flat_map(|s| &s.aggregates)
         .flat_map(|a| a.fills())
-        .map(|(_, column)| column + 1)
+        .map(|f| f.column + 1)
         .fold(plan.features.len(), usize::max);
     // Each aggregate's state finished on its own, in parallel: the
     // distinct aggregates sort their keys, and with several dates each
@@ -432,29 +432,37 @@ fn finish(
     });
     let categories: Vec<Vec<u32>> = list.map_or_else(Vec::new, |l| item_categories(l, agg));
     let names = list.map_or(&[][..], |l| &l.categories[..]);
-    let columns = if copies == 1 {
-        vec![state.finish(agg.aggregate, &weights, (&categories, names), persons)]
-    } else {
-        state.finish_dates(
-            agg.aggregate,
-            &weights,
-            (&categories, names),
-            persons,
-            copies,
-        )?
+    let columns = |state: State, aggregate: Aggregate| -> Result<Vec<ArrayRef>> {
+        if copies == 1 {
+            let all = state.finish(aggregate, &weights, (&categories, names), persons);
+            return Ok(vec![all]);
+        }
+        state.finish_dates(aggregate, &weights, (&categories, names), persons, copies)
     };
-    // Each date's column fills its copy's columns: its own and those of
-    // the aggregates computed alike.
+    // Each aggregate that makes columns of this state (its own, and any
+    // other of the same state computed alike, from a copy) and each
+    // date's column of it.
+    let mut made: Vec<(Aggregate, Vec<ArrayRef>)> = Vec::new();
+    for fill in agg.fills() {
+        if fill.aggregate != agg.aggregate && made.iter().all(|(a, _)| *a != fill.aggregate) {
+            made.push((fill.aggregate, columns(state.copied(), fill.aggregate)?));
+        }
+    }
+    made.push((agg.aggregate, columns(state, agg.aggregate)?));
+    // Each date's copy of the aggregate fills its columns: its own and
+    // those of the aggregates computed alike.
     let distinct = source.distinct_aggregates();
-    Ok(columns
-        .into_iter()
-        .enumerate()
-        .flat_map(|(date, column)| {
-            source.aggregates[date * distinct + j]
-                .fills()
-                .map(move |(_, c)| (c, column.clone()))
-        })
-        .collect())
+    let mut filled = Vec::new();
+    for date in 0..copies {
+        for fill in source.aggregates[date * distinct + j].fills() {
+            let (_, by_date) = made
+                .iter()
+                .find(|(a, _)| *a == fill.aggregate)
+                .expect("every aggregate of the state made its columns");
+            filled.push((fill.column, by_date[date].clone()));
+        }
+    }
+    Ok(filled)
 }
 
 /// The bitset masks of aggregate `a` of source `s`, where its state is a
@@ -472,14 +480,25 @@ fn bit_masks(plan: &Plan, s: &SourcePlan, a: &AggregatePlan) -> Option<Vec<Vec<u
 /// aggregate takes the larger of its state and columns, and those being
 /// finished both.
 pub fn footprint(plan: &Plan) -> (usize, usize) {
+    // An aggregate's, and another's of the same state (finished from a
+    // copy of it) as if apart.
     let each: Vec<crate::engine::aggregate::Footprint> = plan
         .sources
         .iter()
         .flat_map(|s| s.aggregates.iter().map(move |a| (s, a)))
-        .map(|(s, a)| {
+        .flat_map(|(s, a)| {
+            let mut kinds: Vec<Aggregate> = Vec::new();
+            for fill in a.fills() {
+                if !kinds.contains(&fill.aggregate) {
+                    kinds.push(fill.aggregate);
+                }
+            }
+            kinds.into_iter().map(move |kind| (s, a, kind))
+        })
+        .map(|(s, a, kind)| {
             let words = bit_masks(plan, s, a).map(|m| m.first().map_or(1, Vec::len));
             crate::engine::aggregate::footprint(
-                a.aggregate,
+                kind,
                 a.value.map(|(_, t)| t),
                 a.codelist.is_some(),
                 words,
@@ -1752,8 +1771,8 @@ impl<'a> Task<'a> {
                             });
                         }
                         // The event fed every feature the aggregate fills.
-                        let events = agg.fills().map(|(feature, _)| Traced {
-                            feature,
+                        let events = agg.fills().map(|f| Traced {
+                            feature: f.feature,
                             day,
                             codes: matched.clone(),
                         });
