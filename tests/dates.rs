@@ -359,3 +359,86 @@ reasons = ["label", "last_ae"]
         ["ae_90d", "ae_365d", "older_visits", "first_ae"]
     );
 }
+
+/// A `case` branch that a constant condition never takes reads nothing:
+/// with `recent = false` the cohort reads a year's attendances only, with
+/// `recent = true` 90 days' only, and `not recent` turns it round; a
+/// condition on the data reads both. What is read is what a run of its
+/// own gives.
+#[test]
+fn a_case_branch_a_constant_never_takes_needs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    generate(&data, 2000, 5);
+    let rules = dir.path().join("rules.toml");
+    let write = |when: &str| {
+        std::fs::write(
+            &rules,
+            format!(
+                r#"
+[model]
+name = "constant-branches"
+title = "Constant branches"
+source = "test"
+
+[params]
+recent = false
+
+{AE_COUNTS}
+[features.attendances]
+description = "Attendances in the window the parameter chooses"
+expr = "case when {when} then ae_90d else ae_365d end"
+
+[cohorts.frequent]
+title = "Frequent"
+description = "Two or more attendances"
+when = "attendances >= 2"
+"#
+            ),
+        )
+        .unwrap();
+    };
+    let needed = |set: &[(&str, &str)]| -> Vec<String> {
+        let set: Vec<(String, String)> = set
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        let model = strata::rules::load_all(std::slice::from_ref(&rules), &set).unwrap();
+        model
+            .features_needed(&[])
+            .iter()
+            .zip(&model.features)
+            .filter(|(n, _)| **n)
+            .map(|(_, f)| f.name.clone())
+            .collect()
+    };
+    write("recent");
+    assert_eq!(needed(&[]), ["ae_365d", "attendances"]);
+    assert_eq!(needed(&[("recent", "true")]), ["ae_90d", "attendances"]);
+    write("not recent");
+    assert_eq!(needed(&[]), ["ae_90d", "attendances"]);
+    write("older_visits > 0");
+    assert_eq!(
+        needed(&[]),
+        ["ae_90d", "ae_365d", "older_visits", "attendances"]
+    );
+
+    write("recent");
+    let model = strata::rules::load_all(std::slice::from_ref(&rules), &[]).unwrap();
+    let dates = [date("2025-01-31"), date("2025-06-30")];
+    let read = by_dates(&model, &data, &dates, &[], usize::MAX, Some(&[]));
+    let attendances = model.feature_index("attendances").unwrap();
+    for (k, as_of) in dates.iter().enumerate() {
+        let single = engine::run(&model, &data, Some(*as_of), &Terminal::new(true)).unwrap();
+        let (a, b) = (
+            read[k].results.feature(attendances),
+            single.feature(attendances),
+        );
+        assert!(same(a, b), "{as_of}: the attendances read");
+        assert_eq!(read[k].results.cohorts[0].flags, single.cohorts[0].flags);
+        assert!(
+            single.cohorts[0].members.len() > 10,
+            "{as_of}: the cohort has members"
+        );
+    }
+}

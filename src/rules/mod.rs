@@ -446,7 +446,8 @@ impl Model {
     /// derived features they use? What a run that reads only those must
     /// compute: `strata evaluate` reads who is in each cohort and the
     /// scores, not the lists' order, reasons and labels, which are much of
-    /// a model.
+    /// a model. A branch of a `case` that a constant condition never
+    /// takes reads nothing (see [`Model::names_read`]).
     pub fn features_needed(&self, wanted: &[String]) -> Vec<bool> {
         let mut needed = vec![false; self.features.len()];
         let mut pending: Vec<usize> = Vec::new();
@@ -459,7 +460,7 @@ impl Model {
             }
         };
         for cohort in &self.cohorts {
-            for (name, _) in cohort.condition.expr.names() {
+            for name in self.names_read(&cohort.condition.expr) {
                 need(name, &mut pending);
             }
             if cohort.top_per_pcn.is_some() {
@@ -473,12 +474,69 @@ impl Model {
         }
         while let Some(i) = pending.pop() {
             for located in self.features[i].kind.expressions() {
-                for (name, _) in located.expr.names() {
+                for name in self.names_read(&located.expr) {
                     need(name, &mut pending);
                 }
             }
         }
         needed
+    }
+
+    /// The names `expr` may read: all it names, but for the branches of a
+    /// `case` that a constant condition (`true`, `false`, a true/false
+    /// parameter, `not` of one) never takes. NHS England's HIU reads the
+    /// busiest calendar month or the busiest 30 days, as a parameter
+    /// chooses: `strata evaluate` need not scan the other (at 5M persons,
+    /// 20 MB a date).
+    pub fn names_read<'e>(&self, expr: &'e Expr) -> Vec<&'e str> {
+        use expr::ExprKind;
+        let constant = |e: &Expr| -> Option<bool> {
+            let mut e = e;
+            let mut negated = false;
+            while let ExprKind::Unary(expr::UnaryOp::Not, inner) = &e.kind {
+                negated = !negated;
+                e = inner;
+            }
+            let value = match &e.kind {
+                ExprKind::Literal(Literal::Bool(b)) => *b,
+                // Resolved as typing resolves it: the built-in names
+                // first, then parameters (before attributes and features).
+                ExprKind::Name(n) if !BUILTINS.iter().any(|(b, _)| b == n) => {
+                    match self.param(n)? {
+                        Literal::Bool(b) => *b,
+                        _ => return None,
+                    }
+                }
+                _ => return None,
+            };
+            Some(value != negated)
+        };
+        let mut names = Vec::new();
+        let mut todo = vec![expr];
+        while let Some(e) = todo.pop() {
+            match &e.kind {
+                ExprKind::Name(n) => names.push(n.as_str()),
+                ExprKind::Case { whens, otherwise } => {
+                    let mut taken = false;
+                    for (condition, value) in whens {
+                        match constant(condition) {
+                            Some(false) => continue,
+                            Some(true) => {
+                                todo.push(value);
+                                taken = true;
+                                break;
+                            }
+                            None => todo.extend([condition, value]),
+                        }
+                    }
+                    if !taken {
+                        todo.extend(otherwise.as_deref());
+                    }
+                }
+                _ => todo.extend(e.children()),
+            }
+        }
+        names
     }
 
     /// Every name a person-level expression may use, for suggestions.
