@@ -442,3 +442,64 @@ when = "attendances >= 2"
         );
     }
 }
+
+/// Features alike on one date but not another (a year as `12 months` and
+/// as `365 days` keep different days as of 2024-03-31, 2024 having a 29
+/// February, and the same as of 2025-03-31) are shared by a scan only
+/// where they agree on every date it serves: each date's values are a run
+/// of its own.
+#[test]
+fn features_alike_on_one_date_only_are_not_shared_across_dates() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    generate(&data, 5000, 5);
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        r#"
+[model]
+name = "years"
+title = "A year two ways"
+source = "test"
+
+[sources.ae]
+table = "ae_attendances"
+date = "arrival_date"
+
+[features.ae_365_days]
+source = "ae"
+aggregate = "count"
+window = "365 days"
+
+[features.ae_12_months]
+source = "ae"
+aggregate = "count"
+window = "12 months"
+
+[cohorts.attended]
+title = "Attended"
+description = "An attendance in 12 months"
+when = "ae_12_months > 0"
+"#,
+    )
+    .unwrap();
+    let model = strata::rules::load_all(std::slice::from_ref(&rules), &[]).unwrap();
+    let (days, months) = (
+        model.feature_index("ae_365_days").unwrap(),
+        model.feature_index("ae_12_months").unwrap(),
+    );
+    let dates = [date("2025-03-31"), date("2024-03-31")];
+    let both = by_dates(&model, &data, &dates, &[], usize::MAX, None);
+    for (k, as_of) in dates.iter().enumerate() {
+        let single = engine::run(&model, &data, Some(*as_of), &Terminal::new(true)).unwrap();
+        for f in [days, months] {
+            assert!(
+                same(both[k].results.feature(f), single.feature(f)),
+                "{as_of}: feature {f}"
+            );
+        }
+        // The two differ as of 2024-03-31 (attendances on 2023-04-01).
+        let differ = !same(single.feature(days), single.feature(months));
+        assert_eq!(differ, k == 1, "{as_of}: the years differ");
+    }
+}

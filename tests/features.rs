@@ -449,6 +449,27 @@ source = "labs"
 aggregate = "count"
 window = "365 days"
 where = "value = 0.0"
+
+[features.highest]
+source = "labs"
+aggregate = "max"
+column = "value"
+
+[features.highest_other]
+source = "labs"
+aggregate = "max"
+column = "other"
+
+[features.latest_value]
+source = "labs"
+aggregate = "latest"
+column = "value"
+
+[features.second_latest_value]
+source = "labs"
+aggregate = "latest"
+column = "value"
+nth = 2
 "#;
     let path = tmp.path().join("rules.toml");
     std::fs::write(&path, rules).unwrap();
@@ -474,6 +495,10 @@ where = "value = 0.0"
         (
             "value",
             Arc::new(arrow_array::Float64Array::from(vec![0.0, 1.0, 0.0, 0.0])),
+        ),
+        (
+            "other",
+            Arc::new(arrow_array::Float64Array::from(vec![2.0, 1.0, 0.0, 0.0])),
         ),
     ]);
     write_parquet(&data.join("labs.parquet"), &[labs]);
@@ -511,17 +536,27 @@ where = "value = 0.0"
         feature("a_year_in_months"),
         feature("a_year_of_zeros"),
     );
+    // Not alike: another column, another `nth`.
+    let apart = [
+        vec![feature("highest")],
+        vec![feature("highest_other")],
+        vec![feature("latest_value")],
+        vec![feature("second_latest_value")],
+    ];
+    let with_apart = |groups: Vec<Vec<usize>>| -> Vec<Vec<usize>> {
+        groups.into_iter().chain(apart.iter().cloned()).collect()
+    };
     assert_eq!(
         shared(vec![date("2025-03-31")]),
-        [vec![days, again, months], vec![zeros]]
+        with_apart(vec![vec![days, again, months], vec![zeros]])
     );
     assert_eq!(
         shared(vec![date("2024-03-31")]),
-        [vec![days, again], vec![months], vec![zeros]]
+        with_apart(vec![vec![days, again], vec![months], vec![zeros]])
     );
     assert_eq!(
         shared(vec![date("2025-03-31"), date("2024-03-31")]),
-        [vec![days, again], vec![months], vec![zeros]]
+        with_apart(vec![vec![days, again], vec![months], vec![zeros]])
     );
 
     // Every feature's column, shared or not.
@@ -618,6 +653,17 @@ source = "gp"
 aggregate = "count_distinct_categories"
 codelist = "frailty"
 window = "365 days"
+
+[features.falls]
+source = "gp"
+aggregate = "list_categories"
+codelist = "frailty"
+category = "falls"
+
+[features.frailty_codes]
+source = "gp"
+aggregate = "count_distinct_codes"
+codelist = "frailty"
 "#;
     let path = tmp.path().join("rules.toml");
     std::fs::write(&path, rules).unwrap();
@@ -656,7 +702,7 @@ window = "365 days"
                 .collect()
         })
         .collect();
-    use strata::rules::Aggregate::{CountDistinctCategories, ListCategories};
+    use strata::rules::Aggregate::{CountDistinctCategories, CountDistinctCodes, ListCategories};
     let named = |n: &str, a| (n.to_string(), a);
     assert_eq!(
         kinds,
@@ -666,6 +712,8 @@ window = "365 days"
                 named("deficit_list", ListCategories)
             ],
             vec![named("recent_deficits", CountDistinctCategories)],
+            vec![named("falls", ListCategories)],
+            vec![named("frailty_codes", CountDistinctCodes)],
         ]
     );
     let out = tmp.path().join("out");

@@ -67,6 +67,9 @@ fn the_state_budget_s_estimate_is_near_what_a_scan_allocates() {
     // of persons.
     let scan = |dates: usize| {
         let mut plan = engine::plan::plan_needed(&model, &data, Some(as_of), None).unwrap();
+        // As `run_dates` does: features alike share a state (the eFI's
+        // coded deficits counted and listed, a list finished from a copy).
+        plan.share_alike(|a| vec![(a.after, a.until)]);
         let (bits, _) = engine::scan::footprint(&plan);
         let persons = plan.population.len();
         plan.repeat_for_dates(dates, |_, _| (None, strata::dates::to_day(as_of)));

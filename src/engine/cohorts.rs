@@ -83,8 +83,11 @@ pub fn evaluate(
             .map_err(|e| Error::Internal(format!("restricting cohort `{name}` to PCNs: {e}")))?;
     }
 
-    // `flags` has no nulls: `condition` has none, nor `alive`.
-    debug_assert_eq!(arrow_array::Array::null_count(&flags), 0);
+    // A null is not a member (none is expected: `condition` has none, nor
+    // `alive`), whatever its value bit.
+    if arrow_array::Array::null_count(&flags) > 0 {
+        flags = arrow_select::filter::prep_null_mask_filter(&flags);
+    }
     let mut members: Vec<u32> = flags.values().set_indices().map(|i| i as u32).collect();
     if !ranked && spec.top_per_pcn.is_none() {
         return Ok(CohortResult {

@@ -495,10 +495,22 @@ fn on_date<'m>(
     ranked: bool,
 ) -> Result<Dated<'m>> {
     let started = Instant::now();
-    // Counts were held in 32 bits while this date waited its turn.
+    // Counts were held in 32 bits while this date waited its turn; a
+    // column that fills several features alike is widened once.
+    let mut widened: Vec<(*const (), ArrayRef)> = Vec::new();
     let mut columns: Vec<Option<ArrayRef>> = columns
         .into_iter()
-        .map(|c| c.map(aggregate::widened))
+        .map(|c| {
+            c.map(|c| {
+                let shared = Arc::as_ptr(&c) as *const ();
+                if let Some((_, w)) = widened.iter().find(|(at, _)| *at == shared) {
+                    return w.clone();
+                }
+                let w = aggregate::widened(c);
+                widened.push((shared, w.clone()));
+                w
+            })
+        })
         .collect();
     let mut on_date = plan.on_date(model, as_of)?;
     let copied = started.elapsed();

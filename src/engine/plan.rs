@@ -29,7 +29,8 @@ pub struct CodeColumn {
 
 #[derive(Clone)]
 pub struct AggregatePlan {
-    /// The feature of the model this aggregate computes.
+    /// The feature of the model this aggregate computes (and those in
+    /// `also`, computed alike).
     pub feature: usize,
     /// The scan's output column it fills: the feature's index, or, when one
     /// scan serves several dates ([`Plan::repeat_for_dates`]), one column
@@ -616,8 +617,9 @@ impl Plan<'_> {
     /// filling the others' columns too: alike is the same state (the same
     /// kind, or a count of categories and their list: one bitset), code
     /// list and categories, `where`, column and `nth`, and the same window
-    /// on every date the scan will serve (`windows(a)`: aggregate `a`'s,
-    /// date by date). Models written apart define some features alike under
+    /// on every date `windows(a)` gives (aggregate `a`'s, date by date:
+    /// `evaluate` gives every date still to be scanned, so a later scan's
+    /// dates are among them). Models written apart define some features alike under
     /// their own names: the core model counts A&E attendances in a year
     /// twice (the British Red Cross's and NHS England's HIU definitions)
     /// and emergency admissions in a year three times (both HIU
@@ -633,6 +635,9 @@ impl Plan<'_> {
             source.share_alike(&windows);
         }
         let after: usize = self.sources.iter().map(|s| s.aggregates.len()).sum();
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
         let names = |fs: &mut dyn Iterator<Item = Fill>| {
             let names: Vec<&str> = fs
                 .map(|f| self.model.features[f.feature].name.as_str())

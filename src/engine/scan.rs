@@ -208,9 +208,9 @@ pub struct Traced {
 }
 
 pub struct ScanOutput {
-    /// One column per aggregate's [`column`](AggregatePlan::column)
-    /// (one per feature, or per date and feature); None for derived features
-    /// and absent sources. With several dates, counts come as `UInt32`:
+    /// One column per column an aggregate fills ([`AggregatePlan::fills`]:
+    /// one per feature, or per date and feature; features computed alike
+    /// share one array); None for derived features and absent sources. With several dates, counts come as `UInt32`:
     /// read each through [`crate::engine::aggregate::widened`].
     pub features: Vec<Option<ArrayRef>>,
     /// Per source plan.
