@@ -588,17 +588,7 @@ nth = 2
         }
     }
     // The event behind a shared feature is shown under it too.
-    let o = strata(&[
-        "explain",
-        "--person",
-        "1",
-        "--rules",
-        path.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--as-of",
-        "2025-03-31",
-    ]);
+    let o = explain(tmp.path(), "1", &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     for name in ["a_year_in_days", "a_year_in_days_again", "a_year_in_months"] {
