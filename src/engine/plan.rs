@@ -80,6 +80,18 @@ impl AggregatePlan {
         };
         std::iter::once(own).chain(self.also.iter().copied())
     }
+
+    /// The aggregates that make columns of this aggregate's state, each
+    /// once: its own first, then any other of the same state.
+    pub fn kinds(&self) -> Vec<Aggregate> {
+        let mut kinds: Vec<Aggregate> = Vec::new();
+        for fill in self.fills() {
+            if !kinds.contains(&fill.aggregate) {
+                kinds.push(fill.aggregate);
+            }
+        }
+        kinds
+    }
 }
 
 /// The aggregates whose states are alike: a list of categories is kept

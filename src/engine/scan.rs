@@ -443,10 +443,8 @@ fn finish(
     // other of the same state computed alike, from a copy) and each
     // date's column of it.
     let mut made: Vec<(Aggregate, Vec<ArrayRef>)> = Vec::new();
-    for fill in agg.fills() {
-        if fill.aggregate != agg.aggregate && made.iter().all(|(a, _)| *a != fill.aggregate) {
-            made.push((fill.aggregate, columns(state.copied(), fill.aggregate)?));
-        }
+    for kind in agg.kinds().into_iter().skip(1) {
+        made.push((kind, columns(state.copied(), kind)?));
     }
     made.push((agg.aggregate, columns(state, agg.aggregate)?));
     // Each date's copy of the aggregate fills its columns: its own and
@@ -486,15 +484,7 @@ pub fn footprint(plan: &Plan) -> (usize, usize) {
         .sources
         .iter()
         .flat_map(|s| s.aggregates.iter().map(move |a| (s, a)))
-        .flat_map(|(s, a)| {
-            let mut kinds: Vec<Aggregate> = Vec::new();
-            for fill in a.fills() {
-                if !kinds.contains(&fill.aggregate) {
-                    kinds.push(fill.aggregate);
-                }
-            }
-            kinds.into_iter().map(move |kind| (s, a, kind))
-        })
+        .flat_map(|(s, a)| a.kinds().into_iter().map(move |kind| (s, a, kind)))
         .map(|(s, a, kind)| {
             let words = bit_masks(plan, s, a).map(|m| m.first().map_or(1, Vec::len));
             crate::engine::aggregate::footprint(
