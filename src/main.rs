@@ -5,6 +5,10 @@
 //! (a bug in strata).
 
 mod cli;
+mod memory;
+
+#[global_allocator]
+static ALLOCATOR: memory::HugeForLarge = memory::HugeForLarge;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
