@@ -5,8 +5,10 @@
 //! (a bug in strata).
 
 mod cli;
+#[cfg(target_os = "linux")]
 mod memory;
 
+#[cfg(target_os = "linux")]
 #[global_allocator]
 static ALLOCATOR: memory::HugeForLarge = memory::HugeForLarge;
 

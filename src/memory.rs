@@ -1,93 +1,147 @@
-//! The process's allocator: the system's, with large blocks on huge pages.
+//! The binary's allocator on Linux: large blocks in mappings of their own,
+//! advised as huge-page memory; everything else the system allocator's.
 //!
 //! Why: a run's large arrays (per-person states and columns, and with
 //! several as-of dates a state per person and date) are fresh memory that
 //! Linux faults in 4 KiB at a time, zeroing each page as it is first
 //! touched. At 5M persons the default model took about a million page
 //! faults; 12 dates of `evaluate` at 1M about 770,000, with a sixth of the
-//! CPU in the kernel. Every block of [`LARGE`] bytes or more is advised to
-//! Linux as huge-page memory (`madvise(MADV_HUGEPAGE)`), so that where
-//! transparent huge pages are enabled (`madvise` or `always` in
-//! `/sys/kernel/mm/transparent_hugepage/enabled`) each fault brings in
-//! 2 MiB: a quarter as many faults, and less time per byte (README,
-//! "Performance"). Small blocks are left alone: advice would cost a system
-//! call each, for memory the heap mostly reuses.
+//! CPU in the kernel. A block of [`LARGE`] bytes or more gets a mapping of
+//! its own, whole huge pages long, advised as huge-page memory
+//! (`madvise(MADV_HUGEPAGE)`), so that where transparent huge pages are
+//! `madvise` or `always` (`/sys/kernel/mm/transparent_hugepage/enabled`)
+//! each fault brings in 2 MiB (README, "Performance").
 //!
-//! The blocks are still the system allocator's, allocated and freed as
-//! before; only the advice is added. Where Linux refuses it (no huge
-//! pages) or transparent huge pages are `never`, nothing changes.
+//! The mapping is the block's own, advised whole, because advising part of
+//! a mapping splits it, and glibc grows its large blocks in place with
+//! `mremap`, which Linux refuses across a split: every growth became a copy
+//! with both copies resident. Here a large block grows and shrinks by
+//! `mremap` of its whole mapping. Whether a block is large is decided by its
+//! layout alone, so freeing needs no header. Where transparent huge pages
+//! are `never` the mappings are plain ones, as glibc's own for blocks over
+//! its mmap threshold.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::ffi::c_void;
 
-/// A huge page on x86-64 and on arm64 with 4 KiB pages.
+use rustix::mm::{Advice, MapFlags, MremapFlags, ProtFlags};
+
+/// A huge page on x86-64 and on arm64 with 4 KiB pages. (With larger base
+/// pages arm64's huge pages are larger: a block's mapping is then advised
+/// but no huge page fits.)
 const HUGE_PAGE: usize = 2 << 20;
 
-/// Blocks at least this large are advised (the whole huge pages inside
-/// them: none, where a block of under two straddles a boundary).
+/// Blocks at least this large get a mapping of their own.
 const LARGE: usize = HUGE_PAGE;
 
-/// [`System`], advising large blocks as huge-page memory.
+/// A page: the alignment a mapping always has.
+const PAGE: usize = 4096;
+
+/// [`System`], with large blocks mapped apart on huge pages.
 pub struct HugeForLarge;
 
-/// The whole huge pages inside `len` bytes from `start`, as (start, length),
-/// if the block is large and holds one.
-fn huge_pages_within(start: usize, len: usize) -> Option<(usize, usize)> {
-    if len < LARGE {
-        return None;
-    }
-    let first = start.checked_next_multiple_of(HUGE_PAGE)?;
-    let end = start.checked_add(len)? / HUGE_PAGE * HUGE_PAGE;
-    (end > first).then(|| (first, end - first))
+/// Whether a block of this layout has a mapping of its own.
+fn mapped(size: usize, align: usize) -> bool {
+    size >= LARGE && align <= PAGE
 }
 
-/// Advises the whole huge pages of a block just allocated.
-fn advise(ptr: *mut u8, len: usize) {
-    if ptr.is_null() {
-        return;
-    }
-    let Some((start, len)) = huge_pages_within(ptr as usize, len) else {
-        return;
+/// The length of a large block's mapping: whole huge pages, so that Linux
+/// (since 6.7) places it on a huge-page boundary and it holds no partial
+/// one. The rest of the last huge page is never touched by the block.
+fn mapping_len(size: usize) -> usize {
+    size.next_multiple_of(HUGE_PAGE)
+}
+
+/// A new mapping of `len` bytes, advised as huge-page memory; null if
+/// Linux refuses the mapping (a refused advice changes nothing).
+fn map(len: usize) -> *mut u8 {
+    // SAFETY: a new private anonymous mapping, at an address Linux chooses,
+    // overlaps nothing of the process's.
+    let Ok(ptr) = (unsafe {
+        rustix::mm::mmap_anonymous(
+            std::ptr::null_mut(),
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE,
+        )
+    }) else {
+        return std::ptr::null_mut();
     };
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: the range lies inside a block the system allocator has
-        // just returned to this process; advice changes how its pages are
-        // backed, never what they hold. A refusal is harmless.
-        let _ = unsafe {
-            rustix::mm::madvise(
-                start as *mut std::ffi::c_void,
-                len,
-                rustix::mm::Advice::LinuxHugepage,
-            )
-        };
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (start, len);
+    advise(ptr, len);
+    ptr.cast()
 }
 
-// SAFETY: every method forwards its arguments to `System` unchanged and
-// returns what it returns; `advise` only adds advice on the block returned.
+/// Advises a whole mapping as huge-page memory.
+fn advise(ptr: *mut c_void, len: usize) {
+    // SAFETY: the range is a whole mapping this allocator made; advice
+    // changes how its pages are backed, never what they hold.
+    let _ = unsafe { rustix::mm::madvise(ptr, len, Advice::LinuxHugepage) };
+}
+
+// SAFETY: small blocks are the system allocator's, with the caller's
+// arguments unchanged. A large block is a whole mapping of
+// `mapping_len(size)` bytes, page-aligned (and its layout's alignment is
+// at most a page), zeroed when new, and only unmapped or remapped whole
+// by `dealloc` and `realloc` with that same layout.
 unsafe impl GlobalAlloc for HugeForLarge {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let ptr = unsafe { System.alloc(layout) };
-        advise(ptr, layout.size());
-        ptr
+        if mapped(layout.size(), layout.align()) {
+            map(mapping_len(layout.size()))
+        } else {
+            unsafe { System.alloc(layout) }
+        }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let ptr = unsafe { System.alloc_zeroed(layout) };
-        advise(ptr, layout.size());
-        ptr
+        if mapped(layout.size(), layout.align()) {
+            // A new anonymous mapping reads as zeros.
+            map(mapping_len(layout.size()))
+        } else {
+            unsafe { System.alloc_zeroed(layout) }
+        }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
+        if mapped(layout.size(), layout.align()) {
+            // SAFETY: `ptr` is a whole mapping of this length (`alloc`).
+            let _ = unsafe { rustix::mm::munmap(ptr.cast(), mapping_len(layout.size())) };
+        } else {
+            unsafe { System.dealloc(ptr, layout) }
+        }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let ptr = unsafe { System.realloc(ptr, layout, new_size) };
-        advise(ptr, new_size);
-        ptr
+        let align = layout.align();
+        match (mapped(layout.size(), align), mapped(new_size, align)) {
+            (false, false) => unsafe { System.realloc(ptr, layout, new_size) },
+            (true, true) => {
+                let (old, new) = (mapping_len(layout.size()), mapping_len(new_size));
+                if old == new {
+                    return ptr;
+                }
+                // SAFETY: `ptr` is a whole mapping of `old` bytes; moved
+                // (if at all) as a whole, keeping its contents and advice.
+                match unsafe { rustix::mm::mremap(ptr.cast(), old, new, MremapFlags::MAYMOVE) } {
+                    Ok(moved) => moved.cast(),
+                    Err(_) => std::ptr::null_mut(),
+                }
+            }
+            // Across the threshold: a new block, the contents copied, the
+            // old block freed (only if the new one was given).
+            _ => {
+                // SAFETY: the caller guarantees `new_size`, rounded up to
+                // `align`, does not overflow `isize`.
+                let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, align) };
+                let new = unsafe { self.alloc(new_layout) };
+                if !new.is_null() {
+                    unsafe {
+                        std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                        self.dealloc(ptr, layout);
+                    }
+                }
+                new
+            }
+        }
     }
 }
 
@@ -96,44 +150,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_whole_huge_pages_of_large_blocks_are_advised() {
-        const H: usize = HUGE_PAGE;
-        // Under the threshold: nothing, even where a huge page would fit.
-        assert_eq!(huge_pages_within(H, LARGE - 1), None);
-        // Exactly one aligned huge page.
-        assert_eq!(huge_pages_within(H, H), Some((H, H)));
-        // A block straddling one boundary holds no whole huge page.
-        assert_eq!(huge_pages_within(H + 16, H), None);
-        // One that reaches the next boundary but one holds the page between.
-        assert_eq!(huge_pages_within(H + 16, 2 * H - 16), Some((2 * H, H)));
-        // Starting 16 bytes past a boundary (a heap block's header): the
-        // pages from the next boundary to the last one inside.
-        assert_eq!(huge_pages_within(H + 16, 3 * H), Some((2 * H, 2 * H)));
-        assert_eq!(huge_pages_within(H + 16, 3 * H - 17), Some((2 * H, H)));
-        // Ending exactly on a boundary keeps the last page.
-        assert_eq!(huge_pages_within(H - 4096, H + 4096), Some((H, H)));
-        // A block at the top of the address space does not overflow.
-        assert_eq!(huge_pages_within(usize::MAX - H, 2 * H), None);
+    fn large_blocks_are_mapped_in_whole_huge_pages() {
+        assert!(!mapped(LARGE - 1, 8));
+        assert!(mapped(LARGE, 8));
+        assert!(mapped(LARGE, PAGE));
+        // An alignment a mapping cannot promise stays with the system's.
+        assert!(!mapped(LARGE, 2 * PAGE));
+        assert_eq!(mapping_len(HUGE_PAGE), HUGE_PAGE);
+        assert_eq!(mapping_len(HUGE_PAGE + 1), 2 * HUGE_PAGE);
+        assert_eq!(mapping_len(3 * HUGE_PAGE - 1), 3 * HUGE_PAGE);
     }
 
-    /// Linux marks an advised mapping `hg` in `/proc/self/smaps`' flags.
-    #[test]
-    #[cfg(target_os = "linux")]
-    fn a_large_block_reaches_linux_as_huge_page_memory() {
-        if !std::path::Path::new("/sys/kernel/mm/transparent_hugepage").exists() {
-            eprintln!("SKIPPED: this kernel has no transparent huge pages");
-            return;
-        }
-        let layout = Layout::from_size_align(8 * HUGE_PAGE, 8).unwrap();
-        let a = HugeForLarge;
-        let p = unsafe { a.alloc(layout) };
-        assert!(!p.is_null());
-        let (inside, _) = huge_pages_within(p as usize, layout.size()).unwrap();
+    /// The flags of the mapping that holds `len` bytes from `ptr` whole,
+    /// from `/proc/self/smaps`; None if no one mapping holds them.
+    fn flags_of_mapping_holding(ptr: *const u8, len: usize) -> Option<Vec<String>> {
+        let (start, end) = (ptr as usize, ptr as usize + len);
         let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-        // The mapping holding `inside`: its header line, then its fields.
-        let mut flags = None;
         let mut holds = false;
         for line in smaps.lines() {
+            // A mapping's header: `from-to perms offset ...`.
             if let Some((range, _)) = line.split_once(' ')
                 && let Some((from, to)) = range.split_once('-')
                 && let (Ok(from), Ok(to)) = (
@@ -141,42 +176,61 @@ mod tests {
                     usize::from_str_radix(to, 16),
                 )
             {
-                holds = (from..to).contains(&inside);
-            } else if holds && let Some(f) = line.strip_prefix("VmFlags:") {
-                flags = Some(f.split_whitespace().map(String::from).collect::<Vec<_>>());
+                holds = from <= start && end <= to;
+            } else if holds && let Some(flags) = line.strip_prefix("VmFlags:") {
+                return Some(flags.split_whitespace().map(String::from).collect());
             }
         }
-        unsafe { a.dealloc(p, layout) };
-        let flags = flags.expect("the block's mapping is in /proc/self/smaps");
-        assert!(flags.iter().any(|f| f == "hg"), "flags {flags:?}");
+        None
     }
 
+    /// Grown by doubling as a vector grows, and shrunk, a large block stays
+    /// one advised mapping (not split: glibc's blocks were, and could no
+    /// longer grow in place), keeping its contents; and across the
+    /// threshold both ways.
     #[test]
-    fn blocks_keep_their_contents_through_growth_and_shrinking() {
-        // Through the allocator itself: grown across the threshold (a
-        // `realloc` that advises) and shrunk back, every byte kept.
+    fn a_large_block_is_one_advised_mapping_as_it_grows_and_shrinks() {
         let a = HugeForLarge;
-        let small = Layout::from_size_align(1000, 8).unwrap();
+        let fill = |p: *mut u8, from: usize, to: usize| {
+            (from.next_multiple_of(4093)..to)
+                .step_by(4093)
+                .for_each(|i| unsafe { *p.add(i) = (i % 251) as u8 })
+        };
+        let kept = |p: *mut u8, to: usize| {
+            (0..to)
+                .step_by(4093)
+                .all(|i| unsafe { *p.add(i) } == (i % 251) as u8)
+        };
         unsafe {
-            let p = a.alloc(small);
+            let mut size = 1000;
+            let mut p = a.alloc(Layout::from_size_align(size, 8).unwrap());
             assert!(!p.is_null());
-            for i in 0..1000 {
-                *p.add(i) = (i % 251) as u8;
+            fill(p, 0, size);
+            while size < 64 * HUGE_PAGE {
+                let grown = size * 2 + 3;
+                p = a.realloc(p, Layout::from_size_align(size, 8).unwrap(), grown);
+                assert!(!p.is_null());
+                assert!(kept(p, size), "contents lost growing {size} to {grown}");
+                fill(p, size, grown);
+                size = grown;
+                if mapped(size, 8) {
+                    let flags = flags_of_mapping_holding(p, size)
+                        .unwrap_or_else(|| panic!("{size} bytes in no one mapping"));
+                    assert!(flags.iter().any(|f| f == "hg"), "not advised: {flags:?}");
+                }
             }
-            let big = 3 * HUGE_PAGE + 123;
-            let q = a.realloc(p, small, big);
-            assert!(!q.is_null());
-            assert!((0..1000).all(|i| *q.add(i) == (i % 251) as u8));
-            for i in 1000..big {
-                *q.add(i) = (i % 241) as u8;
+            for shrunk in [5 * HUGE_PAGE + 7, LARGE, 1000] {
+                p = a.realloc(p, Layout::from_size_align(size, 8).unwrap(), shrunk);
+                assert!(!p.is_null());
+                assert!(kept(p, shrunk), "contents lost shrinking to {shrunk}");
+                size = shrunk;
             }
-            let grown = Layout::from_size_align(big, 8).unwrap();
-            let r = a.realloc(q, grown, 1000);
-            assert!((0..1000).all(|i| *r.add(i) == (i % 251) as u8));
-            a.dealloc(r, small);
-            let z = a.alloc_zeroed(grown);
-            assert!((0..big).step_by(4093).all(|i| *z.add(i) == 0));
-            a.dealloc(z, grown);
+            a.dealloc(p, Layout::from_size_align(size, 8).unwrap());
+            let zeroed = Layout::from_size_align(3 * HUGE_PAGE + 5, 8).unwrap();
+            let z = a.alloc_zeroed(zeroed);
+            assert!(!z.is_null());
+            assert!((0..zeroed.size()).step_by(4093).all(|i| *z.add(i) == 0));
+            a.dealloc(z, zeroed);
         }
     }
 }

@@ -177,3 +177,47 @@ fn a_panic_in_a_worker_thread_is_an_internal_error() {
     let o = strata(&run_args(&data, &out));
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// A panic while `evaluate` works out its figures (the predictions being
+/// written beside them) ends with exit code 3 and leaves nothing: neither
+/// `--out` nor the staging folder with the predictions, person-level data,
+/// in it.
+#[test]
+fn a_panicking_evaluation_leaves_no_file_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    generated(&data);
+    let outs = tmp.path().join("outs");
+    std::fs::create_dir(&outs).unwrap();
+    let out = outs.join("evaluation");
+    let o = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args([
+            "evaluate",
+            "--rules",
+            "models/core.toml",
+            "--rules",
+            "models/outcomes.toml",
+            "--data",
+            data.to_str().unwrap(),
+            "--as-of",
+            "2025-03-31",
+            "--outcome",
+            "death_365d",
+            "--score",
+            "efi",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("STRATA_INJECT_PANIC", "figures")
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("injected panic in the figures"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&outs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

@@ -190,20 +190,14 @@ pub fn run(
         "features, cohorts and outcomes",
         started.elapsed().as_secs_f64(),
     ));
-    // Written beside, then renamed: a failed evaluation leaves nothing.
-    let staging = out.with_file_name(format!(
-        ".{}.partial",
-        out.file_name()
-            .map_or("evaluation".into(), |n| n.to_string_lossy())
-    ));
-    let _ = std::fs::remove_dir_all(&staging);
-    std::fs::create_dir_all(&staging).map_err(|e| {
-        Error::io(&staging, "cannot create the evaluation folder", e)
-            .with_help("give --out a folder in a place you can write")
-    })?;
+    // Written beside, then renamed: a failed, interrupted or panicking
+    // evaluation leaves nothing, the staging folder and the predictions
+    // in it removed when it is dropped uncommitted.
+    let staging = crate::output::publish::Staging::new(out)?;
     // The predictions are written while the figures are worked out: they
     // read the same people and neither changes them, and the Parquet
     // writer's columns leave a core idle about a third of the time.
+    let started = std::time::Instant::now();
     let (figures, written) = rayon::join(
         || {
             let started = std::time::Instant::now();
@@ -216,7 +210,7 @@ pub fn run(
             // as it is written.
             let rows: Vec<usize> = days.iter().map(|(_, people)| people.ids.len()).collect();
             crate::output::parquet::write_batches(
-                &staging.join("predictions.parquet"),
+                &staging.dir.join("predictions.parquet"),
                 &rows,
                 &|k| days[k].1.batch(days[k].0),
             )
@@ -226,6 +220,8 @@ pub fn run(
     let ((figures, between), figures_time) = figures;
     timings.push(("figures", figures_time));
     timings.push(("predictions written", written?));
+    // The two above overlap: this is their time together.
+    timings.push(("figures and predictions", started.elapsed().as_secs_f64()));
     let started = std::time::Instant::now();
     let evaluation = json!({
         "model": model.meta.name,
@@ -238,17 +234,16 @@ pub fn run(
         "figures": figures,
         "between_dates": between,
     });
-    let page = staging.join("evaluation.html");
+    let page = staging.dir.join("evaluation.html");
     std::fs::write(&page, html::render(&evaluation))
         .map_err(|e| Error::io(&page, "cannot write", e))?;
-    let path: PathBuf = staging.join("evaluation.json");
+    let path: PathBuf = staging.dir.join("evaluation.json");
     std::fs::write(
         &path,
         serde_json::to_string_pretty(&evaluation).expect("serialises") + "\n",
     )
     .map_err(|e| Error::io(&path, "cannot write", e))?;
-    std::fs::rename(&staging, out)
-        .map_err(|e| Error::io(out, "cannot publish the evaluation", e))?;
+    staging.commit()?;
     timings.push(("written", started.elapsed().as_secs_f64()));
     tracing::info!(?timings, dates = dates.len(), "evaluated");
     Ok(evaluation)
@@ -261,6 +256,13 @@ fn figures_of_dates(
     request: &Request,
     days: &[(NaiveDate, People)],
 ) -> (Vec<serde_json::Value>, Vec<serde_json::Value>) {
+    // Fault injection for the test that a panic here leaves no file
+    // behind; debug builds only (release builds compile it out).
+    if cfg!(debug_assertions)
+        && std::env::var_os("STRATA_INJECT_PANIC").is_some_and(|v| v == "figures")
+    {
+        panic!("injected panic in the figures");
+    }
     // The figures of each date and outcome are independent: computed in
     // parallel, listed in order. What the breakdowns by group need of a
     // date is shared by its outcomes.
