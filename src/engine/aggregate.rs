@@ -1085,7 +1085,7 @@ pub fn widened(column: ArrayRef) -> ArrayRef {
 /// went through the whole state once per date (a person's dates share cache
 /// lines, so each date's pass read every line): with 12 dates, 12 reads of
 /// every state.
-fn split_dates<A, T>(
+fn split_dates<A, T: Copy + Default>(
     v: &[A],
     persons: usize,
     copies: usize,
@@ -1095,21 +1095,41 @@ fn split_dates<A, T>(
 }
 
 /// [`split_dates`] of a state of `width` values a slot (a bitset's words).
-fn split_slots<A, T>(
+///
+/// A block of [`SPLIT_BLOCK`] persons at a time (a few KiB of the state,
+/// which stays in the cache), each date's values of the block written in
+/// place into its column: pushing each person's dates onto as many
+/// vectors, a length and capacity test per value, had been the larger
+/// part of splitting 12 dates.
+fn split_slots<A, T: Copy + Default>(
     v: &[A],
     width: usize,
     persons: usize,
     copies: usize,
     load: impl Fn(&[A]) -> T,
 ) -> Vec<Vec<T>> {
-    let mut dates: Vec<Vec<T>> = (0..copies).map(|_| Vec::with_capacity(persons)).collect();
-    for person in v[..persons * copies * width].chunks_exact(copies * width) {
-        for (date, slot) in dates.iter_mut().zip(person.chunks_exact(width)) {
-            date.push(load(slot));
+    let mut dates: Vec<Vec<T>> = (0..copies).map(|_| vec![T::default(); persons]).collect();
+    let stride = copies * width;
+    for (b, block) in v[..persons * stride]
+        .chunks(SPLIT_BLOCK * stride)
+        .enumerate()
+    {
+        let first = b * SPLIT_BLOCK;
+        for (date, column) in dates.iter_mut().enumerate() {
+            let slots = block
+                .chunks_exact(stride)
+                .map(|p| &p[date * width..][..width]);
+            for (value, slot) in column[first..].iter_mut().zip(slots) {
+                *value = load(slot);
+            }
         }
     }
     dates
 }
+
+/// Persons split at a time by [`split_slots`] and [`split_dates_unless`]:
+/// a word of validity each date.
+const SPLIT_BLOCK: usize = 64;
 
 /// The set bits of a slot's words, lowest first.
 fn items_of(words: &[u64]) -> impl Iterator<Item = usize> + '_ {
@@ -1153,8 +1173,7 @@ fn split_dates_unless<A, T: arrow_array::ArrowPrimitiveType>(
     };
     if copies == 1 {
         // One date: the values, then their validity 64 at a time, each a
-        // plain pass the compiler can do several values at once (the
-        // general loop below pushes one value at a time).
+        // plain pass the compiler can do several values at once.
         let v = &v[..persons];
         let values = v
             .iter()
@@ -1166,25 +1185,27 @@ fn split_dates_unless<A, T: arrow_array::ArrowPrimitiveType>(
         let valid = arrow_buffer::BooleanBuffer::collect_bool(persons, |p| load(&v[p]) != none);
         return vec![column(values, valid)];
     }
-    let mut values: Vec<Vec<T::Native>> =
-        (0..copies).map(|_| Vec::with_capacity(persons)).collect();
+    // A block of persons at a time, each date's values and its word of
+    // validity written in place (as `split_slots`).
+    let mut values: Vec<Vec<T::Native>> = (0..copies).map(|_| vec![zero; persons]).collect();
     let mut valid: Vec<Vec<u64>> = (0..copies)
-        .map(|_| Vec::with_capacity(persons.div_ceil(64)))
+        .map(|_| vec![0u64; persons.div_ceil(SPLIT_BLOCK)])
         .collect();
-    // 64 persons at a time: one word of validity per date.
-    let mut words = vec![0u64; copies];
-    for block in v[..persons * copies].chunks(64 * copies) {
-        words.fill(0);
-        for (bit, person) in block.chunks_exact(copies).enumerate() {
-            for (date, slot) in person.iter().enumerate() {
+    for (b, block) in v[..persons * copies]
+        .chunks(SPLIT_BLOCK * copies)
+        .enumerate()
+    {
+        let first = b * SPLIT_BLOCK;
+        for (date, (column, valid)) in values.iter_mut().zip(&mut valid).enumerate() {
+            let mut word = 0u64;
+            let slots = block.chunks_exact(copies).map(|p| &p[date]);
+            for (bit, (value, slot)) in column[first..].iter_mut().zip(slots).enumerate() {
                 let x = load(slot);
                 let present = x != none;
-                words[date] |= u64::from(present) << bit;
-                values[date].push(if present { x } else { zero });
+                word |= u64::from(present) << bit;
+                *value = if present { x } else { zero };
             }
-        }
-        for (date, &word) in words.iter().enumerate() {
-            valid[date].push(word.to_le());
+            valid[b] = word.to_le();
         }
     }
     values
@@ -1314,11 +1335,12 @@ mod tests {
     /// each slot's count once widened, as one date's are.
     #[test]
     fn counts_of_several_dates_are_held_in_32_bits() {
-        let (persons, copies) = (5, 3);
+        // Persons in a first block of 64 and a part second one.
+        let (persons, copies) = (70, 3);
         let state = State::new(Aggregate::Count, None, false, None, persons, copies);
         let one = State::new(Aggregate::Count, None, false, None, persons * copies, 1);
         let mut expected = vec![0i64; persons * copies];
-        for slot in [0u32, 4, 4, 7, 14, 14, 14, 9] {
+        for slot in [0u32, 4, 4, 7, 14, 14, 14, 9, 191, 192, 192, 209] {
             state.count(slot);
             one.count(slot);
             expected[slot as usize] += 1;
@@ -1670,8 +1692,9 @@ mod tests {
         cats.resize(70, vec![1]);
         let names = ["a".to_string(), "b".to_string()];
         let weights: Vec<i64> = (0..70).map(|i| 100_000 * (i + 1)).collect();
-        let (persons, copies) = (3, 2);
-        // (slot, item), slot = person * copies + date.
+        let copies = 2;
+        // (slot, item), slot = person * copies + date: persons in one part
+        // block of the split, and in the second and third blocks of 64.
         let events = [
             (0u32, 0u32),
             (0, 1),
@@ -1682,17 +1705,25 @@ mod tests {
             (3, 0),
             (3, 64),
             (5, 2),
+            (129, 64),
+            (256, 1),
+            (259, 69),
+            (259, 0),
         ];
-        for agg in [
+        for (agg, persons) in [
             Aggregate::CountDistinctCodes,
             Aggregate::CountDistinctCategories,
             Aggregate::ListCategories,
             Aggregate::SumDistinctWeights,
-        ] {
+        ]
+        .into_iter()
+        .flat_map(|agg| [(agg, 3), (agg, 130)])
+        {
+            let events = events.iter().filter(|e| (e.0 as usize) < persons * copies);
             let masks = bit_masks(agg, &cats).expect("small enough for bits");
             let dated = State::new(agg, None, true, Some(masks.clone()), persons, copies);
             let slots = State::new(agg, None, true, Some(masks), persons * copies, 1);
-            for &(slot, item) in &events {
+            for &(slot, item) in events {
                 assert!(dated.set_bits(slot, item));
                 assert!(slots.set_bits(slot, item));
             }
