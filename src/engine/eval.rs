@@ -544,8 +544,8 @@ fn case_text(whens: &[(Value, Value)], otherwise: &Value, len: usize) -> Option<
 
 /// `choose` for number, date and true/false columns, without Arrow's
 /// general kernel (which copies a run of rows at a time, and rules' masks
-/// have short runs): values picked row by row from the mask's bits, and
-/// validity worked out a word at a time as `mask & a valid | !mask & b
+/// have short runs): values picked a word of the mask (64 rows) at a
+/// time ([`pick_by_words`]), and validity worked out a word at a time as `mask & a valid | !mask & b
 /// valid`. `mask` has no nulls.
 fn choose_primitive(mask: &BooleanArray, a: &Value, b: &Value) -> Option<ArrayRef> {
     use arrow_array::types::{Date32Type, Float64Type, Int64Type};
@@ -623,9 +623,9 @@ enum Side<'a, T> {
 
 /// Each row's value from `x` where its bit of `m` is set, else from `y`,
 /// a word of the mask (64 rows) at a time: the rows of a word are picked
-/// in a loop with no test of the mask's length or the values' bounds,
-/// which the compiler does several at once (reading the mask a bit at a
-/// time, each pick was a call of the bit iterator).
+/// in a loop with no test of the mask's length and one of the values'
+/// bounds per word, which the compiler does several at once (reading the
+/// mask a bit at a time, each pick was a call of the bit iterator).
 fn pick_by_words<T: Copy + Default>(
     m: &arrow_buffer::BooleanBuffer,
     x: Side<T>,
@@ -862,10 +862,11 @@ mod tests {
             Arc::new(Int64Array::from(values).slice(7, rows))
         };
         let (x, y) = (column(), column());
-        let bits: Vec<Option<bool>> = (0..rows + 3)
-            .map(|i| (i % 17 != 0).then_some(i % 3 == 0 || i % 5 == 1))
-            .collect();
-        let mask = is_true(&BooleanArray::from(bits).slice(3, rows));
+        // A mask with no nulls (as `choose` passes) sliced mid-word, so
+        // that each of its words is made of two of the buffer's.
+        let bits: Vec<bool> = (0..rows + 3).map(|i| i % 3 == 0 || i % 5 == 1).collect();
+        let mask = BooleanArray::from(bits).slice(3, rows);
+        assert_eq!(mask.values().offset(), 3);
         let scalar: ArrayRef = Arc::new(Int64Array::from(vec![Some(99)]));
         let null: ArrayRef = Arc::new(Int64Array::from(vec![None::<i64>]));
         let branches = [
