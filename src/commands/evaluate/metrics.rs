@@ -74,25 +74,91 @@ impl Components {
             return None;
         }
         let (mf, nf) = (m as f64, n as f64);
-        let auc = each(&self.v10).sum::<f64>() / mf;
-        let se = (variance(&self.v10, m) / mf + variance(&self.v01, n) / nf).sqrt();
+        // The sum of the components with the outcome is both the AUROC's
+        // and their mean's.
+        let sum10 = sum_runs(self.v10.iter().copied());
+        let auc = sum10 / mf;
+        let se = (variance(&self.v10, sum10, m) / mf
+            + variance(&self.v01, sum_runs(self.v01.iter().copied()), n) / nf)
+            .sqrt();
         Some((auc, se))
     }
 }
 
-/// Every value of (value, how many times) runs, in order.
-fn each(runs: &[(f64, usize)]) -> impl Iterator<Item = f64> + '_ {
-    runs.iter().flat_map(|&(x, k)| std::iter::repeat_n(x, k))
+/// The sum of every value of (value, how many times) runs, in order, as
+/// `Iterator::sum` adds them one after another: the same to the last bit
+/// (see [`add_repeated`]).
+fn sum_runs(runs: impl Iterator<Item = (f64, usize)>) -> f64 {
+    let start = std::iter::empty::<f64>().sum::<f64>();
+    runs.fold(start, |sum, (x, k)| add_repeated(sum, x, k))
 }
 
-/// [`covariance`] of the `len` values of `runs` with themselves, summed in
-/// the same order, so the same to the last bit.
-fn variance(runs: &[(f64, usize)], len: usize) -> f64 {
+/// [`covariance`] of the `len` values of `runs` with themselves, whose sum
+/// is `sum`, summed in the same order, so the same to the last bit.
+fn variance(runs: &[(f64, usize)], sum: f64, len: usize) -> f64 {
     if len < 2 {
         return 0.0;
     }
-    let mean = each(runs).sum::<f64>() / len as f64;
-    each(runs).map(|x| (x - mean) * (x - mean)).sum::<f64>() / (len - 1) as f64
+    let mean = sum / len as f64;
+    let squares = runs.iter().map(|&(x, k)| ((x - mean) * (x - mean), k));
+    sum_runs(squares) / (len - 1) as f64
+}
+
+/// `sum + x + x + ...` (`k` additions, each rounded, one after another),
+/// to the last bit, in a few steps per power of two the sum passes
+/// through rather than `k`: the components of one tie are the same value,
+/// and a score with few values (the eFI's) has ties of hundreds of
+/// thousands of people.
+///
+/// Why it is exact: while a positive sum stays within one power of two
+/// (one binade, where every double is a whole number `m` of units `u`),
+/// adding a positive `x` adds a whole number of units: `x / u` rounded,
+/// and where `x / u` is a whole number and a half, the one of the two
+/// nearest that leaves `m` even. So the units added are the same at every
+/// step, or alternate only until `m` is even, and from then on are the
+/// same. Once two steps in a row within one binade have added the same,
+/// every further step in it adds that too, and the sum after `j` of them
+/// is exact (a whole number of units below the binade's top). Anything
+/// else (a sum that is zero, negative or subnormal, an `x` that is not
+/// positive and finite, a step into the next binade) is added one step
+/// at a time.
+fn add_repeated(mut sum: f64, x: f64, mut k: usize) -> f64 {
+    /// A positive double's binade: its biased exponent.
+    fn binade(v: f64) -> u64 {
+        v.to_bits() >> 52
+    }
+    let jumps = x > 0.0 && x.is_finite();
+    // What the previous step added, where it stayed in one binade.
+    let mut last: Option<f64> = None;
+    while k > 0 {
+        let next = sum + x;
+        k -= 1;
+        if !(jumps && sum.is_normal() && sum > 0.0 && next.is_finite())
+            || binade(next) != binade(sum)
+        {
+            (sum, last) = (next, None);
+            continue;
+        }
+        // Exact: both in one binade.
+        let step = next - sum;
+        if last != Some(step) {
+            (sum, last) = (next, Some(step));
+            continue;
+        }
+        // Too small to change the sum, now and at every further step.
+        if step == 0.0 {
+            return next;
+        }
+        // The unit of `next`'s binade, and `next` and the step in units.
+        let unit = f64::from_bits(next.to_bits() + 1) - next;
+        let (m, d) = ((next / unit) as u64, (step / unit) as u64);
+        // Steps that stay below the binade's top, 2^53 units.
+        let more = (((1u64 << 53) - 1 - m) / d).min(k as u64);
+        sum = next + more as f64 * step;
+        k -= more as usize;
+        last = None;
+    }
+    sum
 }
 
 /// Runs of equal scores in a ranked list.
@@ -362,6 +428,115 @@ mod tests {
             let se = (covariance(&v10, &v10) / mf + covariance(&v01, &v01) / nf).sqrt();
             assert_eq!(auroc_ranked(&ranked), Some((auc, se)), "{distinct} scores");
         }
+    }
+
+    /// Adding a value many times over in a few steps gives what adding it
+    /// one step at a time gives, to the last bit: sums starting at zero,
+    /// negative zero, tiny, subnormal and large; values that fall on a
+    /// half unit of the sum (where rounding to even decides), exact
+    /// multiples, thirds, zero and negative ones.
+    #[test]
+    fn adding_a_value_many_times_over_is_exact() {
+        let mut r = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            r
+        };
+        let starts: [f64; 10] = [
+            0.0, -0.0, 1e-310, 1e-300, 0.1, 0.5, 1.0, 3.0, 12345.678, 1e12,
+        ];
+        for &start in &starts {
+            for case in 0..40 {
+                let x = match case % 8 {
+                    // Half a unit of the start, and of sums a few
+                    // binades up: rounding to even decides each step.
+                    0 => f64::from_bits(start.abs().to_bits().max(1) + 1) - start.abs(),
+                    1 => 2f64.powi(-((next() % 60) as i32)) * 1.5,
+                    2 => 1.0 / 3.0 * (1 + next() % 5) as f64,
+                    3 => (next() % 1000) as f64 / 7.0,
+                    4 => 0.0,
+                    5 => -((next() % 100) as f64) / 9.0,
+                    6 => f64::from_bits(next() >> 2),
+                    _ => (next() % 1_000_000) as f64 * 1e-9,
+                };
+                for k in [
+                    0usize,
+                    1,
+                    2,
+                    3,
+                    7,
+                    1_000,
+                    65_537,
+                    (next() % 300_000) as usize,
+                ] {
+                    let mut want = start;
+                    for _ in 0..k {
+                        want += x;
+                    }
+                    let got = add_repeated(start, x, k);
+                    assert_eq!(
+                        got.to_bits(),
+                        want.to_bits(),
+                        "{start} + {x} x {k}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+        // `Iterator::sum`'s own start, whatever it is.
+        let runs = [(0.25, 3), (1.0 / 3.0, 100_000), (0.0, 5), (0.7, 12_345)];
+        let one_by_one: f64 = runs
+            .iter()
+            .flat_map(|&(x, k)| std::iter::repeat_n(x, k))
+            .sum();
+        assert_eq!(
+            sum_runs(runs.iter().copied()).to_bits(),
+            one_by_one.to_bits()
+        );
+    }
+
+    /// Ties of tens of thousands of people (a score with few values): the
+    /// AUROC and its standard error the same, to the last bit, as from
+    /// every person's components summed one by one.
+    #[test]
+    fn large_ties_give_the_per_person_figures_to_the_last_bit() {
+        let mut x = 0x5DEE_CE66_D1CE_4E5Bu64;
+        let scored: Vec<(f64, bool)> = (0..200_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ((x % 6) as f64, x % 11 < 2 + x % 6)
+            })
+            .collect();
+        let ranked = ascending(&scored);
+        let m = ranked.iter().filter(|(_, h)| *h).count();
+        let n = ranked.len() - m;
+        let (mut e10, mut e01) = (Vec::new(), Vec::new());
+        let (mut pos_below, mut neg_below) = (0, 0);
+        for tie in ties(&ranked) {
+            let pos = tie.iter().filter(|(_, h)| *h).count();
+            let neg = tie.len() - pos;
+            e10.extend(std::iter::repeat_n(
+                (neg_below as f64 + 0.5 * neg as f64) / n as f64,
+                pos,
+            ));
+            e01.extend(std::iter::repeat_n(
+                ((m - pos_below - pos) as f64 + 0.5 * pos as f64) / m as f64,
+                neg,
+            ));
+            pos_below += pos;
+            neg_below += neg;
+        }
+        let (mf, nf) = (m as f64, n as f64);
+        let auc = e10.iter().sum::<f64>() / mf;
+        let se = (covariance(&e10, &e10) / mf + covariance(&e01, &e01) / nf).sqrt();
+        let (got_auc, got_se) = auroc_ranked(&ranked).unwrap();
+        assert_eq!(
+            (got_auc.to_bits(), got_se.to_bits()),
+            (auc.to_bits(), se.to_bits())
+        );
     }
 
     #[test]
