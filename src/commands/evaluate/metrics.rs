@@ -118,14 +118,19 @@ fn variance(runs: &[(f64, usize)], sum: f64, len: usize) -> f64 {
 /// step, or alternate only until `m` is even, and from then on are the
 /// same. Once two steps in a row within one binade have added the same,
 /// every further step in it adds that too, and the sum after `j` of them
-/// is exact (a whole number of units below the binade's top). Anything
-/// else (a sum that is zero, negative or subnormal, an `x` that is not
-/// positive and finite, a step into the next binade) is added one step
+/// is exact (a whole number of units below the binade's top). Adding
+/// zero changes the sum at most once. Anything else (a sum that is zero,
+/// negative or subnormal, an `x` that is negative or not finite, a step
+/// into the next binade, a step to the largest double) is added one step
 /// at a time.
 fn add_repeated(mut sum: f64, x: f64, mut k: usize) -> f64 {
     /// A positive double's binade: its biased exponent.
     fn binade(v: f64) -> u64 {
         v.to_bits() >> 52
+    }
+    // Adding zero (either sign) changes the sum at most once.
+    if x == 0.0 {
+        return if k == 0 { sum } else { sum + x };
     }
     let jumps = x > 0.0 && x.is_finite();
     // What the previous step added, where it stayed in one binade.
@@ -149,8 +154,13 @@ fn add_repeated(mut sum: f64, x: f64, mut k: usize) -> f64 {
         if step == 0.0 {
             return next;
         }
-        // The unit of `next`'s binade, and `next` and the step in units.
+        // The unit of `next`'s binade, and `next` and the step in units
+        // (at the largest double there is no next one: a step at a time).
         let unit = f64::from_bits(next.to_bits() + 1) - next;
+        if !unit.is_finite() {
+            (sum, last) = (next, None);
+            continue;
+        }
         let (m, d) = ((next / unit) as u64, (step / unit) as u64);
         // Steps that stay below the binade's top, 2^53 units.
         let more = (((1u64 << 53) - 1 - m) / d).min(k as u64);
@@ -444,8 +454,18 @@ mod tests {
             r ^= r << 17;
             r
         };
-        let starts: [f64; 10] = [
-            0.0, -0.0, 1e-310, 1e-300, 0.1, 0.5, 1.0, 3.0, 12345.678, 1e12,
+        let starts: [f64; 11] = [
+            0.0,
+            -0.0,
+            1e-310,
+            1e-300,
+            0.1,
+            0.5,
+            1.0,
+            3.0,
+            12345.678,
+            1e12,
+            f64::MAX / 2.0,
         ];
         for &start in &starts {
             for case in 0..40 {
@@ -483,6 +503,19 @@ mod tests {
                     );
                 }
             }
+        }
+        // Steps that reach the largest double, and beyond (review).
+        let unit = 2f64.powi(971);
+        for (start, x, k) in [
+            (f64::MAX - 2.0 * unit, unit, 2),
+            (f64::MAX - 4.0 * unit, 2.0 * unit, 5),
+            (f64::MAX - 2.0 * unit, 0.75 * unit, 3),
+        ] {
+            let mut want = start;
+            for _ in 0..k {
+                want += x;
+            }
+            assert_eq!(add_repeated(start, x, k).to_bits(), want.to_bits());
         }
         // `Iterator::sum`'s own start, whatever it is.
         let runs = [(0.25, 3), (1.0 / 3.0, 100_000), (0.0, 5), (0.7, 12_345)];
