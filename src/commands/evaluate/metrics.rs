@@ -320,6 +320,30 @@ mod tests {
         sorted
     }
 
+    /// AUROC and standard error from every person's components written
+    /// out one by one, as they were computed before components were kept
+    /// per tie, and summed one by one.
+    fn per_person(ranked: &[(f64, bool)]) -> (f64, f64) {
+        let m = ranked.iter().filter(|(_, h)| *h).count();
+        let n = ranked.len() - m;
+        let (mut v10, mut v01) = (Vec::new(), Vec::new());
+        let (mut pos_below, mut neg_below) = (0, 0);
+        for tie in ties(ranked) {
+            let pos = tie.iter().filter(|(_, h)| *h).count();
+            let neg = tie.len() - pos;
+            let lower = (neg_below as f64 + 0.5 * neg as f64) / n as f64;
+            let higher = ((m - pos_below - pos) as f64 + 0.5 * pos as f64) / m as f64;
+            v10.extend(std::iter::repeat_n(lower, pos));
+            v01.extend(std::iter::repeat_n(higher, neg));
+            pos_below += pos;
+            neg_below += neg;
+        }
+        let (mf, nf) = (m as f64, n as f64);
+        let auc = v10.iter().sum::<f64>() / mf;
+        let se = (covariance(&v10, &v10) / mf + covariance(&v01, &v01) / nf).sqrt();
+        (auc, se)
+    }
+
     fn auroc_delong(scored: &[(f64, bool)]) -> Option<(f64, f64)> {
         auroc_ranked(&ascending(scored))
     }
@@ -418,25 +442,11 @@ mod tests {
                 })
                 .collect();
             let ranked = ascending(&scored);
-            // Every person's component written out, as it was computed.
-            let m = ranked.iter().filter(|(_, h)| *h).count();
-            let n = ranked.len() - m;
-            let (mut v10, mut v01) = (Vec::new(), Vec::new());
-            let (mut pos_below, mut neg_below) = (0, 0);
-            for tie in ties(&ranked) {
-                let pos = tie.iter().filter(|(_, h)| *h).count();
-                let neg = tie.len() - pos;
-                let lower = (neg_below as f64 + 0.5 * neg as f64) / n as f64;
-                let higher = ((m - pos_below - pos) as f64 + 0.5 * pos as f64) / m as f64;
-                v10.extend(std::iter::repeat_n(lower, pos));
-                v01.extend(std::iter::repeat_n(higher, neg));
-                pos_below += pos;
-                neg_below += neg;
-            }
-            let (mf, nf) = (m as f64, n as f64);
-            let auc = v10.iter().sum::<f64>() / mf;
-            let se = (covariance(&v10, &v10) / mf + covariance(&v01, &v01) / nf).sqrt();
-            assert_eq!(auroc_ranked(&ranked), Some((auc, se)), "{distinct} scores");
+            assert_eq!(
+                auroc_ranked(&ranked),
+                Some(per_person(&ranked)),
+                "{distinct} scores"
+            );
         }
     }
 
@@ -544,27 +554,7 @@ mod tests {
             })
             .collect();
         let ranked = ascending(&scored);
-        let m = ranked.iter().filter(|(_, h)| *h).count();
-        let n = ranked.len() - m;
-        let (mut e10, mut e01) = (Vec::new(), Vec::new());
-        let (mut pos_below, mut neg_below) = (0, 0);
-        for tie in ties(&ranked) {
-            let pos = tie.iter().filter(|(_, h)| *h).count();
-            let neg = tie.len() - pos;
-            e10.extend(std::iter::repeat_n(
-                (neg_below as f64 + 0.5 * neg as f64) / n as f64,
-                pos,
-            ));
-            e01.extend(std::iter::repeat_n(
-                ((m - pos_below - pos) as f64 + 0.5 * pos as f64) / m as f64,
-                neg,
-            ));
-            pos_below += pos;
-            neg_below += neg;
-        }
-        let (mf, nf) = (m as f64, n as f64);
-        let auc = e10.iter().sum::<f64>() / mf;
-        let se = (covariance(&e10, &e10) / mf + covariance(&e01, &e01) / nf).sqrt();
+        let (auc, se) = per_person(&ranked);
         let (got_auc, got_se) = auroc_ranked(&ranked).unwrap();
         assert_eq!(
             (got_auc.to_bits(), got_se.to_bits()),
