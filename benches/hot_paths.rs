@@ -4,7 +4,8 @@
 //! - `scan`: the whole engine (population, parallel scan with code-list
 //!   matching, per-person aggregation, expressions, cohorts) for the eFI and
 //!   HFRS models;
-//! - `person_lookup`: resolving a batch of event person ids to rows;
+//! - `person_lookup`: resolving a batch of event person ids to rows, at
+//!   1M and 5M persons, in each of the person index's two layouts;
 //! - `aggregate_bits`: setting per-person distinct-code bits;
 //! - `distinct_medicines`: counting distinct codes without a code list
 //!   (the eFI's medicines in 12 months) as of one date, with as many
@@ -48,23 +49,37 @@ fn scan(c: &mut Criterion) {
 }
 
 fn person_lookup(c: &mut Criterion) {
-    // A million sorted ids spread like hashed pseudonyms; 64k lookups.
+    // Sorted ids spread like hashed pseudonyms, looked up in a random
+    // order (the generated events are in date order) 64k at a time: 1M
+    // persons, and 5M, where the index no longer fits the cache, in both
+    // of the index's layouts.
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = move || {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        x as i64
+        x
     };
-    let mut ids: Vec<i64> = (0..1_000_000).map(|_| next()).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let events = Int64Array::from_iter_values((0..65_536).map(|i| ids[(i * 7919) % ids.len()]));
     let rows: Vec<u32> = (0..65_536).collect();
-    let index = SortedIds::new(ids);
-    c.bench_function("person_lookup 64k of 1M", |b| {
-        b.iter(|| black_box(index.resolve(&events, &rows)))
-    });
+    let mut group = c.benchmark_group("person_lookup");
+    for persons in [1_000_000, 5_000_000] {
+        let mut ids: Vec<i64> = (0..persons).map(|_| (next() >> 1) as i64).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let events = Int64Array::from_iter_values(
+            (0..65_536).map(|_| ids[(next() % ids.len() as u64) as usize]),
+        );
+        let layouts = [
+            ("lines", SortedIds::new(ids.clone())),
+            ("buckets", SortedIds::in_buckets(ids)),
+        ];
+        for (layout, index) in layouts {
+            group.bench_function(format!("64k of {persons}, {layout}"), |b| {
+                b.iter(|| black_box(index.resolve(&events, &rows)))
+            });
+        }
+    }
+    group.finish();
 }
 
 fn aggregate_bits(c: &mut Criterion) {

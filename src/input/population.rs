@@ -45,15 +45,250 @@ pub enum PersonIndex {
     Str(FastMap<Box<str>>),
 }
 
+/// Integer ids, each mapped to its place in ascending order (the person's
+/// row). Every event row's id is looked up here, so at millions of persons
+/// it is one of the scan's largest costs: the table no longer fits the
+/// cache and each lookup waits on memory.
+///
+/// Ids are kept in [`Lines`] where they lie evenly enough (hashed
+/// pseudonyms, consecutive numbers): a lookup reads one cache line, where
+/// [`Buckets`] read two, one after the other (the bucket's start, then its
+/// ids). At 5M persons that is about 27 ns a lookup against 34 (`cargo
+/// bench --bench hot_paths -- person_lookup`), and the default model's
+/// scan about 5% faster; the lines take about 18 bytes a person, the
+/// buckets 12 to 16. Ids bunched so that lines would overflow far past
+/// where their ids belong (numbering schemes in disjoint ranges) are kept
+/// in [`Buckets`], whose lookup is a binary search however they lie.
+#[derive(Clone)]
+pub struct SortedIds(Layout);
+
+#[derive(Clone)]
+enum Layout {
+    Lines(Lines),
+    Buckets(Buckets),
+}
+
+impl SortedIds {
+    /// `ids` must be sorted and distinct.
+    pub fn new(ids: Vec<i64>) -> SortedIds {
+        match Lines::new(&ids) {
+            Some(lines) => SortedIds(Layout::Lines(lines)),
+            None => SortedIds(Layout::Buckets(Buckets::new(ids))),
+        }
+    }
+
+    /// [`SortedIds::new`] in the layout that bunched ids get, whatever
+    /// their spread: for `benches/hot_paths.rs` to compare the two.
+    pub fn in_buckets(ids: Vec<i64>) -> SortedIds {
+        SortedIds(Layout::Buckets(Buckets::new(ids)))
+    }
+
+    /// The person of each row of `rows` in `ids`: the same answers as
+    /// [`SortedIds::get`] one by one, but where each id is looked up is
+    /// fetched into the cache a few rows ahead, so the memory reads overlap.
+    pub fn resolve(&self, ids: &Int64Array, rows: &[u32]) -> Vec<Person> {
+        match &self.0 {
+            Layout::Lines(lines) => {
+                resolve_with(ids, rows, |id| lines.fetch(id), |_| (), |id| lines.get(id))
+            }
+            Layout::Buckets(buckets) => resolve_with(
+                ids,
+                rows,
+                |id| buckets.fetch_start(id),
+                |id| buckets.fetch_ids(id),
+                |id| buckets.get(id),
+            ),
+        }
+    }
+
+    /// The position of `id` among the sorted ids.
+    #[inline]
+    pub fn get(&self, id: i64) -> Option<u32> {
+        match &self.0 {
+            Layout::Lines(lines) => lines.get(id),
+            Layout::Buckets(buckets) => buckets.get(id),
+        }
+    }
+}
+
+/// [`SortedIds::resolve`] by `get`, with what it will read asked for
+/// ahead: `far(id)` [`FAR`] rows ahead, `near(id)` [`NEAR`] rows ahead (for
+/// a second read that needs the first's answer).
+fn resolve_with(
+    ids: &Int64Array,
+    rows: &[u32],
+    far: impl Fn(i64),
+    near: impl Fn(i64),
+    get: impl Fn(i64) -> Option<u32>,
+) -> Vec<Person> {
+    // Asks `fetch` for row `i`'s id, if there is one.
+    #[inline(always)]
+    fn at(ids: &Int64Array, rows: &[u32], i: usize, fetch: &impl Fn(i64)) {
+        if let Some(&r) = rows.get(i)
+            && ids.is_valid(r as usize)
+        {
+            fetch(ids.value(r as usize));
+        }
+    }
+    (0..FAR).for_each(|i| at(ids, rows, i, &far));
+    (0..NEAR).for_each(|i| at(ids, rows, i, &near));
+    // Extracts are mostly grouped by person: a row with the previous
+    // row's id has its answer already.
+    let mut last: Option<(i64, Person)> = None;
+    rows.iter()
+        .enumerate()
+        .map(|(i, &r)| {
+            let r = r as usize;
+            if ids.is_null(r) {
+                return Person::NullId;
+            }
+            let id = ids.value(r);
+            if let Some((previous, person)) = last
+                && previous == id
+            {
+                return person;
+            }
+            at(ids, rows, i + FAR, &far);
+            at(ids, rows, i + NEAR, &near);
+            let person = get(id).map_or(Person::Unknown, Person::Found);
+            last = Some((id, person));
+            person
+        })
+        .collect()
+}
+
+/// How many rows ahead the first read of a lookup is asked for: for
+/// [`Lines`], 16 was the fastest of 8, 16 and 32 at 5M persons (a
+/// standalone test, 2026-12-06).
+const FAR: usize = 16;
+
+/// How many rows ahead a second read (needing the first) is asked for.
+const NEAR: usize = 8;
+
+/// Ids in a line, with their persons: as many as fit 64 bytes with the count.
+const LINE_IDS: usize = 5;
+
+/// Up to [`LINE_IDS`] ids and their persons, ascending: one cache line.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Line {
+    ids: [i64; LINE_IDS],
+    persons: [u32; LINE_IDS],
+    len: u32,
+}
+
+impl Line {
+    const EMPTY: Line = Line {
+        ids: [0; LINE_IDS],
+        persons: [0; LINE_IDS],
+        len: 0,
+    };
+
+    fn full(&self) -> bool {
+        self.len as usize == LINE_IDS
+    }
+}
+
+/// Ids in lines of [`LINE_IDS`], in ascending order from line to line,
+/// each id in its home line (its place in the id range, as if ids were
+/// spread evenly; 3.5 ids a line on average) or, where that is full, in
+/// the first line after it with room. A lookup reads the home line, and the
+/// next only where a full line has sent ids on: every line from an id's
+/// home to the line holding it is full, so a line with room ends the
+/// search.
+#[derive(Clone)]
+struct Lines {
+    lines: Vec<Line>,
+    min: i64,
+    /// An id's home line: `(id - min) * scale / 2^64`.
+    scale: u64,
+}
+
+impl Lines {
+    /// Lines are given up on for [`Buckets`] where an id would be placed
+    /// more than this many lines past its home. Evenly spread ids go at
+    /// most 4 past (5M and 20M hashed pseudonyms), consecutive ones none.
+    const MOST_PAST_HOME: usize = 16;
+
+    /// `ids` sorted and distinct; None where they bunch (see
+    /// [`Lines::MOST_PAST_HOME`]). One pass in order, on one core: about
+    /// 35 ms at 5M persons.
+    fn new(ids: &[i64]) -> Option<Lines> {
+        let min = ids.first().copied().unwrap_or(0);
+        let span = ids.last().map_or(0, |&max| max.wrapping_sub(min) as u64);
+        // 3.5 ids a home line: 2 in 7 lines.
+        let homes = (ids.len() * 2).div_ceil(7).max(1);
+        // The largest id's home is `span * scale / 2^64 < homes`.
+        let scale = ((homes as u128) << 64) / (u128::from(span) + 1);
+        let mut lines = Lines {
+            lines: vec![Line::EMPTY; homes],
+            min,
+            scale: u64::try_from(scale).unwrap_or(u64::MAX),
+        };
+        // The line being filled: lines fill in order, as the ids ascend.
+        let mut at = 0;
+        for (person, &id) in ids.iter().enumerate() {
+            let home = lines.home(id);
+            at = at.max(home);
+            if lines.lines[at].full() {
+                at += 1;
+                if at == lines.lines.len() {
+                    lines.lines.push(Line::EMPTY);
+                }
+            }
+            if at - home > Lines::MOST_PAST_HOME {
+                return None;
+            }
+            let line = &mut lines.lines[at];
+            line.ids[line.len as usize] = id;
+            line.persons[line.len as usize] = person as u32;
+            line.len += 1;
+        }
+        Some(lines)
+    }
+
+    /// `id`'s home line (any id from `min` up).
+    #[inline]
+    fn home(&self, id: i64) -> usize {
+        ((u128::from(id.wrapping_sub(self.min) as u64) * u128::from(self.scale)) >> 64) as usize
+    }
+
+    /// Brings `id`'s home line into the cache.
+    #[inline]
+    fn fetch(&self, id: i64) {
+        if id >= self.min
+            && let Some(line) = self.lines.get(self.home(id))
+        {
+            prefetch(line);
+        }
+    }
+
+    #[inline]
+    fn get(&self, id: i64) -> Option<u32> {
+        if id < self.min {
+            return None;
+        }
+        for line in self.lines.get(self.home(id)..)? {
+            for (&held, &person) in line.ids.iter().zip(&line.persons).take(line.len as usize) {
+                if held >= id {
+                    return (held == id).then_some(person);
+                }
+            }
+            if !line.full() {
+                return None;
+            }
+        }
+        None
+    }
+}
+
 /// Integer ids in ascending order, with a table of where each bucket of
 /// the id range starts: a lookup goes straight to its id's bucket (its place
 /// in the range, as if ids were spread evenly) and searches only that. It
-/// costs about what a hash lookup does, is built in sequential passes over
-/// parts of the sorted ids, the parts in parallel (a hash map of millions of
-/// ids is built one random write at a time), and needs 8 bytes per person
-/// plus 4 per bucket.
+/// is built in sequential passes over parts of the sorted ids, the parts
+/// in parallel, and needs 8 bytes per person plus 4 per bucket.
 #[derive(Clone)]
-pub struct SortedIds {
+struct Buckets {
     ids: Vec<i64>,
     min: i64,
     /// Right shift that turns `id - min` into a bucket number.
@@ -62,9 +297,9 @@ pub struct SortedIds {
     starts: Vec<u32>,
 }
 
-impl SortedIds {
+impl Buckets {
     /// `ids` must be sorted and distinct.
-    pub fn new(ids: Vec<i64>) -> SortedIds {
+    fn new(ids: Vec<i64>) -> Buckets {
         let min = ids.first().copied().unwrap_or(0);
         let span = ids.last().map_or(0, |&max| max.wrapping_sub(min) as u64);
         // About one bucket per id, as a power of two.
@@ -94,7 +329,7 @@ impl SortedIds {
                     *start = i as u32;
                 }
             });
-        SortedIds {
+        Buckets {
             ids,
             min,
             shift,
@@ -107,62 +342,31 @@ impl SortedIds {
         (id >= self.min).then(|| (id.wrapping_sub(self.min) as u64 >> self.shift) as usize)
     }
 
-    /// The person of each row of `rows` in `ids`: the same answers as
-    /// [`SortedIds::get`] one by one, but each id's bucket is fetched into
-    /// the cache a few rows ahead, so the memory reads overlap.
-    pub fn resolve(&self, ids: &Int64Array, rows: &[u32]) -> Vec<Person> {
-        // Two steps ahead: first the bucket's start, then (once that has
-        // arrived) the bucket's ids.
-        const AHEAD: usize = 8;
-        let bucket_of = |i: usize| {
-            let r = *rows.get(i)? as usize;
-            ids.is_valid(r).then(|| self.bucket(ids.value(r)))?
-        };
-        let fetch_start = |i: usize| {
-            if let Some(b) = bucket_of(i)
-                && b < self.starts.len()
-            {
-                prefetch(&self.starts[b]);
-            }
-        };
-        let fetch_ids = |i: usize| {
-            if let Some(b) = bucket_of(i)
-                && let Some(&start) = self.starts.get(b)
-                && let Some(first) = self.ids.get(start as usize)
-            {
-                prefetch(first);
-            }
-        };
-        (0..2 * AHEAD).for_each(fetch_start);
-        (0..AHEAD).for_each(fetch_ids);
-        // Extracts are mostly grouped by person: a row with the previous
-        // row's id has its answer already.
-        let mut last: Option<(i64, Person)> = None;
-        rows.iter()
-            .enumerate()
-            .map(|(i, &r)| {
-                let r = r as usize;
-                if ids.is_null(r) {
-                    return Person::NullId;
-                }
-                let id = ids.value(r);
-                if let Some((previous, person)) = last
-                    && previous == id
-                {
-                    return person;
-                }
-                fetch_start(i + 2 * AHEAD);
-                fetch_ids(i + AHEAD);
-                let person = self.get(id).map_or(Person::Unknown, Person::Found);
-                last = Some((id, person));
-                person
-            })
-            .collect()
+    /// Brings the start of `id`'s bucket into the cache.
+    #[inline]
+    fn fetch_start(&self, id: i64) {
+        if let Some(b) = self.bucket(id)
+            && let Some(start) = self.starts.get(b)
+        {
+            prefetch(start);
+        }
+    }
+
+    /// Brings the first of `id`'s bucket's ids into the cache (reading the
+    /// bucket's start, fetched [`FAR`] rows ahead).
+    #[inline]
+    fn fetch_ids(&self, id: i64) {
+        if let Some(b) = self.bucket(id)
+            && let Some(&start) = self.starts.get(b)
+            && let Some(first) = self.ids.get(start as usize)
+        {
+            prefetch(first);
+        }
     }
 
     /// The position of `id` among the sorted ids.
     #[inline]
-    pub fn get(&self, id: i64) -> Option<u32> {
+    fn get(&self, id: i64) -> Option<u32> {
         let b = self.bucket(id)?;
         let (&start, &end) = (self.starts.get(b)?, self.starts.get(b + 1)?);
         let bucket = &self.ids[start as usize..end as usize];
@@ -716,34 +920,61 @@ pub fn attribute_column(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::SortedIds;
+    use super::{Buckets, LINE_IDS, Layout, Line, Lines, SortedIds};
     use arrow_array::Array;
 
-    fn check(ids: Vec<i64>, absent: &[i64]) {
-        let index = SortedIds::new(ids.clone());
+    /// Every id found at its place and every absent one not, by each
+    /// layout that takes `ids` and by the one [`SortedIds`] chooses;
+    /// whether that is [`Lines`].
+    fn check(ids: Vec<i64>, absent: &[i64]) -> bool {
+        let buckets = Buckets::new(ids.clone());
         // The bucket starts as one sequential pass finds them: each
         // bucket's first id, pushed as the ids are walked.
         let mut starts: Vec<u32> = Vec::new();
         for (i, &id) in ids.iter().enumerate() {
-            let b = index.bucket(id).expect("no id below the first");
+            let b = buckets.bucket(id).expect("no id below the first");
             while starts.len() <= b {
                 starts.push(i as u32);
             }
         }
-        starts.resize(starts.len().max(index.starts.len()), ids.len() as u32);
-        assert_eq!(index.starts, starts);
-        for (i, &id) in ids.iter().enumerate() {
-            assert_eq!(index.get(id), Some(i as u32), "{id}");
+        starts.resize(starts.len().max(buckets.starts.len()), ids.len() as u32);
+        assert_eq!(buckets.starts, starts);
+        let lines = Lines::new(&ids);
+        let chosen = SortedIds::new(ids.clone());
+        type Lookup<'a> = &'a dyn Fn(i64) -> Option<u32>;
+        let each: [(&str, Lookup); 3] = [
+            ("buckets", &|id| buckets.get(id)),
+            ("lines", &|id| {
+                lines.as_ref().map_or(Some(u32::MAX), |l| l.get(id))
+            }),
+            ("chosen", &|id| chosen.get(id)),
+        ];
+        for (name, get) in each {
+            if name == "lines" && lines.is_none() {
+                continue;
+            }
+            for (i, &id) in ids.iter().enumerate() {
+                assert_eq!(get(id), Some(i as u32), "{name}: {id}");
+            }
+            for &id in absent {
+                assert_eq!(get(id), None, "{name}: {id}");
+            }
         }
-        for &id in absent {
-            assert_eq!(index.get(id), None, "{id}");
-        }
+        assert_eq!(
+            matches!(chosen.0, Layout::Lines(_)),
+            lines.is_some(),
+            "lines are chosen where they take the ids"
+        );
+        lines.is_some()
     }
 
     #[test]
     fn sorted_ids_find_every_id_whatever_their_spread() {
         // Consecutive, as in fixtures.
-        check((1..=1000).collect(), &[0, 1001, -5, i64::MIN, i64::MAX]);
+        assert!(check(
+            (1..=1000).collect(),
+            &[0, 1001, -5, i64::MIN, i64::MAX]
+        ));
         // Spread over the whole range, as hashed pseudonyms are.
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         let mut spread: Vec<i64> = (0..5000)
@@ -756,8 +987,9 @@ mod tests {
             .collect();
         spread.sort_unstable();
         spread.dedup();
-        check(spread, &[3, -3]);
-        // Enough ids that their buckets' starts are found in several parts.
+        assert!(check(spread, &[3, -3]));
+        // Enough ids that their buckets' starts are found in several parts,
+        // and lines fill and send ids on to the next.
         let mut many: Vec<i64> = (0..300_000)
             .map(|_| {
                 x ^= x << 13;
@@ -774,14 +1006,42 @@ mod tests {
             .map(|w| w[0] + 1)
             .take(1000)
             .collect();
-        check(many, &gaps);
+        assert!(check(many, &gaps));
         // Clustered: most ids in one bucket, and the extremes of i64.
         let mut clustered: Vec<i64> = (0..500).map(|i| 1_000_000 + i).collect();
         clustered.extend([i64::MIN, -1, i64::MAX]);
         clustered.sort_unstable();
-        check(clustered, &[0, 999_999, 1_000_500, i64::MAX - 1]);
-        check(vec![], &[0, 1]);
-        check(vec![42], &[41, 43]);
+        assert!(!check(clustered, &[0, 999_999, 1_000_500, i64::MAX - 1]));
+        assert!(check(vec![], &[0, 1]));
+        assert!(check(vec![42], &[41, 43]));
+        assert!(check(
+            vec![i64::MIN, i64::MAX],
+            &[0, i64::MIN + 1, i64::MAX - 1]
+        ));
+    }
+
+    /// Ids bunched at the start of the range, so that the bunch's last is
+    /// placed `past` lines after its home (the first line), followed by
+    /// ids spread far enough on to have homes past the bunch's lines.
+    fn bunched(past: usize) -> Vec<i64> {
+        let bunch = (past * LINE_IDS + 1) as i64;
+        (0..bunch)
+            .chain((400..1400).map(|k| k * 1_000_000_000_000))
+            .collect()
+    }
+
+    #[test]
+    fn lines_take_ids_placed_up_to_their_limit_past_home_and_no_further() {
+        let most = Lines::MOST_PAST_HOME;
+        let absent = [-1, 1000, 400_000_000_000_001];
+        assert!(check(bunched(most), &absent));
+        assert!(!check(bunched(most + 1), &absent));
+        // In a full line's run, an id between two held ones is absent.
+        let lines = Lines::new(&bunched(3)).unwrap();
+        assert!(lines.lines[..3].iter().all(Line::full));
+        assert_eq!(lines.get(7), Some(7));
+        assert_eq!(lines.get(16), None);
+        assert_eq!(lines.get(400_000_000_000_000), Some(16));
     }
 
     #[test]
