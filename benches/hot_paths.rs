@@ -73,6 +73,7 @@ fn person_lookup(c: &mut Criterion) {
             ("lines", SortedIds::new(ids.clone())),
             ("buckets", SortedIds::in_buckets(ids)),
         ];
+        assert!(layouts[0].1.in_lines() && !layouts[1].1.in_lines());
         for (layout, index) in layouts {
             group.bench_function(format!("64k of {persons}, {layout}"), |b| {
                 b.iter(|| black_box(index.resolve(&events, &rows)))

@@ -51,7 +51,8 @@ pub enum PersonIndex {
 /// cache and each lookup waits on memory.
 ///
 /// Ids are kept in [`Lines`] where they lie evenly enough (hashed
-/// pseudonyms, consecutive numbers): a lookup reads one cache line, where
+/// pseudonyms, consecutive numbers): a lookup mostly reads one cache line
+/// (a few where full lines have sent ids on), where
 /// [`Buckets`] read two, one after the other (the bucket's start, then its
 /// ids). At 5M persons that is about 27 ns a lookup against 34 (`cargo
 /// bench --bench hot_paths -- person_lookup`), and the default model's
@@ -81,6 +82,12 @@ impl SortedIds {
     /// their spread: for `benches/hot_paths.rs` to compare the two.
     pub fn in_buckets(ids: Vec<i64>) -> SortedIds {
         SortedIds(Layout::Buckets(Buckets::new(ids)))
+    }
+
+    /// Whether the ids are kept in lines (evenly spread enough), not
+    /// buckets: for `benches/hot_paths.rs` to check what it measures.
+    pub fn in_lines(&self) -> bool {
+        matches!(self.0, Layout::Lines(_))
     }
 
     /// The person of each row of `rows` in `ids`: the same answers as
@@ -177,6 +184,9 @@ struct Line {
     len: u32,
 }
 
+// Five ids and persons and the count fill one 64-byte line exactly.
+const _: () = assert!(size_of::<Line>() == 64);
+
 impl Line {
     const EMPTY: Line = Line {
         ids: [0; LINE_IDS],
@@ -207,7 +217,8 @@ struct Lines {
 impl Lines {
     /// Lines are given up on for [`Buckets`] where an id would be placed
     /// more than this many lines past its home. Evenly spread ids go at
-    /// most 4 past (5M and 20M hashed pseudonyms), consecutive ones none.
+    /// most 4 or 5 past (5M and 20M hashed pseudonyms), consecutive ones
+    /// none.
     const MOST_PAST_HOME: usize = 16;
 
     /// `ids` sorted and distinct; None where they bunch (see
@@ -920,7 +931,7 @@ pub fn attribute_column(name: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{Buckets, LINE_IDS, Layout, Line, Lines, SortedIds};
+    use super::{Buckets, LINE_IDS, Line, Lines, SortedIds};
     use arrow_array::Array;
 
     /// Every id found at its place and every absent one not, by each
@@ -961,7 +972,7 @@ mod tests {
             }
         }
         assert_eq!(
-            matches!(chosen.0, Layout::Lines(_)),
+            chosen.in_lines(),
             lines.is_some(),
             "lines are chosen where they take the ids"
         );
@@ -1031,6 +1042,18 @@ mod tests {
     }
 
     #[test]
+    fn ids_bunched_at_the_top_go_on_past_the_last_home_line() {
+        // Spread ids, then a run at the very top: the run's home is the
+        // last line, and it fills lines added after it.
+        let mut ids: Vec<i64> = (0..1000).map(|k| k * 1_000_000).collect();
+        ids.extend((1..=40).map(|k| 999_000_000 + k));
+        let homes = (ids.len() * 2).div_ceil(7);
+        let lines = Lines::new(&ids).expect("the run lands at most 8 lines past home");
+        assert!(lines.lines.len() > homes, "{} lines", lines.lines.len());
+        assert!(check(ids, &[999_000_000 + 41, 999_000_001 - 2, i64::MAX]));
+    }
+
+    #[test]
     fn lines_take_ids_placed_up_to_their_limit_past_home_and_no_further() {
         let most = Lines::MOST_PAST_HOME;
         let absent = [-1, 1000, 400_000_000_000_001];
@@ -1081,32 +1104,40 @@ mod tests {
     fn resolving_rows_answers_as_one_lookup_each() {
         // Runs of one id (as in extracts grouped by person), a null between
         // two rows of one id, unknown ids repeated, and rows taken out of
-        // order and twice.
-        let index = SortedIds::new(vec![3, 5, 8, 13]);
-        let ids = arrow_array::Int64Array::from(vec![
-            Some(5),
-            Some(5),
-            None,
-            Some(5),
-            Some(7),
-            Some(7),
-            Some(13),
-            Some(3),
-            None,
-            Some(3),
-        ]);
-        let rows: Vec<u32> = vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 6, 6, 0, 4];
-        let expected: Vec<super::Person> = rows
-            .iter()
-            .map(|&r| match ids.is_null(r as usize) {
-                true => super::Person::NullId,
-                false => index
-                    .get(ids.value(r as usize))
-                    .map_or(super::Person::Unknown, super::Person::Found),
-            })
-            .collect();
-        assert_eq!(index.resolve(&ids, &rows), expected);
-        assert_eq!(expected[3], super::Person::Found(1));
-        assert_eq!(expected[4], super::Person::Unknown);
+        // order and twice; then the same rows many times over, so that
+        // ids are fetched ahead past the first rows; in both layouts.
+        for index in [
+            SortedIds::new(vec![3, 5, 8, 13]),
+            SortedIds::in_buckets(vec![3, 5, 8, 13]),
+        ] {
+            let ids = arrow_array::Int64Array::from(vec![
+                Some(5),
+                Some(5),
+                None,
+                Some(5),
+                Some(7),
+                Some(7),
+                Some(13),
+                Some(3),
+                None,
+                Some(3),
+            ]);
+            let rows: Vec<u32> = vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 6, 6, 0, 4];
+            let many: Vec<u32> = rows.iter().cycle().take(50 * rows.len()).copied().collect();
+            for rows in [rows, many] {
+                let expected: Vec<super::Person> = rows
+                    .iter()
+                    .map(|&r| match ids.is_null(r as usize) {
+                        true => super::Person::NullId,
+                        false => index
+                            .get(ids.value(r as usize))
+                            .map_or(super::Person::Unknown, super::Person::Found),
+                    })
+                    .collect();
+                assert_eq!(index.resolve(&ids, &rows), expected);
+                assert_eq!(expected[3], super::Person::Found(1));
+                assert_eq!(expected[4], super::Person::Unknown);
+            }
+        }
     }
 }
