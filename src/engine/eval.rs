@@ -1519,7 +1519,10 @@ mod tests {
             Arc::new(StringArray::from(vec!["a", "bb"]).slice(1, 1)),
         ];
         check_joined(texts);
-        check_joined(vec![Arc::new(words.slice(3, 2)) as ArrayRef, Arc::new(words.slice(0, 1))]);
+        check_joined(vec![
+            Arc::new(words.slice(3, 2)) as ArrayRef,
+            Arc::new(words.slice(0, 1)),
+        ]);
         let flags: Vec<ArrayRef> = vec![
             Arc::new(BooleanArray::from(vec![Some(true), None])),
             Arc::new(BooleanArray::from(vec![false, true])),
