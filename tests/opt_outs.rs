@@ -391,3 +391,76 @@ fn a_previous_run_for_another_purpose_is_refused() {
     );
     assert!(!b.exists(), "nothing written");
 }
+
+/// The person ids in the rejected rows written (`OUT/rejects/*.csv`), by
+/// file and reason, sorted.
+fn rejected(out: &Path) -> Vec<(String, String, String)> {
+    let mut found = Vec::new();
+    for file in std::fs::read_dir(out.join("rejects")).unwrap() {
+        let path = file.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        let mut reader = csv::Reader::from_path(&path).unwrap();
+        let headers = reader.headers().unwrap().clone();
+        let at = |h: &str| headers.iter().position(|x| x == h).unwrap();
+        let (reason, id) = (at("reason"), at("person_id"));
+        for r in reader.records() {
+            let r = r.unwrap();
+            found.push((name.clone(), r[reason].to_string(), r[id].to_string()));
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Rows rejected for a problem in the data name a person: those of a
+/// person the purpose withholds are not written, whether the row is an
+/// event's (a null date) or a second population row with their id. The
+/// person index is freed before the outputs, so each rejected row carries
+/// its person's row, found as it was kept.
+#[test]
+fn rejected_rows_of_withheld_people_are_not_written() {
+    for (purpose, kept) in [
+        ("direct_care", vec!["102", "104"]),
+        ("secondary_use", vec!["104"]),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+        let (t, n) = standard();
+        fixture(&data, t.clone(), n.clone());
+        // A second population row each for 101 (type 1), 102 (national)
+        // and 104 (none), and an A&E attendance with no date each.
+        let people: Vec<Person> = (101..=110)
+            .chain([101, 102, 104])
+            .map(|id| person(id, "1970-01-01", "P1"))
+            .collect();
+        let again = |flags: &ArrayRef| -> ArrayRef {
+            let flags = flags.as_boolean();
+            Arc::new(BooleanArray::from_iter(
+                (0..10).chain([0, 1, 3]).map(|r| Some(flags.value(r))),
+            ))
+        };
+        let patients = patients_batch(&people);
+        let patients = adding_column(&patients, "type1_opt_out", again(&t));
+        let patients = adding_column(&patients, "national_data_opt_out", again(&n));
+        write_parquet(&data.join("patients.parquet"), &[patients]);
+        let ae: Vec<(i64, Option<&str>)> = (101..=110)
+            .map(|id| (id, Some("2024-06-01")))
+            .chain([(101, None), (102, None), (104, None)])
+            .collect();
+        write_parquet(&data.join("ae_attendances.parquet"), &[ae_batch(&ae)]);
+        run(&data, &out, purpose);
+        let got = rejected(&out);
+        let ids = |reason: &str| -> Vec<&str> {
+            got.iter()
+                .filter(|(_, r, _)| r == reason)
+                .map(|(_, _, id)| id.as_str())
+                .collect()
+        };
+        assert_eq!(ids("duplicate_person_id"), kept, "{purpose}: {got:?}");
+        assert_eq!(ids("null_date"), kept, "{purpose}: {got:?}");
+        // Every such row was counted, written or not.
+        let m = manifest(&out);
+        assert_eq!(m["rejected"]["patients"]["duplicate_person_id"], 3);
+        assert_eq!(m["rejected"]["ae"]["null_date"], 3);
+    }
+}

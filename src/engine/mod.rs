@@ -134,7 +134,7 @@ pub fn run_traced<'m>(
     timings.push(("load population and plan", started.elapsed()));
     let trace = match person {
         Some(id) => Some(scan::Trace {
-            person: plan.population.index.find(id).ok_or_else(|| {
+            person: plan.population.index().find(id).ok_or_else(|| {
                 crate::error::Error::usage(format!(
                     "no person with id `{id}` in {}",
                     plan.population.table.location.display()
@@ -191,6 +191,9 @@ pub fn run_traced<'m>(
             events,
         }
     });
+    // Nothing looks a person up after this: the index's memory is given
+    // back before the outputs, where a run's peak memory is.
+    plan.population.release_index();
     let results = Results {
         plan,
         counted: counted_mask(&person_level.alive, &person_level.opt_outs),

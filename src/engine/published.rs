@@ -249,10 +249,10 @@ impl Computed {
     fn place(&self, population: &Population) -> Result<Vec<Option<u32>>> {
         let location = &self.table.location;
         let ids = table::canonical(self.column("person_id"), location, "person_id")?.0;
-        let column = population.index.column(&ids, location, "person_id")?;
+        let column = population.index().column(&ids, location, "person_id")?;
         let mut place: Vec<Option<u32>> = vec![None; population.len()];
         for row in 0..self.batch.num_rows() {
-            match population.index.lookup(&column, row) {
+            match population.index().lookup(&column, row) {
                 Person::Found(p) if place[p as usize].is_none() => {
                     place[p as usize] = Some(row as u32)
                 }

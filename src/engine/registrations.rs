@@ -282,7 +282,7 @@ fn read_group(table: &Table, group: RowGroup, population: &Population) -> Result
                 .with_help("the file may be corrupt or truncated; re-export it")
         })?;
         let ids = table::canonical(table::column(&batch, "person_id"), path, "person_id")?.0;
-        let persons = population.index.column(&ids, path, "person_id")?;
+        let persons = population.index().column(&ids, path, "person_id")?;
         // Each row's practice, numbered once per distinct code.
         let practice = table::column(&batch, "practice_code");
         let practices: Vec<Option<u32>> = match practice.data_type() {
@@ -310,7 +310,7 @@ fn read_group(table: &Table, group: RowGroup, population: &Population) -> Result
         let start = table::to_dates(table::column(&batch, "start_date"), path, "start_date")?;
         let end = table::to_dates(table::column(&batch, "end_date"), path, "end_date")?;
         let all: Vec<u32> = (0..batch.num_rows() as u32).collect();
-        let people = population.index.resolve(&persons, &all);
+        let people = population.index().resolve(&persons, &all);
         for (row, person) in people.into_iter().enumerate() {
             let Person::Found(p) = person else {
                 continue;

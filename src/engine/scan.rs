@@ -135,8 +135,9 @@ impl Rejected {
 }
 
 /// One task's rejected rows: where its batches start, and its first
-/// [`REJECTS_KEPT`] rejects.
-struct Rejects {
+/// [`REJECTS_KEPT`] rejects, each with its person found.
+struct Rejects<'a> {
+    people: &'a PersonIndex,
     group: RowGroup,
     /// Rows of the row group before the current batch.
     offset: u64,
@@ -146,7 +147,7 @@ struct Rejects {
     rows: Vec<RejectedRow>,
 }
 
-impl Rejects {
+impl Rejects<'_> {
     #[inline]
     fn add(
         &mut self,
@@ -161,6 +162,7 @@ impl Rejects {
                 row_group: self.group.index,
                 row: self.offset + self.seen.get(row).map_or(row as u64, |&r| u64::from(r)),
                 reason,
+                person: person_id.as_deref().and_then(|id| self.people.find(id)),
                 person_id,
                 date,
             });
@@ -287,7 +289,7 @@ pub fn scan(
                 Task::new(
                     source,
                     (&lists[si], &indexes[si]),
-                    &plan.population.index,
+                    plan.population.index(),
                     &states[si],
                     &rejected[si],
                     trace,
@@ -852,10 +854,10 @@ struct Task<'a> {
 }
 
 /// What a task gathers over one row group.
-struct Progress {
+struct Progress<'a> {
     cached: Vec<ColumnCache>,
     found: Found,
-    rejects: Rejects,
+    rejects: Rejects<'a>,
 }
 
 /// Reads one row group of a table once, with the columns all of `tasks`
@@ -1183,7 +1185,7 @@ impl<'a> Task<'a> {
     }
 
     /// Nothing gathered yet, for row group `group`.
-    fn start(&self, group: RowGroup) -> Progress {
+    fn start(&self, group: RowGroup) -> Progress<'a> {
         Progress {
             cached: self
                 .source
@@ -1193,6 +1195,7 @@ impl<'a> Task<'a> {
                 .collect(),
             found: Found::new(self.states.len()),
             rejects: Rejects {
+                people: self.people,
                 group,
                 offset: 0,
                 seen: Vec::new(),
@@ -1202,7 +1205,7 @@ impl<'a> Task<'a> {
     }
 
     /// Hands what a row group gathered to the shared state.
-    fn finish(&self, gathered: Progress) {
+    fn finish(&self, gathered: Progress<'_>) {
         let Progress { found, rejects, .. } = gathered;
         for (((state, keys), values), measured) in self
             .states

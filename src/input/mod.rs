@@ -28,6 +28,11 @@ pub struct RejectedRow {
     pub reason: &'static str,
     /// The person id as stored, if any.
     pub person_id: Option<String>,
+    /// The person's row in the population, where the id is registered
+    /// there: found when the row is kept, so that the outputs can leave
+    /// out a withheld person's rows (an opt-out) without the person index,
+    /// which a run frees before them ([`population::Population::release_index`]).
+    pub person: Option<u32>,
     pub date: Option<i32>,
 }
 

@@ -604,8 +604,9 @@ pub struct Population {
     /// `date_of_death`, then each attribute as [`attribute_column`] names it.
     pub batch: RecordBatch,
     /// Shared, not copied, by each date's plan of a scan for several dates
-    /// (about 12 bytes a person).
-    pub index: Arc<PersonIndex>,
+    /// (about 18 bytes a person); `None` once released
+    /// ([`Population::release_index`]).
+    index: Option<Arc<PersonIndex>>,
     pub table: Table,
     /// Rows skipped, by reason.
     pub rejected: Vec<(&'static str, u64)>,
@@ -620,6 +621,27 @@ impl Population {
 
     pub fn is_empty(&self) -> bool {
         self.batch.num_rows() == 0
+    }
+
+    /// The index from person ids to rows.
+    ///
+    /// # Panics
+    ///
+    /// After [`Population::release_index`]: looking a person up then is a
+    /// bug in strata, not something a user's input can cause.
+    pub fn index(&self) -> &PersonIndex {
+        self.index
+            .as_deref()
+            .expect("the person index is released once the person-level stage is done")
+    }
+
+    /// Frees the person index once nothing will look a person up. A run
+    /// holds its population through the output stage, where its peak
+    /// memory is, and the index is about 18 bytes a person (90 MB at 5M
+    /// persons) that no output reads: the rejected rows they write carry
+    /// their person's row ([`RejectedRow::person`]).
+    pub fn release_index(&mut self) {
+        self.index = None;
     }
 
     /// A column of [`Population::batch`] by its internal name.
@@ -816,7 +838,7 @@ impl Population {
         };
         let duplicates = all.num_rows() as u64 - null_ids - kept.len() as u64;
         let rejected_rows = if duplicates + null_ids > 0 {
-            rejected_rows(&ids, &kept, &groups, &starts)
+            rejected_rows(&ids, &kept, &groups, &starts, &index)
         } else {
             Vec::new()
         };
@@ -854,7 +876,7 @@ impl Population {
         }
         Ok(Population {
             batch,
-            index: Arc::new(index),
+            index: Some(Arc::new(index)),
             table,
             rejected: vec![
                 ("null_person_id", null_ids),
@@ -872,6 +894,7 @@ fn rejected_rows(
     kept: &[u32],
     groups: &[table::RowGroup],
     starts: &[u64],
+    index: &PersonIndex,
 ) -> Vec<RejectedRow> {
     let mut is_kept = vec![false; ids.len()];
     for &r in kept {
@@ -897,6 +920,8 @@ fn rejected_rows(
                 } else {
                     "null_person_id"
                 },
+                // A duplicate's id is the copy kept.
+                person: id.as_deref().and_then(|id| index.find(id)),
                 person_id: id,
                 date: None,
             }

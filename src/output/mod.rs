@@ -217,15 +217,10 @@ fn write_rejects(results: &Results, dir: &Path) -> Result<()> {
             .map_err(|e| crate::error::Error::io(dir, "cannot create", e))?;
         // A row of a person the purpose withholds (an opt-out) is not
         // written: its person id would put them in an output.
-        let withheld = |id: &str| {
-            population
-                .index
-                .find(id)
-                .is_some_and(|row| results.opt_outs.withheld_from_lists.value(row as usize))
-        };
+        let withheld = |row: u32| results.opt_outs.withheld_from_lists.value(row as usize);
         let records = rows
             .iter()
-            .filter(|r| !r.person_id.as_deref().is_some_and(withheld))
+            .filter(|r| !r.person.is_some_and(withheld))
             .map(|r| {
                 let date = r
                     .date
