@@ -428,15 +428,18 @@ fn rejected_rows_of_withheld_people_are_not_written() {
         let (t, n) = standard();
         fixture(&data, t.clone(), n.clone());
         // A second population row each for 101 (type 1), 102 (national)
-        // and 104 (none), and an A&E attendance with no date each.
-        let people: Vec<Person> = (101..=110)
-            .chain([101, 102, 104])
-            .map(|id| person(id, "1970-01-01", "P1"))
+        // and 104 (none), and an A&E attendance with no date each. The
+        // rows in descending id order, so that a person's row in the file
+        // is not their row in the population (in id order).
+        let ids: Vec<i64> = (101..=110).rev().chain([101, 102, 104]).collect();
+        let people: Vec<Person> = ids
+            .iter()
+            .map(|&id| person(id, "1970-01-01", "P1"))
             .collect();
         let again = |flags: &ArrayRef| -> ArrayRef {
             let flags = flags.as_boolean();
             Arc::new(BooleanArray::from_iter(
-                (0..10).chain([0, 1, 3]).map(|r| Some(flags.value(r))),
+                ids.iter().map(|&id| Some(flags.value((id - 101) as usize))),
             ))
         };
         let patients = patients_batch(&people);
