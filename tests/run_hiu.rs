@@ -532,6 +532,14 @@ fn each_pcn_gets_a_workbook_with_a_cover_sheet_and_its_own_lists() {
     assert_eq!(rows[1][1], Data::String("106".into()), "ids are exact text");
     assert_eq!(rows[2][1], Data::String("101".into()));
     assert_eq!(rows[1][3], Data::Float(74.0), "ages are numbers");
+    // Counts too (a run holds them in 32 bits): 106's 6 attendances and 2
+    // emergency admissions, 101's 5 and 1.
+    assert_eq!(rows[0][5].to_string(), "ae_attendances_12m");
+    assert_eq!(rows[0][6].to_string(), "emergency_admissions_12m");
+    assert_eq!(rows[1][5], Data::Float(6.0), "counts are numbers");
+    assert_eq!(rows[1][6], Data::Float(2.0));
+    assert_eq!(rows[2][5], Data::Float(5.0));
+    assert_eq!(rows[2][6], Data::Float(1.0));
     // The last attendance is an Excel date, not text.
     match &rows[1][7] {
         // Excel counts days from 1899-12-30: 2025-03-01 is 45717.

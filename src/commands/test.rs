@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use arrow_array::builder::{ListBuilder, StringBuilder};
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Date32Type, Float64Type, Int32Type, Int64Type};
+use arrow_array::types::{Date32Type, Float64Type, Int32Type, Int64Type, UInt32Type};
 use arrow_array::{
     Array, ArrayRef, BooleanArray, Date32Array, Float64Array, Int64Array, RecordBatch, StringArray,
 };
@@ -637,6 +637,14 @@ fn matches(column: &ArrayRef, row: usize, want: &Value) -> bool {
         (DataType::Int32, Value::Int(i)) => {
             i64::from(column.as_primitive::<Int32Type>().value(row)) == *i
         }
+        // A count a run holds in 32 bits.
+        (DataType::UInt32, Value::Int(i)) => {
+            i64::from(column.as_primitive::<UInt32Type>().value(row)) == *i
+        }
+        (DataType::UInt32, Value::Float(f)) => close(
+            f64::from(column.as_primitive::<UInt32Type>().value(row)),
+            *f,
+        ),
         (DataType::Float64, Value::Float(f)) => {
             close(column.as_primitive::<Float64Type>().value(row), *f)
         }

@@ -809,8 +809,9 @@ impl State {
         persons: usize,
     ) -> ArrayRef {
         match self {
-            State::Count(v) => Arc::new(Int64Array::from_iter_values(
-                v.into_iter().map(|c| i64::from(c.into_inner())),
+            // Counts stay in 32 bits (see [`widened`]).
+            State::Count(v) => Arc::new(arrow_array::UInt32Array::from_iter_values(
+                v.into_iter().map(AtomicU32::into_inner),
             )),
             State::Flags(v) => {
                 // Arrow's booleans are bits in the same order, least
@@ -870,11 +871,11 @@ impl State {
                         sums.into_iter().map(|s| s as f64 / WEIGHT_SCALE as f64),
                     ))
                 } else {
-                    let mut counts = vec![0i64; persons];
+                    let mut counts = vec![0u32; persons];
                     for k in keys {
                         counts[(k >> 32) as usize] += 1;
                     }
-                    Arc::new(Int64Array::from(counts))
+                    Arc::new(arrow_array::UInt32Array::from(counts))
                 }
             }
             State::Bits { words, bits, .. } => {
@@ -905,11 +906,9 @@ impl State {
                     Aggregate::SumDistinctWeights => Arc::new(Float64Array::from_iter_values(
                         (0..persons).map(|p| weight_of(&bits[p * words..(p + 1) * words], weights)),
                     )),
-                    _ => {
-                        Arc::new(Int64Array::from_iter_values((0..persons).map(|p| {
-                            i64::from(set_count(&bits[p * words..(p + 1) * words]))
-                        })))
-                    }
+                    _ => Arc::new(arrow_array::UInt32Array::from_iter_values(
+                        (0..persons).map(|p| set_count(&bits[p * words..(p + 1) * words])),
+                    )),
                 }
             }
             State::Monthly(keys) => {
@@ -917,19 +916,19 @@ impl State {
                     .into_inner()
                     .expect("no task panics while holding the lock");
                 keys.sort_unstable();
-                let mut most = vec![0i64; persons];
+                let mut most = vec![0u32; persons];
                 if aggregate == Aggregate::MaxIn30Days {
                     busiest_30_days(&keys, &mut most);
                 } else {
                     for run in keys.chunk_by(|a, b| a == b) {
                         let person = (run[0] >> 32) as usize;
-                        most[person] = most[person].max(run.len() as i64);
+                        most[person] = most[person].max(run.len() as u32);
                     }
                 }
-                Arc::new(Int64Array::from(most))
+                Arc::new(arrow_array::UInt32Array::from(most))
             }
-            State::DistinctValues { sets, runs } => Arc::new(Int64Array::from(
-                distinct_code_counts::<i64>(&sets, runs, persons, 1),
+            State::DistinctValues { sets, runs } => Arc::new(arrow_array::UInt32Array::from(
+                distinct_code_counts::<u32>(&sets, runs, persons, 1),
             )),
             State::MonthlyRuns(_) => {
                 unreachable!("made only for several dates, which finish_dates finishes")
@@ -1066,12 +1065,16 @@ impl Count for u32 {
     const ONE: u32 = 1;
 }
 
-/// A column of [`State::finish_dates`] as the rest of the engine reads it:
-/// counts held as `UInt32` made `Int64`, other columns as they are.
+/// A column as expressions read it: counts held as `UInt32` made `Int64`
+/// (the type the rules give a whole number), other columns as they are.
 /// Counts are held in half the bytes while a scan's dates wait their turn,
 /// and a scan for several dates is as many dates as its state and columns
 /// fit in a budget (`dates_per_scan`): with 12 dates at 2M persons, the
-/// default model's `Int64` counts had split them over two scans.
+/// default model's `Int64` counts had split them over two scans. A run of
+/// one date ([`State::finish`]) keeps its counts in 32 bits to the end:
+/// they were 8 bytes a person each at its peak, in the outputs. Expressions
+/// widen them a chunk at a time as they read them (`eval`), and the Parquet
+/// writer a row group at a time (`output::parquet`).
 pub fn widened(column: ArrayRef) -> ArrayRef {
     use arrow_array::cast::AsArray;
     match column.as_primitive_opt::<arrow_array::types::UInt32Type>() {
@@ -1302,12 +1305,15 @@ fn most_by_date(
 /// For sorted `person << 32 | day` keys (days offset so they are not
 /// negative), each person's most events within any 30 consecutive days
 /// (a day and the 29 after it): a sliding window over each person's dates.
-fn busiest_30_days(keys: &[u64], most: &mut [i64]) {
+fn busiest_30_days(keys: &[u64], most: &mut [u32]) {
     let mut days: Vec<u64> = Vec::new();
     for events in keys.chunk_by(|a, b| a >> 32 == b >> 32) {
         days.clear();
         days.extend(events.iter().map(|k| k & 0xFFFF_FFFF));
-        most[(events[0] >> 32) as usize] = busiest_30_days_of(&days);
+        // Each event is noted in memory (8 bytes): a person's cannot
+        // number 2^32.
+        most[(events[0] >> 32) as usize] =
+            u32::try_from(busiest_30_days_of(&days)).expect("fewer than 2^32 events a person");
     }
 }
 
@@ -1331,8 +1337,9 @@ mod tests {
     use arrow_array::cast::AsArray;
     use arrow_schema::DataType;
 
-    /// Several dates' counts are held in 32 bits after the scan, and are
-    /// each slot's count once widened, as one date's are.
+    /// Counts are held in 32 bits after the scan, one date's as several
+    /// dates' are, and are each slot's count once widened to the `Int64`
+    /// expressions read.
     #[test]
     fn counts_of_several_dates_are_held_in_32_bits() {
         // Persons in a first block of 64 and a part second one.
@@ -1350,7 +1357,12 @@ mod tests {
             .unwrap();
         let whole = one.finish(Aggregate::Count, &[], (&[], &[]), persons * copies);
         assert_eq!(
-            whole
+            whole.data_type(),
+            &DataType::UInt32,
+            "one date's in 32 bits"
+        );
+        assert_eq!(
+            widened(whole)
                 .as_primitive::<arrow_array::types::Int64Type>()
                 .values()
                 .to_vec(),
@@ -1360,7 +1372,7 @@ mod tests {
         for (date, column) in columns.into_iter().enumerate() {
             assert_eq!(column.data_type(), &DataType::UInt32, "held in 32 bits");
             let column = widened(column);
-            assert_eq!(column.data_type(), &DataType::Int64, "as one date's");
+            assert_eq!(column.data_type(), &DataType::Int64, "widened");
             let want: Vec<i64> = (0..persons).map(|p| expected[p * copies + date]).collect();
             let got = column.as_primitive::<arrow_array::types::Int64Type>();
             assert_eq!(got.values().to_vec(), want, "date {date}");
@@ -1389,10 +1401,10 @@ mod tests {
                     .values()
                     .to_vec()
             } else {
-                out.as_primitive::<arrow_array::types::Int64Type>()
+                out.as_primitive::<arrow_array::types::UInt32Type>()
                     .values()
                     .iter()
-                    .map(|&v| v as f64)
+                    .map(|&v| f64::from(v))
                     .collect()
             };
             for (g, e) in got.iter().zip(&expect) {
@@ -1496,7 +1508,8 @@ mod tests {
         state.merge_distinct_values(vec![(1, 9, 0, 1), (0, 9, 0, 1)]);
         let out = state.finish(Aggregate::CountDistinctCodes, &[], (&[], &[]), 2);
         assert_eq!(
-            out.as_primitive::<arrow_array::types::Int64Type>().values(),
+            out.as_primitive::<arrow_array::types::UInt32Type>()
+                .values(),
             &[1, 2]
         );
     }
@@ -1744,11 +1757,7 @@ mod tests {
                 let at = (0..persons).map(|p| (p * copies + date) as u32);
                 let at = UInt32Array::from_iter_values(at);
                 let want = arrow_select::take::take(&whole, &at, None).unwrap();
-                assert_eq!(
-                    widened(column).to_data(),
-                    want.to_data(),
-                    "{agg:?}, date {date}"
-                );
+                assert_eq!(column.to_data(), want.to_data(), "{agg:?}, date {date}");
             }
         }
     }
@@ -1762,7 +1771,7 @@ mod tests {
         s.merge_keys(vec![11, (2 << 32) | 10]);
         let out = s.finish(Aggregate::MaxInAMonth, &[], (&[], &[]), 3);
         let got: Vec<_> = out
-            .as_primitive::<arrow_array::types::Int64Type>()
+            .as_primitive::<arrow_array::types::UInt32Type>()
             .values()
             .to_vec();
         assert_eq!(got, vec![3, 0, 1]);
@@ -1779,7 +1788,7 @@ mod tests {
         s.merge_keys(vec![(1 << 32) | 200, (1 << 32) | 200]);
         let out = s.finish(Aggregate::MaxIn30Days, &[], (&[], &[]), 2);
         let got: Vec<_> = out
-            .as_primitive::<arrow_array::types::Int64Type>()
+            .as_primitive::<arrow_array::types::UInt32Type>()
             .values()
             .to_vec();
         assert_eq!(got, vec![3, 2]);
@@ -1914,7 +1923,7 @@ mod tests {
                 let got = runs
                     .finish_dates(aggregate, &[], (&[], &[]), persons, copies)
                     .unwrap();
-                let all = keys.finish(aggregate, &[], (&[], &[]), persons * copies);
+                let all = widened(keys.finish(aggregate, &[], (&[], &[]), persons * copies));
                 let all = all.as_primitive::<arrow_array::types::Int64Type>();
                 for (date, column) in got.into_iter().enumerate() {
                     assert_eq!(column.data_type(), &DataType::UInt32, "held in 32 bits");

@@ -431,7 +431,8 @@ fn eval_node(expr: &Typed, env: &Env) -> Result<Value, EvalError> {
     let (slots, len) = (env.slots, env.len);
     let sub = |e: &Typed| eval(e, env);
     Ok(match &expr.node {
-        Node::Slot(i) => Value::Array(slots[*i].clone()),
+        // Counts a run holds in 32 bits read as whole numbers.
+        Node::Slot(i) => Value::Array(crate::engine::aggregate::widened(slots[*i].clone())),
         Node::Literal(lit) => Value::Scalar(literal(lit, expr.ty)),
         Node::ToFloat(inner) => {
             let v = sub(inner)?;

@@ -493,40 +493,26 @@ fn on_date<'m>(
     model: &'m Model,
     registrations: Option<&registrations::Registrations>,
     as_of: NaiveDate,
-    columns: Vec<Option<ArrayRef>>,
+    mut columns: Vec<Option<ArrayRef>>,
     forward: &[(crate::rules::Feature, dates::Window)],
     ranked: bool,
 ) -> Result<Dated<'m>> {
     let started = Instant::now();
-    // Counts were held in 32 bits while this date waited its turn; a
-    // column that fills several features alike is widened once.
-    let mut widened: Vec<(*const (), ArrayRef)> = Vec::new();
-    let mut columns: Vec<Option<ArrayRef>> = columns
-        .into_iter()
-        .map(|c| {
-            c.map(|c| {
-                let shared = Arc::as_ptr(&c) as *const ();
-                if let Some((_, w)) = widened.iter().find(|(at, _)| *at == shared) {
-                    return w.clone();
-                }
-                let w = aggregate::widened(c);
-                widened.push((shared, w.clone()));
-                w
-            })
-        })
-        .collect();
     let mut on_date = plan.on_date(model, as_of)?;
     let copied = started.elapsed();
     let registered = registrations
         .map(|r| r.apply(&mut on_date.population, dates::to_day(as_of)))
         .transpose()?;
     tracing::debug!(?copied, registrations = ?(started.elapsed() - copied), "date {as_of}");
+    // The features' counts stay in 32 bits, as a run's do (expressions
+    // widen them as they read them: `aggregate::widened`); the outcomes'
+    // are widened, as `evaluate` reads them as whole numbers.
     let outcome_columns = columns.split_off(model.features.len());
     let outcomes = forward
         .iter()
         .zip(outcome_columns)
         .map(|((f, _), c)| {
-            let column = c.unwrap_or_else(|| {
+            let column = c.map(aggregate::widened).unwrap_or_else(|| {
                 let FeatureKind::Aggregate { aggregate, .. } = &f.kind else {
                     unreachable!("outcomes are aggregates");
                 };

@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Date32Type, Float64Type, Int32Type, Int64Type};
+use arrow_array::types::{Date32Type, Float64Type, Int32Type, Int64Type, UInt32Type};
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::DataType;
 use chrono::Datelike;
@@ -235,6 +235,14 @@ fn cell(
                 r,
                 c,
                 f64::from(array.as_primitive::<Int32Type>().value(row)),
+            )?;
+        }
+        // A count a run holds in 32 bits.
+        DataType::UInt32 => {
+            ws.write_number(
+                r,
+                c,
+                f64::from(array.as_primitive::<UInt32Type>().value(row)),
             )?;
         }
         DataType::Float64 => {
