@@ -293,12 +293,9 @@ fn pyramid(bands: &[[u64; 2]; 19], s: Suppression) -> String {
 fn number_at(values: &ArrayRef) -> impl Fn(usize) -> Option<f64> + '_ {
     let floats = values.as_primitive_opt::<Float64Type>();
     let ints = values.as_primitive_opt::<Int64Type>();
-    // A count a run holds in 32 bits.
-    let counts = values.as_primitive_opt::<arrow_array::types::UInt32Type>();
-    move |row| match (floats, ints, counts) {
-        (Some(f), _, _) => f.is_valid(row).then(|| f.value(row)),
-        (_, Some(i), _) => i.is_valid(row).then(|| i.value(row) as f64),
-        (_, _, Some(c)) => c.is_valid(row).then(|| f64::from(c.value(row))),
+    move |row| match (floats, ints) {
+        (Some(f), _) => f.is_valid(row).then(|| f.value(row)),
+        (_, Some(i)) => i.is_valid(row).then(|| i.value(row) as f64),
         _ => None,
     }
 }
@@ -584,34 +581,6 @@ fn run_facts(manifest: &Manifest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A score's values as numbers, whether the run holds it as a float, a
-    /// whole number or a count in 32 bits; null and text as none.
-    #[test]
-    fn numbers_are_read_from_each_numeric_type() {
-        let columns: [ArrayRef; 4] = [
-            std::sync::Arc::new(arrow_array::Float64Array::from(vec![Some(1.5), None])),
-            std::sync::Arc::new(arrow_array::Int64Array::from(vec![Some(-3), None])),
-            std::sync::Arc::new(arrow_array::UInt32Array::from(vec![Some(7), None])),
-            std::sync::Arc::new(arrow_array::StringArray::from(vec![Some("8"), None])),
-        ];
-        let got: Vec<[Option<f64>; 2]> = columns
-            .iter()
-            .map(|c| {
-                let at = number_at(c);
-                [at(0), at(1)]
-            })
-            .collect();
-        assert_eq!(
-            got,
-            [
-                [Some(1.5), None],
-                [Some(-3.0), None],
-                [Some(7.0), None],
-                [None, None]
-            ]
-        );
-    }
 
     #[test]
     fn the_deprivation_ratio_in_words() {
