@@ -249,15 +249,7 @@ fn write_groups(
                         Some(predicate) => predicate.filter(array.as_ref())?,
                         None => array,
                     };
-                    let array = match array.data_type() {
-                        DataType::UInt32 => Arc::new(
-                            arrow_array::cast::AsArray::as_primitive::<
-                                arrow_array::types::UInt32Type,
-                            >(array.as_ref())
-                            .unary::<_, arrow_array::types::Int64Type>(i64::from),
-                        ),
-                        _ => array,
-                    };
+                    let array = crate::engine::aggregate::widened(array);
                     for leaf in compute_leaves(field, &array)? {
                         writer.write(&leaf)?;
                     }
