@@ -178,7 +178,9 @@ fn write_outputs(c: &mut Criterion) {
                 previous: None,
                 progress: &Quiet,
             };
-            strata::output::write(&results, &dir.path().join("out"), &info).unwrap()
+            // Every column encoded here, as `strata publish` does.
+            let patients = strata::output::patients::Table::new(&model);
+            strata::output::write(&results, &dir.path().join("out"), &info, patients).unwrap()
         })
     });
     group.finish();

@@ -730,9 +730,11 @@ fn run_model(
         .collect();
     tracing::info!(model = %model.meta.name, rules = %files.join(", "), data = %args.data.display(), threads, "starting run");
     let terminal = progress::Terminal::new(quiet);
+    // `patients.parquet`, encoded as the run makes each column.
+    let patients = output::patients::Table::new(&model);
     let results = match (published, as_of) {
         (Some(table), Some(as_of)) => engine::published::results(&model, &args.data, table, as_of)?,
-        _ => engine::run(&model, &args.data, as_of, &terminal)?,
+        _ => engine::run_into(&model, &args.data, as_of, &terminal, &patients)?,
     };
     if let Some(previous) = &previous
         && previous.purpose() != results.opt_outs.purpose.name()
@@ -763,7 +765,7 @@ fn run_model(
         previous,
         progress: &terminal,
     };
-    let manifest = output::write(&results, &args.out, &info)?;
+    let manifest = output::write(&results, &args.out, &info, patients)?;
     // The process ends next and its memory goes back whole: freeing the
     // results piece by piece first took a core about 60 ms at 5M persons.
     std::mem::forget(results);

@@ -237,7 +237,8 @@ fn keep_run(
     let root = keep.join(n.to_string());
     let dir = root.join("data");
     std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
-    crate::output::patients::write(results, &root.join("patients.parquet"))?;
+    crate::output::patients::Table::new(results.plan.model)
+        .write(results, &root.join("patients.parquet"))?;
     let rules = &results.plan.model.path;
     for entry in std::fs::read_dir(tables).map_err(|e| io(tables, e))? {
         let path = entry.map_err(|e| io(tables, e))?.path();

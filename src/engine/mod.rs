@@ -59,11 +59,23 @@ pub struct Results<'m> {
     /// as-of date (else everyone in the population table is taken as
     /// registered throughout).
     pub registrations: bool,
+    /// Per feature: whether its column was handed to a [`Sink`] and let go
+    /// (its slot then holds a column of nulls of no type).
+    pub released: Vec<bool>,
 }
 
 impl Results<'_> {
     /// The column of feature `i`.
+    ///
+    /// # Panics
+    /// If the column was handed to a [`Sink`] that did not ask for it to
+    /// be held ([`Sink::read_after`]): a bug of that sink.
     pub fn feature(&self, i: usize) -> &ArrayRef {
+        assert!(
+            !self.released[i],
+            "feature `{}` was let go once encoded: the outputs' `read_after` must name it",
+            self.plan.model.features[i].name
+        );
         &self.slots[self.plan.features[i].slot]
     }
 
@@ -89,6 +101,24 @@ pub fn counted_mask(
     alive.values() & &!opt_outs.withheld_from_aggregates.values()
 }
 
+/// Where a run hands each feature's column as soon as it is made: `strata
+/// run` encodes it into `patients.parquet` there and then
+/// (`output::patients::Table`), so the run need hold a column only while a
+/// derived feature, a cohort or a later output still reads it. At 5M
+/// persons the default model's columns, all held until the outputs were
+/// written, had been most of its peak memory.
+pub trait Sink: Sync {
+    /// Per feature: whether something reads its column once the run is
+    /// done (the lists, their reasons, the report); those are held.
+    fn read_after(&self) -> &[bool];
+    /// Called once, before any column: the run's plan, and who the lists
+    /// withhold (`opt_outs`).
+    fn start(&self, plan: &Plan, withheld: &BooleanArray) -> Result<()>;
+    /// Feature `i`'s column, one value per person; called once per feature,
+    /// possibly from several threads at once.
+    fn feature(&self, i: usize, column: &ArrayRef) -> Result<()>;
+}
+
 /// Hooks for progress display; the engine itself never prints.
 pub trait Progress: Sync {
     /// A progress bar for the scan, which will read `rows` rows.
@@ -107,6 +137,18 @@ pub fn run<'m>(
     run_traced(model, data, as_of, progress, None).map(|(results, _)| results)
 }
 
+/// [`run`], handing each feature's column to `sink` as soon as it is made
+/// and letting go of those nothing later reads ([`Sink`]).
+pub fn run_into<'m>(
+    model: &'m Model,
+    data: &Path,
+    as_of: Option<NaiveDate>,
+    progress: &dyn Progress,
+    sink: &dyn Sink,
+) -> Result<Results<'m>> {
+    run_with(model, data, as_of, progress, None, Some(sink)).map(|(results, _)| results)
+}
+
 /// One person's row and the events that fed their features.
 pub struct Explained {
     pub row: usize,
@@ -121,6 +163,17 @@ pub fn run_traced<'m>(
     as_of: Option<NaiveDate>,
     progress: &dyn Progress,
     person: Option<&str>,
+) -> Result<(Results<'m>, Option<Explained>)> {
+    run_with(model, data, as_of, progress, person, None)
+}
+
+fn run_with<'m>(
+    model: &'m Model,
+    data: &Path,
+    as_of: Option<NaiveDate>,
+    progress: &dyn Progress,
+    person: Option<&str>,
+    sink: Option<&dyn Sink>,
 ) -> Result<(Results<'m>, Option<Explained>)> {
     let mut timings = Vec::new();
     let started = Instant::now();
@@ -154,8 +207,11 @@ pub fn run_traced<'m>(
         bar.finish_and_clear();
     }
     timings.push(("scan events", started.elapsed()));
+    // Nothing looks a person up after the scan: the index's memory is
+    // given back before the person-level columns are made.
+    plan.population.release_index();
 
-    let person_level = person_level(&plan, scanned.features, registered.as_ref(), true)?;
+    let person_level = person_level(&plan, scanned.features, registered.as_ref(), true, sink)?;
     timings.extend(person_level.timings);
 
     let rejected = plan
@@ -191,9 +247,6 @@ pub fn run_traced<'m>(
             events,
         }
     });
-    // Nothing looks a person up after this: the index's memory is given
-    // back before the outputs, where a run's peak memory is.
-    plan.population.release_index();
     let results = Results {
         plan,
         counted: counted_mask(&person_level.alive, &person_level.opt_outs),
@@ -206,6 +259,7 @@ pub fn run_traced<'m>(
         timings,
         computed_elsewhere: None,
         registrations: registered.is_some(),
+        released: person_level.released,
     };
     Ok((results, explained))
 }
@@ -217,23 +271,131 @@ struct PersonLevel {
     opt_outs: opt_outs::OptOuts,
     cohorts: Vec<CohortResult>,
     timings: Vec<(&'static str, Duration)>,
+    /// Per feature: handed to the sink and let go.
+    released: Vec<bool>,
+}
+
+/// The last stage of a run to read a feature's column, where the run hands
+/// its columns to a [`Sink`]: the column is let go once that stage is done.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum LastRead {
+    /// Nothing reads it: let go as soon as the sink has it.
+    Never,
+    /// The derived feature worked out `k`th (`Plan::derived`).
+    Derived(usize),
+    Cohorts,
+    /// The outputs, after the run ([`Sink::read_after`]).
+    After,
+}
+
+/// [`LastRead`] of every feature: derived features and segments read the
+/// names in their expressions (every name, even in a branch a constant
+/// never takes: the evaluator may still read it), cohorts their
+/// conditions' and their ranking's.
+fn last_reads(plan: &Plan, after: &[bool]) -> Vec<LastRead> {
+    let model = plan.model;
+    let mut last = vec![LastRead::Never; model.features.len()];
+    let mut read = |name: &str, when: LastRead| {
+        if let Some(i) = model.feature_index(name) {
+            last[i] = last[i].max(when);
+        }
+    };
+    for (k, (fi, _)) in plan.derived.iter().enumerate() {
+        for located in model.features[*fi].kind.expressions() {
+            for (name, _) in located.expr.names() {
+                read(name, LastRead::Derived(k));
+            }
+        }
+    }
+    for cohort in &model.cohorts {
+        for (name, _) in cohort.condition.expr.names() {
+            read(name, LastRead::Cohorts);
+        }
+        for key in &cohort.rank {
+            read(&key.name, LastRead::Cohorts);
+        }
+    }
+    for (i, _) in after.iter().enumerate().filter(|(_, a)| **a) {
+        last[i] = LastRead::After;
+    }
+    last
+}
+
+/// Feature columns handed to a [`Sink`], and let go once the last stage
+/// that reads each is done.
+struct Handed<'s> {
+    sink: &'s dyn Sink,
+    last: Vec<LastRead>,
+    handed: Vec<bool>,
+    released: Vec<bool>,
+    /// What stands in a let-go column's slot: nulls, of no type.
+    gone: ArrayRef,
+}
+
+impl<'s> Handed<'s> {
+    fn new(sink: &'s dyn Sink, plan: &Plan) -> Handed<'s> {
+        let features = plan.model.features.len();
+        Handed {
+            sink,
+            last: last_reads(plan, sink.read_after()),
+            handed: vec![false; features],
+            released: vec![false; features],
+            gone: Arc::new(arrow_array::NullArray::new(plan.population.len())),
+        }
+    }
+
+    /// Hands features `which` to the sink (side by side), then lets go of
+    /// those nothing reads.
+    fn hand(&mut self, plan: &Plan, slots: &mut [ArrayRef], which: &[usize]) -> Result<()> {
+        which
+            .par_iter()
+            .try_for_each(|&i| self.sink.feature(i, &slots[plan.features[i].slot]))?;
+        for &i in which {
+            self.handed[i] = true;
+        }
+        self.let_go(plan, slots, LastRead::Never);
+        Ok(())
+    }
+
+    /// Lets go of the columns handed over whose last reader is `done` or
+    /// came before it.
+    fn let_go(&mut self, plan: &Plan, slots: &mut [ArrayRef], done: LastRead) {
+        for i in 0..self.last.len() {
+            if self.handed[i] && !self.released[i] && self.last[i] <= done {
+                slots[plan.features[i].slot] = self.gone.clone();
+                self.released[i] = true;
+            }
+        }
+    }
 }
 
 /// From the scan's columns for `plan`'s features (in order; `None` where
 /// a feature is derived or its source absent) to every person-level slot,
 /// who is in the population, and the cohorts, as of `plan.as_of`; their
-/// members ranked if `ranked`.
+/// members ranked if `ranked`. With a `sink`, each feature's column is
+/// handed to it as soon as it is made, and let go once nothing more reads
+/// it ([`Sink`]).
 fn person_level(
     plan: &Plan,
     features: Vec<Option<ArrayRef>>,
     registered: Option<&BooleanArray>,
     ranked: bool,
+    sink: Option<&dyn Sink>,
 ) -> Result<PersonLevel> {
     let model = plan.model;
     let mut timings = Vec::new();
     let started = Instant::now();
     let persons = plan.population.len();
     let population = &plan.population;
+    let (purpose, purpose_from) = model.purpose();
+    let opt_outs = opt_outs::OptOuts::new(population, purpose, purpose_from)?;
+    let mut handed = match sink {
+        Some(sink) => {
+            sink.start(plan, &opt_outs.withheld_from_lists)?;
+            Some(Handed::new(sink, plan))
+        }
+        None => None,
+    };
     let ages = ages(population.column("birth_date"), plan.as_of);
     let mut slots: Vec<ArrayRef> = vec![ages, population.column("sex").clone()];
     for attribute in &plan.attributes {
@@ -262,7 +424,13 @@ fn person_level(
         slots.push(column);
     }
     drop(nulls);
-    for (fi, expr) in &plan.derived {
+    if let Some(handed) = &mut handed {
+        let scanned: Vec<usize> = (0..model.features.len())
+            .filter(|i| !plan.derived.iter().any(|(fi, _)| fi == i))
+            .collect();
+        handed.hand(plan, &mut slots, &scanned)?;
+    }
+    for (k, (fi, expr)) in plan.derived.iter().enumerate() {
         let feature = &model.features[*fi];
         let column = eval::evaluate_parallel(expr, &slots, persons).map_err(|e| {
             model.error_at(
@@ -271,6 +439,10 @@ fn person_level(
             )
         })?;
         slots[plan.features[*fi].slot] = column;
+        if let Some(handed) = &mut handed {
+            handed.hand(plan, &mut slots, &[*fi])?;
+            handed.let_go(plan, &mut slots, LastRead::Derived(k));
+        }
     }
     timings.push(("derive features", started.elapsed()));
 
@@ -281,8 +453,6 @@ fn person_level(
         dates::to_day(plan.as_of),
     );
     let alive = registrations::registered_only(alive, registered)?;
-    let (purpose, purpose_from) = model.purpose();
-    let opt_outs = opt_outs::OptOuts::new(population, purpose, purpose_from)?;
     // Members are people in the population whom the purpose lets a list hold.
     let eligible = arrow_arith::boolean::and_not(&alive, &opt_outs.withheld_from_lists)
         .map_err(|e| crate::error::Error::Internal(format!("applying opt-outs: {e}")))?;
@@ -307,12 +477,22 @@ fn person_level(
         .collect();
     let cohorts = cohorts.into_iter().collect::<Result<Vec<_>>>()?;
     timings.push(("cohorts", started.elapsed()));
+    let released = match handed {
+        Some(mut handed) => {
+            handed.let_go(plan, &mut slots, LastRead::Cohorts);
+            let held = handed.released.iter().filter(|r| !**r).count();
+            tracing::debug!(held, "feature columns held for the outputs");
+            handed.released
+        }
+        None => vec![false; model.features.len()],
+    };
     Ok(PersonLevel {
         slots,
         alive,
         opt_outs,
         cohorts,
         timings,
+        released,
     })
 }
 
@@ -524,7 +704,7 @@ fn on_date<'m>(
             (f.name.clone(), column)
         })
         .collect();
-    let level = person_level(&on_date, columns, registered.as_ref(), ranked)?;
+    let level = person_level(&on_date, columns, registered.as_ref(), ranked, None)?;
     tracing::debug!(timings = ?level.timings, "date {as_of}");
     Ok(Dated {
         results: Results {
@@ -539,6 +719,7 @@ fn on_date<'m>(
             timings: level.timings,
             computed_elsewhere: None,
             registrations: registered.is_some(),
+            released: level.released,
         },
         outcomes,
     })

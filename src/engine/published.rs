@@ -104,6 +104,7 @@ pub fn results<'m>(
         rejected: Vec::new(),
         rejected_rows: Vec::new(),
         timings: vec![("read the per-person table", started.elapsed())],
+        released: vec![false; model.features.len()],
         computed_elsewhere: Some(computed.table),
         registrations: registered.is_some(),
     })

@@ -43,6 +43,40 @@ pub struct RunInfo<'a> {
     pub progress: &'a dyn crate::engine::Progress,
 }
 
+/// Per feature: whether an output other than `patients.parquet` reads its
+/// column once the run is done, so that the run must hold it
+/// ([`crate::engine::Sink`]): the lists' columns (those a cohort names, or
+/// its reasons), the reasons' words, the report's banded scores and the
+/// counts' segments. `patients.parquet` has every column as it is made.
+pub fn features_read(model: &crate::rules::Model) -> Vec<bool> {
+    let mut read = vec![false; model.features.len()];
+    let mut mark = |name: &str| {
+        if let Some(i) = model.feature_index(name) {
+            read[i] = true;
+        }
+    };
+    for cohort in &model.cohorts {
+        // `extracts::columns`, `reasons::Reasons`.
+        let listed = cohort.columns.iter().flatten();
+        for (name, _) in listed.chain(&cohort.reasons) {
+            mark(name);
+        }
+    }
+    for feature in &model.features {
+        // `report::score_distributions`: the score, evaluated again.
+        if let Some(banding) = &feature.banding {
+            for (name, _) in banding.score.expr.names() {
+                mark(name);
+            }
+        }
+        // `counts::segment_counts`.
+        if matches!(feature.kind, crate::rules::FeatureKind::Segments { .. }) {
+            mark(&feature.name);
+        }
+    }
+    read
+}
+
 /// Runs one output stage under a spinner (where progress is shown).
 fn staged<T>(info: &RunInfo, label: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let spinner = info.progress.stage(label);
@@ -55,7 +89,14 @@ fn staged<T>(info: &RunInfo, label: &str, f: impl FnOnce() -> Result<T>) -> Resu
 
 /// Writes every output into a staging folder and publishes it at `out`.
 /// Returns the manifest that was written.
-pub fn write(results: &Results, out: &Path, info: &RunInfo) -> Result<manifest::Manifest> {
+/// `patients`: the table the run handed its columns to as it made them
+/// (`strata run`), or a new one (`strata publish`).
+pub fn write(
+    results: &Results,
+    out: &Path,
+    info: &RunInfo,
+    patients: patients::Table,
+) -> Result<manifest::Manifest> {
     let staging = publish::Staging::new(out)?;
     let mut timings = results.timings.clone();
     // `patients.parquet` and the PCN lists read the same results and
@@ -68,7 +109,8 @@ pub fn write(results: &Results, out: &Path, info: &RunInfo) -> Result<manifest::
         let (patients, lists) = rayon::join(
             || {
                 let started = Instant::now();
-                patients::write(results, &staging.dir.join("patients.parquet"))
+                patients
+                    .write(results, &staging.dir.join("patients.parquet"))
                     .map(|()| started.elapsed())
             },
             || -> Result<_> {

@@ -26,29 +26,10 @@ pub fn writer_properties() -> WriterPropertiesBuilder {
         .set_statistics_enabled(EnabledStatistics::Page)
 }
 
-/// Writes the rows of `batch` that `keep` marks (all of them with `None`)
-/// as one Parquet file with strata's settings, encoding the columns of each
-/// row group in parallel (the parquet crate's `ArrowWriter` encodes them one
-/// after another). Rows are chosen column by column as each is encoded, not
-/// by copying the whole table first: at 1M persons the copy doubled the
-/// default model's peak memory. They are chosen by one filter per row
-/// group that every column shares, which copies runs of kept rows whole
-/// when most rows are kept (gathering them one index at a time was 3.5% of
-/// the default model's CPU at 1M). Text held as a dictionary is written as
-/// plain text, and counts held in 32 bits (`UInt32`) as the 64-bit whole
-/// numbers they are in the rules.
-pub fn write_batch(
-    path: &std::path::Path,
-    batch: &RecordBatch,
-    keep: Option<&arrow_array::BooleanArray>,
-) -> crate::Result<()> {
-    write_held(path, std::slice::from_ref(batch), keep, ROW_GROUP_ROWS)
-}
-
-/// [`write_batch`] of several batches of one schema, one after another,
-/// without joining them: batch `k`, of `rows[k]` rows, is made by
+/// Writes batches of one schema as one Parquet file with strata's
+/// settings, one after another, without joining them: batch `k`, of `rows[k]` rows, is made by
 /// `make(k)` when the first row group holding its rows is written, and
-/// dropped after the last. The file is the one [`write_batch`] writes of
+/// dropped after the last. The file is the one written of
 /// the batches joined. `strata evaluate` writes a batch per as-of date this
 /// way: 12 dates' batches made together had raised its peak memory at 5M
 /// persons by about 0.9 GiB.
@@ -61,6 +42,7 @@ pub fn write_batches(
 }
 
 /// [`write_groups`] of batches already made.
+#[cfg(test)]
 fn write_held(
     path: &std::path::Path,
     batches: &[RecordBatch],
@@ -71,9 +53,13 @@ fn write_held(
     write_groups(path, &rows, &|k| Ok(batches[k].clone()), keep, group_rows)
 }
 
-/// [`write_batch`] of the batches `make` makes, `rows[k]` rows each, one
-/// after another (`keep` marks rows of them all), with row groups of
-/// `group_rows` rows. Each batch is made in time for the first row group
+/// Writes the batches `make` makes, `rows[k]` rows each, one after
+/// another, as one Parquet file with strata's settings, keeping the rows
+/// `keep` marks (all with `None`; a null reads as not kept), in row groups
+/// of `group_rows` kept rows. Each row group's columns are encoded in
+/// parallel (the parquet crate's `ArrowWriter` encodes them one after
+/// another); rows are chosen column by column as each is encoded, not by
+/// copying the whole table first. Each batch is made in time for the first row group
 /// that holds its rows (several at once in parallel) and dropped once a
 /// row group starts past its end.
 fn write_groups(
@@ -83,12 +69,8 @@ fn write_groups(
     keep: Option<&arrow_array::BooleanArray>,
     group_rows: usize,
 ) -> crate::Result<()> {
-    use arrow_schema::{DataType, Field, Schema};
-    use arrow_select::filter::{FilterBuilder, prep_null_mask_filter};
-    use parquet::arrow::ArrowWriter;
-    use parquet::arrow::arrow_writer::{ArrowColumnChunk, compute_leaves};
+    use parquet::arrow::arrow_writer::ArrowColumnChunk;
     use rayon::prelude::*;
-    use std::sync::Arc;
 
     let fail = |e| crate::Error::io(path, "cannot write", parquet_io(e));
     if rows.is_empty() {
@@ -121,32 +103,10 @@ fn write_groups(
         }
     };
     fits(0, &first)?;
-    // Text held as a dictionary (the population's practice and PCN codes)
-    // is written as plain text: the file's Arrow type, which pyarrow,
-    // pandas and polars read, does not change with how the run held the
-    // codes. The encoder reads a dictionary's values as it reads plain
-    // text, so the file is the same, byte for byte, with no plain copy of
-    // the column made (a cast of each whole code column had added about
-    // 20 MiB to the default model's peak at 1M persons).
-    // Likewise counts a run holds in 32 bits are written as `Int64`, each
-    // row group's widened as it is encoded, not the whole column at once.
-    let plain: Vec<Arc<Field>> = schema
-        .fields()
-        .iter()
-        .map(|f| match f.data_type() {
-            DataType::Dictionary(_, values) if **values == DataType::Utf8 => {
-                Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8))
-            }
-            DataType::UInt32 => Arc::new(f.as_ref().clone().with_data_type(DataType::Int64)),
-            _ => f.clone(),
-        })
-        .collect();
-    let file_schema = Arc::new(Schema::new(plain));
+    let file_schema = file_schema(&schema);
     let file =
         std::fs::File::create(path).map_err(|e| crate::Error::io(path, "cannot create", e))?;
-    let writer = ArrowWriter::try_new(file, file_schema.clone(), Some(writer_properties().build()))
-        .map_err(fail)?;
-    let (mut file_writer, factory) = writer.into_serialized_writer().map_err(fail)?;
+    let (mut file_writer, factory) = serialized(file, &file_schema).map_err(fail)?;
     // Where each batch starts among all rows, and where they end.
     let offsets: Vec<usize> = std::iter::once(0)
         .chain(rows.iter().scan(0, |end, &r| {
@@ -173,20 +133,8 @@ fn write_groups(
             *made = upto.max(*made);
             Ok(())
         };
-    // A null reads as not kept, whatever its value bit.
-    let keep = keep.map(|keep| {
-        if arrow_array::Array::null_count(keep) > 0 {
-            prep_null_mask_filter(keep)
-        } else {
-            keep.clone()
-        }
-    });
-    // Each row group's rows: the range holding its kept rows (the first of
-    // them to the next group's first).
-    let starts: Vec<usize> = match &keep {
-        None => (0..total).step_by(group_rows).collect(),
-        Some(keep) => keep.values().set_indices().step_by(group_rows).collect(),
-    };
+    let keep = keep.map(kept_rows);
+    let starts = group_starts(keep.as_ref(), total, group_rows);
     // Column `c` of rows `start..end`: a slice of one batch, or the pieces
     // of several joined.
     let rows_of = |held: &[Option<RecordBatch>],
@@ -230,12 +178,7 @@ fn write_groups(
         make_upto(&mut held, &mut made, upto)?;
         passed(&mut held);
         let held = &held;
-        // Which rows of the range are kept (`None`: all of them).
-        let predicate = keep.as_ref().map(|keep| {
-            FilterBuilder::new(&keep.slice(start, end - start))
-                .optimize()
-                .build()
-        });
+        let predicate = keep.as_ref().map(|keep| group_filter(keep, start, end));
         let writers = factory.create_column_writers(group).map_err(fail)?;
         // strata's output columns are flat: one leaf, so one writer, each.
         let chunks = writers
@@ -243,17 +186,13 @@ fn write_groups(
             .zip(file_schema.fields().par_iter())
             .enumerate()
             .map(
-                |(c, (mut writer, field))| -> parquet::errors::Result<ArrowColumnChunk> {
-                    let array = rows_of(held, c, start, end)?;
-                    let array = match &predicate {
-                        Some(predicate) => predicate.filter(array.as_ref())?,
-                        None => array,
-                    };
-                    let array = crate::engine::aggregate::widened(array);
-                    for leaf in compute_leaves(field, &array)? {
-                        writer.write(&leaf)?;
-                    }
-                    writer.close()
+                |(c, (writer, field))| -> parquet::errors::Result<ArrowColumnChunk> {
+                    encode_chunk(
+                        writer,
+                        field,
+                        rows_of(held, c, start, end)?,
+                        predicate.as_ref(),
+                    )
                 },
             )
             .collect::<parquet::errors::Result<Vec<_>>>()
@@ -274,6 +213,290 @@ fn write_groups(
     }
     file_writer.close().map_err(fail)?;
     Ok(())
+}
+
+/// The file's schema for columns held as `held` has them. Text held as a
+/// dictionary (the population's practice and PCN codes) is written as
+/// plain text: the file's Arrow type, which pyarrow, pandas and polars
+/// read, does not change with how the run held the codes. The encoder
+/// reads a dictionary's values as it reads plain text, so the file is the
+/// same, byte for byte, with no plain copy of the column made (a cast of
+/// each whole code column had added about 20 MiB to the default model's
+/// peak at 1M persons). Likewise counts a run holds in 32 bits are written
+/// as `Int64`, each row group's widened as it is encoded, not the whole
+/// column at once.
+fn file_schema(held: &arrow_schema::Schema) -> arrow_schema::SchemaRef {
+    let plain: Vec<arrow_schema::FieldRef> = held
+        .fields()
+        .iter()
+        .map(|f| std::sync::Arc::new(f.as_ref().clone().with_data_type(written(f.data_type()))))
+        .collect();
+    std::sync::Arc::new(arrow_schema::Schema::new(plain))
+}
+
+/// The type a column held as `held` is written as (see [`file_schema`]).
+fn written(held: &arrow_schema::DataType) -> arrow_schema::DataType {
+    use arrow_schema::DataType;
+    match held {
+        DataType::Dictionary(_, values) if **values == DataType::Utf8 => DataType::Utf8,
+        DataType::UInt32 => DataType::Int64,
+        other => other.clone(),
+    }
+}
+
+/// A file writer on `sink` with strata's settings, and the factory of its
+/// row groups' column writers.
+fn serialized<W: std::io::Write + Send>(
+    sink: W,
+    schema: &arrow_schema::SchemaRef,
+) -> parquet::errors::Result<(
+    parquet::file::writer::SerializedFileWriter<W>,
+    parquet::arrow::arrow_writer::ArrowRowGroupWriterFactory,
+)> {
+    parquet::arrow::ArrowWriter::try_new(sink, schema.clone(), Some(writer_properties().build()))?
+        .into_serialized_writer()
+}
+
+/// The rows `keep` marks: a null reads as not kept, whatever its value bit.
+fn kept_rows(keep: &arrow_array::BooleanArray) -> arrow_array::BooleanArray {
+    if arrow_array::Array::null_count(keep) > 0 {
+        arrow_select::filter::prep_null_mask_filter(keep)
+    } else {
+        keep.clone()
+    }
+}
+
+/// Each row group's first row among `total`: groups of `group_rows` kept
+/// rows (`keep`, null-free; `None` keeps all), each group's rows running to
+/// the next group's first.
+fn group_starts(
+    keep: Option<&arrow_array::BooleanArray>,
+    total: usize,
+    group_rows: usize,
+) -> Vec<usize> {
+    match keep {
+        None => (0..total).step_by(group_rows).collect(),
+        Some(keep) => keep.values().set_indices().step_by(group_rows).collect(),
+    }
+}
+
+/// Which rows of `start..end` are kept: one filter that every column of
+/// the row group shares, which copies runs of kept rows whole when most
+/// rows are kept (gathering them one index at a time was 3.5% of the
+/// default model's CPU at 1M).
+fn group_filter(
+    keep: &arrow_array::BooleanArray,
+    start: usize,
+    end: usize,
+) -> arrow_select::filter::FilterPredicate {
+    arrow_select::filter::FilterBuilder::new(&keep.slice(start, end - start))
+        .optimize()
+        .build()
+}
+
+/// One row group's chunk of one column: `rows` (the group's range of it),
+/// less the rows `kept` leaves out, counts widened, encoded and compressed
+/// by `writer`.
+fn encode_chunk(
+    mut writer: parquet::arrow::arrow_writer::ArrowColumnWriter,
+    field: &arrow_schema::FieldRef,
+    rows: ArrayRef,
+    kept: Option<&arrow_select::filter::FilterPredicate>,
+) -> parquet::errors::Result<parquet::arrow::arrow_writer::ArrowColumnChunk> {
+    let rows = match kept {
+        Some(kept) => kept.filter(rows.as_ref())?,
+        None => rows,
+    };
+    let rows = crate::engine::aggregate::widened(rows);
+    for leaf in parquet::arrow::arrow_writer::compute_leaves(field, &rows)? {
+        writer.write(&leaf)?;
+    }
+    writer.close()
+}
+
+/// A Parquet file encoded a column at a time, in any order, and written
+/// whole by [`Columnwise::write`]: the file [`write_batches`] writes of the
+/// same columns (tested byte for byte), without the columns ever held
+/// together. A run hands `patients.parquet` each feature as soon as it is
+/// made ([`crate::output::patients::Table`]) and can let go of the
+/// columns nothing later reads; what is held meanwhile is each column's
+/// row groups encoded and compressed (about 23 bytes a person for the
+/// default model's 130 columns, against some 450 held as Arrow arrays).
+pub struct Columnwise {
+    /// What the file is, for errors (`patients.parquet`).
+    name: String,
+    schema: arrow_schema::SchemaRef,
+    rows: usize,
+    /// Each row group's first row among `rows`, and its kept rows.
+    groups: Vec<(usize, Option<arrow_select::filter::FilterPredicate>)>,
+    /// Per row group, then column: the column's writer until it is
+    /// encoded, then its chunk.
+    cells: Vec<std::sync::Mutex<Cell>>,
+    /// Per column: whether it has been encoded.
+    encoded: Vec<std::sync::atomic::AtomicBool>,
+}
+
+enum Cell {
+    Waiting(Box<parquet::arrow::arrow_writer::ArrowColumnWriter>),
+    Encoding,
+    Encoded(Box<parquet::arrow::arrow_writer::ArrowColumnChunk>),
+}
+
+impl Columnwise {
+    /// A file of columns held as `held` has them (nullable or not), of
+    /// `rows` rows, of which those `keep` marks are written (all with
+    /// `None`; a null reads as not kept).
+    pub fn new(
+        name: &str,
+        held: &arrow_schema::Schema,
+        rows: usize,
+        keep: Option<&arrow_array::BooleanArray>,
+    ) -> crate::Result<Columnwise> {
+        Columnwise::in_groups(name, held, rows, keep, ROW_GROUP_ROWS)
+    }
+
+    fn in_groups(
+        name: &str,
+        held: &arrow_schema::Schema,
+        rows: usize,
+        keep: Option<&arrow_array::BooleanArray>,
+        group_rows: usize,
+    ) -> crate::Result<Columnwise> {
+        let fail = |e| crate::Error::Internal(format!("encoding {name}: {e}"));
+        if keep.is_some_and(|k| k.len() != rows) {
+            return Err(crate::Error::Internal(format!(
+                "encoding {name}: {rows} rows, a keep mask of {}",
+                keep.map_or(0, arrow_array::Array::len)
+            )));
+        }
+        let schema = file_schema(held);
+        // The column writers come from a file writer on nothing: the file
+        // itself is made by `write`, with the same schema and settings.
+        let (_, factory) = serialized(std::io::sink(), &schema).map_err(fail)?;
+        let keep = keep.map(kept_rows);
+        let starts = group_starts(keep.as_ref(), rows, group_rows);
+        let mut cells = Vec::with_capacity(starts.len() * schema.fields().len());
+        for group in 0..starts.len() {
+            let writers = factory.create_column_writers(group).map_err(fail)?;
+            cells.extend(
+                writers
+                    .into_iter()
+                    .map(|w| std::sync::Mutex::new(Cell::Waiting(Box::new(w)))),
+            );
+        }
+        let groups = starts
+            .iter()
+            .enumerate()
+            .map(|(g, &start)| {
+                let end = starts.get(g + 1).copied().unwrap_or(rows);
+                (
+                    start,
+                    keep.as_ref().map(|keep| group_filter(keep, start, end)),
+                )
+            })
+            .collect();
+        Ok(Columnwise {
+            name: name.to_string(),
+            encoded: (0..schema.fields().len())
+                .map(|_| std::sync::atomic::AtomicBool::new(false))
+                .collect(),
+            schema,
+            rows,
+            groups,
+            cells,
+        })
+    }
+
+    /// Whether column `c` has been encoded.
+    pub fn is_encoded(&self, c: usize) -> bool {
+        self.encoded[c].load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Encodes column `c` (its rows kept, by row group in parallel). The
+    /// column must have every row, the type the file was made for, and
+    /// not have been encoded before.
+    pub fn encode(&self, c: usize, column: &ArrayRef) -> crate::Result<()> {
+        use rayon::prelude::*;
+        let field = &self.schema.fields()[c];
+        let internal = |what: String| {
+            crate::Error::Internal(format!(
+                "encoding {}, column `{}`: {what}",
+                self.name,
+                field.name()
+            ))
+        };
+        if column.len() != self.rows || written(column.data_type()) != *field.data_type() {
+            return Err(internal(format!(
+                "{} rows of {}, for {} rows of {}",
+                column.len(),
+                column.data_type(),
+                self.rows,
+                field.data_type()
+            )));
+        }
+        if self.encoded[c].swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return Err(internal("encoded twice".to_string()));
+        }
+        let columns = self.schema.fields().len();
+        self.groups
+            .par_iter()
+            .enumerate()
+            .try_for_each(|(g, (start, kept))| {
+                let cell = &self.cells[g * columns + c];
+                let lock = || {
+                    cell.lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                };
+                let Cell::Waiting(writer) = std::mem::replace(&mut *lock(), Cell::Encoding) else {
+                    return Err(internal("its writer was taken".to_string()));
+                };
+                let end = self.groups.get(g + 1).map_or(self.rows, |(next, _)| *next);
+                let chunk = encode_chunk(
+                    *writer,
+                    field,
+                    column.slice(*start, end - start),
+                    kept.as_ref(),
+                )
+                .map_err(|e| internal(e.to_string()))?;
+                *lock() = Cell::Encoded(Box::new(chunk));
+                Ok(())
+            })
+    }
+
+    /// Writes the file at `path`; every column must have been encoded.
+    pub fn write(self, path: &std::path::Path) -> crate::Result<()> {
+        let fail = |e| crate::Error::io(path, "cannot write", parquet_io(e));
+        let columns = self.schema.fields().len();
+        if let Some(c) = (0..columns).find(|&c| !self.is_encoded(c)) {
+            return Err(crate::Error::Internal(format!(
+                "writing {}: column `{}` was never encoded",
+                self.name,
+                self.schema.field(c).name()
+            )));
+        }
+        let file =
+            std::fs::File::create(path).map_err(|e| crate::Error::io(path, "cannot create", e))?;
+        let (mut file_writer, _) = serialized(file, &self.schema).map_err(fail)?;
+        let mut cells = self.cells.into_iter();
+        for _ in &self.groups {
+            let mut row_group = file_writer.next_row_group().map_err(fail)?;
+            for cell in cells.by_ref().take(columns) {
+                let cell = cell
+                    .into_inner()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let Cell::Encoded(chunk) = cell else {
+                    return Err(crate::Error::Internal(format!(
+                        "writing {}: a column's encoding failed",
+                        self.name
+                    )));
+                };
+                chunk.append_to_row_group(&mut row_group).map_err(fail)?;
+            }
+            row_group.close().map_err(fail)?;
+        }
+        file_writer.close().map_err(fail)?;
+        Ok(())
+    }
 }
 
 /// A Parquet error as the I/O error behind it where there is one (so a full
@@ -485,5 +708,69 @@ mod tests {
         // Nothing kept: no row groups.
         let none = BooleanArray::from(vec![false; 10]);
         assert_eq!(round_trip(Some(&none)), (vec![], vec![], vec![]));
+    }
+
+    /// Encoded a column at a time, in any order, the file is the one
+    /// written of the columns together: with and without rows left out,
+    /// text held as a dictionary, counts held in 32 bits.
+    #[test]
+    fn a_file_encoded_column_by_column_is_the_file_of_the_columns_together() {
+        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..10));
+        let texts: ArrayRef = Arc::new(
+            (0..10)
+                .map(text)
+                .collect::<Vec<_>>()
+                .iter()
+                .map(Option::as_deref)
+                .collect::<arrow_array::DictionaryArray<arrow_array::types::Int32Type>>(),
+        );
+        let counts: ArrayRef = Arc::new(arrow_array::UInt32Array::from_iter(
+            (0..10u32).map(|i| (i % 3 != 0).then_some(i * 7)),
+        ));
+        let batch =
+            RecordBatch::try_from_iter([("id", ids), ("text", texts), ("n", counts)]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // Row 4 null (its value bit set: not kept), rows 0 and 5 out.
+        let keep = BooleanArray::new(
+            (0..10).map(|i| i != 0 && i != 5).collect(),
+            Some((0..10).map(|i| i != 4).collect()),
+        );
+        let none = BooleanArray::from(vec![false; 10]);
+        for keep in [None, Some(&keep), Some(&none)] {
+            let together = dir.path().join("together");
+            super::write_held(&together, std::slice::from_ref(&batch), keep, 3).unwrap();
+            let apart = dir.path().join("apart");
+            let columns = super::Columnwise::in_groups("t", &batch.schema(), 10, keep, 3).unwrap();
+            for c in [2, 0, 1] {
+                assert!(!columns.is_encoded(c));
+                columns.encode(c, batch.column(c)).unwrap();
+                assert!(columns.is_encoded(c));
+            }
+            columns.write(&apart).unwrap();
+            assert_eq!(
+                std::fs::read(&together).unwrap(),
+                std::fs::read(&apart).unwrap(),
+                "kept: {keep:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_column_encoded_twice_or_never_or_of_another_shape_is_refused() {
+        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(0..10));
+        let batch =
+            RecordBatch::try_from_iter([("id", ids.clone()), ("other", ids.clone())]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let columns = super::Columnwise::in_groups("t", &batch.schema(), 10, None, 3).unwrap();
+        let short: ArrayRef = Arc::new(Int64Array::from_iter_values(0..9));
+        let texts: ArrayRef = Arc::new(StringArray::from_iter((0..10).map(text)));
+        assert!(columns.encode(0, &short).is_err());
+        assert!(columns.encode(0, &texts).is_err());
+        assert!(!columns.is_encoded(0), "a refused column is not encoded");
+        columns.encode(0, &ids).unwrap();
+        assert!(columns.encode(0, &ids).is_err(), "twice");
+        let path = dir.path().join("t");
+        let e = columns.write(&path).unwrap_err();
+        assert!(e.to_string().contains("`other` was never encoded"), "{e}");
     }
 }

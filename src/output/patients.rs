@@ -5,64 +5,141 @@
 //! named exactly as the rule file names features and cohorts. People whom
 //! the run's purpose withholds from patient-level outputs (opt-outs, for a
 //! secondary use) have no row.
+//!
+//! A run hands the table each feature's column as soon as it is made
+//! ([`crate::engine::Sink`]), and the table encodes it there and then
+//! ([`Columnwise`]), so the run can let go of every column no other output
+//! reads: at 5M persons the default model's columns, held together until
+//! this file was written, had been most of the run's peak memory.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{Field, Schema};
+use arrow_array::{ArrayRef, BooleanArray};
+use arrow_schema::{DataType, Field, Schema};
 
-use crate::engine::Results;
+use super::parquet::Columnwise;
+use crate::engine::{Plan, Results};
 use crate::error::{Error, Result};
 
-pub fn write(results: &Results, path: &Path) -> Result<()> {
-    let model = results.plan.model;
-    let population = &results.plan.population;
-    let mut fields = Vec::new();
-    let mut columns: Vec<ArrayRef> = Vec::new();
-    let mut push = |name: &str, array: ArrayRef| {
-        fields.push(Field::new(name, array.data_type().clone(), true));
-        columns.push(array);
-    };
-    push("person_id", population.column("person_id").clone());
-    // Plain text, however the codes are held (the population's loader and
-    // the registrations hold them as dictionaries, to group by key): the
-    // writer casts each row group's (`output::parquet::write_batch`), so the
-    // table's Arrow type, which pyarrow, pandas and polars read, stays the
-    // same whatever the inputs (it had changed with whether a registrations
-    // table was given).
-    for code in ["practice_code", "pcn_code"] {
-        push(code, population.column(code).clone());
+/// `patients.parquet`, encoded a column at a time; written by
+/// [`Table::write`].
+pub struct Table {
+    /// [`super::features_read`] of the model.
+    read_after: Vec<bool>,
+    columns: OnceLock<Columnwise>,
+}
+
+/// The columns before the features: `person_id`, `practice_code`,
+/// `pcn_code`, `alive`, `counted`.
+const BEFORE_FEATURES: usize = 5;
+
+impl Table {
+    pub fn new(model: &crate::rules::Model) -> Table {
+        Table {
+            read_after: super::features_read(model),
+            columns: OnceLock::new(),
+        }
     }
-    push("alive", Arc::new(results.alive.clone()));
-    // Whether the person counts in aggregates: false for people with an
-    // opt-out a direct-care run keeps on its lists, so that a dashboard (or
-    // `strata diff`) built on this table can leave them out as strata does.
-    let counted = arrow_array::BooleanArray::new(results.counted.clone(), None);
-    push("counted", Arc::new(counted));
-    for (i, feature) in model.features.iter().enumerate() {
-        push(&feature.name, results.feature(i).clone());
+
+    /// The table's columns, made for `plan` with the rows `withheld` does
+    /// not mark, on the first call.
+    fn columns(&self, plan: &Plan, withheld: &BooleanArray) -> Result<&Columnwise> {
+        if let Some(columns) = self.columns.get() {
+            return Ok(columns);
+        }
+        let model = plan.model;
+        let population = &plan.population;
+        let field = |name: &str, ty: DataType| Field::new(name, ty, true);
+        let mut fields = vec![field(
+            "person_id",
+            population.column("person_id").data_type().clone(),
+        )];
+        // Plain text, however the codes are held (the population's loader
+        // and the registrations hold them as dictionaries, to group by
+        // key): the table's Arrow type, which pyarrow, pandas and polars
+        // read, stays the same whatever the inputs (it had changed with
+        // whether a registrations table was given).
+        for code in ["practice_code", "pcn_code"] {
+            fields.push(field(code, population.column(code).data_type().clone()));
+        }
+        // `counted`: whether the person counts in aggregates: false for
+        // people with an opt-out a direct-care run keeps on its lists, so
+        // that a dashboard (or `strata diff`) built on this table can leave
+        // them out as strata does.
+        for flag in ["alive", "counted"] {
+            fields.push(field(flag, DataType::Boolean));
+        }
+        for (feature, planned) in model.features.iter().zip(&plan.features) {
+            fields.push(field(&feature.name, planned.ty.data_type()));
+        }
+        for cohort in &model.cohorts {
+            fields.push(field(&cohort.name, DataType::Boolean));
+        }
+        for cohort in &model.cohorts {
+            fields.push(field(&format!("{}_rank", cohort.name), DataType::Int32));
+        }
+        // People the purpose withholds from the lists are not written.
+        let keep = arrow_arith::boolean::not(withheld)
+            .map_err(|e| Error::Internal(format!("applying opt-outs: {e}")))?;
+        let columns = Columnwise::new(
+            "patients.parquet",
+            &Schema::new(fields),
+            population.len(),
+            (withheld.true_count() > 0).then_some(&keep),
+        )?;
+        Ok(self.columns.get_or_init(|| columns))
     }
-    for (cohort, result) in model.cohorts.iter().zip(&results.cohorts) {
-        push(&cohort.name, Arc::new(result.flags.clone()));
+
+    /// Encodes the columns the run did not hand over (all of them where
+    /// the results were computed elsewhere), and writes the file at `path`.
+    pub fn write(self, results: &Results, path: &Path) -> Result<()> {
+        let model = results.plan.model;
+        let population = &results.plan.population;
+        let columns = self.columns(&results.plan, &results.opt_outs.withheld_from_lists)?;
+        let mut rest: Vec<(usize, ArrayRef)> = vec![
+            (0, population.column("person_id").clone()),
+            (1, population.column("practice_code").clone()),
+            (2, population.column("pcn_code").clone()),
+            (3, Arc::new(results.alive.clone())),
+            (
+                4,
+                Arc::new(BooleanArray::new(results.counted.clone(), None)),
+            ),
+        ];
+        for i in 0..model.features.len() {
+            if !columns.is_encoded(BEFORE_FEATURES + i) {
+                rest.push((BEFORE_FEATURES + i, results.feature(i).clone()));
+            }
+        }
+        let flags = BEFORE_FEATURES + model.features.len();
+        let cohorts = model.cohorts.len();
+        for (j, result) in results.cohorts.iter().enumerate() {
+            rest.push((flags + j, Arc::new(result.flags.clone())));
+            rest.push((flags + cohorts + j, Arc::new(result.ranks().clone())));
+        }
+        {
+            use rayon::prelude::*;
+            rest.par_iter()
+                .try_for_each(|(c, column)| columns.encode(*c, column))?;
+        }
+        self.columns.into_inner().expect("made above").write(path)
     }
-    for (cohort, result) in model.cohorts.iter().zip(&results.cohorts) {
-        push(
-            &format!("{}_rank", cohort.name),
-            Arc::new(result.ranks().clone()),
-        );
+}
+
+impl crate::engine::Sink for Table {
+    fn read_after(&self) -> &[bool] {
+        &self.read_after
     }
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-        .map_err(|e| Error::Internal(format!("assembling patients.parquet: {e}")))?;
-    // People the purpose withholds from the lists are not written.
-    let withheld = &results.opt_outs.withheld_from_lists;
-    let keep = if withheld.true_count() > 0 {
-        Some(
-            arrow_arith::boolean::not(withheld)
-                .map_err(|e| Error::Internal(format!("applying opt-outs: {e}")))?,
-        )
-    } else {
-        None
-    };
-    super::parquet::write_batch(path, &batch, keep.as_ref())
+
+    fn start(&self, plan: &Plan, withheld: &BooleanArray) -> Result<()> {
+        self.columns(plan, withheld).map(|_| ())
+    }
+
+    fn feature(&self, i: usize, column: &ArrayRef) -> Result<()> {
+        self.columns
+            .get()
+            .ok_or_else(|| Error::Internal("patients.parquet: a column before the start".into()))?
+            .encode(BEFORE_FEATURES + i, column)
+    }
 }
