@@ -344,17 +344,19 @@ impl<'s> Handed<'s> {
         }
     }
 
-    /// Hands features `which` to the sink (side by side), then lets go of
-    /// those nothing reads.
-    fn hand(&mut self, plan: &Plan, slots: &mut [ArrayRef], which: &[usize]) -> Result<()> {
+    /// Hands features `which` to the sink, side by side; [`Handed::mark`]
+    /// them afterwards.
+    fn give(&self, plan: &Plan, slots: &[ArrayRef], which: &[usize]) -> Result<()> {
         which
             .par_iter()
-            .try_for_each(|&i| self.sink.feature(i, &slots[plan.features[i].slot]))?;
+            .try_for_each(|&i| self.sink.feature(i, &slots[plan.features[i].slot]))
+    }
+
+    /// Notes that features `which` were given to the sink.
+    fn mark(&mut self, which: &[usize]) {
         for &i in which {
             self.handed[i] = true;
         }
-        self.let_go(plan, slots, LastRead::Never);
-        Ok(())
     }
 
     /// Lets go of the columns handed over whose last reader is `done` or
@@ -428,11 +430,26 @@ fn person_level(
         let scanned: Vec<usize> = (0..model.features.len())
             .filter(|i| !plan.derived.iter().any(|(fi, _)| fi == i))
             .collect();
-        handed.hand(plan, &mut slots, &scanned)?;
+        handed.give(plan, &slots, &scanned)?;
+        handed.mark(&scanned);
+        handed.let_go(plan, &mut slots, LastRead::Never);
     }
+    // Each derived column is handed over while the next is worked out: a
+    // row group of a column is encoded on one core, and at 1M persons (one
+    // row group) handing each column before the next left the other core
+    // idle.
+    let mut made: Option<usize> = None;
     for (k, (fi, expr)) in plan.derived.iter().enumerate() {
         let feature = &model.features[*fi];
-        let column = eval::evaluate_parallel(expr, &slots, persons).map_err(|e| {
+        let (given, column) = rayon::join(
+            || match (&handed, made) {
+                (Some(handed), Some(f)) => handed.give(plan, &slots, &[f]),
+                _ => Ok(()),
+            },
+            || eval::evaluate_parallel(expr, &slots, persons),
+        );
+        given?;
+        let column = column.map_err(|e| {
             model.error_at(
                 feature.offset,
                 format!("computing feature `{}`: {e}", feature.name),
@@ -440,9 +457,14 @@ fn person_level(
         })?;
         slots[plan.features[*fi].slot] = column;
         if let Some(handed) = &mut handed {
-            handed.hand(plan, &mut slots, &[*fi])?;
+            handed.mark(made.as_slice());
+            made = Some(*fi);
             handed.let_go(plan, &mut slots, LastRead::Derived(k));
         }
+    }
+    if let (Some(handed), Some(f)) = (&mut handed, made) {
+        handed.give(plan, &slots, &[f])?;
+        handed.mark(&[f]);
     }
     timings.push(("derive features", started.elapsed()));
 
