@@ -367,3 +367,115 @@ expr = "egfr_latest < 60 or egfr_lowest < 30"
         );
     }
 }
+
+/// A feature the rules type as null (`expr = "null"`) may be held by a
+/// table computed elsewhere as a typed column of nulls, as SQL engines
+/// write one: it is published as it is held, not refused.
+#[test]
+fn publish_takes_a_null_feature_held_as_a_typed_column() {
+    use arrow_array::{ArrayRef, RecordBatch};
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        r#"
+[model]
+name = "null_feature"
+title = "A feature typed as null"
+source = "test fixture"
+
+[sources.ae]
+table = "ae_attendances"
+date = "arrival_date"
+
+[features.ae_12m]
+source = "ae"
+aggregate = "count"
+window = "365 days"
+
+[features.nothing]
+expr = "null"
+
+[cohorts.any_ae]
+title = "Any A&E"
+description = "Anyone with an A&E attendance in 12 months."
+when = "ae_12m >= 1"
+rank = ["ae_12m desc"]
+reasons = ["ae_12m"]
+"#,
+    )
+    .unwrap();
+    let sample = repo_path("sample-data");
+    let ran = tmp.path().join("ran");
+    let run = |cmd: &str, out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            cmd,
+            "--rules",
+            rules.to_str().unwrap(),
+            "--data",
+            sample.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--as-of",
+            AS_OF,
+            "--quiet",
+        ];
+        args.extend(extra);
+        strata(&args)
+    };
+    let o = run("run", &ran, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // The run's table, with `nothing` as 64-bit nulls.
+    let file = std::fs::File::open(ran.join("patients.parquet")).unwrap();
+    let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let schema = batches[0].schema();
+    let at = schema.index_of("nothing").unwrap();
+    assert_eq!(schema.field(at).data_type(), &arrow_schema::DataType::Null);
+    let typed: Vec<RecordBatch> = batches
+        .iter()
+        .map(|b| {
+            let mut columns = b.columns().to_vec();
+            columns[at] = arrow_array::new_null_array(&arrow_schema::DataType::Int64, b.num_rows())
+                as ArrayRef;
+            RecordBatch::try_from_iter(
+                schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .zip(columns),
+            )
+            .unwrap()
+        })
+        .collect();
+    let table = tmp.path().join("computed.parquet");
+    let mut w = ArrowWriter::try_new(
+        std::fs::File::create(&table).unwrap(),
+        typed[0].schema(),
+        None,
+    )
+    .unwrap();
+    for b in &typed {
+        w.write(b).unwrap();
+    }
+    w.close().unwrap();
+    let published = tmp.path().join("published");
+    let o = run(
+        "publish",
+        &published,
+        &["--patients-table", table.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let file = std::fs::File::open(published.join("patients.parquet")).unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let field = reader.schema().field_with_name("nothing").unwrap().clone();
+    assert_eq!(field.data_type(), &arrow_schema::DataType::Int64);
+    let rows: usize = reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
+    assert_eq!(rows, typed.iter().map(RecordBatch::num_rows).sum::<usize>());
+}

@@ -34,7 +34,11 @@ pub use plan::Plan;
 
 pub struct Results<'m> {
     pub plan: Plan<'m>,
-    /// Person-level columns: age, sex, attributes, then every feature.
+    /// Person-level columns: age, sex, attributes, then every feature. A
+    /// feature's slot holds nulls of no type once its column was let go
+    /// ([`Results::released`]): read features through [`Results::feature`],
+    /// which says so; an expression evaluated over the slots must read
+    /// only features a [`Sink`]'s `read_after` names.
     pub slots: Vec<ArrayRef>,
     pub alive: BooleanArray,
     /// Who the run's purpose keeps out of which outputs.

@@ -632,14 +632,14 @@ impl Population {
     pub fn index(&self) -> &PersonIndex {
         self.index
             .as_deref()
-            .expect("the person index is released once the person-level stage is done")
+            .expect("the person index is released once the scan is done")
     }
 
-    /// Frees the person index once nothing will look a person up. A run
-    /// holds its population through the output stage, where its peak
-    /// memory is, and the index is about 18 bytes a person (90 MB at 5M
-    /// persons) that no output reads: the rejected rows they write carry
-    /// their person's row ([`RejectedRow::person`]).
+    /// Frees the person index once nothing will look a person up (a run
+    /// frees it when the scan is done). A run holds its population to the
+    /// end, and the index is about 18 bytes a person (90 MB at 5M persons)
+    /// that nothing after the scan reads: the rejected rows the outputs
+    /// write carry their person's row ([`RejectedRow::person`]).
     pub fn release_index(&mut self) {
         self.index = None;
     }

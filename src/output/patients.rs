@@ -42,9 +42,15 @@ impl Table {
         }
     }
 
-    /// The table's columns, made for `plan` with the rows `withheld` does
-    /// not mark, on the first call.
-    fn columns(&self, plan: &Plan, withheld: &BooleanArray) -> Result<&Columnwise> {
+    /// The table's columns, made on the first call for `plan`, with the
+    /// rows `withheld` does not mark and features of the types `types`
+    /// gives.
+    fn columns(
+        &self,
+        plan: &Plan,
+        withheld: &BooleanArray,
+        types: impl Fn(usize) -> DataType,
+    ) -> Result<&Columnwise> {
         if let Some(columns) = self.columns.get() {
             return Ok(columns);
         }
@@ -70,8 +76,8 @@ impl Table {
         for flag in ["alive", "counted"] {
             fields.push(field(flag, DataType::Boolean));
         }
-        for (feature, planned) in model.features.iter().zip(&plan.features) {
-            fields.push(field(&feature.name, planned.ty.data_type()));
+        for (i, feature) in model.features.iter().enumerate() {
+            fields.push(field(&feature.name, types(i)));
         }
         for cohort in &model.cohorts {
             fields.push(field(&cohort.name, DataType::Boolean));
@@ -96,7 +102,12 @@ impl Table {
     pub fn write(self, results: &Results, path: &Path) -> Result<()> {
         let model = results.plan.model;
         let population = &results.plan.population;
-        let columns = self.columns(&results.plan, &results.opt_outs.withheld_from_lists)?;
+        // The features' types as held: a table computed elsewhere may hold
+        // a feature the rules type as null (`expr = "null"`) as a typed
+        // column of nulls, and it is written as it is held.
+        let columns = self.columns(&results.plan, &results.opt_outs.withheld_from_lists, |i| {
+            results.feature(i).data_type().clone()
+        })?;
         let mut rest: Vec<(usize, ArrayRef)> = vec![
             (0, population.column("person_id").clone()),
             (1, population.column("practice_code").clone()),
@@ -133,7 +144,9 @@ impl crate::engine::Sink for Table {
     }
 
     fn start(&self, plan: &Plan, withheld: &BooleanArray) -> Result<()> {
-        self.columns(plan, withheld).map(|_| ())
+        // As planned: a run's columns have the types the rules give them.
+        self.columns(plan, withheld, |i| plan.features[i].ty.data_type())
+            .map(|_| ())
     }
 
     fn feature(&self, i: usize, column: &ArrayRef) -> Result<()> {
