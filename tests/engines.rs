@@ -373,9 +373,7 @@ expr = "egfr_latest < 60 or egfr_lowest < 30"
 /// write one: it is published as it is held, not refused.
 #[test]
 fn publish_takes_a_null_feature_held_as_a_typed_column() {
-    use arrow_array::{ArrayRef, RecordBatch};
-    use parquet::arrow::ArrowWriter;
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use arrow_array::Array;
     let tmp = tempfile::tempdir().unwrap();
     let rules = tmp.path().join("rules.toml");
     std::fs::write(
@@ -409,73 +407,37 @@ reasons = ["ae_12m"]
     .unwrap();
     let sample = repo_path("sample-data");
     let ran = tmp.path().join("ran");
-    let run = |cmd: &str, out: &Path, extra: &[&str]| {
-        let mut args = vec![
-            cmd,
-            "--rules",
-            rules.to_str().unwrap(),
-            "--data",
-            sample.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--as-of",
-            AS_OF,
-            "--quiet",
-        ];
-        args.extend(extra);
-        strata(&args)
-    };
-    let o = run("run", &ran, &[]);
+    let o = run_rules(&rules, &sample, &ran, AS_OF);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     // The run's table, with `nothing` as 64-bit nulls.
-    let file = std::fs::File::open(ran.join("patients.parquet")).unwrap();
-    let batches: Vec<RecordBatch> = ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let schema = batches[0].schema();
-    let at = schema.index_of("nothing").unwrap();
-    assert_eq!(schema.field(at).data_type(), &arrow_schema::DataType::Null);
-    let typed: Vec<RecordBatch> = batches
-        .iter()
-        .map(|b| {
-            let mut columns = b.columns().to_vec();
-            columns[at] = arrow_array::new_null_array(&arrow_schema::DataType::Int64, b.num_rows())
-                as ArrayRef;
-            RecordBatch::try_from_iter(
-                schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().clone())
-                    .zip(columns),
-            )
-            .unwrap()
-        })
-        .collect();
-    let table = tmp.path().join("computed.parquet");
-    let mut w = ArrowWriter::try_new(
-        std::fs::File::create(&table).unwrap(),
-        typed[0].schema(),
-        None,
-    )
-    .unwrap();
-    for b in &typed {
-        w.write(b).unwrap();
-    }
-    w.close().unwrap();
-    let published = tmp.path().join("published");
-    let o = run(
-        "publish",
-        &published,
-        &["--patients-table", table.to_str().unwrap()],
+    let written = read_parquet(&ran.join("patients.parquet"));
+    let nothing = written.column_by_name("nothing").unwrap();
+    assert_eq!(nothing.data_type(), &arrow_schema::DataType::Null);
+    let typed = with_column(
+        &written,
+        "nothing",
+        arrow_array::new_null_array(&arrow_schema::DataType::Int64, written.num_rows()),
     );
+    let table = tmp.path().join("computed.parquet");
+    write_parquet(&table, std::slice::from_ref(&typed));
+    let published = tmp.path().join("published");
+    let o = strata(&[
+        "publish",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--patients-table",
+        table.to_str().unwrap(),
+        "--data",
+        sample.to_str().unwrap(),
+        "--out",
+        published.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--quiet",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let file = std::fs::File::open(published.join("patients.parquet")).unwrap();
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
-    let field = reader.schema().field_with_name("nothing").unwrap().clone();
-    assert_eq!(field.data_type(), &arrow_schema::DataType::Int64);
-    let rows: usize = reader.build().unwrap().map(|b| b.unwrap().num_rows()).sum();
-    assert_eq!(rows, typed.iter().map(RecordBatch::num_rows).sum::<usize>());
+    let published = read_parquet(&published.join("patients.parquet"));
+    let nothing = published.column_by_name("nothing").unwrap();
+    assert_eq!(nothing.data_type(), &arrow_schema::DataType::Int64);
+    assert_eq!(nothing.null_count(), typed.num_rows());
 }
