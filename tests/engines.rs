@@ -159,6 +159,33 @@ fn assert_same_outputs(ran: &Path, published: &Path) {
     assert_eq!(manifest(ran)["computed_elsewhere"], false);
 }
 
+/// `strata publish --rules RULES --patients-table TABLE --data DATA --out
+/// OUT [--as-of AS_OF] --quiet`.
+fn publish(
+    rules: &str,
+    table: &Path,
+    data: &Path,
+    out: &Path,
+    as_of: Option<&str>,
+) -> std::process::Output {
+    let mut args = vec![
+        "publish",
+        "--rules",
+        rules,
+        "--patients-table",
+        table.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ];
+    if let Some(d) = as_of {
+        args.extend(["--as-of", d]);
+    }
+    strata(&args)
+}
+
 #[test]
 fn publish_rebuilds_every_output_of_a_run_from_its_per_person_table() {
     let tmp = tempfile::tempdir().unwrap();
@@ -179,18 +206,7 @@ fn publish_rebuilds_every_output_of_a_run_from_its_per_person_table() {
     let table = tmp.path().join("computed.parquet");
     std::fs::copy(ran.join("patients.parquet"), &table).unwrap();
     let published = tmp.path().join("published");
-    let o = strata(&[
-        "publish",
-        "--patients-table",
-        table.to_str().unwrap(),
-        "--data",
-        sample.to_str().unwrap(),
-        "--out",
-        published.to_str().unwrap(),
-        "--as-of",
-        AS_OF,
-        "--quiet",
-    ]);
+    let o = publish("core", &table, &sample, &published, Some(AS_OF));
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_same_outputs(&ran, &published);
 }
@@ -198,8 +214,8 @@ fn publish_rebuilds_every_output_of_a_run_from_its_per_person_table() {
 #[test]
 fn publish_refuses_a_table_that_does_not_match_the_rule_files() {
     let tmp = tempfile::tempdir().unwrap();
-    let sample = repo_path("sample-data");
-    let sample = sample.to_str().unwrap();
+    let sample_path = repo_path("sample-data");
+    let sample = sample_path.to_str().unwrap();
     // HIU's table, published as the core model's: columns missing.
     let hiu = tmp.path().join("hiu");
     let o = strata(&[
@@ -217,24 +233,9 @@ fn publish_refuses_a_table_that_does_not_match_the_rule_files() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let table = hiu.join("patients.parquet");
     let out = tmp.path().join("out");
-    let publish = |rules: &str, as_of: Option<&str>| {
-        let mut args = vec![
-            "publish",
-            "--rules",
-            rules,
-            "--patients-table",
-            table.to_str().unwrap(),
-            "--data",
-            sample,
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        if let Some(d) = as_of {
-            args.extend(["--as-of", d]);
-        }
-        strata(&args)
-    };
-    let o = publish("core", Some(AS_OF));
+    let hiu_table_as =
+        |rules: &str, as_of: Option<&str>| publish(rules, &table, &sample_path, &out, as_of);
+    let o = hiu_table_as("core", Some(AS_OF));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("missing: ") && stderr(&o).contains("efi"),
@@ -242,12 +243,12 @@ fn publish_refuses_a_table_that_does_not_match_the_rule_files() {
         stderr(&o)
     );
     // No date, no publishing: ages and presence depend on it.
-    let o = publish("hiu", None);
+    let o = hiu_table_as("hiu", None);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("needs --as-of"), "{}", stderr(&o));
     // Another date: `alive` disagrees with the population (someone died
     // between the dates) and is refused rather than listed.
-    let o = publish("hiu", Some("2024-03-31"));
+    let o = hiu_table_as("hiu", Some("2024-03-31"));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("another date"), "{}", stderr(&o));
     // A flag that is not true/false is the data's problem, not a crash.
@@ -259,19 +260,7 @@ fn publish_refuses_a_table_that_does_not_match_the_rule_files() {
     .unwrap();
     let bad = tmp.path().join("bad.parquet");
     write_parquet(&bad, &[with_column(&ran, "hiu", as_int)]);
-    let o = strata(&[
-        "publish",
-        "--rules",
-        "hiu",
-        "--patients-table",
-        bad.to_str().unwrap(),
-        "--data",
-        sample,
-        "--out",
-        out.to_str().unwrap(),
-        "--as-of",
-        AS_OF,
-    ]);
+    let o = publish("hiu", &bad, &sample_path, &out, Some(AS_OF));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("column `hiu` holds Int32, not true/false"),
@@ -421,20 +410,13 @@ reasons = ["ae_12m"]
     let table = tmp.path().join("computed.parquet");
     write_parquet(&table, std::slice::from_ref(&typed));
     let published = tmp.path().join("published");
-    let o = strata(&[
-        "publish",
-        "--rules",
+    let o = publish(
         rules.to_str().unwrap(),
-        "--patients-table",
-        table.to_str().unwrap(),
-        "--data",
-        sample.to_str().unwrap(),
-        "--out",
-        published.to_str().unwrap(),
-        "--as-of",
-        AS_OF,
-        "--quiet",
-    ]);
+        &table,
+        &sample,
+        &published,
+        Some(AS_OF),
+    );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let published = read_parquet(&published.join("patients.parquet"));
     let nothing = published.column_by_name("nothing").unwrap();
