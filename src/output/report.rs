@@ -125,6 +125,15 @@ fn score_distributions(results: &Results, s: Suppression) -> String {
     }
     for (_, feature, banding) in banded {
         let persons = results.alive.len();
+        // The features the score reads, each through `Results::feature`:
+        // one a run let go (`super::features_read` missing it) fails
+        // loudly here, where an evaluation over its slot would fail and
+        // drop the chart unseen.
+        for (name, _) in banding.score.expr.names() {
+            if let Some(i) = model.feature_index(name) {
+                results.feature(i);
+            }
+        }
         let Ok(typed) = results.plan.person_expression(&banding.score) else {
             continue;
         };
