@@ -438,17 +438,23 @@ fn person_level(
         handed.mark(&scanned);
         handed.let_go(plan, &mut slots, LastRead::Never);
     }
-    // Each derived column is handed over while the next is worked out: a
-    // row group of a column is encoded on one core, and at 1M persons (one
-    // row group) handing each column before the next left the other core
-    // idle.
-    let mut made: Option<usize> = None;
+    // Derived columns are handed over a few at a time (side by side),
+    // while the next is worked out: a row group of a column is encoded on
+    // one core, and at 1M persons (one row group) handing each column on
+    // its own left the other core idle much of the stage.
+    let at_once = 2 * rayon::current_num_threads();
+    let mut made: Vec<usize> = Vec::new();
     for (k, (fi, expr)) in plan.derived.iter().enumerate() {
         let feature = &model.features[*fi];
+        let batch = if made.len() >= at_once {
+            std::mem::take(&mut made)
+        } else {
+            Vec::new()
+        };
         let (given, column) = rayon::join(
-            || match (&handed, made) {
-                (Some(handed), Some(f)) => handed.give(plan, &slots, &[f]),
-                _ => Ok(()),
+            || match &handed {
+                Some(handed) => handed.give(plan, &slots, &batch),
+                None => Ok(()),
             },
             || eval::evaluate_parallel(expr, &slots, persons),
         );
@@ -461,14 +467,14 @@ fn person_level(
         })?;
         slots[plan.features[*fi].slot] = column;
         if let Some(handed) = &mut handed {
-            handed.mark(made.as_slice());
-            made = Some(*fi);
+            handed.mark(&batch);
+            made.push(*fi);
             handed.let_go(plan, &mut slots, LastRead::Derived(k));
         }
     }
-    if let (Some(handed), Some(f)) = (&mut handed, made) {
-        handed.give(plan, &slots, &[f])?;
-        handed.mark(&[f]);
+    if let Some(handed) = &mut handed {
+        handed.give(plan, &slots, &made)?;
+        handed.mark(&made);
     }
     timings.push(("derive features", started.elapsed()));
 
