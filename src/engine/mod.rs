@@ -441,8 +441,10 @@ fn person_level(
     // Derived columns are handed over a few at a time (side by side),
     // while the next is worked out: a row group of a column is encoded on
     // one core, and at 1M persons (one row group) handing each column on
-    // its own left the other core idle much of the stage.
-    let at_once = 2 * rayon::current_num_threads();
+    // its own left the other core idle much of the stage. At most 8: a
+    // column is let go only once handed, so these are held a little
+    // longer (at 5M, 5 to 160 MB each).
+    let at_once = (2 * rayon::current_num_threads()).min(8);
     let mut made: Vec<usize> = Vec::new();
     for (k, (fi, expr)) in plan.derived.iter().enumerate() {
         let feature = &model.features[*fi];
@@ -475,6 +477,9 @@ fn person_level(
     if let Some(handed) = &mut handed {
         handed.give(plan, &slots, &made)?;
         handed.mark(&made);
+        if let Some(last) = plan.derived.len().checked_sub(1) {
+            handed.let_go(plan, &mut slots, LastRead::Derived(last));
+        }
     }
     timings.push(("derive features", started.elapsed()));
 
