@@ -326,8 +326,12 @@ pub fn scan(
         .fold(plan.features.len(), usize::max);
     // Each aggregate's state finished on its own, in parallel: the
     // distinct aggregates sort their keys, and with several dates each
-    // state holds every date's copy.
-    let jobs: Vec<(&crate::engine::plan::SourcePlan, usize, State)> = plan
+    // state holds every date's copy. They are handed out in order of the
+    // memory finishing frees, most first: in rayon's order the medicine
+    // sets (64 bytes a person, freed once counted) were still held while
+    // the eFI's coded deficits were made into text (about 40 bytes a
+    // person), and that set the default model's peak at 5M.
+    let mut jobs: Vec<(i64, &crate::engine::plan::SourcePlan, usize, State)> = plan
         .sources
         .iter()
         .zip(states)
@@ -335,12 +339,14 @@ pub fn scan(
             source_states
                 .into_iter()
                 .enumerate()
-                .map(move |(j, state)| (source, j, state))
+                .map(move |(j, state)| (freed(plan, source, j), source, j, state))
         })
         .collect();
+    jobs.sort_by_key(|job| std::cmp::Reverse(job.0));
     let finished: Vec<Vec<(usize, ArrayRef)>> = jobs
-        .into_par_iter()
-        .map(|(source, j, state)| finish(plan, source, j, state, persons))
+        .into_iter()
+        .par_bridge()
+        .map(|(_, source, j, state)| finish(plan, source, j, state, persons))
         .collect::<Result<_>>()?;
     let mut features: Vec<Option<ArrayRef>> = vec![None; columns];
     for (column, array) in finished.into_iter().flatten() {
@@ -505,6 +511,34 @@ pub fn footprint(plan: &Plan) -> (usize, usize) {
     let finishing: usize = smaller.iter().take(rayon::current_num_threads()).sum();
     let per_person = each.iter().map(|f| f.per_person).sum();
     (larger + finishing, per_person)
+}
+
+/// Roughly the bits a person finishing aggregate `j` of `source` frees
+/// (its state, less the columns made of it; negative where they are
+/// larger), from [`crate::engine::aggregate::footprint`].
+fn freed(plan: &Plan, source: &SourcePlan, j: usize) -> i64 {
+    let a = &source.aggregates[j];
+    let words = bit_masks(plan, source, a).map(|m| m.first().map_or(1, Vec::len));
+    let prints: Vec<crate::engine::aggregate::Footprint> = a
+        .kinds()
+        .into_iter()
+        .map(|kind| {
+            crate::engine::aggregate::footprint(
+                kind,
+                a.value.map(|(_, t)| t),
+                a.codelist.is_some(),
+                words,
+            )
+        })
+        .collect();
+    // One state (the largest the kinds name), every kind's columns.
+    let state = prints
+        .iter()
+        .map(|f| f.state + 8 * f.per_person)
+        .max()
+        .unwrap_or(0);
+    let columns: usize = prints.iter().map(|f| f.columns).sum();
+    state as i64 - columns as i64
 }
 
 /// The categories each entry of `list` scores for `agg`: those of its
