@@ -492,16 +492,7 @@ pub fn footprint(plan: &Plan) -> (usize, usize) {
         .sources
         .iter()
         .flat_map(|s| s.aggregates.iter().map(move |a| (s, a)))
-        .flat_map(|(s, a)| a.kinds().into_iter().map(move |kind| (s, a, kind)))
-        .map(|(s, a, kind)| {
-            let words = bit_masks(plan, s, a).map(|m| m.first().map_or(1, Vec::len));
-            crate::engine::aggregate::footprint(
-                kind,
-                a.value.map(|(_, t)| t),
-                a.codelist.is_some(),
-                words,
-            )
-        })
+        .flat_map(|(s, a)| footprints(plan, s, a))
         .collect();
     let larger: usize = each.iter().map(|f| f.state.max(f.columns)).sum();
     // The smaller parts of the aggregates being finished, the largest
@@ -517,10 +508,26 @@ pub fn footprint(plan: &Plan) -> (usize, usize) {
 /// (its state, less the columns made of it; negative where they are
 /// larger), from [`crate::engine::aggregate::footprint`].
 fn freed(plan: &Plan, source: &SourcePlan, j: usize) -> i64 {
-    let a = &source.aggregates[j];
-    let words = bit_masks(plan, source, a).map(|m| m.first().map_or(1, Vec::len));
-    let prints: Vec<crate::engine::aggregate::Footprint> = a
-        .kinds()
+    let prints = footprints(plan, source, &source.aggregates[j]);
+    // One state (the largest the kinds name), every kind's columns.
+    let state = prints
+        .iter()
+        .map(|f| f.state + 8 * f.per_person)
+        .max()
+        .unwrap_or(0);
+    let columns: usize = prints.iter().map(|f| f.columns).sum();
+    state as i64 - columns as i64
+}
+
+/// The [`crate::engine::aggregate::Footprint`] of each kind of aggregate
+/// `a` of source `s` makes (its own, and those computed alike).
+fn footprints(
+    plan: &Plan,
+    s: &SourcePlan,
+    a: &AggregatePlan,
+) -> Vec<crate::engine::aggregate::Footprint> {
+    let words = bit_masks(plan, s, a).map(|m| m.first().map_or(1, Vec::len));
+    a.kinds()
         .into_iter()
         .map(|kind| {
             crate::engine::aggregate::footprint(
@@ -530,15 +537,7 @@ fn freed(plan: &Plan, source: &SourcePlan, j: usize) -> i64 {
                 words,
             )
         })
-        .collect();
-    // One state (the largest the kinds name), every kind's columns.
-    let state = prints
-        .iter()
-        .map(|f| f.state + 8 * f.per_person)
-        .max()
-        .unwrap_or(0);
-    let columns: usize = prints.iter().map(|f| f.columns).sum();
-    state as i64 - columns as i64
+        .collect()
 }
 
 /// The categories each entry of `list` scores for `agg`: those of its
