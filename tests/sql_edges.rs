@@ -269,3 +269,109 @@ rank = ["lab_max desc"]
         check_sql(&python, &rules, &data, AS_OF, &p, tmp.path()).unwrap();
     }
 }
+
+/// A feature the rules type as null (`expr = "null"`) read by other
+/// features, a cohort's rank and its reasons, as a bare `null` would be
+/// there: `round(nothing)` panicked and `nothing + 1` failed in Arrow's
+/// kernels (exit 3 and 2) while `round(null)` ran. Both engines agree.
+#[test]
+fn a_feature_typed_as_null_reads_as_a_bare_null() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        r#"
+[model]
+name = "null_feature"
+title = "A feature typed as null"
+source = "test fixture"
+
+[sources.ae]
+table = "ae_attendances"
+date = "arrival_date"
+
+[features.ae_12m]
+source = "ae"
+aggregate = "count"
+window = "365 days"
+
+[features.nothing]
+expr = "null"
+
+[features.rounded]
+expr = "round(nothing)"
+
+[features.plus_one]
+expr = "nothing + 1"
+
+[features.size]
+expr = "abs(nothing)"
+
+[features.either]
+expr = "case when ae_12m >= 1 then nothing else 1 end"
+
+[features.text]
+expr = "concat_ws(', ', nothing, 'a')"
+
+[features.unknown]
+expr = "coalesce(nothing, nothing)"
+
+[cohorts.any_ae]
+title = "Any A&E"
+description = "Anyone with an A&E attendance in 12 months."
+when = "ae_12m >= 1 and (nothing or true)"
+rank = ["nothing desc", "ae_12m desc"]
+reasons = ["ae_12m", "nothing", "rounded"]
+"#,
+    )
+    .unwrap();
+    let sample = repo_path("sample-data");
+    let out = tmp.path().join("out");
+    let o = run_rules(&rules, &sample, &out, AS_OF);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let p = read_parquet(&out.join("patients.parquet"));
+    let ae = p
+        .column_by_name("ae_12m")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap()
+        .clone();
+    let typed = |name: &str| p.column_by_name(name).unwrap().data_type().clone();
+    use arrow_array::Array;
+    use arrow_schema::DataType;
+    assert_eq!(typed("nothing"), DataType::Null);
+    assert_eq!(typed("rounded"), DataType::Float64);
+    assert_eq!(typed("plus_one"), DataType::Int64);
+    assert_eq!(typed("size"), DataType::Int64);
+    assert_eq!(typed("either"), DataType::Int64);
+    for name in ["rounded", "plus_one", "size"] {
+        assert_eq!(p.column_by_name(name).unwrap().null_count(), p.num_rows());
+    }
+    let column = |name: &str| -> Vec<String> {
+        (0..p.num_rows())
+            .map(|r| value_text(p.column_by_name(name).unwrap(), r))
+            .collect()
+    };
+    // `case` picks the null branch for those with an attendance, 1 for the
+    // rest; `concat_ws` skips the null; `coalesce` of nulls is null.
+    let some = (0..p.num_rows()).filter(|&r| ae.value(r) >= 1).count();
+    assert!(some > 0 && some < p.num_rows(), "both sides of the `case`");
+    for (r, either) in column("either").iter().enumerate() {
+        let expected = if ae.value(r) >= 1 { "null" } else { "1" };
+        assert_eq!(either, expected, "row {r}");
+    }
+    assert!(column("text").iter().all(|t| t == "a"));
+    assert!(column("unknown").iter().all(|t| t == "null"));
+    // `null or true` is true: everyone with an attendance is in the
+    // cohort, ranked by `nothing` (all tied) and then their attendances.
+    let member = column("any_ae");
+    let members: Vec<usize> = (0..p.num_rows()).filter(|&r| member[r] == "true").collect();
+    assert!(!members.is_empty());
+    assert!(members.iter().all(|&r| ae.value(r) >= 1));
+    let rank = column("any_ae_rank");
+    assert!(members.iter().all(|&r| rank[r] != "null"));
+    if let Ok(python) = std::env::var("STRATA_DUCKDB_PYTHON") {
+        check_sql(&python, &rules, &sample, AS_OF, &p, tmp.path()).unwrap();
+    }
+}

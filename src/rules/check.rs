@@ -665,15 +665,17 @@ impl Checker<'_> {
             .map(|a| self.expr(a))
             .collect::<Result<Vec<_>, _>>()?;
         if f == Function::Abs {
-            if typed.len() != 1 {
+            let Ok([x]) = <[Typed; 1]>::try_from(typed) else {
                 return err(span, "`abs` takes one argument");
-            }
-            let ty = typed[0].ty;
-            if !matches!(ty, Type::Int | Type::Float | Type::Null) {
+            };
+            // `abs(null)` is a null whole number, as `-null` is.
+            let x = retype_null(x, Type::Int);
+            let ty = x.ty;
+            if !matches!(ty, Type::Int | Type::Float) {
                 return err(span, format!("`abs` needs a number, not {}", ty.a()));
             }
             return Ok(Typed {
-                node: Node::Call(f, typed),
+                node: Node::Call(f, vec![x]),
                 ty,
             });
         }

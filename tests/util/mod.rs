@@ -355,9 +355,10 @@ pub fn text_column(batch: &RecordBatch, name: &str) -> ArrayRef {
 }
 
 /// Any value of a per-person table as text, whatever integer width or
-/// text encoding the writer chose.
+/// text encoding the writer chose. Nulls are read logically: a typeless
+/// null column (Arrow's `NullArray`) holds no validity of its own.
 pub fn value_text(column: &ArrayRef, row: usize) -> String {
-    if column.is_null(row) {
+    if column.logical_nulls().is_some_and(|n| n.is_null(row)) {
         return "null".into();
     }
     let canonical = arrow_cast::cast(column, &canonical_type(column.data_type())).unwrap();
