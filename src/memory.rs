@@ -10,7 +10,7 @@
 //! its own, whole huge pages long, advised as huge-page memory
 //! (`madvise(MADV_HUGEPAGE)`), so that where transparent huge pages are
 //! `madvise` or `always` (`/sys/kernel/mm/transparent_hugepage/enabled`)
-//! each fault brings in 2 MiB (README, "Performance").
+//! each fault brings in 2 MiB (`docs/performance.md`).
 //!
 //! The mapping is the block's own, advised whole, because advising part of
 //! a mapping splits it, and glibc grows its large blocks in place with
