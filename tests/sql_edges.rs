@@ -316,12 +316,32 @@ expr = "concat_ws(', ', nothing, 'a')"
 [features.unknown]
 expr = "coalesce(nothing, nothing)"
 
+[features.later]
+expr = "nothing > date '2025-01-01'"
+
+[features.latest]
+expr = "greatest(nothing, date '2025-01-01')"
+
+[features.mixed]
+expr = "case when ae_12m >= 1 then nothing else 'a' end"
+
+[features.flag]
+expr = "case when nothing then 1 else 0 end"
+
 [cohorts.any_ae]
 title = "Any A&E"
 description = "Anyone with an A&E attendance in 12 months."
 when = "ae_12m >= 1 and (nothing or true)"
 rank = ["nothing desc", "ae_12m desc"]
 reasons = ["ae_12m", "nothing", "rounded"]
+columns = ["nothing", "ae_12m"]
+
+[[tests]]
+name = "one attendance: the null features null, the rest as a bare null gives"
+as_of = 2025-03-31
+person = { birth_date = 1980-01-01 }
+events.ae = [{ date = 2025-01-01 }]
+expect = { nothing = "null", rounded = "null", unknown = "null", either = "null", mixed = "null", flag = 0, latest = 2025-01-01, any_ae = true }
 "#,
     )
     .unwrap();
@@ -362,15 +382,70 @@ reasons = ["ae_12m", "nothing", "rounded"]
         assert_eq!(either, expected, "row {r}");
     }
     assert!(column("text").iter().all(|t| t == "a"));
-    assert!(column("unknown").iter().all(|t| t == "null"));
+    for name in ["unknown", "later"] {
+        assert!(column(name).iter().all(|t| t == "null"), "{name}");
+    }
+    assert!(column("latest").iter().all(|t| t == "2025-01-01"));
+    assert!(column("flag").iter().all(|t| t == "0"));
+    for (r, mixed) in column("mixed").iter().enumerate() {
+        let expected = if ae.value(r) >= 1 { "null" } else { "a" };
+        assert_eq!(mixed, expected, "row {r}");
+    }
     // `null or true` is true: everyone with an attendance is in the
     // cohort, ranked by `nothing` (all tied) and then their attendances.
     let member = column("any_ae");
     let members: Vec<usize> = (0..p.num_rows()).filter(|&r| member[r] == "true").collect();
     assert!(!members.is_empty());
     assert!(members.iter().all(|&r| ae.value(r) >= 1));
-    let rank = column("any_ae_rank");
-    assert!(members.iter().all(|&r| rank[r] != "null"));
+    // Within each PCN, ranked by attendances, most first, then by id.
+    let (rank, pcn, id) = (
+        column("any_ae_rank"),
+        column("pcn_code"),
+        column("person_id"),
+    );
+    let mut by_pcn: std::collections::BTreeMap<&str, Vec<(i64, i64, i64)>> = Default::default();
+    for &r in &members {
+        let rank = rank[r].parse::<i64>().expect("a member is ranked");
+        by_pcn.entry(pcn[r].as_str()).or_default().push((
+            -ae.value(r),
+            id[r].parse().unwrap(),
+            rank,
+        ));
+    }
+    for ranked in by_pcn.values_mut() {
+        ranked.sort_unstable();
+        let ranks: Vec<i64> = ranked.iter().map(|&(_, _, rank)| rank).collect();
+        assert_eq!(ranks, (1..=ranked.len() as i64).collect::<Vec<_>>());
+    }
+    // In the PCNs' workbooks the null column is blank, as any null.
+    use calamine::Reader;
+    let mut blank = 0;
+    for pcn in std::fs::read_dir(out.join("pcn")).unwrap() {
+        let pcn = pcn.unwrap().path();
+        let name = pcn.file_name().unwrap().to_str().unwrap().to_string();
+        let mut book: calamine::Xlsx<_> =
+            calamine::open_workbook(pcn.join(format!("{name}.xlsx"))).unwrap();
+        let range = book.worksheet_range("any_ae").unwrap();
+        let header: Vec<String> = range
+            .rows()
+            .next()
+            .unwrap()
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
+        let at = header
+            .iter()
+            .position(|h| h == "nothing")
+            .expect("a `nothing` column");
+        for row in range.rows().skip(1) {
+            assert_eq!(row[at], calamine::Data::Empty, "{name}");
+            blank += 1;
+        }
+    }
+    assert_eq!(blank, members.len());
+    // The rule file's own test expects nulls of the null-typed features.
+    let o = strata(&["test", rules.to_str().unwrap()]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
     if let Ok(python) = std::env::var("STRATA_DUCKDB_PYTHON") {
         check_sql(&python, &rules, &sample, AS_OF, &p, tmp.path()).unwrap();
     }

@@ -625,7 +625,9 @@ fn show(v: &Value) -> String {
 }
 
 fn matches(column: &ArrayRef, row: usize, want: &Value) -> bool {
-    if column.is_null(row) {
+    // A feature typed as null is held as Arrow's typeless nulls, which
+    // have no validity of their own to read.
+    if column.is_null(row) || column.data_type() == &DataType::Null {
         return *want == Value::Null;
     }
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0);

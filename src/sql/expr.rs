@@ -38,11 +38,12 @@ pub fn literal(target: Target, lit: &Literal, ty: Type) -> String {
     }
 }
 
-/// `expr` as SQL; `column` names the column of each slot.
-pub fn sql(target: Target, expr: &Typed, column: &dyn Fn(usize) -> String) -> String {
+/// `expr` as SQL; `column` gives the SQL of each slot read as the type
+/// the expression reads it as.
+pub fn sql(target: Target, expr: &Typed, column: &dyn Fn(usize, Type) -> String) -> String {
     let sub = |e: &Typed| sql(target, e, column);
     match &expr.node {
-        Node::Slot(i) => column(*i),
+        Node::Slot(i) => column(*i, expr.ty),
         Node::Literal(lit) => literal(target, lit, expr.ty),
         Node::ToFloat(inner) => format!("CAST({} AS DOUBLE)", sub(inner)),
         Node::Not(inner) => format!("(NOT {})", sub(inner)),

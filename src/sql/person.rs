@@ -13,6 +13,7 @@ use super::{Script, Target, described, expr};
 use crate::error::{Error, Result};
 use crate::input::table::{self, Table};
 use crate::rules::check::Type;
+use crate::rules::expr::Literal;
 use crate::rules::typing::{self, AGE_SLOT, FIRST_ATTRIBUTE_SLOT, SEX_SLOT};
 use crate::rules::{FeatureKind, Model, Purpose};
 
@@ -367,7 +368,7 @@ pub(super) fn derived_ctes(
         });
         level.insert(*fi, deepest + 1);
     }
-    let column = |slot: usize| column_of(model, typed, target, slot);
+    let column = |slot: usize, ty: Type| column_of(model, typed, target, slot, ty);
     let mut last = "persons".to_string();
     let levels = level.values().copied().max().unwrap_or(0);
     for l in 1..=levels {
@@ -409,14 +410,37 @@ pub(super) fn derived_ctes(
     last
 }
 
-/// The column of a person-level slot.
-fn column_of(model: &Model, typed: &typing::PersonLevel, target: Target, slot: usize) -> String {
+/// The column of a person-level slot, read as `ty`.
+///
+/// A derived feature the rules type as null (`expr = "null"`) is all null,
+/// written as a BIGINT null; where an expression has given it another type
+/// (`nothing > as_of`, `case ... then nothing else 'a' end`) it is read as
+/// a null of that type, as a bare `null` there would be, and as the native
+/// engine reads it (a cast of the column would not do: Spark casts no
+/// BIGINT to a DATE). Not an attribute or an aggregate: their type is only
+/// unknown (compiled without data), not null.
+fn column_of(
+    model: &Model,
+    typed: &typing::PersonLevel,
+    target: Target,
+    slot: usize,
+    ty: Type,
+) -> String {
     let first_feature = FIRST_ATTRIBUTE_SLOT + typed.attributes.len();
     match slot {
         AGE_SLOT => "age".into(),
         SEX_SLOT => "sex".into(),
         s if s < first_feature => target.ident(&typed.attributes[s - FIRST_ATTRIBUTE_SLOT]),
-        s => target.ident(&model.features[s - first_feature].name),
+        s => {
+            let feature = &model.features[s - first_feature];
+            let column = target.ident(&feature.name);
+            let derived = !matches!(feature.kind, FeatureKind::Aggregate { .. });
+            if derived && typed.slot_types[s] == Type::Null && ty != Type::Null {
+                expr::literal(target, &Literal::Null, ty)
+            } else {
+                column
+            }
+        }
     }
 }
 
@@ -431,7 +455,7 @@ pub(super) fn cohort_ctes(
         return last;
     }
     let target = script.target;
-    let column = |slot: usize| column_of(model, typed, target, slot);
+    let column = |slot: usize, ty: Type| column_of(model, typed, target, slot, ty);
     let flags: Vec<String> = model
         .cohorts
         .iter()
@@ -473,7 +497,8 @@ pub(super) fn cohort_ctes(
         narrow.push(member.clone());
         let mut keys: Vec<String> = Vec::new();
         for (slot, desc) in &t.rank {
-            let key = column(*slot);
+            // As held: a rank key is a column of the narrow copy.
+            let key = column(*slot, typed.slot_types[*slot]);
             keys.push(format!(
                 "{key} {} NULLS LAST",
                 if *desc { "DESC" } else { "ASC" }

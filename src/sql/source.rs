@@ -489,7 +489,7 @@ impl Bound {
         }
         if let Some(f) = filter {
             let typed = typing::event_filter(model, f, &self.filter_columns)?;
-            cond.push(expr::sql(target, &typed, &|slot| {
+            cond.push(expr::sql(target, &typed, &|slot, _| {
                 id(&self.filter_columns[slot].0)
             }));
         }
