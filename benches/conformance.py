@@ -39,8 +39,9 @@ from pathlib import Path
 
 
 def kind(type_name):
-    """The family of a SQL or Parquet type name."""
-    t = type_name.upper()
+    """The family of a SQL or Parquet type name (DuckDB names a Parquet
+    column of Arrow's null type "NULL", in quotes)."""
+    t = type_name.upper().strip('"')
     if t in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "INT", "LONG", "SHORT", "BYTE") or t.startswith(("INT", "UINT", "UBIGINT", "USMALLINT", "UTINYINT")):
         return "integer"
     if t in ("DOUBLE", "FLOAT", "REAL") or t.startswith("DECIMAL"):
