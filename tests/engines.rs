@@ -367,24 +367,8 @@ fn publish_takes_a_null_feature_held_as_a_typed_column() {
     let rules = tmp.path().join("rules.toml");
     std::fs::write(
         &rules,
-        r#"
-[model]
-name = "null_feature"
-title = "A feature typed as null"
-source = "test fixture"
-
-[sources.ae]
-table = "ae_attendances"
-date = "arrival_date"
-
-[features.ae_12m]
-source = "ae"
-aggregate = "count"
-window = "365 days"
-
-[features.nothing]
-expr = "null"
-
+        NULL_FEATURE_RULES.to_string()
+            + r#"
 [cohorts.any_ae]
 title = "Any A&E"
 description = "Anyone with an A&E attendance in 12 months."

@@ -280,24 +280,8 @@ fn a_feature_typed_as_null_reads_as_a_bare_null() {
     let rules = tmp.path().join("rules.toml");
     std::fs::write(
         &rules,
-        r#"
-[model]
-name = "null_feature"
-title = "A feature typed as null"
-source = "test fixture"
-
-[sources.ae]
-table = "ae_attendances"
-date = "arrival_date"
-
-[features.ae_12m]
-source = "ae"
-aggregate = "count"
-window = "365 days"
-
-[features.nothing]
-expr = "null"
-
+        NULL_FEATURE_RULES.to_string()
+            + r#"
 [features.rounded]
 expr = "round(nothing)"
 

@@ -449,3 +449,25 @@ pub fn check_sql(
     }
     Ok(())
 }
+
+/// The head of a rule file with a feature the rules type as null
+/// (`nothing`, `expr = "null"`) beside a count of A&E attendances in a year
+/// (`ae_12m`); tests add the features and cohorts that use them.
+pub const NULL_FEATURE_RULES: &str = r#"
+[model]
+name = "null_feature"
+title = "A feature typed as null"
+source = "test fixture"
+
+[sources.ae]
+table = "ae_attendances"
+date = "arrival_date"
+
+[features.ae_12m]
+source = "ae"
+aggregate = "count"
+window = "365 days"
+
+[features.nothing]
+expr = "null"
+"#;
