@@ -539,11 +539,10 @@ fn eval_node(expr: &Typed, env: &Env) -> Result<Value, EvalError> {
     let (slots, len) = (env.slots, env.len);
     let sub = |e: &Typed| eval(e, env);
     Ok(match &expr.node {
-        // A feature the rules type as null (`expr = "null"`, or a column
-        // whose type the data left unknown) is held as Arrow's typeless
-        // nulls; where the expression has given it a type (`round(x)`,
-        // `x + 1`), the operator takes that type's array, so it reads as
-        // the typed nulls a bare `null` there would be.
+        // A feature the rules type as null (`expr = "null"`) is held as
+        // Arrow's typeless nulls; where the expression has given it a type
+        // (`round(x)`, `x + 1`), the operator takes that type's array, so
+        // it reads as the typed nulls a bare `null` there would be.
         Node::Slot(i) if slots[*i].data_type() == &DataType::Null && expr.ty != Type::Null => {
             Value::Array(new_null_array(&expr.ty.data_type(), slots[*i].len()))
         }

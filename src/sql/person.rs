@@ -417,8 +417,10 @@ pub(super) fn derived_ctes(
 /// (`nothing > as_of`, `case ... then nothing else 'a' end`) it is read as
 /// a null of that type, as a bare `null` there would be, and as the native
 /// engine reads it (a cast of the column would not do: Spark casts no
-/// BIGINT to a DATE). Not an attribute or an aggregate: their type is only
-/// unknown (compiled without data), not null.
+/// BIGINT to a DATE). Only a derived feature can be typed null here (an
+/// attribute of Arrow's null type, or a `min`/`max` of a column whose type
+/// is unknown, is refused before compiling); the test keeps it so should
+/// that change, since an unknown type is not an all-null column.
 fn column_of(
     model: &Model,
     typed: &typing::PersonLevel,
