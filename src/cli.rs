@@ -332,11 +332,22 @@ impl Settings {
         purpose: Option<rules::Purpose>,
         as_of: &Option<String>,
     ) -> Result<Settings> {
+        Settings::set_by(rules, (set, "--set"), purpose, as_of)
+    }
+
+    /// [`Settings::new`] with the parameters given by `flag`, which errors
+    /// name (`--compare-set` for `evaluate`'s compared rule set).
+    fn set_by(
+        rules: &[PathBuf],
+        (set, flag): (&[(String, String)], &str),
+        purpose: Option<rules::Purpose>,
+        as_of: &Option<String>,
+    ) -> Result<Settings> {
         let as_of = match as_of {
             Some(text) => Some(parse_date_arg("--as-of", text)?),
             None => None,
         };
-        let mut model = rules::load_all(&rule_paths(rules)?, set)?;
+        let mut model = rules::load_all_set_by(&rule_paths(rules)?, set, flag)?;
         model.purpose_set = purpose;
         Ok(Settings { model, as_of })
     }
@@ -567,7 +578,7 @@ fn run_evaluate(args: &EvaluateArgs, quiet: bool) -> Result<()> {
         } else {
             &args.compare
         };
-        Some(Settings::new(rules, &args.compare_set, None, &None)?.model)
+        Some(Settings::set_by(rules, (&args.compare_set, "--compare-set"), None, &None)?.model)
     };
     let mut dates = args
         .as_of

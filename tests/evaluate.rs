@@ -270,6 +270,28 @@ fn a_second_rule_set_is_compared_on_the_same_people() {
     assert_eq!(second.true_count(), 0);
 }
 
+/// A mistake in `--compare-set` is told as `--compare-set`, not as the
+/// `--set` of the rule set evaluated first.
+#[test]
+fn a_wrong_compare_set_names_its_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    for (setting, told) in [
+        (
+            "treshold=2",
+            "--compare-set treshold: no rule file of this run has a parameter `treshold`",
+        ),
+        ("threshold=two", "--compare-set threshold=two: `two` is not"),
+    ] {
+        let o = evaluate(tmp.path(), &rules, &["--compare-set", setting]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains(told), "{setting}: {}", stderr(&o));
+        assert!(!stderr(&o).contains("--set "), "{setting}: {}", stderr(&o));
+    }
+}
+
 #[test]
 fn lists_are_followed_from_one_date_to_the_next() {
     let tmp = tempfile::tempdir().unwrap();

@@ -570,11 +570,22 @@ pub fn load(path: &Path) -> Result<Model> {
 /// each parsed as its parameter's type. Definitions that several files share
 /// are computed once; see [`merge`].
 pub fn load_all(paths: &[PathBuf], overrides: &[(String, String)]) -> Result<Model> {
+    load_all_set_by(paths, overrides, "--set")
+}
+
+/// [`load_all`], with the overrides given by `flag` (`evaluate`'s
+/// `--compare-set` sets the compared rule set's parameters): its errors
+/// name the flag the user wrote.
+pub fn load_all_set_by(
+    paths: &[PathBuf],
+    overrides: &[(String, String)],
+    flag: &str,
+) -> Result<Model> {
     let mut model: Option<Model> = None;
     let mut names = Vec::new();
     let mut titles = Vec::new();
     for path in paths {
-        let next = load_with_includes(path, overrides, &mut Vec::new())?;
+        let next = load_with_includes(path, (overrides, flag), &mut Vec::new())?;
         names.push(next.meta.name.clone());
         titles.push(next.meta.title.clone());
         model = Some(match model {
@@ -597,10 +608,12 @@ pub fn load_all(paths: &[PathBuf], overrides: &[(String, String)]) -> Result<Mod
         .find(|(n, _)| !model.overridden.contains(n))
     {
         return Err(Error::usage(format!(
-            "--set {name}: no rule file of this run has a parameter `{name}`{}",
+            "{flag} {name}: no rule file of this run has a parameter `{name}`{}",
             did_you_mean(name, model.params.iter().map(|(n, _)| n.as_str()))
         ))
-        .with_help("--set can only change a parameter declared in a rule file's [params]"));
+        .with_help(format!(
+            "{flag} can only change a parameter declared in a rule file's [params]"
+        )));
     }
     Ok(model)
 }
@@ -609,7 +622,7 @@ pub fn load_all(paths: &[PathBuf], overrides: &[(String, String)]) -> Result<Mod
 /// being read, to refuse an include cycle.
 fn load_with_includes(
     path: &Path,
-    overrides: &[(String, String)],
+    overrides: (&[(String, String)], &str),
     stack: &mut Vec<PathBuf>,
 ) -> Result<Model> {
     let canonical = bundled::identity(path);

@@ -75,7 +75,7 @@ impl Loader<'_> {
 /// Reads one rule file; returns the model and the files it includes.
 pub(super) fn load_one(
     path: &Path,
-    overrides: &[(String, String)],
+    overrides: (&[(String, String)], &str),
 ) -> Result<(Model, Vec<PathBuf>)> {
     let text = super::bundled::read(path)
         .and_then(|bytes| {
@@ -298,13 +298,14 @@ impl Names {
 }
 
 /// `[params]`, with the `--set` values applied: (name, value) in order, and
-/// the names that were set.
+/// the names that were set. `overrides` are the values and the flag that
+/// gave them, which errors name.
 #[allow(clippy::type_complexity)]
 fn read_params(
     l: &Loader,
     file: &syntax::RuleFile,
     names: &mut Names,
-    overrides: &[(String, String)],
+    (overrides, flag): (&[(String, String)], &str),
 ) -> Result<(Vec<(String, Literal)>, Vec<String>)> {
     let mut params = Vec::new();
     for (name, value) in &file.params {
@@ -339,7 +340,7 @@ fn read_params(
         };
         *value = override_value(value, text).ok_or_else(|| {
             Error::usage(format!(
-                "--set {name}={text}: `{text}` is not {}",
+                "{flag} {name}={text}: `{text}` is not {}",
                 check::literal_type(value).a()
             ))
             .with_help(format!(
