@@ -187,6 +187,24 @@ fn the_core_model_runs_without_a_medications_table() {
     let (with, without) = core_with_and_without(tmp.path(), "medications");
     let m = manifest(&without);
     assert_eq!(m["absent_optional_tables"][0]["table"], "medications");
+    // Each table read is listed once, though the eFI's seven measures read
+    // `observations` and two sources `admissions`.
+    let tables: Vec<&str> = m["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["table"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        tables,
+        [
+            "patients",
+            "ae_attendances",
+            "admissions",
+            "gp_events",
+            "observations"
+        ]
+    );
     assert!(
         std::fs::read_to_string(without.join("report.html"))
             .unwrap()

@@ -131,7 +131,7 @@ pub struct RuleFileInfo {
     pub sha256: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, PartialEq, Serialize)]
 pub struct Input {
     pub table: String,
     pub files: Vec<InputFile>,
@@ -143,7 +143,7 @@ pub struct AbsentTable {
     pub source: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, PartialEq, Serialize)]
 pub struct InputFile {
     pub path: String,
     pub rows: u64,
@@ -180,9 +180,19 @@ impl Manifest {
                 })
                 .collect(),
         };
-        let mut inputs = vec![table_input(&plan.population.table)];
-        inputs.extend(plan.sources.iter().map(|s| table_input(&s.table)));
-        inputs.extend(results.computed_elsewhere.iter().map(table_input));
+        // Each table once, in the order first read: several sources read
+        // one table (the eFI's seven measures read `observations`), and the
+        // manifest and the report had listed it once per source.
+        let mut inputs: Vec<Input> = Vec::new();
+        for input in std::iter::once(&plan.population.table)
+            .chain(plan.sources.iter().map(|s| &s.table))
+            .chain(&results.computed_elsewhere)
+            .map(table_input)
+        {
+            if !inputs.contains(&input) {
+                inputs.push(input);
+            }
+        }
 
         let mut rejected = BTreeMap::new();
         rejected.insert(
