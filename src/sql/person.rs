@@ -419,8 +419,9 @@ pub(super) fn derived_ctes(
 /// engine reads it (a cast of the column would not do: Spark casts no
 /// BIGINT to a DATE). Only a derived feature can be typed null here (an
 /// attribute of Arrow's null type, or a `min`/`max` of a column whose type
-/// is unknown, is refused before compiling); the test keeps it so should
-/// that change, since an unknown type is not an all-null column.
+/// is unknown, is refused before compiling); the check of the feature's
+/// kind keeps it so should that change, since an unknown type is not an
+/// all-null column.
 fn column_of(
     model: &Model,
     typed: &typing::PersonLevel,
