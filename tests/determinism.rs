@@ -183,6 +183,27 @@ fn outputs_do_not_depend_on_the_thread_count() {
     }
 }
 
+/// An extract sorted by person (the population loader keeps such a table
+/// as it is, where it reorders any other) gives the same outputs.
+#[test]
+fn outputs_do_not_depend_on_the_population_being_in_id_order() {
+    let r = reference();
+    let case = tempfile::tempdir_in(r.dir.path()).unwrap();
+    let data = case.path().join("data");
+    reshaped(&r.data, &data, 7, 1, 1 << 20);
+    let patients = data.join("patients.parquet");
+    let batch = read_parquet(&patients);
+    let order =
+        arrow_ord::sort::sort_to_indices(batch.column_by_name("person_id").unwrap(), None, None)
+            .unwrap();
+    write_parquet(
+        &patients,
+        &[arrow_select::take::take_record_batch(&batch, &order).unwrap()],
+    );
+    let got = run(&data, &case.path().join("out"), 2);
+    assert_eq!(differing(&got, &r.outputs), Vec::<String>::new());
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
 

@@ -811,11 +811,16 @@ impl Population {
                 let ids = ids.as_primitive::<Int64Type>();
                 // (id, row) pairs sort without chasing each row's id, and
                 // the row breaks ties as a stable sort would.
-                let mut keyed: Vec<(i64, u32)> = (0..all.num_rows() as u32)
-                    .into_par_iter()
-                    .filter(valid)
-                    .map(|r| (ids.value(r as usize), r))
-                    .collect();
+                let pair = |r: u32| (ids.value(r as usize), r);
+                let rows = 0..all.num_rows() as u32;
+                // Without nulls, collected straight into place: a filter
+                // collects in pieces, then copies them together (90 ms of
+                // the load at 5M persons).
+                let mut keyed: Vec<(i64, u32)> = if null_ids == 0 {
+                    rows.into_par_iter().map(pair).collect()
+                } else {
+                    rows.into_par_iter().filter(valid).map(pair).collect()
+                };
                 keyed.par_sort_unstable();
                 keyed.dedup_by_key(|(id, _)| *id);
                 let (sorted, order) = keyed.into_par_iter().unzip();
@@ -848,14 +853,21 @@ impl Population {
         // now that it is in order; practice and PCN codes stay dictionaries
         // (see [`TextColumn`]), as registrations also give them, and
         // `patients.parquet` holds them as plain text.
-        let take = UInt32Array::from(kept);
+        // A table already in id order, without nulls or duplicates (an
+        // extract sorted by person), is kept as it is.
+        let in_order = kept.len() == all.num_rows()
+            && kept.par_iter().enumerate().all(|(i, &r)| i == r as usize);
+        let take = (!in_order).then(|| UInt32Array::from(kept));
         let columns = all
             .columns()
             .par_iter()
             .zip(all.schema().fields().par_iter())
             .map(|(c, field)| {
-                let ordered = arrow_select::take::take(c.as_ref(), &take, None)
-                    .map_err(|e| Error::Internal(format!("ordering the population: {e}")))?;
+                let ordered = match &take {
+                    Some(take) => arrow_select::take::take(c.as_ref(), take, None)
+                        .map_err(|e| Error::Internal(format!("ordering the population: {e}")))?,
+                    None => c.clone(),
+                };
                 let code = matches!(field.name().as_str(), "practice_code" | "pcn_code");
                 if is_text_dictionary(&ordered) && !code {
                     arrow_cast::cast(&ordered, &DataType::Utf8)
