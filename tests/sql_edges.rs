@@ -312,6 +312,12 @@ expr = "case when ae_12m >= 1 then nothing else 'a' end"
 [features.flag]
 expr = "case when nothing then 1 else 0 end"
 
+[features.shifted]
+expr = "date '2025-01-01' - nothing"
+
+[features.days]
+expr = "nothing - date '2025-01-01'"
+
 [cohorts.any_ae]
 title = "Any A&E"
 description = "Anyone with an A&E attendance in 12 months."
@@ -325,7 +331,7 @@ name = "one attendance: the null features null, the rest as a bare null gives"
 as_of = 2025-03-31
 person = { birth_date = 1980-01-01 }
 events.ae = [{ date = 2025-01-01 }]
-expect = { nothing = "null", rounded = "null", unknown = "null", either = "null", mixed = "null", flag = 0, latest = 2025-01-01, any_ae = true }
+expect = { nothing = "null", rounded = "null", unknown = "null", either = "null", mixed = "null", flag = 0, latest = 2025-01-01, shifted = "null", days = "null", any_ae = true }
 "#,
     )
     .unwrap();
@@ -349,7 +355,10 @@ expect = { nothing = "null", rounded = "null", unknown = "null", either = "null"
     assert_eq!(typed("plus_one"), DataType::Int64);
     assert_eq!(typed("size"), DataType::Int64);
     assert_eq!(typed("either"), DataType::Int64);
-    for name in ["rounded", "plus_one", "size"] {
+    // Beside a date, `nothing` is a number of days; taken from one, a date.
+    assert_eq!(typed("shifted"), DataType::Date32);
+    assert_eq!(typed("days"), DataType::Int64);
+    for name in ["rounded", "plus_one", "size", "shifted", "days"] {
         assert_eq!(p.column_by_name(name).unwrap().null_count(), p.num_rows());
     }
     let column = |name: &str| -> Vec<String> {

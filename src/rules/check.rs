@@ -537,6 +537,28 @@ impl Checker<'_> {
                 });
             }
             (Arith::Sub, Type::Date, Type::Date) => Type::Int,
+            // A `null` beside a date reads as a number of days, as `1`
+            // would there (`as_of - null` a date, as `as_of - 1`), or,
+            // taken from a date, as a date (`null - as_of` days, as
+            // `as_of - as_of`): the value is null either way.
+            (Arith::Add | Arith::Sub, Type::Date, Type::Null) => {
+                return Ok(Typed {
+                    node: Node::Arith(arith, boxed(a), boxed(retype_null(b, Type::Int))),
+                    ty: Type::Date,
+                });
+            }
+            (Arith::Add, Type::Null, Type::Date) => {
+                return Ok(Typed {
+                    node: Node::Arith(Arith::Add, boxed(b), boxed(retype_null(a, Type::Int))),
+                    ty: Type::Date,
+                });
+            }
+            (Arith::Sub, Type::Null, Type::Date) => {
+                return Ok(Typed {
+                    node: Node::Arith(Arith::Sub, boxed(retype_null(a, Type::Date)), boxed(b)),
+                    ty: Type::Int,
+                });
+            }
             _ => {
                 let Some((a, b, ty)) = unify(a, b) else {
                     return mismatch();
