@@ -312,7 +312,11 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Models => run_models().map(|_| ExitCode::SUCCESS),
         Command::Init(args) => run_init(args, cli.quiet).map(|_| ExitCode::SUCCESS),
         Command::Compile(args) => run_compile(args, cli.quiet).map(|_| ExitCode::SUCCESS),
-        Command::Evaluate(args) => run_evaluate(args, cli.quiet).map(|_| ExitCode::SUCCESS),
+        Command::Evaluate(args) => {
+            #[cfg(target_os = "linux")]
+            crate::memory::keep_freed_memory();
+            run_evaluate(args, cli.quiet).map(|_| ExitCode::SUCCESS)
+        }
     }
 }
 
