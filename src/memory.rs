@@ -150,8 +150,8 @@ unsafe impl GlobalAlloc for HugeForLarge {
 /// giving it back to Linux to be zeroed again when next asked for. Each
 /// as-of date makes and frees the same columns, and the predictions'
 /// encoders their buffers, so the same memory serves every date: 12 dates
-/// at 1M persons about 6% faster (15 of 17 pairs of runs), with about 28%
-/// fewer page faults and about 2% more peak memory; one date unchanged
+/// at 1M persons about 6% faster (15 of 17 pairs of runs), with about a
+/// quarter fewer page faults and about 2% more peak memory; one date unchanged
 /// (docs/performance.md). `strata run` was no faster with it and its peak
 /// memory 3% to 6% higher, so it is left as glibc sets it.
 ///

@@ -321,11 +321,13 @@ fn encode_chunk(
 /// How many of a column's rows to hand its writer at once. The parquet
 /// crate lists the rows it is handed that are not null (8 bytes a row):
 /// for a whole row group, 8 MiB of fresh memory per column, which Linux
-/// zeroes each time. Its writer takes the rows in batches, and a page can
-/// end only where a batch does, so slices of whole batches make the same
-/// pages, the same file byte for byte: batches of [`BATCH_ROWS`] where the
-/// field cannot be null, of [`PAGE_ROWS`] where it can but this column
-/// has no nulls (or only nulls). A column with some nulls is written in
+/// zeroes each time. Its writer splits what each call hands it into
+/// batches from the call's first row and decides everything (where a page
+/// ends, giving up the dictionary, smaller batches for long text) within
+/// or at the end of a batch, so slices of whole batches make the same
+/// file byte for byte: batches of [`BATCH_ROWS`] where the field cannot be
+/// null, of [`PAGE_ROWS`] where it can but this column has no null buffer
+/// (or holds only nulls). A column with a null buffer is written in
 /// batches of [`BATCH_ROWS`] too, but a slice of it that happened to hold
 /// only nulls would be written as such, in the larger batches, so it is
 /// handed over whole.
@@ -727,16 +729,20 @@ mod tests {
 
     /// Columns handed to their writers a slice at a time make the file the
     /// parquet crate's own writer makes of the whole batch, byte for byte:
-    /// fields that cannot be null, nullable ones without nulls, with a few,
-    /// with a run of nulls longer than a slice, all null, text past its
-    /// dictionary's size limit, dates and lists, in row groups of more
-    /// than one slice and a last one of less.
+    /// fields that cannot be null; nullable ones without a null buffer,
+    /// with one but no nulls, with a few nulls, with a run of nulls longer
+    /// than a slice, all null; integers, floats, true/false, dates, text
+    /// (one column past its dictionary's size limit, so written plain from
+    /// there) and lists; in row groups of more than one slice and a last
+    /// one of less; all rows, and some left out.
     #[test]
     fn columns_written_in_slices_make_the_file_written_whole() {
         use arrow_array::builder::{ListBuilder, StringBuilder};
-        use arrow_array::{BooleanArray, Date32Array};
-        use arrow_schema::{DataType, Field, Schema};
+        use arrow_array::{BooleanArray, Date32Array, Float64Array};
+        use arrow_schema::{Field, Schema};
+        use parquet::basic::Encoding;
         let n = 300_000usize;
+        let group = 128 * 1024;
         let mut list = ListBuilder::new(StringBuilder::new());
         for i in 0..n {
             if i % 7 != 0 {
@@ -746,10 +752,23 @@ mod tests {
                 list.append(i % 2 == 0);
             }
         }
+        let all_valid = arrow_buffer::NullBuffer::new_valid(n);
         let columns: Vec<(&str, ArrayRef, bool)> = vec![
             (
                 "id",
                 Arc::new(Int64Array::from_iter_values(0..n as i64)),
+                false,
+            ),
+            (
+                "code",
+                Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|i| format!("C{}", i % 40)),
+                )),
+                false,
+            ),
+            (
+                "always",
+                Arc::new(BooleanArray::from_iter((0..n).map(|i| Some(i % 5 == 0)))),
                 false,
             ),
             (
@@ -760,6 +779,21 @@ mod tests {
             (
                 "count",
                 Arc::new(Int64Array::from_iter((0..n).map(|i| Some((i % 17) as i64)))),
+                true,
+            ),
+            (
+                "buffered",
+                Arc::new(Int64Array::new(
+                    (0..n as i64).map(|i| i % 11).collect(),
+                    Some(all_valid),
+                )),
+                true,
+            ),
+            (
+                "score",
+                Arc::new(Float64Array::from_iter_values(
+                    (0..n).map(|i| (i % 97) as f64 / 7.0),
+                )),
                 true,
             ),
             (
@@ -776,9 +810,9 @@ mod tests {
             ),
             (
                 "text",
-                Arc::new(StringArray::from_iter_values(
-                    (0..n).map(|i| format!("a fairly long distinct text {i:>12}")),
-                )),
+                Arc::new(StringArray::from_iter_values((0..n).map(|i| {
+                    format!("a distinct text long enough to pass the dictionary's limit {i:>12}")
+                }))),
                 true,
             ),
             (
@@ -796,27 +830,61 @@ mod tests {
                 .map(|(name, a, nullable)| Field::new(*name, a.data_type().clone(), *nullable))
                 .collect::<Vec<_>>(),
         ));
-        assert!(matches!(schema.field(7).data_type(), DataType::List(_)));
         let batch =
             RecordBatch::try_new(schema.clone(), columns.into_iter().map(|c| c.1).collect())
                 .unwrap();
+        let keep = BooleanArray::from((0..n).map(|i| i % 9 != 4).collect::<Vec<_>>());
         let dir = tempfile::tempdir().unwrap();
-        let (sliced, whole) = (dir.path().join("sliced"), dir.path().join("whole"));
-        super::write_held(&sliced, std::slice::from_ref(&batch), None, 128 * 1024).unwrap();
-        let props = super::writer_properties()
-            .set_max_row_group_row_count(Some(128 * 1024))
-            .build();
-        let mut writer = parquet::arrow::ArrowWriter::try_new(
-            std::fs::File::create(&whole).unwrap(),
-            schema,
-            Some(props),
-        )
-        .unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
+        for keep in [None, Some(&keep)] {
+            let (sliced, whole) = (dir.path().join("sliced"), dir.path().join("whole"));
+            super::write_held(&sliced, std::slice::from_ref(&batch), keep, group).unwrap();
+            let kept = match keep {
+                Some(keep) => arrow_select::filter::filter_record_batch(&batch, keep).unwrap(),
+                None => batch.clone(),
+            };
+            let props = super::writer_properties()
+                .set_max_row_group_row_count(Some(group))
+                .build();
+            let mut writer = parquet::arrow::ArrowWriter::try_new(
+                std::fs::File::create(&whole).unwrap(),
+                schema.clone(),
+                Some(props),
+            )
+            .unwrap();
+            writer.write(&kept).unwrap();
+            writer.close().unwrap();
+            assert_eq!(
+                std::fs::read(&sliced).unwrap(),
+                std::fs::read(&whole).unwrap(),
+                "kept: {}",
+                keep.is_some()
+            );
+            // The long text gave up its dictionary within the first group
+            // (some of its data pages plain), the short codes did not.
+            let file =
+                ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&sliced).unwrap())
+                    .unwrap();
+            let plain = |column: &str| {
+                let at = schema.index_of(column).unwrap();
+                let chunk = file.metadata().row_group(0).column(at);
+                chunk
+                    .page_encoding_stats_mask()
+                    .unwrap()
+                    .is_set(Encoding::PLAIN)
+            };
+            assert!(plain("text") && !plain("code"));
+        }
+    }
+
+    /// The batch sizes [`super::slice_rows`] counts on are the writer's.
+    #[test]
+    fn slices_are_counted_in_the_writers_batches() {
+        let props = super::writer_properties().build();
+        assert_eq!(props.write_batch_size(), super::BATCH_ROWS);
+        let column = parquet::schema::types::ColumnPath::from("any");
         assert_eq!(
-            std::fs::read(&sliced).unwrap(),
-            std::fs::read(&whole).unwrap()
+            props.column_data_page_row_count_limit(&column),
+            super::PAGE_ROWS
         );
     }
 

@@ -538,8 +538,8 @@ impl Checker<'_> {
             }
             (Arith::Sub, Type::Date, Type::Date) => Type::Int,
             // A `null` beside a date reads as a number of days, as `1`
-            // would there (`as_of - null` a date, as `as_of - 1`), or,
-            // taken from a date, as a date (`null - as_of` days, as
+            // would there (`as_of - null` a date, as `as_of - 1`), or, with
+            // a date taken from it, as a date (`null - as_of` days, as
             // `as_of - as_of`): the value is null either way.
             (Arith::Add | Arith::Sub, Type::Date, Type::Null) => {
                 return Ok(Typed {
