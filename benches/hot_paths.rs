@@ -114,13 +114,13 @@ fn distinct_medicines(c: &mut Criterion) {
         x ^= x << 17;
         x
     };
-    let tasks: Vec<Vec<(u32, u64)>> = (0..8)
+    let tasks: Vec<Vec<(u32, u32)>> = (0..8)
         .map(|_| {
             (0..825_000)
                 .map(|_| {
                     let r = next();
                     let person = (r % PERSONS as u64) as u32;
-                    (person, (r >> 40) % 2_000 + 1)
+                    (person, ((r >> 40) % 2_000 + 1) as u32)
                 })
                 .collect()
         })
@@ -129,12 +129,12 @@ fn distinct_medicines(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("6.6M issues, 1M persons", |b| {
         // As the scan does with one as-of date: each issue added to its
-        // person's set, or noted where the set is full (the sets' 64 MB
+        // person's set, or noted where the set is full (the sets' 32 MB
         // made and zeroed in the time, as in a run).
         b.iter(|| {
             let state = State::new(Aggregate::CountDistinctCodes, None, false, None, PERSONS, 1);
             for task in &tasks {
-                let noted: Vec<(u32, u64, u16, u16)> = task
+                let noted: Vec<(u32, u32, u16, u16)> = task
                     .iter()
                     .filter(|&&(person, code)| !state.add_code(person, code, 1))
                     .map(|&(person, code)| (person, code, 0, 1))

@@ -77,20 +77,20 @@ pub enum State {
 }
 
 /// A code an event of a person carried, for counting distinct codes without
-/// a code list: (person, code hash, first date, end date), the event falling
+/// a code list: (person, code number, first date, end date), the event falling
 /// in the windows of the as-of dates `first..end` (`0..1` with one date).
 /// One entry per run of dates, not per date, so that several dates cost
 /// about what one does in the sorts that count them. With several dates,
 /// the busiest month's events take the same form, the month or day in
 /// place of the code ([`State::MonthlyRuns`]).
-pub type CodeSeen = (u32, u64, u16, u16);
+pub type CodeSeen = (u32, u32, u16, u16);
 
-// No larger than the (slot, code) pair it replaced.
-const _: () = assert!(std::mem::size_of::<CodeSeen>() == 16);
+// Smaller than the (slot, code) pair it replaced.
+const _: () = assert!(std::mem::size_of::<CodeSeen>() == 12);
 
-/// The codes (hashes) kept for one person in place: enough for most
+/// The codes (numbers) kept for one person in place: enough for most
 /// people (at 1M generated persons, 98% have at most 8 distinct medicines
-/// a year), in one cache line.
+/// a year), in half a cache line.
 pub const CODES_PER_SET: usize = 8;
 
 /// Up to this many as-of dates keep sets of codes by date
@@ -99,7 +99,7 @@ pub const MOST_DATES_IN_SETS: usize = 64;
 
 /// Each person's set of distinct codes, by the number of as-of dates.
 pub enum CodeSets {
-    /// One date: a cache line a person.
+    /// One date: half a cache line a person.
     One(Vec<CodeSet>),
     /// Several dates (`dates` of them): two cache lines a person.
     Dated {
@@ -110,17 +110,17 @@ pub enum CodeSets {
     None,
 }
 
-/// A person's set of up to [`CODES_PER_SET`] code hashes, 0 where free.
-#[repr(align(64))]
+/// A person's set of up to [`CODES_PER_SET`] code numbers, 0 where free.
+#[repr(align(32))]
 #[derive(Default)]
-pub struct CodeSet([AtomicU64; CODES_PER_SET]);
+pub struct CodeSet([AtomicU32; CODES_PER_SET]);
 
 /// A person's codes as [`CodeSet`], each with the as-of dates (a bit each)
 /// whose windows hold an event of it.
 #[repr(align(128))]
 #[derive(Default)]
 pub struct DatedCodeSet {
-    codes: [AtomicU64; CODES_PER_SET],
+    codes: [AtomicU32; CODES_PER_SET],
     dates: [AtomicU64; CODES_PER_SET],
 }
 
@@ -131,7 +131,7 @@ pub struct DatedCodeSet {
 /// one slot whatever the tasks' order: a task puts a code in slot k only
 /// after finding every slot before it holding another code.
 #[inline]
-fn claim(slots: &[AtomicU64; CODES_PER_SET], code: u64) -> Option<usize> {
+fn claim(slots: &[AtomicU32; CODES_PER_SET], code: u32) -> Option<usize> {
     if code == 0 {
         return None;
     }
@@ -167,7 +167,7 @@ impl CodeSets {
     /// Adds `code` for `person` on the dates of `dates` (bits; 1 with one
     /// date); false if it must be noted instead.
     #[inline]
-    fn add(&self, person: u32, code: u64, dates: u64) -> bool {
+    fn add(&self, person: u32, code: u32, dates: u64) -> bool {
         match self {
             CodeSets::One(sets) => sets
                 .get(person as usize)
@@ -208,7 +208,7 @@ impl CodeSets {
     /// Adds the codes each person's set holds to their counts (`copies`
     /// per person, from `first_person` on).
     fn count<C: Count>(&self, first_person: usize, copies: usize, counts: &mut [C]) {
-        let held = |s: &AtomicU64| s.load(Relaxed);
+        let held = |s: &AtomicU32| s.load(Relaxed);
         match self {
             CodeSets::One(sets) => {
                 for (count, set) in counts.iter_mut().zip(&sets[first_person..]) {
@@ -221,7 +221,7 @@ impl CodeSets {
                 for (counts, set) in counts.chunks_mut(copies).zip(&sets[first_person..]) {
                     for (code, dates) in set.codes.iter().zip(&set.dates) {
                         if held(code) != 0 {
-                            each_run(held(dates), |first, end| {
+                            each_run(dates.load(Relaxed), |first, end| {
                                 counts[usize::from(first)..usize::from(end)]
                                     .iter_mut()
                                     .for_each(|c| *c += C::ONE)
@@ -588,12 +588,12 @@ impl State {
         };
     }
 
-    /// Adds code hash `code` to `person`'s set of distinct codes, on the
+    /// Adds code number `code` to `person`'s set of distinct codes, on the
     /// as-of dates of `dates` (a bit each; 1 with one date); false if it
     /// must be noted instead (the set is full without it, or there are no
     /// sets: more than [`MOST_DATES_IN_SETS`] dates).
     #[inline]
-    pub fn add_code(&self, person: u32, code: u64, dates: u64) -> bool {
+    pub fn add_code(&self, person: u32, code: u32, dates: u64) -> bool {
         match self {
             State::DistinctValues { sets, .. } => sets.add(person, code, dates),
             _ => false,
@@ -1267,7 +1267,7 @@ fn most_by_date(
     let mut most = vec![vec![0u32; persons]; copies];
     // Per date, the person's events of the month (or the 30 days) so far.
     let mut counts = vec![0u32; copies];
-    let mut window: Vec<u64> = Vec::new();
+    let mut window: Vec<u32> = Vec::new();
     for person in events.chunk_by(|a, b| a.0 == b.0) {
         let p = person[0].0 as usize;
         if aggregate == Aggregate::MaxInAMonth {
@@ -1306,10 +1306,10 @@ fn most_by_date(
 /// negative), each person's most events within any 30 consecutive days
 /// (a day and the 29 after it): a sliding window over each person's dates.
 fn busiest_30_days(keys: &[u64], most: &mut [u32]) {
-    let mut days: Vec<u64> = Vec::new();
+    let mut days: Vec<u32> = Vec::new();
     for events in keys.chunk_by(|a, b| a >> 32 == b >> 32) {
         days.clear();
-        days.extend(events.iter().map(|k| k & 0xFFFF_FFFF));
+        days.extend(events.iter().map(|&k| k as u32));
         // Each event is noted in memory (8 bytes): a person's cannot
         // number 2^32.
         most[(events[0] >> 32) as usize] =
@@ -1319,7 +1319,7 @@ fn busiest_30_days(keys: &[u64], most: &mut [u32]) {
 
 /// The most of `days` (sorted) within any 30 consecutive days (a day and
 /// the 29 after it): a sliding window.
-fn busiest_30_days_of(days: &[u64]) -> i64 {
+fn busiest_30_days_of(days: &[u32]) -> i64 {
     let (mut start, mut most) = (0, 0);
     for (end, &day) in days.iter().enumerate() {
         while day - days[start] >= 30 {
@@ -1418,7 +1418,7 @@ mod tests {
     fn distinct_codes(
         persons: usize,
         copies: usize,
-    ) -> (State, Vec<std::collections::BTreeSet<u64>>) {
+    ) -> (State, Vec<std::collections::BTreeSet<u32>>) {
         let state = State::new(
             Aggregate::CountDistinctCodes,
             None,
@@ -1437,7 +1437,7 @@ mod tests {
     /// against `naive`, a set of codes per slot.
     fn counts_as_sets(
         state: State,
-        naive: &[std::collections::BTreeSet<u64>],
+        naive: &[std::collections::BTreeSet<u32>],
         persons: usize,
         copies: usize,
         what: &str,
@@ -1490,7 +1490,7 @@ mod tests {
                 let mut seen = Vec::new();
                 for _ in 0..rng.random_range(0..40) {
                     let person = people[rng.random_range(0..people.len())];
-                    let code = rng.random_range(0..5u64);
+                    let code = rng.random_range(0..5u32);
                     let first = rng.random_range(0..copies as u16);
                     let end = rng.random_range(first + 1..=copies as u16);
                     seen.push((person, code, first, end));
@@ -1533,7 +1533,7 @@ mod tests {
             let mut overflowed = false;
             for seed in 0..30 {
                 let (state, mut naive) = distinct_codes(persons, copies);
-                let tasks: Vec<Vec<(u32, u64, Vec<usize>)>> = (0..4)
+                let tasks: Vec<Vec<(u32, u32, Vec<usize>)>> = (0..4)
                     .map(|task| {
                         let mut rng =
                             rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed * 8 + task);
@@ -1543,7 +1543,7 @@ mod tests {
                                 // codes.
                                 let k = rng.random_range(0..people.len());
                                 let person = people[k];
-                                let code = rng.random_range(0..=4 * (k as u64 % 4));
+                                let code = rng.random_range(0..=4 * (k as u32 % 4));
                                 let dates = match rng.random_range(0..3) {
                                     0 => vec![rng.random_range(0..copies)],
                                     1 => {
@@ -1908,13 +1908,13 @@ mod tests {
                     let mut per_date = Vec::new();
                     for _ in 0..rng.random_range(0..30) {
                         let person = rng.random_range(0..persons as u32);
-                        let value = [5, 6, 7, 35, 36, 37][rng.random_range(0..6)];
+                        let value: u32 = [5, 6, 7, 35, 36, 37][rng.random_range(0..6)];
                         let first = rng.random_range(0..copies as u16);
                         let end = rng.random_range(first + 1..=copies as u16);
                         seen.push((person, value, first, end));
                         for date in first..end {
                             let slot = person as u64 * copies as u64 + u64::from(date);
-                            per_date.push((slot << 32) | value);
+                            per_date.push((slot << 32) | u64::from(value));
                         }
                     }
                     runs.merge_distinct_values(seen);
