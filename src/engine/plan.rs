@@ -506,6 +506,7 @@ pub fn plan_needed<'m>(
         features[*fi].ty = typed.ty;
     }
     derived.retain(|(fi, _)| needed(*fi));
+    let derived = fewest_held(model, &features, derived);
 
     Ok(Plan {
         model,
@@ -520,6 +521,122 @@ pub fn plan_needed<'m>(
         derived,
         cohorts,
     })
+}
+
+/// The derived features in an order that holds fewer columns at once, each
+/// still after the features it reads. A run lets go of a column once the
+/// last feature reading it is worked out (`engine::LastRead`), so the
+/// order decides how long each is held: in the rule files' order the
+/// default model worked out the eFI (its list of deficits, about 40 bytes
+/// a person, held for the lists' reasons) while the scan's thirty first
+/// and last dates (4 bytes a person each) waited for the registers that
+/// read them, which came later. Of the features whose inputs are ready,
+/// the next is the one whose columns let go, less its own column if it
+/// is kept, weigh most; ties in the rule files' order. The values are the
+/// same in any order: each feature's expression reads only what is worked
+/// out before it.
+fn fewest_held(
+    model: &Model,
+    features: &[FeaturePlan],
+    derived: Vec<(usize, Typed)>,
+) -> Vec<(usize, Typed)> {
+    // Bytes a person, in eighths (a true/false is a bit).
+    let weight = |fi: usize| -> i64 {
+        match features[fi].ty {
+            Type::Bool => 1,
+            Type::Date => 32,
+            // The scan holds counts in 32 bits until they are read.
+            Type::Int if matches!(model.features[fi].kind, FeatureKind::Aggregate { .. }) => 32,
+            Type::Int | Type::Float => 64,
+            // Text: about 16 bytes a person, a guess (codes, labels, lists).
+            Type::Str => 128,
+            Type::Null => 0,
+        }
+    };
+    let n = model.features.len();
+    let is_derived: Vec<bool> = {
+        let mut d = vec![false; n];
+        for (fi, _) in &derived {
+            d[*fi] = true;
+        }
+        d
+    };
+    // What each derived feature reads (features only), and how many
+    // derived features still to be worked out read each feature.
+    let reads: Vec<Vec<usize>> = derived
+        .iter()
+        .map(|(fi, _)| {
+            let mut read: Vec<usize> = model.features[*fi]
+                .kind
+                .expressions()
+                .iter()
+                .flat_map(|e| e.expr.names())
+                .filter_map(|(name, _)| model.feature_index(name))
+                .collect();
+            read.sort_unstable();
+            read.dedup();
+            read
+        })
+        .collect();
+    let mut readers = vec![0usize; n];
+    for read in &reads {
+        for &x in read {
+            readers[x] += 1;
+        }
+    }
+    // Read by a cohort (held past the derived features whatever the order).
+    let mut kept = vec![false; n];
+    for cohort in &model.cohorts {
+        for (name, _) in cohort.condition.expr.names() {
+            if let Some(i) = model.feature_index(name) {
+                kept[i] = true;
+            }
+        }
+        for key in &cohort.rank {
+            if let Some(i) = model.feature_index(&key.name) {
+                kept[i] = true;
+            }
+        }
+    }
+    let mut done = vec![false; n];
+    let mut left: Vec<usize> = (0..derived.len()).collect();
+    let mut order = Vec::with_capacity(derived.len());
+    while !left.is_empty() {
+        let ready = |k: usize| reads[k].iter().all(|&x| !is_derived[x] || done[x]);
+        let gain = |k: usize| -> i64 {
+            let fi = derived[k].0;
+            let freed: i64 = reads[k]
+                .iter()
+                .filter(|&&x| readers[x] == 1 && !kept[x])
+                .map(|&x| weight(x))
+                .sum();
+            let held = if readers[fi] > 0 || kept[fi] {
+                weight(fi)
+            } else {
+                0
+            };
+            freed - held
+        };
+        // The first of the best (max_by_key keeps the last of equals).
+        let at = left
+            .iter()
+            .enumerate()
+            .filter(|&(_, &k)| ready(k))
+            .min_by_key(|&(_, &k)| (std::cmp::Reverse(gain(k)), k))
+            .map(|(at, _)| at)
+            .expect("the rule files' order is one where every feature's inputs come first");
+        let k = left.remove(at);
+        done[derived[k].0] = true;
+        for &x in &reads[k] {
+            readers[x] -= 1;
+        }
+        order.push(k);
+    }
+    let mut derived: Vec<Option<(usize, Typed)>> = derived.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .map(|k| derived[k].take().expect("each once"))
+        .collect()
 }
 
 fn position_or_push(list: &mut Vec<String>, name: &str) -> usize {
