@@ -97,17 +97,17 @@ expr = "last_asthma is not null and (last_resolved is null or last_resolved < la
 [cohorts.asthma]
 title = "Asthma"
 description = "On the asthma register"
-when = "asthma_register"
+when = "asthma_register and label != 'none'"
 rank = ["events desc"]
 reasons = ["label"]
 "#;
 
 /// A text feature written first is worked out after the register written
 /// after it: the register lets go of the two dates it reads (4 bytes a
-/// person each) and keeps a bit, where the text lets go of nothing (the
-/// count it reads is a rank key, read again by the cohort). Both orders
-/// give the same values; in the rule files' the dates would be held beside
-/// the text.
+/// person each) and keeps a bit, where the text (read by the cohort) is
+/// kept and lets go of nothing (the count it reads is a rank key). In the
+/// rule files' order the dates would be held beside the text. Both orders
+/// give the same values.
 #[test]
 fn a_feature_that_lets_columns_go_is_worked_out_before_one_that_keeps_a_large_column() {
     let tmp = tempfile::tempdir().unwrap();

@@ -1292,7 +1292,7 @@ fn most_by_date(
                         .filter(|e| e.2 <= date && date < e.3)
                         .map(|e| e.1),
                 );
-                // Each event is noted in memory (16 bytes): a person's
+                // Each event is noted in memory (12 bytes): a person's
                 // cannot number 2^32.
                 most[p] = u32::try_from(busiest_30_days_of(&window))
                     .expect("fewer than 2^32 events a person");

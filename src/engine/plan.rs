@@ -506,7 +506,7 @@ pub fn plan_needed<'m>(
         features[*fi].ty = typed.ty;
     }
     derived.retain(|(fi, _)| needed(*fi));
-    let derived = fewest_held(model, &features, derived);
+    let derived = fewest_held(model, &features, &absent, derived);
 
     Ok(Plan {
         model,
@@ -531,38 +531,58 @@ pub fn plan_needed<'m>(
 /// a person, held for the lists' reasons) while the scan's thirty first
 /// and last dates (4 bytes a person each) waited for the registers that
 /// read them, which came later. Of the features whose inputs are ready,
-/// the next is the one whose columns let go, less its own column if it
-/// is kept, weigh most; ties in the rule files' order. The values are the
-/// same in any order: each feature's expression reads only what is worked
-/// out before it.
+/// the next is the one whose columns let go weigh most, less its own
+/// column where another derived feature or a cohort reads it; ties in the
+/// rule files' order. What the outputs read after the run is not known
+/// here, so such a column counts as let go; the order is kept only where
+/// its estimated peak ([`held_at_most`]) is below the rule files'. Each
+/// feature's expression reads only features worked out before it, so its
+/// values do not depend on the order.
 fn fewest_held(
     model: &Model,
     features: &[FeaturePlan],
+    absent: &[AbsentSource],
     derived: Vec<(usize, Typed)>,
 ) -> Vec<(usize, Typed)> {
-    // Bytes a person, in eighths (a true/false is a bit).
-    let weight = |fi: usize| -> i64 {
-        match features[fi].ty {
-            Type::Bool => 1,
-            Type::Date => 32,
-            // The scan holds counts in 32 bits until they are read.
-            Type::Int if matches!(model.features[fi].kind, FeatureKind::Aggregate { .. }) => 32,
-            Type::Int | Type::Float => 64,
-            // Text: about 16 bytes a person, a guess (codes, labels, lists).
-            Type::Str => 128,
-            Type::Null => 0,
-        }
-    };
     let n = model.features.len();
-    let is_derived: Vec<bool> = {
-        let mut d = vec![false; n];
-        for (fi, _) in &derived {
-            d[*fi] = true;
-        }
-        d
-    };
-    // What each derived feature reads (features only), and how many
-    // derived features still to be worked out read each feature.
+    // Bytes a person each column takes, in eighths (a true/false is a bit).
+    let weight: Vec<i64> = (0..n)
+        .map(|fi| match &model.features[fi].kind {
+            // A source without its table gives every feature one null
+            // column, shared.
+            FeatureKind::Aggregate { source, .. }
+                if absent
+                    .iter()
+                    .any(|a| a.source == model.sources[*source].name) =>
+            {
+                0
+            }
+            // The scan holds counts in 32 bits until they are read; sums of
+            // days and whole-number minima and maxima in 64.
+            FeatureKind::Aggregate { aggregate, .. }
+                if features[fi].ty == Type::Int
+                    && !matches!(
+                        aggregate,
+                        Aggregate::TotalDays | Aggregate::Min | Aggregate::Max
+                    ) =>
+            {
+                32
+            }
+            _ => match features[fi].ty {
+                Type::Bool => 1,
+                Type::Date => 32,
+                Type::Int | Type::Float => 64,
+                // Text: about 16 bytes a person, a guess (codes, labels, lists).
+                Type::Str => 128,
+                Type::Null => 0,
+            },
+        })
+        .collect();
+    let mut is_derived = vec![false; n];
+    for (fi, _) in &derived {
+        is_derived[*fi] = true;
+    }
+    // What each derived feature reads (features only).
     let reads: Vec<Vec<usize>> = derived
         .iter()
         .map(|(fi, _)| {
@@ -578,24 +598,21 @@ fn fewest_held(
             read
         })
         .collect();
-    let mut readers = vec![0usize; n];
-    for read in &reads {
-        for &x in read {
-            readers[x] += 1;
-        }
-    }
-    // Read by a cohort (held past the derived features whatever the order).
+    // Read by a cohort: held past the derived features whatever the order.
     let mut kept = vec![false; n];
     for cohort in &model.cohorts {
-        for (name, _) in cohort.condition.expr.names() {
+        let names = cohort.condition.expr.names();
+        let ranks = cohort.rank.iter().map(|key| key.name.as_str());
+        for name in names.iter().map(|(name, _)| *name).chain(ranks) {
             if let Some(i) = model.feature_index(name) {
                 kept[i] = true;
             }
         }
-        for key in &cohort.rank {
-            if let Some(i) = model.feature_index(&key.name) {
-                kept[i] = true;
-            }
+    }
+    let mut readers = vec![0usize; n];
+    for read in &reads {
+        for &x in read {
+            readers[x] += 1;
         }
     }
     let mut done = vec![false; n];
@@ -608,16 +625,16 @@ fn fewest_held(
             let freed: i64 = reads[k]
                 .iter()
                 .filter(|&&x| readers[x] == 1 && !kept[x])
-                .map(|&x| weight(x))
+                .map(|&x| weight[x])
                 .sum();
             let held = if readers[fi] > 0 || kept[fi] {
-                weight(fi)
+                weight[fi]
             } else {
                 0
             };
             freed - held
         };
-        // The first of the best (max_by_key keeps the last of equals).
+        // The first of the best.
         let at = left
             .iter()
             .enumerate()
@@ -632,11 +649,69 @@ fn fewest_held(
         }
         order.push(k);
     }
+    let in_rule_order: Vec<usize> = (0..derived.len()).collect();
+    let made: Vec<usize> = derived.iter().map(|(fi, _)| *fi).collect();
+    let peak = |order: &[usize]| held_at_most(order, &made, &reads, &weight, &kept);
+    let (reordered, as_written) = (peak(&order), peak(&in_rule_order));
+    tracing::debug!(
+        reordered,
+        as_written,
+        "derived features' columns at most, estimated (eighths of a byte a person)"
+    );
+    if reordered >= as_written {
+        return derived;
+    }
     let mut derived: Vec<Option<(usize, Typed)>> = derived.into_iter().map(Some).collect();
     order
         .into_iter()
         .map(|k| derived[k].take().expect("each once"))
         .collect()
+}
+
+/// The most the derived features' columns and those they read weigh at
+/// once (in [`fewest_held`]'s weights) when worked out in `order`: places
+/// in `made`, the feature each derived feature makes, whose reads are
+/// `reads` (features). A column is held from the start (read from the
+/// scan or the population) or from when it is made, until the last derived
+/// feature reading it is done, or to the end where a cohort reads it
+/// (`kept`).
+fn held_at_most(
+    order: &[usize],
+    made: &[usize],
+    reads: &[Vec<usize>],
+    weight: &[i64],
+    kept: &[bool],
+) -> i64 {
+    let mut readers = vec![0usize; weight.len()];
+    for read in reads {
+        for &x in read {
+            readers[x] += 1;
+        }
+    }
+    let mut derived = vec![false; weight.len()];
+    for &fi in made {
+        derived[fi] = true;
+    }
+    // At the start: every column a derived feature reads that none makes.
+    let mut held: i64 = (0..weight.len())
+        .filter(|&x| !derived[x] && readers[x] > 0)
+        .map(|x| weight[x])
+        .sum();
+    let mut most = held;
+    for &k in order {
+        let fi = made[k];
+        if readers[fi] > 0 || kept[fi] {
+            held += weight[fi];
+        }
+        most = most.max(held);
+        for &x in &reads[k] {
+            readers[x] -= 1;
+            if readers[x] == 0 && !kept[x] {
+                held -= weight[x];
+            }
+        }
+    }
+    most
 }
 
 fn position_or_push(list: &mut Vec<String>, name: &str) -> usize {
@@ -915,4 +990,27 @@ fn infer_as_of(model: &Model, sources: &[SourcePlan]) -> Result<NaiveDate> {
         ))
         .with_help("give it with --as-of YYYY-MM-DD")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::held_at_most;
+
+    /// Features 0 and 1 come from the scan (dates, 32 eighths each), 2 is
+    /// text (128) read by a cohort, 3 a bit read by a cohort reading 0 and
+    /// 1, 4 a number (64) read by nothing after it, reading 2.
+    #[test]
+    fn the_columns_held_at_most_follow_the_order() {
+        let made = [2, 3, 4];
+        let reads = vec![vec![], vec![0, 1], vec![2]];
+        let weight = [32, 32, 128, 1, 64];
+        let kept = [false, false, true, true, false];
+        let peak = |order: &[usize]| held_at_most(order, &made, &reads, &weight, &kept);
+        // Dates (64), then the text beside them (192), the bit (193); the
+        // dates go; the number is read by nothing and never held.
+        assert_eq!(peak(&[0, 1, 2]), 193);
+        // The bit first lets the dates go before the text is made.
+        assert_eq!(peak(&[1, 0, 2]), 129);
+        assert_eq!(peak(&[1, 2, 0]), 129);
+    }
 }

@@ -330,7 +330,7 @@ pub fn scan(
     // distinct aggregates sort their keys, and with several dates each
     // state holds every date's copy. They are handed out in order of the
     // memory finishing frees, most first: in rayon's order the medicine
-    // sets (64 bytes a person, freed once counted) were still held while
+    // sets (then 64 bytes a person, freed once counted) were still held while
     // the eFI's coded deficits were made into text (about 40 bytes a
     // person), and that set the default model's peak at 5M.
     let mut jobs: Vec<(i64, &crate::engine::plan::SourcePlan, usize, State)> = plan
@@ -679,7 +679,7 @@ struct ValueCache {
 
 impl ValueCache {
     /// Adds a value not seen before, matched against every code list (and
-    /// hashed where distinct codes are counted); returns its id.
+    /// numbered where distinct codes are counted); returns its id.
     fn add(&mut self, value: Option<&str>, m: &Matcher) -> u32 {
         let codes = Arc::make_mut(&mut self.codes);
         if codes.listed.is_empty() {
@@ -764,8 +764,8 @@ impl Matcher<'_> {
 }
 
 /// What is known of each value of a dictionary: the entry it matches in
-/// each code list, the aggregates it feeds, and a hash of the code for
-/// counting distinct codes.
+/// each code list, the aggregates it feeds, and the code's number for
+/// counting distinct codes ([`CodeNumbers`]).
 #[derive(Clone)]
 struct DictionaryCodes {
     /// The entry each value matches in each code list: value `v`'s in list
@@ -827,20 +827,26 @@ impl DictionaryCodes {
     }
 
     /// Matches every value against every code list, and numbers every
-    /// value when some aggregate counts distinct codes (under one lock of
-    /// the numbering for the whole dictionary).
+    /// value when some aggregate counts distinct codes: all of them under
+    /// one lock of the numbering, taken for the numbering alone (the other
+    /// tasks of the scan number their codes under it too).
     fn new(values: &StringArray, m: &Matcher) -> DictionaryCodes {
         let mut codes = DictionaryCodes {
             matched: Vec::with_capacity(values.len() * m.lists.len()),
             lists: m.lists.len(),
             ..Default::default()
         };
-        let mut numbered = m.numbers.map(|n| (n, n.lock()));
-        for value in values {
-            let number = numbered
-                .as_mut()
-                .zip(value)
-                .map(|((numbers, held), code)| numbers.number(held, code));
+        let numbers: Vec<Option<u32>> = match m.numbers {
+            Some(numbers) => {
+                let mut held = numbers.lock();
+                values
+                    .iter()
+                    .map(|value| value.map(|code| numbers.number(&mut held, code)))
+                    .collect()
+            }
+            None => vec![None; values.len()],
+        };
+        for (value, number) in values.iter().zip(numbers) {
             codes.push_numbered(value, number, m);
         }
         codes
@@ -985,7 +991,7 @@ fn scan_row_group(tasks: &[Task], group: RowGroup, progress: Option<&ProgressBar
 
 /// One code column of a batch: where each row's codes sit among the
 /// column's values, and what is known of each value (the code-list entries
-/// it matches, its hash), worked out once per value, not once per use.
+/// it matches, its number), worked out once per value, not once per use.
 struct ColumnCodes {
     layout: Layout,
     codes: Arc<DictionaryCodes>,
