@@ -768,10 +768,14 @@ impl Matcher<'_> {
 /// counting distinct codes ([`CodeNumbers`]).
 #[derive(Clone)]
 struct DictionaryCodes {
-    /// The entry each value matches in each code list: value `v`'s in list
-    /// `l` at `v * lists + l` (one value's together, so that adding one
-    /// is one resize, not one push per list).
+    /// The entry each listed value matches in each code list: value `v`'s
+    /// in list `l` at `listed_at[v] + l`. Only values that match some list
+    /// have their row (most codes of a GP extract match none: a row for
+    /// every value of every row group's dictionary had been 918 MiB of
+    /// fresh memory at 5M persons, most of it empty).
     matched: Vec<Option<u32>>,
+    /// Where value `v`'s row starts in `matched`; [`NOT_LISTED`] for none.
+    listed_at: Vec<u32>,
     lists: usize,
     /// Per value: does it match an entry of any list?
     listed: Vec<bool>,
@@ -791,6 +795,7 @@ impl Default for DictionaryCodes {
     fn default() -> DictionaryCodes {
         DictionaryCodes {
             matched: Vec::new(),
+            listed_at: Vec::new(),
             lists: 0,
             listed: Vec::new(),
             numbers: Vec::new(),
@@ -812,14 +817,22 @@ impl DictionaryCodes {
 
     /// Adds one value at the end, with its number if it has one.
     fn push_numbered(&mut self, value: Option<&str>, number: Option<u32>, m: &Matcher) {
-        let v = self.listed.len();
-        self.matched.resize((v + 1) * self.lists, None);
+        // A row for the value, kept only if it matches some list.
+        let at = self.matched.len();
+        self.matched.resize(at + self.lists, None);
         let mut listed = false;
         if let Some(raw) = value {
             m.index.lookup(m.lists, raw, |l, entry| {
-                self.matched[v * self.lists + l] = Some(entry);
+                self.matched[at + l] = Some(entry);
                 listed = true;
             });
+        }
+        if listed {
+            self.listed_at
+                .push(u32::try_from(at).expect("fewer than 2^32 list entries matched"));
+        } else {
+            self.matched.truncate(at);
+            self.listed_at.push(NOT_LISTED);
         }
         self.listed.push(listed);
         self.numbers.push(number);
@@ -832,7 +845,6 @@ impl DictionaryCodes {
     /// tasks of the scan number their codes under it too).
     fn new(values: &StringArray, m: &Matcher) -> DictionaryCodes {
         let mut codes = DictionaryCodes {
-            matched: Vec::with_capacity(values.len() * m.lists.len()),
             lists: m.lists.len(),
             ..Default::default()
         };
@@ -872,7 +884,10 @@ impl DictionaryCodes {
     /// The entry of list `l` that value `v` matches.
     #[inline]
     fn entry(&self, v: usize, l: usize) -> Option<u32> {
-        self.matched[v * self.lists + l]
+        match self.listed_at[v] {
+            NOT_LISTED => None,
+            at => self.matched[at as usize + l],
+        }
     }
 
     /// The aggregates value `v` feeds.
@@ -881,6 +896,9 @@ impl DictionaryCodes {
         &self.feeds[self.feed_offsets[v] as usize..self.feed_offsets[v + 1] as usize]
     }
 }
+
+/// [`DictionaryCodes::listed_at`] of a value that matches no list.
+const NOT_LISTED: u32 = u32::MAX;
 
 /// Codes' identities for counting distinct codes without a code list
 /// (medicines, for polypharmacy): each code (trimmed) numbered from 1 as
@@ -1935,6 +1953,71 @@ mod tests {
             &Matcher { numbers: None, ..m },
         );
         assert_eq!(unnumbered.numbers, [None]);
+    }
+
+    /// Each dictionary value's entry in each code list, kept as a row for
+    /// the values that match some list only: the values that match none
+    /// take no row, and every lookup answers as a row for every value did.
+    #[test]
+    fn only_listed_values_keep_a_row_of_matches() {
+        use super::{DictionaryCodes, Matcher};
+        use crate::rules::codelist::{Codelist, CombinedIndex};
+        use arrow_array::Array;
+        let dir = tempfile::tempdir().unwrap();
+        let list = |name: &str, csv: &str| {
+            std::fs::write(dir.path().join(format!("{name}.csv")), csv).unwrap();
+            let decl: crate::rules::syntax::Codelist =
+                toml::from_str(&format!("file = '{name}.csv'\nsystem = 'snomed'")).unwrap();
+            Codelist::load(name, &decl, dir.path()).unwrap()
+        };
+        let a = list("a", "code,term\n111111,A one\n222222,A two\n");
+        let b = list("b", "code,term\n222222,B one\n333333,B two\n");
+        let lists = [&a, &b];
+        let index = CombinedIndex::new(&lists);
+        let m = Matcher {
+            lists: &lists,
+            index: &index,
+            aggregates: &[],
+            numbers: None,
+        };
+        let values = arrow_array::StringArray::from(vec![
+            Some("999999"),
+            Some("222222"),
+            None,
+            Some(" 111111"),
+            Some("333333"),
+            Some("444444"),
+        ]);
+        let codes = DictionaryCodes::new(&values, &m);
+        let entries: Vec<[Option<u32>; 2]> = (0..values.len())
+            .map(|v| [codes.entry(v, 0), codes.entry(v, 1)])
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                [None, None],
+                [Some(1), Some(0)],
+                [None, None],
+                [Some(0), None],
+                [None, Some(1)],
+                [None, None],
+            ]
+        );
+        assert_eq!(codes.listed, [false, true, false, true, true, false]);
+        // Three listed values, a row of two lists each.
+        assert_eq!(codes.matched.len(), 3 * 2);
+        // Values added one by one answer alike.
+        let mut one_by_one = DictionaryCodes {
+            lists: 2,
+            ..Default::default()
+        };
+        for v in values.iter() {
+            one_by_one.push(v, &m);
+        }
+        let again: Vec<[Option<u32>; 2]> = (0..values.len())
+            .map(|v| [one_by_one.entry(v, 0), one_by_one.entry(v, 1)])
+            .collect();
+        assert_eq!(again, entries);
     }
 
     #[test]
