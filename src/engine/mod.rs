@@ -299,25 +299,13 @@ enum LastRead {
 fn last_reads(plan: &Plan, after: &[bool]) -> Vec<LastRead> {
     let model = plan.model;
     let mut last = vec![LastRead::Never; model.features.len()];
-    let mut read = |name: &str, when: LastRead| {
-        if let Some(i) = model.feature_index(name) {
-            last[i] = last[i].max(when);
-        }
-    };
     for (k, (fi, _)) in plan.derived.iter().enumerate() {
-        for located in model.features[*fi].kind.expressions() {
-            for (name, _) in located.expr.names() {
-                read(name, LastRead::Derived(k));
-            }
+        for i in model.features_named_by(*fi) {
+            last[i] = last[i].max(LastRead::Derived(k));
         }
     }
-    for cohort in &model.cohorts {
-        for (name, _) in cohort.condition.expr.names() {
-            read(name, LastRead::Cohorts);
-        }
-        for key in &cohort.rank {
-            read(&key.name, LastRead::Cohorts);
-        }
+    for i in model.features_named_by_cohorts() {
+        last[i] = last[i].max(LastRead::Cohorts);
     }
     for (i, _) in after.iter().enumerate().filter(|(_, a)| **a) {
         last[i] = LastRead::After;

@@ -582,39 +582,18 @@ fn fewest_held(
     for (fi, _) in &derived {
         is_derived[*fi] = true;
     }
-    // What each derived feature reads (features only).
+    // What each derived feature reads (features only), as the run lets
+    // columns go (`engine::last_reads`).
     let reads: Vec<Vec<usize>> = derived
         .iter()
-        .map(|(fi, _)| {
-            let mut read: Vec<usize> = model.features[*fi]
-                .kind
-                .expressions()
-                .iter()
-                .flat_map(|e| e.expr.names())
-                .filter_map(|(name, _)| model.feature_index(name))
-                .collect();
-            read.sort_unstable();
-            read.dedup();
-            read
-        })
+        .map(|(fi, _)| model.features_named_by(*fi))
         .collect();
     // Read by a cohort: held past the derived features whatever the order.
     let mut kept = vec![false; n];
-    for cohort in &model.cohorts {
-        let names = cohort.condition.expr.names();
-        let ranks = cohort.rank.iter().map(|key| key.name.as_str());
-        for name in names.iter().map(|(name, _)| *name).chain(ranks) {
-            if let Some(i) = model.feature_index(name) {
-                kept[i] = true;
-            }
-        }
+    for i in model.features_named_by_cohorts() {
+        kept[i] = true;
     }
-    let mut readers = vec![0usize; n];
-    for read in &reads {
-        for &x in read {
-            readers[x] += 1;
-        }
-    }
+    let mut readers = readers_of(&reads, n);
     let mut done = vec![false; n];
     let mut left: Vec<usize> = (0..derived.len()).collect();
     let mut order = Vec::with_capacity(derived.len());
@@ -682,12 +661,7 @@ fn held_at_most(
     weight: &[i64],
     kept: &[bool],
 ) -> i64 {
-    let mut readers = vec![0usize; weight.len()];
-    for read in reads {
-        for &x in read {
-            readers[x] += 1;
-        }
-    }
+    let mut readers = readers_of(reads, weight.len());
     let mut derived = vec![false; weight.len()];
     for &fi in made {
         derived[fi] = true;
@@ -712,6 +686,15 @@ fn held_at_most(
         }
     }
     most
+}
+
+/// How many of `reads` (each derived feature's) name each of `n` features.
+fn readers_of(reads: &[Vec<usize>], n: usize) -> Vec<usize> {
+    let mut readers = vec![0usize; n];
+    for &x in reads.iter().flatten() {
+        readers[x] += 1;
+    }
+    readers
 }
 
 fn position_or_push(list: &mut Vec<String>, name: &str) -> usize {

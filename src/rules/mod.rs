@@ -440,6 +440,38 @@ impl Model {
         self.features.iter().position(|f| f.name == name)
     }
 
+    /// The features feature `fi`'s expressions name, each once, ascending:
+    /// every name, even in a branch a constant never takes (the evaluator
+    /// may still read it; see [`Model::names_read`] for what it must).
+    pub fn features_named_by(&self, fi: usize) -> Vec<usize> {
+        let mut named: Vec<usize> = self.features[fi]
+            .kind
+            .expressions()
+            .iter()
+            .flat_map(|e| e.expr.names())
+            .filter_map(|(name, _)| self.feature_index(name))
+            .collect();
+        named.sort_unstable();
+        named.dedup();
+        named
+    }
+
+    /// The features the cohorts' conditions and rankings name.
+    pub fn features_named_by_cohorts(&self) -> impl Iterator<Item = usize> + '_ {
+        self.cohorts.iter().flat_map(|cohort| {
+            let names = cohort
+                .condition
+                .expr
+                .names()
+                .into_iter()
+                .map(|(name, _)| name);
+            let ranks = cohort.rank.iter().map(|key| key.name.as_str());
+            names
+                .chain(ranks)
+                .filter_map(|name| self.feature_index(name))
+        })
+    }
+
     /// Per feature: does computing the cohorts (their conditions, and the
     /// rankings of those that choose their members by rank, `top_per_pcn`)
     /// and the features named in `wanted` need it, directly or through the
