@@ -114,6 +114,12 @@ pub struct EvaluateArgs {
     /// Small-number suppression of the counts: hes (default), ehrql or none.
     #[arg(long, default_value = "hes", value_parser = parse_suppression)]
     pub suppression: strata::suppress::Suppression,
+    /// Roughly how much memory one scan's per-person state may take, e.g.
+    /// 8GiB or 512MiB: dates beyond it are split over several scans, each
+    /// reading every table again. Each date's evaluated people are held
+    /// besides, until the figures are written.
+    #[arg(long, default_value = "4GiB", value_parser = parse_size)]
+    pub scan_memory: usize,
 }
 
 #[derive(Args)]
@@ -524,6 +530,39 @@ fn parse_suppression(text: &str) -> std::result::Result<strata::suppress::Suppre
         .ok_or_else(|| format!("`{text}` is not a suppression method: write hes, ehrql or none"))
 }
 
+/// A size in bytes from a number and a unit: B, KiB, MiB, GiB or TiB
+/// (powers of 1024), or KB, MB, GB or TB (powers of 1000), in any case,
+/// with or without a space; a fraction allowed (1.5GiB).
+fn parse_size(text: &str) -> std::result::Result<usize, String> {
+    let refuse =
+        || format!("`{text}` is not a size: write a number and a unit, e.g. 8GiB or 512MiB");
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(refuse)?;
+    let (number, unit) = trimmed.split_at(split);
+    let number: f64 = number.parse().map_err(|_| refuse())?;
+    let unit: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "b" => 1.0,
+        "kib" => 1024f64,
+        "mib" => 1024f64.powi(2),
+        "gib" => 1024f64.powi(3),
+        "tib" => 1024f64.powi(4),
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        _ => return Err(refuse()),
+    };
+    let bytes = number * unit;
+    if !(bytes >= 1.0 && bytes < usize::MAX as f64) {
+        return Err(format!(
+            "`{text}` is no memory for a scan: give more, e.g. 8GiB"
+        ));
+    }
+    Ok(bytes as usize)
+}
+
 fn parse_target(text: &str) -> std::result::Result<strata::sql::Target, String> {
     strata::sql::Target::parse(text).ok_or_else(|| "expected spark or duckdb".to_string())
 }
@@ -621,6 +660,7 @@ fn run_evaluate(args: &EvaluateArgs, quiet: bool) -> Result<()> {
         probabilities,
         suppression: args.suppression,
         compare: compare.as_ref(),
+        scan_memory: args.scan_memory,
     };
     let terminal = progress::Terminal::new(quiet);
     let evaluation = commands::evaluate::run(&model, &request, &args.out, &terminal)?;
@@ -816,4 +856,43 @@ fn run_diff(args: &DiffArgs, quiet: bool) -> Result<()> {
 fn print_stdout(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_are_read_in_either_kind_of_unit() {
+        assert_eq!(parse_size("8GiB"), Ok(8 << 30));
+        assert_eq!(parse_size("512 MiB"), Ok(512 << 20));
+        assert_eq!(parse_size("1.5gib"), Ok(3 << 29));
+        assert_eq!(parse_size("2KiB"), Ok(2048));
+        assert_eq!(parse_size("1TiB"), Ok(1 << 40));
+        assert_eq!(parse_size("8GB"), Ok(8_000_000_000));
+        assert_eq!(parse_size("250mb"), Ok(250_000_000));
+        assert_eq!(parse_size(" 3 kB "), Ok(3000));
+        assert_eq!(parse_size("100B"), Ok(100));
+    }
+
+    #[test]
+    fn a_size_without_a_known_unit_or_of_nothing_is_refused() {
+        for text in [
+            "8",
+            "8G",
+            "GiB",
+            "eight GiB",
+            "8 bytes",
+            "1.2.3GiB",
+            "",
+            "-1GiB",
+        ] {
+            let refused = parse_size(text).unwrap_err();
+            assert!(refused.contains("e.g. 8GiB"), "{text}: {refused}");
+        }
+        for text in ["0GiB", "0.5B"] {
+            let refused = parse_size(text).unwrap_err();
+            assert!(refused.contains("no memory"), "{text}: {refused}");
+        }
+    }
 }

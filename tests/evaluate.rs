@@ -324,6 +324,57 @@ fn lists_are_followed_from_one_date_to_the_next() {
     assert_eq!(admission["ppv_newly_listed"], 0.0);
 }
 
+/// `--scan-memory` reaches the scan: a budget no date's state fits takes
+/// the dates one scan each (and says so in the log), with the same files,
+/// byte for byte, as one scan of all of them.
+#[test]
+fn a_smaller_scan_memory_splits_the_dates_over_scans_with_the_same_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let files = |memory: &str| {
+        let out = tmp.path().join(format!("evaluation-{memory}"));
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["evaluate", "--rules", rules.to_str().unwrap()])
+            .args(["--data", tmp.path().to_str().unwrap()])
+            .args([
+                "--as-of",
+                "2024-09-30",
+                "--as-of",
+                "2024-12-31",
+                "--as-of",
+                AS_OF,
+            ])
+            .args([
+                "--outcome",
+                "admission_next_year",
+                "--outcome",
+                "death_next_year",
+            ])
+            .args(["--scan-memory", memory, "--out", out.to_str().unwrap()])
+            .env("STRATA_LOG", "info")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let read = |name: &str| std::fs::read(out.join(name)).unwrap();
+        let split = stderr(&o).contains("split over scans");
+        (read("predictions.parquet"), read("evaluation.json"), split)
+    };
+    let (predictions, figures, split) = files("4GiB");
+    assert!(!split, "nine persons' three dates fit one scan");
+    let (one_each, figures_each, split) = files("8B");
+    assert!(
+        split,
+        "8 bytes hold no date of nine persons: the log says so"
+    );
+    assert!(predictions == one_each, "predictions.parquet differs");
+    assert!(figures == figures_each, "evaluation.json differs");
+    let o = evaluate(tmp.path(), &rules, &["--scan-memory", "4 gigs"]);
+    assert_eq!(o.status.code(), Some(2), "a usage error: {}", stderr(&o));
+    assert!(stderr(&o).contains("--scan-memory"), "{}", stderr(&o));
+}
+
 #[test]
 fn lists_are_also_followed_a_year_on() {
     let tmp = tempfile::tempdir().unwrap();

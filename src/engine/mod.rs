@@ -753,7 +753,9 @@ fn on_date<'m>(
 /// Roughly the bytes of per-person state one scan may hold for
 /// [`run_dates`] (see [`dates_per_scan`] for what a person and date take):
 /// beyond it, the dates are split over several scans, each of which reads
-/// every table again.
+/// every table again. The default; `strata evaluate --scan-memory` sets
+/// another where the machine has the memory (12 dates at 5M persons take
+/// one scan with about 8 GiB, two with this).
 pub const STATE_BUDGET: usize = 4 << 30;
 
 /// How many of `left` dates one scan of `plan` (planned for one date) can
@@ -777,7 +779,21 @@ fn dates_per_scan(plan: &Plan, left: usize, budget: usize) -> usize {
     // Slots (person, date) are numbered in 32 bits, and a scan's dates in
     // 16 (see `aggregate::CodeSeen`).
     let slots = u32::MAX as usize / persons;
-    fits.min(slots).min(usize::from(u16::MAX)).clamp(1, left)
+    let group = fits.min(slots).min(usize::from(u16::MAX)).clamp(1, left);
+    if fits < left {
+        // Said once a scan, without patient-level values: what one scan
+        // of every date left would take, for a larger budget where the
+        // machine has the memory.
+        let whole = persons * (bytes + left * per_date);
+        tracing::info!(
+            dates = left,
+            this_scan = group,
+            budget_mib = budget >> 20,
+            one_scan_mib = whole.div_ceil(1 << 20),
+            "the dates' state passes the scan's memory budget: split over scans, each reading every table"
+        );
+    }
+    group
 }
 
 /// Age in completed years on `as_of`; null where the birth date is null or

@@ -58,6 +58,10 @@ pub struct Request<'a> {
     /// A second rule set (another threshold, another version) evaluated on
     /// the same people, dates and outcomes, and compared.
     pub compare: Option<&'a Model>,
+    /// Roughly the bytes of per-person state one scan may hold: dates
+    /// beyond it are split over several scans (see
+    /// [`engine::STATE_BUDGET`], the default).
+    pub scan_memory: usize,
 }
 
 /// The top fractions of each score's ranking that are evaluated as lists.
@@ -160,6 +164,7 @@ pub fn run(
         request.data,
         &engine::Dates {
             reading: Some(&reading),
+            state_budget: request.scan_memory,
             ..engine::Dates::new(&dates, &request.outcomes)
         },
         progress,
@@ -172,6 +177,7 @@ pub fn run(
             request.data,
             &engine::Dates {
                 reading: Some(&reading),
+                state_budget: request.scan_memory,
                 ..engine::Dates::new(&dates, &[])
             },
             progress,
