@@ -80,8 +80,11 @@ fn the_state_budget_s_estimate_is_near_what_a_scan_allocates() {
         drop(scanned);
         (peak, bits, persons)
     };
-    // Two dates and five: what three more dates cost, whatever a scan
+    // Two dates and twelve: what ten more dates cost, whatever a scan
     // allocates for itself (the row groups read, the code lists' routes).
+    // Over fewer dates those distort the difference at 20,000 persons:
+    // once the registers' last dates were kept once a person, 2 to 5
+    // dates measured 44 bytes a person and date, 5 to 12 dates 65.
     // On two threads, as CI has, whatever this machine's cores: the
     // estimate counts one aggregate being finished a thread.
     let pool = rayon::ThreadPoolBuilder::new()
@@ -89,15 +92,15 @@ fn the_state_budget_s_estimate_is_near_what_a_scan_allocates() {
         .build()
         .unwrap();
     let (two, bits, persons) = pool.install(|| scan(2));
-    let (five, _, _) = pool.install(|| scan(5));
-    let measured = five.saturating_sub(two);
-    let estimate = 3 * persons * bits / 8;
+    let (twelve, _, _) = pool.install(|| scan(12));
+    let measured = twelve.saturating_sub(two);
+    let estimate = 10 * persons * bits / 8;
     assert!(
         measured <= estimate,
-        "3 more dates allocated {measured} bytes at the peak, more than the estimate {estimate}"
+        "10 more dates allocated {measured} bytes at the peak, more than the estimate {estimate}"
     );
     assert!(
         2 * measured >= estimate,
-        "the estimate {estimate} is more than twice what 3 more dates allocated ({measured})"
+        "the estimate {estimate} is more than twice what 10 more dates allocated ({measured})"
     );
 }

@@ -74,6 +74,51 @@ pub enum State {
         nth: usize,
         values: Mutex<Vec<(u32, i32, f64)>>,
     },
+    /// A last date whose window has no start (a register's latest code
+    /// or exit), in a scan for several dates: each person's latest day on
+    /// or before the earliest date's last day (`first_until`), and a
+    /// `person << 32 | day` key for each event after it (up to the last
+    /// date's), rather than a day per person and date. Each date's column
+    /// is made when the date is worked out ([`LaterDays::column`]), not
+    /// all of them at the scan's end: the default model's 14 such dates
+    /// were 56 bytes a person and date of the scan's state, and as many
+    /// of its columns, all made at once.
+    LaterDays {
+        latest: Vec<AtomicI32>,
+        first_until: i32,
+        later: Mutex<Vec<u64>>,
+        /// The scan's dates: [`State::prefetch`] is given slots.
+        copies: usize,
+    },
+}
+
+/// A [`State::LaterDays`] once the scan is done: any date's column of it.
+pub struct LaterDays {
+    /// Each person's latest day on or before the earliest date's last day;
+    /// `i32::MIN` for none.
+    latest: Vec<i32>,
+    /// (day, person) of each event after it, by day.
+    later: Vec<(i32, u32)>,
+}
+
+impl LaterDays {
+    /// The column of the date whose last day is `until` (on or after the
+    /// earliest date's): each person's latest day up to it, null for none.
+    pub fn column(&self, until: i32) -> ArrayRef {
+        let mut days = self.latest.clone();
+        let taken = self.later.partition_point(|&(day, _)| day <= until);
+        for &(day, person) in &self.later[..taken] {
+            let latest = &mut days[person as usize];
+            *latest = (*latest).max(day);
+        }
+        let valid = arrow_buffer::BooleanBuffer::collect_bool(days.len(), |p| days[p] != i32::MIN);
+        days.iter_mut()
+            .filter(|d| **d == i32::MIN)
+            .for_each(|d| *d = 0);
+        let nulls = arrow_buffer::NullBuffer::new(valid);
+        let nulls = (nulls.null_count() > 0).then_some(nulls);
+        Arc::new(arrow_array::Date32Array::new(days.into(), nulls))
+    }
 }
 
 /// A code an event of a person carried, for counting distinct codes without
@@ -478,6 +523,61 @@ impl State {
         }
     }
 
+    /// A [`State::LaterDays`] for `persons` over `copies` dates, the
+    /// earliest ending on `first_until`.
+    pub fn later_days(persons: usize, copies: usize, first_until: i32) -> State {
+        State::LaterDays {
+            latest: filled(persons, || AtomicI32::new(i32::MIN)),
+            first_until,
+            later: Mutex::default(),
+            copies,
+        }
+    }
+
+    /// Whether this is a [`State::LaterDays`]: fed by [`State::last_day`],
+    /// once an event whatever the dates whose windows hold it.
+    pub fn is_later_days(&self) -> bool {
+        matches!(self, State::LaterDays { .. })
+    }
+
+    /// Takes `person`'s event on `day` into a [`State::LaterDays`]: into
+    /// their latest day, or noted in `noted` (a task's keys, handed over by
+    /// [`State::merge_keys`]) where it is after the earliest date's.
+    #[inline]
+    pub fn last_day(&self, person: u32, day: i32, noted: &mut Vec<u64>) {
+        if let State::LaterDays {
+            latest,
+            first_until,
+            ..
+        } = self
+        {
+            if day <= *first_until {
+                let v = &latest[person as usize];
+                if day > v.load(Relaxed) {
+                    v.fetch_max(day, Relaxed);
+                }
+            } else {
+                noted.push((u64::from(person) << 32) | u64::from(day as u32));
+            }
+        }
+    }
+
+    /// A [`State::LaterDays`] finished, once the scan is done.
+    pub fn into_later_days(self) -> Option<LaterDays> {
+        let State::LaterDays { latest, later, .. } = self else {
+            return None;
+        };
+        let latest: Vec<i32> = latest.into_iter().map(AtomicI32::into_inner).collect();
+        let mut later: Vec<(i32, u32)> = later
+            .into_inner()
+            .expect("no task panics while holding the lock")
+            .into_iter()
+            .map(|key| ((key as u32) as i32, (key >> 32) as u32))
+            .collect();
+        later.sort_unstable();
+        Some(LaterDays { latest, later })
+    }
+
     /// Counts an event of `person` (`count`), or notes that there was
     /// one (`exists`).
     #[inline]
@@ -576,6 +676,7 @@ impl State {
             State::Sum(v) | State::MinInt(v) | State::MaxInt(v) => v.get(at).map(prefetch),
             State::Bits { words, bits, .. } => bits.get(at * words).map(prefetch),
             State::MinDay(v) | State::MaxDay(v) => v.get(at).map(prefetch),
+            State::LaterDays { latest, copies, .. } => latest.get(at / copies).map(prefetch),
             State::MinFloat(v) | State::MaxFloat(v) => v.get(at).map(prefetch),
             State::DistinctValues { sets, .. } => {
                 sets.prefetch(at);
@@ -629,7 +730,7 @@ impl State {
                     .expect("no task panics while holding the lock")
                     .extend(keys);
             }
-            State::Monthly(all) => all
+            State::Monthly(all) | State::LaterDays { later: all, .. } => all
                 .lock()
                 .expect("no task panics while holding the lock")
                 .extend(keys),
@@ -936,6 +1037,9 @@ impl State {
             State::Sum(v) => Arc::new(Int64Array::from_iter_values(
                 v.into_iter().map(AtomicI64::into_inner),
             )),
+            State::LaterDays { .. } => {
+                unreachable!("a scan's later days are finished date by date (`into_later_days`)")
+            }
             State::Values { nth, values } => {
                 let mut values = values
                     .into_inner()
@@ -1336,6 +1440,54 @@ mod tests {
     use arrow_array::Array;
     use arrow_array::cast::AsArray;
     use arrow_schema::DataType;
+
+    /// A last date over every earlier day, kept once a person for several
+    /// dates, gives each date the latest day up to that date's last: the
+    /// days on or before the first date's in place, later days noted, a
+    /// day on a date's last day taken, a day after it not, null for none.
+    #[test]
+    fn later_days_give_each_date_its_latest_day_up_to_it() {
+        let (persons, untils) = (5, [100, 200, 300]);
+        let state = State::later_days(persons, untils.len(), untils[0]);
+        assert!(state.is_later_days());
+        let mut noted = Vec::new();
+        // (person, day): 0 before the first date only; 1 on the first
+        // date's last day and then between the second and third; 2 only
+        // after the first; 3 on the last date's last day; 4 none.
+        for (person, day) in [(0, 50), (0, 20), (1, 100), (1, 250), (2, 150), (3, 300)] {
+            state.last_day(person, day, &mut noted);
+        }
+        assert_eq!(noted.len(), 3, "the days after the first date's are noted");
+        // Noted in two tasks, in any order.
+        let second = noted.split_off(1);
+        state.merge_keys(second);
+        state.merge_keys(noted);
+        let days = state.into_later_days().expect("later days");
+        let column = |until: i32| -> Vec<Option<i32>> {
+            days.column(until)
+                .as_primitive::<arrow_array::types::Date32Type>()
+                .iter()
+                .collect()
+        };
+        assert_eq!(column(100), [Some(50), Some(100), None, None, None]);
+        assert_eq!(column(200), [Some(50), Some(100), Some(150), None, None]);
+        assert_eq!(column(249), [Some(50), Some(100), Some(150), None, None]);
+        assert_eq!(
+            column(300),
+            [Some(50), Some(250), Some(150), Some(300), None]
+        );
+        // Each date's column the same as a day kept per person and date.
+        for until in untils {
+            let apart = State::MaxDay(filled(persons, || AtomicI32::new(i32::MIN)));
+            for (person, day) in [(0, 50), (0, 20), (1, 100), (1, 250), (2, 150), (3, 300)] {
+                if day <= until {
+                    apart.day(person, day);
+                }
+            }
+            let apart = apart.finish(Aggregate::LastDate, &[], (&[], &[]), persons);
+            assert_eq!(days.column(until).to_data(), apart.to_data(), "{until}");
+        }
+    }
 
     /// Counts are held in 32 bits after the scan, one date's as several
     /// dates' are, and are each slot's count once widened to the `Int64`

@@ -647,7 +647,11 @@ pub fn run_dates<'m, T: Send>(
         let started = Instant::now();
         let rows = plan.scan_rows();
         let bar = progress.scan_bar(rows);
-        let mut scanned = scan::scan(&plan, bar.as_ref(), None)?.features;
+        let scan::ScanOutput {
+            features: mut scanned,
+            later,
+            ..
+        } = scan::scan(&plan, bar.as_ref(), None)?;
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
@@ -661,6 +665,11 @@ pub fn run_dates<'m, T: Send>(
             per_date.push(scanned.split_off(k * width));
         }
         per_date.reverse();
+        // The columns made as their date is worked out, by date.
+        let mut later_by_date: Vec<Vec<scan::Later>> = (0..group).map(|_| Vec::new()).collect();
+        for l in later {
+            later_by_date[l.column / width].push(l);
+        }
         let timings = [
             ("load population and plan", load / group as u32),
             ("scan events", scan_time / group as u32),
@@ -670,7 +679,11 @@ pub fn run_dates<'m, T: Send>(
         let finished: Vec<T> = chosen
             .par_iter()
             .zip(per_date)
-            .map(|(&as_of, columns)| {
+            .zip(later_by_date)
+            .map(|((&as_of, mut columns), later)| {
+                for l in later {
+                    columns[l.column % width] = Some(l.column());
+                }
                 let dated = on_date(
                     &plan,
                     model,

@@ -217,6 +217,29 @@ pub struct ScanOutput {
     pub features: Vec<Option<ArrayRef>>,
     /// Per source plan.
     pub rejected: Vec<Rejected>,
+    /// With several dates, the columns made only when their date is
+    /// worked out ([`State::LaterDays`]): their `features` are None.
+    pub later: Vec<Later>,
+}
+
+/// A column of [`ScanOutput::features`] made when its date is worked out.
+pub struct Later {
+    pub column: usize,
+    /// Its date's last day.
+    pub until: dates::Day,
+    pub days: Arc<crate::engine::aggregate::LaterDays>,
+}
+
+impl Later {
+    pub fn column(&self) -> ArrayRef {
+        self.days.column(self.until)
+    }
+}
+
+/// Whether aggregate `a` of a plan for one date is a last date over every
+/// earlier day, kept as [`State::LaterDays`] in a scan for several dates.
+fn later_days(a: &AggregatePlan) -> bool {
+    a.aggregate == Aggregate::LastDate && a.after.is_none()
 }
 
 /// Runs every source's aggregates in one parallel pass; with `trace`, also
@@ -237,7 +260,15 @@ pub fn scan(
         .map(|s| {
             s.aggregates[..s.distinct_aggregates()]
                 .iter()
-                .map(|a| {
+                .enumerate()
+                .map(|(j, a)| {
+                    // Every date's copy of the aggregate: a last date over
+                    // every earlier day on each is kept once a person.
+                    let copies = || s.aggregates[j..].iter().step_by(s.distinct_aggregates());
+                    if s.dates > 1 && copies().all(later_days) {
+                        let first = copies().map(|c| c.until).min().expect("a copy a date");
+                        return State::later_days(persons, s.dates, first);
+                    }
                     State::new(
                         a.aggregate,
                         a.value.map(|(_, t)| t),
@@ -345,17 +376,29 @@ pub fn scan(
         })
         .collect();
     jobs.sort_by_key(|job| std::cmp::Reverse(job.0));
-    let finished: Vec<Vec<(usize, ArrayRef)>> = jobs
+    let finished: Vec<Finished> = jobs
         .into_iter()
         .par_bridge()
         .map(|(_, source, j, state)| finish(plan, source, j, state, persons))
         .collect::<Result<_>>()?;
     let mut features: Vec<Option<ArrayRef>> = vec![None; columns];
-    for (column, array) in finished.into_iter().flatten() {
-        features[column] = Some(array);
+    let mut later = Vec::new();
+    for f in finished {
+        match f {
+            Finished::Made(made) => {
+                for (column, array) in made {
+                    features[column] = Some(array);
+                }
+            }
+            Finished::Later(columns) => later.extend(columns),
+        }
     }
     tracing::debug!(rows = ?rows_time, idle_at_end = ?idle, finish = ?started.elapsed(), "scanned");
-    Ok(ScanOutput { features, rejected })
+    Ok(ScanOutput {
+        features,
+        rejected,
+        later,
+    })
 }
 
 /// Runs `each` on every task, handing them out in order, one at a time, to
@@ -431,8 +474,22 @@ fn finish(
     j: usize,
     state: State,
     persons: usize,
-) -> Result<Vec<(usize, ArrayRef)>> {
+) -> Result<Finished> {
     let copies = source.dates;
+    let distinct = source.distinct_aggregates();
+    if state.is_later_days() {
+        let days = Arc::new(state.into_later_days().expect("later days"));
+        let later = (0..copies)
+            .map(|date| &source.aggregates[date * distinct + j])
+            .flat_map(|copy| copy.fills().map(move |fill| (fill.column, copy.until)))
+            .map(|(column, until)| Later {
+                column,
+                until,
+                days: days.clone(),
+            })
+            .collect();
+        return Ok(Finished::Later(later));
+    }
     let agg = &source.aggregates[j];
     let list = agg
         .codelist
@@ -459,7 +516,6 @@ fn finish(
     made.push((agg.aggregate, columns(state, agg.aggregate)?));
     // Each date's copy of the aggregate fills its columns: its own and
     // those of the aggregates computed alike.
-    let distinct = source.distinct_aggregates();
     let mut filled = Vec::new();
     for date in 0..copies {
         for fill in source.aggregates[date * distinct + j].fills() {
@@ -470,7 +526,14 @@ fn finish(
             filled.push((fill.column, by_date[date].clone()));
         }
     }
-    Ok(filled)
+    Ok(Finished::Made(filled))
+}
+
+/// An aggregate's columns from its state: made, as (column, values), or
+/// to be made date by date.
+enum Finished {
+    Made(Vec<(usize, ArrayRef)>),
+    Later(Vec<Later>),
 }
 
 /// The bitset masks of aggregate `a` of source `s`, where its state is a
@@ -494,7 +557,7 @@ pub fn footprint(plan: &Plan) -> (usize, usize) {
         .sources
         .iter()
         .flat_map(|s| s.aggregates.iter().map(move |a| (s, a)))
-        .flat_map(|(s, a)| footprints(plan, s, a))
+        .flat_map(|(s, a)| footprints(plan, s, a, true))
         .collect();
     let larger: usize = each.iter().map(|f| f.state.max(f.columns)).sum();
     // The smaller parts of the aggregates being finished, the largest
@@ -510,7 +573,7 @@ pub fn footprint(plan: &Plan) -> (usize, usize) {
 /// (its state, less the columns made of it; negative where they are
 /// larger), from [`crate::engine::aggregate::footprint`].
 fn freed(plan: &Plan, source: &SourcePlan, j: usize) -> i64 {
-    let prints = footprints(plan, source, &source.aggregates[j]);
+    let prints = footprints(plan, source, &source.aggregates[j], source.dates > 1);
     // One state (the largest the kinds name), every kind's columns.
     let state = prints
         .iter()
@@ -522,12 +585,22 @@ fn freed(plan: &Plan, source: &SourcePlan, j: usize) -> i64 {
 }
 
 /// The [`crate::engine::aggregate::Footprint`] of each kind of aggregate
-/// `a` of source `s` makes (its own, and those computed alike).
+/// `a` of source `s` makes (its own, and those computed alike), `dated`
+/// in a scan for several dates.
 fn footprints(
     plan: &Plan,
     s: &SourcePlan,
     a: &AggregatePlan,
+    dated: bool,
 ) -> Vec<crate::engine::aggregate::Footprint> {
+    // Kept once a person, each date's column made as it is worked out.
+    if dated && later_days(a) {
+        return vec![crate::engine::aggregate::Footprint {
+            state: 0,
+            columns: 0,
+            per_person: size_of::<i32>(),
+        }];
+    }
     let words = bit_masks(plan, s, a).map(|m| m.first().map_or(1, Vec::len));
     a.kinds()
         .into_iter()
@@ -1740,6 +1813,8 @@ impl<'a> Task<'a> {
                 // Distinct codes without a list, up to 64 dates (one date
                 // too): the dates whose windows hold the event, a bit each.
                 let mut in_windows = 0u64;
+                // Taken once for every date ([`State::LaterDays`]).
+                let mut once = false;
                 for (date, k) in (j..source.aggregates.len())
                     .step_by(distinct_aggregates)
                     .enumerate()
@@ -1770,6 +1845,11 @@ impl<'a> Task<'a> {
                     let slot = p * copies + date as u32;
                     match agg.aggregate {
                         Aggregate::Count | Aggregate::Exists => state.count(slot),
+                        // Once, whatever the dates whose windows hold it.
+                        Aggregate::LastDate if state.is_later_days() => {
+                            state.last_day(p, day, &mut distinct[j]);
+                            once = true;
+                        }
                         Aggregate::FirstDate | Aggregate::LastDate => state.day(slot, day),
                         Aggregate::MaxInAMonth | Aggregate::MaxIn30Days if copies == 1 => distinct
                             [j]
@@ -1884,6 +1964,9 @@ impl<'a> Task<'a> {
                             .lock()
                             .expect("no task panics while holding the lock")
                             .extend(events);
+                    }
+                    if once {
+                        break;
                     }
                 }
                 let agg = &source.aggregates[j];
