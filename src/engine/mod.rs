@@ -767,12 +767,15 @@ fn on_date<'m>(
 /// [`run_dates`] (see [`dates_per_scan`] for what a person and date take):
 /// beyond it, the dates are split over several scans, each of which reads
 /// every table again. The default; `strata evaluate --scan-memory` sets
-/// another where the machine has the memory (12 dates at 5M persons take
-/// one scan with about 8 GiB, two with this).
+/// another where the machine has the memory (12 dates of the default
+/// model at 5M persons take one scan with about 4.4 GiB, two with this).
 pub const STATE_BUDGET: usize = 4 << 30;
 
-/// How many of `left` dates one scan of `plan` (planned for one date) can
-/// serve within `budget`; at least one. What a person and date take is
+/// How many of `left` dates the next scan of `plan` (planned for one
+/// date) serves within `budget`: at least one, and where they do not fit
+/// one scan, as even a share of them as the fewest scans allow (12 dates
+/// of which 10 fit: 6 and 6, not 10 and 2, each scan's state smaller for
+/// the same reads). What a person and date take is
 /// [`scan::footprint`]: the larger of each aggregate's state and columns
 /// (both for those being finished), as they really are (a 4-byte day or
 /// count, a 1-bit `exists`). A flat size per kind of aggregate, state and column
@@ -792,7 +795,7 @@ fn dates_per_scan(plan: &Plan, left: usize, budget: usize) -> usize {
     // Slots (person, date) are numbered in 32 bits, and a scan's dates in
     // 16 (see `aggregate::CodeSeen`).
     let slots = u32::MAX as usize / persons;
-    let group = fits.min(slots).min(usize::from(u16::MAX)).clamp(1, left);
+    let group = even_share(left, fits.min(slots).min(usize::from(u16::MAX)));
     if fits < left {
         // Said once a scan, without patient-level values: what one scan
         // of every date left would take, for a larger budget where the
@@ -807,6 +810,13 @@ fn dates_per_scan(plan: &Plan, left: usize, budget: usize) -> usize {
         );
     }
     group
+}
+
+/// The dates the next scan takes of `left` when at most `most` fit one:
+/// as many as the fewest scans need, at least one.
+fn even_share(left: usize, most: usize) -> usize {
+    left.div_ceil(left.div_ceil(most.clamp(1, left.max(1))))
+        .max(1)
 }
 
 /// Age in completed years on `as_of`; null where the birth date is null or
@@ -827,4 +837,31 @@ fn ages(birth_dates: &ArrayRef, as_of: NaiveDate) -> ArrayRef {
         })
         .collect();
     Arc::new(Int64Array::from(ages))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::even_share;
+
+    #[test]
+    fn dates_are_shared_evenly_over_the_fewest_scans() {
+        // Each scan's share until no date is left.
+        let shares = |mut left: usize, most: usize| {
+            let mut taken = Vec::new();
+            while left > 0 {
+                let share = even_share(left, most);
+                taken.push(share);
+                left -= share;
+            }
+            taken
+        };
+        assert_eq!(shares(12, 12), [12]);
+        assert_eq!(shares(12, 100), [12]);
+        assert_eq!(shares(12, 10), [6, 6]);
+        assert_eq!(shares(12, 5), [4, 4, 4]);
+        assert_eq!(shares(7, 3), [3, 2, 2]);
+        assert_eq!(shares(3, 1), [1, 1, 1]);
+        // None fit: one a scan.
+        assert_eq!(shares(3, 0), [1, 1, 1]);
+    }
 }
