@@ -534,8 +534,11 @@ fn parse_suppression(text: &str) -> std::result::Result<strata::suppress::Suppre
 /// (powers of 1024), or KB, MB, GB or TB (powers of 1000), in any case,
 /// with or without a space; a fraction allowed (1.5GiB).
 fn parse_size(text: &str) -> std::result::Result<usize, String> {
-    let refuse =
-        || format!("`{text}` is not a size: write a number and a unit, e.g. 8GiB or 512MiB");
+    let refuse = || {
+        format!(
+            "`{text}` is not a size: write a number and a unit (B, KiB, MiB, GiB, TiB, or KB, MB, GB, TB), e.g. 8GiB or 512MiB"
+        )
+    };
     let trimmed = text.trim();
     let split = trimmed
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -555,9 +558,14 @@ fn parse_size(text: &str) -> std::result::Result<usize, String> {
         _ => return Err(refuse()),
     };
     let bytes = number * unit;
-    if !(bytes >= 1.0 && bytes < usize::MAX as f64) {
+    if bytes < 1.0 {
         return Err(format!(
             "`{text}` is no memory for a scan: give more, e.g. 8GiB"
+        ));
+    }
+    if bytes >= usize::MAX as f64 {
+        return Err(format!(
+            "`{text}` is more than this machine can address: give less, e.g. 8GiB"
         ));
     }
     Ok(bytes as usize)
@@ -894,5 +902,7 @@ mod tests {
             let refused = parse_size(text).unwrap_err();
             assert!(refused.contains("no memory"), "{text}: {refused}");
         }
+        let refused = parse_size("99999999999TiB").unwrap_err();
+        assert!(refused.contains("more than this machine"), "{refused}");
     }
 }

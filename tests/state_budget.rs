@@ -62,17 +62,31 @@ fn the_state_budget_s_estimate_is_near_what_a_scan_allocates() {
         .collect();
     let model = strata::rules::load_all(&paths, &[]).unwrap();
     let as_of = strata::dates::parse_date("2025-03-31").unwrap();
-    // The most a scan for `dates` dates allocates beyond what was live
-    // before it, and the estimate's bits a person and date and the number
-    // of persons.
+    // The most a scan for `dates` monthly dates up to `as_of` allocates
+    // beyond what was live before it, and the estimate's bits a person and
+    // date and the number of persons.
     let scan = |dates: usize| {
         let mut plan = engine::plan::plan_needed(&model, &data, Some(as_of), None).unwrap();
+        let on: Vec<chrono::NaiveDate> = (0..dates)
+            .map(|k| {
+                let back = chrono::Months::new((dates - 1 - k) as u32);
+                as_of.checked_sub_months(back).unwrap()
+            })
+            .collect();
+        // Feature `f`'s window on date `d`, as `run_dates` places it.
+        let window = |d: chrono::NaiveDate, f: usize| {
+            let strata::rules::FeatureKind::Aggregate { window, .. } = &model.features[f].kind
+            else {
+                unreachable!("only aggregates are scanned");
+            };
+            (window.exclusive_start(d), strata::dates::to_day(d))
+        };
         // As `run_dates` does: features alike share a state (the eFI's
         // coded deficits counted and listed, a list finished from a copy).
-        plan.share_alike(|a| vec![(a.after, a.until)]);
+        plan.share_alike(|a| on.iter().map(|&d| window(d, a.feature)).collect());
         let (bits, _) = engine::scan::footprint(&plan);
         let persons = plan.population.len();
-        plan.repeat_for_dates(dates, |_, _| (None, strata::dates::to_day(as_of)));
+        plan.repeat_for_dates(dates, |k, f| window(on[k], f));
         let before = LIVE.load(Relaxed);
         PEAK.store(before, Relaxed);
         let scanned = engine::scan::scan(&plan, None, None).unwrap();

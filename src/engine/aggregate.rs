@@ -76,9 +76,9 @@ pub enum State {
     },
     /// A last date whose window has no start (a register's latest code
     /// or exit), in a scan for several dates: each person's latest day on
-    /// or before the earliest date's last day (`first_until`), and a
-    /// `person << 32 | day` key for each event after it (up to the last
-    /// date's), rather than a day per person and date. Each date's column
+    /// or before the earliest date's last day (`first_until`), and a key
+    /// ([`later_key`]) for each event after it (up to the last date's),
+    /// rather than a day per person and date. Each date's column
     /// is made when the date is worked out ([`LaterDays::column`]), not
     /// all of them at the scan's end: the default model's 14 such dates
     /// were 56 bytes a person and date of the scan's state, and as many
@@ -97,8 +97,21 @@ pub struct LaterDays {
     /// Each person's latest day on or before the earliest date's last day;
     /// `i32::MIN` for none.
     latest: Vec<i32>,
-    /// (day, person) of each event after it, by day.
-    later: Vec<(i32, u32)>,
+    /// Each event after it ([`later_key`]), sorted: by day.
+    later: Vec<u64>,
+}
+
+/// The key of `person`'s event on `day`, noted after the earliest date:
+/// the day first, its sign bit flipped so that keys sort by day (days
+/// before 1970 are negative), then the person; sorted in place once the
+/// scan is done.
+fn later_key(person: u32, day: i32) -> u64 {
+    (u64::from(day as u32 ^ 0x8000_0000) << 32) | u64::from(person)
+}
+
+/// The (day, person) of a [`later_key`].
+fn later_event(key: u64) -> (i32, u32) {
+    ((((key >> 32) as u32) ^ 0x8000_0000) as i32, key as u32)
 }
 
 impl LaterDays {
@@ -106,8 +119,11 @@ impl LaterDays {
     /// earliest date's): each person's latest day up to it, null for none.
     pub fn column(&self, until: i32) -> ArrayRef {
         let mut days = self.latest.clone();
-        let taken = self.later.partition_point(|&(day, _)| day <= until);
-        for &(day, person) in &self.later[..taken] {
+        let taken = self
+            .later
+            .partition_point(|&key| later_event(key).0 <= until);
+        for &key in &self.later[..taken] {
+            let (day, person) = later_event(key);
             let latest = &mut days[person as usize];
             *latest = (*latest).max(day);
         }
@@ -557,7 +573,7 @@ impl State {
                     v.fetch_max(day, Relaxed);
                 }
             } else {
-                noted.push((u64::from(person) << 32) | u64::from(day as u32));
+                noted.push(later_key(person, day));
             }
         }
     }
@@ -568,13 +584,11 @@ impl State {
             return None;
         };
         let latest: Vec<i32> = latest.into_iter().map(AtomicI32::into_inner).collect();
-        let mut later: Vec<(i32, u32)> = later
+        let mut later = later
             .into_inner()
-            .expect("no task panics while holding the lock")
-            .into_iter()
-            .map(|key| ((key as u32) as i32, (key >> 32) as u32))
-            .collect();
+            .expect("no task panics while holding the lock");
         later.sort_unstable();
+        later.shrink_to_fit();
         Some(LaterDays { latest, later })
     }
 
@@ -1487,6 +1501,25 @@ mod tests {
             let apart = apart.finish(Aggregate::LastDate, &[], (&[], &[]), persons);
             assert_eq!(days.column(until).to_data(), apart.to_data(), "{until}");
         }
+        // Days before 1970 (negative), the day after the first date's, an
+        // event noted twice.
+        let state = State::later_days(3, 2, -100);
+        let mut noted = Vec::new();
+        for (person, day) in [(0, -5000), (1, -99), (1, -99), (2, -150), (2, -40)] {
+            state.last_day(person, day, &mut noted);
+        }
+        state.merge_keys(noted);
+        let days = state.into_later_days().expect("later days");
+        let column = |until: i32| -> Vec<Option<i32>> {
+            days.column(until)
+                .as_primitive::<arrow_array::types::Date32Type>()
+                .iter()
+                .collect()
+        };
+        assert_eq!(column(-100), [Some(-5000), None, Some(-150)]);
+        assert_eq!(column(-99), [Some(-5000), Some(-99), Some(-150)]);
+        assert_eq!(column(-41), [Some(-5000), Some(-99), Some(-150)]);
+        assert_eq!(column(0), [Some(-5000), Some(-99), Some(-40)]);
     }
 
     /// Counts are held in 32 bits after the scan, one date's as several

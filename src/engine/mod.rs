@@ -812,11 +812,11 @@ fn dates_per_scan(plan: &Plan, left: usize, budget: usize) -> usize {
     group
 }
 
-/// The dates the next scan takes of `left` when at most `most` fit one:
-/// as many as the fewest scans need, at least one.
+/// The dates the next scan takes of `left` (at least one) when at most
+/// `most` fit one: an even share over the fewest scans, at least one.
 fn even_share(left: usize, most: usize) -> usize {
-    left.div_ceil(left.div_ceil(most.clamp(1, left.max(1))))
-        .max(1)
+    debug_assert!(left > 0, "a scan is planned only for dates left");
+    left.div_ceil(left.div_ceil(most.clamp(1, left)))
 }
 
 /// Age in completed years on `as_of`; null where the birth date is null or

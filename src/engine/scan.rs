@@ -547,9 +547,13 @@ fn bit_masks(plan: &Plan, s: &SourcePlan, a: &AggregatePlan) -> Option<Vec<Vec<u
 /// per person and date, and bytes per person whatever the dates (see
 /// [`crate::engine::aggregate::footprint`]). `plan` is planned for one
 /// date. The finish turns each aggregate's state into its columns, one
-/// aggregate a thread, and frees the state when they are made: an
-/// aggregate takes the larger of its state and columns, and those being
-/// finished both.
+/// aggregate a thread, and frees the state when they are made, those
+/// that free the most first ([`freed`]): what is held falls while states
+/// larger than their columns are finished, then rises while the others
+/// are, so it is at most the larger of every state and every column,
+/// and those being finished both. (Each aggregate's larger part, added,
+/// had come to about twice what a scan allocated once the registers'
+/// last dates were no longer per date.)
 pub fn footprint(plan: &Plan) -> (usize, usize) {
     // An aggregate's, and another's of the same state (finished from a
     // copy of it) as if apart.
@@ -559,7 +563,9 @@ pub fn footprint(plan: &Plan) -> (usize, usize) {
         .flat_map(|s| s.aggregates.iter().map(move |a| (s, a)))
         .flat_map(|(s, a)| footprints(plan, s, a, true))
         .collect();
-    let larger: usize = each.iter().map(|f| f.state.max(f.columns)).sum();
+    let states: usize = each.iter().map(|f| f.state).sum();
+    let columns: usize = each.iter().map(|f| f.columns).sum();
+    let larger = states.max(columns);
     // The smaller parts of the aggregates being finished, the largest
     // first: one a thread.
     let mut smaller: Vec<usize> = each.iter().map(|f| f.state.min(f.columns)).collect();
@@ -594,6 +600,8 @@ fn footprints(
     dated: bool,
 ) -> Vec<crate::engine::aggregate::Footprint> {
     // Kept once a person, each date's column made as it is worked out.
+    // Not counted: the events noted after the first date (8 bytes each,
+    // as many as the dates' span holds, not as the dates are many).
     if dated && later_days(a) {
         return vec![crate::engine::aggregate::Footprint {
             state: 0,
