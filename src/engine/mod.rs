@@ -767,8 +767,9 @@ fn on_date<'m>(
 /// [`run_dates`] (see [`dates_per_scan`] for what a person and date take):
 /// beyond it, the dates are split over several scans, each of which reads
 /// every table again. The default; `strata evaluate --scan-memory` sets
-/// another where the machine has the memory (12 dates of the default
-/// model at 5M persons take one scan with about 4.4 GiB, two with this).
+/// another where the machine has the memory, or less where it has not
+/// (12 dates of the default model take one scan with this up to about
+/// 5.4M persons).
 pub const STATE_BUDGET: usize = 4 << 30;
 
 /// How many of `left` dates the next scan of `plan` (planned for one
