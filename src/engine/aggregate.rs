@@ -1455,71 +1455,80 @@ mod tests {
     use arrow_array::cast::AsArray;
     use arrow_schema::DataType;
 
+    /// A [`State::LaterDays`] of `persons` whose first date ends on
+    /// `first_until`, given `events` (person, day), finished; and how many
+    /// of them were noted.
+    fn later_days_of(
+        persons: usize,
+        first_until: i32,
+        events: &[(u32, i32)],
+    ) -> (LaterDays, usize) {
+        let state = State::later_days(persons, 3, first_until);
+        assert!(state.is_later_days());
+        let mut noted = Vec::new();
+        for &(person, day) in events {
+            state.last_day(person, day, &mut noted);
+        }
+        let count = noted.len();
+        // Noted in two tasks, in any order.
+        let second = noted.split_off(count / 2);
+        state.merge_keys(second);
+        state.merge_keys(noted);
+        (state.into_later_days().expect("later days"), count)
+    }
+
+    /// A date's column of later days, as days.
+    fn days_to(days: &LaterDays, until: i32) -> Vec<Option<i32>> {
+        days.column(until)
+            .as_primitive::<arrow_array::types::Date32Type>()
+            .iter()
+            .collect()
+    }
+
     /// A last date over every earlier day, kept once a person for several
     /// dates, gives each date the latest day up to that date's last: the
     /// days on or before the first date's in place, later days noted, a
     /// day on a date's last day taken, a day after it not, null for none.
     #[test]
     fn later_days_give_each_date_its_latest_day_up_to_it() {
-        let (persons, untils) = (5, [100, 200, 300]);
-        let state = State::later_days(persons, untils.len(), untils[0]);
-        assert!(state.is_later_days());
-        let mut noted = Vec::new();
         // (person, day): 0 before the first date only; 1 on the first
         // date's last day and then between the second and third; 2 only
         // after the first; 3 on the last date's last day; 4 none.
-        for (person, day) in [(0, 50), (0, 20), (1, 100), (1, 250), (2, 150), (3, 300)] {
-            state.last_day(person, day, &mut noted);
-        }
-        assert_eq!(noted.len(), 3, "the days after the first date's are noted");
-        // Noted in two tasks, in any order.
-        let second = noted.split_off(1);
-        state.merge_keys(second);
-        state.merge_keys(noted);
-        let days = state.into_later_days().expect("later days");
-        let column = |until: i32| -> Vec<Option<i32>> {
-            days.column(until)
-                .as_primitive::<arrow_array::types::Date32Type>()
-                .iter()
-                .collect()
-        };
-        assert_eq!(column(100), [Some(50), Some(100), None, None, None]);
-        assert_eq!(column(200), [Some(50), Some(100), Some(150), None, None]);
-        assert_eq!(column(249), [Some(50), Some(100), Some(150), None, None]);
+        let events = [(0, 50), (0, 20), (1, 100), (1, 250), (2, 150), (3, 300)];
+        let (persons, untils) = (5, [100, 200, 300]);
+        let (days, noted) = later_days_of(persons, untils[0], &events);
+        assert_eq!(noted, 3, "the days after the first date's are noted");
+        assert_eq!(days_to(&days, 100), [Some(50), Some(100), None, None, None]);
         assert_eq!(
-            column(300),
+            days_to(&days, 200),
+            [Some(50), Some(100), Some(150), None, None]
+        );
+        assert_eq!(
+            days_to(&days, 249),
+            [Some(50), Some(100), Some(150), None, None]
+        );
+        assert_eq!(
+            days_to(&days, 300),
             [Some(50), Some(250), Some(150), Some(300), None]
         );
         // Each date's column the same as a day kept per person and date.
         for until in untils {
             let apart = State::MaxDay(filled(persons, || AtomicI32::new(i32::MIN)));
-            for (person, day) in [(0, 50), (0, 20), (1, 100), (1, 250), (2, 150), (3, 300)] {
-                if day <= until {
-                    apart.day(person, day);
-                }
+            for &(person, day) in events.iter().filter(|(_, day)| *day <= until) {
+                apart.day(person, day);
             }
             let apart = apart.finish(Aggregate::LastDate, &[], (&[], &[]), persons);
             assert_eq!(days.column(until).to_data(), apart.to_data(), "{until}");
         }
         // Days before 1970 (negative), the day after the first date's, an
         // event noted twice.
-        let state = State::later_days(3, 2, -100);
-        let mut noted = Vec::new();
-        for (person, day) in [(0, -5000), (1, -99), (1, -99), (2, -150), (2, -40)] {
-            state.last_day(person, day, &mut noted);
-        }
-        state.merge_keys(noted);
-        let days = state.into_later_days().expect("later days");
-        let column = |until: i32| -> Vec<Option<i32>> {
-            days.column(until)
-                .as_primitive::<arrow_array::types::Date32Type>()
-                .iter()
-                .collect()
-        };
-        assert_eq!(column(-100), [Some(-5000), None, Some(-150)]);
-        assert_eq!(column(-99), [Some(-5000), Some(-99), Some(-150)]);
-        assert_eq!(column(-41), [Some(-5000), Some(-99), Some(-150)]);
-        assert_eq!(column(0), [Some(-5000), Some(-99), Some(-40)]);
+        let events = [(0, -5000), (1, -99), (1, -99), (2, -150), (2, -40)];
+        let (days, noted) = later_days_of(3, -100, &events);
+        assert_eq!(noted, 3);
+        assert_eq!(days_to(&days, -100), [Some(-5000), None, Some(-150)]);
+        assert_eq!(days_to(&days, -99), [Some(-5000), Some(-99), Some(-150)]);
+        assert_eq!(days_to(&days, -41), [Some(-5000), Some(-99), Some(-150)]);
+        assert_eq!(days_to(&days, 0), [Some(-5000), Some(-99), Some(-40)]);
     }
 
     /// Counts are held in 32 bits after the scan, one date's as several
