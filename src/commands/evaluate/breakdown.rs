@@ -329,7 +329,9 @@ mod tests {
                 .collect();
             let people = People {
                 rows: (0..n as u32).collect(),
-                ids: std::sync::Arc::new(arrow_array::Int64Array::from_iter_values(0..n as i64)),
+                population_ids: std::sync::Arc::new(arrow_array::Int64Array::from_iter_values(
+                    0..n as i64,
+                )),
                 rankings: scores.iter().map(|(_, v)| Ranking::new(v)).collect(),
                 cohorts,
                 scores,

@@ -214,7 +214,7 @@ pub fn run(
             let started = std::time::Instant::now();
             // The dates' predictions one after another, each date's made
             // as it is written.
-            let rows: Vec<usize> = days.iter().map(|(_, people)| people.ids.len()).collect();
+            let rows: Vec<usize> = days.iter().map(|(_, people)| people.rows.len()).collect();
             crate::output::parquet::write_batches(
                 &staging.dir.join("predictions.parquet"),
                 &rows,
@@ -332,7 +332,11 @@ fn figures_of_dates(
 struct People {
     /// Their rows in the population table.
     rows: Vec<u32>,
-    ids: ArrayRef,
+    /// The population's ids, every date of a scan sharing one column:
+    /// each date's people's are taken from it as the date is written (a
+    /// copy a date had been 8 bytes a person and date, held until the
+    /// figures were written).
+    population_ids: ArrayRef,
     /// (cohort, members), for the evaluated people.
     cohorts: Vec<(String, Vec<bool>)>,
     /// (score, values; null where the score is null). Arrow's column, 8
@@ -773,7 +777,7 @@ fn people(model: &Model, request: &Request, dated: engine::Dated) -> Result<Peop
         arrow_select::take::take(a, &indices, None)
             .map_err(|e| Error::Internal(format!("selecting the evaluated people: {e}")))
     };
-    let ids = take(results.plan.population.column("person_id"))?;
+    let population_ids = results.plan.population.column("person_id").clone();
     let Predictions { cohorts, scores } = predictions(model, &results, &keep, &request.scores)?;
     let mut counts = Vec::new();
     let outcomes = outcomes
@@ -848,7 +852,7 @@ fn people(model: &Model, request: &Request, dated: engine::Dated) -> Result<Peop
         compared: None,
         pcn,
         groups,
-        ids,
+        population_ids,
         cohorts,
         scores,
         outcomes,
@@ -888,13 +892,16 @@ fn happened(column: &ArrayRef, at_least: i64) -> Vec<bool> {
 
 impl People {
     fn batch(&self, as_of: NaiveDate) -> Result<RecordBatch> {
-        let n = self.ids.len();
+        let n = self.rows.len();
+        let rows = arrow_array::UInt32Array::from(self.rows.clone());
+        let ids = arrow_select::take::take(&self.population_ids, &rows, None)
+            .map_err(|e| Error::Internal(format!("taking the evaluated people's ids: {e}")))?;
         let mut fields = vec![
-            Field::new("person_id", self.ids.data_type().clone(), true),
+            Field::new("person_id", ids.data_type().clone(), true),
             Field::new("as_of", DataType::Date32, false),
         ];
         let mut columns: Vec<ArrayRef> = vec![
-            self.ids.clone(),
+            ids,
             Arc::new(Date32Array::from(vec![crate::dates::to_day(as_of); n])),
         ];
         for (name, groups) in &self.groups {
