@@ -366,18 +366,62 @@ struct People {
 #[derive(Clone)]
 struct Groups {
     names: Vec<String>,
-    /// Each person's group, [`Groups::UNKNOWN`] if unknown: 4 bytes a
-    /// person and date, not `Option<u32>`'s 8, shared by clones (the PCNs
-    /// are a grouping and also choose each PCN's top).
-    of: Arc<[u32]>,
+    /// Each person's group, shared by clones (the PCNs are a grouping and
+    /// also choose each PCN's top).
+    of: Keys,
 }
 
-impl Groups {
-    const UNKNOWN: u32 = u32::MAX;
+/// Each person's group number in the narrowest width that holds every
+/// group and a number for unknown (the width's largest): a byte a person
+/// and date for an age band, sex or deprivation quintile, two for a PCN,
+/// where four each had been 16 bytes a person and date, held for every
+/// date until the figures are written.
+#[derive(Clone, Debug, PartialEq)]
+enum Keys {
+    Byte(Arc<[u8]>),
+    Short(Arc<[u16]>),
+    Word(Arc<[u32]>),
+}
+
+impl Keys {
+    /// `of` (a group number below `groups`, or None), each person's.
+    fn new(groups: usize, of: Vec<Option<u32>>) -> Keys {
+        fn narrow<T: TryFrom<u32> + Copy>(of: Vec<Option<u32>>, unknown: T) -> Arc<[T]> {
+            of.into_iter()
+                .map(|g| g.and_then(|g| T::try_from(g).ok()).unwrap_or(unknown))
+                .collect()
+        }
+        if groups < usize::from(u8::MAX) {
+            Keys::Byte(narrow(of, u8::MAX))
+        } else if groups < usize::from(u16::MAX) {
+            Keys::Short(narrow(of, u16::MAX))
+        } else {
+            Keys::Word(narrow(of, u32::MAX))
+        }
+    }
 
     /// Person `i`'s group; None if unknown.
     fn get(&self, i: usize) -> Option<u32> {
-        Some(self.of[i]).filter(|&g| g != Groups::UNKNOWN)
+        match self {
+            Keys::Byte(of) => Some(of[i]).filter(|&g| g != u8::MAX).map(u32::from),
+            Keys::Short(of) => Some(of[i]).filter(|&g| g != u16::MAX).map(u32::from),
+            Keys::Word(of) => Some(of[i]).filter(|&g| g != u32::MAX),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Keys::Byte(of) => of.len(),
+            Keys::Short(of) => of.len(),
+            Keys::Word(of) => of.len(),
+        }
+    }
+}
+
+impl Groups {
+    /// Person `i`'s group; None if unknown.
+    fn get(&self, i: usize) -> Option<u32> {
+        self.of.get(i)
     }
 
     /// How many people.
@@ -458,12 +502,13 @@ impl Groups {
         for (i, &g) in order.iter().enumerate() {
             place[g] = i as u32;
         }
+        let of: Vec<Option<u32>> = of
+            .into_iter()
+            .map(|g| g.map(|g| place[g as usize]))
+            .collect();
         Groups {
             names: order.iter().map(|&g| names[g].to_string()).collect(),
-            of: of
-                .into_iter()
-                .map(|g| g.map_or(Groups::UNKNOWN, |g| place[g as usize]))
-                .collect(),
+            of: Keys::new(order.len(), of),
         }
     }
 
@@ -1844,6 +1889,30 @@ mod tests {
         // Plain text too.
         let got = Groups::of(&text).unwrap();
         assert_eq!((got.names, got.of), (want.names, want.of));
+    }
+
+    /// Group numbers are kept in the narrowest width that holds them and
+    /// unknown, each read back as it was given.
+    #[test]
+    fn group_numbers_are_kept_narrow_and_read_back() {
+        for (groups, wide) in [(1, 0), (254, 0), (255, 1), (65_534, 1), (65_535, 2)] {
+            let of = vec![
+                Some(0),
+                None,
+                Some(groups as u32 - 1),
+                Some(groups as u32 / 2),
+            ];
+            let keys = Keys::new(groups, of.clone());
+            let width = match &keys {
+                Keys::Byte(_) => 0,
+                Keys::Short(_) => 1,
+                Keys::Word(_) => 2,
+            };
+            assert_eq!(width, wide, "{groups} groups");
+            assert_eq!(keys.len(), of.len());
+            let back: Vec<Option<u32>> = (0..keys.len()).map(|i| keys.get(i)).collect();
+            assert_eq!(back, of, "{groups} groups");
+        }
     }
 
     #[test]
