@@ -84,7 +84,7 @@ fn the_state_budget_s_estimate_is_near_what_a_scan_allocates() {
         // As `run_dates` does: features alike share a state (the eFI's
         // coded deficits counted and listed, a list finished from a copy).
         plan.share_alike(|a| on.iter().map(|&d| window(d, a.feature)).collect());
-        let (bits, _) = engine::scan::footprint(&plan);
+        let (bits, _) = engine::scan::footprint(&plan, 12);
         let persons = plan.population.len();
         plan.repeat_for_dates(dates, |k, f| window(on[k], f));
         let before = LIVE.load(Relaxed);

@@ -784,24 +784,40 @@ pub const STATE_BUDGET: usize = 4 << 30;
 /// 12 dates at 1M persons into two scans (11 dates, then a whole scan for
 /// one).
 fn dates_per_scan(plan: &Plan, left: usize, budget: usize) -> usize {
-    let (bits, bytes) = scan::footprint(plan);
+    let prints = scan::Footprints::of(plan);
+    let persons = plan.population.len().max(1);
+    // How many dates fit the budget at what a scan for `n` dates holds a
+    // person and date (with more dates, more aggregates may be kept as
+    // notes, their size not growing with the dates).
+    let fits = |n: usize| {
+        let (bits, bytes) = prints.at(n);
+        (budget / persons).saturating_sub(bytes) / bits.div_ceil(8).max(1)
+    };
+    // Slots (person, date) are numbered in 32 bits, and a scan's dates in
+    // 16 (see `aggregate::CodeSeen`).
+    let most = left
+        .min(u32::MAX as usize / persons)
+        .min(usize::from(u16::MAX))
+        .max(1);
+    // The most dates a scan of that many holds within the budget. A scan
+    // of fewer (an even share, below) keeps no more as notes, but each
+    // aggregate it keeps as a state instead takes less than the notes
+    // counted here.
+    let n = (1..=most).rev().find(|&n| fits(n) >= n).unwrap_or(1);
+    let (bits, bytes) = prints.at(n);
     tracing::debug!(
         bytes_per_person_and_date = bits.div_ceil(8),
         bytes_per_person = bytes,
+        dates = n,
         "state a scan for several dates holds"
     );
-    let persons = plan.population.len().max(1);
-    let per_date = bits.div_ceil(8).max(1);
-    let fits = (budget / persons).saturating_sub(bytes) / per_date;
-    // Slots (person, date) are numbered in 32 bits, and a scan's dates in
-    // 16 (see `aggregate::CodeSeen`).
-    let slots = u32::MAX as usize / persons;
-    let group = even_share(left, fits.min(slots).min(usize::from(u16::MAX)));
-    if fits < left {
+    let group = even_share(left, n);
+    if n < most {
         // Said once a scan, without patient-level values: what one scan
         // of every date left would take, for a larger budget where the
         // machine has the memory.
-        let whole = persons * (bytes + left * per_date);
+        let (bits, bytes) = prints.at(left);
+        let whole = persons * (bytes + left * bits.div_ceil(8));
         tracing::info!(
             dates = left,
             this_scan = group,

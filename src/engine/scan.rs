@@ -22,7 +22,9 @@ use indicatif::ProgressBar;
 use rayon::prelude::*;
 
 use crate::dates;
-use crate::engine::aggregate::{CodeSeen, MOST_DATES_IN_SETS, State, each_run};
+use crate::engine::aggregate::{
+    CodeSeen, Footprint, LaterDays, MOST_DATES_IN_SETS, Note, Noted, State, each_run,
+};
 use crate::engine::eval;
 use crate::engine::plan::{AggregatePlan, CodeColumn, Plan, SourcePlan};
 use crate::error::{Error, Result};
@@ -180,6 +182,8 @@ struct Found {
     codes_seen: Vec<Vec<CodeSeen>>,
     /// (slot, day, value): `latest` and `mean`.
     values: Vec<Vec<(u32, i32, f64)>>,
+    /// Events noted for a [`State::Noted`].
+    notes: Vec<Vec<Note>>,
 }
 
 impl Found {
@@ -188,6 +192,7 @@ impl Found {
             keys: vec![Vec::new(); aggregates],
             codes_seen: vec![Vec::new(); aggregates],
             values: vec![Vec::new(); aggregates],
+            notes: vec![Vec::new(); aggregates],
         }
     }
 }
@@ -225,15 +230,86 @@ pub struct ScanOutput {
 /// A column of [`ScanOutput::features`] made when its date is worked out.
 pub struct Later {
     pub column: usize,
-    /// Its date's last day.
-    pub until: dates::Day,
-    pub days: Arc<crate::engine::aggregate::LaterDays>,
+    /// Its date's window: the days after the first (if any) up to the
+    /// last.
+    pub window: (Option<dates::Day>, dates::Day),
+    pub of: LaterOf,
+}
+
+/// What a [`Later`] column is made of.
+pub enum LaterOf {
+    Days(Arc<LaterDays>),
+    /// Notes, made into this aggregate's column.
+    Notes(Arc<Noted>, Aggregate),
 }
 
 impl Later {
     pub fn column(&self) -> ArrayRef {
-        self.days.column(self.until)
+        let (after, until) = self.window;
+        match &self.of {
+            LaterOf::Days(days) => days.column(until),
+            LaterOf::Notes(notes, aggregate) => notes.column(*aggregate, after, until),
+        }
     }
+}
+
+/// Whether aggregate `a` of `source` is kept as notes ([`State::Noted`])
+/// in a scan for `dates` dates: where the most notes its table could
+/// give (a note a row, for a bitset a note a code) take no more memory
+/// than the state per person and date they replace, read from the table's
+/// metadata before the scan. The bound, not the notes a scan would make:
+/// only those in a window are noted, and for a bitset only codes of its
+/// list, so the notes are most often far fewer (admissions' HFRS codes at
+/// 1M persons, about a tenth).
+fn noted(plan: &Plan, source: &SourcePlan, a: &AggregatePlan, dates: usize) -> bool {
+    note_bound(plan, source, a).is_some_and(|b| b.holds(plan.population.len(), dates))
+}
+
+/// What an aggregate kept as notes could hold, against its state.
+#[derive(Clone, Copy)]
+struct NoteBound {
+    /// The most bytes its notes could take.
+    notes: usize,
+    /// The bytes its state takes a person and date otherwise.
+    per_date: usize,
+}
+
+impl NoteBound {
+    /// Whether the notes are kept, in a scan of `persons` for `dates`.
+    fn holds(self, persons: usize, dates: usize) -> bool {
+        dates > 1 && self.notes <= persons.saturating_mul(dates).saturating_mul(self.per_date)
+    }
+}
+
+/// The [`NoteBound`] of an aggregate that could be kept as notes (a
+/// count, or a bitset's count or weights).
+fn note_bound(plan: &Plan, source: &SourcePlan, a: &AggregatePlan) -> Option<NoteBound> {
+    let kinds = a.kinds();
+    let note = size_of::<Note>() as u64;
+    let (most, per_date) = if kinds.iter().all(|&k| k == Aggregate::Count) {
+        (source.table.rows(), size_of::<u32>())
+    } else if kinds.iter().all(|k| {
+        matches!(
+            k,
+            Aggregate::CountDistinctCodes
+                | Aggregate::CountDistinctCategories
+                | Aggregate::SumDistinctWeights
+        )
+    }) {
+        let words = bit_masks(plan, source, a)?.first().map_or(1, Vec::len);
+        let codes = source
+            .codes
+            .iter()
+            .map(|c| source.table.values(&c.name))
+            .sum::<Option<u64>>()?;
+        (codes, words * size_of::<u64>())
+    } else {
+        return None;
+    };
+    Some(NoteBound {
+        notes: usize::try_from(most.saturating_mul(note)).ok()?,
+        per_date,
+    })
 }
 
 /// Whether aggregate `a` of a plan for one date is a last date over every
@@ -268,6 +344,9 @@ pub fn scan(
                     if s.dates > 1 && copies().all(later_days) {
                         let first = copies().map(|c| c.until).min().expect("a copy a date");
                         return State::later_days(persons, s.dates, first);
+                    }
+                    if noted(plan, s, a, s.dates) {
+                        return State::noted(bit_masks(plan, s, a));
                     }
                     State::new(
                         a.aggregate,
@@ -477,15 +556,23 @@ fn finish(
 ) -> Result<Finished> {
     let copies = source.dates;
     let distinct = source.distinct_aggregates();
+    // Each date's copy's columns (its own, and those of the aggregates
+    // computed alike), as (column, window, aggregate).
+    let later = || {
+        (0..copies)
+            .map(|date| &source.aggregates[date * distinct + j])
+            .flat_map(|copy| {
+                copy.fills()
+                    .map(move |fill| (fill.column, (copy.after, copy.until), fill.aggregate))
+            })
+    };
     if state.is_later_days() {
         let days = Arc::new(state.into_later_days().expect("later days"));
-        let later = (0..copies)
-            .map(|date| &source.aggregates[date * distinct + j])
-            .flat_map(|copy| copy.fills().map(move |fill| (fill.column, copy.until)))
-            .map(|(column, until)| Later {
+        let later = later()
+            .map(|(column, window, _)| Later {
                 column,
-                until,
-                days: days.clone(),
+                window,
+                of: LaterOf::Days(days.clone()),
             })
             .collect();
         return Ok(Finished::Later(later));
@@ -497,6 +584,17 @@ fn finish(
     let weights: Vec<i64> = list.map_or_else(Vec::new, |l| {
         l.entries.iter().map(|e| e.weight.unwrap_or(0)).collect()
     });
+    if state.is_noted() {
+        let notes = Arc::new(state.into_noted(weights, persons).expect("notes"));
+        let later = later()
+            .map(|(column, window, aggregate)| Later {
+                column,
+                window,
+                of: LaterOf::Notes(notes.clone(), aggregate),
+            })
+            .collect();
+        return Ok(Finished::Later(later));
+    }
     let categories: Vec<Vec<u32>> = list.map_or_else(Vec::new, |l| item_categories(l, agg));
     let names = list.map_or(&[][..], |l| &l.categories[..]);
     let columns = |state: State, aggregate: Aggregate| -> Result<Vec<ArrayRef>> {
@@ -543,7 +641,7 @@ fn bit_masks(plan: &Plan, s: &SourcePlan, a: &AggregatePlan) -> Option<Vec<Vec<u
     crate::engine::aggregate::bit_masks(a.aggregate, &item_categories(list, a))
 }
 
-/// What a scan of `plan` for several dates holds at most, roughly: bits
+/// What a scan of `plan` for `dates` dates holds at most, roughly: bits
 /// per person and date, and bytes per person whatever the dates (see
 /// [`crate::engine::aggregate::footprint`]). `plan` is planned for one
 /// date. The finish turns each aggregate's state into its columns, one
@@ -554,32 +652,85 @@ fn bit_masks(plan: &Plan, s: &SourcePlan, a: &AggregatePlan) -> Option<Vec<Vec<u
 /// and those being finished both. (Each aggregate's larger part, added,
 /// had come to about twice what a scan allocated once the registers'
 /// last dates were no longer per date.)
-pub fn footprint(plan: &Plan) -> (usize, usize) {
-    // An aggregate's, and another's of the same state (finished from a
-    // copy of it) as if apart.
-    let each: Vec<crate::engine::aggregate::Footprint> = plan
-        .sources
-        .iter()
-        .flat_map(|s| s.aggregates.iter().map(move |a| (s, a)))
-        .flat_map(|(s, a)| footprints(plan, s, a, true))
-        .collect();
-    let states: usize = each.iter().map(|f| f.state).sum();
-    let columns: usize = each.iter().map(|f| f.columns).sum();
-    let larger = states.max(columns);
-    // The smaller parts of the aggregates being finished, the largest
-    // first: one a thread.
-    let mut smaller: Vec<usize> = each.iter().map(|f| f.state.min(f.columns)).collect();
-    smaller.sort_unstable_by(|a, b| b.cmp(a));
-    let finishing: usize = smaller.iter().take(rayon::current_num_threads()).sum();
-    let per_person = each.iter().map(|f| f.per_person).sum();
-    (larger + finishing, per_person)
+pub fn footprint(plan: &Plan, dates: usize) -> (usize, usize) {
+    Footprints::of(plan).at(dates)
+}
+
+/// Each aggregate's footprint in a scan for several dates, as a state per
+/// person and date, and what its notes could take where it may be kept
+/// as notes ([`note_bound`]): worked out once, then [`Footprints::at`]
+/// any number of dates.
+pub struct Footprints {
+    /// Each aggregate's footprints kept as a state, and where it may be
+    /// kept as notes, their bound ([`note_bound`]).
+    each: Vec<(Vec<Footprint>, Option<NoteBound>)>,
+    persons: usize,
+}
+
+impl Footprints {
+    pub fn of(plan: &Plan) -> Footprints {
+        let each = plan
+            .sources
+            .iter()
+            .flat_map(|s| s.aggregates.iter().map(move |a| (s, a)))
+            .map(|(s, a)| {
+                let prints = footprints(plan, s, a, true);
+                let bound = note_bound(plan, s, a);
+                for f in &prints {
+                    tracing::trace!(
+                        source = %s.name,
+                        feature = %plan.model.features[a.feature].name,
+                        aggregate = ?a.aggregate,
+                        state_bits = f.state,
+                        column_bits = f.columns,
+                        bytes_per_person = f.per_person,
+                        notes_at_most_bytes = bound.map(|b| b.notes),
+                        "an aggregate's footprint in a scan for several dates"
+                    );
+                }
+                (prints, bound)
+            })
+            .collect();
+        Footprints {
+            each,
+            persons: plan.population.len(),
+        }
+    }
+
+    /// [`footprint`] of a scan for `dates` dates: an aggregate kept as
+    /// notes there ([`noted`]) holds no state per date, only its notes.
+    pub fn at(&self, dates: usize) -> (usize, usize) {
+        let mut per_person = 0;
+        let mut each: Vec<&Footprint> = Vec::new();
+        for (prints, bound) in &self.each {
+            match bound.filter(|b| b.holds(self.persons, dates)) {
+                Some(b) => per_person += b.notes.div_ceil(self.persons.max(1)),
+                None => each.extend(prints),
+            }
+        }
+        let states: usize = each.iter().map(|f| f.state).sum();
+        let columns: usize = each.iter().map(|f| f.columns).sum();
+        let larger = states.max(columns);
+        // The smaller parts of the aggregates being finished, the largest
+        // first: one a thread.
+        let mut smaller: Vec<usize> = each.iter().map(|f| f.state.min(f.columns)).collect();
+        smaller.sort_unstable_by(|a, b| b.cmp(a));
+        let finishing: usize = smaller.iter().take(rayon::current_num_threads()).sum();
+        per_person += each.iter().map(|f| f.per_person).sum::<usize>();
+        (larger + finishing, per_person)
+    }
 }
 
 /// Roughly the bits a person finishing aggregate `j` of `source` frees
 /// (its state, less the columns made of it; negative where they are
 /// larger), from [`crate::engine::aggregate::footprint`].
 fn freed(plan: &Plan, source: &SourcePlan, j: usize) -> i64 {
-    let prints = footprints(plan, source, &source.aggregates[j], source.dates > 1);
+    let a = &source.aggregates[j];
+    if noted(plan, source, a, source.dates) {
+        // Sorted where they are; each date's columns made later.
+        return 0;
+    }
+    let prints = footprints(plan, source, a, source.dates > 1);
     // One state (the largest the kinds name), every kind's columns.
     let state = prints
         .iter()
@@ -592,7 +743,7 @@ fn freed(plan: &Plan, source: &SourcePlan, j: usize) -> i64 {
 
 /// The [`crate::engine::aggregate::Footprint`] of each kind of aggregate
 /// `a` of source `s` makes (its own, and those computed alike), `dated`
-/// in a scan for several dates.
+/// in a scan for several dates, kept as a state per person and date.
 fn footprints(
     plan: &Plan,
     s: &SourcePlan,
@@ -1398,13 +1549,17 @@ impl<'a> Task<'a> {
     /// Hands what a row group gathered to the shared state.
     fn finish(&self, gathered: Progress<'_>) {
         let Progress { found, rejects, .. } = gathered;
-        for (((state, keys), values), measured) in self
+        for ((((state, keys), values), measured), notes) in self
             .states
             .iter()
             .zip(found.keys)
             .zip(found.codes_seen)
             .zip(found.values)
+            .zip(found.notes)
         {
+            if !notes.is_empty() {
+                state.merge_notes(notes);
+            }
             if !keys.is_empty() {
                 state.merge_keys(keys);
             }
@@ -1619,6 +1774,7 @@ impl<'a> Task<'a> {
             keys: distinct,
             codes_seen: distinct_values,
             values: measured,
+            notes,
         } = found;
         let source = self.source;
         let rows = batch.num_rows();
@@ -1852,6 +2008,33 @@ impl<'a> Task<'a> {
                     let state = &self.states[j];
                     let slot = p * copies + date as u32;
                     match agg.aggregate {
+                        // Noted once, whatever the dates whose windows
+                        // hold it ([`State::Noted`]): the row, or each
+                        // code of the list it matched.
+                        Aggregate::Count if state.is_noted() => {
+                            notes[j].push(Note {
+                                person: p,
+                                day,
+                                item: 0,
+                            });
+                            once = true;
+                        }
+                        _ if state.is_noted() => {
+                            let l = agg.codelist.expect(
+                                "checked when loading: distinct aggregates need a code list",
+                            );
+                            let notes = &mut notes[j];
+                            codes.each_match(l, row, |item| {
+                                if matcher.in_category(agg, l, item) {
+                                    notes.push(Note {
+                                        person: p,
+                                        day,
+                                        item,
+                                    });
+                                }
+                            });
+                            once = true;
+                        }
                         Aggregate::Count | Aggregate::Exists => state.count(slot),
                         // Once, whatever the dates whose windows hold it.
                         Aggregate::LastDate if state.is_later_days() => {

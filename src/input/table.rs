@@ -235,6 +235,31 @@ impl Table {
         rg.num_rows().max(0) as u64
     }
 
+    /// How many values column `column` holds in all, read from the
+    /// Parquet metadata: its rows, or for a list its elements (a null or
+    /// empty list counted as one); None where a part has no such column.
+    pub fn values(&self, column: &str) -> Option<u64> {
+        let mut values = 0u64;
+        for part in &self.parts {
+            let metadata = part.metadata.metadata();
+            let schema = metadata.file_metadata().schema_descr();
+            let leaves: Vec<usize> = (0..schema.num_columns())
+                .filter(|&i| {
+                    schema.column(i).path().parts().first().map(String::as_str) == Some(column)
+                })
+                .collect();
+            if leaves.is_empty() {
+                return None;
+            }
+            for rg in metadata.row_groups() {
+                for &leaf in &leaves {
+                    values += rg.column(leaf).num_values().max(0) as u64;
+                }
+            }
+        }
+        Some(values)
+    }
+
     /// The first and last day of a `Date32` column in row group `group`,
     /// from its statistics; `None` for other types or without statistics.
     pub fn group_days(&self, group: RowGroup, column: &str) -> Option<(Day, Day)> {
