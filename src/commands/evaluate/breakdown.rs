@@ -18,7 +18,7 @@ use serde_json::json;
 use super::metrics::Components;
 #[cfg(test)]
 use super::metrics::auroc_ranked;
-use super::{Groups, ListCounts, People, auroc_ci, ratio};
+use super::{Groups, ListCounts, People, Ranking, auroc_ci, ratio};
 use crate::suppress::Suppression;
 
 /// The most cohorts counted in one pass: a person's cell holds which of
@@ -51,7 +51,7 @@ pub(super) struct Scored<'a> {
 }
 
 impl Split {
-    pub(super) fn new(people: &People, groups: &Groups) -> Split {
+    pub(super) fn new(people: &People, rankings: &[Ranking], groups: &Groups) -> Split {
         let n = groups.names.len();
         assert!(n < 1 << (32 - MOST_COHORTS_PER_PASS), "{n} groups");
         let group = |i: usize| groups.get(i).unwrap_or(n as u32);
@@ -80,8 +80,7 @@ impl Split {
                 })
                 .collect()
         };
-        let ranked = people
-            .rankings
+        let ranked = rankings
             .iter()
             .map(|ranking| {
                 ranking
@@ -332,7 +331,6 @@ mod tests {
                 population_ids: std::sync::Arc::new(arrow_array::Int64Array::from_iter_values(
                     0..n as i64,
                 )),
-                rankings: scores.iter().map(|(_, v)| Ranking::new(v)).collect(),
                 cohorts,
                 scores,
                 outcomes: vec![("o".into(), happened.clone())],
@@ -342,15 +340,13 @@ mod tests {
                 compared: None,
             };
             let s = Suppression::None;
-            let split = Split::new(&people, &groups);
-            let ordered: Vec<Ordered> = (people.scores.iter().zip(&people.rankings))
+            let rankings: Vec<Ranking> =
+                people.scores.iter().map(|(_, v)| Ranking::new(v)).collect();
+            let split = Split::new(&people, &rankings, &groups);
+            let ordered: Vec<Ordered> = (people.scores.iter().zip(&rankings))
                 .map(|((_, values), ranking)| Ordered::new(ranking, values, &people.pcn))
                 .collect();
-            let outcomes: Vec<Vec<bool>> = people
-                .rankings
-                .iter()
-                .map(|r| r.outcomes(&happened))
-                .collect();
+            let outcomes: Vec<Vec<bool>> = rankings.iter().map(|r| r.outcomes(&happened)).collect();
             let scored = Scored {
                 ordered: &ordered,
                 outcomes: &outcomes,
@@ -385,7 +381,7 @@ mod tests {
                 for (((_, values), ranking), figure) in people
                     .scores
                     .iter()
-                    .zip(&people.rankings)
+                    .zip(&rankings)
                     .zip(row["scores"].as_array().unwrap())
                 {
                     let ranked =

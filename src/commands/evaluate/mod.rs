@@ -275,25 +275,34 @@ fn figures_of_dates(
     let figures: Vec<serde_json::Value> = days
         .par_iter()
         .flat_map(|(as_of, people)| {
+            // Each score's ranking, made here rather than held with each
+            // date's people from its scan until the figures (12 bytes a
+            // person and date for the default model's three scores).
+            let rankings: Vec<Ranking> = people
+                .scores
+                .par_iter()
+                .map(|(_, values)| Ranking::new(values))
+                .collect();
             let (splits, ordered): (Vec<Split>, Vec<Ordered>) = rayon::join(
                 || {
                     people
                         .groups
                         .par_iter()
-                        .map(|(_, groups)| Split::new(people, groups))
+                        .map(|(_, groups)| Split::new(people, &rankings, groups))
                         .collect()
                 },
                 || {
                     people
                         .scores
                         .par_iter()
-                        .zip(&people.rankings)
+                        .zip(&rankings)
                         .map(|((_, values), ranking)| Ordered::new(ranking, values, &people.pcn))
                         .collect()
                 },
             );
             let shared = Shared {
                 people,
+                rankings: &rankings,
                 splits: &splits,
                 ordered: &ordered,
             };
@@ -343,10 +352,6 @@ struct People {
     /// bytes and a bit a person, not `Option<f64>`'s 16: with 12 dates at
     /// 5M persons every byte a person and date is 60 MB.
     scores: Vec<(String, Float64Array)>,
-    /// Each score's ranking of the people it scores, lowest first, made
-    /// once for every outcome and group (see [`Ordered`], made from it once
-    /// per date when the figures are worked out).
-    rankings: Vec<Ranking>,
     /// (outcome, happened).
     outcomes: Vec<(String, Vec<bool>)>,
     /// (outcome, how many times it happened or how many days it took;
@@ -528,6 +533,8 @@ impl Groups {
 /// what is worked out of them once for all outcomes.
 struct Shared<'a> {
     people: &'a People,
+    /// Each score's [`Ranking`], in the order of `people.scores`.
+    rankings: &'a [Ranking],
     /// Each grouping's [`Split`], in the order of `people.groups`.
     splits: &'a [Split],
     /// Each score's [`Ordered`], in the order of `people.scores`.
@@ -890,10 +897,8 @@ fn people(model: &Model, request: &Request, dated: engine::Dated) -> Result<Peop
             ),
         );
     }
-    let rankings = scores.iter().map(|(_, v)| Ranking::new(v)).collect();
     Ok(People {
         rows: keep,
-        rankings,
         compared: None,
         pcn,
         groups,
@@ -1058,7 +1063,7 @@ fn evaluate(
         .collect();
     // Each score's people's outcomes in its ranked order: read out of
     // order once, for its figures and every group's.
-    let ranked: Vec<Vec<bool>> = people
+    let ranked: Vec<Vec<bool>> = shared
         .rankings
         .iter()
         .map(|r| r.outcomes(happened))
