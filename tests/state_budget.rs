@@ -113,8 +113,14 @@ fn the_state_budget_s_estimate_is_near_what_a_scan_allocates() {
         measured <= estimate,
         "10 more dates allocated {measured} bytes at the peak, more than the estimate {estimate}"
     );
+    // Two and a half times at most: the estimate counts each eFI list of
+    // deficits as 16 bytes of text a person and date, where most of the
+    // generated people have none (34 bytes measured against 67 estimated
+    // once counts and bitsets over small tables were kept as notes, which
+    // took more off the estimate than off what is allocated; 56 against
+    // 95 before).
     assert!(
-        2 * measured >= estimate,
-        "the estimate {estimate} is more than twice what 10 more dates allocated ({measured})"
+        5 * measured >= 2 * estimate,
+        "the estimate {estimate} is more than 2.5 times what 10 more dates allocated ({measured})"
     );
 }
