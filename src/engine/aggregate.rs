@@ -96,7 +96,7 @@ pub enum State {
     /// ([`Note`]), and each date's column made from the notes when the
     /// date is worked out ([`Noted::column`]), rather than a count or
     /// bitset per person and date. With 12 dates, the default model's
-    /// HFRS and three counts had been about 43 of the 51 bytes a person
+    /// HFRS and three counts had been about 28 of the 51 bytes a person
     /// and date its state held (the scan chooses it where the table's
     /// rows, read from its metadata, cannot outweigh the state it
     /// replaces: `engine::scan`).
@@ -104,7 +104,10 @@ pub enum State {
         /// The bitset's width in words and each code-list entry's bits;
         /// None for a count.
         masks: Option<(usize, Vec<Vec<u64>>)>,
-        notes: Mutex<Vec<Note>>,
+        /// Each task's notes as it handed them over, joined once when
+        /// the scan is done: one vector grown by every task's would have
+        /// held up to twice its notes, three times as it grew.
+        notes: Mutex<Vec<Vec<Note>>>,
     },
 }
 
@@ -140,32 +143,41 @@ impl Noted {
             }
             return Arc::new(UInt32Array::from(counts));
         };
-        // Each person's bits on the date, then what the aggregate makes of
-        // them (a person with no notes has none).
-        let each = |load: &dyn Fn(&[u64]) -> f64| -> Vec<f64> {
-            let mut values = vec![load(&vec![0; *words]); self.persons];
-            let mut bits = vec![0u64; *words];
-            for run in self.notes.chunk_by(|a, b| a.person == b.person) {
-                bits.fill(0);
-                for n in run.iter().filter(held) {
-                    for (w, m) in bits.iter_mut().zip(&masks[n.item as usize]) {
-                        *w |= m;
-                    }
-                }
-                values[run[0].person as usize] = load(&bits);
-            }
-            values
-        };
+        let none = vec![0u64; *words];
         match aggregate {
             Aggregate::SumDistinctWeights => {
-                Arc::new(Float64Array::from(each(&|b| weight_of(b, &self.weights))))
+                let load = |b: &[u64]| weight_of(b, &self.weights);
+                let mut values = vec![load(&none); self.persons];
+                self.each_person(held, masks, &mut values, load);
+                Arc::new(Float64Array::from(values))
             }
-            // A count of at most 64 times the words: exact as a float.
-            _ => Arc::new(UInt32Array::from_iter_values(
-                each(&|b| f64::from(set_count(b)))
-                    .into_iter()
-                    .map(|c| c as u32),
-            )),
+            _ => {
+                let mut values = vec![set_count(&none); self.persons];
+                self.each_person(held, masks, &mut values, set_count);
+                Arc::new(UInt32Array::from(values))
+            }
+        }
+    }
+
+    /// Each noted person's bits on a date (of the notes `held` takes),
+    /// made into their value by `load`; the others' values left as they
+    /// are (those of no bits).
+    fn each_person<T>(
+        &self,
+        held: impl Fn(&&Note) -> bool,
+        masks: &[Vec<u64>],
+        values: &mut [T],
+        load: impl Fn(&[u64]) -> T,
+    ) {
+        let mut bits = vec![0u64; masks.first().map_or(1, Vec::len)];
+        for run in self.notes.chunk_by(|a, b| a.person == b.person) {
+            bits.fill(0);
+            for n in run.iter().filter(&held) {
+                for (w, m) in bits.iter_mut().zip(&masks[n.item as usize]) {
+                    *w |= m;
+                }
+            }
+            values[run[0].person as usize] = load(&bits);
         }
     }
 }
@@ -648,7 +660,7 @@ impl State {
         if let State::Noted { notes: all, .. } = self {
             all.lock()
                 .expect("no task panics while holding the lock")
-                .extend(notes);
+                .push(notes);
         }
     }
 
@@ -658,12 +670,15 @@ impl State {
         let State::Noted { masks, notes } = self else {
             return None;
         };
-        let mut notes = notes
+        let tasks = notes
             .into_inner()
             .expect("no task panics while holding the lock");
+        let mut notes = Vec::with_capacity(tasks.iter().map(Vec::len).sum());
+        for task in tasks {
+            notes.extend(task);
+        }
         // In one order whatever the order the tasks handed them over.
         notes.sort_unstable();
-        notes.shrink_to_fit();
         Some(Noted {
             notes,
             masks,

@@ -799,19 +799,22 @@ fn dates_per_scan(plan: &Plan, left: usize, budget: usize) -> usize {
         .min(u32::MAX as usize / persons)
         .min(usize::from(u16::MAX))
         .max(1);
-    // The most dates a scan of that many holds within the budget. A scan
-    // of fewer (an even share, below) keeps no more as notes, but each
-    // aggregate it keeps as a state instead takes less than the notes
-    // counted here.
+    // The most dates a scan of that many holds within the budget.
     let n = (1..=most).rev().find(|&n| fits(n) >= n).unwrap_or(1);
-    let (bits, bytes) = prints.at(n);
+    // An even share of them; a scan of fewer dates may keep fewer
+    // aggregates as notes, and a state per date can take more than the
+    // notes it replaces (its columns too): fewer again where it must.
+    let mut group = even_share(left, n);
+    while group > 1 && fits(group) < group {
+        group -= 1;
+    }
+    let (bits, bytes) = prints.at(group);
     tracing::debug!(
         bytes_per_person_and_date = bits.div_ceil(8),
         bytes_per_person = bytes,
-        dates = n,
+        dates = group,
         "state a scan for several dates holds"
     );
-    let group = even_share(left, n);
     if n < most {
         // Said once a scan, without patient-level values: what one scan
         // of every date left would take, for a larger budget where the
