@@ -224,7 +224,7 @@ pub fn run(
             crate::output::parquet::write_batches(
                 &staging.dir.join("predictions.parquet"),
                 &rows,
-                &|k| days[k].1.people().batch(days[k].0),
+                &|k| days[k].1.batch(days[k].0),
             )
             .map(|()| started.elapsed().as_secs_f64())
         },
@@ -381,7 +381,8 @@ struct People {
 /// `People`, they were 8 of its about 50 bytes a person and date for the
 /// default model, held for every date (with 12 dates at 5M persons, 480
 /// MB); the figures of a date work on its people whole, made again
-/// ([`Held::people`]) as the date's figures are worked out.
+/// ([`Held::people`]) as the date's figures are worked out, and its rows
+/// of `predictions.parquet` take each column straight from its bits.
 struct Held {
     people: People,
     cohorts: Vec<(String, arrow_buffer::BooleanBuffer)>,
@@ -994,11 +995,14 @@ fn happened(column: &ArrayRef, at_least: i64) -> Vec<bool> {
     }
 }
 
-impl People {
+impl Held {
+    /// The date's rows of `predictions.parquet`, each cohort's and
+    /// outcome's column straight from its bits.
     fn batch(&self, as_of: NaiveDate) -> Result<RecordBatch> {
-        let n = self.rows.len();
-        let rows = arrow_array::UInt32Array::from(self.rows.clone());
-        let ids = arrow_select::take::take(&self.population_ids, &rows, None)
+        let people = &self.people;
+        let n = people.rows.len();
+        let rows = arrow_array::UInt32Array::from(people.rows.clone());
+        let ids = arrow_select::take::take(&people.population_ids, &rows, None)
             .map_err(|e| Error::Internal(format!("taking the evaluated people's ids: {e}")))?;
         let mut fields = vec![
             Field::new("person_id", ids.data_type().clone(), true),
@@ -1008,20 +1012,20 @@ impl People {
             ids,
             Arc::new(Date32Array::from(vec![crate::dates::to_day(as_of); n])),
         ];
-        for (name, groups) in &self.groups {
+        for (name, groups) in &people.groups {
             let text = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
             fields.push(Field::new(*name, text, true));
             columns.push(Arc::new(groups.texts()));
         }
         for (name, flags) in &self.cohorts {
             fields.push(Field::new(name, DataType::Boolean, false));
-            columns.push(Arc::new(BooleanArray::from(flags.clone())));
+            columns.push(Arc::new(BooleanArray::new(flags.clone(), None)));
         }
-        for (name, values) in &self.scores {
+        for (name, values) in &people.scores {
             fields.push(Field::new(name, DataType::Float64, true));
             columns.push(Arc::new(values.clone()));
         }
-        if let Some(b) = &self.compared {
+        if let Some(b) = &people.compared {
             for (name, flags) in &b.cohorts {
                 fields.push(Field::new(
                     format!("compare_{name}"),
@@ -1045,9 +1049,9 @@ impl People {
                 DataType::Boolean,
                 false,
             ));
-            columns.push(Arc::new(BooleanArray::from(happened.clone())));
+            columns.push(Arc::new(BooleanArray::new(happened.clone(), None)));
         }
-        for (name, counts) in &self.counts {
+        for (name, counts) in &people.counts {
             fields.push(Field::new(
                 format!("outcome_{name}_count"),
                 DataType::Int64,
