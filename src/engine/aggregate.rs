@@ -100,15 +100,31 @@ pub enum State {
     /// and date its state held (the scan chooses it where the table's
     /// rows, read from its metadata, cannot outweigh the state it
     /// replaces: `engine::scan`).
+    ///
+    /// A bitset whose window has no start, over a table with many rows a
+    /// person (the eFI's deficits ever coded, over GP events), keeps each
+    /// person's bits from the events up to the earliest date's last day in
+    /// place (`before`), and notes only the events after it: 8 bytes a
+    /// person, not 8 a person and date.
     Noted {
         /// The bitset's width in words and each code-list entry's bits;
         /// None for a count.
         masks: Option<(usize, Vec<Vec<u64>>)>,
+        before: Option<Before>,
         /// Each task's notes as it handed them over, joined once when
         /// the scan is done: one vector grown by every task's would have
         /// held up to twice its notes, three times as it grew.
         notes: Mutex<Vec<Vec<Note>>>,
     },
+}
+
+/// Each person's bits from the events up to `first_until`, the earliest
+/// date's last day, of a [`State::Noted`] bitset with no window start.
+pub struct Before {
+    first_until: i32,
+    bits: Vec<AtomicU64>,
+    /// The scan's dates: [`State::prefetch`] is given slots.
+    copies: usize,
 }
 
 /// An event noted by [`State::Noted`]: whose, its day and, for a bitset,
@@ -125,6 +141,8 @@ pub struct Noted {
     /// Every note, sorted (by person first).
     notes: Vec<Note>,
     masks: Option<(usize, Vec<Vec<u64>>)>,
+    /// Each person's bits before the notes, where kept ([`Before`]).
+    before: Option<Vec<u64>>,
     /// Each code-list entry's weight (`sum_distinct_weights`).
     weights: Vec<i64>,
     persons: usize,
@@ -169,15 +187,35 @@ impl Noted {
         values: &mut [T],
         load: impl Fn(&[u64]) -> T,
     ) {
-        let mut bits = vec![0u64; masks.first().map_or(1, Vec::len)];
-        for run in self.notes.chunk_by(|a, b| a.person == b.person) {
-            bits.fill(0);
+        let words = masks.first().map_or(1, Vec::len);
+        let mut bits = vec![0u64; words];
+        let add = |bits: &mut [u64], run: &[Note]| {
             for n in run.iter().filter(&held) {
                 for (w, m) in bits.iter_mut().zip(&masks[n.item as usize]) {
                     *w |= m;
                 }
             }
-            values[run[0].person as usize] = load(&bits);
+        };
+        let mut runs = self.notes.chunk_by(|a, b| a.person == b.person).peekable();
+        let Some(before) = &self.before else {
+            for run in runs {
+                bits.fill(0);
+                add(&mut bits, run);
+                values[run[0].person as usize] = load(&bits);
+            }
+            return;
+        };
+        // Every person's bits before the notes, and their notes.
+        for (p, (value, base)) in values
+            .iter_mut()
+            .zip(before.chunks_exact(words))
+            .enumerate()
+        {
+            bits.copy_from_slice(base);
+            if let Some(run) = runs.next_if(|run| run[0].person as usize == p) {
+                add(&mut bits, run);
+            }
+            *value = load(&bits);
         }
     }
 }
@@ -644,7 +682,56 @@ impl State {
     pub fn noted(bit_masks: Option<Vec<Vec<u64>>>) -> State {
         State::Noted {
             masks: bit_masks.map(|m| (m.first().map_or(1, Vec::len), m)),
+            before: None,
             notes: Mutex::default(),
+        }
+    }
+
+    /// A [`State::Noted`] bitset with no window start for `persons` over
+    /// `copies` dates, the earliest ending on `first_until`: each person's
+    /// bits up to it kept in place ([`Before`]).
+    pub fn noted_after(
+        bit_masks: Vec<Vec<u64>>,
+        persons: usize,
+        copies: usize,
+        first_until: i32,
+    ) -> State {
+        let words = bit_masks.first().map_or(1, Vec::len);
+        State::Noted {
+            masks: Some((words, bit_masks)),
+            before: Some(Before {
+                first_until,
+                bits: filled(persons * words, || AtomicU64::new(0)),
+                copies,
+            }),
+            notes: Mutex::default(),
+        }
+    }
+
+    /// Takes `person`'s match of code-list entry `item` on `day` into a
+    /// [`State::Noted`] bitset: into their bits before the notes where
+    /// it is kept and the day is on or before the earliest date's last,
+    /// else noted in `notes` (a task's, handed over by
+    /// [`State::merge_notes`]).
+    #[inline]
+    pub fn note_bits(&self, person: u32, day: i32, item: u32, notes: &mut Vec<Note>) {
+        if let State::Noted {
+            masks: Some((words, masks)),
+            before: Some(before),
+            ..
+        } = self
+            && day <= before.first_until
+        {
+            let at = person as usize * words;
+            for (w, &m) in masks[item as usize].iter().enumerate() {
+                // As [`State::set_bits`]: most matches repeat a code the
+                // person already has.
+                if m != 0 && before.bits[at + w].load(Relaxed) & m != m {
+                    before.bits[at + w].fetch_or(m, Relaxed);
+                }
+            }
+        } else {
+            notes.push(Note { person, day, item });
         }
     }
 
@@ -667,9 +754,15 @@ impl State {
     /// A [`State::Noted`] finished, once the scan is done; `weights` are
     /// its code list's entries' (`sum_distinct_weights`).
     pub fn into_noted(self, weights: Vec<i64>, persons: usize) -> Option<Noted> {
-        let State::Noted { masks, notes } = self else {
+        let State::Noted {
+            masks,
+            before,
+            notes,
+        } = self
+        else {
             return None;
         };
+        let before = before.map(|b| b.bits.into_iter().map(AtomicU64::into_inner).collect());
         let tasks = notes
             .into_inner()
             .expect("no task panics while holding the lock");
@@ -682,6 +775,7 @@ impl State {
         Some(Noted {
             notes,
             masks,
+            before,
             weights,
             persons,
         })
@@ -836,8 +930,13 @@ impl State {
             State::Distinct(_)
             | State::Monthly(_)
             | State::MonthlyRuns(_)
-            | State::Values { .. }
-            | State::Noted { .. } => None,
+            | State::Values { .. } => None,
+            State::Noted {
+                masks: Some((words, _)),
+                before: Some(before),
+                ..
+            } => before.bits.get(at / before.copies * words).map(prefetch),
+            State::Noted { .. } => None,
         };
     }
 
@@ -1790,6 +1889,75 @@ mod tests {
         // Person 0: entries 0 and 2; 1: entries 1 and 0; 2 and 5: entry 1;
         // 3: entry 2.
         assert_eq!(weighed, [1.5, 3.5, 2.5, 0.5, 0.0, 2.5]);
+    }
+
+    /// A bitset with no window start, kept as each person's bits up to the
+    /// earliest date's last day and notes after it, gives each date the
+    /// column of a state per person and date: an event on that last day
+    /// kept in place, the day after it noted, days before 1970, persons
+    /// with bits only before, only after, both, or none.
+    #[test]
+    fn bits_up_to_the_first_date_and_notes_after_give_each_date_its_column() {
+        let masks = vec![vec![1, 0], vec![0, 2], vec![2, 0]];
+        let mut weights = vec![0; 128];
+        (weights[0], weights[65], weights[1]) = (1_000_000, 2_500_000, 500_000);
+        // (person, day, entry): 0 before and after; 1 before 1970 and
+        // after; 2 and 6 only after; 3 the day after the first date's
+        // last; 4 none; 5 on the first date's last day.
+        let events = [
+            (0, 100, 0),
+            (0, 150, 2),
+            (1, -300, 1),
+            (1, 200, 0),
+            (2, 201, 1),
+            (3, 101, 2),
+            (5, 100, 1),
+            (6, 300, 0),
+        ];
+        let (persons, untils) = (7, [100, 200, 300]);
+        for aggregate in [
+            Aggregate::CountDistinctCategories,
+            Aggregate::SumDistinctWeights,
+        ] {
+            let state = State::noted_after(masks.clone(), persons, untils.len(), untils[0]);
+            let mut notes = Vec::new();
+            for &(person, day, item) in &events {
+                state.note_bits(person, day, item, &mut notes);
+            }
+            assert_eq!(notes.len(), 5, "the events after day 100 are noted");
+            state.merge_notes(notes);
+            let noted = state.into_noted(weights.clone(), persons).expect("notes");
+            let dense = State::new(
+                aggregate,
+                None,
+                true,
+                Some(masks.clone()),
+                persons,
+                untils.len(),
+            );
+            for (date, until) in untils.iter().enumerate() {
+                for &(person, _, item) in events.iter().filter(|e| e.1 <= *until) {
+                    assert!(dense.set_bits(person * untils.len() as u32 + date as u32, item));
+                }
+            }
+            let categories = vec![vec![0], vec![1], vec![2]];
+            let dense = dense
+                .finish_dates(
+                    aggregate,
+                    &weights,
+                    (&categories, &[]),
+                    persons,
+                    untils.len(),
+                )
+                .expect("columns");
+            for (date, &until) in untils.iter().enumerate() {
+                assert_eq!(
+                    noted.column(aggregate, None, until).to_data(),
+                    dense[date].to_data(),
+                    "{aggregate:?} on date {date}"
+                );
+            }
+        }
     }
 
     /// Counts are held in 32 bits after the scan, one date's as several

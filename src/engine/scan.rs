@@ -281,6 +281,24 @@ impl NoteBound {
     }
 }
 
+/// The bit masks of aggregate `a` of `source` where it is a bitset that
+/// could be kept as notes: its count or weights, not a list of its
+/// categories.
+fn noted_bits(plan: &Plan, source: &SourcePlan, a: &AggregatePlan) -> Option<Vec<Vec<u64>>> {
+    a.kinds()
+        .iter()
+        .all(|k| {
+            matches!(
+                k,
+                Aggregate::CountDistinctCodes
+                    | Aggregate::CountDistinctCategories
+                    | Aggregate::SumDistinctWeights
+            )
+        })
+        .then(|| bit_masks(plan, source, a))
+        .flatten()
+}
+
 /// The [`NoteBound`] of an aggregate that could be kept as notes (a
 /// count, or a bitset's count or weights).
 fn note_bound(plan: &Plan, source: &SourcePlan, a: &AggregatePlan) -> Option<NoteBound> {
@@ -288,23 +306,14 @@ fn note_bound(plan: &Plan, source: &SourcePlan, a: &AggregatePlan) -> Option<Not
     let note = size_of::<Note>() as u64;
     let (most, per_date) = if kinds.iter().all(|&k| k == Aggregate::Count) {
         (source.table.rows(), size_of::<u32>())
-    } else if kinds.iter().all(|k| {
-        matches!(
-            k,
-            Aggregate::CountDistinctCodes
-                | Aggregate::CountDistinctCategories
-                | Aggregate::SumDistinctWeights
-        )
-    }) {
-        let words = bit_masks(plan, source, a)?.first().map_or(1, Vec::len);
+    } else {
+        let words = noted_bits(plan, source, a)?.first().map_or(1, Vec::len);
         let codes = source
             .codes
             .iter()
             .map(|c| source.table.values(&c.name))
             .sum::<Option<u64>>()?;
         (codes, words * size_of::<u64>())
-    } else {
-        return None;
     };
     Some(NoteBound {
         notes: usize::try_from(most.saturating_mul(note)).ok()?,
@@ -347,6 +356,13 @@ pub fn scan(
                     }
                     if noted(plan, s, a, s.dates) {
                         return State::noted(bit_masks(plan, s, a));
+                    }
+                    if s.dates > 1
+                        && copies().all(|c| c.after.is_none())
+                        && let Some(masks) = noted_bits(plan, s, a)
+                    {
+                        let first = copies().map(|c| c.until).min().expect("a copy a date");
+                        return State::noted_after(masks, persons, s.dates, first);
                     }
                     State::new(
                         a.aggregate,
@@ -758,6 +774,18 @@ fn footprints(
             state: 0,
             columns: 0,
             per_person: size_of::<i32>(),
+        }];
+    }
+    // A bitset with no window start: its bits up to the earliest date kept
+    // once a person, the later events noted (not counted, as above).
+    if dated
+        && a.after.is_none()
+        && let Some(masks) = noted_bits(plan, s, a)
+    {
+        return vec![crate::engine::aggregate::Footprint {
+            state: 0,
+            columns: 0,
+            per_person: masks.first().map_or(1, Vec::len) * size_of::<u64>(),
         }];
     }
     let words = bit_masks(plan, s, a).map(|m| m.first().map_or(1, Vec::len));
@@ -2026,11 +2054,7 @@ impl<'a> Task<'a> {
                             let notes = &mut notes[j];
                             codes.each_match(l, row, |item| {
                                 if matcher.in_category(agg, l, item) {
-                                    notes.push(Note {
-                                        person: p,
-                                        day,
-                                        item,
-                                    });
+                                    state.note_bits(p, day, item, notes);
                                 }
                             });
                             once = true;
