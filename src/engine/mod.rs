@@ -769,7 +769,7 @@ fn on_date<'m>(
 /// every table again. The default; `strata evaluate --scan-memory` sets
 /// another where the machine has the memory, or less where it has not
 /// (12 dates of the default model take one scan with this up to about
-/// 8.3M persons).
+/// 10M persons).
 pub const STATE_BUDGET: usize = 4 << 30;
 
 /// How many of `left` dates the next scan of `plan` (planned for one
