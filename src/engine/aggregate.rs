@@ -1771,6 +1771,58 @@ mod tests {
         assert_eq!(days_to(&days, 0), [Some(-5000), Some(-99), Some(-40)]);
     }
 
+    /// Three code-list entries' bits over two words: entry 0 sets bit 0,
+    /// 1 bit 65, 2 bit 1; and the weight of each bit (the weight of the
+    /// entry of its number).
+    fn two_word_masks() -> (Vec<Vec<u64>>, Vec<i64>) {
+        let mut weights = vec![0; 128];
+        (weights[0], weights[65], weights[1]) = (1_000_000, 2_500_000, 500_000);
+        (vec![vec![1, 0], vec![0, 2], vec![2, 0]], weights)
+    }
+
+    /// Each date's column of `aggregate` (a count, or a bitset of `masks`)
+    /// from a state per person and date fed the `events` (person, day,
+    /// entry) its `windows` (after, until) hold.
+    fn dense_columns(
+        aggregate: Aggregate,
+        (masks, weights): (&[Vec<u64>], &[i64]),
+        events: &[(u32, i32, u32)],
+        windows: &[(Option<i32>, i32)],
+        persons: usize,
+    ) -> Vec<ArrayRef> {
+        let bits = aggregate != Aggregate::Count;
+        let dense = State::new(
+            aggregate,
+            None,
+            true,
+            bits.then(|| masks.to_vec()),
+            persons,
+            windows.len(),
+        );
+        for (date, (after, until)) in windows.iter().enumerate() {
+            for &(person, day, item) in events {
+                if after.is_none_or(|a| day > a) && day <= *until {
+                    let slot = person * windows.len() as u32 + date as u32;
+                    if bits {
+                        assert!(dense.set_bits(slot, item));
+                    } else {
+                        dense.count(slot);
+                    }
+                }
+            }
+        }
+        let categories = vec![vec![0], vec![1], vec![2]];
+        dense
+            .finish_dates(
+                aggregate,
+                weights,
+                (&categories, &[]),
+                persons,
+                windows.len(),
+            )
+            .expect("columns")
+    }
+
     /// Counts and bitsets kept as notes give each date the column a state
     /// per person and date gives: the window's edges (an event on a
     /// window's first day is out, on its last day in), a person noted in
@@ -1778,11 +1830,7 @@ mod tests {
     /// days before 1970, and a person with no notes.
     #[test]
     fn notes_give_each_date_the_column_of_a_state_per_date() {
-        // Entry 0 sets bit 0, 1 bit 65 (in a second word), 2 bit 1; a
-        // bit's weight is the weight of the entry of its number.
-        let masks = vec![vec![1, 0], vec![0, 2], vec![2, 0]];
-        let mut weights = vec![0; 128];
-        (weights[0], weights[65], weights[1]) = (1_000_000, 2_500_000, 500_000);
+        let (masks, weights) = two_word_masks();
         // (person, day, entry); person 4 has none.
         let events = [
             (0, 100, 0),
@@ -1818,36 +1866,7 @@ mod tests {
             noted.merge_notes(notes[4..].to_vec());
             noted.merge_notes(notes[..4].to_vec());
             let noted = noted.into_noted(weights.clone(), persons).expect("notes");
-            let dense = State::new(
-                aggregate,
-                None,
-                true,
-                bits.then(|| masks.clone()),
-                persons,
-                windows.len(),
-            );
-            for (date, (after, until)) in windows.iter().enumerate() {
-                for &(person, day, item) in &events {
-                    if after.is_none_or(|a| day > a) && day <= *until {
-                        let slot = person * windows.len() as u32 + date as u32;
-                        if bits {
-                            assert!(dense.set_bits(slot, item));
-                        } else {
-                            dense.count(slot);
-                        }
-                    }
-                }
-            }
-            let categories = vec![vec![0], vec![1], vec![2]];
-            let dense = dense
-                .finish_dates(
-                    aggregate,
-                    &weights,
-                    (&categories, &[]),
-                    persons,
-                    windows.len(),
-                )
-                .expect("columns");
+            let dense = dense_columns(aggregate, (&masks, &weights), &events, &windows, persons);
             for (date, &(after, until)) in windows.iter().enumerate() {
                 let column = noted.column(aggregate, after, until);
                 assert_eq!(
@@ -1898,9 +1917,7 @@ mod tests {
     /// with bits only before, only after, both, or none.
     #[test]
     fn bits_up_to_the_first_date_and_notes_after_give_each_date_its_column() {
-        let masks = vec![vec![1, 0], vec![0, 2], vec![2, 0]];
-        let mut weights = vec![0; 128];
-        (weights[0], weights[65], weights[1]) = (1_000_000, 2_500_000, 500_000);
+        let (masks, weights) = two_word_masks();
         // (person, day, entry): 0 before and after; 1 before 1970 and
         // after; 2 and 6 only after; 3 the day after the first date's
         // last; 4 none; 5 on the first date's last day.
@@ -1914,12 +1931,13 @@ mod tests {
             (5, 100, 1),
             (6, 300, 0),
         ];
-        let (persons, untils) = (7, [100, 200, 300]);
+        let persons = 7;
+        let windows = [(None, 100), (None, 200), (None, 300)];
         for aggregate in [
             Aggregate::CountDistinctCategories,
             Aggregate::SumDistinctWeights,
         ] {
-            let state = State::noted_after(masks.clone(), persons, untils.len(), untils[0]);
+            let state = State::noted_after(masks.clone(), persons, windows.len(), windows[0].1);
             let mut notes = Vec::new();
             for &(person, day, item) in &events {
                 state.note_bits(person, day, item, &mut notes);
@@ -1927,32 +1945,10 @@ mod tests {
             assert_eq!(notes.len(), 5, "the events after day 100 are noted");
             state.merge_notes(notes);
             let noted = state.into_noted(weights.clone(), persons).expect("notes");
-            let dense = State::new(
-                aggregate,
-                None,
-                true,
-                Some(masks.clone()),
-                persons,
-                untils.len(),
-            );
-            for (date, until) in untils.iter().enumerate() {
-                for &(person, _, item) in events.iter().filter(|e| e.1 <= *until) {
-                    assert!(dense.set_bits(person * untils.len() as u32 + date as u32, item));
-                }
-            }
-            let categories = vec![vec![0], vec![1], vec![2]];
-            let dense = dense
-                .finish_dates(
-                    aggregate,
-                    &weights,
-                    (&categories, &[]),
-                    persons,
-                    untils.len(),
-                )
-                .expect("columns");
-            for (date, &until) in untils.iter().enumerate() {
+            let dense = dense_columns(aggregate, (&masks, &weights), &events, &windows, persons);
+            for (date, &(after, until)) in windows.iter().enumerate() {
                 assert_eq!(
-                    noted.column(aggregate, None, until).to_data(),
+                    noted.column(aggregate, after, until).to_data(),
                     dense[date].to_data(),
                     "{aggregate:?} on date {date}"
                 );
