@@ -10,7 +10,7 @@ mod memory;
 
 #[cfg(target_os = "linux")]
 #[global_allocator]
-static ALLOCATOR: memory::HugeForLarge = memory::HugeForLarge;
+static ALLOCATOR: memory::HugeForLarge = memory::HugeForLarge::new();
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

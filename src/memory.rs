@@ -20,9 +20,19 @@
 //! layout alone, so freeing needs no header. Where transparent huge pages
 //! are `never` the mappings are plain ones, as glibc's own for blocks over
 //! its mmap threshold.
+//!
+//! For `strata evaluate` ([`keep_freed_memory`]) a freed large block's
+//! mapping is kept for the large blocks that follow rather than unmapped:
+//! each as-of date makes and frees the same per-person columns, and a new
+//! mapping's pages are zeroed by Linux as each is first touched, a fifth
+//! of the CPU of 12 dates at 1M persons. What is kept is bounded: the
+//! process never holds more mapped than the most its live blocks needed
+//! at once ([`Kept`]).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::c_void;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::mm::{Advice, MapFlags, MremapFlags, ProtFlags};
 
@@ -38,7 +48,155 @@ const LARGE: usize = HUGE_PAGE;
 const PAGE: usize = 4096;
 
 /// [`System`], with large blocks mapped apart on huge pages.
-pub struct HugeForLarge;
+pub struct HugeForLarge {
+    /// Freed large blocks' mappings, kept while `keeping` is set.
+    kept: Mutex<Kept>,
+    keeping: &'static AtomicBool,
+}
+
+/// Whether the binary's allocator keeps freed large blocks
+/// ([`keep_freed_memory`]).
+static KEEPING: AtomicBool = AtomicBool::new(false);
+
+impl HugeForLarge {
+    /// The binary's allocator: keeps freed large blocks once
+    /// [`keep_freed_memory`] is called.
+    pub const fn new() -> HugeForLarge {
+        HugeForLarge::keeping(&KEEPING)
+    }
+
+    const fn keeping(keeping: &'static AtomicBool) -> HugeForLarge {
+        HugeForLarge {
+            kept: Mutex::new(Kept {
+                blocks: [(0, 0); SLOTS],
+                len: 0,
+            }),
+            keeping,
+        }
+    }
+
+    /// A mapping of `len` bytes made of kept ones, its first `zero` bytes
+    /// zeroed; None if none is kept (or keeping is off).
+    fn reuse(&self, len: usize, zero: usize) -> Option<*mut u8> {
+        if !self.keeping.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        let (ptr, had) = kept.take(len)?;
+        drop(kept);
+        let ptr = if had > len {
+            // The tail, whole huge pages, given back.
+            // SAFETY: `had - len` bytes from `ptr + len` are the end of a
+            // kept mapping no one else holds.
+            let _ = unsafe { rustix::mm::munmap(ptr.add(len).cast(), had - len) };
+            ptr
+        } else if had < len {
+            // Grown in place or moved whole: its pages kept, the new ones
+            // fresh (zeros).
+            // SAFETY: `ptr` is a whole kept mapping of `had` bytes.
+            match unsafe { rustix::mm::mremap(ptr.cast(), had, len, MremapFlags::MAYMOVE) } {
+                Ok(moved) => moved.cast(),
+                Err(_) => {
+                    // SAFETY: as above; it stays a whole mapping.
+                    let _ = unsafe { rustix::mm::munmap(ptr.cast(), had) };
+                    return None;
+                }
+            }
+        } else {
+            ptr
+        };
+        // SAFETY: the first `zero` bytes lie in the mapping (`zero` is at
+        // most the block's size, at most `len`); only the first `had` of
+        // them can have been written before.
+        unsafe { std::ptr::write_bytes(ptr, 0, zero.min(had)) };
+        Some(ptr)
+    }
+
+    /// Keeps a freed block's mapping of `len` bytes; false where it is not
+    /// kept (keeping is off, or every slot is taken).
+    fn keep(&self, ptr: *mut u8, len: usize) -> bool {
+        if !self.keeping.load(Ordering::Relaxed) {
+            return false;
+        }
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        kept.put(ptr, len)
+    }
+
+    /// A large block: a kept mapping if one serves, else a new one.
+    fn map_block(&self, size: usize, zeroed: bool) -> *mut u8 {
+        let len = mapping_len(size);
+        self.reuse(len, if zeroed { size } else { 0 })
+            .unwrap_or_else(|| map(len))
+    }
+}
+
+impl Default for HugeForLarge {
+    fn default() -> Self {
+        HugeForLarge::new()
+    }
+}
+
+/// How many freed mappings are kept at most.
+const SLOTS: usize = 256;
+
+/// Freed large blocks' mappings, as (address, length), for the blocks that
+/// follow. A block is served by the smallest kept mapping at least its
+/// size, its tail unmapped; failing that by the largest, grown by
+/// `mremap`, with as many other kept bytes unmapped as it grew. So what is
+/// mapped (live blocks and kept ones) only grows when nothing is kept:
+/// never past the most the live blocks needed at once.
+struct Kept {
+    blocks: [(usize, usize); SLOTS],
+    len: usize,
+}
+
+impl Kept {
+    /// A mapping for a block of `len` bytes: (address, its length).
+    fn take(&mut self, len: usize) -> Option<(*mut u8, usize)> {
+        let kept = &self.blocks[..self.len];
+        let fits = (0..kept.len())
+            .filter(|&i| kept[i].1 >= len)
+            .min_by_key(|&i| kept[i].1);
+        let i = fits.or_else(|| (0..kept.len()).max_by_key(|&i| kept[i].1))?;
+        let (ptr, had) = self.remove(i);
+        // Grown by `len - had`: as much unmapped from the rest.
+        let mut grown = len.saturating_sub(had);
+        while grown > 0 && self.len > 0 {
+            let (p, l) = self.remove(self.len - 1);
+            // SAFETY: a kept mapping, whole, that no one holds.
+            let _ = unsafe { rustix::mm::munmap(p as *mut c_void, l) };
+            grown = grown.saturating_sub(l);
+        }
+        Some((ptr as *mut u8, had))
+    }
+
+    fn remove(&mut self, i: usize) -> (usize, usize) {
+        let block = self.blocks[i];
+        self.len -= 1;
+        self.blocks[i] = self.blocks[self.len];
+        block
+    }
+
+    fn put(&mut self, ptr: *mut u8, len: usize) -> bool {
+        if self.len == SLOTS {
+            return false;
+        }
+        self.blocks[self.len] = (ptr as usize, len);
+        self.len += 1;
+        true
+    }
+}
+
+impl Drop for HugeForLarge {
+    fn drop(&mut self) {
+        let kept = self.kept.get_mut().unwrap_or_else(|e| e.into_inner());
+        while kept.len > 0 {
+            let (p, l) = kept.remove(kept.len - 1);
+            // SAFETY: a kept mapping, whole, that no one holds.
+            let _ = unsafe { rustix::mm::munmap(p as *mut c_void, l) };
+        }
+    }
+}
 
 /// Whether a block of this layout has a mapping of its own.
 fn mapped(size: usize, align: usize) -> bool {
@@ -86,7 +244,7 @@ fn advise(ptr: *mut c_void, len: usize) {
 unsafe impl GlobalAlloc for HugeForLarge {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if mapped(layout.size(), layout.align()) {
-            map(mapping_len(layout.size()))
+            self.map_block(layout.size(), false)
         } else {
             unsafe { System.alloc(layout) }
         }
@@ -94,8 +252,8 @@ unsafe impl GlobalAlloc for HugeForLarge {
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if mapped(layout.size(), layout.align()) {
-            // A new anonymous mapping reads as zeros.
-            map(mapping_len(layout.size()))
+            // A new anonymous mapping reads as zeros; a kept one is zeroed.
+            self.map_block(layout.size(), true)
         } else {
             unsafe { System.alloc_zeroed(layout) }
         }
@@ -103,8 +261,11 @@ unsafe impl GlobalAlloc for HugeForLarge {
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if mapped(layout.size(), layout.align()) {
-            // SAFETY: `ptr` is a whole mapping of this length (`alloc`).
-            let _ = unsafe { rustix::mm::munmap(ptr.cast(), mapping_len(layout.size())) };
+            let len = mapping_len(layout.size());
+            if !self.keep(ptr, len) {
+                // SAFETY: `ptr` is a whole mapping of this length (`alloc`).
+                let _ = unsafe { rustix::mm::munmap(ptr.cast(), len) };
+            }
         } else {
             unsafe { System.dealloc(ptr, layout) }
         }
@@ -155,6 +316,8 @@ unsafe impl GlobalAlloc for HugeForLarge {
 /// (docs/performance.md). `strata run` was no faster with it and its peak
 /// memory 3% to 6% higher, so it is left as glibc sets it.
 ///
+/// Large blocks' mappings are kept likewise ([`HugeForLarge`]'s `Kept`).
+///
 /// glibc's own thresholds move with what a run frees, and setting either
 /// stops that: both are set, blocks under [`LARGE`] from its heaps (those
 /// from it are this allocator's own mappings) and up to 1 GiB free at a
@@ -167,6 +330,7 @@ pub fn keep_freed_memory() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE as libc::c_int);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
+    KEEPING.store(true, Ordering::Relaxed);
 }
 
 #[cfg(test)]
@@ -183,6 +347,64 @@ mod tests {
         assert_eq!(mapping_len(HUGE_PAGE), HUGE_PAGE);
         assert_eq!(mapping_len(HUGE_PAGE + 1), 2 * HUGE_PAGE);
         assert_eq!(mapping_len(3 * HUGE_PAGE - 1), 3 * HUGE_PAGE);
+    }
+
+    /// A freed large block serves the next: the same pages, zeroed where
+    /// asked, cut to a smaller block's size or grown to a larger one's, and
+    /// never more kept than was freed.
+    #[test]
+    fn freed_large_blocks_serve_the_blocks_that_follow() {
+        static ON: AtomicBool = AtomicBool::new(true);
+        let a = HugeForLarge::keeping(&ON);
+        let layout = |size| Layout::from_size_align(size, 64).unwrap();
+        let kept = |a: &HugeForLarge| {
+            let k = a.kept.lock().unwrap();
+            k.blocks[..k.len].iter().map(|b| b.1).sum::<usize>()
+        };
+        unsafe {
+            let big = layout(3 * HUGE_PAGE + 5);
+            let p = a.alloc(big);
+            std::ptr::write_bytes(p, 7, big.size());
+            a.dealloc(p, big);
+            assert_eq!(kept(&a), 4 * HUGE_PAGE);
+            // The same pages, zeroed as asked.
+            let z = a.alloc_zeroed(big);
+            assert_eq!(z, p);
+            assert!((0..big.size()).step_by(4093).all(|i| *z.add(i) == 0));
+            assert_eq!(kept(&a), 0);
+            a.dealloc(z, big);
+            // A smaller block: the same mapping, its tail given back.
+            let small = layout(HUGE_PAGE + 1);
+            let s = a.alloc(small);
+            assert_eq!(s, p);
+            assert_eq!(kept(&a), 0);
+            assert!(flags_of_mapping_holding(s, small.size()).is_some());
+            std::ptr::write_bytes(s, 9, small.size());
+            // Two blocks freed, then a block larger than both: the larger
+            // kept mapping grown, zeroed where it was written, and as many
+            // bytes of the rest given back as it grew.
+            let other = layout(LARGE);
+            let o = a.alloc(other);
+            a.dealloc(s, small);
+            a.dealloc(o, other);
+            assert_eq!(kept(&a), 3 * HUGE_PAGE);
+            let huge = layout(5 * HUGE_PAGE);
+            let h = a.alloc_zeroed(huge);
+            assert!((0..huge.size()).step_by(4093).all(|i| *h.add(i) == 0));
+            assert!(flags_of_mapping_holding(h, huge.size()).is_some());
+            assert_eq!(kept(&a), 0);
+            a.dealloc(h, huge);
+            assert_eq!(kept(&a), 5 * HUGE_PAGE);
+        }
+        // Off, nothing is kept.
+        static OFF: AtomicBool = AtomicBool::new(false);
+        let b = HugeForLarge::keeping(&OFF);
+        unsafe {
+            let big = layout(LARGE);
+            let p = b.alloc(big);
+            b.dealloc(p, big);
+        }
+        assert_eq!(kept(&b), 0);
     }
 
     /// The flags of the mapping that holds `len` bytes from `ptr` whole,
@@ -214,7 +436,7 @@ mod tests {
     /// threshold both ways.
     #[test]
     fn a_large_block_is_one_advised_mapping_as_it_grows_and_shrinks() {
-        let a = HugeForLarge;
+        let a = HugeForLarge::new();
         let fill = |p: *mut u8, from: usize, to: usize| {
             (from.next_multiple_of(4093)..to)
                 .step_by(4093)
