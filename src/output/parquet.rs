@@ -26,22 +26,231 @@ pub fn writer_properties() -> WriterPropertiesBuilder {
         .set_statistics_enabled(EnabledStatistics::Page)
 }
 
-/// Writes batches of one schema as one Parquet file with strata's
-/// settings, one after another, without joining them: batch `k`, of `rows[k]` rows, is made by
-/// `make(k)` when the first row group holding its rows is written, and
-/// dropped after the last. The file is the one written of
-/// the batches joined. `strata evaluate` writes a batch per as-of date this
-/// way: 12 dates' batches made together had raised its peak memory at 5M
-/// persons by about 0.9 GiB.
-pub fn write_batches(
-    path: &std::path::Path,
-    rows: &[usize],
-    make: &(dyn Fn(usize) -> crate::Result<RecordBatch> + Sync),
-) -> crate::Result<()> {
-    write_groups(path, rows, make, None, ROW_GROUP_ROWS)
+/// One Parquet file written with strata's settings from batches of one
+/// schema pushed one after another, without joining them: each row group
+/// is written as soon as its rows have been pushed, and each batch dropped
+/// once a row group starts past its end. The file is the one written of
+/// the batches joined. `strata evaluate` pushes a batch per as-of date as
+/// each date is worked out: the dates' people held until all dates were
+/// worked out had been about 42 bytes a person and date.
+pub struct Batches {
+    path: std::path::PathBuf,
+    /// The first batch's schema, which every batch must have, and the
+    /// file's ([`file_schema`]).
+    schema: arrow_schema::SchemaRef,
+    file_schema: arrow_schema::SchemaRef,
+    file_writer: parquet::file::writer::SerializedFileWriter<std::fs::File>,
+    factory: parquet::arrow::arrow_writer::ArrowRowGroupWriterFactory,
+    /// The batches pushed and not yet dropped, each with its first row
+    /// among all rows.
+    held: std::collections::VecDeque<(usize, RecordBatch)>,
+    /// Batches and rows pushed, row groups written.
+    pushed: usize,
+    rows: usize,
+    groups: usize,
+    /// The rows kept (null-free) and each row group's first row, where
+    /// rows are left out.
+    keep: Option<(arrow_array::BooleanArray, Vec<usize>)>,
+    group_rows: usize,
 }
 
-/// [`write_groups`] of batches already made.
+impl Batches {
+    /// A file at `path` of `first` and the batches pushed after it.
+    pub fn create(path: &std::path::Path, first: RecordBatch) -> crate::Result<Batches> {
+        Batches::keeping(path, first, None, ROW_GROUP_ROWS)
+    }
+
+    /// A file of the rows `keep` marks (all with `None`; a null reads as
+    /// not kept), in row groups of `group_rows` kept rows.
+    fn keeping(
+        path: &std::path::Path,
+        first: RecordBatch,
+        keep: Option<&arrow_array::BooleanArray>,
+        group_rows: usize,
+    ) -> crate::Result<Batches> {
+        let schema = first.schema();
+        let file_schema = file_schema(&schema);
+        let file =
+            std::fs::File::create(path).map_err(|e| crate::Error::io(path, "cannot create", e))?;
+        let (file_writer, factory) = serialized(file, &file_schema)
+            .map_err(|e| crate::Error::io(path, "cannot write", parquet_io(e)))?;
+        let mut batches = Batches {
+            path: path.to_path_buf(),
+            schema,
+            file_schema,
+            file_writer,
+            factory,
+            held: Default::default(),
+            pushed: 0,
+            rows: 0,
+            groups: 0,
+            keep: keep.map(|keep| {
+                let keep = kept_rows(keep);
+                let starts = group_starts(Some(&keep), keep.len(), group_rows);
+                (keep, starts)
+            }),
+            group_rows,
+        };
+        batches.push(first)?;
+        Ok(batches)
+    }
+
+    /// Adds a batch's rows, writing the row groups they complete. A batch
+    /// must have the first's columns' types, and no nulls where it has none.
+    pub fn push(&mut self, batch: RecordBatch) -> crate::Result<()> {
+        let same = batch.num_columns() == self.schema.fields().len()
+            && self
+                .schema
+                .fields()
+                .iter()
+                .zip(batch.columns())
+                .all(|(f, c)| {
+                    f.data_type() == c.data_type()
+                        && (f.is_nullable() || arrow_array::Array::null_count(c.as_ref()) == 0)
+                });
+        if !same {
+            return Err(crate::Error::Internal(format!(
+                "writing {}: batch {} of {} rows does not fit the first's schema ({} and {})",
+                self.path.display(),
+                self.pushed,
+                batch.num_rows(),
+                self.schema,
+                batch.schema()
+            )));
+        }
+        let rows = batch.num_rows();
+        if rows > 0 {
+            self.held.push_back((self.rows, batch));
+        }
+        self.rows += rows;
+        self.pushed += 1;
+        self.write_groups(false)
+    }
+
+    /// Writes the last row group and closes the file.
+    pub fn finish(mut self) -> crate::Result<()> {
+        if let Some((keep, _)) = &self.keep
+            && keep.len() != self.rows
+        {
+            return Err(crate::Error::Internal(format!(
+                "writing {}: {} rows to keep or leave out, but the batches have {}",
+                self.path.display(),
+                keep.len(),
+                self.rows
+            )));
+        }
+        self.write_groups(true)?;
+        self.held.clear();
+        let fail = |e| crate::Error::io(&self.path, "cannot write", parquet_io(e));
+        self.file_writer.close().map_err(fail)?;
+        Ok(())
+    }
+
+    /// Writes the row groups whose rows have all been pushed (with
+    /// `last`, the one the last rows begin too).
+    fn write_groups(&mut self, last: bool) -> crate::Result<()> {
+        loop {
+            let group = self.groups;
+            // The group's rows: `group_rows` of them, or (with rows left
+            // out) from one group's first kept row to the next's.
+            let (start, upto) = match &self.keep {
+                None => (group * self.group_rows, (group + 1) * self.group_rows),
+                Some((keep, starts)) => match starts.get(group) {
+                    Some(&start) => (start, starts.get(group + 1).copied().unwrap_or(keep.len())),
+                    None => return Ok(()),
+                },
+            };
+            if self.rows < upto && !last {
+                return Ok(());
+            }
+            let stop = upto.min(self.rows);
+            if stop <= start {
+                return Ok(());
+            }
+            // Batches wholly before the group are done with (those
+            // before a first kept row).
+            while self
+                .held
+                .front()
+                .is_some_and(|(at, b)| at + b.num_rows() <= start)
+            {
+                self.held.pop_front();
+            }
+            self.write_group(start, stop)?;
+            self.groups += 1;
+            // And those wholly in it.
+            while self
+                .held
+                .front()
+                .is_some_and(|(at, b)| at + b.num_rows() <= stop)
+            {
+                self.held.pop_front();
+            }
+        }
+    }
+
+    /// Writes rows `start..stop` as the next row group, its columns
+    /// encoded in parallel (the parquet crate's `ArrowWriter` encodes them
+    /// one after another); rows are chosen column by column as each is
+    /// encoded, not by copying the group's rows first.
+    fn write_group(&mut self, start: usize, stop: usize) -> crate::Result<()> {
+        use parquet::arrow::arrow_writer::ArrowColumnChunk;
+        use rayon::prelude::*;
+
+        let path = &self.path;
+        let fail = |e| crate::Error::io(path, "cannot write", parquet_io(e));
+        let held = &self.held;
+        // Column `c` of the group: a slice of one batch, or the pieces of
+        // several joined.
+        let rows_of = |c: usize| -> parquet::errors::Result<ArrayRef> {
+            let pieces: Vec<ArrayRef> = held
+                .iter()
+                .filter(|(at, b)| *at < stop && start < at + b.num_rows())
+                .map(|(at, b)| {
+                    let from = start.max(*at);
+                    b.column(c)
+                        .slice(from - at, stop.min(at + b.num_rows()) - from)
+                })
+                .collect();
+            match pieces.as_slice() {
+                [one] => Ok(one.clone()),
+                _ => {
+                    let pieces: Vec<&dyn arrow_array::Array> =
+                        pieces.iter().map(|p| p.as_ref()).collect();
+                    Ok(arrow_select::concat::concat(&pieces)?)
+                }
+            }
+        };
+        let predicate = self
+            .keep
+            .as_ref()
+            .map(|(keep, _)| group_filter(keep, start, stop));
+        let writers = self
+            .factory
+            .create_column_writers(self.groups)
+            .map_err(fail)?;
+        // strata's output columns are flat: one leaf, so one writer, each.
+        let chunks = writers
+            .into_par_iter()
+            .zip(self.file_schema.fields().par_iter())
+            .enumerate()
+            .map(
+                |(c, (writer, field))| -> parquet::errors::Result<ArrowColumnChunk> {
+                    encode_chunk(writer, field, rows_of(c)?, predicate.as_ref())
+                },
+            )
+            .collect::<parquet::errors::Result<Vec<_>>>()
+            .map_err(fail)?;
+        let mut row_group = self.file_writer.next_row_group().map_err(fail)?;
+        for chunk in chunks {
+            chunk.append_to_row_group(&mut row_group).map_err(fail)?;
+        }
+        row_group.close().map_err(fail)?;
+        Ok(())
+    }
+}
+
+/// [`Batches`] of batches already made.
 #[cfg(test)]
 fn write_held(
     path: &std::path::Path,
@@ -49,170 +258,11 @@ fn write_held(
     keep: Option<&arrow_array::BooleanArray>,
     group_rows: usize,
 ) -> crate::Result<()> {
-    let rows: Vec<usize> = batches.iter().map(RecordBatch::num_rows).collect();
-    write_groups(path, &rows, &|k| Ok(batches[k].clone()), keep, group_rows)
-}
-
-/// Writes the batches `make` makes, `rows[k]` rows each, one after
-/// another, as one Parquet file with strata's settings, keeping the rows
-/// `keep` marks (all with `None`; a null reads as not kept), in row groups
-/// of `group_rows` kept rows. Each row group's columns are encoded in
-/// parallel (the parquet crate's `ArrowWriter` encodes them one after
-/// another); rows are chosen column by column as each is encoded, not by
-/// copying the whole table first. Each batch is made in time for the first row group
-/// that holds its rows (several at once in parallel) and dropped once a
-/// row group starts past its end.
-fn write_groups(
-    path: &std::path::Path,
-    rows: &[usize],
-    make: &(dyn Fn(usize) -> crate::Result<RecordBatch> + Sync),
-    keep: Option<&arrow_array::BooleanArray>,
-    group_rows: usize,
-) -> crate::Result<()> {
-    use parquet::arrow::arrow_writer::ArrowColumnChunk;
-    use rayon::prelude::*;
-
-    let fail = |e| crate::Error::io(path, "cannot write", parquet_io(e));
-    if rows.is_empty() {
-        return Err(crate::Error::Internal(format!(
-            "writing {}: no batch to write",
-            path.display()
-        )));
+    let mut file = Batches::keeping(path, batches[0].clone(), keep, group_rows)?;
+    for b in &batches[1..] {
+        file.push(b.clone())?;
     }
-    let first = make(0)?;
-    let schema = first.schema();
-    // The file's schema is the first batch's: every batch must have its
-    // columns' types, its number of rows, and no nulls where it has none.
-    let fits = |k: usize, b: &RecordBatch| -> crate::Result<()> {
-        let same = b.num_columns() == schema.fields().len()
-            && b.num_rows() == rows[k]
-            && schema.fields().iter().zip(b.columns()).all(|(f, c)| {
-                f.data_type() == c.data_type()
-                    && (f.is_nullable() || arrow_array::Array::null_count(c.as_ref()) == 0)
-            });
-        if same {
-            Ok(())
-        } else {
-            Err(crate::Error::Internal(format!(
-                "writing {}: batch {k} of {} rows does not fit the first's schema ({} and {})",
-                path.display(),
-                b.num_rows(),
-                schema,
-                b.schema()
-            )))
-        }
-    };
-    fits(0, &first)?;
-    let file_schema = file_schema(&schema);
-    let file =
-        std::fs::File::create(path).map_err(|e| crate::Error::io(path, "cannot create", e))?;
-    let (mut file_writer, factory) = serialized(file, &file_schema).map_err(fail)?;
-    // Where each batch starts among all rows, and where they end.
-    let offsets: Vec<usize> = std::iter::once(0)
-        .chain(rows.iter().scan(0, |end, &r| {
-            *end += r;
-            Some(*end)
-        }))
-        .collect();
-    let batches = rows.len();
-    let total = offsets[batches];
-    // The batches made and not yet dropped; `made` is the first not made.
-    let mut held: Vec<Option<RecordBatch>> = vec![None; batches];
-    held[0] = Some(first);
-    let mut made = 1;
-    // Makes the batches `made..upto`, in parallel, and checks them.
-    let make_upto =
-        |held: &mut [Option<RecordBatch>], made: &mut usize, upto: usize| -> crate::Result<()> {
-            let new = (*made..upto)
-                .into_par_iter()
-                .map(|k| make(k).and_then(|b| fits(k, &b).map(|()| b)))
-                .collect::<crate::Result<Vec<_>>>()?;
-            for (k, b) in (*made..upto).zip(new) {
-                held[k] = Some(b);
-            }
-            *made = upto.max(*made);
-            Ok(())
-        };
-    let keep = keep.map(kept_rows);
-    let starts = group_starts(keep.as_ref(), total, group_rows);
-    // Column `c` of rows `start..end`: a slice of one batch, or the pieces
-    // of several joined.
-    let rows_of = |held: &[Option<RecordBatch>],
-                   c: usize,
-                   start: usize,
-                   end: usize|
-     -> parquet::errors::Result<ArrayRef> {
-        let pieces: Vec<ArrayRef> = held
-            .iter()
-            .zip(offsets.windows(2))
-            .filter(|(_, at)| at[0] < end && start < at[1])
-            .map(|(b, at)| {
-                let b = b.as_ref().expect("a batch of the group is made");
-                let from = start.max(at[0]);
-                b.column(c).slice(from - at[0], end.min(at[1]) - from)
-            })
-            .collect();
-        match pieces.as_slice() {
-            [one] => Ok(one.clone()),
-            _ => {
-                let pieces: Vec<&dyn arrow_array::Array> =
-                    pieces.iter().map(|p| p.as_ref()).collect();
-                Ok(arrow_select::concat::concat(&pieces)?)
-            }
-        }
-    };
-    for (group, &start) in starts.iter().enumerate() {
-        let end = starts.get(group + 1).copied().unwrap_or(total);
-        // Batches wholly before the group are done with; those starting
-        // before its end are needed (and made, to be checked, if none of
-        // their rows are kept).
-        let passed = |held: &mut [Option<RecordBatch>]| {
-            for (b, at) in held.iter_mut().zip(offsets.windows(2)) {
-                if at[1] <= start {
-                    *b = None;
-                }
-            }
-        };
-        passed(&mut held);
-        let upto = offsets[..batches].partition_point(|&at| at < end);
-        make_upto(&mut held, &mut made, upto)?;
-        passed(&mut held);
-        let held = &held;
-        let predicate = keep.as_ref().map(|keep| group_filter(keep, start, end));
-        let writers = factory.create_column_writers(group).map_err(fail)?;
-        // strata's output columns are flat: one leaf, so one writer, each.
-        let chunks = writers
-            .into_par_iter()
-            .zip(file_schema.fields().par_iter())
-            .enumerate()
-            .map(
-                |(c, (writer, field))| -> parquet::errors::Result<ArrowColumnChunk> {
-                    encode_chunk(
-                        writer,
-                        field,
-                        rows_of(held, c, start, end)?,
-                        predicate.as_ref(),
-                    )
-                },
-            )
-            .collect::<parquet::errors::Result<Vec<_>>>()
-            .map_err(fail)?;
-        let mut row_group = file_writer.next_row_group().map_err(fail)?;
-        for chunk in chunks {
-            chunk.append_to_row_group(&mut row_group).map_err(fail)?;
-        }
-        row_group.close().map_err(fail)?;
-    }
-    // Batches after the last group's rows (empty, or none of their rows
-    // kept) are made too, to be checked like the others.
-    held.iter_mut().for_each(|b| *b = None);
-    while made < batches {
-        let k = made;
-        make_upto(&mut held, &mut made, k + 1)?;
-        held[k] = None;
-    }
-    file_writer.close().map_err(fail)?;
-    Ok(())
+    file.finish()
 }
 
 /// The file's schema for columns held as `held` has them. Text held as a
@@ -355,7 +405,7 @@ const BATCH_ROWS: usize = parquet::file::properties::DEFAULT_WRITE_BATCH_SIZE;
 const PAGE_ROWS: usize = parquet::file::properties::DEFAULT_DATA_PAGE_ROW_COUNT_LIMIT;
 
 /// A Parquet file encoded a column at a time, in any order, and written
-/// whole by [`Columnwise::write`]: the file [`write_batches`] writes of the
+/// whole by [`Columnwise::write`]: the file [`Batches`] writes of the
 /// same columns (tested byte for byte), without the columns ever held
 /// together. A run hands `patients.parquet` each feature as soon as it is
 /// made ([`crate::output::patients::Table`]) and can let go of the
@@ -654,10 +704,8 @@ mod tests {
     }
 
     #[test]
-    fn batches_are_made_once_each_when_needed_and_dropped_when_passed() {
-        // Row groups of 3 over batches of 4, 1, 0, 1 and 4 rows: batches
-        // 1 to 3 are needed by the second group, batch 4 by the third,
-        // which starts after batches 0 to 3 end.
+    fn row_groups_are_written_as_their_rows_come_and_batches_dropped_when_passed() {
+        // Row groups of 3 over batches of 4, 1, 0, 1 and 4 rows.
         let sizes = [4usize, 1, 0, 1, 4];
         let mut next = 0;
         let ids: Vec<ArrayRef> = sizes
@@ -667,36 +715,46 @@ mod tests {
                 Arc::new(Int64Array::from_iter_values(next - n as i64..next)) as ArrayRef
             })
             .collect();
-        // (batch made, earlier batches the writer still held then)
-        let made = std::sync::Mutex::new(Vec::new());
-        let make = |k: usize| {
-            let held: Vec<usize> = (0..k).filter(|&j| Arc::strong_count(&ids[j]) > 1).collect();
-            made.lock().unwrap().push((k, held));
-            Ok(RecordBatch::try_from_iter([("id", ids[k].clone())]).unwrap())
-        };
+        let batch = |k: usize| RecordBatch::try_from_iter([("id", ids[k].clone())]).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let (lazy, joined) = (dir.path().join("lazy"), dir.path().join("joined"));
-        super::write_groups(&lazy, &sizes, &make, None, 3).unwrap();
-        let mut made = made.into_inner().unwrap();
-        made.sort();
-        let order: Vec<usize> = made.iter().map(|(k, _)| *k).collect();
-        assert_eq!(order, [0, 1, 2, 3, 4], "each batch made once");
-        // Batches 1 to 3 are made (in parallel) while batch 0 is held;
-        // batch 4 once the others are dropped.
-        assert!(made[1..4].iter().all(|(_, held)| held.contains(&0)));
-        assert_eq!(made[4].1, Vec::<usize>::new());
-        let all: Vec<RecordBatch> = (0..sizes.len())
-            .map(|k| RecordBatch::try_from_iter([("id", ids[k].clone())]).unwrap())
-            .collect();
-        super::write_held(&joined, &all, None, 3).unwrap();
-        assert_eq!(std::fs::read(lazy).unwrap(), std::fs::read(joined).unwrap());
-        // A batch with no rows kept is made and checked all the same; one
-        // of other rows than announced is refused.
+        let (pushed, joined) = (dir.path().join("pushed"), dir.path().join("joined"));
+        let mut file = super::Batches::keeping(&pushed, batch(0), None, 3).unwrap();
+        // (row groups written, batches the writer holds) after each push.
+        let held = || {
+            (0..sizes.len())
+                .filter(|&k| Arc::strong_count(&ids[k]) > 1)
+                .collect()
+        };
+        let mut seen: Vec<(usize, Vec<usize>)> = vec![(file.groups, held())];
+        for k in 1..sizes.len() {
+            file.push(batch(k)).unwrap();
+            seen.push((file.groups, held()));
+        }
+        file.finish().unwrap();
+        assert_eq!(
+            seen,
+            [
+                (1, vec![0]),    // rows 0-2 written, row 3 waits
+                (1, vec![0, 1]), // rows 3-4
+                (1, vec![0, 1]), // no rows: not held
+                (2, vec![]),     // rows 3-5 written
+                (3, vec![4]),    // rows 6-8 written, row 9 waits
+            ]
+        );
+        let all: Vec<RecordBatch> = (0..sizes.len()).map(batch).collect();
+        let whole = arrow_select::concat::concat_batches(&all[0].schema(), &all).unwrap();
+        super::write_held(&joined, &[whole], None, 3).unwrap();
+        assert_eq!(
+            std::fs::read(pushed).unwrap(),
+            std::fs::read(joined).unwrap()
+        );
+        // A batch with no rows kept is checked all the same; a keep mask of
+        // other rows than the batches' is refused.
         let none = BooleanArray::from(vec![false; 10]);
         let bad = dir.path().join("bad");
         assert!(super::write_held(&bad, &all, Some(&none), 3).is_ok());
-        let short = |k: usize| Ok(all[k.min(1)].clone());
-        assert!(super::write_groups(&bad, &[4, 4], &short, None, 3).is_err());
+        let fewer = BooleanArray::from(vec![true; 9]);
+        assert!(super::write_held(&bad, &all, Some(&fewer), 3).is_err());
     }
 
     /// Text held as a dictionary is written as plain text: the same file,
