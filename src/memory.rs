@@ -26,8 +26,10 @@
 //! each as-of date makes and frees the same per-person columns, and a new
 //! mapping's pages are zeroed by Linux as each is first touched, a fifth
 //! of the CPU of 12 dates at 1M persons. What is kept is bounded: the
-//! process never holds more mapped than the most its live blocks needed
-//! at once ([`Kept`]).
+//! large blocks live and kept never take more mapped memory than the
+//! large blocks live at once ever needed ([`Kept`]). Kept pages stay
+//! resident and serve large blocks only: memory freed by large blocks is
+//! not there for a later phase's small ones.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::c_void;
@@ -81,9 +83,10 @@ impl HugeForLarge {
         if !self.keeping.load(Ordering::Relaxed) {
             return None;
         }
+        // Held until the mapping is cut or grown, so that what is mapped
+        // never passes the bound below in between.
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         let (ptr, had) = kept.take(len)?;
-        drop(kept);
         let ptr = if had > len {
             // The tail, whole huge pages, given back.
             // SAFETY: `had - len` bytes from `ptr + len` are the end of a
@@ -105,6 +108,7 @@ impl HugeForLarge {
         } else {
             ptr
         };
+        drop(kept);
         // SAFETY: the first `zero` bytes lie in the mapping (`zero` is at
         // most the block's size, at most `len`); only the first `had` of
         // them can have been written before.
@@ -120,6 +124,18 @@ impl HugeForLarge {
         }
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         kept.put(ptr, len)
+    }
+
+    /// Unmaps kept mappings of at least `bytes` (or all), as a live block
+    /// grows by that much in place.
+    fn release(&self, bytes: usize) {
+        if !self.keeping.load(Ordering::Relaxed) {
+            return;
+        }
+        self.kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .release(bytes);
     }
 
     /// A large block: a kept mapping if one serves, else a new one.
@@ -142,9 +158,10 @@ const SLOTS: usize = 256;
 /// Freed large blocks' mappings, as (address, length), for the blocks that
 /// follow. A block is served by the smallest kept mapping at least its
 /// size, its tail unmapped; failing that by the largest, grown by
-/// `mremap`, with as many other kept bytes unmapped as it grew. So what is
-/// mapped (live blocks and kept ones) only grows when nothing is kept:
-/// never past the most the live blocks needed at once.
+/// `mremap`, with as many other kept bytes unmapped as it grew (and so
+/// too when a live block grows in place). So what is mapped for large
+/// blocks, live and kept, only grows when nothing is kept: never past the
+/// most the live ones needed at once.
 struct Kept {
     blocks: [(usize, usize); SLOTS],
     len: usize,
@@ -160,14 +177,18 @@ impl Kept {
         let i = fits.or_else(|| (0..kept.len()).max_by_key(|&i| kept[i].1))?;
         let (ptr, had) = self.remove(i);
         // Grown by `len - had`: as much unmapped from the rest.
-        let mut grown = len.saturating_sub(had);
-        while grown > 0 && self.len > 0 {
+        self.release(len.saturating_sub(had));
+        Some((ptr as *mut u8, had))
+    }
+
+    /// Unmaps kept mappings of at least `bytes` (or all).
+    fn release(&mut self, mut bytes: usize) {
+        while bytes > 0 && self.len > 0 {
             let (p, l) = self.remove(self.len - 1);
             // SAFETY: a kept mapping, whole, that no one holds.
             let _ = unsafe { rustix::mm::munmap(p as *mut c_void, l) };
-            grown = grown.saturating_sub(l);
+            bytes = bytes.saturating_sub(l);
         }
-        Some((ptr as *mut u8, had))
     }
 
     fn remove(&mut self, i: usize) -> (usize, usize) {
@@ -280,6 +301,8 @@ unsafe impl GlobalAlloc for HugeForLarge {
                 if old == new {
                     return ptr;
                 }
+                // Grown: as much of what is kept given back (`Kept`).
+                self.release(new.saturating_sub(old));
                 // SAFETY: `ptr` is a whole mapping of `old` bytes; moved
                 // (if at all) as a whole, keeping its contents and advice.
                 match unsafe { rustix::mm::mremap(ptr.cast(), old, new, MremapFlags::MAYMOVE) } {
@@ -395,6 +418,18 @@ mod tests {
             assert_eq!(kept(&a), 0);
             a.dealloc(h, huge);
             assert_eq!(kept(&a), 5 * HUGE_PAGE);
+            // A live block grown in place: as much of what is kept given
+            // back as it grew.
+            let g = a.alloc(other);
+            assert_eq!(kept(&a), 0);
+            let g2 = a.alloc(other);
+            a.dealloc(g2, other);
+            assert_eq!(kept(&a), HUGE_PAGE);
+            let grown = 2 * HUGE_PAGE + 1;
+            let g = a.realloc(g, other, grown);
+            assert!(!g.is_null());
+            assert_eq!(kept(&a), 0);
+            a.dealloc(g, layout(grown));
         }
         // Off, nothing is kept.
         static OFF: AtomicBool = AtomicBool::new(false);

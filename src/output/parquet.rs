@@ -29,7 +29,7 @@ pub fn writer_properties() -> WriterPropertiesBuilder {
 /// One Parquet file written with strata's settings from batches of one
 /// schema pushed one after another, without joining them: each row group
 /// is written as soon as its rows have been pushed, and each batch dropped
-/// once a row group starts past its end. The file is the one written of
+/// once the row groups written reach its end. The file is the one written of
 /// the batches joined. `strata evaluate` pushes a batch per as-of date as
 /// each date is worked out: the dates' people held until all dates were
 /// worked out had been about 42 bytes a person and date.

@@ -36,6 +36,7 @@ use serde_json::json;
 use crate::engine::{self, Progress};
 use crate::error::{Error, Result};
 use crate::output::parquet::Batches;
+use crate::output::publish::Staging;
 use crate::rules::{Model, Purpose};
 use crate::suppress::Suppression;
 use breakdown::{Split, breakdown};
@@ -158,10 +159,6 @@ pub fn run(
         .chain(&request.probabilities)
         .cloned()
         .collect();
-    // Written beside, then renamed: a failed, interrupted or panicking
-    // evaluation leaves nothing, the staging folder and the predictions
-    // in it removed when it is dropped uncommitted.
-    let staging = crate::output::publish::Staging::new(out)?;
     let started = std::time::Instant::now();
     let mut timings: Vec<(&str, f64)> = Vec::new();
     // Each date is finished as it is worked out: its figures, what the
@@ -169,7 +166,7 @@ pub fn run(
     // `predictions.parquet` (in date order). Held for every date until all
     // were worked out, the people had been about 42 bytes a person and
     // date (with 12 dates at 5M persons, 2.5 GB).
-    let written = Written::new(staging.dir.join("predictions.parquet"), dates.len());
+    let written = Written::new(out, dates.len());
     let finish = |as_of: NaiveDate, held: Held| -> Finished {
         let figures = date_figures(&model, request, as_of, &held);
         let listed = held.listed();
@@ -220,7 +217,7 @@ pub fn run(
             })?
         }
     };
-    written.finish()?;
+    let staging = written.finish()?;
     timings.push((
         "features, cohorts, outcomes and figures",
         started.elapsed().as_secs_f64(),
@@ -358,12 +355,18 @@ fn between_dates(
 /// date it waits for: each date's people are let go once written. (On a
 /// thread of its own, the writer ran beside the pool's two: 12 dates at 1M
 /// persons took about 5% more CPU.)
+///
+/// Written beside the output, then renamed: a failed, interrupted or
+/// panicking evaluation leaves nothing, the staging folder (made when the
+/// first date is written) and the predictions in it removed when it is
+/// dropped uncommitted.
 struct Written {
-    path: PathBuf,
+    out: PathBuf,
     /// The dates finished and not yet written.
     waiting: std::sync::Mutex<Waiting>,
-    /// The file, from the first date on; or why it could not be written.
-    file: std::sync::Mutex<Result<Option<Batches>>>,
+    /// The staging folder and the file, from the first date on; or why
+    /// they could not be written.
+    file: std::sync::Mutex<Result<Option<(Staging, Batches)>>>,
 }
 
 struct Waiting {
@@ -373,9 +376,9 @@ struct Waiting {
 }
 
 impl Written {
-    fn new(path: PathBuf, dates: usize) -> Written {
+    fn new(out: &Path, dates: usize) -> Written {
         Written {
-            path,
+            out: out.to_path_buf(),
             waiting: std::sync::Mutex::new(Waiting {
                 dates: (0..dates).map(|_| None).collect(),
                 next: 0,
@@ -409,8 +412,13 @@ impl Written {
                 let (as_of, held) = next;
                 if let Ok(open) = file.as_mut()
                     && let Err(e) = held.batch(as_of).and_then(|batch| match open {
-                        Some(open) => open.push(batch),
-                        None => Batches::create(&self.path, batch).map(|b| *open = Some(b)),
+                        Some((_, file)) => file.push(batch),
+                        None => {
+                            let staging = Staging::new(&self.out)?;
+                            let path = staging.dir.join("predictions.parquet");
+                            *open = Some((staging, Batches::create(&path, batch)?));
+                            Ok(())
+                        }
                     })
                 {
                     *file = Err(e);
@@ -424,15 +432,19 @@ impl Written {
         }
     }
 
-    /// The file finished, every date written.
-    fn finish(self) -> Result<()> {
+    /// The file finished, every date written; the staging folder that
+    /// holds it.
+    fn finish(self) -> Result<Staging> {
         let waiting = self.waiting.into_inner().unwrap_or_else(|e| e.into_inner());
         let file = self.file.into_inner().unwrap_or_else(|e| e.into_inner())?;
         match file {
-            Some(file) if waiting.next == waiting.dates.len() => file.finish(),
+            Some((staging, file)) if waiting.next == waiting.dates.len() => {
+                file.finish()?;
+                Ok(staging)
+            }
             _ => Err(Error::Internal(format!(
-                "writing {}: the predictions of {} of {} dates written",
-                self.path.display(),
+                "writing the predictions in {}: {} of {} dates written",
+                self.out.display(),
                 waiting.next,
                 waiting.dates.len()
             ))),
