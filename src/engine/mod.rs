@@ -925,7 +925,48 @@ fn ages(birth_dates: &ArrayRef, as_of: NaiveDate) -> ArrayRef {
 
 #[cfg(test)]
 mod tests {
-    use super::even_share;
+    use super::{even_share, in_order};
+
+    /// Items start in order, whichever thread is free; results come in
+    /// order; the first failure in order is the error, and items after it
+    /// are not started once it is seen.
+    #[test]
+    fn items_are_started_in_order_and_the_first_error_wins() {
+        use std::sync::Mutex;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let started = Mutex::new(Vec::new());
+        let work = |k: usize| {
+            started.lock().unwrap().push(k);
+            // Early items take longer: later ones would overtake them.
+            std::thread::sleep(std::time::Duration::from_millis(if k < 2 { 20 } else { 1 }));
+            if k == 5 || k == 7 {
+                Err(crate::Error::Internal(format!("item {k}")))
+            } else {
+                Ok(k * 10)
+            }
+        };
+        let fine = pool.install(|| in_order((0..5).collect(), work)).unwrap();
+        assert_eq!(fine, [0, 10, 20, 30, 40]);
+        let order = std::mem::take(&mut *started.lock().unwrap());
+        // Two threads: 0 and 1 first (rayon's split of 0..5 would start 0,
+        // then 2, 3 and 4 while 0 takes long, and 1 last).
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(sorted, [0, 1, 2, 3, 4]);
+        assert!(order[..2].contains(&1), "{order:?}");
+        let failed = pool.install(|| in_order((0..40).collect(), work));
+        let Err(crate::Error::Internal(e)) = failed else {
+            panic!("an error expected: {failed:?}");
+        };
+        assert_eq!(e, "item 5");
+        // Stopped soon after item 5 failed: at most the item the other
+        // thread had started (and 7) besides.
+        let started = started.into_inner().unwrap();
+        assert!(started.iter().all(|&k| k <= 7), "{started:?}");
+    }
 
     #[test]
     fn dates_are_shared_evenly_over_the_fewest_scans() {
