@@ -35,16 +35,16 @@ use serde_json::json;
 
 use crate::engine::{self, Progress};
 use crate::error::{Error, Result};
-use crate::output::parquet::Batches;
-use crate::output::publish::Staging;
 use crate::rules::{Model, Purpose};
 use crate::suppress::Suppression;
 use breakdown::{Split, breakdown};
 use metrics::{auroc_difference, auroc_ranked, average_precision_ranked, curves_ranked};
+use written::Written;
 
 mod breakdown;
 mod html;
 mod metrics;
+mod written;
 
 /// What to evaluate.
 pub struct Request<'a> {
@@ -348,108 +348,6 @@ fn between_dates(
             )
         })
         .collect()
-}
-
-/// `predictions.parquet`, written a date at a time in date order as the
-/// dates are finished, by whichever of the pool's threads finishes the
-/// date it waits for: each date's people are let go once written. (On a
-/// thread of its own, the writer ran beside the pool's two: 12 dates at 1M
-/// persons took about 5% more CPU.)
-///
-/// Written beside the output, then renamed: a failed, interrupted or
-/// panicking evaluation leaves nothing, the staging folder (made when the
-/// first date is written) and the predictions in it removed when it is
-/// dropped uncommitted.
-struct Written {
-    out: PathBuf,
-    /// The dates finished and not yet written.
-    waiting: std::sync::Mutex<Waiting>,
-    /// The staging folder and the file, from the first date on; or why
-    /// they could not be written.
-    file: std::sync::Mutex<Result<Option<(Staging, Batches)>>>,
-}
-
-struct Waiting {
-    dates: Vec<Option<(NaiveDate, Held)>>,
-    /// The first date not yet written.
-    next: usize,
-}
-
-impl Written {
-    fn new(out: &Path, dates: usize) -> Written {
-        Written {
-            out: out.to_path_buf(),
-            waiting: std::sync::Mutex::new(Waiting {
-                dates: (0..dates).map(|_| None).collect(),
-                next: 0,
-            }),
-            file: std::sync::Mutex::new(Ok(None)),
-        }
-    }
-
-    fn waiting(&self) -> std::sync::MutexGuard<'_, Waiting> {
-        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Date `k`'s people, written with any dates after it that wait, if
-    /// the dates before are written; else left to wait for them.
-    fn give(&self, k: usize, as_of: NaiveDate, held: Held) {
-        self.waiting().dates[k] = Some((as_of, held));
-        // Whichever thread holds the file writes what waits; a date given
-        // while it was writing, and found waiting once it let the file go,
-        // is written by this thread.
-        while let Ok(mut file) = self.file.try_lock() {
-            loop {
-                let next = {
-                    let mut waiting = self.waiting();
-                    let n = waiting.next;
-                    let Some(date) = waiting.dates.get_mut(n).and_then(Option::take) else {
-                        break;
-                    };
-                    waiting.next += 1;
-                    date
-                };
-                let (as_of, held) = next;
-                if let Ok(open) = file.as_mut()
-                    && let Err(e) = held.batch(as_of).and_then(|batch| match open {
-                        Some((_, file)) => file.push(batch),
-                        None => {
-                            let staging = Staging::new(&self.out)?;
-                            let path = staging.dir.join("predictions.parquet");
-                            *open = Some((staging, Batches::create(&path, batch)?));
-                            Ok(())
-                        }
-                    })
-                {
-                    *file = Err(e);
-                }
-            }
-            drop(file);
-            let waiting = self.waiting();
-            if !waiting.dates.get(waiting.next).is_some_and(Option::is_some) {
-                break;
-            }
-        }
-    }
-
-    /// The file finished, every date written; the staging folder that
-    /// holds it.
-    fn finish(self) -> Result<Staging> {
-        let waiting = self.waiting.into_inner().unwrap_or_else(|e| e.into_inner());
-        let file = self.file.into_inner().unwrap_or_else(|e| e.into_inner())?;
-        match file {
-            Some((staging, file)) if waiting.next == waiting.dates.len() => {
-                file.finish()?;
-                Ok(staging)
-            }
-            _ => Err(Error::Internal(format!(
-                "writing the predictions in {}: {} of {} dates written",
-                self.out.display(),
-                waiting.next,
-                waiting.dates.len()
-            ))),
-        }
-    }
 }
 
 /// What the lists followed between dates need of a date: its people's
