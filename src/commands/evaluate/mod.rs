@@ -161,8 +161,9 @@ pub fn run(
         .collect();
     let started = std::time::Instant::now();
     let mut timings: Vec<(&str, f64)> = Vec::new();
-    // Each date is finished as it is worked out: its figures, what the
-    // lists followed between dates need of it, and its people written to
+    // Each date is finished as it is worked out (with `--compare`, once
+    // the second scan is done: below): its figures, what the lists
+    // followed between dates need of it, and its people written to
     // `predictions.parquet` (in date order). Held for every date until all
     // were worked out, the people had been about 42 bytes a person and
     // date (with 12 dates at 5M persons, 2.5 GB).
@@ -212,6 +213,7 @@ pub fn run(
                 compared(b, request, &dated.results, &rows[k])
             })?;
             drop(rows);
+            assert_eq!(days.len(), theirs.len(), "one prediction a date");
             for (held, p) in days.iter_mut().zip(theirs) {
                 held.people.compared = Some(p);
             }
