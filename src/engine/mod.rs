@@ -706,51 +706,38 @@ pub fn run_dates<'m, T: Send>(
 }
 
 /// `work` done on each item, in parallel, the items handed out in order,
-/// each to the first of the pool's threads to come free; the results in
-/// the items' order, or the first error in that order. Rayon's own split
-/// gives the second thread the second half from the start: here the items
-/// are finished nearly in order, so `strata evaluate`, which writes each
-/// date's predictions in date order as the date is finished, holds few
-/// finished dates waiting for those before them. A failed item stops the
-/// rest from being started.
+/// each to the first of the pool's threads to come free (as the scan hands
+/// out its row groups); the results in the items' order, or the first
+/// error in that order. Rayon's own split gives the second thread the
+/// second half from the start: here the items are finished nearly in
+/// order, so `strata evaluate`, which writes each date's predictions in
+/// date order as the date is finished, holds few finished dates waiting
+/// for those before them. A failed item (or a panic) stops the rest from
+/// being started.
 fn in_order<I: Send, T: Send>(
     items: Vec<I>,
     work: impl Fn(I) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
     let n = items.len();
-    let items: Vec<Mutex<Option<I>>> = items.into_iter().map(|i| Mutex::new(Some(i))).collect();
     let done: Vec<Mutex<Option<Result<T>>>> = (0..n).map(|_| Mutex::new(None)).collect();
-    let next = AtomicUsize::new(0);
     let stopped = AtomicBool::new(false);
-    // Set if `work` panics, so the other threads start no more items.
-    struct StopOnPanic<'a>(&'a AtomicBool);
-    impl Drop for StopOnPanic<'_> {
-        fn drop(&mut self) {
-            if std::thread::panicking() {
-                self.0.store(true, Ordering::Relaxed);
+    items
+        .into_iter()
+        .enumerate()
+        .par_bridge()
+        .for_each(|(k, item)| {
+            if stopped.load(Relaxed) {
+                return;
             }
-        }
-    }
-    rayon::scope(|s| {
-        for _ in 0..rayon::current_num_threads().min(n) {
-            s.spawn(|_| {
-                let _stop = StopOnPanic(&stopped);
-                while !stopped.load(Ordering::Relaxed) {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(item) = items.get(k).and_then(|i| i.lock().ok()?.take()) else {
-                        break;
-                    };
-                    let result = work(item);
-                    if result.is_err() {
-                        stopped.store(true, Ordering::Relaxed);
-                    }
-                    *done[k].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
-                }
-            });
-        }
-    });
+            let _flag = scan::FlagOnPanic(&stopped);
+            let result = work(item);
+            if result.is_err() {
+                stopped.store(true, Relaxed);
+            }
+            *done[k].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+        });
     let mut all = Vec::with_capacity(n);
     for d in done {
         match d.into_inner().unwrap_or_else(|e| e.into_inner()) {

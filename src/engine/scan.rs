@@ -512,7 +512,7 @@ fn each_until_failure<T: Sync>(tasks: &[T], each: impl Fn(&T) -> Result<()> + Sy
 }
 
 /// Sets its flag if dropped while its thread unwinds from a panic.
-struct FlagOnPanic<'a>(&'a AtomicBool);
+pub(super) struct FlagOnPanic<'a>(pub(super) &'a AtomicBool);
 
 impl Drop for FlagOnPanic<'_> {
     fn drop(&mut self) {
