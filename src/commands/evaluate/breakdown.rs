@@ -15,10 +15,13 @@
 
 use serde_json::json;
 
+use super::figures::{ListCounts, auroc_ci, ratio};
+use super::groups::Groups;
 use super::metrics::Components;
 #[cfg(test)]
 use super::metrics::auroc_ranked;
-use super::{Groups, ListCounts, People, Ranking, auroc_ci, ratio};
+use super::people::People;
+use super::ranking::Ranking;
 use crate::suppress::Suppression;
 
 /// The most cohorts counted in one pass: a person's cell holds which of
@@ -46,7 +49,7 @@ pub(super) struct Split {
 /// Each score's people in ranked order, as the figures of one outcome
 /// read them: their values (made once per date) and outcomes.
 pub(super) struct Scored<'a> {
-    pub ordered: &'a [super::Ordered],
+    pub ordered: &'a [super::ranking::Ordered],
     pub outcomes: &'a [Vec<bool>],
 }
 
@@ -140,7 +143,7 @@ impl Split {
 /// ranking (`of`; `groups` for no known group) and the values and
 /// outcomes in ranked order: two walks over the ranking in order, each
 /// group's ties given to its own [`Components`] as they end. The same
-/// figures, to the last bit, as [`auroc_ranked`] of each group's people.
+/// figures, to the last bit, as [`auroc_ranked`](super::metrics::auroc_ranked) of each group's people.
 fn aurocs(
     s: Suppression,
     groups: usize,
@@ -280,7 +283,10 @@ pub(super) fn breakdown(
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Groups, Ordered, People, Ranking, list_figures};
+    use super::super::figures::list_figures;
+    use super::super::groups::Groups;
+    use super::super::people::People;
+    use super::super::ranking::{Ordered, Ranking};
     use super::*;
     use rand::{RngExt, SeedableRng};
 

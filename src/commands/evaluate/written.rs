@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 
-use super::Held;
+use super::people::Held;
 use crate::error::{Error, Result};
 use crate::output::parquet::Batches;
 use crate::output::publish::Staging;
@@ -119,7 +119,8 @@ mod tests {
     use arrow_array::cast::AsArray;
     use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch};
 
-    use super::super::{Groups, People};
+    use super::super::groups::Groups;
+    use super::super::people::People;
     use super::*;
 
     /// Dates given in any order, from several threads, are written in
