@@ -89,6 +89,21 @@ fn each_date_of_one_scan_is_the_run_of_that_date() {
         unneeded > 0 && unneeded < needed.len(),
         "the lists' reasons are not needed, the cohorts' features are"
     );
+    // Reading every feature needed holds each (reading only the score
+    // lets go of those that only the derived features and cohorts read).
+    let needed_names: Vec<String> = (model.features.iter().zip(&needed))
+        .filter(|(_, n)| **n)
+        .map(|(f, _)| f.name.clone())
+        .collect();
+    assert_eq!(model.features_needed(&needed_names), needed);
+    let all_needed = by_dates(
+        &model,
+        &data,
+        &dates,
+        &outcomes,
+        usize::MAX,
+        Some(&needed_names),
+    );
 
     let mut differ_between_dates = false;
     for (k, as_of) in dates.iter().enumerate() {
@@ -113,9 +128,31 @@ fn each_date_of_one_scan_is_the_run_of_that_date() {
                 assert_eq!(a.members, b.members, "{as_of}: cohort {c}'s order");
             }
         }
-        // Reading less computes less, and changes nothing of what is read.
+        // Reading less computes less, and changes nothing of what is read;
+        // what is not read after the run is let go once nothing more reads
+        // it.
         let read = &cohorts_and_efi[k];
+        let held = &all_needed[k];
+        let released = &read.results.released;
+        assert!(
+            released.iter().any(|r| *r),
+            "{as_of}: features only the cohorts read are let go"
+        );
         for (fi, feature) in model.features.iter().enumerate() {
+            // (A feature nothing needs is null, let go or not.)
+            if needed[fi] {
+                assert!(!held.results.released[fi], "{as_of}: {} held", feature.name);
+                assert_eq!(
+                    released[fi],
+                    !scores.contains(&feature.name),
+                    "{as_of}: {} let go when only a score is read",
+                    feature.name
+                );
+            }
+            if released[fi] && !needed[fi] {
+                continue;
+            }
+            let read = if released[fi] { held } else { read };
             let (a, b) = (read.results.feature(fi), single.feature(fi));
             if needed[fi] {
                 assert!(
@@ -432,7 +469,15 @@ when = "attendances >= 2"
     write("recent");
     let model = strata::rules::load_all(std::slice::from_ref(&rules), &[]).unwrap();
     let dates = [date("2025-01-31"), date("2025-06-30")];
-    let read = by_dates(&model, &data, &dates, &[], usize::MAX, Some(&[]));
+    let attendances_read = ["attendances".to_string()];
+    let read = by_dates(
+        &model,
+        &data,
+        &dates,
+        &[],
+        usize::MAX,
+        Some(&attendances_read),
+    );
     let attendances = model.feature_index("attendances").unwrap();
     for (k, as_of) in dates.iter().enumerate() {
         let single = engine::run(&model, &data, Some(*as_of), &Terminal::new(true)).unwrap();

@@ -63,8 +63,10 @@ pub struct Results<'m> {
     /// as-of date (else everyone in the population table is taken as
     /// registered throughout).
     pub registrations: bool,
-    /// Per feature: whether its column was handed to a [`Sink`] and let go
-    /// (its slot then holds a column of nulls of no type).
+    /// Per feature: whether its column was let go once nothing more read it
+    /// (handed to a [`Sink`], or not among the features a run of several
+    /// dates reads after, [`Dates::reading`]); its slot then holds a column
+    /// of nulls of no type.
     pub released: Vec<bool>,
 }
 
@@ -72,12 +74,14 @@ impl Results<'_> {
     /// The column of feature `i`.
     ///
     /// # Panics
-    /// If the column was handed to a [`Sink`] that did not ask for it to
-    /// be held ([`Sink::read_after`]): a bug of that sink.
+    /// If the column was let go: handed to a [`Sink`] that did not ask for
+    /// it to be held ([`Sink::read_after`]), or not among the features a
+    /// run of several dates was asked to read ([`Dates::reading`]); a bug
+    /// of the caller.
     pub fn feature(&self, i: usize) -> &ArrayRef {
         assert!(
             !self.released[i],
-            "feature `{}` was let go once encoded: the outputs' `read_after` must name it",
+            "feature `{}` was let go once nothing more read it: `read_after` or `reading` must name it",
             self.plan.model.features[i].name
         );
         &self.slots[self.plan.features[i].slot]
@@ -215,7 +219,8 @@ fn run_with<'m>(
     // given back before the person-level columns are made.
     plan.population.release_index();
 
-    let person_level = person_level(&plan, scanned.features, registered.as_ref(), true, sink)?;
+    let reads = sink.map_or(Reads::All, Reads::Sink);
+    let person_level = person_level(&plan, scanned.features, registered.as_ref(), true, reads)?;
     timings.extend(person_level.timings);
 
     let rejected = plan
@@ -313,10 +318,14 @@ fn last_reads(plan: &Plan, after: &[bool]) -> Vec<LastRead> {
     last
 }
 
-/// Feature columns handed to a [`Sink`], and let go once the last stage
-/// that reads each is done.
+/// Feature columns handed to a [`Sink`] as they are made, or only made
+/// where nothing takes them (`strata evaluate`, which reads a few features
+/// after the run), and let go once the last stage that reads each is done:
+/// with 12 dates of `evaluate` worked out two at a time, each date had held
+/// every feature it computed until its people were taken from them.
 struct Handed<'s> {
-    sink: &'s dyn Sink,
+    /// Where the columns go; None where they are only let go.
+    sink: Option<&'s dyn Sink>,
     last: Vec<LastRead>,
     handed: Vec<bool>,
     released: Vec<bool>,
@@ -325,26 +334,31 @@ struct Handed<'s> {
 }
 
 impl<'s> Handed<'s> {
-    fn new(sink: &'s dyn Sink, plan: &Plan) -> Handed<'s> {
+    /// `read_after`: per feature, whether it is read once the run is done
+    /// (the sink's [`Sink::read_after`], where there is a sink).
+    fn new(sink: Option<&'s dyn Sink>, read_after: &[bool], plan: &Plan) -> Handed<'s> {
         let features = plan.model.features.len();
         Handed {
             sink,
-            last: last_reads(plan, sink.read_after()),
+            last: last_reads(plan, read_after),
             handed: vec![false; features],
             released: vec![false; features],
             gone: Arc::new(arrow_array::NullArray::new(plan.population.len())),
         }
     }
 
-    /// Hands features `which` to the sink, side by side; [`Handed::mark`]
-    /// them afterwards.
+    /// Hands features `which` to the sink, if any, side by side;
+    /// [`Handed::mark`] them afterwards.
     fn give(&self, plan: &Plan, slots: &[ArrayRef], which: &[usize]) -> Result<()> {
+        let Some(sink) = self.sink else {
+            return Ok(());
+        };
         which
             .par_iter()
-            .try_for_each(|&i| self.sink.feature(i, &slots[plan.features[i].slot]))
+            .try_for_each(|&i| sink.feature(i, &slots[plan.features[i].slot]))
     }
 
-    /// Notes that features `which` were given to the sink.
+    /// Notes that features `which` were made (and given to the sink).
     fn mark(&mut self, which: &[usize]) {
         for &i in which {
             self.handed[i] = true;
@@ -363,18 +377,31 @@ impl<'s> Handed<'s> {
     }
 }
 
+/// Which features a run reads once its person-level work is done, and who
+/// takes its columns as they are made.
+#[derive(Clone, Copy)]
+enum Reads<'a> {
+    /// Every feature: each column is held.
+    All,
+    /// Those the sink says ([`Sink::read_after`]); each column is handed to
+    /// it as soon as it is made, and let go once nothing more reads it.
+    Sink(&'a dyn Sink),
+    /// Those marked: each other column is let go once nothing more reads
+    /// it.
+    Only(&'a [bool]),
+}
+
 /// From the scan's columns for `plan`'s features (in order; `None` where
 /// a feature is derived or its source absent) to every person-level slot,
 /// who is in the population, and the cohorts, as of `plan.as_of`; their
-/// members ranked if `ranked`. With a `sink`, each feature's column is
-/// handed to it as soon as it is made, and let go once nothing more reads
-/// it ([`Sink`]).
+/// members ranked if `ranked`. What is held of the features' columns is
+/// what `reads` says.
 fn person_level(
     plan: &Plan,
     features: Vec<Option<ArrayRef>>,
     registered: Option<&BooleanArray>,
     ranked: bool,
-    sink: Option<&dyn Sink>,
+    reads: Reads,
 ) -> Result<PersonLevel> {
     let model = plan.model;
     let mut timings = Vec::new();
@@ -383,12 +410,13 @@ fn person_level(
     let population = &plan.population;
     let (purpose, purpose_from) = model.purpose();
     let opt_outs = opt_outs::OptOuts::new(population, purpose, purpose_from)?;
-    let mut handed = match sink {
-        Some(sink) => {
+    let mut handed = match reads {
+        Reads::All => None,
+        Reads::Sink(sink) => {
             sink.start(plan, &opt_outs.withheld_from_lists)?;
-            Some(Handed::new(sink, plan))
+            Some(Handed::new(Some(sink), sink.read_after(), plan))
         }
-        None => None,
+        Reads::Only(after) => Some(Handed::new(None, after, plan)),
     };
     let ages = ages(population.column("birth_date"), plan.as_of);
     let mut slots: Vec<ArrayRef> = vec![ages, population.column("sex").clone()];
@@ -545,7 +573,9 @@ pub struct Dates<'a> {
     /// `Some(features)`: only the cohorts' members and these features are
     /// read, so the cohorts are not ranked (but where `top_per_pcn` chooses
     /// by rank), and only what the rest needs is scanned and derived (see
-    /// [`Model::features_needed`]); every other feature is left null.
+    /// [`Model::features_needed`]); every other feature is left null. The
+    /// columns of features not among these are let go once nothing more
+    /// reads them ([`Results::released`]).
     /// `None`: every feature is computed and every cohort ranked.
     pub reading: Option<&'a [String]>,
 }
@@ -614,6 +644,16 @@ pub fn run_dates<'m, T: Send>(
         );
         needed
     });
+    // The features read after each date's work (those asked for): every
+    // other column is let go once nothing more reads it.
+    let read_after: Option<Vec<bool>> = request.reading.map(|wanted| {
+        model
+            .features
+            .iter()
+            .map(|f| wanted.contains(&f.name))
+            .collect()
+    });
+    let reads = read_after.as_deref().map_or(Reads::All, Reads::Only);
     let mut first = 0;
     while first < dates.len() {
         let started = Instant::now();
@@ -693,7 +733,7 @@ pub fn run_dates<'m, T: Send>(
                 as_of,
                 columns,
                 &forward,
-                request.reading.is_none(),
+                reads,
             )?;
             let mut dated = dated;
             dated.results.timings.splice(0..0, timings);
@@ -756,7 +796,8 @@ fn in_order<I: Send, T: Send>(
 }
 
 /// One date of a scan that served several: `columns` are the scan's for
-/// that date (the model's features, then the outcomes of `forward`).
+/// that date (the model's features, then the outcomes of `forward`). The
+/// cohorts are ranked where every feature is read ([`Dates::reading`]).
 fn on_date<'m>(
     plan: &Plan,
     model: &'m Model,
@@ -764,8 +805,9 @@ fn on_date<'m>(
     as_of: NaiveDate,
     mut columns: Vec<Option<ArrayRef>>,
     forward: &[(crate::rules::Feature, dates::Window)],
-    ranked: bool,
+    reads: Reads,
 ) -> Result<Dated<'m>> {
+    let ranked = matches!(reads, Reads::All);
     let started = Instant::now();
     let mut on_date = plan.on_date(model, as_of)?;
     let copied = started.elapsed();
@@ -793,7 +835,7 @@ fn on_date<'m>(
             (f.name.clone(), column)
         })
         .collect();
-    let level = person_level(&on_date, columns, registered.as_ref(), ranked, None)?;
+    let level = person_level(&on_date, columns, registered.as_ref(), ranked, reads)?;
     tracing::debug!(timings = ?level.timings, "date {as_of}");
     Ok(Dated {
         results: Results {
