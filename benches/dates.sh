@@ -61,7 +61,7 @@ rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 by = {}
 for label, n, wall, user, sys_, peak in rows:
     by.setdefault(label, {}).setdefault(int(n), []).append(
-        (float(wall), float(user) + float(sys_), float(peak) / 1024))
+        (float(wall), float(user) + float(sys_), float(peak) / 1024, float(sys_)))
 med = lambda runs, i: statistics.median(r[i] for r in runs)
 for label in sorted(by, key=lambda l: l != "base"):
     if len(by) > 1:
@@ -69,7 +69,7 @@ for label in sorted(by, key=lambda l: l != "base"):
     one = med(by[label][1], 0)
     for n in sorted(by[label]):
         runs = by[label][n]
-        print(f"{n:2} dates: wall {med(runs, 0):6.2f} s ({med(runs, 0) / one:4.1f}x one date), cpu {med(runs, 1):6.2f} s, peak memory {med(runs, 2):5.0f} MiB  (median of {len(runs)})")
+        print(f"{n:2} dates: wall {med(runs, 0):6.2f} s ({med(runs, 0) / one:4.1f}x one date), cpu {med(runs, 1):6.2f} s (system {med(runs, 3):5.2f} s), peak memory {med(runs, 2):5.0f} MiB  (median of {len(runs)})")
 if "base" in by:
     print("new/base")
     for n in sorted(by["new"]):

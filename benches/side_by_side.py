@@ -1,5 +1,7 @@
 """Prints what side_by_side.sh measured: for each build the medians of its
-runs' wall time, CPU time, peak memory and stages, with new/base ratios;
+runs' wall time, CPU time (and the system's part of it, much of it the
+kernel finding fresh memory: see fresh_memory.py), peak memory and
+stages, with new/base ratios;
 then each pair's wall-time difference (new less base), which tells a
 change that held in every pair from one that only moved the median.
 
@@ -24,6 +26,7 @@ def main():
         put = lambda name, value: figures.setdefault(name, {}).setdefault(side, []).append(value)
         put("wall (s)", float(wall))
         put("CPU (s)", float(user) + float(system))
+        put("  of which system (s)", float(system))
         put("peak (MiB)", int(peak) / 1024)
         manifest = json.loads((work / f"manifest-{side}-{run}.json").read_text())
         for stage, seconds in manifest["timings_seconds"]:
