@@ -145,19 +145,19 @@ pub fn run(
     // were worked out, the people had been about 42 bytes a person and
     // date (with 12 dates at 5M persons, 2.5 GB).
     let written = Written::new(out, dates.len());
-    let finish = |as_of: NaiveDate, held: Held| -> Finished {
+    let finish = |as_of: NaiveDate, held: Held| -> Result<Finished> {
         let figures = date_figures(&model, request, as_of, &held);
         let listed = held.listed();
         let k = dates.binary_search(&as_of).expect("one of the dates");
-        written.give(k, as_of, held);
-        Finished { figures, listed }
+        written.give(k, as_of, held)?;
+        Ok(Finished { figures, listed })
     };
     let dates_of = |outcomes| engine::Dates {
         reading: Some(&reading),
         state_budget: request.scan_memory,
         ..engine::Dates::new(&dates, outcomes)
     };
-    let finished: Vec<Finished> = match &compare {
+    let finished: Result<Vec<Finished>> = match &compare {
         None => engine::run_dates(
             &model,
             request.data,
@@ -165,9 +165,9 @@ pub fn run(
             progress,
             |dated| {
                 let as_of = dated.results.plan.as_of;
-                Ok(finish(as_of, Held::new(people(&model, request, dated)?)))
+                finish(as_of, Held::new(people(&model, request, dated)?))
             },
-        )?,
+        ),
         // The second rule set's predictions are made for each date's
         // people by a second scan: every date is held until then, and
         // finished once that scan's work is let go (finished during it,
@@ -199,6 +199,13 @@ pub fn run(
                 .map(|(held, &as_of)| finish(as_of, held))
                 .collect()
         }
+    };
+    let finished = match finished {
+        Ok(finished) => finished,
+        // The dates stopped because the predictions could not be written:
+        // the file's error says why and where.
+        Err(stopped) if written.failed() => return Err(written.finish().err().unwrap_or(stopped)),
+        Err(e) => return Err(e),
     };
     let staging = written.finish()?;
     timings.push((

@@ -19,9 +19,13 @@ use crate::output::publish::Staging;
 /// Written beside the output, then renamed: a failed, interrupted or
 /// panicking evaluation leaves nothing, the staging folder (made when the
 /// first date is written) and the predictions in it removed when it is
-/// dropped uncommitted.
+/// dropped uncommitted. Once the file cannot be written (a full disk),
+/// each date given is refused, so that the dates not yet started are not
+/// worked out for nothing.
 pub(super) struct Written {
     out: PathBuf,
+    /// Whether `file` holds an error.
+    failed: std::sync::atomic::AtomicBool,
     /// The dates finished and not yet written.
     waiting: std::sync::Mutex<Waiting>,
     /// The staging folder and the file, from the first date on; or why
@@ -39,6 +43,7 @@ impl Written {
     pub(super) fn new(out: &Path, dates: usize) -> Written {
         Written {
             out: out.to_path_buf(),
+            failed: Default::default(),
             waiting: std::sync::Mutex::new(Waiting {
                 dates: (0..dates).map(|_| None).collect(),
                 next: 0,
@@ -52,8 +57,10 @@ impl Written {
     }
 
     /// Date `k`'s people, written with any dates after it that wait, if
-    /// the dates before are written; else left to wait for them.
-    pub(super) fn give(&self, k: usize, as_of: NaiveDate, held: Held) {
+    /// the dates before are written; else left to wait for them. An error
+    /// once the file could not be written ([`Written::failed`]; why is
+    /// [`Written::finish`]'s error).
+    pub(super) fn give(&self, k: usize, as_of: NaiveDate, held: Held) -> Result<()> {
         self.waiting().dates[k] = Some((as_of, held));
         // Whichever thread holds the file writes what waits; a date given
         // while it was writing, and found waiting once it let the file go,
@@ -82,6 +89,8 @@ impl Written {
                     })
                 {
                     *file = Err(e);
+                    self.failed
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                 }
             }
             drop(file);
@@ -90,6 +99,18 @@ impl Written {
                 break;
             }
         }
+        if self.failed() {
+            return Err(Error::Internal(format!(
+                "the predictions in {} could not be written",
+                self.out.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether the file could not be written: no more dates are needed.
+    pub(super) fn failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The file finished, every date written; the staging folder that
@@ -157,7 +178,7 @@ mod tests {
                 let (written, dates, held) = (&written, &dates, &held);
                 s.spawn(move || {
                     for k in order {
-                        written.give(k, dates[k], held(k as u32));
+                        written.give(k, dates[k], held(k as u32)).unwrap();
                     }
                 });
             }
@@ -204,8 +225,8 @@ mod tests {
         // Date 1 never given: an error, and no staging folder left.
         let out = dir.path().join("stopped");
         let written = Written::new(&out, 3);
-        written.give(0, dates[0], held(0));
-        written.give(2, dates[2], held(2));
+        written.give(0, dates[0], held(0)).unwrap();
+        written.give(2, dates[2], held(2)).unwrap();
         assert!(written.finish().is_err());
         let left: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -213,5 +234,26 @@ mod tests {
             .filter(|n| n.to_string_lossy().contains("stopped"))
             .collect();
         assert!(left.is_empty(), "{left:?}");
+        // A file that cannot be written (its folder's parent is a file):
+        // the date that found it so, and every date after, refused; the
+        // error the file's own.
+        let blocked = dir.path().join("a file");
+        std::fs::write(&blocked, "").unwrap();
+        let written = Written::new(&blocked.join("evaluation"), 3);
+        assert!(
+            written.give(1, dates[1], held(1)).is_ok(),
+            "waits for date 0"
+        );
+        assert!(!written.failed());
+        assert!(written.give(0, dates[0], held(0)).is_err());
+        assert!(written.failed());
+        assert!(written.give(2, dates[2], held(2)).is_err());
+        let error = written
+            .finish()
+            .err()
+            .expect("the file's error")
+            .to_string();
+        assert!(error.contains("a file"), "{error}");
+        assert!(!error.contains("could not be written"), "{error}");
     }
 }
