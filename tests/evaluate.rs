@@ -247,11 +247,25 @@ fn a_second_rule_set_is_compared_on_the_same_people() {
     let tmp = tempfile::tempdir().unwrap();
     fixture(tmp.path());
     let rules = tmp.path().join("rules.toml");
-    std::fs::write(&rules, RULES).unwrap();
+    // A score each rule set derives from a feature only the score and the
+    // cohort read (so that each run lets that feature's column go).
+    let score = r#"
+[features.admission_score]
+description = "Admissions in the last year, weighted by the threshold"
+expr = "admissions_12m * threshold"
+"#;
+    std::fs::write(&rules, format!("{RULES}{score}")).unwrap();
     let o = evaluate(
         tmp.path(),
         &rules,
-        &["--suppression", "none", "--compare-set", "threshold=2"],
+        &[
+            "--suppression",
+            "none",
+            "--compare-set",
+            "threshold=2",
+            "--score",
+            "admission_score",
+        ],
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let text = std::fs::read_to_string(tmp.path().join("evaluation/evaluation.json")).unwrap();
@@ -268,6 +282,16 @@ fn a_second_rule_set_is_compared_on_the_same_people() {
     let p = read_parquet(&tmp.path().join("evaluation/predictions.parquet"));
     let second = p.column_by_name("compare_admitted").unwrap().as_boolean();
     assert_eq!(second.true_count(), 0);
+    // Each rule set's score, for the same people.
+    let score = |name: &str| -> Vec<Option<f64>> {
+        let column = p.column_by_name(name).unwrap();
+        let column = column.as_primitive::<arrow_array::types::Float64Type>();
+        column.iter().collect()
+    };
+    let (first, second) = (score("admission_score"), score("compare_admission_score"));
+    assert_eq!(first.iter().flatten().sum::<f64>(), 2.0, "{first:?}");
+    let doubled: Vec<Option<f64>> = first.iter().map(|v| v.map(|v| 2.0 * v)).collect();
+    assert_eq!(second, doubled);
 }
 
 /// A mistake in `--compare-set` is told as `--compare-set`, not as the

@@ -38,7 +38,8 @@ pub struct Results<'m> {
     /// feature's slot holds nulls of no type once its column was let go
     /// ([`Results::released`]): read features through [`Results::feature`],
     /// which says so; an expression evaluated over the slots must read
-    /// only features a [`Sink`]'s `read_after` names.
+    /// only features a [`Sink`]'s `read_after` (or, over several dates,
+    /// [`Dates::reading`]) names.
     pub slots: Vec<ArrayRef>,
     pub alive: BooleanArray,
     /// Who the run's purpose keeps out of which outputs.
@@ -280,20 +281,23 @@ struct PersonLevel {
     opt_outs: opt_outs::OptOuts,
     cohorts: Vec<CohortResult>,
     timings: Vec<(&'static str, Duration)>,
-    /// Per feature: handed to the sink and let go.
+    /// Per feature: let go once nothing more read it.
     released: Vec<bool>,
 }
 
-/// The last stage of a run to read a feature's column, where the run hands
-/// its columns to a [`Sink`]: the column is let go once that stage is done.
+/// The last stage of a run to read a feature's column, where the run lets
+/// its columns go ([`Reads`]): the column is let go once that stage is
+/// done.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum LastRead {
-    /// Nothing reads it: let go as soon as the sink has it.
+    /// Nothing reads it: let go as soon as it is made (and the sink, if
+    /// any, has it).
     Never,
     /// The derived feature worked out `k`th (`Plan::derived`).
     Derived(usize),
     Cohorts,
-    /// The outputs, after the run ([`Sink::read_after`]).
+    /// What reads the run's results ([`Sink::read_after`],
+    /// [`Dates::reading`]).
     After,
 }
 
@@ -320,9 +324,10 @@ fn last_reads(plan: &Plan, after: &[bool]) -> Vec<LastRead> {
 
 /// Feature columns handed to a [`Sink`] as they are made, or only made
 /// where nothing takes them (`strata evaluate`, which reads a few features
-/// after the run), and let go once the last stage that reads each is done:
-/// with 12 dates of `evaluate` worked out two at a time, each date had held
-/// every feature it computed until its people were taken from them.
+/// after the run), and let go once the last stage that reads each is done
+/// (handed to a sink, once handed: a few at a time, below): with 12 dates
+/// of `evaluate` worked out several at once, each date had held every
+/// feature it computed until its people were taken from them.
 struct Handed<'s> {
     /// Where the columns go; None where they are only let go.
     sink: Option<&'s dyn Sink>,
@@ -486,7 +491,11 @@ fn person_level(
         slots[plan.features[*fi].slot] = column;
         if let Some(handed) = &mut handed {
             handed.mark(&batch);
-            made.push(*fi);
+            // With no sink, nothing waits to be handed over.
+            match handed.sink {
+                Some(_) => made.push(*fi),
+                None => handed.mark(&[*fi]),
+            }
             handed.let_go(plan, &mut slots, LastRead::Derived(k));
         }
     }
@@ -574,8 +583,8 @@ pub struct Dates<'a> {
     /// read, so the cohorts are not ranked (but where `top_per_pcn` chooses
     /// by rank), and only what the rest needs is scanned and derived (see
     /// [`Model::features_needed`]); every other feature is left null. The
-    /// columns of features not among these are let go once nothing more
-    /// reads them ([`Results::released`]).
+    /// columns of the features computed but not among these are let go
+    /// once nothing more reads them ([`Results::released`]).
     /// `None`: every feature is computed and every cohort ranked.
     pub reading: Option<&'a [String]>,
 }
@@ -645,14 +654,17 @@ pub fn run_dates<'m, T: Send>(
         needed
     });
     // The features read after each date's work (those asked for): every
-    // other column is let go once nothing more reads it.
-    let read_after: Option<Vec<bool>> = request.reading.map(|wanted| {
-        model
-            .features
-            .iter()
-            .map(|f| wanted.contains(&f.name))
-            .collect()
-    });
+    // other column computed is let go once nothing more reads it. Those
+    // not computed are held: nulls of their type, one column a type.
+    let read_after: Option<Vec<bool>> =
+        request
+            .reading
+            .zip(needed.as_ref())
+            .map(|(wanted, needed)| {
+                (model.features.iter().zip(needed))
+                    .map(|(f, &needed)| !needed || wanted.contains(&f.name))
+                    .collect()
+            });
     let reads = read_after.as_deref().map_or(Reads::All, Reads::Only);
     let mut first = 0;
     while first < dates.len() {
