@@ -15,11 +15,11 @@
 
 use serde_json::json;
 
-use super::figures::{ListCounts, auroc_ci, ratio};
 use super::groups::Groups;
-use super::metrics::Components;
+use super::lists::{ListCounts, ratio};
 #[cfg(test)]
 use super::metrics::auroc_ranked;
+use super::metrics::{Components, auroc_ci};
 use super::people::People;
 use super::ranking::Ranking;
 use crate::suppress::Suppression;
@@ -143,7 +143,8 @@ impl Split {
 /// ranking (`of`; `groups` for no known group) and the values and
 /// outcomes in ranked order: two walks over the ranking in order, each
 /// group's ties given to its own [`Components`] as they end. The same
-/// figures, to the last bit, as [`auroc_ranked`](super::metrics::auroc_ranked) of each group's people.
+/// figures, to the last bit, as
+/// [`auroc_ranked`](super::metrics::auroc_ranked) of each group's people.
 fn aurocs(
     s: Suppression,
     groups: usize,
@@ -283,8 +284,8 @@ pub(super) fn breakdown(
 
 #[cfg(test)]
 mod tests {
-    use super::super::figures::list_figures;
     use super::super::groups::Groups;
+    use super::super::lists::list_figures;
     use super::super::people::People;
     use super::super::ranking::{Ordered, Ranking};
     use super::*;

@@ -14,7 +14,10 @@ use serde_json::json;
 use super::Request;
 use super::breakdown::{Split, breakdown};
 use super::groups::Groups;
-use super::metrics::{auroc_difference, auroc_ranked, average_precision_ranked, curves_ranked};
+use super::lists::{ListCounts, list_figures, ratio};
+use super::metrics::{
+    auroc_ci, auroc_difference, auroc_ranked, average_precision_ranked, curves_ranked,
+};
 use super::people::{Held, Listed, People, Predictions};
 use super::ranking::{Ordered, Ranking, TOP, TOP_PER_PCN, top_size};
 use crate::rules::Model;
@@ -119,7 +122,7 @@ pub(super) fn between_dates(
 
 /// What the figures of every outcome of one date share: the people, and
 /// what is worked out of them once for all outcomes.
-pub(super) struct Shared<'a> {
+struct Shared<'a> {
     people: &'a People,
     /// Each score's [`Ranking`], in the order of `people.scores`.
     rankings: &'a [Ranking],
@@ -576,90 +579,6 @@ fn calibration(s: Suppression, values: &Float64Array, happened: &[bool]) -> serd
     json!({"deciles": deciles, "brier": brier})
 }
 
-/// `part / whole`, unless either count would be suppressed.
-pub(super) fn ratio(s: Suppression, part: u64, whole: u64) -> Option<f64> {
-    (whole > 0 && !s.hides(part) && !s.hides(whole)).then(|| part as f64 / whole as f64)
-}
-
-/// The 95% confidence interval of an AUROC from its DeLong standard error,
-/// kept within 0 to 1.
-pub(super) fn auroc_ci((a, se): (f64, f64)) -> [f64; 2] {
-    [(a - 1.959964 * se).max(0.0), (a + 1.959964 * se).min(1.0)]
-}
-
-/// The 95% Wilson score interval of the proportion `x / n` (n > 0): unlike
-/// the Wald interval it stays within 0 to 1 and keeps its coverage for
-/// small lists and proportions near 0 or 1.
-fn wilson(x: u64, n: u64) -> [f64; 2] {
-    let (x, n, z) = (x as f64, n as f64, 1.959964f64);
-    let centre = (x + z * z / 2.0) / (n + z * z);
-    let half = z / (n + z * z) * (x * (n - x) / n + z * z / 4.0).sqrt();
-    [(centre - half).max(0.0), (centre + half).min(1.0)]
-}
-
-/// A yes/no list against the outcome.
-pub(super) fn list_figures(
-    s: Suppression,
-    on_list: &[bool],
-    happened: &[bool],
-) -> serde_json::Value {
-    let mut counts = ListCounts::default();
-    for (&m, &h) in on_list.iter().zip(happened) {
-        counts.add(m, h);
-    }
-    counts.figures(s)
-}
-
-/// What a list's figures are made from: people, of them with the outcome,
-/// on the list, and on it with the outcome.
-#[derive(Default, Clone, Copy)]
-pub(super) struct ListCounts {
-    pub(super) n: u64,
-    pub(super) events: u64,
-    pub(super) size: u64,
-    pub(super) caught: u64,
-}
-
-impl ListCounts {
-    fn add(&mut self, on_list: bool, happened: bool) {
-        self.n += 1;
-        self.events += u64::from(happened);
-        self.size += u64::from(on_list);
-        self.caught += u64::from(on_list && happened);
-    }
-
-    pub(super) fn figures(self, s: Suppression) -> serde_json::Value {
-        let ListCounts {
-            n,
-            events,
-            size,
-            caught,
-        } = self;
-        let false_alarms = size - caught;
-        let negatives = n - events;
-        let ppv = ratio(s, caught, size);
-        let prevalence = ratio(s, events, n);
-        let sensitivity = ratio(s, caught, events);
-        json!({
-            "on_list": s.count(size),
-            "with_outcome": s.count(caught),
-            "ppv": ppv,
-            // An interval gives back both its counts: hidden with the
-            // false alarms, or the missed, as specificity is.
-            "ppv_95ci": ppv.filter(|_| !s.hides(false_alarms)).map(|_| wilson(caught, size)),
-            "sensitivity": sensitivity,
-            "sensitivity_95ci": sensitivity
-                .filter(|_| !s.hides(events - caught))
-                .map(|_| wilson(caught, events)),
-            // Hidden with the counts it would give away (on list and caught).
-            "specificity": (!s.hides(caught) && !s.hides(false_alarms))
-                .then(|| ratio(s, negatives - false_alarms, negatives))
-                .flatten(),
-            "lift": ppv.zip(prevalence).filter(|(_, p)| *p > 0.0).map(|(a, p)| a / p),
-        })
-    }
-}
-
 /// A score: AUROC and AUPRC over the people it scores, and its top
 /// fractions and each PCN's first [`TOP_PER_PCN`] as lists (highest first,
 /// ties by person order, as cohorts rank).
@@ -794,21 +713,5 @@ mod tests {
         assert!((c["brier"].as_f64().unwrap() - brier).abs() < 1e-12);
         let c = calibration(Suppression::None, &Float64Array::from(vec![1.5]), &[true]);
         assert!(c["error"].is_string());
-    }
-
-    #[test]
-    fn lists_count_what_they_catch() {
-        let on = [true, true, false, false, true];
-        let happened = [true, false, true, false, false];
-        let f = list_figures(Suppression::None, &on, &happened);
-        assert_eq!(f["on_list"], "3");
-        assert_eq!(f["with_outcome"], "1");
-        assert_eq!(f["ppv"], 1.0 / 3.0);
-        assert_eq!(f["sensitivity"], 0.5);
-        assert_eq!(f["specificity"], 1.0 / 3.0);
-        // Small numbers: counts hidden and no ratio made from them.
-        let f = list_figures(Suppression::Hes, &on, &happened);
-        assert_eq!(f["on_list"], "*");
-        assert!(f["ppv"].is_null());
     }
 }

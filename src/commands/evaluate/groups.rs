@@ -7,16 +7,20 @@
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef};
+use arrow_array::{Array, ArrayRef, Int64Array};
 use arrow_schema::DataType;
 
 use crate::error::{Error, Result};
 
+/// The population attribute holding the IMD decile (1 = most deprived), as
+/// the report reads it.
+pub(super) const IMD_DECILE: &str = "imd_decile";
+
 /// Age bands of the breakdowns.
-pub(super) const AGE_BANDS: [&str; 5] = ["0-17", "18-39", "40-64", "65-79", "80+"];
+const AGE_BANDS: [&str; 5] = ["0-17", "18-39", "40-64", "65-79", "80+"];
 
 /// The age band (in [`AGE_BANDS`]) of `age`.
-pub(super) fn age_band(age: i64) -> usize {
+fn age_band(age: i64) -> usize {
     match age {
         ..=17 => 0,
         18..=39 => 1,
@@ -84,6 +88,29 @@ impl Keys {
 }
 
 impl Groups {
+    /// Each person's age band ([`AGE_BANDS`]) by their age (None where
+    /// unknown).
+    pub(super) fn age_bands(ages: &Int64Array) -> Groups {
+        Groups::numbered(
+            &AGE_BANDS,
+            ages.iter().map(|a| a.map(|a| age_band(a) as u32)),
+        )
+    }
+
+    /// Each person's deprivation quintile ("1" the most deprived fifth) by
+    /// their IMD decile: deciles 1 and 2 make quintile 1, and so on; None
+    /// where the decile is unknown or not 1 to 10.
+    pub(super) fn imd_quintiles(deciles: &Int64Array) -> Groups {
+        const QUINTILES: [&str; 5] = ["1", "2", "3", "4", "5"];
+        Groups::numbered(
+            &QUINTILES,
+            deciles.iter().map(|d| {
+                d.filter(|d| (1..=10).contains(d))
+                    .map(|d| (d as u32 - 1) / 2)
+            }),
+        )
+    }
+
     /// Person `i`'s group; None if unknown.
     pub(super) fn get(&self, i: usize) -> Option<u32> {
         self.of.get(i)

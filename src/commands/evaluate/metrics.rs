@@ -310,6 +310,12 @@ pub(super) fn midranks(values: &[f64]) -> Vec<f64> {
     ranks
 }
 
+/// The 95% confidence interval of an AUROC from its DeLong standard error,
+/// kept within 0 to 1.
+pub(super) fn auroc_ci((a, se): (f64, f64)) -> [f64; 2] {
+    [(a - 1.959964 * se).max(0.0), (a + 1.959964 * se).min(1.0)]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,10 +23,11 @@
 //! features the cohorts and scores need are scanned and derived: the
 //! lists' reasons and labels, much of a model, are read by no figure.
 //!
-//! The modules, in the order a date goes through them: `people` (who is
-//! evaluated on the date, their predictions, outcomes and `groups`),
-//! `figures` (with `ranking`, `breakdown` and `metrics`), then `written`
-//! (`predictions.parquet`) and `html` (`evaluation.html`).
+//! Each date goes through `people` (who is evaluated on the date, their
+//! predictions, outcomes and `groups`), `figures` (with `ranking`,
+//! `lists`, `breakdown` and `metrics`) and `written` (its rows of
+//! `predictions.parquet`); once every date is done, `figures` follows the
+//! lists between dates and `html` draws `evaluation.html`.
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +47,7 @@ mod breakdown;
 mod figures;
 mod groups;
 mod html;
+mod lists;
 mod metrics;
 mod people;
 mod ranking;

@@ -4,22 +4,15 @@
 //! by. Held with cohorts and outcomes as bits from the date's scan until
 //! its figures are made and its rows of `predictions.parquet` written.
 
-use std::sync::Arc;
-
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, BooleanArray, Date32Array, Float64Array, RecordBatch};
-use arrow_schema::{DataType, Field, Schema};
-use chrono::NaiveDate;
+use arrow_array::{Array, ArrayRef, Float64Array};
+use arrow_schema::DataType;
 
 use super::Request;
-use super::groups::{AGE_BANDS, Groups, age_band};
+use super::groups::{Groups, IMD_DECILE};
 use crate::engine;
 use crate::error::{Error, Result};
 use crate::rules::Model;
-
-/// The population attribute holding the IMD decile (1 = most deprived), as
-/// the report reads it.
-const IMD_DECILE: &str = "imd_decile";
 
 /// What the lists followed between dates need of a date: its people's
 /// rows, each cohort's members and each outcome's, as bits (about 6 bytes
@@ -71,8 +64,8 @@ pub(super) struct People {
 /// of `predictions.parquet` take each column straight from its bits.
 pub(super) struct Held {
     pub(super) people: People,
-    cohorts: Vec<(String, arrow_buffer::BooleanBuffer)>,
-    outcomes: Vec<(String, arrow_buffer::BooleanBuffer)>,
+    pub(super) cohorts: Vec<(String, arrow_buffer::BooleanBuffer)>,
+    pub(super) outcomes: Vec<(String, arrow_buffer::BooleanBuffer)>,
 }
 
 impl Held {
@@ -112,75 +105,6 @@ impl Held {
             outcomes: bools(&self.outcomes),
             ..self.people.clone()
         }
-    }
-}
-
-impl Held {
-    /// The date's rows of `predictions.parquet`, each cohort's and
-    /// outcome's column straight from its bits.
-    pub(super) fn batch(&self, as_of: NaiveDate) -> Result<RecordBatch> {
-        let people = &self.people;
-        let n = people.rows.len();
-        let rows = arrow_array::UInt32Array::new(people.rows.clone(), None);
-        let ids = arrow_select::take::take(&people.population_ids, &rows, None)
-            .map_err(|e| Error::Internal(format!("taking the evaluated people's ids: {e}")))?;
-        let mut fields = vec![
-            Field::new("person_id", ids.data_type().clone(), true),
-            Field::new("as_of", DataType::Date32, false),
-        ];
-        let mut columns: Vec<ArrayRef> = vec![
-            ids,
-            Arc::new(Date32Array::from(vec![crate::dates::to_day(as_of); n])),
-        ];
-        for (name, groups) in &people.groups {
-            let text = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
-            fields.push(Field::new(*name, text, true));
-            columns.push(Arc::new(groups.texts()));
-        }
-        for (name, flags) in &self.cohorts {
-            fields.push(Field::new(name, DataType::Boolean, false));
-            columns.push(Arc::new(BooleanArray::new(flags.clone(), None)));
-        }
-        for (name, values) in &people.scores {
-            fields.push(Field::new(name, DataType::Float64, true));
-            columns.push(Arc::new(values.clone()));
-        }
-        if let Some(b) = &people.compared {
-            for (name, flags) in &b.cohorts {
-                fields.push(Field::new(
-                    format!("compare_{name}"),
-                    DataType::Boolean,
-                    false,
-                ));
-                columns.push(Arc::new(BooleanArray::from(flags.clone())));
-            }
-            for (name, values) in &b.scores {
-                fields.push(Field::new(
-                    format!("compare_{name}"),
-                    DataType::Float64,
-                    true,
-                ));
-                columns.push(Arc::new(values.clone()));
-            }
-        }
-        for (name, happened) in &self.outcomes {
-            fields.push(Field::new(
-                format!("outcome_{name}"),
-                DataType::Boolean,
-                false,
-            ));
-            columns.push(Arc::new(BooleanArray::new(happened.clone(), None)));
-        }
-        for (name, counts) in &people.counts {
-            fields.push(Field::new(
-                format!("outcome_{name}_count"),
-                DataType::Int64,
-                true,
-            ));
-            columns.push(Arc::new(counts.clone()));
-        }
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
-            .map_err(|e| Error::Internal(format!("assembling predictions: {e}")))
     }
 }
 
@@ -307,13 +231,7 @@ pub(super) fn people(model: &Model, request: &Request, dated: engine::Dated) -> 
     let ages = ages.as_primitive::<arrow_array::types::Int64Type>();
     let sex = Groups::of(&take(&results.slots[crate::rules::typing::SEX_SLOT])?)?;
     let mut groups = vec![
-        (
-            "age_band",
-            Groups::numbered(
-                &AGE_BANDS,
-                ages.iter().map(|a| a.map(|a| age_band(a) as u32)),
-            ),
-        ),
+        ("age_band", Groups::age_bands(ages)),
         ("sex", sex),
         ("pcn", pcn.clone()),
     ];
@@ -325,20 +243,7 @@ pub(super) fn people(model: &Model, request: &Request, dated: engine::Dated) -> 
         )
         .map_err(|e| Error::Internal(format!("reading the IMD decile: {e}")))?;
         let deciles = deciles.as_primitive::<arrow_array::types::Int64Type>();
-        const QUINTILES: [&str; 5] = ["1", "2", "3", "4", "5"];
-        groups.insert(
-            0,
-            (
-                "imd_quintile",
-                Groups::numbered(
-                    &QUINTILES,
-                    deciles.iter().map(|d| {
-                        d.filter(|d| (1..=10).contains(d))
-                            .map(|d| (d as u32 - 1) / 2)
-                    }),
-                ),
-            ),
-        );
+        groups.insert(0, ("imd_quintile", Groups::imd_quintiles(deciles)));
     }
     Ok(People {
         rows: keep.into(),

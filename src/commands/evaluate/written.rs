@@ -2,7 +2,10 @@
 //! date: the dates in order, each date's people let go once written.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use arrow_array::{ArrayRef, BooleanArray, Date32Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
 use chrono::NaiveDate;
 
 use super::people::Held;
@@ -130,6 +133,75 @@ impl Written {
                 waiting.dates.len()
             ))),
         }
+    }
+}
+
+impl Held {
+    /// The date's rows of `predictions.parquet`, each cohort's and
+    /// outcome's column straight from its bits.
+    fn batch(&self, as_of: NaiveDate) -> Result<RecordBatch> {
+        let people = &self.people;
+        let n = people.rows.len();
+        let rows = arrow_array::UInt32Array::new(people.rows.clone(), None);
+        let ids = arrow_select::take::take(&people.population_ids, &rows, None)
+            .map_err(|e| Error::Internal(format!("taking the evaluated people's ids: {e}")))?;
+        let mut fields = vec![
+            Field::new("person_id", ids.data_type().clone(), true),
+            Field::new("as_of", DataType::Date32, false),
+        ];
+        let mut columns: Vec<ArrayRef> = vec![
+            ids,
+            Arc::new(Date32Array::from(vec![crate::dates::to_day(as_of); n])),
+        ];
+        for (name, groups) in &people.groups {
+            let text = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+            fields.push(Field::new(*name, text, true));
+            columns.push(Arc::new(groups.texts()));
+        }
+        for (name, flags) in &self.cohorts {
+            fields.push(Field::new(name, DataType::Boolean, false));
+            columns.push(Arc::new(BooleanArray::new(flags.clone(), None)));
+        }
+        for (name, values) in &people.scores {
+            fields.push(Field::new(name, DataType::Float64, true));
+            columns.push(Arc::new(values.clone()));
+        }
+        if let Some(b) = &people.compared {
+            for (name, flags) in &b.cohorts {
+                fields.push(Field::new(
+                    format!("compare_{name}"),
+                    DataType::Boolean,
+                    false,
+                ));
+                columns.push(Arc::new(BooleanArray::from(flags.clone())));
+            }
+            for (name, values) in &b.scores {
+                fields.push(Field::new(
+                    format!("compare_{name}"),
+                    DataType::Float64,
+                    true,
+                ));
+                columns.push(Arc::new(values.clone()));
+            }
+        }
+        for (name, happened) in &self.outcomes {
+            fields.push(Field::new(
+                format!("outcome_{name}"),
+                DataType::Boolean,
+                false,
+            ));
+            columns.push(Arc::new(BooleanArray::new(happened.clone(), None)));
+        }
+        for (name, counts) in &people.counts {
+            fields.push(Field::new(
+                format!("outcome_{name}_count"),
+                DataType::Int64,
+                true,
+            ));
+            columns.push(Arc::new(counts.clone()));
+        }
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+            .map_err(|e| Error::Internal(format!("assembling predictions: {e}")))
     }
 }
 
