@@ -117,7 +117,8 @@ pub struct EvaluateArgs {
     /// Roughly how much memory one scan's per-person state may take, e.g.
     /// 8GiB or 512MiB: dates beyond it are split over several scans, each
     /// reading every table again. Each date's evaluated people are held
-    /// besides, until the figures are written.
+    /// besides while the date is worked out (with --compare, until the
+    /// second rule set's scan is done).
     #[arg(long, default_value = "4GiB", value_parser = parse_size)]
     pub scan_memory: usize,
 }

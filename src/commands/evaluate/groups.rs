@@ -43,8 +43,8 @@ pub(super) struct Groups {
 /// Each person's group number in the narrowest width that holds every
 /// group and a number for unknown (the width's largest): a byte a person
 /// and date for an age band, sex or deprivation quintile, two for a PCN,
-/// where four each had been 16 bytes a person and date, held for every
-/// date until the figures are written.
+/// where four each had been 16 bytes a person and date (held then for
+/// every date until the figures were written; now while the date is).
 #[derive(Clone, Debug, PartialEq)]
 enum Keys {
     Byte(Arc<[u8]>),
