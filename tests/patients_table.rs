@@ -69,7 +69,7 @@ fn handed_over_as_made_the_table_is_the_same_and_unread_columns_are_let_go() {
 }
 
 #[test]
-#[should_panic(expected = "was let go once encoded")]
+#[should_panic(expected = "was let go once nothing more read it")]
 fn reading_a_column_that_was_let_go_is_a_bug_told_as_one() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
