@@ -700,6 +700,7 @@ impl Footprints {
                         state_bits = f.state,
                         column_bits = f.columns,
                         bytes_per_person = f.per_person,
+                        code_sets = f.code_sets,
                         notes_at_most_bytes = bound.map(|b| b.notes),
                         "an aggregate's footprint in a scan for several dates"
                     );
@@ -732,7 +733,10 @@ impl Footprints {
         let mut smaller: Vec<usize> = each.iter().map(|f| f.state.min(f.columns)).collect();
         smaller.sort_unstable_by(|a, b| b.cmp(a));
         let finishing: usize = smaller.iter().take(rayon::current_num_threads()).sum();
-        per_person += each.iter().map(|f| f.per_person).sum::<usize>();
+        per_person += each
+            .iter()
+            .map(|f| f.bytes_per_person(dates))
+            .sum::<usize>();
         (larger + finishing, per_person)
     }
 }
@@ -750,7 +754,7 @@ fn freed(plan: &Plan, source: &SourcePlan, j: usize) -> i64 {
     // One state (the largest the kinds name), every kind's columns.
     let state = prints
         .iter()
-        .map(|f| f.state + 8 * f.per_person)
+        .map(|f| f.state + 8 * f.bytes_per_person(source.dates))
         .max()
         .unwrap_or(0);
     let columns: usize = prints.iter().map(|f| f.columns).sum();
@@ -774,6 +778,7 @@ fn footprints(
             state: 0,
             columns: 0,
             per_person: size_of::<i32>(),
+            code_sets: false,
         }];
     }
     // A bitset with no window start: its bits up to the earliest date kept
@@ -786,6 +791,7 @@ fn footprints(
             state: 0,
             columns: 0,
             per_person: masks.first().map_or(1, Vec::len) * size_of::<u64>(),
+            code_sets: false,
         }];
     }
     let words = bit_masks(plan, s, a).map(|m| m.first().map_or(1, Vec::len));
