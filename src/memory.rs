@@ -27,9 +27,11 @@
 //! mapping's pages are zeroed by Linux as each is first touched, a fifth
 //! of the CPU of 12 dates at 1M persons. What is kept is bounded: the
 //! large blocks live and kept never take more mapped memory than the
-//! large blocks live at once ever needed ([`Kept`]). Kept pages stay
-//! resident and serve large blocks only: memory freed by large blocks is
-//! not there for a later phase's small ones.
+//! large blocks live at once ever needed ([`Kept`]); within that bound a
+//! block that grows moves into a kept mapping rather than growing with
+//! fresh pages, and the tails of mappings cut to size are kept too. Kept
+//! pages stay resident and serve large blocks only: memory freed by large
+//! blocks is not there for a later phase's small ones.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::c_void;
@@ -88,10 +90,10 @@ impl HugeForLarge {
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         let (ptr, had) = kept.take(len)?;
         let ptr = if had > len {
-            // The tail, whole huge pages, given back.
+            // The tail, whole huge pages, kept for the blocks that follow.
             // SAFETY: `had - len` bytes from `ptr + len` are the end of a
             // kept mapping no one else holds.
-            let _ = unsafe { rustix::mm::munmap(ptr.add(len).cast(), had - len) };
+            unsafe { kept.keep_or_unmap(ptr.add(len), had - len) };
             ptr
         } else if had < len {
             // Grown in place or moved whole: its pages kept, the new ones
@@ -126,6 +128,47 @@ impl HugeForLarge {
         kept.put(ptr, len)
     }
 
+    /// A live block of `old` mapped bytes (`size` of them its contents)
+    /// moved into a kept mapping of at least `new` bytes, its own mapping
+    /// kept in turn; None where none is kept that large (or keeping is
+    /// off). Copying the contents costs less than the fresh pages growing
+    /// the mapping in place would bring: a page first touched is zeroed
+    /// by Linux, and on a virtual machine whose host takes back what the
+    /// guest frees, brought in again by the host (`docs/performance.md`).
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is a live large block's whole mapping of `old` bytes, at
+    /// least `size` of them its contents; it is not used again.
+    unsafe fn move_to_kept(
+        &self,
+        ptr: *mut u8,
+        old: usize,
+        size: usize,
+        new: usize,
+    ) -> Option<*mut u8> {
+        if !self.keeping.load(Ordering::Relaxed) {
+            return None;
+        }
+        let (to, had) = {
+            let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+            let (to, had) = kept.take_fitting(new)?;
+            if had > new {
+                // SAFETY: the end of a kept mapping no one else holds.
+                unsafe { kept.keep_or_unmap(to.add(new), had - new) };
+            }
+            (to, had)
+        };
+        debug_assert!(had >= new);
+        // SAFETY: `to` is a kept mapping of at least `new > size` bytes no
+        // one else holds, apart from `ptr`'s.
+        unsafe { std::ptr::copy_nonoverlapping(ptr, to, size) };
+        let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: the caller's block, whole, no longer used.
+        unsafe { kept.keep_or_unmap(ptr, old) };
+        Some(to)
+    }
+
     /// Unmaps kept mappings of at least `bytes` (or all), as a live block
     /// grows by that much in place.
     fn release(&self, bytes: usize) {
@@ -157,11 +200,17 @@ const SLOTS: usize = 256;
 
 /// Freed large blocks' mappings, as (address, length), for the blocks that
 /// follow. A block is served by the smallest kept mapping at least its
-/// size, its tail unmapped; failing that by the largest, grown by
-/// `mremap`, with as many other kept bytes unmapped as it grew (and so
-/// too when a live block grows in place). So what is mapped for large
-/// blocks, live and kept, only grows when nothing is kept: never past the
-/// most the live ones needed at once.
+/// size, its tail kept apart (whole huge pages: a mapping's part is
+/// unmapped or remapped like a whole one); failing that by the largest,
+/// grown by `mremap`, with as many other kept bytes unmapped as it grew.
+/// A live block that grows moves into a kept mapping that fits, its own
+/// kept in its place; failing that it grows in place, as many kept bytes
+/// unmapped as it grew. One that shrinks keeps its tail. So what is
+/// mapped for large blocks, live and kept, only grows when nothing is
+/// kept: never past the most the live ones needed at once. (Until
+/// December 7th 2026 tails were unmapped and live blocks grew in place:
+/// each as-of date's growing columns then emptied what was kept, and the
+/// next dates' blocks were fresh mappings.)
 struct Kept {
     blocks: [(usize, usize); SLOTS],
     len: usize,
@@ -170,15 +219,39 @@ struct Kept {
 impl Kept {
     /// A mapping for a block of `len` bytes: (address, its length).
     fn take(&mut self, len: usize) -> Option<(*mut u8, usize)> {
+        if let Some(fits) = self.take_fitting(len) {
+            return Some(fits);
+        }
         let kept = &self.blocks[..self.len];
-        let fits = (0..kept.len())
-            .filter(|&i| kept[i].1 >= len)
-            .min_by_key(|&i| kept[i].1);
-        let i = fits.or_else(|| (0..kept.len()).max_by_key(|&i| kept[i].1))?;
+        let i = (0..kept.len()).max_by_key(|&i| kept[i].1)?;
         let (ptr, had) = self.remove(i);
         // Grown by `len - had`: as much unmapped from the rest.
-        self.release(len.saturating_sub(had));
+        self.release(len - had);
         Some((ptr as *mut u8, had))
+    }
+
+    /// The smallest kept mapping at least `len` bytes long, if any.
+    fn take_fitting(&mut self, len: usize) -> Option<(*mut u8, usize)> {
+        let kept = &self.blocks[..self.len];
+        let i = (0..kept.len())
+            .filter(|&i| kept[i].1 >= len)
+            .min_by_key(|&i| kept[i].1)?;
+        let (ptr, had) = self.remove(i);
+        Some((ptr as *mut u8, had))
+    }
+
+    /// Keeps `len` bytes from `ptr`, or unmaps them where every slot is
+    /// taken.
+    ///
+    /// # Safety
+    ///
+    /// They are whole huge pages of this allocator's mappings that no one
+    /// holds.
+    unsafe fn keep_or_unmap(&mut self, ptr: *mut u8, len: usize) {
+        if !self.put(ptr, len) {
+            // SAFETY: the caller's.
+            let _ = unsafe { rustix::mm::munmap(ptr.cast(), len) };
+        }
     }
 
     /// Unmaps kept mappings of at least `bytes` (or all).
@@ -301,6 +374,15 @@ unsafe impl GlobalAlloc for HugeForLarge {
                 if old == new {
                     return ptr;
                 }
+                if new < old && self.keep(unsafe { ptr.add(new) }, old - new) {
+                    // Shrunk: its tail kept (whole huge pages).
+                    return ptr;
+                }
+                if new > old
+                    && let Some(moved) = unsafe { self.move_to_kept(ptr, old, layout.size(), new) }
+                {
+                    return moved;
+                }
                 // Grown: as much of what is kept given back (`Kept`).
                 self.release(new.saturating_sub(old));
                 // SAFETY: `ptr` is a whole mapping of `old` bytes; moved
@@ -373,8 +455,10 @@ mod tests {
     }
 
     /// A freed large block serves the next: the same pages, zeroed where
-    /// asked, cut to a smaller block's size or grown to a larger one's, and
-    /// never more kept than was freed.
+    /// asked, cut to a smaller block's size (its tail kept apart) or grown
+    /// to a larger one's; a live block grown moves into a kept mapping
+    /// that fits, and shrunk keeps its tail; and never more kept than was
+    /// freed.
     #[test]
     fn freed_large_blocks_serve_the_blocks_that_follow() {
         static ON: AtomicBool = AtomicBool::new(true);
@@ -382,54 +466,64 @@ mod tests {
         let layout = |size| Layout::from_size_align(size, 64).unwrap();
         let kept = |a: &HugeForLarge| {
             let k = a.kept.lock().unwrap();
-            k.blocks[..k.len].iter().map(|b| b.1).sum::<usize>()
+            let mut lens: Vec<usize> = k.blocks[..k.len].iter().map(|b| b.1 / HUGE_PAGE).collect();
+            lens.sort_unstable();
+            lens
         };
         unsafe {
             let big = layout(3 * HUGE_PAGE + 5);
             let p = a.alloc(big);
             std::ptr::write_bytes(p, 7, big.size());
             a.dealloc(p, big);
-            assert_eq!(kept(&a), 4 * HUGE_PAGE);
+            assert_eq!(kept(&a), [4]);
             // The same pages, zeroed as asked.
             let z = a.alloc_zeroed(big);
             assert_eq!(z, p);
             assert!((0..big.size()).step_by(4093).all(|i| *z.add(i) == 0));
-            assert_eq!(kept(&a), 0);
+            assert_eq!(kept(&a), [] as [usize; 0]);
             a.dealloc(z, big);
-            // A smaller block: the same mapping, its tail given back.
+            // A smaller block: the same mapping, its tail kept apart.
             let small = layout(HUGE_PAGE + 1);
             let s = a.alloc(small);
             assert_eq!(s, p);
-            assert_eq!(kept(&a), 0);
-            assert!(flags_of_mapping_holding(s, small.size()).is_some());
+            assert_eq!(kept(&a), [2]);
             std::ptr::write_bytes(s, 9, small.size());
-            // Two blocks freed, then a block larger than both: the larger
-            // kept mapping grown, zeroed where it was written, and as many
-            // bytes of the rest given back as it grew.
+            // The tail serves the next block that fits in it.
             let other = layout(LARGE);
             let o = a.alloc(other);
+            assert_eq!(o, p.add(2 * HUGE_PAGE));
+            assert_eq!(kept(&a), [1]);
+            std::ptr::write_bytes(o, 3, other.size());
+            // A live block grown into a kept mapping that fits: its
+            // contents moved, its own mapping kept in its place.
             a.dealloc(s, small);
-            a.dealloc(o, other);
-            assert_eq!(kept(&a), 3 * HUGE_PAGE);
-            let huge = layout(5 * HUGE_PAGE);
+            assert_eq!(kept(&a), [1, 2]);
+            let grown = a.realloc(o, other, HUGE_PAGE + 1);
+            assert_eq!(grown, s);
+            assert!((0..other.size()).step_by(4093).all(|i| *grown.add(i) == 3));
+            assert_eq!(kept(&a), [1, 1]);
+            // Shrunk, its tail kept.
+            let shrunk = a.realloc(grown, layout(HUGE_PAGE + 1), LARGE);
+            assert_eq!(shrunk, grown);
+            assert_eq!(kept(&a), [1, 1, 1]);
+            // A block larger than any kept: the largest grown, zeroed, and
+            // as many bytes of the rest given back as it grew.
+            let huge = layout(3 * HUGE_PAGE);
             let h = a.alloc_zeroed(huge);
             assert!((0..huge.size()).step_by(4093).all(|i| *h.add(i) == 0));
             assert!(flags_of_mapping_holding(h, huge.size()).is_some());
-            assert_eq!(kept(&a), 0);
+            assert_eq!(kept(&a), [] as [usize; 0]);
             a.dealloc(h, huge);
-            assert_eq!(kept(&a), 5 * HUGE_PAGE);
-            // A live block grown in place: as much of what is kept given
-            // back as it grew.
+            a.dealloc(shrunk, other);
+            assert_eq!(kept(&a), [1, 3]);
+            // A live block grown where nothing kept fits: grown in place,
+            // as much of what is kept given back as it grew.
             let g = a.alloc(other);
-            assert_eq!(kept(&a), 0);
-            let g2 = a.alloc(other);
-            a.dealloc(g2, other);
-            assert_eq!(kept(&a), HUGE_PAGE);
-            let grown = 2 * HUGE_PAGE + 1;
-            let g = a.realloc(g, other, grown);
+            assert_eq!(kept(&a), [3]);
+            let g = a.realloc(g, other, 4 * HUGE_PAGE);
             assert!(!g.is_null());
-            assert_eq!(kept(&a), 0);
-            a.dealloc(g, layout(grown));
+            assert_eq!(kept(&a), [] as [usize; 0]);
+            a.dealloc(g, layout(4 * HUGE_PAGE));
         }
         // Off, nothing is kept.
         static OFF: AtomicBool = AtomicBool::new(false);
@@ -439,7 +533,7 @@ mod tests {
             let p = b.alloc(big);
             b.dealloc(p, big);
         }
-        assert_eq!(kept(&b), 0);
+        assert!(kept(&b).is_empty());
     }
 
     /// The flags of the mapping that holds `len` bytes from `ptr` whole,
