@@ -321,10 +321,61 @@ fn note_bound(plan: &Plan, source: &SourcePlan, a: &AggregatePlan) -> Option<Not
     })
 }
 
-/// Whether aggregate `a` of a plan for one date is a last date over every
-/// earlier day, kept as [`State::LaterDays`] in a scan for several dates.
-fn later_days(a: &AggregatePlan) -> bool {
-    a.aggregate == Aggregate::LastDate && a.after.is_none()
+/// How a scan for several dates keeps aggregate `a` (of a plan for one
+/// date, or any date's copy of it: they differ only in where their
+/// windows end), where it is not kept as notes ([`noted`]): decided here
+/// for the scan's states and for the estimate of what they hold alike.
+enum Dated {
+    /// A last date over every earlier day: [`State::LaterDays`].
+    LaterDays,
+    /// A bitset with no window start: its bits up to the earliest date
+    /// kept once a person, the later events noted (`State::noted_after`).
+    Before(Vec<Vec<u64>>),
+    /// A state per person and date.
+    Each,
+}
+
+fn dated(plan: &Plan, source: &SourcePlan, a: &AggregatePlan) -> Dated {
+    if a.after.is_some() {
+        return Dated::Each;
+    }
+    if a.aggregate == Aggregate::LastDate {
+        return Dated::LaterDays;
+    }
+    noted_bits(plan, source, a).map_or(Dated::Each, Dated::Before)
+}
+
+/// The state of aggregate `j` of `source` (holding every date's copy of it)
+/// over `persons`.
+fn state_of(plan: &Plan, source: &SourcePlan, j: usize, persons: usize) -> State {
+    let (a, dates) = (&source.aggregates[j], source.dates);
+    // Every date's copy of the aggregate, and the earliest date's last day.
+    let copies = || {
+        source.aggregates[j..]
+            .iter()
+            .step_by(source.distinct_aggregates())
+    };
+    debug_assert!(
+        copies().all(|c| c.aggregate == a.aggregate && c.after.is_none() == a.after.is_none())
+    );
+    let first = || copies().map(|c| c.until).min().expect("a copy a date");
+    match (dates > 1).then(|| dated(plan, source, a)) {
+        Some(Dated::LaterDays) => return State::later_days(persons, dates, first()),
+        _ if noted(plan, source, a, dates) => return State::noted(bit_masks(plan, source, a)),
+        Some(Dated::Before(masks)) => {
+            return State::noted_after(masks, persons, dates, first());
+        }
+        _ => {}
+    }
+    State::new(
+        a.aggregate,
+        a.value.map(|(_, t)| t),
+        a.codelist.is_some(),
+        bit_masks(plan, source, a),
+        persons,
+        dates,
+    )
+    .with_nth(a.nth)
 }
 
 /// Runs every source's aggregates in one parallel pass; with `trace`, also
@@ -343,37 +394,8 @@ pub fn scan(
         .sources
         .iter()
         .map(|s| {
-            s.aggregates[..s.distinct_aggregates()]
-                .iter()
-                .enumerate()
-                .map(|(j, a)| {
-                    // Every date's copy of the aggregate: a last date over
-                    // every earlier day on each is kept once a person.
-                    let copies = || s.aggregates[j..].iter().step_by(s.distinct_aggregates());
-                    if s.dates > 1 && copies().all(later_days) {
-                        let first = copies().map(|c| c.until).min().expect("a copy a date");
-                        return State::later_days(persons, s.dates, first);
-                    }
-                    if noted(plan, s, a, s.dates) {
-                        return State::noted(bit_masks(plan, s, a));
-                    }
-                    if s.dates > 1
-                        && copies().all(|c| c.after.is_none())
-                        && let Some(masks) = noted_bits(plan, s, a)
-                    {
-                        let first = copies().map(|c| c.until).min().expect("a copy a date");
-                        return State::noted_after(masks, persons, s.dates, first);
-                    }
-                    State::new(
-                        a.aggregate,
-                        a.value.map(|(_, t)| t),
-                        a.codelist.is_some(),
-                        bit_masks(plan, s, a),
-                        persons,
-                        s.dates,
-                    )
-                    .with_nth(a.nth)
-                })
+            (0..s.distinct_aggregates())
+                .map(|j| state_of(plan, s, j, persons))
                 .collect()
         })
         .collect();
@@ -762,37 +784,31 @@ fn freed(plan: &Plan, source: &SourcePlan, j: usize) -> i64 {
 }
 
 /// The [`crate::engine::aggregate::Footprint`] of each kind of aggregate
-/// `a` of source `s` makes (its own, and those computed alike), `dated`
-/// in a scan for several dates, kept as a state per person and date.
+/// `a` of source `s` makes (its own, and those computed alike), in a scan
+/// for `several` dates or one, where it is not kept as notes.
 fn footprints(
     plan: &Plan,
     s: &SourcePlan,
     a: &AggregatePlan,
-    dated: bool,
+    several: bool,
 ) -> Vec<crate::engine::aggregate::Footprint> {
     // Kept once a person, each date's column made as it is worked out.
     // Not counted: the events noted after the first date (8 bytes each,
     // as many as the dates' span holds, not as the dates are many).
-    if dated && later_days(a) {
-        return vec![crate::engine::aggregate::Footprint {
+    let once = |bytes| {
+        vec![crate::engine::aggregate::Footprint {
             state: 0,
             columns: 0,
-            per_person: size_of::<i32>(),
+            per_person: bytes,
             code_sets: false,
-        }];
-    }
-    // A bitset with no window start: its bits up to the earliest date kept
-    // once a person, the later events noted (not counted, as above).
-    if dated
-        && a.after.is_none()
-        && let Some(masks) = noted_bits(plan, s, a)
-    {
-        return vec![crate::engine::aggregate::Footprint {
-            state: 0,
-            columns: 0,
-            per_person: masks.first().map_or(1, Vec::len) * size_of::<u64>(),
-            code_sets: false,
-        }];
+        }]
+    };
+    match several.then(|| dated(plan, s, a)) {
+        Some(Dated::LaterDays) => return once(size_of::<i32>()),
+        Some(Dated::Before(masks)) => {
+            return once(masks.first().map_or(1, Vec::len) * size_of::<u64>());
+        }
+        _ => {}
     }
     let words = bit_masks(plan, s, a).map(|m| m.first().map_or(1, Vec::len));
     a.kinds()
