@@ -29,7 +29,9 @@
 //! large blocks live and kept never take more mapped memory than the
 //! large blocks live at once ever needed ([`Kept`]); within that bound a
 //! block that grows moves into a kept mapping rather than growing with
-//! fresh pages, and the tails of mappings cut to size are kept too. Kept
+//! fresh pages, a block larger than any kept mapping is made of several
+//! kept ones' pages, moved together, and the tails of mappings cut to size
+//! are kept too. Kept
 //! pages stay resident and serve large blocks only: memory freed by large
 //! blocks is not there for a later phase's small ones.
 
