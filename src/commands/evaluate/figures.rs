@@ -2,9 +2,8 @@
 //! outcome, each cohort as a list (PPV, sensitivity, specificity, lift),
 //! each score's AUROC (DeLong's interval), calibration and top lists,
 //! overall and per PCN, the share of a count outcome the lists hold, the
-//! comparison with a second rule set; then the lists followed between
-//! dates. Counts are suppressed, and a ratio is left out where a count it
-//! is made from would be.
+//! comparison with a second rule set. Counts are suppressed, and a ratio is
+//! left out where a count it is made from would be.
 
 use arrow_array::{Array, Float64Array};
 use chrono::NaiveDate;
@@ -86,37 +85,6 @@ pub(super) fn date_figures(
         .outcomes
         .par_iter()
         .map(|(outcome, happened)| evaluate(model, request, &shared, outcome, happened, as_of))
-        .collect()
-}
-
-/// The lists followed from each date to the next, and to the date a year
-/// later where the series has it (a quarterly series' HIU list a year on:
-/// how much of it regressed to the mean).
-pub(super) fn between_dates(
-    request: &Request,
-    dates: &[NaiveDate],
-    finished: &[Finished],
-) -> Vec<serde_json::Value> {
-    let mut pairs: Vec<(usize, usize)> = (1..dates.len()).map(|j| (j - 1, j)).collect();
-    for (i, from) in dates.iter().enumerate() {
-        let year_on = from.checked_add_months(chrono::Months::new(12));
-        if let Some(j) = dates.iter().position(|d| Some(*d) == year_on)
-            && j != i + 1
-        {
-            pairs.push((i, j));
-        }
-    }
-    pairs
-        .par_iter()
-        .map(|&(i, j)| {
-            persistence(
-                request.suppression,
-                dates[i],
-                &finished[i].listed,
-                dates[j],
-                &finished[j].listed,
-            )
-        })
         .collect()
 }
 
@@ -465,76 +433,6 @@ fn comparison(
         })
         .collect();
     json!({"cohorts": cohorts, "scores": scores})
-}
-
-/// Each cohort between two dates: who stayed on the list, left it
-/// and joined it (a list of high users shrinks by itself as people regress
-/// to the mean), and, for each outcome after the later date, the PPV of
-/// those already on the earlier list against those newly listed (so that
-/// "the list worked", fewer outcomes among people already being helped, is
-/// not read as "the model failed").
-fn persistence(
-    s: Suppression,
-    from: NaiveDate,
-    earlier: &Listed,
-    to: NaiveDate,
-    later: &Listed,
-) -> serde_json::Value {
-    // Both dates' people are rows of one population table, ascending:
-    // each later person's place among the earlier, in one walk of both.
-    let mut at = 0;
-    let in_earlier: Vec<Option<usize>> = later
-        .rows
-        .iter()
-        .map(|row| {
-            while earlier.rows.get(at).is_some_and(|r| r < row) {
-                at += 1;
-            }
-            (earlier.rows.get(at) == Some(row)).then_some(at)
-        })
-        .collect();
-    let cohorts: Vec<serde_json::Value> = later
-        .cohorts
-        .iter()
-        .filter_map(|(name, now)| {
-            let (_, before) = earlier.cohorts.iter().find(|(n, _)| n == name)?;
-            let was: Vec<bool> = in_earlier
-                .iter()
-                .map(|e| e.is_some_and(|e| before.value(e)))
-                .collect();
-            let stayed = now.iter().zip(&was).filter(|&(n, &w)| n && w).count() as u64;
-            let joined = now.iter().zip(&was).filter(|&(n, &w)| n && !w).count() as u64;
-            let listed_before = before.count_set_bits() as u64;
-            let outcomes: Vec<serde_json::Value> = later
-                .outcomes
-                .iter()
-                .map(|(outcome, happened)| {
-                    // The list's people already on the earlier list, and
-                    // those new to it, each as a list of everyone.
-                    let (mut already, mut newly) = (ListCounts::default(), ListCounts::default());
-                    for ((n, &w), h) in now.iter().zip(&was).zip(happened) {
-                        already.add(n && w, h);
-                        newly.add(n && !w, h);
-                    }
-                    json!({
-                        "outcome": outcome,
-                        "ppv_already_listed": already.figures(s)["ppv"],
-                        "ppv_newly_listed": newly.figures(s)["ppv"],
-                    })
-                })
-                .collect();
-            Some(json!({
-                "cohort": name,
-                "on_earlier_list": s.count(listed_before),
-                "stayed": s.count(stayed),
-                "left": s.count(listed_before.saturating_sub(stayed)),
-                "joined": s.count(joined),
-                "still_listed": ratio(s, stayed, listed_before),
-                "outcomes": outcomes,
-            }))
-        })
-        .collect();
-    json!({"from": from.to_string(), "to": to.to_string(), "cohorts": cohorts})
 }
 
 /// A probability against what happened: by decile of the ranking (lowest

@@ -26,7 +26,7 @@
 //! Each date goes through `people` (who is evaluated on the date, their
 //! predictions, outcomes and `groups`), `figures` (with `ranking`,
 //! `lists`, `breakdown` and `metrics`) and `written` (its rows of
-//! `predictions.parquet`); once every date is done, `figures` follows the
+//! `predictions.parquet`); once every date is done, `between` follows the
 //! lists between dates and `html` draws `evaluation.html`.
 
 use std::path::{Path, PathBuf};
@@ -39,10 +39,12 @@ use crate::engine::{self, Progress};
 use crate::error::{Error, Result};
 use crate::rules::{Model, Purpose};
 use crate::suppress::Suppression;
-use figures::{Finished, between_dates, date_figures};
+use between::between_dates;
+use figures::{Finished, date_figures};
 use people::{Held, compared, people};
 use written::Written;
 
+mod between;
 mod breakdown;
 mod figures;
 mod groups;
@@ -215,7 +217,8 @@ pub fn run(
         started.elapsed().as_secs_f64(),
     ));
     let started = std::time::Instant::now();
-    let between = between_dates(request, &dates, &finished);
+    let listed: Vec<&people::Listed> = finished.iter().map(|f| &f.listed).collect();
+    let between = between_dates(request.suppression, &dates, &listed);
     let figures: Vec<serde_json::Value> = finished.into_iter().flat_map(|f| f.figures).collect();
     timings.push((
         "lists followed between dates",
