@@ -169,7 +169,7 @@ pub fn run(
             progress,
             |dated| {
                 let as_of = dated.results.plan.as_of;
-                finish(as_of, Held::new(people(&model, request, dated)?))
+                finish(as_of, Held::new(people(&model, &request.scores, dated)?))
             },
         ),
         // The second rule set's predictions are made for each date's
@@ -183,7 +183,7 @@ pub fn run(
                 request.data,
                 &dates_of(&request.outcomes),
                 progress,
-                |dated| Ok(Held::new(people(&model, request, dated)?)),
+                |dated| Ok(Held::new(people(&model, &request.scores, dated)?)),
             )?;
             let rows: Vec<arrow_buffer::ScalarBuffer<u32>> =
                 days.iter().map(|held| held.people.rows.clone()).collect();
@@ -191,7 +191,7 @@ pub fn run(
                 let k = dates
                     .binary_search(&dated.results.plan.as_of)
                     .expect("one of the dates");
-                compared(b, request, &dated.results, &rows[k])
+                compared(b, &request.scores, &dated.results, &rows[k])
             })?;
             drop(rows);
             assert_eq!(days.len(), theirs.len(), "one prediction a date");

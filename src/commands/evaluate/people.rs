@@ -8,7 +8,6 @@ use arrow_array::cast::AsArray;
 use arrow_array::{Array, ArrayRef, Float64Array};
 use arrow_schema::DataType;
 
-use super::Request;
 use super::groups::{Groups, IMD_DECILE};
 use crate::engine;
 use crate::error::{Error, Result};
@@ -124,11 +123,12 @@ fn evaluated(results: &engine::Results) -> Vec<u32> {
         .collect()
 }
 
-/// The second rule set's predictions for the people at `rows` of its run,
-/// who must be the people the first evaluated.
+/// The second rule set's predictions (its cohorts, and the `scores` asked
+/// for) for the people at `rows` of its run, who must be the people the
+/// first evaluated.
 pub(super) fn compared(
     b: &Model,
-    request: &Request,
+    scores: &[String],
     results: &engine::Results,
     rows: &[u32],
 ) -> Result<Predictions> {
@@ -138,7 +138,7 @@ pub(super) fn compared(
         )
         .with_help("compare rule files that read the population the same way"));
     }
-    predictions(b, results, rows, &request.scores)
+    predictions(b, results, rows, scores)
 }
 
 /// `model`'s cohorts and the scores asked for (those it has), for the
@@ -187,8 +187,9 @@ fn predictions(
     })
 }
 
-/// One date's evaluated people, from the run and outcomes of that date.
-pub(super) fn people(model: &Model, request: &Request, dated: engine::Dated) -> Result<People> {
+/// One date's evaluated people, from the run and outcomes of that date,
+/// with the `scores` asked for.
+pub(super) fn people(model: &Model, scores: &[String], dated: engine::Dated) -> Result<People> {
     let engine::Dated { results, outcomes } = dated;
     let keep = evaluated(&results);
     let indices = arrow_array::UInt32Array::from(keep.clone());
@@ -197,7 +198,7 @@ pub(super) fn people(model: &Model, request: &Request, dated: engine::Dated) -> 
             .map_err(|e| Error::Internal(format!("selecting the evaluated people: {e}")))
     };
     let population_ids = results.plan.population.column("person_id").clone();
-    let Predictions { cohorts, scores } = predictions(model, &results, &keep, &request.scores)?;
+    let Predictions { cohorts, scores } = predictions(model, &results, &keep, scores)?;
     let mut counts = Vec::new();
     let outcomes = outcomes
         .into_iter()
