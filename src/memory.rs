@@ -15,8 +15,10 @@
 //! The mapping is the block's own, advised whole, because advising part of
 //! a mapping splits it, and glibc grows its large blocks in place with
 //! `mremap`, which Linux refuses across a split: every growth became a copy
-//! with both copies resident. Here a large block grows and shrinks by
-//! `mremap` of its whole mapping. Whether a block is large is decided by its
+//! with both copies resident. Here a large block grows by `mremap` of its
+//! whole mapping (one made of kept mappings' pages, below, is several
+//! mappings to Linux and grows by a copy) and shrinks by giving up its
+//! tail. Whether a block is large is decided by its
 //! layout alone, so freeing needs no header. Where transparent huge pages
 //! are `never` the mappings are plain ones, as glibc's own for blocks over
 //! its mmap threshold.
@@ -87,8 +89,8 @@ impl HugeForLarge {
         if !self.keeping.load(Ordering::Relaxed) {
             return None;
         }
-        // Held until the block is made, so that what is mapped never
-        // passes the bound below in between.
+        // Held until the block is made, so that what is kept is given back
+        // (below) before another block is served.
         let mut kept = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         if kept.len == 0 {
             return None;
@@ -123,14 +125,27 @@ impl HugeForLarge {
             };
             let wanted = had.min(len - filled);
             // SAFETY: `from` is a kept mapping of `had` bytes no one holds,
-            // `base + filled` the part of the new one not yet filled.
+            // `base + filled` the fresh part of the new one.
             let moved = unsafe { move_pages(from, wanted, base.add(filled)) };
-            if moved < had {
+            let done = moved.unwrap_or_else(|hole| hole);
+            if done < had {
                 // SAFETY: what was not moved of it, still kept.
-                unsafe { kept.keep_or_unmap(from.add(moved), had - moved) };
+                unsafe { kept.keep_or_unmap(from.add(done), had - done) };
             }
-            filled += moved;
-            if moved < wanted {
+            if let Err(hole) = moved {
+                // A hole another mapping may fill (or the fresh page Linux
+                // left, which cannot be told from one): left alone, what
+                // is ours of the new mapping around it given back, no
+                // block made of it.
+                let (at, after) = (filled + hole, filled + hole + HUGE_PAGE);
+                unsafe {
+                    let _ = rustix::mm::munmap(base.cast(), at);
+                    let _ = rustix::mm::munmap(base.add(after).cast(), len - after);
+                }
+                return None;
+            }
+            filled += done;
+            if done < wanted {
                 break;
             }
         }
@@ -229,10 +244,13 @@ const SLOTS: usize = 256;
 /// pages moved side by side, the largest first, into a new mapping of its
 /// size, what they do not fill fresh, and as many kept bytes unmapped as
 /// that is. A live block that grows moves into a kept mapping that fits,
-/// its own kept in its place; failing that it grows in place, as many
-/// kept bytes unmapped as it grew. One that shrinks keeps its tail. So
-/// what is mapped for large blocks, live and kept, only grows when nothing
-/// is kept: never past the most the live ones needed at once. (Until
+/// its own kept in its place; failing that it grows in place (a block of
+/// several mappings, by a copy into a new block), as many kept bytes
+/// unmapped as it grew. One that shrinks keeps its tail. So what is
+/// mapped for large blocks, live and kept, only grows when nothing is
+/// kept: never past the most the live ones needed at once (a block being
+/// copied counts twice while it is, and a new mapping's pages not yet
+/// replaced by kept ones are mapped for a moment, untouched). (Until
 /// December 7th 2026 tails were unmapped, a block larger than any kept
 /// grew the largest in place, and live blocks grew in place: each as-of
 /// date's growing columns then emptied what was kept, and the next dates'
@@ -344,40 +362,70 @@ fn map(len: usize) -> *mut u8 {
     ptr.cast()
 }
 
-/// Moves the pages of `len` bytes from `from` to `to` (whole huge pages,
-/// `to` in a mapping of this allocator's), replacing what was mapped
-/// there; how many bytes were moved, from the start. A range that Linux
-/// will not move whole (one made of several mappings by [`HugeForLarge`]'s
-/// `reuse`, whose parts start at whole huge pages) is moved a huge page
-/// at a time.
+/// Moves the pages of `len` bytes from `from` to `to`, a huge page at a
+/// time, each replacing the fresh page of the mapping at `to`: `Ok` with
+/// how many bytes were moved, from the start, or `Err` with the offset of
+/// a hole. A huge page at a time because Linux moves no range across two
+/// mappings (before 6.17), and a kept range may be several (a block made
+/// by [`HugeForLarge`]'s `reuse`, whose parts start at whole huge pages
+/// from its start, so that no huge page of it straddles two). Where a move
+/// fails, Linux (before 6.18 at least) may have unmapped its destination
+/// already: that huge page is mapped again, fresh, but never over a
+/// mapping another thread has made there since (`MAP_FIXED_NOREPLACE`);
+/// where it cannot be (something is mapped there: another's, or the fresh
+/// page Linux left), it is told as a hole, to be left alone, and the range
+/// is not to be used as a block.
 ///
 /// # Safety
 ///
 /// Both ranges are whole huge pages of this allocator's mappings that no
-/// one holds.
-unsafe fn move_pages(from: *mut u8, len: usize, to: *mut u8) -> usize {
-    let fixed = |offset: usize, bytes: usize| {
-        // SAFETY: the caller's ranges, `offset + bytes` within both.
-        unsafe {
+/// one holds, the one at `to` fresh.
+unsafe fn move_pages(from: *mut u8, len: usize, to: *mut u8) -> Result<usize, usize> {
+    for offset in (0..len).step_by(HUGE_PAGE) {
+        // SAFETY: the caller's ranges; `offset + HUGE_PAGE` is within both.
+        let (from, to) = unsafe { (from.add(offset), to.add(offset)) };
+        let moved = unsafe {
             rustix::mm::mremap_fixed(
-                from.add(offset).cast(),
-                bytes,
-                bytes,
+                from.cast(),
+                HUGE_PAGE,
+                HUGE_PAGE,
                 MremapFlags::MAYMOVE,
-                to.add(offset).cast(),
+                to.cast(),
             )
+        };
+        if moved.is_err() {
+            return if map_again(to, HUGE_PAGE) {
+                Ok(offset)
+            } else {
+                Err(offset)
+            };
         }
-        .is_ok()
-    };
-    if fixed(0, len) {
-        return len;
     }
-    (0..len)
-        .step_by(HUGE_PAGE)
-        .take_while(|&offset| fixed(offset, HUGE_PAGE.min(len - offset)))
-        .count()
-        .saturating_mul(HUGE_PAGE)
-        .min(len)
+    Ok(len)
+}
+
+/// Maps `len` fresh bytes at `at` again, where a failed move unmapped
+/// them, unless something else has been mapped there since; false if not.
+fn map_again(at: *mut u8, len: usize) -> bool {
+    // SAFETY: a new private anonymous mapping, made only where nothing is
+    // mapped (an older Linux takes the address as a hint: checked below).
+    let Ok(got) = (unsafe {
+        rustix::mm::mmap_anonymous(
+            at.cast(),
+            len,
+            ProtFlags::READ | ProtFlags::WRITE,
+            MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE,
+        )
+    }) else {
+        return false;
+    };
+    if got.cast() != at {
+        // SAFETY: the mapping just made, elsewhere.
+        let _ = unsafe { rustix::mm::munmap(got, len) };
+        return false;
+    }
+    advise(got, len);
+    true
 }
 
 /// Advises a whole mapping as huge-page memory.
@@ -388,10 +436,11 @@ fn advise(ptr: *mut c_void, len: usize) {
 }
 
 // SAFETY: small blocks are the system allocator's, with the caller's
-// arguments unchanged. A large block is a whole mapping of
-// `mapping_len(size)` bytes, page-aligned (and its layout's alignment is
-// at most a page), zeroed when new, and only unmapped or remapped whole
-// by `dealloc` and `realloc` with that same layout.
+// arguments unchanged. A large block is `mapping_len(size)` bytes of
+// mapped memory that no other block holds (one mapping, part of one, or
+// several side by side, whole huge pages each), page-aligned (and its
+// layout's alignment is at most a page), zeroed when new, and given up,
+// kept or remapped only by `dealloc` and `realloc` with that same layout.
 unsafe impl GlobalAlloc for HugeForLarge {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if mapped(layout.size(), layout.align()) {
@@ -617,7 +666,7 @@ mod tests {
             assert!((0..all).step_by(4093).all(|i| *m.add(i) == 0));
             std::ptr::write_bytes(m, 8, all);
             a.dealloc(m, layout(all));
-            // A live block grown where nothing kept fits: grown in place,
+            // A live block grown where nothing kept fits: remapped larger,
             // as much of what is kept given back as it grew.
             let before = kept(&a).iter().sum::<usize>();
             let g = a.alloc(other);
@@ -638,6 +687,37 @@ mod tests {
             b.dealloc(p, big);
         }
         assert!(kept(&b).is_empty());
+    }
+
+    /// A move that fails (here, from pages no longer mapped) says how far
+    /// it got, its destination mapped, fresh: mapped again where Linux
+    /// unmapped it before failing (older kernels), or never unmapped (6.18
+    /// checks the source first; the huge page is then told as a hole,
+    /// which it cannot tell from another's mapping, and left alone). A
+    /// destination mapped again never replaces what another mapping put
+    /// there.
+    #[test]
+    fn a_failed_move_leaves_no_hole_and_replaces_no_mapping() {
+        unsafe {
+            let from = map(2 * HUGE_PAGE);
+            std::ptr::write_bytes(from, 4, 2 * HUGE_PAGE);
+            let _ = rustix::mm::munmap(from.add(HUGE_PAGE).cast(), HUGE_PAGE);
+            let to = map(2 * HUGE_PAGE);
+            let moved = move_pages(from, 2 * HUGE_PAGE, to);
+            assert!(
+                moved == Ok(HUGE_PAGE) || moved == Err(HUGE_PAGE),
+                "{moved:?}"
+            );
+            assert!((0..HUGE_PAGE).step_by(4093).all(|i| *to.add(i) == 4));
+            // The second huge page: mapped, fresh, writable.
+            let second = to.add(HUGE_PAGE);
+            assert!((0..HUGE_PAGE).step_by(4093).all(|i| *second.add(i) == 0));
+            std::ptr::write_bytes(second, 9, HUGE_PAGE);
+            // Where something is mapped, it is left as it is.
+            assert!(!map_again(second, HUGE_PAGE));
+            assert!((0..HUGE_PAGE).step_by(4093).all(|i| *second.add(i) == 9));
+            let _ = rustix::mm::munmap(to.cast(), 2 * HUGE_PAGE);
+        }
     }
 
     /// The flags of the mapping that holds `len` bytes from `ptr` whole,
