@@ -128,21 +128,27 @@ impl HugeForLarge {
             // `base + filled` the fresh part of the new one.
             let moved = unsafe { move_pages(from, wanted, base.add(filled)) };
             let done = moved.unwrap_or_else(|hole| hole);
-            if done < had {
-                // SAFETY: what was not moved of it, still kept.
-                unsafe { kept.keep_or_unmap(from.add(done), had - done) };
-            }
             if let Err(hole) = moved {
                 // A hole another mapping may fill (or the fresh page Linux
                 // left, which cannot be told from one): left alone, what
-                // is ours of the new mapping around it given back, no
-                // block made of it.
+                // is ours of the new mapping around it given back, and the
+                // rest of the piece whose move failed (kept, it would be
+                // tried first again), no block made of it; as much of what
+                // is kept given back as the fresh block the caller maps.
                 let (at, after) = (filled + hole, filled + hole + HUGE_PAGE);
+                // SAFETY: the new mapping but the hole, and the rest of a
+                // kept mapping taken from `kept`: ours, no one holds them.
                 unsafe {
                     let _ = rustix::mm::munmap(base.cast(), at);
                     let _ = rustix::mm::munmap(base.add(after).cast(), len - after);
+                    let _ = rustix::mm::munmap(from.add(done).cast(), had - done);
                 }
+                kept.release(len);
                 return None;
+            }
+            if done < had {
+                // SAFETY: what was not moved of it, still kept.
+                unsafe { kept.keep_or_unmap(from.add(done), had - done) };
             }
             filled += done;
             if done < wanted {
@@ -381,10 +387,9 @@ fn map(len: usize) -> *mut u8 {
 /// Both ranges are whole huge pages of this allocator's mappings that no
 /// one holds, the one at `to` fresh.
 unsafe fn move_pages(from: *mut u8, len: usize, to: *mut u8) -> Result<usize, usize> {
-    for offset in (0..len).step_by(HUGE_PAGE) {
-        // SAFETY: the caller's ranges; `offset + HUGE_PAGE` is within both.
-        let (from, to) = unsafe { (from.add(offset), to.add(offset)) };
-        let moved = unsafe {
+    // SAFETY: the caller's.
+    unsafe {
+        move_pages_by(from, len, to, |from, to| {
             rustix::mm::mremap_fixed(
                 from.cast(),
                 HUGE_PAGE,
@@ -392,8 +397,27 @@ unsafe fn move_pages(from: *mut u8, len: usize, to: *mut u8) -> Result<usize, us
                 MremapFlags::MAYMOVE,
                 to.cast(),
             )
-        };
-        if moved.is_err() {
+            .is_ok()
+        })
+    }
+}
+
+/// [`move_pages`], each huge page moved by `move_one(from, to)` (false
+/// where the move failed): the tests' way to make a move fail.
+///
+/// # Safety
+///
+/// As [`move_pages`]; `move_one` moves one huge page as `mremap` would.
+unsafe fn move_pages_by(
+    from: *mut u8,
+    len: usize,
+    to: *mut u8,
+    mut move_one: impl FnMut(*mut u8, *mut u8) -> bool,
+) -> Result<usize, usize> {
+    for offset in (0..len).step_by(HUGE_PAGE) {
+        // SAFETY: the caller's ranges; `offset + HUGE_PAGE` is within both.
+        let (from, to) = unsafe { (from.add(offset), to.add(offset)) };
+        if !move_one(from, to) {
             return if map_again(to, HUGE_PAGE) {
                 Ok(offset)
             } else {
@@ -689,34 +713,66 @@ mod tests {
         assert!(kept(&b).is_empty());
     }
 
-    /// A move that fails (here, from pages no longer mapped) says how far
-    /// it got, its destination mapped, fresh: mapped again where Linux
-    /// unmapped it before failing (older kernels), or never unmapped (6.18
-    /// checks the source first; the huge page is then told as a hole,
-    /// which it cannot tell from another's mapping, and left alone). A
-    /// destination mapped again never replaces what another mapping put
-    /// there.
+    /// A move that fails at its second huge page says how far it got,
+    /// the first moved: where Linux left the destination mapped, the page
+    /// is told as a hole (it cannot be told from another's mapping) and
+    /// left as it was; where Linux unmapped it first (older kernels), it
+    /// is mapped again, fresh, unless another thread's mapping took it
+    /// meanwhile. A destination mapped again never replaces a mapping.
     #[test]
     fn a_failed_move_leaves_no_hole_and_replaces_no_mapping() {
-        unsafe {
-            let from = map(2 * HUGE_PAGE);
-            std::ptr::write_bytes(from, 4, 2 * HUGE_PAGE);
-            let _ = rustix::mm::munmap(from.add(HUGE_PAGE).cast(), HUGE_PAGE);
-            let to = map(2 * HUGE_PAGE);
-            let moved = move_pages(from, 2 * HUGE_PAGE, to);
-            assert!(
-                moved == Ok(HUGE_PAGE) || moved == Err(HUGE_PAGE),
-                "{moved:?}"
-            );
-            assert!((0..HUGE_PAGE).step_by(4093).all(|i| *to.add(i) == 4));
-            // The second huge page: mapped, fresh, writable.
-            let second = to.add(HUGE_PAGE);
-            assert!((0..HUGE_PAGE).step_by(4093).all(|i| *second.add(i) == 0));
-            std::ptr::write_bytes(second, 9, HUGE_PAGE);
-            // Where something is mapped, it is left as it is.
-            assert!(!map_again(second, HUGE_PAGE));
-            assert!((0..HUGE_PAGE).step_by(4093).all(|i| *second.add(i) == 9));
-            let _ = rustix::mm::munmap(to.cast(), 2 * HUGE_PAGE);
+        let mover = |unmap_first: bool| {
+            let mut moves = 0;
+            move |from: *mut u8, to: *mut u8| {
+                moves += 1;
+                if moves == 1 {
+                    return unsafe {
+                        rustix::mm::mremap_fixed(
+                            from.cast(),
+                            HUGE_PAGE,
+                            HUGE_PAGE,
+                            MremapFlags::MAYMOVE,
+                            to.cast(),
+                        )
+                    }
+                    .is_ok();
+                }
+                if unmap_first {
+                    let _ = unsafe { rustix::mm::munmap(to.cast(), HUGE_PAGE) };
+                }
+                false
+            }
+        };
+        for unmap_first in [false, true] {
+            unsafe {
+                let from = map(2 * HUGE_PAGE);
+                std::ptr::write_bytes(from, 4, 2 * HUGE_PAGE);
+                let to = map(2 * HUGE_PAGE);
+                std::ptr::write_bytes(to, 7, 2 * HUGE_PAGE);
+                let moved = move_pages_by(from, 2 * HUGE_PAGE, to, mover(unmap_first));
+                assert!((0..HUGE_PAGE).step_by(4093).all(|i| *to.add(i) == 4));
+                let second = to.add(HUGE_PAGE);
+                match (unmap_first, moved) {
+                    // Ours, as it was: told as a hole all the same.
+                    (false, Err(at)) => {
+                        assert_eq!(at, HUGE_PAGE);
+                        assert!((0..HUGE_PAGE).step_by(4093).all(|i| *second.add(i) == 7));
+                    }
+                    // Mapped again, fresh.
+                    (true, Ok(at)) => {
+                        assert_eq!(at, HUGE_PAGE);
+                        assert!((0..HUGE_PAGE).step_by(4093).all(|i| *second.add(i) == 0));
+                    }
+                    // Another thread's mapping took the hole: not touched.
+                    (true, Err(at)) => assert_eq!(at, HUGE_PAGE),
+                    other => panic!("{other:?}"),
+                }
+                let _ = rustix::mm::munmap(to.cast(), HUGE_PAGE);
+                if moved.is_ok() || !unmap_first {
+                    let _ = rustix::mm::munmap(second.cast(), HUGE_PAGE);
+                }
+                let _ = rustix::mm::munmap(from.add(HUGE_PAGE).cast(), HUGE_PAGE);
+            }
         }
     }
 
