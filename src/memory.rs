@@ -388,18 +388,28 @@ fn map(len: usize) -> *mut u8 {
 /// one holds, the one at `to` fresh.
 unsafe fn move_pages(from: *mut u8, len: usize, to: *mut u8) -> Result<usize, usize> {
     // SAFETY: the caller's.
+    unsafe { move_pages_by(from, len, to, |from, to| move_huge_page(from, to)) }
+}
+
+/// Moves the huge page at `from` to `to`, replacing what is mapped there;
+/// false where Linux refuses.
+///
+/// # Safety
+///
+/// Both are whole huge pages of this allocator's mappings that no one
+/// holds.
+unsafe fn move_huge_page(from: *mut u8, to: *mut u8) -> bool {
+    // SAFETY: the caller's.
     unsafe {
-        move_pages_by(from, len, to, |from, to| {
-            rustix::mm::mremap_fixed(
-                from.cast(),
-                HUGE_PAGE,
-                HUGE_PAGE,
-                MremapFlags::MAYMOVE,
-                to.cast(),
-            )
-            .is_ok()
-        })
+        rustix::mm::mremap_fixed(
+            from.cast(),
+            HUGE_PAGE,
+            HUGE_PAGE,
+            MremapFlags::MAYMOVE,
+            to.cast(),
+        )
     }
+    .is_ok()
 }
 
 /// [`move_pages`], each huge page moved by `move_one(from, to)` (false
@@ -726,16 +736,7 @@ mod tests {
             move |from: *mut u8, to: *mut u8| {
                 moves += 1;
                 if moves == 1 {
-                    return unsafe {
-                        rustix::mm::mremap_fixed(
-                            from.cast(),
-                            HUGE_PAGE,
-                            HUGE_PAGE,
-                            MremapFlags::MAYMOVE,
-                            to.cast(),
-                        )
-                    }
-                    .is_ok();
+                    return unsafe { move_huge_page(from, to) };
                 }
                 if unmap_first {
                     let _ = unsafe { rustix::mm::munmap(to.cast(), HUGE_PAGE) };
