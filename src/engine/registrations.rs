@@ -119,11 +119,14 @@ impl Registrations {
     pub fn apply(&self, population: &mut Population, as_of: Day) -> Result<BooleanArray> {
         let practice = self.on_date(population.len(), as_of);
         let registered = BooleanArray::new(
-            arrow_buffer::BooleanBuffer::collect_bool(practice.len(), |p| practice[p].is_some()),
+            match practice.nulls() {
+                Some(nulls) => nulls.inner().clone(),
+                None => arrow_buffer::BooleanBuffer::new_set(practice.len()),
+            },
             None,
         );
         let pcn = keyed(&practice, |p| self.pcn_of[p as usize], &self.pcns)?;
-        let practice = keyed(&practice, |p| Some(p as i32), &self.practices)?;
+        let practice = dictionary(practice, &self.practices)?;
         population.batch = replaced(
             &population.batch,
             &[("practice_code", practice), ("pcn_code", pcn)],
@@ -132,14 +135,17 @@ impl Registrations {
     }
 
     /// Each person's practice (by number) on `as_of`, by population row;
-    /// `None` when not registered then. Of several registrations the
+    /// null when not registered then. Of several registrations the
     /// latest started counts, then the smallest practice code.
     ///
     /// The rows are taken in parallel, each person's best so far one
     /// 64-bit word (start, then the practice number reversed) that a
     /// later start or a smaller code raises: the largest word wins
     /// whatever the order the rows are met in, as the rule above says.
-    fn on_date(&self, persons: usize, as_of: Day) -> Vec<Option<u32>> {
+    /// The numbers come out as the keys of the date's practice column,
+    /// with no copy between (a date's columns are new memory, and this
+    /// runs once a date).
+    fn on_date(&self, persons: usize, as_of: Day) -> Int32Array {
         use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
         // 0 is no registration: a practice number indexes `practices`, so
         // it is below u32::MAX and every word made here is larger.
@@ -163,32 +169,49 @@ impl Registrations {
                     best[p as usize].fetch_max(word(from, code), Relaxed);
                 }
             });
-        best.into_par_iter()
+        let best: Vec<u64> = best.into_iter().map(AtomicU64::into_inner).collect();
+        let registered = arrow_buffer::BooleanBuffer::collect_bool(best.len(), |p| best[p] != 0);
+        // A practice number is below i32::MAX: `practices` holds them.
+        let numbers: Vec<i32> = best
+            .par_iter()
             .with_min_len(1 << 16)
-            .map(|w| {
-                let w = w.into_inner();
-                (w != 0).then(|| u32::MAX - w as u32)
+            .map(|&w| {
+                if w == 0 {
+                    0
+                } else {
+                    (u32::MAX - w as u32) as i32
+                }
             })
-            .collect()
+            .collect();
+        Int32Array::new(numbers.into(), Some(registered.into()))
     }
 }
 
-/// Each person's practice (by number) as a dictionary of `values`: the
-/// key `key` gives (null where it gives `None`, and where the person is not
-/// registered). The population's loader holds practice and PCN codes as
-/// dictionaries too; plain text per date had taken a string a person for
-/// each, and every reader hashed them again.
+/// Each person's PCN (or other code the practice has), as a dictionary of
+/// `values`: the key `key` gives for their practice (by number, null where
+/// not registered), null where it gives `None`.
 fn keyed(
-    practice: &[Option<u32>],
-    key: impl Fn(u32) -> Option<i32> + Sync,
+    practice: &Int32Array,
+    key: impl Fn(i32) -> Option<i32> + Sync,
     values: &ArrayRef,
 ) -> Result<ArrayRef> {
-    let keys: Vec<Option<i32>> = practice
+    let numbers = practice.values();
+    let valid = |p: usize| practice.is_valid(p) && key(numbers[p]).is_some();
+    let nulls = arrow_buffer::BooleanBuffer::collect_bool(practice.len(), valid);
+    let keys: Vec<i32> = numbers
         .par_iter()
         .with_min_len(1 << 16)
-        .map(|p| p.and_then(&key))
+        .map(|&p| key(p).unwrap_or(0))
         .collect();
-    let dictionary = DictionaryArray::<Int32Type>::try_new(Int32Array::from(keys), values.clone())
+    dictionary(Int32Array::new(keys.into(), Some(nulls.into())), values)
+}
+
+/// `keys` (null where there is no code) as a dictionary of `values`. The
+/// population's loader holds practice and PCN codes as dictionaries too;
+/// plain text per date had taken a string a person for each, and every
+/// reader hashed them again.
+fn dictionary(keys: Int32Array, values: &ArrayRef) -> Result<ArrayRef> {
+    let dictionary = DictionaryArray::<Int32Type>::try_new(keys, values.clone())
         .map_err(|e| Error::Internal(format!("applying registrations: {e}")))?;
     Ok(Arc::new(dictionary))
 }
@@ -381,6 +404,8 @@ mod tests {
         let practice: Vec<Option<u32>> = (0..200_003u32)
             .map(|i| (i % 7 != 0).then_some(i % 4))
             .collect();
+        let numbers: arrow_array::Int32Array =
+            practice.iter().map(|p| p.map(|p| p as i32)).collect();
         let (pcns, places) = super::numbered(&pcn_of);
         assert_eq!(places, [Some(1), Some(0), Some(1), None]);
         let practices: arrow_array::ArrayRef = Arc::new(StringArray::from_iter_values(codes));
@@ -388,11 +413,11 @@ mod tests {
         let pcn_text = |p: u32| pcn_of[p as usize];
         let cases: [(_, &dyn Fn(u32) -> Option<&'static str>); 2] = [
             (
-                super::keyed(&practice, |p| Some(p as i32), &practices).unwrap(),
+                super::dictionary(numbers.clone(), &practices).unwrap(),
                 &practice_text,
             ),
             (
-                super::keyed(&practice, |p| places[p as usize], &pcns).unwrap(),
+                super::keyed(&numbers, |p| places[p as usize], &pcns).unwrap(),
                 &pcn_text,
             ),
         ];
@@ -404,7 +429,7 @@ mod tests {
             assert!(expected.null_count() > 0);
         }
         let plain = arrow_cast::cast(
-            &super::keyed(&practice, |p| Some(p as i32), &practices).unwrap(),
+            &super::dictionary(numbers, &practices).unwrap(),
             &arrow_schema::DataType::Utf8,
         )
         .unwrap();
@@ -454,11 +479,9 @@ mod tests {
         let all: Vec<Row> = groups.concat();
         for as_of in [-150, -1, 0, 1, 37, 150, Day::MAX] {
             let expected = one_by_one(&all, persons as usize, as_of);
-            assert_eq!(
-                registrations.on_date(persons as usize, as_of),
-                expected,
-                "{as_of}"
-            );
+            let on_date = registrations.on_date(persons as usize, as_of);
+            let on_date: Vec<Option<u32>> = on_date.iter().map(|p| p.map(|p| p as u32)).collect();
+            assert_eq!(on_date, expected, "{as_of}");
             assert!(expected.iter().flatten().count() > 100, "{as_of}");
             assert_eq!(expected[persons as usize - 2], Some(3), "{as_of}");
             let last = (as_of == Day::MAX).then_some(0);
