@@ -663,11 +663,11 @@ pub fn footprint(
         (None, Aggregate::Exists) => (1, 1),
         (None, Aggregate::Count) => (32, 32),
         (None, Aggregate::TotalDays) => (64, 64),
-        // Each slot's count, then each date's column of them.
+        // Each date's column of counts, made straight from the sets.
         (None, Aggregate::CountDistinctCodes) if !codelist => {
             return Footprint {
                 state: 0,
-                columns: 2 * 32,
+                columns: 32,
                 per_person: 0,
                 code_sets: true,
             };
@@ -1185,8 +1185,9 @@ impl State {
                 .collect()
         };
         if let State::DistinctValues { sets, runs } = self {
-            let counts = distinct_code_counts::<u32>(&sets, runs, persons, copies);
-            return Ok(uint32s(split_dates(&counts, persons, copies, |&c| c)));
+            return Ok(uint32s(distinct_code_counts::<u32>(
+                &sets, runs, persons, copies,
+            )));
         }
         if let State::MonthlyRuns(events) = self {
             let events = events
@@ -1212,15 +1213,10 @@ impl State {
             });
         }
         Ok(match &self {
-            // One bit a slot: all dates' bits together are small (1.5
-            // bytes a person with 12 dates), so reading them date by date
-            // costs little.
-            State::Flags(v) => (0..copies)
-                .map(|d| {
-                    let bits = arrow_buffer::BooleanBuffer::collect_bool(persons, |p| {
-                        let (word, bit) = flag(p * copies + d);
-                        v[word].load(Relaxed) & bit != 0
-                    });
+            State::Flags(v) => flags_by_date(v, persons, copies)
+                .into_iter()
+                .map(|words| {
+                    let bits = arrow_buffer::BooleanBuffer::new(words.into(), 0, persons);
                     Arc::new(BooleanArray::new(bits, None)) as ArrayRef
                 })
                 .collect(),
@@ -1376,9 +1372,10 @@ impl State {
                 }
                 Arc::new(arrow_array::UInt32Array::from(most))
             }
-            State::DistinctValues { sets, runs } => Arc::new(arrow_array::UInt32Array::from(
-                distinct_code_counts::<u32>(&sets, runs, persons, 1),
-            )),
+            State::DistinctValues { sets, runs } => {
+                let mut columns = distinct_code_counts::<u32>(&sets, runs, persons, 1);
+                Arc::new(arrow_array::UInt32Array::from(columns.remove(0)))
+            }
             State::MonthlyRuns(_) => {
                 unreachable!("made only for several dates, which finish_dates finishes")
             }
@@ -1448,34 +1445,50 @@ fn values_column(
     Arc::new(Float64Array::new(out.into(), Some(nulls)))
 }
 
-/// Distinct codes per person and date (slot `person * copies + date`):
-/// those kept in each person's set, each on the dates it holds, and those
-/// noted, each once for each date of the union of its runs of dates.
+/// Distinct codes per person, a column each date: those kept in each
+/// person's set, each on the dates it holds, and those noted, each once
+/// for each date of the union of its runs of dates.
 ///
 /// The persons are counted a part at a time ([`PERSONS_PER_PART`]), the
 /// parts in parallel: each takes its persons' share of every sorted run
 /// (found by binary search) and merges them. Merging all the runs whole
-/// kept one core busy while the other waited.
+/// kept one core busy while the other waited. A part's counts (slot
+/// `person * copies + date`, small enough to stay in the cache) are then
+/// written into each date's column: a whole state of slots split into the
+/// columns afterwards had been twice the columns' memory, all of it new, at
+/// the scan's finish (480 MB for 12 dates at 5M persons).
 fn distinct_code_counts<C: Count>(
     sets: &CodeSets,
     runs: Mutex<Runs>,
     persons: usize,
     copies: usize,
-) -> Vec<C> {
+) -> Vec<Vec<C>> {
     use rayon::prelude::*;
     let runs = runs
         .into_inner()
         .expect("no task panics while holding the lock");
-    let mut counts = vec![C::default(); persons * copies];
-    counts
-        .par_chunks_mut(PERSONS_PER_PART * copies)
+    // New memory reads as zeros without being written: each page is
+    // written once, below, by the part that holds it.
+    let mut columns: Vec<Vec<C>> = (0..copies).map(|_| vec![C::default(); persons]).collect();
+    // Each part's share of every date's column.
+    let mut parts: Vec<Vec<&mut [C]>> = Vec::new();
+    for column in &mut columns {
+        let chunks = column.chunks_mut(PERSONS_PER_PART);
+        for (part, chunk) in chunks.enumerate() {
+            if part == parts.len() {
+                parts.push(Vec::with_capacity(copies));
+            }
+            parts[part].push(chunk);
+        }
+    }
+    parts
+        .into_par_iter()
         .enumerate()
-        .for_each(|(part, counts)| {
-            // Written before it is read: a fresh page read first is mapped
-            // to the zero page, and the first count written to it then
-            // faults again (and flushes the other cores' TLBs).
-            counts.fill(C::default());
+        .for_each_init(Vec::new, |counts, (part, mut dates)| {
             let first_person = part * PERSONS_PER_PART;
+            let part_len = dates.first().map_or(0, |d| d.len());
+            counts.clear();
+            counts.resize(part_len * copies, C::default());
             // The codes kept in place: none of them is also noted, as a
             // code is noted only when its person's set is full without it.
             sets.count(first_person, copies, counts);
@@ -1502,8 +1515,13 @@ fn distinct_code_counts<C: Count>(
                     from = from.max(end);
                 }
             }
+            for (date, column) in dates.iter_mut().enumerate() {
+                for (value, slot) in column.iter_mut().zip(counts.chunks_exact(copies)) {
+                    *value = slot[date];
+                }
+            }
         });
-    counts
+    columns
 }
 
 /// A count's type: `i64` for one date's column, `u32` for the columns of
@@ -1683,6 +1701,33 @@ fn split_dates_unless<A, T: arrow_array::ArrowPrimitiveType>(
 #[inline]
 fn flag(slot: usize) -> (usize, u64) {
     (slot / 64, 1 << (slot % 64))
+}
+
+/// Each date's flags, as the words of its column (Arrow's bit order, least
+/// significant first), from flags kept a bit a slot (slot `person *
+/// copies + date`). 64 persons' slots are `copies` whole words: each set
+/// bit of them is put in its date's word for those persons. Flags are
+/// mostly unset, so this reads each word once and does little more;
+/// testing each person's bit for each date in turn had been most of the
+/// scan's finish for 12 dates (20 flags a person).
+fn flags_by_date(v: &[AtomicU64], persons: usize, copies: usize) -> Vec<Vec<u64>> {
+    let blocks = persons.div_ceil(64);
+    let mut dates: Vec<Vec<u64>> = (0..copies).map(|_| vec![0u64; blocks]).collect();
+    for block in 0..blocks {
+        let words = &v[(block * copies).min(v.len())..((block + 1) * copies).min(v.len())];
+        for (i, word) in words.iter().enumerate() {
+            let mut bits = word.load(Relaxed);
+            while bits != 0 {
+                let slot = i * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                dates[slot % copies][block] |= 1 << (slot / copies);
+            }
+        }
+    }
+    for word in dates.iter_mut().flatten() {
+        *word = word.to_le();
+    }
+    dates
 }
 
 /// Each date's column of first/last dates, `none` (no event) as null.
@@ -2176,6 +2221,52 @@ mod tests {
             for p in 0..persons {
                 let want = naive[p * copies + d].len() as i64;
                 assert_eq!(got.value(p), want, "{what}person {p}, date {d}");
+            }
+        }
+    }
+
+    /// Each date's flags, finished, are the flags set for that date, for
+    /// numbers of dates that do and do not divide a word, and persons that
+    /// do not fill the last word.
+    #[test]
+    fn flags_are_split_into_each_dates_column() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(9);
+        for (persons, copies) in [
+            (1, 1),
+            (130, 1),
+            (64, 12),
+            (1_000, 12),
+            (777, 5),
+            (200, 64),
+            (129, 65),
+        ] {
+            let state = State::new(Aggregate::Exists, None, false, None, persons, copies);
+            let mut set = vec![false; persons * copies];
+            for _ in 0..persons * copies / 3 {
+                let slot = rng.random_range(0..persons * copies);
+                set[slot] = true;
+                state.count(slot as u32);
+            }
+            let columns = state
+                .finish_dates(Aggregate::Exists, &[], (&[], &[]), persons, copies)
+                .unwrap();
+            assert_eq!(columns.len(), copies);
+            for (d, column) in columns.iter().enumerate() {
+                let column = column.as_boolean();
+                assert_eq!(column.len(), persons);
+                for p in 0..persons {
+                    assert_eq!(
+                        column.value(p),
+                        set[p * copies + d],
+                        "{persons} {copies} {p} {d}"
+                    );
+                }
+                // Nothing beyond the last person.
+                assert_eq!(
+                    column.true_count(),
+                    (0..persons).filter(|&p| set[p * copies + d]).count()
+                );
             }
         }
     }
