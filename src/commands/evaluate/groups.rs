@@ -87,6 +87,9 @@ impl Keys {
     }
 }
 
+/// Groups looked for among those met by comparing names, not hashing.
+const FEW_GROUPS: usize = 16;
+
 impl Groups {
     /// Each person's age band ([`AGE_BANDS`]) by their age (None where
     /// unknown).
@@ -128,18 +131,35 @@ impl Groups {
 
     /// Each person's group by name (None if unknown).
     pub(super) fn new<'a>(values: impl Iterator<Item = Option<&'a str>>) -> Groups {
-        // Numbered as first met.
-        let mut ids: foldhash::HashMap<&str, u32> = Default::default();
-        let first: Vec<Option<u32>> = values
-            .map(|v| {
-                let n = ids.len() as u32;
-                v.map(|v| *ids.entry(v).or_insert(n))
-            })
-            .collect();
-        let mut names = vec![""; ids.len()];
-        for (name, id) in ids {
-            names[id as usize] = name;
-        }
+        // Numbered as first met: looked for among the names met while
+        // they are few (sex, a band), hashed once they are many. Hashing
+        // each person's text had been most of the groups' cost a date.
+        let mut names: Vec<&str> = Vec::new();
+        let mut ids: Option<foldhash::HashMap<&str, u32>> = None;
+        let mut id = |v: &'a str| -> u32 {
+            if let Some(ids) = &mut ids {
+                let n = names.len() as u32;
+                return *ids.entry(v).or_insert_with(|| {
+                    names.push(v);
+                    n
+                });
+            }
+            if let Some(i) = names.iter().position(|&n| n == v) {
+                return i as u32;
+            }
+            names.push(v);
+            if names.len() > FEW_GROUPS {
+                ids = Some(
+                    names
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &n)| (n, i as u32))
+                        .collect(),
+                );
+            }
+            names.len() as u32 - 1
+        };
+        let first: Vec<Option<u32>> = values.map(|v| v.map(&mut id)).collect();
         Groups::numbered(&names, first.into_iter())
     }
 
@@ -225,10 +245,13 @@ mod tests {
         // Numbered groups (names listed out of name order too) and named
         // ones: some never met, some people of no known group.
         let made_up = ["b", "a", "c", "aa"];
+        // More than are looked for by name (then hashed).
+        let many: Vec<String> = (0..3 * FEW_GROUPS).rev().map(|i| format!("g{i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
         let mut x = 0x5EED_u64;
-        for names in [&AGE_BANDS[..], &made_up[..]] {
+        for names in [&AGE_BANDS[..], &made_up[..], &many[..]] {
             for _ in 0..50 {
-                let of: Vec<Option<u32>> = (0..40)
+                let of: Vec<Option<u32>> = (0..200)
                     .map(|_| {
                         x ^= x << 13;
                         x ^= x >> 7;
