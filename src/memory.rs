@@ -86,6 +86,22 @@ impl HugeForLarge {
     /// A mapping of `len` bytes made of kept ones, its first `zero` bytes
     /// zeroed; None if none is kept (or keeping is off).
     fn reuse(&self, len: usize, zero: usize) -> Option<*mut u8> {
+        // SAFETY: `move_huge_page` moves one huge page as `mremap` does.
+        unsafe { self.reuse_by(len, zero, |from, to| move_huge_page(from, to)) }
+    }
+
+    /// [`HugeForLarge::reuse`], each huge page moved by `move_one` (as
+    /// [`move_pages_by`]): the tests' way to make a move fail there.
+    ///
+    /// # Safety
+    ///
+    /// `move_one` moves one huge page as `mremap` would.
+    unsafe fn reuse_by(
+        &self,
+        len: usize,
+        zero: usize,
+        mut move_one: impl FnMut(*mut u8, *mut u8) -> bool,
+    ) -> Option<*mut u8> {
         if !self.keeping.load(Ordering::Relaxed) {
             return None;
         }
@@ -126,7 +142,7 @@ impl HugeForLarge {
             let wanted = had.min(len - filled);
             // SAFETY: `from` is a kept mapping of `had` bytes no one holds,
             // `base + filled` the fresh part of the new one.
-            let moved = unsafe { move_pages(from, wanted, base.add(filled)) };
+            let moved = unsafe { move_pages_by(from, wanted, base.add(filled), &mut move_one) };
             let done = moved.unwrap_or_else(|hole| hole);
             if let Err(hole) = moved {
                 // A hole another mapping may fill (or the fresh page Linux
@@ -368,29 +384,6 @@ fn map(len: usize) -> *mut u8 {
     ptr.cast()
 }
 
-/// Moves the pages of `len` bytes from `from` to `to`, a huge page at a
-/// time, each replacing the fresh page of the mapping at `to`: `Ok` with
-/// how many bytes were moved, from the start, or `Err` with the offset of
-/// a hole. A huge page at a time because Linux moves no range across two
-/// mappings (before 6.17), and a kept range may be several (a block made
-/// by [`HugeForLarge`]'s `reuse`, whose parts start at whole huge pages
-/// from its start, so that no huge page of it straddles two). Where a move
-/// fails, Linux (before 6.18 at least) may have unmapped its destination
-/// already: that huge page is mapped again, fresh, but never over a
-/// mapping another thread has made there since (`MAP_FIXED_NOREPLACE`);
-/// where it cannot be (something is mapped there: another's, or the fresh
-/// page Linux left), it is told as a hole, to be left alone, and the range
-/// is not to be used as a block.
-///
-/// # Safety
-///
-/// Both ranges are whole huge pages of this allocator's mappings that no
-/// one holds, the one at `to` fresh.
-unsafe fn move_pages(from: *mut u8, len: usize, to: *mut u8) -> Result<usize, usize> {
-    // SAFETY: the caller's.
-    unsafe { move_pages_by(from, len, to, |from, to| move_huge_page(from, to)) }
-}
-
 /// Moves the huge page at `from` to `to`, replacing what is mapped there;
 /// false where Linux refuses.
 ///
@@ -412,12 +405,26 @@ unsafe fn move_huge_page(from: *mut u8, to: *mut u8) -> bool {
     .is_ok()
 }
 
-/// [`move_pages`], each huge page moved by `move_one(from, to)` (false
-/// where the move failed): the tests' way to make a move fail.
+/// Moves the pages of `len` bytes from `from` to `to`, a huge page at a
+/// time by `move_one(from, to)` (false where the move failed; `mremap`
+/// by [`move_huge_page`], or the tests' way to make a move fail), each
+/// replacing the fresh page of the mapping at `to`: `Ok` with how many
+/// bytes were moved, from the start, or `Err` with the offset of a hole. A huge page at a time because Linux moves no range across two
+/// mappings (before 6.17), and a kept range may be several (a block made
+/// by [`HugeForLarge`]'s `reuse`, whose parts start at whole huge pages
+/// from its start, so that no huge page of it straddles two). Where a move
+/// fails, Linux (before 6.18 at least) may have unmapped its destination
+/// already: that huge page is mapped again, fresh, but never over a
+/// mapping another thread has made there since (`MAP_FIXED_NOREPLACE`);
+/// where it cannot be (something is mapped there: another's, or the fresh
+/// page Linux left), it is told as a hole, to be left alone, and the range
+/// is not to be used as a block.
 ///
 /// # Safety
 ///
-/// As [`move_pages`]; `move_one` moves one huge page as `mremap` would.
+/// Both ranges are whole huge pages of this allocator's mappings that no
+/// one holds, the one at `to` fresh; `move_one` moves one huge page as
+/// `mremap` would.
 unsafe fn move_pages_by(
     from: *mut u8,
     len: usize,
@@ -773,6 +780,73 @@ mod tests {
                     let _ = rustix::mm::munmap(second.cast(), HUGE_PAGE);
                 }
                 let _ = rustix::mm::munmap(from.add(HUGE_PAGE).cast(), HUGE_PAGE);
+            }
+        }
+    }
+
+    /// A block made of kept mappings whose page move fails: where the
+    /// destination is left mapped (a hole, told from another's mapping by
+    /// nothing), no block is made, the hole is left alone, and nothing is
+    /// kept after it (the caller maps the block fresh); where Linux had
+    /// unmapped the destination and it is mapped again, the block is the
+    /// pages moved so far and fresh ones, what was not moved still kept
+    /// until given back for the fresh part.
+    #[test]
+    fn a_block_of_kept_mappings_whose_move_fails_is_given_up_or_made_fresh() {
+        static ON: AtomicBool = AtomicBool::new(true);
+        let layout = |size| Layout::from_size_align(size, 64).unwrap();
+        let kept_len = |a: &HugeForLarge| a.kept.lock().unwrap().len;
+        // (the move that fails, counted from 1; whether Linux unmapped its
+        // destination first)
+        for (fails, unmap_first) in [(2, false), (3, false), (2, true)] {
+            let a = HugeForLarge::keeping(&ON);
+            unsafe {
+                // Two kept mappings of two huge pages, written.
+                let two = layout(2 * HUGE_PAGE);
+                let (p, q) = (a.alloc(two), a.alloc(two));
+                std::ptr::write_bytes(p, 1, two.size());
+                std::ptr::write_bytes(q, 1, two.size());
+                a.dealloc(p, two);
+                a.dealloc(q, two);
+                assert_eq!(kept_len(&a), 2);
+                let mut calls = 0;
+                let mut hole = std::ptr::null_mut();
+                let mover = |from: *mut u8, to: *mut u8| {
+                    calls += 1;
+                    if calls < fails {
+                        return move_huge_page(from, to);
+                    }
+                    hole = to;
+                    if unmap_first {
+                        let _ = rustix::mm::munmap(to.cast(), HUGE_PAGE);
+                    }
+                    false
+                };
+                // Larger than either: made of both, and one page fresh.
+                let len = 5 * HUGE_PAGE;
+                let block = a.reuse_by(len, 0, mover);
+                assert_eq!(calls, fails);
+                assert_eq!(kept_len(&a), 0);
+                if unmap_first {
+                    // The page moved, then fresh ones (the one mapped
+                    // again among them).
+                    let b = block.expect("a block, the failed page mapped again");
+                    assert_eq!(hole, b.add(HUGE_PAGE));
+                    assert!((0..HUGE_PAGE).step_by(4093).all(|i| *b.add(i) == 1));
+                    assert!((HUGE_PAGE..len).step_by(4093).all(|i| *b.add(i) == 0));
+                    std::ptr::write_bytes(b, 3, len);
+                    a.dealloc(b, layout(len));
+                } else {
+                    assert!(block.is_none());
+                    // The hole, ours, left as Linux left it: fresh.
+                    assert!((0..HUGE_PAGE).step_by(4093).all(|i| *hole.add(i) == 0));
+                    let _ = rustix::mm::munmap(hole.cast(), HUGE_PAGE);
+                }
+                // Blocks are still served.
+                let next = a.alloc_zeroed(layout(len));
+                assert!((0..len).step_by(4093).all(|i| *next.add(i) == 0));
+                std::ptr::write_bytes(next, 4, len);
+                a.dealloc(next, layout(len));
             }
         }
     }
