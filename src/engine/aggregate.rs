@@ -1160,7 +1160,9 @@ impl State {
     /// weights split the state into dates in one pass (see [`split_dates`],
     /// [`split_slots`]); the busiest month's events, noted by run of dates,
     /// are counted into every date's column at once ([`most_by_date`]);
-    /// flags are read bit by bit for each date; the others (a list of
+    /// flags 64 persons at a time ([`flags_by_date`]); distinct codes
+    /// without a list straight into each date's column
+    /// ([`distinct_code_counts`]); the others (a list of
     /// categories, the keys of a long list, latest, mean, float min/max)
     /// are finished whole, then each date's slots taken.
     pub fn finish_dates(
@@ -1467,8 +1469,9 @@ fn distinct_code_counts<C: Count>(
     let runs = runs
         .into_inner()
         .expect("no task panics while holding the lock");
-    // New memory reads as zeros without being written: each page is
-    // written once, below, by the part that holds it.
+    // Zeros: a fresh mapping without being written (each page then
+    // written once, below, by the part that holds it); a kept one, which
+    // `evaluate` reuses, by a write.
     let mut columns: Vec<Vec<C>> = (0..copies).map(|_| vec![C::default(); persons]).collect();
     // Each part's share of every date's column.
     let mut parts: Vec<Vec<&mut [C]>> = Vec::new();

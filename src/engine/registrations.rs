@@ -196,12 +196,14 @@ fn keyed(
     values: &ArrayRef,
 ) -> Result<ArrayRef> {
     let numbers = practice.values();
-    let valid = |p: usize| practice.is_valid(p) && key(numbers[p]).is_some();
-    let nulls = arrow_buffer::BooleanBuffer::collect_bool(practice.len(), valid);
-    let keys: Vec<i32> = numbers
-        .par_iter()
+    // Only a registered person's number is a practice's: `key` is not asked
+    // of the others (with no usable registration there is no practice 0).
+    let of = |p: usize| practice.is_valid(p).then(|| key(numbers[p])).flatten();
+    let nulls = arrow_buffer::BooleanBuffer::collect_bool(practice.len(), |p| of(p).is_some());
+    let keys: Vec<i32> = (0..practice.len())
+        .into_par_iter()
         .with_min_len(1 << 16)
-        .map(|&p| key(p).unwrap_or(0))
+        .map(|p| of(p).unwrap_or(0))
         .collect();
     dictionary(Int32Array::new(keys.into(), Some(nulls.into())), values)
 }
@@ -428,6 +430,24 @@ mod tests {
             assert_eq!(built.null_count(), expected.null_count());
             assert!(expected.null_count() > 0);
         }
+        // Keys under nulls are 0, the PCNs' as the practices'.
+        let pcn = super::keyed(&numbers, |p| places[p as usize], &pcns).unwrap();
+        let pcn = pcn
+            .as_any()
+            .downcast_ref::<arrow_array::Int32DictionaryArray>()
+            .unwrap();
+        assert!(
+            pcn.keys()
+                .iter()
+                .zip(pcn.keys().values())
+                .all(|(k, v)| k.is_some() || *v == 0)
+        );
+        // No usable registration (no practice at all): nobody's key asked.
+        let nobody = arrow_array::Int32Array::from(vec![None; 3]);
+        let none: &[Option<i32>] = &[];
+        let empty: arrow_array::ArrayRef = Arc::new(StringArray::from_iter_values([""; 0]));
+        let pcn = super::keyed(&nobody, |p| none[p as usize], &empty).unwrap();
+        assert_eq!(pcn.null_count(), 3);
         let plain = arrow_cast::cast(
             &super::dictionary(numbers, &practices).unwrap(),
             &arrow_schema::DataType::Utf8,
