@@ -187,7 +187,7 @@ fn patients_parquet_has_one_schema_with_or_without_registrations() {
 }
 
 /// A registrations table with no usable row (here none at all): nobody is
-/// registered on the date, so the population is empty, and the run says
+/// registered on the date, so the population is empty, and the run warns
 /// so rather than failing (a date's PCNs had asked for a practice that
 /// does not exist).
 #[test]
@@ -196,8 +196,13 @@ fn a_registrations_table_with_no_usable_row_registers_nobody() {
     let data = sample_data_copy(tmp.path(), &["registrations.parquet"]);
     write_parquet(&data.join("registrations.parquet"), &[registrations(&[])]);
     let out = tmp.path().join("out");
-    let o = run_quietly(&repo_path("models/core.toml"), &data, &out, &[]);
+    let o = run_printed(&repo_path("models/core.toml"), &data, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("registrations table has no usable row"),
+        "{}",
+        stderr(&o)
+    );
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["counts"]["alive"], "0");

@@ -77,6 +77,12 @@ impl Registrations {
             return Ok(None);
         };
         let mut groups = read_rows(&table, population)?;
+        if groups.iter().all(|g| g.rows.is_empty()) {
+            tracing::warn!(
+                table = %table.location.display(),
+                "registrations table has no usable row (a person of the population, a start date and a practice): nobody is registered on any date, so the population is empty"
+            );
+        }
         // Numbered in code order; each row group's own numbers are then
         // mapped to these.
         let mut practices: Vec<String> = groups.iter().flat_map(|g| g.codes.clone()).collect();
