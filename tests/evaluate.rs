@@ -104,6 +104,53 @@ fn evaluate(dir: &Path, rules: &Path, extra: &[&str]) -> std::process::Output {
     strata(&args)
 }
 
+/// An evaluation holds the output folder's lock as `strata run` does: a
+/// folder another live run is writing is refused with nothing written, and
+/// the staging folder a killed evaluation left beside `--out` (with a
+/// partial `predictions.parquet`) is cleared by the next.
+#[test]
+fn an_evaluation_takes_the_output_lock_and_clears_what_a_killed_one_left() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let lock = tmp.path().join(".evaluation.strata-lock");
+
+    // A live process (this test) holds the lock.
+    std::fs::write(&lock, format!("{}\n", std::process::id())).unwrap();
+    let o = evaluate(tmp.path(), &rules, &[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "another strata run (process {})",
+            std::process::id()
+        )),
+        "{err}"
+    );
+    assert!(!tmp.path().join("evaluation").exists());
+    std::fs::remove_file(&lock).unwrap();
+
+    // A process that has exited left its staging folder.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    let stale = tmp.path().join(format!(".evaluation.strata-staging-{pid}"));
+    std::fs::create_dir(&stale).unwrap();
+    std::fs::write(stale.join("predictions.parquet"), b"partial").unwrap();
+    let o = evaluate(tmp.path(), &rules, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        !stale.exists(),
+        "the killed evaluation's staging folder is cleared"
+    );
+    assert!(tmp.path().join("evaluation/predictions.parquet").exists());
+    assert!(
+        !lock.exists(),
+        "the lock is let go when the evaluation ends"
+    );
+}
+
 #[test]
 fn outcomes_look_forward_with_exact_edges_over_the_population_of_the_day() {
     let tmp = tempfile::tempdir().unwrap();
