@@ -186,24 +186,40 @@ fn patients_parquet_has_one_schema_with_or_without_registrations() {
     }
 }
 
-/// A registrations table with no usable row (here none at all): nobody is
-/// registered on the date, so the population is empty, and the run warns
-/// so rather than failing (a date's PCNs had asked for a practice that
-/// does not exist).
+/// A registrations table with no usable row registers nobody: every list
+/// would be empty and, published, would replace the last good ones. The
+/// run stops with a data error (exit 2) that names the table and says why
+/// no row is usable, and the previous output stays whole: here after a
+/// good run (without the table), with a table of no rows, then one whose
+/// rows name no person of the population (an extract from another
+/// population).
 #[test]
-fn a_registrations_table_with_no_usable_row_registers_nobody() {
+fn a_registrations_table_with_no_usable_row_is_an_error_and_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let data = sample_data_copy(tmp.path(), &["registrations.parquet"]);
-    write_parquet(&data.join("registrations.parquet"), &[registrations(&[])]);
     let out = tmp.path().join("out");
     let o = run_printed(&repo_path("models/core.toml"), &data, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("registrations table has no usable row"),
-        "{}",
-        stderr(&o)
-    );
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["counts"]["alive"], "0");
+    let manifest = std::fs::read(out.join("manifest.json")).unwrap();
+
+    for (rows, why) in [
+        (vec![], "it has no rows"),
+        (
+            vec![
+                (-5, "P1", "2020-01-01", None),
+                (-6, "P1", "2020-01-01", None),
+            ],
+            "of its 2 rows, 2 have an id not in the population table",
+        ),
+    ] {
+        write_parquet(&data.join("registrations.parquet"), &[registrations(&rows)]);
+        let o = run_printed(&repo_path("models/core.toml"), &data, &out, &[]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("registrations.parquet"), "{err}");
+        assert!(err.contains("no usable registration"), "{err}");
+        assert!(err.contains(why), "{err}");
+        assert!(err.contains("\n  help: "), "{err}");
+        assert_eq!(std::fs::read(out.join("manifest.json")).unwrap(), manifest);
+    }
 }

@@ -78,10 +78,7 @@ impl Registrations {
         };
         let mut groups = read_rows(&table, population)?;
         if groups.iter().all(|g| g.rows.is_empty()) {
-            tracing::warn!(
-                table = %table.location.display(),
-                "registrations table has no usable row (a person of the population, a start date and a practice): nobody is registered on any date, so the population is empty"
-            );
+            return Err(unusable(&table, &groups));
         }
         // Numbered in code order; each row group's own numbers are then
         // mapped to these.
@@ -284,10 +281,45 @@ fn read_rows(table: &Table, population: &Population) -> Result<Vec<GroupRows>> {
         .collect()
 }
 
-/// One row group's usable rows, with the practices it met numbered.
+/// One row group's usable rows, with the practices it met numbered, and
+/// how many of its rows were not usable, by why.
 struct GroupRows {
     rows: Vec<Row>,
     codes: Vec<String>,
+    /// Rows of a person not in the population (or with a null id),
+    /// without a practice code, and without a start date.
+    dropped: [u64; 3],
+}
+
+/// The error for a registrations table with no usable row. Such a table
+/// registers nobody, so every list would be empty and, published, would
+/// replace the last good ones: an extract that lost its rows, or one from
+/// another population (pseudonymised with another key), is stopped here.
+fn unusable(table: &Table, groups: &[GroupRows]) -> Error {
+    let [unknown, no_practice, no_start] = groups.iter().fold([0u64; 3], |mut sum, g| {
+        for (s, d) in sum.iter_mut().zip(g.dropped) {
+            *s += d;
+        }
+        sum
+    });
+    let rows = unknown + no_practice + no_start;
+    let why = if rows == 0 {
+        "it has no rows".to_string()
+    } else {
+        format!(
+            "of its {rows} rows, {unknown} have an id not in the population table (or none), \
+             {no_practice} no practice code and {no_start} no start date"
+        )
+    };
+    Error::data(
+        &table.location,
+        format!("no usable registration: {why}, so nobody would be registered on any date"),
+    )
+    .with_help(
+        "export the registrations with the population table they belong to (the same \
+         person ids), or remove the registrations table to take each person's practice \
+         and PCN from the population table",
+    )
 }
 
 fn read_group(table: &Table, group: RowGroup, population: &Population) -> Result<GroupRows> {
@@ -296,6 +328,7 @@ fn read_group(table: &Table, group: RowGroup, population: &Population) -> Result
     let mut out = GroupRows {
         rows: Vec::new(),
         codes: Vec::new(),
+        dropped: [0; 3],
     };
     let mut number: HashMap<String, u32> = HashMap::new();
     let mut code_of = |code: &str, codes: &mut Vec<String>| -> u32 {
@@ -344,12 +377,15 @@ fn read_group(table: &Table, group: RowGroup, population: &Population) -> Result
         let people = population.index().resolve(&persons, &all);
         for (row, person) in people.into_iter().enumerate() {
             let Person::Found(p) = person else {
+                out.dropped[0] += 1;
                 continue;
             };
             let Some(code) = practices[row] else {
+                out.dropped[1] += 1;
                 continue;
             };
             if start.is_null(row) {
+                out.dropped[2] += 1;
                 continue;
             }
             let to = (!end.is_null(row)).then(|| end.value(row));
