@@ -671,11 +671,6 @@ fn run_evaluate(args: &EvaluateArgs, quiet: bool) -> Result<()> {
         compare: compare.as_ref(),
         scan_memory: args.scan_memory,
     };
-    // Held until the evaluation ends, as `strata run` holds it: no second
-    // run writes this folder meanwhile, and the staging folders a killed
-    // evaluation left beside it (each with a partial `predictions.parquet`)
-    // are cleared.
-    let _lock = output::publish::Lock::acquire(&args.out)?;
     let terminal = progress::Terminal::new(quiet);
     let evaluation = commands::evaluate::run(&model, &request, &args.out, &terminal)?;
     if !quiet {

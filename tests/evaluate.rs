@@ -107,7 +107,7 @@ fn evaluate(dir: &Path, rules: &Path, extra: &[&str]) -> std::process::Output {
 /// An evaluation holds the output folder's lock as `strata run` does: a
 /// folder another live run is writing is refused with nothing written, and
 /// the staging folder a killed evaluation left beside `--out` (with a
-/// partial `predictions.parquet`) is cleared by the next.
+/// partial `predictions.parquet`) is cleared by the next, and nothing else.
 #[test]
 fn an_evaluation_takes_the_output_lock_and_clears_what_a_killed_one_left() {
     let tmp = tempfile::tempdir().unwrap();
@@ -138,12 +138,24 @@ fn an_evaluation_takes_the_output_lock_and_clears_what_a_killed_one_left() {
     let stale = tmp.path().join(format!(".evaluation.strata-staging-{pid}"));
     std::fs::create_dir(&stale).unwrap();
     std::fs::write(stale.join("predictions.parquet"), b"partial").unwrap();
+    // Not cleared: a live process's (this test's), and another folder's
+    // whose name begins alike.
+    let live = tmp
+        .path()
+        .join(format!(".evaluation.strata-staging-{}", std::process::id()));
+    let other = tmp
+        .path()
+        .join(format!(".evaluation.2.strata-staging-{pid}"));
+    for kept in [&live, &other] {
+        std::fs::create_dir(kept).unwrap();
+    }
     let o = evaluate(tmp.path(), &rules, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
         !stale.exists(),
         "the killed evaluation's staging folder is cleared"
     );
+    assert!(live.exists() && other.exists());
     assert!(tmp.path().join("evaluation/predictions.parquet").exists());
     assert!(
         !lock.exists(),

@@ -189,10 +189,12 @@ fn patients_parquet_has_one_schema_with_or_without_registrations() {
 /// A registrations table with no usable row registers nobody: every list
 /// would be empty and, published, would replace the last good ones. The
 /// run stops with a data error (exit 2) that names the table and says why
-/// no row is usable, and the previous output stays whole: here after a
-/// good run (without the table), with a table of no rows, then one whose
-/// rows name no person of the population (an extract from another
-/// population).
+/// no row is usable (each row counted once, under its first reason), and
+/// the previous output stays whole: here after a good run (without the
+/// table), with a table of no rows, one whose rows name no person of the
+/// population (an extract from another population), and one with a null
+/// in each column a registration needs. `strata evaluate` stops on it too,
+/// before its scan, leaving nothing.
 #[test]
 fn a_registrations_table_with_no_usable_row_is_an_error_and_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -201,25 +203,90 @@ fn a_registrations_table_with_no_usable_row_is_an_error_and_loses_nothing() {
     let o = run_printed(&repo_path("models/core.toml"), &data, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let manifest = std::fs::read(out.join("manifest.json")).unwrap();
-
-    for (rows, why) in [
-        (vec![], "it has no rows"),
+    let known = read_parquet(&data.join("patients.parquet"))
+        .column_by_name("person_id")
+        .unwrap()
+        .as_primitive::<arrow_array::types::Int64Type>()
+        .value(0);
+    let nulls = |rows: &[(Option<i64>, Option<&str>, Option<&str>)]| {
+        batch(vec![
+            (
+                "person_id",
+                Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.0))),
+            ),
+            (
+                "practice_code",
+                Arc::new(StringArray::from_iter(rows.iter().map(|r| r.1))),
+            ),
+            (
+                "start_date",
+                Arc::new(Date32Array::from_iter(rows.iter().map(|r| r.2.map(day)))),
+            ),
+            (
+                "end_date",
+                Arc::new(Date32Array::from_iter(rows.iter().map(|_| None::<i32>))),
+            ),
+        ])
+    };
+    let patients = data.join("patients.parquet").display().to_string();
+    for (table, why) in [
+        (registrations(&[]), "(it has no rows)".to_string()),
         (
-            vec![
+            registrations(&[
                 (-5, "P1", "2020-01-01", None),
                 (-6, "P1", "2020-01-01", None),
-            ],
-            "of its 2 rows, 2 have an id not in the population table",
+            ]),
+            format!("(of its 2 rows, 2 with no id of a person in {patients})"),
+        ),
+        (
+            nulls(&[
+                (None, Some("P1"), Some("2020-01-01")),
+                (Some(known), None, Some("2020-01-01")),
+                (Some(known), Some("P1"), None),
+                (Some(-5), None, None),
+            ]),
+            format!(
+                "(of its 4 rows, 2 with no id of a person in {patients}, \
+                 1 with no practice code, 1 with no start date)"
+            ),
         ),
     ] {
-        write_parquet(&data.join("registrations.parquet"), &[registrations(&rows)]);
+        write_parquet(&data.join("registrations.parquet"), &[table]);
         let o = run_printed(&repo_path("models/core.toml"), &data, &out, &[]);
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(2), "{err}");
         assert!(err.contains("registrations.parquet"), "{err}");
         assert!(err.contains("no usable registration"), "{err}");
-        assert!(err.contains(why), "{err}");
+        assert!(err.contains(&why), "{err}");
         assert!(err.contains("\n  help: "), "{err}");
         assert_eq!(std::fs::read(out.join("manifest.json")).unwrap(), manifest);
     }
+
+    let evaluation = tmp.path().join("evaluation");
+    let o = strata(&[
+        "evaluate",
+        "--rules",
+        "core",
+        "--rules",
+        "models/outcomes.toml",
+        "--data",
+        data.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--outcome",
+        "emergency_admission_365d",
+        "--out",
+        evaluation.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("no usable registration"), "{err}");
+    assert!(!evaluation.exists());
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".evaluation"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

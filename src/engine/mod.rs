@@ -672,6 +672,11 @@ pub fn run_dates<'m, T: Send>(
         let spinner = progress.stage("loading the population");
         let last_end = *ends.iter().max().expect("at least one date");
         let mut plan = plan::plan_needed(&scanned_model, data, Some(last_end), needed.as_deref())?;
+        if first == 0 {
+            // Read whole after the scan; a table that registers nobody
+            // stops the run before it.
+            registrations::check(data, &plan.population)?;
+        }
         if let Some(s) = spinner {
             s.finish_and_clear();
         }

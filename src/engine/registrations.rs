@@ -78,7 +78,7 @@ impl Registrations {
         };
         let mut groups = read_rows(&table, population)?;
         if groups.iter().all(|g| g.rows.is_empty()) {
-            return Err(unusable(&table, &groups));
+            return Err(unusable(&table, population, &groups));
         }
         // Numbered in code order; each row group's own numbers are then
         // mapped to these.
@@ -249,7 +249,43 @@ pub fn registered_only(
 /// row, start, end, practice numbered within the group), and the practice
 /// codes each group met. Rows with a null start or practice, or a person
 /// not in the population, are ignored.
+/// An error if `data`'s registrations table has no usable row for the
+/// people of `population`, read only as far as its first usable row's row
+/// group. `strata evaluate` reads the table whole after its first scan
+/// (held through the scan, its rows would raise the scan's peak) and
+/// checks this before it, so that a table that registers nobody stops it
+/// at once, not after the scan.
+pub fn check(data: &Path, population: &Population) -> Result<()> {
+    let Some(table) = Table::find(data, TABLE)? else {
+        return Ok(());
+    };
+    check_columns(&table)?;
+    let mut groups = Vec::new();
+    for group in table.row_groups() {
+        let rows = read_group(&table, group, population)?;
+        if !rows.rows.is_empty() {
+            return Ok(());
+        }
+        groups.push(rows);
+    }
+    Err(unusable(&table, population, &groups))
+}
+
 fn read_rows(table: &Table, population: &Population) -> Result<Vec<GroupRows>> {
+    check_columns(table)?;
+    // Row groups are read in parallel, each numbering the practices it
+    // meets (which may include codes of rows it then drops);
+    // `Registrations::read` renumbers them in code order, so neither the
+    // order met nor an unused code changes a result.
+    table
+        .row_groups()
+        .into_par_iter()
+        .map(|group| read_group(table, group, population))
+        .collect()
+}
+
+/// The table's columns, of the types the data contract allows.
+fn check_columns(table: &Table) -> Result<()> {
     for (column, role) in [
         ("person_id", "the person id"),
         ("practice_code", "the practice"),
@@ -270,15 +306,7 @@ fn read_rows(table: &Table, population: &Population) -> Result<Vec<GroupRows>> {
             .with_help("see `registrations` in docs/data-contract.md for the accepted types"));
         }
     }
-    // Row groups are read in parallel, each numbering the practices it
-    // meets (which may include codes of rows it then drops);
-    // `Registrations::read` renumbers them in code order, so neither the
-    // order met nor an unused code changes a result.
-    table
-        .row_groups()
-        .into_par_iter()
-        .map(|group| read_group(table, group, population))
-        .collect()
+    Ok(())
 }
 
 /// One row group's usable rows, with the practices it met numbered, and
@@ -295,7 +323,7 @@ struct GroupRows {
 /// registers nobody, so every list would be empty and, published, would
 /// replace the last good ones: an extract that lost its rows, or one from
 /// another population (pseudonymised with another key), is stopped here.
-fn unusable(table: &Table, groups: &[GroupRows]) -> Error {
+fn unusable(table: &Table, population: &Population, groups: &[GroupRows]) -> Error {
     let [unknown, no_practice, no_start] = groups.iter().fold([0u64; 3], |mut sum, g| {
         for (s, d) in sum.iter_mut().zip(g.dropped) {
             *s += d;
@@ -306,20 +334,49 @@ fn unusable(table: &Table, groups: &[GroupRows]) -> Error {
     let why = if rows == 0 {
         "it has no rows".to_string()
     } else {
-        format!(
-            "of its {rows} rows, {unknown} have an id not in the population table (or none), \
-             {no_practice} no practice code and {no_start} no start date"
-        )
+        let reasons: Vec<String> = [
+            (
+                unknown,
+                format!(
+                    "no id of a person in {}",
+                    population.table.location.display()
+                ),
+            ),
+            (no_practice, "no practice code".to_string()),
+            (no_start, "no start date".to_string()),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} with {what}"))
+        .collect();
+        let rows = if rows == 1 {
+            "its one row".to_string()
+        } else {
+            format!("its {rows} rows")
+        };
+        format!("of {rows}, {}", reasons.join(", "))
     };
+    let mut help = Vec::new();
+    if unknown > 0 {
+        help.push(
+            "export the registrations with the population table they belong to (the same person ids)",
+        );
+    }
+    if no_practice + no_start > 0 {
+        help.push("give every registration its practice_code and start_date");
+    }
+    if help.is_empty() {
+        help.push("export the registrations again");
+    }
     Error::data(
         &table.location,
-        format!("no usable registration: {why}, so nobody would be registered on any date"),
+        format!("no usable registration ({why}): nobody would be registered on any date"),
     )
-    .with_help(
-        "export the registrations with the population table they belong to (the same \
-         person ids), or remove the registrations table to take each person's practice \
-         and PCN from the population table",
-    )
+    .with_help(format!(
+        "{}; or remove the registrations table to take each person's practice and PCN from \
+         the population table",
+        help.join("; ")
+    ))
 }
 
 fn read_group(table: &Table, group: RowGroup, population: &Population) -> Result<GroupRows> {

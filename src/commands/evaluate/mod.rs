@@ -75,6 +75,15 @@ pub struct Request<'a> {
     pub scan_memory: usize,
 }
 
+/// `out` must not exist yet: an evaluation is never written over another.
+fn not_there(out: &Path) -> Result<()> {
+    if out.exists() {
+        return Err(Error::usage(format!("{} already exists", out.display()))
+            .with_help("give --out a folder that does not exist yet: an evaluation is never written over another"));
+    }
+    Ok(())
+}
+
 /// Runs the evaluation and writes `predictions.parquet` and
 /// `evaluation.json` into `out` (created; it must not exist). Returns the
 /// evaluation, as written.
@@ -84,10 +93,7 @@ pub fn run(
     out: &Path,
     progress: &dyn Progress,
 ) -> Result<serde_json::Value> {
-    if out.exists() {
-        return Err(Error::usage(format!("{} already exists", out.display()))
-            .with_help("give --out a folder that does not exist yet: an evaluation is never written over another"));
-    }
+    not_there(out)?;
     let mut model = model.clone();
     model.purpose_set = Some(Purpose::SecondaryUse);
     let compare = request.compare.map(|b| {
@@ -140,6 +146,13 @@ pub fn run(
         .chain(&request.probabilities)
         .cloned()
         .collect();
+    // Held until the evaluation ends, as `strata run` holds it (taken once
+    // the arguments are checked): no second run writes this folder
+    // meanwhile, and the staging folders a killed evaluation left beside
+    // it (each with a partial `predictions.parquet`) are cleared. `--out`
+    // is checked again under it: another run may have made it since.
+    let _lock = crate::output::publish::Lock::acquire(out)?;
+    not_there(out)?;
     let started = std::time::Instant::now();
     let mut timings: Vec<(&str, f64)> = Vec::new();
     // Each date is finished as it is worked out (with `--compare`, once
