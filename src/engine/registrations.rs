@@ -250,8 +250,8 @@ pub fn registered_only(
 /// codes each group met. Rows with a null start or practice, or a person
 /// not in the population, are ignored.
 /// An error if `data`'s registrations table has no usable row for the
-/// people of `population`, read only as far as its first usable row's row
-/// group. `strata evaluate` reads the table whole after its first scan
+/// people of `population`, read only as far as the batch of its first
+/// usable row. `strata evaluate` reads the table whole after its first scan
 /// (held through the scan, its rows would raise the scan's peak) and
 /// checks this before it, so that a table that registers nobody stops it
 /// at once, not after the scan.
@@ -262,7 +262,7 @@ pub fn check(data: &Path, population: &Population) -> Result<()> {
     check_columns(&table)?;
     let mut groups = Vec::new();
     for group in table.row_groups() {
-        let rows = read_group(&table, group, population)?;
+        let rows = read_group(&table, group, population, true)?;
         if !rows.rows.is_empty() {
             return Ok(());
         }
@@ -280,7 +280,7 @@ fn read_rows(table: &Table, population: &Population) -> Result<Vec<GroupRows>> {
     table
         .row_groups()
         .into_par_iter()
-        .map(|group| read_group(table, group, population))
+        .map(|group| read_group(table, group, population, false))
         .collect()
 }
 
@@ -309,8 +309,9 @@ fn check_columns(table: &Table) -> Result<()> {
     Ok(())
 }
 
-/// One row group's usable rows, with the practices it met numbered, and
-/// how many of its rows were not usable, by why.
+/// One row group's usable rows (with `first_only`, those of its first
+/// batch that has any), with the practices it met numbered, and how many
+/// of the rows read were not usable, by why.
 struct GroupRows {
     rows: Vec<Row>,
     codes: Vec<String>,
@@ -379,7 +380,12 @@ fn unusable(table: &Table, population: &Population, groups: &[GroupRows]) -> Err
     ))
 }
 
-fn read_group(table: &Table, group: RowGroup, population: &Population) -> Result<GroupRows> {
+fn read_group(
+    table: &Table,
+    group: RowGroup,
+    population: &Population,
+    first_only: bool,
+) -> Result<GroupRows> {
     let path = &table.parts[group.part].path;
     let columns = ["person_id", "practice_code", "start_date", "end_date"];
     let mut out = GroupRows {
@@ -447,6 +453,9 @@ fn read_group(table: &Table, group: RowGroup, population: &Population) -> Result
             }
             let to = (!end.is_null(row)).then(|| end.value(row));
             out.rows.push((p, start.value(row), to, code));
+        }
+        if first_only && !out.rows.is_empty() {
+            break;
         }
     }
     Ok(out)
