@@ -14,18 +14,34 @@ const AS_OF: &str = "2025-03-31";
 
 /// (person, practice, start, end)
 fn registrations(rows: &[(i64, &str, &str, Option<&str>)]) -> arrow_array::RecordBatch {
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|&(person, practice, start, end)| (Some(person), Some(practice), Some(start), end))
+        .collect();
+    registrations_with_nulls(&rows)
+}
+
+/// (person, practice, start, end), any of them null.
+type Registration<'a> = (
+    Option<i64>,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+);
+
+fn registrations_with_nulls(rows: &[Registration]) -> arrow_array::RecordBatch {
     batch(vec![
         (
             "person_id",
-            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.0))),
         ),
         (
             "practice_code",
-            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(StringArray::from_iter(rows.iter().map(|r| r.1))),
         ),
         (
             "start_date",
-            Arc::new(Date32Array::from_iter_values(rows.iter().map(|r| day(r.2)))),
+            Arc::new(Date32Array::from_iter(rows.iter().map(|r| r.2.map(day)))),
         ),
         (
             "end_date",
@@ -208,26 +224,7 @@ fn a_registrations_table_with_no_usable_row_is_an_error_and_loses_nothing() {
         .unwrap()
         .as_primitive::<arrow_array::types::Int64Type>()
         .value(0);
-    let nulls = |rows: &[(Option<i64>, Option<&str>, Option<&str>)]| {
-        batch(vec![
-            (
-                "person_id",
-                Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.0))),
-            ),
-            (
-                "practice_code",
-                Arc::new(StringArray::from_iter(rows.iter().map(|r| r.1))),
-            ),
-            (
-                "start_date",
-                Arc::new(Date32Array::from_iter(rows.iter().map(|r| r.2.map(day)))),
-            ),
-            (
-                "end_date",
-                Arc::new(Date32Array::from_iter(rows.iter().map(|_| None::<i32>))),
-            ),
-        ])
-    };
+
     let patients = data.join("patients.parquet").display().to_string();
     for (table, why) in [
         (registrations(&[]), "(it has no rows)".to_string()),
@@ -239,11 +236,11 @@ fn a_registrations_table_with_no_usable_row_is_an_error_and_loses_nothing() {
             format!("(of its 2 rows, 2 with no id of a person in {patients})"),
         ),
         (
-            nulls(&[
-                (None, Some("P1"), Some("2020-01-01")),
-                (Some(known), None, Some("2020-01-01")),
-                (Some(known), Some("P1"), None),
-                (Some(-5), None, None),
+            registrations_with_nulls(&[
+                (None, Some("P1"), Some("2020-01-01"), None),
+                (Some(known), None, Some("2020-01-01"), None),
+                (Some(known), Some("P1"), None, None),
+                (Some(-5), None, None, None),
             ]),
             format!(
                 "(of its 4 rows, 2 with no id of a person in {patients}, \
