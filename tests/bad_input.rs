@@ -693,13 +693,8 @@ fn environment_problems() {
     );
     refused(
         "a lock held by a live process",
-        |dir, _, _| {
-            std::fs::write(
-                dir.join(".out.strata-lock"),
-                format!("{}\n", std::process::id()),
-            )
-            .unwrap()
-        },
+        // Held until this test binary ends (a `Mutation` returns nothing).
+        |dir, _, _| std::mem::forget(hold_lock(&dir.join(".out.strata-lock"))),
         &[],
         &[
             "being written by another strata run",

@@ -93,6 +93,9 @@ fn a_run_killed_at_any_moment_leaves_a_complete_output() {
     );
 }
 
+/// The output lock: a run on a folder another run holds is refused, naming
+/// that run (and its machine where it is another), and a lock's file a
+/// killed run left is no barrier.
 #[test]
 fn a_second_run_on_the_same_output_is_refused_and_a_stale_lock_cleared() {
     let tmp = tempfile::tempdir().unwrap();
@@ -113,7 +116,7 @@ fn a_second_run_on_the_same_output_is_refused_and_a_stale_lock_cleared() {
     let lock = tmp.path().join(".out.strata-lock");
 
     // A live process (this test) holds the lock.
-    std::fs::write(&lock, format!("{}\n", std::process::id())).unwrap();
+    let held = hold_lock(&lock);
     let o = run_rules(&hiu, &data, &out, "2025-03-31");
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
@@ -126,8 +129,28 @@ fn a_second_run_on_the_same_output_is_refused_and_a_stale_lock_cleared() {
     );
     assert!(err.contains(".out.strata-lock"), "{err}");
     assert!(!out.exists());
+    drop(held);
 
-    // A process that has exited: its lock is cleared.
+    // Held by a run on another machine (a shared folder): named with it.
+    let mut held = hold_lock(&lock);
+    {
+        use std::io::{Seek, Write};
+        held.set_len(0).unwrap();
+        held.rewind().unwrap();
+        writeln!(held, "4242 warehouse-2").unwrap();
+    }
+    let o = run_rules(&hiu, &data, &out, "2025-03-31");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("another strata run (process 4242 on warehouse-2)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
+    drop(held);
+
+    // A killed run left the lock's file, naming a process that has exited:
+    // nobody holds the lock, so the next run goes ahead.
     let mut gone = Command::new("true").spawn().unwrap();
     let pid = gone.id();
     gone.wait().unwrap();

@@ -128,12 +128,23 @@ fn exchange(_a: &Path, _b: &Path) -> std::io::Result<()> {
 }
 
 /// Held while a run writes an output folder: `.NAME.strata-lock` beside
-/// it, holding the writer's process id. A second run on the same folder is
-/// refused, naming that process; a lock left by a process that no longer
-/// exists (killed, or the machine restarted) is cleared, with the staging
-/// folders such a process left.
+/// it, locked by the operating system (`flock` on Unix, `LockFileEx` on
+/// Windows) and holding the writer's process id and machine name. A second
+/// run on the same folder is refused, naming that process and machine.
+///
+/// The lock, not the file, is what counts: the operating system lets it go
+/// when its process ends however it ends (killed, or the machine
+/// restarted), so a file left behind is no barrier, and two runs that find
+/// one at the same moment cannot both take it. Nor is a process id read as
+/// alive or dead: on a shared folder the writer may be on another machine,
+/// whose processes this one cannot see, and the file system's lock (NFS 4,
+/// SMB) is what keeps the two apart. Once it holds the lock a run clears
+/// the staging folders of `NAME` that killed runs left: each was made under
+/// the lock, so none is being written.
 pub struct Lock {
     path: PathBuf,
+    // Held open for as long as the lock is held: closing it lets go.
+    file: std::fs::File,
 }
 
 impl Lock {
@@ -144,86 +155,145 @@ impl Lock {
                 .with_help("check the --out path and your permissions")
         })?;
         let path = parent.join(format!(".{name}.strata-lock"));
-        let me = std::process::id();
-        for _ in 0..2 {
-            match std::fs::OpenOptions::new()
+        // A holder that ends removes the file; one that opened it before
+        // then may lock a file no longer there, so the lock taken is
+        // checked to be the file at `path`, and taken again if not.
+        for _ in 0..10 {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
                 .write(true)
-                .create_new(true)
+                .create(true)
+                .truncate(false)
                 .open(&path)
-            {
-                Ok(mut file) => {
-                    use std::io::Write;
-                    let _ = writeln!(file, "{me}");
-                    clear_stale_staging(&parent, &name);
-                    return Ok(Lock { path });
+                .map_err(|e| {
+                    Error::io(&path, "cannot create the output lock", e)
+                        .with_help("the folder that holds --out must be writable")
+                })?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(held_by_another(target, &path));
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder = std::fs::read_to_string(&path)
-                        .ok()
-                        .and_then(|t| t.trim().parse::<u32>().ok());
-                    match holder {
-                        Some(pid) if pid != me && process_exists(pid) => {
-                            return Err(Error::usage(format!(
-                                "output folder {} is being written by another strata run (process {pid})",
-                                target.display()
-                            ))
-                            .with_help(format!(
-                                "wait for it to finish, or give --out another folder; if process {pid} is not strata, delete {}",
-                                path.display()
-                            )));
-                        }
-                        // Left by a process that is gone: clear it and retry.
-                        _ => {
-                            tracing::warn!(lock = %path.display(), "clearing a lock left by a run that no longer exists");
-                            let _ = std::fs::remove_file(&path);
-                        }
-                    }
-                }
-                Err(e) => {
-                    return Err(Error::io(&path, "cannot create the output lock", e)
-                        .with_help("the folder that holds --out must be writable"));
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(Error::io(&path, "cannot lock the output folder", e).with_help(
+                        "the file system that holds --out does not lock files; give --out a folder on a local disk or on a share that supports locks",
+                    ));
                 }
             }
+            if !same_file(&file, &path) {
+                continue;
+            }
+            let mut lock = Lock { path, file };
+            lock.write_holder()?;
+            clear_staging(&parent, &name);
+            return Ok(lock);
         }
         Err(Error::usage(format!(
             "cannot take the lock {} for {}",
             path.display(),
             target.display()
         ))
-        .with_help("another run may be starting at the same moment; try again"))
+        .with_help(
+            "other runs on this folder are starting and ending at the same moment; try again",
+        ))
+    }
+
+    /// Writes who holds the lock into its file, for a refused run's message.
+    fn write_holder(&mut self) -> Result<()> {
+        use std::io::{Seek, Write};
+        let text = format!("{} {}\n", std::process::id(), host_name());
+        self.file
+            .set_len(0)
+            .and_then(|()| self.file.rewind())
+            .and_then(|()| self.file.write_all(text.as_bytes()))
+            .map_err(|e| Error::io(&self.path, "cannot write the output lock", e))
     }
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
+        // Removed while still held; `self.file` closes after, letting go.
         let _ = std::fs::remove_file(&self.path);
     }
 }
 
-/// Does process `pid` exist? Where that cannot be told (no `/proc`), it is
-/// taken to exist, so a lock is never cleared wrongly.
-fn process_exists(pid: u32) -> bool {
-    let proc = Path::new("/proc");
-    !proc.is_dir() || proc.join(pid.to_string()).exists()
+/// The error for a lock another run holds, naming it where its file says
+/// (it writes its name just after taking the lock, so a refused run reads
+/// again for a moment while the file is still empty).
+fn held_by_another(target: &Path, path: &Path) -> Error {
+    let mut holder = None;
+    for _ in 0..50 {
+        holder = std::fs::read_to_string(path).ok().and_then(|text| {
+            let mut words = text.split_whitespace();
+            let pid = words.next()?.parse::<u32>().ok()?;
+            Some((pid, words.next().unwrap_or("").to_string()))
+        });
+        if holder.is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let who = match &holder {
+        Some((pid, host)) if host.is_empty() || *host == host_name() => format!("process {pid}"),
+        Some((pid, host)) => format!("process {pid} on {host}"),
+        None => "a process that has not yet said which".to_string(),
+    };
+    Error::usage(format!(
+        "output folder {} is being written by another strata run ({who})",
+        target.display()
+    ))
+    .with_help(format!(
+        "wait for it to finish, or give --out another folder; the lock {} is let go when that process ends",
+        path.display()
+    ))
 }
 
-/// Removes staging folders of `name` left by processes that no longer
-/// exist (a run killed before it published).
-fn clear_stale_staging(parent: &Path, name: &str) {
+/// Is `file` (open) the file now at `path`?
+#[cfg(unix)]
+fn same_file(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// Elsewhere a file that is open cannot be removed, so it is.
+#[cfg(not(unix))]
+fn same_file(_file: &std::fs::File, path: &Path) -> bool {
+    path.exists()
+}
+
+/// This machine's name, for a refused run's message.
+fn host_name() -> String {
+    #[cfg(unix)]
+    {
+        rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned()
+    }
+    #[cfg(not(unix))]
+    {
+        std::env::var("COMPUTERNAME").unwrap_or_default()
+    }
+}
+
+/// Removes the staging folders of `name` that killed runs left. Called
+/// with the lock held: a staging folder is only made under it, so none of
+/// these is being written.
+fn clear_staging(parent: &Path, name: &str) {
     let prefix = format!(".{name}.strata-staging-");
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
     for entry in entries.flatten() {
         let file = entry.file_name().to_string_lossy().into_owned();
-        let pid = file
+        let made_by_a_run = file
             .strip_prefix(&prefix)
             .and_then(|rest| rest.split('.').next())
-            .and_then(|p| p.parse::<u32>().ok());
-        if let Some(pid) = pid
-            && pid != std::process::id()
-            && !process_exists(pid)
-        {
+            .is_some_and(|pid| pid.parse::<u32>().is_ok());
+        if made_by_a_run {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }

@@ -214,6 +214,23 @@ pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Holds the output lock at `path` as a run does (locked by the operating
+/// system, this process's id and machine in it) until the file returned is
+/// dropped.
+pub fn hold_lock(path: &Path) -> std::fs::File {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap();
+    file.try_lock().expect("the lock is free");
+    writeln!(file, "{} {}", std::process::id(), host_name()).unwrap();
+    file
+}
+
+/// This machine's name, as strata's lock gives it.
+pub fn host_name() -> String {
+    let o = Command::new("uname").arg("-n").output().unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
 /// `strata generate --patients N --seed S --out OUT`, checked.
 pub fn generate(out: &Path, patients: u32, seed: u64) {
     let o = strata(&[
