@@ -738,6 +738,11 @@ fn parse_date_arg(flag: &str, text: &str) -> Result<chrono::NaiveDate> {
 }
 
 fn run_generate(args: &GenerateArgs, quiet: bool) -> Result<()> {
+    if args.patients == 0 {
+        // Its tables would have no rows, which every command refuses.
+        return Err(Error::usage("--patients must be at least 1")
+            .with_help("give the number of registered persons to make, e.g. --patients 10000"));
+    }
     let options = generate::GenerateOptions {
         patients: args.patients,
         seed: args.seed,

@@ -210,6 +210,23 @@ fn bad_arguments_exit_2() {
     assert_eq!(o.status.code(), Some(2));
     let o = strata(&["frobnicate"]);
     assert_eq!(o.status.code(), Some(2));
+    // No persons would make tables every command refuses: nothing written.
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("data");
+    let o = strata(&[
+        "generate",
+        "--patients",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--patients must be at least 1"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.exists());
 }
 
 #[test]
