@@ -214,7 +214,9 @@ pub struct CheckArgs {
     /// Rule files (or bundled model names) to check.
     #[arg(required = true)]
     pub rules: Vec<PathBuf>,
-    /// Also check tables, columns and types against this data folder.
+    /// Also check this data folder as a run reads it before its scan: the
+    /// tables, columns and types, the population, the registrations and
+    /// PCN names.
     #[arg(long)]
     pub data: Option<PathBuf>,
 }
@@ -448,7 +450,12 @@ fn run_check(args: &CheckArgs) -> ExitCode {
     for path in &paths {
         let checked = rules::load(path).and_then(|model| {
             match &args.data {
-                Some(data) => engine::plan::plan(&model, data, None).map(|_| ())?,
+                Some(data) => {
+                    // What a run reads before its scan, as it reads it.
+                    let plan = engine::plan::plan(&model, data, None)?;
+                    engine::registrations::check(data, &plan.population)?;
+                    input::pcns::names(data)?;
+                }
                 None => rules::typing::check_types(&model)?,
             }
             Ok(rules::unused(&model))
@@ -792,6 +799,21 @@ fn run_model(
         .as_deref()
         .map(output::previous::SavedRun::open)
         .transpose()?;
+    let purpose = model.purpose().0;
+    if let Some(previous) = &previous
+        && previous.purpose() != purpose.name()
+    {
+        return Err(Error::usage(format!(
+            "--previous {} was made for {}, this run for {}: people with an opt-out would be marked new",
+            previous.dir.display(),
+            previous.purpose(),
+            purpose.name()
+        ))
+        .with_help("give a previous run made for the same purpose"));
+    }
+    // Read before the run, so that a bad table stops it at once, not after
+    // the scan.
+    let pcn_names = input::pcns::names(&args.data)?;
     let files: Vec<String> = model
         .files
         .iter()
@@ -805,17 +827,6 @@ fn run_model(
         (Some(table), Some(as_of)) => engine::published::results(&model, &args.data, table, as_of)?,
         _ => engine::run_into(&model, &args.data, as_of, &terminal, &patients)?,
     };
-    if let Some(previous) = &previous
-        && previous.purpose() != results.opt_outs.purpose.name()
-    {
-        return Err(Error::usage(format!(
-            "--previous {} was made for {}, this run for {}: people with an opt-out would be marked new",
-            previous.dir.display(),
-            previous.purpose(),
-            results.opt_outs.purpose.name()
-        ))
-        .with_help("give a previous run made for the same purpose"));
-    }
     if results.plan.as_of_inferred {
         tracing::info!(as_of = %results.plan.as_of, "as-of date taken from the latest activity in the data");
     }
@@ -825,7 +836,7 @@ fn run_model(
     let info = output::RunInfo {
         data: &args.data,
         threads,
-        pcn_names: input::pcns::names(&args.data)?,
+        pcn_names,
         suppression: args
             .suppression
             .or(model.suppression.map(|(s, _)| s))

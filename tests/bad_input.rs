@@ -220,6 +220,52 @@ fn data_problems() {
         &["ae_attendances.parquet", "no column `arrival_date`"],
     );
     refused(
+        "PCN names table without its names",
+        |_, data, _| {
+            let b = batch(vec![(
+                "pcn_code",
+                Arc::new(StringArray::from(vec!["P1"])) as ArrayRef,
+            )]);
+            write_parquet(&data.join("pcns.parquet"), &[b]);
+        },
+        &[],
+        &[
+            "pcns.parquet",
+            "no column `pcn_name`",
+            "export the table with columns pcn_code and pcn_name",
+        ],
+    );
+    refused(
+        "registrations column of the wrong type",
+        |_, data, _| {
+            let b = batch(vec![
+                (
+                    "person_id",
+                    Arc::new(Int64Array::from(vec![IDS[0]])) as ArrayRef,
+                ),
+                (
+                    "practice_code",
+                    Arc::new(StringArray::from(vec!["A1"])) as ArrayRef,
+                ),
+                (
+                    "start_date",
+                    Arc::new(StringArray::from(vec!["2020-01-01"])) as ArrayRef,
+                ),
+                (
+                    "end_date",
+                    Arc::new(Date32Array::from(vec![None::<i32>])) as ArrayRef,
+                ),
+            ]);
+            write_parquet(&data.join("registrations.parquet"), &[b]);
+        },
+        &[],
+        &[
+            "registrations.parquet",
+            "column `start_date`",
+            "docs/data-contract.md",
+        ],
+    );
+    refused(
         "column of the wrong type",
         |_, data, _| {
             let b = with_column(

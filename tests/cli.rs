@@ -478,6 +478,75 @@ fn check_with_data_finds_missing_columns() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
+/// `check --data` reads the data as a run does before its scan, so a table
+/// a run would refuse there is refused here too: a registrations table that
+/// registers nobody, and a PCN names table without its columns.
+#[test]
+fn check_with_data_reads_what_a_run_reads_before_its_scan() {
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    sample_fixture(tmp.path());
+    let rules = repo_path("models/hiu.toml");
+    let check = || {
+        strata(&[
+            "check",
+            rules.to_str().unwrap(),
+            "--data",
+            tmp.path().to_str().unwrap(),
+        ])
+    };
+    let o = check();
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Registered, but nobody of the population table's.
+    let registrations = batch(vec![
+        (
+            "person_id",
+            Arc::new(arrow_array::Int64Array::from(vec![77])) as _,
+        ),
+        (
+            "practice_code",
+            Arc::new(arrow_array::StringArray::from(vec!["A1"])) as _,
+        ),
+        (
+            "start_date",
+            Arc::new(arrow_array::Date32Array::from(vec![day("2020-01-01")])) as _,
+        ),
+        (
+            "end_date",
+            Arc::new(arrow_array::Date32Array::from(vec![None::<i32>])) as _,
+        ),
+    ]);
+    let at = tmp.path().join("registrations.parquet");
+    write_parquet(&at, &[registrations]);
+    let o = check();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("registrations.parquet"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("no usable registration"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_file(&at).unwrap();
+
+    let pcns = batch(vec![(
+        "pcn_code",
+        Arc::new(arrow_array::StringArray::from(vec!["P1"])) as _,
+    )]);
+    write_parquet(&tmp.path().join("pcns.parquet"), &[pcns]);
+    let o = check();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("pcns.parquet") && stderr(&o).contains("no column `pcn_name`"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn explain_lists_the_attendances_that_put_a_sample_person_in_the_hiu_cohort() {
     let tmp = tempfile::tempdir().unwrap();

@@ -292,7 +292,10 @@ fn check_columns(table: &Table) -> Result<()> {
         ("start_date", "the registration's start"),
         ("end_date", "the registration's end"),
     ] {
-        let ty = table.column_type(column, role)?;
+        let ty = table.column_type(column, role).map_err(|e| {
+            // Its column names are fixed: no rule file maps them.
+            e.with_help("export the table with columns person_id, practice_code, start_date and end_date (see `registrations` in docs/data-contract.md)")
+        })?;
         let ok = match column {
             "start_date" | "end_date" => table::is_date_type(ty),
             "person_id" => matches!(table::canonical_type(ty), Some(Type::Int | Type::Str)),

@@ -18,7 +18,10 @@ pub fn names(dir: &Path) -> Result<BTreeMap<String, String>> {
         return Ok(BTreeMap::new());
     };
     for column in ["pcn_code", "pcn_name"] {
-        let ty = table.column_type(column, "a PCN code or name")?;
+        let ty = table.column_type(column, "a PCN code or name").map_err(|e| {
+            // Its column names are fixed: no rule file maps them.
+            e.with_help("export the table with columns pcn_code and pcn_name (see `pcns` in docs/data-contract.md), or remove it")
+        })?;
         if table::canonical_type(ty) != Some(Type::Str) {
             return Err(Error::data(
                 &table.location,
