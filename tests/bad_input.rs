@@ -236,6 +236,32 @@ fn data_problems() {
         ],
     );
     refused(
+        "registrations table without a column",
+        |_, data, _| {
+            let b = batch(vec![
+                (
+                    "person_id",
+                    Arc::new(Int64Array::from(vec![IDS[0]])) as ArrayRef,
+                ),
+                (
+                    "practice_code",
+                    Arc::new(StringArray::from(vec!["A1"])) as ArrayRef,
+                ),
+                (
+                    "start_date",
+                    Arc::new(Date32Array::from(vec![day("2020-01-01")])) as ArrayRef,
+                ),
+            ]);
+            write_parquet(&data.join("registrations.parquet"), &[b]);
+        },
+        &[],
+        &[
+            "registrations.parquet",
+            "no column `end_date`",
+            "export the table with columns person_id, practice_code, start_date and end_date",
+        ],
+    );
+    refused(
         "registrations column of the wrong type",
         |_, data, _| {
             let b = batch(vec![

@@ -80,12 +80,14 @@ fn a_run_killed_at_any_moment_leaves_a_complete_output() {
     let o = strata(&run_args(&data, &out));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_complete(&out);
+    // Nothing but the lock's file, which stays, emptied and let go.
     let leftovers: Vec<String> = std::fs::read_dir(tmp.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.contains("strata-"))
+        .filter(|n| n.contains("strata-") && n != ".out.strata-lock")
         .collect();
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    assert!(lock_let_go(&tmp.path().join(".out.strata-lock")));
     eprintln!("kills leaving the previous / the new output: {outcomes:?}");
     assert!(
         outcomes.0 > 0,
@@ -97,7 +99,7 @@ fn a_run_killed_at_any_moment_leaves_a_complete_output() {
 /// that run (and its machine where it is another), and a lock's file a
 /// killed run left is no barrier.
 #[test]
-fn a_second_run_on_the_same_output_is_refused_and_a_stale_lock_cleared() {
+fn a_second_run_on_the_same_output_is_refused_and_a_killed_runs_lock_is_no_barrier() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     std::fs::create_dir(&data).unwrap();
@@ -157,7 +159,7 @@ fn a_second_run_on_the_same_output_is_refused_and_a_stale_lock_cleared() {
     std::fs::write(&lock, format!("{pid}\n")).unwrap();
     let o = run_rules(&hiu, &data, &out, "2025-03-31");
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(!lock.exists(), "the run releases its lock");
+    assert!(lock_let_go(&lock), "the run lets its lock go");
 }
 
 /// A panic in a worker thread (injected into every scan task, which debug
@@ -204,7 +206,7 @@ fn a_panic_in_a_worker_thread_is_an_internal_error() {
 /// A panic while `evaluate` works out its figures (the predictions being
 /// written beside them) ends with exit code 3 and leaves nothing: neither
 /// `--out` nor the staging folder with the predictions, person-level data,
-/// in it.
+/// in it; only the output lock's file, emptied and let go.
 #[test]
 fn a_panicking_evaluation_leaves_no_file_behind() {
     let tmp = tempfile::tempdir().unwrap();
@@ -238,9 +240,12 @@ fn a_panicking_evaluation_leaves_no_file_behind() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(err.contains("injected panic in the figures"), "{err}");
+    // Nothing but the lock's file, which stays, emptied and let go.
     let left: Vec<_> = std::fs::read_dir(&outs)
         .unwrap()
         .map(|e| e.unwrap().file_name())
+        .filter(|n| n != ".evaluation.strata-lock")
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(lock_let_go(&outs.join(".evaluation.strata-lock")));
 }

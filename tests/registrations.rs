@@ -283,7 +283,8 @@ fn a_registrations_table_with_no_usable_row_is_an_error_and_loses_nothing() {
     let left: Vec<_> = std::fs::read_dir(tmp.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(".evaluation"))
+        .filter(|n| n.starts_with(".evaluation") && n != ".evaluation.strata-lock")
         .collect();
     assert!(left.is_empty(), "{left:?}");
+    assert!(lock_let_go(&tmp.path().join(".evaluation.strata-lock")));
 }

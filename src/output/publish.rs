@@ -138,8 +138,12 @@ fn exchange(_a: &Path, _b: &Path) -> std::io::Result<()> {
 /// one at the same moment cannot both take it. Nor is a process id read as
 /// alive or dead: on a shared folder the writer may be on another machine,
 /// whose processes this one cannot see, and the file system's lock (NFS 4,
-/// SMB) is what keeps the two apart. Once it holds the lock a run clears
-/// the staging folders of `NAME` that killed runs left: each was made under
+/// SMB) is what keeps the two apart. The file itself stays, emptied, when
+/// the run ends: a file removed while another run has it open would let
+/// that run lock a file no longer there while a third locks a new one. It
+/// is made writable by everyone who can write the folder, so that a run as
+/// another user can take it next. Once it holds the lock a run clears the
+/// staging folders of `NAME` that killed runs left: each was made under
 /// the lock, so none is being written.
 pub struct Lock {
     path: PathBuf,
@@ -155,47 +159,22 @@ impl Lock {
                 .with_help("check the --out path and your permissions")
         })?;
         let path = parent.join(format!(".{name}.strata-lock"));
-        // A holder that ends removes the file; one that opened it before
-        // then may lock a file no longer there, so the lock taken is
-        // checked to be the file at `path`, and taken again if not.
-        for _ in 0..10 {
-            let file = std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-                .map_err(|e| {
-                    Error::io(&path, "cannot create the output lock", e)
-                        .with_help("the folder that holds --out must be writable")
-                })?;
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(std::fs::TryLockError::WouldBlock) => {
-                    return Err(held_by_another(target, &path));
-                }
-                Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(Error::io(&path, "cannot lock the output folder", e).with_help(
-                        "the file system that holds --out does not lock files; give --out a folder on a local disk or on a share that supports locks",
-                    ));
-                }
+        let file = open_shared(&path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(held_by_another(target, &path));
             }
-            if !same_file(&file, &path) {
-                continue;
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::io(&path, "cannot lock the output folder", e).with_help(
+                    "the file system that holds --out does not lock files; give --out a folder on a local disk or on a share that supports locks",
+                ));
             }
-            let mut lock = Lock { path, file };
-            lock.write_holder()?;
-            clear_staging(&parent, &name);
-            return Ok(lock);
         }
-        Err(Error::usage(format!(
-            "cannot take the lock {} for {}",
-            path.display(),
-            target.display()
-        ))
-        .with_help(
-            "other runs on this folder are starting and ending at the same moment; try again",
-        ))
+        let mut lock = Lock { path, file };
+        lock.write_holder()?;
+        clear_staging(&parent, &name);
+        Ok(lock)
     }
 
     /// Writes who holds the lock into its file, for a refused run's message.
@@ -212,14 +191,55 @@ impl Lock {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        // Removed while still held; `self.file` closes after, letting go.
-        let _ = std::fs::remove_file(&self.path);
+        // Emptied while still held, so that it names no finished run;
+        // `self.file` closes after, letting go.
+        let _ = self.file.set_len(0);
+    }
+}
+
+/// The lock's file, opened to read and write (made if need be, and then
+/// made writable by every user who can write its folder).
+fn open_shared(path: &Path) -> Result<std::fs::File> {
+    let fail = |e: std::io::Error| {
+        let help = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            format!(
+                "another user's run made the lock and you cannot write it; if no strata run is writing the output, delete {}",
+                path.display()
+            )
+        } else {
+            "the folder that holds --out must be writable".to_string()
+        };
+        Error::io(path, "cannot open the output lock", e).with_help(help)
+    };
+    let made = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(path);
+    match made {
+        Ok(file) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                // Not fatal: the folder's own user and group can still
+                // take it.
+                let _ = file.set_permissions(std::fs::Permissions::from_mode(0o666));
+            }
+            Ok(file)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(fail),
+        Err(e) => Err(fail(e)),
     }
 }
 
 /// The error for a lock another run holds, naming it where its file says
 /// (it writes its name just after taking the lock, so a refused run reads
-/// again for a moment while the file is still empty).
+/// again for a moment while the file is still empty; on Windows, which
+/// keeps a locked file from being read, it says none).
 fn held_by_another(target: &Path, path: &Path) -> Error {
     let mut holder = None;
     for _ in 0..50 {
@@ -234,34 +254,18 @@ fn held_by_another(target: &Path, path: &Path) -> Error {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     let who = match &holder {
-        Some((pid, host)) if host.is_empty() || *host == host_name() => format!("process {pid}"),
-        Some((pid, host)) => format!("process {pid} on {host}"),
-        None => "a process that has not yet said which".to_string(),
+        Some((pid, host)) if host.is_empty() || *host == host_name() => format!(" (process {pid})"),
+        Some((pid, host)) => format!(" (process {pid} on {host})"),
+        None => String::new(),
     };
     Error::usage(format!(
-        "output folder {} is being written by another strata run ({who})",
+        "output folder {} is being written by another strata run{who}",
         target.display()
     ))
     .with_help(format!(
-        "wait for it to finish, or give --out another folder; the lock {} is let go when that process ends",
+        "wait for it to finish, or give --out another folder; the lock {} is let go when that run ends",
         path.display()
     ))
-}
-
-/// Is `file` (open) the file now at `path`?
-#[cfg(unix)]
-fn same_file(file: &std::fs::File, path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (file.metadata(), std::fs::metadata(path)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
-        _ => false,
-    }
-}
-
-/// Elsewhere a file that is open cannot be removed, so it is.
-#[cfg(not(unix))]
-fn same_file(_file: &std::fs::File, path: &Path) -> bool {
-    path.exists()
 }
 
 /// This machine's name, for a refused run's message.
@@ -350,6 +354,40 @@ fn is_replaceable(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lock_is_taken_by_one_at_a_time_and_let_go_emptied() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let path = tmp.path().join(".out.strata-lock");
+        let first = Lock::acquire(&out).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, format!("{} {}\n", std::process::id(), host_name()));
+        let refused = Lock::acquire(&out).err().expect("held by the first");
+        assert!(refused.is_user_error());
+        let shown = refused.render();
+        assert!(
+            shown.contains(&format!(
+                "another strata run (process {})",
+                std::process::id()
+            )),
+            "{shown}"
+        );
+        drop(first);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(
+                mode & 0o666,
+                0o666,
+                "any user who can write the folder takes it next"
+            );
+        }
+        let second = Lock::acquire(&out).unwrap();
+        drop(second);
+    }
 
     fn manifest(run: &str) -> String {
         format!("{{\"{MANIFEST_MARKER}\": \"{run}\"}}")

@@ -225,10 +225,19 @@ pub fn hold_lock(path: &Path) -> std::fs::File {
     file
 }
 
+/// Whether the output lock at `path` is let go: its file empty (it stays
+/// between runs) and free to take.
+pub fn lock_let_go(path: &Path) -> bool {
+    let file = std::fs::File::open(path).unwrap();
+    file.metadata().unwrap().len() == 0 && file.try_lock().is_ok()
+}
+
 /// This machine's name, as strata's lock gives it.
 pub fn host_name() -> String {
-    let o = Command::new("uname").arg("-n").output().unwrap();
-    String::from_utf8_lossy(&o.stdout).trim().to_string()
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// `strata generate --patients N --seed S --out OUT`, checked.
