@@ -920,7 +920,9 @@ fn two_runs_on_one_output_at_once() {
         .spawn()
         .unwrap();
     let started = std::time::Instant::now();
-    while !lock.exists() {
+    // Taken, and its holder written (the file stays between runs, so its
+    // being there is not enough).
+    while !std::fs::metadata(&lock).is_ok_and(|m| m.len() > 0) {
         assert!(
             started.elapsed() < std::time::Duration::from_secs(30),
             "the first run never took the lock"

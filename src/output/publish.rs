@@ -14,6 +14,11 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// The end of the name a previous output is moved aside to where it cannot
+/// be swapped with the new one in one step: its run's staging folder's
+/// name, then this.
+const PREVIOUS: &str = ".previous";
+
 /// The key every strata manifest has, used to recognise a previous output.
 pub const MANIFEST_MARKER: &str = "strata_version";
 
@@ -84,9 +89,12 @@ impl Staging {
                 let _ = std::fs::remove_dir_all(&self.dir);
                 return Ok(());
             }
-            let old = self
-                .dir
-                .with_extension(format!("previous-{}", std::process::id()));
+            // Named as the staging folder is, so that if the run is killed
+            // between the two renames the next run finds it (see
+            // [`clear_staging`]).
+            let mut old = self.dir.clone().into_os_string();
+            old.push(PREVIOUS);
+            let old = PathBuf::from(old);
             std::fs::rename(&target, &old)
                 .map_err(|e| Error::io(&target, "cannot move the previous output aside", e))?;
             if let Err(e) = std::fs::rename(&self.dir, &target) {
@@ -141,10 +149,10 @@ fn exchange(_a: &Path, _b: &Path) -> std::io::Result<()> {
 /// SMB) is what keeps the two apart. The file itself stays, emptied, when
 /// the run ends: a file removed while another run has it open would let
 /// that run lock a file no longer there while a third locks a new one. It
-/// is made writable by everyone who can write the folder, so that a run as
-/// another user can take it next. Once it holds the lock a run clears the
-/// staging folders of `NAME` that killed runs left: each was made under
-/// the lock, so none is being written.
+/// is made writable by every user (0666: it holds nothing but who has it),
+/// so that a run as another user can take it next. Once it holds the lock
+/// a run clears the staging folders of `NAME` that killed runs left: each
+/// was made under the lock, so none is being written.
 pub struct Lock {
     path: PathBuf,
     // Held open for as long as the lock is held: closing it lets go.
@@ -167,13 +175,13 @@ impl Lock {
             }
             Err(std::fs::TryLockError::Error(e)) => {
                 return Err(Error::io(&path, "cannot lock the output folder", e).with_help(
-                    "the file system that holds --out does not lock files; give --out a folder on a local disk or on a share that supports locks",
+                    "if the file system that holds --out does not lock files, give --out a folder on a local disk or on a share that locks files",
                 ));
             }
         }
         let mut lock = Lock { path, file };
         lock.write_holder()?;
-        clear_staging(&parent, &name);
+        clear_staging(target, &parent, &name);
         Ok(lock)
     }
 
@@ -200,39 +208,51 @@ impl Drop for Lock {
 /// The lock's file, opened to read and write (made if need be, and then
 /// made writable by every user who can write its folder).
 fn open_shared(path: &Path) -> Result<std::fs::File> {
-    let fail = |e: std::io::Error| {
-        let help = if e.kind() == std::io::ErrorKind::PermissionDenied {
-            format!(
-                "another user's run made the lock and you cannot write it; if no strata run is writing the output, delete {}",
-                path.display()
-            )
-        } else {
-            "the folder that holds --out must be writable".to_string()
-        };
-        Error::io(path, "cannot open the output lock", e).with_help(help)
-    };
-    let made = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(path);
-    match made {
-        Ok(file) => {
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                // Not fatal: the folder's own user and group can still
-                // take it.
-                let _ = file.set_permissions(std::fs::Permissions::from_mode(0o666));
+    let folder_help = "the folder that holds --out must be writable";
+    let mut tries = 0;
+    loop {
+        let made = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path);
+        match made {
+            Ok(file) => {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    // Not fatal: the folder's own user can still take it.
+                    let _ = file.set_permissions(std::fs::Permissions::from_mode(0o666));
+                }
+                return Ok(file);
             }
-            Ok(file)
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(
+                    Error::io(path, "cannot create the output lock", e).with_help(folder_help)
+                );
+            }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::OpenOptions::new()
+        match std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
-            .map_err(fail),
-        Err(e) => Err(fail(e)),
+        {
+            Ok(file) => return Ok(file),
+            // Deleted between the two opens: make it again.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && tries < 10 => tries += 1,
+            Err(e) => {
+                let help = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                    format!(
+                        "another user's run made the lock and you cannot write it; if no strata run is writing the output, delete {}",
+                        path.display()
+                    )
+                } else {
+                    folder_help.to_string()
+                };
+                return Err(Error::io(path, "cannot open the output lock", e).with_help(help));
+            }
+        }
     }
 }
 
@@ -244,6 +264,10 @@ fn held_by_another(target: &Path, path: &Path) -> Error {
     let mut holder = None;
     for _ in 0..50 {
         holder = std::fs::read_to_string(path).ok().and_then(|text| {
+            // Whole lines only: a read may meet the write half done.
+            if !text.ends_with('\n') {
+                return None;
+            }
             let mut words = text.split_whitespace();
             let pid = words.next()?.parse::<u32>().ok()?;
             Some((pid, words.next().unwrap_or("").to_string()))
@@ -285,21 +309,31 @@ fn host_name() -> String {
 
 /// Removes the staging folders of `name` that killed runs left. Called
 /// with the lock held: a staging folder is only made under it, so none of
-/// these is being written.
-fn clear_staging(parent: &Path, name: &str) {
+/// these is being written. A previous output that a run moved aside, and
+/// was killed before it put the new one in place (where the two cannot be
+/// swapped in one step), is put back at `target`, or removed if something
+/// is there.
+fn clear_staging(target: &Path, parent: &Path, name: &str) {
     let prefix = format!(".{name}.strata-staging-");
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
     };
     for entry in entries.flatten() {
         let file = entry.file_name().to_string_lossy().into_owned();
-        let made_by_a_run = file
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.split('.').next())
-            .is_some_and(|pid| pid.parse::<u32>().is_ok());
-        if made_by_a_run {
-            let _ = std::fs::remove_dir_all(entry.path());
+        let Some(rest) = file.strip_prefix(&prefix) else {
+            continue;
+        };
+        let (pid, after) = rest.split_at(rest.find('.').unwrap_or(rest.len()));
+        if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
         }
+        if after == PREVIOUS && !target.exists() {
+            tracing::warn!(output = %target.display(), "putting back the previous output, which a killed run had moved aside");
+            if std::fs::rename(entry.path(), target).is_ok() {
+                continue;
+            }
+        }
+        let _ = std::fs::remove_dir_all(entry.path());
     }
 }
 
@@ -355,24 +389,60 @@ fn is_replaceable(dir: &Path) -> bool {
 mod tests {
     use super::*;
 
+    /// A run killed between moving the previous output aside and putting
+    /// the new one in place (where they cannot be swapped in one step)
+    /// left `out` missing: the next run to take the lock puts the previous
+    /// output back, or, where `out` is there, removes what was set aside.
+    #[test]
+    fn a_previous_output_left_aside_is_put_back_or_cleared() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let aside = tmp.path().join(format!(".out.strata-staging-7{PREVIOUS}"));
+        let new = tmp.path().join(".out.strata-staging-7");
+        for dir in [&aside, &new] {
+            std::fs::create_dir(dir).unwrap();
+        }
+        std::fs::write(aside.join("manifest.json"), manifest("previous")).unwrap();
+        std::fs::write(new.join("manifest.json"), manifest("new")).unwrap();
+        drop(Lock::acquire(&out).unwrap());
+        assert_eq!(
+            std::fs::read_to_string(out.join("manifest.json")).unwrap(),
+            manifest("previous")
+        );
+        assert!(!aside.exists() && !new.exists());
+
+        std::fs::create_dir(&aside).unwrap();
+        std::fs::write(aside.join("manifest.json"), manifest("older")).unwrap();
+        drop(Lock::acquire(&out).unwrap());
+        assert!(!aside.exists());
+        assert_eq!(
+            std::fs::read_to_string(out.join("manifest.json")).unwrap(),
+            manifest("previous")
+        );
+    }
+
     #[test]
     fn a_lock_is_taken_by_one_at_a_time_and_let_go_emptied() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("out");
         let path = tmp.path().join(".out.strata-lock");
         let first = Lock::acquire(&out).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text, format!("{} {}\n", std::process::id(), host_name()));
         let refused = Lock::acquire(&out).err().expect("held by the first");
         assert!(refused.is_user_error());
-        let shown = refused.render();
-        assert!(
-            shown.contains(&format!(
-                "another strata run (process {})",
-                std::process::id()
-            )),
-            "{shown}"
-        );
+        // Windows keeps a locked file from being read: no holder named.
+        #[cfg(unix)]
+        {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(text, format!("{} {}\n", std::process::id(), host_name()));
+            let shown = refused.render();
+            assert!(
+                shown.contains(&format!(
+                    "another strata run (process {})",
+                    std::process::id()
+                )),
+                "{shown}"
+            );
+        }
         drop(first);
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
         #[cfg(unix)]
