@@ -869,6 +869,9 @@ fn run_diff(args: &DiffArgs, quiet: bool) -> Result<()> {
     let old = output::previous::SavedRun::open(&args.previous)?;
     let new = output::previous::SavedRun::open(&args.new)?;
     let diff = diff::compare(&old, &new, args.allow_different_rules)?;
+    // A --out that cannot be replaced is told as such, not as a folder
+    // another run holds.
+    output::publish::check_target(&args.out)?;
     let _lock = output::publish::Lock::acquire(&args.out)?;
     diff.write(&old, &new, &args.out, args.suppression)?;
     if !quiet {

@@ -656,6 +656,25 @@ fn diff_reports_the_exact_entrants_and_leavers_of_a_changed_threshold() {
     let mut allowed = args.to_vec();
     allowed.push("--allow-different-rules");
     assert!(strata(&allowed).status.success());
+
+    // A --out that is not strata's is refused as such, even while another
+    // run holds its lock, and nothing is written.
+    let mine = tmp.path().join("mine");
+    std::fs::create_dir(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), b"mine").unwrap();
+    let held = hold_lock(&tmp.path().join(".mine.strata-lock"));
+    let mut refused = allowed.clone();
+    let at = refused.iter().position(|a| *a == "--out").unwrap() + 1;
+    refused[at] = mine.to_str().unwrap();
+    let o = strata(&refused);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not empty and does not hold a previous strata output"),
+        "{}",
+        stderr(&o)
+    );
+    drop(held);
+    assert_eq!(std::fs::read_dir(&mine).unwrap().count(), 1);
 }
 
 #[test]
