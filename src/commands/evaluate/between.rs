@@ -4,6 +4,7 @@
 //! outcome came to those already listed against those newly listed. Read
 //! from what each date keeps once its figures are made ([`Listed`]).
 
+use arrow_buffer::BooleanBuffer;
 use chrono::NaiveDate;
 use rayon::prelude::*;
 use serde_json::json;
@@ -61,17 +62,19 @@ fn persistence(
             (earlier.rows.get(at) == Some(row)).then_some(at)
         })
         .collect();
+    let people = later.rows.len();
     let cohorts: Vec<serde_json::Value> = later
         .cohorts
         .iter()
         .filter_map(|(name, now)| {
             let (_, before) = earlier.cohorts.iter().find(|(n, _)| n == name)?;
-            let was: Vec<bool> = in_earlier
-                .iter()
-                .map(|e| e.is_some_and(|e| before.value(e)))
-                .collect();
-            let stayed = now.iter().zip(&was).filter(|&(n, &w)| n && w).count() as u64;
-            let joined = now.iter().zip(&was).filter(|&(n, &w)| n && !w).count() as u64;
+            // Each later person on the earlier list; then who stayed and
+            // who joined, a word of 64 persons at a time.
+            let was = BooleanBuffer::collect_bool(people, |i| {
+                in_earlier[i].is_some_and(|e| before.value(e))
+            });
+            let stayed = now & &was;
+            let joined = now & &!&was;
             let listed_before = before.count_set_bits() as u64;
             let outcomes: Vec<serde_json::Value> = later
                 .outcomes
@@ -79,18 +82,23 @@ fn persistence(
                 .map(|(outcome, happened)| {
                     // The list's people already on the earlier list, and
                     // those new to it, each as a list of everyone.
-                    let (mut already, mut newly) = (ListCounts::default(), ListCounts::default());
-                    for ((n, &w), h) in now.iter().zip(&was).zip(happened) {
-                        already.add(n && w, h);
-                        newly.add(n && !w, h);
-                    }
+                    let counts = |listed: &BooleanBuffer| ListCounts {
+                        n: people as u64,
+                        events: happened.count_set_bits() as u64,
+                        size: listed.count_set_bits() as u64,
+                        caught: (listed & happened).count_set_bits() as u64,
+                    };
                     json!({
                         "outcome": outcome,
-                        "ppv_already_listed": already.figures(s)["ppv"],
-                        "ppv_newly_listed": newly.figures(s)["ppv"],
+                        "ppv_already_listed": counts(&stayed).figures(s)["ppv"],
+                        "ppv_newly_listed": counts(&joined).figures(s)["ppv"],
                     })
                 })
                 .collect();
+            let (stayed, joined) = (
+                stayed.count_set_bits() as u64,
+                joined.count_set_bits() as u64,
+            );
             Some(json!({
                 "cohort": name,
                 "on_earlier_list": s.count(listed_before),
