@@ -206,7 +206,7 @@ impl Drop for Lock {
 }
 
 /// The lock's file, opened to read and write (made if need be, and then
-/// made writable by every user who can write its folder).
+/// made writable by every user).
 fn open_shared(path: &Path) -> Result<std::fs::File> {
     let folder_help = "the folder that holds --out must be writable";
     let mut tries = 0;
