@@ -238,20 +238,8 @@ fn data_problems() {
     refused(
         "registrations table without a column",
         |_, data, _| {
-            let b = batch(vec![
-                (
-                    "person_id",
-                    Arc::new(Int64Array::from(vec![IDS[0]])) as ArrayRef,
-                ),
-                (
-                    "practice_code",
-                    Arc::new(StringArray::from(vec!["A1"])) as ArrayRef,
-                ),
-                (
-                    "start_date",
-                    Arc::new(Date32Array::from(vec![day("2020-01-01")])) as ArrayRef,
-                ),
-            ]);
+            let start = Arc::new(Date32Array::from(vec![day("2020-01-01")]));
+            let b = one_registration(start, None);
             write_parquet(&data.join("registrations.parquet"), &[b]);
         },
         &[],
@@ -264,24 +252,9 @@ fn data_problems() {
     refused(
         "registrations column of the wrong type",
         |_, data, _| {
-            let b = batch(vec![
-                (
-                    "person_id",
-                    Arc::new(Int64Array::from(vec![IDS[0]])) as ArrayRef,
-                ),
-                (
-                    "practice_code",
-                    Arc::new(StringArray::from(vec!["A1"])) as ArrayRef,
-                ),
-                (
-                    "start_date",
-                    Arc::new(StringArray::from(vec!["2020-01-01"])) as ArrayRef,
-                ),
-                (
-                    "end_date",
-                    Arc::new(Date32Array::from(vec![None::<i32>])) as ArrayRef,
-                ),
-            ]);
+            let start = Arc::new(StringArray::from(vec!["2020-01-01"]));
+            let end = Arc::new(Date32Array::from(vec![None::<i32>]));
+            let b = one_registration(start, Some(end));
             write_parquet(&data.join("registrations.parquet"), &[b]);
         },
         &[],
@@ -416,6 +389,24 @@ fn data_problems() {
         &[],
         &["data folder not found"],
     );
+}
+
+/// A registrations table of one row (the first person, at practice A1)
+/// with this start date column, and this end date column or none.
+fn one_registration(start: ArrayRef, end: Option<ArrayRef>) -> arrow_array::RecordBatch {
+    let mut columns = vec![
+        (
+            "person_id",
+            Arc::new(Int64Array::from(vec![IDS[0]])) as ArrayRef,
+        ),
+        (
+            "practice_code",
+            Arc::new(StringArray::from(vec!["A1"])) as ArrayRef,
+        ),
+        ("start_date", start),
+    ];
+    columns.extend(end.map(|end| ("end_date", end)));
+    batch(columns)
 }
 
 fn truncate(path: &Path, keep: f64) {

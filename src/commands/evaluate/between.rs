@@ -82,9 +82,10 @@ fn persistence(
                 .map(|(outcome, happened)| {
                     // The list's people already on the earlier list, and
                     // those new to it, each as a list of everyone.
+                    let events = happened.count_set_bits() as u64;
                     let counts = |listed: &BooleanBuffer| ListCounts {
                         n: people as u64,
-                        events: happened.count_set_bits() as u64,
+                        events,
                         size: listed.count_set_bits() as u64,
                         caught: (listed & happened).count_set_bits() as u64,
                     };
