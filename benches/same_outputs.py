@@ -1,11 +1,14 @@
 """Are two output folders the same, file by file and byte by byte, apart
-from what differs between any two runs of one binary?
+from what differs between any two runs of one binary (and the version of
+the parquet crate)?
 
 Those are: run times (the manifest's and summary's `timings_seconds`, the
-report's "time:" rows), the output folder's own path, and the workbooks'
-creation time (docProps/core.xml inside each .xlsx). Everything else must
-be byte-identical: every Parquet file, every CSV, every workbook sheet, the
-report and the manifest otherwise.
+report's "time:" rows), the output folder's own path, the workbooks'
+creation time (docProps/core.xml inside each .xlsx), and the parquet
+crate's version that each Parquet file's footer names as its writer (so
+that a build on a newer crate can be checked against one on the old).
+Everything else must be byte-identical: every Parquet file, every CSV,
+every workbook sheet, the report and the manifest otherwise.
 
 Usage: same_outputs.py A B
 Prints each difference and exits 1 when there is any.
@@ -45,8 +48,18 @@ def normal_xlsx(path, _folder):
         )
 
 
+def normal_parquet(path, _folder):
+    return re.sub(rb"parquet-rs version [0-9]+\.[0-9]+\.[0-9]+", b"parquet-rs", path.read_bytes())
+
+
 def content(path, folder):
-    reader = {".json": normal_json, ".html": normal_html, ".xlsx": normal_xlsx}.get(path.suffix)
+    readers = {
+        ".json": normal_json,
+        ".html": normal_html,
+        ".xlsx": normal_xlsx,
+        ".parquet": normal_parquet,
+    }
+    reader = readers.get(path.suffix)
     return reader(path, folder) if reader else path.read_bytes()
 
 
