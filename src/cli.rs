@@ -437,9 +437,12 @@ fn run_explain(args: &ExplainArgs) -> Result<()> {
 }
 
 /// Checks every file, reporting every error and warning found, rather than
-/// stopping at the first file with a problem.
+/// stopping at the first file with a problem. An error already shown for
+/// an earlier file (one in the data, which every file reads) is not shown
+/// again: the file is named and pointed to it.
 fn run_check(args: &CheckArgs) -> ExitCode {
     let mut worst = 0;
+    let mut shown: Vec<String> = Vec::new();
     let paths = match rule_paths(&args.rules) {
         Ok(p) => p,
         Err(e) => {
@@ -472,7 +475,13 @@ fn run_check(args: &CheckArgs) -> ExitCode {
                 ));
             }
             Err(e) => {
-                eprintln!("{}", e.render());
+                let text = e.render();
+                if shown.contains(&text) {
+                    eprintln!("{}: the same error as above", path.display());
+                } else {
+                    eprintln!("{text}");
+                    shown.push(text);
+                }
                 worst = worst.max(if e.is_user_error() {
                     USER_ERROR
                 } else {

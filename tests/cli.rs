@@ -545,6 +545,19 @@ fn check_with_data_reads_what_a_run_reads_before_its_scan() {
         "{}",
         stderr(&o)
     );
+    // Every rule file reads the data: its error is shown once, and each
+    // file after the first (here the bundled copy) is pointed to it.
+    let o = strata(&[
+        "check",
+        rules.to_str().unwrap(),
+        "hiu",
+        "--data",
+        tmp.path().to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.matches("no column `pcn_name`").count(), 1, "{err}");
+    assert!(err.contains("hiu.toml: the same error as above"), "{err}");
 }
 
 #[test]
