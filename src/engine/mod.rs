@@ -956,7 +956,12 @@ fn ages(birth_dates: &ArrayRef, as_of: NaiveDate) -> ArrayRef {
     use arrow_array::cast::AsArray;
     let births = birth_dates.as_primitive::<arrow_array::types::Date32Type>();
     let on = dates::AgesOn::new(as_of);
-    let ages: Vec<Option<i64>> = (0..births.len())
+    // The ages straight into the column's values, no age (an unknown
+    // birth date, or one after the date) marked by a value no age takes:
+    // not a list of options copied into the column after (at 5M persons,
+    // 80 MB less memory made for it, once a date).
+    const NO_AGE: i64 = i64::MIN;
+    let ages: Vec<i64> = (0..births.len())
         .into_par_iter()
         .with_min_len(1 << 16)
         .map(|r| {
@@ -964,9 +969,12 @@ fn ages(birth_dates: &ArrayRef, as_of: NaiveDate) -> ArrayRef {
                 .is_valid(r)
                 .then(|| on.age(births.value(r)))
                 .flatten()
+                .unwrap_or(NO_AGE)
         })
         .collect();
-    Arc::new(Int64Array::from(ages))
+    let known = arrow_buffer::BooleanBuffer::collect_bool(ages.len(), |r| ages[r] != NO_AGE);
+    let nulls = Some(arrow_buffer::NullBuffer::new(known)).filter(|n| n.null_count() > 0);
+    Arc::new(Int64Array::new(ages.into(), nulls))
 }
 
 #[cfg(test)]
