@@ -61,11 +61,39 @@ impl Suppression {
         }
     }
 
-    /// `part / whole` as a percentage with one decimal, from the exact
-    /// counts; `None` where either is hidden or `whole` is 0.
+    /// The number `n` is shown as (rounded), `None` where it is hidden:
+    /// what a figure made from it is worked out from, so that the figure
+    /// gives back no more than the count does. (NHS Digital's disclosure
+    /// control for HES works percentages out from the rounded numbers; from
+    /// the exact ones, 600 of 8,364 shown as "600" of "8365" and 7.17%
+    /// leaves one pair of exact counts, and a group's hidden count is then
+    /// the total less the others.)
+    pub fn shown(self, n: u64) -> Option<u64> {
+        if self.hides(n) {
+            return Option::None;
+        }
+        Some(match self {
+            Suppression::Hes | Suppression::Ehrql => round5(n),
+            Suppression::None => n,
+        })
+    }
+
+    /// `part / whole` where `part` is a part of `whole`, from the numbers
+    /// they are shown as; `None` where `whole` is 0, or where the part,
+    /// the whole or the rest of the whole is hidden (10 of 11 gives back
+    /// the one).
+    pub fn share(self, part: u64, whole: u64) -> Option<f64> {
+        if whole.checked_sub(part).is_some_and(|rest| self.hides(rest)) {
+            return Option::None;
+        }
+        let (part, whole) = (self.shown(part)?, self.shown(whole)?);
+        (whole > 0).then(|| part as f64 / whole as f64)
+    }
+
+    /// [`Suppression::share`] as a percentage with one decimal.
     pub fn percent(self, part: u64, whole: u64) -> Option<String> {
-        (whole > 0 && !self.hides(part) && !self.hides(whole))
-            .then(|| format!("{:.1}%", 100.0 * part as f64 / whole as f64))
+        self.share(part, whole)
+            .map(|r| format!("{:.1}%", 100.0 * r))
     }
 
     /// The method in words, stated beside every suppressed figure.
@@ -130,5 +158,18 @@ mod tests {
         assert_eq!(Hes.percent(10, 6), Option::None);
         assert_eq!(Hes.percent(0, 0), Option::None);
         assert_eq!(None.percent(5, 200), Some("2.5%".to_string()));
+        // From the rounded counts ("25" of "1275"), not the exact 23 of
+        // 1,272 (1.8%), which only one pair of counts gives.
+        assert_eq!(Hes.percent(23, 1272), Some("2.0%".to_string()));
+        assert_eq!(None.percent(23, 1272), Some("1.8%".to_string()));
+        // The rest of the whole hidden: 1,268 of 1,272 gives back the 4.
+        assert_eq!(Hes.percent(1268, 1272), Option::None);
+        assert_eq!(Hes.percent(1272, 1272), Some("100.0%".to_string()));
+        assert_eq!(Hes.shown(0), Some(0));
+        assert_eq!(Hes.shown(7), Option::None);
+        assert_eq!(Hes.shown(8), Some(10));
+        assert_eq!(Ehrql.shown(7), Option::None);
+        assert_eq!(Ehrql.shown(12), Some(10));
+        assert_eq!(None.shown(7), Some(7));
     }
 }

@@ -414,13 +414,14 @@ fn inequalities(results: &Results, s: Suppression) -> String {
                     4 => "Q5 (least deprived 20%)".to_string(),
                     _ => format!("Q{}", q + 1),
                 };
-                let pct = s.percent(members[q], alive[q]);
+                // Drawn, as written, from the counts as shown.
+                let share = s.share(members[q], alive[q]);
                 Bar {
                     label,
-                    value: pct
-                        .as_ref()
-                        .map(|_| 100.0 * members[q] as f64 / alive[q] as f64),
-                    shown: pct.unwrap_or_else(|| "*".to_string()),
+                    value: share.map(|r| 100.0 * r),
+                    shown: s
+                        .percent(members[q], alive[q])
+                        .unwrap_or_else(|| "*".to_string()),
                 }
             })
             .collect();
@@ -438,14 +439,11 @@ fn inequalities(results: &Results, s: Suppression) -> String {
 }
 
 /// The most/least deprived ratio as strategy documents write it, from
-/// exact counts, unless a count it uses is hidden.
+/// the counts as shown, unless a count it uses is hidden.
 fn ratio_sentence(members: &[u64; 5], alive: &[u64; 5], s: Suppression) -> String {
-    match (
-        s.percent(members[0], alive[0]),
-        s.percent(members[4], alive[4]),
-    ) {
-        (Some(_), Some(_)) if members[4] > 0 && members[0] > 0 => {
-            let r = (members[0] as f64 / alive[0] as f64) / (members[4] as f64 / alive[4] as f64);
+    match (s.share(members[0], alive[0]), s.share(members[4], alive[4])) {
+        (Some(most), Some(least)) if most > 0.0 && least > 0.0 => {
+            let r = most / least;
             if r >= 1.0 {
                 format!("{r:.1}x higher in the most deprived 20% than in the least deprived 20%.")
             } else {

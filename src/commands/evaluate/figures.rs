@@ -363,35 +363,43 @@ fn comparison(
                 count(&|x, y| !x && y),
                 count(&|x, y| x && y),
             );
+            // Each difference and interval is worked out from the counts as
+            // shown, as the figures are (an exact one gives them back).
+            let shown_as = |n: u64| s.shown(n).map(|n| n as f64);
             // Sensitivity: the same people with the outcome, paired.
-            let positives = happened.iter().filter(|&&h| h).count() as f64;
+            let positives = happened.iter().filter(|&&h| h).count() as u64;
             let caught_only = |first: &[bool], second: &[bool]| {
                 (0..happened.len())
                     .filter(|&i| happened[i] && first[i] && !second[i])
-                    .count() as f64
+                    .count() as u64
             };
             let (x, y) = (caught_only(a, bb), caught_only(bb, a));
-            let sensitivity = (positives > 0.0).then(|| {
-                let d = (y - x) / positives;
-                let se = ((x + y) - (y - x).powi(2) / positives).max(0.0).sqrt() / positives;
-                (d, se)
-            });
+            let sensitivity = match (shown_as(positives), shown_as(x), shown_as(y)) {
+                (Some(positives), Some(x), Some(y)) if positives > 0.0 => {
+                    let d = (y - x) / positives;
+                    let se = ((x + y) - (y - x).powi(2) / positives).max(0.0).sqrt() / positives;
+                    Some((d, se))
+                }
+                _ => None,
+            };
             // PPV: lists of other sizes; the unpaired (Wald) interval.
-            let ppv = fa["ppv"].as_f64().zip(fb["ppv"].as_f64()).map(|(pa, pb)| {
-                let na = a.iter().filter(|&&m| m).count() as f64;
-                let nb = bb.iter().filter(|&&m| m).count() as f64;
-                (
-                    pb - pa,
-                    (pa * (1.0 - pa) / na + pb * (1.0 - pb) / nb).sqrt(),
-                )
-            });
+            let listed = |list: &[bool]| shown_as(list.iter().filter(|&&m| m).count() as u64);
+            let ppv = fa["ppv"]
+                .as_f64()
+                .zip(fb["ppv"].as_f64())
+                .and_then(|(pa, pb)| {
+                    let (na, nb) = (listed(a)?, listed(bb)?);
+                    Some((
+                        pb - pa,
+                        (pa * (1.0 - pa) / na + pb * (1.0 - pb) / nb).sqrt(),
+                    ))
+                });
             let shown = |d: Option<(f64, f64)>, hidden: bool| {
                 d.filter(|_| !hidden)
                     .map(|(d, se)| json!({"difference": d, "ci95": [d - z * se, d + z * se]}))
             };
             // The interval gives back x and y, the outcomes only one list saw.
-            let hidden =
-                s.hides(only_a) || s.hides(only_b) || s.hides(x as u64) || s.hides(y as u64);
+            let hidden = s.hides(only_a) || s.hides(only_b) || s.hides(x) || s.hides(y);
             Some(json!({
                 "cohort": name,
                 "first": fa,
@@ -400,7 +408,12 @@ fn comparison(
                 "only_second": s.count(only_b),
                 "both": s.count(both),
                 "ppv": shown(ppv, fa["ppv"].is_null() || fb["ppv"].is_null()),
-                "sensitivity": shown(sensitivity, hidden || fa["sensitivity"].is_null()),
+                // Either list's sensitivity hidden hides the difference:
+                // with the other shown, it would give that one back.
+                "sensitivity": shown(
+                    sensitivity,
+                    hidden || fa["sensitivity"].is_null() || fb["sensitivity"].is_null()
+                ),
             }))
         })
         .collect();
@@ -462,7 +475,9 @@ fn calibration(s: Suppression, values: &Float64Array, happened: &[bool]) -> serd
         deciles.push(json!({
             "decile": d + 1,
             "people": s.count(size),
-            "mean_predicted": mean,
+            // A decile of a few people (fewer than about 80 scored): its
+            // mean is theirs, shown only as a count of them would be.
+            "mean_predicted": mean.filter(|_| !s.hides(size)),
             "observed": ratio(s, events, size),
         }));
     }
@@ -522,7 +537,7 @@ fn score_figures(
         .flatten();
     // Curves only where the figures themselves may be shown.
     let curves = (!s.hides(positives) && !s.hides(negatives))
-        .then(|| curves_ranked(&scored, CURVE_POINTS))
+        .then(|| curves_ranked(&scored, CURVE_POINTS, |n| s.shown(n)))
         .flatten();
     let points = |c: &[(f64, f64)]| c.iter().map(|&(x, y)| [x, y]).collect::<Vec<_>>();
     json!({
@@ -593,6 +608,54 @@ mod tests {
         assert_eq!(fields(&on), (3, 3, 3, 6, 10));
         assert_eq!(fields(&got), fields(&want));
         assert_eq!(fields(&got), (3, 0, 2, 0, 5));
+    }
+
+    /// A difference of sensitivities is hidden where either list's is:
+    /// beside the first's, it would give back the second's few caught.
+    #[test]
+    fn a_comparison_hides_a_difference_that_gives_back_a_hidden_sensitivity() {
+        // 200 people, the first 100 with the outcome; the first list
+        // holds 60 of them, the second 3.
+        let n = 200;
+        let happened: Vec<bool> = (0..n).map(|i| i < 100).collect();
+        let first: Vec<bool> = (0..n).map(|i| i < 60).collect();
+        let second: Vec<bool> = (0..n).map(|i| i < 3).collect();
+        let ids: arrow_array::ArrayRef =
+            std::sync::Arc::new(arrow_array::Int64Array::from_iter_values(0..n as i64));
+        let people = People {
+            rows: (0..n as u32).collect::<Vec<u32>>().into(),
+            population_ids: ids,
+            cohorts: vec![("c".into(), first)],
+            scores: vec![],
+            outcomes: vec![("o".into(), happened.clone())],
+            counts: vec![],
+            pcn: Groups::numbered(&["P"], std::iter::repeat_n(Some(0), n)),
+            groups: vec![],
+            compared: None,
+        };
+        let b = Predictions {
+            cohorts: vec![("c".into(), second)],
+            scores: vec![],
+        };
+        let shown = |s: Suppression| comparison(s, &people, &b, &happened)["cohorts"][0].clone();
+        let c = shown(Suppression::Hes);
+        assert_eq!(c["first"]["sensitivity"], 0.6);
+        assert!(c["second"]["sensitivity"].is_null(), "{c}");
+        assert!(c["sensitivity"].is_null(), "{c}");
+        let c = shown(Suppression::None);
+        assert!(
+            (c["sensitivity"]["difference"].as_f64().unwrap() + 0.57).abs() < 1e-12,
+            "{c}"
+        );
+        // A second list of 12 caught (shown as 10): the difference as shown,
+        // (10 - 60) / 100, not the exact (12 - 60) / 100.
+        let b = Predictions {
+            cohorts: vec![("c".into(), (0..n).map(|i| i < 12).collect())],
+            scores: vec![],
+        };
+        let c = comparison(Suppression::Hes, &people, &b, &happened)["cohorts"][0].clone();
+        let d = c["sensitivity"]["difference"].as_f64().unwrap();
+        assert!((d + 0.5).abs() < 1e-12, "{c}");
     }
 
     #[test]

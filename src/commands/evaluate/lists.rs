@@ -7,9 +7,12 @@ use serde_json::json;
 
 use crate::suppress::Suppression;
 
-/// `part / whole`, unless either count would be suppressed.
+/// `part / whole`, from the numbers they are shown as, unless a count it
+/// is made from would be hidden: the part, the whole, or, where the part
+/// is a part of the whole, the rest of it ([`Suppression::share`]). A rate
+/// (more events than people) has no rest.
 pub(super) fn ratio(s: Suppression, part: u64, whole: u64) -> Option<f64> {
-    (whole > 0 && !s.hides(part) && !s.hides(whole)).then(|| part as f64 / whole as f64)
+    s.share(part, whole)
 }
 
 /// The 95% Wilson score interval of the proportion `x / n` (n > 0): unlike
@@ -20,6 +23,12 @@ fn wilson(x: u64, n: u64) -> [f64; 2] {
     let centre = (x + z * z / 2.0) / (n + z * z);
     let half = z / (n + z * z) * (x * (n - x) / n + z * z / 4.0).sqrt();
     [(centre - half).max(0.0), (centre + half).min(1.0)]
+}
+
+/// [`wilson`] of `x / n` as their counts are shown.
+fn shown_wilson(s: Suppression, x: u64, n: u64) -> Option<[f64; 2]> {
+    let (x, n) = (s.shown(x)?, s.shown(n)?);
+    (n > 0).then(|| wilson(x, n))
 }
 
 /// A yes/no list against the outcome.
@@ -72,11 +81,13 @@ impl ListCounts {
             "ppv": ppv,
             // An interval gives back both its counts: hidden with the
             // false alarms, or the missed, as specificity is.
-            "ppv_95ci": ppv.filter(|_| !s.hides(false_alarms)).map(|_| wilson(caught, size)),
+            // Worked out from the counts as shown, as the ratio is: from the
+            // exact ones an interval gives back both.
+            "ppv_95ci": ppv.filter(|_| !s.hides(false_alarms)).and_then(|_| shown_wilson(s, caught, size)),
             "sensitivity": sensitivity,
             "sensitivity_95ci": sensitivity
                 .filter(|_| !s.hides(events - caught))
-                .map(|_| wilson(caught, events)),
+                .and_then(|_| shown_wilson(s, caught, events)),
             // Hidden with the counts it would give away (on list and caught).
             "specificity": (!s.hides(caught) && !s.hides(false_alarms))
                 .then(|| ratio(s, negatives - false_alarms, negatives))
@@ -104,5 +115,32 @@ mod tests {
         let f = list_figures(Suppression::Hes, &on, &happened);
         assert_eq!(f["on_list"], "*");
         assert!(f["ppv"].is_null());
+    }
+
+    /// A ratio is hidden where the rest of its whole is a small number:
+    /// 10 of 11 gives back the one, 10 of 18 the 8 shows.
+    #[test]
+    fn a_ratio_is_hidden_with_the_rest_of_its_whole() {
+        let s = Suppression::Hes;
+        assert_eq!(ratio(s, 10, 11), None);
+        assert_eq!(ratio(s, 10, 17), None);
+        assert_eq!(ratio(s, 10, 18), Some(10.0 / 20.0), "as shown: 10 of 20");
+        assert_eq!(ratio(s, 10, 10), Some(1.0), "none left: nothing small");
+        assert_eq!(ratio(Suppression::None, 10, 11), Some(10.0 / 11.0));
+        // A rate (more events than people) has no rest to hide; it is
+        // worked out as shown too ("30" of "10").
+        assert_eq!(ratio(s, 30, 12), Some(3.0));
+        // A list of 20, 15 with the outcome: its PPV hides the 5 without.
+        let mut counts = ListCounts::default();
+        for k in 0..20 {
+            counts.add(true, k < 15);
+        }
+        for k in 0..100 {
+            counts.add(false, k < 50);
+        }
+        let f = counts.figures(s);
+        assert!(f["ppv"].is_null(), "{f}");
+        assert_eq!(f["sensitivity"], 15.0 / 65.0);
+        assert_eq!(counts.figures(Suppression::None)["ppv"], 0.75);
     }
 }

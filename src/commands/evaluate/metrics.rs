@@ -256,25 +256,45 @@ pub(super) fn average_precision_ranked(ranked: &[(f64, bool)]) -> Option<f64> {
 /// precision-recall curve (recall, precision) of a score, a point per
 /// distinct score from the highest down (ties enter together), thinned to
 /// at most `points` each for drawing, of people in ascending order of
-/// score. `None` without people on both sides.
+/// score. `None` without people on both sides. A point is a list (those
+/// at its score or above), drawn from the numbers its counts are `shown`
+/// as, and only where each is shown (those on it with the outcome and
+/// without, and those below it with and without): so that the first
+/// point of a curve cannot say that the one person with the top score
+/// had the outcome.
 #[allow(clippy::type_complexity)]
 pub(super) fn curves_ranked(
     ranked: &[(f64, bool)],
     points: usize,
+    shown: impl Fn(u64) -> Option<u64>,
 ) -> Option<(Vec<(f64, f64)>, Vec<(f64, f64)>)> {
-    let positives = ranked.iter().filter(|(_, h)| *h).count() as f64;
-    let negatives = ranked.len() as f64 - positives;
-    if positives == 0.0 || negatives == 0.0 {
+    let positives = ranked.iter().filter(|(_, h)| *h).count() as u64;
+    let negatives = ranked.len() as u64 - positives;
+    let (shown_positives, shown_negatives) = (shown(positives)?, shown(negatives)?);
+    if shown_positives == 0 || shown_negatives == 0 {
         return None;
     }
     let (mut roc, mut pr) = (vec![(0.0, 0.0)], Vec::new());
-    let (mut tp, mut fp) = (0.0, 0.0);
+    let (mut tp, mut fp) = (0, 0);
     for tie in ties(ranked).rev() {
-        let caught = tie.iter().filter(|(_, h)| *h).count() as f64;
+        let caught = tie.iter().filter(|(_, h)| *h).count() as u64;
         tp += caught;
-        fp += tie.len() as f64 - caught;
-        roc.push((fp / negatives, tp / positives));
-        pr.push((tp / positives, tp / (tp + fp)));
+        fp += tie.len() as u64 - caught;
+        let (Some(t), Some(f), Some(_), Some(_)) = (
+            shown(tp),
+            shown(fp),
+            shown(positives - tp),
+            shown(negatives - fp),
+        ) else {
+            continue;
+        };
+        let (t, f) = (t as f64, f as f64);
+        // Rounded, lists a few people apart can be the same point.
+        let point = (f / shown_negatives as f64, t / shown_positives as f64);
+        if roc.last() != Some(&point) {
+            roc.push(point);
+            pr.push((t / shown_positives as f64, t / (t + f)));
+        }
     }
     let thin = |curve: Vec<(f64, f64)>| -> Vec<(f64, f64)> {
         if curve.len() <= points {
@@ -360,7 +380,7 @@ mod tests {
 
     #[allow(clippy::type_complexity)]
     fn curves(scored: &[(f64, bool)], points: usize) -> Option<(Vec<(f64, f64)>, Vec<(f64, f64)>)> {
-        curves_ranked(&ascending(scored), points)
+        curves_ranked(&ascending(scored), points, Some)
     }
 
     /// AUROC by definition: every pair of a person with the outcome and one
@@ -588,6 +608,40 @@ mod tests {
         let (roc, _) = curves(&many, 50).unwrap();
         assert_eq!(roc.len(), 50);
         assert_eq!(*roc.last().unwrap(), (1.0, 1.0));
+    }
+
+    /// Under suppression a point is drawn only where the list it stands
+    /// for, and the people below it, are no small numbers on either side.
+    #[test]
+    fn curves_leave_out_the_points_that_would_give_back_small_numbers() {
+        // 100 people, scores 100 down to 1; every third with the outcome.
+        let scored: Vec<(f64, bool)> = (1..=100).map(|i| (i as f64, i % 3 == 0)).collect();
+        let s = crate::suppress::Suppression::Hes;
+        let (roc, pr) = curves_ranked(&ascending(&scored), 1000, |n| s.shown(n)).unwrap();
+        // As shown: "35" with the outcome, "65" without.
+        let (positives, negatives) = (35.0, 65.0);
+        // The first list drawn is the top 23 (scores 100 to 78: 8 with the
+        // outcome, 15 without, shown as 10 and 15), not the top one (score
+        // 100, without it) nor the top 22 (7 with it); the last point is
+        // drawn.
+        assert_eq!(roc[1], (15.0 / negatives, 10.0 / positives));
+        assert_eq!(pr[0], (10.0 / positives, 10.0 / 25.0));
+        assert_eq!(*roc.last().unwrap(), (1.0, 1.0));
+        // Every point from rounded counts, none of them a small number:
+        // multiples of 5 over the totals.
+        for &(x, y) in &roc {
+            for (share, whole) in [(x, negatives), (y, positives)] {
+                let n = share * whole;
+                assert!((n - 5.0 * (n / 5.0).round()).abs() < 1e-9, "({x}, {y})");
+            }
+        }
+        // No point twice in a row, where rounding makes lists alike.
+        assert!(roc.windows(2).all(|w| w[0] != w[1]));
+        assert!(pr.windows(2).all(|w| w[0] != w[1]));
+        // The same people unsuppressed: a point for each.
+        let (all, _) = curves_ranked(&ascending(&scored), 1000, Some).unwrap();
+        assert_eq!(all.len(), 101);
+        assert!(roc.len() < all.len());
     }
 
     #[test]
