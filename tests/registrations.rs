@@ -6,6 +6,7 @@ mod util;
 
 use std::sync::Arc;
 
+use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use arrow_array::{Date32Array, Int64Array, StringArray};
 use util::*;
@@ -287,4 +288,86 @@ fn a_registrations_table_with_no_usable_row_is_an_error_and_loses_nothing() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
     assert!(lock_let_go(&tmp.path().join(".evaluation.strata-lock")));
+}
+
+/// With a registrations table each practice's patients go to the PCN the
+/// population table gives the practice: one row that gives it another (a
+/// person who died before the practice moved PCN) stops the run, naming
+/// the practice and both PCNs, rather than sending them all to one by a
+/// guess; the previous output stays.
+#[test]
+fn a_practice_under_two_pcns_is_an_error_and_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = sample_data_copy(tmp.path(), &[]);
+    let out = tmp.path().join("out");
+    let o = run_printed(&repo_path("models/hiu.toml"), &data, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let manifest = std::fs::read(out.join("manifest.json")).unwrap();
+
+    let patients = read_parquet(&data.join("patients.parquet"));
+    let text = |name: &str| {
+        let column = patients.column_by_name(name).unwrap();
+        let column = arrow_cast::cast(column, &arrow_schema::DataType::Utf8).unwrap();
+        column.as_string::<i32>().clone()
+    };
+    let (practices, pcns) = (text("practice_code"), text("pcn_code"));
+    let practice = practices.value(0).to_string();
+    let pcn = pcns.value(0).to_string();
+    // Another PCN, on the first row only.
+    let other = (0..pcns.len())
+        .map(|r| pcns.value(r))
+        .find(|p| *p != pcn)
+        .expect("two PCNs in the sample data")
+        .to_string();
+    assert!(
+        (1..practices.len()).any(|r| practices.value(r) == practice),
+        "the practice has other patients"
+    );
+    let changed: StringArray = (0..pcns.len())
+        .map(|r| {
+            Some(if r == 0 {
+                other.as_str()
+            } else {
+                pcns.value(r)
+            })
+        })
+        .collect();
+    let schema = patients.schema();
+    let columns: Vec<(&str, arrow_array::ArrayRef)> = schema
+        .fields()
+        .iter()
+        .zip(patients.columns())
+        .map(|(f, c)| {
+            let column = match f.name().as_str() {
+                "pcn_code" => Arc::new(changed.clone()) as _,
+                _ => c.clone(),
+            };
+            (f.name().as_str(), column)
+        })
+        .collect();
+    write_parquet(&data.join("patients.parquet"), &[batch(columns)]);
+
+    let o = run_printed(&repo_path("models/hiu.toml"), &data, &out, &[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("patients.parquet"), "{err}");
+    let (a, b) = if pcn < other {
+        (&pcn, &other)
+    } else {
+        (&other, &pcn)
+    };
+    assert!(
+        err.contains(&format!("{practice} under {a} and {b}")),
+        "{err}"
+    );
+    assert!(err.contains("\n  help: "), "{err}");
+    assert_eq!(std::fs::read(out.join("manifest.json")).unwrap(), manifest);
+    let o = strata(&["check", "hiu", "--data", data.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("{practice} under {a} and {b}")));
+    // Without the registrations table each person is at their own row's
+    // PCN: nothing to choose, and the run goes ahead.
+    std::fs::remove_file(data.join("registrations.parquet")).unwrap();
+    let o = run_printed(&repo_path("models/hiu.toml"), &data, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }

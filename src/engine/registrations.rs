@@ -96,17 +96,7 @@ impl Registrations {
                 row.3 = renumber[row.3 as usize];
             }
         });
-        // The PCN of each practice, as the population table gives it (the
-        // first PCN in code order, should a practice appear under two: the
-        // pairs come in (practice, PCN) order, so that is the first met).
-        let mut pcn_of: Vec<Option<&str>> = vec![None; practices.len()];
-        let in_population = TextColumn::new(population.column("practice_code"));
-        let pcns = TextColumn::new(population.column("pcn_code"));
-        for (p, n) in in_population.distinct_pairs(&pcns) {
-            if let Some(&i) = number.get(p) {
-                pcn_of[i as usize].get_or_insert(n);
-            }
-        }
+        let pcn_of = pcn_of_practices(population, &practices, &number)?;
         let (pcns, pcn_of) = numbered(&pcn_of);
         Ok(Some(Registrations {
             rows: groups.into_iter().map(|g| g.rows).collect(),
@@ -260,6 +250,7 @@ pub fn check(data: &Path, population: &Population) -> Result<()> {
         return Ok(());
     };
     check_columns(&table)?;
+    one_pcn_each(population)?;
     let mut groups = Vec::new();
     for group in table.row_groups() {
         let rows = read_group(&table, group, population, true)?;
@@ -327,6 +318,62 @@ struct GroupRows {
 /// registers nobody, so every list would be empty and, published, would
 /// replace the last good ones: an extract that lost its rows, or one from
 /// another population (pseudonymised with another key), is stopped here.
+/// The PCN of each of `practices` (numbered by `number`), as the
+/// population table gives it; `None` for a practice it gives none.
+fn pcn_of_practices<'p>(
+    population: &'p Population,
+    practices: &[String],
+    number: &HashMap<&str, u32>,
+) -> Result<Vec<Option<&'p str>>> {
+    let mut pcn_of: Vec<Option<&str>> = vec![None; practices.len()];
+    for (p, n) in one_pcn_each(population)? {
+        if let Some(&i) = number.get(p) {
+            pcn_of[i as usize] = Some(n);
+        }
+    }
+    Ok(pcn_of)
+}
+
+/// The (practice, PCN) pairs of the population table, in practice order,
+/// where it gives every practice one PCN. A practice it gives under two
+/// is an error, not a guess: with a registrations table every registered
+/// patient of the practice goes to one PCN's lists, and a single row with
+/// an old PCN (a person who died before the practice moved) had sent
+/// them all to the wrong one.
+fn one_pcn_each(population: &Population) -> Result<Vec<(&str, &str)>> {
+    let in_population = TextColumn::new(population.column("practice_code"));
+    let pcns = TextColumn::new(population.column("pcn_code"));
+    // In (practice, PCN) order: a practice's PCNs one after another.
+    let pairs: Vec<(&str, &str)> = in_population.distinct_pairs(&pcns).into_iter().collect();
+    let two: Vec<String> = pairs
+        .chunk_by(|a, b| a.0 == b.0)
+        .filter(|pcns| pcns.len() > 1)
+        .map(|pcns| {
+            let names: Vec<&str> = pcns.iter().map(|(_, n)| *n).collect();
+            format!("{} under {}", pcns[0].0, names.join(" and "))
+        })
+        .collect();
+    if two.is_empty() {
+        return Ok(pairs);
+    }
+    let more = match two.len() {
+        n if n > 3 => format!(" and {} more", n - 3),
+        _ => String::new(),
+    };
+    Err(Error::data(
+        &population.table.location,
+        format!(
+            "with a registrations table each practice's patients go to the PCN the population \
+             table gives the practice, but it gives some practices more than one: {}{more}",
+            two[..two.len().min(3)].join("; ")
+        ),
+    )
+    .with_help(
+        "give every row of a practice the same pcn_code (the practice's PCN now; a row kept \
+         from before a practice moved PCN, such as a person who has died, may hold the old one)",
+    ))
+}
+
 fn unusable(table: &Table, population: &Population, groups: &[GroupRows]) -> Error {
     let [unknown, no_practice, no_start] = groups.iter().fold([0u64; 3], |mut sum, g| {
         for (s, d) in sum.iter_mut().zip(g.dropped) {
