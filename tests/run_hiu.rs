@@ -675,6 +675,45 @@ fn diff_reports_the_exact_entrants_and_leavers_of_a_changed_threshold() {
     );
     drop(held);
     assert_eq!(std::fs::read_dir(&mine).unwrap().count(), 1);
+
+    // A PCN code no run writes (a path, edited into a saved output) is
+    // refused, naming the file, and no folder is made for it.
+    let patients = five.join("patients.parquet");
+    let saved = read_parquet(&patients);
+    let schema = saved.schema();
+    let columns: Vec<(&str, arrow_array::ArrayRef)> = schema
+        .fields()
+        .iter()
+        .zip(saved.columns())
+        .map(|(f, c)| {
+            let column = match f.name().as_str() {
+                "pcn_code" => std::sync::Arc::new(arrow_array::StringArray::from_iter(
+                    arrow_cast::cast(c, &arrow_schema::DataType::Utf8)
+                        .unwrap()
+                        .as_string::<i32>()
+                        .iter()
+                        .map(|p| p.map(|p| if p == "P1" { "../escaped" } else { p })),
+                )) as _,
+                _ => c.clone(),
+            };
+            (f.name().as_str(), column)
+        })
+        .collect();
+    write_parquet(&patients, &[batch(columns)]);
+    let o = strata(&[
+        "diff",
+        five.to_str().unwrap(),
+        six.to_str().unwrap(),
+        "--out",
+        tmp.path().join("diff2").to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("patients.parquet") && err.contains("../escaped"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("escaped").exists());
 }
 
 #[test]

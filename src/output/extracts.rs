@@ -36,7 +36,7 @@ pub struct Delivered {
 
 /// PCN codes become folder names, so they are limited to characters that
 /// mean the same on every file system.
-fn valid_folder_name(code: &str) -> bool {
+pub(crate) fn valid_folder_name(code: &str) -> bool {
     let mut chars = code.chars();
     chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))

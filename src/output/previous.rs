@@ -96,6 +96,18 @@ impl SavedRun {
             // Plain or dictionary-encoded text, as the run wrote it.
             let pcn = arrow_cast::cast(column("pcn_code")?, &arrow_schema::DataType::Utf8)
                 .map_err(|e| fail(&e))?;
+            // A PCN code names a folder `strata diff` writes: one a run
+            // would not have written (`..`, a path) is refused.
+            if let Some(bad) = pcn
+                .as_string::<i32>()
+                .iter()
+                .flatten()
+                .find(|p| !p.is_empty() && !super::extracts::valid_folder_name(p))
+            {
+                return Err(fail(&format!(
+                    "pcn_code `{bad}` is not one a run writes (letters, digits, `_` or `-`)"
+                )));
+            }
             run.pcn
                 .extend(pcn.as_string::<i32>().iter().map(|p| p.map(str::to_string)));
             let alive = column("alive")?;
