@@ -467,3 +467,53 @@ fn rejected_rows_of_withheld_people_are_not_written() {
         assert_eq!(m["rejected"]["ae"]["null_date"], 3);
     }
 }
+
+/// An opt-out recorded on a later copy of a person's population row holds:
+/// the copy is dropped as a duplicate, its opt-out is not. 105's second
+/// row gives a type 1 opt-out, 106's a National Data Opt-out (as text).
+#[test]
+fn an_opt_out_on_a_later_copy_of_a_persons_row_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    let (t, n) = flags(&[false; 10], &[false; 10]);
+    fixture(&data, t, n);
+    let ids: Vec<i64> = (101..=110).chain([105, 106]).collect();
+    let people: Vec<Person> = ids
+        .iter()
+        .map(|&id| person(id, "1970-01-01", "P1"))
+        .collect();
+    let patients = patients_batch(&people);
+    let type1: Vec<bool> = (0..12).map(|i| i == 10).collect();
+    let national: Vec<&str> = (0..12).map(|i| if i == 11 { "Y" } else { "N" }).collect();
+    let patients = adding_column(
+        &patients,
+        "type1_opt_out",
+        Arc::new(BooleanArray::from(type1)),
+    );
+    let patients = adding_column(
+        &patients,
+        "national_data_opt_out",
+        Arc::new(StringArray::from(national)),
+    );
+    write_parquet(&data.join("patients.parquet"), &[patients]);
+
+    run(&data, &out, "direct_care");
+    let lists = listed(&out);
+    assert!(!lists.contains(&"105".to_string()), "{lists:?}");
+    assert!(lists.contains(&"106".to_string()), "direct care lists 106");
+    assert!(!patients_rows(&out).contains(&105));
+    // 105's dropped row names no one withheld; 106 is counted by no one.
+    let got = rejected(&out);
+    assert!(got.iter().all(|(_, _, id)| id != "105"), "{got:?}");
+    let m = manifest(&out);
+    assert_eq!(m["rejected"]["patients"]["duplicate_person_id"], 2);
+
+    let secondary = tmp.path().join("secondary");
+    run(&data, &secondary, "secondary_use");
+    let lists = listed(&secondary);
+    assert!(
+        !lists.contains(&"105".to_string()) && !lists.contains(&"106".to_string()),
+        "{lists:?}"
+    );
+    assert_eq!(lists.len(), 8);
+}

@@ -18,12 +18,10 @@
 //! The flags are optional columns of the population table; where one is
 //! absent the run says so (manifest and summary) and cannot apply it.
 
-use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, BooleanArray};
-use arrow_schema::DataType;
+use arrow_array::BooleanArray;
 
-use crate::error::{Error, Result};
-use crate::input::population::Population;
+use crate::error::Result;
+use crate::input::population::{OPT_OUTS, Population, opt_out_flags};
 use crate::rules::Purpose;
 
 pub struct OptOuts {
@@ -56,10 +54,16 @@ impl OptOuts {
             {
                 return Ok(None);
             }
-            flags(population.column(internal), population, role).map(Some)
+            opt_out_flags(
+                population.column(internal),
+                &population.table.location,
+                role,
+            )
+            .map(Some)
         };
-        let type1 = flag("type1_opt_out", "type 1 opt-out")?;
-        let national = flag("national_data_opt_out", "National Data Opt-out")?;
+        let [(type1, type1_role), (national, national_role)] = OPT_OUTS;
+        let type1 = flag(type1, type1_role)?;
+        let national = flag(national, national_role)?;
         for (present, what) in [
             (type1.is_some(), "type 1 opt-out (column `type1_opt_out`)"),
             (
@@ -96,61 +100,5 @@ impl OptOuts {
             withheld_from_lists,
             withheld_from_aggregates: either,
         })
-    }
-}
-
-/// A flag column as true/false: booleans as they are, whole numbers 1 and 0,
-/// and text `Y`/`N`, `yes`/`no`, `true`/`false`, `1`/`0` (any case); a null
-/// or empty value is no opt-out. Anything else is refused with the column
-/// named, since guessing could list someone who objected.
-fn flags(array: &ArrayRef, population: &Population, role: &str) -> Result<BooleanArray> {
-    let bad = |value: String| {
-        Error::data(
-            &population.table.location,
-            format!("the {role} column holds `{value}`, which is neither yes nor no"),
-        )
-        .with_help("write true/false, 1/0 or Y/N (a null or empty value means no opt-out)")
-    };
-    let array = match array.data_type() {
-        DataType::Dictionary(..) => arrow_cast::cast(array, &DataType::Utf8)
-            .map_err(|e| Error::Internal(format!("reading the {role} column: {e}")))?,
-        _ => array.clone(),
-    };
-    match array.data_type() {
-        // A null is false: the values' bits where valid, a word at a time.
-        DataType::Boolean => {
-            let flags = array.as_boolean();
-            let bits = match flags.nulls() {
-                Some(valid) => flags.values() & valid.inner(),
-                None => flags.values().clone(),
-            };
-            Ok(BooleanArray::new(bits, None))
-        }
-        DataType::Int64 => array
-            .as_primitive::<arrow_array::types::Int64Type>()
-            .iter()
-            .map(|v| match v {
-                None | Some(0) => Ok(Some(false)),
-                Some(1) => Ok(Some(true)),
-                Some(other) => Err(bad(other.to_string())),
-            })
-            .collect(),
-        DataType::Utf8 => array
-            .as_string::<i32>()
-            .iter()
-            .map(|v| {
-                let text = crate::rules::codelist::trim_code(v.unwrap_or(""));
-                match text.to_ascii_lowercase().as_str() {
-                    "" | "n" | "no" | "false" | "0" => Ok(Some(false)),
-                    "y" | "yes" | "true" | "1" => Ok(Some(true)),
-                    _ => Err(bad(text.to_string())),
-                }
-            })
-            .collect(),
-        other => Err(Error::data(
-            &population.table.location,
-            format!("the {role} column has type {other}, which is neither yes nor no"),
-        )
-        .with_help("store it as a boolean, 1/0 or Y/N")),
     }
 }

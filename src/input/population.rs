@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
-use arrow_array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, UInt32Array};
+use arrow_array::{
+    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, UInt32Array,
+};
 use arrow_schema::{DataType, Field, Schema};
 use foldhash::fast::FixedState;
 use rayon::prelude::*;
@@ -877,6 +879,12 @@ impl Population {
                 }
             })
             .collect::<Result<Vec<_>>>()?;
+        let columns = match &take {
+            Some(kept) if duplicates > 0 => {
+                opt_outs_of_copies(&all, &wanted, columns, kept, &index, &table.location)?
+            }
+            _ => columns,
+        };
         let batch = arrays_to_batch(&wanted, columns);
         if duplicates > 0 || null_ids > 0 {
             tracing::warn!(
@@ -940,6 +948,111 @@ fn rejected_rows(
         })
         .collect()
 }
+
+/// A flag column as true/false: booleans as they are, whole numbers 1 and 0,
+/// and text `Y`/`N`, `yes`/`no`, `true`/`false`, `1`/`0` (any case); a null
+/// or empty value is no opt-out. Anything else is refused with the column
+/// named, since guessing could list someone who objected.
+pub fn opt_out_flags(array: &ArrayRef, location: &Path, role: &str) -> Result<BooleanArray> {
+    let bad = |value: String| {
+        Error::data(
+            location,
+            format!("the {role} column holds `{value}`, which is neither yes nor no"),
+        )
+        .with_help("write true/false, 1/0 or Y/N (a null or empty value means no opt-out)")
+    };
+    let array = match array.data_type() {
+        DataType::Dictionary(..) => arrow_cast::cast(array, &DataType::Utf8)
+            .map_err(|e| Error::Internal(format!("reading the {role} column: {e}")))?,
+        _ => array.clone(),
+    };
+    match array.data_type() {
+        // A null is false: the values' bits where valid, a word at a time.
+        DataType::Boolean => {
+            let flags = array.as_boolean();
+            let bits = match flags.nulls() {
+                Some(valid) => flags.values() & valid.inner(),
+                None => flags.values().clone(),
+            };
+            Ok(BooleanArray::new(bits, None))
+        }
+        DataType::Int64 => array
+            .as_primitive::<arrow_array::types::Int64Type>()
+            .iter()
+            .map(|v| match v {
+                None | Some(0) => Ok(Some(false)),
+                Some(1) => Ok(Some(true)),
+                Some(other) => Err(bad(other.to_string())),
+            })
+            .collect(),
+        DataType::Utf8 => array
+            .as_string::<i32>()
+            .iter()
+            .map(|v| {
+                let text = crate::rules::codelist::trim_code(v.unwrap_or(""));
+                match text.to_ascii_lowercase().as_str() {
+                    "" | "n" | "no" | "false" | "0" => Ok(Some(false)),
+                    "y" | "yes" | "true" | "1" => Ok(Some(true)),
+                    _ => Err(bad(text.to_string())),
+                }
+            })
+            .collect(),
+        other => Err(Error::data(
+            location,
+            format!("the {role} column has type {other}, which is neither yes nor no"),
+        )
+        .with_help("store it as a boolean, 1/0 or Y/N")),
+    }
+}
+
+/// `columns` (the population's, in id order, one row kept of each id:
+/// `kept`, rows of `all`) with each opt-out flag set where any row of the
+/// person's sets it, not only the row kept: an opt-out recorded on a later
+/// copy of a person's row must not be lost with the copy. The flags become
+/// true/false (a null is no opt-out), as they are read after.
+fn opt_outs_of_copies(
+    all: &RecordBatch,
+    wanted: &[(&str, &str)],
+    mut columns: Vec<ArrayRef>,
+    kept: &UInt32Array,
+    index: &PersonIndex,
+    location: &Path,
+) -> Result<Vec<ArrayRef>> {
+    let ids = all.column(0);
+    let mut is_kept = vec![false; all.num_rows()];
+    for &r in kept.values() {
+        is_kept[r as usize] = true;
+    }
+    let id_text = |r: usize| match ids.data_type() {
+        DataType::Int64 => ids.as_primitive::<Int64Type>().value(r).to_string(),
+        _ => ids.as_string::<i32>().value(r).to_string(),
+    };
+    for (i, (internal, _)) in wanted.iter().enumerate() {
+        let Some((_, role)) = OPT_OUTS.iter().find(|(name, _)| name == internal) else {
+            continue;
+        };
+        let every = opt_out_flags(all.column(i), location, role)?;
+        let mut flags: Vec<bool> = kept
+            .values()
+            .iter()
+            .map(|&r| every.value(r as usize))
+            .collect();
+        for r in (0..all.num_rows()).filter(|&r| !is_kept[r] && ids.is_valid(r) && every.value(r)) {
+            if let Some(person) = index.find(&id_text(r)) {
+                flags[person as usize] = true;
+            }
+        }
+        columns[i] = Arc::new(BooleanArray::from(flags));
+    }
+    Ok(columns)
+}
+
+/// The opt-out flag columns (as named inside strata) and what each is
+/// called in messages.
+pub const OPT_OUTS: [(&str, &str); 2] = [
+    ("type1_opt_out", "type 1 opt-out"),
+    ("national_data_opt_out", "National Data Opt-out"),
+];
 
 /// `Dictionary(Int32, Utf8)`: how text codes are held while loading.
 fn text_dictionary() -> DataType {
