@@ -517,3 +517,51 @@ fn an_opt_out_on_a_later_copy_of_a_persons_row_holds() {
     );
     assert_eq!(lists.len(), 8);
 }
+
+/// A person who opts out between two runs is not named by their diff: the
+/// new run has no row for them, as for someone gone from the extract, and
+/// the two cannot be told apart. They are counted as gone, not listed as
+/// having left.
+#[test]
+fn a_diff_names_no_one_who_opted_out_since() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (before, after) = (tmp.path().join("before"), tmp.path().join("after"));
+    let (t, n) = flags(&[false; 10], &[false; 10]);
+    fixture(&before, t, n);
+    let mut type1 = [false; 10];
+    type1[4] = true; // 105
+    let (t, n) = flags(&type1, &[false; 10]);
+    fixture(&after, t, n);
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    run(&before, &a, "direct_care");
+    run(&after, &b, "direct_care");
+    assert!(listed(&a).contains(&"105".to_string()));
+    assert!(!patients_rows(&b).contains(&105));
+    let diff = tmp.path().join("diff");
+    let o = strata(&[
+        "diff",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--out",
+        diff.to_str().unwrap(),
+        "--suppression",
+        "none",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // No one else entered or left: no change at all, so no PCN's list.
+    let file = std::fs::File::open(diff.join("changes.parquet")).unwrap();
+    let rows = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .metadata()
+        .file_metadata()
+        .num_rows();
+    assert_eq!(rows, 0);
+    assert!(!diff.join("pcn/P1/changes.csv").exists());
+    let summary = std::fs::read_to_string(diff.join("summary.csv")).unwrap();
+    assert!(
+        summary.starts_with("cohort,pcn_code,entered,left,gone"),
+        "{summary}"
+    );
+    assert!(summary.contains("hiu,P1,0,0,1"), "{summary}");
+    assert!(stdout(&o).contains("gone"), "{}", stdout(&o));
+}

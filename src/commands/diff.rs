@@ -47,6 +47,11 @@ pub struct Diff {
     pub transitions: BTreeMap<String, BTreeMap<(String, String), u64>>,
     /// Parameters whose values differ: (name, previous, new).
     pub params: Vec<(String, String, String)>,
+    /// (cohort, PCN) -> members of the previous list whom it counted and
+    /// who have no row in the new run at all. They are not named: a
+    /// person withheld by an opt-out made since has no row, as has one
+    /// gone from the extract, and the two cannot be told apart.
+    pub gone: BTreeMap<(String, String), u64>,
 }
 
 pub fn compare(old: &SavedRun, new: &SavedRun, allow_different_rules: bool) -> Result<Diff> {
@@ -82,6 +87,7 @@ pub fn compare(old: &SavedRun, new: &SavedRun, allow_different_rules: bool) -> R
     let old_rows = old.rows();
     let new_rows = new.rows();
     let mut changes = Vec::new();
+    let mut gone: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut unmatched = Vec::new();
     for (cohort, flags) in &new.cohorts {
         if !old.cohorts.contains_key(cohort) {
@@ -100,9 +106,17 @@ pub fn compare(old: &SavedRun, new: &SavedRun, allow_different_rules: bool) -> R
             }
         }
         for (j, id) in old.ids.iter().enumerate() {
-            if old.cohorts[cohort][j]
-                && new.member(cohort, new_rows.get(id.as_str()).copied()) != Some(true)
-            {
+            if !old.cohorts[cohort][j] {
+                continue;
+            }
+            let Some(&row) = new_rows.get(id.as_str()) else {
+                if old.counted[j] {
+                    let pcn = old.pcn[j].clone().unwrap_or_default();
+                    *gone.entry((cohort.clone(), pcn)).or_default() += 1;
+                }
+                continue;
+            };
+            if new.member(cohort, Some(row)) != Some(true) {
                 changes.push(Change {
                     cohort: cohort.clone(),
                     pcn: old.pcn[j].clone().unwrap_or_default(),
@@ -167,13 +181,15 @@ pub fn compare(old: &SavedRun, new: &SavedRun, allow_different_rules: bool) -> R
         unmatched_cohorts: unmatched,
         transitions,
         params,
+        gone,
     })
 }
 
 impl Diff {
-    /// Entered and left per cohort and PCN (exact).
-    pub fn counts(&self) -> BTreeMap<(&str, &str), (u64, u64)> {
-        let mut counts: BTreeMap<(&str, &str), (u64, u64)> = BTreeMap::new();
+    /// Entered, left and gone from the data ([`Diff::gone`]) per cohort
+    /// and PCN (exact).
+    pub fn counts(&self) -> BTreeMap<(&str, &str), (u64, u64, u64)> {
+        let mut counts: BTreeMap<(&str, &str), (u64, u64, u64)> = BTreeMap::new();
         for c in self.changes.iter().filter(|c| c.counted) {
             let e = counts.entry((&c.cohort, &c.pcn)).or_default();
             if c.change == "entered" {
@@ -181,6 +197,9 @@ impl Diff {
             } else {
                 e.1 += 1;
             }
+        }
+        for ((cohort, pcn), n) in &self.gone {
+            counts.entry((cohort, pcn)).or_default().2 += n;
         }
         counts
     }
@@ -203,28 +222,38 @@ impl Diff {
             let _ = writeln!(out, "cohort {name} is only in the {run} run: not compared");
         }
         let counts = self.counts();
-        let mut totals: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-        for ((cohort, _), (e, l)) in &counts {
+        let mut totals: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
+        for ((cohort, _), (e, l, g)) in &counts {
             let t = totals.entry(cohort).or_default();
             t.0 += e;
             t.1 += l;
+            t.2 += g;
         }
         let _ = writeln!(
             out,
-            "\n{:30} {:>8} {:>8}",
-            "cohort / PCN", "entered", "left"
+            "\n{:30} {:>8} {:>8} {:>8}",
+            "cohort / PCN", "entered", "left", "gone"
         );
-        for (cohort, (e, l)) in &totals {
-            let _ = writeln!(out, "{cohort:30} {:>8} {:>8}", s.count(*e), s.count(*l));
-            for ((c, pcn), (e, l)) in &counts {
+        let row = |(e, l, g): (u64, u64, u64)| {
+            format!("{:>8} {:>8} {:>8}", s.count(e), s.count(l), s.count(g))
+        };
+        for (cohort, t) in &totals {
+            let _ = writeln!(out, "{cohort:30} {}", row(*t));
+            for ((c, pcn), n) in &counts {
                 if c == cohort {
                     let pcn = if pcn.is_empty() { "(no PCN)" } else { pcn };
-                    let _ = writeln!(out, "  {pcn:28} {:>8} {:>8}", s.count(*e), s.count(*l));
+                    let _ = writeln!(out, "  {pcn:28} {}", row(*n));
                 }
             }
         }
         if totals.is_empty() {
             let _ = writeln!(out, "(no one entered or left a cohort)");
+        } else if totals.values().any(|t| t.2 > 0) {
+            let _ = writeln!(
+                out,
+                "(gone: on the previous list and in no row of the new run, an opt-out since or \
+                 gone from the extract; counted, not named)"
+            );
         }
         for (feature, matrix) in &self.transitions {
             let _ = writeln!(out, "\n{feature}: from (rows) -> to (columns)");
@@ -309,9 +338,15 @@ impl Diff {
         }
         write_csv(
             &dir.join("summary.csv"),
-            &["cohort", "pcn_code", "entered", "left"],
-            self.counts().into_iter().map(|((cohort, pcn), (e, l))| {
-                [cohort.to_string(), pcn.to_string(), s.count(e), s.count(l)]
+            &["cohort", "pcn_code", "entered", "left", "gone"],
+            self.counts().into_iter().map(|((cohort, pcn), (e, l, g))| {
+                [
+                    cohort.to_string(),
+                    pcn.to_string(),
+                    s.count(e),
+                    s.count(l),
+                    s.count(g),
+                ]
             }),
         )?;
         write_csv(
