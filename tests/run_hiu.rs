@@ -748,6 +748,72 @@ fn with_a_previous_run_the_lists_mark_who_is_new() {
     );
 }
 
+/// A person who moves PCN and stays in a cohort is new to the list of the
+/// PCN they joined and has left the other's: both PCNs are told, by the
+/// lists' `new` column and by `strata diff`.
+#[test]
+fn a_member_who_moved_pcn_is_new_to_one_list_and_has_left_the_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    fixture(&data, 1);
+    let (before, after) = (tmp.path().join("before"), tmp.path().join("after"));
+    run(&data, &before, &[]);
+    // 101 (HIU, P1) moves to P2's practice.
+    let patients = read_parquet(&data.join("patients.parquet"));
+    let moved = |name: &str, to: &str| -> arrow_array::ArrayRef {
+        let column = patients.column_by_name(name).unwrap();
+        let text = arrow_cast::cast(column, &arrow_schema::DataType::Utf8).unwrap();
+        let ids = patients.column_by_name("person_id").unwrap();
+        let ids = ids.as_primitive::<Int64Type>();
+        std::sync::Arc::new(arrow_array::StringArray::from_iter(
+            text.as_string::<i32>()
+                .iter()
+                .enumerate()
+                .map(|(r, v)| if ids.value(r) == 101 { Some(to) } else { v }),
+        ))
+    };
+    let schema = patients.schema();
+    let columns: Vec<(&str, arrow_array::ArrayRef)> = schema
+        .fields()
+        .iter()
+        .zip(patients.columns())
+        .map(|(f, c)| {
+            let column = match f.name().as_str() {
+                "pcn_code" => moved("pcn_code", "P2"),
+                "practice_code" => moved("practice_code", "P2-GP"),
+                _ => c.clone(),
+            };
+            (f.name().as_str(), column)
+        })
+        .collect();
+    write_parquet(&data.join("patients.parquet"), &[batch(columns)]);
+    run(&data, &after, &["--previous", before.to_str().unwrap()]);
+    let p2 = std::fs::read_to_string(after.join("pcn/P2/hiu.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = p2.lines().map(|l| l.split(',').take(3).collect()).collect();
+    assert!(rows.iter().any(|r| r[1..] == ["true", "101"]), "{p2}");
+    assert!(rows.iter().any(|r| r[1..] == ["false", "108"]), "{p2}");
+
+    let diff = tmp.path().join("diff");
+    let o = strata(&[
+        "diff",
+        before.to_str().unwrap(),
+        after.to_str().unwrap(),
+        "--out",
+        diff.to_str().unwrap(),
+        "--suppression",
+        "none",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p1 = std::fs::read_to_string(diff.join("pcn/P1/changes.csv")).unwrap();
+    let p2 = std::fs::read_to_string(diff.join("pcn/P2/changes.csv")).unwrap();
+    assert!(p1.contains("hiu,101,left"), "{p1}");
+    assert!(
+        p2.contains("hiu,101,entered") && !p2.contains("108"),
+        "{p2}"
+    );
+}
+
 #[test]
 fn strict_runs_exit_1_when_rows_were_skipped_but_still_write_the_output() {
     let tmp = tempfile::tempdir().unwrap();

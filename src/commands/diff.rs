@@ -95,7 +95,8 @@ pub fn compare(old: &SavedRun, new: &SavedRun, allow_different_rules: bool) -> R
             continue;
         }
         for (i, id) in new.ids.iter().enumerate() {
-            if flags[i] && old.member(cohort, old_rows.get(id.as_str()).copied()) != Some(true) {
+            let before = old_rows.get(id.as_str()).copied();
+            if flags[i] && old.member_at(cohort, before, new.pcn[i].as_deref()) != Some(true) {
                 changes.push(Change {
                     cohort: cohort.clone(),
                     pcn: new.pcn[i].clone().unwrap_or_default(),
@@ -116,7 +117,7 @@ pub fn compare(old: &SavedRun, new: &SavedRun, allow_different_rules: bool) -> R
                 }
                 continue;
             };
-            if new.member(cohort, Some(row)) != Some(true) {
+            if new.member_at(cohort, Some(row), old.pcn[j].as_deref()) != Some(true) {
                 changes.push(Change {
                     cohort: cohort.clone(),
                     pcn: old.pcn[j].clone().unwrap_or_default(),

@@ -147,8 +147,13 @@ pub fn write(results: &Results, dir: &Path, info: &super::RunInfo) -> Result<Del
                         .iter()
                         .enumerate()
                         .map(|(i, id)| {
-                            let before =
-                                previous.member(&cohort.name, rows.get(id.as_str()).copied());
+                            // New to this PCN's list: one who moved PCN is
+                            // new to the list they joined.
+                            let before = previous.member_at(
+                                &cohort.name,
+                                rows.get(id.as_str()).copied(),
+                                pcn.get(i),
+                            );
                             before.map(|b| result.flags.value(i) && !b)
                         })
                         .collect();

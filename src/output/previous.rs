@@ -181,6 +181,14 @@ impl SavedRun {
         Some(row.is_some_and(|r| flags[r]))
     }
 
+    /// [`SavedRun::member`] of `pcn`'s list: in the cohort at that PCN (a
+    /// person who moved PCN is new to the one they joined and has left the
+    /// other's list, though still in the cohort).
+    pub fn member_at(&self, cohort: &str, row: Option<usize>, pcn: Option<&str>) -> Option<bool> {
+        let member = self.member(cohort, row)?;
+        Some(member && row.is_some_and(|r| self.pcn[r].as_deref() == pcn))
+    }
+
     /// The number of person rows.
     pub fn len(&self) -> usize {
         self.ids.len()
