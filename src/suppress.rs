@@ -90,6 +90,25 @@ impl Suppression {
         (whole > 0).then(|| part as f64 / whole as f64)
     }
 
+    /// A figure worked out from the exact data rather than from counts (an
+    /// AUROC, a Brier score, a mean) as it may be shown: to `places`
+    /// decimals under suppression, exact without. At full precision such a
+    /// figure can be solved for the exact counts behind it (an AUROC is a
+    /// whole number of half-pairs over those with and without the outcome:
+    /// of the pairs of counts their rounding allows, one fits), and a
+    /// group's hidden count is then the total less the others'. To two
+    /// decimals, with at least 8 on each side, every pair the rounding
+    /// allows fits.
+    pub fn figure(self, value: f64, places: i32) -> f64 {
+        match self {
+            Suppression::None => value,
+            Suppression::Hes | Suppression::Ehrql => {
+                let scale = 10f64.powi(places);
+                (value * scale).round() / scale
+            }
+        }
+    }
+
     /// [`Suppression::share`] as a percentage with one decimal.
     pub fn percent(self, part: u64, whole: u64) -> Option<String> {
         self.share(part, whole)
@@ -171,5 +190,8 @@ mod tests {
         assert_eq!(Ehrql.shown(7), Option::None);
         assert_eq!(Ehrql.shown(12), Some(10));
         assert_eq!(None.shown(7), Some(7));
+        assert_eq!(Hes.figure(0.6450548972738402, 2), 0.65);
+        assert_eq!(Ehrql.figure(0.20111115618661543, 3), 0.201);
+        assert_eq!(None.figure(0.6450548972738402, 2), 0.6450548972738402);
     }
 }

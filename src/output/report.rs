@@ -297,6 +297,25 @@ fn pyramid(bands: &[[u64; 2]; 19], s: Suppression) -> String {
     svg
 }
 
+/// Round numbers at or beyond `lowest` and `highest` (`lowest <
+/// highest`): multiples of a step of 1, 2 or 5 times a power of ten, about
+/// a tenth of the range, so that no one's score is an end of the axis.
+fn axis_ends(lowest: f64, highest: f64) -> (f64, f64) {
+    let rough = (highest - lowest) / 10.0;
+    let power = 10f64.powf(rough.log10().floor());
+    let step = power
+        * match rough / power {
+            m if m <= 1.0 => 1.0,
+            m if m <= 2.0 => 2.0,
+            m if m <= 5.0 => 5.0,
+            _ => 10.0,
+        };
+    (
+        (lowest / step).floor() * step,
+        (highest / step).ceil() * step,
+    )
+}
+
 /// Each row's number in a numeric array (`None` where null, or where the
 /// array is not numeric), read in place.
 fn number_at(values: &ArrayRef) -> impl Fn(usize) -> Option<f64> + '_ {
@@ -309,16 +328,19 @@ fn number_at(values: &ArrayRef) -> impl Fn(usize) -> Option<f64> + '_ {
     }
 }
 
-/// Twenty bins from 0 (or the lowest score) to the highest, each count
-/// suppressed, with the band boundaries drawn and named.
+/// Twenty bins from 0 (or below the lowest score) to beyond the highest,
+/// each count suppressed, with the band boundaries drawn and named. The
+/// axis ends on round numbers ([`axis_ends`]): ended at the highest score,
+/// it gave one person's score away (an HFRS of 144.7 over a bin of `*`).
 fn histogram(scores: &[f64], boundaries: &[f64], names: &[String], s: Suppression) -> String {
     let (w, h, left, bottom) = (600.0, 160.0, 40.0, 30.0);
-    let lo = scores.iter().copied().fold(0.0f64, f64::min);
-    let hi = scores
+    let lowest = scores.iter().copied().fold(0.0f64, f64::min);
+    let highest = scores
         .iter()
         .copied()
         .chain(boundaries.iter().copied())
-        .fold(lo + 1.0, f64::max);
+        .fold(lowest + 1.0, f64::max);
+    let (lo, hi) = axis_ends(lowest, highest);
     let bins = 20usize;
     let width = (hi - lo) / bins as f64;
     let mut counts = vec![0u64; bins];
@@ -588,6 +610,21 @@ fn run_facts(manifest: &Manifest) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A histogram's axis ends on round numbers, not on anyone's score.
+    #[test]
+    fn a_histogram_axis_ends_on_round_numbers() {
+        assert_eq!(axis_ends(0.0, 144.7), (0.0, 160.0));
+        assert_eq!(axis_ends(0.0, 1.0), (0.0, 1.0));
+        assert_eq!(axis_ends(-3.2, 10.0), (-4.0, 10.0));
+        let svg = histogram(&[1.0, 2.5, 144.7], &[5.0, 15.0], &names(), Suppression::Hes);
+        assert!(!svg.contains("144.7"), "{svg}");
+        assert!(svg.contains(">160.0<"), "{svg}");
+    }
+
+    fn names() -> Vec<String> {
+        ["low", "middle", "high"].map(String::from).to_vec()
+    }
 
     #[test]
     fn the_deprivation_ratio_in_words() {

@@ -19,7 +19,7 @@ use super::groups::Groups;
 use super::lists::{ListCounts, ratio};
 #[cfg(test)]
 use super::metrics::auroc_ranked;
-use super::metrics::{Components, auroc_ci};
+use super::metrics::{Components, auroc_shown};
 use super::people::People;
 use super::ranking::Ranking;
 use crate::suppress::Suppression;
@@ -239,14 +239,15 @@ pub(super) fn breakdown(
         }
         let mut scores = Vec::new();
         for ((score, _), aurocs) in people.scores.iter().zip(&aurocs) {
-            let auroc = aurocs[g];
+            // As shown: the gaps are worked out from what is shown.
+            let auroc = aurocs[g].map(|a| auroc_shown(s, a));
             if let Some((a, _)) = auroc {
                 values.push((format!("score {score} auroc"), name.clone(), a));
             }
             scores.push(json!({
                 "score": score,
                 "auroc": auroc.map(|(a, _)| a),
-                "auroc_95ci": auroc.map(auroc_ci),
+                "auroc_95ci": auroc.map(|(_, ci)| ci),
             }));
         }
         rows.push(json!({
@@ -286,6 +287,7 @@ pub(super) fn breakdown(
 mod tests {
     use super::super::groups::Groups;
     use super::super::lists::list_figures;
+    use super::super::metrics::auroc_ci;
     use super::super::people::People;
     use super::super::ranking::{Ordered, Ranking};
     use super::*;

@@ -15,7 +15,8 @@ use super::breakdown::{Split, breakdown};
 use super::groups::Groups;
 use super::lists::{ListCounts, list_figures, ratio};
 use super::metrics::{
-    auroc_ci, auroc_difference, auroc_ranked, average_precision_ranked, curves_ranked,
+    AUROC_PLACES, auroc_difference, auroc_ranked, auroc_shown, average_precision_ranked,
+    curves_ranked,
 };
 use super::people::{Held, Listed, People, Predictions};
 use super::ranking::{Ordered, Ranking, TOP, TOP_PER_PCN, top_size};
@@ -435,13 +436,14 @@ fn comparison(
             let positives = paired.iter().filter(|p| p.2).count() as u64;
             let hidden = s.hides(positives) || s.hides(paired.len() as u64 - positives);
             let d = (!hidden).then(|| auroc_difference(&paired)).flatten();
+            let shown = |v: f64| s.figure(v, AUROC_PLACES);
             Some(json!({
                 "score": name,
                 "scored_by_both": s.count(paired.len() as u64),
-                "auroc_first": d.map(|d| d.0),
-                "auroc_second": d.map(|d| d.1),
-                "difference": d.map(|d| d.1 - d.0),
-                "ci95": d.map(|d| [d.1 - d.0 - z * d.2, d.1 - d.0 + z * d.2]),
+                "auroc_first": d.map(|d| shown(d.0)),
+                "auroc_second": d.map(|d| shown(d.1)),
+                "difference": d.map(|d| shown(d.1 - d.0)),
+                "ci95": d.map(|d| [shown(d.1 - d.0 - z * d.2), shown(d.1 - d.0 + z * d.2)]),
             }))
         })
         .collect();
@@ -477,7 +479,7 @@ fn calibration(s: Suppression, values: &Float64Array, happened: &[bool]) -> serd
             "people": s.count(size),
             // A decile of a few people (fewer than about 80 scored): its
             // mean is theirs, shown only as a count of them would be.
-            "mean_predicted": mean.filter(|_| !s.hides(size)),
+            "mean_predicted": mean.filter(|_| !s.hides(size)).map(|m| s.figure(m, 3)),
             "observed": ratio(s, events, size),
         }));
     }
@@ -489,7 +491,7 @@ fn calibration(s: Suppression, values: &Float64Array, happened: &[bool]) -> serd
             .sum::<f64>()
             / n as f64
     });
-    json!({"deciles": deciles, "brier": brier})
+    json!({"deciles": deciles, "brier": brier.map(|b| s.figure(b, 3))})
 }
 
 /// A score: AUROC and AUPRC over the people it scores, and its top
@@ -511,9 +513,10 @@ fn score_figures(
         .collect();
     let positives = outcomes.iter().filter(|&&h| h).count() as u64;
     let negatives = scored.len() as u64 - positives;
-    let auroc = (!s.hides(positives) && !s.hides(negatives))
+    let shown_auroc = (!s.hides(positives) && !s.hides(negatives))
         .then(|| auroc_ranked(&scored))
-        .flatten();
+        .flatten()
+        .map(|a| auroc_shown(s, a));
     // Every list is of the evaluated people, on it or not.
     let everyone = ListCounts {
         n: happened.len() as u64,
@@ -543,8 +546,8 @@ fn score_figures(
     json!({
         "score": name,
         "scored": s.count(scored.len() as u64),
-        "auroc": auroc.map(|(a, _)| a),
-        "auprc": auprc,
+        "auroc": shown_auroc.map(|(a, _)| a),
+        "auprc": auprc.map(|a| s.figure(a, AUROC_PLACES)),
         "roc": curves.as_ref().map(|(roc, _)| points(roc)),
         "precision_recall": curves.as_ref().map(|(_, pr)| points(pr)),
         "top_per_pcn": {
@@ -552,7 +555,7 @@ fn score_figures(
             "as_list": listed(&ordered.per_pcn).figures(s),
             "pcns": each_pcn(s, pcn, &ordered.per_pcn, happened),
         },
-        "auroc_95ci": auroc.map(auroc_ci),
+        "auroc_95ci": shown_auroc.map(|(_, ci)| ci),
         "top": top,
     })
 }

@@ -336,6 +336,19 @@ pub(super) fn auroc_ci((a, se): (f64, f64)) -> [f64; 2] {
     [(a - 1.959964 * se).max(0.0), (a + 1.959964 * se).min(1.0)]
 }
 
+/// Decimals an AUROC (its interval, a difference of two) is shown to
+/// under suppression ([`Suppression::figure`](crate::suppress::Suppression::figure)).
+pub(super) const AUROC_PLACES: i32 = 2;
+
+/// An AUROC and its 95% interval ([`auroc_ci`]) as `s` shows them.
+pub(super) fn auroc_shown(s: crate::suppress::Suppression, auroc: (f64, f64)) -> (f64, [f64; 2]) {
+    let [low, high] = auroc_ci(auroc);
+    (
+        s.figure(auroc.0, AUROC_PLACES),
+        [s.figure(low, AUROC_PLACES), s.figure(high, AUROC_PLACES)],
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -642,6 +655,20 @@ mod tests {
         let (all, _) = curves_ranked(&ascending(&scored), 1000, Some).unwrap();
         assert_eq!(all.len(), 101);
         assert!(roc.len() < all.len());
+    }
+
+    /// Under suppression an AUROC and its interval are shown to two
+    /// decimals (at full precision an AUROC gives back the exact counts
+    /// of those with and without the outcome); without it, exactly.
+    #[test]
+    fn an_auroc_is_shown_to_two_decimals_under_suppression() {
+        use crate::suppress::Suppression;
+        let auroc = (0.6450548972738402, 0.0123);
+        let (a, [low, high]) = auroc_shown(Suppression::Hes, auroc);
+        assert_eq!((a, low, high), (0.65, 0.62, 0.67));
+        let (a, ci) = auroc_shown(Suppression::None, auroc);
+        assert_eq!(a, auroc.0);
+        assert_eq!(ci, auroc_ci(auroc));
     }
 
     #[test]
