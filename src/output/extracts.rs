@@ -34,14 +34,6 @@ pub struct Delivered {
     pub without_pcn: BTreeMap<String, u64>,
 }
 
-/// PCN codes become folder names, so they are limited to characters that
-/// mean the same on every file system.
-pub(crate) fn valid_folder_name(code: &str) -> bool {
-    let mut chars = code.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
-}
-
 pub fn write(results: &Results, dir: &Path, info: &super::RunInfo) -> Result<Delivered> {
     let model = results.plan.model;
     let population = &results.plan.population;
@@ -53,7 +45,7 @@ pub fn write(results: &Results, dir: &Path, info: &super::RunInfo) -> Result<Del
     // Case-insensitive order puts codes that differ only in case side by side.
     let mut pcns: Vec<&str> = distinct.into_iter().collect();
     pcns.sort_by_cached_key(|c| c.to_ascii_uppercase());
-    if let Some(bad) = pcns.iter().find(|c| !valid_folder_name(c)) {
+    if let Some(bad) = pcns.iter().find(|c| !super::publish::valid_folder_name(c)) {
         return Err(Error::data(
             &population.table.location,
             format!("pcn_code `{bad}` cannot be used as a folder name"),
