@@ -140,9 +140,12 @@ pub(super) fn population_ctes(
             );
             script.cte(
                 "practice_pcns",
-                "The PCN of each practice, as the population table gives it.",
+                "The PCN of each practice, as the population table gives it: one, or the script fails, as strata run stops.",
                 format!(
-                    "SELECT practice_code, min(pcn_code) AS pcn_code FROM {} WHERE practice_code IS NOT NULL GROUP BY practice_code",
+                    "SELECT practice_code, CASE WHEN count(DISTINCT pcn_code) > 1 THEN {} ELSE min(pcn_code) END AS pcn_code\n  FROM {} WHERE practice_code IS NOT NULL GROUP BY practice_code",
+                    target.fail(
+                        "the population table gives a practice more than one PCN: with a registrations table each practice's patients go to one PCN; give every row of a practice the same pcn_code"
+                    ),
                     id("population")
                 ),
             );
