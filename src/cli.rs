@@ -283,7 +283,7 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
     /// An earlier run's output folder: lists get a `new` column marking
-    /// people who were not in the cohort then.
+    /// people who were not on that PCN's list of the cohort then.
     #[arg(long)]
     pub previous: Option<PathBuf>,
     /// Exit with 1 when any input row was skipped (null ids or dates,

@@ -3,9 +3,12 @@
 //! Every count of people shown outside a patient-level list (the terminal
 //! summary, `summary.json`, the manifest, the PCN cover sheets) goes through
 //! [`Suppression::count`]; patient-level lists are never suppressed, as they
-//! exist to be exact. Derived figures (percentages, ratios) are computed
-//! from the exact counts but not shown where their numerator or denominator
-//! would be suppressed, so a hidden count cannot be worked back from them.
+//! exist to be exact. Derived figures (percentages, ratios) are worked out
+//! from the counts as shown ([`Suppression::share`]) and not shown where
+//! their part, their whole or the rest of the whole would be suppressed,
+//! and figures worked out from the exact data are rounded
+//! ([`Suppression::figure`]), so that no hidden or exact count can be
+//! worked back from them.
 //! Counts of rows (input files, rejected rows) are facts about the data, not
 //! about people, and are not suppressed.
 

@@ -692,7 +692,7 @@ fn diff_reports_the_exact_entrants_and_leavers_of_a_changed_threshold() {
                         .unwrap()
                         .as_string::<i32>()
                         .iter()
-                        .map(|p| p.map(|p| if p == "P1" { "../escaped" } else { p })),
+                        .map(|p| p.map(|p| if p == "P1" { "../../escaped" } else { p })),
                 )) as _,
                 _ => c.clone(),
             };
@@ -710,10 +710,13 @@ fn diff_reports_the_exact_entrants_and_leavers_of_a_changed_threshold() {
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("patients.parquet") && err.contains("../escaped"),
+        err.contains("patients.parquet") && err.contains("../../escaped"),
         "{err}"
     );
+    // From a PCN's folder in the staging folder beside `--out`, two levels
+    // up is the folder that holds them both.
     assert!(!tmp.path().join("escaped").exists());
+    assert!(!tmp.path().join("diff2").exists());
 }
 
 #[test]

@@ -123,8 +123,8 @@ pub fn write(results: &Results, dir: &Path, info: &super::RunInfo) -> Result<Del
         .iter()
         .map(|c| std::sync::Arc::new(c.ranks().clone()) as ArrayRef)
         .collect();
-    // With a previous run: whether each member is new to the cohort (null
-    // for a cohort the previous run did not have).
+    // With a previous run: whether each member is new to their PCN's list
+    // of the cohort (null for a cohort the previous run did not have).
     let news: Vec<Option<ArrayRef>> = match &info.previous {
         None => vec![None; model.cohorts.len()],
         Some(previous) => {

@@ -6,8 +6,9 @@
 //!
 //! Charts are SVG written here: no scripts, fonts or anything fetched, so
 //! the file opens offline, prints, and can be mailed. Every count of people
-//! is suppressed; percentages and ratios come from the exact counts and are
-//! left out where a count they use is hidden.
+//! is suppressed; percentages and ratios come from the counts as shown and
+//! are left out where a count they use, or the rest of its whole, is
+//! hidden; a histogram's axis ends on round numbers, not on a score.
 
 use std::fmt::Write as _;
 
