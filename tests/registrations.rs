@@ -332,20 +332,10 @@ fn a_practice_under_two_pcns_is_an_error_and_loses_nothing() {
             })
         })
         .collect();
-    let schema = patients.schema();
-    let columns: Vec<(&str, arrow_array::ArrayRef)> = schema
-        .fields()
-        .iter()
-        .zip(patients.columns())
-        .map(|(f, c)| {
-            let column = match f.name().as_str() {
-                "pcn_code" => Arc::new(changed.clone()) as _,
-                _ => c.clone(),
-            };
-            (f.name().as_str(), column)
-        })
-        .collect();
-    write_parquet(&data.join("patients.parquet"), &[batch(columns)]);
+    write_parquet(
+        &data.join("patients.parquet"),
+        &[replacing_column(&patients, "pcn_code", Arc::new(changed))],
+    );
 
     let o = run_printed(&repo_path("models/hiu.toml"), &data, &out, &[]);
     let err = stderr(&o);

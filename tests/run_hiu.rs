@@ -680,26 +680,18 @@ fn diff_reports_the_exact_entrants_and_leavers_of_a_changed_threshold() {
     // refused, naming the file, and no folder is made for it.
     let patients = five.join("patients.parquet");
     let saved = read_parquet(&patients);
-    let schema = saved.schema();
-    let columns: Vec<(&str, arrow_array::ArrayRef)> = schema
-        .fields()
-        .iter()
-        .zip(saved.columns())
-        .map(|(f, c)| {
-            let column = match f.name().as_str() {
-                "pcn_code" => std::sync::Arc::new(arrow_array::StringArray::from_iter(
-                    arrow_cast::cast(c, &arrow_schema::DataType::Utf8)
-                        .unwrap()
-                        .as_string::<i32>()
-                        .iter()
-                        .map(|p| p.map(|p| if p == "P1" { "../../escaped" } else { p })),
-                )) as _,
-                _ => c.clone(),
-            };
-            (f.name().as_str(), column)
-        })
-        .collect();
-    write_parquet(&patients, &[batch(columns)]);
+    let pcns = arrow_cast::cast(
+        saved.column_by_name("pcn_code").unwrap(),
+        &arrow_schema::DataType::Utf8,
+    )
+    .unwrap();
+    let escaping = arrow_array::StringArray::from_iter(
+        pcns.as_string::<i32>()
+            .iter()
+            .map(|p| p.map(|p| if p == "P1" { "../../escaped" } else { p })),
+    );
+    let edited = replacing_column(&saved, "pcn_code", std::sync::Arc::new(escaping));
+    write_parquet(&patients, &[edited]);
     let o = strata(&[
         "diff",
         five.to_str().unwrap(),
@@ -776,21 +768,10 @@ fn a_member_who_moved_pcn_is_new_to_one_list_and_has_left_the_other() {
                 .map(|(r, v)| if ids.value(r) == 101 { Some(to) } else { v }),
         ))
     };
-    let schema = patients.schema();
-    let columns: Vec<(&str, arrow_array::ArrayRef)> = schema
-        .fields()
-        .iter()
-        .zip(patients.columns())
-        .map(|(f, c)| {
-            let column = match f.name().as_str() {
-                "pcn_code" => moved("pcn_code", "P2"),
-                "practice_code" => moved("practice_code", "P2-GP"),
-                _ => c.clone(),
-            };
-            (f.name().as_str(), column)
-        })
-        .collect();
-    write_parquet(&data.join("patients.parquet"), &[batch(columns)]);
+    let moved_pcn = replacing_column(&patients, "pcn_code", moved("pcn_code", "P2"));
+    let moved_practice =
+        replacing_column(&moved_pcn, "practice_code", moved("practice_code", "P2-GP"));
+    write_parquet(&data.join("patients.parquet"), &[moved_practice]);
     run(&data, &after, &["--previous", before.to_str().unwrap()]);
     let p2 = std::fs::read_to_string(after.join("pcn/P2/hiu.csv")).unwrap();
     let rows: Vec<Vec<&str>> = p2.lines().map(|l| l.split(',').take(3).collect()).collect();

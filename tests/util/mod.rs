@@ -316,6 +316,23 @@ pub fn adding_column(batch: &RecordBatch, name: &str, array: ArrayRef) -> Record
     self::batch(columns)
 }
 
+/// `batch` with its column `name` replaced by `array` (its field's type
+/// taken from `array`).
+pub fn replacing_column(batch: &RecordBatch, name: &str, array: ArrayRef) -> RecordBatch {
+    let schema = batch.schema();
+    let columns: Vec<(&str, ArrayRef)> = schema
+        .fields()
+        .iter()
+        .zip(batch.columns())
+        .map(|(f, c)| match f.name() == name {
+            true => (name, array.clone()),
+            false => (f.name().as_str(), c.clone()),
+        })
+        .collect();
+    assert!(schema.column_with_name(name).is_some(), "no column {name}");
+    self::batch(columns)
+}
+
 /// A copy of `sample-data/` in `dir/data` (all but the tables in
 /// `leaving_out`), for a test to reshape; returns the folder.
 pub fn sample_data_copy(dir: &Path, leaving_out: &[&str]) -> PathBuf {
