@@ -314,10 +314,6 @@ struct GroupRows {
     dropped: [u64; 3],
 }
 
-/// The error for a registrations table with no usable row. Such a table
-/// registers nobody, so every list would be empty and, published, would
-/// replace the last good ones: an extract that lost its rows, or one from
-/// another population (pseudonymised with another key), is stopped here.
 /// The PCN of each of `practices` (numbered by `number`), as the
 /// population table gives it; `None` for a practice it gives none.
 fn pcn_of_practices<'p>(
@@ -374,6 +370,10 @@ fn one_pcn_each(population: &Population) -> Result<Vec<(&str, &str)>> {
     ))
 }
 
+/// The error for a registrations table with no usable row. Such a table
+/// registers nobody, so every list would be empty and, published, would
+/// replace the last good ones: an extract that lost its rows, or one from
+/// another population (pseudonymised with another key), is stopped here.
 fn unusable(table: &Table, population: &Population, groups: &[GroupRows]) -> Error {
     let [unknown, no_practice, no_start] = groups.iter().fold([0u64; 3], |mut sum, g| {
         for (s, d) in sum.iter_mut().zip(g.dropped) {
