@@ -799,7 +799,7 @@ fn run_model(
         )
         .with_help("give the --as-of date the table was compiled for (the script's first lines say it)"));
     }
-    output::publish::check_target(&args.out)?;
+    output::publish::check_target(&args.out, output::publish::Kind::Run)?;
     // Held until the run ends: no second run writes this folder meanwhile.
     let _lock = output::publish::Lock::acquire(&args.out)?;
     // Read before the run: it may be the folder this run replaces.
@@ -880,7 +880,7 @@ fn run_diff(args: &DiffArgs, quiet: bool) -> Result<()> {
     let diff = diff::compare(&old, &new, args.allow_different_rules)?;
     // A --out that cannot be replaced is told as such, not as a folder
     // another run holds.
-    output::publish::check_target(&args.out)?;
+    output::publish::check_target(&args.out, output::publish::Kind::Diff)?;
     let _lock = output::publish::Lock::acquire(&args.out)?;
     diff.write(&old, &new, &args.out, args.suppression)?;
     if !quiet {

@@ -19,7 +19,7 @@ use arrow_schema::{Field, Schema};
 use crate::error::{Error, Result};
 use crate::output::parquet::writer_properties;
 use crate::output::previous::SavedRun;
-use crate::output::publish::{MANIFEST_MARKER, Staging};
+use crate::output::publish::{Kind, MANIFEST_MARKER, Staging};
 use crate::output::suppress::Suppression;
 use crate::output::write_csv;
 
@@ -287,7 +287,7 @@ impl Diff {
     /// (each PCN's own), `summary.csv` and `transitions.csv` (suppressed)
     /// and a manifest, published atomically at `out`.
     pub fn write(&self, old: &SavedRun, new: &SavedRun, out: &Path, s: Suppression) -> Result<()> {
-        let staging = Staging::new(out)?;
+        let staging = Staging::new(out, Kind::Diff)?;
         let dir = &staging.dir;
         let column = |f: fn(&Change) -> &str| -> ArrayRef {
             Arc::new(StringArray::from_iter_values(self.changes.iter().map(f)))

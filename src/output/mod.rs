@@ -97,7 +97,7 @@ pub fn write(
     info: &RunInfo,
     patients: patients::Table,
 ) -> Result<manifest::Manifest> {
-    let staging = publish::Staging::new(out)?;
+    let staging = publish::Staging::new(out, publish::Kind::Run)?;
     let mut timings = results.timings.clone();
     // `patients.parquet` and the PCN lists read the same results and
     // write different files, so they are written side by side: each has

@@ -37,10 +37,67 @@ pub struct Staging {
     committed: bool,
 }
 
-/// Checks that `target` may be replaced by a run's output. Called before a
-/// run starts, so a bad `--out` is reported at once rather than after hours,
-/// and again just before the staging folder is made.
-pub fn check_target(target: &Path) -> Result<()> {
+/// What an output folder holds. Each command replaces only its own kind of
+/// folder: `strata diff --out` given one of the runs it compares (or any
+/// run) would otherwise put a diff in its place, and a run given a diff's
+/// folder would replace the diff.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// `strata run`'s (and `strata publish`'s) lists, report and tables.
+    Run,
+    /// `strata diff`'s changes between two runs.
+    Diff,
+    /// `strata evaluate`'s figures and predictions, written only where no
+    /// folder is (an evaluation is never written over another), so none is
+    /// replaced.
+    Evaluation,
+}
+
+impl Kind {
+    /// The manifest's `kind`, as `strata diff` writes it; a run's manifest
+    /// has none.
+    fn of_manifest(manifest: &serde_json::Value) -> Kind {
+        match manifest.get("kind").and_then(|k| k.as_str()) {
+            Some("diff") => Kind::Diff,
+            _ => Kind::Run,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Kind::Run => "a run's output (lists, report, patients.parquet)",
+            Kind::Diff => "a diff's output (changes between two runs)",
+            Kind::Evaluation => "an evaluation",
+        }
+    }
+
+    /// The entries this kind of folder holds.
+    fn entries(self) -> &'static [&'static str] {
+        match self {
+            Kind::Run => &[
+                "manifest.json",
+                "summary.json",
+                "report.html",
+                "rejects",
+                "patients.parquet",
+                "pcn",
+            ],
+            Kind::Diff => &[
+                "manifest.json",
+                "changes.parquet",
+                "summary.csv",
+                "transitions.csv",
+                "pcn",
+            ],
+            Kind::Evaluation => &[],
+        }
+    }
+}
+
+/// Checks that `target` may be replaced by an output of `kind`. Called
+/// before a run starts, so a bad `--out` is reported at once rather than
+/// after hours, and again just before the staging folder is made.
+pub fn check_target(target: &Path, kind: Kind) -> Result<()> {
     if target.exists() {
         if !target.is_dir() {
             return Err(Error::usage(format!(
@@ -49,14 +106,29 @@ pub fn check_target(target: &Path) -> Result<()> {
             ))
             .with_help("give --out a folder path (it will be created)"));
         }
-        if !is_replaceable(target) {
-            return Err(Error::usage(format!(
-                "output folder {} is not empty and does not hold a previous strata output",
-                target.display()
-            ))
-            .with_help(
-                "strata replaces its output folder whole; give --out a new or empty folder",
-            ));
+        match held(target) {
+            Held::Nothing => {}
+            Held::Output(held) if held == kind => {}
+            Held::Output(held) => {
+                return Err(Error::usage(format!(
+                    "output folder {} holds {}, not {}",
+                    target.display(),
+                    held.describe(),
+                    kind.describe()
+                ))
+                .with_help(
+                    "strata replaces its output folder whole, and only with the same kind of output; give --out a new or empty folder",
+                ));
+            }
+            Held::Other => {
+                return Err(Error::usage(format!(
+                    "output folder {} is not empty and does not hold a previous strata output",
+                    target.display()
+                ))
+                .with_help(
+                    "strata replaces its output folder whole; give --out a new or empty folder",
+                ));
+            }
         }
     }
     Ok(())
@@ -65,8 +137,9 @@ pub fn check_target(target: &Path) -> Result<()> {
 impl Staging {
     /// Checks that `target` may be replaced and creates a staging folder
     /// beside it.
-    pub fn new(target: &Path) -> Result<Staging> {
-        check_target(target)?;
+    pub fn new(target: &Path, kind: Kind) -> Result<Staging> {
+        check_target(target, kind)?;
+        let target = &named(target);
         let (parent, name) = beside(target);
         std::fs::create_dir_all(&parent).map_err(|e| {
             Error::io(&parent, "cannot create the output's parent folder", e)
@@ -170,6 +243,7 @@ pub struct Lock {
 
 impl Lock {
     pub fn acquire(target: &Path) -> Result<Lock> {
+        let target = &named(target);
         let (parent, name) = beside(target);
         std::fs::create_dir_all(&parent).map_err(|e| {
             Error::io(&parent, "cannot create the output's parent folder", e)
@@ -346,6 +420,26 @@ fn clear_staging(target: &Path, parent: &Path, name: &str) {
     }
 }
 
+/// `target` by a path that ends in its own name: `--out .` or `--out
+/// x/..` name a folder too, but the lock and staging folders go beside it,
+/// in its parent, under its name, and a folder is swapped by that name
+/// (taken as given, without the folder's real name, they had gone inside
+/// it, and the swap failed).
+fn named(target: &Path) -> PathBuf {
+    // As given: `Path` reads `out/.` as ending in `out`.
+    let text = target.as_os_str().as_encoded_bytes();
+    let last = text
+        .rsplit(|&b| b == b'/' || (cfg!(windows) && b == b'\\'))
+        .next()
+        .unwrap_or_default();
+    if target.file_name().is_some() && last != b"." {
+        return target.to_path_buf();
+    }
+    target
+        .canonicalize()
+        .unwrap_or_else(|_| target.to_path_buf())
+}
+
 /// The folder holding `target`, and `target`'s own name.
 fn beside(target: &Path) -> (PathBuf, String) {
     let parent = match target.parent() {
@@ -359,39 +453,41 @@ fn beside(target: &Path) -> (PathBuf, String) {
     (parent, name)
 }
 
-/// The entries a strata output folder holds.
-const OUTPUT_ENTRIES: &[&str] = &[
-    "manifest.json",
-    "summary.json",
-    "report.html",
-    "rejects",
-    "patients.parquet",
-    "pcn",
-    // `strata diff`'s
-    "changes.parquet",
-    "summary.csv",
-    "transitions.csv",
-];
+/// What a folder holds, as far as replacing it goes.
+enum Held {
+    /// Nothing: it is empty.
+    Nothing,
+    /// A previous strata output of this kind: a manifest that strata wrote
+    /// and nothing that this kind of output does not hold.
+    Output(Kind),
+    /// Anything else.
+    Other,
+}
 
-/// Empty, or a previous strata output: a manifest that strata wrote and
-/// nothing that strata does not write.
-fn is_replaceable(dir: &Path) -> bool {
+fn held(dir: &Path) -> Held {
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return false;
+        return Held::Other;
     };
     let names: Vec<String> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     if names.is_empty() {
-        return true;
+        return Held::Nothing;
     }
-    let ours = names.iter().all(|n| OUTPUT_ENTRIES.contains(&n.as_str()));
     let manifest = std::fs::read_to_string(dir.join("manifest.json"))
         .ok()
         .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .is_some_and(|m| m.get(MANIFEST_MARKER).is_some());
-    ours && manifest
+        .filter(|m| m.get(MANIFEST_MARKER).is_some());
+    let Some(manifest) = manifest else {
+        return Held::Other;
+    };
+    let kind = Kind::of_manifest(&manifest);
+    if names.iter().all(|n| kind.entries().contains(&n.as_str())) {
+        Held::Output(kind)
+    } else {
+        Held::Other
+    }
 }
 
 #[cfg(test)]
@@ -477,7 +573,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("out");
         for run in ["first", "second"] {
-            let staging = Staging::new(&out).unwrap();
+            let staging = Staging::new(&out, Kind::Run).unwrap();
             std::fs::write(staging.dir.join("manifest.json"), manifest(run)).unwrap();
             if run == "first" {
                 std::fs::write(staging.dir.join("patients.parquet"), run).unwrap();
@@ -507,7 +603,7 @@ mod tests {
         std::fs::create_dir(&out).unwrap();
         std::fs::write(out.join("manifest.json"), manifest("old")).unwrap();
         {
-            let staging = Staging::new(&out).unwrap();
+            let staging = Staging::new(&out, Kind::Run).unwrap();
             std::fs::write(staging.dir.join("half.txt"), "x").unwrap();
         }
         assert_eq!(
@@ -521,7 +617,7 @@ mod tests {
     fn refuses_to_replace_a_folder_that_is_not_strata_output() {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("thesis.docx"), "precious").unwrap();
-        let e = Staging::new(tmp.path()).err().unwrap();
+        let e = Staging::new(tmp.path(), Kind::Run).err().unwrap();
         assert!(
             e.to_string()
                 .contains("does not hold a previous strata output"),
@@ -529,13 +625,73 @@ mod tests {
         );
         // A strata manifest does not make other files strata's to delete.
         std::fs::write(tmp.path().join("manifest.json"), manifest("old")).unwrap();
-        assert!(check_target(tmp.path()).is_err());
+        assert!(check_target(tmp.path(), Kind::Run).is_err());
         // Nor does a manifest that merely mentions the marker.
         let other = tempfile::tempdir().unwrap();
         std::fs::write(other.path().join("manifest.json"), MANIFEST_MARKER).unwrap();
-        assert!(check_target(other.path()).is_err());
+        assert!(check_target(other.path(), Kind::Run).is_err());
         let file = tmp.path().join("thesis.docx");
-        let e = Staging::new(&file).err().unwrap();
+        let e = Staging::new(&file, Kind::Run).err().unwrap();
         assert!(e.to_string().contains("is not a folder"), "{e}");
+    }
+
+    #[test]
+    fn replaces_only_its_own_kind_of_output() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path().join("run");
+        let staging = Staging::new(&run, Kind::Run).unwrap();
+        std::fs::write(staging.dir.join("manifest.json"), manifest("run")).unwrap();
+        std::fs::write(staging.dir.join("patients.parquet"), "people").unwrap();
+        staging.commit().unwrap();
+        // A diff given a run's folder (one it may be comparing) leaves it.
+        let e = Staging::new(&run, Kind::Diff).err().unwrap();
+        assert!(e.to_string().contains("holds a run's output"), "{e}");
+        assert!(e.is_user_error(), "a user's mistake: {e}");
+        assert!(run.join("patients.parquet").exists());
+        // And a run given a diff's folder leaves that.
+        let diff = tmp.path().join("diff");
+        std::fs::create_dir(&diff).unwrap();
+        std::fs::write(
+            diff.join("manifest.json"),
+            format!("{{\"{MANIFEST_MARKER}\": \"x\", \"kind\": \"diff\"}}"),
+        )
+        .unwrap();
+        std::fs::write(diff.join("changes.parquet"), "changes").unwrap();
+        let e = check_target(&diff, Kind::Run).err().unwrap();
+        assert!(e.to_string().contains("holds a diff's output"), "{e}");
+        assert!(check_target(&diff, Kind::Diff).is_ok());
+        assert!(check_target(&run, Kind::Run).is_ok());
+    }
+
+    #[test]
+    fn an_output_named_by_dot_or_dot_dot_is_replaced_beside_itself() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let staging = Staging::new(&out, Kind::Run).unwrap();
+        std::fs::write(staging.dir.join("manifest.json"), manifest("first")).unwrap();
+        std::fs::create_dir(staging.dir.join("pcn")).unwrap();
+        staging.commit().unwrap();
+        // `out/.` and `out/pcn/..` are `out`: the lock and the staging
+        // folder go beside it, not inside, and the swap is by its name.
+        for given in [out.join("."), out.join("pcn").join("..")] {
+            let lock = Lock::acquire(&given).unwrap();
+            let staging = Staging::new(&given, Kind::Run).unwrap();
+            assert_eq!(staging.dir.parent(), Some(tmp.path()));
+            std::fs::write(staging.dir.join("manifest.json"), manifest("again")).unwrap();
+            std::fs::create_dir(staging.dir.join("pcn")).unwrap();
+            staging.commit().unwrap();
+            drop(lock);
+            let mut inside: Vec<_> = std::fs::read_dir(&out)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            inside.sort();
+            assert_eq!(inside, ["manifest.json", "pcn"], "{}", given.display());
+            assert_eq!(
+                std::fs::read_to_string(out.join("manifest.json")).unwrap(),
+                manifest("again")
+            );
+            std::fs::write(out.join("manifest.json"), manifest("first")).unwrap();
+        }
     }
 }

@@ -11,7 +11,7 @@ use chrono::NaiveDate;
 use super::people::Held;
 use crate::error::{Error, Result};
 use crate::output::parquet::Batches;
-use crate::output::publish::Staging;
+use crate::output::publish::{Kind, Staging};
 
 /// `predictions.parquet`, written a date at a time in date order as the
 /// dates are finished, by whichever of the pool's threads finishes the
@@ -84,7 +84,7 @@ impl Written {
                     && let Err(e) = held.batch(as_of).and_then(|batch| match open {
                         Some((_, file)) => file.push(batch),
                         None => {
-                            let staging = Staging::new(&self.out)?;
+                            let staging = Staging::new(&self.out, Kind::Evaluation)?;
                             let path = staging.dir.join("predictions.parquet");
                             *open = Some((staging, Batches::create(&path, batch)?));
                             Ok(())
