@@ -5,8 +5,10 @@
 mod util;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
+use arrow_array::{ArrayRef, StringArray};
 use util::*;
 
 fn sample_fixture(dir: &Path) {
@@ -328,21 +330,24 @@ fn a_run_failing_while_writing_leaves_the_previous_output_untouched() {
     assert!(good.status.success(), "{}", stderr(&good));
     let before = std::fs::read(out.join("patients.parquet")).unwrap();
 
-    // A PCN code that cannot be a folder name fails the run while
-    // patients.parquet is being written into the staging folder (the two
-    // are written side by side).
-    let people = vec![
-        person(1, "1980-01-01", "P1"),
-        person(2, "2000-01-01", "../P2"),
-    ];
+    // A practice code longer than an Excel cell holds, on a person the
+    // lists name, fails the run while the PCN's workbook is written, after
+    // patients.parquet is in the staging folder.
+    let people = vec![person(1, "1980-01-01", "P1"), person(2, "2000-01-01", "P2")];
+    let long = "P".repeat(40_000);
+    let practices: ArrayRef = Arc::new(StringArray::from(vec![long.as_str(), "P2-GP"]));
     write_parquet(
         &tmp.path().join("patients.parquet"),
-        &[patients_batch(&people)],
+        &[replacing_column(
+            &patients_batch(&people),
+            "practice_code",
+            practices,
+        )],
     );
     let bad = run_with(&repo_path("models/hiu.toml"), tmp.path(), &out);
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
     assert!(
-        stderr(&bad).contains("cannot be used as a folder name"),
+        stderr(&bad).contains("what Excel holds"),
         "{}",
         stderr(&bad)
     );
@@ -454,6 +459,33 @@ fn check_warns_about_unused_declarations() {
         stderr(&o)
     );
     assert!(stdout(&o).contains("ok (1 warnings)"), "{}", stdout(&o));
+}
+
+#[test]
+fn check_with_data_refuses_pcn_codes_a_run_cannot_name_folders_by() {
+    let tmp = tempfile::tempdir().unwrap();
+    sample_fixture(tmp.path());
+    for (pcns, says) in [
+        (["P1", "../P2"], "cannot be used as a folder name"),
+        (["U1", "u1"], "differ only in case"),
+    ] {
+        let people = vec![
+            person(1, "1980-01-01", pcns[0]),
+            person(2, "2000-01-01", pcns[1]),
+        ];
+        write_parquet(
+            &tmp.path().join("patients.parquet"),
+            &[patients_batch(&people)],
+        );
+        let o = strata(&[
+            "check",
+            "models/hiu.toml",
+            "--data",
+            tmp.path().to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{}", stderr(&o));
+    }
 }
 
 #[test]

@@ -344,11 +344,25 @@ fn flags_may_be_one_zero_or_y_n_and_anything_else_is_refused() {
     );
     assert_eq!(o.status.code(), Some(2));
     let err = stderr(&o);
+    // The file, the column and the row; never the value, which may be
+    // another column's (a person id mapped as the flag by mistake).
     assert!(
-        err.contains("patients.parquet") && err.contains("`maybe`"),
+        err.contains("patients.parquet")
+            && err.contains("`national_data_opt_out`")
+            && err.contains("row 4"),
         "{err}"
     );
+    assert!(!err.contains("maybe"), "{err}");
     assert!(err.contains("National Data Opt-out"), "{err}");
+    // `strata check --data` refuses it too, before any run.
+    let o = strata(&[
+        "check",
+        repo_path("models/hiu.toml").to_str().unwrap(),
+        "--data",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("row 4"), "{}", stderr(&o));
 }
 
 #[test]

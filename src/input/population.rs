@@ -843,6 +843,7 @@ impl Population {
                 (order, PersonIndex::Str(map))
             }
         };
+        check_opt_outs(&all, &wanted, &table, &groups, &starts)?;
         let duplicates = all.num_rows() as u64 - null_ids - kept.len() as u64;
         let rejected_rows = if duplicates + null_ids > 0 {
             rejected_rows(&ids, &kept, &groups, &starts, &index)
@@ -886,6 +887,12 @@ impl Population {
             _ => columns,
         };
         let batch = arrays_to_batch(&wanted, columns);
+        if let Some(i) = wanted
+            .iter()
+            .position(|(internal, _)| *internal == "pcn_code")
+        {
+            check_pcn_codes(batch.column(i), &table.location)?;
+        }
         if duplicates > 0 || null_ids > 0 {
             tracing::warn!(
                 table = %table.location.display(),
@@ -949,23 +956,97 @@ fn rejected_rows(
         .collect()
 }
 
+/// A PCN code that can name a folder (each PCN's lists, a diff's changes)
+/// and means the same on every file system: letters, digits, `_` and `-`,
+/// starting with a letter or digit; no path, no `..`.
+pub fn is_plain_code(code: &str) -> bool {
+    let mut chars = code.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
+}
+
+/// Refuses PCN codes that cannot name a PCN's folder of lists, or that
+/// differ only in case (on Windows, macOS and most shares `U1` and `u1`
+/// are one folder, which would hold two PCNs' lists): read with the
+/// population, so a run stops before its scan, and `strata check --data`
+/// says so, rather than after hours.
+fn check_pcn_codes(column: &ArrayRef, location: &Path) -> Result<()> {
+    let mut pcns: Vec<&str> = TextColumn::new(column).distinct().into_iter().collect();
+    pcns.retain(|c| !c.is_empty());
+    // Case-insensitive order puts codes that differ only in case side by side.
+    pcns.sort_by_cached_key(|c| c.to_ascii_uppercase());
+    if let Some(bad) = pcns.iter().find(|c| !is_plain_code(c)) {
+        return Err(Error::data(
+            location,
+            format!("pcn_code `{bad}` cannot be used as a folder name"),
+        )
+        .with_help(
+            "PCN codes must be letters, digits, `_` or `-`, starting with a letter or digit (ODS codes are)",
+        ));
+    }
+    if let Some(pair) = pcns.windows(2).find(|p| p[0].eq_ignore_ascii_case(p[1])) {
+        return Err(Error::data(
+            location,
+            format!(
+                "pcn_codes `{}` and `{}` differ only in case, so their folders could mix",
+                pair[0], pair[1]
+            ),
+        )
+        .with_help("make PCN codes consistent in case (ODS codes are upper case)"));
+    }
+    Ok(())
+}
+
 /// A flag column as true/false: booleans as they are, whole numbers 1 and 0,
 /// and text `Y`/`N`, `yes`/`no`, `true`/`false`, `1`/`0` (any case); a null
 /// or empty value is no opt-out. Anything else is refused with the column
-/// named, since guessing could list someone who objected.
+/// named, since guessing could list someone who objected. The population's
+/// load refuses it first, naming the row ([`check_opt_outs`]); the value
+/// itself is never told (a person id or a date may be in the wrong column).
 pub fn opt_out_flags(array: &ArrayRef, location: &Path, role: &str) -> Result<BooleanArray> {
-    let bad = |value: String| {
-        Error::data(
+    flags(array, role).map_err(|problem| match problem {
+        FlagProblem::Row(_) => Error::data(
             location,
-            format!("the {role} column holds `{value}`, which is neither yes nor no"),
+            format!("the {role} column holds a value that is neither yes nor no"),
         )
-        .with_help("write true/false, 1/0 or Y/N (a null or empty value means no opt-out)")
-    };
+        .with_help(FLAG_HELP),
+        problem => problem.error(location),
+    })
+}
+
+const FLAG_HELP: &str = "write true/false, 1/0 or Y/N (a null or empty value means no opt-out)";
+
+/// Why a column is not a flag.
+enum FlagProblem {
+    /// A value (this row's, the first) is neither yes nor no.
+    Row(usize),
+    /// The column's type cannot be one: what to say.
+    Type(String),
+    /// Reading it failed.
+    Internal(String),
+}
+
+impl FlagProblem {
+    /// The error for a column's type or a failed read; a row is told by
+    /// the caller, which knows where it is.
+    fn error(self, location: &Path) -> Error {
+        match self {
+            FlagProblem::Row(_) => Error::Internal("a flag's row told as its type".into()),
+            FlagProblem::Type(message) => {
+                Error::data(location, message).with_help("store it as a boolean, 1/0 or Y/N")
+            }
+            FlagProblem::Internal(message) => Error::Internal(message),
+        }
+    }
+}
+
+fn flags(array: &ArrayRef, role: &str) -> std::result::Result<BooleanArray, FlagProblem> {
     let array = match array.data_type() {
         DataType::Dictionary(..) => arrow_cast::cast(array, &DataType::Utf8)
-            .map_err(|e| Error::Internal(format!("reading the {role} column: {e}")))?,
+            .map_err(|e| FlagProblem::Internal(format!("reading the {role} column: {e}")))?,
         _ => array.clone(),
     };
+    let each = |flag: Option<bool>, row: usize| flag.ok_or(FlagProblem::Row(row));
     match array.data_type() {
         // A null is false: the values' bits where valid, a word at a time.
         DataType::Boolean => {
@@ -979,30 +1060,70 @@ pub fn opt_out_flags(array: &ArrayRef, location: &Path, role: &str) -> Result<Bo
         DataType::Int64 => array
             .as_primitive::<arrow_array::types::Int64Type>()
             .iter()
-            .map(|v| match v {
-                None | Some(0) => Ok(Some(false)),
-                Some(1) => Ok(Some(true)),
-                Some(other) => Err(bad(other.to_string())),
+            .enumerate()
+            .map(|(row, v)| {
+                let flag = match v {
+                    None | Some(0) => Some(false),
+                    Some(1) => Some(true),
+                    Some(_) => None,
+                };
+                each(flag, row).map(Some)
             })
             .collect(),
         DataType::Utf8 => array
             .as_string::<i32>()
             .iter()
-            .map(|v| {
+            .enumerate()
+            .map(|(row, v)| {
                 let text = crate::rules::codelist::trim_code(v.unwrap_or(""));
-                match text.to_ascii_lowercase().as_str() {
-                    "" | "n" | "no" | "false" | "0" => Ok(Some(false)),
-                    "y" | "yes" | "true" | "1" => Ok(Some(true)),
-                    _ => Err(bad(text.to_string())),
-                }
+                let flag = match text.to_ascii_lowercase().as_str() {
+                    "" | "n" | "no" | "false" | "0" => Some(false),
+                    "y" | "yes" | "true" | "1" => Some(true),
+                    _ => None,
+                };
+                each(flag, row).map(Some)
             })
             .collect(),
-        other => Err(Error::data(
-            location,
-            format!("the {role} column has type {other}, which is neither yes nor no"),
-        )
-        .with_help("store it as a boolean, 1/0 or Y/N")),
+        other => Err(FlagProblem::Type(format!(
+            "the {role} column has type {other}, which is neither yes nor no"
+        ))),
     }
+}
+
+/// Refuses an opt-out column that is not yes or no on every row, naming
+/// the file, the column and the row (within its file, counted from 1), as
+/// read before the rows are put in id order.
+fn check_opt_outs(
+    all: &RecordBatch,
+    wanted: &[(&str, &str)],
+    table: &Table,
+    groups: &[table::RowGroup],
+    starts: &[u64],
+) -> Result<()> {
+    for (i, (internal, column)) in wanted.iter().enumerate() {
+        let Some((_, role)) = OPT_OUTS.iter().find(|(name, _)| name == internal) else {
+            continue;
+        };
+        match flags(all.column(i), role) {
+            Ok(_) => {}
+            Err(FlagProblem::Row(r)) => {
+                // The row group holding row r, and where its file starts.
+                let g = starts.partition_point(|&s| s <= r as u64) - 1;
+                let part = groups[g].part;
+                let first = groups.iter().position(|h| h.part == part).expect("its own");
+                let row = r as u64 - starts[first] + 1;
+                return Err(Error::data(
+                    &table.parts[part].path,
+                    format!(
+                        "the {role} column `{column}` holds a value on row {row} that is neither yes nor no (the value is not shown: it may be another column's, such as a person id)"
+                    ),
+                )
+                .with_help(FLAG_HELP));
+            }
+            Err(problem) => return Err(problem.error(&table.location)),
+        }
+    }
+    Ok(())
 }
 
 /// `columns` (the population's, in id order, one row kept of each id:

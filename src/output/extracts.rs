@@ -42,30 +42,10 @@ pub fn write(results: &Results, dir: &Path, info: &super::RunInfo) -> Result<Del
     // Every PCN in the population gets a folder, whether or not it has members.
     let mut distinct = pcn.distinct();
     distinct.remove("");
-    // Case-insensitive order puts codes that differ only in case side by side.
+    // Each a plain folder name, none differing from another only in case:
+    // refused with the population (`input::population`).
     let mut pcns: Vec<&str> = distinct.into_iter().collect();
     pcns.sort_by_cached_key(|c| c.to_ascii_uppercase());
-    if let Some(bad) = pcns.iter().find(|c| !super::publish::valid_folder_name(c)) {
-        return Err(Error::data(
-            &population.table.location,
-            format!("pcn_code `{bad}` cannot be used as a folder name"),
-        )
-        .with_help(
-            "PCN codes must be letters, digits, `_` or `-`, starting with a letter or digit",
-        ));
-    }
-    // On a case-insensitive file system (Windows, macOS, most shares) `U1`
-    // and `u1` would be one folder holding two PCNs' lists.
-    if let Some(pair) = pcns.windows(2).find(|p| p[0].eq_ignore_ascii_case(p[1])) {
-        return Err(Error::data(
-            &population.table.location,
-            format!(
-                "pcn_codes `{}` and `{}` differ only in case, so their folders could mix",
-                pair[0], pair[1]
-            ),
-        )
-        .with_help("make PCN codes consistent in case (ODS codes are upper case)"));
-    }
 
     // A cohort asked for by named PCNs must name PCNs that exist: a typo or
     // a renamed PCN would otherwise deliver the cohort to nobody, silently.

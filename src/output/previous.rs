@@ -102,7 +102,7 @@ impl SavedRun {
                 .as_string::<i32>()
                 .iter()
                 .flatten()
-                .find(|p| !p.is_empty() && !super::publish::valid_folder_name(p))
+                .find(|p| !p.is_empty() && !crate::input::population::is_plain_code(p))
             {
                 return Err(fail(&format!(
                     "pcn_code `{bad}` is not one a run writes (letters, digits, `_` or `-`)"

@@ -14,15 +14,6 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// PCN codes become folder names (each PCN's pack, a diff's changes), so
-/// they are limited to characters that mean the same on every file system:
-/// no path, no `..`.
-pub fn valid_folder_name(code: &str) -> bool {
-    let mut chars = code.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
-}
-
 /// The end of the name a previous output is moved aside to where it cannot
 /// be swapped with the new one in one step: its run's staging folder's
 /// name, then this.
