@@ -104,6 +104,34 @@ fn evaluate(dir: &Path, rules: &Path, extra: &[&str]) -> std::process::Output {
     strata(&args)
 }
 
+#[test]
+fn a_data_folder_that_is_not_there_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let missing = tmp.path().join("no-such-folder");
+    let o = strata(&[
+        "evaluate",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--data",
+        missing.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--outcome",
+        "admission_next_year",
+        "--out",
+        tmp.path().join("evaluation").to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("data folder") && err.contains("no-such-folder") && err.contains("not found"),
+        "{err}"
+    );
+}
+
 /// An evaluation holds the output folder's lock as `strata run` does: a
 /// folder another run is writing is refused with nothing written, and the
 /// lock's file and staging folder a killed evaluation left beside `--out`

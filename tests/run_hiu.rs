@@ -380,6 +380,53 @@ fn as_of_defaults_to_the_latest_activity_date() {
     assert_eq!(m["as_of_inferred"], true);
 }
 
+#[test]
+fn an_event_dated_after_today_is_not_taken_as_the_as_of_date() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out) = (tmp.path().join("data"), tmp.path().join("out"));
+    std::fs::create_dir(&data).unwrap();
+    fixture(&data, 1);
+    // One admission with a mistyped year.
+    write_parquet(
+        &data.join("admissions.parquet"),
+        &[admissions_batch(&[(
+            101,
+            "9999-12-31",
+            "emergency",
+            &["I509"],
+        )])],
+    );
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "run",
+            "--rules",
+            "models/hiu.toml",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        a.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let refused = strata(&args(&[]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let err = stderr(&refused);
+    assert!(
+        err.contains("admissions.parquet")
+            && err.contains("after today")
+            && err.contains("--as-of"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing written");
+    // Given an as-of date, the run counts the row as after it.
+    let given = args(&["--as-of", "2025-03-31"]);
+    let o = strata(&given.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m: serde_json::Value = manifest(&out);
+    assert_eq!(m["rejected"]["admissions"]["after_as_of"], 1);
+}
+
 /// A rule file that runs the HIU model plus one cohort with delivery options.
 fn delivery_rules(dir: &Path, options: &str) -> std::path::PathBuf {
     let rules = dir.join("delivery.toml");

@@ -76,11 +76,22 @@ pub fn check_data_reaches(
     from: NaiveDate,
     end: NaiveDate,
 ) -> Result<()> {
-    let latest = latest_event(model, data)?;
-    if latest.is_none_or(|l| l < end) {
+    if !data.is_dir() {
+        return Err(
+            Error::usage(format!("data folder {} not found", data.display()))
+                .with_help("give --data the folder that holds the extract's Parquet tables"),
+        );
+    }
+    let Some(latest) = latest_event(model, data)? else {
         return Err(Error::usage(format!(
-            "the outcomes' windows from {from} end as late as {end}, but the data's events end on {}: outcomes after that are unknown, and would be counted as not having happened",
-            latest.map_or("no date".to_string(), |d| d.to_string())
+            "the tables the rule files read in {} hold no dated events",
+            data.display()
+        ))
+        .with_help("check --data: it must be the folder of the extract, with its event tables"));
+    };
+    if latest < end {
+        return Err(Error::usage(format!(
+            "the outcomes' windows from {from} end as late as {end}, but the data's events end on {latest}: outcomes after that are unknown, and would be counted as not having happened"
         ))
         .with_help("evaluate from earlier --as-of dates (a year before the extract ends, for outcomes in the next 365 days)"));
     }

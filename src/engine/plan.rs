@@ -355,7 +355,11 @@ pub fn plan_needed<'m>(
     let as_of_given = as_of;
     let (as_of, as_of_inferred) = match as_of_given {
         Some(d) => (d, false),
-        None => (infer_as_of(model, &sources)?, true),
+        None => {
+            let tables = sources.iter().map(|s| (&s.table, s.date_column.as_str()));
+            let today = chrono::Local::now().date_naive();
+            (table::inferred_as_of(tables, &model.path, today)?, true)
+        }
     };
 
     let attributes: Vec<String> = attribute_types.iter().map(|(n, _)| n.clone()).collect();
@@ -948,31 +952,6 @@ impl Plan<'_> {
             None,
         )
     }
-}
-
-/// The latest event date across the sources the model reads.
-fn infer_as_of(model: &Model, sources: &[SourcePlan]) -> Result<NaiveDate> {
-    let mut latest: Option<Day> = None;
-    for s in sources {
-        if let Some(d) = s.table.max_date(&s.date_column)? {
-            latest = Some(latest.map_or(d, |l| l.max(d)));
-        }
-    }
-    if let Some(day) = latest
-        && dates::from_day(day).is_none()
-    {
-        return Err(Error::usage(format!(
-            "cannot infer the as-of date: the latest event date in the data ({day} days from 1970) is not a real date"
-        ))
-        .with_help("fix the corrupt dates, or give --as-of YYYY-MM-DD"));
-    }
-    latest.and_then(dates::from_day).ok_or_else(|| {
-        Error::usage(format!(
-            "cannot infer the as-of date: the tables {} reads hold no dated events",
-            model.path.display()
-        ))
-        .with_help("give it with --as-of YYYY-MM-DD")
-    })
 }
 
 #[cfg(test)]

@@ -57,6 +57,49 @@ pub struct RowGroup {
     pub index: usize,
 }
 
+/// The as-of date a run takes when none is given: the latest date among
+/// `tables`' date columns, where the extract ends. Refused where that is
+/// not a real date or is after `today`, naming the table: one mistyped
+/// year (9999) would otherwise become the as-of date and make every age
+/// and every window wrong without a word. `rules` names the rule files for
+/// a folder that holds no dated event.
+pub fn inferred_as_of<'t>(
+    tables: impl IntoIterator<Item = (&'t Table, &'t str)>,
+    rules: &Path,
+    today: chrono::NaiveDate,
+) -> Result<chrono::NaiveDate> {
+    let mut latest: Option<(crate::dates::Day, &Table)> = None;
+    for (table, column) in tables {
+        if let Some(d) = table.max_date(column)?
+            && latest.is_none_or(|(l, _)| d > l)
+        {
+            latest = Some((d, table));
+        }
+    }
+    let Some((day, table)) = latest else {
+        return Err(Error::usage(format!(
+            "cannot infer the as-of date: the tables {} reads hold no dated events",
+            rules.display()
+        ))
+        .with_help("give it with --as-of YYYY-MM-DD"));
+    };
+    let Some(date) = crate::dates::from_day(day) else {
+        return Err(Error::usage(format!(
+            "cannot infer the as-of date: the latest event date in {} ({day} days from 1970) is not a real date",
+            table.location.display()
+        ))
+        .with_help("fix the corrupt dates, or give --as-of YYYY-MM-DD"));
+    };
+    if date > today {
+        return Err(Error::usage(format!(
+            "cannot infer the as-of date: the latest event date in {} is {date}, after today ({today})",
+            table.location.display()
+        ))
+        .with_help("give --as-of YYYY-MM-DD (events after it are counted as `after_as_of` and left out), or fix the future-dated rows"));
+    }
+    Ok(date)
+}
+
 impl Table {
     /// Finds table `name` in `dir`; `Ok(None)` if neither form exists.
     pub fn find(dir: &Path, name: &str) -> Result<Option<Table>> {

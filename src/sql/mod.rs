@@ -36,7 +36,6 @@ use std::path::Path;
 use arrow_schema::DataType;
 use chrono::NaiveDate;
 
-use crate::dates;
 use crate::error::{Error, Result};
 use crate::input::Population;
 use crate::input::table::{self, Table};
@@ -78,7 +77,13 @@ pub fn compile(model: &Model, data: &Path, options: &Options) -> Result<Compiled
     let sources = bind_sources(model, data, options)?;
     let (as_of, as_of_inferred) = match options.as_of {
         Some(d) => (d, false),
-        None => (infer_as_of(model, &sources)?, true),
+        None => {
+            let tables = sources
+                .iter()
+                .map(|b| (&b.table, model.sources[b.index].date.as_str()));
+            let today = chrono::Local::now().date_naive();
+            (table::inferred_as_of(tables, &model.path, today)?, true)
+        }
     };
     let column_types = reduced_column_types(model, &sources)?;
     let typed = typing::person_level(model, &attribute_types, &column_types, Some(as_of))?;
@@ -481,22 +486,4 @@ fn code_list(list: &Codelist, script: &mut Script, categories: bool) {
             ),
         );
     }
-}
-
-/// The latest event date across the sources the model reads (as
-/// `strata run` infers it).
-fn infer_as_of(model: &Model, sources: &[Bound]) -> Result<NaiveDate> {
-    let mut latest: Option<dates::Day> = None;
-    for b in sources {
-        if let Some(d) = b.table.max_date(&model.sources[b.index].date)? {
-            latest = Some(latest.map_or(d, |l| l.max(d)));
-        }
-    }
-    latest.and_then(dates::from_day).ok_or_else(|| {
-        Error::usage(format!(
-            "cannot infer the as-of date: the tables {} reads hold no dated events",
-            model.path.display()
-        ))
-        .with_help("give it with --as-of YYYY-MM-DD")
-    })
 }
