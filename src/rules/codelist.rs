@@ -104,7 +104,10 @@ impl Codelist {
         let mut reader = csv::ReaderBuilder::new()
             .flexible(false)
             .from_reader(text.as_bytes());
-        let headers = reader.headers().map_err(|e| csv_error(&path, e))?.clone();
+        let headers = reader
+            .headers()
+            .map_err(|e| csv_error(&path, text, e))?
+            .clone();
         let column = |wanted: &str| headers.iter().position(|h| h.trim() == wanted);
         let missing = |wanted: &str| {
             Error::rules(
@@ -142,13 +145,13 @@ impl Codelist {
         };
         let mut category_ids: HashMap<String, u32> = HashMap::new();
         for record in reader.records() {
-            let record = record.map_err(|e| csv_error(&path, e))?;
-            let line = record.position().map_or(0, |p| p.line() as usize);
-            let at = Some(Position { line, column: 1 });
+            let record = record.map_err(|e| csv_error(&path, text, e))?;
+            let byte = record.position().map_or(0, |p| p.byte());
+            let at = || Some(line_at(text, byte));
             let raw_code = record.get(code_col).unwrap_or("");
             let code = normalise(decl.system, raw_code).into_owned();
             if code.is_empty() {
-                return Err(Error::rules(&path, at, "empty code")
+                return Err(Error::rules(&path, at(), "empty code")
                     .with_help("remove the row or fill in its code"));
             }
             let weight = match weight_col {
@@ -157,7 +160,7 @@ impl Codelist {
                     Some(parse_weight(text).ok_or_else(|| {
                         Error::rules(
                             &path,
-                            at,
+                            at(),
                             format!("weight `{text}` of code `{raw_code}` is not a decimal number"),
                         )
                         .with_help("write weights as plain decimals with at most 6 decimal places, e.g. 7.1")
@@ -171,7 +174,7 @@ impl Codelist {
                     if text.is_empty() {
                         return Err(Error::rules(
                             &path,
-                            at,
+                            at(),
                             format!("code `{raw_code}` has no category"),
                         )
                         .with_help("every row needs a value in the category column"));
@@ -201,7 +204,7 @@ impl Codelist {
                 if old.weight != entry.weight {
                     return Err(Error::rules(
                         &path,
-                        at,
+                        at(),
                         format!("code `{code}` is listed twice with different weights"),
                     )
                     .with_help("keep one weight per code"));
@@ -339,11 +342,25 @@ pub fn parse_weight(text: &str) -> Option<i64> {
     Some(if negative { -units } else { units })
 }
 
-fn csv_error(path: &Path, e: csv::Error) -> Error {
-    let at = e.position().map(|p| Position {
-        line: p.line() as usize,
+/// The line of the row at byte `offset` of `text`, 1-based (column 1):
+/// the csv crate's own line count misses blank lines and `\r\n` line
+/// ends, so a row's error named a line before it.
+fn line_at(text: &str, offset: u64) -> Position {
+    let bytes = text.as_bytes();
+    // The crate may place a row at the line ends or blank lines before it.
+    let mut end = (offset as usize).min(bytes.len());
+    while end < bytes.len() && matches!(bytes[end], b'\r' | b'\n') {
+        end += 1;
+    }
+    let newlines = bytes[..end].iter().filter(|&&b| b == b'\n');
+    Position {
+        line: newlines.count() + 1,
         column: 1,
-    });
+    }
+}
+
+fn csv_error(path: &Path, text: &str, e: csv::Error) -> Error {
+    let at = e.position().map(|p| line_at(text, p.byte()));
     Error::rules(path, at, format!("code list is not valid CSV: {e}")).with_help(
         "give every line the header's columns, and quote a field that holds a comma or a quote",
     )
@@ -420,6 +437,21 @@ mod tests {
         ))
         .unwrap();
         Codelist::load("test", &decl, dir.path())
+    }
+
+    #[test]
+    fn a_row_error_names_its_own_line_whatever_the_line_ends() {
+        let line_of = |csv: &str| match load(csv, "icd10", "exact", "weight_column = 'points'") {
+            Err(Error::Rules { at: Some(at), .. }) => at.line,
+            other => panic!("{other:?}"),
+        };
+        // Line 3 holds the weight that is not a number.
+        assert_eq!(line_of("code,points\nI50,1\nF00,x\n"), 3);
+        assert_eq!(line_of("code,points\r\nI50,1\r\nF00,x\r\n"), 3);
+        assert_eq!(line_of("code,points\n\nI50,1\n\nF00,x\n"), 5);
+        assert_eq!(line_of("code,points\r\n\r\nI50,1\r\nF00,x\r\n"), 4);
+        // A row with the wrong number of fields, after a blank line.
+        assert_eq!(line_of("code,points\nI50,1\n\nF00,1,extra\n"), 4);
     }
 
     #[test]
