@@ -489,6 +489,26 @@ fn check_with_data_refuses_pcn_codes_a_run_cannot_name_folders_by() {
 }
 
 #[test]
+fn members_on_no_pcn_list_are_told() {
+    let tmp = tempfile::tempdir().unwrap();
+    sample_fixture(tmp.path());
+    let out = tmp.path().join("out");
+    let o = run_with(&repo_path("models/hiu.toml"), tmp.path(), &out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("no PCN"), "{}", stderr(&o));
+    // Person 1, an HIU member, at a practice with no PCN.
+    let people = vec![person(1, "1980-01-01", ""), person(2, "2000-01-01", "P2")];
+    write_parquet(
+        &tmp.path().join("patients.parquet"),
+        &[patients_batch(&people)],
+    );
+    let o = run_with(&repo_path("models/hiu.toml"), tmp.path(), &out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("no PCN") && err.contains("hiu"), "{err}");
+}
+
+#[test]
 fn check_with_data_finds_missing_columns() {
     let tmp = tempfile::tempdir().unwrap();
     sample_fixture(tmp.path());

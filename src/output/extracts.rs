@@ -71,6 +71,8 @@ pub fn write(results: &Results, dir: &Path, info: &super::RunInfo) -> Result<Del
     let mut delivered = Delivered::default();
     // cohort -> pcn -> member rows (already in PCN, rank order)
     let mut by_pcn: Vec<BTreeMap<&str, Vec<u32>>> = Vec::new();
+    // Cohorts with members on no PCN's list, counted or not.
+    let mut undelivered: Vec<&str> = Vec::new();
     for (cohort, result) in model.cohorts.iter().zip(&results.cohorts) {
         let mut groups: BTreeMap<&str, Vec<u32>> = pcns.iter().map(|p| (*p, Vec::new())).collect();
         let mut missing = 0;
@@ -78,7 +80,12 @@ pub fn write(results: &Results, dir: &Path, info: &super::RunInfo) -> Result<Del
             let code = pcn.get(m as usize).unwrap_or("");
             match groups.get_mut(code) {
                 Some(g) => g.push(m),
-                None => missing += u64::from(results.counted(m as usize)),
+                None => {
+                    missing += u64::from(results.counted(m as usize));
+                    if undelivered.last() != Some(&cohort.name.as_str()) {
+                        undelivered.push(&cohort.name);
+                    }
+                }
             }
         }
         // The counts are aggregates: people with an opt-out are on the
@@ -96,6 +103,15 @@ pub fn write(results: &Results, dir: &Path, info: &super::RunInfo) -> Result<Del
         );
         delivered.without_pcn.insert(cohort.name.clone(), missing);
         by_pcn.push(groups);
+    }
+    // Said, not only counted in the manifest (where a small count is
+    // suppressed): a practice missing from the population table, or given
+    // no PCN there, leaves its patients off every list.
+    if !undelivered.is_empty() {
+        tracing::warn!(
+            cohorts = %undelivered.join(", "),
+            "some cohort members have no PCN (their practice has no pcn_code in the population table) and are on no PCN's list; see members_without_pcn in manifest.json"
+        );
     }
 
     let ranks: Vec<ArrayRef> = results
