@@ -288,6 +288,47 @@ fn a_registrations_table_with_no_usable_row_is_an_error_and_loses_nothing() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
     assert!(lock_let_go(&tmp.path().join(".evaluation.strata-lock")));
+    // Usable rows, but every registration starts after the as-of date: no
+    // one to list, which must not replace the good output with empty lists.
+    write_parquet(
+        &data.join("registrations.parquet"),
+        &[registrations(&[(known, "P1", "9999-01-01", None)])],
+    );
+    let o = run_printed(
+        &repo_path("models/core.toml"),
+        &data,
+        &out,
+        &["--as-of", AS_OF],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            "no one in the population is alive and registered on the as-of date 2025-03-31"
+        ),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(out.join("manifest.json")).unwrap(), manifest);
+
+    // An evaluation from such a date has no one to follow; it had panicked
+    // grouping them by practice.
+    let o = strata(&[
+        "evaluate",
+        "--rules",
+        "core",
+        "--rules",
+        "models/outcomes.toml",
+        "--data",
+        data.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--outcome",
+        "emergency_admission_365d",
+        "--out",
+        evaluation.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 
 /// With a registrations table each practice's patients go to the PCN the

@@ -189,7 +189,12 @@ impl Groups {
                 })
             })
             .collect();
-        let keys = dictionary.normalized_keys();
+        // A dictionary of no values (a date no one was registered on)
+        // cannot normalise its keys: everyone's group is unknown.
+        let keys = match values.is_empty() {
+            true => vec![0; column.len()],
+            false => dictionary.normalized_keys(),
+        };
         let of = (0..column.len()).map(|r| {
             column
                 .is_valid(r)
