@@ -443,3 +443,72 @@ expect = { nothing = "null", rounded = "null", unknown = "null", either = "null"
         check_sql(&python, &rules, &sample, AS_OF, &p, tmp.path()).unwrap();
     }
 }
+
+/// A sex column the rules cannot read (`female`, `2`): both engines stop.
+#[test]
+fn sex_values_outside_the_contract_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = &tmp.path().join("data");
+    std::fs::create_dir(data).unwrap();
+    std::fs::create_dir(tmp.path().join("sql")).unwrap();
+    write_parquet(
+        &data.join("ae_attendances.parquet"),
+        &[ae_batch(&[(1, Some("2025-01-01"))])],
+    );
+    write_parquet(
+        &data.join("admissions.parquet"),
+        &[admissions_batch(&[(1, "2020-01-01", "elective", &[])])],
+    );
+    let people: Vec<Person> = (1..=3).map(|i| person(i, "1980-01-01", "U1")).collect();
+    let patients = patients_batch(&people);
+    let with_sex = |values: Vec<String>| {
+        let sexes: arrow_array::ArrayRef = Arc::new(StringArray::from(values));
+        write_parquet(
+            &data.join("patients.parquet"),
+            &[replacing_column(&patients, "sex", sexes)],
+        );
+    };
+    // F, M and U, and empty for unknown, are the contract's.
+    with_sex(vec!["F".into(), "U".into(), String::new()]);
+    let o = run_printed(
+        &repo_path("models/hiu.toml"),
+        data,
+        &data.join("out"),
+        &["--as-of", AS_OF],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A few other values are named: a sex column's categories.
+    with_sex(vec!["F".into(), "female".into(), "2".into()]);
+    let o = run_printed(
+        &repo_path("models/hiu.toml"),
+        data,
+        &data.join("out2"),
+        &["--as-of", AS_OF],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("patients.parquet")
+            && err.contains("sex column `sex`")
+            && err.contains("`2`, `female`")
+            && !err.contains("`F`"),
+        "{err}"
+    );
+    assert!(!data.join("out2").exists());
+    // The compiled SQL stops there too (where CI has DuckDB).
+    if let Ok(python) = std::env::var("STRATA_DUCKDB_PYTHON") {
+        let err = check_sql(
+            &python,
+            &repo_path("models/hiu.toml"),
+            data,
+            AS_OF,
+            &patients,
+            &tmp.path().join("sql"),
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("DuckDB failed") && err.contains("other than F, M and U"),
+            "{err}"
+        );
+    }
+}

@@ -844,6 +844,15 @@ impl Population {
             }
         };
         check_opt_outs(&all, &wanted, &table, &groups, &starts)?;
+        // Before the rows are put in order: text is still dictionaries
+        // where the file stores it so, each value looked at once.
+        for (i, (internal, column)) in wanted.iter().enumerate() {
+            match *internal {
+                "pcn_code" => check_pcn_codes(all.column(i), &table.location)?,
+                "sex" => check_sex(all.column(i), column, &table.location)?,
+                _ => {}
+            }
+        }
         let duplicates = all.num_rows() as u64 - null_ids - kept.len() as u64;
         let rejected_rows = if duplicates + null_ids > 0 {
             rejected_rows(&ids, &kept, &groups, &starts, &index)
@@ -887,12 +896,6 @@ impl Population {
             _ => columns,
         };
         let batch = arrays_to_batch(&wanted, columns);
-        if let Some(i) = wanted
-            .iter()
-            .position(|(internal, _)| *internal == "pcn_code")
-        {
-            check_pcn_codes(batch.column(i), &table.location)?;
-        }
         if duplicates > 0 || null_ids > 0 {
             tracing::warn!(
                 table = %table.location.display(),
@@ -995,6 +998,41 @@ fn check_pcn_codes(column: &ArrayRef, location: &Path) -> Result<()> {
         .with_help("make PCN codes consistent in case (ODS codes are upper case)"));
     }
     Ok(())
+}
+
+/// The values the data contract gives `sex`; null or empty is unknown too.
+pub const SEXES: [&str; 3] = ["F", "M", "U"];
+
+/// Refuses a sex column with values other than `F`, `M` and `U`: the rules
+/// compare with those (`sex = 'F'`), so `female` or `2` would silently
+/// read as neither. The values are named where the column holds a few (a
+/// sex column's categories), not where it holds many (another column
+/// mapped by mistake, whose values may identify people).
+fn check_sex(column: &ArrayRef, name: &str, location: &Path) -> Result<()> {
+    let values = TextColumn::new(column).distinct();
+    let bad: Vec<&str> = values
+        .iter()
+        .copied()
+        .filter(|v| !v.is_empty() && !SEXES.contains(v))
+        .collect();
+    if bad.is_empty() {
+        return Ok(());
+    }
+    let which = match values.len() {
+        ..=10 => format!(
+            ": {}",
+            bad.iter()
+                .map(|v| format!("`{v}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        n => format!(" ({n} distinct values, not shown: is the right column mapped?)"),
+    };
+    Err(Error::data(
+        location,
+        format!("the sex column `{name}` holds values other than F, M and U{which}"),
+    )
+    .with_help("map them to F, M or U (U for unknown; NHS sex codes 1, 2 and 9 are M, F and U), or leave unknown ones empty"))
 }
 
 /// A flag column as true/false: booleans as they are, whole numbers 1 and 0,

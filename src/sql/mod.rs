@@ -21,7 +21,8 @@
 //! system; weights are summed as exact integers (millionths); division,
 //! `ln` and `round` follow strata ([`expr`]); ranks break ties by
 //! `person_id` with nulls last. Data strata would refuse (a duplicated
-//! `person_id`, an opt-out flag that is neither yes nor no) stops the query
+//! `person_id`, an opt-out flag that is neither yes nor no, a sex other
+//! than F, M or U) stops the query
 //! with a message, rather than giving different people.
 
 pub mod dialect;

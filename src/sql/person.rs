@@ -11,6 +11,7 @@ use chrono::{Datelike, NaiveDate};
 
 use super::{Script, Target, described, expr};
 use crate::error::{Error, Result};
+use crate::input::population::SEXES;
 use crate::input::table::{self, Table};
 use crate::rules::check::Type;
 use crate::rules::expr::Literal;
@@ -47,11 +48,20 @@ pub(super) fn population_ctes(
         Some(Type::Int) => format!("CAST({} AS BIGINT)", id(&spec.person_id)),
         _ => id(&spec.person_id),
     };
+    // Sex is F, M, U or unknown, as the native engine refuses anything
+    // else; tested with the person id, which every query reads (a test on
+    // `sex` alone is dropped where no rule reads it).
+    let sex = id(&spec.sex);
+    let sexes = SEXES.map(|v| format!("'{v}'")).join(", ");
+    let fail =
+        target.fail("the sex column holds values other than F, M and U: map them to F, M or U");
     let mut columns = vec![
-        format!("{person} AS person_id"),
+        format!(
+            "CASE WHEN {sex} IS NULL OR CAST({sex} AS {text}) IN ('', {sexes}) THEN {person} ELSE {fail} END AS person_id"
+        ),
         format!("CAST({} AS {text}) AS practice_code", id(&spec.practice)),
         format!("CAST({} AS {text}) AS pcn_code", id(&spec.pcn)),
-        format!("CAST({} AS {text}) AS sex", id(&spec.sex)),
+        format!("CAST({sex} AS {text}) AS sex"),
         format!("CAST({} AS DATE) AS _birth", id(&spec.birth_date)),
         format!("CAST({} AS DATE) AS _death", id(&spec.date_of_death)),
     ];
