@@ -236,6 +236,41 @@ fn data_problems() {
         ],
     );
     refused(
+        "PCN names table giving a code two names",
+        |_, data, _| {
+            let b = batch(vec![
+                (
+                    "pcn_code",
+                    Arc::new(StringArray::from(vec!["P1", "P1"])) as ArrayRef,
+                ),
+                (
+                    "pcn_name",
+                    Arc::new(StringArray::from(vec!["North", "South"])) as ArrayRef,
+                ),
+            ]);
+            write_parquet(&data.join("pcns.parquet"), &[b]);
+        },
+        &[],
+        &["pcns.parquet", "`P1` has two names: `North` and `South`"],
+    );
+    refused(
+        "a person id mapped as the opt-out flag",
+        |_, _, rules| {
+            edit(
+                rules,
+                "[params]",
+                "[population]\ntype1_opt_out = \"person_id\"\n\n[params]",
+            )
+        },
+        &[],
+        &[
+            "patients.parquet",
+            "type 1 opt-out column `person_id`",
+            "on row 1",
+            "true/false, 1/0 or Y/N",
+        ],
+    );
+    refused(
         "registrations table without a column",
         |_, data, _| {
             let start = Arc::new(Date32Array::from(vec![day("2020-01-01")]));
@@ -554,10 +589,14 @@ fn odd_but_valid_data_runs() {
     let o = run(&rules, &data, &out, &["--strict"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(manifest(&out)["rejected"]["admissions"]["after_as_of"], 1);
-    // An as-of date before all the data (and before Excel's first date):
-    // nothing is known yet, and every output is still written.
+    // An as-of date before everyone was born: no one to list or count,
+    // which is a mistake in the date, not a run whose empty lists should
+    // replace the last good ones.
+    let before = std::fs::read(out.join("manifest.json")).unwrap();
     let o = run(&rules, &data, &out, &["--as-of", "1900-01-01"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no one in the population is alive"));
+    assert_eq!(std::fs::read(out.join("manifest.json")).unwrap(), before);
     // An event table with no rows: every count from it is 0, and the run
     // says so rather than pass it by.
     write_parquet(&data.join("ae_attendances.parquet"), &[ae_batch(&[])]);
@@ -753,6 +792,27 @@ fn environment_problems() {
         |_, _, _| {},
         &["--as-of", "31/03/2025"],
         &["--as-of `31/03/2025` is not a date", "YYYY-MM-DD"],
+    );
+    for (date, why) in [("1899-12-31", "before 1900"), ("+10000-01-01", "a sign")] {
+        let said = refused(
+            &format!("as-of date with {why}"),
+            |_, _, _| {},
+            &["--as-of", date],
+            &["is not a date from 1900 on", "YYYY-MM-DD"],
+        );
+        assert!(said.contains(date), "{said}");
+    }
+    refused(
+        "far more threads than cores",
+        |_, _, _| {},
+        &["--threads", "100000"],
+        &["--threads must be from 1 to 1024, not 100000"],
+    );
+    refused(
+        "a parameter set twice",
+        |_, _, _| {},
+        &["--set", "hiu_threshold=3", "--set", "hiu_threshold=4"],
+        &["--set `hiu_threshold` is given twice"],
     );
     refused(
         "a lock held by a live process",

@@ -46,8 +46,17 @@ pub fn names(dir: &Path) -> Result<BTreeMap<String, String>> {
                 .iter()
                 .zip(labels.as_string::<i32>())
             {
-                if let (Some(code), Some(name)) = (code, name) {
-                    names.insert(code.to_string(), name.to_string());
+                if let (Some(code), Some(name)) = (code, name)
+                    && let Some(other) = names.insert(code.to_string(), name.to_string())
+                    && other != name
+                {
+                    // Which name would head the PCN's lists would be the
+                    // file's order, not a choice.
+                    return Err(Error::data(
+                        path,
+                        format!("pcn_code `{code}` has two names: `{other}` and `{name}`"),
+                    )
+                    .with_help("give each PCN code one row, or one name"));
                 }
             }
         }

@@ -1204,7 +1204,10 @@ fn top_count(
     let n = u32::try_from(n).map_err(|_| {
         l.error(
             at,
-            format!("`top_per_pcn` must be 0 (no limit) or more, not {n}"),
+            format!(
+                "`top_per_pcn` must be from 0 (no limit) to {}, not {n}",
+                u32::MAX
+            ),
         )
     })?;
     Ok((n > 0).then_some(n))
@@ -1248,10 +1251,12 @@ fn parse_window(
         return Err(bad());
     };
     let n = whole_number(l, at, count, params)?;
-    let n = u32::try_from(n)
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| l.error(at, format!("a window must be at least 1 {unit}, not {n}")))?;
+    let n = u32::try_from(n).ok().filter(|n| *n > 0).ok_or_else(|| {
+        l.error(
+            at,
+            format!("a window must be from 1 to {} {unit}, not {n}", u32::MAX),
+        )
+    })?;
     match unit.to_ascii_lowercase().trim_end_matches('s') {
         "day" => Ok(Window::Days(n)),
         "month" => Ok(Window::Months(n)),
