@@ -351,6 +351,14 @@ fn a_run_failing_while_writing_leaves_the_previous_output_untouched() {
         "{}",
         stderr(&bad)
     );
+    // Named where it would have been, not in the staging folder, which is
+    // gone.
+    let workbook = out.join("pcn").join("P1").join("P1.xlsx");
+    assert!(
+        stderr(&bad).contains(&workbook.display().to_string()),
+        "{}",
+        stderr(&bad)
+    );
     assert_eq!(std::fs::read(out.join("patients.parquet")).unwrap(), before);
     let names: Vec<String> = std::fs::read_dir(tmp.path())
         .unwrap()

@@ -80,7 +80,9 @@ fn the_population_is_the_one_registered_on_the_as_of_date() {
             // Moved after the date: still at the first practice then.
             (7, "PCN1-GP", "2020-01-01", Some("2025-06-30")),
             (7, "PCN2-GP", "2025-07-01", None),
-            // Person 6 has no registration at all.
+            // Person 6 has no registration but one that ends before it
+            // starts, which no date can use (said, as a warning).
+            (6, "PCN1-GP", "2020-01-01", Some("2019-12-31")),
         ])],
     );
     let rules = tmp.path().join("rules.toml");
@@ -113,6 +115,11 @@ rank = ["ae_12m desc"]
     let out = tmp.path().join("out");
     let o = run_rules(&rules, &data, &out, AS_OF);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("registrations skipped") && stderr(&o).contains("end_before_start=1"),
+        "{}",
+        stderr(&o)
+    );
     let p = read_parquet(&out.join("patients.parquet"));
     let alive = p.column_by_name("alive").unwrap().as_boolean();
     let alive: Vec<bool> = (0..alive.len()).map(|r| alive.value(r)).collect();

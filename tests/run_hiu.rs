@@ -509,7 +509,7 @@ fn a_cohort_for_a_pcn_nobody_is_registered_to_is_refused() {
     let o = run_rules(&rules, &data, &out, AS_OF);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("0 (no limit) or more"),
+        stderr(&o).contains("from 0 (no limit) to 4294967295, not -1"),
         "{}",
         stderr(&o)
     );

@@ -80,6 +80,19 @@ impl Registrations {
         if groups.iter().all(|g| g.rows.is_empty()) {
             return Err(unusable(&table, population, &groups));
         }
+        // Not every row need be usable (a person who has left the
+        // population is not in it), but rows that no date can use for a
+        // fault of their own are said, not passed over.
+        let [_, no_practice, no_start, backwards] = dropped(&groups);
+        if no_practice + no_start + backwards > 0 {
+            tracing::warn!(
+                table = %table.location.display(),
+                no_practice_code = no_practice,
+                no_start_date = no_start,
+                end_before_start = backwards,
+                "registrations skipped: no one is registered by them on any date"
+            );
+        }
         // Numbered in code order; each row group's own numbers are then
         // mapped to these.
         let mut practices: Vec<String> = groups.iter().flat_map(|g| g.codes.clone()).collect();
@@ -310,8 +323,9 @@ struct GroupRows {
     rows: Vec<Row>,
     codes: Vec<String>,
     /// Rows of a person not in the population (or with a null id),
-    /// without a practice code, and without a start date.
-    dropped: [u64; 3],
+    /// without a practice code, without a start date, and ending before
+    /// they start (never open on any date).
+    dropped: [u64; 4],
 }
 
 /// The PCN of each of `practices` (numbered by `number`), as the
@@ -370,18 +384,23 @@ fn one_pcn_each(population: &Population) -> Result<Vec<(&str, &str)>> {
     ))
 }
 
+/// The rows of `groups` not used, by why (as [`GroupRows::dropped`]).
+fn dropped(groups: &[GroupRows]) -> [u64; 4] {
+    groups.iter().fold([0; 4], |mut sum, g| {
+        for (s, d) in sum.iter_mut().zip(g.dropped) {
+            *s += d;
+        }
+        sum
+    })
+}
+
 /// The error for a registrations table with no usable row. Such a table
 /// registers nobody, so every list would be empty and, published, would
 /// replace the last good ones: an extract that lost its rows, or one from
 /// another population (pseudonymised with another key), is stopped here.
 fn unusable(table: &Table, population: &Population, groups: &[GroupRows]) -> Error {
-    let [unknown, no_practice, no_start] = groups.iter().fold([0u64; 3], |mut sum, g| {
-        for (s, d) in sum.iter_mut().zip(g.dropped) {
-            *s += d;
-        }
-        sum
-    });
-    let rows = unknown + no_practice + no_start;
+    let [unknown, no_practice, no_start, backwards] = dropped(groups);
+    let rows = unknown + no_practice + no_start + backwards;
     let why = if rows == 0 {
         "it has no rows".to_string()
     } else {
@@ -395,6 +414,7 @@ fn unusable(table: &Table, population: &Population, groups: &[GroupRows]) -> Err
             ),
             (no_practice, "no practice code".to_string()),
             (no_start, "no start date".to_string()),
+            (backwards, "an end before its start".to_string()),
         ]
         .into_iter()
         .filter(|(n, _)| *n > 0)
@@ -413,8 +433,8 @@ fn unusable(table: &Table, population: &Population, groups: &[GroupRows]) -> Err
             "export the registrations with the population table they belong to (the same person ids)",
         );
     }
-    if no_practice + no_start > 0 {
-        help.push("give every registration its practice_code and start_date");
+    if no_practice + no_start + backwards > 0 {
+        help.push("give every registration its practice_code and start_date, and an end_date (if any) on or after it");
     }
     if help.is_empty() {
         help.push("export the registrations again");
@@ -441,7 +461,7 @@ fn read_group(
     let mut out = GroupRows {
         rows: Vec::new(),
         codes: Vec::new(),
-        dropped: [0; 3],
+        dropped: [0; 4],
     };
     let mut number: HashMap<String, u32> = HashMap::new();
     let mut code_of = |code: &str, codes: &mut Vec<String>| -> u32 {
@@ -502,6 +522,10 @@ fn read_group(
                 continue;
             }
             let to = (!end.is_null(row)).then(|| end.value(row));
+            if to.is_some_and(|to| to < start.value(row)) {
+                out.dropped[3] += 1;
+                continue;
+            }
             out.rows.push((p, start.value(row), to, code));
         }
         if first_only && !out.rows.is_empty() {

@@ -34,7 +34,14 @@ pub struct Delivered {
     pub without_pcn: BTreeMap<String, u64>,
 }
 
-pub fn write(results: &Results, dir: &Path, info: &super::RunInfo) -> Result<Delivered> {
+/// Writes each PCN's folder of lists under `dir` (in the staging folder);
+/// `shown` is where `dir` will be once the run is published, for errors.
+pub fn write(
+    results: &Results,
+    dir: &Path,
+    shown: &Path,
+    info: &super::RunInfo,
+) -> Result<Delivered> {
     let model = results.plan.model;
     let population = &results.plan.population;
     let pcn = TextColumn::new(population.column("pcn_code"));
@@ -194,7 +201,9 @@ pub fn write(results: &Results, dir: &Path, info: &super::RunInfo) -> Result<Del
             as_of: results.plan.as_of,
             models: model_list(model),
         };
-        packs::write(&folder.join(format!("{code}.xlsx")), &cover, &sheets)
+        let file = format!("{code}.xlsx");
+        let named = shown.join(code).join(&file);
+        packs::write(&folder.join(&file), &named, &cover, &sheets)
     })?;
     Ok(delivered)
 }

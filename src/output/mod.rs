@@ -115,7 +115,8 @@ pub fn write(
             },
             || -> Result<_> {
                 let started = Instant::now();
-                let delivered = extracts::write(results, &staging.dir.join("pcn"), info)?;
+                let delivered =
+                    extracts::write(results, &staging.dir.join("pcn"), &out.join("pcn"), info)?;
                 write_rejects(results, &staging.dir.join("rejects"))?;
                 Ok((delivered, started.elapsed()))
             },

@@ -43,9 +43,12 @@ pub struct Sheet<'a> {
 
 /// Builds the workbook in memory, then writes it: a full disk then fails
 /// one plain write with the system's error, not the zip writer half-way.
-pub fn write(path: &Path, cover: &Cover, sheets: &[Sheet]) -> Result<()> {
+/// `named` is how an error names it: where it would have been in the
+/// output folder (`path` is in the staging folder, gone once the run
+/// fails).
+pub fn write(path: &Path, named: &Path, cover: &Cover, sheets: &[Sheet]) -> Result<()> {
     let bytes = build(cover, sheets).map_err(|e| {
-        Error::data(path, format!("cannot build the workbook: {e}")).with_help(
+        Error::data(named, format!("cannot build the workbook: {e}")).with_help(
             "a value may exceed what Excel holds (32,767 characters a cell, 1,048,576 rows a sheet): list fewer or shorter columns",
         )
     })?;
