@@ -268,22 +268,25 @@ fn a_registrations_table_with_no_usable_row_is_an_error_and_loses_nothing() {
     }
 
     let evaluation = tmp.path().join("evaluation");
-    let o = strata(&[
-        "evaluate",
-        "--rules",
-        "core",
-        "--rules",
-        "models/outcomes.toml",
-        "--data",
-        data.to_str().unwrap(),
-        "--as-of",
-        AS_OF,
-        "--outcome",
-        "emergency_admission_365d",
-        "--out",
-        evaluation.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let evaluate = || {
+        strata(&[
+            "evaluate",
+            "--rules",
+            "core",
+            "--rules",
+            "models/outcomes.toml",
+            "--data",
+            data.to_str().unwrap(),
+            "--as-of",
+            AS_OF,
+            "--outcome",
+            "emergency_admission_365d",
+            "--out",
+            evaluation.to_str().unwrap(),
+            "--quiet",
+        ])
+    };
+    let o = evaluate();
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("no usable registration"), "{err}");
@@ -319,22 +322,7 @@ fn a_registrations_table_with_no_usable_row_is_an_error_and_loses_nothing() {
 
     // An evaluation from such a date has no one to follow; it had panicked
     // grouping them by practice.
-    let o = strata(&[
-        "evaluate",
-        "--rules",
-        "core",
-        "--rules",
-        "models/outcomes.toml",
-        "--data",
-        data.to_str().unwrap(),
-        "--as-of",
-        AS_OF,
-        "--outcome",
-        "emergency_admission_365d",
-        "--out",
-        evaluation.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let o = evaluate();
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 

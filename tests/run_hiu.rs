@@ -396,20 +396,8 @@ fn an_event_dated_after_today_is_not_taken_as_the_as_of_date() {
             &["I509"],
         )])],
     );
-    let args = |extra: &[&str]| {
-        let mut a = vec![
-            "run",
-            "--rules",
-            "models/hiu.toml",
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ];
-        a.extend_from_slice(extra);
-        a.into_iter().map(String::from).collect::<Vec<_>>()
-    };
-    let refused = strata(&args(&[]).iter().map(String::as_str).collect::<Vec<_>>());
+    let hiu = repo_path("models/hiu.toml");
+    let refused = run_printed(&hiu, &data, &out, &[]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     let err = stderr(&refused);
     assert!(
@@ -420,8 +408,7 @@ fn an_event_dated_after_today_is_not_taken_as_the_as_of_date() {
     );
     assert!(!out.exists(), "nothing written");
     // Given an as-of date, the run counts the row as after it.
-    let given = args(&["--as-of", "2025-03-31"]);
-    let o = strata(&given.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = run_printed(&hiu, &data, &out, &["--as-of", "2025-03-31"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let m: serde_json::Value = manifest(&out);
     assert_eq!(m["rejected"]["admissions"]["after_as_of"], 1);
