@@ -866,18 +866,6 @@ fn run_model(
     for (stage, took) in &results.timings {
         tracing::info!(stage, seconds = took.as_secs_f64(), "stage done");
     }
-    // Every list empty and every count nought would replace a good run's
-    // output without a word: the data, or the date, is wrong.
-    if results.alive.true_count() == 0 {
-        return Err(Error::data(
-            &results.plan.population.table.location,
-            format!(
-                "no one in the population is alive and registered on the as-of date {}",
-                results.plan.as_of
-            ),
-        )
-        .with_help("check --as-of against the extract's dates, and the registrations table's start and end dates if there is one"));
-    }
     let info = output::RunInfo {
         data: &args.data,
         threads,

@@ -597,6 +597,25 @@ fn odd_but_valid_data_runs() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("no one in the population is alive"));
     assert_eq!(std::fs::read(out.join("manifest.json")).unwrap(), before);
+    // With someone born before it, that date (before Excel's first) runs,
+    // and every output is written.
+    let people = vec![
+        person(IDS[0], "1899-06-01", "P1"),
+        person(IDS[1], BIRTHS[1], "P1"),
+        person(IDS[2], BIRTHS[2], "P2"),
+    ];
+    write_parquet(&data.join("patients.parquet"), &[patients_batch(&people)]);
+    let o = run(&rules, &data, &out, &["--as-of", "1900-01-01"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.join("pcn/P1/P1.xlsx").exists());
+    write_parquet(
+        &data.join("patients.parquet"),
+        &[patients_batch(&[
+            person(IDS[0], BIRTHS[0], "P1"),
+            person(IDS[1], BIRTHS[1], "P1"),
+            person(IDS[2], BIRTHS[2], "P2"),
+        ])],
+    );
     // An event table with no rows: every count from it is 0, and the run
     // says so rather than pass it by.
     write_parquet(&data.join("ae_attendances.parquet"), &[ae_batch(&[])]);

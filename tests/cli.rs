@@ -493,6 +493,12 @@ fn check_with_data_refuses_pcn_codes_a_run_cannot_name_folders_by() {
         ]);
         assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
         assert!(stderr(&o).contains(says), "{}", stderr(&o));
+        // A code on one row is not shown (it may be one person's value in
+        // the wrong column): its row is.
+        assert!(stderr(&o).contains("the first on row"), "{}", stderr(&o));
+        for code in pcns {
+            assert!(!stderr(&o).contains(&format!("`{code}`")), "{}", stderr(&o));
+        }
     }
 }
 

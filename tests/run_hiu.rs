@@ -412,6 +412,17 @@ fn an_event_dated_after_today_is_not_taken_as_the_as_of_date() {
     assert!(o.status.success(), "{}", stderr(&o));
     let m: serde_json::Value = manifest(&out);
     assert_eq!(m["rejected"]["admissions"]["after_as_of"], 1);
+    // A date the source declares a placeholder is no event's: the as-of
+    // date is inferred from the others.
+    let declared = tmp.path().join("hiu.toml");
+    let text = std::fs::read_to_string(&hiu).unwrap();
+    let from = "date = \"admission_date\"\n";
+    assert!(text.contains(from));
+    let text = text.replacen(from, &format!("{from}missing_dates = [9999-12-31]\n"), 1);
+    std::fs::write(&declared, text).unwrap();
+    let o = run_printed(&declared, &data, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(manifest(&out)["as_of"], "2025-04-01");
 }
 
 /// A rule file that runs the HIU model plus one cohort with delivery options.

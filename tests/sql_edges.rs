@@ -459,7 +459,7 @@ fn sex_values_outside_the_contract_are_refused() {
         &data.join("admissions.parquet"),
         &[admissions_batch(&[(1, "2020-01-01", "elective", &[])])],
     );
-    let people: Vec<Person> = (1..=3).map(|i| person(i, "1980-01-01", "U1")).collect();
+    let people: Vec<Person> = (1..=12).map(|i| person(i, "1980-01-01", "U1")).collect();
     let patients = patients_batch(&people);
     let with_sex = |values: Vec<String>| {
         let sexes: arrow_array::ArrayRef = Arc::new(StringArray::from(values));
@@ -469,7 +469,10 @@ fn sex_values_outside_the_contract_are_refused() {
         );
     };
     // F, M and U, and empty for unknown, are the contract's.
-    with_sex(vec!["F".into(), "U".into(), String::new()]);
+    let sexes = |values: &[&str]| values.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+    with_sex(sexes(&[
+        "F", "U", "", "M", "F", "F", "M", "U", "F", "M", "F", "F",
+    ]));
     let o = run_printed(
         &repo_path("models/hiu.toml"),
         data,
@@ -477,8 +480,12 @@ fn sex_values_outside_the_contract_are_refused() {
         &["--as-of", AS_OF],
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    // A few other values are named: a sex column's categories.
-    with_sex(vec!["F".into(), "female".into(), "2".into()]);
+    // A value many rows hold is named (a sex column's own category); one
+    // on a few rows is not (it may be one person's: an id in the wrong
+    // column), only the first row holding it.
+    let mut values = vec!["female"; 8];
+    values.extend(["F", "F", "9434765919", "U"]);
+    with_sex(sexes(&values));
     let o = run_printed(
         &repo_path("models/hiu.toml"),
         data,
@@ -490,7 +497,9 @@ fn sex_values_outside_the_contract_are_refused() {
     assert!(
         err.contains("patients.parquet")
             && err.contains("sex column `sex`")
-            && err.contains("`2`, `female`")
+            && err.contains("`female`")
+            && err.contains("a value on fewer than 8 rows each, the first on row 11")
+            && !err.contains("9434765919")
             && !err.contains("`F`"),
         "{err}"
     );

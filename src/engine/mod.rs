@@ -176,6 +176,33 @@ pub fn run_traced<'m>(
     run_with(model, data, as_of, progress, person, None)
 }
 
+/// Who in `population` is alive on `as_of` (registered or not).
+pub(crate) fn alive_on(population: &crate::input::Population, as_of: NaiveDate) -> BooleanArray {
+    cohorts::alive(
+        population.column("birth_date"),
+        population.column("date_of_death"),
+        dates::to_day(as_of),
+    )
+}
+
+/// Refuses a run with no one alive (and registered) on its as-of date:
+/// every list empty and every count nought would replace a good run's
+/// output without a word, and the data, or the date, is wrong.
+pub fn someone_alive(
+    alive: &BooleanArray,
+    population: &crate::input::Population,
+    as_of: NaiveDate,
+) -> Result<()> {
+    if alive.true_count() > 0 {
+        return Ok(());
+    }
+    Err(crate::error::Error::data(
+        &population.table.location,
+        format!("no one in the population is alive and registered on the as-of date {as_of}"),
+    )
+    .with_help("check --as-of against the extract's dates, and the registrations table's start and end dates if there is one"))
+}
+
 fn run_with<'m>(
     model: &'m Model,
     data: &Path,
@@ -190,6 +217,16 @@ fn run_with<'m>(
     let mut plan = plan::plan(model, data, as_of)?;
     plan.share_alike(|a| vec![(a.after, a.until)]);
     let registered = registrations::apply(&mut plan.population, data, dates::to_day(plan.as_of))?;
+    // Before the scan: who is alive and registered depends on nothing it
+    // reads.
+    someone_alive(
+        &registrations::registered_only(
+            alive_on(&plan.population, plan.as_of),
+            registered.as_ref(),
+        )?,
+        &plan.population,
+        plan.as_of,
+    )?;
     if let Some(s) = spinner {
         s.finish_and_clear();
     }
@@ -509,12 +546,7 @@ fn person_level(
     timings.push(("derive features", started.elapsed()));
 
     let started = Instant::now();
-    let alive = cohorts::alive(
-        population.column("birth_date"),
-        population.column("date_of_death"),
-        dates::to_day(plan.as_of),
-    );
-    let alive = registrations::registered_only(alive, registered)?;
+    let alive = registrations::registered_only(alive_on(population, plan.as_of), registered)?;
     // Members are people in the population whom the purpose lets a list hold.
     let eligible = arrow_arith::boolean::and_not(&alive, &opt_outs.withheld_from_lists)
         .map_err(|e| crate::error::Error::Internal(format!("applying opt-outs: {e}")))?;

@@ -356,7 +356,9 @@ pub fn plan_needed<'m>(
     let (as_of, as_of_inferred) = match as_of_given {
         Some(d) => (d, false),
         None => {
-            let tables = sources.iter().map(|s| (&s.table, s.date_column.as_str()));
+            let tables = sources
+                .iter()
+                .map(|s| (&s.table, s.date_column.as_str(), &s.missing_dates[..]));
             let today = chrono::Local::now().date_naive();
             (table::inferred_as_of(tables, &model.path, today)?, true)
         }

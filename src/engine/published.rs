@@ -20,7 +20,7 @@ use chrono::NaiveDate;
 
 use crate::dates;
 use crate::engine::plan::{FeaturePlan, Plan};
-use crate::engine::{CohortResult, Results, cohorts, opt_outs};
+use crate::engine::{CohortResult, Results, opt_outs};
 use crate::error::{Error, Result};
 use crate::input::Population;
 use crate::input::population::Person;
@@ -45,12 +45,11 @@ pub fn results<'m>(
     computed.check_names(model)?;
     let typed = computed.typed(model, &attribute_types, as_of)?;
     let place = computed.place(&population)?;
-    let alive = cohorts::alive(
-        population.column("birth_date"),
-        population.column("date_of_death"),
-        dates::to_day(as_of),
-    );
-    let alive = super::registrations::registered_only(alive, registered.as_ref())?;
+    let alive = super::registrations::registered_only(
+        super::alive_on(&population, as_of),
+        registered.as_ref(),
+    )?;
+    super::someone_alive(&alive, &population, as_of)?;
     let (purpose, purpose_from) = model.purpose();
     let opt_outs = opt_outs::OptOuts::new(&population, purpose, purpose_from)?;
     computed.check_people(&place, &alive, &opt_outs, as_of)?;

@@ -843,13 +843,18 @@ impl Population {
                 (order, PersonIndex::Str(map))
             }
         };
-        check_opt_outs(&all, &wanted, &table, &groups, &starts)?;
+        let rows = Rows {
+            table: &table,
+            groups: &groups,
+            starts: &starts,
+        };
+        check_opt_outs(&all, &wanted, &rows)?;
         // Before the rows are put in order: text is still dictionaries
         // where the file stores it so, each value looked at once.
         for (i, (internal, column)) in wanted.iter().enumerate() {
             match *internal {
-                "pcn_code" => check_pcn_codes(all.column(i), &table.location)?,
-                "sex" => check_sex(all.column(i), column, &table.location)?,
+                "pcn_code" => check_pcn_codes(all.column(i), &rows)?,
+                "sex" => check_sex(all.column(i), column, &rows)?,
                 _ => {}
             }
         }
@@ -968,34 +973,153 @@ pub fn is_plain_code(code: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-'))
 }
 
+/// Where the rows of the population table, joined in file order, come
+/// from: for naming a row in an error.
+struct Rows<'a> {
+    table: &'a Table,
+    groups: &'a [table::RowGroup],
+    /// Where each row group starts among all rows.
+    starts: &'a [u64],
+}
+
+impl Rows<'_> {
+    /// Row `r`'s file, and its row there (counted from 1).
+    fn at(&self, r: usize) -> (&Path, u64) {
+        // The row group holding row r, and where its file starts.
+        let g = self.starts.partition_point(|&s| s <= r as u64) - 1;
+        let part = self.groups[g].part;
+        let first = self
+            .groups
+            .iter()
+            .position(|h| h.part == part)
+            .expect("its own");
+        (
+            &self.table.parts[part].path,
+            r as u64 - self.starts[first] + 1,
+        )
+    }
+}
+
+/// Rows a value must be on to be named in an error. A value on fewer may
+/// be one person's: another column's (an id, a date) in the wrong place.
+const NAMED_FROM_ROWS: u64 = 8;
+
+/// The rows holding each text value of `column`.
+fn value_counts(column: &ArrayRef) -> std::collections::BTreeMap<&str, u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    match TextColumn::new(column) {
+        TextColumn::Dictionary(d) => {
+            let mut by_key = vec![0u64; d.values().len()];
+            for k in d.keys().iter().flatten() {
+                by_key[k as usize] += 1;
+            }
+            for (k, n) in by_key.into_iter().enumerate() {
+                if n > 0 && d.values().is_valid(k) {
+                    *counts.entry(d.values().value(k)).or_insert(0) += n;
+                }
+            }
+        }
+        TextColumn::Plain(a) => {
+            let mut hashed: foldhash::HashMap<&str, u64> = Default::default();
+            for v in a.iter().flatten() {
+                *hashed.entry(v).or_insert(0) += 1;
+            }
+            counts.extend(hashed);
+        }
+    }
+    counts
+}
+
+/// The error for the values of `column` that `bad` says are bad (none:
+/// `None`): those on [`NAMED_FROM_ROWS`] rows or more by their text, the
+/// others by the first row holding one, in its file.
+fn bad_values(
+    column: &ArrayRef,
+    counts: &std::collections::BTreeMap<&str, u64>,
+    bad: impl Fn(&str) -> bool,
+    rows: &Rows,
+    what: &str,
+) -> Option<Error> {
+    let (named, hidden): (Vec<_>, Vec<_>) = counts
+        .iter()
+        .map(|(&v, &n)| (v, n))
+        .filter(|(v, _)| bad(v))
+        .partition(|(_, n)| *n >= NAMED_FROM_ROWS);
+    if named.is_empty() && hidden.is_empty() {
+        return None;
+    }
+    let mut told: Vec<String> = named.iter().map(|(v, _)| format!("`{v}`")).collect();
+    let mut file = rows.table.location.as_path();
+    if !hidden.is_empty() {
+        let text = TextColumn::new(column);
+        let first = (0..column.len())
+            .find(|&r| {
+                text.get(r)
+                    .is_some_and(|v| hidden.iter().any(|(h, _)| *h == v))
+            })
+            .expect("a counted value is on a row");
+        let (path, row) = rows.at(first);
+        file = path;
+        told.push(format!(
+            "{} on fewer than {NAMED_FROM_ROWS} rows each, the first on row {row} (not shown: it may be one person's)",
+            match hidden.len() {
+                1 => "a value".to_string(),
+                n => format!("{n} values"),
+            }
+        ));
+    }
+    Some(Error::data(file, format!("{what}: {}", told.join(", "))))
+}
+
 /// Refuses PCN codes that cannot name a PCN's folder of lists, or that
 /// differ only in case (on Windows, macOS and most shares `U1` and `u1`
 /// are one folder, which would hold two PCNs' lists): read with the
 /// population, so a run stops before its scan, and `strata check --data`
 /// says so, rather than after hours.
-fn check_pcn_codes(column: &ArrayRef, location: &Path) -> Result<()> {
-    let mut pcns: Vec<&str> = TextColumn::new(column).distinct().into_iter().collect();
-    pcns.retain(|c| !c.is_empty());
-    // Case-insensitive order puts codes that differ only in case side by side.
-    pcns.sort_by_cached_key(|c| c.to_ascii_uppercase());
-    if let Some(bad) = pcns.iter().find(|c| !is_plain_code(c)) {
-        return Err(Error::data(
-            location,
-            format!("pcn_code `{bad}` cannot be used as a folder name"),
-        )
-        .with_help(
+fn check_pcn_codes(column: &ArrayRef, rows: &Rows) -> Result<()> {
+    let counts = value_counts(column);
+    let not_plain = |c: &str| !c.is_empty() && !is_plain_code(c);
+    if let Some(e) = bad_values(
+        column,
+        &counts,
+        not_plain,
+        rows,
+        "pcn_code values that cannot be used as a folder name",
+    ) {
+        return Err(e.with_help(
             "PCN codes must be letters, digits, `_` or `-`, starting with a letter or digit (ODS codes are)",
         ));
     }
+    // Case-insensitive order puts codes that differ only in case side by side.
+    let mut pcns: Vec<&str> = counts.keys().copied().filter(|c| !c.is_empty()).collect();
+    pcns.sort_by_cached_key(|c| c.to_ascii_uppercase());
     if let Some(pair) = pcns.windows(2).find(|p| p[0].eq_ignore_ascii_case(p[1])) {
-        return Err(Error::data(
-            location,
-            format!(
-                "pcn_codes `{}` and `{}` differ only in case, so their folders could mix",
-                pair[0], pair[1]
+        let both = pair.iter().all(|c| counts[c] >= NAMED_FROM_ROWS);
+        let mut e = match both {
+            true => Error::data(
+                &rows.table.location,
+                format!(
+                    "pcn_codes `{}` and `{}` differ only in case, so their folders could mix",
+                    pair[0], pair[1]
+                ),
             ),
-        )
-        .with_help("make PCN codes consistent in case (ODS codes are upper case)"));
+            false => {
+                let bad = *pair
+                    .iter()
+                    .find(|c| counts[*c] < NAMED_FROM_ROWS)
+                    .expect("one is rare");
+                bad_values(
+                    column,
+                    &counts,
+                    |c| c == bad,
+                    rows,
+                    "two pcn_codes differ only in case, so their folders could mix",
+                )
+                .expect("it is on a row")
+            }
+        };
+        e = e.with_help("make PCN codes consistent in case (ODS codes are upper case)");
+        return Err(e);
     }
     Ok(())
 }
@@ -1005,34 +1129,16 @@ pub const SEXES: [&str; 3] = ["F", "M", "U"];
 
 /// Refuses a sex column with values other than `F`, `M` and `U`: the rules
 /// compare with those (`sex = 'F'`), so `female` or `2` would silently
-/// read as neither. The values are named where the column holds a few (a
-/// sex column's categories), not where it holds many (another column
-/// mapped by mistake, whose values may identify people).
-fn check_sex(column: &ArrayRef, name: &str, location: &Path) -> Result<()> {
-    let values = TextColumn::new(column).distinct();
-    let bad: Vec<&str> = values
-        .iter()
-        .copied()
-        .filter(|v| !v.is_empty() && !SEXES.contains(v))
-        .collect();
-    if bad.is_empty() {
-        return Ok(());
+/// read as neither. A value is named only where many rows hold it (see
+/// [`NAMED_FROM_ROWS`]).
+fn check_sex(column: &ArrayRef, name: &str, rows: &Rows) -> Result<()> {
+    let counts = value_counts(column);
+    let other = |v: &str| !v.is_empty() && !SEXES.contains(&v);
+    let what = format!("the sex column `{name}` holds values other than F, M and U");
+    match bad_values(column, &counts, other, rows, &what) {
+        Some(e) => Err(e.with_help("map them to F, M or U (U for unknown; NHS sex codes 1, 2 and 9 are M, F and U), or leave unknown ones empty")),
+        None => Ok(()),
     }
-    let which = match values.len() {
-        ..=10 => format!(
-            ": {}",
-            bad.iter()
-                .map(|v| format!("`{v}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-        n => format!(" ({n} distinct values, not shown: is the right column mapped?)"),
-    };
-    Err(Error::data(
-        location,
-        format!("the sex column `{name}` holds values other than F, M and U{which}"),
-    )
-    .with_help("map them to F, M or U (U for unknown; NHS sex codes 1, 2 and 9 are M, F and U), or leave unknown ones empty"))
 }
 
 /// A flag column as true/false: booleans as they are, whole numbers 1 and 0,
@@ -1114,10 +1220,13 @@ fn flags(array: &ArrayRef, role: &str) -> std::result::Result<BooleanArray, Flag
             .enumerate()
             .map(|(row, v)| {
                 let text = crate::rules::codelist::trim_code(v.unwrap_or(""));
-                let flag = match text.to_ascii_lowercase().as_str() {
-                    "" | "n" | "no" | "false" | "0" => Some(false),
-                    "y" | "yes" | "true" | "1" => Some(true),
-                    _ => None,
+                let is = |words: &[&str]| words.iter().any(|w| text.eq_ignore_ascii_case(w));
+                let flag = if is(&["", "n", "no", "false", "0"]) {
+                    Some(false)
+                } else if is(&["y", "yes", "true", "1"]) {
+                    Some(true)
+                } else {
+                    None
                 };
                 each(flag, row).map(Some)
             })
@@ -1131,13 +1240,7 @@ fn flags(array: &ArrayRef, role: &str) -> std::result::Result<BooleanArray, Flag
 /// Refuses an opt-out column that is not yes or no on every row, naming
 /// the file, the column and the row (within its file, counted from 1), as
 /// read before the rows are put in id order.
-fn check_opt_outs(
-    all: &RecordBatch,
-    wanted: &[(&str, &str)],
-    table: &Table,
-    groups: &[table::RowGroup],
-    starts: &[u64],
-) -> Result<()> {
+fn check_opt_outs(all: &RecordBatch, wanted: &[(&str, &str)], rows: &Rows) -> Result<()> {
     for (i, (internal, column)) in wanted.iter().enumerate() {
         let Some((_, role)) = OPT_OUTS.iter().find(|(name, _)| name == internal) else {
             continue;
@@ -1145,20 +1248,16 @@ fn check_opt_outs(
         match flags(all.column(i), role) {
             Ok(_) => {}
             Err(FlagProblem::Row(r)) => {
-                // The row group holding row r, and where its file starts.
-                let g = starts.partition_point(|&s| s <= r as u64) - 1;
-                let part = groups[g].part;
-                let first = groups.iter().position(|h| h.part == part).expect("its own");
-                let row = r as u64 - starts[first] + 1;
+                let (path, row) = rows.at(r);
                 return Err(Error::data(
-                    &table.parts[part].path,
+                    path,
                     format!(
                         "the {role} column `{column}` holds a value on row {row} that is neither yes nor no (the value is not shown: it may be another column's, such as a person id)"
                     ),
                 )
                 .with_help(FLAG_HELP));
             }
-            Err(problem) => return Err(problem.error(&table.location)),
+            Err(problem) => return Err(problem.error(&rows.table.location)),
         }
     }
     Ok(())

@@ -58,19 +58,22 @@ pub struct RowGroup {
 }
 
 /// The as-of date a run takes when none is given: the latest date among
-/// `tables`' date columns, where the extract ends. Refused where that is
-/// not a real date or is after `today`, naming the table: one mistyped
-/// year (9999) would otherwise become the as-of date and make every age
-/// and every window wrong without a word. `rules` names the rule files for
-/// a folder that holds no dated event.
+/// `tables`' date columns (each with the placeholder dates its source
+/// declares missing, which are no event's), where the extract ends.
+/// Refused where that is not a real date or is after `today` (with a day
+/// of slack: an extract made just after midnight in summer time, on a
+/// machine that keeps UTC, holds events of its "tomorrow"), naming the
+/// table: one mistyped year (9999) would otherwise become the as-of date
+/// and make every age and every window wrong without a word. `rules`
+/// names the rule files for a folder that holds no dated event.
 pub fn inferred_as_of<'t>(
-    tables: impl IntoIterator<Item = (&'t Table, &'t str)>,
+    tables: impl IntoIterator<Item = (&'t Table, &'t str, &'t [Day])>,
     rules: &Path,
     today: chrono::NaiveDate,
 ) -> Result<chrono::NaiveDate> {
-    let mut latest: Option<(crate::dates::Day, &Table)> = None;
-    for (table, column) in tables {
-        if let Some(d) = table.max_date(column)?
+    let mut latest: Option<(Day, &Table)> = None;
+    for (table, column, missing) in tables {
+        if let Some(d) = table.max_date_except(column, missing)?
             && latest.is_none_or(|(l, _)| d > l)
         {
             latest = Some((d, table));
@@ -90,12 +93,12 @@ pub fn inferred_as_of<'t>(
         ))
         .with_help("fix the corrupt dates, or give --as-of YYYY-MM-DD"));
     };
-    if date > today {
+    if date > today + chrono::Days::new(1) {
         return Err(Error::usage(format!(
             "cannot infer the as-of date: the latest event date in {} is {date}, after today ({today})",
             table.location.display()
         ))
-        .with_help("give --as-of YYYY-MM-DD (events after it are counted as `after_as_of` and left out), or fix the future-dated rows"));
+        .with_help("give --as-of YYYY-MM-DD (events after it are counted as `after_as_of` and left out); fix the future-dated rows, or, if their date is a placeholder, list it in the source's `missing_dates`"));
     }
     Ok(date)
 }
@@ -327,6 +330,12 @@ impl Table {
     /// The latest value of a date column, from row-group statistics where all
     /// row groups have them, else by reading the column.
     pub fn max_date(&self, column: &str) -> Result<Option<Day>> {
+        self.max_date_except(column, &[])
+    }
+
+    /// [`Table::max_date`] of the dates not in `missing`: from the
+    /// statistics where their latest is not one of those, else read.
+    pub fn max_date_except(&self, column: &str, missing: &[Day]) -> Result<Option<Day>> {
         let ty = self.column_type(column, "a date")?.clone();
         if ty == DataType::Date32 {
             let mut best: Option<Day> = None;
@@ -347,7 +356,7 @@ impl Table {
                     }
                 }
             }
-            if complete {
+            if complete && best.is_none_or(|b| !missing.contains(&b)) {
                 return Ok(best);
             }
         }
@@ -362,7 +371,15 @@ impl Table {
                     .with_help("the file may be corrupt or truncated; re-export it")
                 })?;
                 let dates = to_dates(batch.column(0), &self.parts[group.part].path, column)?;
-                if let Some(m) = arrow_arith::aggregate::max(&dates) {
+                let latest = match missing {
+                    [] => arrow_arith::aggregate::max(&dates),
+                    _ => dates
+                        .iter()
+                        .flatten()
+                        .filter(|d| !missing.contains(d))
+                        .max(),
+                };
+                if let Some(m) = latest {
                     best = Some(best.map_or(m, |b| b.max(m)));
                 }
             }

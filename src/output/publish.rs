@@ -46,11 +46,12 @@ pub enum Kind {
 
 impl Kind {
     /// The manifest's `kind`, as `strata diff` writes it; a run's manifest
-    /// has none.
-    fn of_manifest(manifest: &serde_json::Value) -> Kind {
-        match manifest.get("kind").and_then(|k| k.as_str()) {
-            Some("diff") => Kind::Diff,
-            _ => Kind::Run,
+    /// has none. A kind this build does not know is none of these.
+    fn of_manifest(manifest: &serde_json::Value) -> Option<Kind> {
+        match manifest.get("kind") {
+            None => Some(Kind::Run),
+            Some(kind) if kind.as_str() == Some("diff") => Some(Kind::Diff),
+            Some(_) => None,
         }
     }
 
@@ -415,7 +416,8 @@ fn clear_staging(target: &Path, parent: &Path, name: &str) {
 /// x/..` name a folder too, but the lock and staging folders go beside it,
 /// in its parent, under its name, and a folder is swapped by that name
 /// (taken as given, without the folder's real name, they had gone inside
-/// it, and the swap failed).
+/// it, and the swap failed). Such a path, or a symbolic link, is resolved
+/// (on Windows to a `\\?\` path, which then shows in messages).
 fn named(target: &Path) -> PathBuf {
     // As given: `Path` reads `out/.` as ending in `out`.
     let text = target.as_os_str().as_encoded_bytes();
@@ -423,7 +425,11 @@ fn named(target: &Path) -> PathBuf {
         .rsplit(|&b| b == b'/' || (cfg!(windows) && b == b'\\'))
         .next()
         .unwrap_or_default();
-    if target.file_name().is_some() && last != b"." {
+    // A symbolic link to the folder is the folder: replaced, and locked,
+    // where it is, as `link/.` would be (swapped by the link's own name,
+    // the link became a folder and the one it named kept the old output).
+    let link = std::fs::symlink_metadata(target).is_ok_and(|m| m.file_type().is_symlink());
+    if target.file_name().is_some() && last != b"." && !link {
         return target.to_path_buf();
     }
     target
@@ -473,7 +479,9 @@ fn held(dir: &Path) -> Held {
     let Some(manifest) = manifest else {
         return Held::Other;
     };
-    let kind = Kind::of_manifest(&manifest);
+    let Some(kind) = Kind::of_manifest(&manifest) else {
+        return Held::Other;
+    };
     if names.iter().all(|n| kind.entries().contains(&n.as_str())) {
         Held::Output(kind)
     } else {
@@ -652,12 +660,53 @@ mod tests {
         assert!(e.to_string().contains("holds a diff's output"), "{e}");
         assert!(check_target(&diff, Kind::Diff).is_ok());
         assert!(check_target(&run, Kind::Run).is_ok());
+        // A kind this build does not know is neither.
+        std::fs::write(
+            diff.join("manifest.json"),
+            format!("{{\"{MANIFEST_MARKER}\": \"x\", \"kind\": \"later\"}}"),
+        )
+        .unwrap();
+        for kind in [Kind::Run, Kind::Diff] {
+            assert!(check_target(&diff, kind).is_err());
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_to_the_output_replaces_the_folder_it_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().canonicalize().unwrap().join("real");
+        let staging = Staging::new(&real, Kind::Run).unwrap();
+        std::fs::write(staging.dir.join("manifest.json"), manifest("first")).unwrap();
+        staging.commit().unwrap();
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let lock = Lock::acquire(&link).unwrap();
+        // The same lock as the folder's own: a second run by either name
+        // is refused.
+        assert!(Lock::acquire(&real).is_err());
+        let staging = Staging::new(&link, Kind::Run).unwrap();
+        std::fs::write(staging.dir.join("manifest.json"), manifest("second")).unwrap();
+        staging.commit().unwrap();
+        drop(lock);
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            std::fs::read_to_string(real.join("manifest.json")).unwrap(),
+            manifest("second")
+        );
     }
 
     #[test]
     fn an_output_named_by_dot_or_dot_dot_is_replaced_beside_itself() {
         let tmp = tempfile::tempdir().unwrap();
-        let out = tmp.path().join("out");
+        // Resolved, as the paths under test will be (macOS's /var is a link).
+        let tmp_path = tmp.path().canonicalize().unwrap();
+        let out = tmp_path.join("out");
         let staging = Staging::new(&out, Kind::Run).unwrap();
         std::fs::write(staging.dir.join("manifest.json"), manifest("first")).unwrap();
         std::fs::create_dir(staging.dir.join("pcn")).unwrap();
@@ -667,7 +716,7 @@ mod tests {
         for given in [out.join("."), out.join("pcn").join("..")] {
             let lock = Lock::acquire(&given).unwrap();
             let staging = Staging::new(&given, Kind::Run).unwrap();
-            assert_eq!(staging.dir.parent(), Some(tmp.path()));
+            assert_eq!(staging.dir.parent(), Some(tmp_path.as_path()));
             std::fs::write(staging.dir.join("manifest.json"), manifest("again")).unwrap();
             std::fs::create_dir(staging.dir.join("pcn")).unwrap();
             staging.commit().unwrap();

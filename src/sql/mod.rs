@@ -79,9 +79,10 @@ pub fn compile(model: &Model, data: &Path, options: &Options) -> Result<Compiled
     let (as_of, as_of_inferred) = match options.as_of {
         Some(d) => (d, false),
         None => {
-            let tables = sources
-                .iter()
-                .map(|b| (&b.table, model.sources[b.index].date.as_str()));
+            let tables = sources.iter().map(|b| {
+                let source = &model.sources[b.index];
+                (&b.table, source.date.as_str(), &source.missing_dates[..])
+            });
             let today = chrono::Local::now().date_naive();
             (table::inferred_as_of(tables, &model.path, today)?, true)
         }
