@@ -523,6 +523,20 @@ fn members_on_no_pcn_list_are_told() {
 }
 
 #[test]
+fn data_that_is_a_file_is_told_as_such() {
+    let tmp = tempfile::tempdir().unwrap();
+    sample_fixture(tmp.path());
+    let file = tmp.path().join("patients.parquet");
+    let o = strata(&["check", "models/hiu.toml", "--data", file.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--data names a file, not the folder of tables"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn check_with_data_finds_missing_columns() {
     let tmp = tempfile::tempdir().unwrap();
     sample_fixture(tmp.path());

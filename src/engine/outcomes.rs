@@ -76,12 +76,7 @@ pub fn check_data_reaches(
     from: NaiveDate,
     end: NaiveDate,
 ) -> Result<()> {
-    if !data.is_dir() {
-        return Err(
-            Error::usage(format!("data folder {} not found", data.display()))
-                .with_help("give --data the folder that holds the extract's Parquet tables"),
-        );
-    }
+    crate::input::data_folder(data)?;
     let Some(latest) = latest_event(model, data)? else {
         return Err(Error::usage(format!(
             "the tables the rule files read in {} hold no dated events",

@@ -11,7 +11,7 @@ use std::path::Path;
 use chrono::NaiveDate;
 
 use crate::dates::{self, Day};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::input::Population;
 use crate::input::table::{self, Table};
 use crate::rules::check::{Type, Typed};
@@ -270,10 +270,7 @@ pub fn plan_needed<'m>(
     needed: Option<&[bool]>,
 ) -> Result<Plan<'m>> {
     let needed = |fi: usize| needed.is_none_or(|n| n[fi]);
-    if !data.is_dir() {
-        return Err(Error::data(data, "data folder not found")
-            .with_help("give the folder holding the Parquet tables with --data"));
-    }
+    crate::input::data_folder(data)?;
     let population = Population::load(data, &model.population)?;
     let attribute_types = Population::attribute_types(&model.population, &population.table)?;
 

@@ -15,6 +15,18 @@ pub use population::Population;
 /// The optional table of practice registrations (see
 /// `engine::registrations` and docs/data-contract.md).
 pub const REGISTRATIONS: &str = "registrations";
+
+/// Refuses a `--data` that is not a folder: missing, or a file (one table
+/// given where the folder of them is wanted).
+pub fn data_folder(data: &std::path::Path) -> crate::error::Result<()> {
+    let problem = match data.is_file() {
+        true => "--data names a file, not the folder of tables",
+        false if !data.is_dir() => "data folder not found",
+        false => return Ok(()),
+    };
+    Err(crate::error::Error::data(data, problem)
+        .with_help("give --data the folder that holds the extract's Parquet tables (NAME.parquet files or NAME/ folders of parts)"))
+}
 pub use table::Table;
 
 /// A row skipped for a problem in the data, and where it is, for

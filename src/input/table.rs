@@ -107,7 +107,20 @@ impl Table {
     /// Finds table `name` in `dir`; `Ok(None)` if neither form exists.
     pub fn find(dir: &Path, name: &str) -> Result<Option<Table>> {
         let file = dir.join(format!("{name}.parquet"));
-        let folder = dir.join(name);
+        // Spark writes `df.write.parquet(".../NAME.parquet")` as a folder
+        // of parts of that name: read as `NAME/` is.
+        let folder = match file.is_dir() {
+            true => file.clone(),
+            false => dir.join(name),
+        };
+        // Something there that is neither (a pipe, a device, a link to
+        // nothing) is not taken for an absent table.
+        for path in [&file, &folder] {
+            if std::fs::symlink_metadata(path).is_ok() && !path.is_file() && !path.is_dir() {
+                return Err(Error::data(path, format!("table `{name}` is neither a file nor a folder"))
+                    .with_help("put the table there as a Parquet file or a folder of Parquet parts, or remove what is there"));
+            }
+        }
         let (location, paths) = match (file.is_file(), folder.is_dir()) {
             (true, true) => {
                 return Err(Error::data(
@@ -120,7 +133,19 @@ impl Table {
                 .with_help("keep one of them"));
             }
             (true, false) => (file.clone(), vec![file]),
-            (false, true) => (folder.clone(), part_files(&folder)?),
+            (false, true) => match dir.join(name).is_dir() && folder == file {
+                true => {
+                    return Err(Error::data(
+                        &file,
+                        format!(
+                            "table `{name}` exists both as this folder and as the folder {}",
+                            dir.join(name).display()
+                        ),
+                    )
+                    .with_help("keep one of them"));
+                }
+                false => (folder.clone(), part_files(&folder)?),
+            },
             (false, false) => return Ok(None),
         };
         let mut parts = Vec::with_capacity(paths.len());
@@ -589,5 +614,47 @@ mod tests {
         assert_eq!(table.max_date("day").unwrap(), Some(50));
         // Not a date column.
         assert_eq!(table.group_days(RowGroup { part: 0, index: 0 }, "s"), None);
+        assert_eq!(table.max_date_except("day", &[50]).unwrap(), Some(45));
+    }
+
+    fn write_part(path: &std::path::Path, values: &[i32]) {
+        let batch = RecordBatch::try_from_iter([(
+            "n",
+            Arc::new(Int32Array::from(values.to_vec())) as ArrayRef,
+        )])
+        .unwrap();
+        let mut writer =
+            ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), None)
+                .unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    }
+
+    #[test]
+    fn a_table_is_a_file_a_folder_or_a_folder_named_as_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // As Spark writes `df.write.parquet("t.parquet")`.
+        let spark = dir.path().join("t.parquet");
+        std::fs::create_dir(&spark).unwrap();
+        write_part(&spark.join("part-00000-a.snappy.parquet"), &[1, 2]);
+        write_part(&spark.join("part-00001-a.snappy.parquet"), &[3]);
+        std::fs::write(spark.join("_SUCCESS"), b"").unwrap();
+        let table = Table::find(dir.path(), "t").unwrap().unwrap();
+        assert_eq!(table.parts.len(), 2);
+        assert_eq!(table.location, spark);
+        // With a `t/` folder as well, which one is meant is not guessed.
+        std::fs::create_dir(dir.path().join("t")).unwrap();
+        let e = Table::find(dir.path(), "t").err().unwrap().to_string();
+        assert!(e.contains("both as this folder and as the folder"), "{e}");
+        // A pipe where a table would be is not an absent table.
+        #[cfg(unix)]
+        {
+            let fifo = dir.path().join("p.parquet");
+            let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+            if made.is_ok_and(|s| s.success()) {
+                let e = Table::find(dir.path(), "p").err().unwrap().to_string();
+                assert!(e.contains("neither a file nor a folder"), "{e}");
+            }
+        }
     }
 }

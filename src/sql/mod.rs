@@ -160,11 +160,7 @@ pub fn compile(model: &Model, data: &Path, options: &Options) -> Result<Compiled
 }
 
 fn check_options(model: &Model, data: &Path, options: &Options) -> Result<()> {
-    if !data.is_dir() {
-        return Err(Error::data(data, "data folder not found").with_help(
-            "give a folder holding the tables (or a sample of them with the same columns) with --data",
-        ));
-    }
+    crate::input::data_folder(data)?;
     for (name, _) in &options.tables {
         let known = name == &model.population.table
             || name == crate::input::REGISTRATIONS
