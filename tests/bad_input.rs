@@ -631,6 +631,23 @@ fn odd_but_valid_data_runs() {
 #[test]
 fn rule_file_problems() {
     refused(
+        "an included file that is not there",
+        |_, _, rules| {
+            edit(
+                rules,
+                "[model]",
+                "include = [\"other/nope.toml\"]\n\n[model]",
+            )
+        },
+        &[],
+        &[
+            "@\"other/nope.toml\"",
+            "cannot read included rule file",
+            "nope.toml",
+            "relative to the file that names it",
+        ],
+    );
+    refused(
         "syntax error",
         |_, _, rules| edit(rules, "[params]", "[params"),
         &[],

@@ -673,8 +673,23 @@ fn load_with_includes(
     stack.push(canonical);
     let (own, includes) = read::load_one(path, overrides)?;
     let mut model: Option<Model> = None;
-    for include in includes {
-        let next = load_with_includes(&include, overrides, stack)?;
+    for (include, at) in includes {
+        // A file it names that cannot be read is told where it is named:
+        // its path is relative to this file, not to where strata runs.
+        let next = load_with_includes(&include, overrides, stack).map_err(|e| match e {
+            Error::Io {
+                path: p, source, ..
+            } if p == include => Error::rules(
+                path,
+                Some(at),
+                format!(
+                    "cannot read included rule file {}: {source}",
+                    include.display()
+                ),
+            )
+            .with_help("an `include` path is relative to the file that names it"),
+            other => other,
+        })?;
         model = Some(match model {
             None => next,
             Some(m) => merge::merge(m, next)?,

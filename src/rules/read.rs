@@ -72,11 +72,12 @@ impl Loader<'_> {
     }
 }
 
-/// Reads one rule file; returns the model and the files it includes.
+/// Reads one rule file; returns the model and the files it includes, each
+/// with where this file names it.
 pub(super) fn load_one(
     path: &Path,
     overrides: (&[(String, String)], &str),
-) -> Result<(Model, Vec<PathBuf>)> {
+) -> Result<(Model, Vec<(PathBuf, Position)>)> {
     let text = super::bundled::read(path)
         .and_then(|bytes| {
             String::from_utf8(bytes)
@@ -258,7 +259,10 @@ pub(super) fn load_one(
     let includes = file
         .include
         .iter()
-        .map(|i| rule_dir.join(i.get_ref()))
+        .map(|i| {
+            let at = Position::of_offset(&text, i.span().start);
+            (rule_dir.join(i.get_ref()), at)
+        })
         .collect();
     Ok((model, includes))
 }
