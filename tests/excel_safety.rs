@@ -166,14 +166,7 @@ fn hostile_text_never_reaches_an_output_as_a_formula() {
     let o = run_rules(&rules, &tmp.path().join("data"), &before, "2024-01-01");
     assert!(o.status.success(), "{}", stderr(&o));
     let diff = tmp.path().join("diff");
-    let o = strata(&[
-        "diff",
-        before.to_str().unwrap(),
-        out.to_str().unwrap(),
-        "--out",
-        diff.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let o = diff_runs(&before, &out, &diff, &["--quiet"]);
     assert!(o.status.success(), "{}", stderr(&o));
 
     let mut files = Vec::new();

@@ -189,16 +189,7 @@ fn a_diff_of_direct_care_runs_counts_only_counted_people_and_refuses_another_pur
     assert!(o.status.success(), "{}", stderr(&o));
     run(&data, &b, "direct_care");
     let diff = tmp.path().join("diff");
-    let o = strata(&[
-        "diff",
-        a.to_str().unwrap(),
-        b.to_str().unwrap(),
-        "--out",
-        diff.to_str().unwrap(),
-        "--suppression",
-        "none",
-        "--quiet",
-    ]);
+    let o = diff_runs(&a, &b, &diff, &["--suppression", "none", "--quiet"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let summary = std::fs::read_to_string(diff.join("summary.csv")).unwrap();
     assert!(
@@ -211,13 +202,7 @@ fn a_diff_of_direct_care_runs_counts_only_counted_people_and_refuses_another_pur
     assert!(!changes.contains(",101,"), "{changes}");
     // A run for another purpose is not compared silently.
     run(&data, &c, "secondary_use");
-    let o = strata(&[
-        "diff",
-        b.to_str().unwrap(),
-        c.to_str().unwrap(),
-        "--out",
-        tmp.path().join("diff2").to_str().unwrap(),
-    ]);
+    let o = diff_runs(&b, &c, &tmp.path().join("diff2"), &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("different purposes"), "{}", stderr(&o));
 }
@@ -552,15 +537,7 @@ fn a_diff_names_no_one_who_opted_out_since() {
     assert!(listed(&a).contains(&"105".to_string()));
     assert!(!patients_rows(&b).contains(&105));
     let diff = tmp.path().join("diff");
-    let o = strata(&[
-        "diff",
-        a.to_str().unwrap(),
-        b.to_str().unwrap(),
-        "--out",
-        diff.to_str().unwrap(),
-        "--suppression",
-        "none",
-    ]);
+    let o = diff_runs(&a, &b, &diff, &["--suppression", "none"]);
     assert!(o.status.success(), "{}", stderr(&o));
     // No one else entered or left: no change at all, so no PCN's list.
     let file = std::fs::File::open(diff.join("changes.parquet")).unwrap();

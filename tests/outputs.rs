@@ -35,13 +35,7 @@ fn runs() -> Runs {
     assert!(o.status.success(), "{}", stderr(&o));
     let mut printed = vec![("run summary", stdout(&o))];
     let diff = tmp.path().join("diff");
-    let o = strata(&[
-        "diff",
-        first.to_str().unwrap(),
-        second.to_str().unwrap(),
-        "--out",
-        diff.to_str().unwrap(),
-    ]);
+    let o = diff_runs(&first, &second, &diff, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     printed.push(("diff table", stdout(&o)));
     Runs {
@@ -405,16 +399,12 @@ fn diff_counts_each_segment_transition_exactly() {
         let o = run_rules(&core, &data, out, as_of);
         assert!(o.status.success(), "{}", stderr(&o));
     }
-    let o = strata(&[
-        "diff",
-        before.to_str().unwrap(),
-        after.to_str().unwrap(),
-        "--out",
-        diff.to_str().unwrap(),
-        "--suppression",
-        "none",
-        "--quiet",
-    ]);
+    let o = diff_runs(
+        &before,
+        &after,
+        &diff,
+        &["--suppression", "none", "--quiet"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
 
     // person id -> segment, or "(none)" for the dead and for people with an

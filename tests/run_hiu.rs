@@ -608,13 +608,7 @@ fn diff_reports_the_exact_entrants_and_leavers_of_a_changed_threshold() {
     run(&data, &five, &[]);
     run(&data, &six, &["--set", "hiu_threshold=6"]);
     let diff = tmp.path().join("diff");
-    let o = strata(&[
-        "diff",
-        five.to_str().unwrap(),
-        six.to_str().unwrap(),
-        "--out",
-        diff.to_str().unwrap(),
-    ]);
+    let o = diff_runs(&five, &six, &diff, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     let printed = stdout(&o);
     assert!(
@@ -654,15 +648,7 @@ fn diff_reports_the_exact_entrants_and_leavers_of_a_changed_threshold() {
     assert!(summary.contains("hiu,P1,0,*"), "{summary}");
 
     // The other way round, the same people enter.
-    let o = strata(&[
-        "diff",
-        six.to_str().unwrap(),
-        five.to_str().unwrap(),
-        "--out",
-        diff.to_str().unwrap(),
-        "--suppression",
-        "none",
-    ]);
+    let o = diff_runs(&six, &five, &diff, &["--suppression", "none"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let summary = std::fs::read_to_string(diff.join("summary.csv")).unwrap();
     assert!(
@@ -737,13 +723,7 @@ fn diff_reports_the_exact_entrants_and_leavers_of_a_changed_threshold() {
     );
     let edited = replacing_column(&saved, "pcn_code", std::sync::Arc::new(escaping));
     write_parquet(&patients, &[edited]);
-    let o = strata(&[
-        "diff",
-        five.to_str().unwrap(),
-        six.to_str().unwrap(),
-        "--out",
-        tmp.path().join("diff2").to_str().unwrap(),
-    ]);
+    let o = diff_runs(&five, &six, &tmp.path().join("diff2"), &[]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(
@@ -824,15 +804,7 @@ fn a_member_who_moved_pcn_is_new_to_one_list_and_has_left_the_other() {
     assert!(rows.iter().any(|r| r[1..] == ["false", "108"]), "{p2}");
 
     let diff = tmp.path().join("diff");
-    let o = strata(&[
-        "diff",
-        before.to_str().unwrap(),
-        after.to_str().unwrap(),
-        "--out",
-        diff.to_str().unwrap(),
-        "--suppression",
-        "none",
-    ]);
+    let o = diff_runs(&before, &after, &diff, &["--suppression", "none"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let p1 = std::fs::read_to_string(diff.join("pcn/P1/changes.csv")).unwrap();
     let p2 = std::fs::read_to_string(diff.join("pcn/P2/changes.csv")).unwrap();

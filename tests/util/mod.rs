@@ -268,6 +268,19 @@ pub fn run_quietly(rules: &Path, data: &Path, out: &Path, extra: &[&str]) -> Out
 
 /// `strata run --rules RULES --data DATA --out OUT EXTRA...`: the summary
 /// it prints is in the output's stdout.
+/// `strata diff OLD NEW --out OUT` and `extra`.
+pub fn diff_runs(old: &Path, new: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "diff",
+        old.to_str().unwrap(),
+        new.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    strata(&args)
+}
+
 pub fn run_printed(rules: &Path, data: &Path, out: &Path, extra: &[&str]) -> Output {
     let mut args = vec![
         "run",
