@@ -361,6 +361,49 @@ fn decimal_whole_numbers_are_read_as_integers() {
     assert!(x.true_count() > 1000);
 }
 
+/// An IMD decile that is no decile (0, 11) is not put in the nearest
+/// quintile of the report's deprivation breakdown: it is left out, and the
+/// report and the log say how many people that is (never who).
+#[test]
+fn deciles_outside_1_to_10_are_left_out_of_the_quintiles_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = sample_data_copy(tmp.path(), &[]);
+    let patients = read_parquet(&data.join("patients.parquet"));
+    let decile = arrow_cast::cast(
+        patients.column_by_name("imd_decile").unwrap(),
+        &arrow_schema::DataType::Int64,
+    )
+    .unwrap();
+    // Every 10th person's decile becomes 0 or 11.
+    let bad: arrow_array::Int64Array = decile
+        .as_primitive::<Int64Type>()
+        .iter()
+        .enumerate()
+        .map(|(i, d)| match i % 20 {
+            0 => Some(0),
+            10 => Some(11),
+            _ => d,
+        })
+        .collect();
+    write_parquet(
+        &data.join("patients.parquet"),
+        &[with_column(&patients, "imd_decile", Arc::new(bad))],
+    );
+    let core = repo_path("models/core.toml");
+    let (good, out) = (tmp.path().join("good"), tmp.path().join("out"));
+    let o = run_rules(&core, &repo_path("sample-data"), &good, AS_OF);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let said = "is not a whole number from 1 to 10";
+    assert!(!stderr(&o).contains(said), "{}", stderr(&o));
+    let report = std::fs::read_to_string(good.join("report.html")).unwrap();
+    assert!(!report.contains(said));
+    let o = run_rules(&core, &data, &out, AS_OF);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains(said), "{}", stderr(&o));
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(report.contains(said), "the report does not say so");
+}
+
 /// Yes/no written as `Y`/`N` text is not guessed at for a population
 /// attribute: the run stops (exit 2) naming the column and what to do.
 #[test]

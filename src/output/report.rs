@@ -412,12 +412,30 @@ fn inequalities(results: &Results, s: Suppression) -> String {
     };
     let decile = &results.slots[FIRST_ATTRIBUTE_SLOT + i];
     let decile = number_at(decile);
-    let quintile = |row: usize| decile(row).map(|d| ((d as usize).clamp(1, 10) - 1) / 2);
+    let quintile = |row: usize| decile(row).and_then(quintile_of);
     let mut alive = [0u64; 5];
-    for (row, q) in (0..results.alive.len()).map(|r| (r, quintile(r))) {
-        if let (true, Some(q)) = (results.counted(row), q) {
-            alive[q] += 1;
+    // People whose decile is there but is no decile (0, 11, 2.5): left out
+    // of every quintile, not put in the nearest one, and counted here.
+    let mut not_deciles = 0u64;
+    for row in 0..results.alive.len() {
+        if !results.counted(row) {
+            continue;
         }
+        match (decile(row), quintile(row)) {
+            (_, Some(q)) => alive[q] += 1,
+            (Some(_), None) => not_deciles += 1,
+            (None, None) => {}
+        }
+    }
+    if not_deciles > 0 {
+        tracing::warn!(
+            "{not_deciles} people's `imd_decile` is not a whole number from 1 to 10: the report leaves them out of its deprivation breakdown; check the extract's deciles"
+        );
+        let _ = writeln!(
+            html,
+            "<p>People whose <code>imd_decile</code> is not a whole number from 1 to 10, left out of these figures: {}.</p>",
+            s.count(not_deciles)
+        );
     }
     for (cohort, result) in plan.model.cohorts.iter().zip(&results.cohorts) {
         let mut members = [0u64; 5];
@@ -459,6 +477,12 @@ fn inequalities(results: &Results, s: Suppression) -> String {
         );
     }
     html
+}
+
+/// The IMD quintile (0 = most deprived 20%) of a decile, if it is one: a
+/// whole number from 1 to 10.
+fn quintile_of(decile: f64) -> Option<usize> {
+    (decile.fract() == 0.0 && (1.0..=10.0).contains(&decile)).then(|| (decile as usize - 1) / 2)
 }
 
 /// The most/least deprived ratio as strategy documents write it, from
@@ -625,6 +649,18 @@ mod tests {
 
     fn names() -> Vec<String> {
         ["low", "middle", "high"].map(String::from).to_vec()
+    }
+
+    #[test]
+    fn only_whole_deciles_from_1_to_10_have_a_quintile() {
+        assert_eq!(quintile_of(1.0), Some(0));
+        assert_eq!(quintile_of(2.0), Some(0));
+        assert_eq!(quintile_of(3.0), Some(1));
+        assert_eq!(quintile_of(9.0), Some(4));
+        assert_eq!(quintile_of(10.0), Some(4));
+        for not_a_decile in [0.0, 11.0, 2.5, -1.0, f64::NAN, f64::INFINITY] {
+            assert_eq!(quintile_of(not_a_decile), None, "{not_a_decile}");
+        }
     }
 
     #[test]
