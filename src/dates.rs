@@ -12,6 +12,11 @@ pub type Day = i32;
 
 const EPOCH_DAYS_FROM_CE: i32 = 719_163;
 
+/// 1900-01-01 as a day number. Nothing in a living population's record is
+/// older: an earlier event date, or birth date, is a placeholder (such as
+/// 1800-01-01), a typo or a corrupt value.
+pub const FIRST_PLAUSIBLE_DAY: Day = -25_567;
+
 pub fn to_day(date: NaiveDate) -> Day {
     date.num_days_from_ce() - EPOCH_DAYS_FROM_CE
 }

@@ -404,6 +404,81 @@ fn deciles_outside_1_to_10_are_left_out_of_the_quintiles_and_counted() {
     assert!(report.contains(said), "the report does not say so");
 }
 
+/// A birth date before 1900 (a placeholder such as 1800-01-01) is read as
+/// unknown: the person has no age (an age of 225 would put them in every
+/// cohort of the old), and a warning says how many people, never who.
+#[test]
+fn birth_dates_before_1900_are_unknown_with_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = sample_data_copy(tmp.path(), &[]);
+    let patients = read_parquet(&data.join("patients.parquet"));
+    let births = patients.column_by_name("birth_date").unwrap();
+    let births = births.as_primitive::<arrow_array::types::Date32Type>();
+    let day = |s: &str| strata::dates::to_day(strata::dates::parse_date(s).unwrap());
+    // Every 25th person born on 1800-01-01, every 25th (from the 1st) on
+    // 1899-12-31, every 25th (from the 2nd) on 1900-01-01 (kept).
+    let changed: arrow_array::Date32Array = births
+        .iter()
+        .enumerate()
+        .map(|(i, d)| match i % 25 {
+            0 => Some(day("1800-01-01")),
+            1 => Some(day("1899-12-31")),
+            2 => Some(day("1900-01-01")),
+            _ => d,
+        })
+        .collect();
+    write_parquet(
+        &data.join("patients.parquet"),
+        &[with_column(&patients, "birth_date", Arc::new(changed))],
+    );
+    let rules = tmp.path().join("ages.toml");
+    std::fs::write(
+        &rules,
+        r#"
+[model]
+name = "ages"
+title = "Ages"
+source = "a test"
+
+[features.age_known]
+expr = "age is not null"
+"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let o = run_rules(&rules, &data, &out, AS_OF);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let n = patients.num_rows();
+    let early = (0..n).filter(|i| i % 25 < 2).count();
+    assert!(
+        stderr(&o).contains(&format!("{early} people's birth date is before 1900-01-01")),
+        "{}",
+        stderr(&o)
+    );
+    let result = read_parquet(&out.join("patients.parquet"));
+    let ids = result
+        .column_by_name("person_id")
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    let known = result.column_by_name("age_known").unwrap().as_boolean();
+    let input_ids = patients
+        .column_by_name("person_id")
+        .unwrap()
+        .as_primitive::<Int64Type>();
+    let row_of: std::collections::HashMap<i64, usize> =
+        (0..n).map(|i| (input_ids.value(i), i)).collect();
+    let alive = result.column_by_name("alive").unwrap().as_boolean();
+    let mut checked = [0, 0];
+    for r in (0..result.num_rows()).filter(|&r| alive.value(r)) {
+        let i = row_of[&ids.value(r)];
+        assert_eq!(known.value(r), i % 25 >= 2, "input row {i}");
+        checked[usize::from(i % 25 >= 2)] += 1;
+    }
+    // Both kinds were there to check (and an unknown birth date does not
+    // take a person out of the population).
+    assert!(checked[0] > 100 && checked[1] > 1000, "{checked:?}");
+}
+
 /// Yes/no written as `Y`/`N` text is not guessed at for a population
 /// attribute: the run stops (exit 2) naming the column and what to do.
 #[test]

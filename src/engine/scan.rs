@@ -21,7 +21,7 @@ use arrow_schema::DataType;
 use indicatif::ProgressBar;
 use rayon::prelude::*;
 
-use crate::dates;
+use crate::dates::{self, FIRST_PLAUSIBLE_DAY};
 use crate::engine::aggregate::{
     CodeSeen, Footprint, LaterDays, MOST_DATES_IN_SETS, Note, Noted, State, each_run,
 };
@@ -91,9 +91,6 @@ const UNUSABLE: [Unusable; 3] = [
     Unusable::UnknownUnit,
     Unusable::Implausible,
 ];
-
-/// 1900-01-01 as a day number: earlier event dates are rejected.
-const FIRST_PLAUSIBLE_DAY: i32 = -25_567;
 
 pub use crate::input::REJECTS_KEPT;
 

@@ -8,16 +8,18 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::Int64Type;
 use arrow_array::{
-    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, UInt32Array,
+    Array, ArrayRef, BooleanArray, Date32Array, Int64Array, RecordBatch, StringArray, UInt32Array,
 };
 use arrow_schema::{DataType, Field, Schema};
 use foldhash::fast::FixedState;
 use rayon::prelude::*;
 
+use crate::dates::FIRST_PLAUSIBLE_DAY;
 use crate::error::{Error, Result};
 use crate::input::table::{self, Table, to_dates};
 use crate::input::{REJECTS_KEPT, RejectedRow};
@@ -732,6 +734,7 @@ impl Population {
             .map(|c| c.as_str())
             .collect();
         let groups = table.row_groups();
+        let births_before_1900 = AtomicU64::new(0);
         let per_group = groups
             .par_iter()
             .map(|&g| -> Result<Vec<RecordBatch>> {
@@ -746,9 +749,13 @@ impl Population {
                     for (internal, column) in &wanted {
                         let raw = table::column(&batch, column);
                         let array = match *internal {
-                            "birth_date" | "date_of_death" => {
-                                Arc::new(to_dates(raw, path, column)?) as ArrayRef
+                            "birth_date" => {
+                                let (dates, early) =
+                                    before_1900_unknown(to_dates(raw, path, column)?);
+                                births_before_1900.fetch_add(early, Relaxed);
+                                Arc::new(dates) as ArrayRef
                             }
+                            "date_of_death" => Arc::new(to_dates(raw, path, column)?) as ArrayRef,
                             // Codes stay dictionary-encoded until the rows
                             // are in order: reordering keys is much cheaper
                             // than reordering strings.
@@ -909,6 +916,14 @@ impl Population {
                 "population rows skipped (see manifest.json)"
             );
         }
+        let births_before_1900 = births_before_1900.into_inner();
+        if births_before_1900 > 0 {
+            tracing::warn!(
+                table = %table.location.display(),
+                column = %spec.birth_date,
+                "{births_before_1900} people's birth date is before 1900-01-01 (a placeholder, a typo or a corrupt value): read as unknown, so they have no age and no cohort that tests age takes them; set placeholder birth dates to null in the extract"
+            );
+        }
         Ok(Population {
             batch,
             index: Some(Arc::new(index)),
@@ -920,6 +935,24 @@ impl Population {
             rejected_rows,
         })
     }
+}
+
+/// Birth dates before 1900-01-01 made unknown (null), and how many there
+/// were: no one alive was born then, and an age of 225 from a placeholder
+/// would put a person in every cohort of the old.
+fn before_1900_unknown(dates: Date32Array) -> (Date32Array, u64) {
+    let early = dates
+        .iter()
+        .filter(|d| d.is_some_and(|d| d < FIRST_PLAUSIBLE_DAY))
+        .count() as u64;
+    if early == 0 {
+        return (dates, 0);
+    }
+    let kept = dates
+        .iter()
+        .map(|d| d.filter(|&d| d >= FIRST_PLAUSIBLE_DAY))
+        .collect();
+    (kept, early)
 }
 
 /// The first [`REJECTS_KEPT`] rows of the population not kept (null ids,
