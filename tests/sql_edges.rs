@@ -270,6 +270,48 @@ rank = ["lab_max desc"]
     }
 }
 
+/// A birth date before 1900-01-01 is unknown to both engines: no age.
+#[test]
+fn birth_dates_before_1900_have_no_age_in_either_engine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let people = [
+        person(1, "1800-01-01", "P1"),
+        person(2, "1899-12-31", "P1"),
+        person(3, "1900-01-01", "P1"),
+        person(4, "1950-01-01", "P1"),
+    ];
+    write_parquet(&data.join("patients.parquet"), &[patients_batch(&people)]);
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        r#"
+[model]
+name = "ages"
+title = "Ages"
+source = "test"
+
+[features.age_years]
+description = "Age"
+expr = "age"
+"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let o = run_rules(&rules, &data, &out, AS_OF);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("2 people's birth date is before 1900-01-01"));
+    let p = read_parquet(&out.join("patients.parquet"));
+    let ages: Vec<String> = (0..p.num_rows())
+        .map(|r| value_text(p.column_by_name("age_years").unwrap(), r))
+        .collect();
+    assert_eq!(ages, vec!["null", "null", "125", "75"]);
+    if let Ok(python) = std::env::var("STRATA_DUCKDB_PYTHON") {
+        check_sql(&python, &rules, &data, AS_OF, &p, tmp.path()).unwrap();
+    }
+}
+
 /// A feature the rules type as null (`expr = "null"`) read by other
 /// features, a cohort's rank and its reasons, as a bare `null` would be
 /// there: `round(nothing)` panicked and `nothing + 1` failed in Arrow's

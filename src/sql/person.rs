@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use arrow_schema::DataType;
 use chrono::{Datelike, NaiveDate};
 
+use super::source::FIRST_PLAUSIBLE;
 use super::{Script, Target, described, expr};
 use crate::error::{Error, Result};
 use crate::input::population::SEXES;
@@ -62,7 +63,11 @@ pub(super) fn population_ctes(
         format!("CAST({} AS {text}) AS practice_code", id(&spec.practice)),
         format!("CAST({} AS {text}) AS pcn_code", id(&spec.pcn)),
         format!("CAST({sex} AS {text}) AS sex"),
-        format!("CAST({} AS DATE) AS _birth", id(&spec.birth_date)),
+        // A birth date before 1900 is unknown, as the engine reads it.
+        format!(
+            "CASE WHEN CAST({b} AS DATE) >= {FIRST_PLAUSIBLE} THEN CAST({b} AS DATE) END AS _birth",
+            b = id(&spec.birth_date)
+        ),
         format!("CAST({} AS DATE) AS _death", id(&spec.date_of_death)),
     ];
     for ((name, ty), column) in attribute_types.iter().zip(spec.attributes.values()) {

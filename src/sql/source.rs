@@ -25,9 +25,9 @@ use crate::rules::check::Type;
 use crate::rules::syntax::{CodingSystem, MatchMode};
 use crate::rules::{Aggregate, Codelist, Feature, FeatureKind, Model, Source, typing};
 
-/// The first plausible event date; earlier ones are skipped (see the data
-/// contract).
-const FIRST_PLAUSIBLE: &str = "DATE '1900-01-01'";
+/// The first plausible date: earlier event dates are skipped, earlier birth
+/// dates read as unknown (see the data contract).
+pub(super) const FIRST_PLAUSIBLE: &str = "DATE '1900-01-01'";
 
 /// One event source bound to its table: the columns the script reads and
 /// how.
