@@ -340,6 +340,29 @@ fn data_problems() {
         &["gp_events.parquet", "`snomed_code`", "codes must be text"],
     );
     refused(
+        "text that is not UTF-8 (a Windows-1252 export)",
+        |_, data, rules| {
+            // 0xE9 is "é" in Windows-1252, and no UTF-8 character.
+            let bytes = b"12\xe9";
+            let codes = unsafe {
+                StringArray::new_unchecked(
+                    arrow_buffer::OffsetBuffer::new(vec![0i32, 3].into()),
+                    arrow_buffer::Buffer::from(&bytes[..]),
+                    None,
+                )
+            };
+            let b = with_column(
+                &gp_batch(&[(IDS[0], "2024-01-01", "x")]),
+                "snomed_code",
+                Arc::new(codes),
+            );
+            write_parquet(&data.join("gp_events.parquet"), &[b]);
+            with_gp_feature(rules);
+        },
+        &[],
+        &["gp_events.parquet", "`snomed_code`", "not UTF-8"],
+    );
+    refused(
         "empty population",
         |_, data, _| write_parquet(&data.join("patients.parquet"), &[patients_batch(&[])]),
         &[],

@@ -474,10 +474,7 @@ fn read_group(
         n
     };
     for batch in table.reader(group, &columns, &["practice_code"])? {
-        let batch = batch.map_err(|e| {
-            Error::data(path, format!("cannot read the registrations: {e}"))
-                .with_help("the file may be corrupt or truncated; re-export it")
-        })?;
+        let batch = batch.map_err(|e| table.read_error(group, &columns, &e))?;
         let ids = table::canonical(table::column(&batch, "person_id"), path, "person_id")?.0;
         let persons = population.index().column(&ids, path, "person_id")?;
         // Each row's practice, numbered once per distinct code.

@@ -1268,10 +1268,7 @@ fn scan_row_group(tasks: &[Task], group: RowGroup, progress: Option<&ProgressBar
     let reader = table.reader(group, &columns, &dictionary)?;
     let mut gathered: Vec<Progress> = tasks.iter().map(|t| t.start(group)).collect();
     for batch in reader {
-        let batch = batch.map_err(|e| {
-            Error::data(path, format!("cannot read row group {}: {e}", group.index))
-                .with_help("the file may be corrupt or truncated; re-export it")
-        })?;
+        let batch = batch.map_err(|e| table.read_error(group, &columns, &e))?;
         for (task, g) in tasks.iter().zip(&mut gathered) {
             task.batch(&batch, path, &mut g.cached, &mut g.found, &mut g.rejects)?;
             g.rejects.offset += batch.num_rows() as u64;

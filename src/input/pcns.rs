@@ -33,11 +33,9 @@ pub fn names(dir: &Path) -> Result<BTreeMap<String, String>> {
     let mut names = BTreeMap::new();
     for group in table.row_groups() {
         let path = &table.parts[group.part].path;
-        for batch in table.reader(group, &["pcn_code", "pcn_name"], &[])? {
-            let batch = batch.map_err(|e| {
-                Error::data(path, format!("cannot read: {e}"))
-                    .with_help("the file may be corrupt or truncated; re-export it")
-            })?;
+        let columns = ["pcn_code", "pcn_name"];
+        for batch in table.reader(group, &columns, &[])? {
+            let batch = batch.map_err(|e| table.read_error(group, &columns, &e))?;
             let (codes, _) = table::canonical(table::column(&batch, "pcn_code"), path, "pcn_code")?;
             let (labels, _) =
                 table::canonical(table::column(&batch, "pcn_name"), path, "pcn_name")?;

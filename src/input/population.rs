@@ -741,10 +741,7 @@ impl Population {
                 let path = &table.parts[g.part].path;
                 let mut out = Vec::new();
                 for batch in table.reader(g, &columns, &codes)? {
-                    let batch = batch.map_err(|e| {
-                        Error::data(path, format!("cannot read: {e}"))
-                            .with_help("the file may be corrupt or truncated; re-export it")
-                    })?;
+                    let batch = batch.map_err(|e| table.read_error(g, &columns, &e))?;
                     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(wanted.len());
                     for (internal, column) in &wanted {
                         let raw = table::column(&batch, column);

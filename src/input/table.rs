@@ -297,6 +297,35 @@ impl Table {
             .map_err(fail)
     }
 
+    /// The error for a batch of `columns` of row group `group` that could
+    /// not be read. Text that is not UTF-8 (an export in Windows-1252, say)
+    /// is a setting of the export, not a damaged file: the column that
+    /// holds it is found, each read alone, and named, never its value.
+    pub fn read_error(
+        &self,
+        group: RowGroup,
+        columns: &[&str],
+        e: &dyn std::fmt::Display,
+    ) -> Error {
+        let path = &self.parts[group.part].path;
+        if e.to_string().contains("non UTF-8") {
+            let unreadable = |column: &&&str| match self.reader(group, &[**column], &[]) {
+                Ok(mut batches) => batches.any(|b| b.is_err()),
+                Err(_) => true,
+            };
+            let named = columns.iter().find(unreadable);
+            let what = match named {
+                Some(c) => format!("column `{c}` holds text that is not UTF-8"),
+                None => "a text column holds text that is not UTF-8".to_string(),
+            };
+            return Error::data(path, format!("{what} (row group {})", group.index)).with_help(
+                "export text as UTF-8: an extract in another encoding (Windows-1252, Latin-1) must be converted, or its export set to UTF-8",
+            );
+        }
+        Error::data(path, format!("cannot read row group {}: {e}", group.index))
+            .with_help("the file may be corrupt or truncated; re-export it")
+    }
+
     /// The rows of row group `group`.
     pub fn group_rows(&self, group: RowGroup) -> u64 {
         let rg = self.parts[group.part]
@@ -388,13 +417,7 @@ impl Table {
         let mut best: Option<Day> = None;
         for group in self.row_groups() {
             for batch in self.reader(group, &[column], &[])? {
-                let batch = batch.map_err(|e| {
-                    Error::data(
-                        &self.parts[group.part].path,
-                        format!("cannot read column `{column}`: {e}"),
-                    )
-                    .with_help("the file may be corrupt or truncated; re-export it")
-                })?;
+                let batch = batch.map_err(|e| self.read_error(group, &[column], &e))?;
                 let dates = to_dates(batch.column(0), &self.parts[group.part].path, column)?;
                 let latest = match missing {
                     [] => arrow_arith::aggregate::max(&dates),
