@@ -47,15 +47,18 @@ pub struct Sheet<'a> {
 /// output folder (`path` is in the staging folder, gone once the run
 /// fails).
 pub fn write(path: &Path, named: &Path, cover: &Cover, sheets: &[Sheet]) -> Result<()> {
-    let bytes = build(cover, sheets).map_err(|e| {
-        Error::data(named, format!("cannot build the workbook: {e}")).with_help(
+    let bytes = build(cover, sheets).map_err(|BuildError { at, error }| {
+        let place = at.map_or(String::new(), |(sheet, column)| {
+            format!(" (sheet `{sheet}`, column `{column}`)")
+        });
+        Error::data(named, format!("cannot build the workbook{place}: {error}")).with_help(
             "a value may exceed what Excel holds (32,767 characters a cell, 1,048,576 rows a sheet): list fewer or shorter columns",
         )
     })?;
     std::fs::write(path, bytes).map_err(|e| Error::io(path, "cannot write the workbook", e))
 }
 
-fn build(cover: &Cover, sheets: &[Sheet]) -> std::result::Result<Vec<u8>, XlsxError> {
+fn build(cover: &Cover, sheets: &[Sheet]) -> std::result::Result<Vec<u8>, BuildError> {
     let mut workbook = Workbook::new();
     // Fast deflate: the lists are small, and a run writes one workbook per PCN.
     workbook.set_zip_compression_level(1);
@@ -129,7 +132,7 @@ fn build(cover: &Cover, sheets: &[Sheet]) -> std::result::Result<Vec<u8>, XlsxEr
         ws.set_name(sheet_name(sheet.name, &mut used))?;
         list(ws, sheet, &bold, &date)?;
     }
-    workbook.save_to_buffer()
+    Ok(workbook.save_to_buffer()?)
 }
 
 fn list(
@@ -137,7 +140,7 @@ fn list(
     sheet: &Sheet,
     bold: &Format,
     date: &Format,
-) -> std::result::Result<(), XlsxError> {
+) -> std::result::Result<(), BuildError> {
     let reason_col = sheet.columns.len() as u16;
     // Each column's formatter, made once: it sizes the column, and writes
     // the identifiers as text (made per cell, it took about a seventh of
@@ -176,25 +179,48 @@ fn list(
     for (i, &m) in sheet.members.iter().enumerate() {
         let r = i as u32 + 1;
         let columns = sheet.columns.iter().zip(&formatters).zip(&identifier);
-        for (c, (((_, array), text), &is_identifier)) in columns.enumerate() {
+        for (c, (((name, array), text), &is_identifier)) in columns.enumerate() {
             let row = m as usize;
-            if is_identifier {
+            let written = if is_identifier {
                 // One value as text, exactly as the CSV list has it;
                 // nothing for null.
-                if let Some(f) = text
-                    && array.is_valid(row)
-                {
-                    ws.write_string(r, c as u16, f.value(row).to_string())?;
+                match text {
+                    Some(f) if array.is_valid(row) => ws
+                        .write_string(r, c as u16, f.value(row).to_string())
+                        .map(|_| ()),
+                    _ => Ok(()),
                 }
             } else {
-                cell(ws, r, c as u16, array, row, date)?;
-            }
+                cell(ws, r, c as u16, array, row, date)
+            };
+            written.map_err(|e| at(sheet.name, name, e))?;
         }
-        ws.write_string(r, reason_col, &sheet.reasons[i])?;
+        ws.write_string(r, reason_col, &sheet.reasons[i])
+            .map_err(|e| at(sheet.name, "reason", e))?;
     }
     ws.set_freeze_panes(1, 0)?;
     ws.autofilter(0, 0, sheet.members.len() as u32, reason_col)?;
     Ok(())
+}
+
+/// Why a workbook could not be built, and, for a cell of a list, the sheet
+/// and column it is in (its row and value are a person's: never named).
+struct BuildError {
+    at: Option<(String, String)>,
+    error: XlsxError,
+}
+
+impl From<XlsxError> for BuildError {
+    fn from(error: XlsxError) -> Self {
+        BuildError { at: None, error }
+    }
+}
+
+fn at(sheet: &str, column: &str, error: XlsxError) -> BuildError {
+    BuildError {
+        at: Some((sheet.to_string(), column.to_string())),
+        error,
+    }
 }
 
 /// Rows whose values set a column's width (the top of the list, which is
@@ -311,7 +337,46 @@ fn sheet_name(cohort: &str, used: &mut Vec<String>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::sheet_name;
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, StringArray};
+
+    use super::{Cover, Sheet, sheet_name, write};
+
+    /// A cell longer than Excel holds is told with its sheet and column,
+    /// not only "the workbook", and never with its value.
+    #[test]
+    fn a_cell_too_long_for_excel_names_its_sheet_and_column() {
+        let long = "x".repeat(40_000);
+        let ids: ArrayRef = Arc::new(StringArray::from(vec!["1", "2"]));
+        let notes: ArrayRef = Arc::new(StringArray::from(vec!["short", long.as_str()]));
+        let day = chrono::NaiveDate::from_ymd_opt(2025, 3, 31).unwrap();
+        let cover = Cover {
+            pcn_code: "P1",
+            pcn_name: None,
+            run_date: day,
+            as_of: day,
+            models: vec![],
+        };
+        let reasons = vec!["a".to_string(), "b".to_string()];
+        let sheets = [Sheet {
+            name: "hiu",
+            title: "High intensity users",
+            definition: "a test".to_string(),
+            columns: vec![("person_id", &ids), ("notes", &notes)],
+            members: &[0, 1],
+            reasons: &reasons,
+        }];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("P1.xlsx");
+        let err = write(&path, &path, &cover, &sheets)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("sheet `hiu`, column `notes`"), "{err}");
+        assert!(err.contains("32,767"), "{err}");
+        assert!(!err.contains("xxxxxxxx"), "{err}");
+        assert!(!path.exists());
+    }
 
     #[test]
     fn sheet_names_are_short_clean_and_unique() {
