@@ -173,6 +173,7 @@ fn write_outputs(c: &mut Criterion) {
                 data: Path::new("sample-data"),
                 threads: 2,
                 pcn_names: Default::default(),
+                pcns: None,
                 suppression: Default::default(),
                 run_date: chrono::NaiveDate::from_ymd_opt(2026, 4, 1).unwrap(),
                 previous: None,

@@ -846,7 +846,7 @@ fn run_model(
     }
     // Read before the run, so that a bad table stops it at once, not after
     // the scan.
-    let pcn_names = input::pcns::names(&args.data)?;
+    let (pcn_names, pcns) = input::pcns::names(&args.data)?;
     let files: Vec<String> = model
         .files
         .iter()
@@ -870,6 +870,7 @@ fn run_model(
         data: &args.data,
         threads,
         pcn_names,
+        pcns,
         suppression: args
             .suppression
             .or(model.suppression.map(|(s, _)| s))

@@ -188,7 +188,8 @@ fn the_core_model_runs_without_a_medications_table() {
     let m = manifest(&without);
     assert_eq!(m["absent_optional_tables"][0]["table"], "medications");
     // Each table read is listed once, though the eFI's seven measures read
-    // `observations` and two sources `admissions`.
+    // `observations` and two sources `admissions`; the registrations and
+    // the PCNs' names are read too.
     let tables: Vec<&str> = m["inputs"]
         .as_array()
         .unwrap()
@@ -199,6 +200,8 @@ fn the_core_model_runs_without_a_medications_table() {
         tables,
         [
             "patients",
+            "registrations",
+            "pcns",
             "ae_attendances",
             "admissions",
             "gp_events",

@@ -83,6 +83,8 @@ fn the_population_is_the_one_registered_on_the_as_of_date() {
             // Person 6 has no registration but one that ends before it
             // starts, which no date can use (said, as a warning).
             (6, "PCN1-GP", "2020-01-01", Some("2019-12-31")),
+            // Person 99 is not in the population (one who left it).
+            (99, "PCN1-GP", "2020-01-01", None),
         ])],
     );
     let rules = tmp.path().join("rules.toml");
@@ -120,6 +122,19 @@ rank = ["ae_12m desc"]
         "{}",
         stderr(&o)
     );
+    // And counted in the manifest, each by why.
+    let written = manifest(&out);
+    let counted = &written["rejected"]["registrations"];
+    assert_eq!(counted["end_before_start"], 1, "{written}");
+    assert_eq!(counted["unknown_person"], 1, "{written}");
+    assert_eq!(counted["null_practice_code"], 0, "{written}");
+    // The table is among the run's inputs, with its file and rows.
+    let inputs = written["inputs"].as_array().unwrap();
+    let read = inputs
+        .iter()
+        .find(|i| i["table"] == "registrations")
+        .unwrap_or_else(|| panic!("{written}"));
+    assert_eq!(read["files"][0]["rows"], 10, "{written}");
     let p = read_parquet(&out.join("patients.parquet"));
     let alive = p.column_by_name("alive").unwrap().as_boolean();
     let alive: Vec<bool> = (0..alive.len()).map(|r| alive.value(r)).collect();

@@ -60,10 +60,10 @@ pub struct Results<'m> {
     /// The per-person table the results were read from, when they were
     /// computed elsewhere (`strata publish`); `None` for a run.
     pub computed_elsewhere: Option<input::Table>,
-    /// Whether the data's `registrations` said who was registered on the
-    /// as-of date (else everyone in the population table is taken as
-    /// registered throughout).
-    pub registrations: bool,
+    /// The data's `registrations` table, where it said who was registered
+    /// on the as-of date (`None`: everyone in the population table is
+    /// taken as registered throughout).
+    pub registrations: Option<input::Table>,
     /// Per feature: whether its column was let go once nothing more read it
     /// (handed to a [`Sink`], or not among the features a run of several
     /// dates reads after, [`Dates::reading`]); its slot then holds a column
@@ -216,7 +216,14 @@ fn run_with<'m>(
     let spinner = progress.stage("loading the population");
     let mut plan = plan::plan(model, data, as_of)?;
     plan.share_alike(|a| vec![(a.after, a.until)]);
-    let registered = registrations::apply(&mut plan.population, data, dates::to_day(plan.as_of))?;
+    let (registered, registrations_read) =
+        match registrations::apply(&mut plan.population, data, dates::to_day(plan.as_of))? {
+            Some(applied) => (
+                Some(applied.registered),
+                Some((applied.rejected, applied.table)),
+            ),
+            None => (None, None),
+        };
     // Before the scan: who is alive and registered depends on nothing it
     // reads.
     someone_alive(
@@ -261,12 +268,16 @@ fn run_with<'m>(
     let person_level = person_level(&plan, scanned.features, registered.as_ref(), true, reads)?;
     timings.extend(person_level.timings);
 
-    let rejected = plan
+    let mut rejected: Vec<_> = plan
         .sources
         .iter()
         .zip(&scanned.rejected)
         .map(|(s, r)| (s.name.clone(), r.counts()))
         .collect();
+    let registrations_table = registrations_read.map(|(counts, table)| {
+        rejected.push((table.name.clone(), counts));
+        table
+    });
     // Each source's kept rows sorted into file order, side by side.
     let rejected_rows = plan
         .sources
@@ -305,7 +316,7 @@ fn run_with<'m>(
         rejected_rows,
         timings,
         computed_elsewhere: None,
-        registrations: registered.is_some(),
+        registrations: registrations_table,
         released: person_level.released,
     };
     Ok((results, explained))
@@ -850,7 +861,7 @@ fn in_order<I: Send, T: Send>(
 fn on_date<'m>(
     plan: &Plan,
     model: &'m Model,
-    registrations: Option<&registrations::Registrations>,
+    registrations: Option<&(registrations::Registrations, input::Table)>,
     as_of: NaiveDate,
     mut columns: Vec<Option<ArrayRef>>,
     forward: &[(crate::rules::Feature, dates::Window)],
@@ -861,7 +872,7 @@ fn on_date<'m>(
     let mut on_date = plan.on_date(model, as_of)?;
     let copied = started.elapsed();
     let registered = registrations
-        .map(|r| r.apply(&mut on_date.population, dates::to_day(as_of)))
+        .map(|(r, _)| r.apply(&mut on_date.population, dates::to_day(as_of)))
         .transpose()?;
     tracing::debug!(?copied, registrations = ?(started.elapsed() - copied), "date {as_of}");
     // The features' counts stay in 32 bits, as a run's do (expressions
@@ -898,7 +909,7 @@ fn on_date<'m>(
             rejected_rows: Vec::new(),
             timings: level.timings,
             computed_elsewhere: None,
-            registrations: registered.is_some(),
+            registrations: registrations.map(|(_, table)| table.clone()),
             released: level.released,
         },
         outcomes,

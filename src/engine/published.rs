@@ -39,7 +39,11 @@ pub fn results<'m>(
 ) -> Result<Results<'m>> {
     let started = Instant::now();
     let mut population = Population::load(data, &model.population)?;
-    let registered = super::registrations::apply(&mut population, data, dates::to_day(as_of))?;
+    let (registered, registrations) =
+        match super::registrations::apply(&mut population, data, dates::to_day(as_of))? {
+            Some(applied) => (Some(applied.registered), Some(applied.table)),
+            None => (None, None),
+        };
     let attribute_types = Population::attribute_types(&model.population, &population.table)?;
     let computed = Computed::read(path)?;
     computed.check_names(model)?;
@@ -105,7 +109,7 @@ pub fn results<'m>(
         timings: vec![("read the per-person table", started.elapsed())],
         released: vec![false; model.features.len()],
         computed_elsewhere: Some(computed.table),
-        registrations: registered.is_some(),
+        registrations,
     })
 }
 

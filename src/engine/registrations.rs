@@ -38,11 +38,23 @@ use crate::input::REGISTRATIONS as TABLE;
 /// each person's practice and PCN become those of their registration then
 /// (null when not registered), and the result says who was registered.
 /// `None` without the table.
-pub fn apply(population: &mut Population, data: &Path, as_of: Day) -> Result<Option<BooleanArray>> {
+pub fn apply(population: &mut Population, data: &Path, as_of: Day) -> Result<Option<Applied>> {
     match Registrations::read(data, population)? {
-        Some(r) => r.apply(population, as_of).map(Some),
+        Some((r, table)) => Ok(Some(Applied {
+            registered: r.apply(population, as_of)?,
+            rejected: r.rejected,
+            table,
+        })),
         None => Ok(None),
     }
+}
+
+/// Who was registered on the as-of date, the rows of the table no date
+/// could use, by why (for `manifest.json`'s rejected counts), and the table.
+pub struct Applied {
+    pub registered: BooleanArray,
+    pub rejected: Vec<(&'static str, u64)>,
+    pub table: Table,
 }
 
 /// The registrations table, read once (several as-of dates apply it to
@@ -63,6 +75,10 @@ pub struct Registrations {
     /// The PCN of each practice (by number), as the population table gives
     /// it: its place in `pcns`.
     pcn_of: Vec<Option<i32>>,
+    /// Rows no date can use, by why: a person not in the population (one
+    /// who has left it), and rows with no practice, no start or an end
+    /// before their start.
+    pub rejected: Vec<(&'static str, u64)>,
 }
 
 /// One usable registration: (population row, start, end or None while
@@ -70,9 +86,9 @@ pub struct Registrations {
 type Row = (u32, Day, Option<Day>, u32);
 
 impl Registrations {
-    /// Reads `data`'s registrations for the people of `population`; `None`
-    /// without the table.
-    pub fn read(data: &Path, population: &Population) -> Result<Option<Registrations>> {
+    /// Reads `data`'s registrations for the people of `population`, and
+    /// the table read (for the manifest's inputs); `None` without it.
+    pub fn read(data: &Path, population: &Population) -> Result<Option<(Registrations, Table)>> {
         let Some(table) = Table::find(data, TABLE)? else {
             return Ok(None);
         };
@@ -83,7 +99,7 @@ impl Registrations {
         // Not every row need be usable (a person who has left the
         // population is not in it), but rows that no date can use for a
         // fault of their own are said, not passed over.
-        let [_, no_practice, no_start, backwards] = dropped(&groups);
+        let [unknown, no_practice, no_start, backwards] = dropped(&groups);
         if no_practice + no_start + backwards > 0 {
             tracing::warn!(
                 table = %table.location.display(),
@@ -111,12 +127,21 @@ impl Registrations {
         });
         let pcn_of = pcn_of_practices(population, &practices, &number)?;
         let (pcns, pcn_of) = numbered(&pcn_of);
-        Ok(Some(Registrations {
-            rows: groups.into_iter().map(|g| g.rows).collect(),
-            practices: Arc::new(StringArray::from_iter_values(&practices)),
-            pcns,
-            pcn_of,
-        }))
+        Ok(Some((
+            Registrations {
+                rows: groups.into_iter().map(|g| g.rows).collect(),
+                practices: Arc::new(StringArray::from_iter_values(&practices)),
+                pcns,
+                pcn_of,
+                rejected: vec![
+                    ("unknown_person", unknown),
+                    ("null_practice_code", no_practice),
+                    ("null_start_date", no_start),
+                    ("end_before_start", backwards),
+                ],
+            },
+            table,
+        )))
     }
 
     /// Sets each person's practice and PCN in `population` to those of
@@ -674,6 +699,7 @@ mod tests {
             practices: std::sync::Arc::new(arrow_array::StringArray::from_iter_values(codes)),
             pcns: std::sync::Arc::new(arrow_array::StringArray::from_iter_values([""; 0])),
             pcn_of: vec![None; 40],
+            rejected: Vec::new(),
         };
         let all: Vec<Row> = groups.concat();
         for as_of in [-150, -1, 0, 1, 37, 150, Day::MAX] {

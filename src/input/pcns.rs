@@ -12,10 +12,11 @@ use crate::rules::check::Type;
 
 pub const TABLE: &str = "pcns";
 
-/// PCN code -> name, from `DIR/pcns.parquet` if present.
-pub fn names(dir: &Path) -> Result<BTreeMap<String, String>> {
+/// PCN code -> name, from `DIR/pcns.parquet` if present, and the table
+/// read (for the manifest's inputs).
+pub fn names(dir: &Path) -> Result<(BTreeMap<String, String>, Option<Table>)> {
     let Some(table) = Table::find(dir, TABLE)? else {
-        return Ok(BTreeMap::new());
+        return Ok((BTreeMap::new(), None));
     };
     for column in ["pcn_code", "pcn_name"] {
         let ty = table.column_type(column, "a PCN code or name").map_err(|e| {
@@ -59,5 +60,5 @@ pub fn names(dir: &Path) -> Result<BTreeMap<String, String>> {
             }
         }
     }
-    Ok(names)
+    Ok((names, Some(table)))
 }

@@ -185,6 +185,8 @@ impl Manifest {
         // manifest and the report had listed it once per source.
         let mut inputs: Vec<Input> = Vec::new();
         for input in std::iter::once(&plan.population.table)
+            .chain(&results.registrations)
+            .chain(&info.pcns)
             .chain(plan.sources.iter().map(|s| &s.table))
             .chain(&results.computed_elsewhere)
             .map(table_input)
@@ -234,7 +236,7 @@ impl Manifest {
             data: info.data.display().to_string(),
             threads: info.threads,
             computed_elsewhere: results.computed_elsewhere.is_some(),
-            registrations: if results.registrations {
+            registrations: if results.registrations.is_some() {
                 "applied: the people registered with a practice on the as-of date, each at that practice and its PCN"
             } else {
                 "absent: everyone in the population table is taken as registered throughout, at the practice it gives"

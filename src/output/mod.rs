@@ -34,6 +34,8 @@ pub struct RunInfo<'a> {
     pub data: &'a Path,
     pub threads: usize,
     pub pcn_names: std::collections::BTreeMap<String, String>,
+    /// The `pcns` table the names were read from, if the data has one.
+    pub pcns: Option<crate::input::Table>,
     pub suppression: suppress::Suppression,
     /// The date the run was made, for cover sheets.
     pub run_date: chrono::NaiveDate,
