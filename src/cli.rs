@@ -441,6 +441,17 @@ fn run_explain(args: &ExplainArgs) -> Result<()> {
         engine::run_traced(&model, &args.data, as_of, &quiet, Some(&args.person))?;
     let explained =
         explained.ok_or_else(|| Error::Internal("explain ran without a trace".into()))?;
+    // No more of a person than a list would hold: someone a list withholds
+    // for their opt-out (a type 1 opt-out under direct care; either under
+    // the other purposes) is not explained either.
+    if results.opt_outs.withheld_from_lists.value(explained.row) {
+        return Err(Error::usage(format!(
+            "person `{}` is withheld from every patient-level output under the `{}` purpose (an opt-out): strata explain shows no more of them than a list would",
+            args.person,
+            results.opt_outs.purpose.name()
+        ))
+        .with_help("explain another person; opt-outs are applied as docs/data-contract.md says"));
+    }
     print_stdout(&explain::render(&results, &explained));
     Ok(())
 }

@@ -556,3 +556,60 @@ fn a_diff_names_no_one_who_opted_out_since() {
     assert!(summary.contains("hiu,P1,0,0,1"), "{summary}");
     assert!(stdout(&o).contains("gone"), "{}", stdout(&o));
 }
+
+/// `strata explain` shows no more of a person than a list would: under
+/// direct care a type 1 opt-out is refused and a National Data Opt-out
+/// (kept on the lists) explained; under secondary use both are refused.
+#[test]
+fn explain_shows_no_one_a_list_withholds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let (t, n) = standard();
+    fixture(&data, t, n);
+    let hiu = repo_path("models/hiu.toml");
+    let explain = |person: &str, purpose: &str| {
+        // The purpose is the rule file's: explain has no --purpose.
+        let rules = tmp.path().join(format!("{purpose}.toml"));
+        std::fs::write(
+            &rules,
+            format!(
+                "include = [{:?}]\n\n[model]\nname = \"hiu_{purpose}\"\ntitle = \"HIU\"\nsource = \"a test\"\n\n[output]\npurpose = \"{purpose}\"\n",
+                hiu.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+        strata(&[
+            "explain",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "--as-of",
+            AS_OF,
+            "--person",
+            person,
+        ])
+    };
+    for (person, purpose, shown) in [
+        ("101", "direct_care", false),
+        ("102", "direct_care", true),
+        ("104", "direct_care", true),
+        ("102", "secondary_use", false),
+        ("104", "secondary_use", true),
+    ] {
+        let o = explain(person, purpose);
+        if shown {
+            assert!(o.status.success(), "{person} {purpose}: {}", stderr(&o));
+            assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("Person {person}")));
+        } else {
+            assert_eq!(
+                o.status.code(),
+                Some(2),
+                "{person} {purpose}: {}",
+                stderr(&o)
+            );
+            assert!(stderr(&o).contains("withheld from every patient-level output"));
+            assert!(o.stdout.is_empty());
+        }
+    }
+}
