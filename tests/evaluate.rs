@@ -881,3 +881,24 @@ fn part_of_names_another_counted_outcome() {
         stderr(&o)
     );
 }
+
+/// A date on which no one is alive (and registered) is refused, naming the
+/// date, not answered with figures of nobody; nothing is written.
+#[test]
+fn a_date_with_no_one_in_the_population_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    // Everyone in the fixture was born in 1950 (one in 2025).
+    let o = evaluate(tmp.path(), &rules, &["--as-of", "1949-12-31"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "no one in the population is alive and registered on the as-of date 1949-12-31"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!tmp.path().join("evaluation").exists());
+}

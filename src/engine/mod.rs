@@ -874,6 +874,12 @@ fn on_date<'m>(
     let registered = registrations
         .map(|(r, _)| r.apply(&mut on_date.population, dates::to_day(as_of)))
         .transpose()?;
+    // A date with no one in the population would give figures of nobody.
+    someone_alive(
+        &registrations::registered_only(alive_on(&on_date.population, as_of), registered.as_ref())?,
+        &on_date.population,
+        as_of,
+    )?;
     tracing::debug!(?copied, registrations = ?(started.elapsed() - copied), "date {as_of}");
     // The features' counts stay in 32 bits, as a run's do (expressions
     // widen them as they read them: `aggregate::widened`); the outcomes'
