@@ -106,9 +106,17 @@ fn number_ci(v: &Value, ci: &Value) -> String {
     }
 }
 
-/// A number to three decimals; `-` where hidden.
+/// A number to three decimals, or two where the third is 0 (a figure
+/// suppression rounded to two, such as an AUROC, must not read as if it
+/// had a third); `-` where hidden.
 fn number(v: &Value) -> String {
-    v.as_f64().map_or("-".to_string(), |x| format!("{x:.3}"))
+    v.as_f64().map_or("-".to_string(), |x| {
+        let three = format!("{x:.3}");
+        match three.strip_suffix('0') {
+            Some(two) if two.contains('.') => two.to_string(),
+            _ => three,
+        }
+    })
 }
 
 fn figure(html: &mut String, f: &Value) {
@@ -509,5 +517,21 @@ fn comparison(html: &mut String, f: &Value) {
             );
         }
         html.push_str("</table>\n");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::number;
+
+    #[test]
+    fn a_figure_rounded_to_two_decimals_shows_two() {
+        assert_eq!(number(&json!(0.65)), "0.65");
+        assert_eq!(number(&json!(0.6543)), "0.654");
+        assert_eq!(number(&json!(0.7)), "0.70");
+        assert_eq!(number(&json!(1)), "1.00");
+        assert_eq!(number(&json!(null)), "-");
     }
 }
