@@ -169,6 +169,9 @@ def build(con, data, as_of, hiu_age_floor=0):
         -- on a register: a register code later than any exit code (an exit on
         -- the same day as the latest register code removes)
         create macro on_register(code, exit) as code is not null and (exit is null or code > exit);
+        -- The registers whose exit must be later than the register code
+        -- (one on the same day leaves them on).
+        create macro on_register_unless_later(code, exit) as code is not null and (exit is null or code >= exit);
         """
     )
 
@@ -443,25 +446,25 @@ def build(con, data, as_of, hiu_age_floor=0):
         """
         create table registers as
         select person_id,
-            on_register(last_palcare, last_palcareni) and last_palcare >= date '2008-04-01'
+            on_register_unless_later(last_palcare, last_palcareni) and last_palcare >= date '2008-04-01'
                 as palliative_care_register,
             on_register(last_mh, last_smhres) as severe_mental_illness_register,
             on_register(last_ast, last_astres) and age >= 6
                 and (asthma_treated_12m or asthma_treated_12m is null) as asthma_register,
-            on_register(last_hyp, last_hypres) as hypertension_register,
-            on_register(last_dm, last_dmres) as diabetes_diagnosed,
-            on_register(last_dm, last_dmres) and age >= 17 as diabetes_register,
+            on_register_unless_later(last_hyp, last_hypres) as hypertension_register,
+            on_register_unless_later(last_dm, last_dmres) as diabetes_diagnosed,
+            on_register_unless_later(last_dm, last_dmres) and age >= 17 as diabetes_register,
             last_chd is not null as chd_register,
             last_strk is not null or last_tia is not null as stroke_tia_register,
             on_register(last_afib, last_afibres) as atrial_fibrillation_register,
-            on_register(last_hf, last_hfres) as heart_failure_register,
+            on_register_unless_later(last_hf, last_hfres) as heart_failure_register,
             on_register(last_copd, last_copdres) as copd_register,
-            on_register(last_ckd35, greatest(last_ckd1and2, last_ckdres)) as ckd_3_5_diagnosed,
-            on_register(last_ckd35, greatest(last_ckd1and2, last_ckdres)) and age >= 18 as ckd_3_5_register,
+            on_register_unless_later(last_ckd35, greatest(last_ckd1and2, last_ckdres)) as ckd_3_5_diagnosed,
+            on_register_unless_later(last_ckd35, greatest(last_ckd1and2, last_ckdres)) and age >= 18 as ckd_3_5_register,
             -- CKD stage now: the latest CKD 3-5 code is stage 4 or 5 (or 5)
-            on_register(last_ckd35, greatest(last_ckd1and2, last_ckdres))
+            on_register_unless_later(last_ckd35, greatest(last_ckd1and2, last_ckdres))
                 and coalesce(greatest(last_ckd4, last_ckd5) = last_ckd35, false) as ckd_4_5,
-            on_register(last_ckd35, greatest(last_ckd1and2, last_ckdres))
+            on_register_unless_later(last_ckd35, greatest(last_ckd1and2, last_ckdres))
                 and coalesce(last_ckd5 = last_ckd35, false) as ckd_stage_5,
             on_register(last_epil, last_epilres) as epilepsy_diagnosed,
             on_register(last_epil, last_epilres) and age >= 18 as epilepsy_register,
