@@ -207,6 +207,10 @@ pub struct ExplainArgs {
     /// Override a parameter, as for `run`.
     #[arg(long = "set", value_name = "NAME=VALUE", value_parser = parse_setting)]
     pub set: Vec<(String, String)>,
+    /// Why the outputs are made, as for `run`: a person that purpose keeps
+    /// off the lists is not explained either.
+    #[arg(long, value_parser = parse_purpose)]
+    pub purpose: Option<rules::Purpose>,
 }
 
 #[derive(Args)]
@@ -435,7 +439,8 @@ fn run_init(args: &InitArgs, quiet: bool) -> Result<()> {
 }
 
 fn run_explain(args: &ExplainArgs) -> Result<()> {
-    let Settings { model, as_of } = Settings::new(&args.rules, &args.set, None, &args.as_of)?;
+    let Settings { model, as_of } =
+        Settings::new(&args.rules, &args.set, args.purpose, &args.as_of)?;
     let quiet = progress::Terminal::new(true);
     let (results, explained) =
         engine::run_traced(&model, &args.data, as_of, &quiet, Some(&args.person))?;
@@ -446,11 +451,11 @@ fn run_explain(args: &ExplainArgs) -> Result<()> {
     // the other purposes) is not explained either.
     if results.opt_outs.withheld_from_lists.value(explained.row) {
         return Err(Error::usage(format!(
-            "person `{}` is withheld from every patient-level output under the `{}` purpose (an opt-out): strata explain shows no more of them than a list would",
+            "person `{}` is not explained: the `{}` purpose keeps them off every list, and strata explain shows no more of a person than a list would",
             args.person,
             results.opt_outs.purpose.name()
         ))
-        .with_help("explain another person; opt-outs are applied as docs/data-contract.md says"));
+        .with_help("explain another person (who is kept off the lists, and why, is in docs/rules.md under [output])"));
     }
     print_stdout(&explain::render(&results, &explained));
     Ok(())

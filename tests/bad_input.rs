@@ -671,6 +671,20 @@ fn rule_file_problems() {
         ],
     );
     refused(
+        "a source named as the registrations table (whose counts it would hide)",
+        |_, _, rules| {
+            let text = std::fs::read_to_string(rules).unwrap();
+            std::fs::write(
+                rules,
+                text.replace("[sources.ae]", "[sources.registrations]")
+                    .replace("source = \"ae\"", "source = \"registrations\""),
+            )
+            .unwrap();
+        },
+        &[],
+        &["source `registrations`", "rename [sources.registrations]"],
+    );
+    refused(
         "syntax error",
         |_, _, rules| edit(rules, "[params]", "[params"),
         &[],

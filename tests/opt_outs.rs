@@ -608,8 +608,25 @@ fn explain_shows_no_one_a_list_withholds() {
                 "{person} {purpose}: {}",
                 stderr(&o)
             );
-            assert!(stderr(&o).contains("withheld from every patient-level output"));
+            assert!(stderr(&o).contains("is not explained"));
             assert!(o.stdout.is_empty());
         }
     }
+    // --purpose overrides the rule file's, as for `run`.
+    let rules = tmp.path().join("direct_care.toml");
+    let o = strata(&[
+        "explain",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--person",
+        "102",
+        "--purpose",
+        "secondary_use",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("the `secondary_use` purpose keeps them off every list"));
 }

@@ -335,10 +335,11 @@ fn a_registrations_table_with_no_usable_row_is_an_error_and_loses_nothing() {
     );
     assert_eq!(std::fs::read(out.join("manifest.json")).unwrap(), manifest);
 
-    // An evaluation from such a date has no one to follow; it had panicked
-    // grouping them by practice.
+    // An evaluation from such a date has no one to follow (it had panicked
+    // grouping them by practice, then written figures of nobody): refused.
     let o = evaluate();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no one in the population is alive and registered"));
 }
 
 /// With a registrations table each practice's patients go to the PCN the
@@ -427,4 +428,51 @@ fn a_practice_under_two_pcns_is_an_error_and_loses_nothing() {
     std::fs::remove_file(data.join("registrations.parquet")).unwrap();
     let o = run_printed(&repo_path("models/hiu.toml"), &data, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
+}
+
+/// Under `--strict`, registrations of people not in the population (who
+/// have left it) are counted but accepted; a row no date can use for a
+/// fault of its own (an end before its start) fails the run, as other
+/// skipped rows do.
+#[test]
+fn strict_refuses_faulty_registrations_not_those_of_people_who_left() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let people: Vec<Person> = (1..=3).map(|id| person(id, "1950-01-01", "PCN1")).collect();
+    write_parquet(&data.join("patients.parquet"), &[patients_batch(&people)]);
+    let ae: Vec<(i64, Option<&str>)> = (1..=3).map(|id| (id, Some("2025-01-10"))).collect();
+    write_parquet(&data.join("ae_attendances.parquet"), &[ae_batch(&ae)]);
+    write_parquet(&data.join("admissions.parquet"), &[admissions_batch(&[])]);
+    let mut rows: Vec<Registration> = vec![
+        (Some(1), Some("PCN1-GP"), Some("2020-01-01"), None),
+        (Some(2), Some("PCN1-GP"), Some("2020-01-01"), None),
+        (Some(3), Some("PCN1-GP"), Some("2020-01-01"), None),
+        // Someone who has left the population.
+        (Some(99), Some("PCN1-GP"), Some("2020-01-01"), None),
+    ];
+    let write = |rows: &[Registration]| {
+        write_parquet(
+            &data.join("registrations.parquet"),
+            &[registrations_with_nulls(rows)],
+        )
+    };
+    write(&rows);
+    let hiu = repo_path("models/hiu.toml");
+    let out = tmp.path().join("out");
+    let o = run_quietly(&hiu, &data, &out, &["--as-of", AS_OF, "--strict"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        manifest(&out)["rejected"]["registrations"]["unknown_person"],
+        1
+    );
+    rows.push((
+        Some(2),
+        Some("PCN1-GP"),
+        Some("2020-01-01"),
+        Some("2019-01-01"),
+    ));
+    write(&rows);
+    let o = run_quietly(&hiu, &data, &out, &["--as-of", AS_OF, "--strict"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }

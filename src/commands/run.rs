@@ -107,9 +107,16 @@ pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
     }
     for input in &manifest.inputs {
         if input.files.iter().all(|f| f.rows == 0) {
+            // The PCNs' names and the registrations feed no feature (and
+            // registrations with no usable row stop a run).
+            let what = match input.table.as_str() {
+                crate::input::pcns::TABLE => "PCNs are named by their codes only",
+                crate::input::REGISTRATIONS => "no one is registered",
+                _ => "every feature read from it is zero, false or null",
+            };
             let _ = writeln!(
                 s,
-                "Table `{}` has no rows: every feature read from it is zero, false or null. Check the extract.",
+                "Table `{}` has no rows: {what}. Check the extract.",
                 input.table
             );
         }
@@ -131,7 +138,7 @@ pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
     if rejected > 0 {
         let _ = writeln!(
             s,
-            "Rows skipped for problems in the data: {rejected} (null ids or dates, dates before 1900, unknown or duplicated persons, unusable measured values); see rejects/ and manifest.json."
+            "Rows skipped for problems in the data: {rejected} (null ids or dates, dates before 1900, unknown or duplicated persons, unusable measured values, registrations no date can use); see manifest.json, and rejects/ for all but the registrations."
         );
     }
     let _ = writeln!(s, "Output: {}", out.display());

@@ -194,6 +194,7 @@ pub fn run_keeping(model: &Model, keep: Option<&Path>) -> Result<Vec<Outcome>> {
                     dir.path(),
                     &engine::Dates {
                         whole_windows: false,
+                        someone_each_date: false,
                         ..engine::Dates::new(&[as_of], &names)
                     },
                     &progress::Terminal::new(true),

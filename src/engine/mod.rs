@@ -619,6 +619,10 @@ pub struct Dates<'a> {
     pub outcomes: &'a [String],
     /// Refuse outcome windows that run past the data's last event.
     pub whole_windows: bool,
+    /// Refuse a date on which no one is alive and registered (an
+    /// evaluation of nobody); `strata test`'s tables of a few test persons
+    /// may hold no one alive on purpose.
+    pub someone_each_date: bool,
     /// Roughly the bytes of per-person state one scan may hold (see
     /// [`STATE_BUDGET`]).
     pub state_budget: usize,
@@ -640,6 +644,7 @@ impl<'a> Dates<'a> {
             dates,
             outcomes,
             whole_windows: true,
+            someone_each_date: true,
             state_budget: STATE_BUDGET,
             reading: None,
         }
@@ -795,6 +800,11 @@ pub fn run_dates<'m, T: Send>(
                 &forward,
                 reads,
             )?;
+            // A date with no one in the population would give figures of
+            // nobody (the people of a date are the alive and registered).
+            if request.someone_each_date {
+                someone_alive(&dated.results.alive, &dated.results.plan.population, as_of)?;
+            }
             let mut dated = dated;
             dated.results.timings.splice(0..0, timings);
             each(dated)
@@ -874,12 +884,6 @@ fn on_date<'m>(
     let registered = registrations
         .map(|(r, _)| r.apply(&mut on_date.population, dates::to_day(as_of)))
         .transpose()?;
-    // A date with no one in the population would give figures of nobody.
-    someone_alive(
-        &registrations::registered_only(alive_on(&on_date.population, as_of), registered.as_ref())?,
-        &on_date.population,
-        as_of,
-    )?;
     tracing::debug!(?copied, registrations = ?(started.elapsed() - copied), "date {as_of}");
     // The features' counts stay in 32 bits, as a run's do (expressions
     // widen them as they read them: `aggregate::widened`); the outcomes'

@@ -39,10 +39,14 @@ pub fn results<'m>(
 ) -> Result<Results<'m>> {
     let started = Instant::now();
     let mut population = Population::load(data, &model.population)?;
-    let (registered, registrations) =
+    let (registered, registrations, rejected) =
         match super::registrations::apply(&mut population, data, dates::to_day(as_of))? {
-            Some(applied) => (Some(applied.registered), Some(applied.table)),
-            None => (None, None),
+            Some(applied) => (
+                Some(applied.registered),
+                Some(applied.table),
+                vec![(crate::input::REGISTRATIONS.to_string(), applied.rejected)],
+            ),
+            None => (None, None, Vec::new()),
         };
     let attribute_types = Population::attribute_types(&model.population, &population.table)?;
     let computed = Computed::read(path)?;
@@ -104,7 +108,7 @@ pub fn results<'m>(
         alive,
         opt_outs,
         cohorts: cohort_results,
-        rejected: Vec::new(),
+        rejected,
         rejected_rows: Vec::new(),
         timings: vec![("read the per-person table", started.elapsed())],
         released: vec![false; model.features.len()],
@@ -397,13 +401,7 @@ fn read(path: &Path) -> Result<(Table, RecordBatch)> {
             .map(|f| f.name().as_str())
             .collect();
         for batch in table.reader(group, &columns, &[])? {
-            batches.push(batch.map_err(|e| {
-                Error::data(
-                    &table.location,
-                    format!("cannot read the per-person table: {e}"),
-                )
-                .with_help("the file may be corrupt or truncated; write it again")
-            })?);
+            batches.push(batch.map_err(|e| table.read_error(group, &columns, &e))?);
         }
     }
     let batch = arrow_select::concat::concat_batches(&table.schema, &batches)

@@ -915,10 +915,15 @@ impl Population {
         }
         let births_before_1900 = births_before_1900.into_inner();
         if births_before_1900 > 0 {
+            let whose = if births_before_1900 == 1 {
+                "person's birth date is"
+            } else {
+                "people's birth dates are"
+            };
             tracing::warn!(
                 table = %table.location.display(),
                 column = %spec.birth_date,
-                "{births_before_1900} people's birth date is before 1900-01-01 (a placeholder, a typo or a corrupt value): read as unknown, so they have no age and no cohort that tests age takes them; set placeholder birth dates to null in the extract"
+                "{births_before_1900} {whose} before 1900-01-01 (a placeholder, a typo or a corrupt value): read as unknown, so they have no age and no cohort that tests age takes them; set placeholder birth dates to null in the extract"
             );
         }
         Ok(Population {

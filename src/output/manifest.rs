@@ -265,13 +265,18 @@ impl Manifest {
 
     /// Input rows skipped for a problem in the data: every reason but
     /// events after the as-of date, which are not yet known rather than
-    /// wrong. These are what `OUT/rejects/` lists and `--strict` refuses.
+    /// wrong, and registrations of people not in the population (people
+    /// who have left it), which are normal. These are what `--strict`
+    /// refuses and, but for the registrations, `OUT/rejects/` lists.
     pub fn skipped_rows(&self) -> u64 {
         self.rejected
-            .values()
-            .flat_map(|r| {
+            .iter()
+            .flat_map(|(table, r)| {
                 r.iter()
-                    .filter(|(k, _)| **k != "after_as_of")
+                    .filter(move |(k, _)| {
+                        **k != "after_as_of"
+                            && !(table == crate::input::REGISTRATIONS && **k == "unknown_person")
+                    })
                     .map(|(_, n)| n)
             })
             .sum()

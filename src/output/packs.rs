@@ -129,15 +129,18 @@ fn build(cover: &Cover, sheets: &[Sheet]) -> std::result::Result<Vec<u8>, BuildE
     let mut used: Vec<String> = vec!["Cover".to_string()];
     for sheet in sheets {
         let ws = workbook.add_worksheet();
-        ws.set_name(sheet_name(sheet.name, &mut used))?;
-        list(ws, sheet, &bold, &date)?;
+        let tab = sheet_name(sheet.name, &mut used);
+        ws.set_name(&tab)?;
+        list(ws, sheet, &tab, &bold, &date)?;
     }
     Ok(workbook.save_to_buffer()?)
 }
 
+/// One cohort's sheet, its tab named `tab` (as errors name it).
 fn list(
     ws: &mut Worksheet,
     sheet: &Sheet,
+    tab: &str,
     bold: &Format,
     date: &Format,
 ) -> std::result::Result<(), BuildError> {
@@ -193,10 +196,10 @@ fn list(
             } else {
                 cell(ws, r, c as u16, array, row, date)
             };
-            written.map_err(|e| at(sheet.name, name, e))?;
+            written.map_err(|e| at(tab, name, e))?;
         }
         ws.write_string(r, reason_col, &sheet.reasons[i])
-            .map_err(|e| at(sheet.name, "reason", e))?;
+            .map_err(|e| at(tab, "reason", e))?;
     }
     ws.set_freeze_panes(1, 0)?;
     ws.autofilter(0, 0, sheet.members.len() as u32, reason_col)?;

@@ -480,8 +480,8 @@ fn inequalities(results: &Results, s: Suppression) -> String {
 }
 
 /// The IMD quintile (0 = most deprived 20%) of a decile, if it is one: a
-/// whole number from 1 to 10.
-fn quintile_of(decile: f64) -> Option<usize> {
+/// whole number from 1 to 10 (`strata evaluate`'s groups read it too).
+pub fn quintile_of(decile: f64) -> Option<usize> {
     (decile.fract() == 0.0 && (1.0..=10.0).contains(&decile)).then(|| (decile as usize - 1) / 2)
 }
 

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::{Array, ArrayRef, Int64Array};
+use arrow_array::{Array, ArrayRef, Float64Array, Int64Array};
 use arrow_schema::DataType;
 
 use crate::error::{Error, Result};
@@ -102,14 +102,15 @@ impl Groups {
 
     /// Each person's deprivation quintile ("1" the most deprived fifth) by
     /// their IMD decile: deciles 1 and 2 make quintile 1, and so on; None
-    /// where the decile is unknown or not 1 to 10.
-    pub(super) fn imd_quintiles(deciles: &Int64Array) -> Groups {
+    /// where the decile is unknown or not a whole number from 1 to 10 (as
+    /// the run's report leaves it out).
+    pub(super) fn imd_quintiles(deciles: &Float64Array) -> Groups {
         const QUINTILES: [&str; 5] = ["1", "2", "3", "4", "5"];
         Groups::numbered(
             &QUINTILES,
             deciles.iter().map(|d| {
-                d.filter(|d| (1..=10).contains(d))
-                    .map(|d| (d as u32 - 1) / 2)
+                d.and_then(crate::output::report::quintile_of)
+                    .map(|q| q as u32)
             }),
         )
     }

@@ -97,26 +97,25 @@ fn share_ci(v: &Value, ci: &Value) -> String {
 }
 
 /// A number to three decimals with its 95% confidence interval.
-fn number_ci(v: &Value, ci: &Value) -> String {
+fn auroc_ci(v: &Value, ci: &Value) -> String {
     match (v.as_f64(), ci[0].as_f64(), ci[1].as_f64()) {
         (Some(_), Some(_), Some(_)) => {
-            format!("{} ({} to {})", number(v), number(&ci[0]), number(&ci[1]))
+            format!("{} ({} to {})", auroc(v), auroc(&ci[0]), auroc(&ci[1]))
         }
-        _ => number(v),
+        _ => auroc(v),
     }
 }
 
-/// A number to three decimals, or two where the third is 0 (a figure
-/// suppression rounded to two, such as an AUROC, must not read as if it
-/// had a third); `-` where hidden.
+/// A number to three decimals; `-` where hidden.
 fn number(v: &Value) -> String {
-    v.as_f64().map_or("-".to_string(), |x| {
-        let three = format!("{x:.3}");
-        match three.strip_suffix('0') {
-            Some(two) if two.contains('.') => two.to_string(),
-            _ => three,
-        }
-    })
+    v.as_f64().map_or("-".to_string(), |x| format!("{x:.3}"))
+}
+
+/// An AUROC or AUPRC (or a difference of two, or an interval's end) to
+/// two decimals, as they are reported and as suppression rounds them: a
+/// third would read as precision the figure does not have.
+pub(super) fn auroc(v: &Value) -> String {
+    v.as_f64().map_or("-".to_string(), |x| format!("{x:.2}"))
 }
 
 fn figure(html: &mut String, f: &Value) {
@@ -150,8 +149,8 @@ fn figure(html: &mut String, f: &Value) {
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 text(&s["score"]),
                 text(&s["scored"]),
-                number_ci(&s["auroc"], &s["auroc_95ci"]),
-                number(&s["auprc"])
+                auroc_ci(&s["auroc"], &s["auroc_95ci"]),
+                auroc(&s["auprc"])
             );
         }
         html.push_str("</table>\n<h3>Scores' top lists</h3>\n<table><tr><th>list</th><th>on list</th><th>with outcome</th><th>PPV (95% CI)</th><th>sensitivity (95% CI)</th><th>specificity</th><th>lift</th></tr>\n");
@@ -451,11 +450,7 @@ fn groups(html: &mut String, f: &Value) {
                 let _ = write!(html, "<td>{}</td>", share_ci(&c["ppv"], &c["ppv_95ci"]));
             }
             for s in r["scores"].as_array().into_iter().flatten() {
-                let _ = write!(
-                    html,
-                    "<td>{}</td>",
-                    number_ci(&s["auroc"], &s["auroc_95ci"])
-                );
+                let _ = write!(html, "<td>{}</td>", auroc_ci(&s["auroc"], &s["auroc_95ci"]));
             }
             html.push_str("</tr>\n");
         }
@@ -509,11 +504,11 @@ fn comparison(html: &mut String, f: &Value) {
                 html,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} ({} to {})</td></tr>",
                 esc(s["score"].as_str().unwrap_or("")),
-                number(&s["auroc_first"]),
-                number(&s["auroc_second"]),
-                number(&s["difference"]),
-                number(&s["ci95"][0]),
-                number(&s["ci95"][1])
+                auroc(&s["auroc_first"]),
+                auroc(&s["auroc_second"]),
+                auroc(&s["difference"]),
+                auroc(&s["ci95"][0]),
+                auroc(&s["ci95"][1])
             );
         }
         html.push_str("</table>\n");
@@ -524,14 +519,14 @@ fn comparison(html: &mut String, f: &Value) {
 mod tests {
     use serde_json::json;
 
-    use super::number;
+    use super::{auroc, number};
 
     #[test]
-    fn a_figure_rounded_to_two_decimals_shows_two() {
-        assert_eq!(number(&json!(0.65)), "0.65");
+    fn aurocs_show_two_decimals_other_figures_three() {
+        assert_eq!(auroc(&json!(0.65)), "0.65");
+        assert_eq!(auroc(&json!(0.6543)), "0.65");
+        assert_eq!(auroc(&json!(null)), "-");
+        assert_eq!(number(&json!(0.65)), "0.650");
         assert_eq!(number(&json!(0.6543)), "0.654");
-        assert_eq!(number(&json!(0.7)), "0.70");
-        assert_eq!(number(&json!(1)), "1.00");
-        assert_eq!(number(&json!(null)), "-");
     }
 }

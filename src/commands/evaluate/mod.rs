@@ -284,6 +284,7 @@ pub fn render(evaluation: &serde_json::Value, out: &Path) -> String {
     use std::fmt::Write;
     let mut text = String::new();
     let shown = |v: &serde_json::Value| v.as_f64().map_or("-".to_string(), |x| format!("{x:.3}"));
+    let auroc = html::auroc;
     for f in evaluation["figures"].as_array().into_iter().flatten() {
         let _ = writeln!(
             text,
@@ -333,9 +334,9 @@ pub fn render(evaluation: &serde_json::Value, out: &Path) -> String {
                 text,
                 "  score  {:<28} AUROC {} (95% CI {} to {})",
                 sc["score"].as_str().unwrap_or(""),
-                shown(&sc["auroc"]),
-                shown(&ci[0]),
-                shown(&ci[1])
+                auroc(&sc["auroc"]),
+                auroc(&ci[0]),
+                auroc(&ci[1])
             );
         }
         for c in f["comparison"]["cohorts"].as_array().into_iter().flatten() {
@@ -363,11 +364,11 @@ pub fn render(evaluation: &serde_json::Value, out: &Path) -> String {
                 text,
                 "  compared: score  {:<19} AUROC {} -> {}, difference {} ({} to {})",
                 sc["score"].as_str().unwrap_or(""),
-                shown(&sc["auroc_first"]),
-                shown(&sc["auroc_second"]),
-                shown(&sc["difference"]),
-                shown(&sc["ci95"][0]),
-                shown(&sc["ci95"][1])
+                auroc(&sc["auroc_first"]),
+                auroc(&sc["auroc_second"]),
+                auroc(&sc["difference"]),
+                auroc(&sc["ci95"][0]),
+                auroc(&sc["ci95"][1])
             );
         }
     }

@@ -240,10 +240,10 @@ pub(super) fn people(model: &Model, scores: &[String], dated: engine::Dated) -> 
     if let Some(i) = results.plan.attributes.iter().position(|a| a == IMD_DECILE) {
         let deciles = arrow_cast::cast(
             &take(&results.slots[crate::rules::typing::FIRST_ATTRIBUTE_SLOT + i])?,
-            &DataType::Int64,
+            &DataType::Float64,
         )
         .map_err(|e| Error::Internal(format!("reading the IMD decile: {e}")))?;
-        let deciles = deciles.as_primitive::<arrow_array::types::Int64Type>();
+        let deciles = deciles.as_primitive::<arrow_array::types::Float64Type>();
         groups.insert(0, ("imd_quintile", Groups::imd_quintiles(deciles)));
     }
     Ok(People {
