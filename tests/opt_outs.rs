@@ -567,8 +567,8 @@ fn explain_shows_no_one_a_list_withholds() {
     let (t, n) = standard();
     fixture(&data, t, n);
     let hiu = repo_path("models/hiu.toml");
-    let explain = |person: &str, purpose: &str| {
-        // The purpose is the rule file's: explain has no --purpose.
+    // The purpose is the rule file's, unless `extra` gives --purpose.
+    let explain = |person: &str, purpose: &str, extra: &[&str]| {
         let rules = tmp.path().join(format!("{purpose}.toml"));
         std::fs::write(
             &rules,
@@ -578,7 +578,7 @@ fn explain_shows_no_one_a_list_withholds() {
             ),
         )
         .unwrap();
-        strata(&[
+        let mut args = vec![
             "explain",
             "--rules",
             rules.to_str().unwrap(),
@@ -588,7 +588,9 @@ fn explain_shows_no_one_a_list_withholds() {
             AS_OF,
             "--person",
             person,
-        ])
+        ];
+        args.extend(extra);
+        strata(&args)
     };
     for (person, purpose, shown) in [
         ("101", "direct_care", false),
@@ -597,7 +599,7 @@ fn explain_shows_no_one_a_list_withholds() {
         ("102", "secondary_use", false),
         ("104", "secondary_use", true),
     ] {
-        let o = explain(person, purpose);
+        let o = explain(person, purpose, &[]);
         if shown {
             assert!(o.status.success(), "{person} {purpose}: {}", stderr(&o));
             assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("Person {person}")));
@@ -613,20 +615,7 @@ fn explain_shows_no_one_a_list_withholds() {
         }
     }
     // --purpose overrides the rule file's, as for `run`.
-    let rules = tmp.path().join("direct_care.toml");
-    let o = strata(&[
-        "explain",
-        "--rules",
-        rules.to_str().unwrap(),
-        "--data",
-        data.to_str().unwrap(),
-        "--as-of",
-        AS_OF,
-        "--person",
-        "102",
-        "--purpose",
-        "secondary_use",
-    ]);
+    let o = explain("102", "direct_care", &["--purpose", "secondary_use"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("the `secondary_use` purpose keeps them off every list"));
 }
