@@ -14,7 +14,8 @@ difference.
 What is checked, from the model's definitions:
 - the 18 registers (models/registers.toml): a cluster code and, where the
   register has an exit, no exit code after the latest one (an exit on the
-  same day leaves the person on); CKD 3-5 exited by a later stage 1-2 or
+  same day takes the person off the AF, asthma, depression, epilepsy, SMI
+  and COPD registers and leaves them on the others); CKD 3-5 exited by a later stage 1-2 or
   resolved code; stroke/TIA from either cluster; asthma aged 6+ with an
   ASTTRT_COD medicine in 12 calendar months; age floors (diabetes 17, CKD,
   epilepsy and depression 18, rheumatoid arthritis 16); palliative care

@@ -26,8 +26,9 @@ files' expressions:
   3-character code padded with an `X` is the 3-character code; in a prefix
   list the longest listed prefix of a code is its entry;
 - on a register: a register code and no exit code after the latest one (an
-  exit on the same day as the latest register code leaves the person on
-  it), with the register's own extra conditions (palliative care coded
+  exit on the same day as the latest register code takes the person off
+  the AF, asthma, depression, epilepsy, SMI and COPD registers and leaves
+  them on the others), with the register's own extra conditions (palliative care coded
   since 2008-04-01, depression since 2006-04-01, age floors, asthma
   treatment in 12 months).
 
@@ -167,7 +168,8 @@ def build(con, data, as_of, hiu_age_floor=0):
         create macro in_months(day, n) as day > cast({d} - to_months(n) as date) and day <= {d};
         create macro in_years(day, n) as day > cast({d} - to_years(n) as date) and day <= {d};
         -- on a register: a register code later than any exit code (an exit on
-        -- the same day as the latest register code removes)
+        -- the same day as the latest register code removes: AF, asthma,
+        -- depression, epilepsy, SMI, COPD)
         create macro on_register(code, exit) as code is not null and (exit is null or code > exit);
         -- The registers whose exit must be later than the register code
         -- (one on the same day leaves them on).

@@ -477,6 +477,7 @@ fn run_check(args: &CheckArgs) -> ExitCode {
     };
     for path in &paths {
         let checked = rules::load(path).and_then(|model| {
+            input::unshadowed(&model)?;
             match &args.data {
                 Some(data) => {
                     // What a run reads before its scan, as it reads it.

@@ -765,3 +765,33 @@ fn json_summary_on_stdout_and_suppression_from_the_rule_file_or_the_command_line
         stderr(&o)
     );
 }
+
+/// A source named as the registrations table would hide its skipped-row
+/// counts in `manifest.json`: `check` refuses it without data, as `compile`
+/// and a run do.
+#[test]
+fn a_source_named_as_a_counted_table_is_refused_by_check_and_compile() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rules = tmp.path().join("rules.toml");
+    let text = std::fs::read_to_string(repo_path("models/hiu.toml")).unwrap();
+    std::fs::write(
+        &rules,
+        text.replace("[sources.ae]", "[sources.registrations]")
+            .replace("source = \"ae\"", "source = \"registrations\""),
+    )
+    .unwrap();
+    let o = strata(&["check", rules.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("rename [sources.registrations]"),
+        "{}",
+        stderr(&o)
+    );
+    let o = strata(&["compile", "--target", "duckdb", rules.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("rename [sources.registrations]"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -11,7 +11,7 @@ use std::path::Path;
 use chrono::NaiveDate;
 
 use crate::dates::{self, Day};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::input::Population;
 use crate::input::table::{self, Table};
 use crate::rules::check::{Type, Typed};
@@ -253,25 +253,6 @@ pub struct Plan<'m> {
     pub cohorts: Vec<CohortPlan>,
 }
 
-/// `manifest.json` counts skipped rows by source name, beside those of the
-/// population's table and of `registrations`: a source named as one of
-/// them would hide its counts (and `--strict` would miss them).
-fn unshadowed(model: &Model) -> Result<()> {
-    let taken = [model.population.table.as_str(), crate::input::REGISTRATIONS];
-    match model.sources.iter().find(|s| taken.contains(&s.name.as_str())) {
-        Some(s) => Err(Error::usage(format!(
-            "source `{}` has the name of a table whose skipped rows manifest.json counts under that name",
-            s.name
-        ))
-        .with_help(format!(
-            "rename [sources.{}] in {} (its `table` may stay)",
-            s.name,
-            model.path.display()
-        ))),
-        None => Ok(()),
-    }
-}
-
 pub fn plan<'m>(model: &'m Model, data: &Path, as_of: Option<NaiveDate>) -> Result<Plan<'m>> {
     plan_needed(model, data, as_of, None)
 }
@@ -289,7 +270,7 @@ pub fn plan_needed<'m>(
     needed: Option<&[bool]>,
 ) -> Result<Plan<'m>> {
     let needed = |fi: usize| needed.is_none_or(|n| n[fi]);
-    unshadowed(model)?;
+    crate::input::unshadowed(model)?;
     crate::input::data_folder(data)?;
     let population = Population::load(data, &model.population)?;
     let attribute_types = Population::attribute_types(&model.population, &population.table)?;

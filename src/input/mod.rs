@@ -29,6 +29,27 @@ pub fn data_folder(data: &std::path::Path) -> crate::error::Result<()> {
 }
 pub use table::Table;
 
+/// `manifest.json` counts skipped rows by source name, beside those of the
+/// population's table and of [`REGISTRATIONS`]: a source named as one of
+/// them would hide its counts (and `--strict` would miss them). Checked by
+/// every command that reads a rule file's sources: a run, `check` (with or
+/// without data) and `compile`.
+pub fn unshadowed(model: &crate::rules::Model) -> crate::error::Result<()> {
+    let taken = [model.population.table.as_str(), REGISTRATIONS];
+    match model.sources.iter().find(|s| taken.contains(&s.name.as_str())) {
+        Some(s) => Err(crate::error::Error::usage(format!(
+            "source `{}` has the name of a table whose skipped rows manifest.json counts under that name",
+            s.name
+        ))
+        .with_help(format!(
+            "rename [sources.{}] in {} (its `table` may stay)",
+            s.name,
+            model.path.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// A row skipped for a problem in the data, and where it is, for
 /// `OUT/rejects/`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

@@ -282,6 +282,16 @@ impl Manifest {
             .sum()
     }
 
+    /// Whether `OUT/rejects/` lists any row: every skipped row but the
+    /// registrations' (counted only) and those after the as-of date.
+    fn rows_in_rejects(&self) -> bool {
+        self.rejected
+            .iter()
+            .filter(|(table, _)| table.as_str() != crate::input::REGISTRATIONS)
+            .flat_map(|(_, r)| r.iter())
+            .any(|(k, n)| *k != "after_as_of" && *n > 0)
+    }
+
     /// `summary.json` (and `strata run --json`): what a scheduler or a
     /// dashboard needs, with every count of people suppressed.
     pub fn summary_json(&self, out: &Path) -> String {
@@ -292,7 +302,7 @@ impl Manifest {
             "manifest": out.join("manifest.json").display().to_string(),
             "summary": out.join("summary.json").display().to_string(),
             "report": out.join("report.html").display().to_string(),
-            "rejects": (self.skipped_rows() > 0).then(|| out.join("rejects").display().to_string()),
+            "rejects": self.rows_in_rejects().then(|| out.join("rejects").display().to_string()),
         });
         let summary = serde_json::json!({
             "strata_version": self.strata_version,

@@ -71,6 +71,7 @@ pub struct Compiled {
 /// (the extract itself, or a sample of it: only the Parquet footers are
 /// read, and the as-of date when it is not given).
 pub fn compile(model: &Model, data: &Path, options: &Options) -> Result<Compiled> {
+    crate::input::unshadowed(model)?;
     check_options(model, data, options)?;
     let target = options.target;
     let population = Table::open(data, &model.population.table, "the population")?;

@@ -411,7 +411,15 @@ fn groups(html: &mut String, f: &Value) {
                 "<p>By {}, the largest gap is in {}: {} between group {} (highest) and group {} (lowest).</p>",
                 esc(&name),
                 esc(gap["figure"].as_str().unwrap_or("")),
-                number(&gap["gap"]),
+                // A gap between AUROCs is one to their 2 decimals.
+                if gap["figure"]
+                    .as_str()
+                    .is_some_and(|f| f.ends_with(" auroc"))
+                {
+                    auroc(&gap["gap"])
+                } else {
+                    number(&gap["gap"])
+                },
                 esc(gap["highest"].as_str().unwrap_or("")),
                 esc(gap["lowest"].as_str().unwrap_or(""))
             );
