@@ -466,6 +466,12 @@ fn strict_refuses_faulty_registrations_not_those_of_people_who_left() {
         manifest(&out)["rejected"]["registrations"]["unknown_person"],
         1
     );
+    // The report does not call them skipped either.
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        report.contains("rows not used: registrations") && !report.contains("rows skipped"),
+        "{report}"
+    );
     rows.push((
         Some(2),
         Some("PCN1-GP"),

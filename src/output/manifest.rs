@@ -273,10 +273,7 @@ impl Manifest {
             .iter()
             .flat_map(|(table, r)| {
                 r.iter()
-                    .filter(move |(k, _)| {
-                        **k != "after_as_of"
-                            && !(table == crate::input::REGISTRATIONS && **k == "unknown_person")
-                    })
+                    .filter(move |(k, _)| skipped_for_a_problem(table, k))
                     .map(|(_, n)| n)
             })
             .sum()
@@ -288,8 +285,8 @@ impl Manifest {
         self.rejected
             .iter()
             .filter(|(table, _)| table.as_str() != crate::input::REGISTRATIONS)
-            .flat_map(|(_, r)| r.iter())
-            .any(|(k, n)| *k != "after_as_of" && *n > 0)
+            .flat_map(|(table, r)| r.iter().map(move |(k, n)| (table, k, n)))
+            .any(|(table, k, n)| skipped_for_a_problem(table, k) && *n > 0)
     }
 
     /// `summary.json` (and `strata run --json`): what a scheduler or a
@@ -325,4 +322,12 @@ impl Manifest {
         debug_assert!(json.contains(MANIFEST_MARKER));
         std::fs::write(path, json + "\n").map_err(|e| Error::io(path, "cannot write", e))
     }
+}
+
+/// Whether rows of `table` set aside for `reason` were skipped for a
+/// problem in the data. Two reasons are not problems: events after the
+/// as-of date (not yet known on it) and registrations of people no longer
+/// in the population (people who have left it).
+pub fn skipped_for_a_problem(table: &str, reason: &str) -> bool {
+    reason != "after_as_of" && !(table == crate::input::REGISTRATIONS && reason == "unknown_person")
 }

@@ -620,8 +620,16 @@ fn run_facts(manifest: &Manifest) -> String {
     }
     for (table, reasons) in &manifest.rejected {
         for (reason, n) in reasons {
-            if *n > 0 {
+            if *n == 0 {
+                continue;
+            }
+            if super::manifest::skipped_for_a_problem(table, reason) {
                 row(&format!("rows skipped: {table}"), format!("{n} ({reason})"));
+            } else {
+                row(
+                    &format!("rows not used: {table}"),
+                    format!("{n} ({reason}, expected: not a problem in the data)"),
+                );
             }
         }
     }
