@@ -248,6 +248,8 @@ def main():
             check(f"{where} difference ci low", auc_b - auc_a - 1.959964 * se, sc["ci95"][0])
         for grouping, figures in f["groups"].items():
             column = names.index(grouping)
+            no_group = sum(1 for r in these if r[column] is None)
+            check(f"{at} {grouping} people in no group", str(no_group), figures["people_in_no_group"])
             for g in figures["groups"]:
                 rows_g = [i for i, r in enumerate(these) if r[column] == g["group"]]
                 h = [happened[i] for i in rows_g]

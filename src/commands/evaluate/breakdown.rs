@@ -100,18 +100,22 @@ impl Split {
         }
     }
 
-    /// Each cohort's counts in each group, and everyone's (as if on no
-    /// list), for one outcome.
-    fn counts(&self, happened: &[bool]) -> (Vec<Vec<ListCounts>>, Vec<ListCounts>) {
+    /// Each cohort's counts in each group, everyone's (as if on no list),
+    /// and how many people are of no known group, for one outcome.
+    fn counts(&self, happened: &[bool]) -> (Vec<Vec<ListCounts>>, Vec<ListCounts>, u64) {
         let groups = self.groups;
         let mut cohorts = Vec::new();
         let mut everyone = vec![ListCounts::default(); groups];
+        let mut no_group = 0;
         for (pass, (k, cells)) in self.passes.iter().enumerate() {
             // People in each cell without and with the outcome.
             let mut tally = vec![[0u64; 2]; (groups + 1) << k];
             assert_eq!(cells.len(), happened.len(), "one cell per person");
             for (&cell, &h) in cells.iter().zip(happened) {
                 tally[cell as usize][usize::from(h)] += 1;
+            }
+            if pass == 0 {
+                no_group = tally[groups << k..].iter().map(|[a, b]| a + b).sum();
             }
             let mut counts = vec![vec![ListCounts::default(); groups]; *k];
             // The cells of known groups only.
@@ -134,7 +138,7 @@ impl Split {
             }
             cohorts.extend(counts);
         }
-        (cohorts, everyone)
+        (cohorts, everyone, no_group)
     }
 }
 
@@ -211,7 +215,7 @@ pub(super) fn breakdown(
     let mut rows = Vec::new();
     // (figure, group, value) for the gaps.
     let mut values: Vec<(String, String, f64)> = Vec::new();
-    let (cohort_counts, everyone) = split.counts(happened);
+    let (cohort_counts, everyone, no_group) = split.counts(happened);
     let aurocs: Vec<Vec<Option<(f64, f64)>>> = split
         .ranked
         .iter()
@@ -280,7 +284,12 @@ pub(super) fn breakdown(
                 .total_cmp(&b["gap"].as_f64().unwrap_or(0.0))
         })
         .cloned();
-    json!({"groups": rows, "gaps": gaps, "largest_gap": largest})
+    json!({
+        "groups": rows,
+        "people_in_no_group": s.count(no_group),
+        "gaps": gaps,
+        "largest_gap": largest,
+    })
 }
 
 #[cfg(test)]
@@ -363,6 +372,9 @@ mod tests {
             let figures = breakdown(s, &people, &happened, &groups, &split, &scored);
             let rows = figures["groups"].as_array().unwrap();
             assert_eq!(rows.len(), names.len());
+            let no_group = of.iter().filter(|g| g.is_none()).count() as u64;
+            assert!(no_group > 0);
+            assert_eq!(figures["people_in_no_group"], s.count(no_group));
             for (g, row) in rows.iter().enumerate() {
                 let name = row["group"].as_str().unwrap();
                 let mine: Vec<usize> = (0..n).filter(|&i| of[i] == Some(name)).collect();

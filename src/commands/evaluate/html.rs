@@ -463,6 +463,14 @@ fn groups(html: &mut String, f: &Value) {
             html.push_str("</tr>\n");
         }
         html.push_str("</table>\n");
+        if let Some(n) = g["people_in_no_group"].as_str().filter(|&n| n != "0") {
+            let _ = writeln!(
+                html,
+                "<p>People of no known {} (in no row above): {}.</p>",
+                esc(&name),
+                esc(n)
+            );
+        }
     }
 }
 
