@@ -291,7 +291,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub previous: Option<PathBuf>,
     /// Exit with 1 when any input row was skipped (null ids or dates,
-    /// unknown or duplicated persons); the output is still written.
+    /// unknown or duplicated persons) or value read as unknown (a birth
+    /// date before 1900); the output is still written.
     #[arg(long)]
     pub strict: bool,
 }
@@ -906,9 +907,10 @@ fn run_model(
         print_stdout(&commands::run::render(&manifest, &args.out));
     }
     let skipped = manifest.skipped_rows();
-    if args.strict && skipped > 0 {
+    let unknown = manifest.values_read_as_unknown();
+    if args.strict && skipped + unknown > 0 {
         eprintln!(
-            "error: {skipped} input rows were skipped (see `rejected` in {}); --strict makes that a failure\n  help: fix the rows, or run without --strict to accept them",
+            "error: {skipped} input rows were skipped and {unknown} values read as unknown for problems in the data (see `rejected` and `read_as_unknown` in {}); --strict makes that a failure\n  help: fix the rows, or run without --strict to accept them",
             args.out.join("manifest.json").display()
         );
         return Ok(ExitCode::from(STRICT_REJECTED));

@@ -479,6 +479,28 @@ expr = "age is not null"
     // Both kinds were there to check (and an unknown birth date does not
     // take a person out of the population).
     assert!(checked[0] > 100 && checked[1] > 1000, "{checked:?}");
+    // Counted where a scheduler reads it, shown in the report, and refused
+    // by --strict (the rows are kept, so nothing is in rejects/).
+    assert_eq!(
+        manifest(&out)["read_as_unknown"]["patients"]["birth_date_before_1900"],
+        early
+    );
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        report.contains(&format!("{early} (birth_date_before_1900)")),
+        "{report}"
+    );
+    assert!(!out.join("rejects").exists());
+    let o = run_printed(&rules, &data, &out, &["--as-of", AS_OF, "--strict"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("read_as_unknown"), "{}", stderr(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(&format!(
+            "Values read as unknown for problems in the data: {early}"
+        )),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
 }
 
 /// Yes/no written as `Y`/`N` text is not guessed at for a population

@@ -141,6 +141,13 @@ pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
             "Rows skipped for problems in the data: {rejected} (null ids or dates, dates before 1900, unknown or duplicated persons, unusable measured values, registrations no date can use); see manifest.json, and rejects/ for all but the registrations."
         );
     }
+    let unknown = manifest.values_read_as_unknown();
+    if unknown > 0 {
+        let _ = writeln!(
+            s,
+            "Values read as unknown for problems in the data: {unknown} (birth dates before 1900); see `read_as_unknown` in manifest.json."
+        );
+    }
     let _ = writeln!(s, "Output: {}", out.display());
     s
 }

@@ -616,6 +616,9 @@ pub struct Population {
     pub rejected: Vec<(&'static str, u64)>,
     /// The first of those rows, in file order, for `OUT/rejects/`.
     pub rejected_rows: Vec<RejectedRow>,
+    /// Values read as unknown (null) for a problem in the data, by
+    /// reason: rows, not skipped (the person stays).
+    pub read_as_unknown: Vec<(&'static str, u64)>,
 }
 
 impl Population {
@@ -935,6 +938,7 @@ impl Population {
                 ("duplicate_person_id", duplicates),
             ],
             rejected_rows,
+            read_as_unknown: vec![("birth_date_before_1900", births_before_1900)],
         })
     }
 }

@@ -46,6 +46,9 @@ pub struct Manifest {
     pub pcn_names: BTreeMap<String, String>,
     /// table or source -> reason -> rows (rows, not people: exact)
     pub rejected: BTreeMap<String, BTreeMap<&'static str, u64>>,
+    /// table -> reason -> rows whose value was read as unknown (the rows
+    /// kept): birth dates before 1900.
+    pub read_as_unknown: BTreeMap<String, BTreeMap<&'static str, u64>>,
     /// The run's purpose and the opt-outs it applied.
     pub opt_outs: OptOutsInfo,
     /// People in the population, its cohorts and segments, suppressed.
@@ -204,6 +207,10 @@ impl Manifest {
         for (source, counts) in &results.rejected {
             rejected.insert(source.clone(), counts.iter().copied().collect());
         }
+        let read_as_unknown = BTreeMap::from([(
+            plan.population.table.name.clone(),
+            plan.population.read_as_unknown.iter().copied().collect(),
+        )]);
         let exact = Counts::new(results, delivered);
         Manifest {
             strata_version: env!("CARGO_PKG_VERSION"),
@@ -252,6 +259,7 @@ impl Manifest {
                 .collect(),
             pcn_names: info.pcn_names.clone(),
             rejected,
+            read_as_unknown,
             opt_outs: OptOutsInfo::new(results, info.suppression),
             counts: exact.shown(info.suppression),
             exact,
@@ -277,6 +285,12 @@ impl Manifest {
                     .map(|(_, n)| n)
             })
             .sum()
+    }
+
+    /// Input values read as unknown for a problem in the data (the rows
+    /// kept): `--strict` refuses these too.
+    pub fn values_read_as_unknown(&self) -> u64 {
+        self.read_as_unknown.values().flat_map(|r| r.values()).sum()
     }
 
     /// Whether `OUT/rejects/` lists any row: every skipped row but the
@@ -308,6 +322,7 @@ impl Manifest {
             "as_of_inferred": self.as_of_inferred,
             "counts": self.counts,
             "rejected_rows": self.rejected,
+            "read_as_unknown": self.read_as_unknown,
             "absent_optional_tables": self.absent_optional_tables,
             "opt_outs": self.opt_outs,
             "timings_seconds": self.timings_seconds,

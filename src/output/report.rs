@@ -633,6 +633,14 @@ fn run_facts(manifest: &Manifest) -> String {
             }
         }
     }
+    for (table, reasons) in &manifest.read_as_unknown {
+        for (reason, n) in reasons.iter().filter(|(_, n)| **n > 0) {
+            row(
+                &format!("values read as unknown: {table}"),
+                format!("{n} ({reason})"),
+            );
+        }
+    }
     for (stage, secs) in &manifest.timings_seconds {
         row(&format!("time: {stage}"), format!("{secs:.2} s"));
     }
