@@ -902,3 +902,94 @@ fn a_date_with_no_one_in_the_population_is_refused() {
     );
     assert!(!tmp.path().join("evaluation").exists());
 }
+
+/// An outcome counted from a table that ends well before the others (a
+/// late feed) is refused, naming the table and its last date: its events
+/// after that would be counted as not having happened. A few quiet days
+/// at the end are not refused, nor is a death outcome (a week with no
+/// deaths is no cut).
+#[test]
+fn an_outcome_whose_own_table_ends_early_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let admissions = |last: &str| {
+        let rows: Vec<(i64, &str, &str, &[&str])> = vec![
+            (1, "2025-03-31", "emergency", &["I509"]),
+            (9, "2024-06-01", "emergency", &["I509"]),
+            (9, last, "emergency", &["I509"]),
+        ];
+        write_parquet(
+            &tmp.path().join("admissions.parquet"),
+            &[admissions_batch(&rows)],
+        );
+    };
+    // Deaths reach 2026-04-01; admissions end half a year earlier.
+    admissions("2025-09-30");
+    let o = evaluate(tmp.path(), &rules, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("outcome `admission_next_year`")
+            && err.contains("admissions.parquet")
+            && err.contains("end on 2025-09-30")
+            && err.contains("end as late as 2026-03-31"),
+        "{err}"
+    );
+    assert!(!tmp.path().join("evaluation").exists());
+    // The death outcome alone reads the population table: not refused.
+    let o = strata(&[
+        "evaluate",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--data",
+        tmp.path().to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--outcome",
+        "death_next_year",
+        "--out",
+        tmp.path().join("evaluation").to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::fs::remove_dir_all(tmp.path().join("evaluation")).unwrap();
+    // A week's quiet at the end is within the slack; eight days is not.
+    admissions("2026-03-24");
+    let o = evaluate(tmp.path(), &rules, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::fs::remove_dir_all(tmp.path().join("evaluation")).unwrap();
+    admissions("2026-03-23");
+    let o = evaluate(tmp.path(), &rules, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+/// One event dated in a far year (a typo) is no evidence that the data
+/// reach the end of the outcomes' windows: dates after today are passed
+/// over, so windows past the real end of the data are refused.
+#[test]
+fn a_future_dated_event_does_not_hide_where_the_data_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut people: Vec<Person> = (1..=3).map(|id| person(id, "1950-01-01", "P1")).collect();
+    people[2].death = Some("2025-06-01");
+    write_parquet(
+        &tmp.path().join("patients.parquet"),
+        &[patients_batch(&people)],
+    );
+    let rows: Vec<(i64, &str, &str, &[&str])> = vec![
+        (1, "2025-03-31", "emergency", &["I509"]),
+        (2, "2025-07-01", "emergency", &["I509"]),
+        (2, "2099-07-01", "emergency", &["I509"]),
+    ];
+    write_parquet(
+        &tmp.path().join("admissions.parquet"),
+        &[admissions_batch(&rows)],
+    );
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let o = evaluate(tmp.path(), &rules, &[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("the data's events end on 2025-07-01"), "{err}");
+}

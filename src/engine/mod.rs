@@ -677,11 +677,9 @@ pub fn run_dates<'m, T: Send>(
         .iter()
         .map(|&d| outcomes::last_day(&forward, d))
         .collect::<Result<_>>()?;
-    if whole_windows
-        && !forward.is_empty()
-        && let Some(&end) = ends.iter().max()
-    {
-        outcomes::check_data_reaches(model, data, dates[0], end)?;
+    if whole_windows && !forward.is_empty() {
+        let today = chrono::Local::now().date_naive();
+        outcomes::check_data_reaches(model, data, &forward, dates, today)?;
     }
     // The features, then the outcomes: one model for the scan.
     let mut scanned_model = model.clone();

@@ -390,6 +390,14 @@ impl Table {
     /// [`Table::max_date`] of the dates not in `missing`: from the
     /// statistics where their latest is not one of those, else read.
     pub fn max_date_except(&self, column: &str, missing: &[Day]) -> Result<Option<Day>> {
+        self.latest_date(column, missing, Day::MAX)
+    }
+
+    /// The latest date of `column` not in `missing` and not after
+    /// `until`: from the statistics where their latest is neither, else
+    /// read (dates after `until`, such as a mistyped future year, are then
+    /// passed over).
+    pub fn latest_date(&self, column: &str, missing: &[Day], until: Day) -> Result<Option<Day>> {
         let ty = self.column_type(column, "a date")?.clone();
         if ty == DataType::Date32 {
             let mut best: Option<Day> = None;
@@ -410,7 +418,7 @@ impl Table {
                     }
                 }
             }
-            if complete && best.is_none_or(|b| !missing.contains(&b)) {
+            if complete && best.is_none_or(|b| !missing.contains(&b) && b <= until) {
                 return Ok(best);
             }
         }
@@ -420,11 +428,11 @@ impl Table {
                 let batch = batch.map_err(|e| self.read_error(group, &[column], &e))?;
                 let dates = to_dates(batch.column(0), &self.parts[group.part].path, column)?;
                 let latest = match missing {
-                    [] => arrow_arith::aggregate::max(&dates),
+                    [] if until == Day::MAX => arrow_arith::aggregate::max(&dates),
                     _ => dates
                         .iter()
                         .flatten()
-                        .filter(|d| !missing.contains(d))
+                        .filter(|d| !missing.contains(d) && *d <= until)
                         .max(),
                 };
                 if let Some(m) = latest {
@@ -638,6 +646,9 @@ mod tests {
         // Not a date column.
         assert_eq!(table.group_days(RowGroup { part: 0, index: 0 }, "s"), None);
         assert_eq!(table.max_date_except("day", &[50]).unwrap(), Some(45));
+        assert_eq!(table.latest_date("day", &[], 49).unwrap(), Some(45));
+        assert_eq!(table.latest_date("day", &[45], 49).unwrap(), Some(40));
+        assert_eq!(table.latest_date("day", &[], 9).unwrap(), None);
     }
 
     fn write_part(path: &std::path::Path, values: &[i32]) {
