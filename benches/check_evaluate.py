@@ -300,6 +300,11 @@ def main():
             check(f"{where} stayed", str(stayed), c["stayed"])
             check(f"{where} joined", str(sum(1 for w, n in zip(was, now) if n and not w)), c["joined"])
             check(f"{where} still listed", stayed / listed_before if listed_before else None, c["still_listed"])
+            remained = sum(1 for w in was if w)
+            check(f"{where} left the population", str(listed_before - remained), c["left_the_population"])
+            check(f"{where} came off the list", str(remained - stayed), c["came_off_the_list"])
+            check(f"{where} still listed of those remaining", stayed / remained if remained else None,
+                  c["still_listed_of_those_still_in_population"])
             for o in c["outcomes"]:
                 h = [r[names.index("outcome_" + o["outcome"])] for r in after]
                 already = list_figures([n and w for n, w in zip(now, was)], h)["ppv"]

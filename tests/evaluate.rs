@@ -993,3 +993,51 @@ fn a_future_dated_event_does_not_hide_where_the_data_end() {
     let err = stderr(&o);
     assert!(err.contains("the data's events end on 2025-07-01"), "{err}");
 }
+
+/// Of those who left a list between two dates, the people no longer in
+/// the population (here one who died) are told apart from those still in
+/// it who came off the list: a frailty list's "leavers" are mostly deaths,
+/// not people who got better.
+#[test]
+fn leaving_a_list_is_split_into_leaving_the_population_and_coming_off_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut people: Vec<Person> = (1..=4).map(|id| person(id, "1950-01-01", "P1")).collect();
+    people[2].death = Some("2024-12-01");
+    write_parquet(
+        &tmp.path().join("patients.parquet"),
+        &[patients_batch(&people)],
+    );
+    // On the list of 2024-09-30 (an emergency admission in the year
+    // before): 1 and 3 (2024-06-01, still in the window on 2025-03-31) and
+    // 2 (2023-12-01, out of it by then); 3 dies before the later date.
+    let rows: Vec<(i64, &str, &str, &[&str])> = vec![
+        (1, "2024-06-01", "emergency", &["I509"]),
+        (2, "2023-12-01", "emergency", &["I509"]),
+        (3, "2024-06-01", "emergency", &["I509"]),
+        (4, "2026-03-31", "emergency", &["I509"]),
+    ];
+    write_parquet(
+        &tmp.path().join("admissions.parquet"),
+        &[admissions_batch(&rows)],
+    );
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    let o = evaluate(
+        tmp.path(),
+        &rules,
+        &["--suppression", "none", "--as-of", "2024-09-30"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(tmp.path().join("evaluation/evaluation.json")).unwrap();
+    let evaluation: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let c = &evaluation["between_dates"][0]["cohorts"][0];
+    assert_eq!(c["on_earlier_list"], "3");
+    assert_eq!(c["stayed"], "1");
+    assert_eq!(c["left"], "2");
+    assert_eq!(c["left_the_population"], "1");
+    assert_eq!(c["came_off_the_list"], "1");
+    assert_eq!(c["still_listed"], 1.0 / 3.0);
+    assert_eq!(c["still_listed_of_those_still_in_population"], 0.5);
+    let html = std::fs::read_to_string(tmp.path().join("evaluation/evaluation.html")).unwrap();
+    assert!(html.contains("<td>2 (1 / 1)</td>"), "{html}");
+}

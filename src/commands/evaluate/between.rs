@@ -96,17 +96,23 @@ fn persistence(
                     })
                 })
                 .collect();
-            let (stayed, joined) = (
+            let (stayed, joined, remained) = (
                 stayed.count_set_bits() as u64,
                 joined.count_set_bits() as u64,
+                was.count_set_bits() as u64,
             );
+            // Of those who left the list: who is no longer in the
+            // population (died, deregistered), and who is but came off it.
             Some(json!({
                 "cohort": name,
                 "on_earlier_list": s.count(listed_before),
                 "stayed": s.count(stayed),
                 "left": s.count(listed_before.saturating_sub(stayed)),
+                "left_the_population": s.count(listed_before.saturating_sub(remained)),
+                "came_off_the_list": s.count(remained.saturating_sub(stayed)),
                 "joined": s.count(joined),
                 "still_listed": ratio(s, stayed, listed_before),
+                "still_listed_of_those_still_in_population": ratio(s, stayed, remained),
                 "outcomes": outcomes,
             }))
         })

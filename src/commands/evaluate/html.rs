@@ -43,7 +43,7 @@ pub fn render(evaluation: &Value) -> String {
         for b in between.into_iter().flatten() {
             let _ = writeln!(
                 html,
-                "<h3>{} to {}</h3>\n<table><tr><th>cohort</th><th>earlier list</th><th>stayed</th><th>left</th><th>joined</th><th>still listed</th><th>PPV already listed / newly listed</th></tr>",
+                "<h3>{} to {}</h3>\n<table><tr><th>cohort</th><th>earlier list</th><th>stayed</th><th>left (no longer in the population / came off the list)</th><th>joined</th><th>still listed (of those still in the population)</th><th>PPV already listed / newly listed</th></tr>",
                 text(&b["from"]),
                 text(&b["to"])
             );
@@ -63,13 +63,16 @@ pub fn render(evaluation: &Value) -> String {
                     .collect();
                 let _ = writeln!(
                     html,
-                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} ({} / {})</td><td>{}</td><td>{} ({})</td><td>{}</td></tr>",
                     text(&c["cohort"]),
                     text(&c["on_earlier_list"]),
                     text(&c["stayed"]),
                     text(&c["left"]),
+                    text(&c["left_the_population"]),
+                    text(&c["came_off_the_list"]),
                     text(&c["joined"]),
                     share(&c["still_listed"]),
+                    share(&c["still_listed_of_those_still_in_population"]),
                     ppvs.join("; ")
                 );
             }
