@@ -223,6 +223,10 @@ pub struct CheckArgs {
     /// PCN names.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// With --data: the run's as-of date, YYYY-MM-DD (default, as for
+    /// `run`: the latest activity date in the data).
+    #[arg(long, requires = "data")]
+    pub as_of: Option<String>,
 }
 
 #[derive(Args)]
@@ -266,7 +270,8 @@ pub struct RunArgs {
     /// Output folder (replaced whole, atomically).
     #[arg(long, default_value = "out")]
     pub out: PathBuf,
-    /// Reference date, YYYY-MM-DD (default: the latest activity date in the data).
+    /// Reference date, YYYY-MM-DD (default for `run`: the latest activity
+    /// date in the data; `publish` needs it given).
     #[arg(long)]
     pub as_of: Option<String>,
     /// Override a parameter of the rule file, e.g. --set hiu_threshold=3 (repeatable).
@@ -277,9 +282,10 @@ pub struct RunArgs {
     #[arg(long, value_parser = parse_suppression)]
     pub suppression: Option<strata::suppress::Suppression>,
     /// Why the outputs are made (default: the rule file's `[output] purpose`,
-    /// else direct_care): direct_care keeps everyone on the lists and leaves
-    /// people with an opt-out out of the counts; secondary_use leaves them
-    /// out of every output.
+    /// else direct_care): direct_care leaves people with a type 1 opt-out
+    /// out of every output, and keeps people with a National Data Opt-out
+    /// on the lists but out of the counts and the report; secondary_use
+    /// leaves both out of every output.
     #[arg(long, value_parser = parse_purpose)]
     pub purpose: Option<rules::Purpose>,
     /// Print a machine-readable summary (summary.json) on stdout instead of
@@ -476,13 +482,21 @@ fn run_check(args: &CheckArgs) -> ExitCode {
             return ExitCode::from(USER_ERROR);
         }
     };
+    let as_of = match args.as_of.as_deref().map(|d| parse_date_arg("--as-of", d)) {
+        Some(Err(e)) => {
+            eprintln!("{}", e.render());
+            return ExitCode::from(USER_ERROR);
+        }
+        Some(Ok(d)) => Some(d),
+        None => None,
+    };
     for path in &paths {
         let checked = rules::load(path).and_then(|model| {
             input::unshadowed(&model)?;
             match &args.data {
                 Some(data) => {
                     // What a run reads before its scan, as it reads it.
-                    let plan = engine::plan::plan(&model, data, None)?;
+                    let plan = engine::plan::plan(&model, data, as_of)?;
                     engine::registrations::check(data, &plan.population)?;
                     input::pcns::names(data)?;
                 }

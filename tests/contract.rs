@@ -402,6 +402,23 @@ fn deciles_outside_1_to_10_are_left_out_of_the_quintiles_and_counted() {
     assert!(stderr(&o).contains(said), "{}", stderr(&o));
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(report.contains(said), "the report does not say so");
+    // Deciles stored as text (off the contract) are said to be so, in the
+    // log and the report, not read as no one's.
+    let text = arrow_cast::cast(&decile, &arrow_schema::DataType::Utf8).unwrap();
+    write_parquet(
+        &data.join("patients.parquet"),
+        &[with_column(&patients, "imd_decile", text)],
+    );
+    let out = tmp.path().join("text");
+    let o = run_rules(&core, &data, &out, AS_OF);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let said = "`imd_decile` is stored as Utf8 where the data contract asks for a number";
+    assert!(stderr(&o).contains(said), "{}", stderr(&o));
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        report.contains("<code>imd_decile</code> is stored as Utf8"),
+        "the report does not say so"
+    );
 }
 
 /// A birth date before 1900 (a placeholder such as 1800-01-01) is read as

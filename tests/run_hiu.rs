@@ -407,6 +407,22 @@ fn an_event_dated_after_today_is_not_taken_as_the_as_of_date() {
         "{err}"
     );
     assert!(!out.exists(), "nothing written");
+    // `strata check --data` reads as a run does, and takes its --as-of.
+    let check = |extra: &[&str]| {
+        let mut args = vec![
+            "check",
+            hiu.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        strata(&args)
+    };
+    let o = check(&[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("after today"), "{}", stderr(&o));
+    let o = check(&["--as-of", "2025-03-31"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     // Given an as-of date, the run counts the row as after it.
     let o = run_printed(&hiu, &data, &out, &["--as-of", "2025-03-31"]);
     assert!(o.status.success(), "{}", stderr(&o));

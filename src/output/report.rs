@@ -411,6 +411,18 @@ fn inequalities(results: &Results, s: Suppression) -> String {
         return html;
     };
     let decile = &results.slots[FIRST_ATTRIBUTE_SLOT + i];
+    if !decile.data_type().is_numeric() && !decile.data_type().is_null() {
+        tracing::warn!(
+            "`imd_decile` is stored as {} where the data contract asks for a number: the report gives no deprivation breakdown; store the deciles as integers",
+            decile.data_type()
+        );
+        let _ = writeln!(
+            html,
+            "<p>No deprivation breakdown: <code>imd_decile</code> is stored as {}, not as a number (see the data contract).</p>",
+            esc(&decile.data_type().to_string())
+        );
+        return html;
+    }
     let decile = number_at(decile);
     let quintile = |row: usize| decile(row).and_then(quintile_of);
     let mut alive = [0u64; 5];
@@ -429,7 +441,8 @@ fn inequalities(results: &Results, s: Suppression) -> String {
     }
     if not_deciles > 0 {
         tracing::warn!(
-            "{not_deciles} people's `imd_decile` is not a whole number from 1 to 10: the report leaves them out of its deprivation breakdown; check the extract's deciles"
+            "{} people's `imd_decile` is not a whole number from 1 to 10: the report leaves them out of its deprivation breakdown; check the extract's deciles",
+            s.count(not_deciles)
         );
         let _ = writeln!(
             html,
