@@ -108,7 +108,8 @@ pub struct EvaluateArgs {
     /// hiu_threshold=4 (repeatable).
     #[arg(long = "compare-set", value_name = "NAME=VALUE", value_parser = parse_setting)]
     pub compare_set: Vec<(String, String)>,
-    /// Folder to create for predictions.parquet and evaluation.json.
+    /// Folder to create for predictions.parquet, evaluation.json and
+    /// evaluation.html.
     #[arg(long, default_value = "evaluation")]
     pub out: PathBuf,
     /// Small-number suppression of the counts: hes (default), ehrql or none.
@@ -296,9 +297,10 @@ pub struct RunArgs {
     /// people who were not on that PCN's list of the cohort then.
     #[arg(long)]
     pub previous: Option<PathBuf>,
-    /// Exit with 1 when any input row was skipped (null ids or dates,
-    /// unknown or duplicated persons) or value read as unknown (a birth
-    /// date before 1900); the output is still written.
+    /// Exit with 1 when any input row was skipped (null ids or dates, dates
+    /// before 1900, unknown or duplicated persons, unusable measured
+    /// values, registrations no date can use) or value read as unknown (a
+    /// birth date before 1900); the output is still written.
     #[arg(long)]
     pub strict: bool,
 }
@@ -371,6 +373,16 @@ impl Settings {
             Some(text) => Some(parse_date_arg("--as-of", text)?),
             None => None,
         };
+        let today = chrono::Local::now().date_naive();
+        if let Some(d) = as_of
+            && d > today + chrono::Days::new(1)
+        {
+            // Allowed (a test of what a list would be), but more often a
+            // mistyped year: every age and window moves with it.
+            tracing::warn!(
+                "--as-of {d} is after today ({today}): ages and windows are as of that date, though nothing after today is recorded yet; check the year"
+            );
+        }
         // The last would win without a word.
         let twice = set
             .iter()

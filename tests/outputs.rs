@@ -406,6 +406,24 @@ fn diff_counts_each_segment_transition_exactly() {
         &["--suppression", "none", "--quiet"],
     );
     assert!(o.status.success(), "{}", stderr(&o));
+    // A diff's folder given as a run's previous output is named as such.
+    let o = run_quietly(
+        &core,
+        &data,
+        &tmp.path().join("third"),
+        &[
+            "--as-of",
+            "2026-03-31",
+            "--previous",
+            diff.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is the output of `strata diff`, not of a run"),
+        "{}",
+        stderr(&o)
+    );
 
     // person id -> segment, or "(none)" for the dead and for people with an
     // opt-out, whom the diff's aggregates leave out as the run's do.

@@ -423,6 +423,15 @@ fn an_event_dated_after_today_is_not_taken_as_the_as_of_date() {
     assert!(stderr(&o).contains("after today"), "{}", stderr(&o));
     let o = check(&["--as-of", "2025-03-31"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // An as-of date given after today (a mistyped year) runs, with a warning.
+    let o = run_printed(&hiu, &data, &out, &["--as-of", "2099-03-31"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--as-of 2099-03-31 is after today"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::remove_dir_all(&out).unwrap();
     // Given an as-of date, the run counts the row as after it.
     let o = run_printed(&hiu, &data, &out, &["--as-of", "2025-03-31"]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -182,11 +182,12 @@ impl SafeCsv {
 
 /// A field as a spreadsheet must read it: text that Excel (or LibreOffice,
 /// Google Sheets) would take as a formula, because it starts with `=`, `+`,
-/// `-`, `@`, a tab or a carriage return (after any spaces), gets a leading
-/// apostrophe, as OWASP's advice on CSV injection has it. A number (`-3`,
-/// `+1.5`) is left as it is: it cannot run, and lists carry negative values.
+/// `-`, `@`, a tab or a carriage return (after any spaces, line feeds or
+/// NULs, which some readers drop), gets a leading apostrophe, as OWASP's
+/// advice on CSV injection has it. A number (`-3`, `+1.5`) is left as it
+/// is: it cannot run, and lists carry negative values.
 pub fn excel_safe(field: &str) -> std::borrow::Cow<'_, str> {
-    let start = field.trim_start_matches(' ');
+    let start = field.trim_start_matches([' ', '\n', '\0']);
     let risky = start.starts_with(['=', '+', '-', '@', '\t', '\r']);
     let number = {
         let t = start.trim();
@@ -303,6 +304,9 @@ mod tests {
             "\t=1",
             "\r=1",
             "  =1",
+            "\n=1+2",
+            "\0=1",
+            " \n @A1",
             "-inf",
         ] {
             assert_eq!(excel_safe(risky), format!("'{risky}"), "{risky:?}");

@@ -37,6 +37,13 @@ impl SavedRun {
         };
         let text = std::fs::read_to_string(&manifest_path).map_err(|_| not_output())?;
         let manifest: serde_json::Value = serde_json::from_str(&text).map_err(|_| not_output())?;
+        if manifest["kind"] == "diff" {
+            return Err(Error::usage(format!(
+                "{} is the output of `strata diff`, not of a run",
+                dir.display()
+            ))
+            .with_help("give the --out folder of an earlier `strata run` (it holds manifest.json and patients.parquet)"));
+        }
         if manifest.get("counts").is_none() {
             return Err(not_output());
         }

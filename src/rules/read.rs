@@ -85,7 +85,7 @@ pub(super) fn load_one(
         })
         .map_err(|e| {
             Error::io(path, "cannot read rule file", e).with_help(
-                "check the path given to --rules, or name a bundled model (`strata models` lists them)",
+                "check the rule file's path (given to --rules, or to check, test and compile as an argument), or name a bundled model (`strata models` lists them)",
             )
         })?;
     let file: syntax::RuleFile = toml::from_str(&text).map_err(|e| {
