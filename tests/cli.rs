@@ -413,7 +413,8 @@ window = "365 days"
         let o = run_quietly(&rules, tmp.path(), &out, &["--threads", "2"]);
         assert!(!o.status.success(), "{}", stderr(&o));
         assert!(
-            stderr(&o).contains("computing cohort `first`"),
+            stderr(&o).contains("computing cohort `first`")
+                && stderr(&o).contains("or compute in floats"),
             "run {run}: {}",
             stderr(&o)
         );

@@ -1,5 +1,6 @@
-//! Every rule-file error message, pinned: each `tests/errors/NAME.toml` holds
-//! one mistake, and `strata check` must report it exactly as
+//! Rule-file error messages, pinned (one of each kind of mistake, not every
+//! message the reader has): each `tests/errors/NAME.toml` holds one
+//! mistake, and `strata check` must report it exactly as
 //! `tests/errors/NAME.stderr` says (file, line, column, the marked text, the
 //! help). To accept changed messages after reading them, run
 //! `STRATA_BLESS=1 cargo test --test errors` and review the diff.

@@ -35,7 +35,7 @@ impl From<ArrowError> for EvalError {
         EvalError(match e {
             // Arrow's message quotes the operands: per-person values, which
             // must not reach logs.
-            ArrowError::ArithmeticOverflow(_) => "integer overflow".to_string(),
+            ArrowError::ArithmeticOverflow(_) => "integer overflow (a result beyond 2^63): check the data's values, or compute in floats (`1.0 * x`)".to_string(),
             other => other.to_string(),
         })
     }

@@ -217,7 +217,10 @@ pub fn check_condition(
         Type::Null => Ok(retype_null(typed, Type::Bool)),
         other => err(
             expr.span,
-            format!("{what} must be true or false, but this is {}", other.a()),
+            format!(
+                "{what} must be true or false, but this is {}: compare it with a value (e.g. `... >= 1`)",
+                other.a()
+            ),
         ),
     }
 }

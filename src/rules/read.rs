@@ -849,13 +849,15 @@ fn feature_kind(
         Some((c, span)) => {
             let at = content_offset(l.text, span);
             if sources[source].codes.is_empty() {
-                return Err(l.error(
-                    at,
-                    format!(
-                        "source `{}` has no `code` column to match a code list against",
-                        sources[source].name
-                    ),
-                ));
+                return Err(l
+                    .error(
+                        at,
+                        format!(
+                            "source `{}` has no `code` column to match a code list against",
+                            sources[source].name
+                        ),
+                    )
+                    .with_help("name the table's code column in the source (`code = \"...\"`), or use a source that has one"));
             }
             Some(codelists.iter().position(|x| x.name == c).ok_or_else(|| {
                 l.error(
@@ -1172,7 +1174,11 @@ fn whole_number(l: &Loader, at: usize, text: &str, params: &[(String, Literal)])
     l.used_params.borrow_mut().insert(text.to_string());
     match params.iter().find(|(p, _)| p == text) {
         Some((_, Literal::Int(n))) => Ok(*n),
-        Some(_) => Err(l.error(at, format!("parameter `{text}` is not a whole number"))),
+        Some(_) => Err(l
+            .error(at, format!("parameter `{text}` is not a whole number"))
+            .with_help(format!(
+                "give `{text}` a whole number in [params] (e.g. 365, not 365.0 or \"365\")"
+            ))),
         None => Err(l.error(
             at,
             format!(
