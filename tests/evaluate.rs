@@ -1041,3 +1041,73 @@ fn leaving_a_list_is_split_into_leaving_the_population_and_coming_off_it() {
     let html = std::fs::read_to_string(tmp.path().join("evaluation/evaluation.html")).unwrap();
     assert!(html.contains("<td>2 (1 / 1)</td>"), "{html}");
 }
+
+/// A feature's window that reaches back before its table's first event is
+/// named for each date it does (its values are lower for want of data),
+/// in `evaluation.json`, `evaluation.html` and a warning; with more
+/// history, none is.
+#[test]
+fn windows_that_reach_back_before_the_data_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    // The fixture's admissions begin 2024-06-01; the feature looks back
+    // 365 days.
+    let o = evaluate(tmp.path(), &rules, &["--as-of", "2024-09-30"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("as of 2024-09-30, 1 feature(s) the figures read look back before their table's first event (admissions_12m)"),
+        "{}",
+        stderr(&o)
+    );
+    let read = |dir: &Path| -> serde_json::Value {
+        let text = std::fs::read_to_string(dir.join("evaluation/evaluation.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let history = &read(tmp.path())["history"];
+    assert_eq!(
+        history["tables"],
+        serde_json::json!([{"table": "admissions", "first_event": "2024-06-01"}])
+    );
+    let cut = &history["dates"][0]["windows_cut_short"][0];
+    assert_eq!(cut["feature"], "admissions_12m");
+    assert_eq!(cut["window_from"], "2023-10-02");
+    assert_eq!(cut["data_from"], "2024-06-01");
+    let html = std::fs::read_to_string(tmp.path().join("evaluation/evaluation.html")).unwrap();
+    assert!(
+        html.contains("As of 2024-09-30, windows reach back before the data:"),
+        "{html}"
+    );
+    // An admission a week after the window's start is within the slack
+    // of a table's quiet first days: nothing is cut short.
+    std::fs::remove_dir_all(tmp.path().join("evaluation")).unwrap();
+    let mut admissions: Vec<(i64, &str, &str, &[&str])> = vec![
+        (1, "2025-03-31", "emergency", &["I509"]),
+        (2, "2026-03-31", "emergency", &["I509"]),
+        (9, "2024-06-01", "emergency", &["I509"]),
+        (4, "2023-10-09", "elective", &["I509"]),
+    ];
+    write_parquet(
+        &tmp.path().join("admissions.parquet"),
+        &[admissions_batch(&admissions)],
+    );
+    let o = evaluate(tmp.path(), &rules, &["--as-of", "2024-09-30"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("look back before"), "{}", stderr(&o));
+    let history = &read(tmp.path())["history"];
+    assert_eq!(
+        history["dates"][0]["windows_cut_short"],
+        serde_json::json!([])
+    );
+    // A day later than that is not.
+    std::fs::remove_dir_all(tmp.path().join("evaluation")).unwrap();
+    admissions[3].1 = "2023-10-10";
+    write_parquet(
+        &tmp.path().join("admissions.parquet"),
+        &[admissions_batch(&admissions)],
+    );
+    let o = evaluate(tmp.path(), &rules, &["--as-of", "2024-09-30"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("look back before"), "{}", stderr(&o));
+}

@@ -34,6 +34,7 @@ pub fn render(evaluation: &Value) -> String {
             .map(|c| format!(" Compared with {}.", esc(c)))
             .unwrap_or_default(),
     );
+    history(&mut html, &evaluation["history"]);
     for f in evaluation["figures"].as_array().into_iter().flatten() {
         figure(&mut html, f);
     }
@@ -81,6 +82,50 @@ pub fn render(evaluation: &Value) -> String {
     }
     html.push_str("</body></html>\n");
     html
+}
+
+/// Each table's first event, and each date's windows that reach back
+/// before it (their features' values lower for want of data).
+fn history(html: &mut String, history: &Value) {
+    let text = |v: &Value| v.as_str().map(esc).unwrap_or_default();
+    let tables: Vec<String> = history["tables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| format!("{} from {}", text(&t["table"]), text(&t["first_event"])))
+        .collect();
+    if tables.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        html,
+        "<p class=\"facts\">History in the data: {}. A feature with no window start (ever coded) reads what there is.</p>",
+        tables.join("; ")
+    );
+    for d in history["dates"].as_array().into_iter().flatten() {
+        let cut: Vec<String> = d["windows_cut_short"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                format!(
+                    "{} (from {}; {} from {})",
+                    text(&c["feature"]),
+                    text(&c["window_from"]),
+                    text(&c["source"]),
+                    text(&c["data_from"])
+                )
+            })
+            .collect();
+        if !cut.is_empty() {
+            let _ = writeln!(
+                html,
+                "<p><strong>As of {}, windows reach back before the data:</strong> {}. Their values, and the lists made from them, are lower for want of data.</p>",
+                text(&d["as_of"]),
+                cut.join("; ")
+            );
+        }
+    }
 }
 
 /// A ratio as a percentage with one decimal; `-` where hidden.

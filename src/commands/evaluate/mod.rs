@@ -3,8 +3,10 @@
 //! says how well each cohort and score picked the people it happened to.
 //!
 //! The evaluated population on each date is everyone in the population then
-//! (born, not dead) without an opt-out: evaluation is planning, a secondary
-//! use, so both opt-outs apply. Per date and outcome, for each cohort: its
+//! (born, not dead, registered where the data has registrations) without an
+//! opt-out: evaluation is planning, a secondary use, so both opt-outs
+//! apply. `history` says, per date, which features' windows reach back
+//! before their table's first event. Per date and outcome, for each cohort: its
 //! size, how many of its members had the outcome, PPV, sensitivity,
 //! specificity and lift; for each score named with `--score`: AUROC with a
 //! 95% confidence interval (DeLong), and PPV, sensitivity and lift of its
@@ -48,6 +50,7 @@ mod between;
 mod breakdown;
 mod figures;
 mod groups;
+mod history;
 mod html;
 mod lists;
 mod metrics;
@@ -153,6 +156,7 @@ pub fn run(
     // is checked again under it: another run may have made it since.
     let _lock = crate::output::publish::Lock::acquire(out)?;
     not_there(out)?;
+    let history = history::look_back(&model, request.data, &dates, &reading)?;
     let started = std::time::Instant::now();
     let mut timings: Vec<(&str, f64)> = Vec::new();
     // Each date is finished as it is worked out (with `--compare`, once
@@ -244,7 +248,8 @@ pub fn run(
         "as_of": dates.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
         "outcomes": request.outcomes,
         "scores": request.scores,
-        "population": "alive on each as-of date, without a type 1 or National Data Opt-out (evaluation is a secondary use)",
+        "population": "alive on each as-of date and, where the data has registrations, registered with a practice then, without a type 1 or National Data Opt-out (evaluation is a secondary use)",
+        "history": history,
         "suppression": request.suppression.method(),
         "figures": figures,
         "between_dates": between,
