@@ -935,8 +935,15 @@ fn run_model(
     let skipped = manifest.skipped_rows();
     let unknown = manifest.values_read_as_unknown();
     if args.strict && skipped + unknown > 0 {
+        let what = match (skipped, unknown) {
+            (0, _) => format!("{unknown} input values were read as unknown (see `read_as_unknown`"),
+            (_, 0) => format!("{skipped} input rows were skipped (see `rejected`"),
+            _ => format!(
+                "{skipped} input rows were skipped and {unknown} values read as unknown (see `rejected` and `read_as_unknown`"
+            ),
+        };
         eprintln!(
-            "error: {skipped} input rows were skipped and {unknown} values read as unknown for problems in the data (see `rejected` and `read_as_unknown` in {}); --strict makes that a failure\n  help: fix the rows, or run without --strict to accept them",
+            "error: {what} in {}) for problems in the data; --strict makes that a failure\n  help: fix the rows, or run without --strict to accept them",
             args.out.join("manifest.json").display()
         );
         return Ok(ExitCode::from(STRICT_REJECTED));

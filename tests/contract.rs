@@ -419,6 +419,17 @@ fn deciles_outside_1_to_10_are_left_out_of_the_quintiles_and_counted() {
         report.contains("<code>imd_decile</code> is stored as Utf8"),
         "the report does not say so"
     );
+    // ... and read as the numbers they hold: the same breakdown as the
+    // numeric deciles give (the two reports' Inequalities sections).
+    let section = |r: &str| {
+        let from = r.find("<h2>Inequalities</h2>").unwrap();
+        let to = r[from + 1..].find("<h2>").map_or(r.len(), |n| from + 1 + n);
+        r[from..to].to_string()
+    };
+    let numeric = std::fs::read_to_string(good.join("report.html")).unwrap();
+    let text_section = section(&report);
+    let after_note = &text_section[text_section.find("</p>").unwrap() + 5..];
+    assert!(section(&numeric).ends_with(after_note), "{text_section}");
 }
 
 /// A birth date before 1900 (a placeholder such as 1800-01-01) is read as

@@ -145,7 +145,8 @@ pub fn render(manifest: &Manifest, out: &std::path::Path) -> String {
     if unknown > 0 {
         let _ = writeln!(
             s,
-            "Values read as unknown for problems in the data: {unknown} (birth dates before 1900); see `read_as_unknown` in manifest.json."
+            "Values read as unknown for problems in the data: {} (birth dates before 1900, people: suppressed); see `read_as_unknown` in manifest.json.",
+            manifest.suppression.count(unknown)
         );
     }
     let _ = writeln!(s, "Output: {}", out.display());

@@ -410,19 +410,27 @@ fn inequalities(results: &Results, s: Suppression) -> String {
         );
         return html;
     };
-    let decile = &results.slots[FIRST_ATTRIBUTE_SLOT + i];
-    if !decile.data_type().is_numeric() && !decile.data_type().is_null() {
+    let stored = &results.slots[FIRST_ATTRIBUTE_SLOT + i];
+    // Deciles stored as text (off the contract) are read as the numbers
+    // they hold, as `strata evaluate` reads them; other text is no decile.
+    let cast;
+    let decile = if stored.data_type().is_numeric() || stored.data_type().is_null() {
+        stored
+    } else {
         tracing::warn!(
-            "`imd_decile` is stored as {} where the data contract asks for a number: the report gives no deprivation breakdown; store the deciles as integers",
-            decile.data_type()
+            "`imd_decile` is stored as {} where the data contract asks for a number: read as the numbers it holds, text that is no number as unknown; store the deciles as integers",
+            stored.data_type()
         );
         let _ = writeln!(
             html,
-            "<p>No deprivation breakdown: <code>imd_decile</code> is stored as {}, not as a number (see the data contract).</p>",
-            esc(&decile.data_type().to_string())
+            "<p><code>imd_decile</code> is stored as {}, not as a number (see the data contract): read as the numbers it holds.</p>",
+            esc(&stored.data_type().to_string())
         );
-        return html;
-    }
+        cast = arrow_cast::cast(stored, &arrow_schema::DataType::Float64).unwrap_or_else(|_| {
+            arrow_array::new_null_array(&arrow_schema::DataType::Float64, stored.len())
+        });
+        &cast
+    };
     let decile = number_at(decile);
     let quintile = |row: usize| decile(row).and_then(quintile_of);
     let mut alive = [0u64; 5];
@@ -646,11 +654,12 @@ fn run_facts(manifest: &Manifest) -> String {
             }
         }
     }
+    // People (a row each), so suppressed as counts of people are.
     for (table, reasons) in &manifest.read_as_unknown {
         for (reason, n) in reasons.iter().filter(|(_, n)| **n > 0) {
             row(
                 &format!("values read as unknown: {table}"),
-                format!("{n} ({reason})"),
+                format!("{} ({reason})", manifest.suppression.count(*n)),
             );
         }
     }

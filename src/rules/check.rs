@@ -218,7 +218,7 @@ pub fn check_condition(
         other => err(
             expr.span,
             format!(
-                "{what} must be true or false, but this is {}: compare it with a value (e.g. `... >= 1`)",
+                "{what} must be true or false, but this is {}: compare it with a value of its kind (e.g. `... >= 1`, `... = 'text'`)",
                 other.a()
             ),
         ),

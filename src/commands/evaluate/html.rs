@@ -92,7 +92,10 @@ fn history(html: &mut String, history: &Value) {
         .as_array()
         .into_iter()
         .flatten()
-        .map(|t| format!("{} from {}", text(&t["table"]), text(&t["first_event"])))
+        .map(|t| match t["first_event"].as_str() {
+            Some(d) => format!("{} from {}", text(&t["table"]), esc(d)),
+            None => format!("{} (no events)", text(&t["table"])),
+        })
         .collect();
     if tables.is_empty() {
         return;

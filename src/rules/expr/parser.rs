@@ -145,10 +145,7 @@ impl Parser {
 
     fn error(&self, message: String) -> ParseError {
         let found = match self.tokens.get(self.pos) {
-            None => {
-                " but the expression ended: finish it (a comparison needs a value on each side)"
-                    .to_string()
-            }
+            None => " but the expression ended: finish it".to_string(),
             Some(_) => String::new(),
         };
         ParseError {
