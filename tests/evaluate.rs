@@ -73,6 +73,9 @@ fn fixture(dir: &Path) {
         (2, "2026-03-31", "emergency", &["I509"]),
         (3, "2026-04-01", "emergency", &["I509"]),
         (4, "2025-04-10", "elective", &["I509"]),
+        // The table's first event: its history begins a year before the
+        // earliest as-of date any test takes.
+        (4, "2023-03-31", "elective", &["I509"]),
         (9, "2024-06-01", "emergency", &["I509"]),
         (9, "2025-06-01", "emergency", &["I509"]),
     ];
@@ -890,8 +893,22 @@ fn a_date_with_no_one_in_the_population_is_refused() {
     fixture(tmp.path());
     let rules = tmp.path().join("rules.toml");
     std::fs::write(&rules, RULES).unwrap();
-    // Everyone in the fixture was born in 1950 (one in 2025).
-    let o = evaluate(tmp.path(), &rules, &["--as-of", "1949-12-31"]);
+    // Everyone in the fixture was born in 1950 (one in 2025). (Only the
+    // death outcome: the admissions do not reach back to 1950.)
+    let o = strata(&[
+        "evaluate",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--data",
+        tmp.path().to_str().unwrap(),
+        "--as-of",
+        "1949-12-31",
+        "--outcome",
+        "death_next_year",
+        "--out",
+        tmp.path().join("evaluation").to_str().unwrap(),
+        "--quiet",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
         stderr(&o).contains(
@@ -1052,8 +1069,17 @@ fn windows_that_reach_back_before_the_data_are_named() {
     fixture(tmp.path());
     let rules = tmp.path().join("rules.toml");
     std::fs::write(&rules, RULES).unwrap();
-    // The fixture's admissions begin 2024-06-01; the feature looks back
-    // 365 days.
+    // Admissions from 2024-06-01; the feature looks back 365 days.
+    let mut admissions: Vec<(i64, &str, &str, &[&str])> = vec![
+        (1, "2025-03-31", "emergency", &["I509"]),
+        (2, "2026-03-31", "emergency", &["I509"]),
+        (9, "2024-06-01", "emergency", &["I509"]),
+        (3, "2026-04-01", "emergency", &["I509"]),
+    ];
+    write_parquet(
+        &tmp.path().join("admissions.parquet"),
+        &[admissions_batch(&admissions)],
+    );
     let o = evaluate(tmp.path(), &rules, &["--as-of", "2024-09-30"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
@@ -1068,8 +1094,14 @@ fn windows_that_reach_back_before_the_data_are_named() {
     let history = &read(tmp.path())["history"];
     assert_eq!(
         history["tables"],
-        serde_json::json!([{"table": "admissions", "first_event": "2024-06-01"}])
+        serde_json::json!([{
+            "table": "admissions",
+            "first_event": "2024-06-01",
+            "last_event": "2026-04-01",
+            "stray_dates_passed_over": 0,
+        }])
     );
+    assert_eq!(history["data_end"], "2026-04-01");
     let cut = &history["dates"][0]["windows_cut_short"][0];
     assert_eq!(cut["feature"], "admissions_12m");
     assert_eq!(cut["window_from"], "2023-10-02");
@@ -1082,12 +1114,8 @@ fn windows_that_reach_back_before_the_data_are_named() {
     // An admission a week after the window's start is within the slack
     // of a table's quiet first days: nothing is cut short.
     std::fs::remove_dir_all(tmp.path().join("evaluation")).unwrap();
-    let mut admissions: Vec<(i64, &str, &str, &[&str])> = vec![
-        (1, "2025-03-31", "emergency", &["I509"]),
-        (2, "2026-03-31", "emergency", &["I509"]),
-        (9, "2024-06-01", "emergency", &["I509"]),
-        (4, "2023-10-09", "elective", &["I509"]),
-    ];
+    admissions[3] = (4, "2023-10-09", "elective", &["I509"]);
+    admissions.push((3, "2026-04-01", "emergency", &["I509"]));
     write_parquet(
         &tmp.path().join("admissions.parquet"),
         &[admissions_batch(&admissions)],
@@ -1110,4 +1138,65 @@ fn windows_that_reach_back_before_the_data_are_named() {
     let o = evaluate(tmp.path(), &rules, &["--as-of", "2024-09-30"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("look back before"), "{}", stderr(&o));
+}
+
+/// One mistyped date between the data's real end and today (a November
+/// admission in an extract that ends in March) does not move where the
+/// data end: a 30-day stretch with a twentieth of a typical stretch's
+/// events is stray. Nor does an outcome table that begins after the first
+/// window does pass.
+#[test]
+fn a_stray_date_does_not_move_where_the_data_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    fixture(tmp.path());
+    let rules = tmp.path().join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    // An emergency admission a day from 2023-01-02 to 2026-03-31, and one
+    // on 2026-11-01.
+    let days: Vec<String> = (0..)
+        .map(|k| chrono::NaiveDate::from_ymd_opt(2023, 1, 2).unwrap() + chrono::Days::new(k))
+        .take_while(|d| *d <= chrono::NaiveDate::from_ymd_opt(2026, 3, 31).unwrap())
+        .chain([chrono::NaiveDate::from_ymd_opt(2026, 11, 1).unwrap()])
+        .map(|d| d.to_string())
+        .collect();
+    let rows: Vec<(i64, &str, &str, &[&str])> = days
+        .iter()
+        .map(|d| (1, d.as_str(), "emergency", &["I509"][..]))
+        .collect();
+    write_parquet(
+        &tmp.path().join("admissions.parquet"),
+        &[admissions_batch(&rows)],
+    );
+    let o = evaluate(tmp.path(), &rules, &["--as-of", "2025-11-01"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("end as late as 2026-11-01, but the data's events end on 2026-04-01"),
+        "{}",
+        stderr(&o)
+    );
+    // Where the windows are covered, the stray is counted in the history.
+    let o = evaluate(tmp.path(), &rules, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = std::fs::read_to_string(tmp.path().join("evaluation/evaluation.json")).unwrap();
+    let evaluation: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let admissions = &evaluation["history"]["tables"][0];
+    assert_eq!(admissions["last_event"], "2026-03-31");
+    assert_eq!(admissions["stray_dates_passed_over"], 1);
+    std::fs::remove_dir_all(tmp.path().join("evaluation")).unwrap();
+    // Admissions from 2024-06-01 cover no window from 2024-03-31.
+    let late: Vec<(i64, &str, &str, &[&str])> =
+        rows.into_iter().filter(|r| r.1 >= "2024-06-01").collect();
+    write_parquet(
+        &tmp.path().join("admissions.parquet"),
+        &[admissions_batch(&late)],
+    );
+    let o = evaluate(tmp.path(), &rules, &["--as-of", "2024-03-31"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(
+            "admission_date begin on 2024-06-01, after the first window begins (2024-04-01)"
+        ),
+        "{}",
+        stderr(&o)
+    );
 }

@@ -193,7 +193,6 @@ pub fn run_keeping(model: &Model, keep: Option<&Path>) -> Result<Vec<Outcome>> {
                     model,
                     dir.path(),
                     &engine::Dates {
-                        whole_windows: false,
                         someone_each_date: false,
                         ..engine::Dates::new(&[as_of], &names)
                     },

@@ -617,8 +617,6 @@ pub struct Dates<'a> {
     pub dates: &'a [NaiveDate],
     /// Outcomes of the rule files, by name.
     pub outcomes: &'a [String],
-    /// Refuse outcome windows that run past the data's last event.
-    pub whole_windows: bool,
     /// Refuse a date on which no one is alive and registered (an
     /// evaluation of nobody); `strata test`'s tables of a few test persons
     /// may hold no one alive on purpose.
@@ -637,13 +635,13 @@ pub struct Dates<'a> {
 }
 
 impl<'a> Dates<'a> {
-    /// `dates` and `outcomes`, refusing outcome windows the data does not
-    /// cover, within [`STATE_BUDGET`].
+    /// `dates` and `outcomes`, within [`STATE_BUDGET`]. Whether the data
+    /// cover the outcomes' windows is the caller's to check
+    /// ([`outcomes::check_data_reaches`]).
     pub fn new(dates: &'a [NaiveDate], outcomes: &'a [String]) -> Dates<'a> {
         Dates {
             dates,
             outcomes,
-            whole_windows: true,
             someone_each_date: true,
             state_budget: STATE_BUDGET,
             reading: None,
@@ -671,16 +669,11 @@ pub fn run_dates<'m, T: Send>(
     let dates = request.dates;
     let mut all = Vec::with_capacity(dates.len());
     let outcome_names = request.outcomes;
-    let whole_windows = request.whole_windows;
     let forward = outcomes::windows(model, outcome_names)?;
     let ends: Vec<NaiveDate> = dates
         .iter()
         .map(|&d| outcomes::last_day(&forward, d))
         .collect::<Result<_>>()?;
-    if whole_windows && !forward.is_empty() {
-        let today = chrono::Local::now().date_naive();
-        outcomes::check_data_reaches(model, data, &forward, dates, today)?;
-    }
     // The features, then the outcomes: one model for the scan.
     let mut scanned_model = model.clone();
     scanned_model

@@ -14,6 +14,7 @@ use chrono::NaiveDate;
 
 use crate::dates::{self, Day, Window};
 use crate::error::{Error, Result};
+use crate::input::table::Span;
 use crate::rules::{Feature, FeatureKind, Model};
 
 /// The outcomes of `model` named in `names`, in that order, each with its
@@ -73,56 +74,70 @@ pub fn window_end(window: &Window, as_of: NaiveDate) -> Day {
 /// A table that ends earlier than that was cut short (a late feed).
 pub const TABLE_END_SLACK_DAYS: i32 = 7;
 
-/// Refuses outcome windows that run past the data: an outcome after the
-/// extract ends would be counted as not having happened. The extract ends
-/// on the latest date of any table the rule files read (a table of deaths
-/// alone may end earlier, in a quiet week); an outcome counted from an
-/// event table also needs that table itself to reach the end of its
-/// windows, within [`TABLE_END_SLACK_DAYS`] (one table fed later than the
-/// others would halve an outcome's events without a word). Placeholder
-/// dates (`missing_dates`) and dates after `today` (a mistyped year) are
-/// no table's end.
+/// Each of `model`'s sources' table's [`Span`] (`None` where the table is
+/// absent or holds no event): dates before 1900, placeholders
+/// (`missing_dates`) and dates after `today` (a mistyped year) are no
+/// event's, and stray dates are passed over. A table read by several
+/// sources alike is read once.
+pub fn spans(model: &Model, data: &Path, today: NaiveDate) -> Result<Vec<Option<Span>>> {
+    crate::input::data_folder(data)?;
+    // A day of slack after today: an extract made just after midnight, on
+    // a machine that keeps UTC.
+    let within = dates::FIRST_PLAUSIBLE_DAY..=dates::to_day(today) + 1;
+    let mut spans: Vec<Option<Span>> = Vec::with_capacity(model.sources.len());
+    for (i, s) in model.sources.iter().enumerate() {
+        let same = model.sources[..i].iter().position(|o| {
+            o.table == s.table && o.date == s.date && o.missing_dates == s.missing_dates
+        });
+        let span = match same {
+            Some(j) => spans[j],
+            None => match crate::input::Table::find(data, &s.table)? {
+                Some(t) => t.span(&s.date, &s.missing_dates, within.clone())?,
+                None => None,
+            },
+        };
+        spans.push(span);
+    }
+    Ok(spans)
+}
+
+/// Refuses outcome windows the data do not cover; returns where the data
+/// end. They end on the last event of any table the rule files read
+/// ([`spans`]: a table of deaths alone may end earlier, in a quiet week):
+/// an outcome after that would be counted as not having happened. An
+/// outcome counted from an event table also needs that table itself to
+/// cover its windows, within [`TABLE_END_SLACK_DAYS`] at either end: one
+/// table fed later than the others would halve an outcome's events without
+/// a word, and one that begins after the first window starts would miss
+/// its first months.
 pub fn check_data_reaches(
     model: &Model,
     data: &Path,
+    spans: &[Option<Span>],
     outcomes: &[(Feature, Window)],
     as_of: &[NaiveDate],
-    today: NaiveDate,
-) -> Result<()> {
-    crate::input::data_folder(data)?;
+) -> Result<Option<NaiveDate>> {
     let (Some(&first), Some(&last)) = (as_of.iter().min(), as_of.iter().max()) else {
-        return Ok(());
+        return Ok(None);
     };
-    // Each source's table's end (a day of slack after today: an extract
-    // made just after midnight, on a machine that keeps UTC).
-    let until = dates::to_day(today) + 1;
-    let mut ends: Vec<(Option<Day>, Option<crate::input::Table>)> = Vec::new();
-    for s in &model.sources {
-        let table = crate::input::Table::find(data, &s.table)?;
-        let end = match &table {
-            Some(t) => t.latest_date(&s.date, &s.missing_dates, until)?,
-            None => None,
-        };
-        ends.push((end, table));
-    }
-    let Some(extract_end) = ends.iter().filter_map(|(d, _)| *d).max() else {
-        return Err(Error::usage(format!(
-            "the tables the rule files read in {} hold no dated events",
-            data.display()
-        ))
+    let Some(data_end) = spans.iter().flatten().map(|s| s.to).max() else {
+        return Err(Error::usage(
+            "the tables the rule files read hold no dated events".to_string(),
+        )
         .with_help("check --data: it must be the folder of the extract, with its event tables"));
     };
     let date = |d: Day| dates::from_day(d).map_or(d.to_string(), |d| d.to_string());
+    let help = "evaluate from --as-of dates whose windows the data cover (a year before the extract ends, for outcomes in the next 365 days); placeholder dates belong in the source's `missing_dates`";
     for (outcome, window) in outcomes {
         let end = window_end(window, last);
-        if extract_end < end {
+        if data_end < end {
             return Err(Error::usage(format!(
                 "outcome `{}`'s windows from {first} end as late as {}, but the data's events end on {}: outcomes after that are unknown, and would be counted as not having happened",
                 outcome.name,
                 date(end),
-                date(extract_end)
+                date(data_end)
             ))
-            .with_help("evaluate from earlier --as-of dates (a year before the extract ends, for outcomes in the next 365 days)"));
+            .with_help(help));
         }
         let FeatureKind::Aggregate { source, .. } = &outcome.kind else {
             continue;
@@ -131,23 +146,33 @@ pub fn check_data_reaches(
         if s.table == model.population.table {
             continue;
         }
-        if let (own, Some(table)) = &ends[*source]
-            && own.is_none_or(|own| own + TABLE_END_SLACK_DAYS < end)
-        {
-            return Err(Error::usage(format!(
-                "outcome `{}` is counted from {} (`{}`), whose {} end on {}, though other tables reach {} and the outcome's windows from {first} end as late as {}: that table looks cut short, and outcomes after its end would be counted as not having happened",
-                outcome.name,
-                table.location.display(),
-                s.table,
+        let start = dates::to_day(first) + 1;
+        let table = crate::input::Table::find(data, &s.table)?
+            .map_or_else(|| s.table.clone(), |t| t.location.display().to_string());
+        let cut = match spans[*source] {
+            None => Some(format!("{table} holds no dated events")),
+            Some(own) if own.to + TABLE_END_SLACK_DAYS < end => Some(format!(
+                "{table}'s {} end on {}, though other tables reach {} and the windows end as late as {}",
                 s.date,
-                own.map_or("no date".to_string(), date),
-                date(extract_end),
+                date(own.to),
+                date(data_end),
                 date(end)
+            )),
+            Some(own) if own.from > start + TABLE_END_SLACK_DAYS => Some(format!(
+                "{table}'s {} begin on {}, after the first window begins ({})",
+                s.date,
+                date(own.from),
+                date(start)
+            )),
+            Some(_) => None,
+        };
+        if let Some(cut) = cut {
+            return Err(Error::usage(format!(
+                "outcome `{}` is counted from a table that does not cover its windows from {first}: {cut}; outcomes outside it would be counted as not having happened",
+                outcome.name
             ))
-            .with_help(format!(
-                "check that table's extract (a late feed?), or evaluate from --as-of dates whose windows end by its last date; placeholder dates belong in the source's `missing_dates`, and dates after today ({today}) are passed over"
-            )));
+            .with_help(format!("{help}; or check that table's extract (a late feed?)")));
         }
     }
-    Ok(())
+    Ok(dates::from_day(data_end))
 }

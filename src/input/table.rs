@@ -8,7 +8,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Date32Array, RecordBatch};
+use arrow_array::{Array, ArrayRef, Date32Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{
@@ -463,6 +463,123 @@ impl Table {
     }
 }
 
+/// Where a table's events lie: from its first to its last event, leaving
+/// out stray dates, those of 30-day stretches so sparse next to the
+/// table's typical stretch (under [`Span::SPARSE_SHARE`] of the median
+/// stretch's events) that they are typing slips (a 2015 among 2023's
+/// events, one November row after an extract that ends in March) rather
+/// than the extract's edge. The rule a stray row had fooled was the
+/// latest or earliest date alone.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Span {
+    pub from: Day,
+    pub to: Day,
+    /// Events in the stretches left out.
+    pub strays: u64,
+}
+
+impl Span {
+    /// A stretch of 30 days with fewer events than this share of the
+    /// median stretch's is stray: a twentieth, so that an extract's last
+    /// stretch holding only its first day or two is still its edge.
+    pub const SPARSE_SHARE: f64 = 0.05;
+    const DAYS: i32 = 30;
+
+    /// The span of `stretches` (30-day stretch -> events, first and last
+    /// day); `None` where there are none.
+    fn of(stretches: &std::collections::BTreeMap<i32, (u64, Day, Day)>) -> Option<Span> {
+        let mut counts: Vec<u64> = stretches.values().map(|s| s.0).collect();
+        counts.sort_unstable();
+        let median = *counts.get(counts.len() / 2)?;
+        let dense = |n: u64| n as f64 >= Span::SPARSE_SHARE * median as f64;
+        let (first, last) = (
+            stretches.values().find(|s| dense(s.0))?,
+            stretches.values().rev().find(|s| dense(s.0))?,
+        );
+        let strays = stretches
+            .values()
+            .filter(|s| !dense(s.0))
+            .map(|s| s.0)
+            .sum();
+        Some(Span {
+            from: first.1,
+            to: last.2,
+            strays,
+        })
+    }
+}
+
+impl Table {
+    /// The [`Span`] of `column`'s dates that are not in `missing` and are
+    /// `within` (dates before 1900 or after today are no event's): the
+    /// column is read whole, its row groups in parallel.
+    pub fn span(
+        &self,
+        column: &str,
+        missing: &[Day],
+        within: std::ops::RangeInclusive<Day>,
+    ) -> Result<Option<Span>> {
+        use rayon::prelude::*;
+        use std::collections::BTreeMap;
+        type Stretches = BTreeMap<i32, (u64, Day, Day)>;
+        let add = |into: &mut Stretches, from: &Stretches| {
+            for (&k, &(n, lo, hi)) in from {
+                let e = into.entry(k).or_insert((0, lo, hi));
+                *e = (e.0 + n, e.1.min(lo), e.2.max(hi));
+            }
+        };
+        let parts: Vec<Stretches> = self
+            .row_groups()
+            .par_iter()
+            .map(|&group| -> Result<Stretches> {
+                let mut out = Stretches::new();
+                for batch in self.reader(group, &[column], &[])? {
+                    let batch = batch.map_err(|e| self.read_error(group, &[column], &e))?;
+                    let dates = to_dates(batch.column(0), &self.parts[group.part].path, column)?;
+                    let wanted = |i: usize, d: Day| {
+                        dates.is_valid(i) && within.contains(&d) && !missing.contains(&d)
+                    };
+                    // Two passes: the batch's range, then each 30-day
+                    // stretch of it counted in place.
+                    let values = dates.values();
+                    let (mut lo, mut hi) = (Day::MAX, Day::MIN);
+                    for (i, &d) in values.iter().enumerate() {
+                        if wanted(i, d) {
+                            lo = lo.min(d);
+                            hi = hi.max(d);
+                        }
+                    }
+                    if lo > hi {
+                        continue;
+                    }
+                    let base = lo.div_euclid(Span::DAYS);
+                    let n = (hi.div_euclid(Span::DAYS) - base + 1) as usize;
+                    let mut stretch = vec![(0u64, Day::MAX, Day::MIN); n];
+                    for (i, &d) in values.iter().enumerate() {
+                        if wanted(i, d) {
+                            let s = &mut stretch[(d.div_euclid(Span::DAYS) - base) as usize];
+                            *s = (s.0 + 1, s.1.min(d), s.2.max(d));
+                        }
+                    }
+                    let batch_stretches: Stretches = stretch
+                        .into_iter()
+                        .enumerate()
+                        .filter(|(_, s)| s.0 > 0)
+                        .map(|(k, s)| (base + k as i32, s))
+                        .collect();
+                    add(&mut out, &batch_stretches);
+                }
+                Ok(out)
+            })
+            .collect::<Result<_>>()?;
+        let mut all = Stretches::new();
+        for part in &parts {
+            add(&mut all, part);
+        }
+        Ok(Span::of(&all))
+    }
+}
+
 /// Which end of a date column [`Table::date_extreme`] finds.
 #[derive(Clone, Copy)]
 enum Extreme {
@@ -625,7 +742,40 @@ mod tests {
     use parquet::arrow::ArrowWriter;
     use parquet::file::properties::WriterProperties;
 
-    use super::{RowGroup, Table};
+    use super::{RowGroup, Span, Table};
+
+    /// A few events months or years away from the rest are strays, not
+    /// the table's edge; an extract's last stretch of only two days is its
+    /// edge (a twentieth of a typical stretch is enough).
+    #[test]
+    fn a_stray_date_is_not_a_tables_edge() {
+        let mut s = std::collections::BTreeMap::new();
+        for k in 0..12 {
+            s.insert(k, (1000, k * 30, k * 30 + 29));
+        }
+        assert_eq!(
+            Span::of(&s),
+            Some(Span {
+                from: 0,
+                to: 359,
+                strays: 0
+            })
+        );
+        s.insert(12, (60, 360, 361));
+        s.insert(40, (1, 1205, 1205));
+        s.insert(-50, (2, -1500, -1490));
+        assert_eq!(
+            Span::of(&s),
+            Some(Span {
+                from: 0,
+                to: 361,
+                strays: 3
+            })
+        );
+        s.insert(12, (40, 360, 361));
+        assert_eq!(Span::of(&s).map(|s| s.to), Some(359));
+        assert_eq!(Span::of(&Default::default()), None);
+    }
 
     #[test]
     fn row_group_days_are_the_date_columns_own_statistics() {
@@ -678,6 +828,24 @@ mod tests {
         assert_eq!(table.earliest_date("day", &[], i32::MIN).unwrap(), Some(10));
         assert_eq!(table.earliest_date("day", &[10], 0).unwrap(), Some(20));
         assert_eq!(table.earliest_date("day", &[], 31).unwrap(), Some(40));
+        // Days 10 to 50: every 30-day stretch has one or more events.
+        assert_eq!(
+            table.span("day", &[], 0..=1000).unwrap(),
+            Some(Span {
+                from: 10,
+                to: 50,
+                strays: 0
+            })
+        );
+        assert_eq!(
+            table.span("day", &[50], 0..=44).unwrap(),
+            Some(Span {
+                from: 10,
+                to: 40,
+                strays: 0
+            })
+        );
+        assert_eq!(table.span("day", &[], 100..=200).unwrap(), None);
     }
 
     fn write_part(path: &std::path::Path, values: &[i32]) {

@@ -8,25 +8,23 @@
 use chrono::NaiveDate;
 use serde_json::json;
 
-use crate::dates::{self, Day, FIRST_PLAUSIBLE_DAY, Window};
+use crate::dates::{self, Day, Window};
 use crate::engine::outcomes::TABLE_END_SLACK_DAYS;
-use crate::error::Result;
+use crate::input::table::Span;
 use crate::rules::{FeatureKind, Model};
 
 /// Per date, the features the figures read whose window starts before their
 /// table's first event (by more than [`TABLE_END_SLACK_DAYS`], a small
-/// table's quiet first days), and the first event date of each table they
-/// read: the history a feature with no window start (`ever`) has.
+/// table's quiet first days), and where each table they read begins and
+/// ends ([`Span`], stray dates passed over): the history a feature with no
+/// window start (`ever`) has.
 pub(super) fn look_back(
     model: &Model,
-    data: &std::path::Path,
+    spans: &[Option<Span>],
     dates_: &[NaiveDate],
     reading: &[String],
-) -> Result<serde_json::Value> {
+) -> serde_json::Value {
     let needed = model.features_needed(reading);
-    // Each source's first event, found once (from the Parquet statistics
-    // where they serve).
-    let mut first: Vec<Option<Option<Day>>> = vec![None; model.sources.len()];
     let mut read: Vec<(usize, &str, Window)> = Vec::new();
     for (f, _) in model
         .features
@@ -37,19 +35,10 @@ pub(super) fn look_back(
         let FeatureKind::Aggregate { source, window, .. } = &f.kind else {
             continue;
         };
-        let s = &model.sources[*source];
-        if s.table == model.population.table {
-            // Deaths: no history to speak of.
-            continue;
+        // Deaths: no history to speak of.
+        if model.sources[*source].table != model.population.table {
+            read.push((*source, f.name.as_str(), *window));
         }
-        if first[*source].is_none() {
-            let day = match crate::input::Table::find(data, &s.table)? {
-                Some(t) => t.earliest_date(&s.date, &s.missing_dates, FIRST_PLAUSIBLE_DAY)?,
-                None => None,
-            };
-            first[*source] = Some(day);
-        }
-        read.push((*source, f.name.as_str(), *window));
     }
     let date = |d: Day| dates::from_day(d).map_or(d.to_string(), |d| d.to_string());
     let per_date: Vec<serde_json::Value> = dates_
@@ -58,7 +47,7 @@ pub(super) fn look_back(
             let cut: Vec<serde_json::Value> = read
                 .iter()
                 .filter_map(|&(source, name, window)| {
-                    let data_from = first[source].flatten()?;
+                    let data_from = spans[source]?.from;
                     // Events are kept strictly after the window's start.
                     let from = window.exclusive_start(as_of)? + 1;
                     (data_from > from + TABLE_END_SLACK_DAYS).then(|| {
@@ -84,20 +73,25 @@ pub(super) fn look_back(
             json!({"as_of": as_of.to_string(), "windows_cut_short": cut})
         })
         .collect();
-    // Each table once (the measures share `observations`), at its
-    // earliest among the sources that read it.
-    let mut tables: Vec<(&str, Option<Day>)> = Vec::new();
-    for (i, day) in first.iter().enumerate() {
-        let Some(day) = *day else { continue };
-        let table = model.sources[i].table.as_str();
-        match tables.iter_mut().find(|(t, _)| *t == table) {
-            Some((_, d)) => *d = (*d).into_iter().chain(day).min(),
-            None => tables.push((table, day)),
+    // Each table the features read once (the measures share
+    // `observations`).
+    let mut tables: Vec<(&str, Option<Span>)> = Vec::new();
+    for &(source, _, _) in &read {
+        let table = model.sources[source].table.as_str();
+        if !tables.iter().any(|(t, _)| *t == table) {
+            tables.push((table, spans[source]));
         }
     }
     let tables: Vec<serde_json::Value> = tables
         .into_iter()
-        .map(|(table, day)| json!({"table": table, "first_event": day.map(date)}))
+        .map(|(table, span)| {
+            json!({
+                "table": table,
+                "first_event": span.map(|s| date(s.from)),
+                "last_event": span.map(|s| date(s.to)),
+                "stray_dates_passed_over": span.map_or(0, |s| s.strays),
+            })
+        })
         .collect();
-    Ok(json!({"tables": tables, "dates": per_date}))
+    json!({"tables": tables, "dates": per_date})
 }

@@ -156,7 +156,17 @@ pub fn run(
     // is checked again under it: another run may have made it since.
     let _lock = crate::output::publish::Lock::acquire(out)?;
     not_there(out)?;
-    let history = history::look_back(&model, request.data, &dates, &reading)?;
+    // Where each table's events begin and end: the outcomes' windows must
+    // be covered, and the features' windows are named where they are not.
+    let spans = engine::outcomes::spans(&model, request.data, chrono::Local::now().date_naive())?;
+    let forward = engine::outcomes::windows(&model, &request.outcomes)?;
+    for &d in &dates {
+        engine::outcomes::last_day(&forward, d)?;
+    }
+    let data_end =
+        engine::outcomes::check_data_reaches(&model, request.data, &spans, &forward, &dates)?;
+    let mut history = history::look_back(&model, &spans, &dates, &reading);
+    history["data_end"] = json!(data_end.map(|d| d.to_string()));
     let started = std::time::Instant::now();
     let mut timings: Vec<(&str, f64)> = Vec::new();
     // Each date is finished as it is worked out (with `--compare`, once
