@@ -390,36 +390,6 @@ impl Table {
     /// [`Table::max_date`] of the dates not in `missing`: from the
     /// statistics where their latest is not one of those, else read.
     pub fn max_date_except(&self, column: &str, missing: &[Day]) -> Result<Option<Day>> {
-        self.latest_date(column, missing, Day::MAX)
-    }
-
-    /// The latest date of `column` not in `missing` and not after
-    /// `until`: from the statistics where their latest is neither, else
-    /// read (dates after `until`, such as a mistyped future year, are then
-    /// passed over).
-    pub fn latest_date(&self, column: &str, missing: &[Day], until: Day) -> Result<Option<Day>> {
-        self.date_extreme(column, missing, Day::MIN..=until, Extreme::Latest)
-    }
-
-    /// The earliest date of `column` not in `missing` and not before
-    /// `from` (dates before it, such as placeholders of 1900, passed over),
-    /// as [`Table::latest_date`] finds the latest.
-    pub fn earliest_date(&self, column: &str, missing: &[Day], from: Day) -> Result<Option<Day>> {
-        self.date_extreme(column, missing, from..=Day::MAX, Extreme::Earliest)
-    }
-
-    fn date_extreme(
-        &self,
-        column: &str,
-        missing: &[Day],
-        within: std::ops::RangeInclusive<Day>,
-        which: Extreme,
-    ) -> Result<Option<Day>> {
-        let pick = |a: Day, b: Day| match which {
-            Extreme::Latest => a.max(b),
-            Extreme::Earliest => a.min(b),
-        };
-        let wanted = |d: &Day| !missing.contains(d) && within.contains(d);
         let ty = self.column_type(column, "a date")?.clone();
         if ty == DataType::Date32 {
             let mut best: Option<Day> = None;
@@ -430,21 +400,17 @@ impl Table {
                     break;
                 };
                 for rg in part.metadata.metadata().row_groups() {
-                    let stat = match rg.column(leaf).statistics() {
-                        Some(Statistics::Int32(s)) => match which {
-                            Extreme::Latest => s.max_opt(),
-                            Extreme::Earliest => s.min_opt(),
-                        },
-                        _ => None,
-                    };
-                    match stat {
-                        Some(&m) => best = Some(best.map_or(m, |b: Day| pick(b, m))),
-                        None if rg.num_rows() == 0 => {}
-                        None => complete = false,
+                    match rg.column(leaf).statistics() {
+                        Some(Statistics::Int32(s)) if s.max_opt().is_some() => {
+                            let m = *s.max_opt().expect("checked");
+                            best = Some(best.map_or(m, |b: Day| b.max(m)));
+                        }
+                        _ if rg.num_rows() == 0 => {}
+                        _ => complete = false,
                     }
                 }
             }
-            if complete && best.is_none_or(|b| wanted(&b)) {
+            if complete && best.is_none_or(|b| !missing.contains(&b)) {
                 return Ok(best);
             }
         }
@@ -453,9 +419,16 @@ impl Table {
             for batch in self.reader(group, &[column], &[])? {
                 let batch = batch.map_err(|e| self.read_error(group, &[column], &e))?;
                 let dates = to_dates(batch.column(0), &self.parts[group.part].path, column)?;
-                let found = dates.iter().flatten().filter(wanted).reduce(pick);
-                if let Some(m) = found {
-                    best = Some(best.map_or(m, |b| pick(b, m)));
+                let latest = match missing {
+                    [] => arrow_arith::aggregate::max(&dates),
+                    _ => dates
+                        .iter()
+                        .flatten()
+                        .filter(|d| !missing.contains(d))
+                        .max(),
+                };
+                if let Some(m) = latest {
+                    best = Some(best.map_or(m, |b| b.max(m)));
                 }
             }
         }
@@ -578,13 +551,6 @@ impl Table {
         }
         Ok(Span::of(&all))
     }
-}
-
-/// Which end of a date column [`Table::date_extreme`] finds.
-#[derive(Clone, Copy)]
-enum Extreme {
-    Latest,
-    Earliest,
 }
 
 /// Converts an accepted date column (Date32, Date64, Timestamp) to Date32.
@@ -822,12 +788,6 @@ mod tests {
         // Not a date column.
         assert_eq!(table.group_days(RowGroup { part: 0, index: 0 }, "s"), None);
         assert_eq!(table.max_date_except("day", &[50]).unwrap(), Some(45));
-        assert_eq!(table.latest_date("day", &[], 49).unwrap(), Some(45));
-        assert_eq!(table.latest_date("day", &[45], 49).unwrap(), Some(40));
-        assert_eq!(table.latest_date("day", &[], 9).unwrap(), None);
-        assert_eq!(table.earliest_date("day", &[], i32::MIN).unwrap(), Some(10));
-        assert_eq!(table.earliest_date("day", &[10], 0).unwrap(), Some(20));
-        assert_eq!(table.earliest_date("day", &[], 31).unwrap(), Some(40));
         // Days 10 to 50: every 30-day stretch has one or more events.
         assert_eq!(
             table.span("day", &[], 0..=1000).unwrap(),
