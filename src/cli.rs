@@ -373,15 +373,8 @@ impl Settings {
             Some(text) => Some(parse_date_arg("--as-of", text)?),
             None => None,
         };
-        let today = chrono::Local::now().date_naive();
-        if let Some(d) = as_of
-            && d > today + chrono::Days::new(1)
-        {
-            // Allowed (a test of what a list would be), but more often a
-            // mistyped year: every age and window moves with it.
-            tracing::warn!(
-                "--as-of {d} is after today ({today}): ages and windows are as of that date, though nothing after today is recorded yet; check the year"
-            );
+        if let Some(d) = as_of {
+            warn_if_after_today(d);
         }
         // The last would win without a word.
         let twice = set
@@ -499,7 +492,10 @@ fn run_check(args: &CheckArgs) -> ExitCode {
             eprintln!("{}", e.render());
             return ExitCode::from(USER_ERROR);
         }
-        Some(Ok(d)) => Some(d),
+        Some(Ok(d)) => {
+            warn_if_after_today(d);
+            Some(d)
+        }
         None => None,
     };
     for path in &paths {
@@ -809,6 +805,17 @@ fn parse_setting(text: &str) -> std::result::Result<(String, String), String> {
 /// A date given on the command line: YYYY-MM-DD, its year from 1900 (the
 /// first day an event may have; chrono alone also takes `-2025-01-01`,
 /// `+10000-01-01` and `0001-01-01`, on which no one is alive).
+/// An `--as-of` after today is allowed (a test of what a list would be),
+/// but is more often a mistyped year: every age and window moves with it.
+fn warn_if_after_today(as_of: chrono::NaiveDate) {
+    let today = chrono::Local::now().date_naive();
+    if as_of > today + chrono::Days::new(1) {
+        tracing::warn!(
+            "--as-of {as_of} is after today ({today}): ages and windows are as of that date, though nothing after today is recorded yet; check the year"
+        );
+    }
+}
+
 fn parse_date_arg(flag: &str, text: &str) -> Result<chrono::NaiveDate> {
     let plain = text.trim().len() == 10 && text.trim().as_bytes()[0].is_ascii_digit();
     plain
