@@ -802,9 +802,6 @@ fn parse_setting(text: &str) -> std::result::Result<(String, String), String> {
         .ok_or_else(|| format!("`{text}` is not NAME=VALUE"))
 }
 
-/// A date given on the command line: YYYY-MM-DD, its year from 1900 (the
-/// first day an event may have; chrono alone also takes `-2025-01-01`,
-/// `+10000-01-01` and `0001-01-01`, on which no one is alive).
 /// An `--as-of` after today is allowed (a test of what a list would be),
 /// but is more often a mistyped year: every age and window moves with it.
 fn warn_if_after_today(as_of: chrono::NaiveDate) {
@@ -816,6 +813,9 @@ fn warn_if_after_today(as_of: chrono::NaiveDate) {
     }
 }
 
+/// A date given on the command line: YYYY-MM-DD, its year from 1900 (the
+/// first day an event may have; chrono alone also takes `-2025-01-01`,
+/// `+10000-01-01` and `0001-01-01`, on which no one is alive).
 fn parse_date_arg(flag: &str, text: &str) -> Result<chrono::NaiveDate> {
     let plain = text.trim().len() == 10 && text.trim().as_bytes()[0].is_ascii_digit();
     plain

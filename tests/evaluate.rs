@@ -1094,12 +1094,23 @@ fn windows_that_reach_back_before_the_data_are_named() {
     let history = &read(tmp.path())["history"];
     assert_eq!(
         history["tables"],
-        serde_json::json!([{
-            "table": "admissions",
-            "first_event": "2024-06-01",
-            "last_event": "2026-04-01",
-            "stray_dates_passed_over": 0,
-        }])
+        serde_json::json!([
+            {
+                "table": "admissions",
+                "date": "admission_date",
+                "first_event": "2024-06-01",
+                "last_event": "2026-04-01",
+                "stray_dates_passed_over": 0,
+            },
+            // The death outcome's.
+            {
+                "table": "patients",
+                "date": "date_of_death",
+                "first_event": "2025-03-30",
+                "last_event": "2026-04-01",
+                "stray_dates_passed_over": 0,
+            }
+        ])
     );
     assert_eq!(history["data_end"], "2026-04-01");
     let cut = &history["dates"][0]["windows_cut_short"][0];
@@ -1194,7 +1205,7 @@ fn a_stray_date_does_not_move_where_the_data_end() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
         stderr(&o).contains(
-            "admission_date begin on 2024-06-01, after the first window begins (2024-04-01)"
+            "admission_date begin on 2024-06-01, with few or no events before, after the first window begins (2024-04-01)"
         ),
         "{}",
         stderr(&o)

@@ -74,22 +74,29 @@ pub fn window_end(window: &Window, as_of: NaiveDate) -> Day {
 /// A table that ends earlier than that was cut short (a late feed).
 pub const TABLE_END_SLACK_DAYS: i32 = 7;
 
-/// Each of `model`'s sources' table's [`Span`] (`None` where the table is
-/// absent or holds no event): dates before 1900, placeholders
-/// (`missing_dates`) and dates after `today` (a mistyped year) are no
-/// event's, and stray dates are passed over. A table read by several
-/// sources alike is read once.
-pub fn spans(model: &Model, data: &Path, today: NaiveDate) -> Result<Vec<Option<Span>>> {
+/// The [`Span`] of the table of each of `model`'s sources that `read`
+/// marks (`None` where the table is absent or holds no event, and for the
+/// sources not read): dates before 1900, placeholders (`missing_dates`)
+/// and dates after `today` (a mistyped year) are no event's, and stray
+/// dates are passed over. A table read by several sources alike is read
+/// once.
+pub fn spans(
+    model: &Model,
+    data: &Path,
+    read: &[bool],
+    today: NaiveDate,
+) -> Result<Vec<Option<Span>>> {
     crate::input::data_folder(data)?;
     // A day of slack after today: an extract made just after midnight, on
     // a machine that keeps UTC.
     let within = dates::FIRST_PLAUSIBLE_DAY..=dates::to_day(today) + 1;
     let mut spans: Vec<Option<Span>> = Vec::with_capacity(model.sources.len());
     for (i, s) in model.sources.iter().enumerate() {
-        let same = model.sources[..i].iter().position(|o| {
-            o.table == s.table && o.date == s.date && o.missing_dates == s.missing_dates
+        let same = model.sources[..i].iter().zip(read).position(|(o, &r)| {
+            r && o.table == s.table && o.date == s.date && o.missing_dates == s.missing_dates
         });
         let span = match same {
+            _ if !read[i] => None,
             Some(j) => spans[j],
             None => match crate::input::Table::find(data, &s.table)? {
                 Some(t) => t.span(&s.date, &s.missing_dates, within.clone())?,
@@ -147,19 +154,24 @@ pub fn check_data_reaches(
             continue;
         }
         let start = dates::to_day(first) + 1;
-        let table = crate::input::Table::find(data, &s.table)?
-            .map_or_else(|| s.table.clone(), |t| t.location.display().to_string());
+        // Named by where it was found, when it is refused.
+        let table = || -> Result<String> {
+            Ok(crate::input::Table::find(data, &s.table)?
+                .map_or_else(|| s.table.clone(), |t| t.location.display().to_string()))
+        };
         let cut = match spans[*source] {
-            None => Some(format!("{table} holds no dated events")),
+            None => Some(format!("{} holds no dated events", table()?)),
             Some(own) if own.to + TABLE_END_SLACK_DAYS < end => Some(format!(
-                "{table}'s {} end on {}, though other tables reach {} and the windows end as late as {}",
+                "{}'s {} end on {}, though other tables reach {} and the windows end as late as {}",
+                table()?,
                 s.date,
                 date(own.to),
                 date(data_end),
                 date(end)
             )),
             Some(own) if own.from > start + TABLE_END_SLACK_DAYS => Some(format!(
-                "{table}'s {} begin on {}, after the first window begins ({})",
+                "{}'s {} begin on {}, with few or no events before, after the first window begins ({})",
+                table()?,
                 s.date,
                 date(own.from),
                 date(start)
@@ -168,7 +180,7 @@ pub fn check_data_reaches(
         };
         if let Some(cut) = cut {
             return Err(Error::usage(format!(
-                "outcome `{}` is counted from a table that does not cover its windows from {first}: {cut}; outcomes outside it would be counted as not having happened",
+                "outcome `{}` is counted from a table that does not cover its windows from {first}: {cut}; outcomes outside what it covers would be counted as not having happened",
                 outcome.name
             ))
             .with_help(format!("{help}; or check that table's extract (a late feed?)")));

@@ -437,46 +437,82 @@ impl Table {
 }
 
 /// Where a table's events lie: from its first to its last event, leaving
-/// out stray dates, those of 30-day stretches so sparse next to the
-/// table's typical stretch (under [`Span::SPARSE_SHARE`] of the median
-/// stretch's events) that they are typing slips (a 2015 among 2023's
-/// events, one November row after an extract that ends in March) rather
-/// than the extract's edge. The rule a stray row had fooled was the
-/// latest or earliest date alone.
+/// out stray dates at either end (a 2015 before an extract of 2023 on, one
+/// November row after an extract that ends in March: typing slips, not the
+/// extract's edge), which the latest or earliest date alone had taken for
+/// it. The events are counted by 30-day stretch; stretches in a row (no
+/// empty stretch between) make a run, and the run with most events is the
+/// table's core. A run before or after the core is stray where each of its
+/// stretches has fewer events than [`Span::SPARSE_SHARE`] of the median of
+/// the core's 12 stretches nearest to it: strays are apart from the data
+/// and far sparser than the data next to them, so a partial first or last
+/// stretch (an extract that ends on a stretch's first day), a growing or
+/// seasonal volume, and a long thin history are all kept.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Span {
     pub from: Day,
     pub to: Day,
-    /// Events in the stretches left out.
+    /// Events in the stray runs left out.
     pub strays: u64,
 }
 
 impl Span {
-    /// A stretch of 30 days with fewer events than this share of the
-    /// median stretch's is stray: a twentieth, so that an extract's last
-    /// stretch holding only its first day or two is still its edge.
+    /// The share of the neighbouring data's events a stray stretch stays
+    /// under: a twentieth.
     pub const SPARSE_SHARE: f64 = 0.05;
     const DAYS: i32 = 30;
+    /// Stretches of the core that make the reference a run is judged by.
+    const NEAR: usize = 12;
 
     /// The span of `stretches` (30-day stretch -> events, first and last
     /// day); `None` where there are none.
     fn of(stretches: &std::collections::BTreeMap<i32, (u64, Day, Day)>) -> Option<Span> {
-        let mut counts: Vec<u64> = stretches.values().map(|s| s.0).collect();
-        counts.sort_unstable();
-        let median = *counts.get(counts.len() / 2)?;
-        let dense = |n: u64| n as f64 >= Span::SPARSE_SHARE * median as f64;
-        let (first, last) = (
-            stretches.values().find(|s| dense(s.0))?,
-            stretches.values().rev().find(|s| dense(s.0))?,
-        );
-        let strays = stretches
-            .values()
-            .filter(|s| !dense(s.0))
-            .map(|s| s.0)
+        let all: Vec<(i32, (u64, Day, Day))> = stretches.iter().map(|(&k, &v)| (k, v)).collect();
+        if all.is_empty() {
+            return None;
+        }
+        // Runs of stretches with no empty stretch between.
+        let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut start = 0;
+        for i in 1..all.len() {
+            if all[i].0 != all[i - 1].0 + 1 {
+                runs.push(start..i);
+                start = i;
+            }
+        }
+        runs.push(start..all.len());
+        let events = |r: &std::ops::Range<usize>| all[r.clone()].iter().map(|s| s.1.0).sum::<u64>();
+        let core = (0..runs.len()).max_by_key(|&i| events(&runs[i]))?;
+        let median = |stretches: &[(i32, (u64, Day, Day))]| {
+            let mut counts: Vec<u64> = stretches.iter().map(|s| s.1.0).collect();
+            counts.sort_unstable();
+            counts[counts.len() / 2] as f64
+        };
+        let c = &all[runs[core].clone()];
+        let near = Span::NEAR.min(c.len());
+        let (near_start, near_end) = (median(&c[..near]), median(&c[c.len() - near..]));
+        let sparse = |r: &std::ops::Range<usize>, reference: f64| {
+            all[r.clone()]
+                .iter()
+                .all(|s| (s.1.0 as f64) < Span::SPARSE_SHARE * reference)
+        };
+        // Strays are the outermost runs: those kept reach from the first
+        // run before the core that is not sparse to the last after it.
+        let first = (0..core)
+            .find(|&i| !sparse(&runs[i], near_start))
+            .unwrap_or(core);
+        let last = (core + 1..runs.len())
+            .rev()
+            .find(|&i| !sparse(&runs[i], near_end))
+            .unwrap_or(core);
+        let strays = runs[..first]
+            .iter()
+            .chain(&runs[last + 1..])
+            .map(events)
             .sum();
         Some(Span {
-            from: first.1,
-            to: last.2,
+            from: all[runs[first].start].1.1,
+            to: all[runs[last].end - 1].1.2,
             strays,
         })
     }
@@ -710,15 +746,15 @@ mod tests {
 
     use super::{RowGroup, Span, Table};
 
-    /// A few events months or years away from the rest are strays, not
-    /// the table's edge; an extract's last stretch of only two days is its
-    /// edge (a twentieth of a typical stretch is enough).
+    /// A few events months or years apart from the rest, and far sparser
+    /// than the data next to them, are strays, not the table's edge; a
+    /// last stretch of one day, a growing volume and a long thin history
+    /// are the data's own.
     #[test]
     fn a_stray_date_is_not_a_tables_edge() {
-        let mut s = std::collections::BTreeMap::new();
-        for k in 0..12 {
-            s.insert(k, (1000, k * 30, k * 30 + 29));
-        }
+        use std::collections::BTreeMap;
+        let stretch = |k: i32, n: u64| (k, (n, k * 30, k * 30 + 29));
+        let mut s: BTreeMap<i32, (u64, i32, i32)> = (0..12).map(|k| stretch(k, 1000)).collect();
         assert_eq!(
             Span::of(&s),
             Some(Span {
@@ -727,19 +763,45 @@ mod tests {
                 strays: 0
             })
         );
-        s.insert(12, (60, 360, 361));
+        // The extract's last day, alone in its stretch (a thirtieth).
+        s.insert(12, (33, 360, 360));
+        assert_eq!(Span::of(&s).map(|s| s.to), Some(360));
+        // Strays apart from the data, two after it, one long before.
         s.insert(40, (1, 1205, 1205));
+        s.insert(45, (2, 1350, 1351));
         s.insert(-50, (2, -1500, -1490));
         assert_eq!(
             Span::of(&s),
             Some(Span {
                 from: 0,
-                to: 361,
-                strays: 3
+                to: 360,
+                strays: 5
             })
         );
-        s.insert(12, (40, 360, 361));
-        assert_eq!(Span::of(&s).map(|s| s.to), Some(359));
+        // A run apart from the data but as busy as it is kept (a seasonal
+        // table's next season); the sparse ones beyond it are not.
+        s.insert(30, (900, 900, 929));
+        assert_eq!(
+            Span::of(&s),
+            Some(Span {
+                from: 0,
+                to: 929,
+                strays: 5
+            })
+        );
+        // A long thin history next to the data is the data's: the stray
+        // after it is judged against the data's last stretches.
+        let mut t: BTreeMap<i32, (u64, i32, i32)> = (-300..0).map(|k| stretch(k, 15)).collect();
+        t.extend((0..12).map(|k| stretch(k, 1000)));
+        t.insert(20, (1, 600, 600));
+        assert_eq!(
+            Span::of(&t),
+            Some(Span {
+                from: -9000,
+                to: 359,
+                strays: 1
+            })
+        );
         assert_eq!(Span::of(&Default::default()), None);
     }
 

@@ -11,40 +11,78 @@ use serde_json::json;
 use crate::dates::{self, Day, Window};
 use crate::engine::outcomes::TABLE_END_SLACK_DAYS;
 use crate::input::table::Span;
-use crate::rules::{FeatureKind, Model};
+use crate::rules::{Feature, FeatureKind, Model};
+
+/// What an evaluation reads: the features its figures need (their
+/// aggregates' sources and windows) and its outcomes' sources.
+pub(super) struct Read<'m> {
+    /// (source, feature, window) of each aggregate feature needed, but for
+    /// those of the population table (deaths: no history to speak of).
+    features: Vec<(usize, &'m str, Window)>,
+    outcome_sources: Vec<usize>,
+}
+
+impl<'m> Read<'m> {
+    pub(super) fn new(
+        model: &'m Model,
+        reading: &[String],
+        outcomes: &[(Feature, Window)],
+    ) -> Read<'m> {
+        let needed = model.features_needed(reading);
+        let source_of = |f: &Feature| match &f.kind {
+            FeatureKind::Aggregate { source, window, .. } => Some((*source, *window)),
+            _ => None,
+        };
+        let features = model
+            .features
+            .iter()
+            .zip(&needed)
+            .filter(|&(_, &needed)| needed)
+            .filter_map(|(f, _)| source_of(f).map(|(s, w)| (s, f.name.as_str(), w)))
+            .filter(|&(s, _, _)| model.sources[s].table != model.population.table)
+            .collect();
+        let outcome_sources = outcomes
+            .iter()
+            .filter_map(|(f, _)| source_of(f).map(|(s, _)| s))
+            .collect();
+        Read {
+            features,
+            outcome_sources,
+        }
+    }
+
+    /// Which of the model's sources are read.
+    pub(super) fn sources(&self, model: &Model) -> Vec<bool> {
+        let mut read = vec![false; model.sources.len()];
+        for &s in self
+            .features
+            .iter()
+            .map(|(s, _, _)| s)
+            .chain(&self.outcome_sources)
+        {
+            read[s] = true;
+        }
+        read
+    }
+}
 
 /// Per date, the features the figures read whose window starts before their
 /// table's first event (by more than [`TABLE_END_SLACK_DAYS`], a small
-/// table's quiet first days), and where each table they read begins and
-/// ends ([`Span`], stray dates passed over): the history a feature with no
-/// window start (`ever`) has.
+/// table's quiet first days), and where each table read (by a feature or
+/// an outcome) begins and ends ([`Span`], stray dates passed over): the
+/// history a feature with no window start (`ever`) has.
 pub(super) fn look_back(
     model: &Model,
     spans: &[Option<Span>],
     dates_: &[NaiveDate],
-    reading: &[String],
+    read: &Read,
 ) -> serde_json::Value {
-    let needed = model.features_needed(reading);
-    let mut read: Vec<(usize, &str, Window)> = Vec::new();
-    for (f, _) in model
-        .features
-        .iter()
-        .zip(&needed)
-        .filter(|&(_, &needed)| needed)
-    {
-        let FeatureKind::Aggregate { source, window, .. } = &f.kind else {
-            continue;
-        };
-        // Deaths: no history to speak of.
-        if model.sources[*source].table != model.population.table {
-            read.push((*source, f.name.as_str(), *window));
-        }
-    }
     let date = |d: Day| dates::from_day(d).map_or(d.to_string(), |d| d.to_string());
     let per_date: Vec<serde_json::Value> = dates_
         .iter()
         .map(|&as_of| {
             let cut: Vec<serde_json::Value> = read
+                .features
                 .iter()
                 .filter_map(|&(source, name, window)| {
                     let data_from = spans[source]?.from;
@@ -73,20 +111,26 @@ pub(super) fn look_back(
             json!({"as_of": as_of.to_string(), "windows_cut_short": cut})
         })
         .collect();
-    // Each table the features read once (the measures share
-    // `observations`).
-    let mut tables: Vec<(&str, Option<Span>)> = Vec::new();
-    for &(source, _, _) in &read {
-        let table = model.sources[source].table.as_str();
-        if !tables.iter().any(|(t, _)| *t == table) {
-            tables.push((table, spans[source]));
+    // Each table and date column read once (the measures share
+    // `observations`), the features' first, then the outcomes'.
+    let mut tables: Vec<(&str, &str, Option<Span>)> = Vec::new();
+    for &source in read
+        .features
+        .iter()
+        .map(|(s, _, _)| s)
+        .chain(&read.outcome_sources)
+    {
+        let s = &model.sources[source];
+        if !tables.iter().any(|(t, d, _)| *t == s.table && *d == s.date) {
+            tables.push((&s.table, &s.date, spans[source]));
         }
     }
     let tables: Vec<serde_json::Value> = tables
         .into_iter()
-        .map(|(table, span)| {
+        .map(|(table, column, span)| {
             json!({
                 "table": table,
+                "date": column,
                 "first_event": span.map(|s| date(s.from)),
                 "last_event": span.map(|s| date(s.to)),
                 "stray_dates_passed_over": span.map_or(0, |s| s.strays),

@@ -158,17 +158,22 @@ pub fn run(
     not_there(out)?;
     // Where each table's events begin and end: the outcomes' windows must
     // be covered, and the features' windows are named where they are not.
-    let spans = engine::outcomes::spans(&model, request.data, chrono::Local::now().date_naive())?;
+    let started = std::time::Instant::now();
     let forward = engine::outcomes::windows(&model, &request.outcomes)?;
     for &d in &dates {
         engine::outcomes::last_day(&forward, d)?;
     }
+    let read = history::Read::new(&model, &reading, &forward);
+    let today = chrono::Local::now().date_naive();
+    let spans = engine::outcomes::spans(&model, request.data, &read.sources(&model), today)?;
     let data_end =
         engine::outcomes::check_data_reaches(&model, request.data, &spans, &forward, &dates)?;
-    let mut history = history::look_back(&model, &spans, &dates, &reading);
+    let mut history = history::look_back(&model, &spans, &dates, &read);
     history["data_end"] = json!(data_end.map(|d| d.to_string()));
+    let spans_took = started.elapsed().as_secs_f64();
     let started = std::time::Instant::now();
-    let mut timings: Vec<(&str, f64)> = Vec::new();
+    let mut timings: Vec<(&str, f64)> =
+        vec![("where each table's events begin and end", spans_took)];
     // Each date is finished as it is worked out (with `--compare`, once
     // the second scan is done: below): its figures, what the lists
     // followed between dates need of it, and its people written to
