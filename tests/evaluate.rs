@@ -85,6 +85,23 @@ fn fixture(dir: &Path) {
     );
 }
 
+/// Writes `people` and `admissions` into `dir`, and [`RULES`] beside
+/// them: returns the rule file's path.
+fn case(
+    dir: &Path,
+    people: &[Person],
+    admissions: &[(i64, &str, &str, &[&str])],
+) -> std::path::PathBuf {
+    write_parquet(&dir.join("patients.parquet"), &[patients_batch(people)]);
+    write_parquet(
+        &dir.join("admissions.parquet"),
+        &[admissions_batch(admissions)],
+    );
+    let rules = dir.join("rules.toml");
+    std::fs::write(&rules, RULES).unwrap();
+    rules
+}
+
 fn evaluate(dir: &Path, rules: &Path, extra: &[&str]) -> std::process::Output {
     let out = dir.join("evaluation");
     let mut args = vec![
@@ -990,21 +1007,15 @@ fn a_future_dated_event_does_not_hide_where_the_data_end() {
     let tmp = tempfile::tempdir().unwrap();
     let mut people: Vec<Person> = (1..=3).map(|id| person(id, "1950-01-01", "P1")).collect();
     people[2].death = Some("2025-06-01");
-    write_parquet(
-        &tmp.path().join("patients.parquet"),
-        &[patients_batch(&people)],
+    let rules = case(
+        tmp.path(),
+        &people,
+        &[
+            (1, "2025-03-31", "emergency", &["I509"]),
+            (2, "2025-07-01", "emergency", &["I509"]),
+            (2, "2099-07-01", "emergency", &["I509"]),
+        ],
     );
-    let rows: Vec<(i64, &str, &str, &[&str])> = vec![
-        (1, "2025-03-31", "emergency", &["I509"]),
-        (2, "2025-07-01", "emergency", &["I509"]),
-        (2, "2099-07-01", "emergency", &["I509"]),
-    ];
-    write_parquet(
-        &tmp.path().join("admissions.parquet"),
-        &[admissions_batch(&rows)],
-    );
-    let rules = tmp.path().join("rules.toml");
-    std::fs::write(&rules, RULES).unwrap();
     let o = evaluate(tmp.path(), &rules, &[]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let err = stderr(&o);
@@ -1020,25 +1031,19 @@ fn leaving_a_list_is_split_into_leaving_the_population_and_coming_off_it() {
     let tmp = tempfile::tempdir().unwrap();
     let mut people: Vec<Person> = (1..=4).map(|id| person(id, "1950-01-01", "P1")).collect();
     people[2].death = Some("2024-12-01");
-    write_parquet(
-        &tmp.path().join("patients.parquet"),
-        &[patients_batch(&people)],
-    );
     // On the list of 2024-09-30 (an emergency admission in the year
     // before): 1 and 3 (2024-06-01, still in the window on 2025-03-31) and
     // 2 (2023-12-01, out of it by then); 3 dies before the later date.
-    let rows: Vec<(i64, &str, &str, &[&str])> = vec![
-        (1, "2024-06-01", "emergency", &["I509"]),
-        (2, "2023-12-01", "emergency", &["I509"]),
-        (3, "2024-06-01", "emergency", &["I509"]),
-        (4, "2026-03-31", "emergency", &["I509"]),
-    ];
-    write_parquet(
-        &tmp.path().join("admissions.parquet"),
-        &[admissions_batch(&rows)],
+    let rules = case(
+        tmp.path(),
+        &people,
+        &[
+            (1, "2024-06-01", "emergency", &["I509"]),
+            (2, "2023-12-01", "emergency", &["I509"]),
+            (3, "2024-06-01", "emergency", &["I509"]),
+            (4, "2026-03-31", "emergency", &["I509"]),
+        ],
     );
-    let rules = tmp.path().join("rules.toml");
-    std::fs::write(&rules, RULES).unwrap();
     let o = evaluate(
         tmp.path(),
         &rules,
