@@ -403,11 +403,12 @@ fn deciles_outside_1_to_10_are_left_out_of_the_quintiles_and_counted() {
     let report = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(report.contains(said), "the report does not say so");
     // Deciles stored as text (off the contract) are said to be so, in the
-    // log and the report, not read as no one's.
+    // log and the report, not read as no one's; text that is no number is
+    // no decile, and counted as one.
     let text = arrow_cast::cast(&decile, &arrow_schema::DataType::Utf8).unwrap();
     write_parquet(
         &data.join("patients.parquet"),
-        &[with_column(&patients, "imd_decile", text)],
+        &[with_column(&patients, "imd_decile", text.clone())],
     );
     let out = tmp.path().join("text");
     let o = run_rules(&core, &data, &out, AS_OF);
@@ -430,6 +431,24 @@ fn deciles_outside_1_to_10_are_left_out_of_the_quintiles_and_counted() {
     let text_section = section(&report);
     let after_note = &text_section[text_section.find("</p>").unwrap() + 5..];
     assert!(section(&numeric).ends_with(after_note), "{text_section}");
+    let words: StringArray = text
+        .as_string::<i32>()
+        .iter()
+        .enumerate()
+        .map(|(i, d)| if i % 20 == 5 { Some("abc") } else { d })
+        .collect();
+    let out = tmp.path().join("words");
+    write_parquet(
+        &data.join("patients.parquet"),
+        &[with_column(&patients, "imd_decile", Arc::new(words))],
+    );
+    let o = run_rules(&core, &data, &out, AS_OF);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is not a whole number from 1 to 10"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// A birth date before 1900 (a placeholder such as 1800-01-01) is read as

@@ -418,7 +418,7 @@ fn inequalities(results: &Results, s: Suppression) -> String {
         stored
     } else {
         tracing::warn!(
-            "`imd_decile` is stored as {} where the data contract asks for a number: read as the numbers it holds, text that is no number as unknown; store the deciles as integers",
+            "`imd_decile` is stored as {} where the data contract asks for a number: read as the numbers it holds, text that is no number as no decile; store the deciles as integers",
             stored.data_type()
         );
         let _ = writeln!(
@@ -434,8 +434,9 @@ fn inequalities(results: &Results, s: Suppression) -> String {
     let decile = number_at(decile);
     let quintile = |row: usize| decile(row).and_then(quintile_of);
     let mut alive = [0u64; 5];
-    // People whose decile is there but is no decile (0, 11, 2.5): left out
-    // of every quintile, not put in the nearest one, and counted here.
+    // People whose decile is there but is no decile (0, 11, 2.5, or text
+    // that is no number): left out of every quintile, not put in the
+    // nearest one, and counted here.
     let mut not_deciles = 0u64;
     for row in 0..results.alive.len() {
         if !results.counted(row) {
@@ -444,6 +445,7 @@ fn inequalities(results: &Results, s: Suppression) -> String {
         match (decile(row), quintile(row)) {
             (_, Some(q)) => alive[q] += 1,
             (Some(_), None) => not_deciles += 1,
+            (None, None) if stored.is_valid(row) => not_deciles += 1,
             (None, None) => {}
         }
     }
