@@ -498,9 +498,7 @@ expr = "age is not null"
     let n = patients.num_rows();
     let early = (0..n).filter(|i| i % 25 < 2).count();
     assert!(
-        stderr(&o).contains(&format!(
-            "{early} people's birth dates are before 1900-01-01"
-        )),
+        stderr(&o).contains(&format!("{early} rows' birth dates are before 1900-01-01")),
         "{}",
         stderr(&o)
     );

@@ -301,7 +301,7 @@ expr = "age"
     let out = tmp.path().join("out");
     let o = run_rules(&rules, &data, &out, AS_OF);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(stderr(&o).contains("2 people's birth dates are before 1900-01-01"));
+    assert!(stderr(&o).contains("2 rows' birth dates are before 1900-01-01"));
     let p = read_parquet(&out.join("patients.parquet"));
     let ages: Vec<String> = (0..p.num_rows())
         .map(|r| value_text(p.column_by_name("age_years").unwrap(), r))

@@ -918,10 +918,12 @@ impl Population {
         }
         let births_before_1900 = births_before_1900.into_inner();
         if births_before_1900 > 0 {
+            // Rows as read, before duplicated ids are dropped (as
+            // `read_as_unknown` in manifest.json counts them).
             let whose = if births_before_1900 == 1 {
-                "person's birth date is"
+                "row's birth date is"
             } else {
-                "people's birth dates are"
+                "rows' birth dates are"
             };
             tracing::warn!(
                 table = %table.location.display(),
