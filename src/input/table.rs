@@ -537,48 +537,41 @@ impl Table {
                 *e = (e.0 + n, e.1.min(lo), e.2.max(hi));
             }
         };
+        // Every stretch `within` may hold, counted in place a row group at a
+        // time (about 1,500 stretches from 1900 to today): one pass over
+        // each batch's dates.
+        let first = within.start().div_euclid(Span::DAYS);
+        let stretches = (within.end().div_euclid(Span::DAYS) - first + 1) as usize;
         let parts: Vec<Stretches> = self
             .row_groups()
             .par_iter()
             .map(|&group| -> Result<Stretches> {
-                let mut out = Stretches::new();
+                let mut stretch = vec![(0u64, Day::MAX, Day::MIN); stretches];
+                let mut count = |d: Day| {
+                    if within.contains(&d) && (missing.is_empty() || !missing.contains(&d)) {
+                        let s = &mut stretch[(d.div_euclid(Span::DAYS) - first) as usize];
+                        *s = (s.0 + 1, s.1.min(d), s.2.max(d));
+                    }
+                };
                 for batch in self.reader(group, &[column], &[])? {
                     let batch = batch.map_err(|e| self.read_error(group, &[column], &e))?;
                     let dates = to_dates(batch.column(0), &self.parts[group.part].path, column)?;
-                    let wanted = |i: usize, d: Day| {
-                        dates.is_valid(i) && within.contains(&d) && !missing.contains(&d)
-                    };
-                    // Two passes: the batch's range, then each 30-day
-                    // stretch of it counted in place.
-                    let values = dates.values();
-                    let (mut lo, mut hi) = (Day::MAX, Day::MIN);
-                    for (i, &d) in values.iter().enumerate() {
-                        if wanted(i, d) {
-                            lo = lo.min(d);
-                            hi = hi.max(d);
-                        }
+                    match dates.nulls().filter(|n| n.null_count() > 0) {
+                        None => dates.values().iter().for_each(|&d| count(d)),
+                        Some(nulls) => dates
+                            .values()
+                            .iter()
+                            .zip(nulls.iter())
+                            .filter(|&(_, valid)| valid)
+                            .for_each(|(&d, _)| count(d)),
                     }
-                    if lo > hi {
-                        continue;
-                    }
-                    let base = lo.div_euclid(Span::DAYS);
-                    let n = (hi.div_euclid(Span::DAYS) - base + 1) as usize;
-                    let mut stretch = vec![(0u64, Day::MAX, Day::MIN); n];
-                    for (i, &d) in values.iter().enumerate() {
-                        if wanted(i, d) {
-                            let s = &mut stretch[(d.div_euclid(Span::DAYS) - base) as usize];
-                            *s = (s.0 + 1, s.1.min(d), s.2.max(d));
-                        }
-                    }
-                    let batch_stretches: Stretches = stretch
-                        .into_iter()
-                        .enumerate()
-                        .filter(|(_, s)| s.0 > 0)
-                        .map(|(k, s)| (base + k as i32, s))
-                        .collect();
-                    add(&mut out, &batch_stretches);
                 }
-                Ok(out)
+                Ok(stretch
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, s)| s.0 > 0)
+                    .map(|(k, s)| (first + k as i32, s))
+                    .collect())
             })
             .collect::<Result<_>>()?;
         let mut all = Stretches::new();
