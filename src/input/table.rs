@@ -520,7 +520,8 @@ impl Span {
 
 impl Table {
     /// The [`Span`] of `column`'s dates that are not in `missing` and are
-    /// `within` (dates before 1900 or after today are no event's): the
+    /// `within` (dates before 1900 or after today are no event's; a row
+    /// group holds a count for every 30 days of it, so it is bounded): the
     /// column is read whole, its row groups in parallel.
     pub fn span(
         &self,
