@@ -85,6 +85,11 @@ fn fixture(dir: &Path) {
     );
 }
 
+/// Writes `rows` as `dir`'s admissions table.
+fn write_admissions(dir: &Path, rows: &[(i64, &str, &str, &[&str])]) {
+    write_parquet(&dir.join("admissions.parquet"), &[admissions_batch(rows)]);
+}
+
 /// Writes `people` and `admissions` into `dir`, and [`RULES`] beside
 /// them: returns the rule file's path.
 fn case(
@@ -93,10 +98,7 @@ fn case(
     admissions: &[(i64, &str, &str, &[&str])],
 ) -> std::path::PathBuf {
     write_parquet(&dir.join("patients.parquet"), &[patients_batch(people)]);
-    write_parquet(
-        &dir.join("admissions.parquet"),
-        &[admissions_batch(admissions)],
-    );
+    write_admissions(dir, admissions);
     let rules = dir.join("rules.toml");
     std::fs::write(&rules, RULES).unwrap();
     rules
@@ -954,10 +956,7 @@ fn an_outcome_whose_own_table_ends_early_is_refused() {
             (9, "2024-06-01", "emergency", &["I509"]),
             (9, last, "emergency", &["I509"]),
         ];
-        write_parquet(
-            &tmp.path().join("admissions.parquet"),
-            &[admissions_batch(&rows)],
-        );
+        write_admissions(tmp.path(), &rows);
     };
     // Deaths reach 2026-04-01; admissions end half a year earlier.
     admissions("2025-09-30");
@@ -1081,10 +1080,7 @@ fn windows_that_reach_back_before_the_data_are_named() {
         (9, "2024-06-01", "emergency", &["I509"]),
         (3, "2026-04-01", "emergency", &["I509"]),
     ];
-    write_parquet(
-        &tmp.path().join("admissions.parquet"),
-        &[admissions_batch(&admissions)],
-    );
+    write_admissions(tmp.path(), &admissions);
     let o = evaluate(tmp.path(), &rules, &["--as-of", "2024-09-30"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(
@@ -1132,10 +1128,7 @@ fn windows_that_reach_back_before_the_data_are_named() {
     std::fs::remove_dir_all(tmp.path().join("evaluation")).unwrap();
     admissions[3] = (4, "2023-10-09", "elective", &["I509"]);
     admissions.push((3, "2026-04-01", "emergency", &["I509"]));
-    write_parquet(
-        &tmp.path().join("admissions.parquet"),
-        &[admissions_batch(&admissions)],
-    );
+    write_admissions(tmp.path(), &admissions);
     let o = evaluate(tmp.path(), &rules, &["--as-of", "2024-09-30"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(!stderr(&o).contains("look back before"), "{}", stderr(&o));
@@ -1147,10 +1140,7 @@ fn windows_that_reach_back_before_the_data_are_named() {
     // A day later than that is not.
     std::fs::remove_dir_all(tmp.path().join("evaluation")).unwrap();
     admissions[3].1 = "2023-10-10";
-    write_parquet(
-        &tmp.path().join("admissions.parquet"),
-        &[admissions_batch(&admissions)],
-    );
+    write_admissions(tmp.path(), &admissions);
     let o = evaluate(tmp.path(), &rules, &["--as-of", "2024-09-30"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert!(stderr(&o).contains("look back before"), "{}", stderr(&o));
@@ -1158,9 +1148,9 @@ fn windows_that_reach_back_before_the_data_are_named() {
 
 /// One mistyped date between the data's real end and today (a November
 /// admission in an extract that ends in March) does not move where the
-/// data end: a 30-day stretch with a twentieth of a typical stretch's
-/// events is stray. Nor does an outcome table that begins after the first
-/// window does pass.
+/// data end: a run of 30-day stretches apart from the data and far
+/// sparser than the data next to it is stray. Nor does an outcome table
+/// that begins after the first window does pass.
 #[test]
 fn a_stray_date_does_not_move_where_the_data_end() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1179,10 +1169,7 @@ fn a_stray_date_does_not_move_where_the_data_end() {
         .iter()
         .map(|d| (1, d.as_str(), "emergency", &["I509"][..]))
         .collect();
-    write_parquet(
-        &tmp.path().join("admissions.parquet"),
-        &[admissions_batch(&rows)],
-    );
+    write_admissions(tmp.path(), &rows);
     let o = evaluate(tmp.path(), &rules, &["--as-of", "2025-11-01"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
@@ -1202,10 +1189,7 @@ fn a_stray_date_does_not_move_where_the_data_end() {
     // Admissions from 2024-06-01 cover no window from 2024-03-31.
     let late: Vec<(i64, &str, &str, &[&str])> =
         rows.into_iter().filter(|r| r.1 >= "2024-06-01").collect();
-    write_parquet(
-        &tmp.path().join("admissions.parquet"),
-        &[admissions_batch(&late)],
-    );
+    write_admissions(tmp.path(), &late);
     let o = evaluate(tmp.path(), &rules, &["--as-of", "2024-03-31"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(
